@@ -1,0 +1,710 @@
+//! Avro encoding of the topic contracts, in the two framings DESIGN.md names.
+//!
+//! - Without a schema registry: Avro single-object encoding (`C3 01`, the 8-byte little-endian
+//!   CRC-64-AVRO fingerprint of the schema's canonical form, then the datum).
+//! - With a registry: Confluent wire format (`00`, 4-byte big-endian schema id, then the datum).
+//!
+//! One [`Decoder`] reads both. The schemas are compiled in from `schemas/`, the single source of
+//! truth; nothing here restates a field.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use apache_avro::rabin::Rabin;
+use apache_avro::types::Value;
+use apache_avro::schema::{NamesRef, ResolvedSchema};
+use apache_avro::Schema;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::events::*;
+use crate::registry::RegistryClient;
+
+/// Magic bytes of Avro single-object encoding.
+pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
+/// Magic byte of the Confluent wire format (version 0).
+pub const CONFLUENT_MAGIC: u8 = 0x00;
+
+/// A type with a schema in `schemas/`.
+pub trait Contract: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// File name in `schemas/` without `.avsc`.
+    const SCHEMA_NAME: &'static str;
+    fn schema() -> &'static ContractSchema {
+        contract(Self::SCHEMA_NAME)
+    }
+}
+
+macro_rules! contracts {
+    ($($ty:ty => $file:literal),* $(,)?) => {
+        $(impl Contract for $ty { const SCHEMA_NAME: &'static str = $file; })*
+        /// Every schema file with its text, compiled in.
+        pub const SCHEMA_FILES: &[(&str, &str)] = &[
+            $(($file, include_str!(concat!("../../../schemas/", $file, ".avsc")))),*
+        ];
+    };
+}
+
+contracts! {
+    OrderEvent => "order-event",
+    ProductEvent => "product-event",
+    CustomerEvent => "customer-event",
+    CouponEvent => "coupon-event",
+    ReviewEvent => "review-event",
+    ActionEvent => "action-event",
+    CustomerKey => "customer-key",
+    ProductKey => "product-key",
+    CouponKey => "coupon-key",
+    ActionKey => "action-key",
+    IngestDeadLetter => "ingest-dead-letter",
+    String => "dead-letter-key",
+}
+
+/// A parsed contract schema with what framing needs precomputed.
+#[derive(Debug)]
+pub struct ContractSchema {
+    pub name: &'static str,
+    pub text: &'static str,
+    pub schema: Schema,
+    /// CRC-64-AVRO (Rabin) fingerprint of the parsing canonical form, little-endian.
+    pub fingerprint: [u8; 8],
+}
+
+impl ContractSchema {
+    fn names(&self) -> NamesRef<'_> {
+        ResolvedSchema::try_from(&self.schema)
+            .map(|r| r.get_names().clone())
+            .unwrap_or_default()
+    }
+}
+
+fn all_contracts() -> &'static HashMap<&'static str, ContractSchema> {
+    static CONTRACTS: OnceLock<HashMap<&'static str, ContractSchema>> = OnceLock::new();
+    CONTRACTS.get_or_init(|| {
+        SCHEMA_FILES
+            .iter()
+            .map(|(name, text)| {
+                let schema = Schema::parse_str(text)
+                    .unwrap_or_else(|e| panic!("schemas/{name}.avsc is not valid Avro: {e}"));
+                let fingerprint = fingerprint_of(&schema);
+                (
+                    *name,
+                    ContractSchema {
+                        name,
+                        text,
+                        schema,
+                        fingerprint,
+                    },
+                )
+            })
+            .collect()
+    })
+}
+
+pub fn contract(name: &str) -> &'static ContractSchema {
+    all_contracts()
+        .get(name)
+        .unwrap_or_else(|| panic!("no schema named {name} in schemas/"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("{schema}: value does not match the schema: {source}")]
+    Encode {
+        schema: &'static str,
+        #[source]
+        source: apache_avro::Error,
+    },
+    #[error("{0} bytes are too short for any framing")]
+    TooShort(usize),
+    #[error("unknown framing (first byte {0:#04x}): neither Confluent (0x00) nor single-object (0xC3 0x01)")]
+    UnknownFraming(u8),
+    #[error("single-object fingerprint {0} matches no schema in schemas/")]
+    UnknownFingerprint(String),
+    #[error("schema id {0} is not known and no registry can resolve it")]
+    UnknownSchemaId(i32),
+    #[error("{schema}: cannot decode the datum: {source}")]
+    Decode {
+        schema: &'static str,
+        #[source]
+        source: apache_avro::Error,
+    },
+    #[error("registry: {0}")]
+    Registry(#[from] crate::registry::RegistryError),
+}
+
+/// How a topic's records are framed: fixed per encoder so the hot path only copies bytes.
+#[derive(Clone, Debug)]
+pub enum Framing {
+    SingleObject,
+    Confluent { schema_id: i32 },
+}
+
+/// Encodes one contract type with a precomputed header.
+#[derive(Clone)]
+pub struct Encoder<T: Contract> {
+    header: Vec<u8>,
+    _t: std::marker::PhantomData<fn(&T)>,
+}
+
+impl<T: Contract> Encoder<T> {
+    pub fn new(framing: &Framing) -> Encoder<T> {
+        let header = match framing {
+            Framing::SingleObject => {
+                let mut h = SINGLE_OBJECT_MAGIC.to_vec();
+                h.extend_from_slice(&T::schema().fingerprint);
+                h
+            }
+            Framing::Confluent { schema_id } => {
+                let mut h = vec![CONFLUENT_MAGIC];
+                h.extend_from_slice(&schema_id.to_be_bytes());
+                h
+            }
+        };
+        Encoder {
+            header,
+            _t: std::marker::PhantomData,
+        }
+    }
+
+    pub fn encode(&self, value: &T) -> Result<Vec<u8>, CodecError> {
+        let cs = T::schema();
+        let err = |source| CodecError::Encode {
+            schema: cs.name,
+            source,
+        };
+        let v = apache_avro::to_value(value).map_err(err)?;
+        let v = conform(v, &cs.schema, &cs.names());
+        let mut out = self.header.clone();
+        out.extend(apache_avro::to_avro_datum(&cs.schema, v).map_err(err)?);
+        Ok(out)
+    }
+}
+
+/// Decodes any contract type from either framing.
+#[derive(Clone, Default)]
+pub struct Decoder {
+    registry: Option<RegistryClient>,
+    writer_schemas: Arc<RwLock<HashMap<i32, Arc<(Schema, [u8; 8])>>>>,
+}
+
+impl Decoder {
+    /// A decoder for single-object framing and for Confluent ids it is told about.
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    /// A decoder that can also fetch unknown Confluent schema ids from a registry.
+    pub fn with_registry(registry: RegistryClient) -> Decoder {
+        Decoder {
+            registry: Some(registry),
+            ..Decoder::default()
+        }
+    }
+
+    /// Teaches the decoder a schema id without asking the registry (ids we registered).
+    pub fn learn(&self, id: i32, schema: Schema) {
+        let fingerprint = fingerprint_of(&schema);
+        self.writer_schemas
+            .write()
+            .expect("schema cache poisoned")
+            .insert(id, Arc::new((schema, fingerprint)));
+    }
+
+    pub fn decode<T: Contract>(&self, bytes: &[u8]) -> Result<T, CodecError> {
+        let reader = T::schema();
+        match framing_of(bytes)? {
+            Frame::SingleObject { fingerprint, datum } => {
+                if fingerprint == reader.fingerprint {
+                    return decode_datum(None, reader, datum);
+                }
+                let writer = &all_contracts()
+                    .values()
+                    .find(|c| c.fingerprint == fingerprint)
+                    .ok_or_else(|| CodecError::UnknownFingerprint(hex(&fingerprint)))?
+                    .schema;
+                decode_datum(Some(writer), reader, datum)
+            }
+            Frame::Confluent { schema_id, datum } => {
+                let writer = self
+                    .writer_schemas
+                    .read()
+                    .expect("schema cache poisoned")
+                    .get(&schema_id)
+                    .cloned()
+                    .ok_or(CodecError::UnknownSchemaId(schema_id))?;
+                let (schema, fingerprint) = &*writer;
+                let writer = (*fingerprint != reader.fingerprint).then_some(schema);
+                decode_datum(writer, reader, datum)
+            }
+        }
+    }
+
+    /// Like [`Decoder::decode`], fetching an unknown Confluent schema id from the registry first.
+    pub async fn decode_async<T: Contract>(&self, bytes: &[u8]) -> Result<T, CodecError> {
+        match self.decode(bytes) {
+            Err(CodecError::UnknownSchemaId(id)) => {
+                let registry = self.registry.as_ref().ok_or(CodecError::UnknownSchemaId(id))?;
+                let text = registry.schema_by_id(id).await?;
+                let schema = Schema::parse_str(&text).map_err(|source| CodecError::Decode {
+                    schema: T::SCHEMA_NAME,
+                    source,
+                })?;
+                self.learn(id, schema);
+                self.decode(bytes)
+            }
+            other => other,
+        }
+    }
+}
+
+enum Frame<'a> {
+    SingleObject { fingerprint: [u8; 8], datum: &'a [u8] },
+    Confluent { schema_id: i32, datum: &'a [u8] },
+}
+
+fn framing_of(bytes: &[u8]) -> Result<Frame<'_>, CodecError> {
+    match bytes {
+        [0xC3, 0x01, rest @ ..] if rest.len() >= 8 => {
+            let mut fingerprint = [0u8; 8];
+            fingerprint.copy_from_slice(&rest[..8]);
+            Ok(Frame::SingleObject {
+                fingerprint,
+                datum: &rest[8..],
+            })
+        }
+        [CONFLUENT_MAGIC, a, b, c, d, datum @ ..] => Ok(Frame::Confluent {
+            schema_id: i32::from_be_bytes([*a, *b, *c, *d]),
+            datum,
+        }),
+        [first, ..] if bytes.len() >= 5 => Err(CodecError::UnknownFraming(*first)),
+        _ => Err(CodecError::TooShort(bytes.len())),
+    }
+}
+
+/// Decodes a datum written with `writer` (None: the reader's own schema, no resolution).
+fn decode_datum<T: Contract>(
+    writer: Option<&Schema>,
+    reader: &'static ContractSchema,
+    mut datum: &[u8],
+) -> Result<T, CodecError> {
+    let err = |source| CodecError::Decode {
+        schema: reader.name,
+        source,
+    };
+    let value = match writer {
+        None => apache_avro::from_avro_datum(&reader.schema, &mut datum, None),
+        Some(w) => apache_avro::from_avro_datum_reader_schemata(
+            w,
+            vec![w],
+            &mut datum,
+            Some(&reader.schema),
+            vec![&reader.schema],
+        ),
+    }
+    .map_err(err)?;
+    apache_avro::from_value(&plain(value)).map_err(err)
+}
+
+fn fingerprint_of(schema: &Schema) -> [u8; 8] {
+    let fp = schema.fingerprint::<Rabin>().bytes;
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&fp[..8]);
+    out
+}
+
+/// Rewrites what serde's derive cannot read from a decoded value: enum symbols become strings
+/// (unions, decimals and timestamps are read as they are).
+fn plain(v: Value) -> Value {
+    match v {
+        Value::Union(i, inner) => Value::Union(i, Box::new(plain(*inner))),
+        Value::Enum(_, symbol) => Value::String(symbol),
+        Value::Record(fields) => {
+            Value::Record(fields.into_iter().map(|(k, v)| (k, plain(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(plain).collect()),
+        other => other,
+    }
+}
+
+/// Gives serde's plain values the shapes the schema names: longs become timestamps, bytes
+/// decimals, strings enum symbols, and union branches are chosen by the schema. Whatever still
+/// does not fit is refused by the writer's validation.
+fn conform(v: Value, schema: &Schema, names: &NamesRef<'_>) -> Value {
+    match (schema, v) {
+        (Schema::Ref { name }, v) => match names.get(name) {
+            Some(s) => conform(v, s, names),
+            None => v,
+        },
+        (Schema::Union(u), v) => {
+            let inner = match v {
+                Value::Union(_, inner) => *inner,
+                other => other,
+            };
+            let variants = u.variants();
+            let pick = if inner == Value::Null {
+                variants.iter().position(|s| *s == Schema::Null)
+            } else {
+                variants.iter().position(|s| *s != Schema::Null)
+            };
+            match pick {
+                Some(i) => Value::Union(i as u32, Box::new(conform(inner, &variants[i], names))),
+                None => inner,
+            }
+        }
+        (Schema::Record(r), Value::Record(fields)) => Value::Record(
+            fields
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = match r.lookup.get(&k) {
+                        Some(&i) => conform(v, &r.fields[i].schema, names),
+                        None => v,
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        (Schema::Array(a), Value::Array(items)) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| conform(v, &a.items, names))
+                .collect(),
+        ),
+        (Schema::Enum(e), Value::String(s) | Value::Enum(_, s)) => {
+            match e.symbols.iter().position(|x| *x == s) {
+                Some(i) => Value::Enum(i as u32, s),
+                None => Value::String(s),
+            }
+        }
+        (Schema::Decimal(_), Value::Bytes(b)) => Value::Decimal(apache_avro::Decimal::from(b)),
+        (Schema::TimestampMillis, Value::Long(t)) => Value::TimestampMillis(t),
+        (_, v) => v,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Money;
+    use chrono::{TimeZone, Utc};
+
+    fn envelope() -> Envelope {
+        Envelope {
+            event_id: "0123456789abcdef0123456789abcdef".into(),
+            shop_id: "eu".into(),
+            source: "https://shop.example.com/".into(),
+            wc_topic: "order.updated".into(),
+            webhook_id: Some(42),
+            delivery_id: None,
+            correlation_id: "c-1".into(),
+            received_at: Utc.with_ymd_and_hms(2026, 11, 22, 8, 0, 0).unwrap(),
+            origin: Origin::Webhook,
+        }
+    }
+
+    fn m(s: &str) -> Money {
+        s.parse().unwrap()
+    }
+
+    fn address() -> Address {
+        Address {
+            first_name: Some("Zoë".into()),
+            email: Some("zoe@example.com".into()),
+            country: Some("PL".into()),
+            ..Address::default()
+        }
+    }
+
+    fn order() -> Order {
+        let t = Some(Utc.with_ymd_and_hms(2017, 3, 22, 19, 28, 2).unwrap());
+        Order {
+            id: 727,
+            parent_id: None,
+            number: "727".into(),
+            created_via: Some("checkout".into()),
+            status: OrderStatus::OnHold,
+            status_slug: "on-hold".into(),
+            currency: "PLN".into(),
+            prices_include_tax: true,
+            created_at: t,
+            modified_at: t,
+            paid_at: None,
+            completed_at: t,
+            total: m("29.35"),
+            total_tax: m("1.35"),
+            subtotal: m("18.00"),
+            discount_total: m("0"),
+            discount_tax: m("0"),
+            shipping_total: m("10.00"),
+            shipping_tax: m("0"),
+            cart_tax: m("1.35"),
+            fee_total: m("-2.5"),
+            refunded_total: m("10"),
+            customer_id: None,
+            customer_key: "guest:abc".into(),
+            email_hash: Some("abc".into()),
+            billing: Some(address()),
+            shipping: None,
+            payment_method: Some("bacs".into()),
+            payment_method_title: None,
+            transaction_id: None,
+            line_items: vec![LineItem {
+                id: 315,
+                product_id: Some(93),
+                variation_id: None,
+                name: "Woo Single #1".into(),
+                sku: None,
+                quantity: 2,
+                subtotal: m("6.00"),
+                subtotal_tax: m("0.45"),
+                total: m("6.00"),
+                total_tax: m("0.45"),
+                category_ids: vec![9, 14],
+            }],
+            coupon_codes: vec!["FLASH10".into()],
+            refunds: vec![Refund {
+                id: 726,
+                reason: None,
+                amount: m("10.00"),
+            }],
+        }
+    }
+
+    fn round_trip<T: Contract + PartialEq + std::fmt::Debug>(value: T) {
+        for framing in [Framing::SingleObject, Framing::Confluent { schema_id: 7 }] {
+            let bytes = Encoder::<T>::new(&framing).encode(&value).unwrap();
+            let decoder = Decoder::new();
+            decoder.learn(7, T::schema().schema.clone());
+            let back: T = decoder.decode(&bytes).unwrap();
+            assert_eq!(back, value, "{} via {framing:?}", T::SCHEMA_NAME);
+        }
+    }
+
+    #[test]
+    fn every_type_round_trips_through_its_schema() {
+        round_trip(OrderEvent {
+            envelope: envelope(),
+            action: Action::Updated,
+            order_id: 727,
+            order: Some(order()),
+        });
+        round_trip(OrderEvent {
+            envelope: envelope(),
+            action: Action::Deleted,
+            order_id: 727,
+            order: None,
+        });
+        round_trip(ProductEvent {
+            envelope: envelope(),
+            action: Action::Created,
+            product_id: 799,
+            product: Some(Product {
+                id: 799,
+                parent_id: Some(1),
+                product_type: "variation".into(),
+                name: "Ship Your Idea".into(),
+                slug: "ship-your-idea".into(),
+                sku: Some("Bar3".into()),
+                status: "publish".into(),
+                price: Some(m("21.99")),
+                regular_price: Some(m("21.99")),
+                sale_price: None,
+                on_sale: false,
+                manage_stock: true,
+                stock_quantity: Some(-3),
+                stock_status: "onbackorder".into(),
+                low_stock_amount: Some(5),
+                categories: vec![Category {
+                    id: 9,
+                    name: "Clothing".into(),
+                    slug: "clothing".into(),
+                }],
+                variation_ids: vec![800, 801],
+                total_sales: Some(0),
+                created_at: None,
+                modified_at: Some(Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap()),
+            }),
+        });
+        round_trip(CustomerEvent {
+            envelope: envelope(),
+            action: Action::Restored,
+            customer_id: 25,
+            customer: Some(CustomerRecord {
+                id: 25,
+                email: Some("john.doe@example.com".into()),
+                email_hash: Some("h".into()),
+                first_name: Some("John".into()),
+                last_name: None,
+                username: Some("john.doe".into()),
+                role: "customer".into(),
+                billing: Some(address()),
+                shipping: Some(Address::default()),
+                is_paying_customer: false,
+                created_at: None,
+                modified_at: None,
+            }),
+        });
+        round_trip(CouponEvent {
+            envelope: envelope(),
+            action: Action::Updated,
+            coupon_id: 719,
+            coupon: Some(Coupon {
+                id: 719,
+                code: "10off".into(),
+                amount: m("10.00"),
+                discount_type: "percent".into(),
+                usage_count: 3,
+                usage_limit: None,
+                expires_at: None,
+                created_at: None,
+                modified_at: None,
+            }),
+        });
+        round_trip(ReviewEvent {
+            envelope: envelope(),
+            action: Action::Created,
+            review_id: 22,
+            review: Some(Review {
+                id: 22,
+                product_id: 22,
+                product_name: None,
+                status: "approved".into(),
+                rating: 1,
+                verified: true,
+                reviewer_email_hash: Some("h".into()),
+                text: "Nice album!".into(),
+                created_at: None,
+            }),
+        });
+        round_trip(ActionEvent {
+            envelope: envelope(),
+            action_name: "woocommerce_low_stock".into(),
+            arg_json: "{\"id\":1}".into(),
+        });
+        round_trip(CustomerKey {
+            shop_id: "eu".into(),
+            customer: "25".into(),
+        });
+        round_trip(ProductKey {
+            shop_id: "eu".into(),
+            product_id: 1,
+        });
+        round_trip(CouponKey {
+            shop_id: "eu".into(),
+            coupon_id: 1,
+        });
+        round_trip(ActionKey {
+            shop_id: "eu".into(),
+            action_name: "x".into(),
+        });
+        round_trip(IngestDeadLetter {
+            received_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            correlation_id: "c".into(),
+            shop_id: None,
+            source: Some("https://shop.example.com/".into()),
+            wc_topic: Some("order.created".into()),
+            webhook_id: None,
+            delivery_id: None,
+            content_type: Some("application/json".into()),
+            reason_code: "invalid_json".into(),
+            reason: "expected value at line 1 column 1".into(),
+            body_sha256: "00".into(),
+            body_encryption: "none".into(),
+            body: vec![0, 159, 146, 150],
+        });
+        round_trip("a correlation id".to_string());
+    }
+
+    #[test]
+    fn every_schema_file_has_a_rust_type() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".avsc"))
+            .map(|n| n.trim_end_matches(".avsc").to_string())
+            .collect();
+        files.sort();
+        let mut known: Vec<String> = SCHEMA_FILES.iter().map(|(n, _)| n.to_string()).collect();
+        known.sort();
+        assert_eq!(files, known);
+    }
+
+    /// Named types defined in several self-contained schema files must not drift apart.
+    #[test]
+    fn shared_named_types_are_identical_in_every_file() {
+        fn collect(v: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+            match v {
+                serde_json::Value::Object(o) => {
+                    if let (Some(name), Some(_)) = (o.get("name"), o.get("type")) {
+                        if matches!(o["type"].as_str(), Some("record" | "enum" | "fixed")) {
+                            out.push((name.as_str().unwrap().to_string(), v.clone()));
+                        }
+                    }
+                    o.values().for_each(|x| collect(x, out));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
+                _ => {}
+            }
+        }
+        let mut seen: HashMap<String, (String, serde_json::Value)> = HashMap::new();
+        for (file, text) in SCHEMA_FILES {
+            let mut named = Vec::new();
+            collect(&serde_json::from_str(text).unwrap(), &mut named);
+            for (name, def) in named {
+                if let Some((first, earlier)) = seen.get(&name) {
+                    assert_eq!(earlier, &def, "{name} differs between {first} and {file}");
+                } else {
+                    seen.insert(name, (file.to_string(), def));
+                }
+            }
+        }
+        assert!(seen.contains_key("Envelope") && seen.contains_key("Address"));
+    }
+
+    #[test]
+    fn framing_headers_are_as_specified() {
+        let key = CustomerKey {
+            shop_id: "eu".into(),
+            customer: "1".into(),
+        };
+        let so = Encoder::<CustomerKey>::new(&Framing::SingleObject)
+            .encode(&key)
+            .unwrap();
+        assert_eq!(&so[..2], &[0xC3, 0x01]);
+        assert_eq!(&so[2..10], &CustomerKey::schema().fingerprint);
+        let cf = Encoder::<CustomerKey>::new(&Framing::Confluent { schema_id: 258 })
+            .encode(&key)
+            .unwrap();
+        assert_eq!(&cf[..5], &[0, 0, 0, 1, 2]);
+        assert_eq!(&so[10..], &cf[5..], "same datum under both framings");
+        // An unknown id is reported, not guessed.
+        assert!(matches!(
+            Decoder::new().decode::<CustomerKey>(&cf),
+            Err(CodecError::UnknownSchemaId(258))
+        ));
+        assert!(matches!(
+            Decoder::new().decode::<CustomerKey>(b"{\"json\":1}"),
+            Err(CodecError::UnknownFraming(b'{'))
+        ));
+    }
+
+    #[test]
+    fn values_that_break_the_schema_are_refused() {
+        let mut o = order();
+        o.line_items[0].quantity = 1;
+        let bytes = Encoder::<OrderEvent>::new(&Framing::SingleObject)
+            .encode(&OrderEvent {
+                envelope: envelope(),
+                action: Action::Created,
+                order_id: 1,
+                order: Some(o),
+            })
+            .unwrap();
+        // Decoding with the wrong reader type fails loudly instead of mis-reading.
+        assert!(Decoder::new().decode::<ProductEvent>(&bytes).is_err());
+    }
+}

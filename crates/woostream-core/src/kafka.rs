@@ -1,0 +1,223 @@
+//! Kafka client set-up shared by every role: producer settings woostream relies on, topic
+//! creation through the admin API, broker reachability, and the embedded mock cluster.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, Producer};
+
+use crate::config::{KafkaConfig, TopicsConfig};
+
+/// librdkafka settings woostream's guarantees depend on; the configuration may not override them.
+pub const RESERVED_PRODUCER_OPTIONS: &[&str] = &[
+    "bootstrap.servers",
+    "acks",
+    "enable.idempotence",
+    "partitioner",
+    "max.in.flight.requests.per.connection",
+];
+
+/// Base client settings: servers, client id, then the user's passthrough options.
+pub fn client_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("client.id", &kafka.client_id)
+        // Tansu and some proxies advertise 127.0.0.1; never let librdkafka try ::1 first.
+        .set("broker.address.family", "v4");
+    for (k, v) in &kafka.options {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The producer every role writes with: idempotent, acks=all, murmur2 partitioning so that Java
+/// clients agree on where a key lives.
+pub fn producer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
+    let mut c = client_config(kafka, bootstrap);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("max.in.flight.requests.per.connection", "5")
+        .set("linger.ms", kafka.linger_ms.to_string())
+        .set("compression.codec", &kafka.compression)
+        .set("message.timeout.ms", kafka.delivery_timeout_ms.to_string());
+    c
+}
+
+pub fn create_producer(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<FutureProducer> {
+    producer_config(kafka, bootstrap)
+        .create()
+        .with_context(|| format!("creating the Kafka producer for {bootstrap}"))
+}
+
+/// Asks the cluster for metadata (a blocking librdkafka call, so off the async threads).
+pub async fn broker_reachable(producer: &FutureProducer, timeout: Duration) -> bool {
+    let client = producer.clone();
+    tokio::task::spawn_blocking(move || {
+        client
+            .client()
+            .fetch_metadata(None, timeout)
+            .map(|m| !m.brokers().is_empty())
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Creates the configured topics that do not exist yet, then checks that the topics keyed by
+/// customer have the same number of partitions.
+pub async fn ensure_topics(
+    kafka: &KafkaConfig,
+    bootstrap: &str,
+    topics: &TopicsConfig,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka, bootstrap)
+        .create()
+        .context("creating the Kafka admin client")?;
+    if topics.create {
+        let settings: Vec<(String, i32, i32, String, Option<String>)> = topics
+            .all()
+            .iter()
+            .map(|(_, t)| {
+                (
+                    t.name.clone(),
+                    topics.partitions_of(t),
+                    topics.replication_of(t),
+                    t.cleanup_policy.clone(),
+                    t.retention_ms.map(|r| r.to_string()),
+                )
+            })
+            .collect();
+        let new_topics: Vec<NewTopic> = settings
+            .iter()
+            .map(|(name, partitions, rf, policy, retention)| {
+                let t = NewTopic::new(name, *partitions, TopicReplication::Fixed(*rf))
+                    .set("cleanup.policy", policy);
+                match retention {
+                    Some(r) => t.set("retention.ms", r),
+                    None => t,
+                }
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin
+            .create_topics(&new_topics, &options)
+            .await
+            .context("creating topics through the admin API")?;
+        for result in results {
+            match result {
+                Ok(name) => tracing::info!(topic = %name, "Created topic."),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => bail!("creating topic {name}: {code}"),
+            }
+        }
+    }
+    let names: Vec<String> = topics.all().iter().map(|(_, t)| t.name.clone()).collect();
+    let counts = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, usize)>> {
+        let mut out = Vec::new();
+        for name in names {
+            let md = admin
+                .inner()
+                .fetch_metadata(Some(&name), Duration::from_secs(10))
+                .with_context(|| format!("reading metadata of topic {name}"))?;
+            let n = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == name)
+                .map_or(0, |t| t.partitions().len());
+            out.push((name, n));
+        }
+        Ok(out)
+    })
+    .await??;
+    let count = |name: &str| counts.iter().find(|(n, _)| n == name).map_or(0, |(_, c)| *c);
+    for (key, t) in topics.all() {
+        if count(&t.name) == 0 {
+            bail!(
+                "topic {} (topics.{key}) does not exist and topics.create is false",
+                t.name
+            );
+        }
+    }
+    let (orders, customers) = (count(&topics.orders.name), count(&topics.customers.name));
+    if orders != customers {
+        bail!(
+            "topics {} ({orders} partitions) and {} ({customers} partitions) are both keyed by customer and must have the same partition count",
+            topics.orders.name,
+            topics.customers.name
+        );
+    }
+    Ok(())
+}
+
+/// librdkafka's in-process mock cluster, kept on its own thread (it is not `Send`) for as long
+/// as this handle lives. The embedded default for `woostream run` and for fast tests.
+pub struct EmbeddedKafka {
+    bootstrap: String,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EmbeddedKafka {
+    /// Starts `brokers` mock brokers and creates the configured topics on them (the mock
+    /// cluster does not serve the admin API).
+    pub fn start(brokers: i32, topics: &TopicsConfig) -> anyhow::Result<EmbeddedKafka> {
+        let specs: Vec<(String, i32)> = topics
+            .all()
+            .iter()
+            .map(|(_, t)| (t.name.clone(), topics.partitions_of(t)))
+            .collect();
+        let replication = topics.replication_factor.min(brokers);
+        let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<String>>();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("embedded-kafka".into())
+            .spawn(move || {
+                let cluster = match MockCluster::new(brokers) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow::anyhow!("starting the mock cluster: {e}")));
+                        return;
+                    }
+                };
+                for (name, partitions) in &specs {
+                    if let Err(e) = cluster.create_topic(name, *partitions, replication) {
+                        let _ = ready_tx.send(Err(anyhow::anyhow!("creating {name}: {e}")));
+                        return;
+                    }
+                }
+                let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+                // Blocks until the handle is dropped.
+                let _ = stop_rx.recv();
+                drop(cluster);
+            })
+            .context("spawning the embedded Kafka thread")?;
+        let bootstrap = ready_rx
+            .recv()
+            .context("the embedded Kafka thread ended before starting")??;
+        Ok(EmbeddedKafka {
+            bootstrap,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+}
+
+impl Drop for EmbeddedKafka {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

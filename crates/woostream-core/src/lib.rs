@@ -1,0 +1,32 @@
+//! The shared core of woostream: configuration, the canonical events and their Avro codec,
+//! Kafka client set-up, the operations server and shutdown. No role logic lives here.
+
+pub mod codec;
+pub mod config;
+pub mod events;
+pub mod kafka;
+pub mod money;
+pub mod ops;
+pub mod registry;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use money::Money;
+
+/// Kafka header names woostream writes on every record.
+pub mod headers {
+    /// Follows one event from webhook to Slack/CRM.
+    pub const CORRELATION_ID: &str = "woostream-correlation-id";
+    /// The deterministic event id (also in the envelope).
+    pub const EVENT_ID: &str = "woostream-event-id";
+    /// X-WC-Webhook-Delivery-ID.
+    pub const DELIVERY_ID: &str = "woostream-delivery-id";
+    /// X-WC-Webhook-Topic, e.g. order.updated.
+    pub const WC_TOPIC: &str = "woostream-wc-topic";
+    /// X-WC-Webhook-Source.
+    pub const SOURCE: &str = "woostream-source";
+    /// The configured shop id.
+    pub const SHOP: &str = "woostream-shop";
+    /// The contract (schema file name) the value is written with.
+    pub const SCHEMA: &str = "woostream-schema";
+}

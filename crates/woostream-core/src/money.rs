@@ -1,0 +1,237 @@
+//! Money and UTC timestamps as the Avro contract carries them.
+//!
+//! Money is `bytes` with logical type `decimal(24, 6)`: six decimal places hold every ISO 4217
+//! currency and WooCommerce's un-rounded tax amounts; values with more places are rounded half to
+//! even. Timestamps are `timestamp-millis`, always UTC.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Scale of every money field in `schemas/` (`"scale": 6`).
+pub const MONEY_SCALE: u32 = 6;
+
+/// An amount of money in the order's currency. Never a float.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Money(Decimal);
+
+impl Money {
+    pub const ZERO: Money = Money(Decimal::ZERO);
+
+    /// Rounds to the contract's scale so that what is encoded is exactly what is kept.
+    pub fn new(amount: Decimal) -> Money {
+        Money(
+            amount
+                .round_dp_with_strategy(MONEY_SCALE, RoundingStrategy::MidpointNearestEven)
+                .normalize(),
+        )
+    }
+
+    pub fn amount(&self) -> Decimal {
+        self.0
+    }
+
+    /// Unscaled big-endian two's-complement bytes, as Avro's decimal logical type stores them.
+    pub fn to_avro_bytes(&self) -> Vec<u8> {
+        let mut d = self.0;
+        d.rescale(MONEY_SCALE);
+        let unscaled = d.mantissa();
+        let bytes = unscaled.to_be_bytes();
+        // Shortest two's-complement form: drop leading bytes that only repeat the sign.
+        let mut start = 0;
+        while start < bytes.len() - 1 {
+            let (b, next) = (bytes[start], bytes[start + 1]);
+            if (b == 0x00 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
+                start += 1;
+            } else {
+                break;
+            }
+        }
+        bytes[start..].to_vec()
+    }
+
+    pub fn from_avro_bytes(bytes: &[u8]) -> Result<Money, String> {
+        if bytes.is_empty() || bytes.len() > 16 {
+            return Err(format!(
+                "decimal of {} bytes does not fit a money amount",
+                bytes.len()
+            ));
+        }
+        let fill = if bytes[0] & 0x80 != 0 { 0xff } else { 0x00 };
+        let mut buf = [fill; 16];
+        buf[16 - bytes.len()..].copy_from_slice(bytes);
+        let unscaled = i128::from_be_bytes(buf);
+        Decimal::try_from_i128_with_scale(unscaled, MONEY_SCALE)
+            .map(|d| Money(d.normalize()))
+            .map_err(|e| format!("decimal out of range: {e}"))
+    }
+
+    pub fn checked_add(self, other: Money) -> Option<Money> {
+        self.0.checked_add(other.0).map(Money::new)
+    }
+}
+
+impl std::ops::Add for Money {
+    type Output = Money;
+    fn add(self, other: Money) -> Money {
+        Money::new(self.0 + other.0)
+    }
+}
+
+impl std::iter::Sum for Money {
+    fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
+        iter.fold(Money::ZERO, |a, b| a + b)
+    }
+}
+
+impl FromStr for Money {
+    type Err = rust_decimal::Error;
+    fn from_str(s: &str) -> Result<Money, Self::Err> {
+        let s = s.trim();
+        Decimal::from_str(s)
+            .or_else(|_| Decimal::from_scientific(s))
+            .map(Money::new)
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.to_avro_bytes())
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Money, D::Error> {
+        struct MoneyVisitor;
+        impl<'de> Visitor<'de> for MoneyVisitor {
+            type Value = Money;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("Avro decimal bytes")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Money, E> {
+                Money::from_avro_bytes(v).map_err(E::custom)
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Money, E> {
+                self.visit_bytes(&v)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Money, A::Error> {
+                let mut bytes = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    bytes.push(b);
+                }
+                self.visit_bytes(&bytes)
+            }
+        }
+        d.deserialize_bytes(MoneyVisitor)
+    }
+}
+
+/// Parses WooCommerce's `*_gmt` timestamps, which are UTC written without a zone
+/// (`2017-03-22T19:28:02`). Offsets and a trailing `Z` are accepted too.
+pub fn parse_wc_gmt(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        return Some(dt.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(Utc.from_utc_datetime(&naive));
+        }
+    }
+    None
+}
+
+/// serde adapter: `DateTime<Utc>` as Avro `timestamp-millis`.
+pub mod ts_millis {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(t.timestamp_millis())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let ms = i64::deserialize(d)?;
+        DateTime::from_timestamp_millis(ms)
+            .ok_or_else(|| de::Error::custom(format!("timestamp {ms} ms out of range")))
+    }
+
+    /// `Option<DateTime<Utc>>` as `["null", timestamp-millis]`.
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => s.serialize_some(&t.timestamp_millis()),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            match Option::<i64>::deserialize(d)? {
+                None => Ok(None),
+                Some(ms) => DateTime::from_timestamp_millis(ms)
+                    .map(Some)
+                    .ok_or_else(|| de::Error::custom(format!("timestamp {ms} ms out of range"))),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_bytes_round_trip_including_negative_and_sign_boundaries() {
+        for s in [
+            "0", "29.35", "-10.00", "0.000001", "127", "128", "-128", "-129", "3.3333333",
+            "99999999999.999999",
+        ] {
+            let m: Money = s.parse().unwrap();
+            let back = Money::from_avro_bytes(&m.to_avro_bytes()).unwrap();
+            assert_eq!(m, back, "{s}");
+        }
+        // 29.35 at scale 6 is 29_350_000 = 0x01BFD870.
+        assert_eq!(
+            "29.35".parse::<Money>().unwrap().to_avro_bytes(),
+            vec![0x01, 0xBF, 0xD8, 0x70]
+        );
+        // Rounded half to even at the sixth place.
+        assert_eq!(
+            "3.3333335".parse::<Money>().unwrap().to_string(),
+            "3.333334"
+        );
+        assert_eq!(
+            "-0.0000005".parse::<Money>().unwrap().to_avro_bytes(),
+            vec![0]
+        );
+    }
+
+    #[test]
+    fn wc_gmt_dates_are_utc_without_zone() {
+        let t = parse_wc_gmt("2017-03-22T19:28:02").unwrap();
+        assert_eq!(t.to_rfc3339(), "2017-03-22T19:28:02+00:00");
+        assert_eq!(
+            parse_wc_gmt("2017-03-22T21:28:02+02:00").unwrap(),
+            t,
+            "an explicit offset is honoured"
+        );
+        assert_eq!(parse_wc_gmt(""), None);
+        assert_eq!(parse_wc_gmt("yesterday"), None);
+    }
+}

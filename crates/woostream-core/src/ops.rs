@@ -1,0 +1,118 @@
+//! The operations endpoints every role serves: `/metrics` (Prometheus), `/healthz` (the process
+//! runs) and `/readyz` (every readiness condition holds, e.g. the broker is reachable).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio_util::sync::CancellationToken;
+
+/// Named readiness conditions; ready when all hold.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    conditions: Arc<RwLock<BTreeMap<&'static str, Arc<AtomicBool>>>>,
+}
+
+impl Readiness {
+    /// Registers a condition (initially not holding) and returns its switch.
+    pub fn condition(&self, name: &'static str) -> Arc<AtomicBool> {
+        self.conditions
+            .write()
+            .expect("poisoned")
+            .entry(name)
+            .or_insert_with(|| Arc::new(AtomicBool::new(false)))
+            .clone()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.conditions
+            .read()
+            .expect("poisoned")
+            .values()
+            .all(|c| c.load(Ordering::Relaxed))
+    }
+
+    fn report(&self) -> String {
+        let c = self.conditions.read().expect("poisoned");
+        let items: Vec<String> = c
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{}", v.load(Ordering::Relaxed)))
+            .collect();
+        format!("{{{}}}", items.join(","))
+    }
+}
+
+#[derive(Clone)]
+struct OpsState {
+    registry: Registry,
+    readiness: Readiness,
+}
+
+pub fn router(registry: Registry, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(OpsState {
+            registry,
+            readiness,
+        })
+}
+
+async fn metrics(State(s): State<OpsState>) -> impl IntoResponse {
+    let mut buf = Vec::new();
+    let encoder = TextEncoder::new();
+    match encoder.encode(&s.registry.gather(), &mut buf) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, encoder.format_type().to_string())],
+            buf,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain".to_string())],
+            e.to_string().into_bytes(),
+        ),
+    }
+}
+
+async fn readyz(State(s): State<OpsState>) -> impl IntoResponse {
+    let status = if s.readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        s.readiness.report(),
+    )
+}
+
+/// Binds the ops server and serves it until `shutdown`; returns the bound address.
+pub async fn serve(
+    listen: SocketAddr,
+    registry: Registry,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the ops server to {listen}"))?;
+    let addr = listener.local_addr()?;
+    let app = router(registry, readiness);
+    let handle = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+    });
+    Ok((addr, handle))
+}
