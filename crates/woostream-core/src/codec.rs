@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use apache_avro::rabin::Rabin;
-use apache_avro::types::Value;
 use apache_avro::schema::{NamesRef, ResolvedSchema};
+use apache_avro::types::Value;
 use apache_avro::Schema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -243,7 +243,10 @@ impl Decoder {
     pub async fn decode_async<T: Contract>(&self, bytes: &[u8]) -> Result<T, CodecError> {
         match self.decode(bytes) {
             Err(CodecError::UnknownSchemaId(id)) => {
-                let registry = self.registry.as_ref().ok_or(CodecError::UnknownSchemaId(id))?;
+                let registry = self
+                    .registry
+                    .as_ref()
+                    .ok_or(CodecError::UnknownSchemaId(id))?;
                 let text = registry.schema_by_id(id).await?;
                 let schema = Schema::parse_str(&text).map_err(|source| CodecError::Decode {
                     schema: T::SCHEMA_NAME,
@@ -258,8 +261,14 @@ impl Decoder {
 }
 
 enum Frame<'a> {
-    SingleObject { fingerprint: [u8; 8], datum: &'a [u8] },
-    Confluent { schema_id: i32, datum: &'a [u8] },
+    SingleObject {
+        fingerprint: [u8; 8],
+        datum: &'a [u8],
+    },
+    Confluent {
+        schema_id: i32,
+        datum: &'a [u8],
+    },
 }
 
 fn framing_of(bytes: &[u8]) -> Result<Frame<'_>, CodecError> {

@@ -301,11 +301,9 @@ impl fmt::Debug for ShopConfig {
 
 impl ShopConfig {
     pub fn resolved_secret(&self) -> Option<String> {
-        self.secret.clone().or_else(|| {
-            self.secret_env
-                .as_ref()
-                .and_then(|v| std::env::var(v).ok())
-        })
+        self.secret
+            .clone()
+            .or_else(|| self.secret_env.as_ref().and_then(|v| std::env::var(v).ok()))
     }
 }
 
@@ -745,9 +743,9 @@ fn apply_env_overrides(
                     entry
                 }
                 serde_json::Value::Array(items) => {
-                    let idx: usize = seg.parse().map_err(|_| {
-                        env_err(format!("expected a list index, found {seg:?}"))
-                    })?;
+                    let idx: usize = seg
+                        .parse()
+                        .map_err(|_| env_err(format!("expected a list index, found {seg:?}")))?;
                     if idx > items.len() {
                         return Err(env_err(format!(
                             "list index {idx} skips entries (the list has {})",
@@ -785,7 +783,13 @@ fn apply_env_overrides(
         origin: "environment".into(),
         line: None,
         column: None,
-        key: Some(overrides.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")),
+        key: Some(
+            overrides
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         message: e.to_string(),
     })
 }
@@ -841,7 +845,10 @@ secret = "other"
         let text = "[kafka]\nbootstrap_servers = \"x:1\"\nbootstrap_server = \"typo\"\n";
         let e = Config::from_text("w.toml", text, no_env()).unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
-        assert!(e.message.contains("unknown field `bootstrap_server`"), "{e}");
+        assert!(
+            e.message.contains("unknown field `bootstrap_server`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -136,7 +136,12 @@ pub async fn ensure_topics(
         Ok(out)
     })
     .await??;
-    let count = |name: &str| counts.iter().find(|(n, _)| n == name).map_or(0, |(_, c)| *c);
+    let count = |name: &str| {
+        counts
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, c)| *c)
+    };
     for (key, t) in topics.all() {
         if count(&t.name) == 0 {
             bail!(
@@ -182,7 +187,8 @@ impl EmbeddedKafka {
                 let cluster = match MockCluster::new(brokers) {
                     Ok(c) => c,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(anyhow::anyhow!("starting the mock cluster: {e}")));
+                        let _ =
+                            ready_tx.send(Err(anyhow::anyhow!("starting the mock cluster: {e}")));
                         return;
                     }
                 };

@@ -172,7 +172,10 @@ pub mod ts_millis {
     pub mod option {
         use super::*;
 
-        pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match t {
                 Some(t) => s.serialize_some(&t.timestamp_millis()),
                 None => s.serialize_none(),
@@ -199,7 +202,15 @@ mod tests {
     #[test]
     fn money_bytes_round_trip_including_negative_and_sign_boundaries() {
         for s in [
-            "0", "29.35", "-10.00", "0.000001", "127", "128", "-128", "-129", "3.3333333",
+            "0",
+            "29.35",
+            "-10.00",
+            "0.000001",
+            "127",
+            "128",
+            "-128",
+            "-129",
+            "3.3333333",
             "99999999999.999999",
         ] {
             let m: Money = s.parse().unwrap();

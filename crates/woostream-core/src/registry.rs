@@ -91,7 +91,11 @@ impl RegistryClient {
 
     /// Registers `schema` under `subject` (idempotent in the registry) and returns its global id.
     /// Ids are cached per subject and schema, so start-up asks once.
-    pub async fn register(&self, subject: &str, schema: &'static str) -> Result<i32, RegistryError> {
+    pub async fn register(
+        &self,
+        subject: &str,
+        schema: &'static str,
+    ) -> Result<i32, RegistryError> {
         let cache_key = (subject.to_string(), schema);
         if let Some(id) = self.registered.lock().expect("poisoned").get(&cache_key) {
             return Ok(*id);
