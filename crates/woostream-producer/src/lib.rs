@@ -1,8 +1,122 @@
 //! woostream's producer role: the only thing WooCommerce talks to.
 //!
 //! `signature` and `normalise` are pure; `publish` and `spool` are the Kafka and disk edges;
-//! `server` is the HTTP edge that ties them together.
+//! `server` is the HTTP edge; [`start`] wires them together.
 
+pub mod metrics;
 pub mod normalise;
+pub mod publish;
+pub mod server;
 pub mod signature;
+pub mod spool;
 pub mod woo;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::producer::Producer;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use woostream_core::config::Config;
+use woostream_core::kafka;
+use woostream_core::ops::Readiness;
+use woostream_core::registry::RegistryClient;
+
+use crate::metrics::Metrics;
+use crate::publish::{Encoders, Publisher, Topics};
+use crate::spool::Spool;
+
+/// A started producer: where it listens and the task that ends after a graceful shutdown.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the producer role against `bootstrap` and serves webhooks until `shutdown`; then it
+/// stops accepting, finishes in-flight requests and flushes the Kafka producer.
+pub async fn start(
+    config: &Config,
+    bootstrap: &str,
+    registry: &prometheus::Registry,
+    readiness: &Readiness,
+    shutdown: CancellationToken,
+    create_topics: bool,
+) -> anyhow::Result<Running> {
+    if config.shops.is_empty() {
+        anyhow::bail!("no shops are configured: add a [[shops]] entry with id, source and secret");
+    }
+    let metrics = Metrics::register(registry).context("registering producer metrics")?;
+    if create_topics {
+        kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
+    }
+    let producer = kafka::create_producer(&config.kafka, bootstrap)?;
+    let topics = Topics::from_config(&config.topics);
+    let encoders = match &config.schema_registry {
+        Some(r) => {
+            let client = RegistryClient::new(&r.url, r.username.clone(), r.password.clone());
+            Encoders::with_registry(topics, &client)
+                .await
+                .with_context(|| format!("registering schemas with {}", r.url))?
+        }
+        None => Encoders::single_object(topics),
+    };
+    let timeout = Duration::from_millis(config.kafka.delivery_timeout_ms);
+    let spool = match &config.producer.spool_dir {
+        Some(dir) => Some(Arc::new(Spool::open(
+            dir,
+            config.producer.spool_max_bytes,
+            metrics.clone(),
+        )?)),
+        None => None,
+    };
+    let publisher = Publisher::new(producer.clone(), spool.clone(), metrics.clone(), timeout);
+
+    let kafka_ready = readiness.condition("kafka");
+    {
+        let (producer, shutdown, metrics) = (producer.clone(), shutdown.clone(), metrics.clone());
+        tokio::spawn(async move {
+            loop {
+                let up = kafka::broker_reachable(&producer, Duration::from_secs(2)).await;
+                if up != kafka_ready.swap(up, Ordering::Relaxed) {
+                    tracing::info!(reachable = up, "Kafka reachability changed.");
+                }
+                metrics.kafka_reachable.with_label_values(&["producer"]).set(up as i64);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(if up { 5 } else { 1 })) => {}
+                }
+            }
+        });
+    }
+    if let Some(spool) = &spool {
+        tokio::spawn(spool.clone().drain_forever(producer.clone(), timeout, shutdown.clone()));
+    }
+
+    let ingest = Arc::new(server::Ingest::new(config, encoders, publisher, metrics));
+    let app = server::router(&config.producer.webhook_path, ingest);
+    let listener = tokio::net::TcpListener::bind(config.producer.listen)
+        .await
+        .with_context(|| format!("binding the webhook listener to {}", config.producer.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, path = %config.producer.webhook_path, shops = config.shops.len(), "Producer accepting WooCommerce webhooks.");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .context("serving webhooks")?;
+        tracing::info!("Webhook listener closed; flushing the Kafka producer.");
+        tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
+            .await?
+            .context("flushing the Kafka producer")?;
+        if let Some(spool) = spool {
+            if spool.pending_bytes() > 0 {
+                tracing::warn!(pending_bytes = spool.pending_bytes(), "Spooled records remain; they are drained at the next start.");
+            }
+        }
+        Ok(())
+    });
+    Ok(Running { addr, task })
+}

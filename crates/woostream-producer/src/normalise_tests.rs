@@ -4,7 +4,7 @@ use woostream_core::events::OrderStatus;
 
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/woocommerce/"
+    "/../../tests/fixtures/woocommerce/"
 );
 
 fn fixture(name: &str) -> Vec<u8> {

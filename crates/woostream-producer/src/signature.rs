@@ -43,7 +43,7 @@ mod tests {
 
     const FIXTURE: &[u8] = include_bytes!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/woocommerce/woo_order_example.webhook_body.json"
+        "/../../tests/fixtures/woocommerce/woo_order_example.webhook_body.json"
     ));
 
     #[test]

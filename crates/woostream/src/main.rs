@@ -1,1 +1,163 @@
-fn main() {}
+//! `woostream`: every role as a subcommand, the all-in-one mode and the flash-sale simulator.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use woostream::all_in_one::{self, RunOptions};
+use woostream::simulate;
+use woostream_core::config::Config;
+use woostream_core::{ops, shutdown, telemetry};
+
+#[derive(Parser)]
+#[command(name = "woostream", version, about = "WooCommerce events through Kafka into customer intelligence and team action.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the producer role: WooCommerce webhooks into Kafka.
+    Producer {
+        /// Configuration file (TOML or YAML); WOOSTREAM__… variables override it.
+        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run every role in one process; without kafka.bootstrap_servers, on an embedded Kafka.
+    Run {
+        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
+        config: Option<PathBuf>,
+        /// Post a simulated flash sale to the producer, print a live summary and exit.
+        #[arg(long)]
+        simulate: bool,
+        #[command(flatten)]
+        sale: SaleArgs,
+    },
+    /// Post a simulated flash sale of signed WooCommerce webhooks to a running producer.
+    Simulate {
+        /// The producer's webhook URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080/webhooks/woocommerce")]
+        url: String,
+        /// The shop's webhook secret.
+        #[arg(long, env = "WOOSTREAM_SIMULATE_SECRET")]
+        secret: String,
+        /// X-WC-Webhook-Source (the shop's home URL).
+        #[arg(long, default_value = "https://flash-sale.example/")]
+        source: String,
+        #[command(flatten)]
+        sale: SaleArgs,
+    },
+    /// Check a configuration file and print the result with secrets hidden.
+    CheckConfig {
+        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct SaleArgs {
+    /// Orders in the sale.
+    #[arg(long, default_value_t = 3000)]
+    orders: usize,
+    /// Length of the sale in seconds (the rate follows a burst shape).
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Distinct customers (fewer than orders: returning customers).
+    #[arg(long, default_value_t = 1200)]
+    customers: usize,
+    /// Webhooks in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+impl SaleArgs {
+    fn options(&self, base: simulate::Options) -> simulate::Options {
+        simulate::Options {
+            orders: self.orders,
+            duration: Duration::from_secs(self.duration),
+            customers: self.customers,
+            concurrency: self.concurrency,
+            seed: self.seed,
+            ..base
+        }
+    }
+}
+
+fn load(path: &Option<PathBuf>) -> Result<Config, String> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Config::from_env(),
+    }
+    .map_err(|e| format!("configuration error: {e}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Producer { config } => match load(&config) {
+            Ok(config) => producer(config).await,
+            Err(e) => Err(anyhow::anyhow!(e)),
+        },
+        Command::Run { config, simulate, sale } => match load(&config) {
+            Ok(mut config) => {
+                if config.kafka.bootstrap_servers.is_none() {
+                    // One machine, nothing installed: ephemeral ports on loopback.
+                    config.producer.listen = "127.0.0.1:0".parse().expect("address");
+                    config.ops.listen = "127.0.0.1:0".parse().expect("address");
+                }
+                if std::env::var_os("RUST_LOG").is_none() {
+                    config.log.level = "warn".into();
+                    config.log.format = "pretty".into();
+                }
+                telemetry::init(&config.log);
+                let opts = RunOptions {
+                    simulate: simulate.then(|| sale.options(simulate::Options::default())),
+                };
+                all_in_one::run(config, opts, shutdown::on_signal()).await
+            }
+            Err(e) => Err(anyhow::anyhow!(e)),
+        },
+        Command::Simulate { url, secret, source, sale } => {
+            let o = sale.options(simulate::Options { url, secret, source, ..simulate::Options::default() });
+            let stats = std::sync::Arc::new(simulate::Stats::default());
+            let started = std::time::Instant::now();
+            let r = simulate::run(&o, stats.clone()).await;
+            println!("{}", stats.line(started.elapsed()));
+            r
+        }
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(c) => {
+                println!("{} is valid.\n{c:#?}", config.display());
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!("configuration error: {e}")),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("woostream: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn producer(config: Config) -> anyhow::Result<()> {
+    telemetry::init(&config.log);
+    let bootstrap = config.kafka.bootstrap_servers.clone().ok_or_else(|| {
+        anyhow::anyhow!("kafka.bootstrap_servers is not set (or WOOSTREAM__KAFKA__BOOTSTRAP_SERVERS); `woostream run` uses an embedded Kafka instead")
+    })?;
+    let shutdown = shutdown::on_signal();
+    let registry = prometheus::Registry::new();
+    let readiness = ops::Readiness::default();
+    let (_, ops_task) = ops::serve(config.ops.listen, registry.clone(), readiness.clone(), shutdown.clone()).await?;
+    let running = woostream_producer::start(&config, &bootstrap, &registry, &readiness, shutdown, config.topics.create).await?;
+    running.task.await??;
+    let _ = ops_task.await;
+    Ok(())
+}

@@ -1,0 +1,45 @@
+# woostream — the two commands a newcomer needs are `make run` and `make test`.
+
+CARGO       ?= cargo
+TOOLS       ?= $(HOME)/.cache/woostream
+TANSU_VER   := 0.6.0
+TANSU_BIN   ?= $(TOOLS)/tansu-$(TANSU_VER)/bin/tansu
+VENV        ?= $(TOOLS)/venv
+PYTHON      := $(VENV)/bin/python
+
+export TANSU_BIN
+export WOOSTREAM_PYTHON := $(PYTHON)
+
+.PHONY: run test lint unit bench bench-ingest tools tansu python
+
+## The whole pipeline on the embedded Kafka with a simulated flash sale.
+run:
+	$(CARGO) run --release -p woostream -- run --simulate
+
+## Formatting, lints, unit tests, mock-cluster tests and end-to-end tests on a real broker.
+test: tools lint
+	$(CARGO) test --workspace --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Load benchmarks with a plain-rdkafka baseline measured in the same run.
+bench: bench-ingest
+
+bench-ingest: tansu
+	$(CARGO) run --release -p woostream-benches --bin bench-ingest
+
+## Test tools, installed once and reused: Tansu (a Kafka-protocol broker) and Python's
+## confluent-kafka + fastavro for independent decoding.
+tools: tansu python
+
+tansu: $(TANSU_BIN)
+$(TANSU_BIN):
+	$(CARGO) install tansu@$(TANSU_VER) --locked --features dynostore,libsql --root $(TOOLS)/tansu-$(TANSU_VER)
+
+python: $(VENV)/.installed
+$(VENV)/.installed: tests/independent/requirements.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/independent/requirements.txt
+	touch $@

@@ -1,0 +1,99 @@
+//! The producer's Prometheus metrics. Label values are bounded: shops are the configured ids
+//! (or "unknown"), topics the WooCommerce topics woostream knows (or "action"/"unknown").
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub requests: IntCounterVec,
+    pub signature_failures: IntCounterVec,
+    pub dead_lettered: IntCounterVec,
+    pub in_flight: IntGauge,
+    pub request_seconds: HistogramVec,
+    pub produce_seconds: HistogramVec,
+    pub spooled: IntCounterVec,
+    pub spool_pending_bytes: IntGauge,
+    pub kafka_reachable: IntGaugeVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Metrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Metrics> {
+        let m = Metrics {
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "woostream_webhook_requests_total",
+                    "Webhook deliveries by shop, WooCommerce topic and outcome.",
+                ),
+                &["shop", "topic", "outcome"],
+            )?,
+            signature_failures: IntCounterVec::new(
+                Opts::new(
+                    "woostream_webhook_signature_failures_total",
+                    "Deliveries refused for a missing or wrong signature or an unknown source.",
+                ),
+                &["shop", "reason"],
+            )?,
+            dead_lettered: IntCounterVec::new(
+                Opts::new(
+                    "woostream_webhook_dead_lettered_total",
+                    "Signed deliveries kept in the ingest dead-letter topic, by reason.",
+                ),
+                &["shop", "reason"],
+            )?,
+            in_flight: IntGauge::new(
+                "woostream_webhook_in_flight",
+                "Webhook requests being handled now.",
+            )?,
+            request_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "woostream_webhook_request_duration_seconds",
+                    "Time from request to answer.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["outcome"],
+            )?,
+            produce_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "woostream_kafka_produce_latency_seconds",
+                    "Time from send to broker acknowledgement (acks=all).",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["topic"],
+            )?,
+            spooled: IntCounterVec::new(
+                Opts::new(
+                    "woostream_spool_records_total",
+                    "Records written to the disk spool while Kafka did not acknowledge, and drained from it.",
+                ),
+                &["direction"],
+            )?,
+            spool_pending_bytes: IntGauge::new(
+                "woostream_spool_pending_bytes",
+                "Bytes in the disk spool waiting for Kafka.",
+            )?,
+            kafka_reachable: IntGaugeVec::new(
+                Opts::new(
+                    "woostream_kafka_reachable",
+                    "1 when the last metadata request to the brokers succeeded.",
+                ),
+                &["role"],
+            )?,
+        };
+        registry.register(Box::new(m.requests.clone()))?;
+        registry.register(Box::new(m.signature_failures.clone()))?;
+        registry.register(Box::new(m.dead_lettered.clone()))?;
+        registry.register(Box::new(m.in_flight.clone()))?;
+        registry.register(Box::new(m.request_seconds.clone()))?;
+        registry.register(Box::new(m.produce_seconds.clone()))?;
+        registry.register(Box::new(m.spooled.clone()))?;
+        registry.register(Box::new(m.spool_pending_bytes.clone()))?;
+        registry.register(Box::new(m.kafka_reachable.clone()))?;
+        Ok(m)
+    }
+}

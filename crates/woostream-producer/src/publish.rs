@@ -1,0 +1,325 @@
+//! The Kafka edge: canonical events into framed Avro records, sent with acks=all, spooled to
+//! disk when the broker does not acknowledge in time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use serde::{Deserialize, Serialize};
+use woostream_core::codec::{CodecError, Contract, Encoder, Framing};
+use woostream_core::config::TopicsConfig;
+use woostream_core::events::*;
+use woostream_core::headers;
+use woostream_core::registry::RegistryClient;
+
+use crate::metrics::Metrics;
+use crate::normalise::Event;
+use crate::spool::Spool;
+
+/// One record ready for Kafka: what the spool keeps and the drain re-sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub topic: String,
+    #[serde(with = "b64")]
+    pub key: Vec<u8>,
+    #[serde(with = "b64")]
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+mod b64 {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        STANDARD.decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Encoders for every contract the producer writes, with the framing chosen at start-up.
+#[derive(Clone)]
+pub struct Encoders {
+    order: Encoder<OrderEvent>,
+    product: Encoder<ProductEvent>,
+    customer: Encoder<CustomerEvent>,
+    coupon: Encoder<CouponEvent>,
+    review: Encoder<ReviewEvent>,
+    action: Encoder<ActionEvent>,
+    customer_key: Encoder<CustomerKey>,
+    product_key: Encoder<ProductKey>,
+    coupon_key: Encoder<CouponKey>,
+    action_key: Encoder<ActionKey>,
+    dead_letter: Encoder<IngestDeadLetter>,
+    dead_letter_key: Encoder<String>,
+    pub topics: Topics,
+}
+
+/// Topic names by purpose.
+#[derive(Clone, Debug)]
+pub struct Topics {
+    pub orders: String,
+    pub products: String,
+    pub customers: String,
+    pub coupons: String,
+    pub reviews: String,
+    pub actions: String,
+    pub ingest_dead_letter: String,
+}
+
+impl Topics {
+    pub fn from_config(t: &TopicsConfig) -> Topics {
+        Topics {
+            orders: t.orders.name.clone(),
+            products: t.products.name.clone(),
+            customers: t.customers.name.clone(),
+            coupons: t.coupons.name.clone(),
+            reviews: t.reviews.name.clone(),
+            actions: t.actions.name.clone(),
+            ingest_dead_letter: t.ingest_dead_letter.name.clone(),
+        }
+    }
+}
+
+impl Encoders {
+    /// Avro single-object encoding everywhere (no registry).
+    pub fn single_object(topics: Topics) -> Encoders {
+        let f = Framing::SingleObject;
+        Encoders {
+            order: Encoder::new(&f),
+            product: Encoder::new(&f),
+            customer: Encoder::new(&f),
+            coupon: Encoder::new(&f),
+            review: Encoder::new(&f),
+            action: Encoder::new(&f),
+            customer_key: Encoder::new(&f),
+            product_key: Encoder::new(&f),
+            coupon_key: Encoder::new(&f),
+            action_key: Encoder::new(&f),
+            dead_letter: Encoder::new(&f),
+            dead_letter_key: Encoder::new(&f),
+            topics,
+        }
+    }
+
+    /// Confluent framing: registers every key and value schema under `{topic}-key` and
+    /// `{topic}-value` (TopicNameStrategy) and uses the ids the registry returns.
+    pub async fn with_registry(
+        topics: Topics,
+        registry: &RegistryClient,
+    ) -> Result<Encoders, CodecError> {
+        async fn enc<T: Contract>(
+            r: &RegistryClient,
+            topic: &str,
+            role: &str,
+        ) -> Result<Encoder<T>, CodecError> {
+            let id = r
+                .register(&format!("{topic}-{role}"), T::schema().text)
+                .await?;
+            Ok(Encoder::new(&Framing::Confluent { schema_id: id }))
+        }
+        let t = &topics;
+        Ok(Encoders {
+            order: enc(registry, &t.orders, "value").await?,
+            product: enc(registry, &t.products, "value").await?,
+            customer: enc(registry, &t.customers, "value").await?,
+            coupon: enc(registry, &t.coupons, "value").await?,
+            review: enc(registry, &t.reviews, "value").await?,
+            action: enc(registry, &t.actions, "value").await?,
+            customer_key: {
+                // One schema, several subjects: the registry returns the same global id.
+                enc::<CustomerKey>(registry, &t.customers, "key").await?;
+                enc(registry, &t.orders, "key").await?
+            },
+            product_key: {
+                enc::<ProductKey>(registry, &t.reviews, "key").await?;
+                enc(registry, &t.products, "key").await?
+            },
+            coupon_key: enc(registry, &t.coupons, "key").await?,
+            action_key: enc(registry, &t.actions, "key").await?,
+            dead_letter: enc(registry, &t.ingest_dead_letter, "value").await?,
+            dead_letter_key: enc(registry, &t.ingest_dead_letter, "key").await?,
+            topics,
+        })
+    }
+
+    /// The record for an event, with woostream's headers.
+    pub fn event_record(&self, event: &Event) -> Result<Record, CodecError> {
+        let t = &self.topics;
+        let (topic, key, value, schema) = match event {
+            Event::Order(k, e) => (&t.orders, self.customer_key.encode(k)?, self.order.encode(e)?, OrderEvent::SCHEMA_NAME),
+            Event::Product(k, e) => (&t.products, self.product_key.encode(k)?, self.product.encode(e)?, ProductEvent::SCHEMA_NAME),
+            Event::Customer(k, e) => (&t.customers, self.customer_key.encode(k)?, self.customer.encode(e)?, CustomerEvent::SCHEMA_NAME),
+            Event::Coupon(k, e) => (&t.coupons, self.coupon_key.encode(k)?, self.coupon.encode(e)?, CouponEvent::SCHEMA_NAME),
+            Event::Review(k, e) => (&t.reviews, self.product_key.encode(k)?, self.review.encode(e)?, ReviewEvent::SCHEMA_NAME),
+            Event::Action(k, e) => (&t.actions, self.action_key.encode(k)?, self.action.encode(e)?, ActionEvent::SCHEMA_NAME),
+        };
+        let env = event.envelope();
+        let mut hs = vec![
+            (headers::CORRELATION_ID.to_string(), env.correlation_id.clone()),
+            (headers::EVENT_ID.to_string(), env.event_id.clone()),
+            (headers::WC_TOPIC.to_string(), env.wc_topic.clone()),
+            (headers::SOURCE.to_string(), env.source.clone()),
+            (headers::SHOP.to_string(), env.shop_id.clone()),
+            (headers::SCHEMA.to_string(), schema.to_string()),
+        ];
+        if let Some(d) = &env.delivery_id {
+            hs.push((headers::DELIVERY_ID.to_string(), d.clone()));
+        }
+        Ok(Record {
+            topic: topic.clone(),
+            key,
+            value,
+            headers: hs,
+        })
+    }
+
+    pub fn dead_letter_record(&self, dl: &IngestDeadLetter) -> Result<Record, CodecError> {
+        let mut hs = vec![
+            (headers::CORRELATION_ID.to_string(), dl.correlation_id.clone()),
+            (headers::SCHEMA.to_string(), IngestDeadLetter::SCHEMA_NAME.to_string()),
+        ];
+        for (name, v) in [
+            (headers::WC_TOPIC, &dl.wc_topic),
+            (headers::SOURCE, &dl.source),
+            (headers::SHOP, &dl.shop_id),
+            (headers::DELIVERY_ID, &dl.delivery_id),
+        ] {
+            if let Some(v) = v {
+                hs.push((name.to_string(), v.clone()));
+            }
+        }
+        Ok(Record {
+            topic: self.topics.ingest_dead_letter.clone(),
+            key: self.dead_letter_key.encode(&dl.correlation_id)?,
+            value: self.dead_letter.encode(dl)?,
+            headers: hs,
+        })
+    }
+}
+
+/// Where a record ended up when `publish` returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The broker acknowledged it (acks=all).
+    Acknowledged { partition: i32, offset: i64 },
+    /// Kafka did not acknowledge in time; it is fsynced in the local spool and will be drained.
+    Spooled,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("Kafka refused the record permanently: {0}")]
+    Refused(KafkaError),
+    #[error("Kafka did not acknowledge ({kafka}) and the spool could not take the record: {spool}")]
+    Unavailable { kafka: KafkaError, spool: String },
+}
+
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    spool: Option<Arc<Spool>>,
+    metrics: Metrics,
+    timeout: Duration,
+}
+
+impl Publisher {
+    pub fn new(
+        producer: FutureProducer,
+        spool: Option<Arc<Spool>>,
+        metrics: Metrics,
+        timeout: Duration,
+    ) -> Publisher {
+        Publisher {
+            producer,
+            spool,
+            metrics,
+            timeout,
+        }
+    }
+
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Returns once the record is durable: acknowledged by the broker, or spooled to disk.
+    pub async fn publish(&self, record: Record) -> Result<Durability, PublishError> {
+        let started = Instant::now();
+        match send(&self.producer, &record, self.timeout).await {
+            Ok((partition, offset)) => {
+                self.metrics
+                    .produce_seconds
+                    .with_label_values(&[&record.topic])
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(Durability::Acknowledged { partition, offset })
+            }
+            Err(e) if is_permanent(&e) => Err(PublishError::Refused(e)),
+            Err(kafka) => {
+                let Some(spool) = &self.spool else {
+                    return Err(PublishError::Unavailable {
+                        kafka,
+                        spool: "no spool is configured (producer.spool_dir)".into(),
+                    });
+                };
+                tracing::warn!(topic = %record.topic, error = %kafka, "Kafka did not acknowledge; spooling the record.");
+                match spool.append(&record).await {
+                    Ok(()) => {
+                        self.metrics.spooled.with_label_values(&["written"]).inc();
+                        Ok(Durability::Spooled)
+                    }
+                    Err(e) => Err(PublishError::Unavailable {
+                        kafka,
+                        spool: e.to_string(),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Sends one record and waits for the broker's acknowledgement.
+pub async fn send(
+    producer: &FutureProducer,
+    record: &Record,
+    timeout: Duration,
+) -> Result<(i32, i64), KafkaError> {
+    let mut hs = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (k, v) in &record.headers {
+        hs = hs.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    let fr = FutureRecord::to(&record.topic)
+        .key(&record.key)
+        .payload(&record.value)
+        .headers(hs);
+    producer
+        .send(fr, Timeout::After(timeout))
+        .await
+        .map(|d| (d.partition, d.offset))
+        .map_err(|(e, _)| e)
+}
+
+/// Errors that retrying (or spooling) cannot fix.
+fn is_permanent(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::InvalidMessage
+        )
+    )
+}

@@ -1,0 +1,384 @@
+//! The HTTP edge: `POST {webhook_path}`.
+//!
+//! Answers, in WooCommerce's terms (200–302 count as success, anything else as a failure, and
+//! the 7th consecutive failure disables the webhook):
+//! - 200 ping (`webhook_id=N`, unsigned): nothing is produced.
+//! - 200 accepted: the event is acknowledged by Kafka (acks=all).
+//! - 200 dead-lettered: signed but not an event we can read; kept with its raw bytes.
+//! - 202 spooled: Kafka did not acknowledge in time; the record is fsynced on local disk.
+//! - 401 missing or wrong signature, or unknown shop (counted and logged, never the body).
+//! - 413 / 415 / 400: oversized, not JSON, not UTF-8 (signed ones are dead-lettered too).
+//! - 503 with Retry-After: neither Kafka nor the spool could take it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::ChaCha20Poly1305;
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use woostream_core::config::{normalise_source, Config};
+use woostream_core::events::{IngestDeadLetter, Origin};
+
+use crate::metrics::Metrics;
+use crate::normalise::{normalise, parse_topic, Delivery, RejectCode, Rejection, Topic};
+use crate::publish::{Durability, Encoders, PublishError, Publisher};
+use crate::signature;
+
+/// A shop allowed to post, with its secret resolved.
+#[derive(Clone)]
+pub struct Shop {
+    pub id: String,
+    source: String,
+    secret: String,
+}
+
+pub struct Ingest {
+    shops: Vec<Shop>,
+    max_body_bytes: usize,
+    encoders: Encoders,
+    publisher: Publisher,
+    metrics: Metrics,
+    dead_letter_cipher: Option<ChaCha20Poly1305>,
+}
+
+impl Ingest {
+    pub fn new(
+        config: &Config,
+        encoders: Encoders,
+        publisher: Publisher,
+        metrics: Metrics,
+    ) -> Ingest {
+        let shops = config
+            .shops
+            .iter()
+            .map(|s| Shop {
+                id: s.id.clone(),
+                source: normalise_source(&s.source),
+                secret: s.resolved_secret().unwrap_or_default(),
+            })
+            .collect();
+        let dead_letter_cipher = config.producer.dead_letter_key.as_ref().map(|k| {
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(k)
+                .expect("validated at start-up");
+            ChaCha20Poly1305::new_from_slice(&key).expect("validated: 32 bytes")
+        });
+        Ingest {
+            shops,
+            max_body_bytes: config.producer.max_body_bytes,
+            encoders,
+            publisher,
+            metrics,
+            dead_letter_cipher,
+        }
+    }
+}
+
+pub fn router(path: &str, ingest: Arc<Ingest>) -> Router {
+    Router::new()
+        .route(path, post(webhook))
+        .with_state(ingest)
+}
+
+/// What a delivery's headers say.
+struct Headers {
+    signature: Option<String>,
+    source: Option<String>,
+    topic: Option<String>,
+    webhook_id: Option<i64>,
+    delivery_id: Option<String>,
+    content_type: Option<String>,
+    correlation_id: String,
+}
+
+fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+impl Headers {
+    fn read(h: &HeaderMap) -> Headers {
+        // Keep a caller's correlation id if it is a sane token, else make one.
+        let correlation_id = ["x-correlation-id", "x-request-id"]
+            .iter()
+            .filter_map(|n| header_str(h, n))
+            .find(|v| {
+                v.len() <= 128
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+            })
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        Headers {
+            signature: header_str(h, "x-wc-webhook-signature"),
+            source: header_str(h, "x-wc-webhook-source"),
+            topic: header_str(h, "x-wc-webhook-topic"),
+            webhook_id: header_str(h, "x-wc-webhook-id").and_then(|v| v.parse().ok()),
+            delivery_id: header_str(h, "x-wc-webhook-delivery-id")
+                .map(|v| v.chars().take(128).collect()),
+            content_type: header_str(h, header::CONTENT_TYPE.as_str()),
+            correlation_id,
+        }
+    }
+
+    /// A bounded label: the topic if WooCommerce defines it, else "action" or "unknown".
+    fn topic_label(&self) -> &str {
+        match self.topic.as_deref().map(|t| (t, parse_topic(t))) {
+            Some((_, Some(Topic::Custom(_)))) => "action",
+            Some((t, Some(_))) => t,
+            _ => "unknown",
+        }
+    }
+}
+
+fn answer(status: StatusCode, correlation_id: &str, body: serde_json::Value) -> Response {
+    let mut r = (status, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(correlation_id) {
+        r.headers_mut().insert("x-correlation-id", v);
+    }
+    r
+}
+
+async fn webhook(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let m = &ingest.metrics;
+    m.in_flight.inc();
+    let h = Headers::read(&headers);
+    let (shop, outcome, response) = handle(&ingest, &h, body).await;
+    m.in_flight.dec();
+    m.requests
+        .with_label_values(&[shop.as_deref().unwrap_or("unknown"), h.topic_label(), outcome])
+        .inc();
+    m.request_seconds
+        .with_label_values(&[outcome])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Returns (shop id, outcome label, response).
+async fn handle(
+    ingest: &Ingest,
+    h: &Headers,
+    body: Body,
+) -> (Option<String>, &'static str, Response) {
+    let cid = h.correlation_id.as_str();
+    let body = match axum::body::to_bytes(body, ingest.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            tracing::warn!(correlation_id = cid, limit = ingest.max_body_bytes, "Refused an oversized webhook body.");
+            return (
+                None,
+                "too_large",
+                answer(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    cid,
+                    serde_json::json!({"status": "refused", "reason": format!("the body exceeds {} bytes", ingest.max_body_bytes)}),
+                ),
+            );
+        }
+    };
+
+    let Some(signature) = &h.signature else {
+        if signature::is_ping(&body) {
+            tracing::info!(correlation_id = cid, "Answered WooCommerce's webhook ping.");
+            return (None, "ping", (StatusCode::OK, "pong").into_response());
+        }
+        return unauthorized(ingest, cid, None, "missing_signature", "no X-WC-Webhook-Signature header");
+    };
+
+    // The shop named by the source header; without one, whichever shop's secret matches.
+    let shop = match &h.source {
+        Some(src) => {
+            let src = normalise_source(src);
+            match ingest.shops.iter().find(|s| s.source == src) {
+                Some(s) if signature::verify(&body, &s.secret, signature) => s,
+                Some(s) => {
+                    return unauthorized(ingest, cid, Some(&s.id), "bad_signature", "the signature does not match the shop's secret")
+                }
+                None => return unauthorized(ingest, cid, None, "unknown_source", "X-WC-Webhook-Source names no configured shop"),
+            }
+        }
+        None => match ingest
+            .shops
+            .iter()
+            .find(|s| signature::verify(&body, &s.secret, signature))
+        {
+            Some(s) => s,
+            None => return unauthorized(ingest, cid, None, "bad_signature", "the signature matches no configured shop"),
+        },
+    };
+    let shop_id = Some(shop.id.clone());
+    let source = h.source.clone().unwrap_or_else(|| shop.source.clone());
+    let received_at = Utc::now();
+
+    let is_json = h.content_type.as_deref().is_none_or(|ct| {
+        let ct = ct.to_ascii_lowercase();
+        ct.starts_with("application/json") || ct.contains("+json")
+    });
+    if !is_json {
+        let rejection = Rejection {
+            code: RejectCode::UnsupportedMediaType,
+            reason: "expected Content-Type application/json".into(),
+        };
+        return dead_letter(ingest, h, shop, &source, &body, rejection, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    }
+
+    let delivery = Delivery {
+        shop_id: &shop.id,
+        source: &source,
+        wc_topic: h.topic.as_deref(),
+        webhook_id: h.webhook_id,
+        delivery_id: h.delivery_id.as_deref(),
+        correlation_id: cid,
+        received_at,
+        origin: Origin::Webhook,
+    };
+    let event = match normalise(&delivery, &body) {
+        Ok(e) => e,
+        Err(rejection) if rejection.code == RejectCode::NotUtf8 => {
+            return dead_letter(ingest, h, shop, &source, &body, rejection, StatusCode::BAD_REQUEST, "bad_encoding").await;
+        }
+        Err(rejection) => {
+            return dead_letter(ingest, h, shop, &source, &body, rejection, StatusCode::OK, "dead_lettered").await;
+        }
+    };
+    let record = match ingest.encoders.event_record(&event) {
+        Ok(r) => r,
+        Err(e) => {
+            let rejection = Rejection {
+                code: RejectCode::InvalidField,
+                reason: format!("the event does not fit its schema: {e}"),
+            };
+            return dead_letter(ingest, h, shop, &source, &body, rejection, StatusCode::OK, "dead_lettered").await;
+        }
+    };
+    let event_id = event.envelope().event_id.clone();
+    match ingest.publisher.publish(record).await {
+        Ok(Durability::Acknowledged { .. }) => (
+            shop_id,
+            "accepted",
+            answer(StatusCode::OK, cid, serde_json::json!({"status": "accepted", "event_id": event_id})),
+        ),
+        Ok(Durability::Spooled) => (
+            shop_id,
+            "spooled",
+            answer(StatusCode::ACCEPTED, cid, serde_json::json!({"status": "spooled", "event_id": event_id})),
+        ),
+        Err(e) => (shop_id, "unavailable", unavailable(cid, &e)),
+    }
+}
+
+fn unauthorized(
+    ingest: &Ingest,
+    cid: &str,
+    shop: Option<&str>,
+    reason: &'static str,
+    message: &str,
+) -> (Option<String>, &'static str, Response) {
+    ingest
+        .metrics
+        .signature_failures
+        .with_label_values(&[shop.unwrap_or("unknown"), reason])
+        .inc();
+    // WooCommerce disables a webhook after repeated failures: this must be noticed.
+    tracing::warn!(correlation_id = cid, shop = shop.unwrap_or("unknown"), reason, "Refused a webhook: {message}.");
+    (
+        shop.map(str::to_string),
+        "unauthorized",
+        answer(StatusCode::UNAUTHORIZED, cid, serde_json::json!({"status": "refused", "reason": message})),
+    )
+}
+
+fn unavailable(cid: &str, e: &PublishError) -> Response {
+    tracing::error!(correlation_id = cid, error = %e, "Could not make a webhook durable.");
+    let mut r = answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        cid,
+        serde_json::json!({"status": "unavailable", "reason": "the event could not be stored; retry later"}),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+    r
+}
+
+/// Keeps a signed delivery that is not an event, with its raw bytes (sealed if a key is set).
+#[allow(clippy::too_many_arguments)]
+async fn dead_letter(
+    ingest: &Ingest,
+    h: &Headers,
+    shop: &Shop,
+    source: &str,
+    body: &[u8],
+    rejection: Rejection,
+    status: StatusCode,
+    outcome: &'static str,
+) -> (Option<String>, &'static str, Response) {
+    let cid = h.correlation_id.as_str();
+    let (body_encryption, stored) = match &ingest.dead_letter_cipher {
+        Some(cipher) => {
+            let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+            let mut sealed = nonce.to_vec();
+            sealed.extend(cipher.encrypt(&nonce, body).expect("encryption of a byte slice"));
+            ("chacha20poly1305", sealed)
+        }
+        None => ("none", body.to_vec()),
+    };
+    let dl = IngestDeadLetter {
+        received_at: Utc::now(),
+        correlation_id: cid.to_string(),
+        shop_id: Some(shop.id.clone()),
+        source: Some(source.to_string()),
+        wc_topic: h.topic.clone(),
+        webhook_id: h.webhook_id,
+        delivery_id: h.delivery_id.clone(),
+        content_type: h.content_type.clone(),
+        reason_code: rejection.code.as_str().to_string(),
+        reason: rejection.reason.clone(),
+        body_sha256: hex::encode(Sha256::digest(body)),
+        body_encryption: body_encryption.to_string(),
+        body: stored,
+    };
+    let shop_id = Some(shop.id.clone());
+    let record = match ingest.encoders.dead_letter_record(&dl) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(correlation_id = cid, error = %e, "Could not encode a dead letter.");
+            return (shop_id, "error", (StatusCode::INTERNAL_SERVER_ERROR, "dead letter encoding failed").into_response());
+        }
+    };
+    match ingest.publisher.publish(record).await {
+        Ok(_) => {
+            ingest
+                .metrics
+                .dead_lettered
+                .with_label_values(&[&shop.id, rejection.code.as_str()])
+                .inc();
+            tracing::warn!(
+                correlation_id = cid,
+                shop = %shop.id,
+                reason_code = rejection.code.as_str(),
+                reason = %rejection.reason,
+                "Dead-lettered a signed webhook that is not a readable event."
+            );
+            (
+                shop_id,
+                outcome,
+                answer(
+                    status,
+                    cid,
+                    serde_json::json!({"status": "dead-lettered", "reason_code": rejection.code.as_str(), "reason": rejection.reason}),
+                ),
+            )
+        }
+        Err(e) => (shop_id, "unavailable", unavailable(cid, &e)),
+    }
+}

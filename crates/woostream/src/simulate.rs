@@ -1,0 +1,442 @@
+//! A flash sale, as WooCommerce would deliver it: correctly signed webhooks built from the real
+//! REST payload examples in `tests/fixtures/`, with many customers (some returning, some
+//! guests), varied products, totals and statuses, sent in a burst shape.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use woostream_producer::signature::sign;
+
+const ORDER: &str = include_str!("../../../tests/fixtures/woocommerce/woo_order_example.json");
+const PRODUCT: &str = include_str!("../../../tests/fixtures/woocommerce/woo_product_example.json");
+const CUSTOMER: &str = include_str!("../../../tests/fixtures/woocommerce/woo_customer_example.json");
+
+const FIRST_NAMES: &[&str] = &["Anna", "Jan", "Zoë", "Łukasz", "Maria", "Piotr", "Ewa", "John", "Aiko", "Omar", "Lena", "Tomás"];
+const LAST_NAMES: &[&str] = &["Nowak", "Kowalska", "Doe", "Müller", "García", "Tanaka", "Smith", "Novák", "Rossi", "Silva"];
+const PAYMENT: &[(&str, &str)] = &[("stripe", "Credit card"), ("paypal", "PayPal"), ("bacs", "Direct Bank Transfer"), ("cod", "Cash on delivery")];
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The producer's webhook URL.
+    pub url: String,
+    /// The shop's webhook secret.
+    pub secret: String,
+    /// X-WC-Webhook-Source.
+    pub source: String,
+    pub orders: usize,
+    /// How long the sale lasts; the rate follows a burst shape within it.
+    pub duration: Duration,
+    /// Distinct customers; fewer customers than orders means returning customers.
+    pub customers: usize,
+    pub products: usize,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    pub seed: u64,
+    pub currency: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            url: "http://127.0.0.1:8080/webhooks/woocommerce".into(),
+            secret: "flash-sale-secret".into(),
+            source: "https://flash-sale.example/".into(),
+            orders: 3000,
+            duration: Duration::from_secs(30),
+            customers: 1200,
+            products: 24,
+            concurrency: 64,
+            seed: 7,
+            currency: "PLN".into(),
+        }
+    }
+}
+
+/// One signed delivery.
+#[derive(Clone, Debug)]
+pub struct Webhook {
+    pub topic: String,
+    pub body: Vec<u8>,
+    /// Seconds into the sale when it is due.
+    pub at: f64,
+}
+
+/// Counters the live summary prints.
+#[derive(Default)]
+pub struct Stats {
+    pub sent: AtomicU64,
+    pub accepted: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub spooled: AtomicU64,
+    pub failed: AtomicU64,
+    pub orders: AtomicU64,
+    latency_us: Mutex<Option<Histogram<u64>>>,
+}
+
+impl Stats {
+    fn record(&self, status: u16, body: &str, micros: u64) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        let counter = match status {
+            200 if body.contains("dead-lettered") => &self.dead_lettered,
+            200 => &self.accepted,
+            202 => &self.spooled,
+            _ => &self.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let mut h = self.latency_us.lock().expect("poisoned");
+        let h = h.get_or_insert_with(|| Histogram::new(3).expect("histogram"));
+        let _ = h.record(micros.max(1));
+    }
+
+    /// (p50, p99, max) latency in milliseconds.
+    pub fn latency_ms(&self) -> (f64, f64, f64) {
+        let h = self.latency_us.lock().expect("poisoned");
+        match h.as_ref() {
+            Some(h) => (
+                h.value_at_quantile(0.5) as f64 / 1000.0,
+                h.value_at_quantile(0.99) as f64 / 1000.0,
+                h.max() as f64 / 1000.0,
+            ),
+            None => (0.0, 0.0, 0.0),
+        }
+    }
+
+    pub fn line(&self, elapsed: Duration) -> String {
+        let (p50, p99, _) = self.latency_ms();
+        let sent = self.sent.load(Ordering::Relaxed);
+        format!(
+            "t={:>5.1}s  webhooks={sent:>6}  orders={:>5}  accepted={:>6}  dead-lettered={:>3}  spooled={:>3}  failed={:>3}  rate={:>6.0}/s  p50={p50:.1}ms  p99={p99:.1}ms",
+            elapsed.as_secs_f64(),
+            self.orders.load(Ordering::Relaxed),
+            self.accepted.load(Ordering::Relaxed),
+            self.dead_lettered.load(Ordering::Relaxed),
+            self.spooled.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            sent as f64 / elapsed.as_secs_f64().max(0.001),
+        )
+    }
+}
+
+/// WooCommerce's `wp_json_encode`: compact JSON with `/` escaped and non-ASCII as `\uXXXX`.
+pub fn php_json(v: &Value) -> Vec<u8> {
+    let s = serde_json::to_string(v).expect("JSON values serialise");
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '/' => out.push_str("\\/"),
+            c if (c as u32) < 0x80 => out.push(c),
+            c => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out.into_bytes()
+}
+
+struct Catalogue {
+    products: Vec<(i64, String, Decimal, Vec<(i64, &'static str, &'static str)>)>,
+}
+
+const CATEGORIES: &[(i64, &str, &str)] = &[
+    (9, "Clothing", "clothing"),
+    (14, "T-shirts", "t-shirts"),
+    (15, "Hoodies", "hoodies"),
+    (21, "Accessories", "accessories"),
+    (30, "Music", "music"),
+];
+
+/// Money from hundredths, always with two decimals as WooCommerce writes it.
+fn amount(d: Decimal) -> String {
+    format!("{:.2}", d.round_dp(2))
+}
+
+fn gmt(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// The burst shape: a quiet start, the announcement spike, a long tail. Returns the share of
+/// the sale's duration at which the `q`-th quantile of orders arrives.
+fn burst_time(q: f64) -> f64 {
+    // Piecewise-linear CDF: 10 % of orders in the first 20 % of the time, 65 % in the next
+    // 25 %, the rest over the remaining 55 %.
+    if q < 0.10 {
+        q / 0.10 * 0.20
+    } else if q < 0.75 {
+        0.20 + (q - 0.10) / 0.65 * 0.25
+    } else {
+        0.45 + (q - 0.75) / 0.25 * 0.55
+    }
+}
+
+/// Builds the whole sale up front (deterministic for a seed), ordered by due time.
+pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
+    let mut rng = StdRng::seed_from_u64(o.seed);
+    let order_template: Value = serde_json::from_str(ORDER).expect("order fixture");
+    let product_template: Value = serde_json::from_str(PRODUCT).expect("product fixture");
+    let customer_template: Value = serde_json::from_str(CUSTOMER).expect("customer fixture");
+    let secs = o.duration.as_secs_f64();
+    let mut out = Vec::new();
+
+    let catalogue = Catalogue {
+        products: (0..o.products.max(1))
+            .map(|i| {
+                let id = 1000 + i as i64;
+                let price = Decimal::new(rng.random_range(1_999..=49_999), 2);
+                let cats = vec![CATEGORIES[i % CATEGORIES.len()], CATEGORIES[(i * 7 + 1) % CATEGORIES.len()]];
+                (id, format!("Flash item {}", i + 1), price, cats)
+            })
+            .collect(),
+    };
+    for (id, name, price, cats) in &catalogue.products {
+        let mut p = product_template.clone();
+        p["id"] = json!(id);
+        p["name"] = json!(name);
+        p["slug"] = json!(format!("flash-item-{id}"));
+        p["sku"] = json!(format!("FS-{id}"));
+        p["price"] = json!(amount(*price));
+        p["regular_price"] = json!(amount(*price));
+        p["manage_stock"] = json!(true);
+        p["stock_quantity"] = json!(rng.random_range(50..500));
+        p["low_stock_amount"] = json!(10);
+        p["categories"] = json!(cats.iter().map(|(id, n, s)| json!({"id": id, "name": n, "slug": s})).collect::<Vec<_>>());
+        p["date_created_gmt"] = json!(gmt(start));
+        p["date_modified_gmt"] = json!(gmt(start));
+        out.push(Webhook { topic: "product.created".into(), body: php_json(&p), at: 0.0 });
+    }
+
+    let customers = o.customers.max(1);
+    let mut registered_seen = vec![false; customers];
+    let zipf_pick = |rng: &mut StdRng| -> usize {
+        // A few customers buy often, most once: inverse-power draw.
+        let u: f64 = rng.random_range(0.0..1.0);
+        ((customers as f64) * u.powf(1.6)) as usize % customers
+    };
+    for n in 0..o.orders {
+        let q = (n as f64 + rng.random_range(0.0..1.0)) / o.orders.max(1) as f64;
+        let at = burst_time(q) * secs;
+        let c = zipf_pick(&mut rng);
+        let registered = c % 10 < 7;
+        let first = FIRST_NAMES[c % FIRST_NAMES.len()];
+        let last = LAST_NAMES[(c / 3) % LAST_NAMES.len()];
+        let email = if registered { format!("customer{c}@shop.example") } else { format!("guest{c}@mail.example") };
+        let customer_id = if registered { 5000 + c as i64 } else { 0 };
+        let created = start + chrono::Duration::milliseconds((at * 1000.0) as i64);
+
+        if registered && !registered_seen[c] {
+            registered_seen[c] = true;
+            let mut cu = customer_template.clone();
+            cu["id"] = json!(customer_id);
+            cu["email"] = json!(email);
+            cu["first_name"] = json!(first);
+            cu["last_name"] = json!(last);
+            cu["username"] = json!(format!("customer{c}"));
+            cu["billing"]["email"] = json!(email);
+            cu["billing"]["first_name"] = json!(first);
+            cu["billing"]["last_name"] = json!(last);
+            cu["date_created_gmt"] = json!(gmt(created));
+            cu["date_modified_gmt"] = json!(gmt(created));
+            out.push(Webhook { topic: "customer.created".into(), body: php_json(&cu), at: (at - 0.05).max(0.0) });
+        }
+
+        let order_id = 10_000 + n as i64;
+        let mut lines = Vec::new();
+        let mut subtotal = Decimal::ZERO;
+        for (k, _) in (0..rng.random_range(1..=4)).enumerate() {
+            let (pid, name, price, _) = &catalogue.products[rng.random_range(0..catalogue.products.len())];
+            let qty = rng.random_range(1..=3i64);
+            let line_total = *price * Decimal::from(qty);
+            let tax = (line_total * Decimal::new(23, 2)).round_dp(2);
+            subtotal += line_total;
+            lines.push(json!({
+                "id": order_id * 10 + k as i64, "name": name, "product_id": pid, "variation_id": 0,
+                "quantity": qty, "tax_class": "", "subtotal": amount(line_total), "subtotal_tax": amount(tax),
+                "total": amount(line_total), "total_tax": amount(tax),
+                "taxes": [{"id": 75, "total": amount(tax), "subtotal": amount(tax)}],
+                "meta_data": [], "sku": format!("FS-{pid}"), "price": price.to_string().parse::<f64>().unwrap_or(0.0)
+            }));
+        }
+        let tax = (subtotal * Decimal::new(23, 2)).round_dp(2);
+        let shipping = if subtotal > Decimal::from(200) { Decimal::ZERO } else { Decimal::new(1499, 2) };
+        let total = subtotal + tax + shipping;
+        let (pm, pm_title) = PAYMENT[rng.random_range(0..PAYMENT.len())];
+        let mut order = order_template.clone();
+        order["id"] = json!(order_id);
+        order["number"] = json!(order_id.to_string());
+        order["order_key"] = json!(format!("wc_order_{order_id:x}"));
+        order["created_via"] = json!("checkout");
+        order["currency"] = json!(o.currency);
+        order["customer_id"] = json!(customer_id);
+        order["billing"]["email"] = json!(email);
+        order["billing"]["first_name"] = json!(first);
+        order["billing"]["last_name"] = json!(last);
+        order["shipping"]["first_name"] = json!(first);
+        order["shipping"]["last_name"] = json!(last);
+        order["payment_method"] = json!(pm);
+        order["payment_method_title"] = json!(pm_title);
+        order["line_items"] = json!(lines);
+        order["shipping_total"] = json!(amount(shipping));
+        order["cart_tax"] = json!(amount(tax));
+        order["total_tax"] = json!(amount(tax));
+        order["total"] = json!(amount(total));
+        order["date_created_gmt"] = json!(gmt(created));
+        order["date_modified_gmt"] = json!(gmt(created));
+        order["date_paid_gmt"] = Value::Null;
+        order["status"] = json!("pending");
+        out.push(Webhook { topic: "order.created".into(), body: php_json(&order), at });
+
+        // What happens next: paid, on hold (bank transfer), failed; later completed, cancelled
+        // or refunded.
+        let roll: f64 = rng.random_range(0.0..1.0);
+        let mut t = created;
+        let step = |order: &mut Value, status: &str, delay_s: f64, out: &mut Vec<Webhook>, t: &mut DateTime<Utc>| {
+            *t += chrono::Duration::milliseconds((delay_s * 1000.0) as i64);
+            order["status"] = json!(status);
+            order["date_modified_gmt"] = json!(gmt(*t));
+            if status == "processing" {
+                order["date_paid_gmt"] = json!(gmt(*t));
+                order["transaction_id"] = json!(format!("txn_{order_id}"));
+            }
+            if status == "completed" {
+                order["date_completed_gmt"] = json!(gmt(*t));
+            }
+            let at = ((*t - start).num_milliseconds() as f64 / 1000.0).min(secs);
+            out.push(Webhook { topic: "order.updated".into(), body: php_json(order), at });
+        };
+        if pm == "bacs" {
+            step(&mut order, "on-hold", 0.3, &mut out, &mut t);
+        } else if roll < 0.06 {
+            step(&mut order, "failed", 0.4, &mut out, &mut t);
+            continue;
+        } else {
+            step(&mut order, "processing", 0.4, &mut out, &mut t);
+        }
+        let later: f64 = rng.random_range(0.0..1.0);
+        if later < 0.35 {
+            step(&mut order, "completed", 2.0, &mut out, &mut t);
+        } else if later < 0.40 {
+            step(&mut order, "cancelled", 1.5, &mut out, &mut t);
+        } else if later < 0.44 {
+            order["refunds"] = json!([{"id": order_id * 10 + 9, "reason": "Changed mind", "total": format!("-{}", amount(total))}]);
+            step(&mut order, "refunded", 3.0, &mut out, &mut t);
+        }
+    }
+    out.sort_by(|a, b| a.at.total_cmp(&b.at));
+    out
+}
+
+/// Sends the planned sale, pacing by due time; returns the stats once every webhook is answered.
+pub async fn run(o: &Options, stats: Arc<Stats>) -> anyhow::Result<()> {
+    let plan = plan(o, Utc::now());
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(o.concurrency)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let started = tokio::time::Instant::now();
+    stream::iter(plan)
+        .map(|w| {
+            let (client, stats) = (client.clone(), stats.clone());
+            async move {
+                tokio::time::sleep_until(started + Duration::from_secs_f64(w.at)).await;
+                let signature = sign(&w.body, &o.secret);
+                let t0 = Instant::now();
+                let resp = client
+                    .post(&o.url)
+                    .header("content-type", "application/json")
+                    .header("user-agent", "WooCommerce/9.0.0 Hookshot (WordPress/6.6) woostream-simulator")
+                    .header("x-wc-webhook-source", &o.source)
+                    .header("x-wc-webhook-topic", &w.topic)
+                    .header("x-wc-webhook-resource", w.topic.split('.').next().unwrap_or(""))
+                    .header("x-wc-webhook-event", w.topic.split('.').nth(1).unwrap_or(""))
+                    .header("x-wc-webhook-signature", signature)
+                    .header("x-wc-webhook-id", "1")
+                    .header("x-wc-webhook-delivery-id", format!("{:x}", rand::random::<u64>()))
+                    .body(w.body)
+                    .send()
+                    .await;
+                let micros = t0.elapsed().as_micros() as u64;
+                if w.topic == "order.created" {
+                    stats.orders.fetch_add(1, Ordering::Relaxed);
+                }
+                match resp {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let body = r.text().await.unwrap_or_default();
+                        stats.record(status, &body, micros);
+                    }
+                    Err(_) => stats.record(0, "", micros),
+                }
+            }
+        })
+        .buffer_unordered(o.concurrency.max(1))
+        .collect::<()>()
+        .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use woostream_producer::normalise::{normalise, Delivery, Event};
+
+    #[test]
+    fn php_json_escapes_like_wp_json_encode() {
+        assert_eq!(php_json(&json!({"u": "https://x/y", "n": "Zoë"})), br#"{"n":"Zo\u00eb","u":"https:\/\/x\/y"}"#.to_vec());
+        assert_eq!(php_json(&json!("🛒")), br#""\ud83d\uded2""#.to_vec());
+    }
+
+    #[test]
+    fn the_plan_is_a_realistic_sale_that_the_producer_reads() {
+        let o = Options { orders: 400, customers: 150, ..Options::default() };
+        let plan = plan(&o, Utc::now());
+        let created: Vec<&Webhook> = plan.iter().filter(|w| w.topic == "order.created").collect();
+        assert_eq!(created.len(), 400);
+        assert!(plan.windows(2).all(|w| w[0].at <= w[1].at));
+        // The spike: most orders in the middle quarter of the sale.
+        let secs = o.duration.as_secs_f64();
+        let in_spike = created.iter().filter(|w| w.at >= 0.2 * secs && w.at < 0.45 * secs).count();
+        assert!(in_spike > 200, "{in_spike}");
+        let d = Delivery {
+            shop_id: "s",
+            source: &o.source,
+            wc_topic: None,
+            webhook_id: None,
+            delivery_id: None,
+            correlation_id: "c",
+            received_at: Utc::now(),
+            origin: woostream_core::events::Origin::Webhook,
+        };
+        let mut customers = std::collections::HashMap::new();
+        let mut guests = 0;
+        let mut statuses = std::collections::HashSet::new();
+        for w in &plan {
+            let e = normalise(&Delivery { wc_topic: Some(&w.topic), ..d.clone() }, &w.body).unwrap_or_else(|r| panic!("{}: {r:?}", w.topic));
+            if let Event::Order(k, e) = e {
+                let order = e.order.unwrap();
+                statuses.insert(order.status_slug.clone());
+                let items: Decimal = order.line_items.iter().map(|l| l.total.amount() + l.total_tax.amount()).sum();
+                assert_eq!(order.total.amount(), items + order.shipping_total.amount(), "totals add up");
+                if w.topic == "order.created" {
+                    *customers.entry(k.customer.clone()).or_insert(0) += 1;
+                    guests += k.customer.starts_with("guest:") as usize;
+                }
+            }
+        }
+        assert!(customers.values().any(|n| *n > 2), "returning customers");
+        assert!(guests > 0 && guests < 400, "some guests");
+        for s in ["pending", "processing", "on-hold", "failed", "completed"] {
+            assert!(statuses.contains(s), "{s} in {statuses:?}");
+        }
+    }
+}
