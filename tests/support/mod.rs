@@ -1,1 +1,290 @@
+//! What the end-to-end tests and benchmarks share: a Tansu broker on a free port, a producer
+//! started in-process, signed deliveries, and reading topics back.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use woostream_core::config::{Config, ShopConfig};
+use woostream_core::ops::Readiness;
+use woostream_producer::signature::sign;
+
+pub const SECRET: &str = "test-secret";
+pub const SOURCE: &str = "https://example.com/";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(repo_root().join("tests/fixtures/woocommerce").join(name))
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// A configuration with one shop (`eu`, secret `test-secret`) on ephemeral loopback ports.
+pub fn config(bootstrap: &str) -> Config {
+    let mut c = Config::from_text("test.toml", "", Vec::<(String, String)>::new())
+        .expect("defaults are valid");
+    c.kafka.bootstrap_servers = Some(bootstrap.to_string());
+    c.producer.listen = "127.0.0.1:0".parse().unwrap();
+    c.ops.listen = "127.0.0.1:0".parse().unwrap();
+    c.shops.push(ShopConfig {
+        id: "eu".into(),
+        source: SOURCE.into(),
+        secret: Some(SECRET.into()),
+        secret_env: None,
+        admin_url: None,
+    });
+    c
+}
+
+/// A producer running in this process.
+pub struct Producer {
+    pub url: String,
+    pub registry: prometheus::Registry,
+    pub readiness: Readiness,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Producer {
+    pub async fn start(config: &Config, create_topics: bool) -> anyhow::Result<Producer> {
+        let registry = prometheus::Registry::new();
+        let readiness = Readiness::default();
+        let shutdown = CancellationToken::new();
+        let bootstrap = config
+            .kafka
+            .bootstrap_servers
+            .clone()
+            .expect("bootstrap set");
+        let running = woostream_producer::start(
+            config,
+            &bootstrap,
+            &registry,
+            &readiness,
+            shutdown.clone(),
+            create_topics,
+        )
+        .await?;
+        Ok(Producer {
+            url: format!("http://{}{}", running.addr, config.producer.webhook_path),
+            registry,
+            readiness,
+            shutdown,
+            task: Some(running.task),
+        })
+    }
+
+    /// Graceful shutdown: stop accepting, finish in-flight requests, flush.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.take().expect("running").await?
+    }
+
+    /// The value of a counter or gauge in the registry, summed over label sets matching `labels`.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        use prometheus::proto::MetricType;
+        self.registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric().iter().map(move |m| (f.get_field_type(), m)))
+            .filter(|(_, m)| {
+                labels.iter().all(|(k, v)| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == *k && l.value() == *v)
+                })
+            })
+            .map(|(kind, m)| match kind {
+                MetricType::COUNTER => m.get_counter().get_value(),
+                MetricType::GAUGE => m.get_gauge().get_value(),
+                _ => m.get_histogram().get_sample_count() as f64,
+            })
+            .sum()
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// What a WooCommerce delivery looks like on the wire.
+pub struct Post<'a> {
+    pub topic: Option<&'a str>,
+    pub body: &'a [u8],
+    pub secret: Option<&'a str>,
+    pub source: Option<&'a str>,
+    pub content_type: &'a str,
+}
+
+impl<'a> Post<'a> {
+    pub fn signed(topic: &'a str, body: &'a [u8]) -> Post<'a> {
+        Post {
+            topic: Some(topic),
+            body,
+            secret: Some(SECRET),
+            source: Some(SOURCE),
+            content_type: "application/json",
+        }
+    }
+
+    pub async fn send(&self, url: &str) -> (u16, String) {
+        let client = reqwest::Client::new();
+        let mut req = client
+            .post(url)
+            .header("content-type", self.content_type)
+            .body(self.body.to_vec());
+        if let Some(t) = self.topic {
+            req = req
+                .header("x-wc-webhook-topic", t)
+                .header("x-wc-webhook-id", "7")
+                .header("x-wc-webhook-delivery-id", "d3adb33f");
+        }
+        if let Some(s) = self.source {
+            req = req.header("x-wc-webhook-source", s);
+        }
+        if let Some(secret) = self.secret {
+            req = req.header("x-wc-webhook-signature", sign(self.body, secret));
+        }
+        let resp = req.send().await.expect("the producer answers");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+}
+
+/// Reads `count` records of `topic` from the beginning (all partitions), waiting up to
+/// `timeout` for them to arrive. Blocking: call from `spawn_blocking` in async tests.
+pub fn read_records(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "woostream-tests-reader")
+        .set("enable.auto.commit", "false")
+        .set("broker.address.family", "v4")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < count && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            out.push(m.detach());
+        }
+    }
+    out
+}
+
+/// Records currently in `topic` (sum of high watermarks).
+pub fn record_count(bootstrap: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            let (lo, hi) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            hi - lo
+        })
+        .sum()
+}
+
+pub fn header<'m>(m: &'m OwnedMessage, name: &str) -> Option<&'m str> {
+    use rdkafka::message::Headers;
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// A Tansu broker (`memory://`) on a free loopback port, stopped when dropped.
+pub struct Tansu {
+    pub bootstrap: String,
+    child: Child,
+}
+
+impl Tansu {
+    /// Starts the binary named by `TANSU_BIN` (`make test` installs it) and waits until it
+    /// answers metadata requests.
+    pub fn start() -> Tansu {
+        let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_default();
+            format!("{home}/.cache/woostream/tansu-0.6.0/bin/tansu")
+        });
+        assert!(
+            Path::new(&bin).exists(),
+            "Tansu is not installed at {bin}: run `make test` (it installs Tansu once), or set TANSU_BIN"
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log =
+            std::fs::File::create(std::env::temp_dir().join(format!("tansu-{port}.log"))).unwrap();
+        let child = Command::new(&bin)
+            .args([
+                "broker",
+                "--storage-engine",
+                "memory://tansu/",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        let bootstrap = format!("127.0.0.1:{port}");
+        let probe: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("broker.address.family", "v4")
+            .create()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while probe.fetch_metadata(None, Duration::from_secs(1)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "Tansu did not answer on {bootstrap} within 60 s"
+            );
+        }
+        Tansu { bootstrap, child }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use apache_avro::rabin::Rabin;
 use apache_avro::schema::{NamesRef, ResolvedSchema};
 use apache_avro::types::Value;
 use apache_avro::Schema;
@@ -314,11 +313,112 @@ fn decode_datum<T: Contract>(
     apache_avro::from_value(&plain(value)).map_err(err)
 }
 
+/// CRC-64-AVRO of the schema's Parsing Canonical Form, little-endian, as single-object
+/// encoding carries it.
 fn fingerprint_of(schema: &Schema) -> [u8; 8] {
-    let fp = schema.fingerprint::<Rabin>().bytes;
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&fp[..8]);
-    out
+    let json: serde_json::Value =
+        serde_json::to_value(schema).expect("a parsed schema serialises to JSON");
+    let pcf = parsing_canonical_form(&json, None, &mut Default::default());
+    crc64_avro(pcf.as_bytes()).to_le_bytes()
+}
+
+/// The Rabin fingerprint the Avro specification defines (CRC-64-AVRO).
+fn crc64_avro(data: &[u8]) -> u64 {
+    const EMPTY: u64 = 0xc15d_213a_a4d7_a795;
+    static TABLE: OnceLock<[u64; 256]> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u64; 256];
+        for (i, slot) in t.iter_mut().enumerate() {
+            let mut fp = i as u64;
+            for _ in 0..8 {
+                fp = (fp >> 1) ^ (EMPTY & (fp & 1).wrapping_neg());
+            }
+            *slot = fp;
+        }
+        t
+    });
+    data.iter().fold(EMPTY, |fp, b| {
+        (fp >> 8) ^ table[((fp ^ *b as u64) & 0xff) as usize]
+    })
+}
+
+/// The Avro specification's Parsing Canonical Form. Written out here because apache-avro keeps
+/// `precision` and `scale`, which the specification (and Java, fastavro, Confluent) strip; a
+/// different form would give a fingerprint no other Avro library recognises.
+pub fn parsing_canonical_form(
+    v: &serde_json::Value,
+    namespace: Option<&str>,
+    defined: &mut std::collections::HashSet<String>,
+) -> String {
+    use serde_json::Value as J;
+    const PRIMITIVES: &[&str] = &[
+        "null", "boolean", "int", "long", "float", "double", "bytes", "string",
+    ];
+    let full = |name: &str, ns: Option<&str>| match ns {
+        Some(ns) if !name.contains('.') && !ns.is_empty() => format!("{ns}.{name}"),
+        _ => name.to_string(),
+    };
+    match v {
+        J::String(s) if PRIMITIVES.contains(&s.as_str()) => format!("\"{s}\""),
+        J::String(s) => format!("\"{}\"", full(s, namespace)),
+        J::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(|i| parsing_canonical_form(i, namespace, defined))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        J::Object(o) => {
+            let ty = o.get("type").and_then(J::as_str).unwrap_or_default();
+            if !matches!(ty, "record" | "enum" | "fixed" | "array" | "map") {
+                // Primitives, logical types on primitives, and `{"type": <schema>}` wrappers.
+                return parsing_canonical_form(&o["type"], namespace, defined);
+            }
+            let mut parts = Vec::new();
+            let mut ns = namespace.map(str::to_string);
+            if let Some(name) = o.get("name").and_then(J::as_str) {
+                let own_ns = o.get("namespace").and_then(J::as_str).or(namespace);
+                let name = full(name, own_ns);
+                if !defined.insert(name.clone()) {
+                    return format!("\"{name}\"");
+                }
+                ns = name.rsplit_once('.').map(|(n, _)| n.to_string());
+                parts.push(format!("\"name\":\"{name}\""));
+            }
+            parts.push(format!("\"type\":\"{ty}\""));
+            if let Some(J::Array(fields)) = o.get("fields") {
+                let fs: Vec<String> = fields
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "{{\"name\":\"{}\",\"type\":{}}}",
+                            f["name"].as_str().unwrap_or_default(),
+                            parsing_canonical_form(&f["type"], ns.as_deref(), defined)
+                        )
+                    })
+                    .collect();
+                parts.push(format!("\"fields\":[{}]", fs.join(",")));
+            }
+            if let Some(J::Array(symbols)) = o.get("symbols") {
+                let ss: Vec<String> = symbols.iter().map(|s| s.to_string()).collect();
+                parts.push(format!("\"symbols\":[{}]", ss.join(",")));
+            }
+            for key in ["items", "values"] {
+                if let Some(x) = o.get(key) {
+                    parts.push(format!(
+                        "\"{key}\":{}",
+                        parsing_canonical_form(x, ns.as_deref(), defined)
+                    ));
+                }
+            }
+            if let Some(size) = o.get("size") {
+                parts.push(format!("\"size\":{size}"));
+            }
+            format!("{{{}}}", parts.join(","))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Rewrites what serde's derive cannot read from a decoded value: enum symbols become strings
@@ -672,6 +772,27 @@ mod tests {
             }
         }
         assert!(seen.contains_key("Envelope") && seen.contains_key("Address"));
+    }
+
+    #[test]
+    fn canonical_form_follows_the_avro_specification() {
+        let schema = Schema::parse_str(
+            r#"{"type":"record","name":"R","namespace":"a.b","doc":"x","fields":[
+                {"name":"m","type":{"type":"bytes","logicalType":"decimal","precision":24,"scale":6}},
+                {"name":"t","type":["null",{"type":"long","logicalType":"timestamp-millis"}],"default":null},
+                {"name":"e","type":{"type":"enum","name":"E","symbols":["X","Y"],"default":"X"}},
+                {"name":"e2","type":"E"},
+                {"name":"l","type":{"type":"array","items":"string"}}]}"#,
+        )
+        .unwrap();
+        let json = serde_json::to_value(&schema).unwrap();
+        assert_eq!(
+            parsing_canonical_form(&json, None, &mut Default::default()),
+            r#"{"name":"a.b.R","type":"record","fields":[{"name":"m","type":"bytes"},{"name":"t","type":["null","long"]},{"name":"e","type":{"name":"a.b.E","type":"enum","symbols":["X","Y"]}},{"name":"e2","type":"a.b.E"},{"name":"l","type":{"type":"array","items":"string"}}]}"#
+        );
+        // The spec's example fingerprint input: "int" has CRC-64-AVRO 0x7275d51a3f395c8f.
+        let int = Schema::parse_str(r#""int""#).unwrap();
+        assert_eq!(u64::from_le_bytes(fingerprint_of(&int)), 0x7275d51a3f395c8f);
     }
 
     #[test]

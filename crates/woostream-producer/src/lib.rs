@@ -83,7 +83,10 @@ pub async fn start(
                 if up != kafka_ready.swap(up, Ordering::Relaxed) {
                     tracing::info!(reachable = up, "Kafka reachability changed.");
                 }
-                metrics.kafka_reachable.with_label_values(&["producer"]).set(up as i64);
+                metrics
+                    .kafka_reachable
+                    .with_label_values(&["producer"])
+                    .set(up as i64);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(if up { 5 } else { 1 })) => {}
@@ -92,7 +95,11 @@ pub async fn start(
         });
     }
     if let Some(spool) = &spool {
-        tokio::spawn(spool.clone().drain_forever(producer.clone(), timeout, shutdown.clone()));
+        tokio::spawn(
+            spool
+                .clone()
+                .drain_forever(producer.clone(), timeout, shutdown.clone()),
+        );
     }
 
     let ingest = Arc::new(server::Ingest::new(config, encoders, publisher, metrics));
@@ -113,7 +120,10 @@ pub async fn start(
             .context("flushing the Kafka producer")?;
         if let Some(spool) = spool {
             if spool.pending_bytes() > 0 {
-                tracing::warn!(pending_bytes = spool.pending_bytes(), "Spooled records remain; they are drained at the next start.");
+                tracing::warn!(
+                    pending_bytes = spool.pending_bytes(),
+                    "Spooled records remain; they are drained at the next start."
+                );
             }
         }
         Ok(())

@@ -155,16 +155,49 @@ impl Encoders {
     pub fn event_record(&self, event: &Event) -> Result<Record, CodecError> {
         let t = &self.topics;
         let (topic, key, value, schema) = match event {
-            Event::Order(k, e) => (&t.orders, self.customer_key.encode(k)?, self.order.encode(e)?, OrderEvent::SCHEMA_NAME),
-            Event::Product(k, e) => (&t.products, self.product_key.encode(k)?, self.product.encode(e)?, ProductEvent::SCHEMA_NAME),
-            Event::Customer(k, e) => (&t.customers, self.customer_key.encode(k)?, self.customer.encode(e)?, CustomerEvent::SCHEMA_NAME),
-            Event::Coupon(k, e) => (&t.coupons, self.coupon_key.encode(k)?, self.coupon.encode(e)?, CouponEvent::SCHEMA_NAME),
-            Event::Review(k, e) => (&t.reviews, self.product_key.encode(k)?, self.review.encode(e)?, ReviewEvent::SCHEMA_NAME),
-            Event::Action(k, e) => (&t.actions, self.action_key.encode(k)?, self.action.encode(e)?, ActionEvent::SCHEMA_NAME),
+            Event::Order(k, e) => (
+                &t.orders,
+                self.customer_key.encode(k)?,
+                self.order.encode(e)?,
+                OrderEvent::SCHEMA_NAME,
+            ),
+            Event::Product(k, e) => (
+                &t.products,
+                self.product_key.encode(k)?,
+                self.product.encode(e)?,
+                ProductEvent::SCHEMA_NAME,
+            ),
+            Event::Customer(k, e) => (
+                &t.customers,
+                self.customer_key.encode(k)?,
+                self.customer.encode(e)?,
+                CustomerEvent::SCHEMA_NAME,
+            ),
+            Event::Coupon(k, e) => (
+                &t.coupons,
+                self.coupon_key.encode(k)?,
+                self.coupon.encode(e)?,
+                CouponEvent::SCHEMA_NAME,
+            ),
+            Event::Review(k, e) => (
+                &t.reviews,
+                self.product_key.encode(k)?,
+                self.review.encode(e)?,
+                ReviewEvent::SCHEMA_NAME,
+            ),
+            Event::Action(k, e) => (
+                &t.actions,
+                self.action_key.encode(k)?,
+                self.action.encode(e)?,
+                ActionEvent::SCHEMA_NAME,
+            ),
         };
         let env = event.envelope();
         let mut hs = vec![
-            (headers::CORRELATION_ID.to_string(), env.correlation_id.clone()),
+            (
+                headers::CORRELATION_ID.to_string(),
+                env.correlation_id.clone(),
+            ),
             (headers::EVENT_ID.to_string(), env.event_id.clone()),
             (headers::WC_TOPIC.to_string(), env.wc_topic.clone()),
             (headers::SOURCE.to_string(), env.source.clone()),
@@ -184,8 +217,14 @@ impl Encoders {
 
     pub fn dead_letter_record(&self, dl: &IngestDeadLetter) -> Result<Record, CodecError> {
         let mut hs = vec![
-            (headers::CORRELATION_ID.to_string(), dl.correlation_id.clone()),
-            (headers::SCHEMA.to_string(), IngestDeadLetter::SCHEMA_NAME.to_string()),
+            (
+                headers::CORRELATION_ID.to_string(),
+                dl.correlation_id.clone(),
+            ),
+            (
+                headers::SCHEMA.to_string(),
+                IngestDeadLetter::SCHEMA_NAME.to_string(),
+            ),
         ];
         for (name, v) in [
             (headers::WC_TOPIC, &dl.wc_topic),
@@ -219,7 +258,9 @@ pub enum Durability {
 pub enum PublishError {
     #[error("Kafka refused the record permanently: {0}")]
     Refused(KafkaError),
-    #[error("Kafka did not acknowledge ({kafka}) and the spool could not take the record: {spool}")]
+    #[error(
+        "Kafka did not acknowledge ({kafka}) and the spool could not take the record: {spool}"
+    )]
     Unavailable { kafka: KafkaError, spool: String },
 }
 

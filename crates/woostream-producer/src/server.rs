@@ -83,9 +83,7 @@ impl Ingest {
 }
 
 pub fn router(path: &str, ingest: Arc<Ingest>) -> Router {
-    Router::new()
-        .route(path, post(webhook))
-        .with_state(ingest)
+    Router::new().route(path, post(webhook)).with_state(ingest)
 }
 
 /// What a delivery's headers say.
@@ -156,7 +154,11 @@ async fn webhook(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bo
     let (shop, outcome, response) = handle(&ingest, &h, body).await;
     m.in_flight.dec();
     m.requests
-        .with_label_values(&[shop.as_deref().unwrap_or("unknown"), h.topic_label(), outcome])
+        .with_label_values(&[
+            shop.as_deref().unwrap_or("unknown"),
+            h.topic_label(),
+            outcome,
+        ])
         .inc();
     m.request_seconds
         .with_label_values(&[outcome])
@@ -174,7 +176,11 @@ async fn handle(
     let body = match axum::body::to_bytes(body, ingest.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => {
-            tracing::warn!(correlation_id = cid, limit = ingest.max_body_bytes, "Refused an oversized webhook body.");
+            tracing::warn!(
+                correlation_id = cid,
+                limit = ingest.max_body_bytes,
+                "Refused an oversized webhook body."
+            );
             return (
                 None,
                 "too_large",
@@ -192,7 +198,13 @@ async fn handle(
             tracing::info!(correlation_id = cid, "Answered WooCommerce's webhook ping.");
             return (None, "ping", (StatusCode::OK, "pong").into_response());
         }
-        return unauthorized(ingest, cid, None, "missing_signature", "no X-WC-Webhook-Signature header");
+        return unauthorized(
+            ingest,
+            cid,
+            None,
+            "missing_signature",
+            "no X-WC-Webhook-Signature header",
+        );
     };
 
     // The shop named by the source header; without one, whichever shop's secret matches.
@@ -202,9 +214,23 @@ async fn handle(
             match ingest.shops.iter().find(|s| s.source == src) {
                 Some(s) if signature::verify(&body, &s.secret, signature) => s,
                 Some(s) => {
-                    return unauthorized(ingest, cid, Some(&s.id), "bad_signature", "the signature does not match the shop's secret")
+                    return unauthorized(
+                        ingest,
+                        cid,
+                        Some(&s.id),
+                        "bad_signature",
+                        "the signature does not match the shop's secret",
+                    )
                 }
-                None => return unauthorized(ingest, cid, None, "unknown_source", "X-WC-Webhook-Source names no configured shop"),
+                None => {
+                    return unauthorized(
+                        ingest,
+                        cid,
+                        None,
+                        "unknown_source",
+                        "X-WC-Webhook-Source names no configured shop",
+                    )
+                }
             }
         }
         None => match ingest
@@ -213,7 +239,15 @@ async fn handle(
             .find(|s| signature::verify(&body, &s.secret, signature))
         {
             Some(s) => s,
-            None => return unauthorized(ingest, cid, None, "bad_signature", "the signature matches no configured shop"),
+            None => {
+                return unauthorized(
+                    ingest,
+                    cid,
+                    None,
+                    "bad_signature",
+                    "the signature matches no configured shop",
+                )
+            }
         },
     };
     let shop_id = Some(shop.id.clone());
@@ -229,7 +263,17 @@ async fn handle(
             code: RejectCode::UnsupportedMediaType,
             reason: "expected Content-Type application/json".into(),
         };
-        return dead_letter(ingest, h, shop, &source, &body, rejection, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+        return dead_letter(
+            ingest,
+            h,
+            shop,
+            &source,
+            &body,
+            rejection,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        )
+        .await;
     }
 
     let delivery = Delivery {
@@ -245,10 +289,30 @@ async fn handle(
     let event = match normalise(&delivery, &body) {
         Ok(e) => e,
         Err(rejection) if rejection.code == RejectCode::NotUtf8 => {
-            return dead_letter(ingest, h, shop, &source, &body, rejection, StatusCode::BAD_REQUEST, "bad_encoding").await;
+            return dead_letter(
+                ingest,
+                h,
+                shop,
+                &source,
+                &body,
+                rejection,
+                StatusCode::BAD_REQUEST,
+                "bad_encoding",
+            )
+            .await;
         }
         Err(rejection) => {
-            return dead_letter(ingest, h, shop, &source, &body, rejection, StatusCode::OK, "dead_lettered").await;
+            return dead_letter(
+                ingest,
+                h,
+                shop,
+                &source,
+                &body,
+                rejection,
+                StatusCode::OK,
+                "dead_lettered",
+            )
+            .await;
         }
     };
     let record = match ingest.encoders.event_record(&event) {
@@ -258,7 +322,17 @@ async fn handle(
                 code: RejectCode::InvalidField,
                 reason: format!("the event does not fit its schema: {e}"),
             };
-            return dead_letter(ingest, h, shop, &source, &body, rejection, StatusCode::OK, "dead_lettered").await;
+            return dead_letter(
+                ingest,
+                h,
+                shop,
+                &source,
+                &body,
+                rejection,
+                StatusCode::OK,
+                "dead_lettered",
+            )
+            .await;
         }
     };
     let event_id = event.envelope().event_id.clone();
@@ -266,12 +340,20 @@ async fn handle(
         Ok(Durability::Acknowledged { .. }) => (
             shop_id,
             "accepted",
-            answer(StatusCode::OK, cid, serde_json::json!({"status": "accepted", "event_id": event_id})),
+            answer(
+                StatusCode::OK,
+                cid,
+                serde_json::json!({"status": "accepted", "event_id": event_id}),
+            ),
         ),
         Ok(Durability::Spooled) => (
             shop_id,
             "spooled",
-            answer(StatusCode::ACCEPTED, cid, serde_json::json!({"status": "spooled", "event_id": event_id})),
+            answer(
+                StatusCode::ACCEPTED,
+                cid,
+                serde_json::json!({"status": "spooled", "event_id": event_id}),
+            ),
         ),
         Err(e) => (shop_id, "unavailable", unavailable(cid, &e)),
     }
@@ -290,11 +372,20 @@ fn unauthorized(
         .with_label_values(&[shop.unwrap_or("unknown"), reason])
         .inc();
     // WooCommerce disables a webhook after repeated failures: this must be noticed.
-    tracing::warn!(correlation_id = cid, shop = shop.unwrap_or("unknown"), reason, "Refused a webhook: {message}.");
+    tracing::warn!(
+        correlation_id = cid,
+        shop = shop.unwrap_or("unknown"),
+        reason,
+        "Refused a webhook: {message}."
+    );
     (
         shop.map(str::to_string),
         "unauthorized",
-        answer(StatusCode::UNAUTHORIZED, cid, serde_json::json!({"status": "refused", "reason": message})),
+        answer(
+            StatusCode::UNAUTHORIZED,
+            cid,
+            serde_json::json!({"status": "refused", "reason": message}),
+        ),
     )
 }
 
@@ -327,7 +418,11 @@ async fn dead_letter(
         Some(cipher) => {
             let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
             let mut sealed = nonce.to_vec();
-            sealed.extend(cipher.encrypt(&nonce, body).expect("encryption of a byte slice"));
+            sealed.extend(
+                cipher
+                    .encrypt(&nonce, body)
+                    .expect("encryption of a byte slice"),
+            );
             ("chacha20poly1305", sealed)
         }
         None => ("none", body.to_vec()),
@@ -352,7 +447,15 @@ async fn dead_letter(
         Ok(r) => r,
         Err(e) => {
             tracing::error!(correlation_id = cid, error = %e, "Could not encode a dead letter.");
-            return (shop_id, "error", (StatusCode::INTERNAL_SERVER_ERROR, "dead letter encoding failed").into_response());
+            return (
+                shop_id,
+                "error",
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "dead letter encoding failed",
+                )
+                    .into_response(),
+            );
         }
     };
     match ingest.publisher.publish(record).await {

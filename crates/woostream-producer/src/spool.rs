@@ -62,7 +62,8 @@ impl Spool {
     /// Opens (creating) the spool directory; segments left by an earlier run are sealed for
     /// draining.
     pub fn open(dir: &Path, max_bytes: u64, metrics: Metrics) -> anyhow::Result<Spool> {
-        fs::create_dir_all(dir).with_context(|| format!("creating spool directory {}", dir.display()))?;
+        fs::create_dir_all(dir)
+            .with_context(|| format!("creating spool directory {}", dir.display()))?;
         let mut max_seq = 0;
         let mut pending = 0;
         for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -117,7 +118,9 @@ impl Spool {
         active.file.write_all(line)?;
         active.file.sync_data()?;
         active.bytes += line.len() as u64;
-        let now = self.pending_bytes.fetch_add(line.len() as u64, Ordering::Relaxed);
+        let now = self
+            .pending_bytes
+            .fetch_add(line.len() as u64, Ordering::Relaxed);
         self.metrics
             .spool_pending_bytes
             .set((now + line.len() as u64) as i64);
@@ -143,7 +146,10 @@ impl Spool {
                     },
                 );
                 drop(old.file);
-                fs::rename(active_path(&self.dir, old.seq), sealed_path(&self.dir, old.seq))?;
+                fs::rename(
+                    active_path(&self.dir, old.seq),
+                    sealed_path(&self.dir, old.seq),
+                )?;
             }
         }
         let mut sealed: Vec<PathBuf> = fs::read_dir(&self.dir)?
@@ -175,7 +181,9 @@ impl Spool {
             drained += records.len();
             let _ = self
                 .pending_bytes
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some(p.saturating_sub(size)));
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                    Some(p.saturating_sub(size))
+                });
             self.metrics
                 .spool_pending_bytes
                 .set(self.pending_bytes() as i64);
@@ -224,7 +232,9 @@ fn read_segment(path: &Path) -> anyhow::Result<Vec<Record>> {
         match serde_json::from_str::<Record>(&line) {
             Ok(r) => out.push(r),
             // Only a torn last line can fail; it was never acknowledged to WooCommerce.
-            Err(e) => tracing::warn!(segment = %path.display(), line = n + 1, error = %e, "Skipping a torn spool line."),
+            Err(e) => {
+                tracing::warn!(segment = %path.display(), line = n + 1, error = %e, "Skipping a torn spool line.")
+            }
         }
     }
     Ok(out)
@@ -256,13 +266,26 @@ mod tests {
         assert!(spool.pending_bytes() > 0);
         drop(spool);
         // A crash mid-append leaves half a line.
-        let active = fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
-        OpenOptions::new().append(true).open(&active).unwrap().write_all(b"{\"topic\":\"t\",\"ke").unwrap();
+        let active = fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        OpenOptions::new()
+            .append(true)
+            .open(&active)
+            .unwrap()
+            .write_all(b"{\"topic\":\"t\",\"ke")
+            .unwrap();
 
         let spool = Arc::new(Spool::open(dir.path(), 1 << 20, metrics()).unwrap());
         let sealed = spool.seal().unwrap();
         assert_eq!(sealed.len(), 1);
-        assert_eq!(read_segment(&sealed[0]).unwrap(), vec![record(1), record(2)]);
+        assert_eq!(
+            read_segment(&sealed[0]).unwrap(),
+            vec![record(1), record(2)]
+        );
     }
 
     #[tokio::test]
@@ -270,6 +293,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Arc::new(Spool::open(dir.path(), 150, metrics()).unwrap());
         spool.append(&record(1)).await.unwrap();
-        assert!(matches!(spool.append(&record(2)).await, Err(SpoolError::Full(_))));
+        assert!(matches!(
+            spool.append(&record(2)).await,
+            Err(SpoolError::Full(_))
+        ));
     }
 }

@@ -29,7 +29,11 @@ pub fn demo_shop(o: &simulate::Options) -> ShopConfig {
     }
 }
 
-pub async fn run(mut config: Config, opts: RunOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    mut config: Config,
+    opts: RunOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     if let Some(sim) = &opts.simulate {
         if config.shops.is_empty() {
             config.shops.push(demo_shop(sim));
@@ -43,15 +47,35 @@ pub async fn run(mut config: Config, opts: RunOptions, shutdown: CancellationTok
             println!(
                 "Kafka: embedded mock cluster (3 brokers) at {}; topics created: {}",
                 embedded.bootstrap_servers(),
-                config.topics.all().iter().map(|(_, t)| t.name.as_str()).collect::<Vec<_>>().join(", ")
+                config
+                    .topics
+                    .all()
+                    .iter()
+                    .map(|(_, t)| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             (embedded.bootstrap_servers().to_string(), false)
         }
     };
     let registry = prometheus::Registry::new();
     let readiness = Readiness::default();
-    let (ops_addr, ops_task) = ops::serve(config.ops.listen, registry.clone(), readiness.clone(), shutdown.clone()).await?;
-    let producer = woostream_producer::start(&config, &bootstrap, &registry, &readiness, shutdown.clone(), create_topics).await?;
+    let (ops_addr, ops_task) = ops::serve(
+        config.ops.listen,
+        registry.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let producer = woostream_producer::start(
+        &config,
+        &bootstrap,
+        &registry,
+        &readiness,
+        shutdown.clone(),
+        create_topics,
+    )
+    .await?;
     let url = format!("http://{}{}", producer.addr, config.producer.webhook_path);
     println!("Producer: POST {url}");
     println!("Ops:      http://{ops_addr}/metrics  /healthz  /readyz");
@@ -91,7 +115,9 @@ pub async fn run(mut config: Config, opts: RunOptions, shutdown: CancellationTok
     println!("\nAll webhooks answered in {:.1}s (latency p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms).", started.elapsed().as_secs_f64());
     println!("\nRecords in Kafka:");
     for (key, t) in config.topics.all() {
-        let n = count_records(&config, &bootstrap, &t.name).await.unwrap_or(-1);
+        let n = count_records(&config, &bootstrap, &t.name)
+            .await
+            .unwrap_or(-1);
         println!("  {:<24} {:>7}   ({key})", t.name, n);
     }
     shutdown.cancel();

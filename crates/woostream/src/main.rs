@@ -11,7 +11,11 @@ use woostream_core::config::Config;
 use woostream_core::{ops, shutdown, telemetry};
 
 #[derive(Parser)]
-#[command(name = "woostream", version, about = "WooCommerce events through Kafka into customer intelligence and team action.")]
+#[command(
+    name = "woostream",
+    version,
+    about = "WooCommerce events through Kafka into customer intelligence and team action."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -103,7 +107,11 @@ async fn main() -> ExitCode {
             Ok(config) => producer(config).await,
             Err(e) => Err(anyhow::anyhow!(e)),
         },
-        Command::Run { config, simulate, sale } => match load(&config) {
+        Command::Run {
+            config,
+            simulate,
+            sale,
+        } => match load(&config) {
             Ok(mut config) => {
                 if config.kafka.bootstrap_servers.is_none() {
                     // One machine, nothing installed: ephemeral ports on loopback.
@@ -122,8 +130,18 @@ async fn main() -> ExitCode {
             }
             Err(e) => Err(anyhow::anyhow!(e)),
         },
-        Command::Simulate { url, secret, source, sale } => {
-            let o = sale.options(simulate::Options { url, secret, source, ..simulate::Options::default() });
+        Command::Simulate {
+            url,
+            secret,
+            source,
+            sale,
+        } => {
+            let o = sale.options(simulate::Options {
+                url,
+                secret,
+                source,
+                ..simulate::Options::default()
+            });
             let stats = std::sync::Arc::new(simulate::Stats::default());
             let started = std::time::Instant::now();
             let r = simulate::run(&o, stats.clone()).await;
@@ -155,8 +173,22 @@ async fn producer(config: Config) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
     let registry = prometheus::Registry::new();
     let readiness = ops::Readiness::default();
-    let (_, ops_task) = ops::serve(config.ops.listen, registry.clone(), readiness.clone(), shutdown.clone()).await?;
-    let running = woostream_producer::start(&config, &bootstrap, &registry, &readiness, shutdown, config.topics.create).await?;
+    let (_, ops_task) = ops::serve(
+        config.ops.listen,
+        registry.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let running = woostream_producer::start(
+        &config,
+        &bootstrap,
+        &registry,
+        &readiness,
+        shutdown,
+        config.topics.create,
+    )
+    .await?;
     running.task.await??;
     let _ = ops_task.await;
     Ok(())

@@ -17,11 +17,22 @@ use woostream_producer::signature::sign;
 
 const ORDER: &str = include_str!("../../../tests/fixtures/woocommerce/woo_order_example.json");
 const PRODUCT: &str = include_str!("../../../tests/fixtures/woocommerce/woo_product_example.json");
-const CUSTOMER: &str = include_str!("../../../tests/fixtures/woocommerce/woo_customer_example.json");
+const CUSTOMER: &str =
+    include_str!("../../../tests/fixtures/woocommerce/woo_customer_example.json");
 
-const FIRST_NAMES: &[&str] = &["Anna", "Jan", "Zoë", "Łukasz", "Maria", "Piotr", "Ewa", "John", "Aiko", "Omar", "Lena", "Tomás"];
-const LAST_NAMES: &[&str] = &["Nowak", "Kowalska", "Doe", "Müller", "García", "Tanaka", "Smith", "Novák", "Rossi", "Silva"];
-const PAYMENT: &[(&str, &str)] = &[("stripe", "Credit card"), ("paypal", "PayPal"), ("bacs", "Direct Bank Transfer"), ("cod", "Cash on delivery")];
+const FIRST_NAMES: &[&str] = &[
+    "Anna", "Jan", "Zoë", "Łukasz", "Maria", "Piotr", "Ewa", "John", "Aiko", "Omar", "Lena",
+    "Tomás",
+];
+const LAST_NAMES: &[&str] = &[
+    "Nowak", "Kowalska", "Doe", "Müller", "García", "Tanaka", "Smith", "Novák", "Rossi", "Silva",
+];
+const PAYMENT: &[(&str, &str)] = &[
+    ("stripe", "Credit card"),
+    ("paypal", "PayPal"),
+    ("bacs", "Direct Bank Transfer"),
+    ("cod", "Cash on delivery"),
+];
 
 /// What to simulate.
 #[derive(Clone, Debug)]
@@ -194,7 +205,10 @@ pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
             .map(|i| {
                 let id = 1000 + i as i64;
                 let price = Decimal::new(rng.random_range(1_999..=49_999), 2);
-                let cats = vec![CATEGORIES[i % CATEGORIES.len()], CATEGORIES[(i * 7 + 1) % CATEGORIES.len()]];
+                let cats = vec![
+                    CATEGORIES[i % CATEGORIES.len()],
+                    CATEGORIES[(i * 7 + 1) % CATEGORIES.len()],
+                ];
                 (id, format!("Flash item {}", i + 1), price, cats)
             })
             .collect(),
@@ -210,10 +224,17 @@ pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
         p["manage_stock"] = json!(true);
         p["stock_quantity"] = json!(rng.random_range(50..500));
         p["low_stock_amount"] = json!(10);
-        p["categories"] = json!(cats.iter().map(|(id, n, s)| json!({"id": id, "name": n, "slug": s})).collect::<Vec<_>>());
+        p["categories"] = json!(cats
+            .iter()
+            .map(|(id, n, s)| json!({"id": id, "name": n, "slug": s}))
+            .collect::<Vec<_>>());
         p["date_created_gmt"] = json!(gmt(start));
         p["date_modified_gmt"] = json!(gmt(start));
-        out.push(Webhook { topic: "product.created".into(), body: php_json(&p), at: 0.0 });
+        out.push(Webhook {
+            topic: "product.created".into(),
+            body: php_json(&p),
+            at: 0.0,
+        });
     }
 
     let customers = o.customers.max(1);
@@ -230,7 +251,11 @@ pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
         let registered = c % 10 < 7;
         let first = FIRST_NAMES[c % FIRST_NAMES.len()];
         let last = LAST_NAMES[(c / 3) % LAST_NAMES.len()];
-        let email = if registered { format!("customer{c}@shop.example") } else { format!("guest{c}@mail.example") };
+        let email = if registered {
+            format!("customer{c}@shop.example")
+        } else {
+            format!("guest{c}@mail.example")
+        };
         let customer_id = if registered { 5000 + c as i64 } else { 0 };
         let created = start + chrono::Duration::milliseconds((at * 1000.0) as i64);
 
@@ -247,14 +272,19 @@ pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
             cu["billing"]["last_name"] = json!(last);
             cu["date_created_gmt"] = json!(gmt(created));
             cu["date_modified_gmt"] = json!(gmt(created));
-            out.push(Webhook { topic: "customer.created".into(), body: php_json(&cu), at: (at - 0.05).max(0.0) });
+            out.push(Webhook {
+                topic: "customer.created".into(),
+                body: php_json(&cu),
+                at: (at - 0.05).max(0.0),
+            });
         }
 
         let order_id = 10_000 + n as i64;
         let mut lines = Vec::new();
         let mut subtotal = Decimal::ZERO;
         for (k, _) in (0..rng.random_range(1..=4)).enumerate() {
-            let (pid, name, price, _) = &catalogue.products[rng.random_range(0..catalogue.products.len())];
+            let (pid, name, price, _) =
+                &catalogue.products[rng.random_range(0..catalogue.products.len())];
             let qty = rng.random_range(1..=3i64);
             let line_total = *price * Decimal::from(qty);
             let tax = (line_total * Decimal::new(23, 2)).round_dp(2);
@@ -268,7 +298,11 @@ pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
             }));
         }
         let tax = (subtotal * Decimal::new(23, 2)).round_dp(2);
-        let shipping = if subtotal > Decimal::from(200) { Decimal::ZERO } else { Decimal::new(1499, 2) };
+        let shipping = if subtotal > Decimal::from(200) {
+            Decimal::ZERO
+        } else {
+            Decimal::new(1499, 2)
+        };
         let total = subtotal + tax + shipping;
         let (pm, pm_title) = PAYMENT[rng.random_range(0..PAYMENT.len())];
         let mut order = order_template.clone();
@@ -294,13 +328,21 @@ pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
         order["date_modified_gmt"] = json!(gmt(created));
         order["date_paid_gmt"] = Value::Null;
         order["status"] = json!("pending");
-        out.push(Webhook { topic: "order.created".into(), body: php_json(&order), at });
+        out.push(Webhook {
+            topic: "order.created".into(),
+            body: php_json(&order),
+            at,
+        });
 
         // What happens next: paid, on hold (bank transfer), failed; later completed, cancelled
         // or refunded.
         let roll: f64 = rng.random_range(0.0..1.0);
         let mut t = created;
-        let step = |order: &mut Value, status: &str, delay_s: f64, out: &mut Vec<Webhook>, t: &mut DateTime<Utc>| {
+        let step = |order: &mut Value,
+                    status: &str,
+                    delay_s: f64,
+                    out: &mut Vec<Webhook>,
+                    t: &mut DateTime<Utc>| {
             *t += chrono::Duration::milliseconds((delay_s * 1000.0) as i64);
             order["status"] = json!(status);
             order["date_modified_gmt"] = json!(gmt(*t));
@@ -312,7 +354,11 @@ pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
                 order["date_completed_gmt"] = json!(gmt(*t));
             }
             let at = ((*t - start).num_milliseconds() as f64 / 1000.0).min(secs);
-            out.push(Webhook { topic: "order.updated".into(), body: php_json(order), at });
+            out.push(Webhook {
+                topic: "order.updated".into(),
+                body: php_json(order),
+                at,
+            });
         };
         if pm == "bacs" {
             step(&mut order, "on-hold", 0.3, &mut out, &mut t);
@@ -354,14 +400,26 @@ pub async fn run(o: &Options, stats: Arc<Stats>) -> anyhow::Result<()> {
                 let resp = client
                     .post(&o.url)
                     .header("content-type", "application/json")
-                    .header("user-agent", "WooCommerce/9.0.0 Hookshot (WordPress/6.6) woostream-simulator")
+                    .header(
+                        "user-agent",
+                        "WooCommerce/9.0.0 Hookshot (WordPress/6.6) woostream-simulator",
+                    )
                     .header("x-wc-webhook-source", &o.source)
                     .header("x-wc-webhook-topic", &w.topic)
-                    .header("x-wc-webhook-resource", w.topic.split('.').next().unwrap_or(""))
-                    .header("x-wc-webhook-event", w.topic.split('.').nth(1).unwrap_or(""))
+                    .header(
+                        "x-wc-webhook-resource",
+                        w.topic.split('.').next().unwrap_or(""),
+                    )
+                    .header(
+                        "x-wc-webhook-event",
+                        w.topic.split('.').nth(1).unwrap_or(""),
+                    )
                     .header("x-wc-webhook-signature", signature)
                     .header("x-wc-webhook-id", "1")
-                    .header("x-wc-webhook-delivery-id", format!("{:x}", rand::random::<u64>()))
+                    .header(
+                        "x-wc-webhook-delivery-id",
+                        format!("{:x}", rand::random::<u64>()),
+                    )
                     .body(w.body)
                     .send()
                     .await;
@@ -392,20 +450,30 @@ mod tests {
 
     #[test]
     fn php_json_escapes_like_wp_json_encode() {
-        assert_eq!(php_json(&json!({"u": "https://x/y", "n": "Zoë"})), br#"{"n":"Zo\u00eb","u":"https:\/\/x\/y"}"#.to_vec());
+        assert_eq!(
+            php_json(&json!({"u": "https://x/y", "n": "Zoë"})),
+            br#"{"n":"Zo\u00eb","u":"https:\/\/x\/y"}"#.to_vec()
+        );
         assert_eq!(php_json(&json!("🛒")), br#""\ud83d\uded2""#.to_vec());
     }
 
     #[test]
     fn the_plan_is_a_realistic_sale_that_the_producer_reads() {
-        let o = Options { orders: 400, customers: 150, ..Options::default() };
+        let o = Options {
+            orders: 400,
+            customers: 150,
+            ..Options::default()
+        };
         let plan = plan(&o, Utc::now());
         let created: Vec<&Webhook> = plan.iter().filter(|w| w.topic == "order.created").collect();
         assert_eq!(created.len(), 400);
         assert!(plan.windows(2).all(|w| w[0].at <= w[1].at));
         // The spike: most orders in the middle quarter of the sale.
         let secs = o.duration.as_secs_f64();
-        let in_spike = created.iter().filter(|w| w.at >= 0.2 * secs && w.at < 0.45 * secs).count();
+        let in_spike = created
+            .iter()
+            .filter(|w| w.at >= 0.2 * secs && w.at < 0.45 * secs)
+            .count();
         assert!(in_spike > 200, "{in_spike}");
         let d = Delivery {
             shop_id: "s",
@@ -421,12 +489,27 @@ mod tests {
         let mut guests = 0;
         let mut statuses = std::collections::HashSet::new();
         for w in &plan {
-            let e = normalise(&Delivery { wc_topic: Some(&w.topic), ..d.clone() }, &w.body).unwrap_or_else(|r| panic!("{}: {r:?}", w.topic));
+            let e = normalise(
+                &Delivery {
+                    wc_topic: Some(&w.topic),
+                    ..d.clone()
+                },
+                &w.body,
+            )
+            .unwrap_or_else(|r| panic!("{}: {r:?}", w.topic));
             if let Event::Order(k, e) = e {
                 let order = e.order.unwrap();
                 statuses.insert(order.status_slug.clone());
-                let items: Decimal = order.line_items.iter().map(|l| l.total.amount() + l.total_tax.amount()).sum();
-                assert_eq!(order.total.amount(), items + order.shipping_total.amount(), "totals add up");
+                let items: Decimal = order
+                    .line_items
+                    .iter()
+                    .map(|l| l.total.amount() + l.total_tax.amount())
+                    .sum();
+                assert_eq!(
+                    order.total.amount(),
+                    items + order.shipping_total.amount(),
+                    "totals add up"
+                );
                 if w.topic == "order.created" {
                     *customers.entry(k.customer.clone()).or_insert(0) += 1;
                     guests += k.customer.starts_with("guest:") as usize;

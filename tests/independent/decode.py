@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Reads woostream topics with tools that share no code with woostream.
+
+confluent-kafka (its own librdkafka) consumes; fastavro decodes, given only the .avsc files in
+schemas/. Frames are recognised by the Avro spec (single-object: C3 01 + CRC-64-AVRO
+fingerprint, little-endian) or by Confluent's wire format (00 + big-endian schema id, resolved
+through --registry). Prints one JSON object per record on stdout.
+"""
+import argparse
+import base64
+import datetime
+import decimal
+import glob
+import io
+import json
+import os
+import sys
+import urllib.request
+import uuid
+
+import fastavro
+from confluent_kafka import Consumer, TopicPartition
+
+EMPTY = 0xC15D213AA4D7A795
+
+
+def _table():
+    t = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (EMPTY & -(fp & 1))
+        t.append(fp)
+    return t
+
+
+TABLE = _table()
+
+
+def crc64_avro(data: bytes) -> int:
+    """The Avro spec's Rabin fingerprint, written out from the spec."""
+    fp = EMPTY
+    for b in data:
+        fp = (fp >> 8) ^ TABLE[(fp ^ b) & 0xFF]
+    return fp
+
+
+def load_schemas(directory):
+    by_fp = {}
+    for path in sorted(glob.glob(os.path.join(directory, "*.avsc"))):
+        with open(path) as f:
+            raw = json.load(f)
+        parsed = fastavro.parse_schema(raw)
+        canonical = fastavro.schema.to_parsing_canonical_form(raw)
+        fp = crc64_avro(canonical.encode()).to_bytes(8, "little")
+        # fastavro's own fingerprint must agree with the spec's algorithm.
+        assert fastavro.schema.fingerprint(canonical, "CRC-64-AVRO") == fp.hex(), path
+        by_fp[fp] = (os.path.basename(path)[:-5], parsed)
+    return by_fp
+
+
+def plain(v):
+    if isinstance(v, decimal.Decimal):
+        return format(v.normalize(), "f") if v != 0 else "0"
+    if isinstance(v, datetime.datetime):
+        return v.astimezone(datetime.timezone.utc).isoformat()
+    if isinstance(v, bytes):
+        return base64.b64encode(v).decode()
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    return v
+
+
+class Decoder:
+    def __init__(self, schemas, registry):
+        self.by_fp = schemas
+        self.registry = registry
+        self.by_id = {}
+
+    def decode(self, data):
+        if data is None:
+            return None, None
+        if data[:2] == b"\xc3\x01":
+            name, schema = self.by_fp[data[2:10]]
+            body = data[10:]
+        elif data[:1] == b"\x00":
+            sid = int.from_bytes(data[1:5], "big")
+            if sid not in self.by_id:
+                with urllib.request.urlopen(f"{self.registry}/schemas/ids/{sid}") as r:
+                    text = json.load(r)["schema"]
+                raw = json.loads(text)
+                self.by_id[sid] = (raw.get("name", "?") if isinstance(raw, dict) else raw, fastavro.parse_schema(raw))
+            name, schema = self.by_id[sid]
+            body = data[5:]
+        else:
+            raise ValueError(f"unknown framing {data[:2]!r}")
+        buf = io.BytesIO(body)
+        value = fastavro.schemaless_reader(buf, schema)
+        if buf.read():
+            raise ValueError("bytes left after the datum")
+        return name, value
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("--schemas", required=True)
+    ap.add_argument("--count", type=int, required=True)
+    ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--registry")
+    a = ap.parse_args()
+
+    decoder = Decoder(load_schemas(a.schemas), a.registry)
+    c = Consumer({
+        "bootstrap.servers": a.bootstrap,
+        "group.id": f"independent-{uuid.uuid4()}",
+        "enable.auto.commit": False,
+        "broker.address.family": "v4",
+    })
+    md = c.list_topics(a.topic, timeout=10)
+    parts = md.topics[a.topic].partitions
+    c.assign([TopicPartition(a.topic, p, 0) for p in parts])
+    seen = 0
+    deadline = datetime.datetime.now() + datetime.timedelta(seconds=a.timeout)
+    while seen < a.count and datetime.datetime.now() < deadline:
+        m = c.poll(1.0)
+        if m is None:
+            continue
+        if m.error():
+            print(f"consumer error: {m.error()}", file=sys.stderr)
+            continue
+        key_schema, key = decoder.decode(m.key())
+        value_schema, value = decoder.decode(m.value())
+        print(json.dumps({
+            "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
+            "key_schema": key_schema, "key": plain(key),
+            "value_schema": value_schema, "value": plain(value),
+            "headers": {k: v.decode() for k, v in (m.headers() or [])},
+        }, sort_keys=True), flush=True)
+        seen += 1
+    c.close()
+    if seen < a.count:
+        print(f"only {seen} of {a.count} records arrived", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

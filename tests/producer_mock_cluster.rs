@@ -1,0 +1,400 @@
+//! The producer against librdkafka's mock cluster (3 brokers, in-process, injected errors):
+//! what WooCommerce is answered and what lands in Kafka, for good and bad deliveries.
+
+use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::Message;
+use woostream_core::codec::Decoder;
+use woostream_core::config::Config;
+use woostream_core::events::{CustomerKey, IngestDeadLetter, OrderEvent};
+use woostream_core::headers;
+use woostream_producer::normalise::email_hash;
+use woostream_tests::*;
+
+fn cluster(config: &Config) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let c = MockCluster::new(3).expect("mock cluster");
+    for (_, t) in config.topics.all() {
+        c.create_topic(&t.name, config.topics.partitions_of(t), 1)
+            .expect("topic");
+    }
+    c
+}
+
+fn setup() -> (
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    Config,
+) {
+    let mut config = config("placeholder:1");
+    let c = cluster(&config);
+    config.kafka.bootstrap_servers = Some(c.bootstrap_servers());
+    (c, config)
+}
+
+async fn read(config: &Config, topic: &str, n: usize) -> Vec<rdkafka::message::OwnedMessage> {
+    let (b, t) = (
+        config.kafka.bootstrap_servers.clone().unwrap(),
+        topic.to_string(),
+    );
+    tokio::task::spawn_blocking(move || read_records(&b, &t, n, Duration::from_secs(30)))
+        .await
+        .unwrap()
+}
+
+async fn count(config: &Config, topic: &str) -> i64 {
+    let (b, t) = (
+        config.kafka.bootstrap_servers.clone().unwrap(),
+        topic.to_string(),
+    );
+    tokio::task::spawn_blocking(move || record_count(&b, &t))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_accepted_order_is_in_kafka_keyed_by_its_customer_with_headers() {
+    let (_cluster, config) = setup();
+    let p = Producer::start(&config, false).await.unwrap();
+    let body = fixture("woo_order_example.webhook_body.json");
+    let (status, text) = Post::signed("order.created", &body).send(&p.url).await;
+    assert_eq!(status, 200, "{text}");
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["status"], "accepted");
+
+    let records = read(&config, "woo.orders", 1).await;
+    assert_eq!(records.len(), 1);
+    let m = &records[0];
+    let d = Decoder::new();
+    let key: CustomerKey = d.decode(m.key().unwrap()).unwrap();
+    assert_eq!(
+        key.customer,
+        format!("guest:{}", email_hash("john.doe@example.com").unwrap())
+    );
+    let event: OrderEvent = d.decode(m.payload().unwrap()).unwrap();
+    assert_eq!(
+        event.envelope.event_id,
+        answer["event_id"].as_str().unwrap()
+    );
+    assert_eq!(event.order.unwrap().total.to_string(), "29.35");
+    assert_eq!(header(m, headers::WC_TOPIC), Some("order.created"));
+    assert_eq!(header(m, headers::SHOP), Some("eu"));
+    assert_eq!(header(m, headers::DELIVERY_ID), Some("d3adb33f"));
+    assert_eq!(
+        header(m, headers::CORRELATION_ID),
+        Some(event.envelope.correlation_id.as_str())
+    );
+    assert_eq!(
+        p.metric(
+            "woostream_webhook_requests_total",
+            &[("outcome", "accepted"), ("topic", "order.created")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        p.metric(
+            "woostream_kafka_produce_latency_seconds",
+            &[("topic", "woo.orders")]
+        ),
+        1.0
+    );
+    p.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_ping_gets_exactly_200_and_produces_nothing() {
+    let (_cluster, config) = setup();
+    let p = Producer::start(&config, false).await.unwrap();
+    let ping = Post {
+        topic: None,
+        body: b"webhook_id=12",
+        secret: None,
+        source: None,
+        content_type: "application/x-www-form-urlencoded",
+    };
+    assert_eq!(ping.send(&p.url).await.0, 200);
+    // Then a real order: it must be the first and only record anywhere.
+    let body = fixture("woo_order_example.webhook_body.json");
+    assert_eq!(
+        Post::signed("order.updated", &body).send(&p.url).await.0,
+        200
+    );
+    let records = read(&config, "woo.orders", 1).await;
+    assert_eq!(
+        header(&records[0], headers::WC_TOPIC),
+        Some("order.updated")
+    );
+    assert_eq!(count(&config, "woo.orders").await, 1);
+    assert_eq!(count(&config, "woostream.dlq.ingest").await, 0);
+    assert_eq!(
+        p.metric("woostream_webhook_requests_total", &[("outcome", "ping")]),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn missing_wrong_or_foreign_signatures_get_401_and_are_counted() {
+    let (_cluster, config) = setup();
+    let p = Producer::start(&config, false).await.unwrap();
+    let body = fixture("woo_order_example.webhook_body.json");
+    let unsigned = Post {
+        secret: None,
+        ..Post::signed("order.created", &body)
+    };
+    let wrong = Post {
+        secret: Some("not-the-secret"),
+        ..Post::signed("order.created", &body)
+    };
+    let foreign = Post {
+        source: Some("https://other-shop.example/"),
+        ..Post::signed("order.created", &body)
+    };
+    for post in [unsigned, wrong, foreign] {
+        let (status, text) = post.send(&p.url).await;
+        assert_eq!(status, 401, "{text}");
+        assert!(!text.contains("john"), "no body in the answer");
+    }
+    // Without a source header, the secret alone identifies the shop.
+    let sourceless = Post {
+        source: None,
+        ..Post::signed("order.created", &body)
+    };
+    assert_eq!(sourceless.send(&p.url).await.0, 200);
+    assert_eq!(
+        p.metric("woostream_webhook_signature_failures_total", &[]),
+        3.0
+    );
+    assert_eq!(
+        p.metric(
+            "woostream_webhook_signature_failures_total",
+            &[("reason", "bad_signature"), ("shop", "eu")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        p.metric(
+            "woostream_webhook_signature_failures_total",
+            &[("reason", "unknown_source")]
+        ),
+        1.0
+    );
+    assert_eq!(count(&config, "woo.orders").await, 1);
+}
+
+#[tokio::test]
+async fn bad_input_is_kept_in_the_dead_letter_topic_and_never_disables_the_webhook() {
+    let (_cluster, config) = setup();
+    let p = Producer::start(&config, false).await.unwrap();
+    let product = fixture("woo_product_example.json");
+    let rest_error = br#"{"code":"woocommerce_rest_shop_order_invalid_id","message":"Invalid ID.","data":{"status":404}}"#;
+    let cases: Vec<(&str, Vec<u8>, &str, &str, u16)> = vec![
+        (
+            "order.created",
+            b"".to_vec(),
+            "application/json",
+            "invalid_json",
+            200,
+        ),
+        (
+            "order.created",
+            b"{\"id\":727,".to_vec(),
+            "application/json",
+            "invalid_json",
+            200,
+        ),
+        (
+            "order.created",
+            product.clone(),
+            "application/json",
+            "wrong_resource",
+            200,
+        ),
+        (
+            "order.archived",
+            b"{\"id\":1}".to_vec(),
+            "application/json",
+            "unknown_topic",
+            200,
+        ),
+        (
+            "order.updated",
+            rest_error.to_vec(),
+            "application/json",
+            "resource_error",
+            200,
+        ),
+        (
+            "order.created",
+            vec![b'{', 0xff, 0xfe, b'}'],
+            "application/json",
+            "not_utf8",
+            400,
+        ),
+        (
+            "order.created",
+            b"id=1".to_vec(),
+            "application/x-www-form-urlencoded",
+            "unsupported_media_type",
+            415,
+        ),
+    ];
+    for (topic, body, ct, code, want) in &cases {
+        let post = Post {
+            content_type: ct,
+            ..Post::signed(topic, body)
+        };
+        let (status, text) = post.send(&p.url).await;
+        assert_eq!(status, *want, "{code}: {text}");
+        assert!(text.contains(code), "{code}: {text}");
+    }
+    let dead = read(&config, "woostream.dlq.ingest", cases.len()).await;
+    assert_eq!(dead.len(), cases.len());
+    let d = Decoder::new();
+    let mut kept: Vec<(String, Vec<u8>)> = dead
+        .iter()
+        .map(|m| {
+            let dl: IngestDeadLetter = d.decode(m.payload().unwrap()).unwrap();
+            assert_eq!(dl.body_encryption, "none");
+            assert_eq!(dl.shop_id.as_deref(), Some("eu"));
+            let key: String = d.decode(m.key().unwrap()).unwrap();
+            assert_eq!(key, dl.correlation_id);
+            (dl.reason_code, dl.body)
+        })
+        .collect();
+    kept.sort();
+    let mut sent: Vec<(String, Vec<u8>)> = cases
+        .iter()
+        .map(|(_, b, _, c, _)| (c.to_string(), b.clone()))
+        .collect();
+    sent.sort();
+    assert_eq!(kept, sent, "every bad delivery is kept byte for byte");
+    assert_eq!(
+        p.metric("woostream_webhook_dead_lettered_total", &[]),
+        cases.len() as f64
+    );
+    assert_eq!(count(&config, "woo.orders").await, 0);
+
+    // Oversized: refused before anything is read into memory beyond the limit.
+    let huge = vec![b' '; 10 * 1024 * 1024];
+    let (status, text) = Post::signed("order.created", &huge).send(&p.url).await;
+    assert_eq!(status, 413, "{text}");
+    assert_eq!(
+        p.metric(
+            "woostream_webhook_requests_total",
+            &[("outcome", "too_large")]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn dead_letter_bodies_are_sealed_when_a_key_is_configured() {
+    let (_cluster, mut config) = setup();
+    config.producer.dead_letter_key = Some("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into());
+    let p = Producer::start(&config, false).await.unwrap();
+    let body = br#"{"email":"jane.roe@example.com","broken":"#;
+    assert_eq!(
+        Post::signed("order.created", body).send(&p.url).await.0,
+        200
+    );
+    let dead = read(&config, "woostream.dlq.ingest", 1).await;
+    let dl: IngestDeadLetter = Decoder::new().decode(dead[0].payload().unwrap()).unwrap();
+    assert_eq!(dl.body_encryption, "chacha20poly1305");
+    assert!(!String::from_utf8_lossy(&dl.body).contains("jane"));
+    assert!(!String::from_utf8_lossy(dead[0].payload().unwrap()).contains("jane"));
+}
+
+#[tokio::test]
+async fn transient_broker_errors_are_retried_before_answering() {
+    let (cluster, config) = setup();
+    let p = Producer::start(&config, false).await.unwrap();
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 3],
+    );
+    let body = fixture("woo_order_example.webhook_body.json");
+    let (status, text) = Post::signed("order.created", &body).send(&p.url).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("accepted"));
+    assert_eq!(count(&config, "woo.orders").await, 1);
+}
+
+#[tokio::test]
+async fn while_the_broker_refuses_writes_deliveries_are_spooled_then_drained() {
+    let (cluster, mut config) = setup();
+    let spool = tempfile::tempdir().unwrap();
+    config.producer.spool_dir = Some(spool.path().to_path_buf());
+    config.kafka.delivery_timeout_ms = 1500;
+    let p = Producer::start(&config, false).await.unwrap();
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 100_000],
+    );
+    let body = fixture("woo_order_example.webhook_body.json");
+    let (status, text) = Post::signed("order.created", &body).send(&p.url).await;
+    assert_eq!(status, 202, "a 2xx keeps the webhook enabled: {text}");
+    assert!(text.contains("spooled"));
+    assert_eq!(
+        p.metric("woostream_spool_records_total", &[("direction", "written")]),
+        1.0
+    );
+    assert_eq!(count(&config, "woo.orders").await, 0);
+
+    cluster.clear_request_errors(RDKafkaApiKey::Produce);
+    let records = read(&config, "woo.orders", 1).await;
+    assert_eq!(
+        records.len(),
+        1,
+        "the spooled delivery reached Kafka once the broker recovered"
+    );
+    let e: OrderEvent = Decoder::new()
+        .decode(records[0].payload().unwrap())
+        .unwrap();
+    assert_eq!(e.order_id, 727);
+}
+
+#[tokio::test]
+async fn without_a_spool_a_refusing_broker_gets_503_with_retry_after() {
+    let (cluster, mut config) = setup();
+    config.kafka.delivery_timeout_ms = 1000;
+    let p = Producer::start(&config, false).await.unwrap();
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 100_000],
+    );
+    let body = fixture("woo_order_example.webhook_body.json");
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(&p.url)
+        .header("content-type", "application/json")
+        .header("x-wc-webhook-topic", "order.created")
+        .header("x-wc-webhook-source", SOURCE)
+        .header(
+            "x-wc-webhook-signature",
+            woostream_producer::signature::sign(&body, SECRET),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(resp.headers()["retry-after"], "30");
+}
+
+#[tokio::test]
+async fn readiness_follows_the_broker() {
+    let (_cluster, config) = setup();
+    let p = Producer::start(&config, false).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !p.readiness.is_ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready although the broker is up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        p.metric("woostream_kafka_reachable", &[("role", "producer")]),
+        1.0
+    );
+}
