@@ -179,11 +179,14 @@ impl<T: Contract> Encoder<T> {
     }
 }
 
+/// A writer schema learned by Confluent id, with its fingerprint.
+type WriterSchema = (Schema, [u8; 8]);
+
 /// Decodes any contract type from either framing.
 #[derive(Clone, Default)]
 pub struct Decoder {
     registry: Option<RegistryClient>,
-    writer_schemas: Arc<RwLock<HashMap<i32, Arc<(Schema, [u8; 8])>>>>,
+    writer_schemas: Arc<RwLock<HashMap<i32, Arc<WriterSchema>>>>,
 }
 
 impl Decoder {

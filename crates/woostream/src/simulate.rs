@@ -156,11 +156,15 @@ pub fn php_json(v: &Value) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// (id, name, slug)
+type CategoryRef = (i64, &'static str, &'static str);
+
 struct Catalogue {
-    products: Vec<(i64, String, Decimal, Vec<(i64, &'static str, &'static str)>)>,
+    /// (id, name, price, categories)
+    products: Vec<(i64, String, Decimal, Vec<CategoryRef>)>,
 }
 
-const CATEGORIES: &[(i64, &str, &str)] = &[
+const CATEGORIES: &[CategoryRef] = &[
     (9, "Clothing", "clothing"),
     (14, "T-shirts", "t-shirts"),
     (15, "Hoodies", "hoodies"),
