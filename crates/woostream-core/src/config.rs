@@ -909,3 +909,28 @@ secret = "other"
         assert!(!shown.contains("s3cr&t"), "{shown}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_configuration_is_valid() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/woostream.example.toml"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let c = Config::from_text(
+            path,
+            &text,
+            vec![(
+                "WOOSTREAM__SHOPS__0__SECRET_ENV".to_string(),
+                "PATH".to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.shops[0].id, "eu-store");
+        assert_eq!(c.topics.replication_factor, 3);
+    }
+}
