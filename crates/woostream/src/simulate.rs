@@ -286,22 +286,23 @@ pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
         let order_id = 10_000 + n as i64;
         let mut lines = Vec::new();
         let mut subtotal = Decimal::ZERO;
+        let mut tax = Decimal::ZERO;
         for (k, _) in (0..rng.random_range(1..=4)).enumerate() {
             let (pid, name, price, _) =
                 &catalogue.products[rng.random_range(0..catalogue.products.len())];
             let qty = rng.random_range(1..=3i64);
             let line_total = *price * Decimal::from(qty);
-            let tax = (line_total * Decimal::new(23, 2)).round_dp(2);
+            let line_tax = (line_total * Decimal::new(23, 2)).round_dp(2);
             subtotal += line_total;
+            tax += line_tax;
             lines.push(json!({
                 "id": order_id * 10 + k as i64, "name": name, "product_id": pid, "variation_id": 0,
-                "quantity": qty, "tax_class": "", "subtotal": amount(line_total), "subtotal_tax": amount(tax),
-                "total": amount(line_total), "total_tax": amount(tax),
-                "taxes": [{"id": 75, "total": amount(tax), "subtotal": amount(tax)}],
+                "quantity": qty, "tax_class": "", "subtotal": amount(line_total), "subtotal_tax": amount(line_tax),
+                "total": amount(line_total), "total_tax": amount(line_tax),
+                "taxes": [{"id": 75, "total": amount(line_tax), "subtotal": amount(line_tax)}],
                 "meta_data": [], "sku": format!("FS-{pid}"), "price": price.to_string().parse::<f64>().unwrap_or(0.0)
             }));
         }
-        let tax = (subtotal * Decimal::new(23, 2)).round_dp(2);
         let shipping = if subtotal > Decimal::from(200) {
             Decimal::ZERO
         } else {
