@@ -291,7 +291,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_spool_refuses_instead_of_filling_the_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Arc::new(Spool::open(dir.path(), 150, metrics()).unwrap());
+        let spool = Arc::new(Spool::open(dir.path(), 100, metrics()).unwrap());
         spool.append(&record(1)).await.unwrap();
         assert!(matches!(
             spool.append(&record(2)).await,
