@@ -107,7 +107,7 @@ async fn signed_fixtures_reach_tansu_and_an_independent_decoder_reads_every_fiel
                     "city": "San Francisco", "state": "CA", "postcode": "94103", "country": "US",
                     "email": "john.doe@example.com", "phone": "(555) 555-5555"},
         "shipping": {"first_name": "John", "last_name": "Doe", "company": null, "address_1": "969 Market", "address_2": null,
-                     "city": "San Francisco", "state": "CA", "postcode": "94103", "country": "US", "email": null, "phone": null},
+                     "city": "San Francisco", "state": "CA", "postcode": "94103", "country": "US", "phone": null},
         "payment_method": "bacs", "payment_method_title": "Direct Bank Transfer", "transaction_id": null,
         "line_items": [
             {"id": 315, "product_id": 93, "variation_id": null, "name": "Woo Single #1", "sku": null, "quantity": 2,

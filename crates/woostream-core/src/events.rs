@@ -67,6 +67,21 @@ pub struct Address {
     pub phone: Option<String>,
 }
 
+/// Where an order ships to; WooCommerce's shipping address carries no email.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShippingAddress {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company: Option<String>,
+    pub address_1: Option<String>,
+    pub address_2: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub postcode: Option<String>,
+    pub country: Option<String>,
+    pub phone: Option<String>,
+}
+
 /// WooCommerce order status; statuses an extension registers are `Other` and the slug is kept
 /// beside it in `Order::status_slug`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -159,7 +174,7 @@ pub struct Order {
     pub customer_key: String,
     pub email_hash: Option<String>,
     pub billing: Option<Address>,
-    pub shipping: Option<Address>,
+    pub shipping: Option<ShippingAddress>,
     pub payment_method: Option<String>,
     pub payment_method_title: Option<String>,
     pub transaction_id: Option<String>,
@@ -227,7 +242,7 @@ pub struct CustomerRecord {
     pub username: Option<String>,
     pub role: String,
     pub billing: Option<Address>,
-    pub shipping: Option<Address>,
+    pub shipping: Option<ShippingAddress>,
     pub is_paying_customer: bool,
     #[serde(with = "ts_millis::option")]
     pub created_at: Option<DateTime<Utc>>,

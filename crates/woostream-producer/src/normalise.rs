@@ -442,7 +442,7 @@ fn order(w: WooOrder) -> Result<Order, Rejection> {
         customer_id,
         email_hash,
         billing: w.billing.map(address),
-        shipping: w.shipping.map(address),
+        shipping: w.shipping.map(shipping_address),
         payment_method: w.payment_method,
         payment_method_title: w.payment_method_title,
         transaction_id: w.transaction_id,
@@ -510,7 +510,7 @@ fn customer(w: WooCustomer) -> CustomerRecord {
         username: w.username,
         role: w.role.unwrap_or_else(|| "customer".into()),
         billing: w.billing.map(address),
-        shipping: w.shipping.map(address),
+        shipping: w.shipping.map(shipping_address),
         is_paying_customer: w.is_paying_customer,
         created_at: date(&w.date_created_gmt),
         modified_at: date(&w.date_modified_gmt),
@@ -547,6 +547,21 @@ fn address(a: WooAddress) -> Address {
     }
 }
 
+fn shipping_address(a: WooAddress) -> ShippingAddress {
+    ShippingAddress {
+        first_name: a.first_name,
+        last_name: a.last_name,
+        company: a.company,
+        address_1: a.address_1,
+        address_2: a.address_2,
+        city: a.city,
+        state: a.state,
+        postcode: a.postcode,
+        country: a.country,
+        phone: a.phone,
+    }
+}
+
 fn date(s: &Option<String>) -> Option<DateTime<Utc>> {
     s.as_deref().and_then(parse_wc_gmt)
 }
@@ -572,6 +587,12 @@ pub fn html_to_text(html: &str) -> String {
 
 /// Parses JSON into `T`, classifying failures without echoing values.
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Rejection> {
+    // Path tracking costs on every field; only a failed parse pays for it.
+    serde_json::from_slice(body).or_else(|_| parse_explained(body))
+}
+
+/// Parses again, tracking the path, to say where and why the payload does not fit.
+fn parse_explained<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Rejection> {
     let mut de = serde_json::Deserializer::from_slice(body);
     match serde_path_to_error::deserialize::<_, T>(&mut de) {
         Ok(v) => {
