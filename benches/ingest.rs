@@ -2,7 +2,6 @@
 //! rate of a plain rdkafka producer (same settings, same Avro payloads, no woostream logic) to
 //! the same broker. Prints figures and ratios; asserts nothing about time.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -70,6 +69,56 @@ async fn post(client: &reqwest::Client, url: &str, b: &Body, source: &str) -> bo
         .unwrap_or(false)
 }
 
+/// A load generator posting signed order webhooks to the producer.
+struct Load {
+    client: reqwest::Client,
+    url: String,
+    source: String,
+}
+
+impl Load {
+    /// Posts `n` requests (cycling through `work`), at most `in_flight` at once; with `pace`,
+    /// request i is due at i × pace and its latency counts from then (open loop, so queueing in
+    /// the client counts), else from when it is sent. Returns (accepted, latency µs, seconds).
+    async fn drive(
+        &self,
+        work: &[Body],
+        n: usize,
+        pace: Option<Duration>,
+        in_flight: usize,
+    ) -> (usize, Histogram<u64>, f64) {
+        let hist = std::sync::Mutex::new(Histogram::<u64>::new(3).expect("histogram"));
+        let start = tokio::time::Instant::now();
+        let ok = stream::iter(0..n)
+            .map(|i| {
+                let hist = &hist;
+                async move {
+                    let due = match pace {
+                        Some(p) => {
+                            let due = start + p * i as u32;
+                            tokio::time::sleep_until(due).await;
+                            due
+                        }
+                        None => tokio::time::Instant::now(),
+                    };
+                    let ok =
+                        post(&self.client, &self.url, &work[i % work.len()], &self.source).await;
+                    hist.lock()
+                        .unwrap()
+                        .record(due.elapsed().as_micros() as u64)
+                        .ok();
+                    ok
+                }
+            })
+            .buffer_unordered(in_flight)
+            .filter(|ok| futures::future::ready(*ok))
+            .count()
+            .await;
+        let secs = start.elapsed().as_secs_f64();
+        (ok, hist.into_inner().unwrap(), secs)
+    }
+}
+
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
@@ -124,36 +173,15 @@ async fn main() -> anyhow::Result<()> {
     println!("\nplain rdkafka producer: {acked} records in {raw_secs:.2}s = {raw_rate:.0} records/s (acks=all)");
 
     // woostream, closed loop: as fast as `concurrency` clients can post.
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
-    let hist = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new(3)?));
-    let t0 = Instant::now();
-    let ok = stream::iter(work.iter())
-        .map(|b| {
-            let (client, hist, url, source) = (
-                client.clone(),
-                hist.clone(),
-                producer.url.clone(),
-                source.clone(),
-            );
-            async move {
-                let s = Instant::now();
-                let ok = post(&client, &url, b, &source).await;
-                hist.lock()
-                    .unwrap()
-                    .record(s.elapsed().as_micros() as u64)
-                    .ok();
-                ok
-            }
-        })
-        .buffer_unordered(args.concurrency)
-        .filter(|ok| futures::future::ready(*ok))
-        .count()
-        .await;
-    let secs = t0.elapsed().as_secs_f64();
+    let load = Load {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(args.concurrency)
+            .build()?,
+        url: producer.url.clone(),
+        source: source.clone(),
+    };
+    let (ok, h, secs) = load.drive(&work, work.len(), None, args.concurrency).await;
     let rate = ok as f64 / secs;
-    let h = hist.lock().unwrap().clone();
     println!(
         "woostream producer (closed loop, {} in flight): {ok}/{} accepted in {secs:.2}s = {rate:.0} requests/s, p50 {:.1} ms, p99 {:.1} ms",
         args.concurrency,
@@ -168,36 +196,8 @@ async fn main() -> anyhow::Result<()> {
 
     // woostream, open loop at a fixed rate: latency as WooCommerce would see it.
     let total = (args.rate * args.seconds) as usize;
-    let hist = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new(3)?));
-    let start = tokio::time::Instant::now();
-    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
-    let ok = stream::iter(0..total)
-        .map(|i| {
-            let b = &work[i % work.len()];
-            let (client, hist, url, source) = (
-                client.clone(),
-                hist.clone(),
-                producer.url.clone(),
-                source.clone(),
-            );
-            async move {
-                let due = start + interval * i as u32;
-                tokio::time::sleep_until(due).await;
-                let ok = post(&client, &url, b, &source).await;
-                // Measured from when the request was due, so queueing in the client counts.
-                hist.lock()
-                    .unwrap()
-                    .record(due.elapsed().as_micros() as u64)
-                    .ok();
-                ok
-            }
-        })
-        .buffer_unordered(2_000)
-        .filter(|ok| futures::future::ready(*ok))
-        .count()
-        .await;
-    let secs = start.elapsed().as_secs_f64();
-    let h = hist.lock().unwrap().clone();
+    let pace = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let (ok, h, secs) = load.drive(&work, total, Some(pace), 2_000).await;
     println!(
         "woostream producer (open loop at {} requests/s for {}s): {ok}/{total} accepted, achieved {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         args.rate,

@@ -47,9 +47,11 @@ async fn count(config: &Config, topic: &str) -> i64 {
         config.kafka.bootstrap_servers.clone().unwrap(),
         topic.to_string(),
     );
-    tokio::task::spawn_blocking(move || record_count(&b, &t))
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || {
+        woostream_core::kafka::record_count(&Default::default(), &b, &t).expect("record count")
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]

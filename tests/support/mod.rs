@@ -38,7 +38,6 @@ pub fn config(bootstrap: &str) -> Config {
         source: SOURCE.into(),
         secret: Some(SECRET.into()),
         secret_env: None,
-        admin_url: None,
     });
     c
 }
@@ -192,28 +191,6 @@ pub fn read_records(
         }
     }
     out
-}
-
-/// Records currently in `topic` (sum of high watermarks).
-pub fn record_count(bootstrap: &str, topic: &str) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .create()
-        .expect("consumer");
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    md.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| {
-            let (lo, hi) = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .expect("watermarks");
-            hi - lo
-        })
-        .sum()
 }
 
 pub fn header<'m>(m: &'m OwnedMessage, name: &str) -> Option<&'m str> {

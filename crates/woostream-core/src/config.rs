@@ -282,9 +282,6 @@ pub struct ShopConfig {
     /// Or: the environment variable holding it.
     #[serde(default)]
     pub secret_env: Option<String>,
-    /// Base of links to the shop's admin, e.g. `https://shop.example.com/wp-admin/`.
-    #[serde(default)]
-    pub admin_url: Option<String>,
 }
 
 impl fmt::Debug for ShopConfig {

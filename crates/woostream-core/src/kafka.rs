@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, Producer};
@@ -159,6 +160,26 @@ pub async fn ensure_topics(
         );
     }
     Ok(())
+}
+
+/// Records in `topic` now: the sum over its partitions of high minus low watermark. Blocking
+/// (librdkafka metadata calls); on Tansu, whose ListOffsets is unreliable, it can undercount.
+pub fn record_count(kafka: &KafkaConfig, bootstrap: &str, topic: &str) -> anyhow::Result<i64> {
+    let consumer: BaseConsumer = client_config(kafka, bootstrap)
+        .create()
+        .context("creating a Kafka client")?;
+    let timeout = Duration::from_secs(10);
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .with_context(|| format!("reading metadata of topic {topic}"))?;
+    let mut total = 0;
+    for p in md.topics().iter().flat_map(|t| t.partitions()) {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), timeout)
+            .with_context(|| format!("reading watermarks of {topic}/{}", p.id()))?;
+        total += high - low;
+    }
+    Ok(total)
 }
 
 /// librdkafka's in-process mock cluster, kept on its own thread (it is not `Send`) for as long

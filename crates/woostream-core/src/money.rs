@@ -69,10 +69,6 @@ impl Money {
             .map(|d| Money(d.normalize()))
             .map_err(|e| format!("decimal out of range: {e}"))
     }
-
-    pub fn checked_add(self, other: Money) -> Option<Money> {
-        self.0.checked_add(other.0).map(Money::new)
-    }
 }
 
 impl std::ops::Add for Money {

@@ -24,6 +24,23 @@ pub struct Delivery<'a> {
     pub origin: Origin,
 }
 
+impl Delivery<'_> {
+    /// The envelope of the event this delivery carries.
+    fn envelope(&self, wc_topic: &str, body: &[u8]) -> Envelope {
+        Envelope {
+            event_id: event_id(self.shop_id, wc_topic, body),
+            shop_id: self.shop_id.to_string(),
+            source: self.source.to_string(),
+            wc_topic: wc_topic.to_string(),
+            webhook_id: self.webhook_id,
+            delivery_id: self.delivery_id.map(str::to_string),
+            correlation_id: self.correlation_id.to_string(),
+            received_at: self.received_at,
+            origin: self.origin,
+        }
+    }
+}
+
 /// A canonical event with the key it is written under.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -174,17 +191,7 @@ pub fn normalise(d: &Delivery<'_>, body: &[u8]) -> Result<Event, Rejection> {
             ),
         )
     })?;
-    let envelope = Envelope {
-        event_id: event_id(d.shop_id, wc_topic, body),
-        shop_id: d.shop_id.to_string(),
-        source: d.source.to_string(),
-        wc_topic: wc_topic.to_string(),
-        webhook_id: d.webhook_id,
-        delivery_id: d.delivery_id.map(str::to_string),
-        correlation_id: d.correlation_id.to_string(),
-        received_at: d.received_at,
-        origin: d.origin,
-    };
+    let envelope = d.envelope(wc_topic, body);
     let shop_id = d.shop_id.to_string();
     match topic {
         Topic::Custom(hook) => {
@@ -348,17 +355,7 @@ pub fn normalise_review(d: &Delivery<'_>, json: &[u8]) -> Result<Event, Rejectio
             product_id: review.product_id,
         },
         Box::new(ReviewEvent {
-            envelope: Envelope {
-                event_id: event_id(d.shop_id, wc_topic, json),
-                shop_id: d.shop_id.to_string(),
-                source: d.source.to_string(),
-                wc_topic: wc_topic.to_string(),
-                webhook_id: None,
-                delivery_id: None,
-                correlation_id: d.correlation_id.to_string(),
-                received_at: d.received_at,
-                origin: d.origin,
-            },
+            envelope: d.envelope(wc_topic, json),
             action: Action::Created,
             review_id: review.id,
             review: Some(review),

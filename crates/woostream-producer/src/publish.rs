@@ -1,6 +1,7 @@
 //! The Kafka edge: canonical events into framed Avro records, sent with acks=all, spooled to
 //! disk when the broker does not acknowledge in time.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
-use woostream_core::codec::{CodecError, Contract, Encoder, Framing};
+use woostream_core::codec::{CodecError, Contract, ContractSchema, Encoder, Framing};
 use woostream_core::config::TopicsConfig;
 use woostream_core::events::*;
 use woostream_core::headers;
@@ -90,65 +91,68 @@ impl Topics {
 }
 
 impl Encoders {
-    /// Avro single-object encoding everywhere (no registry).
-    pub fn single_object(topics: Topics) -> Encoders {
-        let f = Framing::SingleObject;
+    /// Builds every encoder with the framing `framing_of` gives its schema.
+    fn build(topics: Topics, framing_of: impl Fn(&'static str) -> Framing) -> Encoders {
+        fn enc<T: Contract>(framing_of: &impl Fn(&'static str) -> Framing) -> Encoder<T> {
+            Encoder::new(&framing_of(T::SCHEMA_NAME))
+        }
+        let f = &framing_of;
         Encoders {
-            order: Encoder::new(&f),
-            product: Encoder::new(&f),
-            customer: Encoder::new(&f),
-            coupon: Encoder::new(&f),
-            review: Encoder::new(&f),
-            action: Encoder::new(&f),
-            customer_key: Encoder::new(&f),
-            product_key: Encoder::new(&f),
-            coupon_key: Encoder::new(&f),
-            action_key: Encoder::new(&f),
-            dead_letter: Encoder::new(&f),
-            dead_letter_key: Encoder::new(&f),
+            order: enc(f),
+            product: enc(f),
+            customer: enc(f),
+            coupon: enc(f),
+            review: enc(f),
+            action: enc(f),
+            customer_key: enc(f),
+            product_key: enc(f),
+            coupon_key: enc(f),
+            action_key: enc(f),
+            dead_letter: enc(f),
+            dead_letter_key: enc(f),
             topics,
         }
     }
 
+    /// Avro single-object encoding everywhere (no registry).
+    pub fn single_object(topics: Topics) -> Encoders {
+        Encoders::build(topics, |_| Framing::SingleObject)
+    }
+
     /// Confluent framing: registers every key and value schema under `{topic}-key` and
-    /// `{topic}-value` (TopicNameStrategy) and uses the ids the registry returns.
+    /// `{topic}-value` (TopicNameStrategy) and uses the ids the registry returns. A schema
+    /// used by several topics (the customer key) gets one global id.
     pub async fn with_registry(
         topics: Topics,
         registry: &RegistryClient,
     ) -> Result<Encoders, CodecError> {
-        async fn enc<T: Contract>(
-            r: &RegistryClient,
-            topic: &str,
-            role: &str,
-        ) -> Result<Encoder<T>, CodecError> {
-            let id = r
-                .register(&format!("{topic}-{role}"), T::schema().text)
-                .await?;
-            Ok(Encoder::new(&Framing::Confluent { schema_id: id }))
-        }
         let t = &topics;
-        Ok(Encoders {
-            order: enc(registry, &t.orders, "value").await?,
-            product: enc(registry, &t.products, "value").await?,
-            customer: enc(registry, &t.customers, "value").await?,
-            coupon: enc(registry, &t.coupons, "value").await?,
-            review: enc(registry, &t.reviews, "value").await?,
-            action: enc(registry, &t.actions, "value").await?,
-            customer_key: {
-                // One schema, several subjects: the registry returns the same global id.
-                enc::<CustomerKey>(registry, &t.customers, "key").await?;
-                enc(registry, &t.orders, "key").await?
-            },
-            product_key: {
-                enc::<ProductKey>(registry, &t.reviews, "key").await?;
-                enc(registry, &t.products, "key").await?
-            },
-            coupon_key: enc(registry, &t.coupons, "key").await?,
-            action_key: enc(registry, &t.actions, "key").await?,
-            dead_letter: enc(registry, &t.ingest_dead_letter, "value").await?,
-            dead_letter_key: enc(registry, &t.ingest_dead_letter, "key").await?,
-            topics,
-        })
+        let subjects: [(&str, &str, &'static ContractSchema); 14] = [
+            (&t.orders, "value", OrderEvent::schema()),
+            (&t.orders, "key", CustomerKey::schema()),
+            (&t.products, "value", ProductEvent::schema()),
+            (&t.products, "key", ProductKey::schema()),
+            (&t.customers, "value", CustomerEvent::schema()),
+            (&t.customers, "key", CustomerKey::schema()),
+            (&t.coupons, "value", CouponEvent::schema()),
+            (&t.coupons, "key", CouponKey::schema()),
+            (&t.reviews, "value", ReviewEvent::schema()),
+            (&t.reviews, "key", ProductKey::schema()),
+            (&t.actions, "value", ActionEvent::schema()),
+            (&t.actions, "key", ActionKey::schema()),
+            (&t.ingest_dead_letter, "value", IngestDeadLetter::schema()),
+            (&t.ingest_dead_letter, "key", String::schema()),
+        ];
+        let mut ids = HashMap::new();
+        for (topic, role, schema) in subjects {
+            let id = registry
+                .register(&format!("{topic}-{role}"), schema.text)
+                .await?;
+            ids.insert(schema.name, id);
+        }
+        Ok(Encoders::build(topics, |name| Framing::Confluent {
+            schema_id: ids[name],
+        }))
     }
 
     /// The record for an event, with woostream's headers.

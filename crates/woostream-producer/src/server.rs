@@ -250,95 +250,85 @@ async fn handle(
             }
         },
     };
-    let shop_id = Some(shop.id.clone());
     let source = h.source.clone().unwrap_or_else(|| shop.source.clone());
-    let received_at = Utc::now();
+    let (outcome, response) = match accept(ingest, h, shop, &source, &body).await {
+        Ok(answered) => answered,
+        Err(not_an_event) => dead_letter(ingest, h, shop, &source, &body, not_an_event).await,
+    };
+    (Some(shop.id.clone()), outcome, response)
+}
 
+/// A signed delivery that is not an event, and how to answer it once it is dead-lettered.
+struct NotAnEvent {
+    rejection: Rejection,
+    status: StatusCode,
+    outcome: &'static str,
+}
+
+impl NotAnEvent {
+    /// Answered 200 so that WooCommerce never counts it towards disabling the webhook.
+    fn kept(rejection: Rejection) -> NotAnEvent {
+        NotAnEvent {
+            rejection,
+            status: StatusCode::OK,
+            outcome: "dead_lettered",
+        }
+    }
+}
+
+/// Turns a signed delivery into an event and makes it durable; returns (outcome, response).
+async fn accept(
+    ingest: &Ingest,
+    h: &Headers,
+    shop: &Shop,
+    source: &str,
+    body: &[u8],
+) -> Result<(&'static str, Response), NotAnEvent> {
+    let cid = h.correlation_id.as_str();
     let is_json = h.content_type.as_deref().is_none_or(|ct| {
         let ct = ct.to_ascii_lowercase();
         ct.starts_with("application/json") || ct.contains("+json")
     });
     if !is_json {
-        let rejection = Rejection {
-            code: RejectCode::UnsupportedMediaType,
-            reason: "expected Content-Type application/json".into(),
-        };
-        return dead_letter(
-            ingest,
-            h,
-            shop,
-            &source,
-            &body,
-            rejection,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-        )
-        .await;
+        return Err(NotAnEvent {
+            rejection: Rejection {
+                code: RejectCode::UnsupportedMediaType,
+                reason: "expected Content-Type application/json".into(),
+            },
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            outcome: "unsupported_media_type",
+        });
     }
-
     let delivery = Delivery {
         shop_id: &shop.id,
-        source: &source,
+        source,
         wc_topic: h.topic.as_deref(),
         webhook_id: h.webhook_id,
         delivery_id: h.delivery_id.as_deref(),
         correlation_id: cid,
-        received_at,
+        received_at: Utc::now(),
         origin: Origin::Webhook,
     };
-    let event = match normalise(&delivery, &body) {
-        Ok(e) => e,
-        Err(rejection) if rejection.code == RejectCode::NotUtf8 => {
-            return dead_letter(
-                ingest,
-                h,
-                shop,
-                &source,
-                &body,
+    let event = normalise(&delivery, body).map_err(|rejection| {
+        if rejection.code == RejectCode::NotUtf8 {
+            NotAnEvent {
                 rejection,
-                StatusCode::BAD_REQUEST,
-                "bad_encoding",
-            )
-            .await;
+                status: StatusCode::BAD_REQUEST,
+                outcome: "bad_encoding",
+            }
+        } else {
+            NotAnEvent::kept(rejection)
         }
-        Err(rejection) => {
-            return dead_letter(
-                ingest,
-                h,
-                shop,
-                &source,
-                &body,
-                rejection,
-                StatusCode::OK,
-                "dead_lettered",
-            )
-            .await;
-        }
-    };
-    let record = match ingest.encoders.event_record(&event) {
-        Ok(r) => r,
-        Err(e) => {
-            let rejection = Rejection {
-                code: RejectCode::InvalidField,
-                reason: format!("the event does not fit its schema: {e}"),
-            };
-            return dead_letter(
-                ingest,
-                h,
-                shop,
-                &source,
-                &body,
-                rejection,
-                StatusCode::OK,
-                "dead_lettered",
-            )
-            .await;
-        }
-    };
-    let event_id = event.envelope().event_id.clone();
-    match ingest.publisher.publish(record).await {
+    })?;
+    let record = ingest.encoders.event_record(&event).map_err(|e| {
+        NotAnEvent::kept(Rejection {
+            code: RejectCode::InvalidField,
+            reason: format!("the event does not fit its schema: {e}"),
+        })
+    })?;
+    let event_id = event.envelope().event_id.as_str();
+    Ok(match ingest.publisher.publish(record).await {
         Ok(Durability::Acknowledged { .. }) => (
-            shop_id,
             "accepted",
             answer(
                 StatusCode::OK,
@@ -347,7 +337,6 @@ async fn handle(
             ),
         ),
         Ok(Durability::Spooled) => (
-            shop_id,
             "spooled",
             answer(
                 StatusCode::ACCEPTED,
@@ -355,8 +344,8 @@ async fn handle(
                 serde_json::json!({"status": "spooled", "event_id": event_id}),
             ),
         ),
-        Err(e) => (shop_id, "unavailable", unavailable(cid, &e)),
-    }
+        Err(e) => ("unavailable", unavailable(cid, &e)),
+    })
 }
 
 fn unauthorized(
@@ -402,17 +391,19 @@ fn unavailable(cid: &str, e: &PublishError) -> Response {
 }
 
 /// Keeps a signed delivery that is not an event, with its raw bytes (sealed if a key is set).
-#[allow(clippy::too_many_arguments)]
 async fn dead_letter(
     ingest: &Ingest,
     h: &Headers,
     shop: &Shop,
     source: &str,
     body: &[u8],
-    rejection: Rejection,
-    status: StatusCode,
-    outcome: &'static str,
-) -> (Option<String>, &'static str, Response) {
+    not_an_event: NotAnEvent,
+) -> (&'static str, Response) {
+    let NotAnEvent {
+        rejection,
+        status,
+        outcome,
+    } = not_an_event;
     let cid = h.correlation_id.as_str();
     let (body_encryption, stored) = match &ingest.dead_letter_cipher {
         Some(cipher) => {
@@ -442,20 +433,15 @@ async fn dead_letter(
         body_encryption: body_encryption.to_string(),
         body: stored,
     };
-    let shop_id = Some(shop.id.clone());
     let record = match ingest.encoders.dead_letter_record(&dl) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(correlation_id = cid, error = %e, "Could not encode a dead letter.");
-            return (
-                shop_id,
-                "error",
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "dead letter encoding failed",
-                )
-                    .into_response(),
+            let answer = (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "dead letter encoding failed",
             );
+            return ("error", answer.into_response());
         }
     };
     match ingest.publisher.publish(record).await {
@@ -472,16 +458,9 @@ async fn dead_letter(
                 reason = %rejection.reason,
                 "Dead-lettered a signed webhook that is not a readable event."
             );
-            (
-                shop_id,
-                outcome,
-                answer(
-                    status,
-                    cid,
-                    serde_json::json!({"status": "dead-lettered", "reason_code": rejection.code.as_str(), "reason": rejection.reason}),
-                ),
-            )
+            let body = serde_json::json!({"status": "dead-lettered", "reason_code": rejection.code.as_str(), "reason": rejection.reason});
+            (outcome, answer(status, cid, body))
         }
-        Err(e) => (shop_id, "unavailable", unavailable(cid, &e)),
+        Err(e) => ("unavailable", unavailable(cid, &e)),
     }
 }

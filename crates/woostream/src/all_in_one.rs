@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 use woostream_core::config::{Config, ShopConfig};
 use woostream_core::kafka::{self, EmbeddedKafka};
@@ -25,7 +24,6 @@ pub fn demo_shop(o: &simulate::Options) -> ShopConfig {
         source: o.source.clone(),
         secret: Some(o.secret.clone()),
         secret_env: None,
-        admin_url: None,
     }
 }
 
@@ -115,31 +113,15 @@ pub async fn run(
     println!("\nAll webhooks answered in {:.1}s (latency p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms).", started.elapsed().as_secs_f64());
     println!("\nRecords in Kafka:");
     for (key, t) in config.topics.all() {
-        let n = count_records(&config, &bootstrap, &t.name)
-            .await
-            .unwrap_or(-1);
+        let (kafka, bootstrap, topic) = (config.kafka.clone(), bootstrap.clone(), t.name.clone());
+        let n =
+            tokio::task::spawn_blocking(move || kafka::record_count(&kafka, &bootstrap, &topic))
+                .await?
+                .unwrap_or(-1);
         println!("  {:<24} {:>7}   ({key})", t.name, n);
     }
     shutdown.cancel();
     producer.task.await?.context("producer shutdown")?;
     let _ = ops_task.await;
     Ok(())
-}
-
-/// Records in a topic: the sum of its partitions' high watermarks (nothing is deleted yet).
-pub async fn count_records(config: &Config, bootstrap: &str, topic: &str) -> anyhow::Result<i64> {
-    let consumer: BaseConsumer = kafka::client_config(&config.kafka, bootstrap)
-        .set("group.id", "woostream-count")
-        .create()?;
-    let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || {
-        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5))?;
-        let mut total = 0;
-        for p in md.topics().iter().flat_map(|t| t.partitions()) {
-            let (lo, hi) = consumer.fetch_watermarks(&topic, p.id(), Duration::from_secs(5))?;
-            total += hi - lo;
-        }
-        Ok(total)
-    })
-    .await?
 }
