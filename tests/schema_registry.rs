@@ -1,0 +1,169 @@
+//! Confluent framing: with `schema_registry.url` set, the producer registers every key and
+//! value schema at start-up (TopicNameStrategy subjects) and writes `00 | schema id | datum`.
+//! The registry here is a local server speaking the Confluent REST subset woostream uses.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rdkafka::mocking::MockCluster;
+use rdkafka::Message;
+use serde_json::{json, Value};
+use woostream_core::codec::{Contract, Decoder};
+use woostream_core::events::{CustomerKey, OrderEvent};
+use woostream_core::registry::RegistryClient;
+use woostream_tests::*;
+
+/// Subjects → schema ids; identical schema text gets one global id, as a real registry does.
+#[derive(Default)]
+struct Registry {
+    schemas: Vec<String>,
+    subjects: HashMap<String, i32>,
+}
+
+type Shared = Arc<Mutex<Registry>>;
+
+async fn register(
+    State(r): State<Shared>,
+    Path(subject): Path<String>,
+    body: String,
+) -> Json<Value> {
+    let request: Value = serde_json::from_str(&body).expect("JSON body");
+    let schema = request["schema"]
+        .as_str()
+        .expect("schema string")
+        .to_string();
+    let mut r = r.lock().unwrap();
+    let id = match r.schemas.iter().position(|s| *s == schema) {
+        Some(i) => i as i32 + 1,
+        None => {
+            r.schemas.push(schema);
+            r.schemas.len() as i32
+        }
+    };
+    r.subjects.insert(subject, id);
+    Json(json!({ "id": id }))
+}
+
+async fn by_id(State(r): State<Shared>, Path(id): Path<usize>) -> Json<Value> {
+    Json(json!({ "schema": r.lock().unwrap().schemas[id - 1] }))
+}
+
+async fn start_registry() -> (String, Shared) {
+    let state = Shared::default();
+    let app = Router::new()
+        .route("/subjects/{subject}/versions", post(register))
+        .route("/schemas/ids/{id}", get(by_id))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_registry_records_carry_registered_schema_ids() {
+    let mut config = config("placeholder:1");
+    let cluster = MockCluster::new(3).unwrap();
+    for (_, t) in config.topics.all() {
+        cluster
+            .create_topic(&t.name, config.topics.partitions_of(t), 1)
+            .unwrap();
+    }
+    let bootstrap = cluster.bootstrap_servers();
+    config.kafka.bootstrap_servers = Some(bootstrap.clone());
+    let (url, registry) = start_registry().await;
+    config.schema_registry = Some(woostream_core::config::SchemaRegistryConfig {
+        url: url.clone(),
+        username: None,
+        password: None,
+    });
+    let p = Producer::start(&config, false).await.unwrap();
+
+    let (orders_value, orders_key, customers_key) = {
+        let r = registry.lock().unwrap();
+        assert_eq!(
+            r.subjects.len(),
+            14,
+            "every key and value subject: {:?}",
+            r.subjects.keys()
+        );
+        (
+            r.subjects["woo.orders-value"],
+            r.subjects["woo.orders-key"],
+            r.subjects["woo.customers-key"],
+        )
+    };
+    assert_eq!(
+        orders_key, customers_key,
+        "one schema, one global id: keys partition alike"
+    );
+    assert_eq!(
+        registry.lock().unwrap().schemas[orders_value as usize - 1],
+        OrderEvent::schema().text
+    );
+
+    let body = fixture("woo_order_example.webhook_body.json");
+    assert_eq!(
+        Post::signed("order.created", &body).send(&p.url).await.0,
+        200
+    );
+    let b = bootstrap.clone();
+    let records = tokio::task::spawn_blocking(move || {
+        read_records(&b, "woo.orders", 1, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    let (key, value) = (records[0].key().unwrap(), records[0].payload().unwrap());
+    assert_eq!(value[0], 0, "Confluent magic byte");
+    assert_eq!(
+        i32::from_be_bytes(value[1..5].try_into().unwrap()),
+        orders_value
+    );
+    assert_eq!(
+        i32::from_be_bytes(key[1..5].try_into().unwrap()),
+        orders_key
+    );
+
+    // A decoder that knows nothing fetches the writer schema by id.
+    let decoder = Decoder::with_registry(RegistryClient::new(&url, None, None));
+    let event: OrderEvent = decoder.decode_async(value).await.unwrap();
+    assert_eq!(event.order_id, 727);
+    let key: CustomerKey = decoder.decode_async(key).await.unwrap();
+    assert_eq!(key.shop_id, "eu");
+
+    // And so does the independent Python reader.
+    let python = std::env::var("WOOSTREAM_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(repo_root().join("tests/independent/decode.py"))
+            .args([
+                "--bootstrap",
+                &bootstrap,
+                "--topic",
+                "woo.orders",
+                "--count",
+                "1",
+                "--registry",
+                &url,
+            ])
+            .arg("--schemas")
+            .arg(repo_root().join("schemas"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["value"]["order"]["total"], "29.35");
+    assert_eq!(record["key"]["customer"], key.customer);
+    p.stop().await.unwrap();
+}
