@@ -28,6 +28,7 @@ lint:
 bench: bench-ingest
 
 bench-ingest: tansu
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(CARGO) run --release -p woostream-benches --bin bench-ingest
 
 ## Test tools, installed once and reused: Tansu (a Kafka-protocol broker) and Python's

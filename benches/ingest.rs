@@ -1,6 +1,10 @@
 //! `make bench-ingest`: the producer under load on a Tansu broker, and in the same run the raw
 //! rate of a plain rdkafka producer (same settings, same Avro payloads, no woostream logic) to
 //! the same broker. Prints figures and ratios; asserts nothing about time.
+//!
+//! The maximum rate is measured with `wrk` (a C load generator in its own process, cycling
+//! through signed order webhooks), so the client's own cost is not charged to woostream; the
+//! latency at a fixed rate with an in-process open-loop client.
 
 use std::time::{Duration, Instant};
 
@@ -15,14 +19,20 @@ use woostream_producer::publish::{send, Encoders, Record, Topics};
 use woostream_producer::signature::sign;
 use woostream_tests::{config, Producer, Tansu};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
-    /// Requests in the closed-loop (maximum rate) run.
+    /// Distinct signed order webhooks (also the records of the plain-rdkafka baseline).
     #[arg(long, default_value_t = 30_000)]
     requests: usize,
-    /// Concurrent requests in the closed-loop run.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
+    /// Connections wrk keeps open in the maximum-rate run.
+    #[arg(long, default_value_t = 256)]
+    connections: usize,
+    /// Seconds of the maximum-rate run.
+    #[arg(long, default_value_t = 10)]
+    wrk_seconds: u64,
     /// Target rate of the open-loop (latency) run.
     #[arg(long, default_value_t = 5_000)]
     rate: u64,
@@ -77,14 +87,14 @@ struct Load {
 }
 
 impl Load {
-    /// Posts `n` requests (cycling through `work`), at most `in_flight` at once; with `pace`,
-    /// request i is due at i × pace and its latency counts from then (open loop, so queueing in
-    /// the client counts), else from when it is sent. Returns (accepted, latency µs, seconds).
+    /// Posts `n` requests (cycling through `work`), at most `in_flight` at once; request i is
+    /// due at i × pace and its latency counts from then (open loop, so queueing in the client
+    /// counts). Returns (accepted, latency µs, seconds).
     async fn drive(
         &self,
         work: &[Body],
         n: usize,
-        pace: Option<Duration>,
+        pace: Duration,
         in_flight: usize,
     ) -> (usize, Histogram<u64>, f64) {
         let hist = std::sync::Mutex::new(Histogram::<u64>::new(3).expect("histogram"));
@@ -93,14 +103,8 @@ impl Load {
             .map(|i| {
                 let hist = &hist;
                 async move {
-                    let due = match pace {
-                        Some(p) => {
-                            let due = start + p * i as u32;
-                            tokio::time::sleep_until(due).await;
-                            due
-                        }
-                        None => tokio::time::Instant::now(),
-                    };
+                    let due = start + pace * i as u32;
+                    tokio::time::sleep_until(due).await;
                     let ok =
                         post(&self.client, &self.url, &work[i % work.len()], &self.source).await;
                     hist.lock()
@@ -117,6 +121,118 @@ impl Load {
         let secs = start.elapsed().as_secs_f64();
         (ok, hist.into_inner().unwrap(), secs)
     }
+}
+
+/// Records per second a plain rdkafka producer gets acknowledged, cycling through `records`
+/// for `seconds` with up to 10,000 in flight.
+async fn raw_rate(producer: &FutureProducer, records: &[Record], seconds: u64) -> f64 {
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(seconds);
+    let acked = stream::iter(records.iter().cycle())
+        .take_while(|_| futures::future::ready(Instant::now() < deadline))
+        .map(|r| send(producer, r, Duration::from_secs(30)))
+        .buffer_unordered(10_000)
+        .filter(|r| futures::future::ready(r.is_ok()))
+        .count()
+        .await;
+    acked as f64 / t0.elapsed().as_secs_f64()
+}
+
+struct WrkResult {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+}
+
+/// Runs wrk against the producer with a Lua script that cycles through the signed webhooks.
+fn wrk(
+    url: &str,
+    source: &str,
+    work: &[Body],
+    connections: usize,
+    seconds: u64,
+) -> anyhow::Result<WrkResult> {
+    use std::fmt::Write as _;
+    let lua_string = |s: &[u8]| {
+        let mut out = String::from("\"");
+        for &b in s {
+            if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+                let _ = write!(out, "\\{b:03}");
+            } else {
+                out.push(b as char);
+            }
+        }
+        out.push('"');
+        out
+    };
+    let path = url
+        .splitn(4, '/')
+        .nth(3)
+        .map(|p| format!("/{p}"))
+        .unwrap_or_default();
+    let mut script = String::from("local r = {}\n");
+    for b in work.iter().take(500) {
+        let _ = writeln!(
+            script,
+            "r[#r+1] = wrk.format(\"POST\", {}, {{[\"Content-Type\"]=\"application/json\", [\"X-WC-Webhook-Topic\"]={}, [\"X-WC-Webhook-Source\"]={}, [\"X-WC-Webhook-Signature\"]={}}}, {})",
+            lua_string(path.as_bytes()),
+            lua_string(b.topic.as_bytes()),
+            lua_string(source.as_bytes()),
+            lua_string(b.signature.as_bytes()),
+            lua_string(&b.body)
+        );
+    }
+    script.push_str("local i = 0\nrequest = function() i = i % #r + 1; return r[i] end\n");
+    let dir = tempfile::tempdir()?;
+    let script_path = dir.path().join("webhooks.lua");
+    std::fs::write(&script_path, script)?;
+    let out = std::process::Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(&script_path)
+        .arg(url)
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!("running wrk (apt-get install wrk; `make bench-ingest` does): {e}")
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "wrk failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_string()))
+            .ok_or_else(|| anyhow::anyhow!("wrk printed no {prefix:?}: {text}"))
+    };
+    let millis = |v: String| -> anyhow::Result<f64> {
+        let (num, scale) = if let Some(n) = v.strip_suffix("us") {
+            (n, 0.001)
+        } else if let Some(n) = v.strip_suffix("ms") {
+            (n, 1.0)
+        } else if let Some(n) = v.strip_suffix('s') {
+            (n, 1000.0)
+        } else {
+            (v.as_str(), 1.0)
+        };
+        Ok(num.parse::<f64>()? * scale)
+    };
+    Ok(WrkResult {
+        rate: field("Requests/sec:")?.parse()?,
+        p50_ms: millis(field("50%")?)?,
+        p99_ms: millis(field("99%")?)?,
+        non_2xx: field("Non-2xx or 3xx responses:")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    })
 }
 
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
@@ -161,43 +277,47 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let raw: FutureProducer =
         woostream_core::kafka::create_producer(&config.kafka, &tansu.bootstrap)?;
-    let t0 = Instant::now();
-    let acked = stream::iter(records.iter())
-        .map(|r| send(&raw, r, Duration::from_secs(30)))
-        .buffer_unordered(10_000)
-        .filter(|r| futures::future::ready(r.is_ok()))
-        .count()
-        .await;
-    let raw_secs = t0.elapsed().as_secs_f64();
-    let raw_rate = acked as f64 / raw_secs;
-    println!("\nplain rdkafka producer: {acked} records in {raw_secs:.2}s = {raw_rate:.0} records/s (acks=all)");
+    let secs = args.wrk_seconds;
+    let before = raw_rate(&raw, &records, secs).await;
+    println!("\nplain rdkafka producer, before: {before:.0} records/s (acks=all, {secs}s)");
 
-    // woostream, closed loop: as fast as `concurrency` clients can post.
-    let load = Load {
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(args.concurrency)
-            .build()?,
-        url: producer.url.clone(),
-        source: source.clone(),
-    };
-    let (ok, h, secs) = load.drive(&work, work.len(), None, args.concurrency).await;
-    let rate = ok as f64 / secs;
-    println!(
-        "woostream producer (closed loop, {} in flight): {ok}/{} accepted in {secs:.2}s = {rate:.0} requests/s, p50 {:.1} ms, p99 {:.1} ms",
-        args.concurrency,
-        work.len(),
-        ms(&h, 0.5),
-        ms(&h, 0.99)
+    // woostream at its maximum rate, driven by wrk from another process.
+    let max = wrk(
+        &producer.url,
+        &source,
+        &work,
+        args.connections,
+        args.wrk_seconds,
+    )?;
+    anyhow::ensure!(
+        max.non_2xx == 0,
+        "{} webhooks were not accepted: the rate would be meaningless",
+        max.non_2xx
     );
     println!(
+        "woostream producer (wrk, {} connections, {}s): {:.0} requests/s, p50 {:.1} ms, p99 {:.1} ms, non-2xx {}",
+        args.connections, args.wrk_seconds, max.rate, max.p50_ms, max.p99_ms, max.non_2xx
+    );
+    // Measured again afterwards: the broker's state differs between the runs, so the baseline
+    // is the mean of one run before and one after.
+    let after = raw_rate(&raw, &records, secs).await;
+    println!("plain rdkafka producer, after: {after:.0} records/s");
+    println!(
         "ratio woostream / plain rdkafka: {:.0} %",
-        100.0 * rate / raw_rate
+        200.0 * max.rate / (before + after)
     );
 
     // woostream, open loop at a fixed rate: latency as WooCommerce would see it.
     let total = (args.rate * args.seconds) as usize;
     let pace = Duration::from_secs_f64(1.0 / args.rate as f64);
-    let (ok, h, secs) = load.drive(&work, total, Some(pace), 2_000).await;
+    let load = Load {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(2_000)
+            .build()?,
+        url: producer.url.clone(),
+        source: source.clone(),
+    };
+    let (ok, h, secs) = load.drive(&work, total, pace, 2_000).await;
     println!(
         "woostream producer (open loop at {} requests/s for {}s): {ok}/{total} accepted, achieved {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         args.rate,

@@ -139,13 +139,15 @@ pub fn parse_wc_gmt(s: &str) -> Option<DateTime<Utc>> {
     if s.is_empty() {
         return None;
     }
+    // The common case first: ISO 8601 without a zone, parsed without a format string.
+    if let Ok(naive) = s.parse::<NaiveDateTime>() {
+        return Some(Utc.from_utc_datetime(&naive));
+    }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
-        if let Ok(naive) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Some(Utc.from_utc_datetime(&naive));
-        }
+    if let Ok(naive) = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f") {
+        return Some(Utc.from_utc_datetime(&naive));
     }
     None
 }
@@ -237,6 +239,11 @@ mod tests {
             parse_wc_gmt("2017-03-22T21:28:02+02:00").unwrap(),
             t,
             "an explicit offset is honoured"
+        );
+        assert_eq!(parse_wc_gmt("2017-03-22 19:28:02"), Some(t));
+        assert_eq!(
+            parse_wc_gmt("2017-03-22T19:28:02.5").map(|t| t.timestamp_millis() % 1000),
+            Some(500)
         );
         assert_eq!(parse_wc_gmt(""), None);
         assert_eq!(parse_wc_gmt("yesterday"), None);
