@@ -400,3 +400,71 @@ async fn readiness_follows_the_broker() {
         1.0
     );
 }
+
+/// The fixture product as product 22, the parent of the fixture order's second line item.
+fn product_22() -> Vec<u8> {
+    let mut p: serde_json::Value =
+        serde_json::from_slice(&fixture("woo_product_example.json")).unwrap();
+    p["id"] = 22.into();
+    serde_json::to_vec(&p).unwrap()
+}
+
+fn line_categories(m: &rdkafka::message::OwnedMessage) -> Vec<Vec<i64>> {
+    let e: OrderEvent = Decoder::new().decode(m.payload().unwrap()).unwrap();
+    e.order
+        .unwrap()
+        .line_items
+        .into_iter()
+        .map(|l| l.category_ids)
+        .collect()
+}
+
+#[tokio::test]
+async fn line_items_carry_the_categories_of_products_the_shop_sent() {
+    let (_cluster, config) = setup();
+    let p = Producer::start(&config, false).await.unwrap();
+    assert_eq!(
+        Post::signed("product.created", &product_22())
+            .send(&p.url)
+            .await
+            .0,
+        200
+    );
+    let order = fixture("woo_order_example.webhook_body.json");
+    assert_eq!(
+        Post::signed("order.created", &order).send(&p.url).await.0,
+        200
+    );
+    let records = read(&config, "woo.orders", 1).await;
+    assert_eq!(
+        line_categories(&records[0]),
+        vec![vec![], vec![9, 14]],
+        "product 93 is unknown; 22 is Clothing, T-shirts"
+    );
+}
+
+#[tokio::test]
+async fn a_new_replica_learns_categories_from_the_products_topic() {
+    let (_cluster, config) = setup();
+    let first = Producer::start(&config, false).await.unwrap();
+    assert_eq!(
+        Post::signed("product.created", &product_22())
+            .send(&first.url)
+            .await
+            .0,
+        200
+    );
+    first.stop().await.unwrap();
+    // This replica never saw the product webhook: it loads the topic at start.
+    let second = Producer::start(&config, false).await.unwrap();
+    let order = fixture("woo_order_example.webhook_body.json");
+    assert_eq!(
+        Post::signed("order.created", &order)
+            .send(&second.url)
+            .await
+            .0,
+        200
+    );
+    let records = read(&config, "woo.orders", 1).await;
+    assert_eq!(line_categories(&records[0])[1], vec![9, 14]);
+}

@@ -3,6 +3,7 @@
 //! `signature` and `normalise` are pure; `publish` and `spool` are the Kafka and disk edges;
 //! `server` is the HTTP edge; [`start`] wires them together.
 
+pub mod catalogue;
 pub mod metrics;
 pub mod normalise;
 pub mod publish;
@@ -20,11 +21,13 @@ use anyhow::Context;
 use rdkafka::producer::Producer;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use woostream_core::codec::Decoder;
 use woostream_core::config::Config;
 use woostream_core::kafka;
 use woostream_core::ops::Readiness;
 use woostream_core::registry::RegistryClient;
 
+use crate::catalogue::Catalogue;
 use crate::metrics::Metrics;
 use crate::publish::{Encoders, Publisher, Topics};
 use crate::spool::Spool;
@@ -54,15 +57,30 @@ pub async fn start(
     }
     let producer = kafka::create_producer(&config.kafka, bootstrap)?;
     let topics = Topics::from_config(&config.topics);
-    let encoders = match &config.schema_registry {
-        Some(r) => {
-            let client = RegistryClient::new(&r.url, r.username.clone(), r.password.clone());
-            Encoders::with_registry(topics, &client)
+    let registry_client = config
+        .schema_registry
+        .as_ref()
+        .map(|r| RegistryClient::new(&r.url, r.username.clone(), r.password.clone()));
+    let (encoders, decoder) = match &registry_client {
+        Some(client) => (
+            Encoders::with_registry(topics, client)
                 .await
-                .with_context(|| format!("registering schemas with {}", r.url))?
-        }
-        None => Encoders::single_object(topics),
+                .context("registering schemas with the schema registry")?,
+            Decoder::with_registry(client.clone()),
+        ),
+        None => (Encoders::single_object(topics), Decoder::new()),
     };
+    let catalogue = Arc::new(Catalogue::default());
+    catalogue::follow(
+        catalogue.clone(),
+        &config.kafka,
+        bootstrap,
+        &config.topics.products.name,
+        decoder,
+        Duration::from_secs(30),
+        shutdown.clone(),
+    )
+    .await?;
     let timeout = Duration::from_millis(config.kafka.delivery_timeout_ms);
     let spool = match &config.producer.spool_dir {
         Some(dir) => Some(Arc::new(Spool::open(
@@ -102,7 +120,9 @@ pub async fn start(
         );
     }
 
-    let ingest = Arc::new(server::Ingest::new(config, encoders, publisher, metrics));
+    let ingest = Arc::new(server::Ingest::new(
+        config, encoders, publisher, metrics, catalogue,
+    ));
     let app = server::router(&config.producer.webhook_path, ingest);
     let listener = tokio::net::TcpListener::bind(config.producer.listen)
         .await

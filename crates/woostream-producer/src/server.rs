@@ -27,8 +27,9 @@ use sha2::{Digest, Sha256};
 use woostream_core::config::{normalise_source, Config};
 use woostream_core::events::{IngestDeadLetter, Origin};
 
+use crate::catalogue::Catalogue;
 use crate::metrics::Metrics;
-use crate::normalise::{normalise, parse_topic, Delivery, RejectCode, Rejection, Topic};
+use crate::normalise::{normalise, parse_topic, Delivery, Event, RejectCode, Rejection, Topic};
 use crate::publish::{Durability, Encoders, PublishError, Publisher};
 use crate::signature;
 
@@ -47,6 +48,7 @@ pub struct Ingest {
     publisher: Publisher,
     metrics: Metrics,
     dead_letter_cipher: Option<ChaCha20Poly1305>,
+    catalogue: Arc<Catalogue>,
 }
 
 impl Ingest {
@@ -55,6 +57,7 @@ impl Ingest {
         encoders: Encoders,
         publisher: Publisher,
         metrics: Metrics,
+        catalogue: Arc<Catalogue>,
     ) -> Ingest {
         let shops = config
             .shops
@@ -78,6 +81,7 @@ impl Ingest {
             publisher,
             metrics,
             dead_letter_cipher,
+            catalogue,
         }
     }
 }
@@ -309,7 +313,7 @@ async fn accept(
         received_at: Utc::now(),
         origin: Origin::Webhook,
     };
-    let event = normalise(&delivery, body).map_err(|rejection| {
+    let mut event = normalise(&delivery, body).map_err(|rejection| {
         if rejection.code == RejectCode::NotUtf8 {
             NotAnEvent {
                 rejection,
@@ -320,6 +324,15 @@ async fn accept(
             NotAnEvent::kept(rejection)
         }
     })?;
+    match &mut event {
+        Event::Order(_, e) => {
+            if let Some(order) = &mut e.order {
+                ingest.catalogue.fill(&shop.id, order);
+            }
+        }
+        Event::Product(_, e) => ingest.catalogue.apply(e),
+        _ => {}
+    }
     let record = ingest.encoders.event_record(&event).map_err(|e| {
         NotAnEvent::kept(Rejection {
             code: RejectCode::InvalidField,
