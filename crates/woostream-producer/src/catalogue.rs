@@ -67,7 +67,8 @@ impl Catalogue {
 }
 
 /// Reads the products topic from the beginning up to its current end (bounded by `load_for`),
-/// then keeps following it on a thread of its own until `shutdown`.
+/// then keeps following it on a thread of its own until `shutdown`; join the returned thread
+/// before the brokers may go away.
 pub async fn follow(
     catalogue: Arc<Catalogue>,
     kafka_config: &KafkaConfig,
@@ -76,7 +77,7 @@ pub async fn follow(
     decoder: Decoder,
     load_for: Duration,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let consumer: BaseConsumer = kafka::client_config(kafka_config, bootstrap)
         .set("group.id", "woostream-producer-catalogue")
         .set("enable.auto.commit", "false")
@@ -85,7 +86,7 @@ pub async fn follow(
     let topic = topic.to_string();
     let runtime = tokio::runtime::Handle::current();
     let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("product-catalogue".into())
         .spawn(move || {
             let mut ends = match assign_from_beginning(&consumer, &topic) {
@@ -119,7 +120,8 @@ pub async fn follow(
         .context("spawning the product catalogue thread")?;
     loaded_rx
         .await
-        .context("the product catalogue thread ended before loading")?
+        .context("the product catalogue thread ended before loading")??;
+    Ok(thread)
 }
 
 /// Assigns every partition from the beginning; returns the partitions that hold records, with

@@ -71,7 +71,7 @@ pub async fn start(
         None => (Encoders::single_object(topics), Decoder::new()),
     };
     let catalogue = Arc::new(Catalogue::default());
-    catalogue::follow(
+    let catalogue_thread = catalogue::follow(
         catalogue.clone(),
         &config.kafka,
         bootstrap,
@@ -138,6 +138,10 @@ pub async fn start(
         tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
             .await?
             .context("flushing the Kafka producer")?;
+        // Its consumer leaves cleanly while the brokers are still there.
+        tokio::task::spawn_blocking(move || catalogue_thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the product catalogue thread panicked"))?;
         if let Some(spool) = spool {
             if spool.pending_bytes() > 0 {
                 tracing::warn!(
