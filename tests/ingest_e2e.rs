@@ -16,7 +16,7 @@ use woostream_tests::*;
 
 /// Runs tests/independent/decode.py and returns its records.
 fn independent_read(bootstrap: &str, topic: &str, count: usize) -> Vec<Value> {
-    let python = std::env::var("WOOSTREAM_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = woostream_tests::python();
     let root = repo_root();
     let out = Command::new(&python)
         .arg(root.join("tests/independent/decode.py"))

@@ -136,7 +136,7 @@ async fn with_a_registry_records_carry_registered_schema_ids() {
     assert_eq!(key.shop_id, "eu");
 
     // And so does the independent Python reader.
-    let python = std::env::var("WOOSTREAM_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = woostream_tests::python();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python)
             .arg(repo_root().join("tests/independent/decode.py"))

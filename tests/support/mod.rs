@@ -21,6 +21,12 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The Python with the independent checkers (confluent-kafka, fastavro, lifetimes) that
+/// `make tools` installs; `python3` when run outside make.
+pub fn python() -> String {
+    std::env::var("WOOSTREAM_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(repo_root().join("tests/fixtures/woocommerce").join(name))
         .unwrap_or_else(|e| panic!("fixture {name}: {e}"))

@@ -1,0 +1,179 @@
+//! Maximum-likelihood estimation of the population parameters, by BFGS (argmin) over the
+//! logarithms of the parameters, so that every step stays in the positive domain.
+
+use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::BFGS;
+
+use super::bgnbd::{BgNbd, Sample};
+use super::gamma_gamma::{GammaGamma, Spend};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FitError {
+    #[error("not enough data to fit: {0}")]
+    NotEnoughData(String),
+    #[error("the optimiser failed: {0}")]
+    Optimiser(String),
+    #[error("the optimiser ended without a usable optimum ({0})")]
+    NoOptimum(String),
+}
+
+/// How a fit ended, for logs and the model record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitReport {
+    pub iterations: u64,
+    pub log_likelihood: f64,
+}
+
+struct BgNbdProblem<'a> {
+    sample: &'a Sample,
+}
+
+fn bgnbd_from_log(p: &[f64]) -> BgNbd {
+    BgNbd {
+        r: p[0].exp(),
+        alpha: p[1].exp(),
+        a: p[2].exp(),
+        b: p[3].exp(),
+    }
+}
+
+impl CostFunction for BgNbdProblem<'_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, p: &Vec<f64>) -> Result<f64, argmin::core::Error> {
+        let (ll, _) = bgnbd_from_log(p).log_likelihood(self.sample);
+        Ok(finite_or_max(-ll))
+    }
+}
+
+impl Gradient for BgNbdProblem<'_> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
+        let (_, g) = bgnbd_from_log(p).log_likelihood(self.sample);
+        Ok(g.iter().map(|v| -v).collect())
+    }
+}
+
+struct GammaGammaProblem<'a> {
+    spends: &'a [Spend],
+}
+
+fn gamma_gamma_from_log(p: &[f64]) -> GammaGamma {
+    GammaGamma {
+        p: p[0].exp(),
+        q: p[1].exp(),
+        v: p[2].exp(),
+    }
+}
+
+impl CostFunction for GammaGammaProblem<'_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, p: &Vec<f64>) -> Result<f64, argmin::core::Error> {
+        let (ll, _) = gamma_gamma_from_log(p).log_likelihood(self.spends);
+        Ok(finite_or_max(-ll))
+    }
+}
+
+impl Gradient for GammaGammaProblem<'_> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
+        let (_, g) = gamma_gamma_from_log(p).log_likelihood(self.spends);
+        Ok(g.iter().map(|v| -v).collect())
+    }
+}
+
+fn finite_or_max(v: f64) -> f64 {
+    if v.is_finite() {
+        v
+    } else {
+        f64::MAX
+    }
+}
+
+/// Runs BFGS from `start` (log-parameters) and returns the optimum and the iterations used.
+fn minimise<P>(problem: P, start: Vec<f64>) -> Result<(Vec<f64>, f64, u64), FitError>
+where
+    P: CostFunction<Param = Vec<f64>, Output = f64>
+        + Gradient<Param = Vec<f64>, Gradient = Vec<f64>>,
+{
+    let n = start.len();
+    let identity: Vec<Vec<f64>> = (0..n)
+        .map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
+        .collect();
+    let solver = BFGS::new(MoreThuenteLineSearch::new())
+        .with_tolerance_grad(1e-10)
+        .and_then(|s| s.with_tolerance_cost(1e-15))
+        .map_err(|e| FitError::Optimiser(e.to_string()))?;
+    let result = Executor::new(problem, solver)
+        .configure(|state| state.param(start).inv_hessian(identity).max_iters(500))
+        .run()
+        .map_err(|e| FitError::Optimiser(e.to_string()))?;
+    let state = result.state();
+    if let TerminationStatus::Terminated(TerminationReason::SolverExit(why)) =
+        state.get_termination_status()
+    {
+        tracing::debug!(%why, "optimiser stopped early");
+    }
+    let best = state
+        .get_best_param()
+        .cloned()
+        .ok_or_else(|| FitError::NoOptimum("no parameters".into()))?;
+    let cost = state.get_best_cost();
+    if !cost.is_finite() || best.iter().any(|v| !v.is_finite()) {
+        return Err(FitError::NoOptimum(format!("cost {cost}")));
+    }
+    Ok((best, cost, state.get_iter()))
+}
+
+/// Fits BG/NBD. Times are rescaled so the oldest customer's age is 10 before optimising,
+/// which keeps the parameters of similar magnitude whatever the time unit; `alpha` is scaled
+/// back afterwards.
+pub fn fit_bgnbd(sample: &Sample) -> Result<(BgNbd, FitReport), FitError> {
+    if sample.is_empty() || sample.max_age() <= 0.0 {
+        return Err(FitError::NotEnoughData(format!(
+            "{} customers, none older than a day",
+            sample.len()
+        )));
+    }
+    let scale = 10.0 / sample.max_age();
+    let scaled = sample.scaled(scale);
+    let (best, cost, iterations) = minimise(BgNbdProblem { sample: &scaled }, vec![0.1; 4])?;
+    let mut params = bgnbd_from_log(&best);
+    params.alpha /= scale;
+    let log_likelihood = params.log_likelihood(sample).0 * sample.len() as f64;
+    let _ = cost;
+    Ok((
+        params,
+        FitReport {
+            iterations,
+            log_likelihood,
+        },
+    ))
+}
+
+/// Fits Gamma-Gamma on repeat customers (frequency > 0 and a positive mean value).
+pub fn fit_gamma_gamma(spends: &[Spend]) -> Result<(GammaGamma, FitReport), FitError> {
+    let mut repeat: Vec<Spend> = spends
+        .iter()
+        .copied()
+        .filter(|s| s.frequency > 0.0 && s.mean_value > 0.0)
+        .collect();
+    if repeat.is_empty() {
+        return Err(FitError::NotEnoughData(
+            "no repeat customers with a positive spend".into(),
+        ));
+    }
+    repeat.sort_by(|a, b| a.frequency.total_cmp(&b.frequency));
+    let (best, cost, iterations) = minimise(GammaGammaProblem { spends: &repeat }, vec![0.1; 3])?;
+    Ok((
+        gamma_gamma_from_log(&best),
+        FitReport {
+            iterations,
+            log_likelihood: -cost * repeat.len() as f64,
+        },
+    ))
+}
