@@ -28,7 +28,7 @@ impl GammaGamma {
     pub fn expected_value(&self, spend: Spend) -> f64 {
         let GammaGamma { p, q, v } = *self;
         let population_mean = v * p / (q - 1.0);
-        if spend.frequency <= 0.0 || !(spend.mean_value > 0.0) {
+        if spend.frequency <= 0.0 || spend.mean_value.is_nan() || spend.mean_value <= 0.0 {
             return population_mean;
         }
         let weight = p * spend.frequency / (p * spend.frequency + q - 1.0);
