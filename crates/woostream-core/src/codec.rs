@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::events::*;
+use crate::insights::*;
 use crate::registry::RegistryClient;
 
 /// Magic bytes of Avro single-object encoding.
@@ -55,6 +56,10 @@ contracts! {
     ActionKey => "action-key",
     IngestDeadLetter => "ingest-dead-letter",
     String => "dead-letter-key",
+    CustomerProfile => "customer-profile",
+    Alert => "alert",
+    AlertKey => "alert-key",
+    ShopModel => "shop-model",
 }
 
 /// A parsed contract schema with what framing needs precomputed.
@@ -436,7 +441,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::money::Money;
     use chrono::{TimeZone, Utc};
@@ -523,7 +528,7 @@ mod tests {
         }
     }
 
-    fn round_trip<T: Contract + PartialEq + std::fmt::Debug>(value: T) {
+    pub(crate) fn round_trip<T: Contract + PartialEq + std::fmt::Debug>(value: T) {
         for framing in [Framing::SingleObject, Framing::Confluent { schema_id: 7 }] {
             let bytes = Encoder::<T>::new(&framing).encode(&value).unwrap();
             let decoder = Decoder::new();

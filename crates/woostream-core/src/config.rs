@@ -28,9 +28,175 @@ pub struct Config {
     #[serde(default)]
     pub shops: Vec<ShopConfig>,
     #[serde(default)]
+    pub enricher: EnricherConfig,
+    #[serde(default)]
     pub ops: OpsConfig,
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// When the enricher publishes in Kafka transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transactions {
+    /// Use them when the broker supports them (real Kafka); otherwise rely on ids and versions.
+    Auto,
+    /// Require them: refuse to start on a broker without transactions.
+    On,
+    Off,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnricherConfig {
+    #[serde(default = "default_enricher_group")]
+    pub group_id: String,
+    #[serde(default = "default_transactions")]
+    pub transactions: Transactions,
+    /// How often processed input is committed (and a transaction ends).
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// How often the enricher that owns partition 0 refits the model; 0 turns refitting off.
+    #[serde(default = "default_refit_interval_secs")]
+    pub refit_interval_secs: u64,
+    /// Months of CLV in the profile.
+    #[serde(default = "default_clv_months")]
+    pub clv_months: u32,
+    /// Monthly discount rate of the CLV (0.01 = 1 % a month).
+    #[serde(default = "default_monthly_discount_rate")]
+    pub monthly_discount_rate: f64,
+    /// Share of customers that are not VIP: 0.95 makes the top 5 % by CLV VIPs.
+    #[serde(default = "default_vip_quantile")]
+    pub vip_quantile: f64,
+    /// High-value order: an amount ("500.00") or a percentile of the shop's order values ("p95").
+    #[serde(default = "default_high_value_order")]
+    pub high_value_order: String,
+    /// Stock level at or below which a product is low, when WooCommerce gives none.
+    #[serde(default = "default_low_stock")]
+    pub default_low_stock: i64,
+    /// Reviews with at most this many stars are negative.
+    #[serde(default = "default_negative_review_rating")]
+    pub negative_review_max_rating: i32,
+    /// Mean order value assumed by the Gamma-Gamma prior until a shop has a fitted model.
+    #[serde(default = "default_prior_order_value")]
+    pub prior_order_value: f64,
+    /// Customers with a repeat purchase needed before the model is fitted rather than prior.
+    #[serde(default = "default_min_repeat_customers")]
+    pub min_repeat_customers: u64,
+}
+
+fn default_enricher_group() -> String {
+    "woostream-enricher".into()
+}
+const fn default_transactions() -> Transactions {
+    Transactions::Auto
+}
+const fn default_commit_interval_ms() -> u64 {
+    500
+}
+const fn default_refit_interval_secs() -> u64 {
+    3600
+}
+const fn default_clv_months() -> u32 {
+    12
+}
+const fn default_monthly_discount_rate() -> f64 {
+    0.01
+}
+const fn default_vip_quantile() -> f64 {
+    0.95
+}
+fn default_high_value_order() -> String {
+    "p95".into()
+}
+const fn default_low_stock() -> i64 {
+    5
+}
+const fn default_negative_review_rating() -> i32 {
+    2
+}
+const fn default_prior_order_value() -> f64 {
+    50.0
+}
+const fn default_min_repeat_customers() -> u64 {
+    20
+}
+
+impl Default for EnricherConfig {
+    fn default() -> Self {
+        EnricherConfig {
+            group_id: default_enricher_group(),
+            transactions: default_transactions(),
+            commit_interval_ms: default_commit_interval_ms(),
+            refit_interval_secs: default_refit_interval_secs(),
+            clv_months: default_clv_months(),
+            monthly_discount_rate: default_monthly_discount_rate(),
+            vip_quantile: default_vip_quantile(),
+            high_value_order: default_high_value_order(),
+            default_low_stock: default_low_stock(),
+            negative_review_max_rating: default_negative_review_rating(),
+            prior_order_value: default_prior_order_value(),
+            min_repeat_customers: default_min_repeat_customers(),
+        }
+    }
+}
+
+/// A high-value order threshold.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HighValueOrder {
+    Amount(rust_decimal::Decimal),
+    /// Percentile (0–100) of the shop's order values, from the fitted model.
+    Percentile(f64),
+}
+
+impl EnricherConfig {
+    pub fn high_value_order(&self) -> Result<HighValueOrder, String> {
+        let s = self.high_value_order.trim();
+        if let Some(p) = s.strip_prefix('p') {
+            return match p.parse::<f64>() {
+                Ok(v) if v == 95.0 => Ok(HighValueOrder::Percentile(v)),
+                _ => Err("expected an amount such as \"500.00\" or \"p95\" (the shop's 95th percentile order value)".into()),
+            };
+        }
+        match s.parse::<rust_decimal::Decimal>() {
+            Ok(d) if d > rust_decimal::Decimal::ZERO => Ok(HighValueOrder::Amount(d)),
+            _ => Err("expected an amount such as \"500.00\" or \"p95\" (the shop's 95th percentile order value)".into()),
+        }
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let at = |k: &str| format!("enricher.{k}");
+        self.high_value_order()
+            .map_err(|m| (at("high_value_order"), m))?;
+        if !(self.vip_quantile > 0.0 && self.vip_quantile < 1.0) {
+            return Err((
+                at("vip_quantile"),
+                "expected a share between 0 and 1, e.g. 0.95".into(),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.monthly_discount_rate) {
+            return Err((
+                at("monthly_discount_rate"),
+                "expected a monthly rate from 0 to 1, e.g. 0.01".into(),
+            ));
+        }
+        if self.clv_months == 0 || self.clv_months > 120 {
+            return Err((at("clv_months"), "expected 1 to 120 months".into()));
+        }
+        if self.commit_interval_ms == 0 {
+            return Err((at("commit_interval_ms"), "expected at least 1 ms".into()));
+        }
+        if self.prior_order_value.is_nan() || self.prior_order_value <= 0.0 {
+            return Err((at("prior_order_value"), "expected a positive amount".into()));
+        }
+        if !(0..=5).contains(&self.negative_review_max_rating) {
+            return Err((
+                at("negative_review_max_rating"),
+                "expected 0 to 5 stars".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -137,6 +303,14 @@ pub struct TopicsConfig {
     pub actions: TopicConfig,
     #[serde(default = "default_ingest_dead_letter_topic")]
     pub ingest_dead_letter: TopicConfig,
+    /// Customer profiles; also the enricher's changelog, so compacted and partitioned like orders.
+    #[serde(default = "default_profiles_topic")]
+    pub profiles: TopicConfig,
+    #[serde(default = "default_alerts_topic")]
+    pub alerts: TopicConfig,
+    /// Population models, one record per shop.
+    #[serde(default = "default_models_topic")]
+    pub models: TopicConfig,
 }
 
 const fn yes() -> bool {
@@ -169,6 +343,18 @@ fn default_actions_topic() -> TopicConfig {
 fn default_ingest_dead_letter_topic() -> TopicConfig {
     topic("woostream.dlq.ingest", "delete")
 }
+fn default_profiles_topic() -> TopicConfig {
+    topic("woostream.customer-profiles", "compact")
+}
+fn default_alerts_topic() -> TopicConfig {
+    topic("woostream.alerts", "delete")
+}
+fn default_models_topic() -> TopicConfig {
+    TopicConfig {
+        partitions: Some(1),
+        ..topic("woostream.models", "compact")
+    }
+}
 
 impl Default for TopicsConfig {
     fn default() -> Self {
@@ -183,13 +369,16 @@ impl Default for TopicsConfig {
             reviews: default_reviews_topic(),
             actions: default_actions_topic(),
             ingest_dead_letter: default_ingest_dead_letter_topic(),
+            profiles: default_profiles_topic(),
+            alerts: default_alerts_topic(),
+            models: default_models_topic(),
         }
     }
 }
 
 impl TopicsConfig {
     /// Every topic with the configuration key it came from.
-    pub fn all(&self) -> [(&'static str, &TopicConfig); 7] {
+    pub fn all(&self) -> [(&'static str, &TopicConfig); 10] {
         [
             ("orders", &self.orders),
             ("products", &self.products),
@@ -198,6 +387,9 @@ impl TopicsConfig {
             ("reviews", &self.reviews),
             ("actions", &self.actions),
             ("ingest_dead_letter", &self.ingest_dead_letter),
+            ("profiles", &self.profiles),
+            ("alerts", &self.alerts),
+            ("models", &self.models),
         ]
     }
 
@@ -596,15 +788,18 @@ impl Config {
         }
         // One customer's events must land in the same partition number on every topic keyed
         // by customer, so the enricher's state stays local.
-        if t.partitions_of(&t.orders) != t.partitions_of(&t.customers) {
-            return Err((
-                "topics.customers.partitions".into(),
-                format!(
-                    "expected the same partition count as topics.orders ({}): both are keyed by customer",
-                    t.partitions_of(&t.orders)
-                ),
-            ));
+        for (key, topic) in [("customers", &t.customers), ("profiles", &t.profiles)] {
+            if t.partitions_of(&t.orders) != t.partitions_of(topic) {
+                return Err((
+                    format!("topics.{key}.partitions"),
+                    format!(
+                        "expected the same partition count as topics.orders ({}): both are keyed by customer",
+                        t.partitions_of(&t.orders)
+                    ),
+                ));
+            }
         }
+        self.enricher.validate()?;
         Ok(())
     }
 

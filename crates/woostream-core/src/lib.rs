@@ -4,6 +4,7 @@
 pub mod codec;
 pub mod config;
 pub mod events;
+pub mod insights;
 pub mod kafka;
 pub mod money;
 pub mod ops;

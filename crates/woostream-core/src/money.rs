@@ -35,6 +35,26 @@ impl Money {
         self.0
     }
 
+    /// Millionths of the currency unit, exact at the contract's scale; `None` beyond ±9.2e12.
+    pub fn to_micros(&self) -> Option<i64> {
+        let mut d = self.0;
+        d.rescale(MONEY_SCALE);
+        i64::try_from(d.mantissa()).ok()
+    }
+
+    pub fn from_micros(micros: i64) -> Money {
+        Money(Decimal::new(micros, MONEY_SCALE).normalize())
+    }
+
+    /// A model estimate (CLV, expected order value) as money; NaN and infinities become zero.
+    pub fn from_estimate(value: f64) -> Money {
+        use rust_decimal::prelude::FromPrimitive;
+        if !value.is_finite() {
+            return Money::ZERO;
+        }
+        Decimal::from_f64(value).map_or(Money::ZERO, Money::new)
+    }
+
     /// Unscaled big-endian two's-complement bytes, as Avro's decimal logical type stores them.
     pub fn to_avro_bytes(&self) -> Vec<u8> {
         let mut d = self.0;

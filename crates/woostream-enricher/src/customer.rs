@@ -1,0 +1,452 @@
+//! One customer's state, how an order delivery changes it, and how it is scored.
+//!
+//! WooCommerce delivers an order many times (every save fires `order.updated`, retries repeat
+//! deliveries) and not always in order. The ledger keeps the newest version of each order by
+//! `date_modified`; a version that is older, or the same again, changes nothing. Two versions
+//! saved within the same second (WooCommerce's resolution) are ordered by how far along the
+//! order's life their status is, so a late "pending" never undoes a "processing".
+
+use chrono::{DateTime, TimeZone, Utc};
+use woostream_core::events::{Order, OrderEvent, OrderStatus};
+use woostream_core::insights::{ChurnRisk, CustomerProfile, OrderLedgerEntry, Segment};
+use woostream_core::Money;
+
+use crate::clv::{self, History, Spend};
+use crate::model::Model;
+use crate::rfm::{segment_of, Scores};
+
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The newest version of one order. Amounts in millionths of the currency unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub order_id: i64,
+    pub created_ms: i64,
+    pub modified_ms: i64,
+    pub total: i64,
+    pub refunded: i64,
+    pub status: OrderStatus,
+    /// Paid at some point: set once, never cleared, so "order paid" is announced once.
+    pub paid: bool,
+}
+
+impl LedgerEntry {
+    /// Counts towards orders and revenue: paid and neither cancelled, failed nor refunded.
+    pub fn counted(&self) -> bool {
+        match self.status {
+            OrderStatus::Processing | OrderStatus::Completed | OrderStatus::ReadyForPickup => true,
+            OrderStatus::Other => self.paid,
+            _ => false,
+        }
+    }
+
+    /// Revenue this order contributes, net of refunds.
+    pub fn net(&self) -> i64 {
+        if self.counted() {
+            (self.total - self.refunded).max(0)
+        } else {
+            0
+        }
+    }
+}
+
+/// How far along its life an order is, to order two versions saved in the same second.
+fn progress(status: OrderStatus) -> u8 {
+    use OrderStatus::*;
+    match status {
+        CheckoutDraft | Draft => 0,
+        Pending => 1,
+        OnHold => 2,
+        Failed => 3,
+        Processing | Other => 4,
+        ReadyForPickup => 5,
+        Completed => 6,
+        Cancelled => 7,
+        Refunded => 8,
+        Trash => 9,
+    }
+}
+
+pub fn status_slug(status: OrderStatus) -> &'static str {
+    use OrderStatus::*;
+    match status {
+        Pending => "pending",
+        Processing => "processing",
+        OnHold => "on-hold",
+        Completed => "completed",
+        Cancelled => "cancelled",
+        Refunded => "refunded",
+        Failed => "failed",
+        Trash => "trash",
+        CheckoutDraft => "checkout-draft",
+        ReadyForPickup => "ready-for-pickup",
+        Draft => "draft",
+        Other => "other",
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CustomerState {
+    pub customer_id: Option<i64>,
+    /// Per-customer profile version; +1 for every change.
+    pub version: i64,
+    pub as_of_ms: i64,
+    pub source_offset: i64,
+    /// What the last profile said, to announce changes.
+    pub segment: Option<Segment>,
+    pub churn_risk: Option<ChurnRisk>,
+    pub vip: bool,
+    pub currency: Option<Box<str>>,
+    pub orders: Vec<LedgerEntry>,
+}
+
+/// An order delivery that changed the ledger.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderChange {
+    pub previous: Option<LedgerEntry>,
+    pub current: LedgerEntry,
+    /// The customer had no order before this one.
+    pub first_order: bool,
+}
+
+pub fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// When an order event happened in the shop: its `date_modified`, else its creation, else
+/// when woostream received it.
+pub fn order_event_time(event: &OrderEvent) -> i64 {
+    event
+        .order
+        .as_ref()
+        .and_then(|o| o.modified_at.or(o.created_at))
+        .unwrap_or(event.envelope.received_at)
+        .timestamp_millis()
+}
+
+fn micros(m: &Money) -> i64 {
+    m.to_micros().unwrap_or(i64::MAX)
+}
+
+fn entry_from(order: &Order, modified_ms: i64, was_paid: bool) -> LedgerEntry {
+    let paid_status = matches!(
+        order.status,
+        OrderStatus::Processing
+            | OrderStatus::Completed
+            | OrderStatus::ReadyForPickup
+            | OrderStatus::Refunded
+    );
+    LedgerEntry {
+        order_id: order.id,
+        created_ms: order.created_at.map_or(modified_ms, millis),
+        modified_ms,
+        total: micros(&order.total),
+        refunded: micros(&order.refunded_total),
+        status: order.status,
+        paid: was_paid
+            || paid_status
+            || (order.paid_at.is_some()
+                && !matches!(order.status, OrderStatus::Failed | OrderStatus::Pending)),
+    }
+}
+
+impl CustomerState {
+    /// Applies one order delivery. `None` when it changes nothing: an older or repeated
+    /// version, or a deletion of an order never seen.
+    pub fn apply_order(&mut self, event: &OrderEvent) -> Option<OrderChange> {
+        let modified_ms = order_event_time(event);
+        let index = self
+            .orders
+            .iter()
+            .position(|o| o.order_id == event.order_id);
+        let previous = index.map(|i| self.orders[i].clone());
+        let current = match (&event.order, &previous) {
+            (Some(order), _) => entry_from(
+                order,
+                modified_ms,
+                previous.as_ref().is_some_and(|p| p.paid),
+            ),
+            // A deleted order stops counting, as if trashed.
+            (None, Some(p)) => LedgerEntry {
+                status: OrderStatus::Trash,
+                modified_ms,
+                ..p.clone()
+            },
+            (None, None) => return None,
+        };
+        if let Some(p) = &previous {
+            let newer = current.modified_ms > p.modified_ms
+                || (current.modified_ms == p.modified_ms
+                    && (progress(current.status) > progress(p.status)
+                        || current.refunded > p.refunded));
+            if !newer {
+                return None;
+            }
+        }
+        if let Some(order) = &event.order {
+            if order.customer_id.is_some() {
+                self.customer_id = order.customer_id;
+            }
+            if !order.currency.is_empty() {
+                self.currency = Some(order.currency.as_str().into());
+            }
+        }
+        let first_order = self.orders.is_empty();
+        match index {
+            Some(i) => self.orders[i] = current.clone(),
+            None => {
+                // Kept sorted by order id so that restored and live state compare equal.
+                let at = self
+                    .orders
+                    .partition_point(|o| o.order_id < current.order_id);
+                self.orders.insert(at, current.clone());
+            }
+        }
+        Some(OrderChange {
+            previous,
+            current,
+            first_order,
+        })
+    }
+}
+
+/// A customer's figures and scores at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scored {
+    pub orders_count: u32,
+    pub transactions: u32,
+    pub revenue: i64,
+    pub refunded: i64,
+    pub first_order_ms: Option<i64>,
+    pub last_order_ms: Option<i64>,
+    pub scores: Scores,
+    pub segment: Segment,
+    pub p_alive: f64,
+    pub expected_purchases: [f64; 3],
+    pub expected_order_value: f64,
+    pub clv: f64,
+    pub churn_risk: ChurnRisk,
+    pub vip: bool,
+}
+
+/// The settings scoring needs besides the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoringSettings {
+    pub clv_months: u32,
+    pub monthly_discount_rate: f64,
+}
+
+pub fn score(
+    state: &CustomerState,
+    model: &Model,
+    settings: &ScoringSettings,
+    as_of_ms: i64,
+) -> Scored {
+    let mut orders_count = 0u32;
+    let (mut revenue, mut refunded) = (0i64, 0i64);
+    // (day, net revenue that day) of counted orders.
+    let mut days: Vec<(i64, i64)> = Vec::new();
+    let (mut first, mut last) = (None::<i64>, None::<i64>);
+    for o in &state.orders {
+        refunded = refunded.saturating_add(o.refunded);
+        if !o.counted() {
+            continue;
+        }
+        orders_count += 1;
+        revenue = revenue.saturating_add(o.net());
+        first = Some(first.map_or(o.created_ms, |f: i64| f.min(o.created_ms)));
+        last = Some(last.map_or(o.created_ms, |l: i64| l.max(o.created_ms)));
+        let day = o.created_ms.div_euclid(DAY_MS);
+        match days.iter_mut().find(|(d, _)| *d == day) {
+            Some((_, v)) => *v = v.saturating_add(o.net()),
+            None => days.push((day, o.net())),
+        }
+    }
+    days.sort_unstable();
+    let as_of_day = as_of_ms.div_euclid(DAY_MS);
+    let (history, spend) = match (days.first(), days.last()) {
+        (Some(&(first_day, _)), Some(&(last_day, _))) => {
+            let repeat = &days[1..];
+            let mean_value = if repeat.is_empty() {
+                0.0
+            } else {
+                repeat.iter().map(|(_, v)| *v as f64 / 1e6).sum::<f64>() / repeat.len() as f64
+            };
+            (
+                History {
+                    frequency: repeat.len() as f64,
+                    recency: (last_day - first_day) as f64,
+                    age: (as_of_day.max(last_day) - first_day) as f64,
+                },
+                Spend {
+                    frequency: repeat.len() as f64,
+                    mean_value,
+                },
+            )
+        }
+        _ => (
+            History {
+                frequency: 0.0,
+                recency: 0.0,
+                age: 0.0,
+            },
+            Spend {
+                frequency: 0.0,
+                mean_value: 0.0,
+            },
+        ),
+    };
+    let days_since_last = last.map_or(f64::INFINITY, |l| ((as_of_ms - l).max(0) / DAY_MS) as f64);
+    let scores = model
+        .quintiles
+        .score(days_since_last, orders_count as f64, revenue as f64 / 1e6);
+    let segment = segment_of(scores, orders_count);
+    let bg = &model.bgnbd;
+    let p_alive = bg.p_alive(history);
+    let expected_purchases = [30.0, 90.0, 365.0].map(|t| bg.expected_purchases(t, history));
+    let expected_order_value = model.gamma_gamma.expected_value(spend);
+    let clv = clv::lifetime_value(
+        bg,
+        &model.gamma_gamma,
+        history,
+        spend,
+        settings.clv_months,
+        settings.monthly_discount_rate,
+        30.0,
+    );
+    let churn_risk = if history.frequency > 0.0 {
+        match p_alive {
+            p if p >= 0.7 => ChurnRisk::Low,
+            p if p >= 0.3 => ChurnRisk::Medium,
+            _ => ChurnRisk::High,
+        }
+    } else {
+        // BG/NBD says nothing about one-time buyers' dropout (P(alive) = 1): use recency.
+        match scores.recency {
+            4..=5 => ChurnRisk::Low,
+            2..=3 => ChurnRisk::Medium,
+            _ => ChurnRisk::High,
+        }
+    };
+    Scored {
+        orders_count,
+        transactions: days.len() as u32,
+        revenue,
+        refunded,
+        first_order_ms: first,
+        last_order_ms: last,
+        scores,
+        segment,
+        p_alive,
+        expected_purchases,
+        expected_order_value,
+        clv,
+        churn_risk,
+        vip: orders_count > 0 && clv >= model.vip_clv_threshold,
+    }
+}
+
+/// What caused a profile version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cause<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    pub event_id: &'a str,
+    pub correlation_id: &'a str,
+}
+
+pub fn to_profile(
+    shop_id: &str,
+    customer: &str,
+    state: &CustomerState,
+    scored: &Scored,
+    model: &Model,
+    cause: &Cause,
+) -> CustomerProfile {
+    let average = if scored.orders_count > 0 {
+        Money::new(
+            Money::from_micros(scored.revenue).amount()
+                / rust_decimal::Decimal::from(scored.orders_count),
+        )
+    } else {
+        Money::ZERO
+    };
+    CustomerProfile {
+        shop_id: shop_id.into(),
+        customer: customer.into(),
+        customer_id: state.customer_id,
+        version: state.version,
+        model_version: model.version,
+        as_of: from_millis(state.as_of_ms),
+        source_partition: cause.partition,
+        source_offset: cause.offset,
+        caused_by_event_id: cause.event_id.into(),
+        correlation_id: cause.correlation_id.into(),
+        currency: state.currency.as_deref().map(String::from),
+        orders_count: scored.orders_count as i32,
+        transactions: scored.transactions as i32,
+        revenue: Money::from_micros(scored.revenue),
+        refunded: Money::from_micros(scored.refunded),
+        average_order_value: average,
+        first_order_at: scored.first_order_ms.map(from_millis),
+        last_order_at: scored.last_order_ms.map(from_millis),
+        recency_score: scored.scores.recency as i32,
+        frequency_score: scored.scores.frequency as i32,
+        monetary_score: scored.scores.monetary as i32,
+        segment: scored.segment,
+        p_alive: scored.p_alive,
+        expected_purchases_30d: scored.expected_purchases[0],
+        expected_purchases_90d: scored.expected_purchases[1],
+        expected_purchases_365d: scored.expected_purchases[2],
+        expected_order_value: Money::from_estimate(scored.expected_order_value),
+        clv_12_months: Money::from_estimate(scored.clv),
+        churn_risk: scored.churn_risk,
+        vip: scored.vip,
+        orders: state
+            .orders
+            .iter()
+            .map(|o| OrderLedgerEntry {
+                order_id: o.order_id,
+                created_at: from_millis(o.created_ms),
+                modified_at: from_millis(o.modified_ms),
+                status: status_slug(o.status).into(),
+                total: Money::from_micros(o.total),
+                refunded: Money::from_micros(o.refunded),
+                paid: o.paid,
+            })
+            .collect(),
+    }
+}
+
+/// The state a profile was written from: what a restarted enricher restores.
+pub fn from_profile(profile: &CustomerProfile) -> CustomerState {
+    let mut orders: Vec<LedgerEntry> = profile
+        .orders
+        .iter()
+        .map(|o| LedgerEntry {
+            order_id: o.order_id,
+            created_ms: millis(o.created_at),
+            modified_ms: millis(o.modified_at),
+            total: micros(&o.total),
+            refunded: micros(&o.refunded),
+            status: OrderStatus::from_slug(&o.status),
+            paid: o.paid,
+        })
+        .collect();
+    orders.sort_by_key(|o| o.order_id);
+    CustomerState {
+        customer_id: profile.customer_id,
+        version: profile.version,
+        as_of_ms: millis(profile.as_of),
+        source_offset: profile.source_offset,
+        segment: (profile.orders_count > 0).then_some(profile.segment),
+        churn_risk: Some(profile.churn_risk),
+        vip: profile.vip,
+        currency: profile.currency.as_deref().map(Into::into),
+        orders,
+    }
+}

@@ -1,0 +1,126 @@
+//! The population model a profile is scored with: fitted per shop by `woostream fit` (or the
+//! enricher's periodic refit) and published to the models topic, or the documented priors
+//! while a shop has too little history.
+
+use chrono::{DateTime, Utc};
+use woostream_core::config::EnricherConfig;
+use woostream_core::insights::ShopModel;
+
+use crate::clv::{BgNbd, GammaGamma};
+use crate::rfm::Quintiles;
+
+/// BG/NBD prior: the CDNOW estimates of Fader, Hardie & Lee (2005), alpha converted from weeks
+/// to days. A shop's first customers are scored as CDNOW's were until a fit is possible.
+pub const PRIOR_BGNBD: BgNbd = BgNbd {
+    r: 0.243,
+    alpha: 4.414 * 7.0,
+    a: 0.793,
+    b: 2.426,
+};
+/// Gamma-Gamma prior shape (CDNOW); its scale is set from `enricher.prior_order_value`.
+pub const PRIOR_GAMMA_GAMMA_P: f64 = 6.25;
+pub const PRIOR_GAMMA_GAMMA_Q: f64 = 3.74;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// 0 for the priors; the fit time in milliseconds otherwise.
+    pub version: i64,
+    pub bgnbd: BgNbd,
+    pub gamma_gamma: GammaGamma,
+    pub quintiles: Quintiles,
+    pub vip_clv_threshold: f64,
+    pub order_value_p95: f64,
+}
+
+impl Model {
+    /// The priors: CDNOW's purchase process, a spend distribution whose mean is
+    /// `prior_order_value`, fixed RFM boundaries, VIP from five prior orders' worth of CLV.
+    pub fn prior(config: &EnricherConfig) -> Model {
+        let mean = config.prior_order_value;
+        Model {
+            version: 0,
+            bgnbd: PRIOR_BGNBD,
+            gamma_gamma: GammaGamma {
+                p: PRIOR_GAMMA_GAMMA_P,
+                q: PRIOR_GAMMA_GAMMA_Q,
+                v: mean * (PRIOR_GAMMA_GAMMA_Q - 1.0) / PRIOR_GAMMA_GAMMA_P,
+            },
+            quintiles: Quintiles::prior(),
+            vip_clv_threshold: 5.0 * mean,
+            order_value_p95: 3.0 * mean,
+        }
+    }
+
+    pub fn from_record(record: &ShopModel) -> Option<Model> {
+        let q = |v: &[f64]| -> Option<[f64; 4]> { v.try_into().ok() };
+        let model = Model {
+            version: record.version,
+            bgnbd: BgNbd {
+                r: record.r,
+                alpha: record.alpha,
+                a: record.a,
+                b: record.b,
+            },
+            gamma_gamma: GammaGamma {
+                p: record.p,
+                q: record.q,
+                v: record.v,
+            },
+            quintiles: Quintiles {
+                recency_days: q(&record.recency_days_quintiles)?,
+                frequency: q(&record.frequency_quintiles)?,
+                monetary: q(&record.monetary_quintiles)?,
+            },
+            vip_clv_threshold: record.vip_clv_threshold,
+            order_value_p95: record.order_value_p95,
+        };
+        let params = [
+            model.bgnbd.r,
+            model.bgnbd.alpha,
+            model.bgnbd.a,
+            model.bgnbd.b,
+            model.gamma_gamma.p,
+            model.gamma_gamma.q,
+            model.gamma_gamma.v,
+        ];
+        params
+            .iter()
+            .all(|v| v.is_finite() && *v > 0.0)
+            .then_some(model)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn to_record(
+        &self,
+        shop_id: &str,
+        fitted_at: DateTime<Utc>,
+        customers: i64,
+        repeat_customers: i64,
+        bgnbd_fitted: bool,
+        gamma_gamma_fitted: bool,
+        fit_seconds: f64,
+    ) -> ShopModel {
+        ShopModel {
+            shop_id: shop_id.into(),
+            version: self.version,
+            fitted_at,
+            customers,
+            repeat_customers,
+            bgnbd_fitted,
+            r: self.bgnbd.r,
+            alpha: self.bgnbd.alpha,
+            a: self.bgnbd.a,
+            b: self.bgnbd.b,
+            gamma_gamma_fitted,
+            p: self.gamma_gamma.p,
+            q: self.gamma_gamma.q,
+            v: self.gamma_gamma.v,
+            recency_days_quintiles: self.quintiles.recency_days.to_vec(),
+            frequency_quintiles: self.quintiles.frequency.to_vec(),
+            monetary_quintiles: self.quintiles.monetary.to_vec(),
+            vip_clv_threshold: self.vip_clv_threshold,
+            order_value_p95: self.order_value_p95,
+            fit_seconds,
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The work of one input partition, without Kafka: customer state in, profiles and alerts out.
+//!
+//! Everything here is a deterministic function of the records of the partition, in order, and
+//! of the model: replaying the same records from the same restored state gives the same profile
+//! versions and the same alert ids. That is what makes a crash or a rebalance invisible to
+//! consumers that drop what they already applied.
+
+use std::collections::HashMap;
+
+use rust_decimal::prelude::ToPrimitive;
+use woostream_core::config::HighValueOrder;
+use woostream_core::events::{CustomerKey, Order, OrderEvent};
+use woostream_core::insights::{Alert, AlertKey, CustomerProfile};
+
+use crate::alerts::{customer_key, CustomerTransition, Origin};
+use crate::customer::{self, from_millis, Cause, CustomerState, ScoringSettings, DAY_MS};
+use crate::model::Model;
+
+/// What processing one record produced, in the order it must be written.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Output {
+    /// Profile versions; `None` is an erasure tombstone.
+    pub profiles: Vec<(CustomerKey, Option<CustomerProfile>)>,
+    pub alerts: Vec<(AlertKey, Alert)>,
+}
+
+impl Output {
+    pub fn is_empty(&self) -> bool {
+        self.profiles.is_empty() && self.alerts.is_empty()
+    }
+
+    fn append(&mut self, other: Output) {
+        self.profiles.extend(other.profiles);
+        self.alerts.extend(other.alerts);
+    }
+}
+
+/// Settings that shape profiles and alerts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub scoring: ScoringSettings,
+    pub high_value_order: HighValueOrder,
+}
+
+/// State is keyed by shop and customer together: one partition can hold several shops.
+fn state_key(shop_id: &str, customer: &str) -> Box<str> {
+    format!("{shop_id}\u{1f}{customer}").into_boxed_str()
+}
+
+fn split_key(key: &str) -> (&str, &str) {
+    key.split_once('\u{1f}').unwrap_or(("", key))
+}
+
+/// The customers of one partition of the orders topic.
+#[derive(Debug, Default)]
+pub struct CustomerPartition {
+    pub partition: i32,
+    customers: HashMap<Box<str>, CustomerState>,
+    /// Newest UTC day this partition has seen; crossing into a new day rescores everyone.
+    watermark_day: i64,
+}
+
+impl CustomerPartition {
+    pub fn new(partition: i32) -> CustomerPartition {
+        CustomerPartition {
+            partition,
+            ..Default::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.customers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.customers.is_empty()
+    }
+
+    /// (shop, customer, state) of every customer.
+    pub fn customers(&self) -> impl Iterator<Item = (&str, &str, &CustomerState)> {
+        self.customers.iter().map(|(k, v)| {
+            let (shop, customer) = split_key(k);
+            (shop, customer, v)
+        })
+    }
+
+    /// Takes a restored profile as this customer's state.
+    pub fn restore(&mut self, profile: &CustomerProfile) {
+        self.watermark_day = self
+            .watermark_day
+            .max(customer::millis(profile.as_of).div_euclid(DAY_MS));
+        self.customers.insert(
+            state_key(&profile.shop_id, &profile.customer),
+            customer::from_profile(profile),
+        );
+    }
+
+    /// Forgets a customer (an erasure) and returns the tombstone for the profile topic.
+    pub fn erase(&mut self, key: &CustomerKey) -> Output {
+        self.customers
+            .remove(&state_key(&key.shop_id, &key.customer));
+        Output {
+            profiles: vec![(key.clone(), None)],
+            alerts: Vec::new(),
+        }
+    }
+
+    /// Applies one order delivery at input `offset`.
+    pub fn on_order(
+        &mut self,
+        key: &CustomerKey,
+        event: &OrderEvent,
+        offset: i64,
+        model: &Model,
+        settings: &Settings,
+    ) -> Output {
+        let event_ms = customer::order_event_time(event);
+        let cause = Cause {
+            partition: self.partition,
+            offset,
+            event_id: &event.envelope.event_id,
+            correlation_id: &event.envelope.correlation_id,
+        };
+        let mut out = Output::default();
+        // Time passing changes segments even without orders: on a new day, rescore everyone
+        // as of its start, before this order is applied.
+        let day = event_ms.div_euclid(DAY_MS);
+        if day > self.watermark_day {
+            if self.watermark_day > 0 {
+                out.append(self.rescore(day * DAY_MS, model, settings, &cause, event));
+            }
+            self.watermark_day = day;
+        }
+        let state = self
+            .customers
+            .entry(state_key(&key.shop_id, &key.customer))
+            .or_default();
+        let Some(change) = state.apply_order(event) else {
+            return out;
+        };
+        let (previous_segment, was_vip) = (state.segment, state.vip);
+        state.version += 1;
+        state.as_of_ms = state.as_of_ms.max(event_ms);
+        state.source_offset = offset;
+        let scored = customer::score(state, model, &settings.scoring, state.as_of_ms);
+        let order = event.order.as_ref();
+        let high_value = |o: &Order| match settings.high_value_order {
+            HighValueOrder::Amount(a) => o.total.amount() >= a,
+            HighValueOrder::Percentile(_) => o
+                .total
+                .amount()
+                .to_f64()
+                .is_some_and(|t| t >= model.order_value_p95),
+        };
+        let origin = Origin {
+            shop_id: &key.shop_id,
+            occurred_at: from_millis(event_ms),
+            correlation_id: &event.envelope.correlation_id,
+            event_id: &event.envelope.event_id,
+        };
+        let transition = CustomerTransition {
+            origin,
+            customer: &key.customer,
+            state,
+            scored: &scored,
+            previous_segment,
+            was_vip,
+            order: order.map(|o| (o, &change)),
+            high_value: &high_value,
+        };
+        let alert_key = customer_key(&key.shop_id, &key.customer);
+        out.alerts.extend(
+            transition
+                .alerts()
+                .into_iter()
+                .map(|a| (alert_key.clone(), a)),
+        );
+        // A customer without a counted order has no segment to leave yet.
+        state.segment = (scored.orders_count > 0).then_some(scored.segment);
+        state.churn_risk = Some(scored.churn_risk);
+        state.vip = scored.vip;
+        let profile =
+            customer::to_profile(&key.shop_id, &key.customer, state, &scored, model, &cause);
+        out.profiles.push((key.clone(), Some(profile)));
+        out
+    }
+
+    /// Rescores every customer as of `as_of_ms`; a new version only for those whose segment,
+    /// churn-risk band or VIP flag changed (the rest would only restate decimals).
+    fn rescore(
+        &mut self,
+        as_of_ms: i64,
+        model: &Model,
+        settings: &Settings,
+        cause: &Cause,
+        event: &OrderEvent,
+    ) -> Output {
+        let mut out = Output::default();
+        let mut keys: Vec<&Box<str>> = self.customers.keys().collect();
+        // A stable order, so that replays write the same sequence.
+        keys.sort_unstable();
+        let keys: Vec<Box<str>> = keys.into_iter().cloned().collect();
+        for composite in keys {
+            let (shop_id, customer) = split_key(&composite);
+            let state = self.customers.get_mut(&composite).expect("key just listed");
+            if state.as_of_ms >= as_of_ms || state.orders.is_empty() {
+                continue;
+            }
+            let scored = customer::score(state, model, &settings.scoring, as_of_ms);
+            if Some(scored.segment) == state.segment
+                && Some(scored.churn_risk) == state.churn_risk
+                && scored.vip == state.vip
+            {
+                continue;
+            }
+            let (previous_segment, was_vip) = (state.segment, state.vip);
+            state.version += 1;
+            state.as_of_ms = as_of_ms;
+            state.source_offset = cause.offset;
+            let origin = Origin {
+                shop_id,
+                occurred_at: from_millis(as_of_ms),
+                correlation_id: &event.envelope.correlation_id,
+                event_id: &event.envelope.event_id,
+            };
+            let never = |_: &Order| false;
+            let transition = CustomerTransition {
+                origin,
+                customer,
+                state,
+                scored: &scored,
+                previous_segment,
+                was_vip,
+                order: None,
+                high_value: &never,
+            };
+            let alert_key = customer_key(shop_id, customer);
+            out.alerts.extend(
+                transition
+                    .alerts()
+                    .into_iter()
+                    .map(|a| (alert_key.clone(), a)),
+            );
+            // A customer without a counted order has no segment to leave yet.
+            state.segment = (scored.orders_count > 0).then_some(scored.segment);
+            state.churn_risk = Some(scored.churn_risk);
+            state.vip = scored.vip;
+            let key = CustomerKey {
+                shop_id: shop_id.into(),
+                customer: customer.to_string(),
+            };
+            let profile = customer::to_profile(shop_id, customer, state, &scored, model, cause);
+            out.profiles.push((key, Some(profile)));
+        }
+        out
+    }
+}

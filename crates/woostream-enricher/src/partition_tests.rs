@@ -1,0 +1,292 @@
+//! The enricher's logic on hand-made deliveries: duplicates, reordering, refunds, transitions.
+
+use chrono::{TimeZone, Utc};
+use woostream_core::config::HighValueOrder;
+use woostream_core::events::*;
+use woostream_core::insights::{AlertKind, Segment};
+use woostream_core::Money;
+
+use crate::customer::ScoringSettings;
+use crate::model::Model;
+use crate::partition::{CustomerPartition, Output, Settings};
+
+fn m(s: &str) -> Money {
+    Money::new(s.parse().unwrap())
+}
+
+fn settings() -> Settings {
+    Settings {
+        scoring: ScoringSettings {
+            clv_months: 12,
+            monthly_discount_rate: 0.01,
+        },
+        high_value_order: HighValueOrder::Amount("500".parse().unwrap()),
+    }
+}
+
+fn model() -> Model {
+    Model::prior(&woostream_core::config::EnricherConfig::default())
+}
+
+fn key(customer: &str) -> CustomerKey {
+    CustomerKey {
+        shop_id: "main".into(),
+        customer: customer.into(),
+    }
+}
+
+/// Order `id` of customer 25 as WooCommerce would send it at `day` (of Nov 2026) + `second`.
+fn order(id: i64, status: &str, total: &str, day: u32, second: u32) -> OrderEvent {
+    let at = Utc.with_ymd_and_hms(2026, 11, day, 10, 0, second).unwrap();
+    let created = Utc.with_ymd_and_hms(2026, 11, day, 10, 0, 0).unwrap();
+    OrderEvent {
+        envelope: Envelope {
+            event_id: format!("ev-{id}-{status}-{day}-{second}"),
+            shop_id: "main".into(),
+            source: "https://example.com/".into(),
+            wc_topic: "order.updated".into(),
+            webhook_id: Some(1),
+            delivery_id: None,
+            correlation_id: format!("corr-{id}"),
+            received_at: at,
+            origin: Origin::Webhook,
+        },
+        action: Action::Updated,
+        order_id: id,
+        order: Some(Order {
+            id,
+            parent_id: None,
+            number: id.to_string(),
+            created_via: Some("checkout".into()),
+            status: OrderStatus::from_slug(status),
+            status_slug: status.into(),
+            currency: "PLN".into(),
+            prices_include_tax: true,
+            created_at: Some(created),
+            modified_at: Some(at),
+            paid_at: None,
+            completed_at: None,
+            total: m(total),
+            total_tax: Money::ZERO,
+            subtotal: m(total),
+            discount_total: Money::ZERO,
+            discount_tax: Money::ZERO,
+            shipping_total: Money::ZERO,
+            shipping_tax: Money::ZERO,
+            cart_tax: Money::ZERO,
+            fee_total: Money::ZERO,
+            refunded_total: Money::ZERO,
+            customer_id: Some(25),
+            customer_key: "25".into(),
+            email_hash: Some("h".into()),
+            billing: Some(Address {
+                first_name: Some("john".into()),
+                email: Some("john.doe@example.com".into()),
+                phone: Some("+48 601 013 447".into()),
+                ..Default::default()
+            }),
+            shipping: None,
+            payment_method: Some("bacs".into()),
+            payment_method_title: Some("Direct Bank Transfer".into()),
+            transaction_id: None,
+            line_items: vec![LineItem {
+                id: 1,
+                product_id: Some(93),
+                variation_id: None,
+                name: "Hoodie".into(),
+                sku: None,
+                quantity: 1,
+                subtotal: m(total),
+                subtotal_tax: Money::ZERO,
+                total: m(total),
+                total_tax: Money::ZERO,
+                category_ids: vec![9],
+            }],
+            coupon_codes: vec![],
+            refunds: vec![],
+        }),
+    }
+}
+
+struct Run {
+    partition: CustomerPartition,
+    offset: i64,
+    model: Model,
+}
+
+impl Run {
+    fn new() -> Run {
+        Run {
+            partition: CustomerPartition::new(0),
+            offset: 0,
+            model: model(),
+        }
+    }
+    fn send(&mut self, event: &OrderEvent) -> Output {
+        self.offset += 1;
+        self.partition
+            .on_order(&key("25"), event, self.offset, &self.model, &settings())
+    }
+}
+
+fn kinds(out: &Output) -> Vec<AlertKind> {
+    out.alerts.iter().map(|(_, a)| a.kind).collect()
+}
+
+#[test]
+fn a_paid_order_is_placed_paid_and_a_first_order_once_however_often_it_is_delivered() {
+    let mut run = Run::new();
+    let placed = run.send(&order(727, "pending", "120.00", 20, 0));
+    assert_eq!(
+        kinds(&placed),
+        [AlertKind::OrderPlaced, AlertKind::FirstOrder]
+    );
+    let paid = run.send(&order(727, "processing", "120.00", 20, 5));
+    assert_eq!(
+        kinds(&paid),
+        [AlertKind::OrderStatusChanged, AlertKind::OrderPaid]
+    );
+    let profile = paid.profiles[0].1.as_ref().unwrap();
+    assert_eq!((profile.orders_count, profile.version), (1, 2));
+    assert_eq!(profile.revenue, m("120"));
+    // Redeliveries of either version change nothing and say nothing.
+    for again in [
+        order(727, "processing", "120.00", 20, 5),
+        order(727, "pending", "120.00", 20, 0),
+    ] {
+        assert!(run.send(&again).is_empty());
+    }
+}
+
+#[test]
+fn an_older_version_arriving_late_changes_nothing_and_same_second_versions_keep_progress() {
+    let mut run = Run::new();
+    run.send(&order(727, "completed", "80.00", 20, 9));
+    assert!(run
+        .send(&order(727, "processing", "80.00", 20, 5))
+        .is_empty());
+    // Saved within the same second: "pending" never undoes "processing".
+    let mut run = Run::new();
+    run.send(&order(728, "processing", "80.00", 20, 5));
+    assert!(run.send(&order(728, "pending", "80.00", 20, 5)).is_empty());
+}
+
+#[test]
+fn refunds_and_cancellations_come_off_revenue_and_are_announced() {
+    let mut run = Run::new();
+    run.send(&order(1, "processing", "100.00", 10, 0));
+    run.send(&order(2, "processing", "50.00", 11, 0));
+    let mut partial = order(1, "processing", "100.00", 12, 1);
+    partial.order.as_mut().unwrap().refunded_total = m("30");
+    let out = run.send(&partial);
+    assert_eq!(kinds(&out)[0], AlertKind::OrderRefunded);
+    assert_eq!(kinds(&out).iter().filter(|k| **k == AlertKind::OrderRefunded).count(), 1);
+    assert_eq!(out.profiles[0].1.as_ref().unwrap().revenue, m("120"));
+    let out = run.send(&order(2, "cancelled", "50.00", 12, 2));
+    assert!(kinds(&out).contains(&AlertKind::OrderStatusChanged));
+    let p = out.profiles[0].1.as_ref().unwrap();
+    assert_eq!(
+        (p.orders_count, p.revenue, p.refunded),
+        (1, m("70"), m("30"))
+    );
+}
+
+#[test]
+fn failed_payments_high_value_orders_and_transactions_per_day() {
+    let mut run = Run::new();
+    let out = run.send(&order(5, "failed", "900.00", 10, 0));
+    assert_eq!(
+        kinds(&out),
+        [
+            AlertKind::OrderPlaced,
+            AlertKind::FirstOrder,
+            AlertKind::PaymentFailed
+        ]
+    );
+    let out = run.send(&order(5, "processing", "900.00", 10, 30));
+    assert_eq!(
+        kinds(&out),
+        [
+            AlertKind::OrderStatusChanged,
+            AlertKind::OrderPaid,
+            AlertKind::HighValueOrder
+        ]
+    );
+    // A second order on the same day is the same BG/NBD transaction.
+    run.send(&order(6, "processing", "10.00", 10, 40));
+    let out = run.send(&order(7, "processing", "10.00", 15, 0));
+    let p = out.profiles[0].1.as_ref().unwrap();
+    assert_eq!((p.orders_count, p.transactions), (3, 2));
+}
+
+#[test]
+fn alerts_carry_no_personal_data_and_ids_are_deterministic() {
+    let mut a = Run::new();
+    let mut b = Run::new();
+    let ea = a.send(&order(9, "processing", "20.00", 10, 0));
+    let eb = b.send(&order(9, "processing", "20.00", 10, 0));
+    assert_eq!(ea, eb);
+    for (_, alert) in &ea.alerts {
+        let text = format!("{alert:?}");
+        assert!(
+            !text.contains("john.doe@example.com") && !text.contains("013 447"),
+            "{text}"
+        );
+        assert_eq!(
+            alert
+                .customer
+                .as_ref()
+                .unwrap()
+                .first_name_initial
+                .as_deref(),
+            Some("J")
+        );
+        assert_eq!(alert.correlation_id, "corr-9");
+    }
+}
+
+#[test]
+fn time_passing_moves_a_customer_between_segments_with_one_alert() {
+    let mut run = Run::new();
+    run.send(&order(1, "processing", "100.00", 1, 0));
+    let first = run.send(&order(2, "processing", "100.00", 2, 0));
+    let segment = first.profiles[0].1.as_ref().unwrap().segment;
+    assert_ne!(segment, Segment::Lost);
+    // Another customer's order months later advances the partition's clock.
+    let mut later = order(3, "processing", "5.00", 1, 0);
+    let o = later.order.as_mut().unwrap();
+    let t = Utc.with_ymd_and_hms(2027, 9, 1, 10, 0, 0).unwrap();
+    (o.created_at, o.modified_at) = (Some(t), Some(t));
+    run.offset += 1;
+    let out = run
+        .partition
+        .on_order(&key("other"), &later, run.offset, &run.model, &settings());
+    let changed: Vec<_> = out
+        .alerts
+        .iter()
+        .filter(|(_, a)| a.kind == AlertKind::SegmentChanged)
+        .collect();
+    assert_eq!(changed.len(), 1, "{:?}", kinds(&out));
+    let c = changed[0].1.customer.as_ref().unwrap();
+    assert_eq!(c.previous_segment.as_deref(), Some(segment.name()));
+    assert_ne!(c.segment, segment.name());
+    // The rescored profile is a new version of customer 25.
+    assert!(out
+        .profiles
+        .iter()
+        .any(|(k, p)| k.customer == "25" && p.as_ref().unwrap().version == 3));
+}
+
+#[test]
+fn a_restored_profile_continues_exactly_where_the_live_state_was() {
+    let mut live = Run::new();
+    live.send(&order(1, "processing", "100.00", 1, 0));
+    let out = live.send(&order(2, "pending", "40.00", 3, 0));
+    let mut restored = Run::new();
+    restored
+        .partition
+        .restore(out.profiles[0].1.as_ref().unwrap());
+    restored.offset = live.offset;
+    let next = order(2, "processing", "40.00", 3, 10);
+    assert_eq!(live.send(&next), restored.send(&next));
+}
