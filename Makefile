@@ -14,7 +14,7 @@ export WOOSTREAM_PYTHON := $(PYTHON)
 
 ## The whole pipeline on the embedded Kafka with a simulated flash sale.
 run:
-	$(CARGO) run --release -p woostream -- run --simulate
+	$(CARGO) run --release -p woostream -- run --simulate --history 3000
 
 ## Formatting, lints, unit tests, mock-cluster tests and end-to-end tests on a real broker.
 test: tools lint

@@ -51,6 +51,12 @@ pub enum Transactions {
 pub struct EnricherConfig {
     #[serde(default = "default_enricher_group")]
     pub group_id: String,
+    /// This instance's stable name, for its transactional id; default: $HOSTNAME.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// How long the group waits for a silent instance before giving its partitions away.
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
     #[serde(default = "default_transactions")]
     pub transactions: Transactions,
     /// How often processed input is committed (and a transaction ends).
@@ -87,6 +93,9 @@ pub struct EnricherConfig {
 
 fn default_enricher_group() -> String {
     "woostream-enricher".into()
+}
+const fn default_session_timeout_ms() -> u64 {
+    10_000
 }
 const fn default_transactions() -> Transactions {
     Transactions::Auto
@@ -126,6 +135,8 @@ impl Default for EnricherConfig {
     fn default() -> Self {
         EnricherConfig {
             group_id: default_enricher_group(),
+            instance_id: None,
+            session_timeout_ms: default_session_timeout_ms(),
             transactions: default_transactions(),
             commit_interval_ms: default_commit_interval_ms(),
             refit_interval_secs: default_refit_interval_secs(),

@@ -240,12 +240,30 @@ pub struct ScoringSettings {
     pub monthly_discount_rate: f64,
 }
 
-pub fn score(
-    state: &CustomerState,
-    model: &Model,
-    settings: &ScoringSettings,
-    as_of_ms: i64,
-) -> Scored {
+/// A customer's purchase history in the models' terms, at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub orders_count: u32,
+    pub transactions: u32,
+    pub revenue: i64,
+    pub refunded: i64,
+    pub first_order_ms: Option<i64>,
+    pub last_order_ms: Option<i64>,
+    pub history: History,
+    pub spend: Spend,
+}
+
+impl Summary {
+    pub fn days_since_last_order(&self, as_of_ms: i64) -> f64 {
+        self.last_order_ms
+            .map_or(f64::INFINITY, |l| ((as_of_ms - l).max(0) / DAY_MS) as f64)
+    }
+}
+
+/// Counted orders grouped into BG/NBD transactions (UTC days); a transaction's value is the
+/// day's net revenue, and Gamma-Gamma's mean leaves out the first transaction, as
+/// `lifetimes.utils.summary_data_from_transaction_data` does.
+pub fn summarise(state: &CustomerState, as_of_ms: i64) -> Summary {
     let mut orders_count = 0u32;
     let (mut revenue, mut refunded) = (0i64, 0i64);
     // (day, net revenue that day) of counted orders.
@@ -300,7 +318,36 @@ pub fn score(
             },
         ),
     };
-    let days_since_last = last.map_or(f64::INFINITY, |l| ((as_of_ms - l).max(0) / DAY_MS) as f64);
+    Summary {
+        orders_count,
+        transactions: days.len() as u32,
+        revenue,
+        refunded,
+        first_order_ms: first,
+        last_order_ms: last,
+        history,
+        spend,
+    }
+}
+
+pub fn score(
+    state: &CustomerState,
+    model: &Model,
+    settings: &ScoringSettings,
+    as_of_ms: i64,
+) -> Scored {
+    let summary = summarise(state, as_of_ms);
+    let Summary {
+        orders_count,
+        transactions,
+        revenue,
+        refunded,
+        first_order_ms: first,
+        last_order_ms: last,
+        history,
+        spend,
+    } = summary.clone();
+    let days_since_last = summary.days_since_last_order(as_of_ms);
     let scores = model
         .quintiles
         .score(days_since_last, orders_count as f64, revenue as f64 / 1e6);
@@ -334,7 +381,7 @@ pub fn score(
     };
     Scored {
         orders_count,
-        transactions: days.len() as u32,
+        transactions,
         revenue,
         refunded,
         first_order_ms: first,

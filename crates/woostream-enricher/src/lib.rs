@@ -4,9 +4,15 @@
 pub mod alerts;
 pub mod clv;
 pub mod customer;
+pub mod fitting;
+pub mod metrics;
 pub mod model;
+pub mod models;
 pub mod partition;
 #[cfg(test)]
 mod partition_tests;
 pub mod products;
+pub mod reading;
 pub mod rfm;
+pub mod runner;
+pub mod view;

@@ -180,7 +180,13 @@ fn refunds_and_cancellations_come_off_revenue_and_are_announced() {
     partial.order.as_mut().unwrap().refunded_total = m("30");
     let out = run.send(&partial);
     assert_eq!(kinds(&out)[0], AlertKind::OrderRefunded);
-    assert_eq!(kinds(&out).iter().filter(|k| **k == AlertKind::OrderRefunded).count(), 1);
+    assert_eq!(
+        kinds(&out)
+            .iter()
+            .filter(|k| **k == AlertKind::OrderRefunded)
+            .count(),
+        1
+    );
     assert_eq!(out.profiles[0].1.as_ref().unwrap().revenue, m("120"));
     let out = run.send(&order(2, "cancelled", "50.00", 12, 2));
     assert!(kinds(&out).contains(&AlertKind::OrderStatusChanged));

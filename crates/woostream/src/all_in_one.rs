@@ -36,6 +36,8 @@ pub async fn run(
         if config.shops.is_empty() {
             config.shops.push(demo_shop(sim));
         }
+        // A sale lasts seconds: refit often enough to watch the model adapt.
+        config.enricher.refit_interval_secs = config.enricher.refit_interval_secs.min(10);
     }
     let embedded;
     let (bootstrap, create_topics) = match &config.kafka.bootstrap_servers {
@@ -74,16 +76,40 @@ pub async fn run(
         create_topics,
     )
     .await?;
+    let enricher = woostream_enricher::runner::start(
+        &config,
+        &bootstrap,
+        &registry,
+        &readiness,
+        shutdown.clone(),
+        false,
+    )
+    .await?;
     let url = format!("http://{}{}", producer.addr, config.producer.webhook_path);
     println!("Producer: POST {url}");
     println!("Ops:      http://{ops_addr}/metrics  /healthz  /readyz");
 
+    println!(
+        "Enricher: {} (profiles → {}, alerts → {})",
+        if enricher.transactional {
+            "transactional"
+        } else {
+            "idempotent, ids and versions"
+        },
+        config.topics.profiles.name,
+        config.topics.alerts.name
+    );
     let Some(mut sim) = opts.simulate else {
         shutdown.cancelled().await;
         producer.task.await??;
+        enricher.wait().await?;
         let _ = ops_task.await;
         return Ok(());
     };
+    let (outputs, decoder) = woostream_enricher::runner::Outputs::for_config(&config).await?;
+    let view_stop = CancellationToken::new();
+    let (view, view_thread) =
+        woostream_enricher::view::follow(&config, &bootstrap, decoder.clone(), view_stop.clone())?;
     sim.url = url;
     println!(
         "Flash sale: {} orders from {} customers over {:?}, {} requests in flight\n",
@@ -92,13 +118,14 @@ pub async fn run(
     let stats = Arc::new(Stats::default());
     let started = Instant::now();
     let ticker = {
-        let stats = stats.clone();
+        let (stats, view) = (stats.clone(), view.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;
             loop {
                 tick.tick().await;
                 println!("{}", stats.line(started.elapsed()));
+                println!("    {}", insights_line(&view.lock().expect("view lock")));
             }
         })
     };
@@ -111,6 +138,72 @@ pub async fn run(
     println!("{}", stats.line(started.elapsed()));
     let (p50, p99, max) = stats.latency_ms();
     println!("\nAll webhooks answered in {:.1}s (latency p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms).", started.elapsed().as_secs_f64());
+    // The enricher works behind the webhooks; let it finish the sale's orders.
+    let produced = {
+        let (kafka, bootstrap, topic) = (
+            config.kafka.clone(),
+            bootstrap.clone(),
+            config.topics.orders.name.clone(),
+        );
+        tokio::task::spawn_blocking(move || kafka::record_count(&kafka, &bootstrap, &topic))
+            .await??
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while counter(
+        &registry,
+        "woostream_enricher_records_total",
+        &config.topics.orders.name,
+    ) < produced as f64
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "\nEnriched {} order records.",
+        counter(
+            &registry,
+            "woostream_enricher_records_total",
+            &config.topics.orders.name
+        )
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    {
+        let v = view.lock().expect("view lock");
+        println!(
+            "\nCustomer segments ({} customers with a paid order):",
+            v.segments().values().sum::<usize>()
+        );
+        for (segment, n) in v.segments() {
+            println!("  {:<20} {:>6}", segment.name(), n);
+        }
+        println!(
+            "\nAlerts ({} distinct, {} repeats dropped):",
+            v.alerts.len(),
+            v.repeated_alerts
+        );
+        for (kind, n) in v.alert_kinds() {
+            println!("  {:<22} {:>6}", kind.as_str(), n);
+        }
+    }
+    let model_producer = kafka::create_producer(&config.kafka, &bootstrap)?;
+    match woostream_enricher::models::fit_and_publish(
+        &config,
+        &bootstrap,
+        &decoder,
+        &model_producer,
+        &outputs.model,
+        &outputs.model_key,
+    )
+    .await
+    {
+        Ok(models) => {
+            println!("\nModels fitted from the profiles (woostream fit):");
+            for m in &models {
+                println!("  {}", describe_model(m));
+            }
+        }
+        Err(e) => println!("\nModel fit failed: {e:#}"),
+    }
     println!("\nRecords in Kafka:");
     for (key, t) in config.topics.all() {
         let (kafka, bootstrap, topic) = (config.kafka.clone(), bootstrap.clone(), t.name.clone());
@@ -122,6 +215,65 @@ pub async fn run(
     }
     shutdown.cancel();
     producer.task.await?.context("producer shutdown")?;
+    enricher.wait().await.context("enricher shutdown")?;
+    view_stop.cancel();
+    let _ = tokio::task::spawn_blocking(move || view_thread.join()).await;
     let _ = ops_task.await;
     Ok(())
+}
+
+/// One line: profiles, alerts and the segment distribution so far.
+fn insights_line(v: &woostream_enricher::view::View) -> String {
+    let segments: Vec<String> = v
+        .segments()
+        .iter()
+        .map(|(s, n)| format!("{} {n}", s.name()))
+        .collect();
+    format!(
+        "profiles {} · alerts {} · segments: {}",
+        v.profiles.len(),
+        v.alerts.len(),
+        if segments.is_empty() {
+            "—".into()
+        } else {
+            segments.join(" · ")
+        }
+    )
+}
+
+/// Sum of a counter's series whose `topic` label is `topic`.
+fn counter(registry: &prometheus::Registry, name: &str, topic: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric())
+        .filter(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == "topic" && l.value() == topic)
+        })
+        .map(|m| m.get_counter().get_value())
+        .sum()
+}
+
+pub fn describe_model(m: &woostream_core::insights::ShopModel) -> String {
+    format!(
+        "{}: {} customers ({} repeat); BG/NBD {} r={:.4} alpha={:.2}d a={:.4} b={:.4}; Gamma-Gamma {} p={:.3} q={:.3} v={:.2}; VIP from CLV {:.2}; p95 order {:.2}; fitted in {:.3}s",
+        m.shop_id,
+        m.customers,
+        m.repeat_customers,
+        if m.bgnbd_fitted { "fitted" } else { "prior" },
+        m.r,
+        m.alpha,
+        m.a,
+        m.b,
+        if m.gamma_gamma_fitted { "fitted" } else { "prior" },
+        m.p,
+        m.q,
+        m.v,
+        m.vip_clv_threshold,
+        m.order_value_p95,
+        m.fit_seconds
+    )
 }

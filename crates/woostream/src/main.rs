@@ -29,6 +29,17 @@ enum Command {
         #[arg(long, short, env = "WOOSTREAM_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Run the enricher role: customer state, CLV, RFM segments and alerts.
+    Enricher {
+        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Fit every shop's model (BG/NBD, Gamma-Gamma, RFM boundaries) from the profile topic
+    /// and publish it to the models topic; running enrichers pick it up.
+    Fit {
+        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Run every role in one process; without kafka.bootstrap_servers, on an embedded Kafka.
     Run {
         #[arg(long, short, env = "WOOSTREAM_CONFIG")]
@@ -76,6 +87,9 @@ struct SaleArgs {
     concurrency: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Completed orders from the past year, delivered before the sale (a backfill).
+    #[arg(long, default_value_t = 0)]
+    history: usize,
 }
 
 impl SaleArgs {
@@ -86,6 +100,7 @@ impl SaleArgs {
             customers: self.customers,
             concurrency: self.concurrency,
             seed: self.seed,
+            history_orders: self.history,
             ..base
         }
     }
@@ -105,6 +120,14 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Producer { config } => match load(&config) {
             Ok(config) => producer(config).await,
+            Err(e) => Err(anyhow::anyhow!(e)),
+        },
+        Command::Enricher { config } => match load(&config) {
+            Ok(config) => enricher(config).await,
+            Err(e) => Err(anyhow::anyhow!(e)),
+        },
+        Command::Fit { config } => match load(&config) {
+            Ok(config) => fit(config).await,
             Err(e) => Err(anyhow::anyhow!(e)),
         },
         Command::Run {
@@ -165,11 +188,70 @@ async fn main() -> ExitCode {
     }
 }
 
+fn bootstrap(config: &Config) -> anyhow::Result<String> {
+    config.kafka.bootstrap_servers.clone().ok_or_else(|| {
+        anyhow::anyhow!("kafka.bootstrap_servers is not set (or WOOSTREAM__KAFKA__BOOTSTRAP_SERVERS); `woostream run` uses an embedded Kafka instead")
+    })
+}
+
+async fn enricher(config: Config) -> anyhow::Result<()> {
+    telemetry::init(&config.log);
+    let bootstrap = bootstrap(&config)?;
+    let shutdown = shutdown::on_signal();
+    let registry = prometheus::Registry::new();
+    let readiness = ops::Readiness::default();
+    let (_, ops_task) = ops::serve(
+        config.ops.listen,
+        registry.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let running = woostream_enricher::runner::start(
+        &config,
+        &bootstrap,
+        &registry,
+        &readiness,
+        shutdown.clone(),
+        config.topics.create,
+    )
+    .await?;
+    let result = running.wait().await;
+    // A fatal error ends the process: stop serving too.
+    shutdown.cancel();
+    let _ = ops_task.await;
+    result
+}
+
+async fn fit(config: Config) -> anyhow::Result<()> {
+    telemetry::init(&config.log);
+    let bootstrap = bootstrap(&config)?;
+    let (outputs, decoder) = woostream_enricher::runner::Outputs::for_config(&config).await?;
+    let producer = woostream_core::kafka::create_producer(&config.kafka, &bootstrap)?;
+    let models = woostream_enricher::models::fit_and_publish(
+        &config,
+        &bootstrap,
+        &decoder,
+        &producer,
+        &outputs.model,
+        &outputs.model_key,
+    )
+    .await?;
+    if models.is_empty() {
+        println!(
+            "No profiles in {}: nothing to fit.",
+            config.topics.profiles.name
+        );
+    }
+    for m in models {
+        println!("{}", woostream::all_in_one::describe_model(&m));
+    }
+    Ok(())
+}
+
 async fn producer(config: Config) -> anyhow::Result<()> {
     telemetry::init(&config.log);
-    let bootstrap = config.kafka.bootstrap_servers.clone().ok_or_else(|| {
-        anyhow::anyhow!("kafka.bootstrap_servers is not set (or WOOSTREAM__KAFKA__BOOTSTRAP_SERVERS); `woostream run` uses an embedded Kafka instead")
-    })?;
+    let bootstrap = bootstrap(&config)?;
     let shutdown = shutdown::on_signal();
     let registry = prometheus::Registry::new();
     let readiness = ops::Readiness::default();

@@ -53,6 +53,10 @@ pub struct Options {
     pub concurrency: usize,
     pub seed: u64,
     pub currency: String,
+    /// Completed orders from before the sale, spread over `history_days`, delivered first (as
+    /// a backfill would): they give customers a past to be segmented and modelled on.
+    pub history_orders: usize,
+    pub history_days: u32,
 }
 
 impl Default for Options {
@@ -68,6 +72,8 @@ impl Default for Options {
             concurrency: 64,
             seed: 7,
             currency: "PLN".into(),
+            history_orders: 0,
+            history_days: 365,
         }
     }
 }
@@ -195,6 +201,125 @@ fn burst_time(q: f64) -> f64 {
     }
 }
 
+/// Customer number `c`: seven in ten are registered, the rest buy as guests.
+fn identity(c: usize) -> (bool, &'static str, &'static str, String, i64) {
+    let registered = c % 10 < 7;
+    let first = FIRST_NAMES[c % FIRST_NAMES.len()];
+    let last = LAST_NAMES[(c / 3) % LAST_NAMES.len()];
+    let email = if registered {
+        format!("customer{c}@shop.example")
+    } else {
+        format!("guest{c}@mail.example")
+    };
+    (
+        registered,
+        first,
+        last,
+        email,
+        if registered { 5000 + c as i64 } else { 0 },
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn customer_webhook(
+    template: &Value,
+    customer_id: i64,
+    email: &str,
+    first: &str,
+    last: &str,
+    c: usize,
+    created: DateTime<Utc>,
+    at: f64,
+) -> Webhook {
+    let mut cu = template.clone();
+    cu["id"] = json!(customer_id);
+    cu["email"] = json!(email);
+    cu["first_name"] = json!(first);
+    cu["last_name"] = json!(last);
+    cu["username"] = json!(format!("customer{c}"));
+    cu["billing"]["email"] = json!(email);
+    cu["billing"]["first_name"] = json!(first);
+    cu["billing"]["last_name"] = json!(last);
+    cu["date_created_gmt"] = json!(gmt(created));
+    cu["date_modified_gmt"] = json!(gmt(created));
+    Webhook {
+        topic: "customer.created".into(),
+        body: php_json(&cu),
+        at,
+    }
+}
+
+/// Who places a simulated order.
+struct SimCustomer<'a> {
+    customer_id: i64,
+    email: &'a str,
+    first: &'a str,
+    last: &'a str,
+}
+
+/// A pending order of 1–4 random catalogue lines; returns it with its total and payment method.
+fn order_json(
+    order_template: &Value,
+    catalogue: &Catalogue,
+    rng: &mut StdRng,
+    o: &Options,
+    order_id: i64,
+    c: &SimCustomer,
+    created: DateTime<Utc>,
+) -> (Value, Decimal, &'static str) {
+    let (customer_id, email, first, last) = (c.customer_id, c.email, c.first, c.last);
+    let mut lines = Vec::new();
+    let mut subtotal = Decimal::ZERO;
+    let mut tax = Decimal::ZERO;
+    for (k, _) in (0..rng.random_range(1..=4)).enumerate() {
+        let (pid, name, price, _) =
+            &catalogue.products[rng.random_range(0..catalogue.products.len())];
+        let qty = rng.random_range(1..=3i64);
+        let line_total = *price * Decimal::from(qty);
+        let line_tax = (line_total * Decimal::new(23, 2)).round_dp(2);
+        subtotal += line_total;
+        tax += line_tax;
+        lines.push(json!({
+            "id": order_id * 10 + k as i64, "name": name, "product_id": pid, "variation_id": 0,
+            "quantity": qty, "tax_class": "", "subtotal": amount(line_total), "subtotal_tax": amount(line_tax),
+            "total": amount(line_total), "total_tax": amount(line_tax),
+            "taxes": [{"id": 75, "total": amount(line_tax), "subtotal": amount(line_tax)}],
+            "meta_data": [], "sku": format!("FS-{pid}"), "price": price.to_string().parse::<f64>().unwrap_or(0.0)
+        }));
+    }
+    let shipping = if subtotal > Decimal::from(200) {
+        Decimal::ZERO
+    } else {
+        Decimal::new(1499, 2)
+    };
+    let total = subtotal + tax + shipping;
+    let (pm, pm_title) = PAYMENT[rng.random_range(0..PAYMENT.len())];
+    let mut order = order_template.clone();
+    order["id"] = json!(order_id);
+    order["number"] = json!(order_id.to_string());
+    order["order_key"] = json!(format!("wc_order_{order_id:x}"));
+    order["created_via"] = json!("checkout");
+    order["currency"] = json!(o.currency);
+    order["customer_id"] = json!(customer_id);
+    order["billing"]["email"] = json!(email);
+    order["billing"]["first_name"] = json!(first);
+    order["billing"]["last_name"] = json!(last);
+    order["shipping"]["first_name"] = json!(first);
+    order["shipping"]["last_name"] = json!(last);
+    order["payment_method"] = json!(pm);
+    order["payment_method_title"] = json!(pm_title);
+    order["line_items"] = json!(lines);
+    order["shipping_total"] = json!(amount(shipping));
+    order["cart_tax"] = json!(amount(tax));
+    order["total_tax"] = json!(amount(tax));
+    order["total"] = json!(amount(total));
+    order["date_created_gmt"] = json!(gmt(created));
+    order["date_modified_gmt"] = json!(gmt(created));
+    order["date_paid_gmt"] = Value::Null;
+    order["status"] = json!("pending");
+    (order, total, pm)
+}
+
 /// Builds the whole sale up front (deterministic for a seed), ordered by due time.
 pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
     let mut rng = StdRng::seed_from_u64(o.seed);
@@ -248,91 +373,98 @@ pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
         let u: f64 = rng.random_range(0.0..1.0);
         ((customers as f64) * u.powf(1.6)) as usize % customers
     };
+    // The shop's past: completed orders in date order, delivered in the first tenth of the sale.
+    let mut past: Vec<(DateTime<Utc>, usize)> = (0..o.history_orders)
+        .map(|_| {
+            let c = zipf_pick(&mut rng);
+            let back = chrono::Duration::seconds(
+                rng.random_range(86_400..=(o.history_days.max(2) as i64) * 86_400),
+            );
+            (start - back, c)
+        })
+        .collect();
+    past.sort();
+    for (i, (created, c)) in past.into_iter().enumerate() {
+        let at = secs * 0.1 * i as f64 / o.history_orders.max(1) as f64;
+        let (registered, first, last, email, customer_id) = identity(c);
+        if registered && !registered_seen[c] {
+            registered_seen[c] = true;
+            out.push(customer_webhook(
+                &customer_template,
+                customer_id,
+                &email,
+                first,
+                last,
+                c,
+                created,
+                at,
+            ));
+        }
+        let customer = SimCustomer {
+            customer_id,
+            email: &email,
+            first,
+            last,
+        };
+        let order_id = 1_000_000 + i as i64;
+        let (mut order, _, _) = order_json(
+            &order_template,
+            &catalogue,
+            &mut rng,
+            o,
+            order_id,
+            &customer,
+            created,
+        );
+        let done = created + chrono::Duration::hours(1);
+        order["status"] = json!("completed");
+        order["date_paid_gmt"] = json!(gmt(done));
+        order["date_completed_gmt"] = json!(gmt(done));
+        order["date_modified_gmt"] = json!(gmt(done));
+        order["transaction_id"] = json!(format!("txn_{order_id}"));
+        out.push(Webhook {
+            topic: "order.created".into(),
+            body: php_json(&order),
+            at,
+        });
+    }
     for n in 0..o.orders {
         let q = (n as f64 + rng.random_range(0.0..1.0)) / o.orders.max(1) as f64;
         let at = burst_time(q) * secs;
         let c = zipf_pick(&mut rng);
-        let registered = c % 10 < 7;
-        let first = FIRST_NAMES[c % FIRST_NAMES.len()];
-        let last = LAST_NAMES[(c / 3) % LAST_NAMES.len()];
-        let email = if registered {
-            format!("customer{c}@shop.example")
-        } else {
-            format!("guest{c}@mail.example")
-        };
-        let customer_id = if registered { 5000 + c as i64 } else { 0 };
+        let (registered, first, last, email, customer_id) = identity(c);
         let created = start + chrono::Duration::milliseconds((at * 1000.0) as i64);
 
         if registered && !registered_seen[c] {
             registered_seen[c] = true;
-            let mut cu = customer_template.clone();
-            cu["id"] = json!(customer_id);
-            cu["email"] = json!(email);
-            cu["first_name"] = json!(first);
-            cu["last_name"] = json!(last);
-            cu["username"] = json!(format!("customer{c}"));
-            cu["billing"]["email"] = json!(email);
-            cu["billing"]["first_name"] = json!(first);
-            cu["billing"]["last_name"] = json!(last);
-            cu["date_created_gmt"] = json!(gmt(created));
-            cu["date_modified_gmt"] = json!(gmt(created));
-            out.push(Webhook {
-                topic: "customer.created".into(),
-                body: php_json(&cu),
-                at: (at - 0.05).max(0.0),
-            });
+            out.push(customer_webhook(
+                &customer_template,
+                customer_id,
+                &email,
+                first,
+                last,
+                c,
+                created,
+                (at - 0.05).max(0.0),
+            ));
         }
 
         let order_id = 10_000 + n as i64;
-        let mut lines = Vec::new();
-        let mut subtotal = Decimal::ZERO;
-        let mut tax = Decimal::ZERO;
-        for (k, _) in (0..rng.random_range(1..=4)).enumerate() {
-            let (pid, name, price, _) =
-                &catalogue.products[rng.random_range(0..catalogue.products.len())];
-            let qty = rng.random_range(1..=3i64);
-            let line_total = *price * Decimal::from(qty);
-            let line_tax = (line_total * Decimal::new(23, 2)).round_dp(2);
-            subtotal += line_total;
-            tax += line_tax;
-            lines.push(json!({
-                "id": order_id * 10 + k as i64, "name": name, "product_id": pid, "variation_id": 0,
-                "quantity": qty, "tax_class": "", "subtotal": amount(line_total), "subtotal_tax": amount(line_tax),
-                "total": amount(line_total), "total_tax": amount(line_tax),
-                "taxes": [{"id": 75, "total": amount(line_tax), "subtotal": amount(line_tax)}],
-                "meta_data": [], "sku": format!("FS-{pid}"), "price": price.to_string().parse::<f64>().unwrap_or(0.0)
-            }));
-        }
-        let shipping = if subtotal > Decimal::from(200) {
-            Decimal::ZERO
-        } else {
-            Decimal::new(1499, 2)
+        let customer = SimCustomer {
+            customer_id,
+            email: &email,
+            first,
+            last,
         };
-        let total = subtotal + tax + shipping;
-        let (pm, pm_title) = PAYMENT[rng.random_range(0..PAYMENT.len())];
-        let mut order = order_template.clone();
-        order["id"] = json!(order_id);
-        order["number"] = json!(order_id.to_string());
-        order["order_key"] = json!(format!("wc_order_{order_id:x}"));
-        order["created_via"] = json!("checkout");
-        order["currency"] = json!(o.currency);
-        order["customer_id"] = json!(customer_id);
-        order["billing"]["email"] = json!(email);
-        order["billing"]["first_name"] = json!(first);
-        order["billing"]["last_name"] = json!(last);
-        order["shipping"]["first_name"] = json!(first);
-        order["shipping"]["last_name"] = json!(last);
-        order["payment_method"] = json!(pm);
-        order["payment_method_title"] = json!(pm_title);
-        order["line_items"] = json!(lines);
-        order["shipping_total"] = json!(amount(shipping));
-        order["cart_tax"] = json!(amount(tax));
-        order["total_tax"] = json!(amount(tax));
-        order["total"] = json!(amount(total));
-        order["date_created_gmt"] = json!(gmt(created));
-        order["date_modified_gmt"] = json!(gmt(created));
-        order["date_paid_gmt"] = Value::Null;
-        order["status"] = json!("pending");
+        let (mut order, total, pm) = order_json(
+            &order_template,
+            &catalogue,
+            &mut rng,
+            o,
+            order_id,
+            &customer,
+            created,
+        );
         out.push(Webhook {
             topic: "order.created".into(),
             body: php_json(&order),

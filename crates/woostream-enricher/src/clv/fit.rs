@@ -3,6 +3,7 @@
 
 use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::neldermead::NelderMead;
 use argmin::solver::quasinewton::BFGS;
 
 use super::bgnbd::{BgNbd, Sample};
@@ -94,8 +95,76 @@ fn finite_or_max(v: f64) -> f64 {
     }
 }
 
-/// Runs BFGS from `start` (log-parameters) and returns the optimum and the iterations used.
-fn minimise<P>(problem: P, start: Vec<f64>) -> Result<(Vec<f64>, f64, u64), FitError>
+/// Minimises from `start` (log-parameters): BFGS with analytic gradients, which converges
+/// tightly and fast; when its line search meets a region where the likelihood is not finite
+/// or the curvature misleads it, Nelder-Mead (derivative-free) finds the basin and BFGS
+/// polishes from there. Returns the optimum, its cost and the iterations used.
+fn minimise<P>(problem: &P, start: Vec<f64>) -> Result<(Vec<f64>, f64, u64), FitError>
+where
+    P: CostFunction<Param = Vec<f64>, Output = f64>
+        + Gradient<Param = Vec<f64>, Gradient = Vec<f64>>,
+{
+    match bfgs(problem, start.clone()) {
+        Ok(found) => Ok(found),
+        Err(first) => {
+            tracing::debug!(error = %first, "BFGS failed; trying Nelder-Mead first");
+            let (near, _, nm_iterations) = nelder_mead(problem, start)?;
+            let (best, cost, iterations) = bfgs(problem, near.clone()).or_else(|_| {
+                let cost = problem
+                    .cost(&near)
+                    .map_err(|e| FitError::Optimiser(e.to_string()))?;
+                Ok::<_, FitError>((near, cost, 0))
+            })?;
+            Ok((best, cost, nm_iterations + iterations))
+        }
+    }
+}
+
+fn nelder_mead<P>(problem: &P, start: Vec<f64>) -> Result<(Vec<f64>, f64, u64), FitError>
+where
+    P: CostFunction<Param = Vec<f64>, Output = f64>,
+{
+    let mut simplex = vec![start.clone()];
+    for i in 0..start.len() {
+        let mut v = start.clone();
+        v[i] += 0.5;
+        simplex.push(v);
+    }
+    let solver = NelderMead::new(simplex)
+        .with_sd_tolerance(1e-12)
+        .map_err(|e| FitError::Optimiser(e.to_string()))?;
+    let result = Executor::new(Wrapped(problem), solver)
+        .configure(|state| state.max_iters(5_000))
+        .run()
+        .map_err(|e| FitError::Optimiser(e.to_string()))?;
+    let state = result.state();
+    let best = state
+        .get_best_param()
+        .cloned()
+        .ok_or_else(|| FitError::NoOptimum("no parameters".into()))?;
+    Ok((best, state.get_best_cost(), state.get_iter()))
+}
+
+/// Lends a problem to an executor, which wants to own one.
+struct Wrapped<'a, P>(&'a P);
+
+impl<P: CostFunction<Param = Vec<f64>, Output = f64>> CostFunction for Wrapped<'_, P> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, p: &Vec<f64>) -> Result<f64, argmin::core::Error> {
+        self.0.cost(p)
+    }
+}
+
+impl<P: Gradient<Param = Vec<f64>, Gradient = Vec<f64>>> Gradient for Wrapped<'_, P> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
+        self.0.gradient(p)
+    }
+}
+
+fn bfgs<P>(problem: &P, start: Vec<f64>) -> Result<(Vec<f64>, f64, u64), FitError>
 where
     P: CostFunction<Param = Vec<f64>, Output = f64>
         + Gradient<Param = Vec<f64>, Gradient = Vec<f64>>,
@@ -108,7 +177,7 @@ where
         .with_tolerance_grad(1e-10)
         .and_then(|s| s.with_tolerance_cost(1e-15))
         .map_err(|e| FitError::Optimiser(e.to_string()))?;
-    let result = Executor::new(problem, solver)
+    let result = Executor::new(Wrapped(problem), solver)
         .configure(|state| state.param(start).inv_hessian(identity).max_iters(500))
         .run()
         .map_err(|e| FitError::Optimiser(e.to_string()))?;
@@ -141,7 +210,7 @@ pub fn fit_bgnbd(sample: &Sample) -> Result<(BgNbd, FitReport), FitError> {
     }
     let scale = 10.0 / sample.max_age();
     let scaled = sample.scaled(scale);
-    let (best, cost, iterations) = minimise(BgNbdProblem { sample: &scaled }, vec![0.1; 4])?;
+    let (best, cost, iterations) = minimise(&BgNbdProblem { sample: &scaled }, vec![0.1; 4])?;
     let mut params = bgnbd_from_log(&best);
     params.alpha /= scale;
     let log_likelihood = params.log_likelihood(sample).0 * sample.len() as f64;
@@ -168,12 +237,30 @@ pub fn fit_gamma_gamma(spends: &[Spend]) -> Result<(GammaGamma, FitReport), FitE
         ));
     }
     repeat.sort_by(|a, b| a.frequency.total_cmp(&b.frequency));
-    let (best, cost, iterations) = minimise(GammaGammaProblem { spends: &repeat }, vec![0.1; 3])?;
+    // v is a scale parameter of spend: fit on spends scaled to a mean of about one (whatever
+    // the currency), then scale v back, as BG/NBD does with time.
+    let mean = repeat.iter().map(|s| s.mean_value).sum::<f64>() / repeat.len() as f64;
+    let scale = if mean > 0.0 && mean.is_finite() {
+        1.0 / mean
+    } else {
+        1.0
+    };
+    let scaled: Vec<Spend> = repeat
+        .iter()
+        .map(|s| Spend {
+            frequency: s.frequency,
+            mean_value: s.mean_value * scale,
+        })
+        .collect();
+    let (best, _, iterations) = minimise(&GammaGammaProblem { spends: &scaled }, vec![0.1; 3])?;
+    let mut params = gamma_gamma_from_log(&best);
+    params.v /= scale;
+    let log_likelihood = params.log_likelihood(&repeat).0 * repeat.len() as f64;
     Ok((
-        gamma_gamma_from_log(&best),
+        params,
         FitReport {
             iterations,
-            log_likelihood: -cost * repeat.len() as f64,
+            log_likelihood,
         },
     ))
 }

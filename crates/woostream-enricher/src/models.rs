@@ -1,0 +1,203 @@
+//! The models topic: following it so running enrichers pick up new parameters without a
+//! restart, and fitting every shop's model from the profile topic and publishing it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use woostream_core::codec::{Decoder, Encoder};
+use woostream_core::config::{Config, EnricherConfig};
+use woostream_core::events::CustomerKey;
+use woostream_core::insights::{CustomerProfile, ShopModel};
+
+use crate::fitting::fit_shop;
+use crate::metrics::Metrics;
+use crate::model::Model;
+use crate::reading::{partitions_of, read_to_end, reader};
+
+/// The current model of every shop; shops without one are scored with the priors.
+pub struct Models {
+    prior: Arc<Model>,
+    by_shop: RwLock<HashMap<String, Arc<Model>>>,
+}
+
+impl Models {
+    pub fn new(config: &EnricherConfig) -> Models {
+        Models {
+            prior: Arc::new(Model::prior(config)),
+            by_shop: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, shop_id: &str) -> Arc<Model> {
+        self.by_shop
+            .read()
+            .expect("models lock")
+            .get(shop_id)
+            .cloned()
+            .unwrap_or_else(|| self.prior.clone())
+    }
+
+    /// Takes a model record if it is newer than the shop's current one.
+    pub fn offer(&self, record: &ShopModel) -> bool {
+        let Some(model) = Model::from_record(record) else {
+            tracing::warn!(shop = %record.shop_id, version = record.version, "Ignoring a model with parameters out of range.");
+            return false;
+        };
+        let mut map = self.by_shop.write().expect("models lock");
+        if map
+            .get(&record.shop_id)
+            .is_some_and(|m| m.version >= model.version)
+        {
+            return false;
+        }
+        map.insert(record.shop_id.clone(), Arc::new(model));
+        true
+    }
+}
+
+/// Follows the models topic on a thread of its own until `shutdown`.
+pub fn follow(
+    models: Arc<Models>,
+    config: &Config,
+    bootstrap: &str,
+    decoder: Decoder,
+    runtime: tokio::runtime::Handle,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let consumer: BaseConsumer =
+        crate::reading::follower(&config.kafka, bootstrap, "models", false)?;
+    let topic = config.topics.models.name.clone();
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions_of(&consumer, &topic)? {
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
+    }
+    consumer
+        .assign(&tpl)
+        .context("assigning the models topic")?;
+    std::thread::Builder::new()
+        .name("model-follower".into())
+        .spawn(move || {
+            while !shutdown.is_cancelled() {
+                let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else { continue };
+                let Some(payload) = m.payload() else { continue };
+                match runtime.block_on(decoder.decode_async::<ShopModel>(payload)) {
+                    Ok(record) => {
+                        if models.offer(&record) {
+                            metrics.model_version.set(record.version);
+                            tracing::info!(shop = %record.shop_id, version = record.version, bgnbd_fitted = record.bgnbd_fitted, gamma_gamma_fitted = record.gamma_gamma_fitted, "Using a new model.");
+                        }
+                    }
+                    Err(e) => tracing::warn!(offset = m.offset(), error = %e, "Skipping an unreadable model record."),
+                }
+            }
+        })
+        .context("spawning the model follower")
+}
+
+/// The newest profile of every customer in the profile topic (erased customers left out).
+pub fn read_profiles(
+    config: &Config,
+    bootstrap: &str,
+    decoder: &Decoder,
+    runtime: &tokio::runtime::Handle,
+) -> anyhow::Result<Vec<CustomerProfile>> {
+    let consumer = reader(&config.kafka, bootstrap, "fit")?;
+    let topic = &config.topics.profiles.name;
+    let partitions: Vec<(i32, Option<i64>)> = partitions_of(&consumer, topic)?
+        .into_iter()
+        .map(|p| (p, None))
+        .collect();
+    let mut latest: HashMap<(String, String), CustomerProfile> = HashMap::new();
+    let mut unreadable = 0u64;
+    read_to_end(
+        &consumer,
+        topic,
+        &partitions,
+        Duration::from_secs(60),
+        |m| {
+            let key = m.key().and_then(|k| {
+                runtime
+                    .block_on(decoder.decode_async::<CustomerKey>(k))
+                    .ok()
+            });
+            let Some(key) = key else {
+                unreadable += 1;
+                return;
+            };
+            match m.payload() {
+                None => {
+                    latest.remove(&(key.shop_id, key.customer));
+                }
+                Some(v) => match runtime.block_on(decoder.decode_async::<CustomerProfile>(v)) {
+                    Ok(p) => {
+                        let slot = latest
+                            .entry((key.shop_id, key.customer))
+                            .or_insert_with(|| p.clone());
+                        if p.version >= slot.version {
+                            *slot = p;
+                        }
+                    }
+                    Err(_) => unreadable += 1,
+                },
+            }
+        },
+    )?;
+    if unreadable > 0 {
+        tracing::warn!(
+            unreadable,
+            "Profile records that could not be read were left out of the fit."
+        );
+    }
+    Ok(latest.into_values().collect())
+}
+
+/// Fits every shop found in the profile topic and publishes the models; returns them.
+pub async fn fit_and_publish(
+    config: &Config,
+    bootstrap: &str,
+    decoder: &Decoder,
+    producer: &FutureProducer,
+    model_encoder: &Encoder<ShopModel>,
+    key_encoder: &Encoder<String>,
+) -> anyhow::Result<Vec<ShopModel>> {
+    let profiles = {
+        let (config, bootstrap, decoder) = (config.clone(), bootstrap.to_string(), decoder.clone());
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || read_profiles(&config, &bootstrap, &decoder, &runtime))
+            .await??
+    };
+    let mut by_shop: HashMap<&str, Vec<&CustomerProfile>> = HashMap::new();
+    for p in &profiles {
+        by_shop.entry(p.shop_id.as_str()).or_default().push(p);
+    }
+    let now = Utc::now();
+    let mut shops: Vec<&str> = by_shop.keys().copied().collect();
+    shops.sort_unstable();
+    let mut out = Vec::new();
+    for shop in shops {
+        let record = fit_shop(shop, &by_shop[shop], now, &config.enricher);
+        let key = key_encoder.encode(&shop.to_string())?;
+        let value = model_encoder.encode(&record)?;
+        producer
+            .send(
+                FutureRecord::to(&config.topics.models.name)
+                    .key(&key)
+                    .payload(&value),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .with_context(|| format!("publishing the model of shop {shop}"))?;
+        out.push(record);
+    }
+    Ok(out)
+}
