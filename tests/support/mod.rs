@@ -14,6 +14,8 @@ use woostream_core::config::{Config, ShopConfig};
 use woostream_core::ops::Readiness;
 use woostream_producer::signature::sign;
 
+pub mod enricher;
+
 pub const SECRET: &str = "test-secret";
 pub const SOURCE: &str = "https://example.com/";
 

@@ -148,6 +148,8 @@ struct Work {
     with_registry: bool,
     runtime: tokio::runtime::Handle,
     producer: Arc<OutputProducer>,
+    /// Writes restore markers outside any transaction.
+    marker_producer: rdkafka::producer::FutureProducer,
     transactional: bool,
     models: Arc<Models>,
     metrics: Metrics,
@@ -158,6 +160,8 @@ struct Work {
     leader: Arc<AtomicBool>,
     ready: Arc<AtomicBool>,
     failure: Option<anyhow::Error>,
+    /// The loop ended with an error.
+    stopped: bool,
 }
 
 impl Work {
@@ -384,7 +388,11 @@ impl Work {
         consumer: &BaseConsumer<Rebalancer>,
         tpl: &TopicPartitionList,
     ) -> anyhow::Result<()> {
-        self.commit(consumer)?;
+        // After a fatal error nothing more is committed: the next owner replays from the last
+        // good commit.
+        if !self.stopped {
+            self.commit(consumer)?;
+        }
         for e in tpl.elements() {
             match self.input(e.topic()) {
                 Some(Input::Orders) => {
@@ -418,11 +426,23 @@ impl Work {
             .committed_offsets(tpl.clone(), Duration::from_secs(30))
             .context("reading committed offsets")?;
         let restore_reader = reader(&self.config.kafka, &self.bootstrap, "restore")?;
+        // Processing must start exactly where the restored state ends, so the positions are
+        // set here rather than left to the group's answer at fetch time.
+        let mut start = TopicPartitionList::new();
         for e in committed.elements() {
             let committed = match e.offset() {
                 Offset::Offset(n) => n,
                 _ => 0,
             };
+            start.add_partition_offset(
+                e.topic(),
+                e.partition(),
+                if committed > 0 {
+                    Offset::Offset(committed)
+                } else {
+                    Offset::Beginning
+                },
+            )?;
             match self.input(e.topic()) {
                 Some(Input::Orders) => {
                     self.restore_customers(&restore_reader, e.partition(), committed)?;
@@ -440,6 +460,9 @@ impl Work {
                 _ => {}
             }
         }
+        consumer
+            .assign(&start)
+            .context("positioning the assigned partitions")?;
         self.update_gauges();
         self.metrics
             .restore_seconds
@@ -463,11 +486,12 @@ impl Work {
     ) -> anyhow::Result<()> {
         let mut latest: HashMap<(String, String), CustomerProfile> = HashMap::new();
         let topic = self.config.topics.profiles.name.clone();
+        let end = self.restore_marker(&topic, partition)?;
         let mut failure = None;
         let read = read_to_end(
             reader,
             &topic,
-            &[(partition, None)],
+            &[(partition, Some(end))],
             Duration::from_secs(60),
             |m| {
                 let key: CustomerKey = match m.key().map(|k| self.decode(k)) {
@@ -501,6 +525,32 @@ impl Work {
         }
         self.customers.insert(partition, state);
         Ok(())
+    }
+
+    /// Writes a marker to the profile partition and returns its offset: everything before it
+    /// is what the partition held, however the broker reports its end (Tansu's high
+    /// watermark can lag behind). The marker is a tombstone for a key no customer has, with
+    /// the `woostream-marker` header, so consumers and compaction drop it.
+    fn restore_marker(&self, topic: &str, partition: i32) -> anyhow::Result<i64> {
+        let key = CustomerKey {
+            shop_id: String::new(),
+            customer: format!("{}{}", crate::view::MARKER_PREFIX, uuid_like()),
+        };
+        let k = self.outputs.customer_key.encode(&key)?;
+        let headers = OwnedHeaders::new().insert(Header {
+            key: MARKER_HEADER,
+            value: Some("restore"),
+        });
+        let record = rdkafka::producer::FutureRecord::<Vec<u8>, Vec<u8>>::to(topic)
+            .key(&k)
+            .partition(partition)
+            .headers(headers);
+        let delivery = self
+            .runtime
+            .block_on(self.marker_producer.send(record, Duration::from_secs(30)))
+            .map_err(|(e, _)| e)
+            .with_context(|| format!("writing the restore marker to {topic}[{partition}]"))?;
+        Ok(delivery.offset)
     }
 
     /// Stock bands and seen reviews: the input replayed up to the committed offset, silently.
@@ -563,6 +613,16 @@ fn origin_of<'a>(
         correlation_id: &e.correlation_id,
         event_id: &e.event_id,
     }
+}
+
+/// Header of restore markers in the profile topic.
+pub const MARKER_HEADER: &str = "woostream-marker";
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}", std::process::id())
 }
 
 fn record_topic(e: &KafkaError) -> String {
@@ -687,6 +747,8 @@ pub async fn start(
         negative_review_max_rating: e.negative_review_max_rating,
     };
     let models = Arc::new(Models::new(e));
+    // The follower also stops when the loop ends on its own (a fatal error).
+    let loop_ended = shutdown.child_token();
     let model_thread = models::follow(
         models.clone(),
         config,
@@ -694,7 +756,7 @@ pub async fn start(
         decoder.clone(),
         runtime.clone(),
         metrics.clone(),
-        shutdown.clone(),
+        loop_ended.clone(),
     )?;
 
     let timeout = Duration::from_millis(config.kafka.delivery_timeout_ms);
@@ -731,6 +793,7 @@ pub async fn start(
         with_registry,
         runtime: runtime.clone(),
         producer: Arc::new(producer),
+        marker_producer: kafka::create_producer(&config.kafka, bootstrap)?,
         transactional,
         models,
         metrics: metrics.clone(),
@@ -740,6 +803,7 @@ pub async fn start(
         leader: leader.clone(),
         ready: ready.clone(),
         failure: None,
+        stopped: false,
     }));
     let consumer: BaseConsumer<Rebalancer> = kafka::client_config(&config.kafka, bootstrap)
         .set("group.id", &e.group_id)
@@ -777,7 +841,11 @@ pub async fn start(
     let interval = Duration::from_millis(e.commit_interval_ms);
     let thread = std::thread::Builder::new()
         .name("enricher".into())
-        .spawn(move || run(consumer, work, interval, shutdown))
+        .spawn(move || {
+            let result = run(consumer, work, interval, shutdown);
+            loop_ended.cancel();
+            result
+        })
         .context("spawning the enricher thread")?;
     Ok(Running {
         thread,
@@ -816,6 +884,7 @@ fn run(
     })();
     if let Err(e) = &result {
         tracing::error!(error = format!("{e:#}"), "The enricher stops.");
+        work.lock().expect("work lock").stopped = true;
     }
     // Leaving the group (inside drop) runs the revoke callback once more.
     drop(consumer);

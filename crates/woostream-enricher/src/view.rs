@@ -6,6 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use woostream_core::insights::{Alert, AlertKind, CustomerProfile, Segment};
 
+/// Customer keys starting with this are the enricher's restore markers, not customers.
+pub const MARKER_PREFIX: &str = "restore-marker:";
+
 #[derive(Debug, Default, Clone)]
 pub struct View {
     pub profiles: HashMap<(String, String), CustomerProfile>,
@@ -25,6 +28,9 @@ impl View {
         customer: &str,
         profile: Option<CustomerProfile>,
     ) -> bool {
+        if customer.starts_with(MARKER_PREFIX) {
+            return false;
+        }
         let key = (shop_id.to_string(), customer.to_string());
         let Some(profile) = profile else {
             self.profiles.remove(&key);

@@ -1,0 +1,125 @@
+//! The enricher's exactly-once effect on a real Kafka-protocol broker without transactions
+//! (Tansu): a `woostream enricher` process killed with SIGKILL mid-stream and restarted, and one
+//! of two enrichers sharing six partitions killed mid-stream, must each end with exactly the
+//! profiles and alerts of an uninterrupted run, once a consumer drops what it already applied
+//! (profile versions, alert ids). The input is a simulated sale with a year of history, with
+//! WooCommerce's duplicate and late deliveries.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use woostream_core::kafka;
+use woostream_tests::enricher::*;
+use woostream_tests::Tansu;
+
+fn total(produced: &HashMap<(String, i32), i64>) -> f64 {
+    produced.values().sum::<i64>() as f64
+}
+
+/// Waits until `condition` holds, failing after `timeout` with `what`.
+fn await_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails today: after a SIGKILL or failover one order of one customer is missing (issue 3 stays open); run with --ignored"]
+async fn killed_enrichers_leave_the_same_profiles_and_alerts_as_an_uninterrupted_run() {
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let bootstrap = tansu.bootstrap.clone();
+    let reference = run_config(&bootstrap, "reference", "enricher-reference");
+    let restarted = run_config(&bootstrap, "restarted", "enricher-restarted");
+    let pair = run_config(&bootstrap, "pair", "enricher-pair");
+    for c in [&reference, &restarted, &pair] {
+        kafka::ensure_topics(&c.kafka, &bootstrap, &c.topics)
+            .await
+            .unwrap();
+    }
+    let records = sale_records(4_000, 3_000, 11);
+    let dir = tempfile::tempdir().unwrap();
+
+    // Two enrichers share the group before any input exists, so that one can die mid-stream.
+    let (a, b) = {
+        let (pair, path) = (pair.clone(), dir.path().to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            let a = EnricherProcess::start(&pair, "pair-a", &path);
+            let b = EnricherProcess::start(&pair, "pair-b", &path);
+            await_until(
+                "both enrichers of the pair hold partitions",
+                Duration::from_secs(60),
+                || {
+                    a.metric("woostream_enricher_assigned_partitions") > 0.0
+                        && b.metric("woostream_enricher_assigned_partitions") > 0.0
+                },
+            );
+            (a, b)
+        })
+        .await
+        .unwrap()
+    };
+    let produced = produce_all(&bootstrap, &records).await;
+    let orders: i64 = produced
+        .iter()
+        .filter(|((t, _), _)| t == "woo.orders")
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        orders > 10_000,
+        "a sale big enough to interrupt: {orders} order records"
+    );
+
+    tokio::task::spawn_blocking(move || {
+        let (mut a, mut b) = (a, b);
+        let dir = dir.path();
+        // The pair: kill one while both are working; the survivor takes over its partitions.
+        await_until("the pair is mid-stream", Duration::from_secs(120), || {
+            a.metric("woostream_enricher_records_total") > 0.0 && b.metric("woostream_enricher_records_total") > 0.0
+        });
+        let done_by_a = a.metric("woostream_enricher_records_total");
+        a.kill9();
+        assert!(done_by_a < total(&produced), "the pair finished before one could be killed");
+        await_caught_up(&bootstrap, "enricher-pair", &produced, Duration::from_secs(300), || b.exited().is_none());
+        assert!(b.metric("woostream_enricher_assigned_partitions") >= 12.0, "the survivor holds every partition");
+        assert!(b.log_text().contains("restored"), "the survivor restored the partitions it took over");
+        drop(b);
+
+        // The reference: one enricher, never interrupted.
+        let mut r = EnricherProcess::start(&reference, "reference", dir);
+        await_caught_up(&bootstrap, "enricher-reference", &produced, Duration::from_secs(300), || r.exited().is_none());
+        drop(r);
+
+        // One enricher, SIGKILLed a third of the way through and started again.
+        let mut first = EnricherProcess::start(&restarted, "restarted", dir);
+        await_until("a third of the input is processed", Duration::from_secs(120), || {
+            first.metric("woostream_enricher_records_total") >= total(&produced) / 3.0
+        });
+        first.kill9();
+        let mut second = EnricherProcess::start(&restarted, "restarted", dir);
+        await_caught_up(&bootstrap, "enricher-restarted", &produced, Duration::from_secs(300), || second.exited().is_none());
+        drop(second);
+
+        let (expected, ref_profiles, ref_alerts) = read_view(&reference);
+        assert_eq!((expected.repeated_profiles, expected.repeated_alerts), (0, 0), "an uninterrupted run repeats nothing");
+        assert!(expected.profiles.len() > 1_000 && expected.alerts.len() > 10_000, "{} profiles, {} alerts", expected.profiles.len(), expected.alerts.len());
+        assert!(ref_profiles > expected.profiles.len() && ref_alerts == expected.alerts.len());
+        let kinds = expected.alert_kinds();
+        for kind in ["order_placed", "order_paid", "order_status_changed", "payment_failed", "order_refunded", "first_order", "segment_changed"] {
+            assert!(kinds.keys().any(|k| k.as_str() == kind), "no {kind} alert in {kinds:?}");
+        }
+
+        for (name, config) in [("restarted", &restarted), ("pair", &pair)] {
+            let (view, raw_profiles, raw_alerts) = read_view(config);
+            assert_same_outcome(&expected, &view);
+            // The interruption did replay work: repeats were written and dropped by version and id.
+            assert!(
+                view.repeated_profiles + view.repeated_alerts > 0,
+                "{name}: no record was repeated ({raw_profiles} profile and {raw_alerts} alert records), so the kill did not interrupt anything"
+            );
+        }
+    })
+    .await
+    .unwrap();
+}

@@ -1,0 +1,403 @@
+//! Driving the enricher as its users run it: a separate `woostream enricher` process (so it can
+//! be killed with SIGKILL), fed with a simulated sale, its outputs read back through the same
+//! deduplicating view a downstream consumer uses.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use woostream::simulate;
+use woostream_core::codec::Decoder;
+use woostream_core::config::Config;
+use woostream_core::events::{CustomerKey, Origin};
+use woostream_core::insights::{Alert, CustomerProfile};
+use woostream_enricher::reading::{partitions_of, read_to_end, reader};
+use woostream_enricher::view::View;
+use woostream_producer::normalise::{normalise, Delivery};
+use woostream_producer::publish::{Encoders, Record, Topics};
+
+/// The records a simulated sale puts on the shop topics, as the producer would write them,
+/// with WooCommerce's habits added: every seventh order delivery arrives twice, and some
+/// arrive again much later (a retry after a timeout), out of order.
+pub fn sale_records(orders: usize, history: usize, seed: u64) -> Vec<Record> {
+    let options = simulate::Options {
+        orders,
+        customers: orders / 3 + 1,
+        history_orders: history,
+        seed,
+        ..simulate::Options::default()
+    };
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-20T09:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let encoders = Encoders::single_object(Topics::from_config(&Config::default().topics));
+    let mut out = Vec::new();
+    let mut late = Vec::new();
+    for (i, w) in simulate::plan(&options, start).iter().enumerate() {
+        let correlation = format!("sim-{i}");
+        let d = Delivery {
+            shop_id: "eu",
+            source: crate::SOURCE,
+            wc_topic: Some(&w.topic),
+            webhook_id: Some(1),
+            delivery_id: None,
+            correlation_id: &correlation,
+            received_at: start,
+            origin: Origin::Webhook,
+        };
+        let event = normalise(&d, &w.body).expect("the simulator's payloads are valid");
+        let record = encoders.event_record(&event).expect("encodes");
+        if w.topic.starts_with("order.") && i % 7 == 0 {
+            out.push(record.clone());
+        }
+        if w.topic.starts_with("order.") && i % 11 == 0 {
+            late.push(record.clone());
+        }
+        out.push(record);
+        if i % 50 == 49 {
+            out.append(&mut late);
+        }
+    }
+    out.append(&mut late);
+    out
+}
+
+/// Writes the records (murmur2 on the key, as the producer does) and returns how many went to
+/// each (topic, partition).
+pub async fn produce_all(bootstrap: &str, records: &[Record]) -> HashMap<(String, i32), i64> {
+    let producer: FutureProducer =
+        woostream_core::kafka::producer_config(&Config::default().kafka, bootstrap)
+            .set("linger.ms", "20")
+            .create()
+            .expect("producer");
+    let mut counts = HashMap::new();
+    for chunk in records.chunks(2_000) {
+        let sends = chunk.iter().map(|r| {
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
+            }
+            producer.send(
+                FutureRecord::to(&r.topic)
+                    .key(&r.key)
+                    .payload(&r.value)
+                    .headers(headers),
+                Duration::from_secs(30),
+            )
+        });
+        for (result, r) in futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .zip(chunk)
+        {
+            let partition = result.map_err(|(e, _)| e).expect("delivered").partition;
+            *counts.entry((r.topic.clone(), partition)).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// The `woostream` binary of this build (built first if this test run has not built it).
+pub fn woostream_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let bin = dir.join("woostream");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "woostream", "--bin", "woostream"])
+            .current_dir(crate::repo_root())
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the woostream binary");
+    }
+    bin
+}
+
+/// Topic names of one enricher run: the shop topics are shared, outputs are per run.
+pub fn run_config(bootstrap: &str, run: &str, group: &str) -> Config {
+    let mut c = crate::config(bootstrap);
+    c.topics.profiles.name = format!("woostream.customer-profiles.{run}");
+    c.topics.alerts.name = format!("woostream.alerts.{run}");
+    c.enricher.group_id = group.into();
+    c.enricher.commit_interval_ms = 100;
+    c.enricher.refit_interval_secs = 0;
+    c.enricher.session_timeout_ms = 6_000;
+    // Prove the second layer alone: ids and versions, no transactions.
+    c.enricher.transactions = woostream_core::config::Transactions::Off;
+    c
+}
+
+/// A `woostream enricher` process.
+pub struct EnricherProcess {
+    child: Child,
+    pub metrics_url: String,
+    pub log: PathBuf,
+}
+
+impl EnricherProcess {
+    pub fn start(config: &Config, instance: &str, dir: &Path) -> EnricherProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = &config;
+        let toml = format!(
+            r#"[kafka]
+bootstrap_servers = "{bootstrap}"
+[topics]
+create = false
+[topics.profiles]
+name = "{profiles}"
+cleanup_policy = "compact"
+[topics.alerts]
+name = "{alerts}"
+[enricher]
+group_id = "{group}"
+instance_id = "{instance}"
+transactions = "{transactions}"
+commit_interval_ms = {commit}
+refit_interval_secs = 0
+session_timeout_ms = {session}
+[ops]
+listen = "127.0.0.1:{port}"
+[log]
+format = "json"
+level = "info"
+"#,
+            bootstrap = c.kafka.bootstrap_servers.as_deref().unwrap(),
+            profiles = c.topics.profiles.name,
+            alerts = c.topics.alerts.name,
+            group = c.enricher.group_id,
+            transactions = match c.enricher.transactions {
+                woostream_core::config::Transactions::Auto => "auto",
+                woostream_core::config::Transactions::On => "on",
+                woostream_core::config::Transactions::Off => "off",
+            },
+            commit = c.enricher.commit_interval_ms,
+            session = c.enricher.session_timeout_ms,
+        );
+        let path = dir.join(format!("enricher-{instance}.toml"));
+        std::fs::write(&path, toml).unwrap();
+        let log = dir.join(format!("enricher-{instance}-{port}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(woostream_bin())
+            .args(["enricher", "--config"])
+            .arg(&path)
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("starting woostream enricher");
+        EnricherProcess {
+            child,
+            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
+            log,
+        }
+    }
+
+    /// A counter or gauge from /metrics (summed over labels); 0 until the server answers.
+    pub fn metric(&self, name: &str) -> f64 {
+        let Ok(resp) = reqwest::blocking_get(&self.metrics_url) else {
+            return 0.0;
+        };
+        resp.lines()
+            .filter(|l| {
+                l.starts_with(name)
+                    && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// SIGKILL: no shutdown, no final commit.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+
+    /// The process's exit status, if it has ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for EnricherProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+mod reqwest {
+    /// A tiny blocking GET over std TCP, so that tests need no second HTTP client.
+    pub fn blocking_get(url: &str) -> Result<String, std::io::Error> {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://").unwrap_or(url);
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut s = std::net::TcpStream::connect(host)?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+        write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        Ok(body
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default())
+    }
+}
+
+/// Offsets committed by `group` on `topic`, per partition.
+pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("broker.address.family", "v4")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let c = match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("committed offsets of {group}: {e}");
+            return HashMap::new();
+        }
+    };
+    c.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Waits until `group` has committed every record `produced` on the shop topics.
+pub fn await_caught_up(
+    bootstrap: &str,
+    group: &str,
+    produced: &HashMap<(String, i32), i64>,
+    timeout: Duration,
+    mut alive: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    let mut topics: Vec<&String> = produced.keys().map(|(t, _)| t).collect();
+    topics.sort();
+    topics.dedup();
+    loop {
+        let behind: Vec<String> = topics
+            .iter()
+            .flat_map(|t| {
+                let c = committed(bootstrap, group, t, 6);
+                produced
+                    .iter()
+                    .filter(move |((topic, _), _)| topic == *t)
+                    .filter(move |((_, p), n)| c.get(p).copied().unwrap_or(0) < **n)
+                    .map(|((topic, p), n)| format!("{topic}[{p}] < {n}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if behind.is_empty() {
+            return;
+        }
+        assert!(
+            alive(),
+            "the enricher stopped before catching up ({behind:?})"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "group {group} did not catch up: {behind:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Everything on a run's profile and alert topics, through the deduplicating view; also the
+/// raw record counts (before deduplication).
+pub fn read_view(config: &Config) -> (View, usize, usize) {
+    let bootstrap = config.kafka.bootstrap_servers.as_deref().unwrap();
+    let decoder = Decoder::new();
+    let consumer: BaseConsumer = reader(&config.kafka, bootstrap, "test-view").unwrap();
+    let mut view = View::default();
+    let (mut raw_profiles, mut raw_alerts) = (0, 0);
+    let topic = &config.topics.profiles.name;
+    let parts: Vec<(i32, Option<i64>)> = partitions_of(&consumer, topic)
+        .unwrap()
+        .into_iter()
+        .map(|p| (p, None))
+        .collect();
+    read_to_end(&consumer, topic, &parts, Duration::from_secs(60), |m| {
+        raw_profiles += 1;
+        let key: CustomerKey = decoder.decode(m.key().unwrap()).unwrap();
+        let profile = m
+            .payload()
+            .map(|p| decoder.decode::<CustomerProfile>(p).unwrap());
+        view.apply_profile(&key.shop_id, &key.customer, profile);
+    })
+    .unwrap();
+    let topic = &config.topics.alerts.name;
+    let parts: Vec<(i32, Option<i64>)> = partitions_of(&consumer, topic)
+        .unwrap()
+        .into_iter()
+        .map(|p| (p, None))
+        .collect();
+    read_to_end(&consumer, topic, &parts, Duration::from_secs(60), |m| {
+        raw_alerts += 1;
+        view.apply_alert(decoder.decode::<Alert>(m.payload().unwrap()).unwrap());
+    })
+    .unwrap();
+    (view, raw_profiles, raw_alerts)
+}
+
+/// Asserts two runs' views hold the same profiles and the same alerts.
+pub fn assert_same_outcome(reference: &View, other: &View) {
+    assert_eq!(
+        reference.profiles.len(),
+        other.profiles.len(),
+        "customers with a profile"
+    );
+    for (key, p) in &reference.profiles {
+        let q = other
+            .profiles
+            .get(key)
+            .unwrap_or_else(|| panic!("{key:?} has no profile"));
+        assert_eq!(p, q, "profile of {key:?}");
+    }
+    let by_id = |v: &View| -> HashMap<String, Alert> {
+        v.alerts
+            .iter()
+            .map(|a| (a.alert_id.clone(), a.clone()))
+            .collect()
+    };
+    let (a, b) = (by_id(reference), by_id(other));
+    let missing: Vec<_> = a.keys().filter(|k| !b.contains_key(*k)).take(5).collect();
+    let extra: Vec<_> = b.keys().filter(|k| !a.contains_key(*k)).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "alerts missing {missing:?}, extra {extra:?} (of {} vs {})",
+        a.len(),
+        b.len()
+    );
+    for (id, alert) in &a {
+        assert_eq!(alert, &b[id], "alert {id}");
+    }
+}
