@@ -339,33 +339,33 @@ pub fn read_view(config: &Config) -> (View, usize, usize) {
     let consumer: BaseConsumer = reader(&config.kafka, bootstrap, "test-view").unwrap();
     let mut view = View::default();
     let (mut raw_profiles, mut raw_alerts) = (0, 0);
-    let topic = &config.topics.profiles.name;
-    let parts: Vec<(i32, Option<i64>)> = partitions_of(&consumer, topic)
-        .unwrap()
-        .into_iter()
-        .map(|p| (p, None))
-        .collect();
-    read_to_end(&consumer, topic, &parts, Duration::from_secs(60), |m| {
+    read_all(&consumer, &config.topics.profiles.name, |m| {
         raw_profiles += 1;
         let key: CustomerKey = decoder.decode(m.key().unwrap()).unwrap();
         let profile = m
             .payload()
             .map(|p| decoder.decode::<CustomerProfile>(p).unwrap());
         view.apply_profile(&key.shop_id, &key.customer, profile);
-    })
-    .unwrap();
-    let topic = &config.topics.alerts.name;
-    let parts: Vec<(i32, Option<i64>)> = partitions_of(&consumer, topic)
+    });
+    read_all(&consumer, &config.topics.alerts.name, |m| {
+        raw_alerts += 1;
+        view.apply_alert(decoder.decode::<Alert>(m.payload().unwrap()).unwrap());
+    });
+    (view, raw_profiles, raw_alerts)
+}
+
+/// Every record of every partition of `topic`, to its end.
+fn read_all(
+    consumer: &BaseConsumer,
+    topic: &str,
+    f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) {
+    let parts: Vec<(i32, Option<i64>)> = partitions_of(consumer, topic)
         .unwrap()
         .into_iter()
         .map(|p| (p, None))
         .collect();
-    read_to_end(&consumer, topic, &parts, Duration::from_secs(60), |m| {
-        raw_alerts += 1;
-        view.apply_alert(decoder.decode::<Alert>(m.payload().unwrap()).unwrap());
-    })
-    .unwrap();
-    (view, raw_profiles, raw_alerts)
+    read_to_end(consumer, topic, &parts, Duration::from_secs(60), f).unwrap();
 }
 
 /// Asserts two runs' views hold the same profiles and the same alerts.

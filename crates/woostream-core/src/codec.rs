@@ -62,6 +62,23 @@ contracts! {
     ShopModel => "shop-model",
 }
 
+/// Registers each `(topic, "key" | "value", schema)` under `{topic}-{role}` (TopicNameStrategy)
+/// and returns the Confluent framing of every schema by contract name. A schema used by several
+/// topics (the customer key) gets one global id.
+pub async fn register_subjects(
+    registry: &RegistryClient,
+    subjects: &[(&str, &str, &'static ContractSchema)],
+) -> Result<HashMap<&'static str, Framing>, crate::registry::RegistryError> {
+    let mut framings = HashMap::new();
+    for (topic, role, schema) in subjects {
+        let schema_id = registry
+            .register(&format!("{topic}-{role}"), schema.text)
+            .await?;
+        framings.insert(schema.name, Framing::Confluent { schema_id });
+    }
+    Ok(framings)
+}
+
 /// A parsed contract schema with what framing needs precomputed.
 #[derive(Debug)]
 pub struct ContractSchema {

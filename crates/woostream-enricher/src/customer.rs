@@ -217,12 +217,7 @@ impl CustomerState {
 /// A customer's figures and scores at one moment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scored {
-    pub orders_count: u32,
-    pub transactions: u32,
-    pub revenue: i64,
-    pub refunded: i64,
-    pub first_order_ms: Option<i64>,
-    pub last_order_ms: Option<i64>,
+    pub summary: Summary,
     pub scores: Scores,
     pub segment: Segment,
     pub p_alive: f64,
@@ -337,16 +332,12 @@ pub fn score(
     as_of_ms: i64,
 ) -> Scored {
     let summary = summarise(state, as_of_ms);
-    let Summary {
-        orders_count,
-        transactions,
-        revenue,
-        refunded,
-        first_order_ms: first,
-        last_order_ms: last,
-        history,
-        spend,
-    } = summary.clone();
+    let (orders_count, revenue, history, spend) = (
+        summary.orders_count,
+        summary.revenue,
+        summary.history,
+        summary.spend,
+    );
     let days_since_last = summary.days_since_last_order(as_of_ms);
     let scores = model
         .quintiles
@@ -380,12 +371,7 @@ pub fn score(
         }
     };
     Scored {
-        orders_count,
-        transactions,
-        revenue,
-        refunded,
-        first_order_ms: first,
-        last_order_ms: last,
+        summary,
         scores,
         segment,
         p_alive,
@@ -414,10 +400,10 @@ pub fn to_profile(
     model: &Model,
     cause: &Cause,
 ) -> CustomerProfile {
-    let average = if scored.orders_count > 0 {
+    let average = if scored.summary.orders_count > 0 {
         Money::new(
-            Money::from_micros(scored.revenue).amount()
-                / rust_decimal::Decimal::from(scored.orders_count),
+            Money::from_micros(scored.summary.revenue).amount()
+                / rust_decimal::Decimal::from(scored.summary.orders_count),
         )
     } else {
         Money::ZERO
@@ -434,13 +420,13 @@ pub fn to_profile(
         caused_by_event_id: cause.event_id.into(),
         correlation_id: cause.correlation_id.into(),
         currency: state.currency.as_deref().map(String::from),
-        orders_count: scored.orders_count as i32,
-        transactions: scored.transactions as i32,
-        revenue: Money::from_micros(scored.revenue),
-        refunded: Money::from_micros(scored.refunded),
+        orders_count: scored.summary.orders_count as i32,
+        transactions: scored.summary.transactions as i32,
+        revenue: Money::from_micros(scored.summary.revenue),
+        refunded: Money::from_micros(scored.summary.refunded),
         average_order_value: average,
-        first_order_at: scored.first_order_ms.map(from_millis),
-        last_order_at: scored.last_order_ms.map(from_millis),
+        first_order_at: scored.summary.first_order_ms.map(from_millis),
+        last_order_at: scored.summary.last_order_ms.map(from_millis),
         recency_score: scored.scores.recency as i32,
         frequency_score: scored.scores.frequency as i32,
         monetary_score: scored.scores.monetary as i32,

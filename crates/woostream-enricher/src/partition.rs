@@ -10,10 +10,12 @@ use std::collections::HashMap;
 use rust_decimal::prelude::ToPrimitive;
 use woostream_core::config::HighValueOrder;
 use woostream_core::events::{CustomerKey, Order, OrderEvent};
-use woostream_core::insights::{Alert, AlertKey, CustomerProfile};
+use woostream_core::insights::{Alert, AlertKey, CustomerProfile, Segment};
 
 use crate::alerts::{customer_key, CustomerTransition, Origin};
-use crate::customer::{self, from_millis, Cause, CustomerState, ScoringSettings, DAY_MS};
+use crate::customer::{
+    self, from_millis, Cause, CustomerState, OrderChange, ScoringSettings, DAY_MS,
+};
 use crate::model::Model;
 
 /// What processing one record produced, in the order it must be written.
@@ -158,30 +160,22 @@ impl CustomerPartition {
             correlation_id: &event.envelope.correlation_id,
             event_id: &event.envelope.event_id,
         };
-        let transition = CustomerTransition {
+        let why = Why {
             origin,
-            customer: &key.customer,
-            state,
-            scored: &scored,
-            previous_segment,
-            was_vip,
+            cause: &cause,
+            previous: (previous_segment, was_vip),
             order: order.map(|o| (o, &change)),
             high_value: &high_value,
         };
-        let alert_key = customer_key(&key.shop_id, &key.customer);
-        out.alerts.extend(
-            transition
-                .alerts()
-                .into_iter()
-                .map(|a| (alert_key.clone(), a)),
+        write_version(
+            &mut out,
+            &key.shop_id,
+            &key.customer,
+            state,
+            scored,
+            model,
+            why,
         );
-        // A customer without a counted order has no segment to leave yet.
-        state.segment = (scored.orders_count > 0).then_some(scored.segment);
-        state.churn_risk = Some(scored.churn_risk);
-        state.vip = scored.vip;
-        let profile =
-            customer::to_profile(&key.shop_id, &key.customer, state, &scored, model, &cause);
-        out.profiles.push((key.clone(), Some(profile)));
         out
     }
 
@@ -223,35 +217,65 @@ impl CustomerPartition {
                 correlation_id: &event.envelope.correlation_id,
                 event_id: &event.envelope.event_id,
             };
-            let never = |_: &Order| false;
-            let transition = CustomerTransition {
+            let why = Why {
                 origin,
-                customer,
-                state,
-                scored: &scored,
-                previous_segment,
-                was_vip,
+                cause,
+                previous: (previous_segment, was_vip),
                 order: None,
-                high_value: &never,
+                high_value: &|_| false,
             };
-            let alert_key = customer_key(shop_id, customer);
-            out.alerts.extend(
-                transition
-                    .alerts()
-                    .into_iter()
-                    .map(|a| (alert_key.clone(), a)),
-            );
-            // A customer without a counted order has no segment to leave yet.
-            state.segment = (scored.orders_count > 0).then_some(scored.segment);
-            state.churn_risk = Some(scored.churn_risk);
-            state.vip = scored.vip;
-            let key = CustomerKey {
-                shop_id: shop_id.into(),
-                customer: customer.to_string(),
-            };
-            let profile = customer::to_profile(shop_id, customer, state, &scored, model, cause);
-            out.profiles.push((key, Some(profile)));
+            write_version(&mut out, shop_id, customer, state, scored, model, why);
         }
         out
     }
+}
+
+/// What caused a new customer version, for its alerts and profile.
+struct Why<'a> {
+    origin: Origin<'a>,
+    cause: &'a Cause<'a>,
+    /// Segment and VIP flag before the change.
+    previous: (Option<Segment>, bool),
+    order: Option<(&'a Order, &'a OrderChange)>,
+    high_value: &'a dyn Fn(&Order) -> bool,
+}
+
+/// Writes a customer's new version: the alerts of the transition, then the profile; and
+/// remembers what the profile said, to announce the next change.
+fn write_version(
+    out: &mut Output,
+    shop_id: &str,
+    customer: &str,
+    state: &mut CustomerState,
+    scored: customer::Scored,
+    model: &Model,
+    why: Why,
+) {
+    let transition = CustomerTransition {
+        origin: why.origin,
+        customer,
+        state,
+        scored: &scored,
+        previous_segment: why.previous.0,
+        was_vip: why.previous.1,
+        order: why.order,
+        high_value: why.high_value,
+    };
+    let alert_key = customer_key(shop_id, customer);
+    out.alerts.extend(
+        transition
+            .alerts()
+            .into_iter()
+            .map(|a| (alert_key.clone(), a)),
+    );
+    // A customer without a counted order has no segment to leave yet.
+    state.segment = (scored.summary.orders_count > 0).then_some(scored.segment);
+    state.churn_risk = Some(scored.churn_risk);
+    state.vip = scored.vip;
+    let profile = customer::to_profile(shop_id, customer, state, &scored, model, why.cause);
+    let key = CustomerKey {
+        shop_id: shop_id.into(),
+        customer: customer.into(),
+    };
+    out.profiles.push((key, Some(profile)));
 }

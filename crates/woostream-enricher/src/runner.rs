@@ -82,25 +82,18 @@ impl Outputs {
         let client = RegistryClient::new(&r.url, r.username.clone(), r.password.clone());
         let t = &config.topics;
         let subjects = [
-            (&t.profiles.name, "key", CustomerKey::schema()),
-            (&t.profiles.name, "value", CustomerProfile::schema()),
-            (&t.alerts.name, "key", AlertKey::schema()),
-            (&t.alerts.name, "value", Alert::schema()),
-            (&t.models.name, "key", String::schema()),
-            (&t.models.name, "value", ShopModel::schema()),
+            (t.profiles.name.as_str(), "key", CustomerKey::schema()),
+            (t.profiles.name.as_str(), "value", CustomerProfile::schema()),
+            (t.alerts.name.as_str(), "key", AlertKey::schema()),
+            (t.alerts.name.as_str(), "value", Alert::schema()),
+            (t.models.name.as_str(), "key", String::schema()),
+            (t.models.name.as_str(), "value", ShopModel::schema()),
         ];
-        let mut ids = HashMap::new();
-        for (topic, role, schema) in subjects {
-            let id = client
-                .register(&format!("{topic}-{role}"), schema.text)
-                .await
-                .with_context(|| format!("registering {topic}-{role} with the schema registry"))?;
-            ids.insert(schema.name, id);
-        }
+        let framings = woostream_core::codec::register_subjects(&client, &subjects)
+            .await
+            .context("registering the enricher's schemas with the schema registry")?;
         Ok((
-            Outputs::build(|name| Framing::Confluent {
-                schema_id: ids[name],
-            }),
+            Outputs::build(|name| framings[name].clone()),
             Decoder::with_registry(client),
         ))
     }
@@ -325,7 +318,7 @@ impl Work {
                     record = r;
                     let _ = self.producer.flush(Duration::from_millis(10));
                 }
-                Err((e, _)) => bail!("producing to {}: {e}", record_topic(&e)),
+                Err((e, r)) => bail!("producing to {}: {e}", r.topic),
             }
         }
     }
@@ -623,10 +616,6 @@ fn uuid_like() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!("{}-{nanos}", std::process::id())
-}
-
-fn record_topic(e: &KafkaError) -> String {
-    e.to_string()
 }
 
 fn record_headers(correlation_id: &str, schema: &str) -> OwnedHeaders {

@@ -1,7 +1,6 @@
 //! The Kafka edge: canonical events into framed Avro records, sent with acks=all, spooled to
 //! disk when the broker does not acknowledge in time.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -143,16 +142,8 @@ impl Encoders {
             (&t.ingest_dead_letter, "value", IngestDeadLetter::schema()),
             (&t.ingest_dead_letter, "key", String::schema()),
         ];
-        let mut ids = HashMap::new();
-        for (topic, role, schema) in subjects {
-            let id = registry
-                .register(&format!("{topic}-{role}"), schema.text)
-                .await?;
-            ids.insert(schema.name, id);
-        }
-        Ok(Encoders::build(topics, |name| Framing::Confluent {
-            schema_id: ids[name],
-        }))
+        let framings = woostream_core::codec::register_subjects(registry, &subjects).await?;
+        Ok(Encoders::build(topics, |name| framings[name].clone()))
     }
 
     /// The record for an event, with woostream's headers.

@@ -194,19 +194,48 @@ fn bootstrap(config: &Config) -> anyhow::Result<String> {
     })
 }
 
+/// What every long-running role needs: logs, the broker, shutdown on a signal, and the ops
+/// endpoints serving its metrics and readiness.
+struct Role {
+    bootstrap: String,
+    shutdown: tokio_util::sync::CancellationToken,
+    registry: prometheus::Registry,
+    readiness: ops::Readiness,
+    ops_task: tokio::task::JoinHandle<()>,
+}
+
+impl Role {
+    async fn start(config: &Config) -> anyhow::Result<Role> {
+        telemetry::init(&config.log);
+        let bootstrap = bootstrap(config)?;
+        let shutdown = shutdown::on_signal();
+        let registry = prometheus::Registry::new();
+        let readiness = ops::Readiness::default();
+        let (_, ops_task) = ops::serve(
+            config.ops.listen,
+            registry.clone(),
+            readiness.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        Ok(Role {
+            bootstrap,
+            shutdown,
+            registry,
+            readiness,
+            ops_task,
+        })
+    }
+}
+
 async fn enricher(config: Config) -> anyhow::Result<()> {
-    telemetry::init(&config.log);
-    let bootstrap = bootstrap(&config)?;
-    let shutdown = shutdown::on_signal();
-    let registry = prometheus::Registry::new();
-    let readiness = ops::Readiness::default();
-    let (_, ops_task) = ops::serve(
-        config.ops.listen,
-        registry.clone(),
-        readiness.clone(),
-        shutdown.clone(),
-    )
-    .await?;
+    let Role {
+        bootstrap,
+        shutdown,
+        registry,
+        readiness,
+        ops_task,
+    } = Role::start(&config).await?;
     let running = woostream_enricher::runner::start(
         &config,
         &bootstrap,
@@ -250,18 +279,13 @@ async fn fit(config: Config) -> anyhow::Result<()> {
 }
 
 async fn producer(config: Config) -> anyhow::Result<()> {
-    telemetry::init(&config.log);
-    let bootstrap = bootstrap(&config)?;
-    let shutdown = shutdown::on_signal();
-    let registry = prometheus::Registry::new();
-    let readiness = ops::Readiness::default();
-    let (_, ops_task) = ops::serve(
-        config.ops.listen,
-        registry.clone(),
-        readiness.clone(),
-        shutdown.clone(),
-    )
-    .await?;
+    let Role {
+        bootstrap,
+        shutdown,
+        registry,
+        readiness,
+        ops_task,
+    } = Role::start(&config).await?;
     let running = woostream_producer::start(
         &config,
         &bootstrap,
