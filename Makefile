@@ -10,7 +10,7 @@ PYTHON      := $(VENV)/bin/python
 export TANSU_BIN
 export WOOSTREAM_PYTHON := $(PYTHON)
 
-.PHONY: run test lint unit bench bench-ingest tools tansu python
+.PHONY: run test lint unit bench bench-ingest bench-enrich tools tansu python
 
 ## The whole pipeline on the embedded Kafka with a simulated flash sale.
 run:
@@ -25,11 +25,15 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Load benchmarks with a plain-rdkafka baseline measured in the same run.
-bench: bench-ingest
+bench: bench-ingest bench-enrich
 
 bench-ingest: tansu
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(CARGO) run --release -p woostream-benches --bin bench-ingest
+
+bench-enrich: tansu python
+	$(CARGO) build --release -p woostream --bin woostream
+	$(CARGO) run --release -p woostream-benches --bin bench-enrich
 
 ## Test tools, installed once and reused: Tansu (a Kafka-protocol broker) and Python's
 ## confluent-kafka + fastavro for independent decoding.

@@ -26,13 +26,15 @@ fn await_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> boo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails today: after a SIGKILL or failover one order of one customer is missing (issue 3 stays open); run with --ignored"]
 async fn killed_enrichers_leave_the_same_profiles_and_alerts_as_an_uninterrupted_run() {
     let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
     let bootstrap = tansu.bootstrap.clone();
     let reference = run_config(&bootstrap, "reference", "enricher-reference");
     let restarted = run_config(&bootstrap, "restarted", "enricher-restarted");
-    let pair = run_config(&bootstrap, "pair", "enricher-pair");
+    let mut pair = run_config(&bootstrap, "pair", "enricher-pair");
+    // The pair keeps up with the input as it arrives; a long commit interval makes sure the
+    // one killed has written outputs for records it has not committed yet.
+    pair.enricher.commit_interval_ms = 10_000;
     for c in [&reference, &restarted, &pair] {
         kafka::ensure_topics(&c.kafka, &bootstrap, &c.topics)
             .await
@@ -76,13 +78,24 @@ async fn killed_enrichers_leave_the_same_profiles_and_alerts_as_an_uninterrupted
         let dir = dir.path();
         // The pair: kill one while both are working; the survivor takes over its partitions.
         await_until("the pair is mid-stream", Duration::from_secs(120), || {
-            a.metric("woostream_enricher_records_total") > 0.0 && b.metric("woostream_enricher_records_total") > 0.0
+            a.metric("woostream_enricher_profiles_total") >= 1_000.0 && b.metric("woostream_enricher_records_total") > 0.0
         });
         let done_by_a = a.metric("woostream_enricher_records_total");
         a.kill9();
         assert!(done_by_a < total(&produced), "the pair finished before one could be killed");
+        // The survivor takes over once the dead member's session expires (6 s).
+        let all = |b: &EnricherProcess| b.metric("woostream_enricher_assigned_partitions") >= 18.0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !all(&b) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !all(&b) {
+            eprintln!("Tansu kept the killed member in the group; nudging it into a new generation");
+            let topics = [&pair.topics.orders, &pair.topics.customers, &pair.topics.products, &pair.topics.reviews];
+            nudge_group(&bootstrap, "enricher-pair", &topics.map(|t| t.name.as_str()));
+        }
         await_caught_up(&bootstrap, "enricher-pair", &produced, Duration::from_secs(300), || b.exited().is_none());
-        assert!(b.metric("woostream_enricher_assigned_partitions") >= 12.0, "the survivor holds every partition");
+        assert!(all(&b), "the survivor holds every partition");
         assert!(b.log_text().contains("restored"), "the survivor restored the partitions it took over");
         drop(b);
 
@@ -112,7 +125,17 @@ async fn killed_enrichers_leave_the_same_profiles_and_alerts_as_an_uninterrupted
 
         for (name, config) in [("restarted", &restarted), ("pair", &pair)] {
             let (view, raw_profiles, raw_alerts) = read_view(config);
-            assert_same_outcome(&expected, &view);
+            for (key, p) in &expected.profiles {
+                if view.profiles.get(key) != Some(p) {
+                    for (n, c) in [("reference", &reference), (name, config)] {
+                        for line in profile_history(c, &key.1) {
+                            eprintln!("DEBUG {n} {line}");
+                        }
+                    }
+                    break;
+                }
+            }
+            assert_same_outcome(name, &expected, &view);
             // The interruption did replay work: repeats were written and dropped by version and id.
             assert!(
                 view.repeated_profiles + view.repeated_alerts > 0,

@@ -17,7 +17,7 @@ use woostream_core::codec::Decoder;
 use woostream_core::config::Config;
 use woostream_core::events::{CustomerKey, Origin};
 use woostream_core::insights::{Alert, CustomerProfile};
-use woostream_enricher::reading::{partitions_of, read_to_end, reader};
+use woostream_enricher::reading::{read_all_now, reader};
 use woostream_enricher::view::View;
 use woostream_producer::normalise::{normalise, Delivery};
 use woostream_producer::publish::{Encoders, Record, Topics};
@@ -109,10 +109,13 @@ pub async fn produce_all(bootstrap: &str, records: &[Record]) -> HashMap<(String
 /// The `woostream` binary of this build (built first if this test run has not built it).
 pub fn woostream_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
+    // Tests run from target/<profile>/deps, benchmark binaries from target/<profile>.
+    let here = exe.parent().expect("executable directory");
+    let dir = if here.ends_with("deps") {
+        here.parent().expect("target directory")
+    } else {
+        here
+    };
     let bin = dir.join("woostream");
     if !bin.exists() {
         let status = Command::new(env!("CARGO"))
@@ -139,20 +142,47 @@ pub fn run_config(bootstrap: &str, run: &str, group: &str) -> Config {
     c
 }
 
-/// A `woostream enricher` process.
+/// A `woostream` role process (the enricher, the Slack sink).
 pub struct EnricherProcess {
     child: Child,
     pub metrics_url: String,
     pub log: PathBuf,
 }
 
+/// Starts `woostream <role...>` with the configuration `toml` (whose `[ops] listen` must use
+/// `port`), logging to a file in `dir`.
+pub fn spawn(role: &str, toml: &str, instance: &str, port: u16, dir: &Path) -> EnricherProcess {
+    let path = dir.join(format!("{}-{instance}.toml", role.replace(' ', "-")));
+    std::fs::write(&path, toml).unwrap();
+    let log = dir.join(format!("{}-{instance}-{port}.log", role.replace(' ', "-")));
+    let file = std::fs::File::create(&log).unwrap();
+    let child = Command::new(woostream_bin())
+        .args(role.split(' '))
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::from(file.try_clone().unwrap()))
+        .stderr(Stdio::from(file))
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting woostream {role}: {e}"));
+    EnricherProcess {
+        child,
+        metrics_url: format!("http://127.0.0.1:{port}/metrics"),
+        log,
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl EnricherProcess {
     pub fn start(config: &Config, instance: &str, dir: &Path) -> EnricherProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let c = &config;
         let toml = format!(
             r#"[kafka]
@@ -189,22 +219,7 @@ level = "info"
             commit = c.enricher.commit_interval_ms,
             session = c.enricher.session_timeout_ms,
         );
-        let path = dir.join(format!("enricher-{instance}.toml"));
-        std::fs::write(&path, toml).unwrap();
-        let log = dir.join(format!("enricher-{instance}-{port}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(woostream_bin())
-            .args(["enricher", "--config"])
-            .arg(&path)
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("starting woostream enricher");
-        EnricherProcess {
-            child,
-            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
-            log,
-        }
+        spawn("enricher", &toml, instance, port, dir)
     }
 
     /// A counter or gauge from /metrics (summed over labels); 0 until the server answers.
@@ -291,6 +306,32 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> 
         .collect()
 }
 
+/// Joins `group` with a short-lived member and leaves it again, which makes the coordinator
+/// form a new generation. Tansu 0.6 can carry a member whose session expired into the next
+/// generation and then never expire it, leaving its partitions unowned; a fresh generation
+/// drops it (as the next rolling deploy would in production).
+pub fn nudge_group(bootstrap: &str, group: &str, topics: &[&str]) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", "6000")
+        .set("broker.address.family", "v4")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(topics).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let _ = consumer.poll(Duration::from_millis(100));
+        if consumer.assignment().is_ok_and(|a| a.count() > 0) {
+            break;
+        }
+    }
+    consumer.unsubscribe();
+    let _ = consumer.poll(Duration::from_millis(100));
+}
+
 /// Waits until `group` has committed every record `produced` on the shop topics.
 pub fn await_caught_up(
     bootstrap: &str,
@@ -339,7 +380,7 @@ pub fn read_view(config: &Config) -> (View, usize, usize) {
     let consumer: BaseConsumer = reader(&config.kafka, bootstrap, "test-view").unwrap();
     let mut view = View::default();
     let (mut raw_profiles, mut raw_alerts) = (0, 0);
-    read_all(&consumer, &config.topics.profiles.name, |m| {
+    read_all(&consumer, bootstrap, &config.topics.profiles.name, |m| {
         raw_profiles += 1;
         let key: CustomerKey = decoder.decode(m.key().unwrap()).unwrap();
         let profile = m
@@ -347,40 +388,71 @@ pub fn read_view(config: &Config) -> (View, usize, usize) {
             .map(|p| decoder.decode::<CustomerProfile>(p).unwrap());
         view.apply_profile(&key.shop_id, &key.customer, profile);
     });
-    read_all(&consumer, &config.topics.alerts.name, |m| {
+    read_all(&consumer, bootstrap, &config.topics.alerts.name, |m| {
         raw_alerts += 1;
         view.apply_alert(decoder.decode::<Alert>(m.payload().unwrap()).unwrap());
     });
     (view, raw_profiles, raw_alerts)
 }
 
-/// Every record of every partition of `topic`, to its end.
+/// Every profile record of one customer, summarised (debugging aid).
+pub fn profile_history(config: &Config, customer: &str) -> Vec<String> {
+    let bootstrap = config.kafka.bootstrap_servers.as_deref().unwrap();
+    let decoder = Decoder::new();
+    let consumer: BaseConsumer = reader(&config.kafka, bootstrap, "test-history").unwrap();
+    let mut out = Vec::new();
+    read_all(&consumer, bootstrap, &config.topics.profiles.name, |m| {
+        let key: CustomerKey = decoder.decode(m.key().unwrap()).unwrap();
+        if key.customer != customer {
+            return;
+        }
+        let p = m
+            .payload()
+            .map(|p| decoder.decode::<CustomerProfile>(p).unwrap());
+        out.push(match p {
+            None => format!("[{}@{}] tombstone", m.partition(), m.offset()),
+            Some(p) => format!(
+                "[{}@{}] v{} src {} as_of {} {:?} orders {} ledger {:?}",
+                m.partition(),
+                m.offset(),
+                p.version,
+                p.source_offset,
+                p.as_of,
+                p.segment,
+                p.orders_count,
+                p.orders
+                    .iter()
+                    .map(|o| (o.order_id, o.status.clone()))
+                    .collect::<Vec<_>>()
+            ),
+        });
+    });
+    out
+}
+
+/// Every record of every partition of `topic` written before now.
 fn read_all(
     consumer: &BaseConsumer,
+    bootstrap: &str,
     topic: &str,
     f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
 ) {
-    let parts: Vec<(i32, Option<i64>)> = partitions_of(consumer, topic)
-        .unwrap()
-        .into_iter()
-        .map(|p| (p, None))
-        .collect();
-    read_to_end(consumer, topic, &parts, Duration::from_secs(60), f).unwrap();
+    read_all_now(&Config::default().kafka, bootstrap, consumer, topic, f).unwrap();
 }
 
 /// Asserts two runs' views hold the same profiles and the same alerts.
-pub fn assert_same_outcome(reference: &View, other: &View) {
+pub fn assert_same_outcome(name: &str, reference: &View, other: &View) {
     assert_eq!(
         reference.profiles.len(),
         other.profiles.len(),
-        "customers with a profile"
+        "{name}: customers with a profile"
     );
     for (key, p) in &reference.profiles {
         let q = other
             .profiles
             .get(key)
-            .unwrap_or_else(|| panic!("{key:?} has no profile"));
-        assert_eq!(p, q, "profile of {key:?}");
+            .unwrap_or_else(|| panic!("{name}: {key:?} has no profile"));
+        assert_eq!(p, q, "{name}: profile of {key:?}");
     }
     let by_id = |v: &View| -> HashMap<String, Alert> {
         v.alerts
@@ -393,11 +465,11 @@ pub fn assert_same_outcome(reference: &View, other: &View) {
     let extra: Vec<_> = b.keys().filter(|k| !a.contains_key(*k)).take(5).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "alerts missing {missing:?}, extra {extra:?} (of {} vs {})",
+        "{name}: alerts missing {missing:?}, extra {extra:?} (of {} vs {})",
         a.len(),
         b.len()
     );
     for (id, alert) in &a {
-        assert_eq!(alert, &b[id], "alert {id}");
+        assert_eq!(alert, &b[id], "{name}: alert {id}");
     }
 }

@@ -15,6 +15,7 @@ use woostream_core::ops::Readiness;
 use woostream_producer::signature::sign;
 
 pub mod enricher;
+pub mod slack;
 
 pub const SECRET: &str = "test-secret";
 pub const SOURCE: &str = "https://example.com/";
@@ -208,6 +209,17 @@ pub fn header<'m>(m: &'m OwnedMessage, name: &str) -> Option<&'m str> {
         .find(|h| h.key == name)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// A header of any message as text.
+pub fn header_of<M: Message>(m: &M, name: &str) -> Option<String> {
+    use rdkafka::message::Headers;
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(String::from)
 }
 
 /// A Tansu broker (`memory://`) on a free loopback port, stopped when dropped.

@@ -60,6 +60,7 @@ contracts! {
     Alert => "alert",
     AlertKey => "alert-key",
     ShopModel => "shop-model",
+    Delivery => "delivery",
 }
 
 /// Registers each `(topic, "key" | "value", schema)` under `{topic}-{role}` (TopicNameStrategy)

@@ -30,6 +30,8 @@ pub struct Config {
     #[serde(default)]
     pub enricher: EnricherConfig,
     #[serde(default)]
+    pub slack: crate::slack_config::SlackConfig,
+    #[serde(default)]
     pub ops: OpsConfig,
     #[serde(default)]
     pub log: LogConfig,
@@ -322,6 +324,12 @@ pub struct TopicsConfig {
     /// Population models, one record per shop.
     #[serde(default = "default_models_topic")]
     pub models: TopicConfig,
+    /// Audit of every sink delivery; also what the sinks restore what they delivered from.
+    #[serde(default = "default_deliveries_topic")]
+    pub deliveries: TopicConfig,
+    /// Alerts Slack refused for good, with the reason.
+    #[serde(default = "default_slack_dead_letter_topic")]
+    pub slack_dead_letter: TopicConfig,
 }
 
 const fn yes() -> bool {
@@ -367,6 +375,13 @@ fn default_models_topic() -> TopicConfig {
     }
 }
 
+fn default_deliveries_topic() -> TopicConfig {
+    topic("woostream.deliveries", "delete")
+}
+fn default_slack_dead_letter_topic() -> TopicConfig {
+    topic("woostream.dlq.slack", "delete")
+}
+
 impl Default for TopicsConfig {
     fn default() -> Self {
         TopicsConfig {
@@ -383,13 +398,15 @@ impl Default for TopicsConfig {
             profiles: default_profiles_topic(),
             alerts: default_alerts_topic(),
             models: default_models_topic(),
+            deliveries: default_deliveries_topic(),
+            slack_dead_letter: default_slack_dead_letter_topic(),
         }
     }
 }
 
 impl TopicsConfig {
     /// Every topic with the configuration key it came from.
-    pub fn all(&self) -> [(&'static str, &TopicConfig); 10] {
+    pub fn all(&self) -> [(&'static str, &TopicConfig); 12] {
         [
             ("orders", &self.orders),
             ("products", &self.products),
@@ -401,6 +418,8 @@ impl TopicsConfig {
             ("profiles", &self.profiles),
             ("alerts", &self.alerts),
             ("models", &self.models),
+            ("deliveries", &self.deliveries),
+            ("slack_dead_letter", &self.slack_dead_letter),
         ]
     }
 
@@ -590,6 +609,16 @@ enum Format {
     Yaml,
 }
 
+impl Format {
+    fn of(origin: &str) -> Format {
+        if origin.ends_with(".yaml") || origin.ends_with(".yml") {
+            Format::Yaml
+        } else {
+            Format::Toml
+        }
+    }
+}
+
 impl Config {
     /// Reads a file (`.toml`, `.yaml` or `.yml`), applies `WOOSTREAM__…` overrides from the
     /// process environment and validates the result.
@@ -604,6 +633,36 @@ impl Config {
         Config::from_text(&path.display().to_string(), &text, std::env::vars())
     }
 
+    /// [`Config::load`] plus a role's own checks (`check` returns the offending key and what
+    /// was expected), reported with the file and line like every other mistake.
+    pub fn load_checked(
+        path: Option<&Path>,
+        check: impl Fn(&Config) -> Result<(), (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (origin, text) = match path {
+            Some(path) => (
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|e| ConfigError {
+                    origin: path.display().to_string(),
+                    line: None,
+                    column: None,
+                    key: None,
+                    message: format!("cannot read the file: {e}"),
+                })?,
+            ),
+            None => ("<defaults>.toml".to_string(), String::new()),
+        };
+        let config = Config::from_text(&origin, &text, std::env::vars())?;
+        check(&config).map_err(|(key, message)| ConfigError {
+            line: locate_key(Format::of(&origin), &text, &key),
+            origin,
+            column: None,
+            key: Some(key),
+            message,
+        })?;
+        Ok(config)
+    }
+
     /// Defaults plus environment overrides, for deployments configured by environment alone.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_text("<defaults>.toml", "", std::env::vars())
@@ -614,11 +673,7 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let format = if origin.ends_with(".yaml") || origin.ends_with(".yml") {
-            Format::Yaml
-        } else {
-            Format::Toml
-        };
+        let format = Format::of(origin);
         let parsed: Config = match format {
             Format::Toml => toml::from_str(text).map_err(|e| {
                 let (line, column) = e

@@ -307,6 +307,49 @@ pub struct ShopModel {
     pub fit_seconds: f64,
 }
 
+/// How one alert ended at one destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeliveryOutcome {
+    Posted,
+    Digested,
+    DeadLettered,
+    Skipped,
+}
+
+impl DeliveryOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Posted => "posted",
+            DeliveryOutcome::Digested => "digested",
+            DeliveryOutcome::DeadLettered => "dead_lettered",
+            DeliveryOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// One record of the delivery audit topic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub delivery_id: String,
+    pub sink: String,
+    pub destination: String,
+    pub alert_id: String,
+    pub kind: String,
+    pub shop_id: String,
+    pub correlation_id: String,
+    pub outcome: DeliveryOutcome,
+    pub message_ts: Option<String>,
+    pub thread_ts: Option<String>,
+    pub order_id: Option<i64>,
+    pub priority: String,
+    pub reason: Option<String>,
+    pub attempts: i32,
+    pub latency_ms: i64,
+    #[serde(with = "ts_millis")]
+    pub delivered_at: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,5 +505,31 @@ mod tests {
             order_value_p95: 250.0,
             fit_seconds: 0.01,
         });
+        for (outcome, ts) in [
+            (
+                DeliveryOutcome::Posted,
+                Some("1503435956.000247".to_string()),
+            ),
+            (DeliveryOutcome::DeadLettered, None),
+        ] {
+            round_trip(Delivery {
+                delivery_id: "slack:#orders:abc".into(),
+                sink: "slack".into(),
+                destination: "#orders".into(),
+                alert_id: "abc".into(),
+                kind: "order_paid".into(),
+                shop_id: "main".into(),
+                correlation_id: "c-1".into(),
+                outcome,
+                message_ts: ts.clone(),
+                thread_ts: ts,
+                order_id: Some(7),
+                priority: "normal".into(),
+                reason: None,
+                attempts: 1,
+                latency_ms: 120,
+                delivered_at: at(),
+            });
+        }
     }
 }

@@ -9,7 +9,9 @@ pub mod kafka;
 pub mod money;
 pub mod ops;
 pub mod registry;
+pub mod resume;
 pub mod shutdown;
+pub mod slack_config;
 pub mod telemetry;
 
 pub use money::Money;

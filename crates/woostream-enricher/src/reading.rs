@@ -2,10 +2,10 @@
 //! follower and `woostream fit`. The end is found by librdkafka's partition-EOF events (the
 //! high watermark of fetch responses) rather than ListOffsets, which Tansu answers unreliably.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -56,7 +56,8 @@ pub fn partitions_of(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec
 }
 
 /// Calls `f` for every record of `partitions` of `topic` from the beginning until each
-/// partition's end, or until its record at offset `stop_before` (exclusive) when given.
+/// partition's end, or, when a stop offset is given, until the record before it, however
+/// long the broker takes to show it.
 /// Gives up when nothing arrives for `idle_limit`.
 pub fn read_to_end(
     consumer: &BaseConsumer,
@@ -105,9 +106,16 @@ pub fn read_to_end(
                     open.remove(&m.partition());
                 }
             }
+            // An end-of-partition event only ends partitions read to their end: with a stop
+            // offset the stop decides, because Tansu reports the end from a high watermark
+            // that can lag behind what is written, and because the event names a partition
+            // but not its topic, so one left over from an earlier read of this consumer
+            // could end the wrong one.
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 last_progress = Instant::now();
-                open.remove(&p);
+                if stop_of(p).is_none() {
+                    open.remove(&p);
+                }
             }
             Some(Err(e)) => tracing::warn!(%topic, error = %e, "Error while reading to the end."),
             None => {
@@ -119,4 +127,78 @@ pub fn read_to_end(
     }
     consumer.unassign().ok();
     Ok(read)
+}
+
+/// Header and key of the end markers [`read_all_now`] writes.
+pub const END_MARKER: &str = "woostream-end-marker";
+
+/// Remembers where each end marker landed.
+#[derive(Default)]
+struct MarkerOffsets(std::sync::Mutex<HashMap<i32, Result<i64, String>>>);
+
+impl rdkafka::ClientContext for MarkerOffsets {}
+
+impl rdkafka::producer::ProducerContext for MarkerOffsets {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        use rdkafka::message::Message;
+        let (partition, outcome) = match result {
+            Ok(m) => (m.partition(), Ok(m.offset())),
+            Err((e, m)) => (m.partition(), Err(e.to_string())),
+        };
+        self.0
+            .lock()
+            .expect("marker offsets")
+            .insert(partition, outcome);
+    }
+}
+
+/// Calls `f` for every record of every partition of `topic` written before now. A marker is
+/// written to each partition first and each partition read up to it, because Tansu can
+/// report a partition's end before its last records. Markers have the key [`END_MARKER`],
+/// no value and a header of that name; `f` never sees them.
+pub fn read_all_now(
+    config: &KafkaConfig,
+    bootstrap: &str,
+    consumer: &BaseConsumer,
+    topic: &str,
+    mut f: impl FnMut(&BorrowedMessage<'_>),
+) -> anyhow::Result<u64> {
+    use rdkafka::message::{Header, Message, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<MarkerOffsets> = kafka::producer_config(config, bootstrap)
+        .create_with_context(MarkerOffsets::default())
+        .context("creating the end-marker producer")?;
+    let partitions = partitions_of(consumer, topic)?;
+    for p in &partitions {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: END_MARKER,
+            value: Some("end"),
+        });
+        producer
+            .send::<str, [u8]>(
+                BaseRecord::to(topic)
+                    .key(END_MARKER)
+                    .partition(*p)
+                    .headers(headers),
+            )
+            .map_err(|(e, _)| anyhow!("writing an end marker to {topic}[{p}]: {e}"))?;
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .with_context(|| format!("writing end markers to {topic}"))?;
+    let offsets = producer.context().0.lock().expect("marker offsets").clone();
+    let mut stops = Vec::new();
+    for p in &partitions {
+        match offsets.get(p) {
+            Some(Ok(offset)) => stops.push((*p, Some(*offset))),
+            Some(Err(e)) => bail!("writing an end marker to {topic}[{p}]: {e}"),
+            None => bail!("no delivery report for the end marker of {topic}[{p}]"),
+        }
+    }
+    read_to_end(consumer, topic, &stops, Duration::from_secs(60), |m| {
+        if m.key() != Some(END_MARKER.as_bytes()) {
+            f(m)
+        }
+    })
 }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -37,6 +37,7 @@ use woostream_core::insights::{Alert, AlertKey, CustomerProfile, ShopModel};
 use woostream_core::kafka;
 use woostream_core::ops::Readiness;
 use woostream_core::registry::RegistryClient;
+use woostream_core::resume::{ResumeGuard, Verdict};
 
 use crate::alerts::Origin;
 use crate::customer::ScoringSettings;
@@ -152,6 +153,8 @@ struct Work {
     positions: HashMap<(String, i32), i64>,
     leader: Arc<AtomicBool>,
     ready: Arc<AtomicBool>,
+    /// Checks that each partition resumes exactly at its restored offset (Tansu skips ahead).
+    resume: ResumeGuard,
     failure: Option<anyhow::Error>,
     /// The loop ended with an error.
     stopped: bool,
@@ -387,6 +390,7 @@ impl Work {
             self.commit(consumer)?;
         }
         for e in tpl.elements() {
+            self.resume.forget(e.topic(), e.partition());
             match self.input(e.topic()) {
                 Some(Input::Orders) => {
                     self.customers.remove(&e.partition());
@@ -408,11 +412,13 @@ impl Work {
         Ok(())
     }
 
+    /// Restores the state of newly assigned partitions and returns where processing of each
+    /// starts: exactly where its restored state ends.
     fn assign(
         &mut self,
         consumer: &BaseConsumer<Rebalancer>,
         tpl: &TopicPartitionList,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<TopicPartitionList> {
         self.ready.store(false, Ordering::Relaxed);
         let started = Instant::now();
         let committed = consumer
@@ -420,7 +426,7 @@ impl Work {
             .context("reading committed offsets")?;
         let restore_reader = reader(&self.config.kafka, &self.bootstrap, "restore")?;
         // Processing must start exactly where the restored state ends, so the positions are
-        // set here rather than left to the group's answer at fetch time.
+        // given explicitly rather than left to the group's answer at fetch time.
         let mut start = TopicPartitionList::new();
         for e in committed.elements() {
             let committed = match e.offset() {
@@ -436,6 +442,7 @@ impl Work {
                     Offset::Beginning
                 },
             )?;
+            self.resume.expect(e.topic(), e.partition(), committed);
             match self.input(e.topic()) {
                 Some(Input::Orders) => {
                     self.restore_customers(&restore_reader, e.partition(), committed)?;
@@ -453,9 +460,6 @@ impl Work {
                 _ => {}
             }
         }
-        consumer
-            .assign(&start)
-            .context("positioning the assigned partitions")?;
         self.update_gauges();
         self.metrics
             .restore_seconds
@@ -466,8 +470,7 @@ impl Work {
             seconds = started.elapsed().as_secs_f64(),
             "Partitions assigned and their state restored."
         );
-        self.ready.store(true, Ordering::Relaxed);
-        Ok(())
+        Ok(start)
     }
 
     /// The newest profile of each customer written for an input offset below `committed`.
@@ -516,6 +519,15 @@ impl Work {
         for p in latest.values() {
             state.restore(p);
         }
+        tracing::info!(
+            %topic,
+            partition,
+            committed,
+            marker = end,
+            read,
+            customers = state.len(),
+            "Customers restored."
+        );
         self.customers.insert(partition, state);
         Ok(())
     }
@@ -638,21 +650,45 @@ pub struct Rebalancer {
 impl ClientContext for Rebalancer {}
 
 impl ConsumerContext for Rebalancer {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let mut work = self.work.lock().expect("work lock");
-            if let Err(e) = work.revoke(consumer, tpl) {
-                work.failure.get_or_insert(e);
+    // The whole rebalance is ours rather than rdkafka's default (assign, then post_rebalance):
+    // the partitions must not be assigned before their state is restored, or librdkafka
+    // fetches ahead from the committed offsets during the restore and, when they are then
+    // assigned again at those offsets, carries on from where that fetch got to.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        use rdkafka::types::RDKafkaRespErr::*;
+        let mut work = self.work.lock().expect("work lock");
+        match err {
+            RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let start = match work.assign(consumer, tpl) {
+                    Ok(start) => start,
+                    Err(e) => {
+                        // The loop stops on the failure; the assignment is still taken so
+                        // that the group stays consistent until then.
+                        work.failure.get_or_insert(e);
+                        tpl.clone()
+                    }
+                };
+                if let Err(e) = consumer.assign(&start) {
+                    work.failure
+                        .get_or_insert(anyhow!("assigning the partitions: {e}"));
+                }
+                work.ready.store(true, Ordering::Relaxed);
             }
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let mut work = self.work.lock().expect("work lock");
-            if let Err(e) = work.assign(consumer, tpl) {
-                work.failure.get_or_insert(e);
+            RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if let Err(e) = work.revoke(consumer, tpl) {
+                    work.failure.get_or_insert(e);
+                }
+                if let Err(e) = consumer.unassign() {
+                    work.failure
+                        .get_or_insert(anyhow!("releasing the partitions: {e}"));
+                }
             }
+            other => tracing::error!(error = ?other, "Rebalance error."),
         }
     }
 }
@@ -791,6 +827,7 @@ pub async fn start(
         positions: HashMap::new(),
         leader: leader.clone(),
         ready: ready.clone(),
+        resume: ResumeGuard::default(),
         failure: None,
         stopped: false,
     }));
@@ -859,7 +896,21 @@ fn run(
                 return Err(e);
             }
             match polled {
-                Some(Ok(m)) => w.process(&m)?,
+                Some(Ok(m)) => match w.resume.check(m.topic(), m.partition(), m.offset()) {
+                    Verdict::Process => w.process(&m)?,
+                    Verdict::Skip => {}
+                    Verdict::SeekTo(offset) => {
+                        tracing::info!(topic = m.topic(), partition = m.partition(), expected_before = m.offset(), seek = offset, "The broker resumed past the committed offset; reading again from further back.");
+                        let to = if offset > 0 {
+                            Offset::Offset(offset)
+                        } else {
+                            Offset::Beginning
+                        };
+                        consumer
+                            .seek(m.topic(), m.partition(), to, Duration::from_secs(10))
+                            .context("seeking back to the committed offset")?;
+                    }
+                },
                 Some(Err(e)) => tracing::warn!(error = %e, "Kafka consumer error."),
                 None => {}
             }

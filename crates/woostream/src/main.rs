@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use woostream::all_in_one::{self, RunOptions};
 use woostream::simulate;
@@ -64,10 +65,35 @@ enum Command {
         #[command(flatten)]
         sale: SaleArgs,
     },
+    /// Slack notifications: run the sink, or preview what the rules would post.
+    Slack {
+        #[command(subcommand)]
+        command: SlackCommand,
+    },
     /// Check a configuration file and print the result with secrets hidden.
     CheckConfig {
         #[arg(long, short, env = "WOOSTREAM_CONFIG")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SlackCommand {
+    /// Run the Slack sink: alerts in, routed, rate-limited, digested, posted once.
+    Run {
+        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print what each rule would post for an event file (an alert as JSON), sending nothing.
+    Preview {
+        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
+        config: Option<PathBuf>,
+        /// The alert, as JSON (see --example).
+        #[arg(long, required_unless_present = "example")]
+        event: Option<PathBuf>,
+        /// Print an example event file of this alert kind (e.g. order_paid) instead.
+        #[arg(long)]
+        example: Option<String>,
     },
 }
 
@@ -106,11 +132,12 @@ impl SaleArgs {
     }
 }
 
+/// Loads the configuration; the Slack rules and templates are checked here too, so that every
+/// role fails at start-up on a mistake in them, with the file and the line.
 fn load(path: &Option<PathBuf>) -> Result<Config, String> {
-    match path {
-        Some(p) => Config::load(p),
-        None => Config::from_env(),
-    }
+    Config::load_checked(path.as_deref(), |c| {
+        woostream_sink::slack::rules::Rules::compile(&c.slack).map(|_| ())
+    })
     .map_err(|e| format!("configuration error: {e}"))
 }
 
@@ -171,7 +198,8 @@ async fn main() -> ExitCode {
             println!("{}", stats.line(started.elapsed()));
             r
         }
-        Command::CheckConfig { config } => match Config::load(&config) {
+        Command::Slack { command } => slack(command).await,
+        Command::CheckConfig { config } => match load(&Some(config.clone())) {
             Ok(c) => {
                 println!("{} is valid.\n{c:#?}", config.display());
                 Ok(())
@@ -276,6 +304,92 @@ async fn fit(config: Config) -> anyhow::Result<()> {
         println!("{}", woostream::all_in_one::describe_model(&m));
     }
     Ok(())
+}
+
+async fn slack(command: SlackCommand) -> anyhow::Result<()> {
+    use woostream_sink::slack::{preview, rules::Rules};
+    match command {
+        SlackCommand::Run { config } => {
+            let config = load(&config).map_err(|e| anyhow::anyhow!(e))?;
+            let Role {
+                bootstrap,
+                shutdown,
+                registry,
+                readiness,
+                ops_task,
+            } = Role::start(&config).await?;
+            let ready = readiness.condition("slack");
+            let sink = woostream_sink::slack::runner::start(
+                &config,
+                &bootstrap,
+                &registry,
+                shutdown.clone(),
+                config.topics.create,
+            )
+            .await?;
+            ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            let result = sink.task.await?;
+            shutdown.cancel();
+            let _ = ops_task.await;
+            result
+        }
+        SlackCommand::Preview {
+            config,
+            event,
+            example,
+        } => {
+            if let Some(kind) = example {
+                let alert = preview::example(&kind).map_err(|e| anyhow::anyhow!(e))?;
+                println!("{}", preview::alert_to_json(&alert));
+                return Ok(());
+            }
+            let config = load(&config).map_err(|e| anyhow::anyhow!(e))?;
+            let path = event.expect("required unless --example");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let alert = preview::alert_from_json(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let rules =
+                Rules::compile(&config.slack).map_err(|(k, m)| anyhow::anyhow!("{k}: {m}"))?;
+            let admin = config
+                .shops
+                .iter()
+                .find(|s| s.id == alert.shop_id)
+                .map(|s| {
+                    config.slack.admin_url.clone().unwrap_or_else(|| {
+                        format!(
+                            "{}/wp-admin/post.php?post={{order_id}}&action=edit",
+                            s.source.trim_end_matches('/')
+                        )
+                    })
+                });
+            let previews = preview::preview(&rules, &alert, admin, chrono::Utc::now());
+            if previews.is_empty() {
+                println!("No rule matches this {} alert.", alert.kind.as_str());
+            }
+            for p in previews {
+                println!(
+                    "── rule {:?} → {} ({}){}",
+                    p.rule,
+                    p.channel,
+                    p.priority,
+                    p.skipped
+                        .map(|s| format!(", not posted: {s}"))
+                        .unwrap_or_default()
+                );
+                match p.message {
+                    Ok(m) => println!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({"text": m.text, "blocks": m.blocks})
+                        )?
+                    ),
+                    Err(e) => println!("cannot render: {e}"),
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn producer(config: Config) -> anyhow::Result<()> {

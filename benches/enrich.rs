@@ -1,0 +1,361 @@
+//! `make bench-enrich`: the enricher's figures, each beside its baseline measured in the same
+//! run. Prints; asserts nothing about time.
+//!
+//! - Orders/s through `woostream enricher` (a separate release process) on a Tansu broker, and a
+//!   plain rdkafka consume → produce passthrough of the same records, same broker, same
+//!   producer settings, as the limit.
+//! - BG/NBD + Gamma-Gamma fit time on CDNOW and on a million simulated customers, beside
+//!   `lifetimes` 0.11.3 fitting the same CSV in its own process.
+//! - Heap bytes of enricher state per customer, counted by the allocator.
+
+use std::alloc::System;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Beta, Distribution, Exp, Gamma};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use woostream_core::codec::Decoder;
+use woostream_core::config::Config;
+use woostream_core::events::{CustomerKey, OrderEvent};
+use woostream_enricher::clv::{self, History, Sample, Spend};
+use woostream_enricher::customer::ScoringSettings;
+use woostream_enricher::model::Model;
+use woostream_enricher::partition::{CustomerPartition, Settings};
+use woostream_producer::publish::Record;
+use woostream_tests::enricher::{
+    await_caught_up, produce_all, run_config, sale_records, EnricherProcess,
+};
+use woostream_tests::Tansu;
+
+// Counting allocations is what the bytes-per-customer figure needs; the enricher process that
+// is timed has its own allocator.
+#[global_allocator]
+static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const CDNOW: &str = "tests/fixtures/cdnow/cdnow_customers_summary_with_transactions.csv";
+
+#[derive(Parser)]
+struct Args {
+    /// Sale orders of the throughput run (plus duplicate and late deliveries).
+    #[arg(long, default_value_t = 30_000)]
+    orders: usize,
+    /// History orders delivered before the sale.
+    #[arg(long, default_value_t = 15_000)]
+    history: usize,
+    /// Simulated customers of the large fit.
+    #[arg(long, default_value_t = 1_000_000)]
+    customers: usize,
+    /// Skip the broker runs (fit and memory only).
+    #[arg(long)]
+    no_broker: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let records = sale_records(args.orders, args.history, 7);
+    if !args.no_broker {
+        throughput(&records)?;
+    }
+    state_bytes(&records)?;
+    let dir = tempfile::tempdir()?;
+    let cdnow = woostream_tests::repo_root().join(CDNOW);
+    fits("CDNOW (2,357 customers)", &cdnow, 5)?;
+    let large = dir.path().join("simulated.csv");
+    simulate_summary(&large, args.customers, 11)?;
+    fits(
+        &format!("simulated ({} customers)", args.customers),
+        &large,
+        1,
+    )?;
+    Ok(())
+}
+
+/// Orders/s through the enricher and through a plain passthrough of the same input.
+fn throughput(records: &[Record]) -> anyhow::Result<()> {
+    let tansu = Tansu::start();
+    let bootstrap = tansu.bootstrap.clone();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let config = run_config(&bootstrap, "bench", "enricher-bench");
+    runtime.block_on(woostream_core::kafka::ensure_topics(
+        &config.kafka,
+        &bootstrap,
+        &config.topics,
+    ))?;
+    let produced = runtime.block_on(produce_all(&bootstrap, records));
+    let inputs: i64 = produced.values().sum();
+    let orders: i64 = produced
+        .iter()
+        .filter(|((t, _), _)| *t == config.topics.orders.name)
+        .map(|(_, n)| n)
+        .sum();
+    println!(
+        "broker: Tansu 0.6.0 memory:// at {bootstrap}; {inputs} input records ({orders} order deliveries) on {} partitions",
+        config.topics.partitions
+    );
+
+    let passthrough = passthrough_rate(&config, &bootstrap, inputs)?;
+    println!("plain rdkafka consume → produce passthrough: {passthrough:.0} records/s");
+
+    let dir = tempfile::tempdir()?;
+    let enricher = EnricherProcess::start(&config, "bench", dir.path());
+    // The clock starts at the first processed record, as the passthrough's does: group joins
+    // and restores are not throughput.
+    let mut first = None;
+    while first.is_none() {
+        if enricher.metric("woostream_enricher_records_total") > 0.0 {
+            first = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let first = first.expect("set above");
+    await_caught_up(
+        &bootstrap,
+        &config.enricher.group_id,
+        &produced,
+        Duration::from_secs(600),
+        || true,
+    );
+    let seconds = first.elapsed().as_secs_f64();
+    let rate = inputs as f64 / seconds;
+    println!(
+        "woostream enricher (commit every {} ms, transactions off on Tansu): {rate:.0} records/s ({:.0} order deliveries/s), {:.0} profiles and {:.0} alerts written",
+        config.enricher.commit_interval_ms,
+        orders as f64 / seconds,
+        enricher.metric("woostream_enricher_profiles_total"),
+        enricher.metric("woostream_enricher_alerts_total"),
+    );
+    println!(
+        "ratio enricher / passthrough: {:.0} %",
+        100.0 * rate / passthrough
+    );
+    Ok(())
+}
+
+/// Reads every shop-topic record with a consumer group and writes its key and value unchanged
+/// to one output topic, with the enricher's producer settings; records/s from the first read
+/// to the last acknowledgement.
+fn passthrough_rate(config: &Config, bootstrap: &str, inputs: i64) -> anyhow::Result<f64> {
+    let t = &config.topics;
+    let consumer: BaseConsumer = woostream_core::kafka::client_config(&config.kafka, bootstrap)
+        .set("group.id", "passthrough-bench")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[
+        &t.orders.name,
+        &t.customers.name,
+        &t.products.name,
+        &t.reviews.name,
+    ])?;
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        woostream_core::kafka::producer_config(&config.kafka, bootstrap).create()?;
+    let out = &t.alerts.name;
+    let mut first = None;
+    let mut seen = 0i64;
+    while seen < inputs {
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m?;
+        first.get_or_insert_with(Instant::now);
+        let mut record = BaseRecord::<[u8], [u8]>::to(out)
+            .key(m.key().unwrap_or_default())
+            .partition(m.partition());
+        if let Some(v) = m.payload() {
+            record = record.payload(v);
+        }
+        let mut record = record;
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+        seen += 1;
+    }
+    producer.flush(Duration::from_secs(60))?;
+    let seconds = first.expect("records were read").elapsed().as_secs_f64();
+    Ok(inputs as f64 / seconds)
+}
+
+/// Heap bytes per customer of the enricher's state, after the sale's orders.
+fn state_bytes(records: &[Record]) -> anyhow::Result<()> {
+    let config = Config::default();
+    let decoder = Decoder::new();
+    let orders: Vec<(i32, CustomerKey, OrderEvent)> = records
+        .iter()
+        .filter(|r| r.topic == config.topics.orders.name)
+        .map(|r| {
+            let key: CustomerKey = decoder.decode(&r.key).expect("key");
+            let event: OrderEvent = decoder.decode(&r.value).expect("order");
+            (0, key, event)
+        })
+        .collect();
+    let model = Model::prior(&config.enricher);
+    let e = &config.enricher;
+    let settings = Settings {
+        scoring: ScoringSettings {
+            clv_months: e.clv_months,
+            monthly_discount_rate: e.monthly_discount_rate,
+        },
+        high_value_order: e.high_value_order().map_err(anyhow::Error::msg)?,
+    };
+    let region = Region::new(ALLOCATOR);
+    let started = Instant::now();
+    let mut partition = CustomerPartition::new(0);
+    for (offset, (_, key, event)) in orders.iter().enumerate() {
+        drop(partition.on_order(key, event, offset as i64, &model, &settings));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let stats = region.change();
+    // stats_alloc already books a realloc's growth or shrinkage as allocated or deallocated.
+    let bytes = stats.bytes_allocated as i64 - stats.bytes_deallocated as i64;
+    let customers = partition.len().max(1) as f64;
+    let entries: usize = partition
+        .customers()
+        .map(|(_, _, c)| c.orders.capacity())
+        .sum();
+    let per_entry = std::mem::size_of::<woostream_enricher::customer::LedgerEntry>();
+    let per_customer = bytes as f64 / customers;
+    let ledger = (entries * per_entry) as f64 / customers;
+    println!(
+        "\nstate: {customers} customers after {} order deliveries: {per_customer:.0} heap bytes per customer = {:.0} B for the customer (map entry, key, scores) + {ledger:.0} B of ledger ({:.2} orders × {per_entry} B); pure processing {:.0} deliveries/s on one core",
+        orders.len(),
+        per_customer - ledger,
+        entries as f64 / customers,
+        orders.len() as f64 / seconds
+    );
+    drop(partition);
+    Ok(())
+}
+
+/// Fits BG/NBD and Gamma-Gamma to a summary CSV (ID,x,t_x,T,zbar) with woostream, best of
+/// `repeats`, and with `lifetimes` in its own process.
+fn fits(name: &str, csv: &Path, repeats: usize) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(csv)?;
+    let rows: Vec<[f64; 4]> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let v: Vec<f64> = l.split(',').skip(1).map(|f| f.parse().unwrap()).collect();
+            [v[0], v[1], v[2], v[3]]
+        })
+        .collect();
+    let mut best = f64::INFINITY;
+    let mut fitted = None;
+    for _ in 0..repeats {
+        let started = Instant::now();
+        let sample = Sample::new(rows.iter().map(|v| History {
+            frequency: v[0],
+            recency: v[1],
+            age: v[2],
+        }));
+        let spends: Vec<Spend> = rows
+            .iter()
+            .filter(|v| v[0] > 0.0)
+            .map(|v| Spend {
+                frequency: v[0],
+                mean_value: v[3],
+            })
+            .collect();
+        let (bg, _) = clv::fit_bgnbd(&sample)?;
+        let (gg, _) = clv::fit_gamma_gamma(&spends)?;
+        best = best.min(started.elapsed().as_secs_f64());
+        fitted = Some((bg, gg));
+    }
+    let (bg, gg) = fitted.expect("at least one fit");
+    let out = Command::new(woostream_tests::python())
+        .arg(woostream_tests::repo_root().join("tests/independent/lifetimes_reference.py"))
+        .arg("fit-time")
+        .arg(csv)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "lifetimes: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let theirs = reference["fit_seconds"]["bgnbd"]
+        .as_f64()
+        .unwrap_or(f64::NAN)
+        + reference["fit_seconds"]["gamma_gamma"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+    let r = &reference["bgnbd"];
+    println!(
+        "\nfit, {name}: woostream {:.4} s (r={:.4} α={:.4} a={:.4} b={:.4}; p={:.3} q={:.3} v={:.3}); lifetimes {:.3} s (r={:.4} α={:.4} a={:.4} b={:.4}); {:.0}× faster",
+        best,
+        bg.r,
+        bg.alpha,
+        bg.a,
+        bg.b,
+        gg.p,
+        gg.q,
+        gg.v,
+        theirs,
+        r["r"].as_f64().unwrap_or(f64::NAN),
+        r["alpha"].as_f64().unwrap_or(f64::NAN),
+        r["a"].as_f64().unwrap_or(f64::NAN),
+        r["b"].as_f64().unwrap_or(f64::NAN),
+        theirs / best
+    );
+    Ok(())
+}
+
+/// Customers drawn from the BG/NBD and Gamma-Gamma generative processes with the CDNOW
+/// parameters of the paper, observed for 39 to 78 weeks, written as a summary CSV.
+fn simulate_summary(path: &Path, customers: usize, seed: u64) -> anyhow::Result<()> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let rate: Gamma<f64> = Gamma::new(0.243, 1.0 / 4.414)?;
+    let dropout = Beta::new(0.793, 2.426)?;
+    let (p, q, v) = (6.25, 3.74, 15.44);
+    let nu = Gamma::new(q, 1.0 / v)?;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "ID,x,t_x,T,zbar")?;
+    let mut counts: HashMap<bool, usize> = HashMap::new();
+    for id in 1..=customers {
+        let age: f64 = rng.random_range(39.0..78.0);
+        let lambda = f64::max(rate.sample(&mut rng), 1e-9);
+        let p_drop: f64 = dropout.sample(&mut rng);
+        let gap = Exp::new(lambda)?;
+        let (mut t, mut x, mut last) = (0.0, 0u32, 0.0);
+        loop {
+            t += gap.sample(&mut rng);
+            if t > age {
+                break;
+            }
+            x += 1;
+            last = t;
+            if rng.random::<f64>() < p_drop {
+                break;
+            }
+        }
+        // Mean spend of x purchases: each ~ Gamma(p, ν) with ν ~ Gamma(q, γ).
+        let zbar = if x > 0 {
+            let scale = 1.0 / nu.sample(&mut rng);
+            let spend = Gamma::new(p * x as f64, scale)?;
+            (spend.sample(&mut rng) / x as f64).max(0.01)
+        } else {
+            0.0
+        };
+        *counts.entry(x > 0).or_default() += 1;
+        writeln!(out, "{id},{x},{last:.2},{age:.2},{zbar:.2}")?;
+    }
+    out.flush()?;
+    println!(
+        "\nsimulated {customers} customers from BG/NBD(0.243, 4.414, 0.793, 2.426) and Gamma-Gamma(6.25, 3.74, 15.44): {} repeat buyers",
+        counts.get(&true).copied().unwrap_or(0)
+    );
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! Resuming a partition exactly at an offset, on brokers that do not.
+//!
+//! Tansu 0.6 answers a fetch at an offset inside a record batch with the *next* batch: a
+//! consumer resuming from a committed offset in the middle of a batch silently skips the rest
+//! of it (measured: records 277..999 of a 1,000-record batch never arrive). Kafka returns the
+//! whole batch and the client drops the records before the offset. This guard notices the
+//! skip (the first record after resuming lies beyond the offset without anything at or before
+//! it having been seen), has the caller seek further back, and drops what comes before the
+//! offset. A gap the log really has (compaction, transaction markers) is recognised once a
+//! record before the offset has been seen, or once reading from the beginning.
+
+use std::collections::HashMap;
+
+/// What to do with a record that arrived after resuming.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Process it.
+    Process,
+    /// Drop it: it comes before the resume offset (already processed).
+    Skip,
+    /// Drop it and seek the partition to this offset (0: the beginning).
+    SeekTo(i64),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Expectation {
+    offset: i64,
+    /// A record before the offset arrived since the last seek: the fetch covers it.
+    seen_before: bool,
+    /// How far back the last seek went.
+    back: i64,
+}
+
+/// Per (topic, partition) resume offsets not yet confirmed.
+#[derive(Debug, Default)]
+pub struct ResumeGuard {
+    expected: HashMap<(String, i32), Expectation>,
+}
+
+impl ResumeGuard {
+    /// Expects the partition to resume at `offset` (nothing to check at 0).
+    pub fn expect(&mut self, topic: &str, partition: i32, offset: i64) {
+        let key = (topic.to_string(), partition);
+        if offset > 0 {
+            self.expected.insert(
+                key,
+                Expectation {
+                    offset,
+                    seen_before: false,
+                    back: 0,
+                },
+            );
+        } else {
+            self.expected.remove(&key);
+        }
+    }
+
+    /// Forgets a partition (revoked).
+    pub fn forget(&mut self, topic: &str, partition: i32) {
+        self.expected.remove(&(topic.to_string(), partition));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.expected.is_empty()
+    }
+
+    pub fn check(&mut self, topic: &str, partition: i32, offset: i64) -> Verdict {
+        if self.expected.is_empty() {
+            return Verdict::Process;
+        }
+        let key = (topic.to_string(), partition);
+        let Some(e) = self.expected.get_mut(&key) else {
+            return Verdict::Process;
+        };
+        if offset < e.offset {
+            e.seen_before = true;
+            return Verdict::Skip;
+        }
+        if offset == e.offset || e.seen_before || e.back >= e.offset {
+            // Resumed exactly, or across a gap the log really has.
+            self.expected.remove(&key);
+            return Verdict::Process;
+        }
+        // Skipped ahead: look further back, 64 records, then 4,096, then the beginning.
+        e.back = match e.back {
+            0 => 64,
+            64 => 4_096,
+            _ => e.offset,
+        };
+        Verdict::SeekTo((e.offset - e.back).max(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exact_resume_passes_untouched() {
+        let mut g = ResumeGuard::default();
+        g.expect("t", 0, 277);
+        assert_eq!(g.check("t", 0, 277), Verdict::Process);
+        assert_eq!(g.check("t", 0, 278), Verdict::Process);
+        assert!(g.is_empty());
+    }
+
+    #[test]
+    fn a_skipped_batch_is_fetched_again_from_further_back() {
+        let mut g = ResumeGuard::default();
+        g.expect("t", 0, 277);
+        // Tansu: the next batch instead of the rest of the current one.
+        assert_eq!(g.check("t", 0, 1000), Verdict::SeekTo(213));
+        // Still inside the same batch: further back, then the beginning.
+        assert_eq!(g.check("t", 0, 1000), Verdict::SeekTo(0));
+        assert_eq!(g.check("t", 0, 0), Verdict::Skip);
+        assert_eq!(g.check("t", 0, 276), Verdict::Skip);
+        assert_eq!(g.check("t", 0, 277), Verdict::Process);
+        assert_eq!(g.check("t", 0, 1000), Verdict::Process);
+    }
+
+    #[test]
+    fn a_real_gap_is_accepted_once_the_fetch_is_known_to_cover_it() {
+        let mut g = ResumeGuard::default();
+        g.expect("t", 0, 500);
+        assert_eq!(g.check("t", 0, 510), Verdict::SeekTo(436));
+        // Records before 500 arrive, then 510: 500..509 are gone (compaction, markers).
+        assert_eq!(g.check("t", 0, 480), Verdict::Skip);
+        assert_eq!(g.check("t", 0, 510), Verdict::Process);
+        // Other partitions are never held up.
+        g.expect("t", 1, 10);
+        assert_eq!(g.check("t", 2, 99), Verdict::Process);
+        assert_eq!(g.check("u", 1, 99), Verdict::Process);
+        assert_eq!(g.check("t", 1, 99), Verdict::SeekTo(0));
+        assert_eq!(
+            g.check("t", 1, 99),
+            Verdict::Process,
+            "read from the beginning"
+        );
+        g.expect("t", 1, 10);
+        g.forget("t", 1);
+        assert!(g.is_empty());
+    }
+}

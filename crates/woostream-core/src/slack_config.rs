@@ -1,0 +1,272 @@
+//! The `[slack]` section: channels, rules and templates as data. The types only; the sink
+//! compiles and checks them at start-up (templates need its template engine), reporting the
+//! offending key so that the file and line can be named.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// Consumer group of the Slack sink.
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Base URL of Slack's Web API (a test server in tests).
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// Bot token (`xoxb-…`) for `chat.postMessage`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Or: the environment variable holding it.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Render and record messages instead of posting them (`make run`).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Link to an order in the shop's admin; `{order_id}` is replaced. Default: the shop's
+    /// `wp-admin/post.php?post={order_id}&action=edit`.
+    #[serde(default)]
+    pub admin_url: Option<String>,
+    /// Messages per second and per channel (Slack allows about one).
+    #[serde(default = "default_per_channel_per_second")]
+    pub per_channel_per_second: f64,
+    /// Short bursts a channel may take above its rate.
+    #[serde(default = "default_burst")]
+    pub per_channel_burst: u32,
+    /// Messages per minute for the whole workspace.
+    #[serde(default = "default_workspace_per_minute")]
+    pub workspace_per_minute: u32,
+    /// When a channel's backlog of routine events cannot be posted one by one within this
+    /// many seconds, they are folded into digest messages.
+    #[serde(default = "default_digest_after")]
+    pub digest_after_secs: u64,
+    /// Events one digest message holds at most (it lists every order number).
+    #[serde(default = "default_digest_max")]
+    pub digest_max_events: usize,
+    /// Quiet hours, UTC, e.g. `"22:00-07:00"`: routine and low-priority events are not
+    /// posted (they are recorded as skipped); urgent ones are.
+    #[serde(default)]
+    pub quiet_hours: Option<String>,
+    #[serde(default)]
+    pub channels: Vec<SlackChannel>,
+    #[serde(default)]
+    pub rules: Vec<SlackRule>,
+    /// Named templates; rules refer to them by name. Built-in ones exist for every kind.
+    #[serde(default)]
+    pub templates: BTreeMap<String, SlackTemplate>,
+}
+
+impl fmt::Debug for SlackConfig {
+    // The token never reaches logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlackConfig")
+            .field("group_id", &self.group_id)
+            .field("api_url", &self.api_url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_env", &self.token_env)
+            .field("dry_run", &self.dry_run)
+            .field("channels", &self.channels)
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SlackConfig {
+    fn default() -> Self {
+        SlackConfig {
+            group_id: default_group(),
+            api_url: default_api_url(),
+            token: None,
+            token_env: None,
+            dry_run: false,
+            admin_url: None,
+            per_channel_per_second: default_per_channel_per_second(),
+            per_channel_burst: default_burst(),
+            workspace_per_minute: default_workspace_per_minute(),
+            digest_after_secs: default_digest_after(),
+            digest_max_events: default_digest_max(),
+            quiet_hours: None,
+            channels: Vec::new(),
+            rules: Vec::new(),
+            templates: BTreeMap::new(),
+        }
+    }
+}
+
+impl SlackConfig {
+    pub fn resolved_token(&self) -> Option<String> {
+        self.token
+            .clone()
+            .or_else(|| self.token_env.as_ref().and_then(|v| std::env::var(v).ok()))
+    }
+}
+
+/// A destination: a channel posted to with the bot token, or an incoming webhook.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackChannel {
+    /// How rules name it, e.g. `#orders`.
+    pub name: String,
+    /// Slack's channel id (`C…` public, `G…` private); the name without `#` otherwise.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Post through this incoming webhook instead of the bot token.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    #[serde(default)]
+    pub webhook_url_env: Option<String>,
+}
+
+impl fmt::Debug for SlackChannel {
+    // A webhook URL is a secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlackChannel")
+            .field("name", &self.name)
+            .field("id", &self.id)
+            .field("webhook", &self.webhook_url.as_ref().map(|_| "<redacted>"))
+            .field("webhook_url_env", &self.webhook_url_env)
+            .finish()
+    }
+}
+
+impl SlackChannel {
+    pub fn resolved_webhook(&self) -> Option<String> {
+        self.webhook_url.clone().or_else(|| {
+            self.webhook_url_env
+                .as_ref()
+                .and_then(|v| std::env::var(v).ok())
+        })
+    }
+}
+
+/// Urgent events jump every queue and are never folded into a digest.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Urgent,
+    #[default]
+    Normal,
+    Low,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Urgent => "urgent",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+}
+
+/// Which alerts a rule takes, and where and how it posts them. Every condition given must
+/// hold; a list condition holds when any of its values matches.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackRule {
+    pub name: String,
+    /// Alert kinds, e.g. `["order_paid", "payment_failed"]`.
+    pub kinds: Vec<String>,
+    /// Order status before (`order_status_changed`), e.g. `["pending"]`.
+    #[serde(default)]
+    pub status_from: Vec<String>,
+    /// Order status now, e.g. `["processing", "completed"]`.
+    #[serde(default)]
+    pub status_to: Vec<String>,
+    /// Product category ids; any item (or the product) in one of them.
+    #[serde(default)]
+    pub categories: Vec<i64>,
+    /// Order total at least / below, in the order's currency (decimal strings).
+    #[serde(default)]
+    pub min_total: Option<String>,
+    #[serde(default)]
+    pub max_total: Option<String>,
+    /// Payment gateway ids, e.g. `["cod", "stripe"]`.
+    #[serde(default)]
+    pub payment_methods: Vec<String>,
+    /// Review rating bounds.
+    #[serde(default)]
+    pub min_rating: Option<i32>,
+    #[serde(default)]
+    pub max_rating: Option<i32>,
+    /// Customer segments by name, e.g. `["Champions", "At Risk"]`.
+    #[serde(default)]
+    pub segments: Vec<String>,
+    /// 12-month CLV at least (decimal string).
+    #[serde(default)]
+    pub min_clv: Option<String>,
+    /// Only VIP (top CLV tier) customers, or only others.
+    #[serde(default)]
+    pub vip: Option<bool>,
+    /// Channel names from `[[slack.channels]]`.
+    pub channels: Vec<String>,
+    /// Template name; default: the built-in template of the alert's kind.
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub emoji: Option<String>,
+    #[serde(default)]
+    pub priority: Priority,
+    /// A muted rule matches but posts nothing (recorded as skipped).
+    #[serde(default)]
+    pub muted: bool,
+    /// Post urgent events of this rule even in quiet hours; others wait for none.
+    #[serde(default)]
+    pub ignore_quiet_hours: bool,
+    /// Personal fields this rule may show: only `first_name_initial` exists in alerts.
+    #[serde(default)]
+    pub personal: Vec<String>,
+    /// Post later updates of the same order as thread replies (default true).
+    #[serde(default = "default_true")]
+    pub thread: bool,
+}
+
+/// A message template: minijinja text for each part of the Block Kit message.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackTemplate {
+    /// Header block (plain text, at most 150 characters).
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Section text (mrkdwn); long lists are cut with "…and N more".
+    pub text: String,
+    /// Section fields (mrkdwn, at most 10).
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Context line under the message.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Notification text; default: the header, else the text.
+    #[serde(default)]
+    pub fallback: Option<String>,
+}
+
+fn default_group() -> String {
+    "woostream-slack".into()
+}
+fn default_api_url() -> String {
+    "https://slack.com/api".into()
+}
+fn default_per_channel_per_second() -> f64 {
+    1.0
+}
+fn default_burst() -> u32 {
+    2
+}
+fn default_workspace_per_minute() -> u32 {
+    // Slack keeps an undisclosed workspace-wide limit beside the per-channel one.
+    120
+}
+fn default_digest_after() -> u64 {
+    20
+}
+fn default_digest_max() -> usize {
+    200
+}
+fn default_true() -> bool {
+    true
+}

@@ -1,0 +1,278 @@
+//! One task per Slack channel: its queue, its rate limit, its threads. A channel that is slow,
+//! rate-limited or refusing never holds up the others.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use tokio::sync::mpsc;
+use woostream_core::insights::{Alert, DeliveryOutcome};
+use woostream_core::slack_config::{Priority, SlackConfig};
+
+use super::blocks::Message;
+use super::client::{Destination, Failure, Poster};
+use super::digest::{self, ChannelQueue, Next, Queued};
+use super::metrics::Metrics;
+use super::rules::Rules;
+use super::template;
+
+/// Where an alert came from, to commit its offset once every channel is done with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    pub partition: i32,
+    pub offset: i64,
+    pub rule: usize,
+    /// Kafka timestamp of the alert record (ms), for the latency histogram.
+    pub written_ms: i64,
+}
+
+/// What happened to some alerts in one channel.
+#[derive(Debug)]
+pub struct Done {
+    pub channel: String,
+    pub alerts: Vec<(Arc<Alert>, Ticket, Priority)>,
+    pub outcome: DeliveryOutcome,
+    pub message_ts: Option<String>,
+    pub thread_ts: Option<String>,
+    pub reason: Option<String>,
+    pub attempts: u32,
+}
+
+/// Shared by every channel.
+pub struct Shared {
+    pub rules: Arc<Rules>,
+    pub poster: Poster,
+    pub workspace: DefaultDirectRateLimiter,
+    pub metrics: Metrics,
+    /// Shop id → admin link pattern with `{order_id}`.
+    pub admin_urls: HashMap<String, String>,
+    pub per_second: f64,
+    pub burst: u32,
+    pub digest_after_secs: u64,
+    pub digest_max_events: usize,
+    /// Transient failures are retried this many times before the alert is dead-lettered.
+    pub max_attempts: u32,
+}
+
+impl Shared {
+    pub fn workspace_limiter(config: &SlackConfig) -> DefaultDirectRateLimiter {
+        let per_minute = NonZeroU32::new(config.workspace_per_minute.max(1)).expect("max(1)");
+        RateLimiter::direct(Quota::per_minute(per_minute))
+    }
+
+    /// How many messages a channel can post within the digest delay: a longer backlog of
+    /// routine events is folded.
+    fn keeps_up(&self) -> usize {
+        (self.per_second * self.digest_after_secs as f64).floor() as usize
+    }
+}
+
+pub struct Channel {
+    pub name: String,
+    pub destination: Destination,
+    /// (shop, order id) → ts of the order's first message here.
+    pub threads: HashMap<(String, i64), String>,
+}
+
+impl Channel {
+    /// Runs until `incoming` closes, reporting every alert's outcome on `done`.
+    pub async fn run(
+        mut self,
+        shared: Arc<Shared>,
+        mut incoming: mpsc::UnboundedReceiver<Queued<Ticket>>,
+        done: mpsc::UnboundedSender<Done>,
+        stopping: Arc<AtomicBool>,
+    ) {
+        let quota = Quota::with_period(Duration::from_secs_f64(1.0 / shared.per_second))
+            .expect("a positive rate (checked at start-up)")
+            .allow_burst(NonZeroU32::new(shared.burst.max(1)).expect("max(1)"));
+        let limiter = RateLimiter::direct(quota);
+        let depth = shared.metrics.queue_depth.with_label_values(&[&self.name]);
+        let mut queue: ChannelQueue<Ticket> = ChannelQueue::default();
+        loop {
+            // On shutdown, what is queued stays unposted (and uncommitted) for the next start.
+            if stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            while let Ok(q) = incoming.try_recv() {
+                queue.push(q);
+            }
+            if queue.is_empty() {
+                depth.set(0);
+                match incoming.recv().await {
+                    Some(q) => queue.push(q),
+                    None => return,
+                }
+                continue;
+            }
+            depth.set(queue.len() as i64);
+            limiter.until_ready().await;
+            shared.workspace.until_ready().await;
+            if stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            // What arrived while waiting counts towards the decision to fold.
+            while let Ok(q) = incoming.try_recv() {
+                queue.push(q);
+            }
+            let Some(next) = queue.next(shared.keeps_up(), shared.digest_max_events) else {
+                continue;
+            };
+            depth.set(queue.len() as i64);
+            let report = match next {
+                Next::One(q) => self.post_one(&shared, &limiter, q).await,
+                Next::Digest(items) => self.post_digest(&shared, &limiter, items).await,
+            };
+            if done.send(report).is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn post_one(
+        &mut self,
+        shared: &Shared,
+        limiter: &DefaultDirectRateLimiter,
+        q: Queued<Ticket>,
+    ) -> Done {
+        let rule = &shared.rules.rules[q.ticket.rule];
+        let alert = q.alert.clone();
+        let thread_key = alert
+            .order
+            .as_ref()
+            .filter(|_| rule.thread)
+            .map(|o| (alert.shop_id.clone(), o.order_id));
+        let thread_ts = thread_key
+            .as_ref()
+            .and_then(|k| self.threads.get(k))
+            .cloned();
+        let admin_url = shared.admin_urls.get(&alert.shop_id).cloned();
+        let rendered = template::message_for(&shared.rules, q.ticket.rule, &alert, admin_url);
+        let items = vec![(alert, q.ticket, q.priority)];
+        let message = match rendered {
+            Ok(m) => m,
+            Err(e) => return self.finish(shared, items, Err((e, 0)), None),
+        };
+        let result = self
+            .post(shared, limiter, &message, thread_ts.as_deref())
+            .await;
+        if let (Ok((Some(ts), _)), Some(key), None) = (&result, thread_key, &thread_ts) {
+            self.threads.insert(key, ts.clone());
+        }
+        self.finish(shared, items, result, thread_ts)
+    }
+
+    async fn post_digest(
+        &mut self,
+        shared: &Shared,
+        limiter: &DefaultDirectRateLimiter,
+        queued: Vec<Queued<Ticket>>,
+    ) -> Done {
+        let alerts: Vec<&Alert> = queued.iter().map(|q| q.alert.as_ref()).collect();
+        let message = digest::digest(&alerts, shared.digest_after_secs);
+        shared
+            .metrics
+            .digests
+            .with_label_values(&[&self.name])
+            .inc();
+        let result = self.post(shared, limiter, &message, None).await;
+        let items = queued
+            .into_iter()
+            .map(|q| (q.alert, q.ticket, q.priority))
+            .collect();
+        let mut report = self.finish(shared, items, result, None);
+        if report.outcome == DeliveryOutcome::Posted {
+            report.outcome = DeliveryOutcome::Digested;
+        }
+        report
+    }
+
+    /// Posts with Slack's rules: waits out 429s, retries transient failures with backoff and
+    /// jitter, gives up at once on permanent ones. The error carries the attempts made.
+    async fn post(
+        &self,
+        shared: &Shared,
+        limiter: &DefaultDirectRateLimiter,
+        message: &Message,
+        thread_ts: Option<&str>,
+    ) -> Result<(Option<String>, u32), (String, u32)> {
+        let mut attempts = 0u32;
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            attempts += 1;
+            match shared
+                .poster
+                .post(&self.name, &self.destination, message, thread_ts)
+                .await
+            {
+                Ok(ts) => return Ok((ts, attempts)),
+                Err(Failure::RateLimited(wait)) => {
+                    shared
+                        .metrics
+                        .rate_limited
+                        .with_label_values(&[&self.name])
+                        .inc();
+                    // Slack's own client waits Retry-After plus up to a second of jitter.
+                    let jitter = rand::rng().random_range(0.0..0.25);
+                    tokio::time::sleep(wait + Duration::from_secs_f64(jitter)).await;
+                    limiter.until_ready().await;
+                }
+                Err(Failure::Transient(e)) if attempts < shared.max_attempts => {
+                    shared
+                        .metrics
+                        .retries
+                        .with_label_values(&[&self.name, e.split(':').next().unwrap_or("other")])
+                        .inc();
+                    tracing::warn!(channel = %self.name, error = %e, attempts, "Slack post failed; retrying.");
+                    let jitter = rand::rng().random_range(0.0..backoff.as_secs_f64() / 2.0);
+                    tokio::time::sleep(backoff + Duration::from_secs_f64(jitter)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    limiter.until_ready().await;
+                }
+                Err(Failure::Transient(e)) => {
+                    return Err((format!("gave up after {attempts} attempts: {e}"), attempts))
+                }
+                Err(Failure::Permanent(e)) => return Err((e, attempts)),
+            }
+        }
+    }
+
+    fn finish(
+        &self,
+        shared: &Shared,
+        alerts: Vec<(Arc<Alert>, Ticket, Priority)>,
+        result: Result<(Option<String>, u32), (String, u32)>,
+        thread_ts: Option<String>,
+    ) -> Done {
+        let (outcome, message_ts, reason, attempts) = match result {
+            Ok((ts, attempts)) => (DeliveryOutcome::Posted, ts, None, attempts),
+            Err((reason, attempts)) => {
+                tracing::warn!(channel = %self.name, %reason, alerts = alerts.len(), "Slack refused a message; dead-lettering its alerts.");
+                (DeliveryOutcome::DeadLettered, None, Some(reason), attempts)
+            }
+        };
+        let label = if alerts.len() > 1 && outcome == DeliveryOutcome::Posted {
+            "digest"
+        } else {
+            outcome.as_str()
+        };
+        shared
+            .metrics
+            .messages
+            .with_label_values(&[&self.name, label])
+            .inc();
+        Done {
+            channel: self.name.clone(),
+            alerts,
+            outcome,
+            message_ts,
+            thread_ts,
+            reason,
+            attempts,
+        }
+    }
+}

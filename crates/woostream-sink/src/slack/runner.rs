@@ -1,0 +1,614 @@
+//! The Slack sink at the Kafka edge: alerts in, routed to channel tasks, outcomes recorded in
+//! the audit topic (and refused alerts in the dead-letter topic), offsets committed only up to
+//! the oldest alert not yet posted or dead-lettered.
+//!
+//! What was delivered is restored from the audit topic at start, so an alert redelivered by
+//! Kafka or re-emitted by a restarted enricher is not posted again; order threads are restored
+//! from it too. The residual window: a message Slack accepted whose audit record was not yet
+//! written when the process died is posted again after the restart.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use chrono::Utc;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
+use woostream_core::config::Config;
+use woostream_core::headers;
+use woostream_core::insights::{Alert, Delivery, DeliveryOutcome};
+use woostream_core::kafka;
+use woostream_core::registry::RegistryClient;
+use woostream_core::resume::{ResumeGuard, Verdict};
+use woostream_core::slack_config::Priority;
+use woostream_enricher::reading::{read_all_now, reader};
+
+use super::channel::{Channel, Done, Shared, Ticket};
+use super::client::{Destination, Poster, Recorded};
+use super::digest::Queued;
+use super::metrics::Metrics;
+use super::rules::Rules;
+
+/// Header of dead-letter records: why the alert was refused.
+pub const DLQ_REASON: &str = "woostream-dlq-reason";
+/// Header of dead-letter records: the channel that refused it.
+pub const DLQ_CHANNEL: &str = "woostream-dlq-channel";
+
+pub fn delivery_id(channel: &str, alert_id: &str) -> String {
+    format!("slack:{channel}:{alert_id}")
+}
+
+/// What a restart needs from the audit topic.
+#[derive(Debug, Default)]
+pub struct Restored {
+    pub delivered: HashSet<String>,
+    /// channel → (shop, order) → ts of the order's first message.
+    pub threads: HashMap<String, HashMap<(String, i64), String>>,
+}
+
+impl Restored {
+    pub fn apply(&mut self, d: &Delivery) {
+        if d.sink != "slack" {
+            return;
+        }
+        self.delivered.insert(d.delivery_id.clone());
+        if let (Some(order), Some(ts), None) = (d.order_id, &d.message_ts, &d.thread_ts) {
+            if d.outcome == DeliveryOutcome::Posted {
+                self.threads
+                    .entry(d.destination.clone())
+                    .or_default()
+                    .entry((d.shop_id.clone(), order))
+                    .or_insert_with(|| ts.clone());
+            }
+        }
+    }
+}
+
+/// Offsets of one partition not yet done.
+#[derive(Debug, Default)]
+struct Progress {
+    /// offset → channels still to finish.
+    pending: BTreeMap<i64, usize>,
+    /// One past the newest offset seen.
+    next: i64,
+    committed: i64,
+}
+
+impl Progress {
+    fn committable(&self) -> i64 {
+        self.pending.keys().next().copied().unwrap_or(self.next)
+    }
+}
+
+/// Sets up the resume check of newly assigned partitions (see [`ResumeGuard`]).
+pub struct SinkContext {
+    guard: Arc<Mutex<ResumeGuard>>,
+}
+
+impl ClientContext for SinkContext {}
+
+impl ConsumerContext for SinkContext {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut guard = self.guard.lock().expect("resume guard");
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                match consumer.committed_offsets((*tpl).clone(), Duration::from_secs(10)) {
+                    Ok(committed) => {
+                        for e in committed.elements() {
+                            if let Offset::Offset(o) = e.offset() {
+                                guard.expect(e.topic(), e.partition(), o);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Cannot read committed offsets to check the resume.")
+                    }
+                }
+            }
+            Rebalance::Revoke(tpl) => {
+                for e in tpl.elements() {
+                    guard.forget(e.topic(), e.partition());
+                }
+            }
+            Rebalance::Error(_) => {}
+        }
+    }
+}
+
+type AlertConsumer = StreamConsumer<SinkContext>;
+
+struct Encoders {
+    key: Encoder<String>,
+    delivery: Encoder<Delivery>,
+    alert: Encoder<Alert>,
+}
+
+/// A running Slack sink.
+pub struct SlackSink {
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// What a dry run would have posted.
+    pub recorded: Option<Arc<Mutex<Vec<Recorded>>>>,
+}
+
+/// Starts the Slack sink: restores what was delivered, then consumes alerts until `shutdown`.
+pub async fn start(
+    config: &Config,
+    bootstrap: &str,
+    registry: &prometheus::Registry,
+    shutdown: CancellationToken,
+    create_topics: bool,
+) -> anyhow::Result<SlackSink> {
+    let slack = &config.slack;
+    let rules = Arc::new(Rules::compile(slack).map_err(|(k, m)| anyhow!("{k}: {m}"))?);
+    let metrics = Metrics::register(registry).context("registering Slack metrics")?;
+    if create_topics {
+        kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
+    }
+    let (encoders, decoder) = codecs(config).await?;
+    let recorded = slack.dry_run.then(|| Arc::new(Mutex::new(Vec::new())));
+    let poster = match &recorded {
+        Some(log) => Poster::DryRun(log.clone()),
+        None => Poster::http(&slack.api_url, slack.resolved_token())?,
+    };
+    let restored = {
+        let (kafka_config, bootstrap, topic) = (
+            config.kafka.clone(),
+            bootstrap.to_string(),
+            config.topics.deliveries.name.clone(),
+        );
+        let decoder = decoder.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Restored> {
+            let consumer = reader(&kafka_config, &bootstrap, "slack-restore")?;
+            let mut restored = Restored::default();
+            read_all_now(&kafka_config, &bootstrap, &consumer, &topic, |m| {
+                if let Some(Ok(d)) = m.payload().map(|v| decoder.decode::<Delivery>(v)) {
+                    restored.apply(&d);
+                }
+            })?;
+            Ok(restored)
+        })
+        .await??
+    };
+    tracing::info!(
+        delivered = restored.delivered.len(),
+        threads = restored.threads.values().map(HashMap::len).sum::<usize>(),
+        "Slack deliveries restored from the audit topic."
+    );
+    let admin_urls = config
+        .shops
+        .iter()
+        .map(|s| {
+            let url = slack.admin_url.clone().unwrap_or_else(|| {
+                format!(
+                    "{}/wp-admin/post.php?post={{order_id}}&action=edit",
+                    s.source.trim_end_matches('/')
+                )
+            });
+            (s.id.clone(), url)
+        })
+        .collect();
+    let shared = Arc::new(Shared {
+        rules: rules.clone(),
+        poster,
+        workspace: Shared::workspace_limiter(slack),
+        metrics: metrics.clone(),
+        admin_urls,
+        per_second: slack.per_channel_per_second,
+        burst: slack.per_channel_burst,
+        digest_after_secs: slack.digest_after_secs,
+        digest_max_events: slack.digest_max_events,
+        max_attempts: 8,
+    });
+    let guard = Arc::new(Mutex::new(ResumeGuard::default()));
+    let consumer: AlertConsumer = kafka::client_config(&config.kafka, bootstrap)
+        .set("group.id", &slack.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create_with_context(SinkContext {
+            guard: guard.clone(),
+        })
+        .context("creating the Slack sink consumer")?;
+    consumer
+        .subscribe(&[&config.topics.alerts.name])
+        .context("subscribing to the alerts topic")?;
+    let producer = kafka::create_producer(&config.kafka, bootstrap)?;
+    let mut restored = restored;
+    let mut loop_ = Loop {
+        config: config.clone(),
+        rules,
+        metrics,
+        encoders,
+        decoder,
+        producer,
+        delivered: std::mem::take(&mut restored.delivered),
+        inflight: HashSet::new(),
+        progress: HashMap::new(),
+        senders: HashMap::new(),
+        guard,
+    };
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let stopping = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in &slack.channels {
+        let destination = match c.resolved_webhook() {
+            Some(url) => Destination::Webhook { url },
+            None => Destination::Bot {
+                channel: c
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| c.name.trim_start_matches('#').to_string()),
+            },
+        };
+        let channel = Channel {
+            name: c.name.clone(),
+            destination,
+            threads: restored.threads.remove(&c.name).unwrap_or_default(),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        loop_.senders.insert(c.name.clone(), tx);
+        tasks.push(tokio::spawn(channel.run(
+            shared.clone(),
+            rx,
+            done_tx.clone(),
+            stopping.clone(),
+        )));
+    }
+    drop(done_tx);
+    let task = tokio::spawn(async move {
+        let result = loop_.run(&consumer, done_rx, shutdown, &stopping).await;
+        for t in tasks {
+            t.abort();
+        }
+        result
+    });
+    Ok(SlackSink { task, recorded })
+}
+
+async fn codecs(config: &Config) -> anyhow::Result<(Encoders, Decoder)> {
+    let Some(r) = &config.schema_registry else {
+        return Ok((
+            Encoders {
+                key: Encoder::new(&Framing::SingleObject),
+                delivery: Encoder::new(&Framing::SingleObject),
+                alert: Encoder::new(&Framing::SingleObject),
+            },
+            Decoder::new(),
+        ));
+    };
+    let client = RegistryClient::new(&r.url, r.username.clone(), r.password.clone());
+    let t = &config.topics;
+    let subjects = [
+        (t.deliveries.name.as_str(), "key", String::schema()),
+        (t.deliveries.name.as_str(), "value", Delivery::schema()),
+        (t.slack_dead_letter.name.as_str(), "value", Alert::schema()),
+    ];
+    let f = woostream_core::codec::register_subjects(&client, &subjects)
+        .await
+        .context("registering the Slack sink's schemas")?;
+    Ok((
+        Encoders {
+            key: Encoder::new(&f[String::SCHEMA_NAME]),
+            delivery: Encoder::new(&f[Delivery::SCHEMA_NAME]),
+            alert: Encoder::new(&f[Alert::SCHEMA_NAME]),
+        },
+        Decoder::with_registry(client),
+    ))
+}
+
+struct Loop {
+    config: Config,
+    rules: Arc<Rules>,
+    metrics: Metrics,
+    encoders: Encoders,
+    decoder: Decoder,
+    producer: FutureProducer,
+    delivered: HashSet<String>,
+    /// Deliveries queued and not yet done: a re-emitted alert is not queued twice.
+    inflight: HashSet<String>,
+    progress: HashMap<i32, Progress>,
+    senders: HashMap<String, mpsc::UnboundedSender<Queued<Ticket>>>,
+    guard: Arc<Mutex<ResumeGuard>>,
+}
+
+impl Loop {
+    async fn run(
+        &mut self,
+        consumer: &AlertConsumer,
+        mut done: mpsc::UnboundedReceiver<Done>,
+        shutdown: CancellationToken,
+        stopping: &AtomicBool,
+    ) -> anyhow::Result<()> {
+        let mut commit_every = tokio::time::interval(Duration::from_millis(500));
+        // Bounded memory: stop reading while this many alerts wait for Slack.
+        const MAX_INFLIGHT: usize = 50_000;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                m = consumer.recv(), if self.inflight.len() < MAX_INFLIGHT => {
+                    let m = m.context("reading alerts")?;
+                    let verdict = self.guard.lock().expect("resume guard").check(m.topic(), m.partition(), m.offset());
+                    match verdict {
+                        Verdict::Process => self.on_alert(&m).await?,
+                        Verdict::Skip => {}
+                        Verdict::SeekTo(o) => {
+                            let to = if o > 0 { Offset::Offset(o) } else { Offset::Beginning };
+                            consumer
+                                .seek(m.topic(), m.partition(), to, Duration::from_secs(10))
+                                .context("seeking back to the committed offset")?;
+                        }
+                    }
+                }
+                Some(d) = done.recv() => self.on_done(d).await?,
+                _ = commit_every.tick() => self.commit(consumer)?,
+            }
+        }
+        // Let every channel finish the message it is posting, record it, commit, stop.
+        stopping.store(true, Ordering::Relaxed);
+        self.senders.clear();
+        while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(20), done.recv()).await {
+            self.on_done(d).await?;
+        }
+        self.commit(consumer)
+    }
+
+    async fn on_alert(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<()> {
+        let (partition, offset) = (m.partition(), m.offset());
+        let p = self.progress.entry(partition).or_default();
+        p.next = p.next.max(offset + 1);
+        let Some(payload) = m.payload() else {
+            return Ok(());
+        };
+        let alert = match self.decoder.decode::<Alert>(payload) {
+            Ok(a) => Arc::new(a),
+            Err(e) => {
+                // Kept, with the reason, rather than dropped.
+                self.metrics.unreadable.inc();
+                tracing::warn!(partition, offset, error = %e, "An alert cannot be read; dead-lettering it.");
+                self.dead_letter(
+                    m.key().map(<[u8]>::to_vec),
+                    payload.to_vec(),
+                    &format!("unreadable: {e}"),
+                    "",
+                )
+                .await?;
+                return Ok(());
+            }
+        };
+        let written_ms = m.timestamp().to_millis().unwrap_or_default();
+        let routes = self.rules.route(&alert, Utc::now());
+        let mut queued = 0;
+        for route in routes {
+            let id = delivery_id(&route.channel, &alert.alert_id);
+            if self.delivered.contains(&id) || self.inflight.contains(&id) {
+                self.metrics
+                    .alerts
+                    .with_label_values(&[&route.channel, "duplicate"])
+                    .inc();
+                continue;
+            }
+            let ticket = Ticket {
+                partition,
+                offset,
+                rule: route.rule,
+                written_ms,
+            };
+            if let Some(reason) = route.skip {
+                let d = Done {
+                    channel: route.channel.clone(),
+                    alerts: vec![(alert.clone(), ticket, route.priority)],
+                    outcome: DeliveryOutcome::Skipped,
+                    message_ts: None,
+                    thread_ts: None,
+                    reason: Some(reason.into()),
+                    attempts: 0,
+                };
+                self.record(&d).await?;
+                continue;
+            }
+            let Some(sender) = self.senders.get(&route.channel) else {
+                continue;
+            };
+            self.inflight.insert(id);
+            if sender
+                .send(Queued {
+                    priority: route.priority,
+                    alert: alert.clone(),
+                    ticket,
+                })
+                .is_ok()
+            {
+                queued += 1;
+            }
+        }
+        if queued > 0 {
+            self.progress
+                .entry(partition)
+                .or_default()
+                .pending
+                .insert(offset, queued);
+        }
+        Ok(())
+    }
+
+    async fn on_done(&mut self, d: Done) -> anyhow::Result<()> {
+        self.record(&d).await?;
+        for (alert, ticket, _) in &d.alerts {
+            self.inflight
+                .remove(&delivery_id(&d.channel, &alert.alert_id));
+            if let Some(p) = self.progress.get_mut(&ticket.partition) {
+                if let Some(n) = p.pending.get_mut(&ticket.offset) {
+                    *n -= 1;
+                    if *n == 0 {
+                        p.pending.remove(&ticket.offset);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the audit records (and dead letters) of `d` and waits until they are durable.
+    async fn record(&mut self, d: &Done) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let mut sends = Vec::new();
+        for (alert, ticket, priority) in &d.alerts {
+            let id = delivery_id(&d.channel, &alert.alert_id);
+            let record = Delivery {
+                delivery_id: id.clone(),
+                sink: "slack".into(),
+                destination: d.channel.clone(),
+                alert_id: alert.alert_id.clone(),
+                kind: alert.kind.as_str().into(),
+                shop_id: alert.shop_id.clone(),
+                correlation_id: alert.correlation_id.clone(),
+                outcome: d.outcome,
+                message_ts: d.message_ts.clone(),
+                thread_ts: d.thread_ts.clone(),
+                order_id: alert.order.as_ref().map(|o| o.order_id),
+                priority: priority_name(*priority).into(),
+                reason: d.reason.clone(),
+                attempts: d.attempts as i32,
+                latency_ms: (now.timestamp_millis() - ticket.written_ms).max(0),
+                delivered_at: now,
+            };
+            if matches!(
+                d.outcome,
+                DeliveryOutcome::Posted | DeliveryOutcome::Digested
+            ) {
+                self.metrics
+                    .latency
+                    .observe(record.latency_ms as f64 / 1000.0);
+            }
+            self.metrics
+                .alerts
+                .with_label_values(&[&d.channel, d.outcome.as_str()])
+                .inc();
+            let key = self.encoders.key.encode(&id)?;
+            let value = self.encoders.delivery.encode(&record)?;
+            sends.push((
+                self.config.topics.deliveries.name.clone(),
+                key,
+                value,
+                alert.correlation_id.clone(),
+                None,
+            ));
+            if d.outcome == DeliveryOutcome::DeadLettered {
+                let value = self.encoders.alert.encode(alert)?;
+                let key = self.encoders.key.encode(&id)?;
+                sends.push((
+                    self.config.topics.slack_dead_letter.name.clone(),
+                    key,
+                    value,
+                    alert.correlation_id.clone(),
+                    d.reason.clone(),
+                ));
+            }
+            self.delivered.insert(id);
+        }
+        let channel = d.channel.clone();
+        let futures = sends
+            .iter()
+            .map(|(topic, key, value, correlation, reason)| {
+                let mut hs = OwnedHeaders::new().insert(Header {
+                    key: headers::CORRELATION_ID,
+                    value: Some(correlation.as_str()),
+                });
+                if let Some(r) = reason {
+                    hs = hs
+                        .insert(Header {
+                            key: DLQ_REASON,
+                            value: Some(r.as_str()),
+                        })
+                        .insert(Header {
+                            key: DLQ_CHANNEL,
+                            value: Some(channel.as_str()),
+                        });
+                }
+                self.producer.send(
+                    FutureRecord::to(topic).key(key).payload(value).headers(hs),
+                    Duration::from_secs(30),
+                )
+            });
+        for r in futures::future::join_all(futures).await {
+            r.map_err(|(e, _)| anyhow!("recording a delivery: {e}"))?;
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+        reason: &str,
+        channel: &str,
+    ) -> anyhow::Result<()> {
+        let hs = OwnedHeaders::new()
+            .insert(Header {
+                key: DLQ_REASON,
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: DLQ_CHANNEL,
+                value: Some(channel),
+            });
+        let mut record = FutureRecord::to(&self.config.topics.slack_dead_letter.name)
+            .payload(&value)
+            .headers(hs);
+        if let Some(k) = &key {
+            record = record.key(k);
+        }
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| anyhow!("dead-lettering an unreadable alert: {e}"))?;
+        Ok(())
+    }
+
+    /// Commits, per assigned partition, up to the oldest alert still waiting for Slack.
+    fn commit(&mut self, consumer: &AlertConsumer) -> anyhow::Result<()> {
+        let assigned: HashSet<i32> = consumer
+            .assignment()
+            .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default();
+        let mut tpl = TopicPartitionList::new();
+        for (partition, p) in &self.progress {
+            let offset = p.committable();
+            if assigned.contains(partition) && offset > p.committed {
+                tpl.add_partition_offset(
+                    &self.config.topics.alerts.name,
+                    *partition,
+                    Offset::Offset(offset),
+                )?;
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .context("committing alert offsets")?;
+        for e in tpl.elements() {
+            if let (Some(p), Offset::Offset(o)) =
+                (self.progress.get_mut(&e.partition()), e.offset())
+            {
+                p.committed = o;
+            }
+        }
+        self.metrics.commits.inc();
+        Ok(())
+    }
+}
+
+fn priority_name(p: Priority) -> &'static str {
+    p.as_str()
+}

@@ -1,0 +1,356 @@
+//! The Slack sink end to end on a real Kafka-protocol broker (Tansu) against a local Slack
+//! that enforces Slack's limits: a 2,000-order burst to one channel, urgent alerts in the
+//! middle of it, alerts re-emitted as a restarted enricher would, a refusing (archived)
+//! channel, and the sink killed with SIGKILL mid-burst and started again.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use woostream_core::codec::{Decoder, Encoder, Framing};
+use woostream_core::config::Config;
+use woostream_core::insights::{Alert, AlertKey, AlertKind, Delivery, DeliveryOutcome};
+use woostream_enricher::reading::{read_all_now, reader};
+use woostream_sink::slack::testing::order_alert;
+use woostream_tests::enricher::{free_port, spawn, EnricherProcess};
+use woostream_tests::slack::{ChannelState, FakeSlack, Posted};
+use woostream_tests::Tansu;
+
+const TOKEN: &str = "xoxb-test-token";
+const ORDERS: i64 = 2_000;
+
+fn sink_config(bootstrap: &str, slack: &FakeSlack, port: u16) -> String {
+    format!(
+        r##"[kafka]
+bootstrap_servers = "{bootstrap}"
+[topics]
+create = false
+[[shops]]
+id = "eu"
+source = "https://shop.example/"
+secret = "s"
+[slack]
+api_url = "{api}"
+token = "{TOKEN}"
+digest_after_secs = 5
+per_channel_per_second = 1.0
+per_channel_burst = 2
+[[slack.channels]]
+name = "#orders"
+id = "C0ORDERS00"
+[[slack.channels]]
+name = "#old-orders"
+id = "C0ARCHIVED"
+[[slack.rules]]
+name = "failed payments"
+kinds = ["payment_failed"]
+channels = ["#orders"]
+priority = "urgent"
+emoji = ":rotating_light:"
+[[slack.rules]]
+name = "paid orders"
+kinds = ["order_paid"]
+channels = ["#orders"]
+[[slack.rules]]
+name = "big orders to an archived channel"
+kinds = ["order_paid"]
+min_total = "1000"
+channels = ["#old-orders"]
+[ops]
+listen = "127.0.0.1:{port}"
+[log]
+format = "json"
+level = "info"
+"##,
+        api = slack.api_url(),
+    )
+}
+
+/// Order numbers (`#1234`) in a message.
+fn order_numbers(p: &Posted) -> Vec<i64> {
+    let text = p.all_text();
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices('#') {
+        let digits: String = text[i + 1..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if let Ok(n) = digits.parse() {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn is_digest(p: &Posted) -> bool {
+    p.all_text().contains("order events in the last")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_reaches_slack_within_its_limits_once_even_across_a_crash() {
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let bootstrap = tansu.bootstrap.clone();
+    let mut config = woostream_tests::config(&bootstrap);
+    config.topics.partitions = 3;
+    woostream_core::kafka::ensure_topics(&config.kafka, &bootstrap, &config.topics)
+        .await
+        .unwrap();
+    let slack = FakeSlack::start(
+        TOKEN,
+        &[
+            ("C0ORDERS00", ChannelState::Open),
+            ("C0ARCHIVED", ChannelState::Archived),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // The alerts: 2,000 paid orders, every 40th above 1,000 PLN; failed payments in the
+    // middle of the burst; and 100 alerts emitted a second time, as an enricher replaying
+    // after a crash re-emits them with the same ids.
+    let mut alerts: Vec<Alert> = Vec::new();
+    for n in 1..=ORDERS {
+        let total = if n % 40 == 0 { "1500.00" } else { "120.00" };
+        alerts.push(order_alert(n, AlertKind::OrderPaid, total));
+        if n % 200 == 100 && n > 1_000 {
+            alerts.push(order_alert(90_000 + n, AlertKind::PaymentFailed, "80.00"));
+        }
+        if n % 20 == 0 && n > 500 && n <= 1_500 && n % 40 != 0 {
+            alerts.push(order_alert(n - 10, AlertKind::OrderPaid, "120.00"));
+        }
+    }
+    let urgent: HashSet<i64> = alerts
+        .iter()
+        .filter(|a| a.kind == AlertKind::PaymentFailed)
+        .map(|a| a.order.as_ref().unwrap().order_id)
+        .collect();
+    let big: usize = (1..=ORDERS).filter(|n| n % 40 == 0).count();
+
+    let port = free_port();
+    let toml = sink_config(&bootstrap, &slack, port);
+    let first = spawn("slack run", &toml, "first", port, dir.path());
+
+    // The burst: 2,000 orders in about 20 s.
+    let producer: FutureProducer =
+        woostream_core::kafka::producer_config(&config.kafka, &bootstrap)
+            .create()
+            .unwrap();
+    let (key_enc, alert_enc) = (
+        Encoder::<AlertKey>::new(&Framing::SingleObject),
+        Encoder::<Alert>::new(&Framing::SingleObject),
+    );
+    let started = Instant::now();
+    let mut killed = None;
+    let mut first = Some(first);
+    let mut second: Option<EnricherProcess> = None;
+    for (i, a) in alerts.iter().enumerate() {
+        let key = key_enc
+            .encode(&AlertKey {
+                shop_id: a.shop_id.clone(),
+                subject: format!("customer:{}", a.customer.as_ref().unwrap().customer),
+            })
+            .unwrap();
+        let value = alert_enc.encode(a).unwrap();
+        producer
+            .send(
+                FutureRecord::to(&config.topics.alerts.name)
+                    .key(&key)
+                    .payload(&value),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        if i % 100 == 99 {
+            let due = started + Duration::from_millis(i as u64 * 10);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        // Mid-burst, once the sink is busy posting: kill -9 and start it again.
+        if killed.is_none() && i > alerts.len() / 3 && slack.posted().len() >= 6 {
+            let mut p = first.take().unwrap();
+            p.kill9();
+            killed = Some(slack.posted().len());
+            second = Some(spawn("slack run", &toml, "second", port, dir.path()));
+        }
+    }
+    let killed = killed.expect("the sink was killed mid-burst");
+    let second = second.unwrap();
+
+    // Wait until every alert has its outcome in the audit topic.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let expected_outcomes = ORDERS as usize + urgent.len() + big;
+    let mut deliveries: HashMap<String, Delivery> = HashMap::new();
+    while deliveries.len() < expected_outcomes {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {expected_outcomes} deliveries recorded",
+            deliveries.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        deliveries = read_deliveries(&config, &bootstrap).await;
+    }
+    let posted: Vec<Posted> = slack
+        .posted()
+        .into_iter()
+        .filter(|p| p.channel == "C0ORDERS00")
+        .collect();
+
+    // Every order in exactly one message (the residual window — a message Slack accepted
+    // whose audit record the killed process had not yet written — is measured, and may hold
+    // at most the one message in flight when it died).
+    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
+    for p in &posted {
+        for n in order_numbers(p) {
+            *seen.entry(n).or_default() += 1;
+        }
+    }
+    let missing: Vec<i64> = (1..=ORDERS).filter(|n| !seen.contains_key(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "orders never posted: {:?}",
+        &missing[..missing.len().min(20)]
+    );
+    for n in &urgent {
+        assert_eq!(seen.get(n), Some(&1), "failed payment #{n} posted once");
+    }
+    let twice: Vec<i64> = seen
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(n, _)| *n)
+        .collect();
+    let twice_messages = posted
+        .iter()
+        .filter(|p| order_numbers(p).iter().any(|n| twice.contains(n)))
+        .count();
+    eprintln!(
+        "{} messages to #orders ({} digests) for {} orders; killed after {killed} messages; posted twice: {} orders in {} messages; 429s: {}",
+        posted.len(),
+        posted.iter().filter(|p| is_digest(p)).count(),
+        ORDERS,
+        twice.len(),
+        twice_messages,
+        slack.rate_limited()
+    );
+    assert!(
+        twice_messages <= 2,
+        "more than the one message in flight at the kill was posted again: {twice:?}"
+    );
+
+    // Within Slack's limits: the burst was folded into digests, the channel's rate held (the
+    // only 429s allowed are right after the restart, when the new process does not know how
+    // much of the channel's burst the old one had spent), and no message broke Block Kit.
+    assert!(posted.iter().filter(|p| is_digest(p)).count() >= 3);
+    assert!(
+        posted.len() < 200,
+        "{} messages for 2,000 orders: the burst was not folded",
+        posted.len()
+    );
+    assert!(
+        slack.rate_limited() <= 3,
+        "{} answers were 429",
+        slack.rate_limited()
+    );
+    let refused: Vec<_> = slack
+        .rejected()
+        .into_iter()
+        .filter(|(c, _)| c != "C0ARCHIVED")
+        .collect();
+    assert!(refused.is_empty(), "Slack refused messages: {refused:?}");
+
+    // Urgent alerts jump the queue: each was posted while paid orders produced before it still
+    // waited, and none went into a digest.
+    for p in posted
+        .iter()
+        .filter(|p| p.all_text().contains("Payment failed"))
+    {
+        assert!(!is_digest(p));
+        let n = order_numbers(p)[0];
+        let later = posted
+            .iter()
+            .filter(|q| q.at > p.at)
+            .flat_map(order_numbers)
+            .any(|m| m < n - 90_000);
+        assert!(
+            later,
+            "failed payment #{n} waited behind the orders before it"
+        );
+    }
+
+    // The archived channel refused every big order; each is in the dead-letter topic with the
+    // reason, and did not hold up #orders.
+    let dead: Vec<&Delivery> = deliveries
+        .values()
+        .filter(|d| d.outcome == DeliveryOutcome::DeadLettered)
+        .collect();
+    assert_eq!(dead.len(), big);
+    assert!(dead
+        .iter()
+        .all(|d| d.destination == "#old-orders" && d.reason.as_deref() == Some("is_archived")));
+    let dlq = read_dead_letters(&config, &bootstrap).await;
+    assert_eq!(
+        dlq.len(),
+        big,
+        "every refused alert is kept in the dead-letter topic"
+    );
+    assert!(dlq
+        .iter()
+        .all(|(reason, a)| reason == "is_archived" && a.kind == AlertKind::OrderPaid));
+    drop(second);
+}
+
+async fn read_deliveries(config: &Config, bootstrap: &str) -> HashMap<String, Delivery> {
+    let (config, bootstrap) = (config.clone(), bootstrap.to_string());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = reader(&config.kafka, &bootstrap, "test-deliveries").unwrap();
+        let decoder = Decoder::new();
+        let mut out = HashMap::new();
+        read_all_now(
+            &config.kafka,
+            &bootstrap,
+            &consumer,
+            &config.topics.deliveries.name,
+            |m| {
+                if let Some(v) = m.payload() {
+                    let d: Delivery = decoder.decode(v).unwrap();
+                    out.insert(d.delivery_id.clone(), d);
+                }
+            },
+        )
+        .unwrap();
+        out
+    })
+    .await
+    .unwrap()
+}
+
+async fn read_dead_letters(config: &Config, bootstrap: &str) -> Vec<(String, Alert)> {
+    let (config, bootstrap) = (config.clone(), bootstrap.to_string());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = reader(&config.kafka, &bootstrap, "test-dlq").unwrap();
+        let decoder = Decoder::new();
+        let mut out = Vec::new();
+        read_all_now(
+            &config.kafka,
+            &bootstrap,
+            &consumer,
+            &config.topics.slack_dead_letter.name,
+            |m| {
+                let reason =
+                    woostream_tests::header_of(m, woostream_sink::slack::runner::DLQ_REASON)
+                        .unwrap_or_default();
+                out.push((
+                    reason,
+                    decoder.decode::<Alert>(m.payload().unwrap()).unwrap(),
+                ));
+            },
+        )
+        .unwrap();
+        out
+    })
+    .await
+    .unwrap()
+}
