@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use woostream_core::codec::{Decoder, Encoder, Framing};
@@ -305,7 +304,7 @@ async fn a_burst_reaches_slack_within_its_limits_once_even_across_a_crash() {
 async fn read_deliveries(config: &Config, bootstrap: &str) -> HashMap<String, Delivery> {
     let (config, bootstrap) = (config.clone(), bootstrap.to_string());
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = reader(&config.kafka, &bootstrap, "test-deliveries").unwrap();
+        let consumer = reader(&config.kafka, &bootstrap, "test-deliveries").unwrap();
         let decoder = Decoder::new();
         let mut out = HashMap::new();
         read_all_now(
@@ -330,7 +329,7 @@ async fn read_deliveries(config: &Config, bootstrap: &str) -> HashMap<String, De
 async fn read_dead_letters(config: &Config, bootstrap: &str) -> Vec<(String, Alert)> {
     let (config, bootstrap) = (config.clone(), bootstrap.to_string());
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = reader(&config.kafka, &bootstrap, "test-dlq").unwrap();
+        let consumer = reader(&config.kafka, &bootstrap, "test-dlq").unwrap();
         let decoder = Decoder::new();
         let mut out = Vec::new();
         read_all_now(
@@ -353,4 +352,187 @@ async fn read_dead_letters(config: &Config, bootstrap: &str) -> Vec<(String, Ale
     })
     .await
     .unwrap()
+}
+
+/// Writes alerts to the alerts topic, as the enricher does.
+async fn produce_alerts(config: &Config, bootstrap: &str, alerts: &[Alert]) {
+    let producer: FutureProducer = woostream_core::kafka::producer_config(&config.kafka, bootstrap)
+        .create()
+        .unwrap();
+    let (key_enc, alert_enc) = (
+        Encoder::<AlertKey>::new(&Framing::SingleObject),
+        Encoder::<Alert>::new(&Framing::SingleObject),
+    );
+    for a in alerts {
+        let key = key_enc
+            .encode(&AlertKey {
+                shop_id: a.shop_id.clone(),
+                subject: format!("customer:{}", a.customer.as_ref().unwrap().customer),
+            })
+            .unwrap();
+        let value = alert_enc.encode(a).unwrap();
+        producer
+            .send(
+                FutureRecord::to(&config.topics.alerts.name)
+                    .key(&key)
+                    .payload(&value),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+}
+
+fn thread_config(bootstrap: &str, slack: &FakeSlack) -> Config {
+    let text = format!(
+        r##"[kafka]
+bootstrap_servers = "{bootstrap}"
+[topics]
+partitions = 2
+[[shops]]
+id = "eu"
+source = "https://shop.example/"
+secret = "s"
+[slack]
+api_url = "{api}"
+token = "{TOKEN}"
+[[slack.channels]]
+name = "#orders"
+id = "C0ORDERS00"
+[[slack.channels]]
+name = "#hook"
+webhook_url = "{hook}"
+[[slack.channels]]
+name = "#gone"
+webhook_url = "{gone}"
+[[slack.rules]]
+name = "order life"
+kinds = ["order_placed", "order_paid", "order_status_changed", "order_refunded"]
+channels = ["#orders"]
+[[slack.rules]]
+name = "paid, by webhook"
+kinds = ["order_paid"]
+channels = ["#hook", "#gone"]
+"##,
+        api = slack.api_url(),
+        hook = slack.webhook_url("T1-B1-hook"),
+        gone = slack.webhook_url("T1-B1-revoked"),
+    );
+    let c = Config::from_text("slack.toml", &text, Vec::<(String, String)>::new()).unwrap();
+    woostream_sink::slack::rules::Rules::compile(&c.slack).unwrap();
+    c
+}
+
+/// Waits until `slack` holds `n` accepted messages.
+async fn await_posted(slack: &FakeSlack, n: usize) -> Vec<Posted> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let posted = slack.posted();
+        if posted.len() >= n {
+            return posted;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} messages posted: {posted:?}",
+            posted.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_of_an_order_are_thread_replies_under_its_first_message_across_restarts() {
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let bootstrap = tansu.bootstrap.clone();
+    let slack = FakeSlack::start(
+        TOKEN,
+        &[
+            ("C0ORDERS00", ChannelState::Open),
+            ("T1-B1-hook", ChannelState::Open),
+        ],
+    )
+    .await;
+    let config = thread_config(&bootstrap, &slack);
+    woostream_core::kafka::ensure_topics(&config.kafka, &bootstrap, &config.topics)
+        .await
+        .unwrap();
+    let start = |shutdown: tokio_util::sync::CancellationToken, registry: prometheus::Registry| {
+        let config = config.clone();
+        let bootstrap = bootstrap.clone();
+        async move {
+            woostream_sink::slack::runner::start(&config, &bootstrap, &registry, shutdown, false)
+                .await
+                .unwrap()
+        }
+    };
+
+    let placed = order_alert(501, AlertKind::OrderPlaced, "99.00");
+    let paid = order_alert(501, AlertKind::OrderPaid, "99.00");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let sink = start(shutdown.clone(), prometheus::Registry::new()).await;
+    produce_alerts(&config, &bootstrap, &[placed.clone(), paid.clone()]).await;
+    // #orders: the placed order, then its payment as a reply; #hook: the payment.
+    let posted = await_posted(&slack, 3).await;
+    let root = posted
+        .iter()
+        .find(|p| p.channel == "C0ORDERS00")
+        .unwrap()
+        .clone();
+    assert_eq!(root.thread_ts, None);
+    assert!(root.all_text().contains("New order #501"));
+    let reply = posted
+        .iter()
+        .filter(|p| p.channel == "C0ORDERS00")
+        .nth(1)
+        .unwrap();
+    assert_eq!(reply.thread_ts.as_deref(), Some(root.ts.as_str()));
+    assert!(reply.all_text().contains("Order paid #501"));
+    assert!(posted
+        .iter()
+        .any(|p| p.channel == "T1-B1-hook" && p.all_text().contains("Order paid #501")));
+    // A graceful stop, then a start: the thread is remembered in Kafka, and the alerts
+    // already delivered, sent again by a replaying enricher, are not posted again.
+    shutdown.cancel();
+    sink.task.await.unwrap().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let registry = prometheus::Registry::new();
+    let sink = start(shutdown.clone(), registry.clone()).await;
+    let mut shipped = order_alert(501, AlertKind::OrderStatusChanged, "99.00");
+    shipped.order.as_mut().unwrap().status = "completed".into();
+    shipped.order.as_mut().unwrap().previous_status = Some("processing".into());
+    produce_alerts(&config, &bootstrap, &[placed, paid, shipped]).await;
+    let posted = await_posted(&slack, 4).await;
+    let last = posted.last().unwrap();
+    assert!(
+        last.all_text().contains("processing* → *completed"),
+        "{}",
+        last.all_text()
+    );
+    assert_eq!(last.thread_ts.as_deref(), Some(root.ts.as_str()));
+    // One customer, one partition: the repeats came before the update that was just posted.
+    assert_eq!(
+        slack.posted().len(),
+        4,
+        "nothing posted twice: {:?}",
+        slack.posted()
+    );
+    let duplicates: f64 = registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "woostream_slack_alerts_total")
+        .flat_map(|f| f.get_metric().to_vec())
+        .filter(|m| m.get_label().iter().any(|l| l.value() == "duplicate"))
+        .map(|m| m.get_counter().get_value())
+        .sum();
+    assert_eq!(
+        duplicates, 4.0,
+        "placed and paid to #orders, paid to #hook and #gone"
+    );
+    // The revoked webhook answered 404 no_service: dead-lettered, never retried.
+    let dlq = read_dead_letters(&config, &bootstrap).await;
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].0, "no_service");
+    shutdown.cancel();
+    sink.task.await.unwrap().unwrap();
 }

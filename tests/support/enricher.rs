@@ -377,7 +377,7 @@ pub fn await_caught_up(
 pub fn read_view(config: &Config) -> (View, usize, usize) {
     let bootstrap = config.kafka.bootstrap_servers.as_deref().unwrap();
     let decoder = Decoder::new();
-    let consumer: BaseConsumer = reader(&config.kafka, bootstrap, "test-view").unwrap();
+    let consumer = reader(&config.kafka, bootstrap, "test-view").unwrap();
     let mut view = View::default();
     let (mut raw_profiles, mut raw_alerts) = (0, 0);
     read_all(&consumer, bootstrap, &config.topics.profiles.name, |m| {
@@ -399,7 +399,7 @@ pub fn read_view(config: &Config) -> (View, usize, usize) {
 pub fn profile_history(config: &Config, customer: &str) -> Vec<String> {
     let bootstrap = config.kafka.bootstrap_servers.as_deref().unwrap();
     let decoder = Decoder::new();
-    let consumer: BaseConsumer = reader(&config.kafka, bootstrap, "test-history").unwrap();
+    let consumer = reader(&config.kafka, bootstrap, "test-history").unwrap();
     let mut out = Vec::new();
     read_all(&consumer, bootstrap, &config.topics.profiles.name, |m| {
         let key: CustomerKey = decoder.decode(m.key().unwrap()).unwrap();
@@ -432,7 +432,7 @@ pub fn profile_history(config: &Config, customer: &str) -> Vec<String> {
 
 /// Every record of every partition of `topic` written before now.
 fn read_all(
-    consumer: &BaseConsumer,
+    consumer: &woostream_enricher::reading::Reader,
     bootstrap: &str,
     topic: &str,
     f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),

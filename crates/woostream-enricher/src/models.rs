@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -73,7 +73,7 @@ pub fn follow(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let consumer: BaseConsumer =
+    let consumer: crate::reading::Reader =
         crate::reading::follower(&config.kafka, bootstrap, "models", false)?;
     let topic = config.topics.models.name.clone();
     let mut tpl = TopicPartitionList::new();

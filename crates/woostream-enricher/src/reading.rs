@@ -13,13 +13,31 @@ use rdkafka::{Offset, TopicPartitionList};
 use woostream_core::config::KafkaConfig;
 use woostream_core::kafka;
 
+/// Logs a reading consumer's errors, except the end-of-partition events it asks for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReaderContext;
+
+impl rdkafka::ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        );
+        if !eof {
+            tracing::error!(%error, reason, "Kafka client error.");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+
+/// A consumer that reads partitions from the beginning.
+pub type Reader = BaseConsumer<ReaderContext>;
+
 /// A consumer outside any group that sees only committed records and reports the end of
 /// each partition (for [`read_to_end`]).
-pub fn reader(
-    config: &KafkaConfig,
-    bootstrap: &str,
-    purpose: &str,
-) -> anyhow::Result<BaseConsumer> {
+pub fn reader(config: &KafkaConfig, bootstrap: &str, purpose: &str) -> anyhow::Result<Reader> {
     follower(config, bootstrap, purpose, true)
 }
 
@@ -29,17 +47,20 @@ pub fn follower(
     bootstrap: &str,
     purpose: &str,
     eof: bool,
-) -> anyhow::Result<BaseConsumer> {
+) -> anyhow::Result<Reader> {
     kafka::client_config(config, bootstrap)
         .set("group.id", format!("woostream-enricher-{purpose}"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", eof.to_string())
         .set("isolation.level", "read_committed")
-        .create()
+        .create_with_context(ReaderContext)
         .with_context(|| format!("creating the {purpose} consumer"))
 }
 
-pub fn partitions_of(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i32>> {
+pub fn partitions_of<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> anyhow::Result<Vec<i32>> {
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .with_context(|| format!("reading metadata of {topic}"))?;
@@ -59,8 +80,8 @@ pub fn partitions_of(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec
 /// partition's end, or, when a stop offset is given, until the record before it, however
 /// long the broker takes to show it.
 /// Gives up when nothing arrives for `idle_limit`.
-pub fn read_to_end(
-    consumer: &BaseConsumer,
+pub fn read_to_end<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     topic: &str,
     partitions: &[(i32, Option<i64>)],
     idle_limit: Duration,
@@ -157,10 +178,10 @@ impl rdkafka::producer::ProducerContext for MarkerOffsets {
 /// written to each partition first and each partition read up to it, because Tansu can
 /// report a partition's end before its last records. Markers have the key [`END_MARKER`],
 /// no value and a header of that name; `f` never sees them.
-pub fn read_all_now(
+pub fn read_all_now<C: rdkafka::consumer::ConsumerContext>(
     config: &KafkaConfig,
     bootstrap: &str,
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<C>,
     topic: &str,
     mut f: impl FnMut(&BorrowedMessage<'_>),
 ) -> anyhow::Result<u64> {

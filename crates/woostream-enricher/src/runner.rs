@@ -476,7 +476,7 @@ impl Work {
     /// The newest profile of each customer written for an input offset below `committed`.
     fn restore_customers(
         &mut self,
-        reader: &BaseConsumer,
+        reader: &crate::reading::Reader,
         partition: i32,
         committed: i64,
     ) -> anyhow::Result<()> {
@@ -561,7 +561,7 @@ impl Work {
     /// Stock bands and seen reviews: the input replayed up to the committed offset, silently.
     fn replay_catalogue(
         &mut self,
-        reader: &BaseConsumer,
+        reader: &crate::reading::Reader,
         kind: Input,
         topic: &str,
         partition: i32,

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use woostream_core::config::{Config, ShopConfig};
 use woostream_core::kafka::{self, EmbeddedKafka};
 use woostream_core::ops::{self, Readiness};
+use woostream_core::slack_config::{Priority, SlackChannel, SlackConfig, SlackRule};
 
 use crate::simulate::{self, Stats};
 
@@ -27,6 +28,80 @@ pub fn demo_shop(o: &simulate::Options) -> ShopConfig {
     }
 }
 
+/// What `make run` shows of Slack when no rules are configured: channels and rules a shop
+/// would start with, posting nowhere (dry run) so that the demo needs no Slack.
+pub fn demo_slack() -> SlackConfig {
+    let channel = |name: &str| SlackChannel {
+        name: name.into(),
+        id: None,
+        webhook_url: None,
+        webhook_url_env: None,
+    };
+    let rule = |name: &str, kinds: &[&str], channel: &str, priority: Priority| SlackRule {
+        name: name.into(),
+        kinds: kinds.iter().map(|k| k.to_string()).collect(),
+        channels: vec![channel.into()],
+        priority,
+        thread: true,
+        ..SlackRule::default()
+    };
+    SlackConfig {
+        dry_run: true,
+        digest_after_secs: 5,
+        channels: ["#orders", "#alerts", "#stock", "#customers"]
+            .into_iter()
+            .map(channel)
+            .collect(),
+        rules: vec![
+            rule(
+                "failed payments",
+                &["payment_failed"],
+                "#alerts",
+                Priority::Urgent,
+            ),
+            rule(
+                "big orders",
+                &["high_value_order"],
+                "#alerts",
+                Priority::Normal,
+            ),
+            rule(
+                "paid and refunded orders",
+                &["order_paid", "order_refunded"],
+                "#orders",
+                Priority::Normal,
+            ),
+            rule(
+                "stock",
+                &["stock_low", "out_of_stock", "back_in_stock"],
+                "#stock",
+                Priority::Normal,
+            ),
+            SlackRule {
+                segments: vec!["At Risk".into(), "Can't Lose Them".into()],
+                vip: Some(true),
+                ..rule(
+                    "VIP at risk",
+                    &["segment_changed"],
+                    "#customers",
+                    Priority::Urgent,
+                )
+            },
+            SlackRule {
+                segments: vec!["At Risk".into(), "Can't Lose Them".into()],
+                ..rule(
+                    "customers slipping away",
+                    &["segment_changed"],
+                    "#customers",
+                    Priority::Low,
+                )
+            },
+            rule("new VIPs", &["became_vip"], "#customers", Priority::Normal),
+        ],
+        ..SlackConfig::default()
+    }
+}
+
 pub async fn run(
     mut config: Config,
     opts: RunOptions,
@@ -38,6 +113,9 @@ pub async fn run(
         }
         // A sale lasts seconds: refit often enough to watch the model adapt.
         config.enricher.refit_interval_secs = config.enricher.refit_interval_secs.min(10);
+        if config.slack.rules.is_empty() {
+            config.slack = demo_slack();
+        }
     }
     let embedded;
     let (bootstrap, create_topics) = match &config.kafka.bootstrap_servers {
@@ -85,6 +163,20 @@ pub async fn run(
         false,
     )
     .await?;
+    let slack = if config.slack.rules.is_empty() {
+        None
+    } else {
+        Some(
+            woostream_sink::slack::runner::start(
+                &config,
+                &bootstrap,
+                &registry,
+                shutdown.clone(),
+                false,
+            )
+            .await?,
+        )
+    };
     let url = format!("http://{}{}", producer.addr, config.producer.webhook_path);
     println!("Producer: POST {url}");
     println!("Ops:      http://{ops_addr}/metrics  /healthz  /readyz");
@@ -99,10 +191,31 @@ pub async fn run(
         config.topics.profiles.name,
         config.topics.alerts.name
     );
+    if let Some(s) = &slack {
+        println!(
+            "Slack:    {} rules to {} ({})",
+            config.slack.rules.len(),
+            config
+                .slack
+                .channels
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if s.recorded.is_some() {
+                "dry run: printed here, posted nowhere"
+            } else {
+                "posting"
+            }
+        );
+    }
     let Some(mut sim) = opts.simulate else {
         shutdown.cancelled().await;
         producer.task.await??;
         enricher.wait().await?;
+        if let Some(s) = slack {
+            s.task.await??;
+        }
         let _ = ops_task.await;
         return Ok(());
     };
@@ -119,6 +232,7 @@ pub async fn run(
     let started = Instant::now();
     let ticker = {
         let (stats, view) = (stats.clone(), view.clone());
+        let registry_for_ticker = registry.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;
@@ -126,6 +240,9 @@ pub async fn run(
                 tick.tick().await;
                 println!("{}", stats.line(started.elapsed()));
                 println!("    {}", insights_line(&view.lock().expect("view lock")));
+                if let Some(line) = slack_line(&registry_for_ticker) {
+                    println!("    {line}");
+                }
             }
         })
     };
@@ -204,6 +321,9 @@ pub async fn run(
         }
         Err(e) => println!("\nModel fit failed: {e:#}"),
     }
+    if let Some(s) = &slack {
+        print_slack(&config, &registry, s).await;
+    }
     println!("\nRecords in Kafka:");
     for (key, t) in config.topics.all() {
         let (kafka, bootstrap, topic) = (config.kafka.clone(), bootstrap.clone(), t.name.clone());
@@ -216,10 +336,120 @@ pub async fn run(
     shutdown.cancel();
     producer.task.await?.context("producer shutdown")?;
     enricher.wait().await.context("enricher shutdown")?;
+    if let Some(s) = slack {
+        s.task.await?.context("Slack sink shutdown")?;
+    }
     view_stop.cancel();
     let _ = tokio::task::spawn_blocking(move || view_thread.join()).await;
     let _ = ops_task.await;
     Ok(())
+}
+
+/// Sum of a metric's series, optionally only those with `label` = `value`.
+fn metric_sum(registry: &prometheus::Registry, name: &str, label: Option<(&str, &str)>) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric())
+        .filter(|m| {
+            label.is_none_or(|(k, v)| m.get_label().iter().any(|l| l.name() == k && l.value() == v))
+        })
+        // A series is a counter or a gauge; the other reads 0.
+        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+        .sum::<f64>()
+        // An empty f64 sum is -0.
+        + 0.0
+}
+
+/// One line: what the Slack sink has posted so far, per channel.
+fn slack_line(registry: &prometheus::Registry) -> Option<String> {
+    let families = registry.gather();
+    let family = families
+        .iter()
+        .find(|f| f.name() == "woostream_slack_messages_total")?;
+    let mut per_channel: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for m in family.get_metric() {
+        let label = |k: &str| {
+            m.get_label()
+                .iter()
+                .find(|l| l.name() == k)
+                .map(|l| l.value().to_string())
+                .unwrap_or_default()
+        };
+        let e = per_channel.entry(label("channel")).or_default();
+        e.0 += m.get_counter().get_value();
+        if label("outcome") == "digest" {
+            e.1 += m.get_counter().get_value();
+        }
+    }
+    let queued = metric_sum(registry, "woostream_slack_queue_depth", None);
+    Some(format!(
+        "slack: {} · {queued} queued",
+        per_channel
+            .iter()
+            .map(|(c, (n, d))| format!("{c} {n} messages ({d} digests)"))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    ))
+}
+
+/// What each Slack channel received (dry run) or was sent.
+async fn print_slack(
+    config: &Config,
+    registry: &prometheus::Registry,
+    slack: &woostream_sink::slack::runner::SlackSink,
+) {
+    // Slack allows about one message a second per channel: the backlog takes a while.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut quiet_since = Instant::now();
+    let mut last = -1.0;
+    while Instant::now() < deadline {
+        let handled = metric_sum(registry, "woostream_slack_alerts_total", None);
+        let queued = metric_sum(registry, "woostream_slack_queue_depth", None);
+        if handled != last || queued > 0.0 {
+            last = handled;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let Some(recorded) = &slack.recorded else {
+        if let Some(line) = slack_line(registry) {
+            println!("\n{line}");
+        }
+        return;
+    };
+    let recorded = recorded.lock().expect("dry-run log").clone();
+    println!("\nSlack (dry run): what each channel would have received:");
+    for c in &config.slack.channels {
+        let messages: Vec<_> = recorded.iter().filter(|r| r.channel == c.name).collect();
+        let alerts = metric_sum(
+            registry,
+            "woostream_slack_alerts_total",
+            Some(("channel", &c.name)),
+        );
+        let digests = messages
+            .iter()
+            .filter(|m| m.message.text.contains(" in the last "))
+            .count();
+        let threaded = messages.iter().filter(|m| m.thread_ts.is_some()).count();
+        println!(
+            "  {:<12} {:>4} messages for {alerts} alerts ({digests} digests, {threaded} thread replies)",
+            c.name,
+            messages.len()
+        );
+        for m in messages.iter().take(3) {
+            println!(
+                "      {}",
+                woostream_sink::slack::blocks::cut(&m.message.text, 150)
+            );
+        }
+        if messages.len() > 3 {
+            println!("      …");
+        }
+    }
 }
 
 /// One line: profiles, alerts and the segment distribution so far.

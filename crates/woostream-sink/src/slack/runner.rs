@@ -14,12 +14,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use chrono::Utc;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
@@ -89,42 +87,7 @@ impl Progress {
     }
 }
 
-/// Sets up the resume check of newly assigned partitions (see [`ResumeGuard`]).
-pub struct SinkContext {
-    guard: Arc<Mutex<ResumeGuard>>,
-}
-
-impl ClientContext for SinkContext {}
-
-impl ConsumerContext for SinkContext {
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let mut guard = self.guard.lock().expect("resume guard");
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                match consumer.committed_offsets((*tpl).clone(), Duration::from_secs(10)) {
-                    Ok(committed) => {
-                        for e in committed.elements() {
-                            if let Offset::Offset(o) = e.offset() {
-                                guard.expect(e.topic(), e.partition(), o);
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Cannot read committed offsets to check the resume.")
-                    }
-                }
-            }
-            Rebalance::Revoke(tpl) => {
-                for e in tpl.elements() {
-                    guard.forget(e.topic(), e.partition());
-                }
-            }
-            Rebalance::Error(_) => {}
-        }
-    }
-}
-
-type AlertConsumer = StreamConsumer<SinkContext>;
+type AlertConsumer = StreamConsumer;
 
 struct Encoders {
     key: Encoder<String>,
@@ -208,19 +171,51 @@ pub async fn start(
         digest_max_events: slack.digest_max_events,
         max_attempts: 8,
     });
-    let guard = Arc::new(Mutex::new(ResumeGuard::default()));
+    // One Slack sink per workspace: Slack's limits are per channel and per workspace, so a
+    // second poster would break them. It therefore takes every partition itself (no group
+    // rebalances to wait for, no dead members to expire) and keeps its offsets in the group.
     let consumer: AlertConsumer = kafka::client_config(&config.kafka, bootstrap)
         .set("group.id", &slack.group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
-        .create_with_context(SinkContext {
-            guard: guard.clone(),
-        })
+        .create()
         .context("creating the Slack sink consumer")?;
+    let mut guard = ResumeGuard::default();
+    let alerts_topic = config.topics.alerts.name.clone();
+    let start_at = {
+        let metadata = consumer
+            .fetch_metadata(Some(&alerts_topic), Duration::from_secs(10))
+            .with_context(|| format!("reading the partitions of {alerts_topic}"))?;
+        let mut all = TopicPartitionList::new();
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                all.add_partition(&alerts_topic, p.id());
+            }
+        }
+        if all.count() == 0 {
+            anyhow::bail!("topic {alerts_topic} has no partitions (does it exist?)");
+        }
+        let committed = consumer
+            .committed_offsets(all, Duration::from_secs(30))
+            .context("reading the Slack sink's committed offsets")?;
+        let mut start = TopicPartitionList::new();
+        for e in committed.elements() {
+            let offset = match e.offset() {
+                Offset::Offset(o) if o > 0 => {
+                    guard.expect(&alerts_topic, e.partition(), o);
+                    Offset::Offset(o)
+                }
+                _ => Offset::Beginning,
+            };
+            start.add_partition_offset(&alerts_topic, e.partition(), offset)?;
+        }
+        start
+    };
     consumer
-        .subscribe(&[&config.topics.alerts.name])
-        .context("subscribing to the alerts topic")?;
+        .assign(&start_at)
+        .context("assigning the alerts partitions")?;
+    let guard = Arc::new(Mutex::new(guard));
     let producer = kafka::create_producer(&config.kafka, bootstrap)?;
     let mut restored = restored;
     let mut loop_ = Loop {
