@@ -78,7 +78,7 @@ async fn killed_enrichers_leave_the_same_profiles_and_alerts_as_an_uninterrupted
         let dir = dir.path();
         // The pair: kill one while both are working; the survivor takes over its partitions.
         await_until("the pair is mid-stream", Duration::from_secs(120), || {
-            a.metric("woostream_enricher_profiles_total") >= 1_000.0 && b.metric("woostream_enricher_records_total") > 0.0
+            a.metric("woostream_enricher_alerts_total") >= 1_000.0 && b.metric("woostream_enricher_records_total") > 0.0
         });
         let done_by_a = a.metric("woostream_enricher_records_total");
         a.kill9();

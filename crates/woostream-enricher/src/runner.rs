@@ -100,17 +100,45 @@ impl Outputs {
     }
 }
 
-/// Remembers the first failed delivery: the loop must not commit past it.
+/// Tracks the outputs not yet acknowledged, by sequence number, and remembers the first
+/// failed delivery: the loop must not commit past it.
 #[derive(Default)]
 pub struct Deliveries {
     failed: Mutex<Option<String>>,
+    outstanding: Mutex<std::collections::BTreeSet<u64>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Deliveries {
+    /// A sequence number for the next output, outstanding until acknowledged.
+    fn take(&self) -> u64 {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        self.outstanding
+            .lock()
+            .expect("deliveries lock")
+            .insert(seq);
+        seq
+    }
+
+    /// Outputs numbered below this are all acknowledged (or failed).
+    fn acknowledged_below(&self) -> u64 {
+        let outstanding = self.outstanding.lock().expect("deliveries lock");
+        outstanding
+            .first()
+            .copied()
+            .unwrap_or_else(|| self.next.load(Ordering::Relaxed))
+    }
 }
 
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        self.outstanding
+            .lock()
+            .expect("deliveries lock")
+            .remove(&(seq as u64));
         if let Err((e, m)) = result {
             let mut failed = self.failed.lock().expect("deliveries lock");
             if failed.is_none() {
@@ -129,6 +157,9 @@ enum Input {
     Products,
     Reviews,
 }
+
+/// Next offset to commit per (topic, partition).
+type Positions = HashMap<(String, i32), i64>;
 
 /// Everything the loop and the rebalance callbacks share. Only the polling thread touches it:
 /// the callbacks run inside `poll`, while the loop does not hold the lock.
@@ -151,6 +182,11 @@ struct Work {
     catalogues: HashMap<(Input, i32), Catalogue>,
     /// Next offset to commit, per input partition, for what was processed since the last commit.
     positions: HashMap<(String, i32), i64>,
+    /// Each customer's newest profile (or tombstone) since the last commit, by input partition.
+    unwritten_profiles: HashMap<(i32, CustomerKey), Option<CustomerProfile>>,
+    /// Offsets set aside by [`Work::commit`], each with the number its outputs stay below,
+    /// waiting for those outputs to be acknowledged.
+    awaiting: std::collections::VecDeque<(u64, Positions)>,
     leader: Arc<AtomicBool>,
     ready: Arc<AtomicBool>,
     /// Checks that each partition resumes exactly at its restored offset (Tansu skips ahead).
@@ -272,16 +308,18 @@ impl Work {
         })
     }
 
-    /// Sends the output; profiles go to the partition number of their input, so that the
-    /// profile topic stays the changelog of exactly that partition.
-    fn emit(&self, output: Output, partition: i32) -> anyhow::Result<()> {
+    /// Sends the output's alerts, and keeps its profiles until the next commit: within a
+    /// commit interval only each customer's newest profile is written (versions stay
+    /// increasing, so consumers that keep the newest version see the same result), which in a
+    /// flash sale saves most profile records.
+    fn emit(&mut self, output: Output, partition: i32) -> anyhow::Result<()> {
         let t = &self.config.topics;
         for (key, alert) in &output.alerts {
             let k = self.outputs.alert_key.encode(key)?;
             let v = self.outputs.alert.encode(alert)?;
             let hs = record_headers(&alert.correlation_id, Alert::SCHEMA_NAME);
             self.send(
-                BaseRecord::to(&t.alerts.name)
+                BaseRecord::with_opaque_to(&t.alerts.name, 0)
                     .key(&k)
                     .payload(&v)
                     .headers(hs),
@@ -291,7 +329,18 @@ impl Work {
                 .with_label_values(&[alert.kind.as_str()])
                 .inc();
         }
-        for (key, profile) in &output.profiles {
+        for (key, profile) in output.profiles {
+            self.unwritten_profiles.insert((partition, key), profile);
+        }
+        Ok(())
+    }
+
+    /// Writes the profiles kept since the last commit, each to the partition number of its
+    /// input, so that the profile topic stays the changelog of exactly that partition.
+    fn write_profiles(&mut self) -> anyhow::Result<()> {
+        let profiles = std::mem::take(&mut self.unwritten_profiles);
+        let topic = &self.config.topics.profiles.name;
+        for ((partition, key), profile) in &profiles {
             let k = self.outputs.customer_key.encode(key)?;
             let v = profile
                 .as_ref()
@@ -299,9 +348,9 @@ impl Work {
                 .transpose()?;
             let correlation = profile.as_ref().map_or("", |p| p.correlation_id.as_str());
             let hs = record_headers(correlation, CustomerProfile::SCHEMA_NAME);
-            let mut record = BaseRecord::to(&t.profiles.name)
+            let mut record = BaseRecord::with_opaque_to(topic, 0)
                 .key(&k)
-                .partition(partition)
+                .partition(*partition)
                 .headers(hs);
             if let Some(v) = &v {
                 record = record.payload(v);
@@ -312,7 +361,9 @@ impl Work {
         Ok(())
     }
 
-    fn send(&self, mut record: BaseRecord<'_, Vec<u8>, Vec<u8>>) -> anyhow::Result<()> {
+    fn send(&self, mut record: BaseRecord<'_, Vec<u8>, Vec<u8>, usize>) -> anyhow::Result<()> {
+        let deliveries = self.producer.context();
+        record.delivery_opaque = deliveries.take() as usize;
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -321,23 +372,31 @@ impl Work {
                     record = r;
                     let _ = self.producer.flush(Duration::from_millis(10));
                 }
-                Err((e, r)) => bail!("producing to {}: {e}", r.topic),
+                Err((e, r)) => {
+                    deliveries
+                        .outstanding
+                        .lock()
+                        .expect("deliveries lock")
+                        .remove(&(r.delivery_opaque as u64));
+                    bail!("producing to {}: {e}", r.topic)
+                }
             }
         }
     }
 
-    /// Makes everything processed so far durable, then commits the input offsets (in the same
-    /// transaction when transactional).
-    fn commit(&mut self, consumer: &BaseConsumer<Rebalancer>) -> anyhow::Result<()> {
-        if self.positions.is_empty() {
-            return Ok(());
-        }
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, p), offset) in &self.positions {
-            tpl.add_partition_offset(topic, *p, Offset::Offset(*offset))?;
-        }
+    /// Commits the input offsets whose outputs are durable (in the same transaction when
+    /// transactional). Without transactions the loop does not wait for acknowledgements: each
+    /// call sets aside what was processed since the last one, with the number of the last output
+    /// it produced, and commits the sets whose outputs have all been acknowledged since. With
+    /// `wait` (revocation, shutdown) it first waits for every output.
+    fn commit(&mut self, consumer: &BaseConsumer<Rebalancer>, wait: bool) -> anyhow::Result<()> {
+        self.write_profiles()?;
         let timeout = Duration::from_millis(self.config.kafka.delivery_timeout_ms);
         if self.transactional {
+            if self.positions.is_empty() {
+                return Ok(());
+            }
+            let tpl = offsets_list(&self.positions)?;
             let group = consumer
                 .group_metadata()
                 .ok_or_else(|| anyhow!("no consumer group metadata"))?;
@@ -351,16 +410,45 @@ impl Work {
             self.producer
                 .begin_transaction()
                 .context("beginning a transaction")?;
-        } else {
+            self.positions.clear();
+            self.metrics.commits.inc();
+            return Ok(());
+        }
+        let deliveries = self.producer.context();
+        if !self.positions.is_empty() {
+            let upto = deliveries.next.load(Ordering::Relaxed);
+            self.awaiting
+                .push_back((upto, std::mem::take(&mut self.positions)));
+        }
+        if wait {
             self.producer
                 .flush(timeout)
                 .context("waiting for the outputs to be acknowledged")?;
-            self.check_deliveries()?;
-            consumer
-                .commit(&tpl, CommitMode::Sync)
-                .context("committing input offsets")?;
         }
-        self.positions.clear();
+        self.check_deliveries()?;
+        let acknowledged = deliveries.acknowledged_below();
+        let mut ready: HashMap<(String, i32), i64> = HashMap::new();
+        while self
+            .awaiting
+            .front()
+            .is_some_and(|(upto, _)| *upto <= acknowledged)
+        {
+            let (_, positions) = self.awaiting.pop_front().expect("checked");
+            ready.extend(positions);
+        }
+        if ready.is_empty() {
+            return Ok(());
+        }
+        consumer
+            .commit(
+                &offsets_list(&ready)?,
+                if wait {
+                    CommitMode::Sync
+                } else {
+                    CommitMode::Async
+                },
+            )
+            .context("committing input offsets")?;
         self.metrics.commits.inc();
         Ok(())
     }
@@ -387,7 +475,7 @@ impl Work {
         // After a fatal error nothing more is committed: the next owner replays from the last
         // good commit.
         if !self.stopped {
-            self.commit(consumer)?;
+            self.commit(consumer, true)?;
         }
         for e in tpl.elements() {
             self.resume.forget(e.topic(), e.partition());
@@ -630,6 +718,14 @@ fn uuid_like() -> String {
     format!("{}-{nanos}", std::process::id())
 }
 
+fn offsets_list(positions: &HashMap<(String, i32), i64>) -> anyhow::Result<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, p), offset) in positions {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*offset))?;
+    }
+    Ok(tpl)
+}
+
 fn record_headers(correlation_id: &str, schema: &str) -> OwnedHeaders {
     OwnedHeaders::new()
         .insert(Header {
@@ -825,6 +921,8 @@ pub async fn start(
         customers: HashMap::new(),
         catalogues: HashMap::new(),
         positions: HashMap::new(),
+        awaiting: Default::default(),
+        unwritten_profiles: HashMap::new(),
         leader: leader.clone(),
         ready: ready.clone(),
         resume: ResumeGuard::default(),
@@ -915,12 +1013,12 @@ fn run(
                 None => {}
             }
             if last_commit.elapsed() >= interval {
-                w.commit(&consumer)?;
+                w.commit(&consumer, false)?;
                 w.update_gauges();
                 last_commit = Instant::now();
             }
         }
-        work.lock().expect("work lock").commit(&consumer)
+        work.lock().expect("work lock").commit(&consumer, true)
     })();
     if let Err(e) = &result {
         tracing::error!(error = format!("{e:#}"), "The enricher stops.");

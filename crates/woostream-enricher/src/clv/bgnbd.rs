@@ -91,7 +91,7 @@ impl BgNbd {
         let mut g = [0.0f64; 4];
         for group in &sample.groups {
             let x = group.frequency;
-            let n = group.recency.len() as f64;
+            let n = group.customers;
             // Terms that depend on x only, once per distinct frequency.
             ll += n
                 * (ln_gamma(r + x) - lg_r + r * ln_alpha + lg_ab + ln_gamma(b + x)
@@ -104,7 +104,7 @@ impl BgNbd {
             g[2] += n * (psi_ab - psi_abx);
             g[3] += n * (psi_ab + digamma(b + x) - psi_b - psi_abx);
             let ln_a_term = ln_a - (b + x - 1.0).ln();
-            for (&recency, &age) in group.recency.iter().zip(&group.age) {
+            for ((&recency, &age), &k) in group.recency.iter().zip(&group.age).zip(&group.count) {
                 let ln_alpha_t = (alpha + age).ln();
                 let a3 = -(r + x) * ln_alpha_t;
                 if x > 0.0 {
@@ -113,16 +113,16 @@ impl BgNbd {
                     let m = a3.max(a4);
                     let (e3, e4) = ((a3 - m).exp(), (a4 - m).exp());
                     let s = e3 + e4;
-                    ll += m + s.ln();
-                    let (w3, w4) = (e3 / s, e4 / s);
+                    ll += k * (m + s.ln());
+                    let (w3, w4) = (k * e3 / s, k * e4 / s);
                     g[0] -= w3 * ln_alpha_t + w4 * ln_alpha_tx;
                     g[1] -= (r + x) * (w3 / (alpha + age) + w4 / (alpha + recency));
                     g[2] += w4 / a;
                     g[3] -= w4 / (b + x - 1.0);
                 } else {
-                    ll += a3;
-                    g[0] -= ln_alpha_t;
-                    g[1] -= (r + x) / (alpha + age);
+                    ll += k * a3;
+                    g[0] -= k * ln_alpha_t;
+                    g[1] -= k * (r + x) / (alpha + age);
                 }
             }
         }
@@ -145,29 +145,69 @@ pub struct Sample {
 #[derive(Debug, Clone)]
 struct FrequencyGroup {
     frequency: f64,
+    /// Customers of this group, as many as have each distinct (recency, age).
+    customers: f64,
     recency: Vec<f64>,
     age: Vec<f64>,
+    /// How many customers share each (recency, age): one-time buyers who started on the same
+    /// day are one term, which in a real shop folds about half the customers into a few
+    /// hundred terms.
+    count: Vec<f64>,
 }
 
 impl Sample {
     pub fn new(histories: impl IntoIterator<Item = History>) -> Sample {
-        let mut by_frequency: std::collections::BTreeMap<u64, FrequencyGroup> = Default::default();
-        let mut sample = Sample::default();
-        for h in histories {
-            let group = by_frequency
-                .entry(h.frequency.to_bits())
-                .or_insert_with(|| FrequencyGroup {
+        // Sorted, equal histories are neighbours: each distinct one becomes a counted term.
+        let mut all: Vec<History> = histories.into_iter().collect();
+        all.sort_unstable_by(|a, b| {
+            a.frequency
+                .total_cmp(&b.frequency)
+                .then(a.age.total_cmp(&b.age))
+                .then(a.recency.total_cmp(&b.recency))
+        });
+        let mut sample = Sample {
+            len: all.len(),
+            ..Sample::default()
+        };
+        for h in all {
+            sample.max_age = sample.max_age.max(h.age);
+            let same_group = sample
+                .groups
+                .last()
+                .is_some_and(|g: &FrequencyGroup| g.frequency.to_bits() == h.frequency.to_bits());
+            if !same_group {
+                sample.groups.push(FrequencyGroup {
                     frequency: h.frequency,
+                    customers: 0.0,
                     recency: Vec::new(),
                     age: Vec::new(),
+                    count: Vec::new(),
                 });
-            group.recency.push(h.recency);
-            group.age.push(h.age);
-            sample.len += 1;
-            sample.max_age = sample.max_age.max(h.age);
+            }
+            let group = sample.groups.last_mut().expect("pushed above");
+            group.customers += 1.0;
+            let same_term = group
+                .age
+                .last()
+                .is_some_and(|a| a.to_bits() == h.age.to_bits())
+                && group
+                    .recency
+                    .last()
+                    .is_some_and(|r| r.to_bits() == h.recency.to_bits());
+            if same_term {
+                *group.count.last_mut().expect("a term exists") += 1.0;
+            } else {
+                group.recency.push(h.recency);
+                group.age.push(h.age);
+                group.count.push(1.0);
+            }
         }
-        sample.groups = by_frequency.into_values().collect();
         sample
+    }
+
+    /// Distinct (frequency, recency, age) terms the likelihood sums over.
+    pub fn terms(&self) -> usize {
+        self.groups.iter().map(|g| g.count.len()).sum()
     }
 
     pub fn len(&self) -> usize {
@@ -234,4 +274,47 @@ pub(crate) fn ln_hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
         }
     }
     sum.abs().ln() + ln_scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_histories_fold_into_one_counted_term_with_the_same_likelihood() {
+        let h = |frequency: f64, recency: f64, age: f64| History {
+            frequency,
+            recency,
+            age,
+        };
+        let histories = vec![
+            h(0.0, 0.0, 30.0),
+            h(0.0, 0.0, 30.0),
+            h(0.0, 0.0, 31.0),
+            h(2.0, 10.0, 30.0),
+            h(2.0, 10.0, 30.0),
+            h(2.0, 12.0, 30.0),
+            h(5.0, 29.0, 31.0),
+        ];
+        let folded = Sample::new(histories.clone());
+        assert_eq!((folded.len(), folded.terms()), (7, 5));
+        let model = BgNbd {
+            r: 0.24,
+            alpha: 4.4,
+            a: 0.79,
+            b: 2.43,
+        };
+        // The mean of one-customer samples is the likelihood of the whole.
+        let (ll, g) = model.log_likelihood(&folded);
+        let singles: Vec<(f64, [f64; 4])> = histories
+            .iter()
+            .map(|x| model.log_likelihood(&Sample::new([*x])))
+            .collect();
+        let mean = singles.iter().map(|s| s.0).sum::<f64>() / 7.0;
+        assert!((ll - mean).abs() < 1e-12, "{ll} vs {mean}");
+        for (i, gi) in g.iter().enumerate() {
+            let m = singles.iter().map(|s| s.1[i]).sum::<f64>() / 7.0;
+            assert!((gi - m).abs() < 1e-12);
+        }
+    }
 }

@@ -26,8 +26,40 @@ pub struct FitReport {
     pub log_likelihood: f64,
 }
 
+/// The last evaluation: argmin asks for the cost and the gradient at the same point
+/// separately, and one pass over the customers gives both.
+#[derive(Default)]
+struct Memo(std::sync::Mutex<Option<Evaluation>>);
+
+/// Parameters, cost and gradient.
+type Evaluation = (Vec<f64>, f64, Vec<f64>);
+
+impl Memo {
+    fn get(&self, p: &[f64], evaluate: impl FnOnce() -> (f64, Vec<f64>)) -> (f64, Vec<f64>) {
+        let mut last = self.0.lock().expect("memo lock");
+        if let Some((q, cost, grad)) = last.as_ref() {
+            if q.as_slice() == p {
+                return (*cost, grad.clone());
+            }
+        }
+        let (cost, grad) = evaluate();
+        *last = Some((p.to_vec(), cost, grad.clone()));
+        (cost, grad)
+    }
+}
+
 struct BgNbdProblem<'a> {
     sample: &'a Sample,
+    memo: Memo,
+}
+
+impl BgNbdProblem<'_> {
+    fn evaluate(&self, p: &[f64]) -> (f64, Vec<f64>) {
+        self.memo.get(p, || {
+            let (ll, g) = bgnbd_from_log(p).log_likelihood(self.sample);
+            (finite_or_max(-ll), g.iter().map(|v| -v).collect())
+        })
+    }
 }
 
 fn bgnbd_from_log(p: &[f64]) -> BgNbd {
@@ -43,8 +75,7 @@ impl CostFunction for BgNbdProblem<'_> {
     type Param = Vec<f64>;
     type Output = f64;
     fn cost(&self, p: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        let (ll, _) = bgnbd_from_log(p).log_likelihood(self.sample);
-        Ok(finite_or_max(-ll))
+        Ok(self.evaluate(p).0)
     }
 }
 
@@ -52,13 +83,22 @@ impl Gradient for BgNbdProblem<'_> {
     type Param = Vec<f64>;
     type Gradient = Vec<f64>;
     fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        let (_, g) = bgnbd_from_log(p).log_likelihood(self.sample);
-        Ok(g.iter().map(|v| -v).collect())
+        Ok(self.evaluate(p).1)
     }
 }
 
-struct GammaGammaProblem<'a> {
-    spends: &'a [Spend],
+struct GammaGammaProblem {
+    spends: Vec<super::gamma_gamma::PreparedSpend>,
+    memo: Memo,
+}
+
+impl GammaGammaProblem {
+    fn evaluate(&self, p: &[f64]) -> (f64, Vec<f64>) {
+        self.memo.get(p, || {
+            let (ll, g) = gamma_gamma_from_log(p).log_likelihood_prepared(&self.spends);
+            (finite_or_max(-ll), g.iter().map(|v| -v).collect())
+        })
+    }
 }
 
 fn gamma_gamma_from_log(p: &[f64]) -> GammaGamma {
@@ -69,21 +109,19 @@ fn gamma_gamma_from_log(p: &[f64]) -> GammaGamma {
     }
 }
 
-impl CostFunction for GammaGammaProblem<'_> {
+impl CostFunction for GammaGammaProblem {
     type Param = Vec<f64>;
     type Output = f64;
     fn cost(&self, p: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        let (ll, _) = gamma_gamma_from_log(p).log_likelihood(self.spends);
-        Ok(finite_or_max(-ll))
+        Ok(self.evaluate(p).0)
     }
 }
 
-impl Gradient for GammaGammaProblem<'_> {
+impl Gradient for GammaGammaProblem {
     type Param = Vec<f64>;
     type Gradient = Vec<f64>;
     fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        let (_, g) = gamma_gamma_from_log(p).log_likelihood(self.spends);
-        Ok(g.iter().map(|v| -v).collect())
+        Ok(self.evaluate(p).1)
     }
 }
 
@@ -210,7 +248,13 @@ pub fn fit_bgnbd(sample: &Sample) -> Result<(BgNbd, FitReport), FitError> {
     }
     let scale = 10.0 / sample.max_age();
     let scaled = sample.scaled(scale);
-    let (best, cost, iterations) = minimise(&BgNbdProblem { sample: &scaled }, vec![0.1; 4])?;
+    let (best, cost, iterations) = minimise(
+        &BgNbdProblem {
+            sample: &scaled,
+            memo: Memo::default(),
+        },
+        vec![0.1; 4],
+    )?;
     let mut params = bgnbd_from_log(&best);
     params.alpha /= scale;
     let log_likelihood = params.log_likelihood(sample).0 * sample.len() as f64;
@@ -252,7 +296,13 @@ pub fn fit_gamma_gamma(spends: &[Spend]) -> Result<(GammaGamma, FitReport), FitE
             mean_value: s.mean_value * scale,
         })
         .collect();
-    let (best, _, iterations) = minimise(&GammaGammaProblem { spends: &scaled }, vec![0.1; 3])?;
+    let (best, _, iterations) = minimise(
+        &GammaGammaProblem {
+            spends: super::gamma_gamma::prepare(&scaled),
+            memo: Memo::default(),
+        },
+        vec![0.1; 3],
+    )?;
     let mut params = gamma_gamma_from_log(&best);
     params.v /= scale;
     let log_likelihood = params.log_likelihood(&repeat).0 * repeat.len() as f64;

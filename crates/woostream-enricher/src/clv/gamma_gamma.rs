@@ -37,6 +37,11 @@ impl GammaGamma {
 
     /// Mean log-likelihood of repeat customers' spend, and its gradient in log-parameters.
     pub fn log_likelihood(&self, spends: &[Spend]) -> (f64, [f64; 3]) {
+        self.log_likelihood_prepared(&prepare(spends))
+    }
+
+    /// [`GammaGamma::log_likelihood`] over spends prepared once for many evaluations.
+    pub fn log_likelihood_prepared(&self, spends: &[PreparedSpend]) -> (f64, [f64; 3]) {
         let GammaGamma { p, q, v } = *self;
         let (lg_q, psi_q, ln_v) = (ln_gamma(q), digamma(q), v.ln());
         let mut ll = 0.0;
@@ -53,10 +58,10 @@ impl GammaGamma {
                 psi_pxq = digamma(p * x + q);
                 psi_px = digamma(p * x);
             }
-            let (ln_m, ln_x, ln_xmv) = (m.ln(), x.ln(), (x * m + v).ln());
-            ll += lg_pxq - lg_px - lg_q + q * ln_v + (p * x - 1.0) * ln_m + p * x * ln_x
+            let ln_xmv = (x * m + v).ln();
+            ll += lg_pxq - lg_px - lg_q + q * ln_v + (p * x - 1.0) * s.ln_m + p * x * s.ln_x
                 - (p * x + q) * ln_xmv;
-            g[0] += x * (psi_pxq - psi_px + ln_m + ln_x - ln_xmv);
+            g[0] += x * (psi_pxq - psi_px + s.ln_m + s.ln_x - ln_xmv);
             g[1] += psi_pxq - psi_q + ln_v - ln_xmv;
             g[2] += q / v - (p * x + q) / (x * m + v);
         }
@@ -64,4 +69,25 @@ impl GammaGamma {
         let params = self.as_array();
         (ll / n, std::array::from_fn(|i| g[i] * params[i] / n))
     }
+}
+
+/// A spend with the logarithms that do not depend on the parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct PreparedSpend {
+    frequency: f64,
+    mean_value: f64,
+    ln_m: f64,
+    ln_x: f64,
+}
+
+pub fn prepare(spends: &[Spend]) -> Vec<PreparedSpend> {
+    spends
+        .iter()
+        .map(|s| PreparedSpend {
+            frequency: s.frequency,
+            mean_value: s.mean_value,
+            ln_m: s.mean_value.ln(),
+            ln_x: s.frequency.ln(),
+        })
+        .collect()
 }
