@@ -82,14 +82,17 @@ impl BgNbd {
     }
 
     /// Mean log-likelihood of a sample and its gradient with respect to the log-parameters.
+    /// Large samples are summed on every core, in fixed chunks added up in order, so the
+    /// result does not depend on the number of threads.
     pub fn log_likelihood(&self, sample: &Sample) -> (f64, [f64; 4]) {
         let BgNbd { r, alpha, a, b } = *self;
-        let (ln_alpha, ln_a) = (alpha.ln(), a.ln());
+        let ln_alpha = alpha.ln();
         let (psi_r, psi_b, psi_ab) = (digamma(r), digamma(b), digamma(a + b));
         let (lg_r, lg_b, lg_ab) = (ln_gamma(r), ln_gamma(b), ln_gamma(a + b));
         let mut ll = 0.0;
         let mut g = [0.0f64; 4];
-        for group in &sample.groups {
+        let mut chunks = Vec::new();
+        for (i, group) in sample.groups.iter().enumerate() {
             let x = group.frequency;
             let n = group.customers;
             // Terms that depend on x only, once per distinct frequency.
@@ -103,27 +106,29 @@ impl BgNbd {
             g[1] += n * r / alpha;
             g[2] += n * (psi_ab - psi_abx);
             g[3] += n * (psi_ab + digamma(b + x) - psi_b - psi_abx);
-            let ln_a_term = ln_a - (b + x - 1.0).ln();
-            for ((&recency, &age), &k) in group.recency.iter().zip(&group.age).zip(&group.count) {
-                let ln_alpha_t = (alpha + age).ln();
-                let a3 = -(r + x) * ln_alpha_t;
-                if x > 0.0 {
-                    let ln_alpha_tx = (alpha + recency).ln();
-                    let a4 = ln_a_term - (r + x) * ln_alpha_tx;
-                    let m = a3.max(a4);
-                    let (e3, e4) = ((a3 - m).exp(), (a4 - m).exp());
-                    let s = e3 + e4;
-                    ll += k * (m + s.ln());
-                    let (w3, w4) = (k * e3 / s, k * e4 / s);
-                    g[0] -= w3 * ln_alpha_t + w4 * ln_alpha_tx;
-                    g[1] -= (r + x) * (w3 / (alpha + age) + w4 / (alpha + recency));
-                    g[2] += w4 / a;
-                    g[3] -= w4 / (b + x - 1.0);
-                } else {
-                    ll += k * a3;
-                    g[0] -= k * ln_alpha_t;
-                    g[1] -= k * (r + x) / (alpha + age);
-                }
+            let terms = group.count.len();
+            chunks.extend(
+                (0..terms)
+                    .step_by(CHUNK)
+                    .map(|from| (i, from..(from + CHUNK).min(terms))),
+            );
+        }
+        let parts: Vec<(f64, [f64; 4])> = if sample.terms() >= PARALLEL_FROM {
+            use rayon::prelude::*;
+            chunks
+                .par_iter()
+                .map(|(i, range)| self.customer_terms(&sample.groups[*i], range.clone()))
+                .collect()
+        } else {
+            chunks
+                .iter()
+                .map(|(i, range)| self.customer_terms(&sample.groups[*i], range.clone()))
+                .collect()
+        };
+        for (part_ll, part_g) in parts {
+            ll += part_ll;
+            for (gi, pi) in g.iter_mut().zip(part_g) {
+                *gi += pi;
             }
         }
         let total = sample.len as f64;
@@ -131,7 +136,51 @@ impl BgNbd {
         let grad = std::array::from_fn(|i| g[i] * params[i] / total);
         (ll / total, grad)
     }
+
+    /// The per-customer terms of `range` of one frequency group.
+    fn customer_terms(
+        &self,
+        group: &FrequencyGroup,
+        range: std::ops::Range<usize>,
+    ) -> (f64, [f64; 4]) {
+        let BgNbd { r, alpha, a, b } = *self;
+        let x = group.frequency;
+        let ln_a_term = a.ln() - (b + x - 1.0).ln();
+        let mut ll = 0.0;
+        let mut g = [0.0f64; 4];
+        let terms = group.recency[range.clone()]
+            .iter()
+            .zip(&group.age[range.clone()])
+            .zip(&group.count[range]);
+        for ((&recency, &age), &k) in terms {
+            let ln_alpha_t = (alpha + age).ln();
+            let a3 = -(r + x) * ln_alpha_t;
+            if x > 0.0 {
+                let ln_alpha_tx = (alpha + recency).ln();
+                let a4 = ln_a_term - (r + x) * ln_alpha_tx;
+                let m = a3.max(a4);
+                let (e3, e4) = ((a3 - m).exp(), (a4 - m).exp());
+                let s = e3 + e4;
+                ll += k * (m + s.ln());
+                let (w3, w4) = (k * e3 / s, k * e4 / s);
+                g[0] -= w3 * ln_alpha_t + w4 * ln_alpha_tx;
+                g[1] -= (r + x) * (w3 / (alpha + age) + w4 / (alpha + recency));
+                g[2] += w4 / a;
+                g[3] -= w4 / (b + x - 1.0);
+            } else {
+                ll += k * a3;
+                g[0] -= k * ln_alpha_t;
+                g[1] -= k * (r + x) / (alpha + age);
+            }
+        }
+        (ll, g)
+    }
 }
+
+/// Terms summed together; also the unit of parallel work.
+const CHUNK: usize = 16_384;
+/// Below this many terms one core is faster than spreading the work.
+const PARALLEL_FROM: usize = 65_536;
 
 /// Histories grouped by frequency, so that the Gamma-function terms are computed once per
 /// distinct frequency rather than once per customer.

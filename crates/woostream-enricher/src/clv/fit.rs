@@ -211,9 +211,11 @@ where
     let identity: Vec<Vec<f64>> = (0..n)
         .map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
         .collect();
+    // The mean log-likelihood's gradient cannot be summed more exactly than about 1e-10 over
+    // a million customers: tighter tolerances only make BFGS wander in rounding noise.
     let solver = BFGS::new(MoreThuenteLineSearch::new())
-        .with_tolerance_grad(1e-10)
-        .and_then(|s| s.with_tolerance_cost(1e-15))
+        .with_tolerance_grad(1e-8)
+        .and_then(|s| s.with_tolerance_cost(1e-12))
         .map_err(|e| FitError::Optimiser(e.to_string()))?;
     let result = Executor::new(Wrapped(problem), solver)
         .configure(|state| state.param(start).inv_hessian(identity).max_iters(500))

@@ -596,6 +596,30 @@ channels = ["#orders"]"##, "slack.rules[0].personal[0]: alerts carry no \"email\
         );
     }
 
+    #[test]
+    fn the_shipped_example_rules_compile() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/woostream.example.toml"
+        );
+        let c = Config::load_checked(Some(std::path::Path::new(path)), |c| {
+            Rules::compile(&c.slack).map(|_| ())
+        });
+        // The shop secret comes from the environment in the example.
+        let c = c.or_else(|_| {
+            Config::from_text(
+                path,
+                &std::fs::read_to_string(path).unwrap(),
+                vec![(
+                    "WOOSTREAM__SHOPS__0__SECRET_ENV".to_string(),
+                    "PATH".to_string(),
+                )],
+            )
+        });
+        let rules = Rules::compile(&c.unwrap().slack).unwrap();
+        assert_eq!(rules.rules.len(), 2);
+    }
+
     fn tempfile_dir() -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("woostream-rules-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
