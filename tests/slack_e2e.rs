@@ -536,3 +536,66 @@ async fn updates_of_an_order_are_thread_replies_under_its_first_message_across_r
     shutdown.cancel();
     sink.task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_faster_than_slack_waits_out_429s_and_retries_through_an_outage() {
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let bootstrap = tansu.bootstrap.clone();
+    let slack = FakeSlack::start(TOKEN, &[("C0ORDERS00", ChannelState::Open)]).await;
+    let mut config = thread_config(&bootstrap, &slack);
+    // Configured above what Slack allows (one a second, bursts of three), and never folding.
+    config.slack.per_channel_per_second = 20.0;
+    config.slack.per_channel_burst = 10;
+    config.slack.digest_after_secs = 1_000;
+    config.slack.rules.truncate(1);
+    config.slack.channels.truncate(1);
+    woostream_core::kafka::ensure_topics(&config.kafka, &bootstrap, &config.topics)
+        .await
+        .unwrap();
+    // Slack is down (HTTP 503) when the first alerts arrive.
+    slack.set_down(true);
+    let registry = prometheus::Registry::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let sink = woostream_sink::slack::runner::start(
+        &config,
+        &bootstrap,
+        &registry,
+        shutdown.clone(),
+        false,
+    )
+    .await
+    .unwrap();
+    let alerts: Vec<Alert> = (1..=8)
+        .map(|n| order_alert(700 + n, AlertKind::OrderPaid, "50.00"))
+        .collect();
+    produce_alerts(&config, &bootstrap, &alerts).await;
+    let metric = |name: &str| -> f64 {
+        registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric().to_vec())
+            .map(|m| m.get_counter().get_value())
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric("woostream_slack_retries_total") < 1.0 {
+        assert!(Instant::now() < deadline, "no retry while Slack was down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    slack.set_down(false);
+    let posted = await_posted(&slack, 8).await;
+    let mut numbers: Vec<i64> = posted.iter().flat_map(order_numbers).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (701..=708).collect::<Vec<_>>(), "each order once");
+    assert!(
+        slack.rate_limited() >= 1,
+        "the sink outran Slack's limit at least once"
+    );
+    assert_eq!(
+        metric("woostream_slack_rate_limited_total"),
+        slack.rate_limited() as f64
+    );
+    shutdown.cancel();
+    sink.task.await.unwrap().unwrap();
+}
