@@ -8,8 +8,16 @@
 //! it having been seen), has the caller seek further back, and drops what comes before the
 //! offset. A gap the log really has (compaction, transaction markers) is recognised once a
 //! record before the offset has been seen, or once reading from the beginning.
+//!
+//! When the offset lies in a partition's last batch, Tansu returns nothing at all: so a
+//! partition that stays silent for [`STALL`] after resuming, without any record at or before
+//! the offset, is sought back the same way. On Kafka that costs re-reading a few records once.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Silence after which a resumed partition is read again from further back.
+pub const STALL: Duration = Duration::from_secs(2);
 
 /// What to do with a record that arrived after resuming.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +37,21 @@ struct Expectation {
     seen_before: bool,
     /// How far back the last seek went.
     back: i64,
+    /// When it was expected or last sought.
+    since: Instant,
+}
+
+impl Expectation {
+    /// The next step back: 64 records, then 4,096, then the beginning.
+    fn step_back(&mut self) -> i64 {
+        self.back = match self.back {
+            0 => 64,
+            64 => 4_096,
+            _ => self.offset,
+        };
+        self.since = Instant::now();
+        (self.offset - self.back).max(0)
+    }
 }
 
 /// Per (topic, partition) resume offsets not yet confirmed.
@@ -48,6 +71,7 @@ impl ResumeGuard {
                     offset,
                     seen_before: false,
                     back: 0,
+                    since: Instant::now(),
                 },
             );
         } else {
@@ -81,13 +105,20 @@ impl ResumeGuard {
             self.expected.remove(&key);
             return Verdict::Process;
         }
-        // Skipped ahead: look further back, 64 records, then 4,096, then the beginning.
-        e.back = match e.back {
-            0 => 64,
-            64 => 4_096,
-            _ => e.offset,
-        };
-        Verdict::SeekTo((e.offset - e.back).max(0))
+        // Skipped ahead: look further back.
+        Verdict::SeekTo(e.step_back())
+    }
+
+    /// Partitions silent for [`STALL`] since they were expected or last sought, with nothing
+    /// at or before their offset seen: (topic, partition, offset to seek to).
+    pub fn stalled(&mut self, now: Instant) -> Vec<(String, i32, i64)> {
+        let mut out = Vec::new();
+        for ((topic, partition), e) in &mut self.expected {
+            if !e.seen_before && e.back < e.offset && now.duration_since(e.since) >= STALL {
+                out.push((topic.clone(), *partition, e.step_back()));
+            }
+        }
+        out
     }
 }
 
@@ -116,6 +147,28 @@ mod tests {
         assert_eq!(g.check("t", 0, 276), Verdict::Skip);
         assert_eq!(g.check("t", 0, 277), Verdict::Process);
         assert_eq!(g.check("t", 0, 1000), Verdict::Process);
+    }
+
+    #[test]
+    fn a_silent_partition_is_read_again_from_further_back() {
+        let mut g = ResumeGuard::default();
+        g.expect("t", 0, 2_532);
+        g.expect("t", 1, 10);
+        let now = Instant::now();
+        assert!(g.stalled(now).is_empty(), "not yet");
+        let mut later = g.stalled(now + STALL);
+        later.sort();
+        assert_eq!(
+            later,
+            vec![("t".to_string(), 0, 2_468), ("t".to_string(), 1, 0)]
+        );
+        // Still nothing: further back; the partition read from its beginning is done.
+        let again = g.stalled(Instant::now() + STALL);
+        assert_eq!(again, vec![("t".to_string(), 0, 0)]);
+        // Records before the offset arrive: the fetch covers it, no more seeking.
+        assert_eq!(g.check("t", 0, 0), Verdict::Skip);
+        assert!(g.stalled(Instant::now() + 10 * STALL).is_empty());
+        assert_eq!(g.check("t", 0, 2_532), Verdict::Process);
     }
 
     #[test]

@@ -1012,6 +1012,19 @@ fn run(
                 Some(Err(e)) => tracing::warn!(error = %e, "Kafka consumer error."),
                 None => {}
             }
+            if !w.resume.is_empty() {
+                for (topic, partition, offset) in w.resume.stalled(Instant::now()) {
+                    tracing::info!(%topic, partition, seek = offset, "Nothing arrived after resuming; reading again from further back.");
+                    let to = if offset > 0 {
+                        Offset::Offset(offset)
+                    } else {
+                        Offset::Beginning
+                    };
+                    consumer
+                        .seek(&topic, partition, to, Duration::from_secs(10))
+                        .context("seeking back to the committed offset")?;
+                }
+            }
             if last_commit.elapsed() >= interval {
                 w.commit(&consumer, false)?;
                 w.update_gauges();

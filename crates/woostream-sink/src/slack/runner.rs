@@ -344,7 +344,16 @@ impl Loop {
                     }
                 }
                 Some(d) = done.recv() => self.on_done(d).await?,
-                _ = commit_every.tick() => self.commit(consumer)?,
+                _ = commit_every.tick() => {
+                    self.commit(consumer)?;
+                    let stalled = self.guard.lock().expect("resume guard").stalled(std::time::Instant::now());
+                    for (topic, partition, o) in stalled {
+                        let to = if o > 0 { Offset::Offset(o) } else { Offset::Beginning };
+                        consumer
+                            .seek(&topic, partition, to, Duration::from_secs(10))
+                            .context("seeking back to the committed offset")?;
+                    }
+                }
             }
         }
         // Let every channel finish the message it is posting, record it, commit, stop.
