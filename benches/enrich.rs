@@ -288,7 +288,11 @@ fn fits(name: &str, csv: &Path, repeats: usize) -> anyhow::Result<()> {
                 mean_value: v[3],
             })
             .collect();
+        let built = started.elapsed().as_secs_f64();
         let (bg, bg_report) = clv::fit_bgnbd(&sample)?;
+        if std::env::var_os("BENCH_DEBUG").is_some() {
+            eprintln!("sample built in {built:.6} s, {} terms", sample.terms());
+        }
         let bg_seconds = started.elapsed().as_secs_f64();
         let (gg, gg_report) = clv::fit_gamma_gamma(&spends)?;
         let total = started.elapsed().as_secs_f64();

@@ -113,16 +113,21 @@ impl BgNbd {
                     .map(|from| (i, from..(from + CHUNK).min(terms))),
             );
         }
+        let ages: Vec<(f64, f64)> = sample
+            .ages
+            .iter()
+            .map(|t| ((alpha + t).ln(), 1.0 / (alpha + t)))
+            .collect();
         let parts: Vec<(f64, [f64; 4])> = if sample.terms() >= PARALLEL_FROM {
             use rayon::prelude::*;
             chunks
                 .par_iter()
-                .map(|(i, range)| self.customer_terms(&sample.groups[*i], range.clone()))
+                .map(|(i, range)| self.customer_terms(&sample.groups[*i], range.clone(), &ages))
                 .collect()
         } else {
             chunks
                 .iter()
-                .map(|(i, range)| self.customer_terms(&sample.groups[*i], range.clone()))
+                .map(|(i, range)| self.customer_terms(&sample.groups[*i], range.clone(), &ages))
                 .collect()
         };
         for (part_ll, part_g) in parts {
@@ -142,6 +147,7 @@ impl BgNbd {
         &self,
         group: &FrequencyGroup,
         range: std::ops::Range<usize>,
+        ages: &[(f64, f64)],
     ) -> (f64, [f64; 4]) {
         let BgNbd { r, alpha, a, b } = *self;
         let x = group.frequency;
@@ -150,27 +156,33 @@ impl BgNbd {
         let mut g = [0.0f64; 4];
         let terms = group.recency[range.clone()]
             .iter()
-            .zip(&group.age[range.clone()])
+            .zip(&group.age_at[range.clone()])
             .zip(&group.count[range]);
-        for ((&recency, &age), &k) in terms {
-            let ln_alpha_t = (alpha + age).ln();
+        for ((&recency, &age_at), &k) in terms {
+            let (ln_alpha_t, inv_alpha_t) = ages[age_at as usize];
             let a3 = -(r + x) * ln_alpha_t;
             if x > 0.0 {
                 let ln_alpha_tx = (alpha + recency).ln();
                 let a4 = ln_a_term - (r + x) * ln_alpha_tx;
-                let m = a3.max(a4);
-                let (e3, e4) = ((a3 - m).exp(), (a4 - m).exp());
-                let s = e3 + e4;
-                ll += k * (m + s.ln());
-                let (w3, w4) = (k * e3 / s, k * e4 / s);
+                // ln(e^a3 + e^a4) = max + ln(1 + e^-|a3 - a4|): one exp and one ln_1p, and
+                // the same exp gives both weights.
+                let d = a4 - a3;
+                let e = (-d.abs()).exp();
+                ll += k * (a3.max(a4) + e.ln_1p());
+                let inv = k / (1.0 + e);
+                let (w3, w4) = if d > 0.0 {
+                    (e * inv, inv)
+                } else {
+                    (inv, e * inv)
+                };
                 g[0] -= w3 * ln_alpha_t + w4 * ln_alpha_tx;
-                g[1] -= (r + x) * (w3 / (alpha + age) + w4 / (alpha + recency));
+                g[1] -= (r + x) * (w3 * inv_alpha_t + w4 / (alpha + recency));
                 g[2] += w4 / a;
                 g[3] -= w4 / (b + x - 1.0);
             } else {
                 ll += k * a3;
                 g[0] -= k * ln_alpha_t;
-                g[1] -= k * (r + x) / (alpha + age);
+                g[1] -= k * (r + x) * inv_alpha_t;
             }
         }
         (ll, g)
@@ -189,6 +201,9 @@ pub struct Sample {
     groups: Vec<FrequencyGroup>,
     len: usize,
     max_age: f64,
+    /// Distinct ages, so that each evaluation takes ln(alpha + T) once per age, not once per
+    /// term (customers who started on the same day share it).
+    ages: Vec<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +213,8 @@ struct FrequencyGroup {
     customers: f64,
     recency: Vec<f64>,
     age: Vec<f64>,
+    /// Index of each term's age in [`Sample::ages`].
+    age_at: Vec<u32>,
     /// How many customers share each (recency, age): one-time buyers who started on the same
     /// day are one term, which in a real shop folds about half the customers into a few
     /// hundred terms.
@@ -230,6 +247,7 @@ impl Sample {
                     customers: 0.0,
                     recency: Vec::new(),
                     age: Vec::new(),
+                    age_at: Vec::new(),
                     count: Vec::new(),
                 });
             }
@@ -251,6 +269,21 @@ impl Sample {
                 group.count.push(1.0);
             }
         }
+        let mut ages: Vec<f64> = sample
+            .groups
+            .iter()
+            .flat_map(|g| g.age.iter().copied())
+            .collect();
+        ages.sort_unstable_by(f64::total_cmp);
+        ages.dedup_by(|a, b| a.to_bits() == b.to_bits());
+        for g in &mut sample.groups {
+            g.age_at = g
+                .age
+                .iter()
+                .map(|a| ages.partition_point(|x| x.total_cmp(a).is_lt()) as u32)
+                .collect();
+        }
+        sample.ages = ages;
         sample
     }
 
@@ -278,6 +311,7 @@ impl Sample {
             group.recency.iter_mut().for_each(|v| *v *= factor);
             group.age.iter_mut().for_each(|v| *v *= factor);
         }
+        scaled.ages.iter_mut().for_each(|v| *v *= factor);
         scaled.max_age *= factor;
         scaled
     }
