@@ -53,11 +53,22 @@ pub fn demo_slack() -> SlackConfig {
             .map(channel)
             .collect(),
         rules: vec![
+            // A flash sale fails a hundred payments. Urgent alerts are never folded, so only
+            // the large ones are urgent here, or the channel would post one a second for minutes.
+            SlackRule {
+                min_total: Some("2000".into()),
+                ..rule(
+                    "large failed payments",
+                    &["payment_failed"],
+                    "#alerts",
+                    Priority::Urgent,
+                )
+            },
             rule(
                 "failed payments",
                 &["payment_failed"],
                 "#alerts",
-                Priority::Urgent,
+                Priority::Normal,
             ),
             rule(
                 "big orders",
