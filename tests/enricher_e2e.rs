@@ -16,6 +16,29 @@ fn total(produced: &HashMap<(String, i32), i64>) -> f64 {
     produced.values().sum::<i64>() as f64
 }
 
+/// Every input partition of the orders, products and reviews topics (6 each).
+fn holds_all(p: &EnricherProcess) -> bool {
+    p.metric("woostream_enricher_assigned_partitions") >= 18.0
+}
+
+/// Waits for `p` to hold every partition once the dead member's session (6 s) expires.
+fn take_over(bootstrap: &str, config: &woostream_core::config::Config, p: &EnricherProcess) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !holds_all(p) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !holds_all(p) {
+        eprintln!("Tansu kept the killed member in the group; nudging it into a new generation");
+        let t = &config.topics;
+        let topics = [&t.orders, &t.customers, &t.products, &t.reviews];
+        nudge_group(
+            bootstrap,
+            &config.enricher.group_id,
+            &topics.map(|t| t.name.as_str()),
+        );
+    }
+}
+
 /// Waits until `condition` holds, failing after `timeout` with `what`.
 fn await_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -84,18 +107,9 @@ async fn killed_enrichers_leave_the_same_profiles_and_alerts_as_an_uninterrupted
         a.kill9();
         assert!(done_by_a < total(&produced), "the pair finished before one could be killed");
         // The survivor takes over once the dead member's session expires (6 s).
-        let all = |b: &EnricherProcess| b.metric("woostream_enricher_assigned_partitions") >= 18.0;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !all(&b) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if !all(&b) {
-            eprintln!("Tansu kept the killed member in the group; nudging it into a new generation");
-            let topics = [&pair.topics.orders, &pair.topics.customers, &pair.topics.products, &pair.topics.reviews];
-            nudge_group(&bootstrap, "enricher-pair", &topics.map(|t| t.name.as_str()));
-        }
+        take_over(&bootstrap, &pair, &b);
         await_caught_up(&bootstrap, "enricher-pair", &produced, Duration::from_secs(300), || b.exited().is_none());
-        assert!(all(&b), "the survivor holds every partition");
+        assert!(holds_all(&b), "the survivor holds every partition");
         assert!(b.log_text().contains("restored"), "the survivor restored the partitions it took over");
         drop(b);
 
@@ -111,6 +125,7 @@ async fn killed_enrichers_leave_the_same_profiles_and_alerts_as_an_uninterrupted
         });
         first.kill9();
         let mut second = EnricherProcess::start(&restarted, "restarted", dir);
+        take_over(&bootstrap, &restarted, &second);
         await_caught_up(&bootstrap, "enricher-restarted", &produced, Duration::from_secs(300), || second.exited().is_none());
         drop(second);
 
