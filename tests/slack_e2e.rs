@@ -238,10 +238,18 @@ async fn a_burst_reaches_slack_within_its_limits_once_even_across_a_crash() {
         twice_messages,
         slack.rate_limited()
     );
-    assert!(
-        twice_messages <= 2,
-        "more than the one message in flight at the kill was posted again: {twice:?}"
-    );
+    // The residual window: only what one message, in flight when the process died, carried
+    // may be posted again (the repeat can be split over more messages).
+    if let Some(first) = posted
+        .iter()
+        .find(|p| order_numbers(p).iter().any(|n| twice.contains(n)))
+    {
+        let in_flight = order_numbers(first);
+        assert!(
+            twice.iter().all(|n| in_flight.contains(n)),
+            "orders posted twice beyond the one message in flight at the kill: {twice:?}"
+        );
+    }
 
     // Within Slack's limits: the burst was folded into digests, the channel's rate held (the
     // only 429s allowed are right after the restart, when the new process does not know how
