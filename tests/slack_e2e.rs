@@ -138,33 +138,13 @@ async fn a_burst_reaches_slack_within_its_limits_once_even_across_a_crash() {
         woostream_core::kafka::producer_config(&config.kafka, &bootstrap)
             .create()
             .unwrap();
-    let (key_enc, alert_enc) = (
-        Encoder::<AlertKey>::new(&Framing::SingleObject),
-        Encoder::<Alert>::new(&Framing::SingleObject),
-    );
     let started = Instant::now();
     let mut urgent_sent: HashMap<i64, Instant> = HashMap::new();
     let mut killed = None;
     let mut first = Some(first);
     let mut second: Option<EnricherProcess> = None;
     for (i, a) in alerts.iter().enumerate() {
-        let key = key_enc
-            .encode(&AlertKey {
-                shop_id: a.shop_id.clone(),
-                subject: format!("customer:{}", a.customer.as_ref().unwrap().customer),
-            })
-            .unwrap();
-        let value = alert_enc.encode(a).unwrap();
-        producer
-            .send(
-                FutureRecord::to(&config.topics.alerts.name)
-                    .key(&key)
-                    .payload(&value),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
+        send_alert(&producer, &config, a).await;
         if a.kind == AlertKind::PaymentFailed {
             urgent_sent.insert(a.order.as_ref().unwrap().order_id, Instant::now());
         }
@@ -368,33 +348,36 @@ async fn read_dead_letters(config: &Config, bootstrap: &str) -> Vec<(String, Ale
     .unwrap()
 }
 
+/// Writes one alert to the alerts topic, keyed as the enricher keys it.
+async fn send_alert(producer: &FutureProducer, config: &Config, a: &Alert) {
+    let key = Encoder::<AlertKey>::new(&Framing::SingleObject)
+        .encode(&AlertKey {
+            shop_id: a.shop_id.clone(),
+            subject: format!("customer:{}", a.customer.as_ref().unwrap().customer),
+        })
+        .unwrap();
+    let value = Encoder::<Alert>::new(&Framing::SingleObject)
+        .encode(a)
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to(&config.topics.alerts.name)
+                .key(&key)
+                .payload(&value),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
 /// Writes alerts to the alerts topic, as the enricher does.
 async fn produce_alerts(config: &Config, bootstrap: &str, alerts: &[Alert]) {
     let producer: FutureProducer = woostream_core::kafka::producer_config(&config.kafka, bootstrap)
         .create()
         .unwrap();
-    let (key_enc, alert_enc) = (
-        Encoder::<AlertKey>::new(&Framing::SingleObject),
-        Encoder::<Alert>::new(&Framing::SingleObject),
-    );
     for a in alerts {
-        let key = key_enc
-            .encode(&AlertKey {
-                shop_id: a.shop_id.clone(),
-                subject: format!("customer:{}", a.customer.as_ref().unwrap().customer),
-            })
-            .unwrap();
-        let value = alert_enc.encode(a).unwrap();
-        producer
-            .send(
-                FutureRecord::to(&config.topics.alerts.name)
-                    .key(&key)
-                    .payload(&value),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
+        send_alert(&producer, config, a).await;
     }
 }
 

@@ -484,18 +484,7 @@ fn insights_line(v: &woostream_enricher::view::View) -> String {
 
 /// Sum of a counter's series whose `topic` label is `topic`.
 fn counter(registry: &prometheus::Registry, name: &str, topic: &str) -> f64 {
-    registry
-        .gather()
-        .iter()
-        .filter(|f| f.name() == name)
-        .flat_map(|f| f.get_metric())
-        .filter(|m| {
-            m.get_label()
-                .iter()
-                .any(|l| l.name() == "topic" && l.value() == topic)
-        })
-        .map(|m| m.get_counter().get_value())
-        .sum()
+    metric_sum(registry, name, Some(("topic", topic)))
 }
 
 pub fn describe_model(m: &woostream_core::insights::ShopModel) -> String {

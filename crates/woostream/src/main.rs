@@ -351,18 +351,7 @@ async fn slack(command: SlackCommand) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let rules =
                 Rules::compile(&config.slack).map_err(|(k, m)| anyhow::anyhow!("{k}: {m}"))?;
-            let admin = config
-                .shops
-                .iter()
-                .find(|s| s.id == alert.shop_id)
-                .map(|s| {
-                    config.slack.admin_url.clone().unwrap_or_else(|| {
-                        format!(
-                            "{}/wp-admin/post.php?post={{order_id}}&action=edit",
-                            s.source.trim_end_matches('/')
-                        )
-                    })
-                });
+            let admin = woostream_sink::slack::runner::admin_urls(&config).remove(&alert.shop_id);
             let previews = preview::preview(&rules, &alert, admin, chrono::Utc::now());
             if previews.is_empty() {
                 println!("No rule matches this {} alert.", alert.kind.as_str());

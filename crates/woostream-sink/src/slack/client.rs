@@ -97,6 +97,18 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
         .map_or(Duration::from_secs(1), Duration::from_secs_f64)
 }
 
+/// Sends a request; network errors are transient, 429 waits `Retry-After` (both APIs).
+async fn send(req: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| Failure::Transient(format!("network: {e}")))?;
+    if resp.status().as_u16() == 429 {
+        return Err(Failure::RateLimited(retry_after(resp.headers())));
+    }
+    Ok(resp)
+}
+
 /// Posts messages; the dry-run variant records them instead (`make run`, previews).
 #[derive(Clone)]
 pub enum Poster {
@@ -175,14 +187,8 @@ impl Poster {
                     if let Some(t) = token {
                         req = req.bearer_auth(t);
                     }
-                    let resp = req
-                        .send()
-                        .await
-                        .map_err(|e| Failure::Transient(format!("network: {e}")))?;
+                    let resp = send(req).await?;
                     let status = resp.status().as_u16();
-                    if status == 429 {
-                        return Err(Failure::RateLimited(retry_after(resp.headers())));
-                    }
                     if status >= 500 {
                         return Err(Failure::Transient(format!("http_{status}")));
                     }
@@ -203,16 +209,8 @@ impl Poster {
                     if let Some(ts) = thread_ts {
                         body["thread_ts"] = json!(ts);
                     }
-                    let resp = client
-                        .post(url)
-                        .json(&body)
-                        .send()
-                        .await
-                        .map_err(|e| Failure::Transient(format!("network: {e}")))?;
+                    let resp = send(client.post(url).json(&body)).await?;
                     let status = resp.status().as_u16();
-                    if status == 429 {
-                        return Err(Failure::RateLimited(retry_after(resp.headers())));
-                    }
                     let text = resp.text().await.unwrap_or_default();
                     if status == 200 {
                         Ok(None)

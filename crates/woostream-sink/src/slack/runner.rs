@@ -27,7 +27,6 @@ use woostream_core::insights::{Alert, Delivery, DeliveryOutcome};
 use woostream_core::kafka;
 use woostream_core::registry::RegistryClient;
 use woostream_core::resume::{ResumeGuard, Verdict};
-use woostream_core::slack_config::Priority;
 use woostream_enricher::reading::{read_all_now, reader};
 
 use super::channel::{Channel, Done, Shared, Ticket};
@@ -40,6 +39,24 @@ use super::rules::Rules;
 pub const DLQ_REASON: &str = "woostream-dlq-reason";
 /// Header of dead-letter records: the channel that refused it.
 pub const DLQ_CHANNEL: &str = "woostream-dlq-channel";
+
+/// Shop id → link to an order in its admin, with `{order_id}` to replace: `slack.admin_url`,
+/// else the shop's `wp-admin/post.php?post={order_id}&action=edit`.
+pub fn admin_urls(config: &Config) -> HashMap<String, String> {
+    config
+        .shops
+        .iter()
+        .map(|s| {
+            let url = config.slack.admin_url.clone().unwrap_or_else(|| {
+                format!(
+                    "{}/wp-admin/post.php?post={{order_id}}&action=edit",
+                    s.source.trim_end_matches('/')
+                )
+            });
+            (s.id.clone(), url)
+        })
+        .collect()
+}
 
 pub fn delivery_id(channel: &str, alert_id: &str) -> String {
     format!("slack:{channel}:{alert_id}")
@@ -146,19 +163,7 @@ pub async fn start(
         threads = restored.threads.values().map(HashMap::len).sum::<usize>(),
         "Slack deliveries restored from the audit topic."
     );
-    let admin_urls = config
-        .shops
-        .iter()
-        .map(|s| {
-            let url = slack.admin_url.clone().unwrap_or_else(|| {
-                format!(
-                    "{}/wp-admin/post.php?post={{order_id}}&action=edit",
-                    s.source.trim_end_matches('/')
-                )
-            });
-            (s.id.clone(), url)
-        })
-        .collect();
+    let admin_urls = admin_urls(config);
     let shared = Arc::new(Shared {
         rules: rules.clone(),
         poster,
@@ -479,7 +484,7 @@ impl Loop {
                 message_ts: d.message_ts.clone(),
                 thread_ts: d.thread_ts.clone(),
                 order_id: alert.order.as_ref().map(|o| o.order_id),
-                priority: priority_name(*priority).into(),
+                priority: priority.as_str().into(),
                 reason: d.reason.clone(),
                 attempts: d.attempts as i32,
                 latency_ms: (now.timestamp_millis() - ticket.written_ms).max(0),
@@ -611,8 +616,4 @@ impl Loop {
         self.metrics.commits.inc();
         Ok(())
     }
-}
-
-fn priority_name(p: Priority) -> &'static str {
-    p.as_str()
 }
