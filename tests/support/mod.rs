@@ -15,6 +15,7 @@ use woostream_core::ops::Readiness;
 use woostream_producer::signature::sign;
 
 pub mod enricher;
+pub mod hubspot;
 pub mod slack;
 
 pub const SECRET: &str = "test-secret";

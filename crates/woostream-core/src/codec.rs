@@ -61,6 +61,7 @@ contracts! {
     AlertKey => "alert-key",
     ShopModel => "shop-model",
     Delivery => "delivery",
+    crate::insights::CrmDeadLetter => "crm-dead-letter",
 }
 
 /// Registers each `(topic, "key" | "value", schema)` under `{topic}-{role}` (TopicNameStrategy)

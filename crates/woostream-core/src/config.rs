@@ -32,6 +32,8 @@ pub struct Config {
     #[serde(default)]
     pub slack: crate::slack_config::SlackConfig,
     #[serde(default)]
+    pub crm: crate::crm_config::CrmConfig,
+    #[serde(default)]
     pub ops: OpsConfig,
     #[serde(default)]
     pub log: LogConfig,
@@ -330,6 +332,10 @@ pub struct TopicsConfig {
     /// Alerts Slack refused for good, with the reason.
     #[serde(default = "default_slack_dead_letter_topic")]
     pub slack_dead_letter: TopicConfig,
+    /// Contacts, deals and associations the CRM refused for good, with the reason, the HTTP
+    /// status, the attempts and the original change; `woostream crm replay` re-drives them.
+    #[serde(default = "default_crm_dead_letter_topic")]
+    pub crm_dead_letter: TopicConfig,
 }
 
 const fn yes() -> bool {
@@ -381,6 +387,9 @@ fn default_deliveries_topic() -> TopicConfig {
 fn default_slack_dead_letter_topic() -> TopicConfig {
     topic("woostream.dlq.slack", "delete")
 }
+fn default_crm_dead_letter_topic() -> TopicConfig {
+    topic("woostream.dlq.crm", "delete")
+}
 
 impl Default for TopicsConfig {
     fn default() -> Self {
@@ -400,13 +409,14 @@ impl Default for TopicsConfig {
             models: default_models_topic(),
             deliveries: default_deliveries_topic(),
             slack_dead_letter: default_slack_dead_letter_topic(),
+            crm_dead_letter: default_crm_dead_letter_topic(),
         }
     }
 }
 
 impl TopicsConfig {
     /// Every topic with the configuration key it came from.
-    pub fn all(&self) -> [(&'static str, &TopicConfig); 12] {
+    pub fn all(&self) -> [(&'static str, &TopicConfig); 13] {
         [
             ("orders", &self.orders),
             ("products", &self.products),
@@ -420,6 +430,7 @@ impl TopicsConfig {
             ("models", &self.models),
             ("deliveries", &self.deliveries),
             ("slack_dead_letter", &self.slack_dead_letter),
+            ("crm_dead_letter", &self.crm_dead_letter),
         ]
     }
 
@@ -866,6 +877,7 @@ impl Config {
             }
         }
         self.enricher.validate()?;
+        self.crm.validate()?;
         Ok(())
     }
 

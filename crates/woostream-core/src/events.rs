@@ -355,7 +355,7 @@ pub struct IngestDeadLetter {
 }
 
 /// `Vec<u8>` as Avro `bytes` (serde would otherwise write an array of ints).
-mod bytes_field {
+pub(crate) mod bytes_field {
     use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {

@@ -350,6 +350,46 @@ pub struct Delivery {
     pub delivered_at: DateTime<Utc>,
 }
 
+/// One request that carried a CRM change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CrmAttempt {
+    #[serde(with = "ts_millis")]
+    pub at: DateTime<Utc>,
+    pub http_status: Option<i32>,
+    pub error: String,
+    pub batch_size: i32,
+}
+
+/// A Kafka record a CRM change was made from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SourceOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A change the CRM refused for good (topic woostream.dlq.crm).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CrmDeadLetter {
+    pub dead_letter_id: String,
+    pub object: String,
+    pub shop_id: String,
+    pub customer: String,
+    pub order_id: Option<i64>,
+    pub reason: String,
+    pub category: Option<String>,
+    pub http_status: Option<i32>,
+    pub attempts: Vec<CrmAttempt>,
+    #[serde(with = "crate::events::bytes_field")]
+    pub original: Vec<u8>,
+    pub original_encryption: String,
+    pub correlation_id: String,
+    pub sources: Vec<SourceOffset>,
+    #[serde(with = "ts_millis")]
+    pub dead_lettered_at: DateTime<Utc>,
+    pub replays: i32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,5 +571,31 @@ mod tests {
                 delivered_at: at(),
             });
         }
+        round_trip(CrmDeadLetter {
+            dead_letter_id: "deal:main:1234:5".into(),
+            object: "deal".into(),
+            shop_id: "main".into(),
+            customer: "guest:ab".into(),
+            order_id: Some(1234),
+            reason: "stage shipping does not exist".into(),
+            category: Some("VALIDATION_ERROR".into()),
+            http_status: Some(400),
+            attempts: vec![CrmAttempt {
+                at: at(),
+                http_status: Some(400),
+                error: "rejected".into(),
+                batch_size: 100,
+            }],
+            original: b"{}".to_vec(),
+            original_encryption: "none".into(),
+            correlation_id: "c-1".into(),
+            sources: vec![SourceOffset {
+                topic: "woo.orders".into(),
+                partition: 3,
+                offset: 99,
+            }],
+            dead_lettered_at: at(),
+            replays: 0,
+        });
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod crm_config;
 pub mod events;
 pub mod insights;
 pub mod kafka;

@@ -127,6 +127,11 @@ pub async fn run(
         if config.slack.rules.is_empty() {
             config.slack = demo_slack();
         }
+        // No CRM configured: keep one in memory with HubSpot's semantics (dry run).
+        if !config.crm.enabled {
+            config.crm.enabled = true;
+            config.crm.dry_run = true;
+        }
     }
     let embedded;
     let (bootstrap, create_topics) = match &config.kafka.bootstrap_servers {
@@ -188,6 +193,20 @@ pub async fn run(
             .await?,
         )
     };
+    let crm = if config.crm.enabled {
+        Some(
+            woostream_sink::crm::runner::start(
+                &config,
+                &bootstrap,
+                &registry,
+                shutdown.clone(),
+                false,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let url = format!("http://{}{}", producer.addr, config.producer.webhook_path);
     println!("Producer: POST {url}");
     println!("Ops:      http://{ops_addr}/metrics  /healthz  /readyz");
@@ -220,12 +239,27 @@ pub async fn run(
             }
         );
     }
+    if let Some(c) = &crm {
+        println!(
+            "CRM:      {} ({} requests per 10 s, batches of {})",
+            if c.store.is_some() {
+                "dry run: an in-memory CRM with HubSpot's semantics".to_string()
+            } else {
+                format!("HubSpot at {}", config.crm.api_url)
+            },
+            config.crm.requests_per_10_seconds,
+            config.crm.batch_size
+        );
+    }
     let Some(mut sim) = opts.simulate else {
         shutdown.cancelled().await;
         producer.task.await??;
         enricher.wait().await?;
         if let Some(s) = slack {
             s.task.await??;
+        }
+        if let Some(c) = crm {
+            c.task.await??;
         }
         let _ = ops_task.await;
         return Ok(());
@@ -252,6 +286,9 @@ pub async fn run(
                 println!("{}", stats.line(started.elapsed()));
                 println!("    {}", insights_line(&view.lock().expect("view lock")));
                 if let Some(line) = slack_line(&registry_for_ticker) {
+                    println!("    {line}");
+                }
+                if let Some(line) = crm_line(&registry_for_ticker) {
                     println!("    {line}");
                 }
             }
@@ -335,6 +372,9 @@ pub async fn run(
     if let Some(s) = &slack {
         print_slack(&config, &registry, s).await;
     }
+    if let Some(c) = &crm {
+        print_crm(&registry, c).await;
+    }
     println!("\nRecords in Kafka:");
     for (key, t) in config.topics.all() {
         let (kafka, bootstrap, topic) = (config.kafka.clone(), bootstrap.clone(), t.name.clone());
@@ -349,6 +389,9 @@ pub async fn run(
     enricher.wait().await.context("enricher shutdown")?;
     if let Some(s) = slack {
         s.task.await?.context("Slack sink shutdown")?;
+    }
+    if let Some(c) = crm {
+        c.task.await?.context("CRM sink shutdown")?;
     }
     view_stop.cancel();
     let _ = tokio::task::spawn_blocking(move || view_thread.join()).await;
@@ -403,6 +446,93 @@ fn slack_line(registry: &prometheus::Registry) -> Option<String> {
             .collect::<Vec<_>>()
             .join(" · ")
     ))
+}
+
+/// One line: what the CRM sink has written so far.
+fn crm_line(registry: &prometheus::Registry) -> Option<String> {
+    let upserts = |object: &str| {
+        metric_sum(
+            registry,
+            "woostream_crm_upserts_total",
+            Some(("object", object)),
+        )
+    };
+    let requests = metric_sum(registry, "woostream_crm_requests_total", None);
+    if requests == 0.0 && metric_sum(registry, "woostream_crm_pending", None) == 0.0 {
+        return None;
+    }
+    Some(format!(
+        "crm: {} contacts · {} deals written in {requests} requests · {} waiting · {:.1} changes read per change sent · budget {} left in 10 s",
+        upserts("contact"),
+        upserts("deal"),
+        metric_sum(registry, "woostream_crm_pending", None),
+        metric_sum(registry, "woostream_crm_coalescing_ratio", None),
+        metric_sum(
+            registry,
+            "woostream_crm_budget_remaining",
+            Some(("window", "10s"))
+        ),
+    ))
+}
+
+/// What the CRM holds after the sale: contacts, deals by stage, segments.
+async fn print_crm(registry: &prometheus::Registry, crm: &woostream_sink::crm::runner::CrmSink) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut quiet_since = Instant::now();
+    let mut last = -1.0;
+    while Instant::now() < deadline {
+        let written = metric_sum(registry, "woostream_crm_upserts_total", None);
+        let pending = metric_sum(registry, "woostream_crm_pending", None);
+        if written != last || pending > 0.0 {
+            last = written;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if let Some(line) = crm_line(registry) {
+        println!(
+            "
+{line}"
+        );
+    }
+    let Some(store) = &crm.store else {
+        return;
+    };
+    let store = store.lock().expect("CRM store");
+    let mut stages: std::collections::BTreeMap<&str, usize> = Default::default();
+    for d in store.deals.records.values() {
+        *stages
+            .entry(d.get("dealstage").map_or("?", String::as_str))
+            .or_default() += 1;
+    }
+    let mut segments: std::collections::BTreeMap<&str, usize> = Default::default();
+    for c in store.contacts.records.values() {
+        *segments
+            .entry(
+                c.get("woo_rfm_segment")
+                    .map_or("(no profile yet)", String::as_str),
+            )
+            .or_default() += 1;
+    }
+    let requests = metric_sum(registry, "woostream_crm_requests_total", None);
+    let events = metric_sum(registry, "woostream_crm_events_total", None);
+    println!(
+        "
+CRM (dry run, HubSpot semantics): {} contacts, {} deals, {} deal→contact associations; {requests} API requests for {events} changes read from Kafka:",
+        store.contacts.records.len(),
+        store.deals.records.len(),
+        store.associations.len()
+    );
+    println!("  deals by stage:");
+    for (stage, n) in &stages {
+        println!("    {stage:<22} {n:>6}");
+    }
+    println!("  contacts by RFM segment:");
+    for (segment, n) in &segments {
+        println!("    {segment:<22} {n:>6}");
+    }
 }
 
 /// What each Slack channel received (dry run) or was sent.

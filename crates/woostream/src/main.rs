@@ -70,6 +70,29 @@ enum Command {
         #[command(subcommand)]
         command: SlackCommand,
     },
+    /// The CRM sink: contacts and deals kept current in HubSpot, within its API budget.
+    Crm {
+        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Re-drive the CRM dead-letter topic once the cause is fixed: all of it, or the records
+    /// whose reason or customer matches.
+    Replay {
+        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
+        config: Option<PathBuf>,
+        /// Only records whose reason contains this (case-insensitive), e.g. INVALID_OPTION.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only this customer (a customer id, or guest:<hash>).
+        #[arg(long)]
+        customer: Option<String>,
+        /// Only contacts or only deals.
+        #[arg(long, value_parser = ["contact", "deal"])]
+        object: Option<String>,
+        /// List what would be replayed; send nothing.
+        #[arg(long)]
+        list: bool,
+    },
     /// Check a configuration file and print the result with secrets hidden.
     CheckConfig {
         #[arg(long, short, env = "WOOSTREAM_CONFIG")]
@@ -199,6 +222,28 @@ async fn main() -> ExitCode {
             r
         }
         Command::Slack { command } => slack(command).await,
+        Command::Crm { config } => match load(&config) {
+            Ok(config) => crm(config).await,
+            Err(e) => Err(anyhow::anyhow!(e)),
+        },
+        Command::Replay {
+            config,
+            reason,
+            customer,
+            object,
+            list,
+        } => match load(&config) {
+            Ok(config) => {
+                let filter = woostream_sink::crm::replay::Filter {
+                    reason,
+                    customer,
+                    object,
+                    list_only: list,
+                };
+                replay(config, filter).await
+            }
+            Err(e) => Err(anyhow::anyhow!(e)),
+        },
         Command::CheckConfig { config } => match load(&Some(config.clone())) {
             Ok(c) => {
                 println!("{} is valid.\n{c:#?}", config.display());
@@ -379,6 +424,74 @@ async fn slack(command: SlackCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn crm(config: Config) -> anyhow::Result<()> {
+    let Role {
+        bootstrap,
+        shutdown,
+        registry,
+        readiness,
+        ops_task,
+    } = Role::start(&config).await?;
+    let ready = readiness.condition("crm");
+    let sink = woostream_sink::crm::runner::start(
+        &config,
+        &bootstrap,
+        &registry,
+        shutdown.clone(),
+        config.topics.create,
+    )
+    .await?;
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    let result = sink.task.await?;
+    shutdown.cancel();
+    let _ = ops_task.await;
+    result
+}
+
+async fn replay(config: Config, filter: woostream_sink::crm::replay::Filter) -> anyhow::Result<()> {
+    telemetry::init(&config.log);
+    let bootstrap = bootstrap(&config)?;
+    let summary =
+        woostream_sink::crm::replay::replay(&config, &bootstrap, &filter, shutdown::on_signal())
+            .await?;
+    println!(
+        "{}: {} dead letters, {} replayed before, {} selected{}.",
+        config.topics.crm_dead_letter.name,
+        summary.dead_letters,
+        summary.already_replayed,
+        summary.selected.len(),
+        if summary.unreadable > 0 {
+            format!(
+                ", {} unreadable records (not replayable)",
+                summary.unreadable
+            )
+        } else {
+            String::new()
+        }
+    );
+    for dl in &summary.selected {
+        println!(
+            "  {}  customer {}  {} after {} attempts: {}",
+            dl.dead_letter_id,
+            dl.customer,
+            dl.http_status
+                .map_or("no HTTP status".into(), |s| format!("HTTP {s}")),
+            dl.attempts.len(),
+            dl.reason
+        );
+    }
+    if !filter.list_only && !summary.selected.is_empty() {
+        println!(
+            "Replayed: {} delivered, {} refused again (dead-lettered again).",
+            summary.delivered, summary.refused_again
+        );
+        if summary.refused_again > 0 {
+            anyhow::bail!("{} records were refused again", summary.refused_again);
+        }
+    }
+    Ok(())
 }
 
 async fn producer(config: Config) -> anyhow::Result<()> {

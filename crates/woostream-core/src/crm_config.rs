@@ -1,0 +1,358 @@
+//! The `[crm]` section: where the CRM is, how contacts and deals are identified and mapped, and
+//! the API budget. The types and their checks; the sink does the work.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Contact fields woostream knows, and the CRM property each goes to by default.
+pub const CONTACT_FIELDS: &[(&str, &str)] = &[
+    ("email", "email"),
+    ("first_name", "firstname"),
+    ("last_name", "lastname"),
+    ("phone", "phone"),
+    ("orders_count", "woo_orders_count"),
+    ("revenue", "woo_revenue"),
+    ("average_order_value", "woo_average_order_value"),
+    ("first_order_date", "woo_first_order_date"),
+    ("last_order_date", "woo_last_order_date"),
+    ("segment", "woo_rfm_segment"),
+    ("p_alive", "woo_p_alive"),
+    ("predicted_clv", "woo_predicted_clv_12m"),
+    ("churn_risk", "woo_churn_risk"),
+];
+
+/// Deal fields woostream knows (beyond name, pipeline and stage), with their default property.
+pub const DEAL_FIELDS: &[(&str, &str)] = &[
+    ("amount", "amount"),
+    ("currency", "deal_currency_code"),
+    ("close_date", "closedate"),
+    ("order_number", "woo_order_number"),
+    ("order_status", "woo_order_status"),
+    ("payment_method", "woo_payment_method"),
+];
+
+/// WooCommerce order status → stage of HubSpot's default sales pipeline.
+pub const DEFAULT_STAGES: &[(&str, &str)] = &[
+    ("pending", "appointmentscheduled"),
+    ("on-hold", "qualifiedtobuy"),
+    ("processing", "contractsent"),
+    ("completed", "closedwon"),
+    ("cancelled", "closedlost"),
+    ("refunded", "closedlost"),
+    ("failed", "closedlost"),
+];
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrmConfig {
+    /// Run the CRM sink (in `woostream run`; `woostream crm run` always does).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Consumer group of the CRM sink (offsets only: it reads every partition itself).
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Base URL of the HubSpot API (a test server in tests).
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// Private-app or OAuth access token.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Or: the environment variable holding it.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Keep the CRM in memory instead of calling HubSpot (`make run`).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Unique contact property holding the shop's customer id (guests: `guest:<hash>`).
+    #[serde(default = "default_contact_id_property")]
+    pub contact_id_property: String,
+    /// What a guest's contact is found by when it is first written.
+    #[serde(default = "default_guest_id_property")]
+    pub guest_id_property: String,
+    /// Unique deal property holding the order id.
+    #[serde(default = "default_deal_id_property")]
+    pub deal_id_property: String,
+    /// Contact field → CRM property, over the defaults in [`CONTACT_FIELDS`]; `""` leaves a
+    /// field out.
+    #[serde(default)]
+    pub contact_properties: BTreeMap<String, String>,
+    /// Deal field → CRM property, over the defaults in [`DEAL_FIELDS`].
+    #[serde(default)]
+    pub deal_properties: BTreeMap<String, String>,
+    /// Pipeline of the deals (internal id).
+    #[serde(default = "default_pipeline")]
+    pub pipeline: String,
+    /// Order status slug → deal stage (internal id), over [`DEFAULT_STAGES`]; statuses mapped
+    /// to `""` (and unmapped ones) make no deal.
+    #[serde(default)]
+    pub deal_stages: BTreeMap<String, String>,
+    /// Deal name; `{number}`, `{order_id}` and `{shop}` are replaced.
+    #[serde(default = "default_deal_name")]
+    pub deal_name: String,
+    /// Requests per rolling 10 seconds (HubSpot Professional/Enterprise: 190, shared by every
+    /// app of the account).
+    #[serde(default = "default_per_10_seconds")]
+    pub requests_per_10_seconds: u32,
+    /// Requests per UTC day (Professional: 650,000).
+    #[serde(default = "default_per_day")]
+    pub requests_per_day: u64,
+    /// Inputs per batch request (HubSpot takes at most 100).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// The longest a change waits to fill a batch; meanwhile newer states replace older ones.
+    #[serde(default = "default_max_delay_ms")]
+    pub max_delay_ms: u64,
+    /// Requests in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Cap of the exponential backoff after 5xx and network errors (retried until they pass).
+    #[serde(default = "default_max_backoff_secs")]
+    pub max_backoff_secs: u64,
+    /// How long a guest's profile waits for the order that names the guest's email before it is
+    /// dead-lettered (the contact cannot be found without it).
+    #[serde(default = "default_guest_wait_secs")]
+    pub guest_wait_secs: u64,
+    /// Base64 of 32 bytes: when set, the original change in dead-letter records (it holds
+    /// personal data) is sealed with ChaCha20-Poly1305.
+    #[serde(default)]
+    pub dead_letter_key: Option<String>,
+}
+
+impl fmt::Debug for CrmConfig {
+    // The token never reaches logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CrmConfig")
+            .field("enabled", &self.enabled)
+            .field("api_url", &self.api_url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_env", &self.token_env)
+            .field("dry_run", &self.dry_run)
+            .field("pipeline", &self.pipeline)
+            .field("requests_per_10_seconds", &self.requests_per_10_seconds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CrmConfig {
+    fn default() -> Self {
+        CrmConfig {
+            enabled: false,
+            group_id: default_group(),
+            api_url: default_api_url(),
+            token: None,
+            token_env: None,
+            dry_run: false,
+            contact_id_property: default_contact_id_property(),
+            guest_id_property: default_guest_id_property(),
+            deal_id_property: default_deal_id_property(),
+            contact_properties: BTreeMap::new(),
+            deal_properties: BTreeMap::new(),
+            pipeline: default_pipeline(),
+            deal_stages: BTreeMap::new(),
+            deal_name: default_deal_name(),
+            requests_per_10_seconds: default_per_10_seconds(),
+            requests_per_day: default_per_day(),
+            batch_size: default_batch_size(),
+            max_delay_ms: default_max_delay_ms(),
+            concurrency: default_concurrency(),
+            max_backoff_secs: default_max_backoff_secs(),
+            guest_wait_secs: default_guest_wait_secs(),
+            dead_letter_key: None,
+        }
+    }
+}
+
+fn default_group() -> String {
+    "woostream-crm".into()
+}
+fn default_api_url() -> String {
+    "https://api.hubapi.com".into()
+}
+fn default_contact_id_property() -> String {
+    "woo_customer_id".into()
+}
+fn default_guest_id_property() -> String {
+    "email".into()
+}
+fn default_deal_id_property() -> String {
+    "woo_order_id".into()
+}
+fn default_pipeline() -> String {
+    "default".into()
+}
+fn default_deal_name() -> String {
+    "Order #{number}".into()
+}
+const fn default_per_10_seconds() -> u32 {
+    190
+}
+const fn default_per_day() -> u64 {
+    650_000
+}
+const fn default_batch_size() -> usize {
+    100
+}
+const fn default_max_delay_ms() -> u64 {
+    2_000
+}
+const fn default_concurrency() -> usize {
+    4
+}
+const fn default_max_backoff_secs() -> u64 {
+    30
+}
+const fn default_guest_wait_secs() -> u64 {
+    300
+}
+
+fn merged(defaults: &[(&str, &str)], over: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut m: BTreeMap<String, String> = defaults
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    m.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
+    m.retain(|_, v| !v.is_empty());
+    m
+}
+
+impl CrmConfig {
+    pub fn resolved_token(&self) -> Option<String> {
+        self.token
+            .clone()
+            .or_else(|| self.token_env.as_ref().and_then(|v| std::env::var(v).ok()))
+    }
+
+    /// Contact field → property, defaults included, left-out fields removed.
+    pub fn contact_mapping(&self) -> BTreeMap<String, String> {
+        merged(CONTACT_FIELDS, &self.contact_properties)
+    }
+
+    pub fn deal_mapping(&self) -> BTreeMap<String, String> {
+        merged(DEAL_FIELDS, &self.deal_properties)
+    }
+
+    /// Order status slug → deal stage.
+    pub fn stages(&self) -> BTreeMap<String, String> {
+        merged(DEFAULT_STAGES, &self.deal_stages)
+    }
+
+    /// What types alone cannot check; the offending key and what was expected.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        for (field, known) in [
+            (&self.contact_properties, CONTACT_FIELDS),
+            (&self.deal_properties, DEAL_FIELDS),
+        ]
+        .iter()
+        .flat_map(|(m, known)| m.keys().map(move |k| (k, *known)))
+        {
+            if !known.iter().any(|(k, _)| k == field) {
+                let section = if std::ptr::eq(known, CONTACT_FIELDS) {
+                    "contact_properties"
+                } else {
+                    "deal_properties"
+                };
+                return Err((
+                    format!("crm.{section}.{field}"),
+                    format!(
+                        "expected one of {}",
+                        known.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
+        if !(1..=100).contains(&self.batch_size) {
+            return Err((
+                "crm.batch_size".into(),
+                "expected 1 to 100 (HubSpot's batch limit)".into(),
+            ));
+        }
+        if self.requests_per_10_seconds == 0 || self.requests_per_day == 0 {
+            return Err((
+                "crm.requests_per_10_seconds".into(),
+                "expected a budget above zero".into(),
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err(("crm.concurrency".into(), "expected at least 1".into()));
+        }
+        for (key, value) in [
+            ("contact_id_property", &self.contact_id_property),
+            ("guest_id_property", &self.guest_id_property),
+            ("deal_id_property", &self.deal_id_property),
+            ("pipeline", &self.pipeline),
+        ] {
+            if value.trim().is_empty() {
+                return Err((format!("crm.{key}"), "expected a property name".into()));
+            }
+        }
+        if !self.api_url.starts_with("http://") && !self.api_url.starts_with("https://") {
+            return Err(("crm.api_url".into(), "expected an http(s) URL".into()));
+        }
+        if let Some(key) = &self.dead_letter_key {
+            use base64::Engine as _;
+            let ok = base64::engine::general_purpose::STANDARD
+                .decode(key)
+                .map(|k| k.len() == 32)
+                .unwrap_or(false);
+            if !ok {
+                return Err((
+                    "crm.dead_letter_key".into(),
+                    "expected 32 random bytes in base64 (e.g. `openssl rand -base64 32`)".into(),
+                ));
+            }
+        }
+        if self.enabled && !self.dry_run && self.resolved_token().is_none() {
+            return Err((
+                "crm.token".into(),
+                "expected a token (or token_env naming a set variable), or dry_run = true".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mappings_merge_over_defaults_and_empty_leaves_a_field_out() {
+        let mut c = CrmConfig::default();
+        c.contact_properties.insert("phone".into(), "".into());
+        c.contact_properties.insert("segment".into(), "rfm".into());
+        c.deal_stages
+            .insert("awaiting-shipment".into(), "shipping".into());
+        let m = c.contact_mapping();
+        assert!(!m.contains_key("phone"));
+        assert_eq!(m["segment"], "rfm");
+        assert_eq!(m["email"], "email");
+        assert_eq!(c.stages()["awaiting-shipment"], "shipping");
+        assert_eq!(c.stages()["completed"], "closedwon");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_limits_name_the_key() {
+        let mut c = CrmConfig::default();
+        c.contact_properties.insert("shoe_size".into(), "x".into());
+        assert_eq!(
+            c.validate().unwrap_err().0,
+            "crm.contact_properties.shoe_size"
+        );
+        let mut c = CrmConfig::default();
+        c.deal_properties.insert("colour".into(), "x".into());
+        assert_eq!(c.validate().unwrap_err().0, "crm.deal_properties.colour");
+        let c = CrmConfig {
+            batch_size: 101,
+            ..CrmConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().0, "crm.batch_size");
+        let c = CrmConfig {
+            enabled: true,
+            ..CrmConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().0, "crm.token");
+        assert!(CrmConfig::default().validate().is_ok());
+    }
+}

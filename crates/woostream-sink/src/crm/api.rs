@@ -1,0 +1,117 @@
+//! The contract a CRM implements for the sink: batch upserts by a unique property and
+//! deal → contact associations. HubSpot first ([`super::hubspot`]); Pipedrive or Salesforce
+//! follow with the same contract. The in-memory one ([`super::memory`]) serves `make run`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use super::budget::RateLimits;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Object {
+    Contacts,
+    Deals,
+}
+
+impl Object {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Object::Contacts => "contacts",
+            Object::Deals => "deals",
+        }
+    }
+}
+
+/// One record to create or update: found by `id_property = id`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Input {
+    pub id_property: String,
+    pub id: String,
+    pub properties: BTreeMap<String, String>,
+}
+
+/// What the CRM did with one input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Written {
+    /// The CRM's own id of the object.
+    pub id: String,
+    /// Created (rather than updated).
+    pub new: bool,
+}
+
+/// Why the CRM refused one input of a batch it otherwise took.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordError {
+    pub status: Option<u16>,
+    pub category: Option<String>,
+    pub message: String,
+}
+
+/// A batch the CRM answered with success (maybe partial: HTTP 207).
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// One per input, in input order.
+    pub written: Vec<Result<Written, RecordError>>,
+    pub limits: RateLimits,
+}
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CallError {
+    /// 429: over the rolling window (or the day's budget).
+    #[error("rate limited ({})", if *daily { "daily" } else { "10 s window" })]
+    RateLimited {
+        daily: bool,
+        retry_after: Option<Duration>,
+        limits: RateLimits,
+    },
+    /// 5xx, timeouts, network errors, bad credentials: nothing was refused, try again later.
+    #[error("{message}")]
+    Transient {
+        status: Option<u16>,
+        message: String,
+        limits: RateLimits,
+    },
+    /// The whole batch was refused (e.g. one invalid record): split it to find the bad one.
+    #[error("{status} {}: {message}", category.as_deref().unwrap_or("error"))]
+    Rejected {
+        status: u16,
+        category: Option<String>,
+        message: String,
+        limits: RateLimits,
+    },
+}
+
+impl CallError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            CallError::RateLimited { .. } => Some(429),
+            CallError::Transient { status, .. } => *status,
+            CallError::Rejected { status, .. } => Some(*status),
+        }
+    }
+
+    pub fn limits(&self) -> RateLimits {
+        match self {
+            CallError::RateLimited { limits, .. }
+            | CallError::Transient { limits, .. }
+            | CallError::Rejected { limits, .. } => *limits,
+        }
+    }
+}
+
+pub trait Crm: Send + Sync + 'static {
+    /// Creates or updates up to 100 records of one object type.
+    fn upsert(
+        &self,
+        object: Object,
+        inputs: &[Input],
+    ) -> impl Future<Output = Result<Reply, CallError>> + Send;
+
+    /// Associates deals with contacts (CRM ids: `(deal, contact)`), with the default label.
+    fn associate(
+        &self,
+        pairs: &[(String, String)],
+    ) -> impl Future<Output = Result<Reply, CallError>> + Send;
+}

@@ -1,0 +1,511 @@
+//! What the shop's events change in the CRM, as plain data: a contact (who the customer is and
+//! what woostream knows of them) and a deal (an order). Newer states replace older ones, so a
+//! flash sale costs calls per customer, not per event. No Kafka, no HTTP.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use woostream_core::crm_config::CrmConfig;
+use woostream_core::events::{Action, CustomerEvent, OrderEvent};
+use woostream_core::insights::CustomerProfile;
+
+/// Who a customer is: the personal data the CRM is allowed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+    /// When the shop last changed it; a newer identity wins field by field.
+    pub at: DateTime<Utc>,
+}
+
+/// What woostream computed about a customer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// The profile's per-customer version: a higher one wins.
+    pub version: i64,
+    pub orders_count: i32,
+    pub revenue: String,
+    pub average_order_value: String,
+    pub first_order_at: Option<DateTime<Utc>>,
+    pub last_order_at: Option<DateTime<Utc>>,
+    pub segment: String,
+    pub p_alive: f64,
+    pub predicted_clv: String,
+    pub churn_risk: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContactChange {
+    pub shop_id: String,
+    /// The customer key: the account id, or `guest:<email hash>`.
+    pub customer: String,
+    pub customer_id: Option<i64>,
+    pub identity: Option<Identity>,
+    pub metrics: Option<Metrics>,
+    pub correlation_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DealChange {
+    pub shop_id: String,
+    pub order_id: i64,
+    pub number: String,
+    pub customer: String,
+    pub status: String,
+    pub total: String,
+    pub currency: String,
+    pub payment_method: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// The order's modification time: a later one wins.
+    pub modified_at: DateTime<Utc>,
+    pub correlation_id: String,
+}
+
+impl ContactChange {
+    /// Folds a newer event about the same customer in.
+    pub fn merge(&mut self, newer: ContactChange) {
+        self.customer_id = self.customer_id.or(newer.customer_id);
+        self.correlation_id = newer.correlation_id;
+        match (&mut self.identity, newer.identity) {
+            (Some(old), Some(new)) => {
+                let keep_new = new.at >= old.at;
+                let pick = |o: &mut Option<String>, n: Option<String>| {
+                    if n.is_some() && (keep_new || o.is_none()) {
+                        *o = n;
+                    }
+                };
+                pick(&mut old.email, new.email);
+                pick(&mut old.first_name, new.first_name);
+                pick(&mut old.last_name, new.last_name);
+                pick(&mut old.phone, new.phone);
+                old.at = old.at.max(new.at);
+            }
+            (old @ None, new) => *old = new,
+            (Some(_), None) => {}
+        }
+        match (&self.metrics, newer.metrics) {
+            (Some(old), Some(new)) if new.version < old.version => {}
+            (_, Some(new)) => self.metrics = Some(new),
+            (_, None) => {}
+        }
+    }
+
+    pub fn version(&self) -> i64 {
+        self.metrics.as_ref().map_or(0, |m| m.version)
+    }
+}
+
+/// How far along an order is: WooCommerce's modification times have whole seconds, so two
+/// states of one order often share one; the further status is the newer.
+pub fn status_rank(status: &str) -> i64 {
+    match status {
+        "checkout-draft" | "draft" | "pending" => 0,
+        "failed" | "on-hold" => 1,
+        "completed" | "cancelled" => 3,
+        "refunded" => 4,
+        "trash" => 5,
+        _ => 2,
+    }
+}
+
+impl DealChange {
+    /// Orders the states of one order: modification time, then status progress.
+    pub fn version(&self) -> i64 {
+        self.modified_at.timestamp_millis() * 10 + status_rank(&self.status)
+    }
+
+    pub fn merge(&mut self, newer: DealChange) {
+        if newer.version() >= self.version() {
+            *self = newer;
+        }
+    }
+}
+
+fn non_empty(s: &Option<String>) -> Option<String> {
+    s.as_ref()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// An order names its customer (billing details) and is a deal.
+pub fn from_order(e: &OrderEvent) -> (Option<ContactChange>, Option<DealChange>) {
+    let Some(o) = &e.order else {
+        return (None, None);
+    };
+    if e.action == Action::Deleted {
+        return (None, None);
+    }
+    let at = o
+        .modified_at
+        .or(o.created_at)
+        .unwrap_or(e.envelope.received_at);
+    let identity = o.billing.as_ref().map(|b| Identity {
+        email: non_empty(&b.email).map(|e| e.to_lowercase()),
+        first_name: non_empty(&b.first_name),
+        last_name: non_empty(&b.last_name),
+        phone: non_empty(&b.phone),
+        at,
+    });
+    let contact = ContactChange {
+        shop_id: e.envelope.shop_id.clone(),
+        customer: o.customer_key.clone(),
+        customer_id: o.customer_id.filter(|id| *id > 0),
+        identity,
+        metrics: None,
+        correlation_id: e.envelope.correlation_id.clone(),
+    };
+    let deal = DealChange {
+        shop_id: e.envelope.shop_id.clone(),
+        order_id: o.id,
+        number: o.number.clone(),
+        customer: o.customer_key.clone(),
+        status: o.status_slug.trim_start_matches("wc-").to_string(),
+        total: o.total.to_string(),
+        currency: o.currency.clone(),
+        payment_method: o.payment_method.clone(),
+        created_at: o.created_at,
+        completed_at: o.completed_at,
+        modified_at: at,
+        correlation_id: e.envelope.correlation_id.clone(),
+    };
+    (Some(contact), Some(deal))
+}
+
+/// A registered customer's account: the email and name they keep in the shop.
+pub fn from_customer(e: &CustomerEvent) -> Option<ContactChange> {
+    let c = e.customer.as_ref()?;
+    if e.action == Action::Deleted {
+        return None;
+    }
+    let phone = c.billing.as_ref().and_then(|b| non_empty(&b.phone));
+    Some(ContactChange {
+        shop_id: e.envelope.shop_id.clone(),
+        customer: c.id.to_string(),
+        customer_id: Some(c.id),
+        identity: Some(Identity {
+            email: non_empty(&c.email).map(|e| e.to_lowercase()),
+            first_name: non_empty(&c.first_name),
+            last_name: non_empty(&c.last_name),
+            phone,
+            at: c
+                .modified_at
+                .or(c.created_at)
+                .unwrap_or(e.envelope.received_at),
+        }),
+        metrics: None,
+        correlation_id: e.envelope.correlation_id.clone(),
+    })
+}
+
+pub fn from_profile(p: &CustomerProfile) -> ContactChange {
+    ContactChange {
+        shop_id: p.shop_id.clone(),
+        customer: p.customer.clone(),
+        customer_id: p.customer_id.filter(|id| *id > 0),
+        identity: None,
+        metrics: Some(Metrics {
+            version: p.version,
+            orders_count: p.orders_count,
+            revenue: p.revenue.to_string(),
+            average_order_value: p.average_order_value.to_string(),
+            first_order_at: p.first_order_at,
+            last_order_at: p.last_order_at,
+            segment: p.segment.name().to_string(),
+            p_alive: p.p_alive,
+            predicted_clv: p.clv_12_months.to_string(),
+            churn_risk: p.churn_risk.as_str().to_lowercase(),
+        }),
+        correlation_id: p.correlation_id.clone(),
+    }
+}
+
+/// How the CRM finds a contact: a unique property and its value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ContactId {
+    pub property: String,
+    pub value: String,
+}
+
+/// The mapped properties and how to find the objects, from the configuration once.
+#[derive(Clone, Debug)]
+pub struct Mapping {
+    pub contact_id_property: String,
+    pub deal_id_property: String,
+    pub contact: BTreeMap<String, String>,
+    pub deal: BTreeMap<String, String>,
+    pub stages: BTreeMap<String, String>,
+    pub pipeline: String,
+    pub deal_name: String,
+}
+
+impl Mapping {
+    pub fn new(c: &CrmConfig) -> Mapping {
+        Mapping {
+            contact_id_property: c.contact_id_property.clone(),
+            deal_id_property: c.deal_id_property.clone(),
+            contact: c.contact_mapping(),
+            deal: c.deal_mapping(),
+            stages: c.stages(),
+            pipeline: c.pipeline.clone(),
+            deal_name: c.deal_name.clone(),
+        }
+    }
+
+    /// Registered customers by their id (a changed email then never makes a second contact);
+    /// a guest by the email, unless the contact is known to exist (written before with the
+    /// guest's key); `None` while a guest's email is not known yet.
+    pub fn contact_id(&self, c: &ContactChange, exists: bool) -> Option<ContactId> {
+        let by_key = ContactId {
+            property: self.contact_id_property.clone(),
+            value: c.customer.clone(),
+        };
+        if c.customer_id.is_some() || exists {
+            return Some(by_key);
+        }
+        let email = c.identity.as_ref().and_then(|i| i.email.clone())?;
+        Some(ContactId {
+            property: self
+                .contact
+                .get("email")
+                .cloned()
+                .unwrap_or_else(|| "email".into()),
+            value: email,
+        })
+    }
+
+    /// The contact's properties: its key, then every mapped field it carries.
+    pub fn contact_properties(&self, c: &ContactChange) -> BTreeMap<String, String> {
+        let mut p = BTreeMap::new();
+        p.insert(self.contact_id_property.clone(), c.customer.clone());
+        let mut put = |field: &str, value: Option<String>| {
+            if let (Some(property), Some(v)) = (self.contact.get(field), value) {
+                p.insert(property.clone(), v);
+            }
+        };
+        if let Some(i) = &c.identity {
+            put("email", i.email.clone());
+            put("first_name", i.first_name.clone());
+            put("last_name", i.last_name.clone());
+            put("phone", i.phone.clone());
+        }
+        if let Some(m) = &c.metrics {
+            put("orders_count", Some(m.orders_count.to_string()));
+            put("revenue", Some(m.revenue.clone()));
+            put("average_order_value", Some(m.average_order_value.clone()));
+            put("first_order_date", m.first_order_at.map(epoch_ms));
+            put("last_order_date", m.last_order_at.map(epoch_ms));
+            put("segment", Some(m.segment.clone()));
+            put("p_alive", Some(format!("{:.4}", m.p_alive)));
+            put("predicted_clv", Some(m.predicted_clv.clone()));
+            put("churn_risk", Some(m.churn_risk.clone()));
+        }
+        p
+    }
+
+    /// The deal stage of an order status; `None`: the status makes no deal.
+    pub fn stage(&self, status: &str) -> Option<&str> {
+        self.stages.get(status).map(String::as_str)
+    }
+
+    pub fn deal_properties(&self, d: &DealChange) -> Option<BTreeMap<String, String>> {
+        let stage = self.stage(&d.status)?;
+        let mut p = BTreeMap::new();
+        p.insert(self.deal_id_property.clone(), deal_key(d));
+        p.insert(
+            "dealname".into(),
+            self.deal_name
+                .replace("{number}", &d.number)
+                .replace("{order_id}", &d.order_id.to_string())
+                .replace("{shop}", &d.shop_id),
+        );
+        p.insert("pipeline".into(), self.pipeline.clone());
+        p.insert("dealstage".into(), stage.to_string());
+        let mut put = |field: &str, value: Option<String>| {
+            if let (Some(property), Some(v)) = (self.deal.get(field), value) {
+                p.insert(property.clone(), v);
+            }
+        };
+        put("amount", Some(d.total.clone()));
+        put("currency", Some(d.currency.clone()));
+        put("close_date", d.completed_at.or(d.created_at).map(epoch_ms));
+        put("order_number", Some(d.number.clone()));
+        put("order_status", Some(d.status.clone()));
+        put("payment_method", d.payment_method.clone());
+        Some(p)
+    }
+}
+
+/// A deal's unique value: the order id, prefixed by the shop when several shops share a CRM
+/// would collide, so always `<shop>:<order id>`.
+pub fn deal_key(d: &DealChange) -> String {
+    format!("{}:{}", d.shop_id, d.order_id)
+}
+
+/// HubSpot takes datetimes as milliseconds since the epoch (UTC).
+fn epoch_ms(t: DateTime<Utc>) -> String {
+    t.timestamp_millis().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
+    }
+
+    pub(crate) fn contact(customer: &str, email: Option<&str>, t: i64) -> ContactChange {
+        ContactChange {
+            shop_id: "main".into(),
+            customer: customer.into(),
+            customer_id: customer.parse().ok(),
+            identity: Some(Identity {
+                email: email.map(Into::into),
+                first_name: Some("Jan".into()),
+                last_name: None,
+                phone: None,
+                at: at(t),
+            }),
+            metrics: None,
+            correlation_id: format!("c{t}"),
+        }
+    }
+
+    fn metrics(version: i64, orders: i32) -> Metrics {
+        Metrics {
+            version,
+            orders_count: orders,
+            revenue: "10.00".into(),
+            average_order_value: "10.00".into(),
+            first_order_at: Some(at(0)),
+            last_order_at: Some(at(5)),
+            segment: "Champions".into(),
+            p_alive: 0.87654,
+            predicted_clv: "120.50".into(),
+            churn_risk: "low".into(),
+        }
+    }
+
+    #[test]
+    fn newer_identity_wins_field_by_field_and_older_fills_gaps() {
+        let mut a = contact("7", Some("old@x.example"), 10);
+        a.identity.as_mut().unwrap().phone = Some("+48 1".into());
+        let mut b = contact("7", Some("new@x.example"), 20);
+        b.identity.as_mut().unwrap().first_name = None;
+        a.merge(b);
+        let i = a.identity.unwrap();
+        assert_eq!(i.email.as_deref(), Some("new@x.example"));
+        assert_eq!(
+            i.first_name.as_deref(),
+            Some("Jan"),
+            "kept: the newer has none"
+        );
+        assert_eq!(i.phone.as_deref(), Some("+48 1"));
+        // An older event arriving late does not undo a newer one.
+        let mut a = contact("7", Some("new@x.example"), 20);
+        a.merge(contact("7", Some("old@x.example"), 10));
+        assert_eq!(a.identity.unwrap().email.as_deref(), Some("new@x.example"));
+    }
+
+    #[test]
+    fn the_higher_profile_version_wins_and_identity_and_metrics_combine() {
+        let mut a = contact("7", Some("a@x.example"), 1);
+        a.metrics = Some(metrics(5, 2));
+        let mut b = contact("7", None, 2);
+        b.identity = None;
+        b.metrics = Some(metrics(4, 1));
+        a.merge(b.clone());
+        assert_eq!(a.version(), 5);
+        b.metrics = Some(metrics(6, 3));
+        a.merge(b);
+        assert_eq!(a.metrics.as_ref().unwrap().orders_count, 3);
+        assert_eq!(
+            a.identity.unwrap().email.as_deref(),
+            Some("a@x.example"),
+            "a profile carries no identity and keeps the order's"
+        );
+    }
+
+    #[test]
+    fn deals_keep_the_latest_modification() {
+        let d = |status: &str, t: i64| DealChange {
+            shop_id: "main".into(),
+            order_id: 1,
+            number: "1".into(),
+            customer: "7".into(),
+            status: status.into(),
+            total: "5.00".into(),
+            currency: "PLN".into(),
+            payment_method: None,
+            created_at: Some(at(0)),
+            completed_at: None,
+            modified_at: at(t),
+            correlation_id: "c".into(),
+        };
+        let mut a = d("processing", 10);
+        a.merge(d("pending", 5));
+        assert_eq!(a.status, "processing");
+        a.merge(d("completed", 11));
+        assert_eq!(a.status, "completed");
+        // Within one second, the further status wins whichever arrives last.
+        let mut b = d("processing", 20);
+        b.merge(d("pending", 20));
+        assert_eq!(b.status, "processing");
+        let m = Mapping::new(&CrmConfig::default());
+        let p = m.deal_properties(&a).unwrap();
+        assert_eq!(p["dealstage"], "closedwon");
+        assert_eq!(p["woo_order_id"], "main:1");
+        assert_eq!(p["dealname"], "Order #1");
+        assert_eq!(p["amount"], "5.00");
+        assert_eq!(p["closedate"], (at(0).timestamp_millis()).to_string());
+        a.status = "checkout-draft".into();
+        assert!(m.deal_properties(&a).is_none(), "unmapped: no deal");
+    }
+
+    #[test]
+    fn registered_by_id_guests_by_email_until_known() {
+        let m = Mapping::new(&CrmConfig::default());
+        let registered = contact("42", Some("a@x.example"), 1);
+        assert_eq!(
+            m.contact_id(&registered, false).unwrap(),
+            ContactId {
+                property: "woo_customer_id".into(),
+                value: "42".into()
+            }
+        );
+        let guest = contact("guest:ab", Some("g@x.example"), 1);
+        assert_eq!(m.contact_id(&guest, false).unwrap().property, "email");
+        assert_eq!(
+            m.contact_id(&guest, true).unwrap().value,
+            "guest:ab",
+            "known contacts are found by their key even if the email changed"
+        );
+        let mut anonymous = guest.clone();
+        anonymous.identity = None;
+        assert!(m.contact_id(&anonymous, false).is_none());
+    }
+
+    #[test]
+    fn contact_properties_follow_the_mapping() {
+        let mut c = CrmConfig::default();
+        c.contact_properties.insert("phone".into(), "".into());
+        let m = Mapping::new(&c);
+        let mut change = contact("42", Some("a@x.example"), 1);
+        change.identity.as_mut().unwrap().phone = Some("+48 600".into());
+        change.metrics = Some(metrics(3, 2));
+        let p = m.contact_properties(&change);
+        assert_eq!(p["woo_customer_id"], "42");
+        assert_eq!(p["email"], "a@x.example");
+        assert_eq!(p["firstname"], "Jan");
+        assert!(!p.values().any(|v| v == "+48 600"), "phone left out");
+        assert_eq!(p["woo_orders_count"], "2");
+        assert_eq!(p["woo_p_alive"], "0.8765");
+        assert_eq!(p["woo_rfm_segment"], "Champions");
+        assert_eq!(p["woo_churn_risk"], "low");
+    }
+}

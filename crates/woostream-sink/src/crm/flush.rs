@@ -1,0 +1,839 @@
+//! Sending a flush of changes to the CRM within its budget: contacts first (deals need their
+//! ids), then deals, then the associations of new deals. 429s wait and retry; 5xx and network
+//! errors back off with jitter and retry until they pass; a batch refused as a whole is split
+//! until the bad record stands alone, and only that one is refused.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use woostream_core::insights::CrmAttempt;
+
+use super::api::{CallError, Crm, Input, Object, Reply, Written};
+use super::budget::Budget;
+use super::changes::{deal_key, ContactChange, DealChange, Mapping};
+use super::metrics::Metrics;
+use super::pending::{Item, Taken};
+
+/// Why the CRM will not take a change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub reason: String,
+    pub category: Option<String>,
+    pub status: Option<u16>,
+}
+
+impl Refusal {
+    pub fn local(reason: impl Into<String>) -> Refusal {
+        Refusal {
+            reason: reason.into(),
+            category: None,
+            status: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Delivered {
+        object_id: String,
+        new: bool,
+    },
+    /// Nothing to write (an order status that makes no deal).
+    Skipped(String),
+    Refused(Refusal),
+}
+
+/// The flush stopped for shutdown; what it did not finish stays uncommitted.
+#[derive(Debug)]
+pub struct Interrupted;
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub contacts: Vec<(Item<ContactChange>, Outcome)>,
+    /// With the deal's contact as sent in this flush, for a dead letter a replay can use.
+    pub deals: Vec<(Item<DealChange>, Outcome, Option<ContactChange>)>,
+    /// Deals associated with their contact in this flush: (shop, order).
+    pub associated: Vec<(String, i64)>,
+}
+
+/// What the CRM is known to have: contact ids by (shop, customer), associated deals.
+#[derive(Debug, Default)]
+pub struct Known {
+    pub contacts: HashMap<(String, String), String>,
+    pub associated: HashSet<(String, i64)>,
+    /// Newest profile version the CRM has per contact: an older one arriving late is stale.
+    pub contact_versions: HashMap<(String, String), i64>,
+    /// Newest deal version the CRM has per order: WooCommerce redelivers old states late,
+    /// and they must not move a deal back.
+    pub deals_at: HashMap<(String, i64), i64>,
+}
+
+impl Known {
+    /// Leaves out of `c` what the CRM already has newer; `None` when nothing is left.
+    pub fn fresh_contact(&self, mut c: ContactChange) -> Option<ContactChange> {
+        let key = (c.shop_id.clone(), c.customer.clone());
+        if let (Some(m), Some(&v)) = (&c.metrics, self.contact_versions.get(&key)) {
+            if m.version <= v {
+                c.metrics = None;
+            }
+        }
+        (c.metrics.is_some() || c.identity.is_some()).then_some(c)
+    }
+
+    pub fn fresh_deal(&self, d: DealChange) -> Option<DealChange> {
+        let at = self.deals_at.get(&(d.shop_id.clone(), d.order_id));
+        at.is_none_or(|&v| d.version() > v).then_some(d)
+    }
+}
+
+pub type SharedKnown = Arc<Mutex<Known>>;
+
+pub struct Sender<C> {
+    pub crm: C,
+    pub mapping: Mapping,
+    budget: Mutex<Budget>,
+    metrics: Metrics,
+    batch_size: usize,
+    concurrency: usize,
+    max_backoff: Duration,
+    stop: CancellationToken,
+}
+
+/// Attempts kept per change: the newest.
+const ATTEMPTS_KEPT: usize = 20;
+
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(rand::rng().random_range(0.5..1.0))
+}
+
+/// Personal data the CRM repeats in its messages (emails) stays out of dead letters and logs.
+pub fn redact(message: &str) -> String {
+    message
+        .split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == ',')
+        .map(|w| {
+            let core = w.trim_end_matches(|c: char| c.is_whitespace() || c == '"' || c == ',');
+            if core.contains('@') {
+                format!("<email>{}", &w[core.len()..])
+            } else {
+                w.to_string()
+            }
+        })
+        .collect()
+}
+
+fn attempt(status: Option<u16>, error: String, size: usize) -> CrmAttempt {
+    CrmAttempt {
+        at: Utc::now(),
+        http_status: status.map(i32::from),
+        error: redact(&error),
+        batch_size: size as i32,
+    }
+}
+
+fn push_attempts(into: &mut Vec<CrmAttempt>, new: &[CrmAttempt]) {
+    into.extend_from_slice(new);
+    if into.len() > ATTEMPTS_KEPT {
+        into.drain(..into.len() - ATTEMPTS_KEPT);
+    }
+}
+
+enum Stop {
+    Rejected(CallError),
+    Shutdown,
+}
+
+impl<C: Crm> Sender<C> {
+    pub fn new(
+        crm: C,
+        config: &woostream_core::crm_config::CrmConfig,
+        metrics: Metrics,
+        stop: CancellationToken,
+    ) -> Sender<C> {
+        Sender {
+            crm,
+            mapping: Mapping::new(config),
+            budget: Mutex::new(Budget::new(
+                config.requests_per_10_seconds,
+                Duration::from_secs(10),
+                config.requests_per_day,
+            )),
+            metrics,
+            batch_size: config.batch_size,
+            concurrency: config.concurrency,
+            max_backoff: Duration::from_secs(config.max_backoff_secs.max(1)),
+            stop,
+        }
+    }
+
+    fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
+        self.budget.lock().expect("CRM budget")
+    }
+
+    async fn sleep(&self, d: Duration) -> Result<(), Stop> {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Ok(()),
+            _ = self.stop.cancelled() => Err(Stop::Shutdown),
+        }
+    }
+
+    /// One request within the budget, retried until it is answered or refused.
+    async fn call<F, Fut>(
+        &self,
+        endpoint: &str,
+        size: usize,
+        attempts: &mut Vec<CrmAttempt>,
+        send: F,
+    ) -> Result<Reply, Stop>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Reply, CallError>>,
+    {
+        let mut transient = 0u32;
+        loop {
+            let ticket = loop {
+                let r = self
+                    .budget()
+                    .try_acquire(Instant::now(), Utc::now().date_naive());
+                match r {
+                    Ok(t) => break t,
+                    Err(wait) => self.sleep(wait).await?,
+                }
+            };
+            self.metrics
+                .batch_size
+                .with_label_values(&[endpoint])
+                .observe(size as f64);
+            let result = send().await;
+            let now = Instant::now();
+            let limits = match &result {
+                Ok(r) => r.limits,
+                Err(e) => e.limits(),
+            };
+            {
+                let mut b = self.budget();
+                b.release(ticket, now, limits);
+                self.metrics
+                    .budget_remaining
+                    .with_label_values(&["10s"])
+                    .set(b.window_remaining(now) as i64);
+                self.metrics
+                    .budget_remaining
+                    .with_label_values(&["day"])
+                    .set(b.day_remaining() as i64);
+            }
+            let status = match &result {
+                Ok(r) => r.status.to_string(),
+                Err(e) => e.status().map_or("network".into(), |s| s.to_string()),
+            };
+            self.metrics
+                .requests
+                .with_label_values(&[endpoint, &status])
+                .inc();
+            match result {
+                Ok(reply) => return Ok(reply),
+                Err(e @ CallError::RateLimited { .. }) => {
+                    let CallError::RateLimited {
+                        daily, retry_after, ..
+                    } = &e
+                    else {
+                        unreachable!()
+                    };
+                    self.metrics.rate_limited.inc();
+                    self.metrics
+                        .retries
+                        .with_label_values(&["rate_limited"])
+                        .inc();
+                    push_attempts(attempts, &[attempt(Some(429), e.to_string(), size)]);
+                    let wait = if *daily {
+                        self.budget().exhausted_today();
+                        let midnight = (Utc::now().date_naive() + chrono::Days::new(1))
+                            .and_hms_opt(0, 0, 0)
+                            .expect("midnight")
+                            .and_utc();
+                        (midnight - Utc::now())
+                            .to_std()
+                            .unwrap_or(Duration::from_secs(60))
+                    } else {
+                        self.budget().exhausted(Instant::now());
+                        retry_after.unwrap_or(Duration::from_secs(1))
+                    };
+                    tracing::warn!(
+                        endpoint,
+                        wait_ms = wait.as_millis() as u64,
+                        daily,
+                        "The CRM answered 429; waiting."
+                    );
+                    self.sleep(wait).await?;
+                }
+                Err(e @ CallError::Transient { .. }) => {
+                    transient += 1;
+                    self.metrics.retries.with_label_values(&["transient"]).inc();
+                    push_attempts(attempts, &[attempt(e.status(), e.to_string(), size)]);
+                    let backoff = Duration::from_millis(500)
+                        .saturating_mul(1 << transient.min(10))
+                        .min(self.max_backoff);
+                    tracing::warn!(
+                        endpoint,
+                        status = e.status(),
+                        error = %redact(&e.to_string()),
+                        attempt = transient,
+                        "The CRM did not answer; backing off."
+                    );
+                    self.sleep(jitter(backoff)).await?;
+                }
+                Err(e @ CallError::Rejected { .. }) => {
+                    push_attempts(attempts, &[attempt(e.status(), e.to_string(), size)]);
+                    return Err(Stop::Rejected(e));
+                }
+            }
+        }
+    }
+
+    /// Sends `n` records in groups, splitting any group the CRM refuses as a whole until the
+    /// bad record stands alone. `send(indices)` sends those records.
+    async fn isolate<F, Fut>(
+        &self,
+        endpoint: &str,
+        attempts: &mut [Vec<CrmAttempt>],
+        send: F,
+    ) -> Result<Vec<Result<Written, Refusal>>, Interrupted>
+    where
+        F: Fn(Vec<usize>) -> Fut,
+        Fut: Future<Output = Result<Reply, CallError>>,
+    {
+        let n = attempts.len();
+        let mut out: Vec<Option<Result<Written, Refusal>>> = vec![None; n];
+        let mut groups = vec![(0..n).collect::<Vec<usize>>()];
+        while let Some(group) = groups.pop() {
+            let mut tried = Vec::new();
+            let result = self
+                .call(endpoint, group.len(), &mut tried, || send(group.clone()))
+                .await;
+            for &i in &group {
+                push_attempts(&mut attempts[i], &tried);
+            }
+            match result {
+                Ok(reply) => {
+                    for (&i, w) in group.iter().zip(reply.written) {
+                        out[i] = Some(w.map_err(|e| {
+                            push_attempts(
+                                &mut attempts[i],
+                                &[attempt(Some(reply.status), e.message.clone(), group.len())],
+                            );
+                            Refusal {
+                                reason: redact(&e.message),
+                                category: e.category,
+                                status: e.status,
+                            }
+                        }));
+                    }
+                }
+                Err(Stop::Rejected(e)) if group.len() > 1 => {
+                    tracing::info!(
+                        endpoint,
+                        size = group.len(),
+                        error = %redact(&e.to_string()),
+                        "The CRM refused a batch; splitting it to find the record at fault."
+                    );
+                    let (a, b) = group.split_at(group.len() / 2);
+                    groups.push(b.to_vec());
+                    groups.push(a.to_vec());
+                }
+                Err(Stop::Rejected(e)) => {
+                    let (status, category, message) = match &e {
+                        CallError::Rejected {
+                            status,
+                            category,
+                            message,
+                            ..
+                        } => (Some(*status), category.clone(), message.clone()),
+                        other => (other.status(), None, other.to_string()),
+                    };
+                    out[group[0]] = Some(Err(Refusal {
+                        reason: redact(&message),
+                        category,
+                        status,
+                    }));
+                }
+                Err(Stop::Shutdown) => return Err(Interrupted),
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.expect("every record answered"))
+            .collect())
+    }
+
+    /// Upserts `inputs` of one object in batches, `concurrency` requests at a time.
+    async fn upsert_all(
+        &self,
+        object: Object,
+        inputs: &[Input],
+        attempts: &mut [Vec<CrmAttempt>],
+    ) -> Result<Vec<Result<Written, Refusal>>, Interrupted> {
+        let endpoint = match object {
+            Object::Contacts => "contacts/batch/upsert",
+            Object::Deals => "deals/batch/upsert",
+        };
+        let chunks: Vec<(usize, Vec<Input>, Vec<Vec<CrmAttempt>>)> = inputs
+            .chunks(self.batch_size)
+            .zip(attempts.chunks(self.batch_size))
+            .enumerate()
+            .map(|(k, (i, a))| (k * self.batch_size, i.to_vec(), a.to_vec()))
+            .collect();
+        let mut results = futures::stream::iter(chunks)
+            .map(|(start, chunk, mut tried)| async move {
+                let r = self
+                    .isolate(endpoint, &mut tried, |idx| {
+                        let batch: Vec<Input> = idx.iter().map(|&i| chunk[i].clone()).collect();
+                        async move { self.crm.upsert(object, &batch).await }
+                    })
+                    .await;
+                (start, r, tried)
+            })
+            .buffer_unordered(self.concurrency);
+        let mut out: Vec<Option<Result<Written, Refusal>>> = vec![None; inputs.len()];
+        let mut interrupted = false;
+        while let Some((start, r, tried)) = results.next().await {
+            attempts[start..start + tried.len()].clone_from_slice(&tried);
+            match r {
+                Ok(ws) => {
+                    for (k, w) in ws.into_iter().enumerate() {
+                        out[start + k] = Some(w);
+                    }
+                }
+                Err(Interrupted) => interrupted = true,
+            }
+        }
+        if interrupted {
+            return Err(Interrupted);
+        }
+        Ok(out.into_iter().map(|o| o.expect("answered")).collect())
+    }
+
+    /// Sends one flush. Contacts the CRM returns become known, so later deals and profile
+    /// updates of guests can find them.
+    pub async fn flush(&self, taken: Taken, known: &SharedKnown) -> Result<Report, Interrupted> {
+        let Taken {
+            contacts,
+            deals,
+            unknown_contacts,
+            orphan_deals,
+        } = taken;
+        let mut report = Report::default();
+        for item in unknown_contacts {
+            report.contacts.push((
+                item,
+                Outcome::Refused(Refusal::local(
+                    "a guest whose email never became known: the CRM cannot find the contact",
+                )),
+            ));
+        }
+        for item in orphan_deals {
+            report.deals.push((
+                item,
+                Outcome::Refused(Refusal::local(
+                    "the order's customer never reached the CRM, so the deal has no contact",
+                )),
+                None,
+            ));
+        }
+
+        // 1. Contacts.
+        let (mut sendable, mut inputs) = (Vec::new(), Vec::new());
+        for item in contacts {
+            let c = &item.change;
+            let exists = known
+                .lock()
+                .expect("known")
+                .contacts
+                .contains_key(&(c.shop_id.clone(), c.customer.clone()));
+            match self.mapping.contact_id(c, exists) {
+                Some(id) => {
+                    inputs.push(Input {
+                        id_property: id.property,
+                        id: id.value,
+                        properties: self.mapping.contact_properties(c),
+                    });
+                    sendable.push(item);
+                }
+                None => report.contacts.push((
+                    item,
+                    Outcome::Refused(Refusal::local("a guest without an email")),
+                )),
+            }
+        }
+        self.metrics
+            .changes
+            .with_label_values(&["contact"])
+            .inc_by(sendable.len() as u64);
+        let mut attempts: Vec<Vec<CrmAttempt>> =
+            sendable.iter().map(|i| i.attempts.clone()).collect();
+        let written = self
+            .upsert_all(Object::Contacts, &inputs, &mut attempts)
+            .await?;
+        let mut refused_contacts: HashMap<(String, String), String> = HashMap::new();
+        let mut sent_contacts: HashMap<(String, String), ContactChange> = HashMap::new();
+        for ((mut item, w), tried) in sendable.into_iter().zip(written).zip(attempts) {
+            item.attempts = tried;
+            let key = (item.change.shop_id.clone(), item.change.customer.clone());
+            sent_contacts.insert(key.clone(), item.change.clone());
+            let outcome = match w {
+                Ok(w) => {
+                    let mut k = known.lock().expect("known");
+                    if let Some(m) = &item.change.metrics {
+                        let v = k.contact_versions.entry(key.clone()).or_default();
+                        *v = (*v).max(m.version);
+                    }
+                    k.contacts.insert(key, w.id.clone());
+                    Outcome::Delivered {
+                        object_id: w.id,
+                        new: w.new,
+                    }
+                }
+                Err(r) => {
+                    refused_contacts.insert(key, r.reason.clone());
+                    Outcome::Refused(r)
+                }
+            };
+            report.contacts.push((item, outcome));
+        }
+
+        // 2. Deals.
+        let (mut sendable, mut inputs) = (Vec::new(), Vec::new());
+        for item in deals {
+            let d = &item.change;
+            let contact = sent_contacts
+                .get(&(d.shop_id.clone(), d.customer.clone()))
+                .cloned();
+            if let Some(reason) = refused_contacts.get(&(d.shop_id.clone(), d.customer.clone())) {
+                let r = Refusal::local(format!("its contact was refused: {reason}"));
+                report.deals.push((item, Outcome::Refused(r), contact));
+                continue;
+            }
+            match self.mapping.deal_properties(d) {
+                Some(properties) => {
+                    inputs.push(Input {
+                        id_property: self.mapping.deal_id_property.clone(),
+                        id: deal_key(d),
+                        properties,
+                    });
+                    sendable.push((item, contact));
+                }
+                None => {
+                    let why = format!("order status {} makes no deal", d.status);
+                    report.deals.push((item, Outcome::Skipped(why), contact));
+                }
+            }
+        }
+        self.metrics
+            .changes
+            .with_label_values(&["deal"])
+            .inc_by(sendable.len() as u64);
+        let mut attempts: Vec<Vec<CrmAttempt>> =
+            sendable.iter().map(|(i, _)| i.attempts.clone()).collect();
+        let written = self
+            .upsert_all(Object::Deals, &inputs, &mut attempts)
+            .await?;
+
+        // 3. Associations of deals not yet associated with their contact.
+        let mut outcomes: Vec<Outcome> = Vec::new();
+        let mut to_associate: Vec<(usize, (String, String))> = Vec::new();
+        {
+            let k = known.lock().expect("known");
+            for (n, ((item, _), w)) in sendable.iter().zip(&written).enumerate() {
+                let d = &item.change;
+                let outcome = match w {
+                    Err(r) => Outcome::Refused(r.clone()),
+                    Ok(w) => {
+                        let done = k.associated.contains(&(d.shop_id.clone(), d.order_id));
+                        let contact = k.contacts.get(&(d.shop_id.clone(), d.customer.clone()));
+                        match (w.new || !done, contact) {
+                            (true, None) => Outcome::Refused(Refusal::local(
+                                "the deal's contact is not in the CRM",
+                            )),
+                            (needed, contact) => {
+                                if let (true, Some(contact)) = (needed, contact) {
+                                    to_associate.push((n, (w.id.clone(), contact.clone())));
+                                }
+                                Outcome::Delivered {
+                                    object_id: w.id.clone(),
+                                    new: w.new,
+                                }
+                            }
+                        }
+                    }
+                };
+                outcomes.push(outcome);
+            }
+        }
+        let pairs: Vec<(String, String)> = to_associate.iter().map(|(_, p)| p.clone()).collect();
+        let mut assoc_attempts: Vec<Vec<CrmAttempt>> = vec![Vec::new(); pairs.len()];
+        let mut associated = Vec::new();
+        for (chunk_start, chunk) in pairs.chunks(self.batch_size).enumerate() {
+            let start = chunk_start * self.batch_size;
+            let tried = &mut assoc_attempts[start..start + chunk.len()];
+            let results = self
+                .isolate("associations/batch/associate", tried, |idx| {
+                    let batch: Vec<(String, String)> =
+                        idx.iter().map(|&i| chunk[i].clone()).collect();
+                    async move { self.crm.associate(&batch).await }
+                })
+                .await?;
+            for (k, r) in results.into_iter().enumerate() {
+                let (n, _) = to_associate[start + k];
+                let d = &sendable[n].0.change;
+                match r {
+                    Ok(_) => associated.push((d.shop_id.clone(), d.order_id)),
+                    Err(r) => {
+                        outcomes[n] = Outcome::Refused(Refusal {
+                            reason: format!("association: {}", r.reason),
+                            ..r
+                        });
+                    }
+                }
+            }
+        }
+        {
+            let mut k = known.lock().expect("known");
+            k.associated.extend(associated.iter().cloned());
+            for ((item, _), w) in sendable.iter().zip(&written) {
+                if w.is_ok() {
+                    let d = &item.change;
+                    let at = k
+                        .deals_at
+                        .entry((d.shop_id.clone(), d.order_id))
+                        .or_default();
+                    *at = (*at).max(d.version());
+                }
+            }
+        }
+        report.associated = associated;
+        for (n, (((mut item, contact), tried), outcome)) in
+            sendable.into_iter().zip(attempts).zip(outcomes).enumerate()
+        {
+            item.attempts = tried;
+            if let Some(a) = assoc_attempts
+                .iter()
+                .zip(&to_associate)
+                .find(|(_, (m, _))| *m == n)
+                .map(|(a, _)| a)
+            {
+                push_attempts(&mut item.attempts, a);
+            }
+            report.deals.push((item, outcome, contact));
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crm::changes::Identity;
+    use crate::crm::memory::{MemoryCrm, Store};
+    use chrono::TimeZone;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use woostream_core::crm_config::CrmConfig;
+
+    fn contact(customer: &str, email: &str) -> ContactChange {
+        ContactChange {
+            shop_id: "main".into(),
+            customer: customer.into(),
+            customer_id: customer.parse().ok(),
+            identity: Some(Identity {
+                email: Some(email.into()),
+                first_name: Some("Ola".into()),
+                last_name: None,
+                phone: None,
+                at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+            }),
+            metrics: None,
+            correlation_id: "c".into(),
+        }
+    }
+
+    fn deal(order: i64, customer: &str, status: &str) -> DealChange {
+        DealChange {
+            shop_id: "main".into(),
+            order_id: order,
+            number: order.to_string(),
+            customer: customer.into(),
+            status: status.into(),
+            total: "10.00".into(),
+            currency: "PLN".into(),
+            payment_method: Some("cod".into()),
+            created_at: None,
+            completed_at: None,
+            modified_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+            correlation_id: "c".into(),
+        }
+    }
+
+    /// The in-memory CRM, failing the first `fail` requests with 503 and counting requests.
+    struct Flaky {
+        crm: MemoryCrm,
+        fail: AtomicUsize,
+        calls: AtomicUsize,
+    }
+
+    impl Crm for Flaky {
+        async fn upsert(&self, object: Object, inputs: &[Input]) -> Result<Reply, CallError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.fail.load(Ordering::SeqCst) > 0 {
+                self.fail.fetch_sub(1, Ordering::SeqCst);
+                return Err(CallError::Transient {
+                    status: Some(503),
+                    message: "down".into(),
+                    limits: Default::default(),
+                });
+            }
+            self.crm.upsert(object, inputs).await
+        }
+        async fn associate(&self, pairs: &[(String, String)]) -> Result<Reply, CallError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.crm.associate(pairs).await
+        }
+    }
+
+    fn sender(fail: usize, batch_size: usize) -> Sender<Flaky> {
+        let config = CrmConfig {
+            batch_size,
+            max_backoff_secs: 1,
+            ..CrmConfig::default()
+        };
+        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
+        Sender::new(
+            Flaky {
+                crm: MemoryCrm::new(Store::portal()),
+                fail: AtomicUsize::new(fail),
+                calls: AtomicUsize::new(0),
+            },
+            &config,
+            metrics,
+            CancellationToken::new(),
+        )
+    }
+
+    fn item<T>(change: T) -> Item<T> {
+        Item::new(change, None, 0, Instant::now())
+    }
+
+    #[tokio::test]
+    async fn one_bad_record_is_isolated_and_the_rest_delivered() {
+        let s = sender(0, 100);
+        let mut taken = Taken::default();
+        for c in 1..=40 {
+            let email = if c == 17 {
+                "jan@kowalski".to_string()
+            } else {
+                format!("c{c}@x.example")
+            };
+            taken.contacts.push(item(contact(&c.to_string(), &email)));
+            taken
+                .deals
+                .push(item(deal(c, &c.to_string(), "processing")));
+        }
+        let known = SharedKnown::default();
+        let report = s.flush(taken, &known).await.unwrap();
+        let refused: Vec<_> = report
+            .contacts
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Refused(_)))
+            .collect();
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].0.change.customer, "17");
+        let Outcome::Refused(r) = &refused[0].1 else {
+            unreachable!()
+        };
+        assert!(
+            r.reason.contains("INVALID_EMAIL") && !r.reason.contains("kowalski"),
+            "{r:?}"
+        );
+        assert_eq!(r.status, Some(400));
+        assert!(
+            refused[0].0.attempts.len() >= 2,
+            "the batch, then the halves"
+        );
+        let store = s.crm.crm.0.lock().unwrap();
+        assert_eq!(store.contacts.records.len(), 39);
+        assert_eq!(
+            store.deals.records.len(),
+            39,
+            "deal 17 waits for its contact"
+        );
+        assert_eq!(store.associations.len(), 39);
+        let deal17 = report
+            .deals
+            .iter()
+            .find(|(i, _, _)| i.change.order_id == 17)
+            .unwrap();
+        assert!(matches!(deal17.1, Outcome::Refused(_)));
+        assert!(deal17.2.is_some(), "the contact travels with the dead deal");
+    }
+
+    #[tokio::test]
+    async fn transient_errors_are_retried_until_they_pass() {
+        let s = sender(3, 100);
+        let mut taken = Taken::default();
+        taken.contacts.push(item(contact("1", "a@x.example")));
+        taken.deals.push(item(deal(1, "1", "completed")));
+        let report = s.flush(taken, &SharedKnown::default()).await.unwrap();
+        assert!(matches!(
+            report.contacts[0].1,
+            Outcome::Delivered { new: true, .. }
+        ));
+        assert!(matches!(
+            report.deals[0].1,
+            Outcome::Delivered { new: true, .. }
+        ));
+        assert_eq!(
+            report.contacts[0].0.attempts.len(),
+            3,
+            "three 503s recorded"
+        );
+        assert_eq!(
+            s.crm.calls.load(Ordering::SeqCst),
+            3 + 3,
+            "retries + contact, deal, association"
+        );
+    }
+
+    #[tokio::test]
+    async fn updates_of_an_associated_deal_skip_the_association_and_unmapped_statuses_skip() {
+        let s = sender(0, 100);
+        let known = SharedKnown::default();
+        let mut taken = Taken::default();
+        taken.contacts.push(item(contact("1", "a@x.example")));
+        taken.deals.push(item(deal(1, "1", "processing")));
+        s.flush(taken, &known).await.unwrap();
+        let before = s.crm.calls.load(Ordering::SeqCst);
+        let mut taken = Taken::default();
+        taken.deals.push(item(deal(1, "1", "completed")));
+        taken.deals.push(item(deal(2, "1", "checkout-draft")));
+        let report = s.flush(taken, &known).await.unwrap();
+        assert_eq!(
+            s.crm.calls.load(Ordering::SeqCst) - before,
+            1,
+            "one deal upsert only"
+        );
+        assert!(matches!(report.deals[0].1, Outcome::Skipped(_)));
+        let store = s.crm.crm.0.lock().unwrap();
+        let d = store.get(Object::Deals, "woo_order_id", "main:1").unwrap();
+        assert_eq!(d["dealstage"], "closedwon");
+    }
+
+    #[test]
+    fn emails_are_redacted_from_reasons() {
+        assert_eq!(
+            redact(r#"Email address jan@kowalski is invalid, "a@b.pl","#),
+            r#"Email address <email> is invalid, "<email>","#
+        );
+    }
+}

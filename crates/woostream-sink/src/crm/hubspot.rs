@@ -1,0 +1,298 @@
+//! HubSpot CRM v3 over HTTP: batch upsert of contacts and deals, v4 default associations, its
+//! rate-limit headers and its error shapes (protocols.md §4.1).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::api::{CallError, Crm, Input, Object, RecordError, Reply, Written};
+use super::budget::RateLimits;
+
+#[derive(Clone)]
+pub struct HubSpot {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl HubSpot {
+    pub fn new(base: &str, token: String) -> anyhow::Result<HubSpot> {
+        Ok(HubSpot {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .user_agent(concat!("woostream/", env!("CARGO_PKG_VERSION")))
+                .build()?,
+            base: base.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<(u16, HeaderMap, Value), CallError> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| CallError::Transient {
+                status: None,
+                message: format!("network: {e}"),
+                limits: RateLimits::default(),
+            })?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let limits = limits(&headers);
+        let text = response.text().await.map_err(|e| CallError::Transient {
+            status: Some(status),
+            message: format!("reading the answer: {e}"),
+            limits,
+        })?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let message = body["message"].as_str().unwrap_or(&text).to_string();
+        let category = body["category"].as_str().map(str::to_string);
+        match status {
+            200..=299 => Ok((status, headers, body)),
+            429 => Err(CallError::RateLimited {
+                daily: body["policyName"].as_str() == Some("DAILY"),
+                retry_after: headers
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .map(Duration::from_secs_f64),
+                limits,
+            }),
+            // Credentials get fixed by a person; nothing is refused meanwhile.
+            401 | 403 => Err(CallError::Transient {
+                status: Some(status),
+                message: format!("not authorised (check crm.token): {message}"),
+                limits,
+            }),
+            400..=499 => Err(CallError::Rejected {
+                status,
+                category,
+                message,
+                limits,
+            }),
+            _ => Err(CallError::Transient {
+                status: Some(status),
+                message,
+                limits,
+            }),
+        }
+    }
+}
+
+/// `X-HubSpot-RateLimit-Remaining` (the rolling window) and `-Daily-Remaining`.
+pub fn limits(h: &HeaderMap) -> RateLimits {
+    let num = |name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    RateLimits {
+        window_remaining: num("x-hubspot-ratelimit-remaining").map(|v| v as u32),
+        daily_remaining: num("x-hubspot-ratelimit-daily-remaining"),
+    }
+}
+
+#[derive(Deserialize)]
+struct Result_ {
+    id: String,
+    #[serde(default)]
+    new: bool,
+    #[serde(default)]
+    properties: BTreeMap<String, Option<String>>,
+    #[serde(default, rename = "objectWriteTraceId")]
+    trace: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Error_ {
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    context: BTreeMap<String, Vec<String>>,
+}
+
+fn record_error(e: &Error_, status: u16) -> RecordError {
+    RecordError {
+        status: Some(status),
+        category: e.category.clone(),
+        message: e.message.clone(),
+    }
+}
+
+/// Puts each result and error back on its input: by `objectWriteTraceId`, else by the id
+/// property's value.
+fn upsert_reply(status: u16, inputs: &[Input], body: &Value, limits: RateLimits) -> Reply {
+    let results: Vec<Result_> = serde_json::from_value(body["results"].clone()).unwrap_or_default();
+    let errors: Vec<Error_> = serde_json::from_value(body["errors"].clone()).unwrap_or_default();
+    let mut written: Vec<Option<Result<Written, RecordError>>> = vec![None; inputs.len()];
+    for r in results {
+        let index = r
+            .trace
+            .as_ref()
+            .and_then(|t| t.parse::<usize>().ok())
+            .or_else(|| {
+                inputs.iter().position(|i| {
+                    r.properties
+                        .get(&i.id_property)
+                        .and_then(|v| v.as_deref())
+                        .is_some_and(|v| v.eq_ignore_ascii_case(&i.id))
+                })
+            });
+        if let Some(slot) = index.and_then(|i| written.get_mut(i)) {
+            *slot = Some(Ok(Written {
+                id: r.id,
+                new: r.new,
+            }));
+        }
+    }
+    for e in &errors {
+        for t in e.context.get("objectWriteTraceId").into_iter().flatten() {
+            if let Some(slot) = t.parse::<usize>().ok().and_then(|i| written.get_mut(i)) {
+                *slot = Some(Err(record_error(e, status)));
+            }
+        }
+    }
+    Reply {
+        status,
+        written: written
+            .into_iter()
+            .map(|w| {
+                w.unwrap_or_else(|| {
+                    Err(RecordError {
+                        status: Some(status),
+                        category: Some("MISSING".into()),
+                        message: "the CRM's answer did not mention this record".into(),
+                    })
+                })
+            })
+            .collect(),
+        limits,
+    }
+}
+
+impl Crm for HubSpot {
+    async fn upsert(&self, object: Object, inputs: &[Input]) -> Result<Reply, CallError> {
+        let body = json!({
+            "inputs": inputs.iter().enumerate().map(|(i, input)| json!({
+                "idProperty": input.id_property,
+                "id": input.id,
+                "properties": input.properties,
+                "objectWriteTraceId": i.to_string(),
+            })).collect::<Vec<_>>()
+        });
+        let path = format!("/crm/v3/objects/{}/batch/upsert", object.as_str());
+        let (status, headers, body) = self.post(&path, body).await?;
+        Ok(upsert_reply(status, inputs, &body, limits(&headers)))
+    }
+
+    async fn associate(&self, pairs: &[(String, String)]) -> Result<Reply, CallError> {
+        let body = json!({
+            "inputs": pairs.iter().map(|(deal, contact)| json!({
+                "from": {"id": deal},
+                "to": {"id": contact},
+            })).collect::<Vec<_>>()
+        });
+        let (status, headers, body) = self
+            .post(
+                "/crm/v4/associations/deals/contacts/batch/associate/default",
+                body,
+            )
+            .await?;
+        let errors: Vec<Error_> =
+            serde_json::from_value(body["errors"].clone()).unwrap_or_default();
+        let written = pairs
+            .iter()
+            .map(|(deal, _)| {
+                match errors.iter().find(|e| {
+                    e.context
+                        .get("fromObjectId")
+                        .is_some_and(|ids| ids.contains(deal))
+                }) {
+                    Some(e) => Err(record_error(e, status)),
+                    None => Ok(Written {
+                        id: deal.clone(),
+                        new: true,
+                    }),
+                }
+            })
+            .collect();
+        Ok(Reply {
+            status,
+            written,
+            limits: limits(&headers),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(prop: &str, id: &str) -> Input {
+        Input {
+            id_property: prop.into(),
+            id: id.into(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn results_and_errors_find_their_inputs() {
+        let inputs = [
+            input("email", "a@x.example"),
+            input("woo_customer_id", "7"),
+            input("woo_customer_id", "8"),
+        ];
+        let body = json!({
+            "status": "COMPLETE",
+            "results": [
+                {"id": "11", "new": false, "properties": {"woo_customer_id": "7"}},
+                {"id": "10", "new": true, "properties": {"email": "A@x.example"}},
+            ],
+            "errors": [
+                {"status": "error", "category": "VALIDATION_ERROR", "message": "bad",
+                 "context": {"objectWriteTraceId": ["2"]}}
+            ],
+            "numErrors": 1
+        });
+        let r = upsert_reply(207, &inputs, &body, RateLimits::default());
+        assert_eq!(
+            r.written[0],
+            Ok(Written {
+                id: "10".into(),
+                new: true
+            })
+        );
+        assert_eq!(r.written[1].as_ref().unwrap().id, "11");
+        assert_eq!(
+            r.written[2].as_ref().unwrap_err().category.as_deref(),
+            Some("VALIDATION_ERROR")
+        );
+    }
+
+    #[test]
+    fn rate_limit_headers_are_read() {
+        let mut h = HeaderMap::new();
+        h.insert("X-HubSpot-RateLimit-Remaining", "17".parse().unwrap());
+        h.insert(
+            "X-HubSpot-RateLimit-Daily-Remaining",
+            "649000".parse().unwrap(),
+        );
+        assert_eq!(
+            limits(&h),
+            RateLimits {
+                window_remaining: Some(17),
+                daily_remaining: Some(649_000)
+            }
+        );
+    }
+}

@@ -1,0 +1,461 @@
+//! HubSpot's object semantics in memory: unique properties, upsert by them, properties that
+//! must exist, pipeline stages, deal → contact associations, and whole-batch validation errors.
+//! `make run` writes to it (dry run); the tests' HubSpot server keeps its records in it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use woostream_core::crm_config::{CONTACT_FIELDS, DEAL_FIELDS, DEFAULT_STAGES};
+
+use super::api::{CallError, Crm, Input, Object, RecordError, Reply, Written};
+use super::budget::RateLimits;
+
+/// A refusal in HubSpot's terms.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreError {
+    pub status: u16,
+    pub category: String,
+    pub message: String,
+}
+
+impl StoreError {
+    fn validation(message: String) -> StoreError {
+        StoreError {
+            status: 400,
+            category: "VALIDATION_ERROR".into(),
+            message,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Objects {
+    pub records: BTreeMap<u64, BTreeMap<String, String>>,
+    unique: Vec<String>,
+    index: HashMap<(String, String), u64>,
+}
+
+impl Objects {
+    fn with_unique(unique: &[&str]) -> Objects {
+        Objects {
+            unique: unique.iter().map(|s| s.to_string()).collect(),
+            ..Objects::default()
+        }
+    }
+
+    fn find(&self, property: &str, value: &str) -> Option<u64> {
+        self.index
+            .get(&(property.to_string(), normal(property, value)))
+            .copied()
+    }
+}
+
+/// Emails are unique whatever their case.
+fn normal(property: &str, value: &str) -> String {
+    if property == "email" {
+        value.to_lowercase()
+    } else {
+        value.to_string()
+    }
+}
+
+fn valid_email(v: &str) -> bool {
+    let Some((local, domain)) = v.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.starts_with('.')
+        && domain.contains('.')
+        && !domain.ends_with('.')
+        && !v.contains(char::is_whitespace)
+}
+
+#[derive(Debug)]
+pub struct Store {
+    pub contacts: Objects,
+    pub deals: Objects,
+    /// (deal id, contact id).
+    pub associations: BTreeSet<(u64, u64)>,
+    /// Properties that exist, per object; `None`: any.
+    properties: Option<HashMap<Object, HashSet<String>>>,
+    /// Pipeline → its stages.
+    stages: HashMap<String, HashSet<String>>,
+    next_id: u64,
+}
+
+impl Store {
+    /// A portal as woostream's set-up leaves it: the default pipeline, the standard properties
+    /// and woostream's custom ones (unique `woo_customer_id` and `woo_order_id`).
+    pub fn portal() -> Store {
+        let mut contact: HashSet<String> = ["email", "firstname", "lastname", "phone"]
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        contact.extend(CONTACT_FIELDS.iter().map(|(_, p)| p.to_string()));
+        contact.insert("woo_customer_id".into());
+        let mut deal: HashSet<String> =
+            ["dealname", "pipeline", "dealstage", "amount", "closedate"]
+                .into_iter()
+                .map(Into::into)
+                .collect();
+        deal.extend(DEAL_FIELDS.iter().map(|(_, p)| p.to_string()));
+        deal.insert("woo_order_id".into());
+        Store {
+            properties: Some(HashMap::from([
+                (Object::Contacts, contact),
+                (Object::Deals, deal),
+            ])),
+            ..Store::permissive()
+        }
+    }
+
+    /// Any property goes (the dry run does not know the shop's portal).
+    pub fn permissive() -> Store {
+        Store {
+            contacts: Objects::with_unique(&["email", "woo_customer_id"]),
+            deals: Objects::with_unique(&["woo_order_id"]),
+            associations: BTreeSet::new(),
+            properties: None,
+            stages: HashMap::from([(
+                "default".to_string(),
+                DEFAULT_STAGES.iter().map(|(_, s)| s.to_string()).collect(),
+            )]),
+            next_id: 1000,
+        }
+    }
+
+    pub fn add_stage(&mut self, pipeline: &str, stage: &str) {
+        self.stages
+            .entry(pipeline.into())
+            .or_default()
+            .insert(stage.into());
+    }
+
+    pub fn objects(&self, object: Object) -> &Objects {
+        match object {
+            Object::Contacts => &self.contacts,
+            Object::Deals => &self.deals,
+        }
+    }
+
+    fn objects_mut(&mut self, object: Object) -> &mut Objects {
+        match object {
+            Object::Contacts => &mut self.contacts,
+            Object::Deals => &mut self.deals,
+        }
+    }
+
+    fn check(&self, object: Object, inputs: &[Input]) -> Result<(), StoreError> {
+        if inputs.len() > 100 {
+            return Err(StoreError::validation(format!(
+                "Batch input size {} exceeds the limit of 100",
+                inputs.len()
+            )));
+        }
+        let objects = self.objects(object);
+        let mut seen = HashSet::new();
+        for input in inputs {
+            if !objects.unique.contains(&input.id_property) {
+                return Err(StoreError::validation(format!(
+                    "{} is not a unique property of {}",
+                    input.id_property,
+                    object.as_str()
+                )));
+            }
+            if !seen.insert((
+                input.id_property.clone(),
+                normal(&input.id_property, &input.id),
+            )) {
+                return Err(StoreError::validation(
+                    "Duplicate IDs found in batch input".into(),
+                ));
+            }
+        }
+        let mut invalid = Vec::new();
+        for input in inputs {
+            for (name, value) in &input.properties {
+                let exists = self
+                    .properties
+                    .as_ref()
+                    .is_none_or(|p| p.get(&object).is_some_and(|s| s.contains(name)));
+                if !exists {
+                    invalid.push(format!(
+                        r#"{{"isValid":false,"message":"Property \"{name}\" does not exist","error":"PROPERTY_DOESNT_EXIST","name":"{name}"}}"#
+                    ));
+                } else if name == "email" && !valid_email(value) {
+                    invalid.push(format!(
+                        r#"{{"isValid":false,"message":"Email address {value} is invalid","error":"INVALID_EMAIL","name":"email"}}"#
+                    ));
+                } else if name == "dealstage" {
+                    let pipeline = input
+                        .properties
+                        .get("pipeline")
+                        .map_or("default", String::as_str);
+                    if !self.stages.get(pipeline).is_some_and(|s| s.contains(value)) {
+                        invalid.push(format!(
+                            r#"{{"isValid":false,"message":"{value} was not one of the allowed options","error":"INVALID_OPTION","name":"dealstage"}}"#
+                        ));
+                    }
+                }
+            }
+        }
+        if !invalid.is_empty() {
+            return Err(StoreError::validation(format!(
+                "Property values were not valid: [{}]",
+                invalid.join(",")
+            )));
+        }
+        // A unique value may not move to a second record.
+        for input in inputs {
+            let target = objects.find(&input.id_property, &input.id);
+            for u in &objects.unique {
+                if let Some(v) = input.properties.get(u) {
+                    if let Some(owner) = objects.find(u, v) {
+                        if Some(owner) != target {
+                            return Err(StoreError {
+                                status: 409,
+                                category: "CONFLICT".into(),
+                                message: format!(
+                                    "{} already exists. Existing ID: {owner}",
+                                    object.as_str()
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// HubSpot's batch upsert: all or nothing on validation errors.
+    pub fn upsert(&mut self, object: Object, inputs: &[Input]) -> Result<Vec<Written>, StoreError> {
+        self.check(object, inputs)?;
+        let mut out = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let found = self.objects(object).find(&input.id_property, &input.id);
+            let (id, new) = match found {
+                Some(id) => (id, false),
+                None => {
+                    self.next_id += 1;
+                    (self.next_id, true)
+                }
+            };
+            let objects = self.objects_mut(object);
+            let record = objects.records.entry(id).or_default();
+            for (k, v) in &input.properties {
+                record.insert(k.clone(), v.clone());
+            }
+            record.insert(input.id_property.clone(), input.id.clone());
+            let uniques: Vec<(String, String)> = objects
+                .unique
+                .iter()
+                .filter_map(|u| record.get(u).map(|v| (u.clone(), normal(u, v))))
+                .collect();
+            for key in uniques {
+                objects.index.insert(key, id);
+            }
+            out.push(Written {
+                id: id.to_string(),
+                new,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Each pair on its own: a missing object fails that pair only (HTTP 207).
+    pub fn associate(&mut self, pairs: &[(String, String)]) -> Vec<Result<(), StoreError>> {
+        pairs
+            .iter()
+            .map(|(deal, contact)| {
+                let ids = (deal.parse::<u64>(), contact.parse::<u64>());
+                match ids {
+                    (Ok(d), Ok(c))
+                        if self.deals.records.contains_key(&d)
+                            && self.contacts.records.contains_key(&c) =>
+                    {
+                        self.associations.insert((d, c));
+                        Ok(())
+                    }
+                    _ => Err(StoreError {
+                        status: 404,
+                        category: "OBJECT_NOT_FOUND".into(),
+                        message: format!("No deal {deal} or contact {contact}"),
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// The record whose `property` is `value`.
+    pub fn get(
+        &self,
+        object: Object,
+        property: &str,
+        value: &str,
+    ) -> Option<&BTreeMap<String, String>> {
+        let o = self.objects(object);
+        o.records.get(&o.find(property, value)?)
+    }
+}
+
+/// The dry-run CRM: HubSpot's semantics, no network.
+#[derive(Clone)]
+pub struct MemoryCrm(pub Arc<Mutex<Store>>);
+
+impl MemoryCrm {
+    pub fn new(store: Store) -> MemoryCrm {
+        MemoryCrm(Arc::new(Mutex::new(store)))
+    }
+}
+
+fn rejected(e: StoreError) -> CallError {
+    CallError::Rejected {
+        status: e.status,
+        category: Some(e.category),
+        message: e.message,
+        limits: RateLimits::default(),
+    }
+}
+
+impl Crm for MemoryCrm {
+    async fn upsert(&self, object: Object, inputs: &[Input]) -> Result<Reply, CallError> {
+        let written = self
+            .0
+            .lock()
+            .expect("CRM store")
+            .upsert(object, inputs)
+            .map_err(rejected)?;
+        Ok(Reply {
+            status: 200,
+            written: written.into_iter().map(Ok).collect(),
+            limits: RateLimits::default(),
+        })
+    }
+
+    async fn associate(&self, pairs: &[(String, String)]) -> Result<Reply, CallError> {
+        let results = self.0.lock().expect("CRM store").associate(pairs);
+        let partial = results.iter().any(Result::is_err);
+        Ok(Reply {
+            status: if partial { 207 } else { 200 },
+            written: results
+                .into_iter()
+                .zip(pairs)
+                .map(|(r, (deal, _))| match r {
+                    Ok(()) => Ok(Written {
+                        id: deal.clone(),
+                        new: true,
+                    }),
+                    Err(e) => Err(RecordError {
+                        status: Some(e.status),
+                        category: Some(e.category),
+                        message: e.message,
+                    }),
+                })
+                .collect(),
+            limits: RateLimits::default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(prop: &str, id: &str, props: &[(&str, &str)]) -> Input {
+        Input {
+            id_property: prop.into(),
+            id: id.into(),
+            properties: props
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn upsert_creates_then_updates_by_a_unique_property() {
+        let mut s = Store::portal();
+        let w = s
+            .upsert(
+                Object::Contacts,
+                &[input(
+                    "email",
+                    "A@x.example",
+                    &[("woo_customer_id", "guest:a")],
+                )],
+            )
+            .unwrap();
+        assert!(w[0].new);
+        let again = s
+            .upsert(
+                Object::Contacts,
+                &[input("woo_customer_id", "guest:a", &[("firstname", "Ala")])],
+            )
+            .unwrap();
+        assert_eq!(
+            (again[0].id.clone(), again[0].new),
+            (w[0].id.clone(), false)
+        );
+        let r = s.get(Object::Contacts, "email", "a@x.example").unwrap();
+        assert_eq!(r["firstname"], "Ala");
+    }
+
+    #[test]
+    fn one_invalid_record_refuses_the_whole_batch() {
+        let mut s = Store::portal();
+        let err = s
+            .upsert(
+                Object::Contacts,
+                &[
+                    input("woo_customer_id", "1", &[("email", "ok@x.example")]),
+                    input("woo_customer_id", "2", &[("email", "jan@kowalski")]),
+                ],
+            )
+            .unwrap_err();
+        assert_eq!(
+            (err.status, err.category.as_str()),
+            (400, "VALIDATION_ERROR")
+        );
+        assert!(err.message.contains("INVALID_EMAIL"));
+        assert!(s.contacts.records.is_empty(), "nothing written");
+        let err = s
+            .upsert(
+                Object::Contacts,
+                &[input("woo_customer_id", "1", &[("shoe", "42")])],
+            )
+            .unwrap_err();
+        assert!(err.message.contains("PROPERTY_DOESNT_EXIST"));
+        let many: Vec<Input> = (0..101)
+            .map(|i| input("woo_customer_id", &i.to_string(), &[]))
+            .collect();
+        assert!(s.upsert(Object::Contacts, &many).is_err());
+    }
+
+    #[test]
+    fn unknown_stages_and_moved_unique_values_are_refused() {
+        let mut s = Store::portal();
+        let deal = |stage: &str| {
+            input(
+                "woo_order_id",
+                "main:1",
+                &[("dealstage", stage), ("pipeline", "default")],
+            )
+        };
+        assert!(s.upsert(Object::Deals, &[deal("shipping")]).is_err());
+        s.add_stage("default", "shipping");
+        assert!(s.upsert(Object::Deals, &[deal("shipping")]).is_ok());
+        s.upsert(
+            Object::Contacts,
+            &[input("woo_customer_id", "1", &[("email", "a@x.example")])],
+        )
+        .unwrap();
+        let err = s
+            .upsert(
+                Object::Contacts,
+                &[input("woo_customer_id", "2", &[("email", "a@x.example")])],
+            )
+            .unwrap_err();
+        assert_eq!(err.status, 409);
+    }
+}

@@ -1,0 +1,394 @@
+//! What a flush leaves in Kafka: one audit record per contact, deal and association
+//! (`woostream.deliveries`, sink `crm`), and a dead letter per refused change
+//! (`woostream.dlq.crm`) holding the reason, the HTTP status, the attempts and the original.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::ChaCha20Poly1305;
+use chrono::Utc;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use woostream_core::codec::Encoder;
+use woostream_core::config::Config;
+use woostream_core::headers;
+use woostream_core::insights::{CrmDeadLetter, Delivery, DeliveryOutcome};
+
+use super::changes::{ContactChange, DealChange};
+use super::flush::{Outcome, Refusal, Report};
+use super::metrics::Metrics;
+use super::pending::{Item, Original};
+
+/// Header of dead-letter records: why.
+pub const DLQ_REASON: &str = "woostream-dlq-reason";
+
+pub fn contact_dead_letter_id(c: &ContactChange) -> String {
+    format!("contact:{}:{}:{}", c.shop_id, c.customer, c.version())
+}
+
+pub fn deal_dead_letter_id(d: &DealChange) -> String {
+    format!("deal:{}:{}:{}", d.shop_id, d.order_id, d.version())
+}
+
+/// Opens a dead letter's original (sealed with `cipher` when it says so).
+pub fn open_original(
+    dl: &CrmDeadLetter,
+    cipher: Option<&ChaCha20Poly1305>,
+) -> anyhow::Result<Original> {
+    let bytes = match dl.original_encryption.as_str() {
+        "none" => dl.original.clone(),
+        "chacha20poly1305" => {
+            let cipher = cipher.ok_or_else(|| {
+                anyhow!("{} is sealed: set crm.dead_letter_key", dl.dead_letter_id)
+            })?;
+            if dl.original.len() < 12 {
+                anyhow::bail!("{}: sealed original too short", dl.dead_letter_id);
+            }
+            let (nonce, sealed) = dl.original.split_at(12);
+            cipher.decrypt(nonce.into(), sealed).map_err(|_| {
+                anyhow!(
+                    "{}: crm.dead_letter_key does not open it",
+                    dl.dead_letter_id
+                )
+            })?
+        }
+        other => anyhow::bail!("{}: unknown encryption {other}", dl.dead_letter_id),
+    };
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+pub fn cipher(config: &Config) -> Option<ChaCha20Poly1305> {
+    use base64::Engine as _;
+    config.crm.dead_letter_key.as_ref().map(|k| {
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(k)
+            .expect("validated at start-up");
+        ChaCha20Poly1305::new_from_slice(&key).expect("validated: 32 bytes")
+    })
+}
+
+/// Counts of one flush's outcomes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub delivered: usize,
+    pub skipped: usize,
+    pub dead_lettered: usize,
+}
+
+pub struct Recorder {
+    pub producer: FutureProducer,
+    pub deliveries_topic: String,
+    pub dead_letter_topic: String,
+    pub key: Encoder<String>,
+    pub delivery: Encoder<Delivery>,
+    pub dead_letter: Encoder<CrmDeadLetter>,
+    pub cipher: Option<ChaCha20Poly1305>,
+    pub metrics: Metrics,
+}
+
+struct Out {
+    topic: String,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    correlation_id: String,
+    reason: Option<String>,
+}
+
+impl Recorder {
+    fn seal(&self, original: &Original) -> anyhow::Result<(Vec<u8>, &'static str)> {
+        let json = serde_json::to_vec(original)?;
+        Ok(match &self.cipher {
+            Some(c) => {
+                let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+                let mut sealed = nonce.to_vec();
+                sealed.extend(c.encrypt(&nonce, json.as_slice()).expect("sealing bytes"));
+                (sealed, "chacha20poly1305")
+            }
+            None => (json, "none"),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn audit<T>(
+        &self,
+        out: &mut Vec<Out>,
+        item: &Item<T>,
+        (kind, destination, subject): (&str, &str, String),
+        shop_id: &str,
+        order_id: Option<i64>,
+        correlation_id: &str,
+        outcome: &Outcome,
+        delivery_id: String,
+    ) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let latency_ms = (now.timestamp_millis() - item.written_ms).max(0);
+        let (outcome_kind, object_id, reason) = match outcome {
+            Outcome::Delivered { object_id, .. } => {
+                (DeliveryOutcome::Posted, Some(object_id.clone()), None)
+            }
+            Outcome::Skipped(why) => (DeliveryOutcome::Skipped, None, Some(why.clone())),
+            Outcome::Refused(r) => (DeliveryOutcome::DeadLettered, None, Some(r.reason.clone())),
+        };
+        let label = match outcome {
+            Outcome::Delivered { new: true, .. } => "created",
+            Outcome::Delivered { new: false, .. } => "updated",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Refused(_) => "dead_lettered",
+        };
+        self.metrics.upserts.with_label_values(&[kind, label]).inc();
+        if matches!(outcome, Outcome::Delivered { .. }) {
+            self.metrics.latency.observe(latency_ms as f64 / 1000.0);
+        }
+        let record = Delivery {
+            delivery_id: delivery_id.clone(),
+            sink: "crm".into(),
+            destination: destination.into(),
+            alert_id: subject,
+            kind: kind.into(),
+            shop_id: shop_id.into(),
+            correlation_id: correlation_id.into(),
+            outcome: outcome_kind,
+            message_ts: object_id,
+            thread_ts: None,
+            order_id,
+            priority: "normal".into(),
+            reason,
+            attempts: item.attempts.len() as i32,
+            latency_ms,
+            delivered_at: now,
+        };
+        out.push(Out {
+            topic: self.deliveries_topic.clone(),
+            key: self.key.encode(&delivery_id)?,
+            value: self.delivery.encode(&record)?,
+            correlation_id: correlation_id.into(),
+            reason: None,
+        });
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dead_letter<T>(
+        &self,
+        out: &mut Vec<Out>,
+        item: &Item<T>,
+        id: String,
+        object: &str,
+        (shop_id, customer, order_id): (&str, &str, Option<i64>),
+        refusal: &Refusal,
+        original: &Original,
+        correlation_id: &str,
+    ) -> anyhow::Result<()> {
+        self.metrics
+            .dead_lettered
+            .with_label_values(&[object])
+            .inc();
+        tracing::warn!(
+            dead_letter_id = %id,
+            status = refusal.status,
+            reason = %refusal.reason,
+            "The CRM refused a change; it is kept in the dead-letter topic."
+        );
+        let (original, encryption) = self.seal(original)?;
+        let record = CrmDeadLetter {
+            dead_letter_id: id.clone(),
+            object: object.into(),
+            shop_id: shop_id.into(),
+            customer: customer.into(),
+            order_id,
+            reason: refusal.reason.clone(),
+            category: refusal.category.clone(),
+            http_status: refusal.status.map(i32::from),
+            attempts: item.attempts.clone(),
+            original,
+            original_encryption: encryption.into(),
+            correlation_id: correlation_id.into(),
+            sources: item.sources.clone(),
+            dead_lettered_at: Utc::now(),
+            replays: item.replays,
+        };
+        out.push(Out {
+            topic: self.dead_letter_topic.clone(),
+            key: self.key.encode(&id)?,
+            value: self.dead_letter.encode(&record)?,
+            correlation_id: correlation_id.into(),
+            reason: Some(refusal.reason.clone()),
+        });
+        Ok(())
+    }
+
+    /// Writes the audit records and dead letters of a flush and waits until Kafka has them.
+    pub async fn record(&self, report: &Report) -> anyhow::Result<Tally> {
+        let mut out = Vec::new();
+        let mut tally = Tally::default();
+        for (item, outcome) in &report.contacts {
+            let c = &item.change;
+            self.audit(
+                &mut out,
+                item,
+                ("contact", "contacts", c.customer.clone()),
+                &c.shop_id,
+                None,
+                &c.correlation_id,
+                outcome,
+                format!("crm:contact:{}:{}:{}", c.shop_id, c.customer, c.version()),
+            )?;
+            if let Outcome::Refused(r) = outcome {
+                let original = Original::Contact {
+                    contact: Box::new(c.clone()),
+                };
+                let who = (c.shop_id.as_str(), c.customer.as_str(), None);
+                let id = contact_dead_letter_id(c);
+                self.dead_letter(
+                    &mut out,
+                    item,
+                    id,
+                    "contact",
+                    who,
+                    r,
+                    &original,
+                    &c.correlation_id,
+                )?;
+            }
+            tally.count(outcome);
+        }
+        for (item, outcome, contact) in &report.deals {
+            let d = &item.change;
+            self.audit(
+                &mut out,
+                item,
+                ("deal", "deals", d.order_id.to_string()),
+                &d.shop_id,
+                Some(d.order_id),
+                &d.correlation_id,
+                outcome,
+                format!("crm:deal:{}:{}:{}", d.shop_id, d.order_id, d.version()),
+            )?;
+            if let Outcome::Refused(r) = outcome {
+                let original = Original::Deal {
+                    deal: Box::new(d.clone()),
+                    contact: contact.clone().map(Box::new),
+                };
+                let who = (d.shop_id.as_str(), d.customer.as_str(), Some(d.order_id));
+                let id = deal_dead_letter_id(d);
+                self.dead_letter(
+                    &mut out,
+                    item,
+                    id,
+                    "deal",
+                    who,
+                    r,
+                    &original,
+                    &d.correlation_id,
+                )?;
+            }
+            if report.associated.contains(&(d.shop_id.clone(), d.order_id)) {
+                self.audit(
+                    &mut out,
+                    item,
+                    ("association", "associations", d.order_id.to_string()),
+                    &d.shop_id,
+                    Some(d.order_id),
+                    &d.correlation_id,
+                    outcome,
+                    format!("crm:association:{}:{}", d.shop_id, d.order_id),
+                )?;
+            }
+            tally.count(outcome);
+        }
+        self.send(out).await?;
+        Ok(tally)
+    }
+
+    /// An audit record saying a dead letter was replayed and delivered.
+    pub async fn replayed(&self, dl: &CrmDeadLetter) -> anyhow::Result<()> {
+        let id = format!("crm:replay:{}", dl.dead_letter_id);
+        let record = Delivery {
+            delivery_id: id.clone(),
+            sink: "crm".into(),
+            destination: "replay".into(),
+            alert_id: dl.dead_letter_id.clone(),
+            kind: dl.object.clone(),
+            shop_id: dl.shop_id.clone(),
+            correlation_id: dl.correlation_id.clone(),
+            outcome: DeliveryOutcome::Posted,
+            message_ts: None,
+            thread_ts: None,
+            order_id: dl.order_id,
+            priority: "normal".into(),
+            reason: Some("replayed".into()),
+            attempts: dl.attempts.len() as i32,
+            latency_ms: (Utc::now() - dl.dead_lettered_at).num_milliseconds().max(0),
+            delivered_at: Utc::now(),
+        };
+        self.send(vec![Out {
+            topic: self.deliveries_topic.clone(),
+            key: self.key.encode(&id)?,
+            value: self.delivery.encode(&record)?,
+            correlation_id: dl.correlation_id.clone(),
+            reason: None,
+        }])
+        .await
+    }
+
+    /// A record the sink cannot read, kept with the reason.
+    pub async fn unreadable(
+        &self,
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        let hs = OwnedHeaders::new().insert(Header {
+            key: DLQ_REASON,
+            value: Some(reason),
+        });
+        let mut record = FutureRecord::to(&self.dead_letter_topic)
+            .payload(&value)
+            .headers(hs);
+        if let Some(k) = &key {
+            record = record.key(k);
+        }
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| anyhow!("dead-lettering an unreadable record: {e}"))?;
+        Ok(())
+    }
+
+    async fn send(&self, out: Vec<Out>) -> anyhow::Result<()> {
+        let sends = out.iter().map(|o| {
+            let mut hs = OwnedHeaders::new().insert(Header {
+                key: headers::CORRELATION_ID,
+                value: Some(o.correlation_id.as_str()),
+            });
+            if let Some(r) = &o.reason {
+                hs = hs.insert(Header {
+                    key: DLQ_REASON,
+                    value: Some(r.as_str()),
+                });
+            }
+            self.producer.send(
+                FutureRecord::to(&o.topic)
+                    .key(&o.key)
+                    .payload(&o.value)
+                    .headers(hs),
+                Duration::from_secs(30),
+            )
+        });
+        for r in futures::future::join_all(sends).await {
+            r.map_err(|(e, _)| anyhow!("recording a CRM delivery: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Tally {
+    fn count(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Delivered { .. } => self.delivered += 1,
+            Outcome::Skipped(_) => self.skipped += 1,
+            Outcome::Refused(_) => self.dead_lettered += 1,
+        }
+    }
+}

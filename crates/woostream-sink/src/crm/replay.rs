@@ -1,0 +1,328 @@
+//! `woostream replay`: re-drives the CRM dead-letter topic once the cause is fixed — all of it,
+//! or the records whose reason or customer matches. Each record is sent as it was refused
+//! (a deal with its contact, so the association is made too), within the same budget rules;
+//! what the CRM takes is marked replayed in the audit topic, what it refuses again is
+//! dead-lettered again with its attempts so far.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use rdkafka::message::Message;
+use tokio_util::sync::CancellationToken;
+use woostream_core::config::Config;
+use woostream_core::insights::CrmDeadLetter;
+use woostream_enricher::reading::{read_all_now, reader};
+
+use super::api::Crm;
+use super::changes::ContactChange;
+use super::flush::{Known, Outcome, Sender};
+use super::hubspot::HubSpot;
+use super::metrics::Metrics;
+use super::pending::{Item, Original, Taken};
+use super::records::{contact_dead_letter_id, deal_dead_letter_id, open_original};
+use super::runner::{apply_audit, read_audit, recorder};
+
+/// Which dead letters to replay.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Reason contains this (case-insensitive).
+    pub reason: Option<String>,
+    /// Customer key, e.g. `42` or `guest:<hash>`.
+    pub customer: Option<String>,
+    /// contact or deal.
+    pub object: Option<String>,
+    /// List them, send nothing.
+    pub list_only: bool,
+}
+
+impl Filter {
+    pub fn selects(&self, dl: &CrmDeadLetter) -> bool {
+        self.reason
+            .as_ref()
+            .is_none_or(|r| dl.reason.to_lowercase().contains(&r.to_lowercase()))
+            && self.customer.as_ref().is_none_or(|c| &dl.customer == c)
+            && self.object.as_ref().is_none_or(|o| &dl.object == o)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Distinct dead letters in the topic.
+    pub dead_letters: usize,
+    pub already_replayed: usize,
+    pub selected: Vec<CrmDeadLetter>,
+    pub delivered: usize,
+    pub refused_again: usize,
+    pub unreadable: usize,
+}
+
+/// The newest record of every dead letter not replayed since, in topic order.
+pub fn outstanding(
+    records: Vec<CrmDeadLetter>,
+    replayed: &HashMap<String, DateTime<Utc>>,
+) -> (usize, usize, Vec<CrmDeadLetter>) {
+    let mut newest: HashMap<String, CrmDeadLetter> = HashMap::new();
+    let mut order = Vec::new();
+    for dl in records {
+        if !newest.contains_key(&dl.dead_letter_id) {
+            order.push(dl.dead_letter_id.clone());
+        }
+        newest.insert(dl.dead_letter_id.clone(), dl);
+    }
+    let total = order.len();
+    let mut done = 0;
+    let mut out = Vec::new();
+    for id in order {
+        let dl = newest.remove(&id).expect("present");
+        if replayed
+            .get(&id)
+            .is_some_and(|at| *at >= dl.dead_lettered_at)
+        {
+            done += 1;
+        } else {
+            out.push(dl);
+        }
+    }
+    (total, done, out)
+}
+
+/// What to send for the selected dead letters: deals with their contacts, each contact once.
+pub fn to_send(selected: &[CrmDeadLetter], originals: Vec<Original>) -> Taken {
+    let now = Instant::now();
+    let mut taken = Taken::default();
+    let mut contacts: HashMap<(String, String), usize> = HashMap::new();
+    let mut add_contact = |taken: &mut Taken, item: Item<ContactChange>| {
+        let key = (item.change.shop_id.clone(), item.change.customer.clone());
+        match contacts.get(&key) {
+            Some(&i) => taken.contacts[i].change.merge(item.change),
+            None => {
+                contacts.insert(key, taken.contacts.len());
+                taken.contacts.push(item);
+            }
+        }
+    };
+    for (dl, original) in selected.iter().zip(originals) {
+        let item = |change| Item {
+            change,
+            sources: dl.sources.clone(),
+            written_ms: dl.dead_lettered_at.timestamp_millis(),
+            first_seen: now,
+            attempts: dl.attempts.clone(),
+            replays: dl.replays + 1,
+        };
+        match original {
+            Original::Contact { contact } => add_contact(&mut taken, item(*contact)),
+            Original::Deal { deal, contact } => {
+                if let Some(c) = contact {
+                    add_contact(
+                        &mut taken,
+                        Item {
+                            attempts: Vec::new(),
+                            ..item(*c)
+                        },
+                    );
+                }
+                taken.deals.push(Item {
+                    change: *deal,
+                    sources: dl.sources.clone(),
+                    written_ms: dl.dead_lettered_at.timestamp_millis(),
+                    first_seen: now,
+                    attempts: dl.attempts.clone(),
+                    replays: dl.replays + 1,
+                });
+            }
+        }
+    }
+    taken
+}
+
+/// Replays the CRM dead-letter topic.
+pub async fn replay(
+    config: &Config,
+    bootstrap: &str,
+    filter: &Filter,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Summary> {
+    let metrics = Metrics::register(&prometheus::Registry::new())?;
+    let (recorder, decoder) = recorder(config, bootstrap, metrics.clone()).await?;
+    let known = Arc::new(Mutex::new(Known::default()));
+    let replayed = Arc::new(Mutex::new(HashMap::new()));
+    {
+        let (known, replayed) = (known.clone(), replayed.clone());
+        read_audit(config, bootstrap, &decoder, "crm-replay", move |d| {
+            apply_audit(&mut known.lock().expect("known"), d);
+            if d.destination == "replay" {
+                replayed
+                    .lock()
+                    .expect("replayed")
+                    .insert(d.alert_id.clone(), d.delivered_at);
+            }
+        })
+        .await?;
+    }
+    let (records, unreadable) = {
+        let (kafka_config, bootstrap, topic, decoder) = (
+            config.kafka.clone(),
+            bootstrap.to_string(),
+            config.topics.crm_dead_letter.name.clone(),
+            decoder.clone(),
+        );
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<CrmDeadLetter>, usize)> {
+            let consumer = reader(&kafka_config, &bootstrap, "crm-replay-read")?;
+            let (mut records, mut unreadable) = (Vec::new(), 0);
+            read_all_now(&kafka_config, &bootstrap, &consumer, &topic, |m| {
+                match m.payload().map(|v| decoder.decode::<CrmDeadLetter>(v)) {
+                    Some(Ok(dl)) => records.push(dl),
+                    Some(Err(_))
+                        if m.key() != Some(woostream_enricher::reading::END_MARKER.as_bytes()) =>
+                    {
+                        unreadable += 1
+                    }
+                    _ => {}
+                }
+            })?;
+            Ok((records, unreadable))
+        })
+        .await??
+    };
+    let replayed = replayed.lock().expect("replayed").clone();
+    let (dead_letters, already_replayed, outstanding) = outstanding(records, &replayed);
+    let selected: Vec<CrmDeadLetter> = outstanding
+        .into_iter()
+        .filter(|dl| filter.selects(dl))
+        .collect();
+    let mut summary = Summary {
+        dead_letters,
+        already_replayed,
+        unreadable,
+        ..Summary::default()
+    };
+    if filter.list_only || selected.is_empty() {
+        summary.selected = selected;
+        return Ok(summary);
+    }
+    if config.crm.dry_run {
+        anyhow::bail!("crm.dry_run is set: there is no CRM to replay to");
+    }
+    let cipher = super::records::cipher(config);
+    let originals = selected
+        .iter()
+        .map(|dl| open_original(dl, cipher.as_ref()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let taken = to_send(&selected, originals);
+    let token = config
+        .crm
+        .resolved_token()
+        .context("crm.token (or crm.token_env) is not set")?;
+    let crm = HubSpot::new(&config.crm.api_url, token)?;
+    let sender = Sender::new(crm, &config.crm, metrics, shutdown);
+    send(&sender, taken, &known, &recorder, &selected, &mut summary).await?;
+    summary.selected = selected;
+    Ok(summary)
+}
+
+async fn send<C: Crm>(
+    sender: &Sender<C>,
+    taken: Taken,
+    known: &super::flush::SharedKnown,
+    recorder: &super::records::Recorder,
+    selected: &[CrmDeadLetter],
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let report = sender
+        .flush(taken, known)
+        .await
+        .map_err(|_| anyhow::anyhow!("interrupted"))?;
+    recorder.record(&report).await?;
+    let ok = |o: &Outcome| matches!(o, Outcome::Delivered { .. } | Outcome::Skipped(_));
+    let mut delivered: HashSet<String> = HashSet::new();
+    for (item, outcome) in &report.contacts {
+        if ok(outcome) {
+            delivered.insert(contact_dead_letter_id(&item.change));
+        }
+    }
+    for (item, outcome, _) in &report.deals {
+        if ok(outcome) {
+            delivered.insert(deal_dead_letter_id(&item.change));
+        }
+    }
+    for dl in selected {
+        if delivered.contains(&dl.dead_letter_id) {
+            recorder.replayed(dl).await?;
+            summary.delivered += 1;
+        } else {
+            summary.refused_again += 1;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn dl(id: &str, customer: &str, reason: &str, at: i64) -> CrmDeadLetter {
+        CrmDeadLetter {
+            dead_letter_id: id.into(),
+            object: "deal".into(),
+            shop_id: "main".into(),
+            customer: customer.into(),
+            order_id: Some(1),
+            reason: reason.into(),
+            category: None,
+            http_status: Some(400),
+            attempts: vec![],
+            original: b"{}".to_vec(),
+            original_encryption: "none".into(),
+            correlation_id: "c".into(),
+            sources: vec![],
+            dead_lettered_at: Utc.timestamp_opt(1_700_000_000 + at, 0).unwrap(),
+            replays: 0,
+        }
+    }
+
+    #[test]
+    fn the_newest_record_of_each_dead_letter_counts_and_replayed_ones_are_left() {
+        let records = vec![
+            dl("a", "1", "INVALID_OPTION", 0),
+            dl("b", "2", "INVALID_EMAIL", 0),
+            dl("a", "1", "INVALID_OPTION again", 10),
+            dl("c", "3", "x", 0),
+        ];
+        let replayed = HashMap::from([
+            (
+                "b".to_string(),
+                Utc.timestamp_opt(1_700_000_005, 0).unwrap(),
+            ),
+            (
+                "a".to_string(),
+                Utc.timestamp_opt(1_700_000_005, 0).unwrap(),
+            ),
+        ]);
+        let (total, done, out) = outstanding(records, &replayed);
+        assert_eq!((total, done), (3, 1));
+        let ids: Vec<_> = out
+            .iter()
+            .map(|d| (d.dead_letter_id.as_str(), d.reason.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            [("a", "INVALID_OPTION again"), ("c", "x")],
+            "a failed again after its replay"
+        );
+        let f = Filter {
+            reason: Some("invalid_option".into()),
+            ..Filter::default()
+        };
+        assert!(f.selects(&out[0]) && !f.selects(&out[1]));
+        let f = Filter {
+            customer: Some("3".into()),
+            ..Filter::default()
+        };
+        assert!(!f.selects(&out[0]) && f.selects(&out[1]));
+    }
+}

@@ -1,0 +1,474 @@
+//! The CRM sink at the Kafka edge: orders, customer accounts and profiles in; contacts and
+//! deals coalesced, flushed within the CRM's budget one flush at a time; every outcome in the
+//! audit topic (and refusals in the dead-letter topic) before the offsets that caused it are
+//! committed.
+//!
+//! One sink per CRM account: the budget is the account's, so the sink takes every partition
+//! itself, as the Slack sink does. What the CRM already has (contact ids, associated deals) is
+//! restored from the audit topic at start.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::message::{BorrowedMessage, Message};
+use tokio_util::sync::CancellationToken;
+use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
+use woostream_core::config::Config;
+use woostream_core::events::{CustomerEvent, OrderEvent};
+use woostream_core::insights::{
+    CrmDeadLetter, CustomerProfile, Delivery, DeliveryOutcome, SourceOffset,
+};
+use woostream_core::kafka;
+use woostream_core::registry::RegistryClient;
+use woostream_core::resume::{ResumeGuard, Verdict};
+use woostream_enricher::reading::{read_all_now, reader, END_MARKER};
+
+use super::api::Crm;
+use super::changes;
+use super::flush::{Interrupted, Known, Report, Sender, SharedKnown};
+use super::hubspot::HubSpot;
+use super::memory::{MemoryCrm, Store};
+use super::metrics::Metrics;
+use super::pending::{Item, Pending, Policy};
+use super::records::{cipher, Recorder};
+use crate::edge::{assign_all, seek_back, Offsets};
+
+/// A running CRM sink.
+pub struct CrmSink {
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The dry run's CRM.
+    pub store: Option<Arc<Mutex<Store>>>,
+    pub metrics: Metrics,
+}
+
+/// What the audit topic says the CRM has.
+pub fn apply_audit(known: &mut Known, d: &Delivery) {
+    if d.sink != "crm" || d.outcome != DeliveryOutcome::Posted {
+        return;
+    }
+    // The id's last part is the version of the contact or deal.
+    let last = d
+        .delivery_id
+        .rsplit_once(':')
+        .and_then(|(_, v)| v.parse::<i64>().ok());
+    match d.destination.as_str() {
+        "contacts" => {
+            let key = (d.shop_id.clone(), d.alert_id.clone());
+            if let Some(v) = last {
+                let known_v = known.contact_versions.entry(key.clone()).or_default();
+                *known_v = (*known_v).max(v);
+            }
+            if let Some(id) = &d.message_ts {
+                known.contacts.insert(key, id.clone());
+            }
+        }
+        "deals" => {
+            if let (Some(order), Some(ms)) = (d.order_id, last) {
+                let at = known
+                    .deals_at
+                    .entry((d.shop_id.clone(), order))
+                    .or_default();
+                *at = (*at).max(ms);
+            }
+        }
+        "associations" => {
+            if let Some(order) = d.order_id {
+                known.associated.insert((d.shop_id.clone(), order));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Reads the whole audit topic, handing every CRM record to `f`.
+pub async fn read_audit(
+    config: &Config,
+    bootstrap: &str,
+    decoder: &Decoder,
+    purpose: &str,
+    mut f: impl FnMut(&Delivery) + Send + 'static,
+) -> anyhow::Result<()> {
+    let (kafka_config, bootstrap, topic, decoder, purpose) = (
+        config.kafka.clone(),
+        bootstrap.to_string(),
+        config.topics.deliveries.name.clone(),
+        decoder.clone(),
+        purpose.to_string(),
+    );
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let consumer = reader(&kafka_config, &bootstrap, &purpose)?;
+        read_all_now(&kafka_config, &bootstrap, &consumer, &topic, |m| {
+            if let Some(Ok(d)) = m.payload().map(|v| decoder.decode::<Delivery>(v)) {
+                if d.sink == "crm" {
+                    f(&d);
+                }
+            }
+        })?;
+        Ok(())
+    })
+    .await?
+}
+
+/// The recorder (audit and dead letters) and a decoder, framed as the configuration says.
+pub async fn recorder(
+    config: &Config,
+    bootstrap: &str,
+    metrics: Metrics,
+) -> anyhow::Result<(Recorder, Decoder)> {
+    let t = &config.topics;
+    let (framings, decoder) = match &config.schema_registry {
+        None => (None, Decoder::new()),
+        Some(r) => {
+            let client = RegistryClient::new(&r.url, r.username.clone(), r.password.clone());
+            let subjects = [
+                (t.deliveries.name.as_str(), "key", String::schema()),
+                (t.deliveries.name.as_str(), "value", Delivery::schema()),
+                (t.crm_dead_letter.name.as_str(), "key", String::schema()),
+                (
+                    t.crm_dead_letter.name.as_str(),
+                    "value",
+                    CrmDeadLetter::schema(),
+                ),
+            ];
+            let f = woostream_core::codec::register_subjects(&client, &subjects)
+                .await
+                .context("registering the CRM sink's schemas")?;
+            (Some(f), Decoder::with_registry(client))
+        }
+    };
+    let framing = |name: &str| {
+        framings
+            .as_ref()
+            .map_or(Framing::SingleObject, |f| f[name].clone())
+    };
+    Ok((
+        Recorder {
+            producer: kafka::create_producer(&config.kafka, bootstrap)?,
+            deliveries_topic: t.deliveries.name.clone(),
+            dead_letter_topic: t.crm_dead_letter.name.clone(),
+            key: Encoder::new(&framing(String::SCHEMA_NAME)),
+            delivery: Encoder::new(&framing(Delivery::SCHEMA_NAME)),
+            dead_letter: Encoder::new(&framing(CrmDeadLetter::SCHEMA_NAME)),
+            cipher: cipher(config),
+            metrics,
+        },
+        decoder,
+    ))
+}
+
+/// Starts the CRM sink: restores what the CRM has, then consumes until `shutdown`.
+pub async fn start(
+    config: &Config,
+    bootstrap: &str,
+    registry: &prometheus::Registry,
+    shutdown: CancellationToken,
+    create_topics: bool,
+) -> anyhow::Result<CrmSink> {
+    let metrics = Metrics::register(registry).context("registering CRM metrics")?;
+    if create_topics {
+        kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
+    }
+    let (recorder, decoder) = recorder(config, bootstrap, metrics.clone()).await?;
+    let known = Arc::new(Mutex::new(Known::default()));
+    {
+        let known = known.clone();
+        read_audit(config, bootstrap, &decoder, "crm-restore", move |d| {
+            apply_audit(&mut known.lock().expect("known"), d)
+        })
+        .await?;
+    }
+    {
+        let k = known.lock().expect("known");
+        tracing::info!(
+            contacts = k.contacts.len(),
+            associated = k.associated.len(),
+            "CRM state restored from the audit topic."
+        );
+    }
+    let stop = shutdown.child_token();
+    let (task, store) = if config.crm.dry_run {
+        let crm = MemoryCrm::new(Store::permissive());
+        let store = crm.0.clone();
+        let sender = Sender::new(crm, &config.crm, metrics.clone(), stop);
+        (
+            launch(
+                config, bootstrap, sender, recorder, decoder, known, shutdown,
+            )?,
+            Some(store),
+        )
+    } else {
+        let token = config
+            .crm
+            .resolved_token()
+            .context("crm.token (or crm.token_env) is not set")?;
+        let crm = HubSpot::new(&config.crm.api_url, token)?;
+        let sender = Sender::new(crm, &config.crm, metrics.clone(), stop);
+        (
+            launch(
+                config, bootstrap, sender, recorder, decoder, known, shutdown,
+            )?,
+            None,
+        )
+    };
+    Ok(CrmSink {
+        task,
+        store,
+        metrics,
+    })
+}
+
+fn launch<C: Crm>(
+    config: &Config,
+    bootstrap: &str,
+    sender: Sender<C>,
+    recorder: Recorder,
+    decoder: Decoder,
+    known: SharedKnown,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let consumer: StreamConsumer = kafka::client_config(&config.kafka, bootstrap)
+        .set("group.id", &config.crm.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .context("creating the CRM sink consumer")?;
+    let t = &config.topics;
+    let topics = Topics {
+        orders: t.orders.name.clone(),
+        customers: t.customers.name.clone(),
+        profiles: t.profiles.name.clone(),
+    };
+    let mut guard = ResumeGuard::default();
+    assign_all(
+        &consumer,
+        &[&topics.orders, &topics.customers, &topics.profiles],
+        &mut guard,
+    )?;
+    let c = &config.crm;
+    let mut l = Loop {
+        policy: Policy {
+            batch_size: c.batch_size,
+            max_delay: Duration::from_millis(c.max_delay_ms),
+            guest_wait: Duration::from_secs(c.guest_wait_secs),
+        },
+        topics,
+        decoder,
+        recorder: Arc::new(recorder),
+        sender: Arc::new(sender),
+        known,
+        pending: Pending::default(),
+        offsets: Offsets::default(),
+        guard,
+        events: 0,
+        sent: 0,
+    };
+    Ok(tokio::spawn(
+        async move { l.run(&consumer, shutdown).await },
+    ))
+}
+
+struct Topics {
+    orders: String,
+    customers: String,
+    profiles: String,
+}
+
+struct Loop<C> {
+    policy: Policy,
+    topics: Topics,
+    decoder: Decoder,
+    recorder: Arc<Recorder>,
+    sender: Arc<Sender<C>>,
+    known: SharedKnown,
+    pending: Pending,
+    offsets: Offsets,
+    guard: ResumeGuard,
+    /// Changes read and changes sent: the coalescing ratio.
+    events: u64,
+    sent: u64,
+}
+
+type Flushing = tokio::task::JoinHandle<Result<Report, Interrupted>>;
+
+/// Memory bound: stop reading while this many contacts and deals wait for the CRM.
+const MAX_PENDING: usize = 200_000;
+
+impl<C: Crm> Loop<C> {
+    async fn run(
+        &mut self,
+        consumer: &StreamConsumer,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut flushing: Option<Flushing> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut commit_every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                m = consumer.recv(), if self.pending.len() < MAX_PENDING => {
+                    let m = m.context("reading the CRM sink's topics")?;
+                    match self.guard.check(m.topic(), m.partition(), m.offset()) {
+                        Verdict::Process => self.on_record(&m).await?,
+                        Verdict::Skip => {}
+                        Verdict::SeekTo(o) => seek_back(consumer, m.topic(), m.partition(), o)?,
+                    }
+                }
+                r = async { flushing.as_mut().expect("guarded").await }, if flushing.is_some() => {
+                    flushing = None;
+                    if let Ok(report) = r.context("the CRM flush task")? {
+                        self.on_report(report).await?;
+                    }
+                }
+                _ = tick.tick() => {
+                    if flushing.is_none() {
+                        flushing = self.start_flush();
+                    }
+                    for (topic, partition, o) in self.guard.stalled(Instant::now()) {
+                        seek_back(consumer, &topic, partition, o)?;
+                    }
+                    self.sender_metrics().pending.set(self.pending.len() as i64);
+                }
+                _ = commit_every.tick() => {
+                    if self.offsets.commit(consumer)? {
+                        self.sender_metrics().commits.inc();
+                    }
+                }
+            }
+        }
+        // The flush in progress stops at its next wait; what it finished is recorded.
+        if let Some(f) = flushing {
+            if let Ok(Ok(Ok(report))) = tokio::time::timeout(Duration::from_secs(35), f).await {
+                self.on_report(report).await?;
+            }
+        }
+        self.offsets.commit(consumer)?;
+        Ok(())
+    }
+
+    fn sender_metrics(&self) -> &Metrics {
+        &self.recorder.metrics
+    }
+
+    fn start_flush(&mut self) -> Option<Flushing> {
+        let taken = {
+            let known = self.known.lock().expect("known");
+            self.pending.take(
+                Instant::now(),
+                self.policy,
+                &self.sender.mapping,
+                |shop, c| {
+                    known
+                        .contacts
+                        .contains_key(&(shop.to_string(), c.to_string()))
+                },
+            )
+        };
+        if taken.is_empty() {
+            return None;
+        }
+        let (sender, known) = (self.sender.clone(), self.known.clone());
+        Some(tokio::spawn(
+            async move { sender.flush(taken, &known).await },
+        ))
+    }
+
+    async fn on_report(&mut self, report: Report) -> anyhow::Result<()> {
+        self.recorder.record(&report).await?;
+        let sources = report
+            .contacts
+            .iter()
+            .flat_map(|(i, _)| &i.sources)
+            .chain(report.deals.iter().flat_map(|(i, _, _)| &i.sources));
+        for s in sources {
+            self.offsets.done(&s.topic, s.partition, s.offset);
+        }
+        self.sent += (report.contacts.len() + report.deals.len()) as u64;
+        if self.sent > 0 {
+            self.sender_metrics()
+                .coalescing
+                .set(self.events as f64 / self.sent as f64);
+        }
+        Ok(())
+    }
+
+    async fn on_record(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<()> {
+        let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+        let payload = match m.payload() {
+            Some(p) if m.key() != Some(END_MARKER.as_bytes()) => p,
+            // Markers, tombstones.
+            _ => {
+                self.offsets.read(topic, partition, offset, 0);
+                return Ok(());
+            }
+        };
+        let written_ms = m.timestamp().to_millis().unwrap_or_default();
+        let source = SourceOffset {
+            topic: topic.to_string(),
+            partition,
+            offset,
+        };
+        let now = Instant::now();
+        let decoded: anyhow::Result<(Option<changes::ContactChange>, Option<changes::DealChange>)> =
+            if topic == self.topics.orders {
+                self.decoder
+                    .decode::<OrderEvent>(payload)
+                    .map(|e| changes::from_order(&e))
+                    .map_err(Into::into)
+            } else if topic == self.topics.customers {
+                self.decoder
+                    .decode::<CustomerEvent>(payload)
+                    .map(|e| (changes::from_customer(&e), None))
+                    .map_err(Into::into)
+            } else {
+                self.decoder
+                    .decode::<CustomerProfile>(payload)
+                    .map(|p| (Some(changes::from_profile(&p)), None))
+                    .map_err(Into::into)
+            };
+        let (contact, deal) = match decoded {
+            Ok(changes) => changes,
+            Err(e) => {
+                self.sender_metrics().unreadable.inc();
+                tracing::warn!(topic, partition, offset, error = %e, "A record cannot be read; dead-lettering it.");
+                self.recorder
+                    .unreadable(
+                        m.key().map(<[u8]>::to_vec),
+                        payload.to_vec(),
+                        &format!("unreadable {topic}[{partition}]@{offset}: {e}"),
+                    )
+                    .await?;
+                self.offsets.read(topic, partition, offset, 0);
+                return Ok(());
+            }
+        };
+        // What the CRM already has newer (a late redelivery) is left out.
+        let (contact, deal) = {
+            let k = self.known.lock().expect("known");
+            (
+                contact.and_then(|c| k.fresh_contact(c)),
+                deal.and_then(|d| k.fresh_deal(d)),
+            )
+        };
+        let outputs = contact.is_some() as usize + deal.is_some() as usize;
+        self.offsets.read(topic, partition, offset, outputs);
+        if outputs > 0 {
+            self.events += outputs as u64;
+            self.sender_metrics()
+                .events
+                .with_label_values(&[topic])
+                .inc_by(outputs as u64);
+        }
+        if let Some(c) = contact {
+            self.pending
+                .add_contact(Item::new(c, Some(source.clone()), written_ms, now));
+        }
+        if let Some(d) = deal {
+            self.pending
+                .add_deal(Item::new(d, Some(source), written_ms, now));
+        }
+        Ok(())
+    }
+}

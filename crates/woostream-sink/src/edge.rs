@@ -1,0 +1,161 @@
+//! What every sink does at its Kafka edge: take every partition of its topics itself (one sink
+//! per Slack workspace or CRM account, whose limits are per account) starting at the group's
+//! committed offsets, and commit per partition only up to the oldest record not yet done.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+use woostream_core::resume::ResumeGuard;
+
+/// Assigns every partition of `topics` at the group's committed offsets (from the beginning
+/// where there are none), telling `guard` where each resume must land.
+pub fn assign_all(
+    consumer: &StreamConsumer,
+    topics: &[&str],
+    guard: &mut ResumeGuard,
+) -> anyhow::Result<()> {
+    let mut all = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .with_context(|| format!("reading the partitions of {topic}"))?;
+        let before = all.count();
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                all.add_partition(topic, p.id());
+            }
+        }
+        if all.count() == before {
+            anyhow::bail!("topic {topic} has no partitions (does it exist?)");
+        }
+    }
+    let committed = consumer
+        .committed_offsets(all, Duration::from_secs(30))
+        .context("reading the sink's committed offsets")?;
+    let mut start = TopicPartitionList::new();
+    for e in committed.elements() {
+        let offset = match e.offset() {
+            Offset::Offset(o) if o > 0 => {
+                guard.expect(e.topic(), e.partition(), o);
+                Offset::Offset(o)
+            }
+            _ => Offset::Beginning,
+        };
+        start.add_partition_offset(e.topic(), e.partition(), offset)?;
+    }
+    consumer
+        .assign(&start)
+        .context("assigning the sink's partitions")
+}
+
+/// Seeks a partition back to where a resume must start (see [`ResumeGuard`]).
+pub fn seek_back(
+    consumer: &StreamConsumer,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> anyhow::Result<()> {
+    let to = if offset > 0 {
+        Offset::Offset(offset)
+    } else {
+        Offset::Beginning
+    };
+    consumer
+        .seek(topic, partition, to, Duration::from_secs(10))
+        .context("seeking back to the committed offset")
+}
+
+#[derive(Debug, Default)]
+struct Partition {
+    /// offset → outputs still to finish.
+    pending: BTreeMap<i64, usize>,
+    /// One past the newest offset seen.
+    next: i64,
+    committed: i64,
+}
+
+/// Records read and not yet done, per topic and partition.
+#[derive(Debug, Default)]
+pub struct Offsets {
+    partitions: HashMap<(String, i32), Partition>,
+}
+
+impl Offsets {
+    /// A record was read that `outputs` deliveries must finish (0: done already).
+    pub fn read(&mut self, topic: &str, partition: i32, offset: i64, outputs: usize) {
+        let p = self
+            .partitions
+            .entry((topic.to_string(), partition))
+            .or_default();
+        p.next = p.next.max(offset + 1);
+        if outputs > 0 {
+            *p.pending.entry(offset).or_default() += outputs;
+        }
+    }
+
+    /// One output of a record finished.
+    pub fn done(&mut self, topic: &str, partition: i32, offset: i64) {
+        if let Some(p) = self.partitions.get_mut(&(topic.to_string(), partition)) {
+            if let Some(n) = p.pending.get_mut(&offset) {
+                *n -= 1;
+                if *n == 0 {
+                    p.pending.remove(&offset);
+                }
+            }
+        }
+    }
+
+    /// Commits each partition up to its oldest unfinished record; whether anything was.
+    pub fn commit(&mut self, consumer: &StreamConsumer) -> anyhow::Result<bool> {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), p) in &self.partitions {
+            let upto = p.pending.keys().next().copied().unwrap_or(p.next);
+            if upto > p.committed {
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(upto))?;
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(false);
+        }
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .context("committing offsets")?;
+        for e in tpl.elements() {
+            if let (Some(p), Offset::Offset(o)) = (
+                self.partitions
+                    .get_mut(&(e.topic().to_string(), e.partition())),
+                e.offset(),
+            ) {
+                p.committed = o;
+            }
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_is_done_up_to_its_oldest_unfinished_record() {
+        let mut o = Offsets::default();
+        o.read("t", 0, 5, 2);
+        o.read("t", 0, 6, 0);
+        o.read("t", 0, 7, 1);
+        let upto = |o: &Offsets| {
+            let p = &o.partitions[&("t".to_string(), 0)];
+            p.pending.keys().next().copied().unwrap_or(p.next)
+        };
+        assert_eq!(upto(&o), 5);
+        o.done("t", 0, 5);
+        assert_eq!(upto(&o), 5, "one of its two outputs still open");
+        o.done("t", 0, 5);
+        assert_eq!(upto(&o), 7);
+        o.done("t", 0, 7);
+        assert_eq!(upto(&o), 8);
+    }
+}

@@ -1,0 +1,547 @@
+//! The CRM sink end to end on a real Kafka-protocol broker (Tansu) against a local HubSpot that
+//! enforces HubSpot's rules (`support/hubspot.rs`): a 20,000-order flash sale in 60 s with
+//! WooCommerce's duplicate and late deliveries, a poisoned deal dead-lettered and replayed once
+//! its cause is fixed, and the CRM down for two minutes while the sink is killed and restarted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use woostream_core::codec::{Decoder, Encoder, Framing};
+use woostream_core::config::Config;
+use woostream_core::events::{CustomerKey, OrderEvent, OrderStatus};
+use woostream_core::insights::{ChurnRisk, CrmDeadLetter, CustomerProfile, Segment};
+use woostream_core::Money;
+use woostream_enricher::reading::{read_all_now, reader, END_MARKER};
+use woostream_producer::publish::Record;
+use woostream_sink::crm::api::Object;
+use woostream_sink::crm::changes::status_rank;
+use woostream_tests::enricher::{free_port, sale_records, spawn, woostream_bin};
+use woostream_tests::hubspot::FakeHubSpot;
+use woostream_tests::Tansu;
+
+const TOKEN: &str = "pat-eu1-00000000-test";
+const BUDGET: usize = 190;
+
+fn sink_toml(bootstrap: &str, hubspot: &FakeHubSpot, port: u16) -> String {
+    format!(
+        r#"[kafka]
+bootstrap_servers = "{bootstrap}"
+[topics]
+create = false
+[[shops]]
+id = "eu"
+source = "https://shop.example/"
+secret = "s"
+[crm]
+enabled = true
+api_url = "{url}"
+token = "{TOKEN}"
+requests_per_10_seconds = {BUDGET}
+max_delay_ms = 2000
+max_backoff_secs = 5
+[crm.deal_stages]
+awaiting-shipment = "shipping"
+[ops]
+listen = "127.0.0.1:{port}"
+[log]
+format = "json"
+level = "info"
+"#,
+        url = hubspot.url,
+    )
+}
+
+/// A profile as the enricher writes one after a customer's `orders`-th order.
+fn profile(customer: &str, customer_id: Option<i64>, orders: i32) -> CustomerProfile {
+    let m = |s: &str| s.parse::<Money>().unwrap();
+    let now = chrono::Utc::now();
+    CustomerProfile {
+        shop_id: "eu".into(),
+        customer: customer.into(),
+        customer_id,
+        version: orders as i64,
+        model_version: 0,
+        as_of: now,
+        source_partition: 0,
+        source_offset: 0,
+        caused_by_event_id: format!("e-{customer}-{orders}"),
+        correlation_id: format!("c-{customer}-{orders}"),
+        currency: Some("PLN".into()),
+        orders_count: orders,
+        transactions: orders,
+        revenue: m(&format!("{}.00", 100 * orders)),
+        refunded: m("0.00"),
+        average_order_value: m("100.00"),
+        first_order_at: Some(now),
+        last_order_at: Some(now),
+        recency_score: 5,
+        frequency_score: orders.min(5),
+        monetary_score: 3,
+        segment: match orders {
+            1 => Segment::NewCustomers,
+            2 => Segment::Promising,
+            3 => Segment::LoyalCustomers,
+            _ => Segment::Champions,
+        },
+        p_alive: 0.9,
+        expected_purchases_30d: 0.1,
+        expected_purchases_90d: 0.3,
+        expected_purchases_365d: 1.0,
+        expected_order_value: m("100.00"),
+        clv_12_months: m("100.00"),
+        churn_risk: ChurnRisk::Low,
+        vip: false,
+        orders: Vec::new(),
+    }
+}
+
+/// The sale's records with the profiles an enricher would write after each new order, and
+/// what the CRM must hold at the end.
+struct Sale {
+    records: Vec<Record>,
+    /// order id → (version, status slug) of its newest state.
+    orders: HashMap<i64, (i64, String)>,
+    /// customer key → orders (the last profile's count).
+    customers: HashMap<String, i32>,
+}
+
+fn sale(orders: usize, seed: u64) -> Sale {
+    let decoder = Decoder::new();
+    let key_encoder: Encoder<CustomerKey> = Encoder::new(&Framing::SingleObject);
+    let profile_encoder: Encoder<CustomerProfile> = Encoder::new(&Framing::SingleObject);
+    let profiles_topic = Config::default().topics.profiles.name;
+    let mut sale = Sale {
+        records: Vec::new(),
+        orders: HashMap::new(),
+        customers: HashMap::new(),
+    };
+    for r in sale_records(orders, 0, seed) {
+        let event = (r.topic == "woo.orders")
+            .then(|| decoder.decode::<OrderEvent>(&r.value).unwrap())
+            .and_then(|e| e.order);
+        sale.records.push(r);
+        let Some(o) = event else { continue };
+        let at = o.modified_at.unwrap().timestamp_millis() * 10 + status_rank(&o.status_slug);
+        let first = !sale.orders.contains_key(&o.id);
+        let newest = sale
+            .orders
+            .entry(o.id)
+            .or_insert((at, o.status_slug.clone()));
+        if at >= newest.0 {
+            *newest = (at, o.status_slug.clone());
+        }
+        if first {
+            let n = sale.customers.entry(o.customer_key.clone()).or_default();
+            *n += 1;
+            let key = CustomerKey {
+                shop_id: "eu".into(),
+                customer: o.customer_key.clone(),
+            };
+            sale.records.push(Record {
+                topic: profiles_topic.clone(),
+                key: key_encoder.encode(&key).unwrap(),
+                value: profile_encoder
+                    .encode(&profile(&o.customer_key, o.customer_id, *n))
+                    .unwrap(),
+                headers: Vec::new(),
+            });
+        }
+    }
+    sale
+}
+
+/// An order whose status maps to a deal stage the CRM does not have yet.
+fn poisoned(sale: &Sale) -> (Record, i64, String) {
+    let decoder = Decoder::new();
+    let r = sale
+        .records
+        .iter()
+        .find(|r| r.topic == "woo.orders")
+        .unwrap();
+    let mut e: OrderEvent = decoder.decode(&r.value).unwrap();
+    let o = e.order.as_mut().unwrap();
+    o.id = 9_000_001;
+    o.number = "9000001".into();
+    o.status = OrderStatus::Other;
+    o.status_slug = "awaiting-shipment".into();
+    e.order_id = o.id;
+    e.envelope.event_id = "poisoned".into();
+    let customer = o.customer_key.clone();
+    let value = Encoder::<OrderEvent>::new(&Framing::SingleObject)
+        .encode(&e)
+        .unwrap();
+    (Record { value, ..r.clone() }, 9_000_001, customer)
+}
+
+async fn produce(producer: &FutureProducer, records: &[Record]) {
+    let sends = records.iter().map(|r| {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        producer.send(
+            FutureRecord::to(&r.topic)
+                .key(&r.key)
+                .payload(&r.value)
+                .headers(headers),
+            Duration::from_secs(30),
+        )
+    });
+    for r in futures::future::join_all(sends).await {
+        r.map_err(|(e, _)| e).expect("delivered");
+    }
+}
+
+/// Produces the records evenly over `duration`; `during(elapsed)` runs between chunks.
+async fn produce_over(
+    config: &Config,
+    records: &[Record],
+    duration: Duration,
+    mut during: impl FnMut(Duration),
+) -> Instant {
+    let producer: FutureProducer = woostream_core::kafka::producer_config(
+        &config.kafka,
+        config.kafka.bootstrap_servers.as_deref().unwrap(),
+    )
+    .set("linger.ms", "20")
+    .create()
+    .unwrap();
+    let started = Instant::now();
+    let chunk = 500;
+    for (i, c) in records.chunks(chunk).enumerate() {
+        produce(&producer, c).await;
+        let due = started + duration.mul_f64(((i + 1) * chunk) as f64 / records.len() as f64);
+        tokio::time::sleep_until(due.into()).await;
+        during(started.elapsed());
+    }
+    started
+}
+
+/// What the CRM lacks: deals missing or at the wrong stage, contacts missing or behind.
+fn missing(hubspot: &FakeHubSpot, sale: &Sale) -> (usize, usize) {
+    let stages: BTreeMap<String, String> = Config::default().crm.stages();
+    hubspot.with_store(|s| {
+        let deals = sale
+            .orders
+            .iter()
+            .filter(|(id, (_, status))| {
+                let record = s.get(Object::Deals, "woo_order_id", &format!("eu:{id}"));
+                record.and_then(|r| r.get("dealstage")) != stages.get(status.as_str())
+            })
+            .count();
+        let contacts = sale
+            .customers
+            .iter()
+            .filter(|(customer, n)| {
+                let record = s.get(Object::Contacts, "woo_customer_id", customer);
+                record.and_then(|r| r.get("woo_orders_count")) != Some(&n.to_string())
+            })
+            .count();
+        (deals, contacts)
+    })
+}
+
+async fn await_complete(hubspot: &FakeHubSpot, sale: &Sale, limit: Duration) -> Instant {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (deals, contacts) = missing(hubspot, sale);
+        if deals == 0 && contacts == 0 {
+            return Instant::now();
+        }
+        if Instant::now() >= deadline {
+            let stages: BTreeMap<String, String> = Config::default().crm.stages();
+            let sample: Vec<String> = hubspot.with_store(|s| {
+                sale.orders
+                    .iter()
+                    .filter_map(|(id, (_, status))| {
+                        let r = s.get(Object::Deals, "woo_order_id", &format!("eu:{id}"));
+                        let stage = r.and_then(|r| r.get("dealstage"));
+                        (stage != stages.get(status.as_str()))
+                            .then(|| format!("order {id}: {status} but {stage:?}"))
+                    })
+                    .take(8)
+                    .collect()
+            });
+            panic!("the CRM still lacks {deals} deals and {contacts} contacts: {sample:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn dead_letters(config: &Config) -> Vec<CrmDeadLetter> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let bootstrap = config.kafka.bootstrap_servers.clone().unwrap();
+        let consumer = reader(&config.kafka, &bootstrap, "test-crm-dlq").unwrap();
+        let decoder = Decoder::new();
+        let mut out = Vec::new();
+        read_all_now(
+            &config.kafka,
+            &bootstrap,
+            &consumer,
+            &config.topics.crm_dead_letter.name,
+            |m| {
+                if m.key() != Some(END_MARKER.as_bytes()) {
+                    out.push(decoder.decode(m.payload().unwrap()).unwrap());
+                }
+            },
+        )
+        .unwrap();
+        out
+    })
+    .await
+    .unwrap()
+}
+
+fn replay(config_path: &Path) -> (bool, String) {
+    let out = std::process::Command::new(woostream_bin())
+        .args(["replay", "--config"])
+        .arg(config_path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Deals not associated with their customer's contact.
+fn unassociated(hubspot: &FakeHubSpot, sale: &Sale, customer_of: &HashMap<i64, String>) -> usize {
+    hubspot.with_store(|s| {
+        let ids = |o: Object, property: &str| -> HashMap<String, u64> {
+            s.objects(o)
+                .records
+                .iter()
+                .filter_map(|(id, r)| Some((r.get(property)?.clone(), *id)))
+                .collect()
+        };
+        let (deals, contacts) = (
+            ids(Object::Deals, "woo_order_id"),
+            ids(Object::Contacts, "woo_customer_id"),
+        );
+        sale.orders
+            .keys()
+            .filter(|id| {
+                let d = deals.get(&format!("eu:{id}"));
+                let c = customer_of.get(id).and_then(|c| contacts.get(c));
+                !matches!((d, c), (Some(d), Some(c)) if s.associations.contains(&(*d, *c)))
+            })
+            .count()
+    })
+}
+
+fn customers_of(sale: &Sale) -> HashMap<i64, String> {
+    let decoder = Decoder::new();
+    sale.records
+        .iter()
+        .filter(|r| r.topic == "woo.orders")
+        .filter_map(|r| decoder.decode::<OrderEvent>(&r.value).unwrap().order)
+        .map(|o| (o.id, o.customer_key))
+        .collect()
+}
+
+async fn broker() -> (Tansu, Config) {
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let mut config = woostream_tests::config(&tansu.bootstrap);
+    config.topics.partitions = 3;
+    woostream_core::kafka::ensure_topics(&config.kafka, &tansu.bootstrap, &config.topics)
+        .await
+        .unwrap();
+    (tansu, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flash_sale_lands_in_the_crm_within_its_budget_and_a_poisoned_deal_is_replayed() {
+    let (tansu, config) = broker().await;
+    let hubspot = FakeHubSpot::start(TOKEN, BUDGET).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sale = sale(20_000, 11);
+    let (poison, poison_order, poison_customer) = poisoned(&sale);
+    let middle = sale.records.len() / 2;
+    sale.records.insert(middle, poison);
+    let orders_read = sale
+        .records
+        .iter()
+        .filter(|r| r.topic == "woo.orders")
+        .count();
+    println!(
+        "{} records: {orders_read} order deliveries of {} orders, {} customers",
+        sale.records.len(),
+        sale.orders.len(),
+        sale.customers.len()
+    );
+
+    let port = free_port();
+    let toml = sink_toml(&tansu.bootstrap, &hubspot, port);
+    let _sink = spawn("crm", &toml, "first", port, dir.path());
+    let started = produce_over(&config, &sale.records, Duration::from_secs(60), |_| {}).await;
+    let sale_took = started.elapsed();
+    let done = await_complete(&hubspot, &sale, Duration::from_secs(240)).await;
+    let took = done - started;
+
+    // Within the budget, close to the fewest calls the coalescing allows.
+    let requests = hubspot.requests();
+    let by_status = requests.iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r.status).or_insert(0usize) += 1;
+        m
+    });
+    let busiest = hubspot.busiest_window();
+    let inputs: usize = requests
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.inputs)
+        .sum();
+    let ok = by_status.get(&200).copied().unwrap_or(0);
+    let fewest = sale.customers.len().div_ceil(100) + 2 * sale.orders.len().div_ceil(100);
+    let budget_time = Duration::from_secs_f64(fewest as f64 / (BUDGET as f64 / 10.0));
+    println!(
+        "CRM complete {:.1} s after the sale started (sale {:.1} s; the budget's minimum for {fewest} requests {:.1} s)",
+        took.as_secs_f64(),
+        sale_took.as_secs_f64(),
+        budget_time.as_secs_f64()
+    );
+    println!(
+        "requests by status {by_status:?}; busiest 10 s: {busiest} (budget {BUDGET}); {ok} answered 200 with {:.1} inputs each; fewest possible {fewest} → {:.2}×",
+        inputs as f64 / ok.max(1) as f64,
+        ok as f64 / fewest as f64
+    );
+    assert_eq!(by_status.get(&429), None, "never over the budget");
+    assert!(busiest <= BUDGET, "{busiest} requests within 10 s");
+    assert!(
+        ok <= fewest * 3,
+        "{ok} requests for a minimum of {fewest}: coalescing is not working"
+    );
+    assert!(
+        took <= sale_took.max(budget_time) + Duration::from_secs(10),
+        "complete {took:?} after the start of a {sale_took:?} sale"
+    );
+    let customer_of = customers_of(&sale);
+    assert_eq!(unassociated(&hubspot, &sale, &customer_of), 0);
+    let contacts = hubspot.with_store(|s| s.contacts.records.len());
+    assert_eq!(contacts, sale.customers.len(), "one contact per customer");
+
+    // The poisoned deal, alone in the dead-letter topic, with what it takes to replay it.
+    let dlq = dead_letters(&config).await;
+    assert_eq!(dlq.len(), 1, "{dlq:#?}");
+    let dl = &dlq[0];
+    assert_eq!(
+        (
+            dl.object.as_str(),
+            dl.order_id,
+            dl.customer.as_str(),
+            dl.http_status
+        ),
+        (
+            "deal",
+            Some(poison_order),
+            poison_customer.as_str(),
+            Some(400)
+        )
+    );
+    assert!(dl.reason.contains("INVALID_OPTION"), "{}", dl.reason);
+    assert!(
+        dl.attempts.len() >= 2,
+        "the batch, then alone: {:?}",
+        dl.attempts
+    );
+    assert!(dl.sources.iter().all(|s| s.topic == "woo.orders"));
+    let find_poison = || {
+        hubspot.with_store(|s| {
+            s.get(Object::Deals, "woo_order_id", &format!("eu:{poison_order}"))
+                .cloned()
+        })
+    };
+    assert!(find_poison().is_none());
+
+    // The cause fixed (the stage created in the pipeline), the replay delivers it, once.
+    hubspot.with_store(|s| s.add_stage("default", "shipping"));
+    let path = dir.path().join("crm-first.toml");
+    let (ok, out) = replay(&path);
+    println!("{out}");
+    assert!(ok, "{out}");
+    assert!(out.contains("1 delivered, 0 refused again"), "{out}");
+    let deal = find_poison().expect("the replayed deal");
+    assert_eq!(deal["dealstage"], "shipping");
+    let associated = hubspot.with_store(|s| {
+        let d = s
+            .objects(Object::Deals)
+            .records
+            .iter()
+            .find(|(_, r)| **r == deal)
+            .map(|(k, _)| *k);
+        s.associations.iter().any(|(x, _)| Some(*x) == d)
+    });
+    assert!(
+        associated,
+        "the replayed deal is associated with its contact"
+    );
+    let (ok, out) = replay(&path);
+    assert!(ok && out.contains("1 replayed before, 0 selected"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_minutes_of_crm_outage_and_a_killed_sink_lose_nothing() {
+    let (tansu, config) = broker().await;
+    let hubspot = FakeHubSpot::start(TOKEN, BUDGET).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sale = sale(3_000, 5);
+    let port = free_port();
+    let toml = sink_toml(&tansu.bootstrap, &hubspot, port);
+    let mut first = Some(spawn("crm", &toml, "first", port, dir.path()));
+    let mut down_at = None;
+    produce_over(&config, &sale.records, Duration::from_secs(20), |t| {
+        if down_at.is_none() && t >= Duration::from_secs(6) {
+            hubspot.set_down(true);
+            down_at = Some(Instant::now());
+        }
+    })
+    .await;
+    let down_at = down_at.expect("the CRM went down during the sale");
+    let written_before = hubspot.with_store(|s| s.deals.records.len());
+    assert!(written_before > 0 && written_before < sale.orders.len());
+
+    // While the CRM is down, the sink holds everything; killed, it loses nothing either.
+    tokio::time::sleep_until((down_at + Duration::from_secs(40)).into()).await;
+    first.take().unwrap().kill9();
+    let second = spawn("crm", &toml, "second", port, dir.path());
+    tokio::time::sleep_until((down_at + Duration::from_secs(120)).into()).await;
+    let refused = hubspot
+        .requests()
+        .iter()
+        .filter(|r| r.status == 503)
+        .count();
+    hubspot.set_down(false);
+    let back = Instant::now();
+    await_complete(&hubspot, &sale, Duration::from_secs(180)).await;
+    println!(
+        "{written_before} deals before the outage; {refused} requests answered 503 during it; complete {:.1} s after the CRM came back",
+        back.elapsed().as_secs_f64()
+    );
+    assert!(refused > 0, "the sink kept trying during the outage");
+    let contacts = hubspot.with_store(|s| s.contacts.records.len());
+    assert_eq!(contacts, sale.customers.len(), "no duplicate contacts");
+    let customer_of = customers_of(&sale);
+    assert_eq!(unassociated(&hubspot, &sale, &customer_of), 0);
+    assert!(
+        dead_letters(&config).await.is_empty(),
+        "nothing dead-lettered"
+    );
+    assert_eq!(
+        hubspot
+            .requests()
+            .iter()
+            .filter(|r| r.status == 429)
+            .count(),
+        0
+    );
+    let log = second.log_text();
+    assert!(log.contains("CRM state restored"), "{log}");
+}

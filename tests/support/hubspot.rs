@@ -1,0 +1,372 @@
+//! A local HubSpot for tests, speaking CRM v3/v4 as protocols.md §4.1 describes it: bearer
+//! auth, `POST /crm/v3/objects/{contacts|deals}/batch/upsert` (at most 100 inputs, unique id
+//! properties, properties that must exist, whole-batch `VALIDATION_ERROR`s, 409 conflicts),
+//! `POST /crm/v4/associations/deals/contacts/batch/associate/default` (207 for partial
+//! failures), a rolling 10-second request limit answered with 429 and `policyName`, the
+//! `X-HubSpot-RateLimit-*` headers, and an outage mode answering 503. The records live in the
+//! same object store the dry run uses (`woostream_sink::crm::memory::Store`).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use woostream_sink::crm::api::{Input, Object};
+use woostream_sink::crm::memory::Store;
+
+/// One request the server answered.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub at: Instant,
+    pub endpoint: String,
+    pub status: u16,
+    pub inputs: usize,
+}
+
+struct Inner {
+    store: Store,
+    requests: Vec<Request>,
+    /// Arrival times of the requests counted in the rolling window.
+    window: VecDeque<Instant>,
+    down: bool,
+}
+
+#[derive(Clone)]
+pub struct FakeHubSpot {
+    inner: Arc<Mutex<Inner>>,
+    token: String,
+    per_10_seconds: usize,
+    pub url: String,
+    _server: Arc<tokio::task::JoinHandle<()>>,
+}
+
+fn error(status: StatusCode, category: &str, message: &str, headers: HeaderMap) -> Response {
+    (
+        status,
+        headers,
+        Json(json!({
+            "status": "error",
+            "message": message,
+            "correlationId": "8c5d4a1e-0000-4000-8000-000000000000",
+            "category": category,
+        })),
+    )
+        .into_response()
+}
+
+impl FakeHubSpot {
+    pub async fn start(token: &str, per_10_seconds: usize) -> FakeHubSpot {
+        let inner = Arc::new(Mutex::new(Inner {
+            store: Store::portal(),
+            requests: Vec::new(),
+            window: VecDeque::new(),
+            down: false,
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let mut fake = FakeHubSpot {
+            inner,
+            token: token.to_string(),
+            per_10_seconds,
+            url: format!("http://{addr}"),
+            _server: Arc::new(tokio::spawn(async {})),
+        };
+        let app = Router::new()
+            .route("/crm/v3/objects/{object}/batch/upsert", post(upsert))
+            .route(
+                "/crm/v4/associations/deals/contacts/batch/associate/default",
+                post(associate),
+            )
+            .with_state(fake.clone());
+        fake._server = Arc::new(tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        }));
+        fake
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.inner.lock().unwrap().down = down;
+    }
+
+    pub fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        f(&mut self.inner.lock().unwrap().store)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.inner.lock().unwrap().requests.clone()
+    }
+
+    /// The most requests that arrived within any 10 seconds.
+    pub fn busiest_window(&self) -> usize {
+        let times: Vec<Instant> = self.requests().iter().map(|r| r.at).collect();
+        let mut best = 0;
+        let mut start = 0;
+        for (end, t) in times.iter().enumerate() {
+            while *t - times[start] >= Duration::from_secs(10) {
+                start += 1;
+            }
+            best = best.max(end - start + 1);
+        }
+        best
+    }
+
+    /// Checks auth, the outage and the rate limit; counts the request in the window.
+    fn admit(
+        &self,
+        headers: &HeaderMap,
+        endpoint: &str,
+        inputs: usize,
+    ) -> Result<HeaderMap, Box<Response>> {
+        let mut inner = self.inner.lock().unwrap();
+        let now = Instant::now();
+        let log = |status: u16, inner: &mut Inner| {
+            inner.requests.push(Request {
+                at: now,
+                endpoint: endpoint.to_string(),
+                status,
+                inputs,
+            })
+        };
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if auth != format!("Bearer {}", self.token) {
+            log(401, &mut inner);
+            return Err(Box::new(error(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_AUTHENTICATION",
+                "Authentication credentials not found.",
+                HeaderMap::new(),
+            )));
+        }
+        if inner.down {
+            log(503, &mut inner);
+            return Err(Box::new(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                "The service is temporarily unavailable.",
+                HeaderMap::new(),
+            )));
+        }
+        while inner
+            .window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(10))
+        {
+            inner.window.pop_front();
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            "X-HubSpot-RateLimit-Max",
+            HeaderValue::from(self.per_10_seconds),
+        );
+        h.insert(
+            "X-HubSpot-RateLimit-Interval-Milliseconds",
+            HeaderValue::from(10_000),
+        );
+        h.insert("X-HubSpot-RateLimit-Daily", HeaderValue::from(650_000));
+        if inner.window.len() >= self.per_10_seconds {
+            log(429, &mut inner);
+            h.insert("X-HubSpot-RateLimit-Remaining", HeaderValue::from(0));
+            return Err(Box::new(
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    h,
+                    Json(json!({
+                        "status": "error",
+                        "message": "You have reached your ten_secondly_rolling limit.",
+                        "errorType": "RATE_LIMIT",
+                        "correlationId": "8c5d4a1e-0000-4000-8000-000000000001",
+                        "policyName": "TEN_SECONDLY_ROLLING",
+                    })),
+                )
+                    .into_response(),
+            ));
+        }
+        inner.window.push_back(now);
+        let remaining = self.per_10_seconds - inner.window.len();
+        h.insert(
+            "X-HubSpot-RateLimit-Remaining",
+            HeaderValue::from(remaining),
+        );
+        let used = inner.requests.len() + 1;
+        h.insert(
+            "X-HubSpot-RateLimit-Daily-Remaining",
+            HeaderValue::from(650_000 - used.min(650_000)),
+        );
+        Ok(h)
+    }
+
+    fn log(&self, endpoint: &str, status: u16, inputs: usize) {
+        self.inner.lock().unwrap().requests.push(Request {
+            at: Instant::now(),
+            endpoint: endpoint.to_string(),
+            status,
+            inputs,
+        });
+    }
+}
+
+async fn upsert(
+    State(fake): State<FakeHubSpot>,
+    Path(object): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let object = match object.as_str() {
+        "contacts" => Object::Contacts,
+        "deals" => Object::Deals,
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let endpoint = format!("{}/batch/upsert", object.as_str());
+    let raw = body["inputs"].as_array().cloned().unwrap_or_default();
+    let h = match fake.admit(&headers, &endpoint, raw.len()) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    let mut inputs = Vec::new();
+    for i in &raw {
+        let (Some(prop), Some(id)) = (i["idProperty"].as_str(), i["id"].as_str()) else {
+            fake.log(&endpoint, 400, raw.len());
+            return error(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                "Invalid input JSON: idProperty and id are required",
+                h,
+            );
+        };
+        let properties = i["properties"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().map_or(v.to_string(), str::to_string)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        inputs.push(Input {
+            id_property: prop.to_string(),
+            id: id.to_string(),
+            properties,
+        });
+    }
+    let result = fake.with_store(|s| {
+        s.upsert(object, &inputs).map(|written| {
+            written
+                .iter()
+                .zip(&inputs)
+                .map(|(w, input)| {
+                    let record = s.get(object, &input.id_property, &input.id).cloned();
+                    (w.clone(), record.unwrap_or_default())
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    match result {
+        Ok(written) => {
+            fake.log(&endpoint, 200, raw.len());
+            let now = chrono::Utc::now().to_rfc3339();
+            let results: Vec<Value> = written
+                .into_iter()
+                .map(|(w, properties)| {
+                    json!({
+                        "id": w.id,
+                        "properties": properties,
+                        "createdAt": now,
+                        "updatedAt": now,
+                        "archived": false,
+                        "new": w.new,
+                    })
+                })
+                .collect();
+            (
+                StatusCode::OK,
+                h,
+                Json(json!({
+                    "status": "COMPLETE",
+                    "results": results,
+                    "startedAt": now,
+                    "completedAt": now,
+                })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            fake.log(&endpoint, e.status, raw.len());
+            error(
+                StatusCode::from_u16(e.status).unwrap(),
+                &e.category,
+                &e.message,
+                h,
+            )
+        }
+    }
+}
+
+async fn associate(
+    State(fake): State<FakeHubSpot>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let endpoint = "associations/batch/associate/default";
+    let raw = body["inputs"].as_array().cloned().unwrap_or_default();
+    let h = match fake.admit(&headers, endpoint, raw.len()) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    if raw.len() > 100 {
+        fake.log(endpoint, 400, raw.len());
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "Batch input size exceeds the limit of 100",
+            h,
+        );
+    }
+    let pairs: Vec<(String, String)> = raw
+        .iter()
+        .map(|i| {
+            (
+                i["from"]["id"].as_str().unwrap_or_default().to_string(),
+                i["to"]["id"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let results = fake.with_store(|s| s.associate(&pairs));
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for (r, (deal, contact)) in results.into_iter().zip(&pairs) {
+        match r {
+            Ok(()) => ok.push(json!({
+                "fromObjectTypeId": "0-3", "fromObjectId": deal,
+                "toObjectTypeId": "0-1", "toObjectId": contact,
+                "labels": [],
+            })),
+            Err(e) => errors.push(json!({
+                "status": "error",
+                "category": e.category,
+                "message": e.message,
+                "context": {"fromObjectId": [deal], "toObjectId": [contact]},
+            })),
+        }
+    }
+    let status = if errors.is_empty() { 200 } else { 207 };
+    fake.log(endpoint, status, raw.len());
+    (
+        StatusCode::from_u16(status).unwrap(),
+        h,
+        Json(json!({
+            "status": "COMPLETE",
+            "results": ok,
+            "numErrors": errors.len(),
+            "errors": errors,
+        })),
+    )
+        .into_response()
+}
