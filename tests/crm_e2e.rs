@@ -7,18 +7,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
 use woostream_core::codec::{Decoder, Encoder, Framing};
 use woostream_core::config::Config;
 use woostream_core::events::{CustomerKey, OrderEvent, OrderStatus};
 use woostream_core::insights::{ChurnRisk, CrmDeadLetter, CustomerProfile, Segment};
 use woostream_core::Money;
-use woostream_enricher::reading::{read_all_now, reader, END_MARKER};
 use woostream_producer::publish::Record;
 use woostream_sink::crm::api::Object;
 use woostream_sink::crm::changes::status_rank;
-use woostream_tests::enricher::{free_port, sale_records, spawn, woostream_bin};
+use woostream_tests::enricher::{free_port, sale_records, send, spawn, woostream_bin};
 use woostream_tests::hubspot::FakeHubSpot;
 use woostream_tests::Tansu;
 
@@ -177,22 +176,7 @@ fn poisoned(sale: &Sale) -> (Record, i64, String) {
 }
 
 async fn produce(producer: &FutureProducer, records: &[Record]) {
-    let sends = records.iter().map(|r| {
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &r.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v),
-            });
-        }
-        producer.send(
-            FutureRecord::to(&r.topic)
-                .key(&r.key)
-                .payload(&r.value)
-                .headers(headers),
-            Duration::from_secs(30),
-        )
-    });
+    let sends = records.iter().map(|r| send(producer, r));
     for r in futures::future::join_all(sends).await {
         r.map_err(|(e, _)| e).expect("delivered");
     }
@@ -275,28 +259,12 @@ async fn await_complete(hubspot: &FakeHubSpot, sale: &Sale, limit: Duration) -> 
 }
 
 async fn dead_letters(config: &Config) -> Vec<CrmDeadLetter> {
-    let config = config.clone();
-    tokio::task::spawn_blocking(move || {
-        let bootstrap = config.kafka.bootstrap_servers.clone().unwrap();
-        let consumer = reader(&config.kafka, &bootstrap, "test-crm-dlq").unwrap();
-        let decoder = Decoder::new();
-        let mut out = Vec::new();
-        read_all_now(
-            &config.kafka,
-            &bootstrap,
-            &consumer,
-            &config.topics.crm_dead_letter.name,
-            |m| {
-                if m.key() != Some(END_MARKER.as_bytes()) {
-                    out.push(decoder.decode(m.payload().unwrap()).unwrap());
-                }
-            },
-        )
-        .unwrap();
-        out
-    })
-    .await
-    .unwrap()
+    let decoder = Decoder::new();
+    woostream_tests::read_topic_now(config, "test-crm-dlq", &config.topics.crm_dead_letter.name)
+        .await
+        .iter()
+        .map(|m| decoder.decode(m.payload().unwrap()).unwrap())
+        .collect()
 }
 
 fn replay(config_path: &Path) -> (bool, String) {

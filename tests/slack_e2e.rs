@@ -11,7 +11,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use woostream_core::codec::{Decoder, Encoder, Framing};
 use woostream_core::config::Config;
 use woostream_core::insights::{Alert, AlertKey, AlertKind, Delivery, DeliveryOutcome};
-use woostream_enricher::reading::{read_all_now, reader};
 use woostream_sink::slack::testing::order_alert;
 use woostream_tests::enricher::{free_port, spawn, EnricherProcess};
 use woostream_tests::slack::{ChannelState, FakeSlack, Posted};
@@ -296,56 +295,35 @@ async fn a_burst_reaches_slack_within_its_limits_once_even_across_a_crash() {
 }
 
 async fn read_deliveries(config: &Config, bootstrap: &str) -> HashMap<String, Delivery> {
-    let (config, bootstrap) = (config.clone(), bootstrap.to_string());
-    tokio::task::spawn_blocking(move || {
-        let consumer = reader(&config.kafka, &bootstrap, "test-deliveries").unwrap();
-        let decoder = Decoder::new();
-        let mut out = HashMap::new();
-        read_all_now(
-            &config.kafka,
-            &bootstrap,
-            &consumer,
-            &config.topics.deliveries.name,
-            |m| {
-                if let Some(v) = m.payload() {
-                    let d: Delivery = decoder.decode(v).unwrap();
-                    out.insert(d.delivery_id.clone(), d);
-                }
-            },
-        )
-        .unwrap();
-        out
-    })
-    .await
-    .unwrap()
+    let mut config = config.clone();
+    config.kafka.bootstrap_servers = Some(bootstrap.to_string());
+    let decoder = Decoder::new();
+    woostream_tests::read_topic_now(&config, "test-deliveries", &config.topics.deliveries.name)
+        .await
+        .iter()
+        .filter_map(|m| {
+            let d: Delivery = decoder.decode(m.payload()?).unwrap();
+            Some((d.delivery_id.clone(), d))
+        })
+        .collect()
 }
 
 async fn read_dead_letters(config: &Config, bootstrap: &str) -> Vec<(String, Alert)> {
-    let (config, bootstrap) = (config.clone(), bootstrap.to_string());
-    tokio::task::spawn_blocking(move || {
-        let consumer = reader(&config.kafka, &bootstrap, "test-dlq").unwrap();
-        let decoder = Decoder::new();
-        let mut out = Vec::new();
-        read_all_now(
-            &config.kafka,
-            &bootstrap,
-            &consumer,
-            &config.topics.slack_dead_letter.name,
-            |m| {
-                let reason =
-                    woostream_tests::header_of(m, woostream_sink::slack::runner::DLQ_REASON)
-                        .unwrap_or_default();
-                out.push((
-                    reason,
-                    decoder.decode::<Alert>(m.payload().unwrap()).unwrap(),
-                ));
-            },
-        )
-        .unwrap();
-        out
-    })
-    .await
-    .unwrap()
+    let mut config = config.clone();
+    config.kafka.bootstrap_servers = Some(bootstrap.to_string());
+    let decoder = Decoder::new();
+    woostream_tests::read_topic_now(&config, "test-dlq", &config.topics.slack_dead_letter.name)
+        .await
+        .iter()
+        .map(|m| {
+            let reason = woostream_tests::header_of(m, woostream_sink::slack::runner::DLQ_REASON)
+                .unwrap_or_default();
+            (
+                reason,
+                decoder.decode::<Alert>(m.payload().unwrap()).unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// Writes one alert to the alerts topic, keyed as the enricher keys it.

@@ -78,22 +78,7 @@ pub async fn produce_all(bootstrap: &str, records: &[Record]) -> HashMap<(String
             .expect("producer");
     let mut counts = HashMap::new();
     for chunk in records.chunks(2_000) {
-        let sends = chunk.iter().map(|r| {
-            let mut headers = OwnedHeaders::new();
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v),
-                });
-            }
-            producer.send(
-                FutureRecord::to(&r.topic)
-                    .key(&r.key)
-                    .payload(&r.value)
-                    .headers(headers),
-                Duration::from_secs(30),
-            )
-        });
+        let sends = chunk.iter().map(|r| send(&producer, r));
         for (result, r) in futures::future::join_all(sends)
             .await
             .into_iter()
@@ -104,6 +89,29 @@ pub async fn produce_all(bootstrap: &str, records: &[Record]) -> HashMap<(String
         }
     }
     counts
+}
+
+/// Writes one record with its headers.
+pub async fn send(
+    producer: &FutureProducer,
+    r: &Record,
+) -> rdkafka::producer::future_producer::OwnedDeliveryResult {
+    let mut headers = OwnedHeaders::new();
+    for (k, v) in &r.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v),
+        });
+    }
+    producer
+        .send(
+            FutureRecord::to(&r.topic)
+                .key(&r.key)
+                .payload(&r.value)
+                .headers(headers),
+            Duration::from_secs(30),
+        )
+        .await
 }
 
 /// The `woostream` binary of this build (built first if this test run has not built it).

@@ -203,6 +203,26 @@ pub fn read_records(
     out
 }
 
+/// Every record written to `topic` before now, all partitions, end markers left out.
+pub async fn read_topic_now(config: &Config, group: &str, topic: &str) -> Vec<OwnedMessage> {
+    use woostream_enricher::reading::{read_all_now, reader, END_MARKER};
+    let (config, group, topic) = (config.clone(), group.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let bootstrap = config.kafka.bootstrap_servers.clone().expect("bootstrap");
+        let consumer = reader(&config.kafka, &bootstrap, &group).expect("reader");
+        let mut out = Vec::new();
+        read_all_now(&config.kafka, &bootstrap, &consumer, &topic, |m| {
+            if m.key() != Some(END_MARKER.as_bytes()) {
+                out.push(m.detach());
+            }
+        })
+        .expect("reading the topic");
+        out
+    })
+    .await
+    .expect("reader thread")
+}
+
 pub fn header<'m>(m: &'m OwnedMessage, name: &str) -> Option<&'m str> {
     use rdkafka::message::Headers;
     m.headers()?

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use woostream_core::resume::ResumeGuard;
 
@@ -66,6 +68,25 @@ pub fn seek_back(
     consumer
         .seek(topic, partition, to, Duration::from_secs(10))
         .context("seeking back to the committed offset")
+}
+
+/// Keeps a record the sink cannot read in its dead-letter topic, bytes as they were.
+pub async fn keep_unreadable(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: &[u8],
+    headers: OwnedHeaders,
+) -> anyhow::Result<()> {
+    let mut record = FutureRecord::to(topic).payload(value).headers(headers);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("dead-lettering an unreadable record in {topic}: {e}"))?;
+    Ok(())
 }
 
 #[derive(Debug, Default)]

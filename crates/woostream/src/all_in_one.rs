@@ -475,22 +475,32 @@ fn crm_line(registry: &prometheus::Registry) -> Option<String> {
     ))
 }
 
-/// What the CRM holds after the sale: contacts, deals by stage, segments.
-async fn print_crm(registry: &prometheus::Registry, crm: &woostream_sink::crm::runner::CrmSink) {
+/// Waits (at most 90 s) until `done` has stopped moving for 3 s and nothing is `queued`: a
+/// sink's backlog drains after the sale's last event was read.
+async fn wait_until_quiet(registry: &prometheus::Registry, done: &str, queued: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut quiet_since = Instant::now();
     let mut last = -1.0;
     while Instant::now() < deadline {
-        let written = metric_sum(registry, "woostream_crm_upserts_total", None);
-        let pending = metric_sum(registry, "woostream_crm_pending", None);
-        if written != last || pending > 0.0 {
-            last = written;
+        let handled = metric_sum(registry, done, None);
+        if handled != last || metric_sum(registry, queued, None) > 0.0 {
+            last = handled;
             quiet_since = Instant::now();
         } else if quiet_since.elapsed() > Duration::from_secs(3) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// What the CRM holds after the sale: contacts, deals by stage, segments.
+async fn print_crm(registry: &prometheus::Registry, crm: &woostream_sink::crm::runner::CrmSink) {
+    wait_until_quiet(
+        registry,
+        "woostream_crm_upserts_total",
+        "woostream_crm_pending",
+    )
+    .await;
     if let Some(line) = crm_line(registry) {
         println!(
             "
@@ -542,20 +552,12 @@ async fn print_slack(
     slack: &woostream_sink::slack::runner::SlackSink,
 ) {
     // Slack allows about one message a second per channel: the backlog takes a while.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut quiet_since = Instant::now();
-    let mut last = -1.0;
-    while Instant::now() < deadline {
-        let handled = metric_sum(registry, "woostream_slack_alerts_total", None);
-        let queued = metric_sum(registry, "woostream_slack_queue_depth", None);
-        if handled != last || queued > 0.0 {
-            last = handled;
-            quiet_since = Instant::now();
-        } else if quiet_since.elapsed() > Duration::from_secs(3) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_until_quiet(
+        registry,
+        "woostream_slack_alerts_total",
+        "woostream_slack_queue_depth",
+    )
+    .await;
     let Some(recorded) = &slack.recorded else {
         if let Some(line) = slack_line(registry) {
             println!("\n{line}");

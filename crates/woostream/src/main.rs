@@ -299,6 +299,20 @@ impl Role {
             ops_task,
         })
     }
+
+    /// A started sink: ready from now on, until its task ends; its end (a fatal error too) stops
+    /// the ops server.
+    async fn run_sink(
+        self,
+        ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) -> anyhow::Result<()> {
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        let result = task.await?;
+        self.shutdown.cancel();
+        let _ = self.ops_task.await;
+        result
+    }
 }
 
 async fn enricher(config: Config) -> anyhow::Result<()> {
@@ -356,27 +370,17 @@ async fn slack(command: SlackCommand) -> anyhow::Result<()> {
     match command {
         SlackCommand::Run { config } => {
             let config = load(&config).map_err(|e| anyhow::anyhow!(e))?;
-            let Role {
-                bootstrap,
-                shutdown,
-                registry,
-                readiness,
-                ops_task,
-            } = Role::start(&config).await?;
-            let ready = readiness.condition("slack");
+            let role = Role::start(&config).await?;
+            let ready = role.readiness.condition("slack");
             let sink = woostream_sink::slack::runner::start(
                 &config,
-                &bootstrap,
-                &registry,
-                shutdown.clone(),
+                &role.bootstrap,
+                &role.registry,
+                role.shutdown.clone(),
                 config.topics.create,
             )
             .await?;
-            ready.store(true, std::sync::atomic::Ordering::Relaxed);
-            let result = sink.task.await?;
-            shutdown.cancel();
-            let _ = ops_task.await;
-            result
+            role.run_sink(ready, sink.task).await
         }
         SlackCommand::Preview {
             config,
@@ -427,27 +431,17 @@ async fn slack(command: SlackCommand) -> anyhow::Result<()> {
 }
 
 async fn crm(config: Config) -> anyhow::Result<()> {
-    let Role {
-        bootstrap,
-        shutdown,
-        registry,
-        readiness,
-        ops_task,
-    } = Role::start(&config).await?;
-    let ready = readiness.condition("crm");
+    let role = Role::start(&config).await?;
+    let ready = role.readiness.condition("crm");
     let sink = woostream_sink::crm::runner::start(
         &config,
-        &bootstrap,
-        &registry,
-        shutdown.clone(),
+        &role.bootstrap,
+        &role.registry,
+        role.shutdown.clone(),
         config.topics.create,
     )
     .await?;
-    ready.store(true, std::sync::atomic::Ordering::Relaxed);
-    let result = sink.task.await?;
-    shutdown.cancel();
-    let _ = ops_task.await;
-    result
+    role.run_sink(ready, sink.task).await
 }
 
 async fn replay(config: Config, filter: woostream_sink::crm::replay::Filter) -> anyhow::Result<()> {

@@ -343,17 +343,14 @@ impl Recorder {
             key: DLQ_REASON,
             value: Some(reason),
         });
-        let mut record = FutureRecord::to(&self.dead_letter_topic)
-            .payload(&value)
-            .headers(hs);
-        if let Some(k) = &key {
-            record = record.key(k);
-        }
-        self.producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| anyhow!("dead-lettering an unreadable record: {e}"))?;
-        Ok(())
+        crate::edge::keep_unreadable(
+            &self.producer,
+            &self.dead_letter_topic,
+            key.as_deref(),
+            &value,
+            hs,
+        )
+        .await
     }
 
     async fn send(&self, out: Vec<Out>) -> anyhow::Result<()> {

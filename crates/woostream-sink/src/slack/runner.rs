@@ -188,38 +188,7 @@ pub async fn start(
         .context("creating the Slack sink consumer")?;
     let mut guard = ResumeGuard::default();
     let alerts_topic = config.topics.alerts.name.clone();
-    let start_at = {
-        let metadata = consumer
-            .fetch_metadata(Some(&alerts_topic), Duration::from_secs(10))
-            .with_context(|| format!("reading the partitions of {alerts_topic}"))?;
-        let mut all = TopicPartitionList::new();
-        for t in metadata.topics() {
-            for p in t.partitions() {
-                all.add_partition(&alerts_topic, p.id());
-            }
-        }
-        if all.count() == 0 {
-            anyhow::bail!("topic {alerts_topic} has no partitions (does it exist?)");
-        }
-        let committed = consumer
-            .committed_offsets(all, Duration::from_secs(30))
-            .context("reading the Slack sink's committed offsets")?;
-        let mut start = TopicPartitionList::new();
-        for e in committed.elements() {
-            let offset = match e.offset() {
-                Offset::Offset(o) if o > 0 => {
-                    guard.expect(&alerts_topic, e.partition(), o);
-                    Offset::Offset(o)
-                }
-                _ => Offset::Beginning,
-            };
-            start.add_partition_offset(&alerts_topic, e.partition(), offset)?;
-        }
-        start
-    };
-    consumer
-        .assign(&start_at)
-        .context("assigning the alerts partitions")?;
+    crate::edge::assign_all(&consumer, &[&alerts_topic], &mut guard)?;
     let guard = Arc::new(Mutex::new(guard));
     let producer = kafka::create_producer(&config.kafka, bootstrap)?;
     let mut restored = restored;
@@ -340,12 +309,7 @@ impl Loop {
                     match verdict {
                         Verdict::Process => self.on_alert(&m).await?,
                         Verdict::Skip => {}
-                        Verdict::SeekTo(o) => {
-                            let to = if o > 0 { Offset::Offset(o) } else { Offset::Beginning };
-                            consumer
-                                .seek(m.topic(), m.partition(), to, Duration::from_secs(10))
-                                .context("seeking back to the committed offset")?;
-                        }
+                        Verdict::SeekTo(o) => crate::edge::seek_back(consumer, m.topic(), m.partition(), o)?,
                     }
                 }
                 Some(d) = done.recv() => self.on_done(d).await?,
@@ -353,10 +317,7 @@ impl Loop {
                     self.commit(consumer)?;
                     let stalled = self.guard.lock().expect("resume guard").stalled(std::time::Instant::now());
                     for (topic, partition, o) in stalled {
-                        let to = if o > 0 { Offset::Offset(o) } else { Offset::Beginning };
-                        consumer
-                            .seek(&topic, partition, to, Duration::from_secs(10))
-                            .context("seeking back to the committed offset")?;
+                        crate::edge::seek_back(consumer, &topic, partition, o)?;
                     }
                 }
             }
@@ -570,17 +531,14 @@ impl Loop {
                 key: DLQ_CHANNEL,
                 value: Some(channel),
             });
-        let mut record = FutureRecord::to(&self.config.topics.slack_dead_letter.name)
-            .payload(&value)
-            .headers(hs);
-        if let Some(k) = &key {
-            record = record.key(k);
-        }
-        self.producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| anyhow!("dead-lettering an unreadable alert: {e}"))?;
-        Ok(())
+        crate::edge::keep_unreadable(
+            &self.producer,
+            &self.config.topics.slack_dead_letter.name,
+            key.as_deref(),
+            &value,
+            hs,
+        )
+        .await
     }
 
     /// Commits, per assigned partition, up to the oldest alert still waiting for Slack.
