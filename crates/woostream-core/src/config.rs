@@ -1194,13 +1194,48 @@ mod example_tests {
         let c = Config::from_text(
             path,
             &text,
-            vec![(
-                "WOOSTREAM__SHOPS__0__SECRET_ENV".to_string(),
-                "PATH".to_string(),
-            )],
+            vec![
+                (
+                    "WOOSTREAM__SHOPS__0__SECRET_ENV".to_string(),
+                    "PATH".to_string(),
+                ),
+                ("WOOSTREAM__CRM__TOKEN_ENV".to_string(), "PATH".to_string()),
+            ],
         )
         .unwrap();
         assert_eq!(c.shops[0].id, "eu-store");
         assert_eq!(c.topics.replication_factor, 3);
+        assert_eq!(c.crm.stages().get("checkout-draft"), None);
+        assert_eq!(c.crm.stages()["completed"], "closedwon");
+    }
+
+    #[test]
+    fn the_kubernetes_config_map_is_valid() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/kubernetes/producer.yaml"
+        );
+        let yaml = std::fs::read_to_string(path).unwrap();
+        // The ConfigMap's `woostream.toml: |` block, its indentation removed.
+        let toml: String = yaml
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("woostream.toml: |"))
+            .skip(1)
+            .take_while(|l| l.starts_with("    "))
+            .map(|l| format!("{}\n", &l[4..]))
+            .collect();
+        assert!(toml.contains("[kafka]"), "{toml}");
+        let env = |k: &str| (k.to_string(), "PATH".to_string());
+        let c = Config::from_text(
+            &format!("{path}: woostream.toml"),
+            &toml,
+            vec![
+                env("WOOSTREAM__SHOPS__0__SECRET_ENV"),
+                env("WOOSTREAM__CRM__TOKEN_ENV"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.crm.token_env.as_deref(), Some("PATH"));
+        assert_eq!(c.crm.stages().get("checkout-draft"), None);
     }
 }

@@ -68,9 +68,6 @@ pub struct CrmConfig {
     /// Unique contact property holding the shop's customer id (guests: `guest:<hash>`).
     #[serde(default = "default_contact_id_property")]
     pub contact_id_property: String,
-    /// What a guest's contact is found by when it is first written.
-    #[serde(default = "default_guest_id_property")]
-    pub guest_id_property: String,
     /// Unique deal property holding the order id.
     #[serde(default = "default_deal_id_property")]
     pub deal_id_property: String,
@@ -145,7 +142,6 @@ impl Default for CrmConfig {
             token_env: None,
             dry_run: false,
             contact_id_property: default_contact_id_property(),
-            guest_id_property: default_guest_id_property(),
             deal_id_property: default_deal_id_property(),
             contact_properties: BTreeMap::new(),
             deal_properties: BTreeMap::new(),
@@ -172,9 +168,6 @@ fn default_api_url() -> String {
 }
 fn default_contact_id_property() -> String {
     "woo_customer_id".into()
-}
-fn default_guest_id_property() -> String {
-    "email".into()
 }
 fn default_deal_id_property() -> String {
     "woo_order_id".into()
@@ -262,6 +255,16 @@ impl CrmConfig {
                 ));
             }
         }
+        if self
+            .contact_properties
+            .get("email")
+            .is_some_and(|p| p.is_empty())
+        {
+            return Err((
+                "crm.contact_properties.email".into(),
+                "expected a property name: guests' contacts are found by their email".into(),
+            ));
+        }
         if !(1..=100).contains(&self.batch_size) {
             return Err((
                 "crm.batch_size".into(),
@@ -279,7 +282,6 @@ impl CrmConfig {
         }
         for (key, value) in [
             ("contact_id_property", &self.contact_id_property),
-            ("guest_id_property", &self.guest_id_property),
             ("deal_id_property", &self.deal_id_property),
             ("pipeline", &self.pipeline),
         ] {

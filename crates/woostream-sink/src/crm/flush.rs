@@ -237,20 +237,18 @@ impl<C: Crm> Sender<C> {
                 .inc();
             match result {
                 Ok(reply) => return Ok(reply),
-                Err(e @ CallError::RateLimited { .. }) => {
-                    let CallError::RateLimited {
+                Err(
+                    e @ CallError::RateLimited {
                         daily, retry_after, ..
-                    } = &e
-                    else {
-                        unreachable!()
-                    };
+                    },
+                ) => {
                     self.metrics.rate_limited.inc();
                     self.metrics
                         .retries
                         .with_label_values(&["rate_limited"])
                         .inc();
                     push_attempts(attempts, &[attempt(Some(429), e.to_string(), size)]);
-                    let wait = if *daily {
+                    let wait = if daily {
                         self.budget().exhausted_today();
                         let midnight = (Utc::now().date_naive() + chrono::Days::new(1))
                             .and_hms_opt(0, 0, 0)

@@ -232,7 +232,7 @@ impl Recorder {
                 None,
                 &c.correlation_id,
                 outcome,
-                format!("crm:contact:{}:{}:{}", c.shop_id, c.customer, c.version()),
+                format!("crm:{}", contact_dead_letter_id(c)),
             )?;
             if let Outcome::Refused(r) = outcome {
                 let original = Original::Contact {
@@ -263,7 +263,7 @@ impl Recorder {
                 Some(d.order_id),
                 &d.correlation_id,
                 outcome,
-                format!("crm:deal:{}:{}:{}", d.shop_id, d.order_id, d.version()),
+                format!("crm:{}", deal_dead_letter_id(d)),
             )?;
             if let Outcome::Refused(r) = outcome {
                 let original = Original::Deal {
