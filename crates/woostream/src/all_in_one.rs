@@ -462,7 +462,7 @@ fn crm_line(registry: &prometheus::Registry) -> Option<String> {
         return None;
     }
     Some(format!(
-        "crm: {} contacts · {} deals written in {requests} requests · {} waiting · {:.1} changes read per change sent · budget {} left in 10 s",
+        "crm: {} contact and {} deal upserts in {requests} requests · {} waiting · {:.1} changes read per change sent · budget {} left in 10 s",
         upserts("contact"),
         upserts("deal"),
         metric_sum(registry, "woostream_crm_pending", None),
