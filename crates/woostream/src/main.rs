@@ -478,8 +478,8 @@ async fn replay(config: Config, filter: woostream_sink::crm::replay::Filter) -> 
     }
     if !filter.list_only && !summary.selected.is_empty() {
         println!(
-            "Replayed: {} delivered, {} refused again (dead-lettered again).",
-            summary.delivered, summary.refused_again
+            "Replayed: {} delivered, {} refused again (dead-lettered again), {} superseded (the CRM has a newer state; not sent).",
+            summary.delivered, summary.refused_again, summary.superseded
         );
         if summary.refused_again > 0 {
             anyhow::bail!("{} records were refused again", summary.refused_again);

@@ -350,6 +350,47 @@ fn epoch_ms(t: DateTime<Utc>) -> String {
     t.timestamp_millis().to_string()
 }
 
+/// Changes for tests elsewhere in the crate.
+#[cfg(test)]
+pub mod examples {
+    use super::*;
+    use chrono::TimeZone;
+
+    pub fn contact(customer: &str, email: &str) -> ContactChange {
+        ContactChange {
+            shop_id: "main".into(),
+            customer: customer.into(),
+            customer_id: customer.parse().ok(),
+            identity: Some(Identity {
+                email: Some(email.into()),
+                first_name: Some("Ola".into()),
+                last_name: None,
+                phone: None,
+                at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+            }),
+            metrics: None,
+            correlation_id: "c".into(),
+        }
+    }
+
+    pub fn deal(order: i64, customer: &str, status: &str) -> DealChange {
+        DealChange {
+            shop_id: "main".into(),
+            order_id: order,
+            number: order.to_string(),
+            customer: customer.into(),
+            status: status.into(),
+            total: "10.00".into(),
+            currency: "PLN".into(),
+            payment_method: Some("cod".into()),
+            created_at: None,
+            completed_at: None,
+            modified_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+            correlation_id: "c".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

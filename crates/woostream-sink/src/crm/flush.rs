@@ -634,45 +634,11 @@ impl<C: Crm> Sender<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crm::changes::Identity;
     use crate::crm::memory::{MemoryCrm, Store};
-    use chrono::TimeZone;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use woostream_core::crm_config::CrmConfig;
 
-    fn contact(customer: &str, email: &str) -> ContactChange {
-        ContactChange {
-            shop_id: "main".into(),
-            customer: customer.into(),
-            customer_id: customer.parse().ok(),
-            identity: Some(Identity {
-                email: Some(email.into()),
-                first_name: Some("Ola".into()),
-                last_name: None,
-                phone: None,
-                at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
-            }),
-            metrics: None,
-            correlation_id: "c".into(),
-        }
-    }
-
-    fn deal(order: i64, customer: &str, status: &str) -> DealChange {
-        DealChange {
-            shop_id: "main".into(),
-            order_id: order,
-            number: order.to_string(),
-            customer: customer.into(),
-            status: status.into(),
-            total: "10.00".into(),
-            currency: "PLN".into(),
-            payment_method: Some("cod".into()),
-            created_at: None,
-            completed_at: None,
-            modified_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
-            correlation_id: "c".into(),
-        }
-    }
+    use crate::crm::changes::examples::{contact, deal};
 
     /// The in-memory CRM, failing the first `fail` requests with 503 and counting requests.
     struct Flaky {

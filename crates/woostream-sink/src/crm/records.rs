@@ -302,7 +302,8 @@ impl Recorder {
     }
 
     /// An audit record saying a dead letter was replayed and delivered.
-    pub async fn replayed(&self, dl: &CrmDeadLetter) -> anyhow::Result<()> {
+    /// Marks a dead letter done: replayed, or `superseded` (the CRM has a newer state).
+    pub async fn replayed(&self, dl: &CrmDeadLetter, superseded: bool) -> anyhow::Result<()> {
         let id = format!("crm:replay:{}", dl.dead_letter_id);
         let record = Delivery {
             delivery_id: id.clone(),
@@ -312,12 +313,16 @@ impl Recorder {
             kind: dl.object.clone(),
             shop_id: dl.shop_id.clone(),
             correlation_id: dl.correlation_id.clone(),
-            outcome: DeliveryOutcome::Posted,
+            outcome: if superseded {
+                DeliveryOutcome::Skipped
+            } else {
+                DeliveryOutcome::Posted
+            },
             message_ts: None,
             thread_ts: None,
             order_id: dl.order_id,
             priority: "normal".into(),
-            reason: Some("replayed".into()),
+            reason: Some(if superseded { "superseded" } else { "replayed" }.into()),
             attempts: dl.attempts.len() as i32,
             latency_ms: (Utc::now() - dl.dead_lettered_at).num_milliseconds().max(0),
             delivered_at: Utc::now(),

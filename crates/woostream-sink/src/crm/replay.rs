@@ -17,12 +17,12 @@ use woostream_core::insights::CrmDeadLetter;
 use woostream_enricher::reading::{read_all_now, reader};
 
 use super::api::Crm;
-use super::changes::ContactChange;
+use super::changes::{ContactChange, DealChange};
 use super::flush::{Known, Outcome, Sender};
 use super::hubspot::HubSpot;
 use super::metrics::Metrics;
 use super::pending::{Item, Original, Taken};
-use super::records::{contact_dead_letter_id, deal_dead_letter_id, open_original};
+use super::records::open_original;
 use super::runner::{apply_audit, read_audit, recorder};
 
 /// Which dead letters to replay.
@@ -56,6 +56,8 @@ pub struct Summary {
     pub selected: Vec<CrmDeadLetter>,
     pub delivered: usize,
     pub refused_again: usize,
+    /// Left unsent: the CRM has since taken a newer state of the object.
+    pub superseded: usize,
     pub unreadable: usize,
 }
 
@@ -87,6 +89,69 @@ pub fn outstanding(
         }
     }
     (total, done, out)
+}
+
+/// What of a dead letter is still worth sending: `None` when the CRM has since taken a newer
+/// state (the order moved on, the customer ordered again) — replaying the old one would move
+/// the CRM back. A deal's contact loses the profile figures the CRM has newer.
+pub fn current(known: &Known, original: Original) -> Option<Original> {
+    match original {
+        Original::Deal { deal, contact } => Some(Original::Deal {
+            deal: Box::new(known.fresh_deal(*deal)?),
+            contact: contact.and_then(|c| known.fresh_contact(*c)).map(Box::new),
+        }),
+        Original::Contact { contact } => Some(Original::Contact {
+            contact: Box::new(known.fresh_contact(*contact)?),
+        }),
+    }
+}
+
+/// One CRM object: (object, shop, customer or order id).
+type ObjectKey = (&'static str, String, String);
+
+fn contact_key(c: &ContactChange) -> ObjectKey {
+    ("contact", c.shop_id.clone(), c.customer.clone())
+}
+
+fn deal_key(d: &DealChange) -> ObjectKey {
+    ("deal", d.shop_id.clone(), d.order_id.to_string())
+}
+
+/// What a replay sends, and what it leaves as superseded.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub send: Vec<(CrmDeadLetter, Original)>,
+    pub superseded: Vec<CrmDeadLetter>,
+}
+
+/// Of several dead letters of one object only the newest state is sent; none of it when the CRM
+/// has since taken a newer one.
+pub fn plan(known: &Known, selected: impl IntoIterator<Item = (CrmDeadLetter, Original)>) -> Plan {
+    let mut newest: HashMap<ObjectKey, (i64, CrmDeadLetter, Original)> = HashMap::new();
+    let mut out = Plan::default();
+    for (dl, original) in selected {
+        let (key, version) = match &original {
+            Original::Contact { contact } => (contact_key(contact), contact.version()),
+            Original::Deal { deal, .. } => (deal_key(deal), deal.version()),
+        };
+        match newest.get(&key) {
+            Some((v, ..)) if *v >= version => out.superseded.push(dl),
+            _ => {
+                if let Some((_, older, _)) = newest.insert(key, (version, dl, original)) {
+                    out.superseded.push(older);
+                }
+            }
+        }
+    }
+    for (_, dl, original) in newest.into_values() {
+        match current(known, original) {
+            Some(original) => out.send.push((dl, original)),
+            None => out.superseded.push(dl),
+        }
+    }
+    out.send
+        .sort_by_key(|(dl, _)| (dl.dead_lettered_at, dl.dead_letter_id.clone()));
+    out
 }
 
 /// What to send for the selected dead letters: deals with their contacts, each contact once.
@@ -212,14 +277,23 @@ pub async fn replay(
         .iter()
         .map(|dl| open_original(dl, cipher.as_ref()))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let taken = to_send(&selected, originals);
+    let plan = plan(
+        &known.lock().expect("known"),
+        selected.iter().cloned().zip(originals),
+    );
+    for dl in &plan.superseded {
+        recorder.replayed(dl, true).await?;
+    }
+    summary.superseded = plan.superseded.len();
+    let (current, current_originals): (Vec<_>, Vec<_>) = plan.send.into_iter().unzip();
+    let taken = to_send(&current, current_originals);
     let token = config
         .crm
         .resolved_token()
         .context("crm.token (or crm.token_env) is not set")?;
     let crm = HubSpot::new(&config.crm.api_url, token)?;
     let sender = Sender::new(crm, &config.crm, metrics, shutdown);
-    send(&sender, taken, &known, &recorder, &selected, &mut summary).await?;
+    send(&sender, taken, &known, &recorder, &current, &mut summary).await?;
     summary.selected = selected;
     Ok(summary)
 }
@@ -237,21 +311,26 @@ async fn send<C: Crm>(
         .await
         .map_err(|_| anyhow::anyhow!("interrupted"))?;
     recorder.record(&report).await?;
+    // By object, not by dead-letter id: contacts sent once for several dead letters are merged.
     let ok = |o: &Outcome| matches!(o, Outcome::Delivered { .. } | Outcome::Skipped(_));
-    let mut delivered: HashSet<String> = HashSet::new();
+    let mut delivered: HashSet<ObjectKey> = HashSet::new();
     for (item, outcome) in &report.contacts {
         if ok(outcome) {
-            delivered.insert(contact_dead_letter_id(&item.change));
+            delivered.insert(contact_key(&item.change));
         }
     }
     for (item, outcome, _) in &report.deals {
         if ok(outcome) {
-            delivered.insert(deal_dead_letter_id(&item.change));
+            delivered.insert(deal_key(&item.change));
         }
     }
     for dl in selected {
-        if delivered.contains(&dl.dead_letter_id) {
-            recorder.replayed(dl).await?;
+        let key = match dl.order_id {
+            Some(order) if dl.object == "deal" => ("deal", dl.shop_id.clone(), order.to_string()),
+            _ => ("contact", dl.shop_id.clone(), dl.customer.clone()),
+        };
+        if delivered.contains(&key) {
+            recorder.replayed(dl, false).await?;
             summary.delivered += 1;
         } else {
             summary.refused_again += 1;
@@ -283,6 +362,91 @@ mod tests {
             dead_lettered_at: Utc.timestamp_opt(1_700_000_000 + at, 0).unwrap(),
             replays: 0,
         }
+    }
+
+    fn metrics(version: i64) -> crate::crm::changes::Metrics {
+        crate::crm::changes::Metrics {
+            version,
+            orders_count: version as i32,
+            revenue: "10.00".into(),
+            average_order_value: "10.00".into(),
+            first_order_at: None,
+            last_order_at: None,
+            segment: "Champions".into(),
+            p_alive: 0.9,
+            predicted_clv: "10.00".into(),
+            churn_risk: "low".into(),
+        }
+    }
+
+    #[test]
+    fn a_replay_sends_only_what_the_crm_does_not_have_newer() {
+        use crate::crm::changes::examples::{contact, deal};
+        let at = |s: i64| Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap();
+        let mut known = Known::default();
+        // Order 2 moved on and was delivered after its dead letter; customer 7's profile too.
+        let mut delivered = deal(2, "7", "completed");
+        delivered.modified_at = at(60);
+        known
+            .deals_at
+            .insert(("main".into(), 2), delivered.version());
+        known
+            .contact_versions
+            .insert(("main".into(), "7".into()), 3);
+
+        let mut with_old_profile = contact("7", "a@x.example");
+        with_old_profile.metrics = Some(metrics(2));
+        let deal_dl = |order: i64, status: &str, secs: i64| {
+            let mut d = deal(order, "7", status);
+            d.modified_at = at(secs);
+            (
+                dl(
+                    &format!("deal:{order}:{status}"),
+                    "7",
+                    "INVALID_OPTION",
+                    secs,
+                ),
+                Original::Deal {
+                    deal: Box::new(d),
+                    contact: Some(Box::new(with_old_profile.clone())),
+                },
+            )
+        };
+        let mut profile_only = with_old_profile.clone();
+        profile_only.identity = None;
+        let selected = vec![
+            deal_dl(1, "pending", 0),
+            deal_dl(1, "processing", 0),
+            deal_dl(2, "processing", 30),
+            (
+                dl("contact:7", "7", "INVALID_EMAIL", 5),
+                Original::Contact {
+                    contact: Box::new(profile_only),
+                },
+            ),
+        ];
+        let plan = plan(&known, selected);
+        let mut superseded: Vec<&str> = plan
+            .superseded
+            .iter()
+            .map(|d| d.dead_letter_id.as_str())
+            .collect();
+        superseded.sort();
+        assert_eq!(
+            superseded,
+            ["contact:7", "deal:1:pending", "deal:2:processing"],
+            "the older state of order 1, order 2 and the old profile"
+        );
+        assert_eq!(plan.send.len(), 1);
+        let (sent, original) = &plan.send[0];
+        assert_eq!(sent.dead_letter_id, "deal:1:processing");
+        let Original::Deal { deal, contact } = original else {
+            panic!("a deal")
+        };
+        assert_eq!(deal.status, "processing");
+        let contact = contact.as_ref().expect("the contact, for its identity");
+        assert!(contact.identity.is_some());
+        assert_eq!(contact.metrics, None, "the CRM has a newer profile");
     }
 
     #[test]

@@ -605,15 +605,18 @@ channels = ["#orders"]"##, "slack.rules[0].personal[0]: alerts carry no \"email\
         let c = Config::load_checked(Some(std::path::Path::new(path)), |c| {
             Rules::compile(&c.slack).map(|_| ())
         });
-        // The shop secret comes from the environment in the example.
+        // The shop secret and the CRM token come from the environment in the example.
         let c = c.or_else(|_| {
             Config::from_text(
                 path,
                 &std::fs::read_to_string(path).unwrap(),
-                vec![(
-                    "WOOSTREAM__SHOPS__0__SECRET_ENV".to_string(),
-                    "PATH".to_string(),
-                )],
+                vec![
+                    (
+                        "WOOSTREAM__SHOPS__0__SECRET_ENV".to_string(),
+                        "PATH".to_string(),
+                    ),
+                    ("WOOSTREAM__CRM__TOKEN_ENV".to_string(), "PATH".to_string()),
+                ],
             )
         });
         let rules = Rules::compile(&c.unwrap().slack).unwrap();
