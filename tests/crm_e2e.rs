@@ -207,6 +207,15 @@ async fn produce_over(
     started
 }
 
+/// Where a contact keeps the customer's key: registered ids and guest keys apart.
+fn key_property(customer: &str) -> &'static str {
+    if customer.starts_with("guest:") {
+        "woo_guest_id"
+    } else {
+        "woo_customer_id"
+    }
+}
+
 /// What the CRM lacks: deals missing or at the wrong stage, contacts missing or behind.
 fn missing(hubspot: &FakeHubSpot, sale: &Sale) -> (usize, usize) {
     let stages: BTreeMap<String, String> = Config::default().crm.stages();
@@ -223,7 +232,7 @@ fn missing(hubspot: &FakeHubSpot, sale: &Sale) -> (usize, usize) {
             .customers
             .iter()
             .filter(|(customer, n)| {
-                let record = s.get(Object::Contacts, "woo_customer_id", customer);
+                let record = s.get(Object::Contacts, key_property(customer), customer);
                 record.and_then(|r| r.get("woo_orders_count")) != Some(&n.to_string())
             })
             .count();
@@ -291,10 +300,9 @@ fn unassociated(hubspot: &FakeHubSpot, sale: &Sale, customer_of: &HashMap<i64, S
                 .filter_map(|(id, r)| Some((r.get(property)?.clone(), *id)))
                 .collect()
         };
-        let (deals, contacts) = (
-            ids(Object::Deals, "woo_order_id"),
-            ids(Object::Contacts, "woo_customer_id"),
-        );
+        let deals = ids(Object::Deals, "woo_order_id");
+        let mut contacts = ids(Object::Contacts, "woo_customer_id");
+        contacts.extend(ids(Object::Contacts, "woo_guest_id"));
         sale.orders
             .keys()
             .filter(|id| {

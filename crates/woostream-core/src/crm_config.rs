@@ -65,9 +65,14 @@ pub struct CrmConfig {
     /// Keep the CRM in memory instead of calling HubSpot (`make run`).
     #[serde(default)]
     pub dry_run: bool,
-    /// Unique contact property holding the shop's customer id (guests: `guest:<hash>`).
+    /// Unique contact property holding a registered customer's id.
     #[serde(default = "default_contact_id_property")]
     pub contact_id_property: String,
+    /// Unique contact property holding a guest's key (`guest:<hash>`). A separate one, so that
+    /// a guest who registers, or a customer who also checks out as a guest, stays one contact
+    /// (one email) holding both keys.
+    #[serde(default = "default_guest_id_property")]
+    pub guest_id_property: String,
     /// Unique deal property holding the order id.
     #[serde(default = "default_deal_id_property")]
     pub deal_id_property: String,
@@ -142,6 +147,7 @@ impl Default for CrmConfig {
             token_env: None,
             dry_run: false,
             contact_id_property: default_contact_id_property(),
+            guest_id_property: default_guest_id_property(),
             deal_id_property: default_deal_id_property(),
             contact_properties: BTreeMap::new(),
             deal_properties: BTreeMap::new(),
@@ -168,6 +174,9 @@ fn default_api_url() -> String {
 }
 fn default_contact_id_property() -> String {
     "woo_customer_id".into()
+}
+fn default_guest_id_property() -> String {
+    "woo_guest_id".into()
 }
 fn default_deal_id_property() -> String {
     "woo_order_id".into()
@@ -282,6 +291,7 @@ impl CrmConfig {
         }
         for (key, value) in [
             ("contact_id_property", &self.contact_id_property),
+            ("guest_id_property", &self.guest_id_property),
             ("deal_id_property", &self.deal_id_property),
             ("pipeline", &self.pipeline),
         ] {

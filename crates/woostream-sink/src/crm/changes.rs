@@ -234,6 +234,7 @@ pub struct ContactId {
 #[derive(Clone, Debug)]
 pub struct Mapping {
     pub contact_id_property: String,
+    pub guest_id_property: String,
     pub deal_id_property: String,
     pub contact: BTreeMap<String, String>,
     pub deal: BTreeMap<String, String>,
@@ -246,6 +247,7 @@ impl Mapping {
     pub fn new(c: &CrmConfig) -> Mapping {
         Mapping {
             contact_id_property: c.contact_id_property.clone(),
+            guest_id_property: c.guest_id_property.clone(),
             deal_id_property: c.deal_id_property.clone(),
             contact: c.contact_mapping(),
             deal: c.deal_mapping(),
@@ -259,28 +261,42 @@ impl Mapping {
     /// a guest by the email, unless the contact is known to exist (written before with the
     /// guest's key); `None` while a guest's email is not known yet.
     pub fn contact_id(&self, c: &ContactChange, exists: bool) -> Option<ContactId> {
-        let by_key = ContactId {
-            property: self.contact_id_property.clone(),
-            value: c.customer.clone(),
-        };
         if c.customer_id.is_some() || exists {
-            return Some(by_key);
+            return Some(ContactId {
+                property: self.key_property(c).to_string(),
+                value: c.customer.clone(),
+            });
         }
+        self.by_email(c)
+    }
+
+    /// The contact found by its email: HubSpot's own unique key, where a registered customer
+    /// and a guest with one email meet.
+    pub fn by_email(&self, c: &ContactChange) -> Option<ContactId> {
         let email = c.identity.as_ref().and_then(|i| i.email.clone())?;
         Some(ContactId {
-            property: self
-                .contact
-                .get("email")
-                .cloned()
-                .unwrap_or_else(|| "email".into()),
+            property: self.email_property().to_string(),
             value: email,
         })
+    }
+
+    fn email_property(&self) -> &str {
+        self.contact.get("email").map_or("email", String::as_str)
+    }
+
+    /// Where the customer's key is kept: registered ids and guest keys apart.
+    fn key_property(&self, c: &ContactChange) -> &str {
+        if c.customer_id.is_some() {
+            &self.contact_id_property
+        } else {
+            &self.guest_id_property
+        }
     }
 
     /// The contact's properties: its key, then every mapped field it carries.
     pub fn contact_properties(&self, c: &ContactChange) -> BTreeMap<String, String> {
         let mut p = BTreeMap::new();
-        p.insert(self.contact_id_property.clone(), c.customer.clone());
+        p.insert(self.key_property(c).to_string(), c.customer.clone());
         let mut put = |field: &str, value: Option<String>| {
             if let (Some(property), Some(v)) = (self.contact.get(field), value) {
                 p.insert(property.clone(), v);
@@ -522,10 +538,16 @@ mod tests {
         let guest = contact("guest:ab", Some("g@x.example"), 1);
         assert_eq!(m.contact_id(&guest, false).unwrap().property, "email");
         assert_eq!(
-            m.contact_id(&guest, true).unwrap().value,
-            "guest:ab",
-            "known contacts are found by their key even if the email changed"
+            m.contact_id(&guest, true).unwrap(),
+            ContactId {
+                property: "woo_guest_id".into(),
+                value: "guest:ab".into()
+            },
+            "known contacts are found by their key even without the email"
         );
+        assert_eq!(m.contact_properties(&guest)["woo_guest_id"], "guest:ab");
+        assert!(!m.contact_properties(&guest).contains_key("woo_customer_id"));
+        assert_eq!(m.contact_properties(&registered)["woo_customer_id"], "42");
         let mut anonymous = guest.clone();
         anonymous.identity = None;
         assert!(m.contact_id(&anonymous, false).is_none());

@@ -473,9 +473,42 @@ impl<C: Crm> Sender<C> {
             .inc_by(sendable.len() as u64);
         let mut attempts: Vec<Vec<CrmAttempt>> =
             sendable.iter().map(|i| i.attempts.clone()).collect();
-        let written = self
+        let mut written = self
             .upsert_all(Object::Contacts, &inputs, &mut attempts)
             .await?;
+        // A customer whose email already has a contact (a guest checkout before registering,
+        // a form, another integration) takes that contact over rather than making a second:
+        // HubSpot refuses the second with 409 CONFLICT, and the email finds the first.
+        let conflicts: Vec<(usize, Input)> = written
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| matches!(w, Err(r) if r.status == Some(409)))
+            .filter_map(|(i, _)| {
+                let id = self.mapping.by_email(&sendable[i].change)?;
+                (id.property != inputs[i].id_property).then(|| {
+                    let input = Input {
+                        id_property: id.property,
+                        id: id.value,
+                        properties: inputs[i].properties.clone(),
+                    };
+                    (i, input)
+                })
+            })
+            .collect();
+        if !conflicts.is_empty() {
+            let again: Vec<Input> = conflicts.iter().map(|(_, input)| input.clone()).collect();
+            let mut tried: Vec<Vec<CrmAttempt>> = conflicts
+                .iter()
+                .map(|(i, _)| attempts[*i].clone())
+                .collect();
+            let results = self
+                .upsert_all(Object::Contacts, &again, &mut tried)
+                .await?;
+            for (((i, _), w), a) in conflicts.iter().zip(results).zip(tried) {
+                written[*i] = w;
+                attempts[*i] = a;
+            }
+        }
         let mut refused_contacts: HashMap<(String, String), String> = HashMap::new();
         let mut sent_contacts: HashMap<(String, String), ContactChange> = HashMap::new();
         for ((mut item, w), tried) in sendable.into_iter().zip(written).zip(attempts) {
@@ -687,6 +720,71 @@ mod tests {
 
     fn item<T>(change: T) -> Item<T> {
         Item::new(change, None, 0, Instant::now())
+    }
+
+    #[tokio::test]
+    async fn a_guest_and_a_registered_customer_with_one_email_are_one_contact() {
+        let s = sender(0, 100);
+        let known = SharedKnown::default();
+        let flush = |contacts: Vec<ContactChange>| {
+            let taken = Taken {
+                contacts: contacts.into_iter().map(item).collect(),
+                ..Taken::default()
+            };
+            s.flush(taken, &known)
+        };
+        let delivered = |report: &Report| {
+            report
+                .contacts
+                .iter()
+                .all(|(_, o)| matches!(o, Outcome::Delivered { .. }))
+        };
+        // A guest checks out, then registers with the same email (another case): HubSpot
+        // refuses a second contact for the email, so the registered customer takes it over.
+        let r = flush(vec![contact("guest:ab", "ola@x.example")])
+            .await
+            .unwrap();
+        assert!(delivered(&r), "{:?}", r.contacts);
+        let r = flush(vec![contact("42", "Ola@X.example")]).await.unwrap();
+        assert!(delivered(&r), "{:?}", r.contacts);
+        // A registered customer checks out as a guest: the guest's key joins the contact.
+        let r = flush(vec![contact("7", "jan@x.example")]).await.unwrap();
+        assert!(delivered(&r));
+        let r = flush(vec![contact("guest:cd", "jan@x.example")])
+            .await
+            .unwrap();
+        assert!(delivered(&r));
+        // And the guest found by its key later still lands on that contact.
+        let r = flush(vec![contact("guest:ab", "ola@x.example")])
+            .await
+            .unwrap();
+        assert!(delivered(&r));
+
+        let store = s.crm.crm.0.lock().unwrap();
+        let mut contacts: Vec<(Option<&str>, Option<&str>, &str)> = store
+            .contacts
+            .records
+            .values()
+            .map(|r| {
+                (
+                    r.get("woo_customer_id").map(String::as_str),
+                    r.get("woo_guest_id").map(String::as_str),
+                    r["email"].as_str(),
+                )
+            })
+            .collect();
+        contacts.sort();
+        assert_eq!(
+            contacts,
+            [
+                (Some("42"), Some("guest:ab"), "ola@x.example"),
+                (Some("7"), Some("guest:cd"), "jan@x.example"),
+            ]
+        );
+        let k = known.lock().unwrap();
+        let id = |c: &str| k.contacts[&("main".to_string(), c.to_string())].clone();
+        assert_eq!(id("42"), id("guest:ab"));
+        assert_eq!(id("7"), id("guest:cd"));
     }
 
     #[tokio::test]

@@ -85,14 +85,14 @@ pub struct Store {
 
 impl Store {
     /// A portal as woostream's set-up leaves it: the default pipeline, the standard properties
-    /// and woostream's custom ones (unique `woo_customer_id` and `woo_order_id`).
+    /// and woostream's custom ones (unique `woo_customer_id`, `woo_guest_id`, `woo_order_id`).
     pub fn portal() -> Store {
         let mut contact: HashSet<String> = ["email", "firstname", "lastname", "phone"]
             .into_iter()
             .map(Into::into)
             .collect();
         contact.extend(CONTACT_FIELDS.iter().map(|(_, p)| p.to_string()));
-        contact.insert("woo_customer_id".into());
+        contact.extend(["woo_customer_id".into(), "woo_guest_id".into()]);
         let mut deal: HashSet<String> =
             ["dealname", "pipeline", "dealstage", "amount", "closedate"]
                 .into_iter()
@@ -112,7 +112,7 @@ impl Store {
     /// Any property goes (the dry run does not know the shop's portal).
     pub fn permissive() -> Store {
         Store {
-            contacts: Objects::with_unique(&["email", "woo_customer_id"]),
+            contacts: Objects::with_unique(&["email", "woo_customer_id", "woo_guest_id"]),
             deals: Objects::with_unique(&["woo_order_id"]),
             associations: BTreeSet::new(),
             properties: None,
