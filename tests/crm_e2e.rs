@@ -276,18 +276,39 @@ async fn dead_letters(config: &Config) -> Vec<CrmDeadLetter> {
         .collect()
 }
 
-fn replay(config_path: &Path) -> (bool, String) {
-    let out = std::process::Command::new(woostream_bin())
-        .args(["replay", "--config"])
+/// Runs `woostream <args> --config <path>` to its end (killed after `limit`): success and output.
+fn woostream(args: &[&str], config_path: &Path, limit: Duration) -> (bool, String) {
+    let out_path = config_path.with_extension(format!("{}.out", args.join("-")));
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut child = std::process::Command::new(woostream_bin())
+        .args(args)
+        .arg("--config")
         .arg(config_path)
-        .output()
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    match status {
+        Some(status) => (status.success(), text),
+        None => panic!("woostream {args:?} still running after {limit:?}: {text}"),
+    }
+}
+
+fn replay(config_path: &Path) -> (bool, String) {
+    woostream(&["replay"], config_path, Duration::from_secs(120))
 }
 
 /// Deals not associated with their customer's contact.
@@ -337,7 +358,7 @@ async fn broker() -> (Tansu, Config) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flash_sale_lands_in_the_crm_within_its_budget_and_a_poisoned_deal_is_replayed() {
     let (tansu, config) = broker().await;
-    let hubspot = FakeHubSpot::start(TOKEN, BUDGET).await;
+    let hubspot = FakeHubSpot::start_fresh(TOKEN, BUDGET).await;
     let dir = tempfile::tempdir().unwrap();
     let mut sale = sale(20_000, 11);
     let (poison, poison_order, poison_customer) = poisoned(&sale);
@@ -357,14 +378,42 @@ async fn a_flash_sale_lands_in_the_crm_within_its_budget_and_a_poisoned_deal_is_
 
     let port = free_port();
     let toml = sink_toml(&tansu.bootstrap, &hubspot, port);
-    let _sink = spawn("crm", &toml, "first", port, dir.path());
+    let path = dir.path().join("crm.toml");
+    std::fs::write(&path, &toml).unwrap();
+
+    // A new portal lacks woostream's properties: the sink does not start, and says what to run.
+    let (ok, out) = woostream(&["crm", "run"], &path, Duration::from_secs(120));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("woostream crm setup") && out.contains("woo_customer_id"),
+        "{out}"
+    );
+    let (ok, out) = woostream(&["crm", "setup"], &path, Duration::from_secs(60));
+    assert!(ok, "{out}");
+    let created = hubspot.with_store(|s| {
+        s.property_list(Object::Contacts)
+            .into_iter()
+            .filter(|p| p.unique)
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(
+        created,
+        ["email", "woo_customer_id", "woo_guest_id"],
+        "{out}"
+    );
+    let (ok, out) = woostream(&["crm", "setup"], &path, Duration::from_secs(60));
+    assert!(ok && out.contains("0 properties created"), "{out}");
+    let setup_requests = hubspot.requests().len();
+
+    let _sink = spawn("crm run", &toml, "first", port, dir.path());
     let started = produce_over(&config, &sale.records, Duration::from_secs(60), |_| {}).await;
     let sale_took = started.elapsed();
     let done = await_complete(&hubspot, &sale, Duration::from_secs(240)).await;
     let took = done - started;
 
     // Within the budget, close to the fewest calls the coalescing allows.
-    let requests = hubspot.requests();
+    let requests = hubspot.requests()[setup_requests..].to_vec();
     let by_status = requests.iter().fold(BTreeMap::new(), |mut m, r| {
         *m.entry(r.status).or_insert(0usize) += 1;
         m
@@ -439,7 +488,6 @@ async fn a_flash_sale_lands_in_the_crm_within_its_budget_and_a_poisoned_deal_is_
 
     // The cause fixed (the stage created in the pipeline), the replay delivers it, once.
     hubspot.with_store(|s| s.add_stage("default", "shipping"));
-    let path = dir.path().join("crm-first.toml");
     let (ok, out) = replay(&path);
     println!("{out}");
     assert!(ok, "{out}");
@@ -471,7 +519,7 @@ async fn two_minutes_of_crm_outage_and_a_killed_sink_lose_nothing() {
     let sale = sale(3_000, 5);
     let port = free_port();
     let toml = sink_toml(&tansu.bootstrap, &hubspot, port);
-    let mut first = Some(spawn("crm", &toml, "first", port, dir.path()));
+    let mut first = Some(spawn("crm run", &toml, "first", port, dir.path()));
     let mut down_at = None;
     produce_over(&config, &sale.records, Duration::from_secs(20), |t| {
         if down_at.is_none() && t >= Duration::from_secs(6) {
@@ -487,7 +535,7 @@ async fn two_minutes_of_crm_outage_and_a_killed_sink_lose_nothing() {
     // While the CRM is down, the sink holds everything; killed, it loses nothing either.
     tokio::time::sleep_until((down_at + Duration::from_secs(40)).into()).await;
     first.take().unwrap().kill9();
-    let second = spawn("crm", &toml, "second", port, dir.path());
+    let second = spawn("crm run", &toml, "second", port, dir.path());
     tokio::time::sleep_until((down_at + Duration::from_secs(120)).into()).await;
     let refused = hubspot
         .requests()

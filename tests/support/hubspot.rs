@@ -2,7 +2,7 @@
 //! auth, `POST /crm/v3/objects/{contacts|deals}/batch/upsert` (at most 100 inputs, unique id
 //! properties, properties that must exist, whole-batch `VALIDATION_ERROR`s, 409 conflicts),
 //! `POST /crm/v4/associations/deals/contacts/batch/associate/default` (207 for partial
-//! failures), a rolling 10-second request limit answered with 429 and `policyName`, the
+//! failures), `GET`/`POST /crm/v3/properties/{object}` (`hasUniqueValue`, 409 for a name taken), a rolling 10-second request limit answered with 429 and `policyName`, the
 //! `X-HubSpot-RateLimit-*` headers, and an outage mode answering 503. The records live in the
 //! same object store the dry run uses (`woostream_sink::crm::memory::Store`).
 
@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use woostream_sink::crm::api::{Input, Object};
+use woostream_sink::crm::api::{Input, NewProperty, Object, PropertyKind};
 use woostream_sink::crm::memory::Store;
 
 /// One request the server answered.
@@ -61,9 +61,19 @@ fn error(status: StatusCode, category: &str, message: &str, headers: HeaderMap) 
 }
 
 impl FakeHubSpot {
+    /// A portal with woostream's properties already created.
     pub async fn start(token: &str, per_10_seconds: usize) -> FakeHubSpot {
+        FakeHubSpot::with_store_of(Store::portal(), token, per_10_seconds).await
+    }
+
+    /// A new portal: only HubSpot's own properties (`woostream crm setup` creates the rest).
+    pub async fn start_fresh(token: &str, per_10_seconds: usize) -> FakeHubSpot {
+        FakeHubSpot::with_store_of(Store::fresh_portal(), token, per_10_seconds).await
+    }
+
+    async fn with_store_of(store: Store, token: &str, per_10_seconds: usize) -> FakeHubSpot {
         let inner = Arc::new(Mutex::new(Inner {
-            store: Store::portal(),
+            store,
             requests: Vec::new(),
             window: VecDeque::new(),
             down: false,
@@ -79,6 +89,10 @@ impl FakeHubSpot {
         };
         let app = Router::new()
             .route("/crm/v3/objects/{object}/batch/upsert", post(upsert))
+            .route(
+                "/crm/v3/properties/{object}",
+                get(list_properties).post(create_property),
+            )
             .route(
                 "/crm/v4/associations/deals/contacts/batch/associate/default",
                 post(associate),
@@ -369,4 +383,90 @@ async fn associate(
         })),
     )
         .into_response()
+}
+
+fn object_of(path: &str) -> Option<Object> {
+    match path {
+        "contacts" => Some(Object::Contacts),
+        "deals" => Some(Object::Deals),
+        _ => None,
+    }
+}
+
+async fn list_properties(
+    State(fake): State<FakeHubSpot>,
+    Path(object): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(object) = object_of(&object) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let endpoint = format!("properties/{}", object.as_str());
+    let h = match fake.admit(&headers, &endpoint, 0) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    let results: Vec<Value> = fake.with_store(|s| {
+        s.property_list(object)
+            .into_iter()
+            .map(|p| json!({"name": p.name, "label": p.name, "type": "string", "hasUniqueValue": p.unique}))
+            .collect()
+    });
+    fake.log(&endpoint, 200, 0);
+    (StatusCode::OK, h, Json(json!({ "results": results }))).into_response()
+}
+
+async fn create_property(
+    State(fake): State<FakeHubSpot>,
+    Path(object): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let Some(object) = object_of(&object) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let endpoint = format!("properties/{}", object.as_str());
+    let h = match fake.admit(&headers, &endpoint, 1) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    let text = |k: &str| body[k].as_str().map(str::to_string);
+    let kind = match (body["type"].as_str(), body["fieldType"].as_str()) {
+        (Some("string"), Some("text")) => Some(PropertyKind::Text),
+        (Some("number"), Some("number")) => Some(PropertyKind::Number),
+        (Some("datetime"), Some("date")) => Some(PropertyKind::DateTime),
+        _ => None,
+    };
+    let (Some(name), Some(label), Some(kind), Some(_group)) =
+        (text("name"), text("label"), kind, text("groupName"))
+    else {
+        fake.log(&endpoint, 400, 1);
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "Invalid input JSON: name, label, groupName and a valid type and fieldType are required",
+            h,
+        );
+    };
+    let property = NewProperty {
+        name,
+        label,
+        kind,
+        unique: body["hasUniqueValue"].as_bool().unwrap_or(false),
+    };
+    match fake.with_store(|s| s.create_property(object, &property)) {
+        Ok(()) => {
+            fake.log(&endpoint, 201, 1);
+            (StatusCode::CREATED, h, Json(body)).into_response()
+        }
+        Err(e) => {
+            fake.log(&endpoint, e.status, 1);
+            error(
+                StatusCode::from_u16(e.status).unwrap(),
+                &e.category,
+                &e.message,
+                h,
+            )
+        }
+    }
 }

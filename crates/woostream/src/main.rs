@@ -70,10 +70,10 @@ enum Command {
         #[command(subcommand)]
         command: SlackCommand,
     },
-    /// The CRM sink: contacts and deals kept current in HubSpot, within its API budget.
+    /// The CRM: run the sink, or create the properties it writes.
     Crm {
-        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: CrmCommand,
     },
     /// Re-drive the CRM dead-letter topic once the cause is fixed: all of it, or the records
     /// whose reason or customer matches.
@@ -97,6 +97,21 @@ enum Command {
     CheckConfig {
         #[arg(long, short, env = "WOOSTREAM_CONFIG")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CrmCommand {
+    /// Run the CRM sink: contacts and deals kept current in HubSpot, within its API budget.
+    Run {
+        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Create the properties the mapping writes that HubSpot lacks (woo_customer_id,
+    /// woo_guest_id and woo_order_id unique); safe to run again.
+    Setup {
+        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -222,8 +237,16 @@ async fn main() -> ExitCode {
             r
         }
         Command::Slack { command } => slack(command).await,
-        Command::Crm { config } => match load(&config) {
+        Command::Crm {
+            command: CrmCommand::Run { config },
+        } => match load(&config) {
             Ok(config) => crm(config).await,
+            Err(e) => Err(anyhow::anyhow!(e)),
+        },
+        Command::Crm {
+            command: CrmCommand::Setup { config },
+        } => match load(&config) {
+            Ok(config) => crm_setup(config).await,
             Err(e) => Err(anyhow::anyhow!(e)),
         },
         Command::Replay {
@@ -442,6 +465,31 @@ async fn crm(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     role.run_sink(ready, sink.task).await
+}
+
+async fn crm_setup(config: Config) -> anyhow::Result<()> {
+    telemetry::init(&config.log);
+    let done = woostream_sink::crm::setup::set_up_hubspot(&config.crm).await?;
+    for n in &done.created {
+        println!(
+            "created {} property {} ({})",
+            n.object.as_str(),
+            n.property.name,
+            n.key
+        );
+    }
+    println!(
+        "{} properties created, {} present.",
+        done.created.len(),
+        done.present
+    );
+    for p in &done.problems {
+        println!("not fixed: {}", p.describe());
+    }
+    if !done.problems.is_empty() {
+        anyhow::bail!("{} problems need a person", done.problems.len());
+    }
+    Ok(())
 }
 
 async fn replay(config: Config, filter: woostream_sink::crm::replay::Filter) -> anyhow::Result<()> {

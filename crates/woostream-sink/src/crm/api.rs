@@ -101,6 +101,31 @@ impl CallError {
     }
 }
 
+/// A property as the CRM describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Property {
+    pub name: String,
+    /// Whether the CRM keeps its values unique (what an upsert can find records by).
+    pub unique: bool,
+}
+
+/// What a property holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PropertyKind {
+    Text,
+    Number,
+    DateTime,
+}
+
+/// A property to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewProperty {
+    pub name: String,
+    pub label: String,
+    pub kind: PropertyKind,
+    pub unique: bool,
+}
+
 pub trait Crm: Send + Sync + 'static {
     /// Creates or updates up to 100 records of one object type.
     fn upsert(
@@ -114,4 +139,17 @@ pub trait Crm: Send + Sync + 'static {
         &self,
         pairs: &[(String, String)],
     ) -> impl Future<Output = Result<Reply, CallError>> + Send;
+
+    /// The properties an object has.
+    fn properties(
+        &self,
+        object: Object,
+    ) -> impl Future<Output = Result<Vec<Property>, CallError>> + Send;
+
+    /// Creates a property (`woostream crm setup`).
+    fn create_property(
+        &self,
+        object: Object,
+        property: &NewProperty,
+    ) -> impl Future<Output = Result<(), CallError>> + Send;
 }

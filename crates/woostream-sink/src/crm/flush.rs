@@ -671,6 +671,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use woostream_core::crm_config::CrmConfig;
 
+    use crate::crm::api::{NewProperty, Property};
     use crate::crm::changes::examples::{contact, deal};
 
     /// The in-memory CRM, failing the first `fail` requests with 503 and counting requests.
@@ -696,6 +697,12 @@ mod tests {
         async fn associate(&self, pairs: &[(String, String)]) -> Result<Reply, CallError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             self.crm.associate(pairs).await
+        }
+        async fn properties(&self, object: Object) -> Result<Vec<Property>, CallError> {
+            self.crm.properties(object).await
+        }
+        async fn create_property(&self, object: Object, p: &NewProperty) -> Result<(), CallError> {
+            self.crm.create_property(object, p).await
         }
     }
 

@@ -8,7 +8,9 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::api::{CallError, Crm, Input, Object, RecordError, Reply, Written};
+use super::api::{
+    CallError, Crm, Input, NewProperty, Object, Property, PropertyKind, RecordError, Reply, Written,
+};
 use super::budget::RateLimits;
 
 #[derive(Clone)]
@@ -31,18 +33,27 @@ impl HubSpot {
     }
 
     async fn post(&self, path: &str, body: Value) -> Result<(u16, HeaderMap, Value), CallError> {
-        let response = self
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, HeaderMap, Value), CallError> {
+        let mut request = self
             .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| CallError::Transient {
-                status: None,
-                message: format!("network: {e}"),
-                limits: RateLimits::default(),
-            })?;
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| CallError::Transient {
+            status: None,
+            message: format!("network: {e}"),
+            limits: RateLimits::default(),
+        })?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let limits = limits(&headers);
@@ -230,6 +241,44 @@ impl Crm for HubSpot {
             written,
             limits: limits(&headers),
         })
+    }
+
+    async fn properties(&self, object: Object) -> Result<Vec<Property>, CallError> {
+        let path = format!("/crm/v3/properties/{}", object.as_str());
+        let (_, _, body) = self.call(reqwest::Method::GET, &path, None).await?;
+        Ok(body["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                Some(Property {
+                    name: p["name"].as_str()?.to_string(),
+                    unique: p["hasUniqueValue"].as_bool().unwrap_or(false),
+                })
+            })
+            .collect())
+    }
+
+    async fn create_property(&self, object: Object, p: &NewProperty) -> Result<(), CallError> {
+        let (kind, field) = match p.kind {
+            PropertyKind::Text => ("string", "text"),
+            PropertyKind::Number => ("number", "number"),
+            PropertyKind::DateTime => ("datetime", "date"),
+        };
+        let group = match object {
+            Object::Contacts => "contactinformation",
+            Object::Deals => "dealinformation",
+        };
+        let body = json!({
+            "name": p.name,
+            "label": p.label,
+            "type": kind,
+            "fieldType": field,
+            "groupName": group,
+            "hasUniqueValue": p.unique,
+        });
+        let path = format!("/crm/v3/properties/{}", object.as_str());
+        self.post(&path, body).await.map(|_| ())
     }
 }
 

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use woostream_core::crm_config::{CONTACT_FIELDS, DEAL_FIELDS, DEFAULT_STAGES};
 
-use super::api::{CallError, Crm, Input, Object, RecordError, Reply, Written};
+use super::api::{
+    CallError, Crm, Input, NewProperty, Object, Property, PropertyKind, RecordError, Reply, Written,
+};
 use super::budget::RateLimits;
 
 /// A refusal in HubSpot's terms.
@@ -84,29 +86,94 @@ pub struct Store {
 }
 
 impl Store {
-    /// A portal as woostream's set-up leaves it: the default pipeline, the standard properties
-    /// and woostream's custom ones (unique `woo_customer_id`, `woo_guest_id`, `woo_order_id`).
-    pub fn portal() -> Store {
-        let mut contact: HashSet<String> = ["email", "firstname", "lastname", "phone"]
-            .into_iter()
-            .map(Into::into)
-            .collect();
-        contact.extend(CONTACT_FIELDS.iter().map(|(_, p)| p.to_string()));
-        contact.extend(["woo_customer_id".into(), "woo_guest_id".into()]);
-        let mut deal: HashSet<String> =
-            ["dealname", "pipeline", "dealstage", "amount", "closedate"]
-                .into_iter()
-                .map(Into::into)
-                .collect();
-        deal.extend(DEAL_FIELDS.iter().map(|(_, p)| p.to_string()));
-        deal.insert("woo_order_id".into());
+    /// A new portal: HubSpot's default pipeline and its own properties, email the only unique
+    /// one; woostream's properties are for `woostream crm setup` to create.
+    pub fn fresh_portal() -> Store {
+        let names =
+            |list: &[&str]| -> HashSet<String> { list.iter().map(|s| s.to_string()).collect() };
         Store {
+            contacts: Objects::with_unique(&["email"]),
+            deals: Objects::with_unique(&[]),
             properties: Some(HashMap::from([
-                (Object::Contacts, contact),
-                (Object::Deals, deal),
+                (
+                    Object::Contacts,
+                    names(&["email", "firstname", "lastname", "phone", "mobilephone"]),
+                ),
+                (
+                    Object::Deals,
+                    names(&[
+                        "dealname",
+                        "pipeline",
+                        "dealstage",
+                        "amount",
+                        "closedate",
+                        "deal_currency_code",
+                    ]),
+                ),
             ])),
             ..Store::permissive()
         }
+    }
+
+    /// A portal as `woostream crm setup` leaves it with the default configuration.
+    pub fn portal() -> Store {
+        let mut store = Store::fresh_portal();
+        let mut add = |object, name: &str, unique| {
+            let _ = store.create_property(
+                object,
+                &NewProperty {
+                    name: name.into(),
+                    label: name.into(),
+                    kind: PropertyKind::Text,
+                    unique,
+                },
+            );
+        };
+        for (_, p) in CONTACT_FIELDS {
+            add(Object::Contacts, p, false);
+        }
+        for (_, p) in DEAL_FIELDS {
+            add(Object::Deals, p, false);
+        }
+        add(Object::Contacts, "woo_customer_id", true);
+        add(Object::Contacts, "woo_guest_id", true);
+        add(Object::Deals, "woo_order_id", true);
+        store
+    }
+
+    /// An object's properties, as HubSpot lists them.
+    pub fn property_list(&self, object: Object) -> Vec<Property> {
+        let objects = self.objects(object);
+        let mut names: Vec<String> = match &self.properties {
+            Some(p) => p.get(&object).into_iter().flatten().cloned().collect(),
+            None => objects.unique.clone(),
+        };
+        names.sort();
+        names
+            .into_iter()
+            .map(|name| Property {
+                unique: objects.unique.contains(&name),
+                name,
+            })
+            .collect()
+    }
+
+    /// HubSpot's create-property: 409 when it exists.
+    pub fn create_property(&mut self, object: Object, p: &NewProperty) -> Result<(), StoreError> {
+        if self.property_list(object).iter().any(|e| e.name == p.name) {
+            return Err(StoreError {
+                status: 409,
+                category: "OBJECT_ALREADY_EXISTS".into(),
+                message: format!("A property named '{}' already exists.", p.name),
+            });
+        }
+        if let Some(props) = &mut self.properties {
+            props.entry(object).or_default().insert(p.name.clone());
+        }
+        if p.unique {
+            self.objects_mut(object).unique.push(p.name.clone());
+        }
+        Ok(())
     }
 
     /// Any property goes (the dry run does not know the shop's portal).
@@ -355,6 +422,18 @@ impl Crm for MemoryCrm {
                 .collect(),
             limits: RateLimits::default(),
         })
+    }
+
+    async fn properties(&self, object: Object) -> Result<Vec<Property>, CallError> {
+        Ok(self.0.lock().expect("CRM store").property_list(object))
+    }
+
+    async fn create_property(&self, object: Object, p: &NewProperty) -> Result<(), CallError> {
+        self.0
+            .lock()
+            .expect("CRM store")
+            .create_property(object, p)
+            .map_err(rejected)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The CRM: what the shop's events change (pure), waiting changes coalesced per contact and
 //! deal (pure), the request budget (pure), and at the edges the HubSpot client, the flush that
-//! sends within the budget, the Kafka loop and the dead-letter replay.
+//! sends within the budget, the Kafka loop, the dead-letter replay and the CRM's set-up.
 
 pub mod api;
 pub mod budget;
@@ -13,3 +13,4 @@ pub mod pending;
 pub mod records;
 pub mod replay;
 pub mod runner;
+pub mod setup;

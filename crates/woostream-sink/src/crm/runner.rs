@@ -16,6 +16,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
 use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
 use woostream_core::config::Config;
+use woostream_core::crm_config::CrmConfig;
 use woostream_core::events::{CustomerEvent, OrderEvent};
 use woostream_core::insights::{
     CrmDeadLetter, CustomerProfile, Delivery, DeliveryOutcome, SourceOffset,
@@ -33,6 +34,7 @@ use super::memory::{MemoryCrm, Store};
 use super::metrics::Metrics;
 use super::pending::{Item, Pending, Policy};
 use super::records::{cipher, Recorder};
+use super::setup;
 use crate::edge::{assign_all, seek_back, Offsets};
 
 /// A running CRM sink.
@@ -204,6 +206,7 @@ pub async fn start(
             .resolved_token()
             .context("crm.token (or crm.token_env) is not set")?;
         let crm = HubSpot::new(&config.crm.api_url, token)?;
+        check_properties(&crm, &config.crm).await?;
         let sender = Sender::new(crm, &config.crm, metrics.clone(), stop);
         (
             launch(
@@ -217,6 +220,25 @@ pub async fn start(
         store,
         metrics,
     })
+}
+
+/// A property the mapping writes that the CRM lacks stops the start with the key to fix; a CRM
+/// that cannot answer now does not (it is retried like every call).
+async fn check_properties<C: Crm>(crm: &C, config: &CrmConfig) -> anyhow::Result<()> {
+    match setup::check(crm, config).await {
+        Ok(problems) if problems.is_empty() => {
+            tracing::info!("The CRM has every property the mapping writes.");
+            Ok(())
+        }
+        Ok(problems) => {
+            let list: Vec<String> = problems.iter().map(setup::Problem::describe).collect();
+            anyhow::bail!("{}", list.join("\n"))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "The CRM's properties cannot be checked now; starting anyway.");
+            Ok(())
+        }
+    }
 }
 
 fn launch<C: Crm>(
