@@ -390,6 +390,10 @@ async fn a_flash_sale_lands_in_the_crm_within_its_budget_and_a_poisoned_deal_is_
     );
     let (ok, out) = woostream(&["crm", "setup"], &path, Duration::from_secs(60));
     assert!(ok, "{out}");
+    assert!(
+        out.contains("has no stage \"shipping\" (crm.deal_stages.awaiting-shipment)"),
+        "the stage the poisoned order needs is missing: {out}"
+    );
     let created = hubspot.with_store(|s| {
         s.property_list(Object::Contacts)
             .into_iter()

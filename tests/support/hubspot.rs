@@ -2,7 +2,8 @@
 //! auth, `POST /crm/v3/objects/{contacts|deals}/batch/upsert` (at most 100 inputs, unique id
 //! properties, properties that must exist, whole-batch `VALIDATION_ERROR`s, 409 conflicts),
 //! `POST /crm/v4/associations/deals/contacts/batch/associate/default` (207 for partial
-//! failures), `GET`/`POST /crm/v3/properties/{object}` (`hasUniqueValue`, 409 for a name taken), a rolling 10-second request limit answered with 429 and `policyName`, the
+//! failures), `GET`/`POST /crm/v3/properties/{object}` (`hasUniqueValue`, 409 for a name taken),
+//! `GET /crm/v3/pipelines/deals/{id}` (its stages; 404), a rolling 10-second request limit answered with 429 and `policyName`, the
 //! `X-HubSpot-RateLimit-*` headers, and an outage mode answering 503. The records live in the
 //! same object store the dry run uses (`woostream_sink::crm::memory::Store`).
 
@@ -93,6 +94,7 @@ impl FakeHubSpot {
                 "/crm/v3/properties/{object}",
                 get(list_properties).post(create_property),
             )
+            .route("/crm/v3/pipelines/deals/{pipeline}", get(pipeline))
             .route(
                 "/crm/v4/associations/deals/contacts/batch/associate/default",
                 post(associate),
@@ -465,6 +467,39 @@ async fn create_property(
                 StatusCode::from_u16(e.status).unwrap(),
                 &e.category,
                 &e.message,
+                h,
+            )
+        }
+    }
+}
+
+async fn pipeline(
+    State(fake): State<FakeHubSpot>,
+    Path(pipeline): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let endpoint = "pipelines/deals";
+    let h = match fake.admit(&headers, endpoint, 0) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    match fake.with_store(|s| s.stage_list(&pipeline)) {
+        Some(stages) => {
+            fake.log(endpoint, 200, 0);
+            let stages: Vec<Value> = stages
+                .iter()
+                .enumerate()
+                .map(|(i, id)| json!({"id": id, "label": id, "displayOrder": i}))
+                .collect();
+            let body = json!({"id": pipeline, "label": pipeline, "stages": stages});
+            (StatusCode::OK, h, Json(body)).into_response()
+        }
+        None => {
+            fake.log(endpoint, 404, 0);
+            error(
+                StatusCode::NOT_FOUND,
+                "OBJECT_NOT_FOUND",
+                &format!("Unable to find pipeline {pipeline}"),
                 h,
             )
         }

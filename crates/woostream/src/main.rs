@@ -483,11 +483,18 @@ async fn crm_setup(config: Config) -> anyhow::Result<()> {
         done.created.len(),
         done.present
     );
-    for p in &done.problems {
+    for (status, stage) in &done.checked.unknown_stages {
+        println!(
+            "warning: pipeline {} has no stage {stage:?} (crm.deal_stages.{status}): deals of {status} orders will be dead-lettered until it exists",
+            config.crm.pipeline
+        );
+    }
+    let problems = &done.checked.problems;
+    for p in problems {
         println!("not fixed: {}", p.describe());
     }
-    if !done.problems.is_empty() {
-        anyhow::bail!("{} problems need a person", done.problems.len());
+    if !problems.is_empty() {
+        anyhow::bail!("{} problems need a person", problems.len());
     }
     Ok(())
 }

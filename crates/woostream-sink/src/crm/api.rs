@@ -146,6 +146,12 @@ pub trait Crm: Send + Sync + 'static {
         object: Object,
     ) -> impl Future<Output = Result<Vec<Property>, CallError>> + Send;
 
+    /// The stage ids of a deal pipeline; `None` when there is no such pipeline.
+    fn stages(
+        &self,
+        pipeline: &str,
+    ) -> impl Future<Output = Result<Option<Vec<String>>, CallError>> + Send;
+
     /// Creates a property (`woostream crm setup`).
     fn create_property(
         &self,

@@ -704,6 +704,9 @@ mod tests {
         async fn create_property(&self, object: Object, p: &NewProperty) -> Result<(), CallError> {
             self.crm.create_property(object, p).await
         }
+        async fn stages(&self, pipeline: &str) -> Result<Option<Vec<String>>, CallError> {
+            self.crm.stages(pipeline).await
+        }
     }
 
     fn sender(fail: usize, batch_size: usize) -> Sender<Flaky> {

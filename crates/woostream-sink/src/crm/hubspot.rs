@@ -259,6 +259,22 @@ impl Crm for HubSpot {
             .collect())
     }
 
+    async fn stages(&self, pipeline: &str) -> Result<Option<Vec<String>>, CallError> {
+        let path = format!("/crm/v3/pipelines/deals/{pipeline}");
+        match self.call(reqwest::Method::GET, &path, None).await {
+            Ok((_, _, body)) => Ok(Some(
+                body["stages"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s["id"].as_str().map(str::to_string))
+                    .collect(),
+            )),
+            Err(CallError::Rejected { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn create_property(&self, object: Object, p: &NewProperty) -> Result<(), CallError> {
         let (kind, field) = match p.kind {
             PropertyKind::Text => ("string", "text"),

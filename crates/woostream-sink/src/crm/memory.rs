@@ -141,6 +141,13 @@ impl Store {
         store
     }
 
+    /// A pipeline's stage ids, sorted.
+    pub fn stage_list(&self, pipeline: &str) -> Option<Vec<String>> {
+        let mut stages: Vec<String> = self.stages.get(pipeline)?.iter().cloned().collect();
+        stages.sort();
+        Some(stages)
+    }
+
     /// An object's properties, as HubSpot lists them.
     pub fn property_list(&self, object: Object) -> Vec<Property> {
         let objects = self.objects(object);
@@ -426,6 +433,10 @@ impl Crm for MemoryCrm {
 
     async fn properties(&self, object: Object) -> Result<Vec<Property>, CallError> {
         Ok(self.0.lock().expect("CRM store").property_list(object))
+    }
+
+    async fn stages(&self, pipeline: &str) -> Result<Option<Vec<String>>, CallError> {
+        Ok(self.0.lock().expect("CRM store").stage_list(pipeline))
     }
 
     async fn create_property(&self, object: Object, p: &NewProperty) -> Result<(), CallError> {

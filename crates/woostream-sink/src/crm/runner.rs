@@ -226,12 +226,24 @@ pub async fn start(
 /// that cannot answer now does not (it is retried like every call).
 async fn check_properties<C: Crm>(crm: &C, config: &CrmConfig) -> anyhow::Result<()> {
     match setup::check(crm, config).await {
-        Ok(problems) if problems.is_empty() => {
-            tracing::info!("The CRM has every property the mapping writes.");
+        Ok(checked) if checked.problems.is_empty() => {
+            for (status, stage) in &checked.unknown_stages {
+                tracing::warn!(
+                    status = status.as_str(),
+                    stage = stage.as_str(),
+                    pipeline = config.pipeline.as_str(),
+                    "The pipeline has no such stage: deals of orders in this status will be dead-lettered until it exists (then `woostream replay`)."
+                );
+            }
+            tracing::info!("The CRM has every property the mapping writes, and the pipeline.");
             Ok(())
         }
-        Ok(problems) => {
-            let list: Vec<String> = problems.iter().map(setup::Problem::describe).collect();
+        Ok(checked) => {
+            let list: Vec<String> = checked
+                .problems
+                .iter()
+                .map(setup::Problem::describe)
+                .collect();
             anyhow::bail!("{}", list.join("\n"))
         }
         Err(e) => {

@@ -102,6 +102,8 @@ pub fn needed(c: &CrmConfig) -> Vec<Needed> {
 pub enum Problem {
     Missing(Needed),
     NotUnique(Needed),
+    /// `crm.pipeline` names no deal pipeline: every deal would be refused.
+    NoPipeline(String),
 }
 
 impl Problem {
@@ -118,6 +120,9 @@ impl Problem {
                 n.object.as_str(),
                 n.property.name,
                 n.key
+            ),
+            Problem::NoPipeline(p) => format!(
+                "the CRM has no deal pipeline {p:?} (crm.pipeline): expected the internal id of one of its pipelines"
             ),
             Problem::NotUnique(n) => format!(
                 "the {} property {:?} ({}) does not require unique values: records can only be found by a unique property",
@@ -146,6 +151,31 @@ pub fn problems(needed: &[Needed], existing: &HashMap<Object, Vec<Property>>) ->
         .collect()
 }
 
+/// Order statuses whose configured stage the pipeline lacks: such deals are dead-lettered (and
+/// replayable once the stage exists), so this warns rather than stops.
+pub fn unknown_stages(c: &CrmConfig, stages: &[String]) -> Vec<(String, String)> {
+    c.stages()
+        .into_iter()
+        .filter(|(_, stage)| !stages.contains(stage))
+        .collect()
+}
+
+/// What a check found.
+#[derive(Debug, Default, PartialEq)]
+pub struct Checked {
+    pub problems: Vec<Problem>,
+    /// (order status, stage) pairs the pipeline lacks.
+    pub unknown_stages: Vec<(String, String)>,
+}
+
+async fn pipeline<C: Crm>(crm: &C, c: &CrmConfig, out: &mut Checked) -> Result<(), CallError> {
+    match crm.stages(&c.pipeline).await? {
+        Some(stages) => out.unknown_stages = unknown_stages(c, &stages),
+        None => out.problems.push(Problem::NoPipeline(c.pipeline.clone())),
+    }
+    Ok(())
+}
+
 async fn existing<C: Crm>(crm: &C) -> Result<HashMap<Object, Vec<Property>>, CallError> {
     let mut out = HashMap::new();
     for object in [Object::Contacts, Object::Deals] {
@@ -154,9 +184,14 @@ async fn existing<C: Crm>(crm: &C) -> Result<HashMap<Object, Vec<Property>>, Cal
     Ok(out)
 }
 
-/// The problems the CRM has with the configuration (two requests).
-pub async fn check<C: Crm>(crm: &C, c: &CrmConfig) -> Result<Vec<Problem>, CallError> {
-    Ok(problems(&needed(c), &existing(crm).await?))
+/// The problems the CRM has with the configuration (three requests).
+pub async fn check<C: Crm>(crm: &C, c: &CrmConfig) -> Result<Checked, CallError> {
+    let mut out = Checked {
+        problems: problems(&needed(c), &existing(crm).await?),
+        ..Checked::default()
+    };
+    pipeline(crm, c, &mut out).await?;
+    Ok(out)
 }
 
 /// What `woostream crm setup` did.
@@ -164,8 +199,9 @@ pub async fn check<C: Crm>(crm: &C, c: &CrmConfig) -> Result<Vec<Problem>, CallE
 pub struct SetUp {
     pub created: Vec<Needed>,
     pub present: usize,
-    /// What it cannot fix: HubSpot's own properties missing, non-unique id properties.
-    pub problems: Vec<Problem>,
+    /// What it cannot fix: HubSpot's own properties missing, non-unique id properties, the
+    /// pipeline, stages.
+    pub checked: Checked,
 }
 
 /// Creates the missing properties woostream can create; reports the rest.
@@ -180,9 +216,10 @@ pub async fn set_up<C: Crm>(crm: &C, c: &CrmConfig) -> Result<SetUp, CallError> 
                 crm.create_property(n.object, &n.property).await?;
                 out.created.push(n);
             }
-            other => out.problems.push(other),
+            other => out.checked.problems.push(other),
         }
     }
+    pipeline(crm, c, &mut out.checked).await?;
     Ok(out)
 }
 
@@ -212,12 +249,12 @@ mod tests {
         let mut c = CrmConfig::default();
         c.contact_properties
             .insert("segment".into(), "rfm_segment".into());
-        let before = check(&crm, &c).await.unwrap();
+        let before = check(&crm, &c).await.unwrap().problems;
         let missing: Vec<String> = before
             .iter()
             .map(|p| match p {
                 Problem::Missing(n) => n.key.clone(),
-                Problem::NotUnique(n) => panic!("{n:?}"),
+                other => panic!("{other:?}"),
             })
             .collect();
         assert!(missing.contains(&"crm.contact_id_property".to_string()));
@@ -230,8 +267,8 @@ mod tests {
 
         let done = set_up(&crm, &c).await.unwrap();
         assert_eq!(done.created.len(), missing.len());
-        assert!(done.problems.is_empty());
-        assert_eq!(check(&crm, &c).await.unwrap(), []);
+        assert_eq!(done.checked, Checked::default());
+        assert_eq!(check(&crm, &c).await.unwrap(), Checked::default());
         let listed = crm.0.lock().unwrap().property_list(Object::Contacts);
         assert!(listed.contains(&Property {
             name: "woo_customer_id".into(),
@@ -243,6 +280,24 @@ mod tests {
         }));
         let again = set_up(&crm, &c).await.unwrap();
         assert!(again.created.is_empty(), "nothing twice");
+    }
+
+    #[tokio::test]
+    async fn a_missing_pipeline_stops_and_a_missing_stage_warns() {
+        let crm = MemoryCrm::new(Store::portal());
+        let mut c = CrmConfig::default();
+        c.deal_stages
+            .insert("awaiting-shipment".into(), "shipping".into());
+        let checked = check(&crm, &c).await.unwrap();
+        assert_eq!(checked.problems, []);
+        assert_eq!(
+            checked.unknown_stages,
+            [("awaiting-shipment".to_string(), "shipping".to_string())]
+        );
+        c.pipeline = "12345".into();
+        let checked = check(&crm, &c).await.unwrap();
+        assert_eq!(checked.problems, [Problem::NoPipeline("12345".into())]);
+        assert!(checked.problems[0].describe().contains("crm.pipeline"));
     }
 
     #[test]
