@@ -11,6 +11,7 @@ use super::api::{
     CallError, Crm, Input, NewProperty, Object, Property, PropertyKind, RecordError, Reply, Written,
 };
 use super::budget::RateLimits;
+use super::setup::{HUBSPOT_CONTACT_PROPERTIES, HUBSPOT_DEAL_PROPERTIES};
 
 /// A refusal in HubSpot's terms.
 #[derive(Clone, Debug, PartialEq)]
@@ -95,21 +96,8 @@ impl Store {
             contacts: Objects::with_unique(&["email"]),
             deals: Objects::with_unique(&[]),
             properties: Some(HashMap::from([
-                (
-                    Object::Contacts,
-                    names(&["email", "firstname", "lastname", "phone", "mobilephone"]),
-                ),
-                (
-                    Object::Deals,
-                    names(&[
-                        "dealname",
-                        "pipeline",
-                        "dealstage",
-                        "amount",
-                        "closedate",
-                        "deal_currency_code",
-                    ]),
-                ),
+                (Object::Contacts, names(HUBSPOT_CONTACT_PROPERTIES)),
+                (Object::Deals, names(HUBSPOT_DEAL_PROPERTIES)),
             ])),
             ..Store::permissive()
         }

@@ -220,42 +220,23 @@ fn absorb<T>(waiting: &mut Item<T>, newer: Item<T>, merge: fn(&mut T, T)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crm::changes::Identity;
+    use crate::crm::changes::examples;
     use chrono::{TimeZone, Utc};
     use woostream_core::crm_config::CrmConfig;
 
     fn contact(customer: &str, email: Option<&str>) -> ContactChange {
-        ContactChange {
-            shop_id: "main".into(),
-            customer: customer.into(),
-            customer_id: customer.parse().ok(),
-            identity: Some(Identity {
-                email: email.map(Into::into),
-                first_name: None,
-                last_name: None,
-                phone: None,
-                at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
-            }),
-            metrics: None,
-            correlation_id: "c".into(),
+        let mut c = examples::contact(customer, "");
+        if let Some(i) = c.identity.as_mut() {
+            i.email = email.map(Into::into);
+            i.first_name = None;
         }
+        c
     }
 
     fn deal(order: i64, customer: &str, status: &str, t: i64) -> DealChange {
-        DealChange {
-            shop_id: "main".into(),
-            order_id: order,
-            number: order.to_string(),
-            customer: customer.into(),
-            status: status.into(),
-            total: "1.00".into(),
-            currency: "PLN".into(),
-            payment_method: None,
-            created_at: None,
-            completed_at: None,
-            modified_at: Utc.timestamp_opt(1_700_000_000 + t, 0).unwrap(),
-            correlation_id: "c".into(),
-        }
+        let mut d = examples::deal(order, customer, status);
+        d.modified_at = Utc.timestamp_opt(1_700_000_000 + t, 0).unwrap();
+        d
     }
 
     fn src(offset: i64) -> Option<SourceOffset> {

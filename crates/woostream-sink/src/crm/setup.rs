@@ -17,13 +17,12 @@ pub struct Needed {
     pub key: String,
 }
 
-/// Properties HubSpot defines itself: they cannot be created, only mapped to.
-const HUBSPOT_DEFINED: &[&str] = &[
-    "email",
-    "firstname",
-    "lastname",
-    "phone",
-    "mobilephone",
+/// Contact properties HubSpot defines itself: they cannot be created, only mapped to.
+pub const HUBSPOT_CONTACT_PROPERTIES: &[&str] =
+    &["email", "firstname", "lastname", "phone", "mobilephone"];
+
+/// Deal properties HubSpot defines itself.
+pub const HUBSPOT_DEAL_PROPERTIES: &[&str] = &[
     "dealname",
     "pipeline",
     "dealstage",
@@ -31,6 +30,14 @@ const HUBSPOT_DEFINED: &[&str] = &[
     "closedate",
     "deal_currency_code",
 ];
+
+fn hubspot_defined(n: &Needed) -> bool {
+    let list = match n.object {
+        Object::Contacts => HUBSPOT_CONTACT_PROPERTIES,
+        Object::Deals => HUBSPOT_DEAL_PROPERTIES,
+    };
+    list.contains(&n.property.name.as_str())
+}
 
 fn kind(field: &str) -> PropertyKind {
     match field {
@@ -109,7 +116,7 @@ pub enum Problem {
 impl Problem {
     pub fn describe(&self) -> String {
         match self {
-            Problem::Missing(n) if HUBSPOT_DEFINED.contains(&n.property.name.as_str()) => format!(
+            Problem::Missing(n) if hubspot_defined(n) => format!(
                 "the CRM has no {} property {:?} ({}): map the field to a property it has",
                 n.object.as_str(),
                 n.property.name,
@@ -212,7 +219,7 @@ pub async fn set_up<C: Crm>(crm: &C, c: &CrmConfig) -> Result<SetUp, CallError> 
     out.present = needed.len() - problems.len();
     for p in problems {
         match p {
-            Problem::Missing(n) if !HUBSPOT_DEFINED.contains(&n.property.name.as_str()) => {
+            Problem::Missing(n) if !hubspot_defined(&n) => {
                 crm.create_property(n.object, &n.property).await?;
                 out.created.push(n);
             }
