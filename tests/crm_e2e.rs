@@ -207,12 +207,12 @@ async fn produce_over(
     started
 }
 
-/// Where a contact keeps the customer's key: registered ids and guest keys apart.
-fn key_property(customer: &str) -> &'static str {
+/// How the CRM finds a customer's contact: registered ids (`<shop>:<id>`) and guest keys apart.
+fn crm_key(customer: &str) -> (&'static str, String) {
     if customer.starts_with("guest:") {
-        "woo_guest_id"
+        ("woo_guest_id", customer.to_string())
     } else {
-        "woo_customer_id"
+        ("woo_customer_id", format!("eu:{customer}"))
     }
 }
 
@@ -232,7 +232,8 @@ fn missing(hubspot: &FakeHubSpot, sale: &Sale) -> (usize, usize) {
             .customers
             .iter()
             .filter(|(customer, n)| {
-                let record = s.get(Object::Contacts, key_property(customer), customer);
+                let (property, key) = crm_key(customer);
+                let record = s.get(Object::Contacts, property, &key);
                 record.and_then(|r| r.get("woo_orders_count")) != Some(&n.to_string())
             })
             .count();
@@ -328,7 +329,9 @@ fn unassociated(hubspot: &FakeHubSpot, sale: &Sale, customer_of: &HashMap<i64, S
             .keys()
             .filter(|id| {
                 let d = deals.get(&format!("eu:{id}"));
-                let c = customer_of.get(id).and_then(|c| contacts.get(c));
+                let c = customer_of
+                    .get(id)
+                    .and_then(|c| contacts.get(&crm_key(c).1));
                 !matches!((d, c), (Some(d), Some(c)) if s.associations.contains(&(*d, *c)))
             })
             .count()

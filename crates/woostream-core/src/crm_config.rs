@@ -65,7 +65,7 @@ pub struct CrmConfig {
     /// Keep the CRM in memory instead of calling HubSpot (`make run`).
     #[serde(default)]
     pub dry_run: bool,
-    /// Unique contact property holding a registered customer's id.
+    /// Unique contact property holding a registered customer's id (`<shop>:<id>`).
     #[serde(default = "default_contact_id_property")]
     pub contact_id_property: String,
     /// Unique contact property holding a guest's key (`guest:<hash>`). A separate one, so that

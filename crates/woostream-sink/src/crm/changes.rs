@@ -223,6 +223,17 @@ pub fn from_profile(p: &CustomerProfile) -> ContactChange {
     }
 }
 
+/// The customer's key in the CRM: `<shop>:<id>` for a registered customer (two shops of one
+/// account each have a customer 42, who are not one person), `guest:<hash>` for a guest (the
+/// hash is the email's: one person whichever shop they bought in).
+pub fn contact_key(c: &ContactChange) -> String {
+    if c.customer_id.is_some() {
+        format!("{}:{}", c.shop_id, c.customer)
+    } else {
+        c.customer.clone()
+    }
+}
+
 /// How the CRM finds a contact: a unique property and its value.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ContactId {
@@ -264,7 +275,7 @@ impl Mapping {
         if c.customer_id.is_some() || exists {
             return Some(ContactId {
                 property: self.key_property(c).to_string(),
-                value: c.customer.clone(),
+                value: contact_key(c),
             });
         }
         self.by_email(c)
@@ -296,7 +307,7 @@ impl Mapping {
     /// The contact's properties: its key, then every mapped field it carries.
     pub fn contact_properties(&self, c: &ContactChange) -> BTreeMap<String, String> {
         let mut p = BTreeMap::new();
-        p.insert(self.key_property(c).to_string(), c.customer.clone());
+        p.insert(self.key_property(c).to_string(), contact_key(c));
         let mut put = |field: &str, value: Option<String>| {
             if let (Some(property), Some(v)) = (self.contact.get(field), value) {
                 p.insert(property.clone(), v);
@@ -532,7 +543,7 @@ mod tests {
             m.contact_id(&registered, false).unwrap(),
             ContactId {
                 property: "woo_customer_id".into(),
-                value: "42".into()
+                value: "main:42".into()
             }
         );
         let guest = contact("guest:ab", Some("g@x.example"), 1);
@@ -547,7 +558,10 @@ mod tests {
         );
         assert_eq!(m.contact_properties(&guest)["woo_guest_id"], "guest:ab");
         assert!(!m.contact_properties(&guest).contains_key("woo_customer_id"));
-        assert_eq!(m.contact_properties(&registered)["woo_customer_id"], "42");
+        assert_eq!(
+            m.contact_properties(&registered)["woo_customer_id"],
+            "main:42"
+        );
         let mut anonymous = guest.clone();
         anonymous.identity = None;
         assert!(m.contact_id(&anonymous, false).is_none());
@@ -562,7 +576,7 @@ mod tests {
         change.identity.as_mut().unwrap().phone = Some("+48 600".into());
         change.metrics = Some(metrics(3, 2));
         let p = m.contact_properties(&change);
-        assert_eq!(p["woo_customer_id"], "42");
+        assert_eq!(p["woo_customer_id"], "main:42");
         assert_eq!(p["email"], "a@x.example");
         assert_eq!(p["firstname"], "Jan");
         assert!(!p.values().any(|v| v == "+48 600"), "phone left out");

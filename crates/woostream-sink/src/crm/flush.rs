@@ -769,6 +769,11 @@ mod tests {
             .await
             .unwrap();
         assert!(delivered(&r));
+        // Another shop of the account has a customer 42 too: another person.
+        let mut outlet = contact("42", "piotr@x.example");
+        outlet.shop_id = "outlet".into();
+        let r = flush(vec![outlet]).await.unwrap();
+        assert!(delivered(&r));
 
         let store = s.crm.crm.0.lock().unwrap();
         let mut contacts: Vec<(Option<&str>, Option<&str>, &str)> = store
@@ -787,8 +792,9 @@ mod tests {
         assert_eq!(
             contacts,
             [
-                (Some("42"), Some("guest:ab"), "ola@x.example"),
-                (Some("7"), Some("guest:cd"), "jan@x.example"),
+                (Some("main:42"), Some("guest:ab"), "ola@x.example"),
+                (Some("main:7"), Some("guest:cd"), "jan@x.example"),
+                (Some("outlet:42"), None, "piotr@x.example"),
             ]
         );
         let k = known.lock().unwrap();
