@@ -10,7 +10,7 @@ PYTHON      := $(VENV)/bin/python
 export TANSU_BIN
 export WOOSTREAM_PYTHON := $(PYTHON)
 
-.PHONY: run test lint unit bench bench-ingest bench-enrich tools tansu python
+.PHONY: run test lint unit bench bench-ingest bench-enrich bench-crm tools tansu python
 
 ## The whole pipeline on the embedded Kafka with a simulated flash sale.
 run:
@@ -25,7 +25,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Load benchmarks with a plain-rdkafka baseline measured in the same run.
-bench: bench-ingest bench-enrich
+bench: bench-ingest bench-enrich bench-crm
 
 bench-ingest: tansu
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
@@ -34,6 +34,10 @@ bench-ingest: tansu
 bench-enrich: tansu python
 	$(CARGO) build --release -p woostream --bin woostream
 	$(CARGO) run --release -p woostream-benches --bin bench-enrich
+
+bench-crm: tansu
+	$(CARGO) build --release -p woostream --bin woostream
+	$(CARGO) run --release -p woostream-benches --bin bench-crm
 
 ## Test tools, installed once and reused: Tansu (a Kafka-protocol broker) and Python's
 ## confluent-kafka + fastavro for independent decoding.

@@ -260,6 +260,17 @@ level = "info"
         (ticks(11) + ticks(12)) / 100.0
     }
 
+    /// The process's peak resident memory (`VmHWM`), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
     /// SIGKILL: no shutdown, no final commit.
     pub fn kill9(&mut self) {
         self.child.kill().expect("kill -9");

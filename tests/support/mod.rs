@@ -14,6 +14,7 @@ use woostream_core::config::{Config, ShopConfig};
 use woostream_core::ops::Readiness;
 use woostream_producer::signature::sign;
 
+pub mod crm;
 pub mod enricher;
 pub mod hubspot;
 pub mod slack;

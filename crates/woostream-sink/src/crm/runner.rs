@@ -267,6 +267,10 @@ fn launch<C: Crm>(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
+        // Changes wait in `pending` (bounded); librdkafka's own prefetch would otherwise hold
+        // up to 64 MiB and 100,000 records more of a backlog.
+        .set("queued.max.messages.kbytes", "16384")
+        .set("queued.min.messages", "10000")
         .create()
         .context("creating the CRM sink consumer")?;
     let t = &config.topics;
