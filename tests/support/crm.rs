@@ -11,7 +11,7 @@ use woostream_core::insights::{ChurnRisk, CustomerProfile, Segment};
 use woostream_core::Money;
 use woostream_producer::publish::Record;
 use woostream_sink::crm::api::Object;
-use woostream_sink::crm::changes::status_rank;
+use woostream_sink::crm::changes::deal_version;
 
 use crate::enricher::sale_records;
 use crate::hubspot::FakeHubSpot;
@@ -122,7 +122,7 @@ pub fn sale(orders: usize, seed: u64) -> Sale {
             .and_then(|e| e.order);
         sale.records.push(r);
         let Some(o) = event else { continue };
-        let at = o.modified_at.unwrap().timestamp_millis() * 10 + status_rank(&o.status_slug);
+        let at = deal_version(o.modified_at.unwrap(), &o.status_slug);
         let first = !sale.orders.contains_key(&o.id);
         let newest = sale
             .orders

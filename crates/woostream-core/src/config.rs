@@ -529,11 +529,16 @@ impl fmt::Debug for ShopConfig {
     }
 }
 
+/// A secret given in the file, or else read from the environment variable the file names.
+pub fn resolve_secret(value: &Option<String>, env: &Option<String>) -> Option<String> {
+    value
+        .clone()
+        .or_else(|| env.as_ref().and_then(|v| std::env::var(v).ok()))
+}
+
 impl ShopConfig {
     pub fn resolved_secret(&self) -> Option<String> {
-        self.secret
-            .clone()
-            .or_else(|| self.secret_env.as_ref().and_then(|v| std::env::var(v).ok()))
+        resolve_secret(&self.secret, &self.secret_env)
     }
 }
 
@@ -792,18 +797,14 @@ impl Config {
                 "expected at least 1024 bytes".into(),
             ));
         }
-        if let Some(key) = &p.dead_letter_key {
-            use base64::Engine as _;
-            let ok = base64::engine::general_purpose::STANDARD
-                .decode(key)
-                .map(|k| k.len() == 32)
-                .unwrap_or(false);
-            if !ok {
-                return Err((
-                    "producer.dead_letter_key".into(),
-                    "expected 32 random bytes in base64 (e.g. `openssl rand -base64 32`)".into(),
-                ));
-            }
+        if p.dead_letter_key
+            .as_ref()
+            .is_some_and(|k| !crate::sealing::key_is_valid(k))
+        {
+            return Err((
+                "producer.dead_letter_key".into(),
+                crate::sealing::KEY_EXPECTED.into(),
+            ));
         }
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.kafka.compression.as_str()) {
             return Err((

@@ -221,9 +221,7 @@ fn merged(defaults: &[(&str, &str)], over: &BTreeMap<String, String>) -> BTreeMa
 
 impl CrmConfig {
     pub fn resolved_token(&self) -> Option<String> {
-        self.token
-            .clone()
-            .or_else(|| self.token_env.as_ref().and_then(|v| std::env::var(v).ok()))
+        crate::config::resolve_secret(&self.token, &self.token_env)
     }
 
     /// Contact field → property, defaults included, left-out fields removed.
@@ -242,19 +240,15 @@ impl CrmConfig {
 
     /// What types alone cannot check; the offending key and what was expected.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        for (field, known) in [
-            (&self.contact_properties, CONTACT_FIELDS),
-            (&self.deal_properties, DEAL_FIELDS),
-        ]
-        .iter()
-        .flat_map(|(m, known)| m.keys().map(move |k| (k, *known)))
-        {
-            if !known.iter().any(|(k, _)| k == field) {
-                let section = if std::ptr::eq(known, CONTACT_FIELDS) {
-                    "contact_properties"
-                } else {
-                    "deal_properties"
-                };
+        for (section, mapping, known) in [
+            (
+                "contact_properties",
+                &self.contact_properties,
+                CONTACT_FIELDS,
+            ),
+            ("deal_properties", &self.deal_properties, DEAL_FIELDS),
+        ] {
+            if let Some(field) = mapping.keys().find(|f| !known.iter().any(|(k, _)| k == f)) {
                 return Err((
                     format!("crm.{section}.{field}"),
                     format!(
@@ -302,18 +296,15 @@ impl CrmConfig {
         if !self.api_url.starts_with("http://") && !self.api_url.starts_with("https://") {
             return Err(("crm.api_url".into(), "expected an http(s) URL".into()));
         }
-        if let Some(key) = &self.dead_letter_key {
-            use base64::Engine as _;
-            let ok = base64::engine::general_purpose::STANDARD
-                .decode(key)
-                .map(|k| k.len() == 32)
-                .unwrap_or(false);
-            if !ok {
-                return Err((
-                    "crm.dead_letter_key".into(),
-                    "expected 32 random bytes in base64 (e.g. `openssl rand -base64 32`)".into(),
-                ));
-            }
+        if self
+            .dead_letter_key
+            .as_ref()
+            .is_some_and(|k| !crate::sealing::key_is_valid(k))
+        {
+            return Err((
+                "crm.dead_letter_key".into(),
+                crate::sealing::KEY_EXPECTED.into(),
+            ));
         }
         if self.enabled && !self.dry_run && self.resolved_token().is_none() {
             return Err((

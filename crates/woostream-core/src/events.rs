@@ -118,6 +118,24 @@ impl OrderStatus {
             _ => OrderStatus::Other,
         }
     }
+
+    /// How far along its life an order is, to order two versions saved in the same second
+    /// (WooCommerce's modification times have whole seconds).
+    pub fn progress(self) -> u8 {
+        use OrderStatus::*;
+        match self {
+            CheckoutDraft | Draft => 0,
+            Pending => 1,
+            OnHold => 2,
+            Failed => 3,
+            Processing | Other => 4,
+            ReadyForPickup => 5,
+            Completed => 6,
+            Cancelled => 7,
+            Refunded => 8,
+            Trash => 9,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

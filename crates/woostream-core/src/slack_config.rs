@@ -97,9 +97,7 @@ impl Default for SlackConfig {
 
 impl SlackConfig {
     pub fn resolved_token(&self) -> Option<String> {
-        self.token
-            .clone()
-            .or_else(|| self.token_env.as_ref().and_then(|v| std::env::var(v).ok()))
+        crate::config::resolve_secret(&self.token, &self.token_env)
     }
 }
 
@@ -133,11 +131,7 @@ impl fmt::Debug for SlackChannel {
 
 impl SlackChannel {
     pub fn resolved_webhook(&self) -> Option<String> {
-        self.webhook_url.clone().or_else(|| {
-            self.webhook_url_env
-                .as_ref()
-                .and_then(|v| std::env::var(v).ok())
-        })
+        crate::config::resolve_secret(&self.webhook_url, &self.webhook_url_env)
     }
 }
 

@@ -50,23 +50,6 @@ impl LedgerEntry {
     }
 }
 
-/// How far along its life an order is, to order two versions saved in the same second.
-fn progress(status: OrderStatus) -> u8 {
-    use OrderStatus::*;
-    match status {
-        CheckoutDraft | Draft => 0,
-        Pending => 1,
-        OnHold => 2,
-        Failed => 3,
-        Processing | Other => 4,
-        ReadyForPickup => 5,
-        Completed => 6,
-        Cancelled => 7,
-        Refunded => 8,
-        Trash => 9,
-    }
-}
-
 pub fn status_slug(status: OrderStatus) -> &'static str {
     use OrderStatus::*;
     match status {
@@ -181,7 +164,7 @@ impl CustomerState {
         if let Some(p) = &previous {
             let newer = current.modified_ms > p.modified_ms
                 || (current.modified_ms == p.modified_ms
-                    && (progress(current.status) > progress(p.status)
+                    && (current.status.progress() > p.status.progress()
                         || current.refunded > p.refunded));
             if !newer {
                 return None;

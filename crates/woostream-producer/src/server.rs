@@ -19,8 +19,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
 use chacha20poly1305::ChaCha20Poly1305;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
@@ -68,12 +66,11 @@ impl Ingest {
                 secret: s.resolved_secret().unwrap_or_default(),
             })
             .collect();
-        let dead_letter_cipher = config.producer.dead_letter_key.as_ref().map(|k| {
-            let key = base64::engine::general_purpose::STANDARD
-                .decode(k)
-                .expect("validated at start-up");
-            ChaCha20Poly1305::new_from_slice(&key).expect("validated: 32 bytes")
-        });
+        let dead_letter_cipher = config
+            .producer
+            .dead_letter_key
+            .as_deref()
+            .map(woostream_core::sealing::cipher);
         Ingest {
             shops,
             max_body_bytes: config.producer.max_body_bytes,
@@ -418,19 +415,8 @@ async fn dead_letter(
         outcome,
     } = not_an_event;
     let cid = h.correlation_id.as_str();
-    let (body_encryption, stored) = match &ingest.dead_letter_cipher {
-        Some(cipher) => {
-            let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-            let mut sealed = nonce.to_vec();
-            sealed.extend(
-                cipher
-                    .encrypt(&nonce, body)
-                    .expect("encryption of a byte slice"),
-            );
-            ("chacha20poly1305", sealed)
-        }
-        None => ("none", body.to_vec()),
-    };
+    let (body_encryption, stored) =
+        woostream_core::sealing::seal(ingest.dead_letter_cipher.as_ref(), body);
     let dl = IngestDeadLetter {
         received_at: Utc::now(),
         correlation_id: cid.to_string(),

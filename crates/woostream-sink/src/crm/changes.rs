@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use woostream_core::crm_config::CrmConfig;
-use woostream_core::events::{Action, CustomerEvent, OrderEvent};
+use woostream_core::events::{Action, CustomerEvent, OrderEvent, OrderStatus};
 use woostream_core::insights::CustomerProfile;
 
 /// Who a customer is: the personal data the CRM is allowed.
@@ -99,23 +99,10 @@ impl ContactChange {
     }
 }
 
-/// How far along an order is: WooCommerce's modification times have whole seconds, so two
-/// states of one order often share one; the further status is the newer.
-pub fn status_rank(status: &str) -> i64 {
-    match status {
-        "checkout-draft" | "draft" | "pending" => 0,
-        "failed" | "on-hold" => 1,
-        "completed" | "cancelled" => 3,
-        "refunded" => 4,
-        "trash" => 5,
-        _ => 2,
-    }
-}
-
 impl DealChange {
     /// Orders the states of one order: modification time, then status progress.
     pub fn version(&self) -> i64 {
-        self.modified_at.timestamp_millis() * 10 + status_rank(&self.status)
+        deal_version(self.modified_at, &self.status)
     }
 
     pub fn merge(&mut self, newer: DealChange) {
@@ -123,6 +110,12 @@ impl DealChange {
             *self = newer;
         }
     }
+}
+
+/// A deal state's version: the modification time, then how far along the order is (two states
+/// often share one whole second).
+pub fn deal_version(modified_at: DateTime<Utc>, status_slug: &str) -> i64 {
+    modified_at.timestamp_millis() * 10 + i64::from(OrderStatus::from_slug(status_slug).progress())
 }
 
 fn non_empty(s: &Option<String>) -> Option<String> {

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use anyhow::anyhow;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
 use chacha20poly1305::ChaCha20Poly1305;
 use chrono::Utc;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -14,6 +13,7 @@ use woostream_core::codec::Encoder;
 use woostream_core::config::Config;
 use woostream_core::headers;
 use woostream_core::insights::{CrmDeadLetter, Delivery, DeliveryOutcome};
+use woostream_core::sealing;
 
 use super::changes::{ContactChange, DealChange};
 use super::flush::{Outcome, Refusal, Report};
@@ -36,36 +36,13 @@ pub fn open_original(
     dl: &CrmDeadLetter,
     cipher: Option<&ChaCha20Poly1305>,
 ) -> anyhow::Result<Original> {
-    let bytes = match dl.original_encryption.as_str() {
-        "none" => dl.original.clone(),
-        "chacha20poly1305" => {
-            let cipher = cipher.ok_or_else(|| {
-                anyhow!("{} is sealed: set crm.dead_letter_key", dl.dead_letter_id)
-            })?;
-            if dl.original.len() < 12 {
-                anyhow::bail!("{}: sealed original too short", dl.dead_letter_id);
-            }
-            let (nonce, sealed) = dl.original.split_at(12);
-            cipher.decrypt(nonce.into(), sealed).map_err(|_| {
-                anyhow!(
-                    "{}: crm.dead_letter_key does not open it",
-                    dl.dead_letter_id
-                )
-            })?
-        }
-        other => anyhow::bail!("{}: unknown encryption {other}", dl.dead_letter_id),
-    };
+    let bytes = sealing::open(cipher, &dl.original_encryption, &dl.original)
+        .map_err(|e| anyhow!("{}: {e} (crm.dead_letter_key)", dl.dead_letter_id))?;
     Ok(serde_json::from_slice(&bytes)?)
 }
 
 pub fn cipher(config: &Config) -> Option<ChaCha20Poly1305> {
-    use base64::Engine as _;
-    config.crm.dead_letter_key.as_ref().map(|k| {
-        let key = base64::engine::general_purpose::STANDARD
-            .decode(k)
-            .expect("validated at start-up");
-        ChaCha20Poly1305::new_from_slice(&key).expect("validated: 32 bytes")
-    })
+    config.crm.dead_letter_key.as_deref().map(sealing::cipher)
 }
 
 /// Counts of one flush's outcomes.
@@ -96,19 +73,6 @@ struct Out {
 }
 
 impl Recorder {
-    fn seal(&self, original: &Original) -> anyhow::Result<(Vec<u8>, &'static str)> {
-        let json = serde_json::to_vec(original)?;
-        Ok(match &self.cipher {
-            Some(c) => {
-                let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-                let mut sealed = nonce.to_vec();
-                sealed.extend(c.encrypt(&nonce, json.as_slice()).expect("sealing bytes"));
-                (sealed, "chacha20poly1305")
-            }
-            None => (json, "none"),
-        })
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn audit<T>(
         &self,
@@ -190,7 +154,8 @@ impl Recorder {
             reason = %refusal.reason,
             "The CRM refused a change; it is kept in the dead-letter topic."
         );
-        let (original, encryption) = self.seal(original)?;
+        let (encryption, original) =
+            sealing::seal(self.cipher.as_ref(), &serde_json::to_vec(original)?);
         let record = CrmDeadLetter {
             dead_letter_id: id.clone(),
             object: object.into(),

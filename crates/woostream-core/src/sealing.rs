@@ -1,0 +1,87 @@
+//! Sealing personal data kept in dead-letter topics (the producer's raw bodies, the CRM sink's
+//! original changes) with ChaCha20-Poly1305 under a configured key: the nonce, then the
+//! ciphertext. The record says which it is (`none` or `chacha20poly1305`).
+
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::ChaCha20Poly1305;
+
+pub const NONE: &str = "none";
+pub const CHACHA20POLY1305: &str = "chacha20poly1305";
+
+/// What a key setting must hold, for configuration errors.
+pub const KEY_EXPECTED: &str =
+    "expected 32 random bytes in base64 (e.g. `openssl rand -base64 32`)";
+
+fn key_bytes(base64_key: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(base64_key)
+        .ok()
+        .filter(|k| k.len() == 32)
+}
+
+/// Whether a configured key is 32 bytes of base64.
+pub fn key_is_valid(base64_key: &str) -> bool {
+    key_bytes(base64_key).is_some()
+}
+
+/// The cipher of a key the configuration has validated.
+pub fn cipher(base64_key: &str) -> ChaCha20Poly1305 {
+    let key = key_bytes(base64_key).expect("validated at start-up: 32 bytes of base64");
+    ChaCha20Poly1305::new_from_slice(&key).expect("32 bytes")
+}
+
+/// `bytes` sealed under `cipher` (or as they are without one), with the encryption's name.
+pub fn seal(cipher: Option<&ChaCha20Poly1305>, bytes: &[u8]) -> (&'static str, Vec<u8>) {
+    match cipher {
+        Some(c) => {
+            let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+            let mut sealed = nonce.to_vec();
+            sealed.extend(c.encrypt(&nonce, bytes).expect("sealing a byte slice"));
+            (CHACHA20POLY1305, sealed)
+        }
+        None => (NONE, bytes.to_vec()),
+    }
+}
+
+/// Opens what [`seal`] wrote; the error says what is missing or wrong.
+pub fn open(
+    cipher: Option<&ChaCha20Poly1305>,
+    encryption: &str,
+    bytes: &[u8],
+) -> Result<Vec<u8>, String> {
+    match encryption {
+        NONE => Ok(bytes.to_vec()),
+        CHACHA20POLY1305 => {
+            let cipher = cipher.ok_or("sealed, and no key is configured")?;
+            if bytes.len() < 12 {
+                return Err("sealed bytes too short".into());
+            }
+            let (nonce, sealed) = bytes.split_at(12);
+            cipher
+                .decrypt(nonce.into(), sealed)
+                .map_err(|_| "the configured key does not open it".into())
+        }
+        other => Err(format!("unknown encryption {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_bytes_open_only_with_their_key() {
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert!(key_is_valid(&key) && !key_is_valid("c2hvcnQ="));
+        let c = cipher(&key);
+        let (enc, sealed) = seal(Some(&c), b"jan@example.com");
+        assert_eq!(enc, CHACHA20POLY1305);
+        assert!(!sealed.windows(3).any(|w| w == b"jan"));
+        assert_eq!(open(Some(&c), enc, &sealed).unwrap(), b"jan@example.com");
+        assert!(open(None, enc, &sealed).is_err());
+        let other = cipher(&base64::engine::general_purpose::STANDARD.encode([8u8; 32]));
+        assert!(open(Some(&other), enc, &sealed).is_err());
+        assert_eq!(seal(None, b"x"), (NONE, b"x".to_vec()));
+    }
+}
