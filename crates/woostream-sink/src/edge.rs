@@ -98,18 +98,24 @@ struct Partition {
     committed: i64,
 }
 
-/// Records read and not yet done, per topic and partition.
+/// Records read and not yet done, per topic and partition. Keyed by topic first, so the
+/// per-record calls look a topic up by `&str` instead of allocating a key.
 #[derive(Debug, Default)]
 pub struct Offsets {
-    partitions: HashMap<(String, i32), Partition>,
+    partitions: HashMap<String, HashMap<i32, Partition>>,
 }
 
 impl Offsets {
     /// A record was read that `outputs` deliveries must finish (0: done already).
     pub fn read(&mut self, topic: &str, partition: i32, offset: i64, outputs: usize) {
+        if !self.partitions.contains_key(topic) {
+            self.partitions.insert(topic.to_string(), HashMap::new());
+        }
         let p = self
             .partitions
-            .entry((topic.to_string(), partition))
+            .get_mut(topic)
+            .expect("inserted above")
+            .entry(partition)
             .or_default();
         p.next = p.next.max(offset + 1);
         if outputs > 0 {
@@ -119,7 +125,11 @@ impl Offsets {
 
     /// One output of a record finished.
     pub fn done(&mut self, topic: &str, partition: i32, offset: i64) {
-        if let Some(p) = self.partitions.get_mut(&(topic.to_string(), partition)) {
+        if let Some(p) = self
+            .partitions
+            .get_mut(topic)
+            .and_then(|t| t.get_mut(&partition))
+        {
             if let Some(n) = p.pending.get_mut(&offset) {
                 *n -= 1;
                 if *n == 0 {
@@ -132,10 +142,12 @@ impl Offsets {
     /// Commits each partition up to its oldest unfinished record; whether anything was.
     pub fn commit(&mut self, consumer: &StreamConsumer) -> anyhow::Result<bool> {
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), p) in &self.partitions {
-            let upto = p.pending.keys().next().copied().unwrap_or(p.next);
-            if upto > p.committed {
-                tpl.add_partition_offset(topic, *partition, Offset::Offset(upto))?;
+        for (topic, partitions) in &self.partitions {
+            for (partition, p) in partitions {
+                let upto = p.pending.keys().next().copied().unwrap_or(p.next);
+                if upto > p.committed {
+                    tpl.add_partition_offset(topic, *partition, Offset::Offset(upto))?;
+                }
             }
         }
         if tpl.count() == 0 {
@@ -147,7 +159,8 @@ impl Offsets {
         for e in tpl.elements() {
             if let (Some(p), Offset::Offset(o)) = (
                 self.partitions
-                    .get_mut(&(e.topic().to_string(), e.partition())),
+                    .get_mut(e.topic())
+                    .and_then(|t| t.get_mut(&e.partition())),
                 e.offset(),
             ) {
                 p.committed = o;
@@ -168,7 +181,7 @@ mod tests {
         o.read("t", 0, 6, 0);
         o.read("t", 0, 7, 1);
         let upto = |o: &Offsets| {
-            let p = &o.partitions[&("t".to_string(), 0)];
+            let p = &o.partitions["t"][&0];
             p.pending.keys().next().copied().unwrap_or(p.next)
         };
         assert_eq!(upto(&o), 5);

@@ -502,10 +502,7 @@ async fn print_crm(registry: &prometheus::Registry, crm: &woostream_sink::crm::r
     )
     .await;
     if let Some(line) = crm_line(registry) {
-        println!(
-            "
-{line}"
-        );
+        println!("\n{line}");
     }
     let Some(store) = &crm.store else {
         return;
@@ -529,8 +526,7 @@ async fn print_crm(registry: &prometheus::Registry, crm: &woostream_sink::crm::r
     let requests = metric_sum(registry, "woostream_crm_requests_total", None);
     let events = metric_sum(registry, "woostream_crm_events_total", None);
     println!(
-        "
-CRM (dry run, HubSpot semantics): {} contacts, {} deals, {} deal→contact associations; {requests} API requests for {events} changes read from Kafka:",
+        "\nCRM (dry run, HubSpot semantics): {} contacts, {} deals, {} deal→contact associations; {requests} API requests for {events} changes read from Kafka:",
         store.contacts.records.len(),
         store.deals.records.len(),
         store.associations.len()

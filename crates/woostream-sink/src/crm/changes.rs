@@ -274,6 +274,11 @@ impl Mapping {
         self.by_email(c)
     }
 
+    /// Whether [`Mapping::contact_id`] can address the contact (without building the id).
+    pub fn addressable(&self, c: &ContactChange, exists: bool) -> bool {
+        c.customer_id.is_some() || exists || c.identity.as_ref().is_some_and(|i| i.email.is_some())
+    }
+
     /// The contact found by its email: HubSpot's own unique key, where a registered customer
     /// and a guest with one email meet.
     pub fn by_email(&self, c: &ContactChange) -> Option<ContactId> {
@@ -393,6 +398,21 @@ pub mod examples {
         }
     }
 
+    pub fn metrics(version: i64, orders: i32) -> Metrics {
+        Metrics {
+            version,
+            orders_count: orders,
+            revenue: "10.00".into(),
+            average_order_value: "10.00".into(),
+            first_order_at: Some(Utc.timestamp_opt(1_700_000_000, 0).unwrap()),
+            last_order_at: Some(Utc.timestamp_opt(1_700_000_005, 0).unwrap()),
+            segment: "Champions".into(),
+            p_alive: 0.87654,
+            predicted_clv: "120.50".into(),
+            churn_risk: "low".into(),
+        }
+    }
+
     pub fn deal(order: i64, customer: &str, status: &str) -> DealChange {
         DealChange {
             shop_id: "main".into(),
@@ -415,6 +435,7 @@ pub mod examples {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use examples::metrics;
 
     fn at(s: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
@@ -434,21 +455,6 @@ mod tests {
             }),
             metrics: None,
             correlation_id: format!("c{t}"),
-        }
-    }
-
-    fn metrics(version: i64, orders: i32) -> Metrics {
-        Metrics {
-            version,
-            orders_count: orders,
-            revenue: "10.00".into(),
-            average_order_value: "10.00".into(),
-            first_order_at: Some(at(0)),
-            last_order_at: Some(at(5)),
-            segment: "Champions".into(),
-            p_alive: 0.87654,
-            predicted_clv: "120.50".into(),
-            churn_risk: "low".into(),
         }
     }
 

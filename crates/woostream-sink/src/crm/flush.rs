@@ -59,7 +59,7 @@ pub struct Report {
     /// With the deal's contact as sent in this flush, for a dead letter a replay can use.
     pub deals: Vec<(Item<DealChange>, Outcome, Option<ContactChange>)>,
     /// Deals associated with their contact in this flush: (shop, order).
-    pub associated: Vec<(String, i64)>,
+    pub associated: HashSet<(String, i64)>,
 }
 
 /// What the CRM is known to have: contact ids by (shop, customer), associated deals.
@@ -89,6 +89,23 @@ impl Known {
     pub fn fresh_deal(&self, d: DealChange) -> Option<DealChange> {
         let at = self.deals_at.get(&(d.shop_id.clone(), d.order_id));
         at.is_none_or(|&v| d.version() > v).then_some(d)
+    }
+
+    /// The CRM has the contact `key` (with its CRM id, when known) and profile `version`.
+    pub fn saw_contact(&mut self, key: (String, String), id: Option<String>, version: Option<i64>) {
+        if let Some(v) = version {
+            let known = self.contact_versions.entry(key.clone()).or_default();
+            *known = (*known).max(v);
+        }
+        if let Some(id) = id {
+            self.contacts.insert(key, id);
+        }
+    }
+
+    /// The CRM has the deal of `key` (shop, order) at `version`.
+    pub fn saw_deal(&mut self, key: (String, i64), version: i64) {
+        let at = self.deals_at.entry(key).or_default();
+        *at = (*at).max(version);
     }
 }
 
@@ -144,7 +161,8 @@ fn push_attempts(into: &mut Vec<CrmAttempt>, new: &[CrmAttempt]) {
 }
 
 enum Stop {
-    Rejected(CallError),
+    /// The CRM refused the whole request.
+    Rejected(Refusal),
     Shutdown,
 }
 
@@ -235,20 +253,21 @@ impl<C: Crm> Sender<C> {
                 .requests
                 .with_label_values(&[endpoint, &status])
                 .inc();
-            match result {
+            let e = match result {
                 Ok(reply) => return Ok(reply),
-                Err(
-                    e @ CallError::RateLimited {
-                        daily, retry_after, ..
-                    },
-                ) => {
+                Err(e) => e,
+            };
+            push_attempts(attempts, &[attempt(e.status(), e.to_string(), size)]);
+            match &e {
+                CallError::RateLimited {
+                    daily, retry_after, ..
+                } => {
                     self.metrics.rate_limited.inc();
                     self.metrics
                         .retries
                         .with_label_values(&["rate_limited"])
                         .inc();
-                    push_attempts(attempts, &[attempt(Some(429), e.to_string(), size)]);
-                    let wait = if daily {
+                    let wait = if *daily {
                         self.budget().exhausted_today();
                         let midnight = (Utc::now().date_naive() + chrono::Days::new(1))
                             .and_hms_opt(0, 0, 0)
@@ -269,10 +288,9 @@ impl<C: Crm> Sender<C> {
                     );
                     self.sleep(wait).await?;
                 }
-                Err(e @ CallError::Transient { .. }) => {
+                CallError::Transient { .. } => {
                     transient += 1;
                     self.metrics.retries.with_label_values(&["transient"]).inc();
-                    push_attempts(attempts, &[attempt(e.status(), e.to_string(), size)]);
                     let backoff = Duration::from_millis(500)
                         .saturating_mul(1 << transient.min(10))
                         .min(self.max_backoff);
@@ -285,9 +303,17 @@ impl<C: Crm> Sender<C> {
                     );
                     self.sleep(jitter(backoff)).await?;
                 }
-                Err(e @ CallError::Rejected { .. }) => {
-                    push_attempts(attempts, &[attempt(e.status(), e.to_string(), size)]);
-                    return Err(Stop::Rejected(e));
+                CallError::Rejected {
+                    status,
+                    category,
+                    message,
+                    ..
+                } => {
+                    return Err(Stop::Rejected(Refusal {
+                        reason: redact(message),
+                        category: category.clone(),
+                        status: Some(*status),
+                    }));
                 }
             }
         }
@@ -332,33 +358,19 @@ impl<C: Crm> Sender<C> {
                         }));
                     }
                 }
-                Err(Stop::Rejected(e)) if group.len() > 1 => {
+                Err(Stop::Rejected(refusal)) if group.len() > 1 => {
                     tracing::info!(
                         endpoint,
                         size = group.len(),
-                        error = %redact(&e.to_string()),
+                        status = refusal.status,
+                        error = %refusal.reason,
                         "The CRM refused a batch; splitting it to find the record at fault."
                     );
                     let (a, b) = group.split_at(group.len() / 2);
                     groups.push(b.to_vec());
                     groups.push(a.to_vec());
                 }
-                Err(Stop::Rejected(e)) => {
-                    let (status, category, message) = match &e {
-                        CallError::Rejected {
-                            status,
-                            category,
-                            message,
-                            ..
-                        } => (Some(*status), category.clone(), message.clone()),
-                        other => (other.status(), None, other.to_string()),
-                    };
-                    out[group[0]] = Some(Err(Refusal {
-                        reason: redact(&message),
-                        category,
-                        status,
-                    }));
-                }
+                Err(Stop::Rejected(refusal)) => out[group[0]] = Some(Err(refusal)),
                 Err(Stop::Shutdown) => return Err(Interrupted),
             }
         }
@@ -368,35 +380,40 @@ impl<C: Crm> Sender<C> {
             .collect())
     }
 
-    /// Upserts `inputs` of one object in batches, `concurrency` requests at a time.
-    async fn upsert_all(
+    /// Sends `items` in batches, `concurrency` requests at a time, each batch split on refusal
+    /// until the bad record stands alone. `send(batch)` sends one batch.
+    async fn in_batches<T, F, Fut>(
         &self,
-        object: Object,
-        inputs: &[Input],
+        endpoint: &str,
+        items: &[T],
         attempts: &mut [Vec<CrmAttempt>],
-    ) -> Result<Vec<Result<Written, Refusal>>, Interrupted> {
-        let endpoint = match object {
-            Object::Contacts => "contacts/batch/upsert",
-            Object::Deals => "deals/batch/upsert",
-        };
-        let chunks: Vec<(usize, Vec<Input>, Vec<Vec<CrmAttempt>>)> = inputs
-            .chunks(self.batch_size)
-            .zip(attempts.chunks(self.batch_size))
+        send: F,
+    ) -> Result<Vec<Result<Written, Refusal>>, Interrupted>
+    where
+        T: Clone,
+        F: Fn(Vec<T>) -> Fut,
+        Fut: Future<Output = Result<Reply, CallError>>,
+    {
+        let size = self.batch_size;
+        // Owned chunks: the futures must not hold borrows of a lifetime the stream cannot name.
+        let chunks: Vec<(usize, Vec<T>, Vec<Vec<CrmAttempt>>)> = items
+            .chunks(size)
+            .zip(attempts.chunks(size))
             .enumerate()
-            .map(|(k, (i, a))| (k * self.batch_size, i.to_vec(), a.to_vec()))
+            .map(|(k, (chunk, tried))| (k * size, chunk.to_vec(), tried.to_vec()))
             .collect();
+        let send = &send;
         let mut results = futures::stream::iter(chunks)
             .map(|(start, chunk, mut tried)| async move {
                 let r = self
                     .isolate(endpoint, &mut tried, |idx| {
-                        let batch: Vec<Input> = idx.iter().map(|&i| chunk[i].clone()).collect();
-                        async move { self.crm.upsert(object, &batch).await }
+                        send(idx.iter().map(|&i| chunk[i].clone()).collect())
                     })
                     .await;
                 (start, r, tried)
             })
             .buffer_unordered(self.concurrency);
-        let mut out: Vec<Option<Result<Written, Refusal>>> = vec![None; inputs.len()];
+        let mut out: Vec<Option<Result<Written, Refusal>>> = vec![None; items.len()];
         let mut interrupted = false;
         while let Some((start, r, tried)) = results.next().await {
             attempts[start..start + tried.len()].clone_from_slice(&tried);
@@ -413,6 +430,23 @@ impl<C: Crm> Sender<C> {
             return Err(Interrupted);
         }
         Ok(out.into_iter().map(|o| o.expect("answered")).collect())
+    }
+
+    /// Upserts `inputs` of one object.
+    async fn upsert_all(
+        &self,
+        object: Object,
+        inputs: &[Input],
+        attempts: &mut [Vec<CrmAttempt>],
+    ) -> Result<Vec<Result<Written, Refusal>>, Interrupted> {
+        let endpoint = match object {
+            Object::Contacts => "contacts/batch/upsert",
+            Object::Deals => "deals/batch/upsert",
+        };
+        self.in_batches(endpoint, inputs, attempts, |batch| async move {
+            self.crm.upsert(object, &batch).await
+        })
+        .await
     }
 
     /// Sends one flush. Contacts the CRM returns become known, so later deals and profile
@@ -517,12 +551,11 @@ impl<C: Crm> Sender<C> {
             sent_contacts.insert(key.clone(), item.change.clone());
             let outcome = match w {
                 Ok(w) => {
-                    let mut k = known.lock().expect("known");
-                    if let Some(m) = &item.change.metrics {
-                        let v = k.contact_versions.entry(key.clone()).or_default();
-                        *v = (*v).max(m.version);
-                    }
-                    k.contacts.insert(key, w.id.clone());
+                    let version = item.change.metrics.as_ref().map(|m| m.version);
+                    known
+                        .lock()
+                        .expect("known")
+                        .saw_contact(key, Some(w.id.clone()), version);
                     Outcome::Delivered {
                         object_id: w.id,
                         new: w.new,
@@ -574,90 +607,78 @@ impl<C: Crm> Sender<C> {
             .await?;
 
         // 3. Associations of deals not yet associated with their contact.
-        let mut outcomes: Vec<Outcome> = Vec::new();
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(sendable.len());
+        // (index in `sendable`, (deal id, contact id)).
         let mut to_associate: Vec<(usize, (String, String))> = Vec::new();
         {
-            let k = known.lock().expect("known");
+            let mut k = known.lock().expect("known");
             for (n, ((item, _), w)) in sendable.iter().zip(&written).enumerate() {
                 let d = &item.change;
-                let outcome = match w {
-                    Err(r) => Outcome::Refused(r.clone()),
-                    Ok(w) => {
-                        let done = k.associated.contains(&(d.shop_id.clone(), d.order_id));
-                        let contact = k.contacts.get(&(d.shop_id.clone(), d.customer.clone()));
-                        match (w.new || !done, contact) {
-                            (true, None) => Outcome::Refused(Refusal::local(
-                                "the deal's contact is not in the CRM",
-                            )),
-                            (needed, contact) => {
-                                if let (true, Some(contact)) = (needed, contact) {
-                                    to_associate.push((n, (w.id.clone(), contact.clone())));
-                                }
-                                Outcome::Delivered {
-                                    object_id: w.id.clone(),
-                                    new: w.new,
-                                }
-                            }
-                        }
+                let w = match w {
+                    Ok(w) => w,
+                    Err(r) => {
+                        outcomes.push(Outcome::Refused(r.clone()));
+                        continue;
                     }
                 };
-                outcomes.push(outcome);
+                k.saw_deal((d.shop_id.clone(), d.order_id), d.version());
+                let needed = w.new || !k.associated.contains(&(d.shop_id.clone(), d.order_id));
+                let contact = k.contacts.get(&(d.shop_id.clone(), d.customer.clone()));
+                outcomes.push(match (needed, contact) {
+                    (true, None) => {
+                        Outcome::Refused(Refusal::local("the deal's contact is not in the CRM"))
+                    }
+                    (needed, contact) => {
+                        if let (true, Some(contact)) = (needed, contact) {
+                            to_associate.push((n, (w.id.clone(), contact.clone())));
+                        }
+                        Outcome::Delivered {
+                            object_id: w.id.clone(),
+                            new: w.new,
+                        }
+                    }
+                });
             }
         }
         let pairs: Vec<(String, String)> = to_associate.iter().map(|(_, p)| p.clone()).collect();
         let mut assoc_attempts: Vec<Vec<CrmAttempt>> = vec![Vec::new(); pairs.len()];
-        let mut associated = Vec::new();
-        for (chunk_start, chunk) in pairs.chunks(self.batch_size).enumerate() {
-            let start = chunk_start * self.batch_size;
-            let tried = &mut assoc_attempts[start..start + chunk.len()];
-            let results = self
-                .isolate("associations/batch/associate", tried, |idx| {
-                    let batch: Vec<(String, String)> =
-                        idx.iter().map(|&i| chunk[i].clone()).collect();
-                    async move { self.crm.associate(&batch).await }
-                })
-                .await?;
-            for (k, r) in results.into_iter().enumerate() {
-                let (n, _) = to_associate[start + k];
-                let d = &sendable[n].0.change;
-                match r {
-                    Ok(_) => associated.push((d.shop_id.clone(), d.order_id)),
-                    Err(r) => {
-                        outcomes[n] = Outcome::Refused(Refusal {
-                            reason: format!("association: {}", r.reason),
-                            ..r
-                        });
-                    }
+        let results = self
+            .in_batches(
+                "associations/batch/associate",
+                &pairs,
+                &mut assoc_attempts,
+                |batch| async move { self.crm.associate(&batch).await },
+            )
+            .await?;
+        let mut deal_assoc_attempts: Vec<Vec<CrmAttempt>> = vec![Vec::new(); sendable.len()];
+        for (((n, _), r), tried) in to_associate.into_iter().zip(results).zip(assoc_attempts) {
+            let d = &sendable[n].0.change;
+            match r {
+                Ok(_) => {
+                    report.associated.insert((d.shop_id.clone(), d.order_id));
+                }
+                Err(r) => {
+                    outcomes[n] = Outcome::Refused(Refusal {
+                        reason: format!("association: {}", r.reason),
+                        ..r
+                    });
                 }
             }
+            deal_assoc_attempts[n] = tried;
         }
-        {
-            let mut k = known.lock().expect("known");
-            k.associated.extend(associated.iter().cloned());
-            for ((item, _), w) in sendable.iter().zip(&written) {
-                if w.is_ok() {
-                    let d = &item.change;
-                    let at = k
-                        .deals_at
-                        .entry((d.shop_id.clone(), d.order_id))
-                        .or_default();
-                    *at = (*at).max(d.version());
-                }
-            }
-        }
-        report.associated = associated;
-        for (n, (((mut item, contact), tried), outcome)) in
-            sendable.into_iter().zip(attempts).zip(outcomes).enumerate()
+        known
+            .lock()
+            .expect("known")
+            .associated
+            .extend(report.associated.iter().cloned());
+        for ((((mut item, contact), tried), outcome), assoc) in sendable
+            .into_iter()
+            .zip(attempts)
+            .zip(outcomes)
+            .zip(deal_assoc_attempts)
         {
             item.attempts = tried;
-            if let Some(a) = assoc_attempts
-                .iter()
-                .zip(&to_associate)
-                .find(|(_, (m, _))| *m == n)
-                .map(|(a, _)| a)
-            {
-                push_attempts(&mut item.attempts, a);
-            }
+            push_attempts(&mut item.attempts, &assoc);
             report.deals.push((item, outcome, contact));
         }
         Ok(report)

@@ -125,15 +125,30 @@ impl Pending {
     ) -> Taken {
         let aged = |i: Instant, limit: Duration| now.saturating_duration_since(i) >= limit;
         let mut taken = Taken::default();
+        // Nothing has waited a window (or a guest's wait) and there is no backlog: nothing
+        // leaves, and the scan below is not worth making at every tick.
+        let oldest = self
+            .contacts
+            .values()
+            .map(|i| i.first_seen)
+            .chain(self.deals.values().map(|i| i.first_seen))
+            .min();
+        match oldest {
+            None => return taken,
+            Some(t)
+                if !aged(t, policy.max_delay.min(policy.guest_wait))
+                    && self.len() < policy.batch_size * BACKLOG_BATCHES =>
+            {
+                return taken
+            }
+            Some(_) => {}
+        }
         // Contacts that can be addressed, oldest first; guests without an email wait.
         let mut ready: Vec<(Instant, (String, String))> = Vec::new();
         let mut stuck = Vec::new();
         for (key, item) in &self.contacts {
             let c = &item.change;
-            if mapping
-                .contact_id(c, known(&c.shop_id, &c.customer))
-                .is_some()
-            {
+            if mapping.addressable(c, known(&c.shop_id, &c.customer)) {
                 ready.push((item.first_seen, key.clone()));
             } else if aged(item.first_seen, policy.guest_wait) {
                 stuck.push(key.clone());

@@ -45,14 +45,6 @@ pub fn cipher(config: &Config) -> Option<ChaCha20Poly1305> {
     config.crm.dead_letter_key.as_deref().map(sealing::cipher)
 }
 
-/// Counts of one flush's outcomes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Tally {
-    pub delivered: usize,
-    pub skipped: usize,
-    pub dead_lettered: usize,
-}
-
 pub struct Recorder {
     pub producer: FutureProducer,
     pub deliveries_topic: String,
@@ -184,9 +176,8 @@ impl Recorder {
     }
 
     /// Writes the audit records and dead letters of a flush and waits until Kafka has them.
-    pub async fn record(&self, report: &Report) -> anyhow::Result<Tally> {
+    pub async fn record(&self, report: &Report) -> anyhow::Result<()> {
         let mut out = Vec::new();
-        let mut tally = Tally::default();
         for (item, outcome) in &report.contacts {
             let c = &item.change;
             self.audit(
@@ -216,7 +207,6 @@ impl Recorder {
                     &c.correlation_id,
                 )?;
             }
-            tally.count(outcome);
         }
         for (item, outcome, contact) in &report.deals {
             let d = &item.change;
@@ -260,13 +250,10 @@ impl Recorder {
                     format!("crm:association:{}:{}", d.shop_id, d.order_id),
                 )?;
             }
-            tally.count(outcome);
         }
-        self.send(out).await?;
-        Ok(tally)
+        self.send(out).await
     }
 
-    /// An audit record saying a dead letter was replayed and delivered.
     /// Marks a dead letter done: replayed, or `superseded` (the CRM has a newer state).
     pub async fn replayed(&self, dl: &CrmDeadLetter, superseded: bool) -> anyhow::Result<()> {
         let id = format!("crm:replay:{}", dl.dead_letter_id);
@@ -347,15 +334,5 @@ impl Recorder {
             r.map_err(|(e, _)| anyhow!("recording a CRM delivery: {e}"))?;
         }
         Ok(())
-    }
-}
-
-impl Tally {
-    fn count(&mut self, outcome: &Outcome) {
-        match outcome {
-            Outcome::Delivered { .. } => self.delivered += 1,
-            Outcome::Skipped(_) => self.skipped += 1,
-            Outcome::Refused(_) => self.dead_lettered += 1,
-        }
     }
 }

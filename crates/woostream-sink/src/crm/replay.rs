@@ -10,11 +10,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use rdkafka::message::Message;
 use tokio_util::sync::CancellationToken;
 use woostream_core::config::Config;
 use woostream_core::insights::CrmDeadLetter;
-use woostream_enricher::reading::{read_all_now, reader};
 
 use super::api::Crm;
 use super::changes::{ContactChange, DealChange};
@@ -23,7 +21,7 @@ use super::hubspot::HubSpot;
 use super::metrics::Metrics;
 use super::pending::{Item, Original, Taken};
 use super::records::open_original;
-use super::runner::{apply_audit, read_audit, recorder};
+use super::runner::{apply_audit, read_audit, read_each, recorder};
 
 /// Which dead letters to replay.
 #[derive(Clone, Debug, Default)]
@@ -154,6 +152,18 @@ pub fn plan(known: &Known, selected: impl IntoIterator<Item = (CrmDeadLetter, Or
     out
 }
 
+/// A dead letter's change on its way again, with its sources and attempts so far.
+fn replay_item<T>(dl: &CrmDeadLetter, change: T, now: Instant) -> Item<T> {
+    Item {
+        change,
+        sources: dl.sources.clone(),
+        written_ms: dl.dead_lettered_at.timestamp_millis(),
+        first_seen: now,
+        attempts: dl.attempts.clone(),
+        replays: dl.replays + 1,
+    }
+}
+
 /// What to send for the selected dead letters: deals with their contacts, each contact once.
 pub fn to_send(selected: &[CrmDeadLetter], originals: Vec<Original>) -> Taken {
     let now = Instant::now();
@@ -170,34 +180,20 @@ pub fn to_send(selected: &[CrmDeadLetter], originals: Vec<Original>) -> Taken {
         }
     };
     for (dl, original) in selected.iter().zip(originals) {
-        let item = |change| Item {
-            change,
-            sources: dl.sources.clone(),
-            written_ms: dl.dead_lettered_at.timestamp_millis(),
-            first_seen: now,
-            attempts: dl.attempts.clone(),
-            replays: dl.replays + 1,
-        };
         match original {
-            Original::Contact { contact } => add_contact(&mut taken, item(*contact)),
+            Original::Contact { contact } => {
+                add_contact(&mut taken, replay_item(dl, *contact, now))
+            }
             Original::Deal { deal, contact } => {
                 if let Some(c) = contact {
-                    add_contact(
-                        &mut taken,
-                        Item {
-                            attempts: Vec::new(),
-                            ..item(*c)
-                        },
-                    );
+                    // The deal's attempts are the deal's.
+                    let item = Item {
+                        attempts: Vec::new(),
+                        ..replay_item(dl, *c, now)
+                    };
+                    add_contact(&mut taken, item);
                 }
-                taken.deals.push(Item {
-                    change: *deal,
-                    sources: dl.sources.clone(),
-                    written_ms: dl.dead_lettered_at.timestamp_millis(),
-                    first_seen: now,
-                    attempts: dl.attempts.clone(),
-                    replays: dl.replays + 1,
-                });
+                taken.deals.push(replay_item(dl, *deal, now));
             }
         }
     }
@@ -228,31 +224,27 @@ pub async fn replay(
         })
         .await?;
     }
-    let (records, unreadable) = {
-        let (kafka_config, bootstrap, topic, decoder) = (
-            config.kafka.clone(),
-            bootstrap.to_string(),
-            config.topics.crm_dead_letter.name.clone(),
-            decoder.clone(),
-        );
-        tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<CrmDeadLetter>, usize)> {
-            let consumer = reader(&kafka_config, &bootstrap, "crm-replay-read")?;
-            let (mut records, mut unreadable) = (Vec::new(), 0);
-            read_all_now(&kafka_config, &bootstrap, &consumer, &topic, |m| {
-                match m.payload().map(|v| decoder.decode::<CrmDeadLetter>(v)) {
-                    Some(Ok(dl)) => records.push(dl),
-                    Some(Err(_))
-                        if m.key() != Some(woostream_enricher::reading::END_MARKER.as_bytes()) =>
-                    {
-                        unreadable += 1
-                    }
-                    _ => {}
+    let read = Arc::new(Mutex::new((Vec::new(), 0usize)));
+    {
+        let read = read.clone();
+        let topic = &config.topics.crm_dead_letter.name;
+        read_each(
+            config,
+            bootstrap,
+            &decoder,
+            topic,
+            "crm-replay-read",
+            move |dl| {
+                let mut read = read.lock().expect("dead letters");
+                match dl {
+                    Ok(dl) => read.0.push(dl),
+                    Err(_) => read.1 += 1,
                 }
-            })?;
-            Ok((records, unreadable))
-        })
-        .await??
-    };
+            },
+        )
+        .await?;
+    }
+    let (records, unreadable) = std::mem::take(&mut *read.lock().expect("dead letters"));
     let replayed = replayed.lock().expect("replayed").clone();
     let (dead_letters, already_replayed, outstanding) = outstanding(records, &replayed);
     let selected: Vec<CrmDeadLetter> = outstanding
@@ -364,24 +356,9 @@ mod tests {
         }
     }
 
-    fn metrics(version: i64) -> crate::crm::changes::Metrics {
-        crate::crm::changes::Metrics {
-            version,
-            orders_count: version as i32,
-            revenue: "10.00".into(),
-            average_order_value: "10.00".into(),
-            first_order_at: None,
-            last_order_at: None,
-            segment: "Champions".into(),
-            p_alive: 0.9,
-            predicted_clv: "10.00".into(),
-            churn_risk: "low".into(),
-        }
-    }
-
     #[test]
     fn a_replay_sends_only_what_the_crm_does_not_have_newer() {
-        use crate::crm::changes::examples::{contact, deal};
+        use crate::crm::changes::examples::{contact, deal, metrics};
         let at = |s: i64| Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap();
         let mut known = Known::default();
         // Order 2 moved on and was delivered after its dead letter; customer 7's profile too.
@@ -395,7 +372,7 @@ mod tests {
             .insert(("main".into(), "7".into()), 3);
 
         let mut with_old_profile = contact("7", "a@x.example");
-        with_old_profile.metrics = Some(metrics(2));
+        with_old_profile.metrics = Some(metrics(2, 2));
         let deal_dl = |order: i64, status: &str, secs: i64| {
             let mut d = deal(order, "7", status);
             d.modified_at = at(secs);

@@ -56,23 +56,14 @@ pub fn apply_audit(known: &mut Known, d: &Delivery) {
         .rsplit_once(':')
         .and_then(|(_, v)| v.parse::<i64>().ok());
     match d.destination.as_str() {
-        "contacts" => {
-            let key = (d.shop_id.clone(), d.alert_id.clone());
-            if let Some(v) = last {
-                let known_v = known.contact_versions.entry(key.clone()).or_default();
-                *known_v = (*known_v).max(v);
-            }
-            if let Some(id) = &d.message_ts {
-                known.contacts.insert(key, id.clone());
-            }
-        }
+        "contacts" => known.saw_contact(
+            (d.shop_id.clone(), d.alert_id.clone()),
+            d.message_ts.clone(),
+            last,
+        ),
         "deals" => {
-            if let (Some(order), Some(ms)) = (d.order_id, last) {
-                let at = known
-                    .deals_at
-                    .entry((d.shop_id.clone(), order))
-                    .or_default();
-                *at = (*at).max(ms);
+            if let (Some(order), Some(version)) = (d.order_id, last) {
+                known.saw_deal((d.shop_id.clone(), order), version);
             }
         }
         "associations" => {
@@ -84,6 +75,38 @@ pub fn apply_audit(known: &mut Known, d: &Delivery) {
     }
 }
 
+/// Reads every record written to `topic` before now (end markers left out), decoded, on a
+/// blocking thread: the audit at start, the dead letters for a replay.
+pub async fn read_each<T: Contract + Send + 'static>(
+    config: &Config,
+    bootstrap: &str,
+    decoder: &Decoder,
+    topic: &str,
+    purpose: &str,
+    mut f: impl FnMut(Result<T, woostream_core::codec::CodecError>) + Send + 'static,
+) -> anyhow::Result<()> {
+    let (kafka_config, bootstrap, topic, decoder, purpose) = (
+        config.kafka.clone(),
+        bootstrap.to_string(),
+        topic.to_string(),
+        decoder.clone(),
+        purpose.to_string(),
+    );
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let consumer = reader(&kafka_config, &bootstrap, &purpose)?;
+        read_all_now(&kafka_config, &bootstrap, &consumer, &topic, |m| {
+            if m.key() == Some(END_MARKER.as_bytes()) {
+                return;
+            }
+            if let Some(v) = m.payload() {
+                f(decoder.decode::<T>(v));
+            }
+        })?;
+        Ok(())
+    })
+    .await?
+}
+
 /// Reads the whole audit topic, handing every CRM record to `f`.
 pub async fn read_audit(
     config: &Config,
@@ -92,25 +115,15 @@ pub async fn read_audit(
     purpose: &str,
     mut f: impl FnMut(&Delivery) + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (kafka_config, bootstrap, topic, decoder, purpose) = (
-        config.kafka.clone(),
-        bootstrap.to_string(),
-        config.topics.deliveries.name.clone(),
-        decoder.clone(),
-        purpose.to_string(),
-    );
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let consumer = reader(&kafka_config, &bootstrap, &purpose)?;
-        read_all_now(&kafka_config, &bootstrap, &consumer, &topic, |m| {
-            if let Some(Ok(d)) = m.payload().map(|v| decoder.decode::<Delivery>(v)) {
-                if d.sink == "crm" {
-                    f(&d);
-                }
+    let topic = &config.topics.deliveries.name;
+    read_each::<Delivery>(config, bootstrap, decoder, topic, purpose, move |d| {
+        if let Ok(d) = d {
+            if d.sink == "crm" {
+                f(&d);
             }
-        })?;
-        Ok(())
+        }
     })
-    .await?
+    .await
 }
 
 /// The recorder (audit and dead letters) and a decoder, framed as the configuration says.
@@ -189,17 +202,11 @@ pub async fn start(
             "CRM state restored from the audit topic."
         );
     }
-    let stop = shutdown.child_token();
     let (task, store) = if config.crm.dry_run {
         let crm = MemoryCrm::new(Store::permissive());
         let store = crm.0.clone();
-        let sender = Sender::new(crm, &config.crm, metrics.clone(), stop);
-        (
-            launch(
-                config, bootstrap, sender, recorder, decoder, known, shutdown,
-            )?,
-            Some(store),
-        )
+        let task = launch(config, bootstrap, crm, recorder, decoder, known, shutdown)?;
+        (task, Some(store))
     } else {
         let token = config
             .crm
@@ -207,13 +214,8 @@ pub async fn start(
             .context("crm.token (or crm.token_env) is not set")?;
         let crm = HubSpot::new(&config.crm.api_url, token)?;
         check_properties(&crm, &config.crm).await?;
-        let sender = Sender::new(crm, &config.crm, metrics.clone(), stop);
-        (
-            launch(
-                config, bootstrap, sender, recorder, decoder, known, shutdown,
-            )?,
-            None,
-        )
+        let task = launch(config, bootstrap, crm, recorder, decoder, known, shutdown)?;
+        (task, None)
     };
     Ok(CrmSink {
         task,
@@ -256,7 +258,7 @@ async fn check_properties<C: Crm>(crm: &C, config: &CrmConfig) -> anyhow::Result
 fn launch<C: Crm>(
     config: &Config,
     bootstrap: &str,
-    sender: Sender<C>,
+    crm: C,
     recorder: Recorder,
     decoder: Decoder,
     known: SharedKnown,
@@ -286,6 +288,7 @@ fn launch<C: Crm>(
         &mut guard,
     )?;
     let c = &config.crm;
+    let sender = Sender::new(crm, c, recorder.metrics.clone(), shutdown.child_token());
     let mut l = Loop {
         policy: Policy {
             batch_size: c.batch_size,
