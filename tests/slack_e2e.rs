@@ -20,16 +20,8 @@ const TOKEN: &str = "xoxb-test-token";
 const ORDERS: i64 = 2_000;
 
 fn sink_config(bootstrap: &str, slack: &FakeSlack, port: u16) -> String {
-    format!(
-        r##"[kafka]
-bootstrap_servers = "{bootstrap}"
-[topics]
-create = false
-[[shops]]
-id = "eu"
-source = "https://shop.example/"
-secret = "s"
-[slack]
+    let slack = format!(
+        r##"[slack]
 api_url = "{api}"
 token = "{TOKEN}"
 digest_after_secs = 5
@@ -55,15 +47,10 @@ channels = ["#orders"]
 name = "big orders to an archived channel"
 kinds = ["order_paid"]
 min_total = "1000"
-channels = ["#old-orders"]
-[ops]
-listen = "127.0.0.1:{port}"
-[log]
-format = "json"
-level = "info"
-"##,
+channels = ["#old-orders"]"##,
         api = slack.api_url(),
-    )
+    );
+    woostream_tests::sink_toml(bootstrap, port, &slack)
 }
 
 /// Order numbers (`#1234`) in a message.

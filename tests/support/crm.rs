@@ -21,16 +21,8 @@ pub const BUDGET: usize = 190;
 
 /// A CRM sink's configuration: this broker, this HubSpot, `budget` requests per 10 s.
 pub fn sink_toml(bootstrap: &str, hubspot: &FakeHubSpot, port: u16, budget: usize) -> String {
-    format!(
-        r#"[kafka]
-bootstrap_servers = "{bootstrap}"
-[topics]
-create = false
-[[shops]]
-id = "eu"
-source = "https://shop.example/"
-secret = "s"
-[crm]
+    let crm = format!(
+        r#"[crm]
 enabled = true
 api_url = "{url}"
 token = "{TOKEN}"
@@ -38,15 +30,10 @@ requests_per_10_seconds = {budget}
 max_delay_ms = 2000
 max_backoff_secs = 5
 [crm.deal_stages]
-awaiting-shipment = "shipping"
-[ops]
-listen = "127.0.0.1:{port}"
-[log]
-format = "json"
-level = "info"
-"#,
+awaiting-shipment = "shipping""#,
         url = hubspot.url,
-    )
+    );
+    crate::sink_toml(bootstrap, port, &crm)
 }
 
 /// A profile as the enricher writes one after a customer's `orders`-th order.

@@ -37,6 +37,28 @@ pub fn fixture(name: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
+/// A sink process's configuration file: this broker (topics made by the test), one shop `eu`,
+/// the role's own `sections`, the ops server on `port`, JSON logs.
+pub fn sink_toml(bootstrap: &str, port: u16, sections: &str) -> String {
+    format!(
+        r#"[kafka]
+bootstrap_servers = "{bootstrap}"
+[topics]
+create = false
+[[shops]]
+id = "eu"
+source = "https://shop.example/"
+secret = "s"
+{sections}
+[ops]
+listen = "127.0.0.1:{port}"
+[log]
+format = "json"
+level = "info"
+"#
+    )
+}
+
 /// A configuration with one shop (`eu`, secret `test-secret`) on ephemeral loopback ports.
 pub fn config(bootstrap: &str) -> Config {
     let mut c = Config::from_text("test.toml", "", Vec::<(String, String)>::new())
