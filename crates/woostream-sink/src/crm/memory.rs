@@ -305,16 +305,24 @@ impl Store {
             };
             let objects = self.objects_mut(object);
             let record = objects.records.entry(id).or_default();
+            let unique_values = |record: &BTreeMap<String, String>| -> Vec<(String, String)> {
+                objects
+                    .unique
+                    .iter()
+                    .filter_map(|u| record.get(u).map(|v| (u.clone(), normal(u, v))))
+                    .collect()
+            };
+            let before = unique_values(record);
             for (k, v) in &input.properties {
                 record.insert(k.clone(), v.clone());
             }
             record.insert(input.id_property.clone(), input.id.clone());
-            let uniques: Vec<(String, String)> = objects
-                .unique
-                .iter()
-                .filter_map(|u| record.get(u).map(|v| (u.clone(), normal(u, v))))
-                .collect();
-            for key in uniques {
+            let after = unique_values(record);
+            // A changed unique value (a new email) frees the old one, as in HubSpot.
+            for key in before.iter().filter(|k| !after.contains(k)) {
+                objects.index.remove(key);
+            }
+            for key in after {
                 objects.index.insert(key, id);
             }
             out.push(Written {
@@ -477,6 +485,19 @@ mod tests {
         );
         let r = s.get(Object::Contacts, "email", "a@x.example").unwrap();
         assert_eq!(r["firstname"], "Ala");
+    }
+
+    #[test]
+    fn a_changed_unique_value_frees_the_old_one() {
+        let mut s = Store::portal();
+        let id = |email: &str| input("woo_customer_id", "main:7", &[("email", email)]);
+        s.upsert(Object::Contacts, &[id("old@x.example")]).unwrap();
+        s.upsert(Object::Contacts, &[id("new@x.example")]).unwrap();
+        assert!(s.get(Object::Contacts, "email", "old@x.example").is_none());
+        let other = input("woo_customer_id", "main:8", &[("email", "old@x.example")]);
+        let w = s.upsert(Object::Contacts, &[other]).unwrap();
+        assert!(w[0].new, "the old email belongs to nobody now");
+        assert_eq!(s.contacts.records.len(), 2);
     }
 
     #[test]
