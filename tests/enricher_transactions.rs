@@ -117,3 +117,59 @@ async fn transactions_commit_outputs_with_offsets_and_a_fenced_zombie_stops() {
         .await
         .expect("the live instance shuts down cleanly");
 }
+
+/// A broker that begins transactions but never ends them (Tansu 0.6 has no EndTxn): the
+/// shipped `transactions = "auto"` must find that out at start — by committing its probe, not
+/// by initialising — and run on without transactions instead of dying at its first commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_runs_without_transactions_on_a_broker_that_never_ends_them() {
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let mut config = run_config(&bootstrap, "auto", "enricher-auto");
+    config.enricher.transactions = Transactions::Auto;
+    for (_, t) in config.topics.all() {
+        cluster
+            .create_topic(&t.name, config.topics.partitions_of(t), 1)
+            .unwrap();
+    }
+    cluster
+        .apiversion(RDKafkaApiKey::EndTxn, None, None)
+        .unwrap();
+    let records = sale_records(200, 100, 3);
+    let count = produce_all(&bootstrap, &records)
+        .await
+        .values()
+        .sum::<i64>() as f64;
+
+    let (running, shutdown, metrics) = start(&config, "auto").await;
+    assert!(
+        !running.transactional,
+        "a broker that cannot end a transaction is not transactional"
+    );
+    await_counter(&metrics, "woostream_enricher_records_total", count).await;
+    await_counter(&metrics, "woostream_enricher_commits_total", 1.0).await;
+    shutdown.cancel();
+    running
+        .wait()
+        .await
+        .expect("the enricher runs and stops cleanly");
+
+    // "on" is an explicit promise: the same broker stops the start, naming the probe topic.
+    config.enricher.transactions = Transactions::On;
+    let err = runner::start(
+        &config,
+        &bootstrap,
+        &prometheus::Registry::new(),
+        &Readiness::default(),
+        CancellationToken::new(),
+        false,
+    )
+    .await
+    .err()
+    .expect("transactions = on refuses a broker without EndTxn");
+    let err = format!("{err:#}");
+    assert!(
+        err.contains(&config.topics.transactions_probe.name),
+        "the error names the probe: {err}"
+    );
+}

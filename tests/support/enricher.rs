@@ -17,7 +17,7 @@ use woostream_core::codec::Decoder;
 use woostream_core::config::Config;
 use woostream_core::events::{CustomerKey, Origin};
 use woostream_core::insights::{Alert, CustomerProfile};
-use woostream_enricher::reading::{read_all_now, reader};
+use woostream_core::kafka::reading::{read_all_now, reader};
 use woostream_enricher::view::View;
 use woostream_producer::normalise::{normalise, Delivery};
 use woostream_producer::publish::{Encoders, Record, Topics};
@@ -467,7 +467,7 @@ pub fn profile_history(config: &Config, customer: &str) -> Vec<String> {
 
 /// Every record of every partition of `topic` written before now.
 fn read_all(
-    consumer: &woostream_enricher::reading::Reader,
+    consumer: &woostream_core::kafka::reading::Reader,
     bootstrap: &str,
     topic: &str,
     f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),

@@ -228,7 +228,7 @@ pub fn read_records(
 
 /// Every record written to `topic` before now, all partitions, end markers left out.
 pub async fn read_topic_now(config: &Config, group: &str, topic: &str) -> Vec<OwnedMessage> {
-    use woostream_enricher::reading::{read_all_now, reader, END_MARKER};
+    use woostream_core::kafka::reading::{read_all_now, reader, END_MARKER};
     let (config, group, topic) = (config.clone(), group.to_string(), topic.to_string());
     tokio::task::spawn_blocking(move || {
         let bootstrap = config.kafka.bootstrap_servers.clone().expect("bootstrap");

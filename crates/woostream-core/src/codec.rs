@@ -89,6 +89,10 @@ pub struct ContractSchema {
     pub schema: Schema,
     /// CRC-64-AVRO (Rabin) fingerprint of the parsing canonical form, little-endian.
     pub fingerprint: [u8; 8],
+    /// The same schema for the direct decoder, with decimals read as their raw bytes (the
+    /// encoding is identical; [`crate::Money`] turns the bytes into an amount without a detour
+    /// through text).
+    direct: serde_avro_fast::Schema,
 }
 
 fn all_contracts() -> &'static HashMap<&'static str, ContractSchema> {
@@ -100,7 +104,8 @@ fn all_contracts() -> &'static HashMap<&'static str, ContractSchema> {
                 let schema = Schema::parse_str(text)
                     .unwrap_or_else(|e| panic!("schemas/{name}.avsc is not valid Avro: {e}"));
                 let fingerprint = fingerprint_of(&schema);
-
+                let direct =
+                    direct_schema(text).unwrap_or_else(|e| panic!("schemas/{name}.avsc: {e}"));
                 (
                     *name,
                     ContractSchema {
@@ -108,6 +113,7 @@ fn all_contracts() -> &'static HashMap<&'static str, ContractSchema> {
                         text,
                         schema,
                         fingerprint,
+                        direct,
                     },
                 )
             })
@@ -142,6 +148,12 @@ pub enum CodecError {
         schema: &'static str,
         #[source]
         source: apache_avro::Error,
+    },
+    #[error("{schema}: cannot decode the datum: {source}")]
+    DecodeDirect {
+        schema: &'static str,
+        #[source]
+        source: serde_avro_fast::de::DeError,
     },
     #[error("registry: {0}")]
     Registry(#[from] crate::registry::RegistryError),
@@ -310,8 +322,36 @@ fn framing_of(bytes: &[u8]) -> Result<Frame<'_>, CodecError> {
 }
 
 /// Decodes a datum written with `writer` (None: the reader's own schema, no resolution).
+///
+/// The reader's own schema — every record woostream wrote with this build — is decoded
+/// straight into `T` (serde_avro_fast: no value tree, no per-record schema walk of apache-avro);
+/// another writer schema goes through apache-avro's schema resolution, which fills defaults,
+/// skips removed fields and promotes types as the Avro specification says.
 fn decode_datum<T: Contract>(
     writer: Option<&Schema>,
+    reader: &'static ContractSchema,
+    datum: &[u8],
+) -> Result<T, CodecError> {
+    match writer {
+        None => decode_direct(reader, datum),
+        Some(w) => decode_resolving(w, reader, datum),
+    }
+}
+
+fn decode_direct<T: Contract>(
+    reader: &'static ContractSchema,
+    datum: &[u8],
+) -> Result<T, CodecError> {
+    serde_avro_fast::from_datum_slice(datum, &reader.direct).map_err(|source| {
+        CodecError::DecodeDirect {
+            schema: reader.name,
+            source,
+        }
+    })
+}
+
+fn decode_resolving<T: Contract>(
+    writer: &Schema,
     reader: &'static ContractSchema,
     mut datum: &[u8],
 ) -> Result<T, CodecError> {
@@ -319,18 +359,59 @@ fn decode_datum<T: Contract>(
         schema: reader.name,
         source,
     };
-    let value = match writer {
-        None => apache_avro::from_avro_datum(&reader.schema, &mut datum, None),
-        Some(w) => apache_avro::from_avro_datum_reader_schemata(
-            w,
-            vec![w],
-            &mut datum,
-            Some(&reader.schema),
-            vec![&reader.schema],
-        ),
-    }
+    let value = apache_avro::from_avro_datum_reader_schemata(
+        writer,
+        vec![writer],
+        &mut datum,
+        Some(&reader.schema),
+        vec![&reader.schema],
+    )
     .map_err(err)?;
     apache_avro::from_value(&plain(value)).map_err(err)
+}
+
+/// Decodes a datum of `T`'s own schema through apache-avro's value tree: the decoder woostream
+/// used before the direct one, kept as the reference the direct decoder is checked against
+/// and measured beside (`make bench-enrich`).
+pub fn decode_through_values<T: Contract>(mut datum: &[u8]) -> Result<T, CodecError> {
+    let reader = T::schema();
+    let err = |source| CodecError::Decode {
+        schema: reader.name,
+        source,
+    };
+    let value = apache_avro::from_avro_datum(&reader.schema, &mut datum, None).map_err(err)?;
+    apache_avro::from_value(&plain(value)).map_err(err)
+}
+
+/// Decodes a datum of `T`'s own schema straight into `T` (what [`Decoder::decode`] does for
+/// every record written with this build's schemas).
+pub fn decode_direct_datum<T: Contract>(datum: &[u8]) -> Result<T, CodecError> {
+    decode_direct(T::schema(), datum)
+}
+
+/// The schema text with every `decimal` logical type removed, so the direct decoder hands
+/// [`crate::Money`] the two's-complement bytes instead of formatting a decimal as text.
+fn direct_schema(text: &str) -> Result<serde_avro_fast::Schema, String> {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(o) => {
+                if o.get("logicalType").and_then(|l| l.as_str()) == Some("decimal") {
+                    o.remove("logicalType");
+                    o.remove("precision");
+                    o.remove("scale");
+                }
+                o.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    strip(&mut json);
+    json.to_string()
+        .parse()
+        .map_err(|e| format!("not a schema the direct decoder accepts: {e}"))
 }
 
 /// CRC-64-AVRO of the schema's Parsing Canonical Form, little-endian, as single-object
@@ -555,6 +636,17 @@ pub(crate) mod tests {
             let back: T = decoder.decode(&bytes).unwrap();
             assert_eq!(back, value, "{} via {framing:?}", T::SCHEMA_NAME);
         }
+        // The direct decoder and apache-avro's resolving one read the same datum alike.
+        let bytes = Encoder::<T>::new(&Framing::SingleObject)
+            .encode(&value)
+            .unwrap();
+        let through_values: T = decode_through_values(&bytes[10..]).unwrap();
+        assert_eq!(
+            through_values,
+            value,
+            "{} through apache-avro",
+            T::SCHEMA_NAME
+        );
     }
 
     #[test]

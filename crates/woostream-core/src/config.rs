@@ -336,6 +336,11 @@ pub struct TopicsConfig {
     /// status, the attempts and the original change; `woostream crm replay` re-drives them.
     #[serde(default = "default_crm_dead_letter_topic")]
     pub crm_dead_letter: TopicConfig,
+    /// Where the enricher commits one small transaction at start to learn whether the broker
+    /// really ends transactions. Nothing reads it: on a broker that begins transactions but
+    /// never ends them, the open one pins only this topic, never an output.
+    #[serde(default = "default_transactions_probe_topic")]
+    pub transactions_probe: TopicConfig,
 }
 
 const fn yes() -> bool {
@@ -387,6 +392,13 @@ fn default_deliveries_topic() -> TopicConfig {
 fn default_slack_dead_letter_topic() -> TopicConfig {
     topic("woostream.dlq.slack", "delete")
 }
+fn default_transactions_probe_topic() -> TopicConfig {
+    TopicConfig {
+        partitions: Some(1),
+        retention_ms: Some(3_600_000),
+        ..topic("woostream.transactions-probe", "delete")
+    }
+}
 fn default_crm_dead_letter_topic() -> TopicConfig {
     topic("woostream.dlq.crm", "delete")
 }
@@ -410,13 +422,14 @@ impl Default for TopicsConfig {
             deliveries: default_deliveries_topic(),
             slack_dead_letter: default_slack_dead_letter_topic(),
             crm_dead_letter: default_crm_dead_letter_topic(),
+            transactions_probe: default_transactions_probe_topic(),
         }
     }
 }
 
 impl TopicsConfig {
     /// Every topic with the configuration key it came from.
-    pub fn all(&self) -> [(&'static str, &TopicConfig); 13] {
+    pub fn all(&self) -> [(&'static str, &TopicConfig); 14] {
         [
             ("orders", &self.orders),
             ("products", &self.products),
@@ -431,6 +444,7 @@ impl TopicsConfig {
             ("deliveries", &self.deliveries),
             ("slack_dead_letter", &self.slack_dead_letter),
             ("crm_dead_letter", &self.crm_dead_letter),
+            ("transactions_probe", &self.transactions_probe),
         ]
     }
 

@@ -11,6 +11,7 @@ pub mod money;
 pub mod ops;
 pub mod registry;
 pub mod resume;
+pub mod retry;
 pub mod sealing;
 pub mod shutdown;
 pub mod slack_config;

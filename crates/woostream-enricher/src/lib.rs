@@ -12,7 +12,6 @@ pub mod partition;
 #[cfg(test)]
 mod partition_tests;
 pub mod products;
-pub mod reading;
 pub mod rfm;
 pub mod runner;
 pub mod view;

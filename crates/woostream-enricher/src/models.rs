@@ -20,7 +20,7 @@ use woostream_core::insights::{CustomerProfile, ShopModel};
 use crate::fitting::fit_shop;
 use crate::metrics::Metrics;
 use crate::model::Model;
-use crate::reading::{partitions_of, read_to_end, reader};
+use woostream_core::kafka::reading::{partitions_of, read_to_end, reader};
 
 /// The current model of every shop; shops without one are scored with the priors.
 pub struct Models {
@@ -73,8 +73,13 @@ pub fn follow(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let consumer: crate::reading::Reader =
-        crate::reading::follower(&config.kafka, bootstrap, "models", false)?;
+    let consumer: woostream_core::kafka::reading::Reader =
+        woostream_core::kafka::reading::follower(
+            &config.kafka,
+            bootstrap,
+            "enricher-models",
+            false,
+        )?;
     let topic = config.topics.models.name.clone();
     let mut tpl = TopicPartitionList::new();
     for p in partitions_of(&consumer, &topic)? {
@@ -110,7 +115,7 @@ pub fn read_profiles(
     decoder: &Decoder,
     runtime: &tokio::runtime::Handle,
 ) -> anyhow::Result<Vec<CustomerProfile>> {
-    let consumer = reader(&config.kafka, bootstrap, "fit")?;
+    let consumer = reader(&config.kafka, bootstrap, "enricher-fit")?;
     let topic = &config.topics.profiles.name;
     let partitions: Vec<(i32, Option<i64>)> = partitions_of(&consumer, topic)?
         .into_iter()

@@ -45,7 +45,7 @@ use crate::metrics::Metrics;
 use crate::models::{self, Models};
 use crate::partition::{CustomerPartition, Output, Settings};
 use crate::products::{product_key, Catalogue, CatalogueSettings};
-use crate::reading::{read_to_end, reader};
+use woostream_core::kafka::reading::{read_to_end, reader};
 
 /// Encoders of what the enricher writes.
 #[derive(Clone)]
@@ -512,7 +512,7 @@ impl Work {
         let committed = consumer
             .committed_offsets(tpl.clone(), Duration::from_secs(30))
             .context("reading committed offsets")?;
-        let restore_reader = reader(&self.config.kafka, &self.bootstrap, "restore")?;
+        let restore_reader = reader(&self.config.kafka, &self.bootstrap, "enricher-restore")?;
         // Processing must start exactly where the restored state ends, so the positions are
         // given explicitly rather than left to the group's answer at fetch time.
         let mut start = TopicPartitionList::new();
@@ -564,7 +564,7 @@ impl Work {
     /// The newest profile of each customer written for an input offset below `committed`.
     fn restore_customers(
         &mut self,
-        reader: &crate::reading::Reader,
+        reader: &woostream_core::kafka::reading::Reader,
         partition: i32,
         committed: i64,
     ) -> anyhow::Result<()> {
@@ -649,7 +649,7 @@ impl Work {
     /// Stock bands and seen reviews: the input replayed up to the committed offset, silently.
     fn replay_catalogue(
         &mut self,
-        reader: &crate::reading::Reader,
+        reader: &woostream_core::kafka::reading::Reader,
         kind: Input,
         topic: &str,
         partition: i32,
@@ -837,6 +837,39 @@ fn create_producer(
         .context("creating the enricher's producer")
 }
 
+/// Finds out whether the broker really ends transactions by committing one marker in a
+/// transaction to the probe topic, then begins the first transaction of the run. Initialising
+/// and beginning prove nothing: Tansu 0.6 accepts both and refuses the commit, and the
+/// transaction it then leaves open would pin every read_committed reader of the partition it
+/// wrote to — so the marker goes to a topic that nobody reads.
+fn probe_transactions(
+    producer: &OutputProducer,
+    topic: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    producer
+        .init_transactions(timeout)
+        .context("initialising transactions")?;
+    producer
+        .begin_transaction()
+        .context("beginning the probe transaction")?;
+    let seq = producer.context().take() as usize;
+    producer
+        .send(
+            BaseRecord::<str, [u8], usize>::with_opaque_to(topic, seq)
+                .key("transactions-probe")
+                .payload(&[]),
+        )
+        .map_err(|(e, _)| anyhow!(e))
+        .with_context(|| format!("writing the probe marker to {topic}"))?;
+    producer
+        .commit_transaction(timeout)
+        .context("committing the probe transaction")?;
+    producer
+        .begin_transaction()
+        .context("beginning a transaction")
+}
+
 /// Starts the enricher; it runs until `shutdown` or a fatal error.
 pub async fn start(
     config: &Config,
@@ -888,14 +921,15 @@ pub async fn start(
                 return Ok((create_producer(&config, &bootstrap, false)?, false));
             }
             let producer = create_producer(&config, &bootstrap, true)?;
-            match producer.init_transactions(timeout).and_then(|()| producer.begin_transaction()) {
+            let probe_topic = &config.topics.transactions_probe.name;
+            match probe_transactions(&producer, probe_topic, timeout) {
                 Ok(()) => Ok((producer, true)),
                 Err(e) if config.enricher.transactions == Transactions::Auto => {
-                    tracing::warn!(error = %e, "The broker does not serve transactions; relying on profile versions and alert ids for exactly-once effect.");
+                    tracing::warn!(error = %format!("{e:#}"), "The broker does not end transactions; relying on profile versions and alert ids for exactly-once effect.");
                     drop(producer);
                     Ok((create_producer(&config, &bootstrap, false)?, false))
                 }
-                Err(e) => Err(anyhow!(e).context("enricher.transactions is on but the broker refused a transactional producer")),
+                Err(e) => Err(e.context(format!("enricher.transactions is on but the broker did not commit a transaction to {probe_topic}"))),
             }
         })
         .await??

@@ -91,14 +91,15 @@ pub fn follow(
     use rdkafka::message::Message;
     use woostream_core::events::CustomerKey;
 
-    let consumer = crate::reading::follower(&config.kafka, bootstrap, "view", false)?;
+    let consumer =
+        woostream_core::kafka::reading::follower(&config.kafka, bootstrap, "enricher-view", false)?;
     let (profiles, alerts) = (
         config.topics.profiles.name.clone(),
         config.topics.alerts.name.clone(),
     );
     let mut tpl = rdkafka::TopicPartitionList::new();
     for topic in [&profiles, &alerts] {
-        for p in crate::reading::partitions_of(&consumer, topic)? {
+        for p in woostream_core::kafka::reading::partitions_of(&consumer, topic)? {
             tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
         }
     }

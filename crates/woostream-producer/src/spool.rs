@@ -16,6 +16,7 @@ use anyhow::Context;
 use futures::future::join_all;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
+use woostream_core::retry::{self, Policy};
 
 use crate::metrics::Metrics;
 use crate::publish::{send, Record};
@@ -204,6 +205,8 @@ impl Spool {
         shutdown: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // While Kafka is away, back off from 1 s to 30 s instead of hammering it every second.
+        let mut backoff = Policy::new(Duration::from_secs(1), Duration::from_secs(30)).backoff();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -212,12 +215,14 @@ impl Spool {
             if self.pending_bytes() == 0 {
                 continue;
             }
-            if let Err(e) = self.drain_once(&producer, timeout).await {
-                tracing::warn!(error = %e, pending_bytes = self.pending_bytes(), "Spool not drained yet.");
-                // Back off while Kafka is away.
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            match self.drain_once(&producer, timeout).await {
+                Ok(_) => backoff.reset(),
+                Err(e) => {
+                    let wait = backoff.next_wait().expect("no attempt limit");
+                    tracing::warn!(error = %e, pending_bytes = self.pending_bytes(), retry_in_ms = wait.as_millis() as u64, "Spool not drained yet.");
+                    if retry::pause(wait, &shutdown).await.is_err() {
+                        return;
+                    }
                 }
             }
         }

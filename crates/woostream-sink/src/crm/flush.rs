@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::StreamExt;
-use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use woostream_core::insights::CrmAttempt;
+use woostream_core::retry::{self, Policy};
 
 use super::api::{CallError, Crm, Input, Object, Reply, Written};
 use super::budget::Budget;
@@ -125,10 +125,6 @@ pub struct Sender<C> {
 /// Attempts kept per change: the newest.
 const ATTEMPTS_KEPT: usize = 20;
 
-fn jitter(d: Duration) -> Duration {
-    d.mul_f64(rand::rng().random_range(0.5..1.0))
-}
-
 /// Personal data the CRM repeats in its messages (emails) stays out of dead letters and logs.
 pub fn redact(message: &str) -> String {
     message
@@ -194,10 +190,9 @@ impl<C: Crm> Sender<C> {
     }
 
     async fn sleep(&self, d: Duration) -> Result<(), Stop> {
-        tokio::select! {
-            _ = tokio::time::sleep(d) => Ok(()),
-            _ = self.stop.cancelled() => Err(Stop::Shutdown),
-        }
+        retry::pause(d, &self.stop)
+            .await
+            .map_err(|retry::Stopped| Stop::Shutdown)
     }
 
     /// One request within the budget, retried until it is answered or refused.
@@ -212,7 +207,9 @@ impl<C: Crm> Sender<C> {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Reply, CallError>>,
     {
-        let mut transient = 0u32;
+        // A CRM that does not answer is waited for, never given up on: the change stays
+        // uncommitted until it is delivered or refused.
+        let mut backoff = Policy::new(Duration::from_millis(500), self.max_backoff).backoff();
         loop {
             let ticket = loop {
                 let r = self
@@ -289,19 +286,16 @@ impl<C: Crm> Sender<C> {
                     self.sleep(wait).await?;
                 }
                 CallError::Transient { .. } => {
-                    transient += 1;
                     self.metrics.retries.with_label_values(&["transient"]).inc();
-                    let backoff = Duration::from_millis(500)
-                        .saturating_mul(1 << transient.min(10))
-                        .min(self.max_backoff);
+                    let wait = backoff.next_wait().expect("no attempt limit");
                     tracing::warn!(
                         endpoint,
                         status = e.status(),
                         error = %redact(&e.to_string()),
-                        attempt = transient,
+                        attempt = backoff.failures(),
                         "The CRM did not answer; backing off."
                     );
-                    self.sleep(jitter(backoff)).await?;
+                    self.sleep(wait).await?;
                 }
                 CallError::Rejected {
                     status,

@@ -69,11 +69,9 @@ impl HubSpot {
             200..=299 => Ok((status, headers, body)),
             429 => Err(CallError::RateLimited {
                 daily: body["policyName"].as_str() == Some("DAILY"),
-                retry_after: headers
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-                    .map(Duration::from_secs_f64),
+                retry_after: woostream_core::retry::retry_after(
+                    headers.get("retry-after").and_then(|v| v.to_str().ok()),
+                ),
                 limits,
             }),
             // Credentials get fixed by a person; nothing is refused meanwhile.

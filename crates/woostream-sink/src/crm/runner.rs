@@ -22,9 +22,9 @@ use woostream_core::insights::{
     CrmDeadLetter, CustomerProfile, Delivery, DeliveryOutcome, SourceOffset,
 };
 use woostream_core::kafka;
+use woostream_core::kafka::reading::{read_all_now, reader, END_MARKER};
 use woostream_core::registry::RegistryClient;
 use woostream_core::resume::{ResumeGuard, Verdict};
-use woostream_enricher::reading::{read_all_now, reader, END_MARKER};
 
 use super::api::Crm;
 use super::changes;

@@ -19,6 +19,7 @@ use super::digest::{self, ChannelQueue, Next, Queued};
 use super::metrics::Metrics;
 use super::rules::Rules;
 use super::template;
+use woostream_core::retry::Policy;
 
 /// Where an alert came from, to commit its offset once every channel is done with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,8 +55,8 @@ pub struct Shared {
     pub burst: u32,
     pub digest_after_secs: u64,
     pub digest_max_events: usize,
-    /// Transient failures are retried this many times before the alert is dead-lettered.
-    pub max_attempts: u32,
+    /// How transient failures are retried before the alert is dead-lettered.
+    pub retry: Policy,
 }
 
 impl Shared {
@@ -200,10 +201,9 @@ impl Channel {
         message: &Message,
         thread_ts: Option<&str>,
     ) -> Result<(Option<String>, u32), (String, u32)> {
-        let mut attempts = 0u32;
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = shared.retry.backoff();
         loop {
-            attempts += 1;
+            let attempts = backoff.failures() + 1;
             match shared
                 .poster
                 .post(&self.name, &self.destination, message, thread_ts)
@@ -216,27 +216,27 @@ impl Channel {
                         .rate_limited
                         .with_label_values(&[&self.name])
                         .inc();
-                    // Slack's own client waits Retry-After plus up to a second of jitter.
+                    // Slack's own client waits Retry-After plus a little jitter; a 429 is not
+                    // a failed attempt.
                     let jitter = rand::rng().random_range(0.0..0.25);
+                    let wait = wait.unwrap_or(Duration::from_secs(1));
                     tokio::time::sleep(wait + Duration::from_secs_f64(jitter)).await;
                     limiter.until_ready().await;
                 }
-                Err(Failure::Transient(e)) if attempts < shared.max_attempts => {
+                Err(Failure::Retry(e)) => {
+                    let Some(wait) = backoff.next_wait() else {
+                        return Err((format!("gave up after {attempts} attempts: {e}"), attempts));
+                    };
                     shared
                         .metrics
                         .retries
                         .with_label_values(&[&self.name, e.split(':').next().unwrap_or("other")])
                         .inc();
                     tracing::warn!(channel = %self.name, error = %e, attempts, "Slack post failed; retrying.");
-                    let jitter = rand::rng().random_range(0.0..backoff.as_secs_f64() / 2.0);
-                    tokio::time::sleep(backoff + Duration::from_secs_f64(jitter)).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    tokio::time::sleep(wait).await;
                     limiter.until_ready().await;
                 }
-                Err(Failure::Transient(e)) => {
-                    return Err((format!("gave up after {attempts} attempts: {e}"), attempts))
-                }
-                Err(Failure::Permanent(e)) => return Err((e, attempts)),
+                Err(Failure::Rejected(e)) => return Err((e, attempts)),
             }
         }
     }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
+use woostream_core::retry::retry_after;
 
 use super::blocks::Message;
 
@@ -19,16 +20,9 @@ pub enum Destination {
     Webhook { url: String },
 }
 
-/// Why a post did not succeed.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Failure {
-    /// HTTP 429: wait this long, then try again.
-    RateLimited(Duration),
-    /// Worth retrying with backoff (5xx, network, `internal_error`, …).
-    Transient(String),
-    /// Retrying cannot help (`channel_not_found`, `invalid_auth`, `invalid_blocks`, …).
-    Permanent(String),
-}
+/// Why a post did not succeed: retry (5xx, network, `internal_error`, …), rate-limited (429),
+/// or rejected (`channel_not_found`, `invalid_auth`, `invalid_blocks`, …).
+pub use woostream_core::retry::Refusal as Failure;
 
 /// `ok:false` codes that retrying cannot fix.
 const PERMANENT: &[&str] = &[
@@ -66,12 +60,12 @@ const PERMANENT: &[&str] = &[
 /// Classifies an `ok:false` error code.
 pub fn classify(code: &str) -> Failure {
     if PERMANENT.contains(&code) {
-        Failure::Permanent(code.to_string())
+        Failure::Rejected(code.to_string())
     } else {
         // internal_error, fatal_error, request_timeout, service_unavailable,
         // message_limit_exceeded, ratelimited and codes Slack adds later: retried, then
         // dead-lettered once the attempts are spent.
-        Failure::Transient(code.to_string())
+        Failure::Retry(code.to_string())
     }
 }
 
@@ -79,22 +73,13 @@ pub fn classify(code: &str) -> Failure {
 pub fn classify_webhook(status: u16, body: &str) -> Failure {
     let body = body.trim();
     match status {
-        400 | 403 | 404 | 410 => Failure::Permanent(if body.is_empty() {
+        400 | 403 | 404 | 410 => Failure::Rejected(if body.is_empty() {
             format!("http_{status}")
         } else {
             body.to_string()
         }),
-        _ => Failure::Transient(format!("http_{status} {body}")),
+        _ => Failure::Retry(format!("http_{status} {body}")),
     }
-}
-
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map_or(Duration::from_secs(1), Duration::from_secs_f64)
 }
 
 /// Sends a request; network errors are transient, 429 waits `Retry-After` (both APIs).
@@ -102,9 +87,13 @@ async fn send(req: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure
     let resp = req
         .send()
         .await
-        .map_err(|e| Failure::Transient(format!("network: {e}")))?;
+        .map_err(|e| Failure::Retry(format!("network: {e}")))?;
     if resp.status().as_u16() == 429 {
-        return Err(Failure::RateLimited(retry_after(resp.headers())));
+        let wait = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok());
+        return Err(Failure::RateLimited(retry_after(wait)));
     }
     Ok(resp)
 }
@@ -190,12 +179,12 @@ impl Poster {
                     let resp = send(req).await?;
                     let status = resp.status().as_u16();
                     if status >= 500 {
-                        return Err(Failure::Transient(format!("http_{status}")));
+                        return Err(Failure::Retry(format!("http_{status}")));
                     }
                     let answer: serde_json::Value = resp
                         .json()
                         .await
-                        .map_err(|e| Failure::Transient(format!("unreadable answer: {e}")))?;
+                        .map_err(|e| Failure::Retry(format!("unreadable answer: {e}")))?;
                     if answer["ok"].as_bool() == Some(true) {
                         Ok(answer["ts"].as_str().map(String::from))
                     } else {
@@ -236,7 +225,7 @@ mod tests {
             "is_archived",
             "invalid_blocks",
         ] {
-            assert_eq!(classify(code), Failure::Permanent(code.into()));
+            assert_eq!(classify(code), Failure::Rejected(code.into()));
         }
         for code in [
             "internal_error",
@@ -244,19 +233,19 @@ mod tests {
             "request_timeout",
             "something_new",
         ] {
-            assert!(matches!(classify(code), Failure::Transient(_)), "{code}");
+            assert!(matches!(classify(code), Failure::Retry(_)), "{code}");
         }
         assert_eq!(
             classify_webhook(404, "channel_not_found"),
-            Failure::Permanent("channel_not_found".into())
+            Failure::Rejected("channel_not_found".into())
         );
         assert_eq!(
             classify_webhook(410, "channel_is_archived"),
-            Failure::Permanent("channel_is_archived".into())
+            Failure::Rejected("channel_is_archived".into())
         );
         assert!(matches!(
             classify_webhook(500, "rollup_error"),
-            Failure::Transient(_)
+            Failure::Retry(_)
         ));
     }
 }

@@ -25,9 +25,10 @@ use woostream_core::config::Config;
 use woostream_core::headers;
 use woostream_core::insights::{Alert, Delivery, DeliveryOutcome};
 use woostream_core::kafka;
+use woostream_core::kafka::reading::{read_all_now, reader};
 use woostream_core::registry::RegistryClient;
 use woostream_core::resume::{ResumeGuard, Verdict};
-use woostream_enricher::reading::{read_all_now, reader};
+use woostream_core::retry::Policy;
 
 use super::channel::{Channel, Done, Shared, Ticket};
 use super::client::{Destination, Poster, Recorded};
@@ -119,6 +120,10 @@ pub struct SlackSink {
     pub recorded: Option<Arc<Mutex<Vec<Recorded>>>>,
 }
 
+/// Transient failures: 8 attempts in all, backing off from half a second to a minute.
+const SLACK_RETRY: Policy =
+    Policy::new(Duration::from_millis(500), Duration::from_secs(60)).attempts(8);
+
 /// Starts the Slack sink: restores what was delivered, then consumes alerts until `shutdown`.
 pub async fn start(
     config: &Config,
@@ -174,7 +179,7 @@ pub async fn start(
         burst: slack.per_channel_burst,
         digest_after_secs: slack.digest_after_secs,
         digest_max_events: slack.digest_max_events,
-        max_attempts: 8,
+        retry: SLACK_RETRY,
     });
     // One Slack sink per workspace: Slack's limits are per channel and per workspace, so a
     // second poster would break them. It therefore takes every partition itself (no group

@@ -5,13 +5,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use crate::config::KafkaConfig;
+use crate::kafka;
 use anyhow::{anyhow, bail, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use woostream_core::config::KafkaConfig;
-use woostream_core::kafka;
 
 /// Logs a reading consumer's errors, except the end-of-partition events it asks for.
 #[derive(Clone, Copy, Debug, Default)]
@@ -49,7 +49,7 @@ pub fn follower(
     eof: bool,
 ) -> anyhow::Result<Reader> {
     kafka::client_config(config, bootstrap)
-        .set("group.id", format!("woostream-enricher-{purpose}"))
+        .set("group.id", format!("woostream-{purpose}"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", eof.to_string())
         .set("isolation.level", "read_committed")

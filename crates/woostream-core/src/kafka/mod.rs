@@ -13,6 +13,8 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, Producer};
 
+pub mod reading;
+
 use crate::config::{KafkaConfig, TopicsConfig};
 
 /// librdkafka settings woostream's guarantees depend on; the configuration may not override them.

@@ -1,0 +1,87 @@
+//! The layout rules the build checks: the roles meet only through Kafka topics and the shared
+//! core, so no role crate depends on another role crate, and the core depends on none of them.
+//! Only the CLI binary (which runs roles side by side) and the test and bench crates may
+//! depend on several roles.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+const ROLES: &[&str] = &["woostream-producer", "woostream-enricher", "woostream-sink"];
+const CORE: &str = "woostream-core";
+
+/// Each workspace crate with the workspace crates it depends on (normal and build
+/// dependencies: what ships in the crate).
+fn workspace_dependencies() -> BTreeMap<String, Vec<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(woostream_tests::repo_root())
+        .output()
+        .expect("running cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let members: Vec<String> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let deps = p["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["kind"].is_null() || d["kind"] == "build")
+                .map(|d| d["name"].as_str().unwrap().to_string())
+                .filter(|d| members.contains(d))
+                .collect();
+            (p["name"].as_str().unwrap().to_string(), deps)
+        })
+        .collect()
+}
+
+#[test]
+fn no_role_depends_on_another_role() {
+    let deps = workspace_dependencies();
+    for role in ROLES {
+        let of_role = deps
+            .get(*role)
+            .unwrap_or_else(|| panic!("{role} is not in the workspace"));
+        let others: Vec<&String> = of_role
+            .iter()
+            .filter(|d| ROLES.contains(&d.as_str()))
+            .collect();
+        assert!(
+            others.is_empty(),
+            "{role} depends on the role crate(s) {others:?}: move what they share into {CORE}"
+        );
+        assert!(
+            of_role.iter().any(|d| d == CORE),
+            "{role} should build on {CORE}"
+        );
+    }
+}
+
+#[test]
+fn the_core_depends_on_no_role() {
+    let deps = workspace_dependencies();
+    let core = &deps[CORE];
+    assert!(
+        core.is_empty(),
+        "{CORE} depends on workspace crates {core:?}; it must stand alone"
+    );
+}

@@ -1,0 +1,105 @@
+//! What a new user runs, as shipped: the enricher with a configuration that names only the
+//! broker and a shop, on a real Kafka-protocol broker without transactions (Tansu). The
+//! default `transactions = "auto"` must find out that the broker never ends a transaction and
+//! run on; killed and started again, it must restore and keep up, not hang on a transaction the
+//! broker will never end.
+
+use std::time::{Duration, Instant};
+
+use woostream_core::kafka;
+use woostream_tests::enricher::*;
+use woostream_tests::Tansu;
+
+fn await_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ready(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .and_then(|mut s| {
+            use std::io::{Read, Write};
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(s, "GET /readyz HTTP/1.0\r\n\r\n")?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer)?;
+            Ok(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"))
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enricher_as_shipped_runs_and_restarts_on_a_broker_without_transactions() {
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let bootstrap = tansu.bootstrap.clone();
+    let defaults = woostream_tests::config(&bootstrap);
+    kafka::ensure_topics(&defaults.kafka, &bootstrap, &defaults.topics)
+        .await
+        .unwrap();
+    let first_half = sale_records(300, 150, 5);
+    let mut produced = produce_all(&bootstrap, &first_half).await;
+    let group = defaults.enricher.group_id.clone();
+    let dir = tempfile::tempdir().unwrap();
+
+    let outcome = tokio::task::spawn_blocking({
+        let (bootstrap, group, produced) = (bootstrap.clone(), group.clone(), produced.clone());
+        move || {
+            let port = free_port();
+            // Nothing but the broker, a shop and a free port for /readyz.
+            let toml = format!(
+                "[kafka]\nbootstrap_servers = \"{bootstrap}\"\n\n[[shops]]\nid = \"eu\"\nsource = \"{}\"\nsecret = \"{}\"\n\n[ops]\nlisten = \"127.0.0.1:{port}\"\n",
+                woostream_tests::SOURCE,
+                woostream_tests::SECRET,
+            );
+            let mut first = spawn("enricher", &toml, "shipped-1", port, dir.path());
+            await_caught_up(&bootstrap, &group, &produced, Duration::from_secs(180), || {
+                first.exited().is_none()
+            });
+            assert!(
+                first.metric("woostream_enricher_commits_total") >= 1.0,
+                "the enricher committed"
+            );
+            assert!(
+                first.log_text().contains("does not end transactions"),
+                "auto found that the broker has no transactions: {}",
+                first.log_text()
+            );
+            first.kill9();
+
+            let mut second = spawn("enricher", &toml, "shipped-2", port, dir.path());
+            await_until("the restarted enricher is ready", Duration::from_secs(120), || {
+                assert!(
+                    second.exited().is_none(),
+                    "the restarted enricher exited: {}",
+                    second.log_text()
+                );
+                ready(port)
+            });
+            (second, bootstrap)
+        }
+    })
+    .await
+    .unwrap();
+    let (mut second, bootstrap) = outcome;
+    for (k, n) in produce_all(&bootstrap, &sale_records(120, 0, 6)).await {
+        *produced.entry(k).or_default() += n;
+    }
+    tokio::task::spawn_blocking(move || {
+        await_caught_up(
+            &bootstrap,
+            &group,
+            &produced,
+            Duration::from_secs(180),
+            || second.exited().is_none(),
+        );
+        assert!(
+            second.metric("woostream_enricher_records_total") > 0.0,
+            "the restarted enricher processes what arrives after its restore"
+        );
+    })
+    .await
+    .unwrap();
+}
