@@ -76,6 +76,7 @@ fn main() -> anyhow::Result<()> {
     if args.only_broker {
         return Ok(());
     }
+    stages(&records)?;
     state_bytes(&records)?;
     let dir = tempfile::tempdir()?;
     let cdnow = woostream_tests::repo_root().join(CDNOW);
@@ -118,8 +119,11 @@ fn throughput(records: &[Record], commit_interval_ms: Option<u64>) -> anyhow::Re
         config.topics.partitions
     );
 
+    let broker_before = tansu.cpu_seconds();
     let passthrough = passthrough_rate(&config, &bootstrap, inputs)?;
-    println!("plain rdkafka consume → produce passthrough: {passthrough:.0} records/s");
+    let broker_passthrough = tansu.cpu_seconds() - broker_before;
+    println!("plain rdkafka consume → produce passthrough: {passthrough:.0} records/s (broker CPU {broker_passthrough:.1} s)");
+    let broker_before = tansu.cpu_seconds();
 
     let dir = tempfile::tempdir()?;
     let enricher = EnricherProcess::start(&config, "bench", dir.path());
@@ -143,6 +147,7 @@ fn throughput(records: &[Record], commit_interval_ms: Option<u64>) -> anyhow::Re
     let seconds = first.elapsed().as_secs_f64();
     let rate = inputs as f64 / seconds;
     let cpu = enricher.cpu_seconds();
+    let broker = tansu.cpu_seconds() - broker_before;
     println!(
         "woostream enricher (commit every {} ms, transactions off on Tansu): {rate:.0} records/s ({:.0} order deliveries/s), {:.0} profiles and {:.0} alerts written",
         config.enricher.commit_interval_ms,
@@ -151,7 +156,7 @@ fn throughput(records: &[Record], commit_interval_ms: Option<u64>) -> anyhow::Re
         enricher.metric("woostream_enricher_alerts_total"),
     );
     println!(
-        "ratio enricher / passthrough: {:.0} %  (enricher CPU {cpu:.1} s over {seconds:.1} s; the broker shares the 2 cores)",
+        "ratio enricher / passthrough: {:.0} %  (enricher CPU {cpu:.1} s, broker CPU {broker:.1} s over {seconds:.1} s on 2 cores)",
         100.0 * rate / passthrough
     );
     Ok(())
@@ -205,6 +210,120 @@ fn passthrough_rate(config: &Config, bootstrap: &str, inputs: i64) -> anyhow::Re
     producer.flush(Duration::from_secs(60))?;
     let seconds = first.expect("records were read").elapsed().as_secs_f64();
     Ok(inputs as f64 / seconds)
+}
+
+/// CPU per order delivery of each stage of the enricher's work, on one core and without
+/// Kafka: decode (key and value; apache-avro's value tree beside the direct decoder that
+/// replaced it), apply (state, scores, alerts), encode (every alert and profile version the
+/// order caused). What the broker run adds on top of these is the Kafka edge (consume,
+/// produce, acknowledgements).
+fn stages(records: &[Record]) -> anyhow::Result<()> {
+    use woostream_core::codec::{
+        decode_direct_datum, decode_through_values, encode_with_apache_avro, Encoder, Framing,
+    };
+    use woostream_core::insights::{Alert, AlertKey, CustomerProfile};
+    let config = Config::default();
+    let orders: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.topic == config.topics.orders.name)
+        .collect();
+    let n = orders.len() as f64;
+    // Single-object framing: a 10-byte header before the datum.
+    let datum = |bytes: &[u8]| bytes[10..].to_vec();
+    let data: Vec<(Vec<u8>, Vec<u8>)> = orders
+        .iter()
+        .map(|r| (datum(&r.key), datum(&r.value)))
+        .collect();
+    let per_order = |started: Instant| started.elapsed().as_secs_f64() * 1e6 / n;
+
+    let started = Instant::now();
+    for (k, v) in &data {
+        std::hint::black_box(decode_through_values::<CustomerKey>(k)?);
+        std::hint::black_box(decode_through_values::<OrderEvent>(v)?);
+    }
+    let through_values = per_order(started);
+    let started = Instant::now();
+    let mut decoded = Vec::with_capacity(data.len());
+    for (k, v) in &data {
+        let key: CustomerKey = decode_direct_datum(k)?;
+        let event: OrderEvent = decode_direct_datum(v)?;
+        decoded.push((key, event));
+    }
+    let direct = per_order(started);
+
+    let e = &config.enricher;
+    let model = Model::prior(e);
+    let settings = Settings {
+        scoring: ScoringSettings {
+            clv_months: e.clv_months,
+            monthly_discount_rate: e.monthly_discount_rate,
+        },
+        high_value_order: e.high_value_order().map_err(anyhow::Error::msg)?,
+    };
+    let mut partition = CustomerPartition::new(0);
+    let started = Instant::now();
+    let outputs: Vec<_> = decoded
+        .iter()
+        .enumerate()
+        .map(|(offset, (key, event))| {
+            partition.on_order(key, event, offset as i64, &model, &settings)
+        })
+        .collect();
+    let apply = per_order(started);
+
+    let framing = Framing::SingleObject;
+    let (customer_key, profile) = (
+        Encoder::<CustomerKey>::new(&framing),
+        Encoder::<CustomerProfile>::new(&framing),
+    );
+    let (alert_key, alert) = (
+        Encoder::<AlertKey>::new(&framing),
+        Encoder::<Alert>::new(&framing),
+    );
+    let (mut alerts, mut profiles) = (0usize, 0usize);
+    let started = Instant::now();
+    for output in &outputs {
+        for (k, a) in &output.alerts {
+            std::hint::black_box((alert_key.encode(k)?, alert.encode(a)?));
+            alerts += 1;
+        }
+        for (k, p) in &output.profiles {
+            std::hint::black_box(customer_key.encode(k)?);
+            if let Some(p) = p {
+                std::hint::black_box(profile.encode(p)?);
+            }
+            profiles += 1;
+        }
+    }
+    let encode = per_order(started);
+    let started = Instant::now();
+    for output in &outputs {
+        for (k, a) in &output.alerts {
+            std::hint::black_box((encode_with_apache_avro(k)?, encode_with_apache_avro(a)?));
+        }
+        for (k, p) in &output.profiles {
+            std::hint::black_box(encode_with_apache_avro(k)?);
+            if let Some(p) = p {
+                std::hint::black_box(encode_with_apache_avro(p)?);
+            }
+        }
+    }
+    let encode_apache = per_order(started);
+    println!(
+        "
+stages, CPU µs per order delivery on one core ({} deliveries, {:.2} alerts and {:.2} profile versions each):",
+        data.len(),
+        alerts as f64 / n,
+        profiles as f64 / n
+    );
+    println!(
+        "  decode {direct:.2} (direct; apache-avro value tree {through_values:.2}, {:.1}× slower) · apply {apply:.2} · encode {encode:.2} (direct; apache-avro {encode_apache:.2}, {:.1}× slower) · total {:.2} µs = {:.0} deliveries/s before Kafka",
+        through_values / direct,
+        encode_apache / encode,
+        direct + apply + encode,
+        1e6 / (direct + apply + encode)
+    );
+    Ok(())
 }
 
 /// Heap bytes per customer of the enricher's state, after the sale's orders.

@@ -246,18 +246,7 @@ level = "info"
 
     /// CPU seconds the process has used (user + system), from /proc.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name, which is in parentheses: utime is the 14th field.
-        let rest = stat.rsplit(')').next().unwrap_or_default();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (ticks(11) + ticks(12)) / 100.0
+        crate::cpu_seconds_of(self.child.id())
     }
 
     /// The process's peak resident memory (`VmHWM`), in bytes.

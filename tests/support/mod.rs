@@ -272,7 +272,27 @@ pub struct Tansu {
     child: Child,
 }
 
+/// CPU seconds (user + system) process `pid` has used, from /proc; 0 when it cannot be read.
+pub fn cpu_seconds_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses: utime is the 14th field.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 impl Tansu {
+    /// CPU seconds the broker has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds_of(self.child.id())
+    }
+
     /// Starts the binary named by `TANSU_BIN` (`make test` installs it) and waits until it
     /// answers metadata requests.
     pub fn start() -> Tansu {
