@@ -303,7 +303,7 @@ async fn read_dead_letters(config: &Config, bootstrap: &str) -> Vec<(String, Ale
         .await
         .iter()
         .map(|m| {
-            let reason = woostream_tests::header_of(m, woostream_sink::slack::runner::DLQ_REASON)
+            let reason = woostream_tests::header_of(m, woostream_core::headers::DEAD_LETTER_REASON)
                 .unwrap_or_default();
             (
                 reason,

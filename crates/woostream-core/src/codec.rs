@@ -1,4 +1,4 @@
-//! Avro encoding of the topic contracts, in the two framings DESIGN.md names.
+//! Avro encoding of the topic contracts, in two framings.
 //!
 //! - Without a schema registry: Avro single-object encoding (`C3 01`, the 8-byte little-endian
 //!   CRC-64-AVRO fingerprint of the schema's canonical form, then the datum).
@@ -272,7 +272,7 @@ impl Decoder {
                 let writer = &all_contracts()
                     .values()
                     .find(|c| c.fingerprint == fingerprint)
-                    .ok_or_else(|| CodecError::UnknownFingerprint(hex(&fingerprint)))?
+                    .ok_or_else(|| CodecError::UnknownFingerprint(hex::encode(fingerprint)))?
                     .schema;
                 decode_datum(Some(writer), reader, datum)
             }
@@ -441,27 +441,9 @@ fn fingerprint_of(schema: &Schema) -> [u8; 8] {
     let json: serde_json::Value =
         serde_json::to_value(schema).expect("a parsed schema serialises to JSON");
     let pcf = parsing_canonical_form(&json, None, &mut Default::default());
-    crc64_avro(pcf.as_bytes()).to_le_bytes()
-}
-
-/// The Rabin fingerprint the Avro specification defines (CRC-64-AVRO).
-fn crc64_avro(data: &[u8]) -> u64 {
-    const EMPTY: u64 = 0xc15d_213a_a4d7_a795;
-    static TABLE: OnceLock<[u64; 256]> = OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut t = [0u64; 256];
-        for (i, slot) in t.iter_mut().enumerate() {
-            let mut fp = i as u64;
-            for _ in 0..8 {
-                fp = (fp >> 1) ^ (EMPTY & (fp & 1).wrapping_neg());
-            }
-            *slot = fp;
-        }
-        t
-    });
-    data.iter().fold(EMPTY, |fp, b| {
-        (fp >> 8) ^ table[((fp ^ *b as u64) & 0xff) as usize]
-    })
+    // apache-avro's Rabin digest is the specification's CRC-64-AVRO, little-endian.
+    use digest::Digest;
+    apache_avro::rabin::Rabin::digest(pcf.as_bytes()).into()
 }
 
 /// The Avro specification's Parsing Canonical Form. Written out here because apache-avro keeps
@@ -555,10 +537,6 @@ fn plain(v: Value) -> Value {
         Value::Array(items) => Value::Array(items.into_iter().map(plain).collect()),
         other => other,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

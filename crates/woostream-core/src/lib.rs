@@ -35,4 +35,6 @@ pub mod headers {
     pub const SHOP: &str = "woostream-shop";
     /// The contract (schema file name) the value is written with.
     pub const SCHEMA: &str = "woostream-schema";
+    /// Why a record is in a dead-letter topic (Slack's; the CRM's carries it in the value too).
+    pub const DEAD_LETTER_REASON: &str = "woostream-dlq-reason";
 }

@@ -2,7 +2,7 @@
 //! as rust-rdkafka's examples write it, with state restored on assignment and handed back on
 //! revocation.
 //!
-//! Delivery, in the two layers DESIGN.md describes:
+//! Delivery, in two layers:
 //! - With transactions (real Kafka), each commit interval is one transaction holding the
 //!   profiles, the alerts and the input offsets; a zombie instance is fenced by the group
 //!   metadata and its transactional id.
@@ -627,7 +627,7 @@ impl Work {
     fn restore_marker(&self, topic: &str, partition: i32) -> anyhow::Result<i64> {
         let key = CustomerKey {
             shop_id: String::new(),
-            customer: format!("{}{}", crate::view::MARKER_PREFIX, uuid_like()),
+            customer: format!("{}{}", crate::view::MARKER_PREFIX, uuid::Uuid::new_v4()),
         };
         let k = self.outputs.customer_key.encode(&key)?;
         let headers = OwnedHeaders::new().insert(Header {
@@ -710,13 +710,6 @@ fn origin_of<'a>(
 
 /// Header of restore markers in the profile topic.
 pub const MARKER_HEADER: &str = "woostream-marker";
-
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}", std::process::id())
-}
 
 fn offsets_list(positions: &HashMap<(String, i32), i64>) -> anyhow::Result<TopicPartitionList> {
     let mut tpl = TopicPartitionList::new();

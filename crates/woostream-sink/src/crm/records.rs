@@ -21,7 +21,6 @@ use super::metrics::Metrics;
 use super::pending::{Item, Original};
 
 /// Header of dead-letter records: why.
-pub const DLQ_REASON: &str = "woostream-dlq-reason";
 
 pub fn contact_dead_letter_id(c: &ContactChange) -> String {
     format!("contact:{}:{}:{}", c.shop_id, c.customer, c.version())
@@ -297,7 +296,7 @@ impl Recorder {
         reason: &str,
     ) -> anyhow::Result<()> {
         let hs = OwnedHeaders::new().insert(Header {
-            key: DLQ_REASON,
+            key: headers::DEAD_LETTER_REASON,
             value: Some(reason),
         });
         crate::edge::keep_unreadable(
@@ -318,7 +317,7 @@ impl Recorder {
             });
             if let Some(r) = &o.reason {
                 hs = hs.insert(Header {
-                    key: DLQ_REASON,
+                    key: headers::DEAD_LETTER_REASON,
                     value: Some(r.as_str()),
                 });
             }

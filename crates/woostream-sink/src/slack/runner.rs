@@ -37,7 +37,6 @@ use super::metrics::Metrics;
 use super::rules::Rules;
 
 /// Header of dead-letter records: why the alert was refused.
-pub const DLQ_REASON: &str = "woostream-dlq-reason";
 /// Header of dead-letter records: the channel that refused it.
 pub const DLQ_CHANNEL: &str = "woostream-dlq-channel";
 
@@ -501,7 +500,7 @@ impl Loop {
                 if let Some(r) = reason {
                     hs = hs
                         .insert(Header {
-                            key: DLQ_REASON,
+                            key: headers::DEAD_LETTER_REASON,
                             value: Some(r.as_str()),
                         })
                         .insert(Header {
@@ -529,7 +528,7 @@ impl Loop {
     ) -> anyhow::Result<()> {
         let hs = OwnedHeaders::new()
             .insert(Header {
-                key: DLQ_REASON,
+                key: headers::DEAD_LETTER_REASON,
                 value: Some(reason),
             })
             .insert(Header {
