@@ -20,8 +20,6 @@ use super::flush::{Outcome, Refusal, Report};
 use super::metrics::Metrics;
 use super::pending::{Item, Original};
 
-/// Header of dead-letter records: why.
-
 pub fn contact_dead_letter_id(c: &ContactChange) -> String {
     format!("contact:{}:{}:{}", c.shop_id, c.customer, c.version())
 }

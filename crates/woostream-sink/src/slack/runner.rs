@@ -36,7 +36,6 @@ use super::digest::Queued;
 use super::metrics::Metrics;
 use super::rules::Rules;
 
-/// Header of dead-letter records: why the alert was refused.
 /// Header of dead-letter records: the channel that refused it.
 pub const DLQ_CHANNEL: &str = "woostream-dlq-channel";
 
