@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 use rdkafka::producer::FutureProducer;
 use woostream::simulate;
 use woostream_core::events::Origin;
-use woostream_producer::normalise::{normalise, Delivery};
+use woostream_producer::normalise::{normalise, WebhookDelivery};
 use woostream_producer::publish::{send, Encoders, Record, Topics};
 use woostream_producer::signature::sign;
 use woostream_tests::{config, Producer, Tansu};
@@ -260,7 +260,7 @@ async fn main() -> anyhow::Result<()> {
     let records: Vec<Record> = work
         .iter()
         .map(|b| {
-            let d = Delivery {
+            let d = WebhookDelivery {
                 shop_id: &shop.id,
                 source: &source,
                 wc_topic: Some(&b.topic),

@@ -19,7 +19,7 @@ use woostream_core::events::{CustomerKey, Origin};
 use woostream_core::insights::{Alert, CustomerProfile};
 use woostream_core::kafka::reading::{read_all_now, reader};
 use woostream_enricher::view::View;
-use woostream_producer::normalise::{normalise, Delivery};
+use woostream_producer::normalise::{normalise, WebhookDelivery};
 use woostream_producer::publish::{Encoders, Record, Topics};
 
 /// The records a simulated sale puts on the shop topics, as the producer would write them,
@@ -41,7 +41,7 @@ pub fn sale_records(orders: usize, history: usize, seed: u64) -> Vec<Record> {
     let mut late = Vec::new();
     for (i, w) in simulate::plan(&options, start).iter().enumerate() {
         let correlation = format!("sim-{i}");
-        let d = Delivery {
+        let d = WebhookDelivery {
             shop_id: "eu",
             source: crate::SOURCE,
             wc_topic: Some(&w.topic),
@@ -258,6 +258,16 @@ level = "info"
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024)
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod, and waits for the process to end.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success(), "kill -TERM failed");
+        self.child.wait().expect("waiting for the process")
     }
 
     /// SIGKILL: no shutdown, no final commit.

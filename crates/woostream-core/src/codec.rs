@@ -60,8 +60,8 @@ contracts! {
     Alert => "alert",
     AlertKey => "alert-key",
     ShopModel => "shop-model",
-    Delivery => "delivery",
-    crate::insights::CrmDeadLetter => "crm-dead-letter",
+    crate::records::Delivery => "delivery",
+    crate::records::CrmDeadLetter => "crm-dead-letter",
 }
 
 /// Registers each `(topic, "key" | "value", schema)` under `{topic}-{role}` (TopicNameStrategy)

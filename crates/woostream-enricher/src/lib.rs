@@ -4,10 +4,8 @@
 pub mod alerts;
 pub mod clv;
 pub mod customer;
-pub mod fitting;
 pub mod metrics;
 pub mod model;
-pub mod models;
 pub mod partition;
 #[cfg(test)]
 mod partition_tests;

@@ -158,3 +158,279 @@ impl Catalogue {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeZone, Utc};
+    use woostream_core::events::{Envelope, Origin as EventOrigin, Product, Review};
+
+    use super::*;
+
+    const SETTINGS: CatalogueSettings = CatalogueSettings {
+        default_low_stock: 2,
+        negative_review_max_rating: 2,
+    };
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 20, 9, minute, 0).unwrap()
+    }
+
+    fn envelope(minute: u32) -> Envelope {
+        Envelope {
+            event_id: format!("e{minute}"),
+            shop_id: "eu".into(),
+            source: "https://shop.example.com/".into(),
+            wc_topic: "product.updated".into(),
+            webhook_id: None,
+            delivery_id: None,
+            correlation_id: format!("c{minute}"),
+            received_at: at(minute),
+            origin: EventOrigin::Webhook,
+        }
+    }
+
+    /// Product 7 at `minute` with a managed stock (`None`: unmanaged) and a status.
+    fn product(minute: u32, stock: Option<i64>, status: &str, low: Option<i64>) -> ProductEvent {
+        ProductEvent {
+            envelope: envelope(minute),
+            action: Action::Updated,
+            product_id: 7,
+            product: Some(Product {
+                id: 7,
+                parent_id: None,
+                product_type: "simple".into(),
+                name: "Coffee beans".into(),
+                slug: "coffee-beans".into(),
+                sku: None,
+                status: "publish".into(),
+                price: None,
+                regular_price: None,
+                sale_price: None,
+                on_sale: false,
+                manage_stock: stock.is_some(),
+                stock_quantity: stock,
+                stock_status: status.into(),
+                low_stock_amount: low,
+                categories: Vec::new(),
+                variation_ids: Vec::new(),
+                total_sales: None,
+                created_at: None,
+                modified_at: Some(at(minute)),
+            }),
+        }
+    }
+
+    fn origin(e: &Envelope) -> crate::alerts::Origin<'_> {
+        crate::alerts::Origin {
+            shop_id: &e.shop_id,
+            occurred_at: e.received_at,
+            correlation_id: &e.correlation_id,
+            event_id: &e.event_id,
+        }
+    }
+
+    fn apply(c: &mut Catalogue, e: &ProductEvent) -> Vec<AlertKind> {
+        c.on_product(e, &SETTINGS, &origin(&e.envelope))
+            .into_iter()
+            .map(|a| a.kind)
+            .collect()
+    }
+
+    /// Each row: stock before, stock after (managed quantities, low threshold 2) → the alert.
+    #[test]
+    fn alerts_fire_on_band_crossings_only() {
+        use AlertKind::*;
+        let table: &[(i64, i64, Option<AlertKind>)] = &[
+            (10, 9, None),
+            (10, 2, Some(StockLow)),
+            (3, 1, Some(StockLow)),
+            (2, 1, None),
+            (10, 0, Some(OutOfStock)),
+            (1, 0, Some(OutOfStock)),
+            (1, -3, Some(OutOfStock)),
+            (0, -1, None),
+            (0, 1, Some(BackInStock)),
+            (0, 10, Some(BackInStock)),
+            (-2, 5, Some(BackInStock)),
+            (1, 10, None),
+        ];
+        for &(before, after, want) in table {
+            let mut c = Catalogue::default();
+            assert!(
+                apply(&mut c, &product(0, Some(before), "instock", None)).is_empty(),
+                "the first version seen only sets the band"
+            );
+            let got = apply(&mut c, &product(1, Some(after), "instock", None));
+            assert_eq!(
+                got,
+                want.into_iter().collect::<Vec<_>>(),
+                "{before} → {after}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_product_that_sells_out_twice_is_announced_each_time() {
+        let mut c = Catalogue::default();
+        let mut kinds = Vec::new();
+        for (minute, stock) in [(0, 5), (1, 0), (2, 5), (3, 0)] {
+            kinds.extend(apply(
+                &mut c,
+                &product(minute, Some(stock), "instock", None),
+            ));
+        }
+        assert_eq!(
+            kinds,
+            [
+                AlertKind::OutOfStock,
+                AlertKind::BackInStock,
+                AlertKind::OutOfStock
+            ]
+        );
+        // Each crossing has its own alert id (it carries the modification time).
+        let mut c = Catalogue::default();
+        let mut ids = Vec::new();
+        for (minute, stock) in [(0, 5), (1, 0), (2, 5), (3, 0)] {
+            let e = product(minute, Some(stock), "instock", None);
+            ids.extend(
+                c.on_product(&e, &SETTINGS, &origin(&e.envelope))
+                    .into_iter()
+                    .map(|a| a.alert_id),
+            );
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 3);
+    }
+
+    #[test]
+    fn repeated_and_late_deliveries_change_nothing() {
+        let mut c = Catalogue::default();
+        apply(&mut c, &product(0, Some(5), "instock", None));
+        assert_eq!(
+            apply(&mut c, &product(2, Some(0), "instock", None)),
+            [AlertKind::OutOfStock]
+        );
+        assert!(
+            apply(&mut c, &product(2, Some(0), "instock", None)).is_empty(),
+            "a repeat"
+        );
+        assert!(
+            apply(&mut c, &product(1, Some(5), "instock", None)).is_empty(),
+            "an older version delivered late"
+        );
+    }
+
+    #[test]
+    fn thresholds_come_from_the_product_then_the_default_and_status_wins() {
+        let mut c = Catalogue::default();
+        apply(&mut c, &product(0, Some(20), "instock", Some(10)));
+        assert_eq!(
+            apply(&mut c, &product(1, Some(10), "instock", Some(10))),
+            [AlertKind::StockLow],
+            "the product's own low_stock_amount"
+        );
+        let mut c = Catalogue::default();
+        apply(&mut c, &product(0, None, "instock", None));
+        assert_eq!(
+            apply(&mut c, &product(1, None, "outofstock", None)),
+            [AlertKind::OutOfStock],
+            "an unmanaged stock follows WooCommerce's status"
+        );
+        assert_eq!(
+            apply(&mut c, &product(2, None, "instock", None)),
+            [AlertKind::BackInStock]
+        );
+        let mut c = Catalogue::default();
+        apply(&mut c, &product(0, Some(50), "instock", None));
+        assert_eq!(
+            apply(&mut c, &product(1, Some(50), "outofstock", None)),
+            [AlertKind::OutOfStock],
+            "outofstock wins over a positive quantity"
+        );
+    }
+
+    #[test]
+    fn a_deleted_product_is_forgotten() {
+        let mut c = Catalogue::default();
+        apply(&mut c, &product(0, Some(5), "instock", None));
+        assert_eq!(c.products(), 1);
+        let deleted = ProductEvent {
+            envelope: envelope(1),
+            action: Action::Deleted,
+            product_id: 7,
+            product: None,
+        };
+        assert!(apply(&mut c, &deleted).is_empty());
+        assert_eq!(c.products(), 0);
+        assert!(
+            apply(&mut c, &product(2, Some(0), "instock", None)).is_empty(),
+            "seen again: a first version, no alert"
+        );
+    }
+
+    fn review(minute: u32, status: &str, rating: i32, text: &str) -> ReviewEvent {
+        ReviewEvent {
+            envelope: envelope(minute),
+            action: Action::Updated,
+            review_id: 22,
+            review: Some(Review {
+                id: 22,
+                product_id: 7,
+                product_name: Some("Coffee beans".into()),
+                status: status.into(),
+                rating,
+                verified: true,
+                reviewer_email_hash: None,
+                text: text.into(),
+                created_at: Some(at(0)),
+            }),
+        }
+    }
+
+    fn on_review(c: &mut Catalogue, e: &ReviewEvent) -> Vec<AlertKind> {
+        c.on_review(e, &SETTINGS, &origin(&e.envelope))
+            .into_iter()
+            .map(|a| a.kind)
+            .collect()
+    }
+
+    #[test]
+    fn a_review_is_announced_once_when_approved_and_as_negative_with_few_stars() {
+        let mut c = Catalogue::default();
+        assert!(
+            on_review(&mut c, &review(0, "hold", 1, "Stale")).is_empty(),
+            "held for moderation"
+        );
+        assert_eq!(
+            on_review(&mut c, &review(1, "approved", 1, "Stale")),
+            [AlertKind::ReviewPosted, AlertKind::NegativeReview]
+        );
+        assert!(
+            on_review(&mut c, &review(2, "approved", 2, "Stale, edited")).is_empty(),
+            "an edit after posting is not a new review"
+        );
+        let mut c = Catalogue::default();
+        assert_eq!(
+            on_review(&mut c, &review(0, "approved", 5, "Great")),
+            [AlertKind::ReviewPosted]
+        );
+        let mut c = Catalogue::default();
+        assert_eq!(
+            on_review(&mut c, &review(0, "approved", 0, "No stars given")),
+            [AlertKind::ReviewPosted],
+            "a review without a rating is not negative"
+        );
+        let mut deleted = review(1, "approved", 1, "x");
+        deleted.action = Action::Deleted;
+        assert!(on_review(&mut Catalogue::default(), &deleted).is_empty());
+    }
+
+    #[test]
+    fn a_long_review_text_is_cut_to_500_characters() {
+        let mut c = Catalogue::default();
+        let e = review(0, "approved", 5, &"é".repeat(800));
+        let alerts = c.on_review(&e, &SETTINGS, &origin(&e.envelope));
+        assert_eq!(alerts[0].review.as_ref().unwrap().text.chars().count(), 500);
+    }
+}

@@ -42,7 +42,7 @@ use woostream_core::resume::{ResumeGuard, Verdict};
 use crate::alerts::Origin;
 use crate::customer::ScoringSettings;
 use crate::metrics::Metrics;
-use crate::models::{self, Models};
+use crate::model::topic::{self as models, Models};
 use crate::partition::{CustomerPartition, Output, Settings};
 use crate::products::{product_key, Catalogue, CatalogueSettings};
 use woostream_core::kafka::reading::{read_to_end, reader};

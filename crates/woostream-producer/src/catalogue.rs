@@ -149,7 +149,7 @@ fn assign_from_beginning(consumer: &BaseConsumer, topic: &str) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalise::{normalise, Delivery, Event};
+    use crate::normalise::{normalise, Event, WebhookDelivery};
     use chrono::Utc;
     use woostream_core::events::*;
 
@@ -213,7 +213,7 @@ mod tests {
         let body = include_bytes!(
             "../../../tests/fixtures/woocommerce/woo_order_example.webhook_body.json"
         );
-        let d = Delivery {
+        let d = WebhookDelivery {
             shop_id: "eu",
             source: "s",
             wc_topic: Some("order.created"),

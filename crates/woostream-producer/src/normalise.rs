@@ -13,7 +13,7 @@ use crate::woo::*;
 
 /// What the HTTP layer knows about a delivery besides its body.
 #[derive(Clone, Debug)]
-pub struct Delivery<'a> {
+pub struct WebhookDelivery<'a> {
     pub shop_id: &'a str,
     pub source: &'a str,
     pub wc_topic: Option<&'a str>,
@@ -24,7 +24,7 @@ pub struct Delivery<'a> {
     pub origin: Origin,
 }
 
-impl Delivery<'_> {
+impl WebhookDelivery<'_> {
     /// The envelope of the event this delivery carries.
     fn envelope(&self, wc_topic: &str, body: &[u8]) -> Envelope {
         Envelope {
@@ -172,7 +172,7 @@ pub fn event_id(shop_id: &str, wc_topic: &str, body: &[u8]) -> String {
 }
 
 /// Turns one signed webhook body into its canonical event.
-pub fn normalise(d: &Delivery<'_>, body: &[u8]) -> Result<Event, Rejection> {
+pub fn normalise(d: &WebhookDelivery<'_>, body: &[u8]) -> Result<Event, Rejection> {
     if std::str::from_utf8(body).is_err() {
         return Err(Rejection::new(
             RejectCode::NotUtf8,
@@ -335,7 +335,7 @@ pub fn normalise(d: &Delivery<'_>, body: &[u8]) -> Result<Event, Rejection> {
 }
 
 /// A product review as the REST API lists it (reviews have no webhook topic; they are polled).
-pub fn normalise_review(d: &Delivery<'_>, json: &[u8]) -> Result<Event, Rejection> {
+pub fn normalise_review(d: &WebhookDelivery<'_>, json: &[u8]) -> Result<Event, Rejection> {
     let w: WooReview = parse(json)?;
     let wc_topic = d.wc_topic.unwrap_or("product_review.polled");
     let review = Review {

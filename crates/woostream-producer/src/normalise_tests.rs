@@ -11,8 +11,8 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{FIXTURES}{name}")).unwrap()
 }
 
-fn delivery(topic: &'static str) -> Delivery<'static> {
-    Delivery {
+fn delivery(topic: &'static str) -> WebhookDelivery<'static> {
+    WebhookDelivery {
         shop_id: "eu",
         source: "https://example.com/",
         wc_topic: Some(topic),
@@ -273,7 +273,7 @@ fn products_customers_and_actions_from_fixtures() {
 fn reviews_lose_html_and_the_reviewer_email() {
     let list: Vec<serde_json::Value> =
         serde_json::from_slice(&fixture("woo_review_list_example.json")).unwrap();
-    let d = Delivery {
+    let d = WebhookDelivery {
         wc_topic: None,
         origin: Origin::Poll,
         ..delivery("x")
@@ -345,7 +345,7 @@ fn bad_input_is_classified_without_echoing_values() {
     );
     assert_eq!(
         normalise(
-            &Delivery {
+            &WebhookDelivery {
                 wc_topic: None,
                 ..delivery("x")
             },
@@ -396,7 +396,7 @@ fn identical_payloads_get_identical_event_ids() {
     let body = fixture("woo_order_example.webhook_body.json");
     let a = normalise(&delivery("order.updated"), &body).unwrap();
     let b = normalise(
-        &Delivery {
+        &WebhookDelivery {
             correlation_id: "other",
             delivery_id: Some("zzz"),
             ..delivery("order.updated")

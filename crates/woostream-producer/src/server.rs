@@ -27,7 +27,9 @@ use woostream_core::events::{IngestDeadLetter, Origin};
 
 use crate::catalogue::Catalogue;
 use crate::metrics::Metrics;
-use crate::normalise::{normalise, parse_topic, Delivery, Event, RejectCode, Rejection, Topic};
+use crate::normalise::{
+    normalise, parse_topic, Event, RejectCode, Rejection, Topic, WebhookDelivery,
+};
 use crate::publish::{Durability, Encoders, PublishError, Publisher};
 use crate::signature;
 
@@ -300,7 +302,7 @@ async fn accept(
             outcome: "unsupported_media_type",
         });
     }
-    let delivery = Delivery {
+    let delivery = WebhookDelivery {
         shop_id: &shop.id,
         source,
         wc_topic: h.topic.as_deref(),

@@ -351,7 +351,7 @@ pub async fn run(
         }
     }
     let model_producer = kafka::create_producer(&config.kafka, &bootstrap)?;
-    match woostream_enricher::models::fit_and_publish(
+    match woostream_enricher::model::topic::fit_and_publish(
         &config,
         &bootstrap,
         &decoder,

@@ -31,25 +31,24 @@ struct Cli {
 enum Command {
     /// Run the producer role: WooCommerce webhooks into Kafka.
     Producer {
-        /// Configuration file (TOML or YAML); WOOSTREAM__… variables override it.
-        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Run the enricher role: customer state, CLV, RFM segments and alerts.
     Enricher {
-        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Fit every shop's model (BG/NBD, Gamma-Gamma, RFM boundaries) from the profile topic
     /// and publish it to the models topic; running enrichers pick it up.
     Fit {
-        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Run every role in one process; without kafka.bootstrap_servers, on an embedded Kafka.
     Run {
-        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Post a simulated flash sale to the producer, print a live summary and exit.
         #[arg(long)]
         simulate: bool,
@@ -83,8 +82,8 @@ enum Command {
     /// Re-drive the CRM dead-letter topic once the cause is fixed: all of it, or the records
     /// whose reason or customer matches.
     Replay {
-        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Only records whose reason contains this (case-insensitive), e.g. INVALID_OPTION.
         #[arg(long)]
         reason: Option<String>,
@@ -109,14 +108,14 @@ enum Command {
 enum CrmCommand {
     /// Run the CRM sink: contacts and deals kept current in HubSpot, within its API budget.
     Run {
-        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Create the properties the mapping writes that HubSpot lacks (woo_customer_id,
     /// woo_guest_id and woo_order_id unique); safe to run again.
     Setup {
-        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -124,13 +123,13 @@ enum CrmCommand {
 enum SlackCommand {
     /// Run the Slack sink: alerts in, routed, rate-limited, digested, posted once.
     Run {
-        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Print what each rule would post for an event file (an alert as JSON), sending nothing.
     Preview {
-        #[arg(long, short, env = "WOOSTREAM_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
         /// The alert, as JSON (see --example).
         #[arg(long, required_unless_present = "example")]
         event: Option<PathBuf>,
@@ -138,6 +137,22 @@ enum SlackCommand {
         #[arg(long)]
         example: Option<String>,
     },
+}
+
+/// `--config FILE`, the same for every role.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Configuration file (TOML or YAML); WOOSTREAM__… variables override it.
+    #[arg(long, short, env = "WOOSTREAM_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// Loads the configuration; the Slack rules and templates are checked here too, so that
+    /// every role fails at start-up on a mistake in them, with the file and the line.
+    fn load(&self) -> anyhow::Result<Config> {
+        load(self.config.as_deref())
+    }
 }
 
 #[derive(clap::Args)]
@@ -175,54 +190,50 @@ impl SaleArgs {
     }
 }
 
-/// Loads the configuration; the Slack rules and templates are checked here too, so that every
-/// role fails at start-up on a mistake in them, with the file and the line.
-fn load(path: &Option<PathBuf>) -> Result<Config, String> {
-    Config::load_checked(path.as_deref(), |c| {
+fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    Config::load_checked(path, |c| {
         woostream_sink::slack::rules::Rules::compile(&c.slack).map(|_| ())
     })
-    .map_err(|e| format!("configuration error: {e}"))
+    .map_err(|e| anyhow::anyhow!("configuration error: {e}"))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Producer { config } => match load(&config) {
-            Ok(config) => producer(config).await,
-            Err(e) => Err(anyhow::anyhow!(e)),
-        },
-        Command::Enricher { config } => match load(&config) {
-            Ok(config) => enricher(config).await,
-            Err(e) => Err(anyhow::anyhow!(e)),
-        },
-        Command::Fit { config } => match load(&config) {
-            Ok(config) => fit(config).await,
-            Err(e) => Err(anyhow::anyhow!(e)),
-        },
+    match run(Cli::parse().command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("woostream: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Producer { config } => producer(config.load()?).await,
+        Command::Enricher { config } => enricher(config.load()?).await,
+        Command::Fit { config } => fit(config.load()?).await,
         Command::Run {
             config,
             simulate,
             sale,
-        } => match load(&config) {
-            Ok(mut config) => {
-                if config.kafka.bootstrap_servers.is_none() {
-                    // One machine, nothing installed: ephemeral ports on loopback.
-                    config.producer.listen = "127.0.0.1:0".parse().expect("address");
-                    config.ops.listen = "127.0.0.1:0".parse().expect("address");
-                }
-                if std::env::var_os("RUST_LOG").is_none() {
-                    config.log.level = "warn".into();
-                    config.log.format = "pretty".into();
-                }
-                telemetry::init(&config.log);
-                let opts = RunOptions {
-                    simulate: simulate.then(|| sale.options(simulate::Options::default())),
-                };
-                all_in_one::run(config, opts, shutdown::on_signal()).await
+        } => {
+            let mut config = config.load()?;
+            if config.kafka.bootstrap_servers.is_none() {
+                // One machine, nothing installed: ephemeral ports on loopback.
+                config.producer.listen = "127.0.0.1:0".parse().expect("address");
+                config.ops.listen = "127.0.0.1:0".parse().expect("address");
             }
-            Err(e) => Err(anyhow::anyhow!(e)),
-        },
+            if std::env::var_os("RUST_LOG").is_none() {
+                config.log.level = "warn".into();
+                config.log.format = "pretty".into();
+            }
+            telemetry::init(&config.log);
+            let opts = RunOptions {
+                simulate: simulate.then(|| sale.options(simulate::Options::default())),
+            };
+            all_in_one::run(config, opts, shutdown::on_signal()).await
+        }
         Command::Simulate {
             url,
             secret,
@@ -244,47 +255,29 @@ async fn main() -> ExitCode {
         Command::Slack { command } => slack(command).await,
         Command::Crm {
             command: CrmCommand::Run { config },
-        } => match load(&config) {
-            Ok(config) => crm(config).await,
-            Err(e) => Err(anyhow::anyhow!(e)),
-        },
+        } => crm(config.load()?).await,
         Command::Crm {
             command: CrmCommand::Setup { config },
-        } => match load(&config) {
-            Ok(config) => crm_setup(config).await,
-            Err(e) => Err(anyhow::anyhow!(e)),
-        },
+        } => crm_setup(config.load()?).await,
         Command::Replay {
             config,
             reason,
             customer,
             object,
             list,
-        } => match load(&config) {
-            Ok(config) => {
-                let filter = woostream_sink::crm::replay::Filter {
-                    reason,
-                    customer,
-                    object,
-                    list_only: list,
-                };
-                replay(config, filter).await
-            }
-            Err(e) => Err(anyhow::anyhow!(e)),
-        },
-        Command::CheckConfig { config } => match load(&Some(config.clone())) {
-            Ok(c) => {
-                println!("{} is valid.\n{c:#?}", config.display());
-                Ok(())
-            }
-            Err(e) => Err(anyhow::anyhow!("configuration error: {e}")),
-        },
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("woostream: {e:#}");
-            ExitCode::FAILURE
+        } => {
+            let filter = woostream_sink::crm::replay::Filter {
+                reason,
+                customer,
+                object,
+                list_only: list,
+            };
+            replay(config.load()?, filter).await
+        }
+        Command::CheckConfig { config } => {
+            let c = load(Some(&config))?;
+            println!("{} is valid.\n{c:#?}", config.display());
+            Ok(())
         }
     }
 }
@@ -372,7 +365,7 @@ async fn fit(config: Config) -> anyhow::Result<()> {
     let bootstrap = bootstrap(&config)?;
     let (outputs, decoder) = woostream_enricher::runner::Outputs::for_config(&config).await?;
     let producer = woostream_core::kafka::create_producer(&config.kafka, &bootstrap)?;
-    let models = woostream_enricher::models::fit_and_publish(
+    let models = woostream_enricher::model::topic::fit_and_publish(
         &config,
         &bootstrap,
         &decoder,
@@ -397,7 +390,7 @@ async fn slack(command: SlackCommand) -> anyhow::Result<()> {
     use woostream_sink::slack::{preview, rules::Rules};
     match command {
         SlackCommand::Run { config } => {
-            let config = load(&config).map_err(|e| anyhow::anyhow!(e))?;
+            let config = config.load()?;
             let role = Role::start(&config).await?;
             let ready = role.readiness.condition("slack");
             let sink = woostream_sink::slack::runner::start(
@@ -420,7 +413,7 @@ async fn slack(command: SlackCommand) -> anyhow::Result<()> {
                 println!("{}", preview::alert_to_json(&alert));
                 return Ok(());
             }
-            let config = load(&config).map_err(|e| anyhow::anyhow!(e))?;
+            let config = config.load()?;
             let path = event.expect("required unless --example");
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;

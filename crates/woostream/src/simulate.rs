@@ -583,7 +583,7 @@ pub async fn run(o: &Options, stats: Arc<Stats>) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use woostream_producer::normalise::{normalise, Delivery, Event};
+    use woostream_producer::normalise::{normalise, Event, WebhookDelivery};
 
     #[test]
     fn php_json_escapes_like_wp_json_encode() {
@@ -612,7 +612,7 @@ mod tests {
             .filter(|w| w.at >= 0.2 * secs && w.at < 0.45 * secs)
             .count();
         assert!(in_spike > 200, "{in_spike}");
-        let d = Delivery {
+        let d = WebhookDelivery {
             shop_id: "s",
             source: &o.source,
             wc_topic: None,
@@ -627,7 +627,7 @@ mod tests {
         let mut statuses = std::collections::HashSet::new();
         for w in &plan {
             let e = normalise(
-                &Delivery {
+                &WebhookDelivery {
                     wc_topic: Some(&w.topic),
                     ..d.clone()
                 },

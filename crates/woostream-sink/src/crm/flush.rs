@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use woostream_core::insights::CrmAttempt;
+use woostream_core::records::CrmAttempt;
 use woostream_core::retry::{self, Policy};
 
 use super::api::{CallError, Crm, Input, Object, Reply, Written};

@@ -12,7 +12,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use woostream_core::codec::Encoder;
 use woostream_core::config::Config;
 use woostream_core::headers;
-use woostream_core::insights::{CrmDeadLetter, Delivery, DeliveryOutcome};
+use woostream_core::records::{CrmDeadLetter, Delivery, DeliveryOutcome};
 use woostream_core::sealing;
 
 use super::changes::{ContactChange, DealChange};

@@ -12,7 +12,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use woostream_core::config::Config;
-use woostream_core::insights::CrmDeadLetter;
+use woostream_core::records::CrmDeadLetter;
 
 use super::api::Crm;
 use super::changes::{ContactChange, DealChange};

@@ -18,11 +18,10 @@ use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
 use woostream_core::config::Config;
 use woostream_core::crm_config::CrmConfig;
 use woostream_core::events::{CustomerEvent, OrderEvent};
-use woostream_core::insights::{
-    CrmDeadLetter, CustomerProfile, Delivery, DeliveryOutcome, SourceOffset,
-};
+use woostream_core::insights::CustomerProfile;
 use woostream_core::kafka;
 use woostream_core::kafka::reading::{read_all_now, reader, END_MARKER};
+use woostream_core::records::{CrmDeadLetter, Delivery, DeliveryOutcome, SourceOffset};
 use woostream_core::registry::RegistryClient;
 use woostream_core::resume::{ResumeGuard, Verdict};
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use tokio::sync::mpsc;
-use woostream_core::insights::{Alert, DeliveryOutcome};
+use woostream_core::insights::Alert;
+use woostream_core::records::DeliveryOutcome;
 use woostream_core::slack_config::{Priority, SlackConfig};
 
 use super::blocks::Message;

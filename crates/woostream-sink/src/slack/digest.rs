@@ -210,7 +210,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::slack::testing::order_alert;
+    use crate::slack::examples::order_alert;
 
     fn queued(n: i64, priority: Priority) -> Queued<i64> {
         Queued {

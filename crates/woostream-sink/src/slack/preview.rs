@@ -154,7 +154,7 @@ pub fn example(kind: &str) -> Result<Alert, String> {
                 AlertKind::ALL.map(|k| k.as_str()).join(", ")
             )
         })?;
-    Ok(super::testing::order_alert(10452, kind, "2340.00"))
+    Ok(super::examples::order_alert(10452, kind, "2340.00"))
 }
 
 #[cfg(test)]

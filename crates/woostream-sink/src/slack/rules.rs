@@ -402,7 +402,7 @@ mod tests {
     use woostream_core::config::Config;
 
     use super::*;
-    use crate::slack::testing::order_alert;
+    use crate::slack::examples::order_alert;
 
     const BASE: &str = r##"
 [slack]

@@ -529,7 +529,7 @@ fn builtin(kind: AlertKind) -> SlackTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slack::testing::order_alert;
+    use crate::slack::examples::order_alert;
 
     #[test]
     fn values_are_escaped_for_mrkdwn_but_the_template_text_is_not() {

@@ -17,7 +17,7 @@ use woostream_core::config::{Config, EnricherConfig};
 use woostream_core::events::CustomerKey;
 use woostream_core::insights::{CustomerProfile, ShopModel};
 
-use crate::fitting::fit_shop;
+use super::fit::fit_shop;
 use crate::metrics::Metrics;
 use crate::model::Model;
 use woostream_core::kafka::reading::{partitions_of, read_to_end, reader};

@@ -1,6 +1,14 @@
 //! The population model a profile is scored with: fitted per shop by `woostream fit` (or the
 //! enricher's periodic refit) and published to the models topic, or the documented priors
 //! while a shop has too little history.
+//!
+//! - this module: the model and its priors;
+//! - [`fit`]: fitting a shop's model from its profiles (pure);
+//! - [`topic`]: the models topic at the Kafka edge — following it, fitting every shop and
+//!   publishing; the parameter estimation itself is [`crate::clv`]'s.
+
+pub mod fit;
+pub mod topic;
 
 use chrono::{DateTime, Utc};
 use woostream_core::config::EnricherConfig;

@@ -1,4 +1,5 @@
-//! Alerts for tests and previews, shaped like the enricher's.
+//! Example alerts, shaped like the enricher's: what `woostream slack preview --example` starts
+//! from, and what the Slack tests route and render.
 
 use std::str::FromStr;
 
