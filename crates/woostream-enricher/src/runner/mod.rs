@@ -1,0 +1,341 @@
+//! The enricher at the Kafka edge: a consume → process → produce → commit loop on one thread,
+//! as rust-rdkafka's examples write it, with state restored on assignment and handed back on
+//! revocation.
+//!
+//! Delivery, in two layers:
+//! - With transactions (real Kafka), each commit interval is one transaction holding the
+//!   profiles, the alerts and the input offsets; a zombie instance is fenced by the group
+//!   metadata and its transactional id.
+//! - Underneath, and alone on brokers without transactions (Tansu): offsets are committed only
+//!   after every output of the processed records is acknowledged, and a restarted or new owner
+//!   of a partition restores each customer's newest profile *below its committed offset*, then
+//!   replays from there. The replay recomputes the same profile versions and alert ids, so
+//!   consumers that drop what they already applied see every change exactly once.
+//!
+//! Partitions are assigned with the range assignor so that partition n of the orders and the
+//! customers topics always land on the same instance (both are keyed by customer).
+//!
+//! The loop reads top-down in this file: [`start`] builds the producer (finding out whether the
+//! broker ends transactions), the consumer and the shared [`Work`]; [`run`] polls, processes
+//! and commits. The rest is in its own file: `process` (one record: decode, apply the pure
+//! state change, emit), `outputs` (encoders, delivery tracking, commits), `restore`
+//! (rebalancing: state restored on assignment, dropped on revocation), `transactions` (the
+//! producer and the start-up probe) and `refit` (the periodic model refit).
+
+mod outputs;
+mod process;
+mod refit;
+mod restore;
+mod transactions;
+
+pub use outputs::{Deliveries, Outputs};
+pub use restore::{Rebalancer, MARKER_HEADER};
+
+use outputs::{record_headers, OutputProducer, Positions};
+use process::origin_of;
+use refit::spawn_refit;
+use transactions::{create_producer, probe_transactions};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
+use woostream_core::config::{Config, Transactions};
+use woostream_core::events::{
+    Action, CustomerEvent, CustomerKey, OrderEvent, ProductEvent, ReviewEvent,
+};
+use woostream_core::headers;
+use woostream_core::insights::{Alert, AlertKey, CustomerProfile, ShopModel};
+use woostream_core::kafka;
+use woostream_core::ops::Readiness;
+use woostream_core::registry::RegistryClient;
+use woostream_core::resume::{ResumeGuard, Verdict};
+
+use crate::alerts::Origin;
+use crate::customer::ScoringSettings;
+use crate::metrics::Metrics;
+use crate::model::topic::{self as models, Models};
+use crate::partition::{CustomerPartition, Output, Settings};
+use crate::products::{product_key, Catalogue, CatalogueSettings};
+use woostream_core::kafka::reading::{read_to_end, reader};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Input {
+    Orders,
+    Customers,
+    Products,
+    Reviews,
+}
+
+/// Everything the loop and the rebalance callbacks share. Only the polling thread touches it:
+/// the callbacks run inside `poll`, while the loop does not hold the lock.
+struct Work {
+    config: Config,
+    bootstrap: String,
+    settings: Settings,
+    catalogue_settings: CatalogueSettings,
+    outputs: Outputs,
+    decoder: Decoder,
+    with_registry: bool,
+    runtime: tokio::runtime::Handle,
+    producer: Arc<OutputProducer>,
+    /// Writes restore markers outside any transaction.
+    marker_producer: rdkafka::producer::FutureProducer,
+    transactional: bool,
+    models: Arc<Models>,
+    metrics: Metrics,
+    customers: HashMap<i32, CustomerPartition>,
+    catalogues: HashMap<(Input, i32), Catalogue>,
+    /// Next offset to commit, per input partition, for what was processed since the last commit.
+    positions: Positions,
+    /// Each customer's newest profile (or tombstone) since the last commit, by input partition.
+    unwritten_profiles: HashMap<(i32, CustomerKey), Option<CustomerProfile>>,
+    /// Offsets set aside by [`Work::commit`], each with the number its outputs stay below,
+    /// waiting for those outputs to be acknowledged.
+    awaiting: std::collections::VecDeque<(u64, Positions)>,
+    leader: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
+    /// Checks that each partition resumes exactly at its restored offset (Tansu skips ahead).
+    resume: ResumeGuard,
+    failure: Option<anyhow::Error>,
+    /// The loop ended with an error.
+    stopped: bool,
+}
+
+pub struct Running {
+    pub thread: std::thread::JoinHandle<anyhow::Result<()>>,
+    pub model_thread: std::thread::JoinHandle<()>,
+    /// Whether this enricher publishes in Kafka transactions.
+    pub transactional: bool,
+}
+
+impl Running {
+    /// Waits for the enricher to stop (after `shutdown`, or on a fatal error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let result = tokio::task::spawn_blocking(move || {
+            let r = self
+                .thread
+                .join()
+                .map_err(|_| anyhow!("the enricher thread panicked"))?;
+            let _ = self.model_thread.join();
+            r
+        })
+        .await?;
+        result
+    }
+}
+
+/// Starts the enricher; it runs until `shutdown` or a fatal error.
+pub async fn start(
+    config: &Config,
+    bootstrap: &str,
+    registry: &prometheus::Registry,
+    readiness: &Readiness,
+    shutdown: CancellationToken,
+    create_topics: bool,
+) -> anyhow::Result<Running> {
+    let metrics = Metrics::register(registry).context("registering enricher metrics")?;
+    if create_topics {
+        kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
+    }
+    let (outputs, decoder) = Outputs::for_config(config).await?;
+    let with_registry = config.schema_registry.is_some();
+    let runtime = tokio::runtime::Handle::current();
+    let e = &config.enricher;
+    let settings = Settings {
+        scoring: ScoringSettings {
+            clv_months: e.clv_months,
+            monthly_discount_rate: e.monthly_discount_rate,
+        },
+        high_value_order: e
+            .high_value_order()
+            .map_err(|m| anyhow!("enricher.high_value_order: {m}"))?,
+    };
+    let catalogue_settings = CatalogueSettings {
+        default_low_stock: e.default_low_stock,
+        negative_review_max_rating: e.negative_review_max_rating,
+    };
+    let models = Arc::new(Models::new(e));
+    // The follower also stops when the loop ends on its own (a fatal error).
+    let loop_ended = shutdown.child_token();
+    let model_thread = models::follow(
+        models.clone(),
+        config,
+        bootstrap,
+        decoder.clone(),
+        runtime.clone(),
+        metrics.clone(),
+        loop_ended.clone(),
+    )?;
+
+    let timeout = Duration::from_millis(config.kafka.delivery_timeout_ms);
+    let (producer, transactional) = {
+        let (config, bootstrap) = (config.clone(), bootstrap.to_string());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(OutputProducer, bool)> {
+            if config.enricher.transactions == Transactions::Off {
+                return Ok((create_producer(&config, &bootstrap, false)?, false));
+            }
+            let producer = create_producer(&config, &bootstrap, true)?;
+            let probe_topic = &config.topics.transactions_probe.name;
+            match probe_transactions(&producer, probe_topic, timeout) {
+                Ok(()) => Ok((producer, true)),
+                Err(e) if config.enricher.transactions == Transactions::Auto => {
+                    tracing::warn!(error = %format!("{e:#}"), "The broker does not end transactions; relying on profile versions and alert ids for exactly-once effect.");
+                    drop(producer);
+                    Ok((create_producer(&config, &bootstrap, false)?, false))
+                }
+                Err(e) => Err(e.context(format!("enricher.transactions is on but the broker did not commit a transaction to {probe_topic}"))),
+            }
+        })
+        .await??
+    };
+    tracing::info!(transactional, "Enricher producer ready.");
+
+    let ready = readiness.condition("enricher");
+    let leader = Arc::new(AtomicBool::new(false));
+    let work = Arc::new(Mutex::new(Work {
+        config: config.clone(),
+        bootstrap: bootstrap.to_string(),
+        settings,
+        catalogue_settings,
+        outputs: outputs.clone(),
+        decoder: decoder.clone(),
+        with_registry,
+        runtime: runtime.clone(),
+        producer: Arc::new(producer),
+        marker_producer: kafka::create_producer(&config.kafka, bootstrap)?,
+        transactional,
+        models,
+        metrics: metrics.clone(),
+        customers: HashMap::new(),
+        catalogues: HashMap::new(),
+        positions: HashMap::new(),
+        awaiting: Default::default(),
+        unwritten_profiles: HashMap::new(),
+        leader: leader.clone(),
+        ready: ready.clone(),
+        resume: ResumeGuard::default(),
+        failure: None,
+        stopped: false,
+    }));
+    let consumer: BaseConsumer<Rebalancer> = kafka::client_config(&config.kafka, bootstrap)
+        .set("group.id", &e.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", e.session_timeout_ms.to_string())
+        .create_with_context(Rebalancer { work: work.clone() })
+        .context("creating the enricher's consumer")?;
+    let t = &config.topics;
+    let inputs = [
+        t.orders.name.as_str(),
+        t.customers.name.as_str(),
+        t.products.name.as_str(),
+        t.reviews.name.as_str(),
+    ];
+    consumer
+        .subscribe(&inputs)
+        .context("subscribing to the shop topics")?;
+    ready.store(true, Ordering::Relaxed);
+
+    if e.refit_interval_secs > 0 {
+        spawn_refit(
+            config.clone(),
+            bootstrap.to_string(),
+            decoder,
+            outputs,
+            leader,
+            metrics,
+            shutdown.clone(),
+        );
+    }
+
+    let interval = Duration::from_millis(e.commit_interval_ms);
+    let thread = std::thread::Builder::new()
+        .name("enricher".into())
+        .spawn(move || {
+            let result = run(consumer, work, interval, shutdown);
+            loop_ended.cancel();
+            result
+        })
+        .context("spawning the enricher thread")?;
+    Ok(Running {
+        thread,
+        model_thread,
+        transactional,
+    })
+}
+
+/// The loop: poll, process, commit every `interval`; commit once more on shutdown.
+fn run(
+    consumer: BaseConsumer<Rebalancer>,
+    work: Arc<Mutex<Work>>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut last_commit = Instant::now();
+    let result = (|| -> anyhow::Result<()> {
+        while !shutdown.is_cancelled() {
+            let polled = consumer.poll(Duration::from_millis(100));
+            let mut w = work.lock().expect("work lock");
+            if let Some(e) = w.failure.take() {
+                return Err(e);
+            }
+            match polled {
+                Some(Ok(m)) => match w.resume.check(m.topic(), m.partition(), m.offset()) {
+                    Verdict::Process => w.process(&m)?,
+                    Verdict::Skip => {}
+                    Verdict::SeekTo(offset) => {
+                        tracing::info!(topic = m.topic(), partition = m.partition(), expected_before = m.offset(), seek = offset, "The broker resumed past the committed offset; reading again from further back.");
+                        let to = if offset > 0 {
+                            Offset::Offset(offset)
+                        } else {
+                            Offset::Beginning
+                        };
+                        consumer
+                            .seek(m.topic(), m.partition(), to, Duration::from_secs(10))
+                            .context("seeking back to the committed offset")?;
+                    }
+                },
+                Some(Err(e)) => tracing::warn!(error = %e, "Kafka consumer error."),
+                None => {}
+            }
+            if !w.resume.is_empty() {
+                for (topic, partition, offset) in w.resume.stalled(Instant::now()) {
+                    tracing::info!(%topic, partition, seek = offset, "Nothing arrived after resuming; reading again from further back.");
+                    let to = if offset > 0 {
+                        Offset::Offset(offset)
+                    } else {
+                        Offset::Beginning
+                    };
+                    consumer
+                        .seek(&topic, partition, to, Duration::from_secs(10))
+                        .context("seeking back to the committed offset")?;
+                }
+            }
+            if last_commit.elapsed() >= interval {
+                w.commit(&consumer, false)?;
+                w.update_gauges();
+                last_commit = Instant::now();
+            }
+        }
+        work.lock().expect("work lock").commit(&consumer, true)
+    })();
+    if let Err(e) = &result {
+        tracing::error!(error = format!("{e:#}"), "The enricher stops.");
+        work.lock().expect("work lock").stopped = true;
+    }
+    // Leaving the group (inside drop) runs the revoke callback once more.
+    drop(consumer);
+    result
+}

@@ -1,0 +1,281 @@
+//! What the enricher writes and when it may commit: the encoders, the tracking of every
+//! output until the broker acknowledges it, profiles coalesced until the commit, and the
+//! commit itself (one transaction, or offsets up to the oldest unacknowledged output).
+
+use super::*;
+
+/// Encoders of what the enricher writes.
+#[derive(Clone)]
+pub struct Outputs {
+    pub customer_key: Encoder<CustomerKey>,
+    pub profile: Encoder<CustomerProfile>,
+    pub alert_key: Encoder<AlertKey>,
+    pub alert: Encoder<Alert>,
+    pub model_key: Encoder<String>,
+    pub model: Encoder<ShopModel>,
+}
+
+impl Outputs {
+    pub(super) fn build(framing_of: impl Fn(&'static str) -> Framing) -> Outputs {
+        fn enc<T: Contract>(f: &impl Fn(&'static str) -> Framing) -> Encoder<T> {
+            Encoder::new(&f(T::SCHEMA_NAME))
+        }
+        let f = &framing_of;
+        Outputs {
+            customer_key: enc(f),
+            profile: enc(f),
+            alert_key: enc(f),
+            alert: enc(f),
+            model_key: enc(f),
+            model: enc(f),
+        }
+    }
+
+    /// Encoders and a decoder for `config`: Confluent framing with the subjects registered when
+    /// a registry is configured, single-object encoding otherwise.
+    pub async fn for_config(config: &Config) -> anyhow::Result<(Outputs, Decoder)> {
+        let Some(r) = &config.schema_registry else {
+            return Ok((Outputs::build(|_| Framing::SingleObject), Decoder::new()));
+        };
+        let client = RegistryClient::new(&r.url, r.username.clone(), r.password.clone());
+        let t = &config.topics;
+        let subjects = [
+            (t.profiles.name.as_str(), "key", CustomerKey::schema()),
+            (t.profiles.name.as_str(), "value", CustomerProfile::schema()),
+            (t.alerts.name.as_str(), "key", AlertKey::schema()),
+            (t.alerts.name.as_str(), "value", Alert::schema()),
+            (t.models.name.as_str(), "key", String::schema()),
+            (t.models.name.as_str(), "value", ShopModel::schema()),
+        ];
+        let framings = woostream_core::codec::register_subjects(&client, &subjects)
+            .await
+            .context("registering the enricher's schemas with the schema registry")?;
+        Ok((
+            Outputs::build(|name| framings[name].clone()),
+            Decoder::with_registry(client),
+        ))
+    }
+}
+
+/// Tracks the outputs not yet acknowledged, by sequence number, and remembers the first
+/// failed delivery: the loop must not commit past it.
+#[derive(Default)]
+pub struct Deliveries {
+    failed: Mutex<Option<String>>,
+    outstanding: Mutex<std::collections::BTreeSet<u64>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Deliveries {
+    /// A sequence number for the next output, outstanding until acknowledged.
+    pub(super) fn take(&self) -> u64 {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        self.outstanding
+            .lock()
+            .expect("deliveries lock")
+            .insert(seq);
+        seq
+    }
+
+    /// Outputs numbered below this are all acknowledged (or failed).
+    pub(super) fn acknowledged_below(&self) -> u64 {
+        let outstanding = self.outstanding.lock().expect("deliveries lock");
+        outstanding
+            .first()
+            .copied()
+            .unwrap_or_else(|| self.next.load(Ordering::Relaxed))
+    }
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        self.outstanding
+            .lock()
+            .expect("deliveries lock")
+            .remove(&(seq as u64));
+        if let Err((e, m)) = result {
+            let mut failed = self.failed.lock().expect("deliveries lock");
+            if failed.is_none() {
+                *failed = Some(format!("{} [{}]: {e}", m.topic(), m.partition()));
+            }
+        }
+    }
+}
+
+pub(super) type OutputProducer = ThreadedProducer<Deliveries>;
+
+/// Next offset to commit per topic and partition (by topic first, so that recording a
+/// position looks the topic up by `&str` instead of allocating a key per record).
+pub(super) type Positions = HashMap<String, HashMap<i32, i64>>;
+
+pub(super) fn merge(into: &mut Positions, from: Positions) {
+    for (topic, partitions) in from {
+        into.entry(topic).or_default().extend(partitions);
+    }
+}
+
+impl Work {
+    /// Writes the profiles kept since the last commit, each to the partition number of its
+    /// input, so that the profile topic stays the changelog of exactly that partition.
+    pub(super) fn write_profiles(&mut self) -> anyhow::Result<()> {
+        let profiles = std::mem::take(&mut self.unwritten_profiles);
+        let topic = &self.config.topics.profiles.name;
+        for ((partition, key), profile) in &profiles {
+            let k = self.outputs.customer_key.encode(key)?;
+            let v = profile
+                .as_ref()
+                .map(|p| self.outputs.profile.encode(p))
+                .transpose()?;
+            let correlation = profile.as_ref().map_or("", |p| p.correlation_id.as_str());
+            let hs = record_headers(correlation, CustomerProfile::SCHEMA_NAME);
+            let mut record = BaseRecord::with_opaque_to(topic, 0)
+                .key(&k)
+                .partition(*partition)
+                .headers(hs);
+            if let Some(v) = &v {
+                record = record.payload(v);
+            }
+            self.send(record)?;
+            self.metrics.profiles.inc();
+        }
+        Ok(())
+    }
+
+    pub(super) fn send(
+        &self,
+        mut record: BaseRecord<'_, Vec<u8>, Vec<u8>, usize>,
+    ) -> anyhow::Result<()> {
+        let deliveries = self.producer.context();
+        record.delivery_opaque = deliveries.take() as usize;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    // Back-pressure: wait for deliveries to make room.
+                    record = r;
+                    let _ = self.producer.flush(Duration::from_millis(10));
+                }
+                Err((e, r)) => {
+                    deliveries
+                        .outstanding
+                        .lock()
+                        .expect("deliveries lock")
+                        .remove(&(r.delivery_opaque as u64));
+                    bail!("producing to {}: {e}", r.topic)
+                }
+            }
+        }
+    }
+
+    /// Commits the input offsets whose outputs are durable (in the same transaction when
+    /// transactional). Without transactions the loop does not wait for acknowledgements: each
+    /// call sets aside what was processed since the last one, with the number of the last output
+    /// it produced, and commits the sets whose outputs have all been acknowledged since. With
+    /// `wait` (revocation, shutdown) it first waits for every output.
+    pub(super) fn commit(
+        &mut self,
+        consumer: &BaseConsumer<Rebalancer>,
+        wait: bool,
+    ) -> anyhow::Result<()> {
+        self.write_profiles()?;
+        let timeout = Duration::from_millis(self.config.kafka.delivery_timeout_ms);
+        if self.transactional {
+            if self.positions.is_empty() {
+                return Ok(());
+            }
+            let tpl = offsets_list(&self.positions)?;
+            let group = consumer
+                .group_metadata()
+                .ok_or_else(|| anyhow!("no consumer group metadata"))?;
+            self.producer
+                .send_offsets_to_transaction(&tpl, &group, timeout)
+                .context("adding the input offsets to the transaction")?;
+            self.producer
+                .commit_transaction(timeout)
+                .context("committing the transaction")?;
+            self.check_deliveries()?;
+            self.producer
+                .begin_transaction()
+                .context("beginning a transaction")?;
+            self.positions.clear();
+            self.metrics.commits.inc();
+            return Ok(());
+        }
+        let deliveries = self.producer.context();
+        if !self.positions.is_empty() {
+            let upto = deliveries.next.load(Ordering::Relaxed);
+            self.awaiting
+                .push_back((upto, std::mem::take(&mut self.positions)));
+        }
+        if wait {
+            self.producer
+                .flush(timeout)
+                .context("waiting for the outputs to be acknowledged")?;
+        }
+        self.check_deliveries()?;
+        let acknowledged = deliveries.acknowledged_below();
+        let mut ready = Positions::new();
+        while self
+            .awaiting
+            .front()
+            .is_some_and(|(upto, _)| *upto <= acknowledged)
+        {
+            let (_, positions) = self.awaiting.pop_front().expect("checked");
+            merge(&mut ready, positions);
+        }
+        if ready.is_empty() {
+            return Ok(());
+        }
+        consumer
+            .commit(
+                &offsets_list(&ready)?,
+                if wait {
+                    CommitMode::Sync
+                } else {
+                    CommitMode::Async
+                },
+            )
+            .context("committing input offsets")?;
+        self.metrics.commits.inc();
+        Ok(())
+    }
+
+    pub(super) fn check_deliveries(&self) -> anyhow::Result<()> {
+        match self
+            .producer
+            .context()
+            .failed
+            .lock()
+            .expect("deliveries lock")
+            .take()
+        {
+            Some(why) => bail!("an output was not delivered ({why}); not committing past it"),
+            None => Ok(()),
+        }
+    }
+}
+
+pub(super) fn offsets_list(positions: &Positions) -> anyhow::Result<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partitions) in positions {
+        for (p, offset) in partitions {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(*offset))?;
+        }
+    }
+    Ok(tpl)
+}
+
+pub(super) fn record_headers(correlation_id: &str, schema: &str) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: headers::CORRELATION_ID,
+            value: Some(correlation_id),
+        })
+        .insert(Header {
+            key: headers::SCHEMA,
+            value: Some(schema),
+        })
+}

@@ -1,0 +1,277 @@
+//! Rebalancing: a newly assigned partition's state is restored from the profile topic below
+//! its committed offset before librdkafka may fetch from it; a revoked partition's state is
+//! committed and dropped.
+
+use super::*;
+
+impl Work {
+    pub(super) fn revoke(
+        &mut self,
+        consumer: &BaseConsumer<Rebalancer>,
+        tpl: &TopicPartitionList,
+    ) -> anyhow::Result<()> {
+        // After a fatal error nothing more is committed: the next owner replays from the last
+        // good commit.
+        if !self.stopped {
+            self.commit(consumer, true)?;
+        }
+        for e in tpl.elements() {
+            self.resume.forget(e.topic(), e.partition());
+            match self.input(e.topic()) {
+                Some(Input::Orders) => {
+                    self.customers.remove(&e.partition());
+                    if e.partition() == 0 {
+                        self.leader.store(false, Ordering::Relaxed);
+                    }
+                }
+                Some(kind @ (Input::Products | Input::Reviews)) => {
+                    self.catalogues.remove(&(kind, e.partition()));
+                }
+                _ => {}
+            }
+        }
+        self.update_gauges();
+        tracing::info!(
+            partitions = tpl.count(),
+            "Partitions revoked; their state is dropped."
+        );
+        Ok(())
+    }
+
+    /// Restores the state of newly assigned partitions and returns where processing of each
+    /// starts: exactly where its restored state ends.
+    pub(super) fn assign(
+        &mut self,
+        consumer: &BaseConsumer<Rebalancer>,
+        tpl: &TopicPartitionList,
+    ) -> anyhow::Result<TopicPartitionList> {
+        self.ready.store(false, Ordering::Relaxed);
+        let started = Instant::now();
+        let committed = consumer
+            .committed_offsets(tpl.clone(), Duration::from_secs(30))
+            .context("reading committed offsets")?;
+        let restore_reader = reader(&self.config.kafka, &self.bootstrap, "enricher-restore")?;
+        // Processing must start exactly where the restored state ends, so the positions are
+        // given explicitly rather than left to the group's answer at fetch time.
+        let mut start = TopicPartitionList::new();
+        for e in committed.elements() {
+            let committed = match e.offset() {
+                Offset::Offset(n) => n,
+                _ => 0,
+            };
+            start.add_partition_offset(
+                e.topic(),
+                e.partition(),
+                if committed > 0 {
+                    Offset::Offset(committed)
+                } else {
+                    Offset::Beginning
+                },
+            )?;
+            self.resume.expect(e.topic(), e.partition(), committed);
+            match self.input(e.topic()) {
+                Some(Input::Orders) => {
+                    self.restore_customers(&restore_reader, e.partition(), committed)?;
+                    if e.partition() == 0 {
+                        self.leader.store(true, Ordering::Relaxed);
+                    }
+                }
+                Some(kind @ (Input::Products | Input::Reviews)) => self.replay_catalogue(
+                    &restore_reader,
+                    kind,
+                    e.topic(),
+                    e.partition(),
+                    committed,
+                )?,
+                _ => {}
+            }
+        }
+        self.update_gauges();
+        self.metrics
+            .restore_seconds
+            .observe(started.elapsed().as_secs_f64());
+        tracing::info!(
+            partitions = tpl.count(),
+            customers = self.metrics.customers.get(),
+            seconds = started.elapsed().as_secs_f64(),
+            "Partitions assigned and their state restored."
+        );
+        Ok(start)
+    }
+
+    /// The newest profile of each customer written for an input offset below `committed`.
+    pub(super) fn restore_customers(
+        &mut self,
+        reader: &woostream_core::kafka::reading::Reader,
+        partition: i32,
+        committed: i64,
+    ) -> anyhow::Result<()> {
+        let mut latest: HashMap<(String, String), CustomerProfile> = HashMap::new();
+        let topic = self.config.topics.profiles.name.clone();
+        let end = self.restore_marker(&topic, partition)?;
+        let mut failure = None;
+        let read = read_to_end(
+            reader,
+            &topic,
+            &[(partition, Some(end))],
+            Duration::from_secs(60),
+            |m| {
+                let key: CustomerKey = match m.key().map(|k| self.decode(k)) {
+                    Some(Ok(k)) => k,
+                    _ => return,
+                };
+                match m.payload() {
+                    None => {
+                        latest.remove(&(key.shop_id, key.customer));
+                    }
+                    Some(v) => match self.decode::<CustomerProfile>(v) {
+                        Ok(p) if p.source_offset < committed => {
+                            latest.insert((key.shop_id, key.customer), p);
+                        }
+                        Ok(_) => {}
+                        Err(e) => failure = Some(e),
+                    },
+                }
+            },
+        )?;
+        if let Some(e) = failure {
+            bail!("restoring partition {partition} from {topic}: a profile cannot be read: {e}");
+        }
+        self.metrics
+            .restored_records
+            .with_label_values(&[&topic])
+            .inc_by(read);
+        let mut state = CustomerPartition::new(partition);
+        for p in latest.values() {
+            state.restore(p);
+        }
+        tracing::info!(
+            %topic,
+            partition,
+            committed,
+            marker = end,
+            read,
+            customers = state.len(),
+            "Customers restored."
+        );
+        self.customers.insert(partition, state);
+        Ok(())
+    }
+
+    /// Writes a marker to the profile partition and returns its offset: everything before it
+    /// is what the partition held, however the broker reports its end (Tansu's high
+    /// watermark can lag behind). The marker is a tombstone for a key no customer has, with
+    /// the `woostream-marker` header, so consumers and compaction drop it.
+    pub(super) fn restore_marker(&self, topic: &str, partition: i32) -> anyhow::Result<i64> {
+        let key = CustomerKey {
+            shop_id: String::new(),
+            customer: format!("{}{}", crate::view::MARKER_PREFIX, uuid::Uuid::new_v4()),
+        };
+        let k = self.outputs.customer_key.encode(&key)?;
+        let headers = OwnedHeaders::new().insert(Header {
+            key: MARKER_HEADER,
+            value: Some("restore"),
+        });
+        let record = rdkafka::producer::FutureRecord::<Vec<u8>, Vec<u8>>::to(topic)
+            .key(&k)
+            .partition(partition)
+            .headers(headers);
+        let delivery = self
+            .runtime
+            .block_on(self.marker_producer.send(record, Duration::from_secs(30)))
+            .map_err(|(e, _)| e)
+            .with_context(|| format!("writing the restore marker to {topic}[{partition}]"))?;
+        Ok(delivery.offset)
+    }
+
+    /// Stock bands and seen reviews: the input replayed up to the committed offset, silently.
+    pub(super) fn replay_catalogue(
+        &mut self,
+        reader: &woostream_core::kafka::reading::Reader,
+        kind: Input,
+        topic: &str,
+        partition: i32,
+        committed: i64,
+    ) -> anyhow::Result<()> {
+        let mut catalogue = Catalogue::default();
+        let settings = self.catalogue_settings.clone();
+        let read = read_to_end(
+            reader,
+            topic,
+            &[(partition, Some(committed))],
+            Duration::from_secs(60),
+            |m| {
+                let Some(payload) = m.payload() else { return };
+                if kind == Input::Products {
+                    if let Ok(event) = self.decode::<ProductEvent>(payload) {
+                        let origin = origin_of(&event.envelope, None);
+                        catalogue.on_product(&event, &settings, &origin);
+                    }
+                } else if let Ok(event) = self.decode::<ReviewEvent>(payload) {
+                    let origin = origin_of(&event.envelope, None);
+                    catalogue.on_review(&event, &settings, &origin);
+                }
+            },
+        )?;
+        self.metrics
+            .restored_records
+            .with_label_values(&[topic])
+            .inc_by(read);
+        self.catalogues.insert((kind, partition), catalogue);
+        Ok(())
+    }
+}
+
+/// Header of restore markers in the profile topic.
+pub const MARKER_HEADER: &str = "woostream-marker";
+
+/// Restores state on assignment and commits on revocation, inside the consumer's poll.
+pub struct Rebalancer {
+    pub(super) work: Arc<Mutex<Work>>,
+}
+
+impl ClientContext for Rebalancer {}
+
+impl ConsumerContext for Rebalancer {
+    // The whole rebalance is ours rather than rdkafka's default (assign, then post_rebalance):
+    // the partitions must not be assigned before their state is restored, or librdkafka
+    // fetches ahead from the committed offsets during the restore and, when they are then
+    // assigned again at those offsets, carries on from where that fetch got to.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        use rdkafka::types::RDKafkaRespErr::*;
+        let mut work = self.work.lock().expect("work lock");
+        match err {
+            RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let start = match work.assign(consumer, tpl) {
+                    Ok(start) => start,
+                    Err(e) => {
+                        // The loop stops on the failure; the assignment is still taken so
+                        // that the group stays consistent until then.
+                        work.failure.get_or_insert(e);
+                        tpl.clone()
+                    }
+                };
+                if let Err(e) = consumer.assign(&start) {
+                    work.failure
+                        .get_or_insert(anyhow!("assigning the partitions: {e}"));
+                }
+                work.ready.store(true, Ordering::Relaxed);
+            }
+            RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if let Err(e) = work.revoke(consumer, tpl) {
+                    work.failure.get_or_insert(e);
+                }
+                if let Err(e) = consumer.unassign() {
+                    work.failure
+                        .get_or_insert(anyhow!("releasing the partitions: {e}"));
+                }
+            }
+            other => tracing::error!(error = ?other, "Rebalance error."),
+        }
+    }
+}
