@@ -27,6 +27,7 @@ mod process;
 mod refit;
 mod restore;
 mod transactions;
+mod writer;
 
 pub use outputs::{Deliveries, Outputs};
 pub use restore::{Rebalancer, MARKER_HEADER};
@@ -35,6 +36,7 @@ use outputs::{record_headers, OutputProducer, Positions};
 use process::origin_of;
 use refit::spawn_refit;
 use transactions::{create_producer, probe_transactions};
+use writer::{Write, Writer};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,6 +90,8 @@ struct Work {
     with_registry: bool,
     runtime: tokio::runtime::Handle,
     producer: Arc<OutputProducer>,
+    /// Encodes and sends the outputs beside the loop.
+    writer: Writer,
     /// Writes restore markers outside any transaction.
     marker_producer: rdkafka::producer::FutureProducer,
     transactional: bool,
@@ -202,6 +206,8 @@ pub async fn start(
 
     let ready = readiness.condition("enricher");
     let leader = Arc::new(AtomicBool::new(false));
+    let producer = Arc::new(producer);
+    let writer = Writer::start(producer.clone(), outputs.clone(), config)?;
     let work = Arc::new(Mutex::new(Work {
         config: config.clone(),
         bootstrap: bootstrap.to_string(),
@@ -211,7 +217,8 @@ pub async fn start(
         decoder: decoder.clone(),
         with_registry,
         runtime: runtime.clone(),
-        producer: Arc::new(producer),
+        producer,
+        writer,
         marker_producer: kafka::create_producer(&config.kafka, bootstrap)?,
         transactional,
         models,

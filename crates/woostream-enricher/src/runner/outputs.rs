@@ -77,6 +77,21 @@ impl Deliveries {
         seq
     }
 
+    /// Output `seq` is settled: acknowledged, or failed for `failure` (the first failure is
+    /// kept; the loop commits nothing past it).
+    pub(super) fn settle(&self, seq: u64, failure: Option<String>) {
+        self.outstanding
+            .lock()
+            .expect("deliveries lock")
+            .remove(&seq);
+        if let Some(why) = failure {
+            let mut failed = self.failed.lock().expect("deliveries lock");
+            if failed.is_none() {
+                *failed = Some(why);
+            }
+        }
+    }
+
     /// Outputs numbered below this are all acknowledged (or failed).
     pub(super) fn acknowledged_below(&self) -> u64 {
         let outstanding = self.outstanding.lock().expect("deliveries lock");
@@ -92,16 +107,11 @@ impl ClientContext for Deliveries {}
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = usize;
     fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
-        self.outstanding
-            .lock()
-            .expect("deliveries lock")
-            .remove(&(seq as u64));
-        if let Err((e, m)) = result {
-            let mut failed = self.failed.lock().expect("deliveries lock");
-            if failed.is_none() {
-                *failed = Some(format!("{} [{}]: {e}", m.topic(), m.partition()));
-            }
-        }
+        let failure = result
+            .as_ref()
+            .err()
+            .map(|(e, m)| format!("{} [{}]: {e}", m.topic(), m.partition()));
+        self.settle(seq as u64, failure);
     }
 }
 
@@ -118,56 +128,17 @@ pub(super) fn merge(into: &mut Positions, from: Positions) {
 }
 
 impl Work {
-    /// Writes the profiles kept since the last commit, each to the partition number of its
-    /// input, so that the profile topic stays the changelog of exactly that partition.
+    /// Hands the writer the profiles kept since the last commit.
     pub(super) fn write_profiles(&mut self) -> anyhow::Result<()> {
-        let profiles = std::mem::take(&mut self.unwritten_profiles);
-        let topic = &self.config.topics.profiles.name;
-        for ((partition, key), profile) in &profiles {
-            let k = self.outputs.customer_key.encode(key)?;
-            let v = profile
-                .as_ref()
-                .map(|p| self.outputs.profile.encode(p))
-                .transpose()?;
-            let correlation = profile.as_ref().map_or("", |p| p.correlation_id.as_str());
-            let hs = record_headers(correlation, CustomerProfile::SCHEMA_NAME);
-            let mut record = BaseRecord::with_opaque_to(topic, 0)
-                .key(&k)
-                .partition(*partition)
-                .headers(hs);
-            if let Some(v) = &v {
-                record = record.payload(v);
-            }
-            self.send(record)?;
+        for ((partition, key), profile) in std::mem::take(&mut self.unwritten_profiles) {
+            self.writer.write(Write::Profile {
+                partition,
+                key,
+                profile: profile.map(Box::new),
+            })?;
             self.metrics.profiles.inc();
         }
         Ok(())
-    }
-
-    pub(super) fn send(
-        &self,
-        mut record: BaseRecord<'_, Vec<u8>, Vec<u8>, usize>,
-    ) -> anyhow::Result<()> {
-        let deliveries = self.producer.context();
-        record.delivery_opaque = deliveries.take() as usize;
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    // Back-pressure: wait for deliveries to make room.
-                    record = r;
-                    let _ = self.producer.flush(Duration::from_millis(10));
-                }
-                Err((e, r)) => {
-                    deliveries
-                        .outstanding
-                        .lock()
-                        .expect("deliveries lock")
-                        .remove(&(r.delivery_opaque as u64));
-                    bail!("producing to {}: {e}", r.topic)
-                }
-            }
-        }
     }
 
     /// Commits the input offsets whose outputs are durable (in the same transaction when
@@ -186,6 +157,8 @@ impl Work {
             if self.positions.is_empty() {
                 return Ok(());
             }
+            // Every output of this transaction must be in the producer before it ends.
+            self.writer.barrier()?;
             let tpl = offsets_list(&self.positions)?;
             let group = consumer
                 .group_metadata()
@@ -211,6 +184,7 @@ impl Work {
                 .push_back((upto, std::mem::take(&mut self.positions)));
         }
         if wait {
+            self.writer.barrier()?;
             self.producer
                 .flush(timeout)
                 .context("waiting for the outputs to be acknowledged")?;

@@ -130,21 +130,12 @@ impl Work {
     /// increasing, so consumers that keep the newest version see the same result), which in a
     /// flash sale saves most profile records.
     pub(super) fn emit(&mut self, output: Output, partition: i32) -> anyhow::Result<()> {
-        let t = &self.config.topics;
-        for (key, alert) in &output.alerts {
-            let k = self.outputs.alert_key.encode(key)?;
-            let v = self.outputs.alert.encode(alert)?;
-            let hs = record_headers(&alert.correlation_id, Alert::SCHEMA_NAME);
-            self.send(
-                BaseRecord::with_opaque_to(&t.alerts.name, 0)
-                    .key(&k)
-                    .payload(&v)
-                    .headers(hs),
-            )?;
+        for (key, alert) in output.alerts {
             self.metrics
                 .alerts
                 .with_label_values(&[alert.kind.as_str()])
                 .inc();
+            self.writer.write(Write::Alert(key, Box::new(alert)))?;
         }
         for (key, profile) in output.profiles {
             self.unwritten_profiles.insert((partition, key), profile);

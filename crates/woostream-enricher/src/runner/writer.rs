@@ -1,0 +1,173 @@
+//! The enricher's writer thread: it encodes what the loop decided and hands it to the producer,
+//! so that Avro encoding and librdkafka's produce path run beside the processing of the next
+//! records instead of after it.
+//!
+//! Nothing about commits changes: every output takes its delivery sequence number on the loop's
+//! thread when it is handed over, so it is outstanding — and no offset is committed past it —
+//! from that moment until the broker acknowledges it. A transaction's commit first waits at a
+//! barrier until everything handed over is in the producer.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use super::*;
+
+/// How many outputs may wait for the writer before the loop waits for it.
+const QUEUE: usize = 8192;
+
+/// What the loop hands the writer.
+/// Large values are boxed: the channel moves a pointer, not the record.
+pub(super) enum Write {
+    Alert(AlertKey, Box<Alert>),
+    /// A profile version (`None`: an erasure tombstone), written to the partition number of
+    /// its input so that the profile topic stays that partition's changelog.
+    Profile {
+        partition: i32,
+        key: CustomerKey,
+        profile: Option<Box<CustomerProfile>>,
+    },
+    /// Answered once everything handed over before it is in the producer.
+    Barrier(SyncSender<()>),
+}
+
+pub(super) struct Writer {
+    to_thread: Option<SyncSender<(usize, Write)>>,
+    producer: Arc<OutputProducer>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    pub(super) fn start(
+        producer: Arc<OutputProducer>,
+        outputs: Outputs,
+        config: &Config,
+    ) -> anyhow::Result<Writer> {
+        let (to_thread, from_loop) = sync_channel(QUEUE);
+        let topics = (
+            config.topics.alerts.name.clone(),
+            config.topics.profiles.name.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name("enricher-writer".into())
+            .spawn({
+                let producer = producer.clone();
+                move || write_all(&producer, &outputs, &topics, from_loop)
+            })
+            .context("spawning the enricher's writer thread")?;
+        Ok(Writer {
+            to_thread: Some(to_thread),
+            producer,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands an output to the writer; it is outstanding from now until acknowledged.
+    pub(super) fn write(&self, write: Write) -> anyhow::Result<()> {
+        let seq = self.producer.context().take() as usize;
+        self.channel()?
+            .send((seq, write))
+            .map_err(|_| anyhow!("the enricher's writer thread has stopped"))
+    }
+
+    /// Returns once everything handed over so far is in the producer.
+    pub(super) fn barrier(&self) -> anyhow::Result<()> {
+        let (reply, answered) = sync_channel(1);
+        self.channel()?
+            .send((0, Write::Barrier(reply)))
+            .map_err(|_| anyhow!("the enricher's writer thread has stopped"))?;
+        answered
+            .recv()
+            .map_err(|_| anyhow!("the enricher's writer thread stopped before a barrier"))
+    }
+
+    fn channel(&self) -> anyhow::Result<&SyncSender<(usize, Write)>> {
+        self.to_thread
+            .as_ref()
+            .ok_or_else(|| anyhow!("the enricher's writer is closed"))
+    }
+}
+
+impl Drop for Writer {
+    /// Lets the thread write what it was handed, then waits for it.
+    fn drop(&mut self) {
+        drop(self.to_thread.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The writer thread: until the loop's side is dropped, encodes each output and sends it.
+/// A failure is recorded as a failed delivery, so that the loop commits nothing past it and
+/// stops at its next commit.
+fn write_all(
+    producer: &OutputProducer,
+    outputs: &Outputs,
+    (alerts_topic, profiles_topic): &(String, String),
+    from_loop: Receiver<(usize, Write)>,
+) {
+    for (seq, write) in from_loop {
+        let sent = match write {
+            Write::Barrier(reply) => {
+                let _ = reply.send(());
+                continue;
+            }
+            Write::Alert(key, alert) => (|| {
+                let k = outputs.alert_key.encode(&key)?;
+                let v = outputs.alert.encode(&alert)?;
+                let hs = record_headers(&alert.correlation_id, Alert::SCHEMA_NAME);
+                send(
+                    producer,
+                    BaseRecord::with_opaque_to(alerts_topic, seq)
+                        .key(&k)
+                        .payload(&v)
+                        .headers(hs),
+                )
+            })(),
+            Write::Profile {
+                partition,
+                key,
+                profile,
+            } => (|| {
+                let k = outputs.customer_key.encode(&key)?;
+                let v = profile
+                    .as_ref()
+                    .map(|p| outputs.profile.encode(p))
+                    .transpose()?;
+                let correlation = profile.as_ref().map_or("", |p| p.correlation_id.as_str());
+                let hs = record_headers(correlation, CustomerProfile::SCHEMA_NAME);
+                let mut record = BaseRecord::with_opaque_to(profiles_topic, seq)
+                    .key(&k)
+                    .partition(partition)
+                    .headers(hs);
+                if let Some(v) = &v {
+                    record = record.payload(v);
+                }
+                send(producer, record)
+            })(),
+        };
+        if let Err(e) = sent {
+            producer
+                .context()
+                .settle(seq as u64, Some(format!("{e:#}")));
+        }
+    }
+}
+
+/// Sends one record, waiting for room while librdkafka's queue is full.
+fn send(
+    producer: &OutputProducer,
+    mut record: BaseRecord<'_, Vec<u8>, Vec<u8>, usize>,
+) -> anyhow::Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                // Back-pressure: wait for deliveries to make room.
+                record = r;
+                let _ = producer.flush(Duration::from_millis(10));
+            }
+            Err((e, r)) => bail!("producing to {}: {e}", r.topic),
+        }
+    }
+}
