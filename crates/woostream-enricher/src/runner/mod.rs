@@ -294,6 +294,7 @@ fn run(
     let result = (|| -> anyhow::Result<()> {
         while !shutdown.is_cancelled() {
             let polled = consumer.poll(Duration::from_millis(100));
+            let idle = polled.is_none();
             let mut w = work.lock().expect("work lock");
             if let Some(e) = w.failure.take() {
                 return Err(e);
@@ -330,7 +331,9 @@ fn run(
                         .context("seeking back to the committed offset")?;
                 }
             }
-            if last_commit.elapsed() >= interval {
+            // Between bursts, commit at once instead of at the next interval: what was
+            // processed becomes durable progress as soon as its outputs are acknowledged.
+            if last_commit.elapsed() >= interval || (idle && w.has_uncommitted()) {
                 w.commit(&consumer, false)?;
                 w.update_gauges();
                 last_commit = Instant::now();

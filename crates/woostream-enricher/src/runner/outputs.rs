@@ -128,6 +128,13 @@ pub(super) fn merge(into: &mut Positions, from: Positions) {
 }
 
 impl Work {
+    /// Whether anything processed is not committed yet.
+    pub(super) fn has_uncommitted(&self) -> bool {
+        !self.positions.is_empty()
+            || !self.awaiting.is_empty()
+            || !self.unwritten_profiles.is_empty()
+    }
+
     /// Hands the writer the profiles kept since the last commit.
     pub(super) fn write_profiles(&mut self) -> anyhow::Result<()> {
         for ((partition, key), profile) in std::mem::take(&mut self.unwritten_profiles) {
