@@ -196,7 +196,10 @@ fn caught_up_at(
         if !behind {
             return Ok(now);
         }
-        anyhow::ensure!(now < deadline, "the enricher did not catch up within {timeout:?}");
+        anyhow::ensure!(
+            now < deadline,
+            "the enricher did not catch up within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
