@@ -165,7 +165,79 @@ fn throughput(records: &[Record], commit_interval_ms: Option<u64>) -> anyhow::Re
         100.0 * rate / passthrough,
         100.0 * rate / fan_out
     );
+    drop(enricher);
+    drop(tansu);
+
+    // Scaling out: one and then two instances in one group, each on a fresh broker, joined
+    // before the sale is written, so that no rebalance falls into the measurement.
+    let one = instances_rate(records, 1)?;
+    let two = instances_rate(records, 2)?;
+    println!(
+        "one group, input written while it runs: 1 instance {one:.0} records/s, 2 instances {two:.0} records/s ({:.2}×; {} partitions, 2 cores shared with the broker and the producer of the input)",
+        two / one,
+        Config::default().topics.partitions
+    );
     Ok(())
+}
+
+/// Records/s through `n` enricher instances of one group on a fresh broker: the instances
+/// join first, then the sale is written; from the first record processed to the last
+/// committed.
+fn instances_rate(records: &[Record], n: usize) -> anyhow::Result<f64> {
+    let tansu = Tansu::start();
+    let bootstrap = tansu.bootstrap.clone();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let config = run_config(&bootstrap, "scale", "enricher-scale");
+    runtime.block_on(woostream_core::kafka::ensure_topics(
+        &config.kafka,
+        &bootstrap,
+        &config.topics,
+    ))?;
+    let dir = tempfile::tempdir()?;
+    let enrichers: Vec<EnricherProcess> = (0..n)
+        .map(|i| EnricherProcess::start(&config, &format!("scale-{i}"), dir.path()))
+        .collect();
+    // Every input partition held by someone, each instance holding some. The gauge counts a
+    // customer partition (orders and customers n together) and the product and review
+    // partitions: three per partition number.
+    let inputs = 3.0 * config.topics.partitions as f64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let held: Vec<f64> = enrichers
+            .iter()
+            .map(|e| e.metric("woostream_enricher_assigned_partitions"))
+            .collect();
+        if held.iter().sum::<f64>() >= inputs && held.iter().all(|h| *h > 0.0) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the group never settled: {held:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let writing = std::thread::spawn({
+        let (bootstrap, records) = (bootstrap.clone(), records.to_vec());
+        move || {
+            tokio::runtime::Runtime::new()
+                .expect("runtime")
+                .block_on(produce_all(&bootstrap, &records))
+        }
+    });
+    let processed = || -> f64 {
+        enrichers
+            .iter()
+            .map(|e| e.metric("woostream_enricher_records_total"))
+            .sum()
+    };
+    while processed() == 0.0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let first = Instant::now();
+    let produced = writing.join().expect("the input was written");
+    let caught_up = caught_up_at(&config, &bootstrap, &produced, Duration::from_secs(600))?;
+    let total: i64 = produced.values().sum();
+    Ok(total as f64 / (caught_up - first).as_secs_f64())
 }
 
 /// When `config`'s enricher group has committed every produced record, watched every 10 ms
