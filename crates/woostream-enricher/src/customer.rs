@@ -331,16 +331,19 @@ pub fn score(
     let segment = segment_of(scores, orders_count);
     let bg = &model.bgnbd;
     let p_alive = bg.p_alive(history);
-    let expected_purchases = [30.0, 90.0, 365.0].map(|t| bg.expected_purchases(t, history));
+    // Months 1 and 3 of the CLV's series are the 30- and 90-day figures: each series term is
+    // a hypergeometric sum, the largest cost of scoring, so none is computed twice.
+    let monthly = clv::monthly_purchases(bg, history, settings.clv_months.max(3), 30.0);
+    let expected_purchases = [
+        monthly[0],
+        monthly[2],
+        bg.expected_purchases(365.0, history),
+    ];
     let expected_order_value = model.gamma_gamma.expected_value(spend);
-    let clv = clv::lifetime_value(
-        bg,
-        &model.gamma_gamma,
-        history,
-        spend,
-        settings.clv_months,
+    let clv = clv::lifetime_value_of(
+        &monthly[..settings.clv_months as usize],
+        expected_order_value,
         settings.monthly_discount_rate,
-        30.0,
     );
     let churn_risk = if history.frequency > 0.0 {
         match p_alive {
