@@ -1,0 +1,535 @@
+//! Configuration: one TOML or YAML file plus `WOOSTREAM__…` environment overrides.
+//!
+//! Every mistake is reported at start-up with the file, the line and what was expected; a value
+//! set through the environment is reported with the variable's name instead.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+mod enricher;
+mod env;
+mod kafka;
+mod locate;
+mod ops;
+mod producer;
+
+pub use enricher::{EnricherConfig, HighValueOrder, Transactions};
+pub use kafka::{KafkaConfig, TopicConfig, TopicsConfig};
+pub use ops::{LogConfig, OpsConfig};
+pub use producer::{resolve_secret, ProducerConfig, ShopConfig};
+
+use env::apply_env_overrides;
+use locate::{line_col, locate_key};
+
+/// Prefix of environment overrides: `WOOSTREAM__KAFKA__BOOTSTRAP_SERVERS=broker:9092`,
+/// `WOOSTREAM__SHOPS__0__SECRET=…` (list entries by index).
+pub const ENV_PREFIX: &str = "WOOSTREAM__";
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub topics: TopicsConfig,
+    pub schema_registry: Option<SchemaRegistryConfig>,
+    pub producer: ProducerConfig,
+    pub shops: Vec<ShopConfig>,
+    pub enricher: EnricherConfig,
+    pub slack: crate::slack_config::SlackConfig,
+    pub crm: crate::crm_config::CrmConfig,
+    pub ops: OpsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistryConfig {
+    pub url: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// A configuration mistake, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, or `environment` for overrides.
+    pub origin: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The key, e.g. `shops[0].secret`.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.origin)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Toml,
+    Yaml,
+}
+
+impl Format {
+    fn of(origin: &str) -> Format {
+        if origin.ends_with(".yaml") || origin.ends_with(".yml") {
+            Format::Yaml
+        } else {
+            Format::Toml
+        }
+    }
+}
+
+impl Config {
+    /// Reads a file (`.toml`, `.yaml` or `.yml`), applies `WOOSTREAM__…` overrides from the
+    /// process environment and validates the result.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: path.display().to_string(),
+            line: None,
+            column: None,
+            key: None,
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Config::from_text(&path.display().to_string(), &text, std::env::vars())
+    }
+
+    /// [`Config::load`] plus a role's own checks (`check` returns the offending key and what
+    /// was expected), reported with the file and line like every other mistake.
+    pub fn load_checked(
+        path: Option<&Path>,
+        check: impl Fn(&Config) -> Result<(), (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (origin, text) = match path {
+            Some(path) => (
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|e| ConfigError {
+                    origin: path.display().to_string(),
+                    line: None,
+                    column: None,
+                    key: None,
+                    message: format!("cannot read the file: {e}"),
+                })?,
+            ),
+            None => ("<defaults>.toml".to_string(), String::new()),
+        };
+        let config = Config::from_text(&origin, &text, std::env::vars())?;
+        check(&config).map_err(|(key, message)| ConfigError {
+            line: locate_key(Format::of(&origin), &text, &key),
+            origin,
+            column: None,
+            key: Some(key),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Defaults plus environment overrides, for deployments configured by environment alone.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_text("<defaults>.toml", "", std::env::vars())
+    }
+
+    pub fn from_text(
+        origin: &str,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let format = Format::of(origin);
+        let parsed: Config = match format {
+            Format::Toml => toml::from_str(text).map_err(|e| {
+                let (line, column) = e
+                    .span()
+                    .map(|s| line_col(text, s.start))
+                    .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+                ConfigError {
+                    origin: origin.into(),
+                    line,
+                    column,
+                    key: None,
+                    message: e.message().trim().to_string(),
+                }
+            })?,
+            Format::Yaml if text.trim().is_empty() => Config::default(),
+            Format::Yaml => serde_norway::from_str(text).map_err(|e| {
+                let loc = e.location();
+                let message = e.to_string();
+                // serde_norway appends " at line N column M"; we print the location ourselves.
+                let message = match message.find(" at line ") {
+                    Some(i) => message[..i].to_string(),
+                    None => message,
+                };
+                ConfigError {
+                    origin: origin.into(),
+                    line: loc.as_ref().map(|l| l.line()),
+                    column: loc.as_ref().map(|l| l.column()),
+                    key: None,
+                    message,
+                }
+            })?,
+        };
+        let config = apply_env_overrides(parsed, env)?;
+        config.validate().map_err(|(key, message)| ConfigError {
+            origin: origin.into(),
+            line: locate_key(format, text, &key),
+            column: None,
+            key: Some(key),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot; returns the offending key and what was expected.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let mut ids = std::collections::HashSet::new();
+        let mut sources = std::collections::HashSet::new();
+        for (i, shop) in self.shops.iter().enumerate() {
+            let at = |f: &str| format!("shops[{i}].{f}");
+            if shop.id.is_empty()
+                || !shop
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err((
+                    at("id"),
+                    "expected a non-empty name of letters, digits, '-' or '_'".into(),
+                ));
+            }
+            if !ids.insert(shop.id.clone()) {
+                return Err((at("id"), format!("shop id {:?} is used twice", shop.id)));
+            }
+            if !(shop.source.starts_with("http://") || shop.source.starts_with("https://")) {
+                return Err((
+                    at("source"),
+                    "expected the shop's home URL as WooCommerce sends it in X-WC-Webhook-Source, e.g. \"https://shop.example.com/\"".into(),
+                ));
+            }
+            if !sources.insert(normalise_source(&shop.source)) {
+                return Err((at("source"), "two shops have the same source URL".into()));
+            }
+            match (&shop.secret, &shop.secret_env) {
+                (Some(_), Some(_)) => {
+                    return Err((at("secret"), "set secret or secret_env, not both".into()))
+                }
+                (None, None) => {
+                    return Err((
+                        at("secret"),
+                        "expected the webhook secret (secret = \"…\") or the name of an environment variable holding it (secret_env = \"…\")".into(),
+                    ))
+                }
+                (Some(s), None) if s.is_empty() => {
+                    return Err((at("secret"), "the webhook secret is empty".into()))
+                }
+                (None, Some(var)) if shop.resolved_secret().is_none_or(|s| s.is_empty()) => {
+                    return Err((
+                        at("secret_env"),
+                        format!("environment variable {var} is not set or empty"),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let p = &self.producer;
+        if !p.webhook_path.starts_with('/') {
+            return Err((
+                "producer.webhook_path".into(),
+                "expected a path starting with '/'".into(),
+            ));
+        }
+        if p.max_body_bytes < 1024 {
+            return Err((
+                "producer.max_body_bytes".into(),
+                "expected at least 1024 bytes".into(),
+            ));
+        }
+        if p.dead_letter_key
+            .as_ref()
+            .is_some_and(|k| !crate::sealing::key_is_valid(k))
+        {
+            return Err((
+                "producer.dead_letter_key".into(),
+                crate::sealing::KEY_EXPECTED.into(),
+            ));
+        }
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.kafka.compression.as_str()) {
+            return Err((
+                "kafka.compression".into(),
+                "expected one of none, gzip, snappy, lz4, zstd".into(),
+            ));
+        }
+        for reserved in crate::kafka::RESERVED_PRODUCER_OPTIONS {
+            if self.kafka.options.contains_key(*reserved) {
+                return Err((
+                    format!("kafka.options.{reserved}"),
+                    "woostream relies on this setting and does not let it be changed".into(),
+                ));
+            }
+        }
+        if !["json", "pretty"].contains(&self.log.format.as_str()) {
+            return Err(("log.format".into(), "expected json or pretty".into()));
+        }
+        let t = &self.topics;
+        if t.partitions < 1 || t.replication_factor < 1 {
+            return Err((
+                "topics.partitions".into(),
+                "expected partitions and replication_factor of at least 1".into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (key, topic) in t.all() {
+            if topic.name.is_empty()
+                || topic.name.len() > 249
+                || !topic
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+            {
+                return Err((
+                    format!("topics.{key}.name"),
+                    "expected a Kafka topic name: 1–249 of letters, digits, '.', '-', '_'".into(),
+                ));
+            }
+            if !names.insert(topic.name.as_str()) {
+                return Err((
+                    format!("topics.{key}.name"),
+                    format!("topic {} is used for two purposes", topic.name),
+                ));
+            }
+            if topic.partitions.is_some_and(|p| p < 1) {
+                return Err((
+                    format!("topics.{key}.partitions"),
+                    "expected at least 1".into(),
+                ));
+            }
+            let policies: Vec<&str> = topic.cleanup_policy.split(',').map(str::trim).collect();
+            if policies.is_empty() || !policies.iter().all(|p| *p == "delete" || *p == "compact") {
+                return Err((
+                    format!("topics.{key}.cleanup_policy"),
+                    "expected delete, compact or \"compact,delete\"".into(),
+                ));
+            }
+        }
+        // One customer's events must land in the same partition number on every topic keyed
+        // by customer, so the enricher's state stays local.
+        for (key, topic) in [("customers", &t.customers), ("profiles", &t.profiles)] {
+            if t.partitions_of(&t.orders) != t.partitions_of(topic) {
+                return Err((
+                    format!("topics.{key}.partitions"),
+                    format!(
+                        "expected the same partition count as topics.orders ({}): both are keyed by customer",
+                        t.partitions_of(&t.orders)
+                    ),
+                ));
+            }
+        }
+        self.enricher.validate()?;
+        self.crm.validate()?;
+        Ok(())
+    }
+
+    pub fn shop_by_source(&self, source: &str) -> Option<&ShopConfig> {
+        let wanted = normalise_source(source);
+        self.shops
+            .iter()
+            .find(|s| normalise_source(&s.source) == wanted)
+    }
+}
+
+/// `https://Shop.example.com` and `https://shop.example.com/` are the same shop.
+pub fn normalise_source(source: &str) -> String {
+    source.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"
+
+[[shops]]
+id = "eu"
+source = "https://shop.example.com/"
+secret = "s3cr&t<>\"'"
+
+[[shops]]
+id = "us"
+source = "https://us.example.com"
+secret = "other"
+"#;
+
+    fn no_env() -> Vec<(String, String)> {
+        vec![]
+    }
+
+    #[test]
+    fn loads_toml_with_defaults() {
+        let c = Config::from_text("w.toml", GOOD, no_env()).unwrap();
+        assert_eq!(c.shops.len(), 2);
+        assert_eq!(c.shops[0].resolved_secret().unwrap(), "s3cr&t<>\"'");
+        assert_eq!(c.topics.orders.name, "woo.orders");
+        assert_eq!(c.topics.products.cleanup_policy, "compact");
+        assert_eq!(
+            c.shop_by_source("https://US.example.com/").unwrap().id,
+            "us"
+        );
+    }
+
+    #[test]
+    fn type_errors_name_file_line_and_expectation() {
+        let text = "[producer]\nmax_body_bytes = \"big\"\n";
+        let e = Config::from_text("conf/w.toml", text, no_env()).unwrap_err();
+        assert_eq!(e.origin, "conf/w.toml");
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("invalid type"), "{e}");
+        assert!(e.to_string().starts_with("conf/w.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_line() {
+        let text = "[kafka]\nbootstrap_servers = \"x:1\"\nbootstrap_server = \"typo\"\n";
+        let e = Config::from_text("w.toml", text, no_env()).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(
+            e.message.contains("unknown field `bootstrap_server`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_key() {
+        let text = "[[shops]]\nid = \"a\"\nsource = \"https://a.example/\"\nsecret = \"x\"\n\n[[shops]]\nid = \"b\"\nsource = \"shop.example\"\nsecret = \"y\"\n";
+        let e = Config::from_text("w.toml", text, no_env()).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("shops[1].source"));
+        assert_eq!(e.line, Some(8), "{e}");
+        assert!(e.message.contains("home URL"), "{e}");
+
+        let e = Config::from_text(
+            "w.toml",
+            "[topics.customers]\nname = \"c\"\npartitions = 3\n",
+            no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("topics.customers.partitions"));
+        assert_eq!(e.line, Some(3), "{e}");
+    }
+
+    #[test]
+    fn yaml_errors_are_located_too() {
+        let text = "kafka:\n  bootstrap_servers: x:1\nshops:\n  - id: eu\n    source: https://shop.example.com/\n";
+        let e = Config::from_text("w.yaml", text, no_env()).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("shops[0].secret"));
+        assert_eq!(e.line, Some(4), "{e}");
+        let e = Config::from_text("w.yml", "producer:\n  listen: [1]\n", no_env()).unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_file_and_reports_the_variable() {
+        let env = vec![
+            (
+                "WOOSTREAM__KAFKA__BOOTSTRAP_SERVERS".to_string(),
+                "b:9093".to_string(),
+            ),
+            ("WOOSTREAM__SHOPS__1__SECRET".into(), "from-env".into()),
+            ("WOOSTREAM__TOPICS__PARTITIONS".into(), "12".into()),
+            ("UNRELATED".into(), "x".into()),
+        ];
+        let c = Config::from_text("w.toml", GOOD, env).unwrap();
+        assert_eq!(c.kafka.bootstrap_servers.as_deref(), Some("b:9093"));
+        assert_eq!(c.shops[1].resolved_secret().unwrap(), "from-env");
+        assert_eq!(c.topics.partitions, 12);
+
+        let env = vec![("WOOSTREAM__TOPICS__PARTITIONS".into(), "many".into())];
+        let e = Config::from_text("w.toml", GOOD, env).unwrap_err();
+        assert_eq!(e.origin, "environment");
+        assert_eq!(e.key.as_deref(), Some("WOOSTREAM__TOPICS__PARTITIONS"));
+        assert!(e.message.contains("expected a number"), "{e}");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let c = Config::from_text("w.toml", GOOD, no_env()).unwrap();
+        let shown = format!("{:?}", c);
+        assert!(!shown.contains("s3cr&t"), "{shown}");
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_configuration_is_valid() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/woostream.example.toml"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let c = Config::from_text(
+            path,
+            &text,
+            vec![
+                (
+                    "WOOSTREAM__SHOPS__0__SECRET_ENV".to_string(),
+                    "PATH".to_string(),
+                ),
+                ("WOOSTREAM__CRM__TOKEN_ENV".to_string(), "PATH".to_string()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.shops[0].id, "eu-store");
+        assert_eq!(c.topics.replication_factor, 3);
+        assert_eq!(c.crm.stages().get("checkout-draft"), None);
+        assert_eq!(c.crm.stages()["completed"], "closedwon");
+    }
+
+    #[test]
+    fn the_kubernetes_config_map_is_valid() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/kubernetes/producer.yaml"
+        );
+        let yaml = std::fs::read_to_string(path).unwrap();
+        // The ConfigMap's `woostream.toml: |` block, its indentation removed.
+        let toml: String = yaml
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("woostream.toml: |"))
+            .skip(1)
+            .take_while(|l| l.starts_with("    "))
+            .map(|l| format!("{}\n", &l[4..]))
+            .collect();
+        assert!(toml.contains("[kafka]"), "{toml}");
+        let env = |k: &str| (k.to_string(), "PATH".to_string());
+        let c = Config::from_text(
+            &format!("{path}: woostream.toml"),
+            &toml,
+            vec![
+                env("WOOSTREAM__SHOPS__0__SECRET_ENV"),
+                env("WOOSTREAM__CRM__TOKEN_ENV"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.crm.token_env.as_deref(), Some("PATH"));
+        assert_eq!(c.crm.stages().get("checkout-draft"), None);
+    }
+}

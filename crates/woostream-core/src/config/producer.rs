@@ -1,0 +1,77 @@
+//! `[producer]` and `[[shops]]`: the webhook endpoint and the shops allowed to post to it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProducerConfig {
+    pub listen: SocketAddr,
+    pub webhook_path: String,
+    /// Larger bodies are answered 413 (WooCommerce orders are a few KiB; 4 MiB is generous).
+    pub max_body_bytes: usize,
+    /// Where deliveries wait when Kafka does not acknowledge in time; absent: answer 503.
+    pub spool_dir: Option<PathBuf>,
+    /// Spooled bytes beyond which deliveries are answered 503 rather than filling the disk.
+    pub spool_max_bytes: u64,
+    /// Base64 of 32 bytes: when set, raw bodies in the ingest dead-letter topic are sealed with
+    /// ChaCha20-Poly1305 (they hold personal data).
+    pub dead_letter_key: Option<String>,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            listen: "0.0.0.0:8080".parse().expect("valid address"),
+            webhook_path: "/webhooks/woocommerce".into(),
+            max_body_bytes: 4 * 1024 * 1024,
+            spool_dir: None,
+            spool_max_bytes: 1024 * 1024 * 1024,
+            dead_letter_key: None,
+        }
+    }
+}
+
+/// A WooCommerce shop allowed to post webhooks.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShopConfig {
+    /// Short stable name used in keys and metrics, e.g. `eu-store`.
+    pub id: String,
+    /// The shop's home URL as WooCommerce sends it in `X-WC-Webhook-Source`.
+    pub source: String,
+    /// The webhook secret exactly as typed into WooCommerce.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Or: the environment variable holding it.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+}
+
+impl fmt::Debug for ShopConfig {
+    // Secrets never reach logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShopConfig")
+            .field("id", &self.id)
+            .field("source", &self.source)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_env", &self.secret_env)
+            .finish()
+    }
+}
+
+/// A secret given in the file, or else read from the environment variable the file names.
+pub fn resolve_secret(value: &Option<String>, env: &Option<String>) -> Option<String> {
+    value
+        .clone()
+        .or_else(|| env.as_ref().and_then(|v| std::env::var(v).ok()))
+}
+
+impl ShopConfig {
+    pub fn resolved_secret(&self) -> Option<String> {
+        resolve_secret(&self.secret, &self.secret_env)
+    }
+}
