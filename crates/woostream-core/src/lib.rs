@@ -9,6 +9,7 @@ pub mod insights;
 pub mod kafka;
 pub mod money;
 pub mod ops;
+pub mod privacy;
 pub mod records;
 pub mod registry;
 pub mod resume;

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use woostream_core::events::*;
 use woostream_core::money::parse_wc_gmt;
+use woostream_core::privacy::hide_quoted_values;
 use woostream_core::Money;
 
 use crate::woo::*;
@@ -612,7 +613,10 @@ fn parse_explained<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Rej
             if inner.is_syntax() || inner.is_eof() {
                 return Err(Rejection::new(
                     RejectCode::InvalidJson,
-                    format!("not JSON: {} at {at}", redact(&inner.to_string())),
+                    format!(
+                        "not JSON: {} at {at}",
+                        hide_quoted_values(&inner.to_string())
+                    ),
                 ));
             }
             // WooCommerce sends the REST error when the resource vanished before delivery.
@@ -620,7 +624,7 @@ fn parse_explained<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Rej
                 Err(e) => {
                     return Err(Rejection::new(
                         RejectCode::InvalidJson,
-                        format!("not JSON: {}", redact(&e.to_string())),
+                        format!("not JSON: {}", hide_quoted_values(&e.to_string())),
                     ))
                 }
                 Ok(serde_json::Value::Object(o)) => {
@@ -643,7 +647,7 @@ fn parse_explained<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Rej
                     ))
                 }
             }
-            let message = redact(&inner.to_string());
+            let message = hide_quoted_values(&inner.to_string());
             let message = message
                 .split(" at line ")
                 .next()
@@ -662,23 +666,6 @@ fn parse_explained<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Rej
             Err(Rejection::new(code, format!("{message} at {location}")))
         }
     }
-}
-
-/// Replaces quoted string values in parser messages: they may be personal data.
-fn redact(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut in_quote = false;
-    for c in message.chars() {
-        if c == '"' {
-            if !in_quote {
-                out.push_str("\"…\"");
-            }
-            in_quote = !in_quote;
-        } else if !in_quote {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
+use woostream_core::privacy::hide_emails;
 use woostream_core::records::CrmAttempt;
 use woostream_core::retry::{self, Policy};
 
@@ -125,26 +126,11 @@ pub struct Sender<C> {
 /// Attempts kept per change: the newest.
 const ATTEMPTS_KEPT: usize = 20;
 
-/// Personal data the CRM repeats in its messages (emails) stays out of dead letters and logs.
-pub fn redact(message: &str) -> String {
-    message
-        .split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == ',')
-        .map(|w| {
-            let core = w.trim_end_matches(|c: char| c.is_whitespace() || c == '"' || c == ',');
-            if core.contains('@') {
-                format!("<email>{}", &w[core.len()..])
-            } else {
-                w.to_string()
-            }
-        })
-        .collect()
-}
-
 fn attempt(status: Option<u16>, error: String, size: usize) -> CrmAttempt {
     CrmAttempt {
         at: Utc::now(),
         http_status: status.map(i32::from),
-        error: redact(&error),
+        error: hide_emails(&error),
         batch_size: size as i32,
     }
 }
@@ -291,7 +277,7 @@ impl<C: Crm> Sender<C> {
                     tracing::warn!(
                         endpoint,
                         status = e.status(),
-                        error = %redact(&e.to_string()),
+                        error = %hide_emails(&e.to_string()),
                         attempt = backoff.failures(),
                         "The CRM did not answer; backing off."
                     );
@@ -304,7 +290,7 @@ impl<C: Crm> Sender<C> {
                     ..
                 } => {
                     return Err(Stop::Rejected(Refusal {
-                        reason: redact(message),
+                        reason: hide_emails(message),
                         category: category.clone(),
                         status: Some(*status),
                     }));
@@ -345,7 +331,7 @@ impl<C: Crm> Sender<C> {
                                 &[attempt(Some(reply.status), e.message.clone(), group.len())],
                             );
                             Refusal {
-                                reason: redact(&e.message),
+                                reason: hide_emails(&e.message),
                                 category: e.category,
                                 status: e.status,
                             }
@@ -920,13 +906,5 @@ mod tests {
         let store = s.crm.crm.0.lock().unwrap();
         let d = store.get(Object::Deals, "woo_order_id", "main:1").unwrap();
         assert_eq!(d["dealstage"], "closedwon");
-    }
-
-    #[test]
-    fn emails_are_redacted_from_reasons() {
-        assert_eq!(
-            redact(r#"Email address jan@kowalski is invalid, "a@b.pl","#),
-            r#"Email address <email> is invalid, "<email>","#
-        );
     }
 }
