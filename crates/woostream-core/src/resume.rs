@@ -16,6 +16,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::Offset;
+
 /// Silence after which a resumed partition is read again from further back.
 pub const STALL: Duration = Duration::from_secs(2);
 
@@ -120,6 +124,24 @@ impl ResumeGuard {
         }
         out
     }
+}
+
+/// Seeks a partition back to where a resume must start, as a [`Verdict::SeekTo`] or
+/// [`ResumeGuard::stalled`] says (offset 0 is the beginning).
+pub fn seek_back<X: ConsumerContext, C: Consumer<X>>(
+    consumer: &C,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> anyhow::Result<()> {
+    let to = if offset > 0 {
+        Offset::Offset(offset)
+    } else {
+        Offset::Beginning
+    };
+    consumer
+        .seek(topic, partition, to, Duration::from_secs(10))
+        .with_context(|| format!("seeking {topic}[{partition}] back to offset {offset}"))
 }
 
 #[cfg(test)]

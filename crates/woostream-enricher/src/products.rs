@@ -27,8 +27,10 @@ struct Stock {
     band: StockBand,
 }
 
+/// What the enricher watches of one partition's products: each product's stock band and the
+/// reviews already announced.
 #[derive(Debug, Default)]
-pub struct Catalogue {
+pub struct ProductWatch {
     stock: HashMap<i64, Stock>,
     reviews_seen: HashSet<i64>,
 }
@@ -40,14 +42,14 @@ pub fn product_key(shop_id: &str, product_id: i64) -> AlertKey {
     }
 }
 
-/// The settings the catalogue alerts need.
+/// The settings the stock and review alerts need.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CatalogueSettings {
+pub struct ProductWatchSettings {
     pub default_low_stock: i64,
     pub negative_review_max_rating: i32,
 }
 
-impl Catalogue {
+impl ProductWatch {
     pub fn products(&self) -> usize {
         self.stock.len()
     }
@@ -56,7 +58,7 @@ impl Catalogue {
     pub fn on_product(
         &mut self,
         event: &ProductEvent,
-        settings: &CatalogueSettings,
+        settings: &ProductWatchSettings,
         origin: &Origin,
     ) -> Vec<Alert> {
         let Some(product) = &event.product else {
@@ -126,7 +128,7 @@ impl Catalogue {
     pub fn on_review(
         &mut self,
         event: &ReviewEvent,
-        settings: &CatalogueSettings,
+        settings: &ProductWatchSettings,
         origin: &Origin,
     ) -> Vec<Alert> {
         let Some(review) = &event.review else {
@@ -166,7 +168,7 @@ mod tests {
 
     use super::*;
 
-    const SETTINGS: CatalogueSettings = CatalogueSettings {
+    const SETTINGS: ProductWatchSettings = ProductWatchSettings {
         default_low_stock: 2,
         negative_review_max_rating: 2,
     };
@@ -229,7 +231,7 @@ mod tests {
         }
     }
 
-    fn apply(c: &mut Catalogue, e: &ProductEvent) -> Vec<AlertKind> {
+    fn apply(c: &mut ProductWatch, e: &ProductEvent) -> Vec<AlertKind> {
         c.on_product(e, &SETTINGS, &origin(&e.envelope))
             .into_iter()
             .map(|a| a.kind)
@@ -255,7 +257,7 @@ mod tests {
             (1, 10, None),
         ];
         for &(before, after, want) in table {
-            let mut c = Catalogue::default();
+            let mut c = ProductWatch::default();
             assert!(
                 apply(&mut c, &product(0, Some(before), "instock", None)).is_empty(),
                 "the first version seen only sets the band"
@@ -271,7 +273,7 @@ mod tests {
 
     #[test]
     fn a_product_that_sells_out_twice_is_announced_each_time() {
-        let mut c = Catalogue::default();
+        let mut c = ProductWatch::default();
         let mut kinds = Vec::new();
         for (minute, stock) in [(0, 5), (1, 0), (2, 5), (3, 0)] {
             kinds.extend(apply(
@@ -288,7 +290,7 @@ mod tests {
             ]
         );
         // Each crossing has its own alert id (it carries the modification time).
-        let mut c = Catalogue::default();
+        let mut c = ProductWatch::default();
         let mut ids = Vec::new();
         for (minute, stock) in [(0, 5), (1, 0), (2, 5), (3, 0)] {
             let e = product(minute, Some(stock), "instock", None);
@@ -305,7 +307,7 @@ mod tests {
 
     #[test]
     fn repeated_and_late_deliveries_change_nothing() {
-        let mut c = Catalogue::default();
+        let mut c = ProductWatch::default();
         apply(&mut c, &product(0, Some(5), "instock", None));
         assert_eq!(
             apply(&mut c, &product(2, Some(0), "instock", None)),
@@ -323,14 +325,14 @@ mod tests {
 
     #[test]
     fn thresholds_come_from_the_product_then_the_default_and_status_wins() {
-        let mut c = Catalogue::default();
+        let mut c = ProductWatch::default();
         apply(&mut c, &product(0, Some(20), "instock", Some(10)));
         assert_eq!(
             apply(&mut c, &product(1, Some(10), "instock", Some(10))),
             [AlertKind::StockLow],
             "the product's own low_stock_amount"
         );
-        let mut c = Catalogue::default();
+        let mut c = ProductWatch::default();
         apply(&mut c, &product(0, None, "instock", None));
         assert_eq!(
             apply(&mut c, &product(1, None, "outofstock", None)),
@@ -341,7 +343,7 @@ mod tests {
             apply(&mut c, &product(2, None, "instock", None)),
             [AlertKind::BackInStock]
         );
-        let mut c = Catalogue::default();
+        let mut c = ProductWatch::default();
         apply(&mut c, &product(0, Some(50), "instock", None));
         assert_eq!(
             apply(&mut c, &product(1, Some(50), "outofstock", None)),
@@ -352,7 +354,7 @@ mod tests {
 
     #[test]
     fn a_deleted_product_is_forgotten() {
-        let mut c = Catalogue::default();
+        let mut c = ProductWatch::default();
         apply(&mut c, &product(0, Some(5), "instock", None));
         assert_eq!(c.products(), 1);
         let deleted = ProductEvent {
@@ -388,7 +390,7 @@ mod tests {
         }
     }
 
-    fn on_review(c: &mut Catalogue, e: &ReviewEvent) -> Vec<AlertKind> {
+    fn on_review(c: &mut ProductWatch, e: &ReviewEvent) -> Vec<AlertKind> {
         c.on_review(e, &SETTINGS, &origin(&e.envelope))
             .into_iter()
             .map(|a| a.kind)
@@ -397,7 +399,7 @@ mod tests {
 
     #[test]
     fn a_review_is_announced_once_when_approved_and_as_negative_with_few_stars() {
-        let mut c = Catalogue::default();
+        let mut c = ProductWatch::default();
         assert!(
             on_review(&mut c, &review(0, "hold", 1, "Stale")).is_empty(),
             "held for moderation"
@@ -410,12 +412,12 @@ mod tests {
             on_review(&mut c, &review(2, "approved", 2, "Stale, edited")).is_empty(),
             "an edit after posting is not a new review"
         );
-        let mut c = Catalogue::default();
+        let mut c = ProductWatch::default();
         assert_eq!(
             on_review(&mut c, &review(0, "approved", 5, "Great")),
             [AlertKind::ReviewPosted]
         );
-        let mut c = Catalogue::default();
+        let mut c = ProductWatch::default();
         assert_eq!(
             on_review(&mut c, &review(0, "approved", 0, "No stars given")),
             [AlertKind::ReviewPosted],
@@ -423,12 +425,12 @@ mod tests {
         );
         let mut deleted = review(1, "approved", 1, "x");
         deleted.action = Action::Deleted;
-        assert!(on_review(&mut Catalogue::default(), &deleted).is_empty());
+        assert!(on_review(&mut ProductWatch::default(), &deleted).is_empty());
     }
 
     #[test]
     fn a_long_review_text_is_cut_to_500_characters() {
-        let mut c = Catalogue::default();
+        let mut c = ProductWatch::default();
         let e = review(0, "approved", 5, &"é".repeat(800));
         let alerts = c.on_review(&e, &SETTINGS, &origin(&e.envelope));
         assert_eq!(alerts[0].review.as_ref().unwrap().text.chars().count(), 500);

@@ -53,23 +53,6 @@ pub fn assign_all(
         .context("assigning the sink's partitions")
 }
 
-/// Seeks a partition back to where a resume must start (see [`ResumeGuard`]).
-pub fn seek_back(
-    consumer: &StreamConsumer,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-) -> anyhow::Result<()> {
-    let to = if offset > 0 {
-        Offset::Offset(offset)
-    } else {
-        Offset::Beginning
-    };
-    consumer
-        .seek(topic, partition, to, Duration::from_secs(10))
-        .context("seeking back to the committed offset")
-}
-
 /// Keeps a record the sink cannot read in its dead-letter topic, bytes as they were.
 pub async fn keep_unreadable(
     producer: &FutureProducer,

@@ -60,14 +60,14 @@ use woostream_core::insights::{Alert, AlertKey, CustomerProfile, ShopModel};
 use woostream_core::kafka;
 use woostream_core::ops::Readiness;
 use woostream_core::registry::RegistryClient;
-use woostream_core::resume::{ResumeGuard, Verdict};
+use woostream_core::resume::{seek_back, ResumeGuard, Verdict};
 
 use crate::alerts::Origin;
 use crate::customer::ScoringSettings;
 use crate::metrics::Metrics;
 use crate::model::topic::{self as models, Models};
 use crate::partition::{CustomerPartition, Output, Settings};
-use crate::products::{product_key, Catalogue, CatalogueSettings};
+use crate::products::{product_key, ProductWatch, ProductWatchSettings};
 use woostream_core::kafka::reading::{read_to_end, reader};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,7 +84,7 @@ struct Work {
     config: Config,
     bootstrap: String,
     settings: Settings,
-    catalogue_settings: CatalogueSettings,
+    watch_settings: ProductWatchSettings,
     outputs: Outputs,
     decoder: Decoder,
     with_registry: bool,
@@ -98,7 +98,7 @@ struct Work {
     models: Arc<Models>,
     metrics: Metrics,
     customers: HashMap<i32, CustomerPartition>,
-    catalogues: HashMap<(Input, i32), Catalogue>,
+    product_watches: HashMap<(Input, i32), ProductWatch>,
     /// Next offset to commit, per input partition, for what was processed since the last commit.
     positions: Positions,
     /// Each customer's newest profile (or tombstone) since the last commit, by input partition.
@@ -164,7 +164,7 @@ pub async fn start(
             .high_value_order()
             .map_err(|m| anyhow!("enricher.high_value_order: {m}"))?,
     };
-    let catalogue_settings = CatalogueSettings {
+    let watch_settings = ProductWatchSettings {
         default_low_stock: e.default_low_stock,
         negative_review_max_rating: e.negative_review_max_rating,
     };
@@ -212,7 +212,7 @@ pub async fn start(
         config: config.clone(),
         bootstrap: bootstrap.to_string(),
         settings,
-        catalogue_settings,
+        watch_settings,
         outputs: outputs.clone(),
         decoder: decoder.clone(),
         with_registry,
@@ -224,7 +224,7 @@ pub async fn start(
         models,
         metrics: metrics.clone(),
         customers: HashMap::new(),
-        catalogues: HashMap::new(),
+        product_watches: HashMap::new(),
         positions: HashMap::new(),
         awaiting: Default::default(),
         unwritten_profiles: HashMap::new(),
@@ -305,14 +305,7 @@ fn run(
                     Verdict::Skip => {}
                     Verdict::SeekTo(offset) => {
                         tracing::info!(topic = m.topic(), partition = m.partition(), expected_before = m.offset(), seek = offset, "The broker resumed past the committed offset; reading again from further back.");
-                        let to = if offset > 0 {
-                            Offset::Offset(offset)
-                        } else {
-                            Offset::Beginning
-                        };
-                        consumer
-                            .seek(m.topic(), m.partition(), to, Duration::from_secs(10))
-                            .context("seeking back to the committed offset")?;
+                        seek_back(&consumer, m.topic(), m.partition(), offset)?;
                     }
                 },
                 Some(Err(e)) => tracing::warn!(error = %e, "Kafka consumer error."),
@@ -321,14 +314,7 @@ fn run(
             if !w.resume.is_empty() {
                 for (topic, partition, offset) in w.resume.stalled(Instant::now()) {
                     tracing::info!(%topic, partition, seek = offset, "Nothing arrived after resuming; reading again from further back.");
-                    let to = if offset > 0 {
-                        Offset::Offset(offset)
-                    } else {
-                        Offset::Beginning
-                    };
-                    consumer
-                        .seek(&topic, partition, to, Duration::from_secs(10))
-                        .context("seeking back to the committed offset")?;
+                    seek_back(&consumer, &topic, partition, offset)?;
                 }
             }
             // Between bursts, commit at once instead of at the next interval: what was

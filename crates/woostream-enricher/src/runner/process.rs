@@ -94,10 +94,10 @@ impl Work {
                 let e = &event.envelope;
                 let origin = origin_of(e, event.product.as_ref().and_then(|p| p.modified_at));
                 let alerts = self
-                    .catalogues
+                    .product_watches
                     .entry((input, partition))
                     .or_default()
-                    .on_product(&event, &self.catalogue_settings, &origin);
+                    .on_product(&event, &self.watch_settings, &origin);
                 let key = product_key(&e.shop_id, event.product_id);
                 Output {
                     profiles: Vec::new(),
@@ -109,10 +109,10 @@ impl Work {
                 let e = &event.envelope;
                 let origin = origin_of(e, event.review.as_ref().and_then(|r| r.created_at));
                 let alerts = self
-                    .catalogues
+                    .product_watches
                     .entry((input, partition))
                     .or_default()
-                    .on_review(&event, &self.catalogue_settings, &origin);
+                    .on_review(&event, &self.watch_settings, &origin);
                 let key = product_key(
                     &e.shop_id,
                     event.review.as_ref().map_or(0, |r| r.product_id),
@@ -147,12 +147,15 @@ impl Work {
         self.metrics
             .customers
             .set(self.customers.values().map(|c| c.len() as i64).sum());
-        self.metrics
-            .products
-            .set(self.catalogues.values().map(|c| c.products() as i64).sum());
+        self.metrics.products.set(
+            self.product_watches
+                .values()
+                .map(|c| c.products() as i64)
+                .sum(),
+        );
         self.metrics
             .partitions
-            .set((self.customers.len() + self.catalogues.len()) as i64);
+            .set((self.customers.len() + self.product_watches.len()) as i64);
     }
 }
 

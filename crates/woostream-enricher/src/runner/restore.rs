@@ -25,7 +25,7 @@ impl Work {
                     }
                 }
                 Some(kind @ (Input::Products | Input::Reviews)) => {
-                    self.catalogues.remove(&(kind, e.partition()));
+                    self.product_watches.remove(&(kind, e.partition()));
                 }
                 _ => {}
             }
@@ -76,7 +76,7 @@ impl Work {
                         self.leader.store(true, Ordering::Relaxed);
                     }
                 }
-                Some(kind @ (Input::Products | Input::Reviews)) => self.replay_catalogue(
+                Some(kind @ (Input::Products | Input::Reviews)) => self.replay_product_events(
                     &restore_reader,
                     kind,
                     e.topic(),
@@ -185,7 +185,7 @@ impl Work {
     }
 
     /// Stock bands and seen reviews: the input replayed up to the committed offset, silently.
-    pub(super) fn replay_catalogue(
+    pub(super) fn replay_product_events(
         &mut self,
         reader: &woostream_core::kafka::reading::Reader,
         kind: Input,
@@ -193,8 +193,8 @@ impl Work {
         partition: i32,
         committed: i64,
     ) -> anyhow::Result<()> {
-        let mut catalogue = Catalogue::default();
-        let settings = self.catalogue_settings.clone();
+        let mut watch = ProductWatch::default();
+        let settings = self.watch_settings.clone();
         let read = read_to_end(
             reader,
             topic,
@@ -205,11 +205,11 @@ impl Work {
                 if kind == Input::Products {
                     if let Ok(event) = self.decode::<ProductEvent>(payload) {
                         let origin = origin_of(&event.envelope, None);
-                        catalogue.on_product(&event, &settings, &origin);
+                        watch.on_product(&event, &settings, &origin);
                     }
                 } else if let Ok(event) = self.decode::<ReviewEvent>(payload) {
                     let origin = origin_of(&event.envelope, None);
-                    catalogue.on_review(&event, &settings, &origin);
+                    watch.on_review(&event, &settings, &origin);
                 }
             },
         )?;
@@ -217,7 +217,7 @@ impl Work {
             .restored_records
             .with_label_values(&[topic])
             .inc_by(read);
-        self.catalogues.insert((kind, partition), catalogue);
+        self.product_watches.insert((kind, partition), watch);
         Ok(())
     }
 }

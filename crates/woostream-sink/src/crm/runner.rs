@@ -34,7 +34,8 @@ use super::metrics::Metrics;
 use super::pending::{Item, Pending, Policy};
 use super::records::{cipher, Recorder};
 use super::setup;
-use crate::edge::{assign_all, seek_back, Offsets};
+use crate::edge::{assign_all, Offsets};
+use woostream_core::resume::seek_back;
 
 /// A running CRM sink.
 pub struct CrmSink {

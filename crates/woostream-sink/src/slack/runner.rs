@@ -313,7 +313,7 @@ impl Loop {
                     match verdict {
                         Verdict::Process => self.on_alert(&m).await?,
                         Verdict::Skip => {}
-                        Verdict::SeekTo(o) => crate::edge::seek_back(consumer, m.topic(), m.partition(), o)?,
+                        Verdict::SeekTo(o) => woostream_core::resume::seek_back(consumer, m.topic(), m.partition(), o)?,
                     }
                 }
                 Some(d) = done.recv() => self.on_done(d).await?,
@@ -321,7 +321,7 @@ impl Loop {
                     self.commit(consumer)?;
                     let stalled = self.guard.lock().expect("resume guard").stalled(std::time::Instant::now());
                     for (topic, partition, o) in stalled {
-                        crate::edge::seek_back(consumer, &topic, partition, o)?;
+                        woostream_core::resume::seek_back(consumer, &topic, partition, o)?;
                     }
                 }
             }
