@@ -5,6 +5,11 @@
 //! The maximum rate is measured with `wrk` (a C load generator in its own process, cycling
 //! through signed order webhooks), so the client's own cost is not charged to woostream; the
 //! latency at a fixed rate with an in-process open-loop client.
+//!
+//! The floor of a webhook receiver's contract is measured beside it with the same wrk load: a
+//! bare receiver (axum + rdkafka) that checks the HMAC over the raw body, produces the raw bytes
+//! with acks=all and answers after the acknowledgement, without parsing anything — with
+//! keep-alive, and with a new connection per request as WooCommerce delivers.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +21,7 @@ use woostream::simulate;
 use woostream_core::events::Origin;
 use woostream_producer::normalise::{normalise, WebhookDelivery};
 use woostream_producer::publish::{send, Encoders, Record, Topics};
-use woostream_producer::signature::sign;
+use woostream_producer::signature::{sign, verify};
 use woostream_tests::{config, Producer, Tansu};
 
 #[global_allocator]
@@ -145,13 +150,89 @@ struct WrkResult {
     non_2xx: u64,
 }
 
-/// Runs wrk against the producer with a Lua script that cycles through the signed webhooks.
+/// The topic the bare receiver writes the raw bodies to.
+const RAW_TOPIC: &str = "bench.raw-webhooks";
+
+/// The bare receiver: HMAC over the raw body, the raw bytes produced with acks=all, 200 after
+/// the acknowledgement, 401 for a bad signature; nothing parsed. Returns its URL.
+async fn bare_receiver(
+    config: &woostream_core::config::Config,
+    bootstrap: &str,
+    secret: String,
+) -> anyhow::Result<String> {
+    use axum::http::{HeaderMap, StatusCode};
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::producer::FutureRecord;
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        woostream_core::kafka::client_config(&config.kafka, bootstrap).create()?;
+    admin
+        .create_topics(
+            &[NewTopic::new(
+                RAW_TOPIC,
+                config.topics.partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new(),
+        )
+        .await?;
+    let producer = woostream_core::kafka::create_producer(&config.kafka, bootstrap)?;
+    let receive = move |headers: HeaderMap, body: axum::body::Bytes| {
+        let (producer, secret) = (producer.clone(), secret.clone());
+        async move {
+            let signature = headers
+                .get("x-wc-webhook-signature")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if !verify(&body, &secret, signature) {
+                return StatusCode::UNAUTHORIZED;
+            }
+            let record = FutureRecord::<(), [u8]>::to(RAW_TOPIC).payload(&body[..]);
+            match producer.send(record, Duration::from_secs(30)).await {
+                Ok(_) => StatusCode::OK,
+                Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+            }
+        }
+    };
+    let app = axum::Router::new().route("/webhooks/woocommerce", axum::routing::post(receive));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/webhooks/woocommerce", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
+
+/// CPU seconds this process has used (user + system): the producer and the bare receiver both
+/// run in it, wrk and the broker in their own.
+fn own_cpu_seconds() -> f64 {
+    woostream_tests::cpu_seconds_of(std::process::id())
+}
+
+/// wrk against `url` while this process's CPU is counted: the result and CPU seconds per
+/// 1,000 answered webhooks.
+fn wrk_with_cpu(
+    url: &str,
+    source: &str,
+    work: &[Body],
+    connections: usize,
+    seconds: u64,
+    new_connection_each: bool,
+) -> anyhow::Result<(WrkResult, f64)> {
+    let before = own_cpu_seconds();
+    let r = wrk(url, source, work, connections, seconds, new_connection_each)?;
+    let cpu = own_cpu_seconds() - before;
+    let per_thousand = cpu / (r.rate * seconds as f64 / 1000.0);
+    Ok((r, per_thousand))
+}
+
+/// Runs wrk against the producer with a Lua script that cycles through the signed webhooks;
+/// `new_connection_each` closes the connection after every request, as WooCommerce's
+/// deliveries (one HTTP request each) do.
 fn wrk(
     url: &str,
     source: &str,
     work: &[Body],
     connections: usize,
     seconds: u64,
+    new_connection_each: bool,
 ) -> anyhow::Result<WrkResult> {
     use std::fmt::Write as _;
     let lua_string = |s: &[u8]| {
@@ -171,11 +252,16 @@ fn wrk(
         .nth(3)
         .map(|p| format!("/{p}"))
         .unwrap_or_default();
+    let connection = if new_connection_each {
+        ", [\"Connection\"]=\"close\""
+    } else {
+        ""
+    };
     let mut script = String::from("local r = {}\n");
     for b in work.iter().take(500) {
         let _ = writeln!(
             script,
-            "r[#r+1] = wrk.format(\"POST\", {}, {{[\"Content-Type\"]=\"application/json\", [\"X-WC-Webhook-Topic\"]={}, [\"X-WC-Webhook-Source\"]={}, [\"X-WC-Webhook-Signature\"]={}}}, {})",
+            "r[#r+1] = wrk.format(\"POST\", {}, {{[\"Content-Type\"]=\"application/json\", [\"X-WC-Webhook-Topic\"]={}, [\"X-WC-Webhook-Source\"]={}, [\"X-WC-Webhook-Signature\"]={}{connection}}}, {})",
             lua_string(path.as_bytes()),
             lua_string(b.topic.as_bytes()),
             lua_string(source.as_bytes()),
@@ -239,7 +325,7 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let tansu = tokio::task::spawn_blocking(Tansu::start).await?;
@@ -281,23 +367,53 @@ async fn main() -> anyhow::Result<()> {
     let before = raw_rate(&raw, &records, secs).await;
     println!("\nplain rdkafka producer, before: {before:.0} records/s (acks=all, {secs}s)");
 
-    // woostream at its maximum rate, driven by wrk from another process.
-    let max = wrk(
-        &producer.url,
-        &source,
-        &work,
-        args.connections,
-        args.wrk_seconds,
-    )?;
-    anyhow::ensure!(
-        max.non_2xx == 0,
-        "{} webhooks were not accepted: the rate would be meaningless",
-        max.non_2xx
-    );
-    println!(
-        "woostream producer (wrk, {} connections, {}s): {:.0} requests/s, p50 {:.1} ms, p99 {:.1} ms, non-2xx {}",
-        args.connections, args.wrk_seconds, max.rate, max.p50_ms, max.p99_ms, max.non_2xx
-    );
+    // woostream at its maximum rate, driven by wrk from another process, beside the bare
+    // receiver under the same load: with keep-alive, and a new connection per request.
+    let bare = bare_receiver(&config, &tansu.bootstrap, secret.clone()).await?;
+    let mut max = None;
+    for new_connection_each in [false, true] {
+        let how = if new_connection_each {
+            "a new connection per request"
+        } else {
+            "keep-alive"
+        };
+        let run = |url: &str| {
+            wrk_with_cpu(
+                url,
+                &source,
+                &work,
+                args.connections,
+                args.wrk_seconds,
+                new_connection_each,
+            )
+        };
+        let (ours, ours_cpu) = tokio::task::block_in_place(|| run(&producer.url))?;
+        let (floor, floor_cpu) = tokio::task::block_in_place(|| run(&bare))?;
+        for (name, r) in [("woostream", &ours), ("bare receiver", &floor)] {
+            anyhow::ensure!(
+                r.non_2xx == 0,
+                "{name}: {} webhooks were not accepted: the rate would be meaningless",
+                r.non_2xx
+            );
+        }
+        println!(
+            "woostream producer (wrk, {} connections, {}s, {how}): {:.0} requests/s, p50 {:.1} ms, p99 {:.1} ms, {ours_cpu:.3} CPU s per 1,000 webhooks",
+            args.connections, args.wrk_seconds, ours.rate, ours.p50_ms, ours.p99_ms
+        );
+        println!(
+            "bare receiver (HMAC, raw produce, answer after the ack; same load): {:.0} requests/s, p50 {:.1} ms, p99 {:.1} ms, {floor_cpu:.3} CPU s per 1,000 webhooks",
+            floor.rate, floor.p50_ms, floor.p99_ms
+        );
+        println!(
+            "ratio woostream / bare receiver ({how}): {:.0} %, p99 {:+.1} ms",
+            100.0 * ours.rate / floor.rate,
+            ours.p99_ms - floor.p99_ms
+        );
+        if !new_connection_each {
+            max = Some(ours);
+        }
+    }
+    let max = max.expect("the keep-alive run");
     // Measured again afterwards: the broker's state differs between the runs, so the baseline
     // is the mean of one run before and one after.
     let after = raw_rate(&raw, &records, secs).await;
