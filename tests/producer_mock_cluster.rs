@@ -399,6 +399,12 @@ async fn readiness_follows_the_broker() {
         p.metric("woostream_kafka_reachable", &[("role", "producer")]),
         1.0
     );
+    assert!(
+        p.readiness
+            .condition("webhooks")
+            .load(std::sync::atomic::Ordering::Relaxed),
+        "ready includes the bound webhook port"
+    );
 }
 
 /// The fixture product as product 22, the parent of the fixture order's second line item.

@@ -15,7 +15,9 @@ use axum::Router;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio_util::sync::CancellationToken;
 
-/// Named readiness conditions; ready when all hold.
+/// Named readiness conditions; ready when there is at least one and all hold. The ops server
+/// starts before a role has registered anything, and a role that registered nothing yet is not
+/// ready: a load balancer must not route to a pod whose webhook port is not bound yet.
 #[derive(Clone, Default)]
 pub struct Readiness {
     conditions: Arc<RwLock<BTreeMap<&'static str, Arc<AtomicBool>>>>,
@@ -33,11 +35,8 @@ impl Readiness {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.conditions
-            .read()
-            .expect("poisoned")
-            .values()
-            .all(|c| c.load(Ordering::Relaxed))
+        let conditions = self.conditions.read().expect("poisoned");
+        !conditions.is_empty() && conditions.values().all(|c| c.load(Ordering::Relaxed))
     }
 
     fn report(&self) -> String {
@@ -115,4 +114,52 @@ pub async fn serve(
             .await;
     });
     Ok((addr, handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_conditions_are_registered_and_all_hold() {
+        let r = Readiness::default();
+        assert!(!r.is_ready(), "nothing registered yet is not ready");
+        let kafka = r.condition("kafka");
+        let webhooks = r.condition("webhooks");
+        assert!(!r.is_ready());
+        kafka.store(true, Ordering::Relaxed);
+        assert!(!r.is_ready(), "one of two holds");
+        webhooks.store(true, Ordering::Relaxed);
+        assert!(r.is_ready());
+        assert_eq!(r.report(), r#"{"kafka":true,"webhooks":true}"#);
+        assert!(
+            r.condition("kafka").load(Ordering::Relaxed),
+            "registering again returns the same switch"
+        );
+    }
+
+    #[tokio::test]
+    async fn readyz_answers_503_from_the_first_moment_until_ready() {
+        let readiness = Readiness::default();
+        let (addr, _task) = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            Registry::new(),
+            readiness.clone(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let status = || async move {
+            reqwest::get(format!("http://{addr}/readyz"))
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        };
+        assert_eq!(status().await, 503, "nothing registered");
+        let webhooks = readiness.condition("webhooks");
+        assert_eq!(status().await, 503, "registered, not holding");
+        webhooks.store(true, Ordering::Relaxed);
+        assert_eq!(status().await, 200);
+    }
 }

@@ -51,6 +51,8 @@ pub async fn start(
     if config.shops.is_empty() {
         anyhow::bail!("no shops are configured: add a [[shops]] entry with id, source and secret");
     }
+    // Not ready until the webhook port is bound (the catalogue is loaded before that).
+    let webhooks_ready = readiness.condition("webhooks");
     let metrics = Metrics::register(registry).context("registering producer metrics")?;
     if create_topics {
         kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
@@ -128,6 +130,7 @@ pub async fn start(
         .await
         .with_context(|| format!("binding the webhook listener to {}", config.producer.listen))?;
     let addr = listener.local_addr()?;
+    webhooks_ready.store(true, Ordering::Relaxed);
     tracing::info!(%addr, path = %config.producer.webhook_path, shops = config.shops.len(), "Producer accepting WooCommerce webhooks.");
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
