@@ -474,3 +474,43 @@ async fn a_new_replica_learns_categories_from_the_products_topic() {
     let records = read(&config, "woo.orders", 1).await;
     assert_eq!(line_categories(&records[0])[1], vec![9, 14]);
 }
+
+/// With a spool the producer stays ready while every broker is down (it keeps deliveries on
+/// disk); without one it turns unready, so that a load balancer sends deliveries elsewhere.
+#[tokio::test]
+async fn readiness_without_brokers_depends_on_the_spool() {
+    let (cluster, config) = setup();
+    let spool = tempfile::tempdir().unwrap();
+    let mut spooling = config.clone();
+    spooling.producer.spool_dir = Some(spool.path().to_path_buf());
+    let plain = Producer::start(&config, false).await.unwrap();
+    let with_spool = Producer::start(&spooling, false).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !(plain.readiness.is_ready() && with_spool.readiness.is_ready()) {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for broker in 1..=3 {
+        cluster.broker_down(broker).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while plain.readiness.is_ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the producer without a spool stayed ready with every broker down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Once the producer with a spool has noticed too, it is still ready.
+    while with_spool.metric("woostream_kafka_reachable", &[("role", "producer")]) != 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the producer with a spool never noticed the brokers were down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        with_spool.readiness.is_ready(),
+        "the producer with a spool is still ready"
+    );
+}

@@ -94,7 +94,16 @@ pub async fn start(
     };
     let publisher = Publisher::new(producer.clone(), spool.clone(), metrics.clone(), timeout);
 
-    let kafka_ready = readiness.condition("kafka");
+    // With a spool, deliveries are kept on disk while Kafka is away: an unreachable broker must
+    // not make the pod unready, or a load balancer would send WooCommerce's deliveries nowhere
+    // while the spool stands empty. Without one, readiness follows the broker.
+    let kafka_ready = match &spool {
+        None => readiness.condition("kafka"),
+        Some(_) => {
+            readiness.condition("spool").store(true, Ordering::Relaxed);
+            Arc::new(std::sync::atomic::AtomicBool::new(false))
+        }
+    };
     {
         let (producer, shutdown, metrics) = (producer.clone(), shutdown.clone(), metrics.clone());
         tokio::spawn(async move {
