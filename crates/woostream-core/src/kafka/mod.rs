@@ -53,6 +53,18 @@ pub fn producer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
     c
 }
 
+/// The consumer every role reads its input with: in `group` (offsets committed by the role
+/// itself, only once what it made of a record is durable), from the beginning when the group
+/// has no offsets, and only records of committed transactions.
+pub fn consumer_config(kafka: &KafkaConfig, bootstrap: &str, group: &str) -> ClientConfig {
+    let mut c = client_config(kafka, bootstrap);
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed");
+    c
+}
+
 pub fn create_producer(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<FutureProducer> {
     producer_config(kafka, bootstrap)
         .create()

@@ -234,15 +234,12 @@ pub async fn start(
         failure: None,
         stopped: false,
     }));
-    let consumer: BaseConsumer<Rebalancer> = kafka::client_config(&config.kafka, bootstrap)
-        .set("group.id", &e.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .set("partition.assignment.strategy", "range")
-        .set("session.timeout.ms", e.session_timeout_ms.to_string())
-        .create_with_context(Rebalancer { work: work.clone() })
-        .context("creating the enricher's consumer")?;
+    let consumer: BaseConsumer<Rebalancer> =
+        kafka::consumer_config(&config.kafka, bootstrap, &e.group_id)
+            .set("partition.assignment.strategy", "range")
+            .set("session.timeout.ms", e.session_timeout_ms.to_string())
+            .create_with_context(Rebalancer { work: work.clone() })
+            .context("creating the enricher's consumer")?;
     let t = &config.topics;
     let inputs = [
         t.orders.name.as_str(),

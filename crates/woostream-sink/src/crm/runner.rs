@@ -264,17 +264,14 @@ fn launch<C: Crm>(
     known: SharedKnown,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
-    let consumer: StreamConsumer = kafka::client_config(&config.kafka, bootstrap)
-        .set("group.id", &config.crm.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        // Changes wait in `pending` (bounded); librdkafka's own prefetch would otherwise hold
-        // up to 64 MiB and 100,000 records more of a backlog.
-        .set("queued.max.messages.kbytes", "16384")
-        .set("queued.min.messages", "10000")
-        .create()
-        .context("creating the CRM sink consumer")?;
+    let consumer: StreamConsumer =
+        kafka::consumer_config(&config.kafka, bootstrap, &config.crm.group_id)
+            // Changes wait in `pending` (bounded); librdkafka's own prefetch would otherwise hold
+            // up to 64 MiB and 100,000 records more of a backlog.
+            .set("queued.max.messages.kbytes", "16384")
+            .set("queued.min.messages", "10000")
+            .create()
+            .context("creating the CRM sink consumer")?;
     let t = &config.topics;
     let topics = Topics {
         orders: t.orders.name.clone(),

@@ -183,11 +183,7 @@ pub async fn start(
     // One Slack sink per workspace: Slack's limits are per channel and per workspace, so a
     // second poster would break them. It therefore takes every partition itself (no group
     // rebalances to wait for, no dead members to expire) and keeps its offsets in the group.
-    let consumer: AlertConsumer = kafka::client_config(&config.kafka, bootstrap)
-        .set("group.id", &slack.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
+    let consumer: AlertConsumer = kafka::consumer_config(&config.kafka, bootstrap, &slack.group_id)
         .create()
         .context("creating the Slack sink consumer")?;
     let mut guard = ResumeGuard::default();
