@@ -26,7 +26,6 @@ use woostream_core::codec::Decoder;
 use woostream_core::config::Config;
 use woostream_core::events::{CustomerKey, OrderEvent};
 use woostream_enricher::clv::{self, History, Sample, Spend};
-use woostream_enricher::customer::ScoringSettings;
 use woostream_enricher::model::Model;
 use woostream_enricher::partition::{CustomerPartition, Settings};
 use woostream_producer::publish::Record;
@@ -381,13 +380,7 @@ fn stages(records: &[Record]) -> anyhow::Result<()> {
 
     let e = &config.enricher;
     let model = Model::prior(e);
-    let settings = Settings {
-        scoring: ScoringSettings {
-            clv_months: e.clv_months,
-            monthly_discount_rate: e.monthly_discount_rate,
-        },
-        high_value_order: e.high_value_order().map_err(anyhow::Error::msg)?,
-    };
+    let settings = Settings::from_config(e)?;
     let mut partition = CustomerPartition::new(0);
     let started = Instant::now();
     let outputs: Vec<_> = decoded
@@ -483,13 +476,7 @@ fn state_bytes(records: &[Record]) -> anyhow::Result<()> {
         .collect();
     let model = Model::prior(&config.enricher);
     let e = &config.enricher;
-    let settings = Settings {
-        scoring: ScoringSettings {
-            clv_months: e.clv_months,
-            monthly_discount_rate: e.monthly_discount_rate,
-        },
-        high_value_order: e.high_value_order().map_err(anyhow::Error::msg)?,
-    };
+    let settings = Settings::from_config(e)?;
     let region = Region::new(ALLOCATOR);
     let started = Instant::now();
     let mut partition = CustomerPartition::new(0);

@@ -11,7 +11,6 @@ use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
 use woostream_core::config::Config;
 use woostream_core::events::{CustomerEvent, CustomerKey, OrderEvent, ProductEvent, ProductKey};
 use woostream_core::insights::{Alert, AlertKey, CustomerProfile};
-use woostream_enricher::customer::ScoringSettings;
 use woostream_enricher::model::Model;
 use woostream_enricher::partition::{CustomerPartition, Settings};
 use woostream_tests::enricher::sale_records;
@@ -32,12 +31,13 @@ fn through_fastavro(records: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let input: String = records.iter().map(|r| format!("{}\n", hex(r))).collect();
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+    // The re-encoder's own failure explains a broken pipe on our side, so it is reported first.
     assert!(
         out.status.success(),
         "fastavro re-encoder failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    writer.join().unwrap().unwrap();
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -103,13 +103,7 @@ fn woostream_reads_what_fastavro_writes_for_every_record_of_a_sale() {
 
     // What the enricher writes for those orders.
     let e = &config.enricher;
-    let settings = Settings {
-        scoring: ScoringSettings {
-            clv_months: e.clv_months,
-            monthly_discount_rate: e.monthly_discount_rate,
-        },
-        high_value_order: e.high_value_order().unwrap(),
-    };
+    let settings = Settings::from_config(e).unwrap();
     let model = Model::prior(e);
     let mut partition = CustomerPartition::new(0);
     let (mut profiles, mut alerts, mut alert_keys) = (Vec::new(), Vec::new(), Vec::new());

@@ -18,19 +18,6 @@ fn await_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> boo
     }
 }
 
-fn ready(port: u16) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port))
-        .and_then(|mut s| {
-            use std::io::{Read, Write};
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            write!(s, "GET /readyz HTTP/1.0\r\n\r\n")?;
-            let mut answer = String::new();
-            s.read_to_string(&mut answer)?;
-            Ok(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"))
-        })
-        .unwrap_or(false)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_enricher_as_shipped_runs_and_restarts_on_a_broker_without_transactions() {
     let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
@@ -91,7 +78,7 @@ async fn the_enricher_as_shipped_runs_and_restarts_on_a_broker_without_transacti
                         "the restarted enricher exited: {}",
                         second.log_text()
                     );
-                    ready(port)
+                    second.is_ready()
                 },
             );
             second

@@ -244,6 +244,12 @@ level = "info"
             .sum()
     }
 
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        let url = self.metrics_url.replace("/metrics", "/readyz");
+        matches!(reqwest::blocking_get_status(&url), Ok((200, _)))
+    }
+
     /// CPU seconds the process has used (user + system), from /proc.
     pub fn cpu_seconds(&self) -> f64 {
         crate::cpu_seconds_of(self.child.id())
@@ -296,18 +302,29 @@ impl Drop for EnricherProcess {
 mod reqwest {
     /// A tiny blocking GET over std TCP, so that tests need no second HTTP client.
     pub fn blocking_get(url: &str) -> Result<String, std::io::Error> {
+        blocking_get_status(url).map(|(_, body)| body)
+    }
+
+    /// The answer's status code and body.
+    pub fn blocking_get_status(url: &str) -> Result<(u16, String), std::io::Error> {
         use std::io::{Read, Write};
         let rest = url.strip_prefix("http://").unwrap_or(url);
         let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
         let mut s = std::net::TcpStream::connect(host)?;
         s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
         write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-        let mut body = String::new();
-        s.read_to_string(&mut body)?;
-        Ok(body
+        let mut answer = String::new();
+        s.read_to_string(&mut answer)?;
+        let status = answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let body = answer
             .split_once("\r\n\r\n")
             .map(|(_, b)| b.to_string())
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Ok((status, body))
     }
 }
 

@@ -267,14 +267,14 @@ impl Decoder {
         match framing_of(bytes)? {
             Frame::SingleObject { fingerprint, datum } => {
                 if fingerprint == reader.fingerprint {
-                    return decode_datum(None, reader, datum);
+                    return decode_datum::<T>(None, datum);
                 }
                 let writer = &all_contracts()
                     .values()
                     .find(|c| c.fingerprint == fingerprint)
                     .ok_or_else(|| CodecError::UnknownFingerprint(hex::encode(fingerprint)))?
                     .schema;
-                decode_datum(Some(writer), reader, datum)
+                decode_datum(Some(writer), datum)
             }
             Frame::Confluent { schema_id, datum } => {
                 let writer = self
@@ -286,7 +286,7 @@ impl Decoder {
                     .ok_or(CodecError::UnknownSchemaId(schema_id))?;
                 let (schema, fingerprint) = &*writer;
                 let writer = (*fingerprint != reader.fingerprint).then_some(schema);
-                decode_datum(writer, reader, datum)
+                decode_datum(writer, datum)
             }
         }
     }
@@ -342,27 +342,31 @@ fn framing_of(bytes: &[u8]) -> Result<Frame<'_>, CodecError> {
     }
 }
 
-/// Decodes a datum written with `writer` (None: the reader's own schema, no resolution).
+/// Decodes a datum of `T` written with `writer` (None: `T`'s own schema, no resolution).
 ///
 /// The reader's own schema — every record woostream wrote with this build — is decoded
 /// straight into `T` (serde_avro_fast: no value tree, no per-record schema walk of apache-avro);
 /// another writer schema goes through apache-avro's schema resolution, which fills defaults,
 /// skips removed fields and promotes types as the Avro specification says.
-fn decode_datum<T: Contract>(
-    writer: Option<&Schema>,
-    reader: &'static ContractSchema,
-    datum: &[u8],
-) -> Result<T, CodecError> {
-    match writer {
-        None => decode_direct(reader, datum),
-        Some(w) => decode_resolving(w, reader, datum),
-    }
+fn decode_datum<T: Contract>(writer: Option<&Schema>, mut datum: &[u8]) -> Result<T, CodecError> {
+    let Some(writer) = writer else {
+        return decode_direct_datum(datum);
+    };
+    let reader = T::schema();
+    let value = apache_avro::from_avro_datum_reader_schemata(
+        writer,
+        vec![writer],
+        &mut datum,
+        Some(&reader.schema),
+        vec![&reader.schema],
+    );
+    from_value_tree(value)
 }
 
-fn decode_direct<T: Contract>(
-    reader: &'static ContractSchema,
-    datum: &[u8],
-) -> Result<T, CodecError> {
+/// Decodes a datum of `T`'s own schema straight into `T` (what [`Decoder::decode`] does for
+/// every record written with this build's schemas).
+pub fn decode_direct_datum<T: Contract>(datum: &[u8]) -> Result<T, CodecError> {
+    let reader = T::schema();
     serde_avro_fast::from_datum_slice(datum, &reader.direct).map_err(|source| {
         CodecError::DecodeDirect {
             schema: reader.name,
@@ -371,43 +375,24 @@ fn decode_direct<T: Contract>(
     })
 }
 
-fn decode_resolving<T: Contract>(
-    writer: &Schema,
-    reader: &'static ContractSchema,
-    mut datum: &[u8],
-) -> Result<T, CodecError> {
-    let err = |source| CodecError::Decode {
-        schema: reader.name,
-        source,
-    };
-    let value = apache_avro::from_avro_datum_reader_schemata(
-        writer,
-        vec![writer],
-        &mut datum,
-        Some(&reader.schema),
-        vec![&reader.schema],
-    )
-    .map_err(err)?;
-    apache_avro::from_value(&plain(value)).map_err(err)
-}
-
 /// Decodes a datum of `T`'s own schema through apache-avro's value tree: the decoder woostream
 /// used before the direct one, kept as the reference the direct decoder is checked against
 /// and measured beside (`make bench-enrich`).
 pub fn decode_through_values<T: Contract>(mut datum: &[u8]) -> Result<T, CodecError> {
-    let reader = T::schema();
-    let err = |source| CodecError::Decode {
-        schema: reader.name,
-        source,
-    };
-    let value = apache_avro::from_avro_datum(&reader.schema, &mut datum, None).map_err(err)?;
-    apache_avro::from_value(&plain(value)).map_err(err)
+    from_value_tree(apache_avro::from_avro_datum(
+        &T::schema().schema,
+        &mut datum,
+        None,
+    ))
 }
 
-/// Decodes a datum of `T`'s own schema straight into `T` (what [`Decoder::decode`] does for
-/// every record written with this build's schemas).
-pub fn decode_direct_datum<T: Contract>(datum: &[u8]) -> Result<T, CodecError> {
-    decode_direct(T::schema(), datum)
+/// `T` from an apache-avro value tree (or the error that came instead of one).
+fn from_value_tree<T: Contract>(value: Result<Value, apache_avro::Error>) -> Result<T, CodecError> {
+    let err = |source| CodecError::Decode {
+        schema: T::SCHEMA_NAME,
+        source,
+    };
+    apache_avro::from_value(&plain(value.map_err(err)?)).map_err(err)
 }
 
 /// The schema text with every `decimal` logical type removed, so the direct decoder hands

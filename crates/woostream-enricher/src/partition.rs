@@ -44,6 +44,21 @@ pub struct Settings {
     pub high_value_order: HighValueOrder,
 }
 
+impl Settings {
+    /// The settings `[enricher]` configures.
+    pub fn from_config(e: &woostream_core::config::EnricherConfig) -> anyhow::Result<Settings> {
+        Ok(Settings {
+            scoring: ScoringSettings {
+                clv_months: e.clv_months,
+                monthly_discount_rate: e.monthly_discount_rate,
+            },
+            high_value_order: e
+                .high_value_order()
+                .map_err(|m| anyhow::anyhow!("enricher.high_value_order: {m}"))?,
+        })
+    }
+}
+
 /// State is keyed by shop and customer together: one partition can hold several shops.
 fn state_key(shop_id: &str, customer: &str) -> Box<str> {
     format!("{shop_id}\u{1f}{customer}").into_boxed_str()

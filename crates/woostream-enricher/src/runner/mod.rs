@@ -63,7 +63,6 @@ use woostream_core::registry::RegistryClient;
 use woostream_core::resume::{seek_back, ResumeGuard, Verdict};
 
 use crate::alerts::Origin;
-use crate::customer::ScoringSettings;
 use crate::metrics::Metrics;
 use crate::model::topic::{self as models, Models};
 use crate::partition::{CustomerPartition, Output, Settings};
@@ -155,15 +154,7 @@ pub async fn start(
     let with_registry = config.schema_registry.is_some();
     let runtime = tokio::runtime::Handle::current();
     let e = &config.enricher;
-    let settings = Settings {
-        scoring: ScoringSettings {
-            clv_months: e.clv_months,
-            monthly_discount_rate: e.monthly_discount_rate,
-        },
-        high_value_order: e
-            .high_value_order()
-            .map_err(|m| anyhow!("enricher.high_value_order: {m}"))?,
-    };
+    let settings = Settings::from_config(e)?;
     let watch_settings = ProductWatchSettings {
         default_low_stock: e.default_low_stock,
         negative_review_max_rating: e.negative_review_max_rating,
