@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures::stream::{self, StreamExt};
 use hdrhistogram::Histogram;
-use rdkafka::producer::FutureProducer;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use woostream::simulate;
 use woostream_core::events::Origin;
 use woostream_producer::normalise::{normalise, WebhookDelivery};
-use woostream_producer::publish::{send, Encoders, Record, Topics};
+use woostream_producer::publish::{Encoders, Record, Topics};
 use woostream_producer::signature::{sign, verify};
 use woostream_tests::{config, Producer, Tansu};
 
@@ -135,7 +136,20 @@ async fn raw_rate(producer: &FutureProducer, records: &[Record], seconds: u64) -
     let deadline = t0 + Duration::from_secs(seconds);
     let acked = stream::iter(records.iter().cycle())
         .take_while(|_| futures::future::ready(Instant::now() < deadline))
-        .map(|r| send(producer, r, Duration::from_secs(30)))
+        .map(|r| {
+            let mut hs = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (k, v) in &r.headers {
+                hs = hs.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let record = FutureRecord::to(&r.topic)
+                .key(&r.key)
+                .payload(&r.value)
+                .headers(hs);
+            producer.send(record, Duration::from_secs(30))
+        })
         .buffer_unordered(10_000)
         .filter(|r| futures::future::ready(r.is_ok()))
         .count()

@@ -288,6 +288,25 @@ pub fn cpu_seconds_of(pid: u32) -> f64 {
 }
 
 impl Tansu {
+    /// Freezes the broker (SIGSTOP): its sockets stay open but nothing answers, as in a long
+    /// garbage-collection pause or a stalled disk.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen broker run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let status = Command::new("kill")
+            .args([which, &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill {which} the broker");
+    }
+
     /// CPU seconds the broker has used so far.
     pub fn cpu_seconds(&self) -> f64 {
         cpu_seconds_of(self.child.id())
@@ -345,6 +364,7 @@ impl Tansu {
 
 impl Drop for Tansu {
     fn drop(&mut self) {
+        // A frozen broker ignores nothing but SIGKILL, which is what kill() sends.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub restored_records: IntCounterVec,
     pub model_version: IntGauge,
     pub fits: IntCounterVec,
+    pub restarts: IntCounter,
 }
 
 impl Metrics {
@@ -84,6 +85,10 @@ impl Metrics {
                 Opts::new("woostream_enricher_fits_total", "Model fits, by outcome."),
                 &["outcome"],
             )?,
+            restarts: IntCounter::new(
+                "woostream_enricher_restarts_total",
+                "Times the enricher stopped on a failure and was started again in-process.",
+            )?,
         };
         registry.register(Box::new(m.records.clone()))?;
         registry.register(Box::new(m.unreadable.clone()))?;
@@ -97,6 +102,7 @@ impl Metrics {
         registry.register(Box::new(m.restored_records.clone()))?;
         registry.register(Box::new(m.model_version.clone()))?;
         registry.register(Box::new(m.fits.clone()))?;
+        registry.register(Box::new(m.restarts.clone()))?;
         Ok(m)
     }
 }

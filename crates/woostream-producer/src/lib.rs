@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::producer::Producer;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use woostream_core::codec::Decoder;
@@ -57,7 +56,8 @@ pub async fn start(
     if create_topics {
         kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
     }
-    let producer = kafka::create_producer(&config.kafka, bootstrap)?;
+    kafka::renewing::register_metrics(registry).context("registering Kafka metrics")?;
+    let producer = kafka::renewing_producer(&config.kafka, bootstrap, "producer")?;
     let topics = Topics::from_config(&config.topics);
     let registry_client = config
         .schema_registry
@@ -104,25 +104,16 @@ pub async fn start(
             Arc::new(std::sync::atomic::AtomicBool::new(false))
         }
     };
-    {
-        let (producer, shutdown, metrics) = (producer.clone(), shutdown.clone(), metrics.clone());
-        tokio::spawn(async move {
-            loop {
-                let up = kafka::broker_reachable(&producer, Duration::from_secs(2)).await;
-                if up != kafka_ready.swap(up, Ordering::Relaxed) {
-                    tracing::info!(reachable = up, "Kafka reachability changed.");
-                }
-                metrics
-                    .kafka_reachable
-                    .with_label_values(&["producer"])
-                    .set(up as i64);
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(if up { 5 } else { 1 })) => {}
-                }
-            }
-        });
-    }
+    tokio::spawn(producer.clone().watch(shutdown.clone(), {
+        let metrics = metrics.clone();
+        move |up| {
+            kafka_ready.store(up, Ordering::Relaxed);
+            metrics
+                .kafka_reachable
+                .with_label_values(&["producer"])
+                .set(up as i64);
+        }
+    }));
     if let Some(spool) = &spool {
         tokio::spawn(
             spool

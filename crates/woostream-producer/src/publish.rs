@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
 use woostream_core::codec::{CodecError, Contract, ContractSchema, Encoder, Framing};
 use woostream_core::config::TopicsConfig;
 use woostream_core::events::*;
 use woostream_core::headers;
+use woostream_core::kafka::renewing::is_permanent;
+use woostream_core::kafka::RenewingProducer;
 use woostream_core::registry::RegistryClient;
 
 use crate::metrics::Metrics;
@@ -261,7 +262,7 @@ pub enum PublishError {
 
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: Arc<RenewingProducer>,
     spool: Option<Arc<Spool>>,
     metrics: Metrics,
     timeout: Duration,
@@ -269,7 +270,7 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(
-        producer: FutureProducer,
+        producer: Arc<RenewingProducer>,
         spool: Option<Arc<Spool>>,
         metrics: Metrics,
         timeout: Duration,
@@ -282,12 +283,14 @@ impl Publisher {
         }
     }
 
-    pub fn producer(&self) -> &FutureProducer {
-        &self.producer
-    }
-
     /// Returns once the record is durable: acknowledged by the broker, or spooled to disk.
+    /// While the broker is known to be away, a spool takes the record at once instead of
+    /// letting the request wait out the delivery timeout.
     pub async fn publish(&self, record: Record) -> Result<Durability, PublishError> {
+        if self.spool.is_some() && !self.producer.is_reachable() {
+            let away = KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown);
+            return self.spool(&record, away).await;
+        }
         let started = Instant::now();
         match send(&self.producer, &record, self.timeout).await {
             Ok((partition, offset)) => {
@@ -299,31 +302,35 @@ impl Publisher {
             }
             Err(e) if is_permanent(&e) => Err(PublishError::Refused(e)),
             Err(kafka) => {
-                let Some(spool) = &self.spool else {
-                    return Err(PublishError::Unavailable {
-                        kafka,
-                        spool: "no spool is configured (producer.spool_dir)".into(),
-                    });
-                };
                 tracing::warn!(topic = %record.topic, error = %kafka, "Kafka did not acknowledge; spooling the record.");
-                match spool.append(&record).await {
-                    Ok(()) => {
-                        self.metrics.spooled.with_label_values(&["written"]).inc();
-                        Ok(Durability::Spooled)
-                    }
-                    Err(e) => Err(PublishError::Unavailable {
-                        kafka,
-                        spool: e.to_string(),
-                    }),
-                }
+                self.spool(&record, kafka).await
             }
+        }
+    }
+
+    async fn spool(&self, record: &Record, kafka: KafkaError) -> Result<Durability, PublishError> {
+        let Some(spool) = &self.spool else {
+            return Err(PublishError::Unavailable {
+                kafka,
+                spool: "no spool is configured (producer.spool_dir)".into(),
+            });
+        };
+        match spool.append(record).await {
+            Ok(()) => {
+                self.metrics.spooled.with_label_values(&["written"]).inc();
+                Ok(Durability::Spooled)
+            }
+            Err(e) => Err(PublishError::Unavailable {
+                kafka,
+                spool: e.to_string(),
+            }),
         }
     }
 }
 
 /// Sends one record and waits for the broker's acknowledgement.
 pub async fn send(
-    producer: &FutureProducer,
+    producer: &RenewingProducer,
     record: &Record,
     timeout: Duration,
 ) -> Result<(i32, i64), KafkaError> {
@@ -338,24 +345,5 @@ pub async fn send(
         .key(&record.key)
         .payload(&record.value)
         .headers(hs);
-    producer
-        .send(fr, Timeout::After(timeout))
-        .await
-        .map(|d| (d.partition, d.offset))
-        .map_err(|(e, _)| e)
-}
-
-/// Errors that retrying (or spooling) cannot fix.
-fn is_permanent(e: &KafkaError) -> bool {
-    matches!(
-        e.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::MessageSizeTooLarge
-                | RDKafkaErrorCode::InvalidMessageSize
-                | RDKafkaErrorCode::InvalidRecord
-                | RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::ClusterAuthorizationFailed
-                | RDKafkaErrorCode::InvalidMessage
-        )
-    )
+    producer.send(fr, timeout).await
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::join_all;
-use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
+use woostream_core::kafka::RenewingProducer;
 use woostream_core::retry::{self, Policy};
 
 use crate::metrics::Metrics;
@@ -165,7 +165,7 @@ impl Spool {
     /// first segment Kafka does not fully acknowledge (it is retried on the next call).
     pub async fn drain_once(
         self: &Arc<Self>,
-        producer: &FutureProducer,
+        producer: &RenewingProducer,
         timeout: Duration,
     ) -> anyhow::Result<usize> {
         let me = self.clone();
@@ -197,15 +197,16 @@ impl Spool {
         Ok(drained)
     }
 
-    /// Drains whenever something is pending, until `shutdown`.
+    /// Drains whenever something is pending and the broker answers, until `shutdown`.
     pub async fn drain_forever(
         self: Arc<Self>,
-        producer: FutureProducer,
+        producer: Arc<RenewingProducer>,
         timeout: Duration,
         shutdown: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        // While Kafka is away, back off from 1 s to 30 s instead of hammering it every second.
+        // A broker that answers probes but refuses records: back off from 1 s to 30 s instead
+        // of hammering it every second.
         let mut backoff = Policy::new(Duration::from_secs(1), Duration::from_secs(30)).backoff();
         loop {
             tokio::select! {
@@ -215,8 +216,19 @@ impl Spool {
             if self.pending_bytes() == 0 {
                 continue;
             }
+            // While the broker is away, wait for it rather than for a backoff: the spool
+            // drains the moment a probe finds it again.
+            if !producer.is_reachable() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = producer.reachable() => backoff.reset(),
+                }
+            }
             match self.drain_once(&producer, timeout).await {
                 Ok(_) => backoff.reset(),
+                Err(e) if !producer.is_reachable() => {
+                    tracing::warn!(error = %e, pending_bytes = self.pending_bytes(), "Spool not drained yet; draining again when the broker answers.");
+                }
                 Err(e) => {
                     let wait = backoff.next_wait().expect("no attempt limit");
                     tracing::warn!(error = %e, pending_bytes = self.pending_bytes(), retry_in_ms = wait.as_millis() as u64, "Spool not drained yet.");

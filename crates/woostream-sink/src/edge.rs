@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use woostream_core::kafka::RenewingProducer;
 use woostream_core::resume::ResumeGuard;
 
 /// Assigns every partition of `topics` at the group's committed offsets (from the beginning
@@ -55,20 +55,16 @@ pub fn assign_all(
 
 /// Keeps a record the sink cannot read in its dead-letter topic, bytes as they were.
 pub async fn keep_unreadable(
-    producer: &FutureProducer,
+    producer: &RenewingProducer,
     topic: &str,
     key: Option<&[u8]>,
     value: &[u8],
     headers: OwnedHeaders,
 ) -> anyhow::Result<()> {
-    let mut record = FutureRecord::to(topic).payload(value).headers(headers);
-    if let Some(k) = key {
-        record = record.key(k);
-    }
     producer
-        .send(record, Duration::from_secs(30))
+        .send_until_acknowledged(topic, key, value, &headers, Duration::from_secs(30))
         .await
-        .map_err(|(e, _)| anyhow::anyhow!("dead-lettering an unreadable record in {topic}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("dead-lettering an unreadable record in {topic}: {e}"))?;
     Ok(())
 }
 

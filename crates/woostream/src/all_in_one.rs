@@ -170,7 +170,7 @@ pub async fn run(
         create_topics,
     )
     .await?;
-    let enricher = woostream_enricher::runner::start(
+    let enricher = woostream_enricher::runner::start_supervised(
         &config,
         &bootstrap,
         &registry,

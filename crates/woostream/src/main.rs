@@ -344,7 +344,7 @@ async fn enricher(config: Config) -> anyhow::Result<()> {
         readiness,
         ops_task,
     } = Role::start(&config).await?;
-    let running = woostream_enricher::runner::start(
+    let running = woostream_enricher::runner::start_supervised(
         &config,
         &bootstrap,
         &registry,

@@ -14,6 +14,9 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, Producer};
 
 pub mod reading;
+pub mod renewing;
+
+pub use renewing::RenewingProducer;
 
 use crate::config::{KafkaConfig, TopicsConfig};
 
@@ -63,6 +66,15 @@ pub fn consumer_config(kafka: &KafkaConfig, bootstrap: &str, group: &str) -> Cli
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed");
     c
+}
+
+/// A [`RenewingProducer`] with [`producer_config`]: what every long-running role writes with.
+pub fn renewing_producer(
+    kafka: &KafkaConfig,
+    bootstrap: &str,
+    role: &'static str,
+) -> anyhow::Result<std::sync::Arc<RenewingProducer>> {
+    RenewingProducer::new(producer_config(kafka, bootstrap), role)
 }
 
 pub fn create_producer(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<FutureProducer> {

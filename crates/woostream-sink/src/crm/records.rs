@@ -8,10 +8,11 @@ use anyhow::anyhow;
 use chacha20poly1305::ChaCha20Poly1305;
 use chrono::Utc;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::sync::Arc;
 use woostream_core::codec::Encoder;
 use woostream_core::config::Config;
 use woostream_core::headers;
+use woostream_core::kafka::RenewingProducer;
 use woostream_core::records::{CrmDeadLetter, Delivery, DeliveryOutcome};
 use woostream_core::sealing;
 
@@ -43,7 +44,7 @@ pub fn cipher(config: &Config) -> Option<ChaCha20Poly1305> {
 }
 
 pub struct Recorder {
-    pub producer: FutureProducer,
+    pub producer: Arc<RenewingProducer>,
     pub deliveries_topic: String,
     pub dead_letter_topic: String,
     pub key: Encoder<String>,
@@ -319,16 +320,20 @@ impl Recorder {
                     value: Some(r.as_str()),
                 });
             }
-            self.producer.send(
-                FutureRecord::to(&o.topic)
-                    .key(&o.key)
-                    .payload(&o.value)
-                    .headers(hs),
-                Duration::from_secs(30),
-            )
+            async move {
+                self.producer
+                    .send_until_acknowledged(
+                        &o.topic,
+                        Some(&o.key),
+                        &o.value,
+                        &hs,
+                        Duration::from_secs(30),
+                    )
+                    .await
+            }
         });
         for r in futures::future::join_all(sends).await {
-            r.map_err(|(e, _)| anyhow!("recording a CRM delivery: {e}"))?;
+            r.map_err(|e| anyhow!("recording a CRM delivery: {e}"))?;
         }
         Ok(())
     }

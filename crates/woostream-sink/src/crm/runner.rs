@@ -160,7 +160,7 @@ pub async fn recorder(
     };
     Ok((
         Recorder {
-            producer: kafka::create_producer(&config.kafka, bootstrap)?,
+            producer: kafka::renewing_producer(&config.kafka, bootstrap, "crm")?,
             deliveries_topic: t.deliveries.name.clone(),
             dead_letter_topic: t.crm_dead_letter.name.clone(),
             key: Encoder::new(&framing(String::SCHEMA_NAME)),

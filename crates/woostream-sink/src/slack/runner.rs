@@ -16,7 +16,6 @@ use anyhow::{anyhow, Context};
 use chrono::Utc;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +25,7 @@ use woostream_core::headers;
 use woostream_core::insights::Alert;
 use woostream_core::kafka;
 use woostream_core::kafka::reading::{read_all_now, reader};
+use woostream_core::kafka::RenewingProducer;
 use woostream_core::records::{Delivery, DeliveryOutcome};
 use woostream_core::registry::RegistryClient;
 use woostream_core::resume::{ResumeGuard, Verdict};
@@ -190,7 +190,7 @@ pub async fn start(
     let alerts_topic = config.topics.alerts.name.clone();
     crate::edge::assign_all(&consumer, &[&alerts_topic], &mut guard)?;
     let guard = Arc::new(Mutex::new(guard));
-    let producer = kafka::create_producer(&config.kafka, bootstrap)?;
+    let producer = kafka::renewing_producer(&config.kafka, bootstrap, "slack")?;
     let mut restored = restored;
     let mut loop_ = Loop {
         config: config.clone(),
@@ -280,7 +280,7 @@ struct Loop {
     metrics: Metrics,
     encoders: Encoders,
     decoder: Decoder,
-    producer: FutureProducer,
+    producer: Arc<RenewingProducer>,
     delivered: HashSet<String>,
     /// Deliveries queued and not yet done: a re-emitted alert is not queued twice.
     inflight: HashSet<String>,
@@ -504,13 +504,21 @@ impl Loop {
                             value: Some(channel.as_str()),
                         });
                 }
-                self.producer.send(
-                    FutureRecord::to(topic).key(key).payload(value).headers(hs),
-                    Duration::from_secs(30),
-                )
+                let producer = &self.producer;
+                async move {
+                    producer
+                        .send_until_acknowledged(
+                            topic,
+                            Some(key),
+                            value,
+                            &hs,
+                            Duration::from_secs(30),
+                        )
+                        .await
+                }
             });
         for r in futures::future::join_all(futures).await {
-            r.map_err(|(e, _)| anyhow!("recording a delivery: {e}"))?;
+            r.map_err(|e| anyhow!("recording a delivery: {e}"))?;
         }
         Ok(())
     }
