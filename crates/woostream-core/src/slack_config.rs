@@ -45,6 +45,11 @@ pub struct SlackConfig {
     /// Events one digest message holds at most (it lists every order number).
     #[serde(default = "default_digest_max")]
     pub digest_max_events: usize,
+    /// An urgent alert reaches Slack within about this many seconds under any load: when a
+    /// channel's urgent backlog could not be posted one by one in that time, it is folded
+    /// into one urgent digest (problems such as failed payments first).
+    #[serde(default = "default_urgent_within")]
+    pub urgent_within_secs: u64,
     /// Quiet hours, UTC, e.g. `"22:00-07:00"`: routine and low-priority events are not
     /// posted (they are recorded as skipped); urgent ones are.
     #[serde(default)]
@@ -87,6 +92,7 @@ impl Default for SlackConfig {
             workspace_per_minute: default_workspace_per_minute(),
             digest_after_secs: default_digest_after(),
             digest_max_events: default_digest_max(),
+            urgent_within_secs: default_urgent_within(),
             quiet_hours: None,
             channels: Vec::new(),
             rules: Vec::new(),
@@ -258,6 +264,10 @@ fn default_workspace_per_minute() -> u32 {
 fn default_digest_after() -> u64 {
     20
 }
+fn default_urgent_within() -> u64 {
+    5
+}
+
 fn default_digest_max() -> usize {
     200
 }

@@ -368,7 +368,7 @@ pub fn score(
         expected_order_value,
         clv,
         churn_risk,
-        vip: orders_count > 0 && clv >= model.vip_clv_threshold,
+        vip: orders_count > 0 && model.vip_clv_threshold.is_some_and(|t| clv >= t),
     }
 }
 

@@ -163,11 +163,9 @@ impl CustomerPartition {
         let order = event.order.as_ref();
         let high_value = |o: &Order| match settings.high_value_order {
             HighValueOrder::Amount(a) => o.total.amount() >= a,
-            HighValueOrder::Percentile(_) => o
-                .total
-                .amount()
-                .to_f64()
-                .is_some_and(|t| t >= model.order_value_p95),
+            HighValueOrder::Percentile(_) => model
+                .order_value_p95
+                .is_some_and(|p95| o.total.amount().to_f64().is_some_and(|t| t >= p95)),
         };
         let origin = Origin {
             shop_id: &key.shop_id,

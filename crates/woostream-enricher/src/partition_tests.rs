@@ -3,7 +3,7 @@
 use chrono::{TimeZone, Utc};
 use woostream_core::config::HighValueOrder;
 use woostream_core::events::*;
-use woostream_core::insights::{AlertKind, Segment};
+use woostream_core::insights::{AlertKind, CustomerProfile, Segment};
 use woostream_core::Money;
 
 use crate::customer::ScoringSettings;
@@ -295,4 +295,74 @@ fn a_restored_profile_continues_exactly_where_the_live_state_was() {
     restored.offset = live.offset;
     let next = order(2, "processing", "40.00", 3, 10);
     assert_eq!(live.send(&next), restored.send(&next));
+}
+
+#[test]
+fn high_value_and_vip_wait_for_thresholds_the_shops_own_orders_informed() {
+    let percentile = Settings {
+        high_value_order: HighValueOrder::Percentile(95.0),
+        ..settings()
+    };
+    let config = woostream_core::config::EnricherConfig::default();
+    let mut partition = CustomerPartition::new(0);
+    let prior = model();
+    // Under the priors nothing is high value and nobody is a VIP, however large the order.
+    let out = partition.on_order(
+        &key("1"),
+        &order(1, "processing", "100000.00", 1, 0),
+        1,
+        &prior,
+        &percentile,
+    );
+    assert!(!kinds(&out).contains(&AlertKind::HighValueOrder));
+    assert!(!out.profiles[0].1.as_ref().unwrap().vip);
+
+    // A fit from fewer orders than `threshold_min_orders` still sets no threshold.
+    let mut profiles = Vec::new();
+    let mut offset = 1;
+    let mut fit_after = |partition: &mut CustomerPartition, customers: usize| {
+        for c in profiles.len()..customers {
+            offset += 1;
+            let total = format!("{}.00", 20 + c % 100);
+            let out = partition.on_order(
+                &key(&format!("c{c}")),
+                &order(1_000 + c as i64, "processing", &total, 2, 0),
+                offset,
+                &prior,
+                &percentile,
+            );
+            profiles.push(out.profiles[0].1.clone().unwrap());
+        }
+        let refs: Vec<&CustomerProfile> = profiles.iter().collect();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-30T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        Model::from_record(&crate::model::fit::fit_shop("eu", &refs, now, &config)).unwrap()
+    };
+    let early = fit_after(&mut partition, config.threshold_min_orders as usize - 2);
+    assert_eq!(
+        (early.order_value_p95, early.vip_clv_threshold),
+        (None, None)
+    );
+
+    let informed = fit_after(&mut partition, config.threshold_min_orders as usize + 50);
+    let p95 = informed.order_value_p95.expect("informed by enough orders");
+    assert!((110.0..=120.0).contains(&p95), "the shop's own p95: {p95}");
+    assert!(informed.vip_clv_threshold.is_some());
+    let out = partition.on_order(
+        &key("big"),
+        &order(9_999, "processing", "500.00", 3, 0),
+        10_000,
+        &informed,
+        &percentile,
+    );
+    assert!(kinds(&out).contains(&AlertKind::HighValueOrder));
+    let out = partition.on_order(
+        &key("small"),
+        &order(9_998, "processing", "30.00", 3, 0),
+        10_001,
+        &informed,
+        &percentile,
+    );
+    assert!(!kinds(&out).contains(&AlertKind::HighValueOrder));
 }

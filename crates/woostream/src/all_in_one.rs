@@ -616,8 +616,16 @@ fn counter(registry: &prometheus::Registry, name: &str, topic: &str) -> f64 {
 }
 
 pub fn describe_model(m: &woostream_core::insights::ShopModel) -> String {
+    // 0: too few of the shop's orders to set a threshold of its own yet.
+    let threshold = |v: f64| {
+        if v > 0.0 {
+            format!("{v:.2}")
+        } else {
+            "not set yet (too few orders)".into()
+        }
+    };
     format!(
-        "{}: {} customers ({} repeat); BG/NBD {} r={:.4} alpha={:.2}d a={:.4} b={:.4}; Gamma-Gamma {} p={:.3} q={:.3} v={:.2}; VIP from CLV {:.2}; p95 order {:.2}; fitted in {:.3}s",
+        "{}: {} customers ({} repeat); BG/NBD {} r={:.4} alpha={:.2}d a={:.4} b={:.4}; Gamma-Gamma {} p={:.3} q={:.3} v={:.2}; VIP from CLV {}; p95 order {}; fitted in {:.3}s",
         m.shop_id,
         m.customers,
         m.repeat_customers,
@@ -630,8 +638,8 @@ pub fn describe_model(m: &woostream_core::insights::ShopModel) -> String {
         m.p,
         m.q,
         m.v,
-        m.vip_clv_threshold,
-        m.order_value_p95,
+        threshold(m.vip_clv_threshold),
+        threshold(m.order_value_p95),
         m.fit_seconds
     )
 }

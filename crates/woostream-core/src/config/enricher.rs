@@ -42,6 +42,10 @@ pub struct EnricherConfig {
     pub prior_order_value: f64,
     /// Customers with a repeat purchase needed before the model is fitted rather than prior.
     pub min_repeat_customers: u64,
+    /// Orders a shop's own thresholds (the high-value level, the VIP threshold) are learned
+    /// from before they are used; until then neither alert fires, and the first model is
+    /// fitted as soon as this many orders were processed instead of at the next refit.
+    pub threshold_min_orders: u64,
 }
 
 impl Default for EnricherConfig {
@@ -61,6 +65,7 @@ impl Default for EnricherConfig {
             negative_review_max_rating: 2,
             prior_order_value: 50.0,
             min_repeat_customers: 20,
+            threshold_min_orders: 200,
         }
     }
 }

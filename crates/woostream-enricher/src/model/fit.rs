@@ -86,8 +86,8 @@ pub fn fit_shop(
         bgnbd: bgnbd.unwrap_or(prior.bgnbd),
         gamma_gamma: gamma_gamma.unwrap_or(prior.gamma_gamma),
         quintiles,
-        vip_clv_threshold: prior.vip_clv_threshold,
-        order_value_p95: quantile(&mut order_values, 0.95).unwrap_or(prior.order_value_p95),
+        vip_clv_threshold: None,
+        order_value_p95: None,
     };
     let mut clvs: Vec<f64> = summaries
         .iter()
@@ -103,9 +103,12 @@ pub fn fit_shop(
             )
         })
         .collect();
-    if let Some(threshold) = quantile(&mut clvs, config.vip_quantile) {
+    // Thresholds relative to the shop only once enough of its orders informed them.
+    if order_values.len() as u64 >= config.threshold_min_orders.max(1) {
+        model.order_value_p95 = quantile(&mut order_values, 0.95);
         // Above zero, so that a shop of one-off buyers does not call everyone a VIP.
-        model.vip_clv_threshold = threshold.max(f64::MIN_POSITIVE);
+        model.vip_clv_threshold =
+            quantile(&mut clvs, config.vip_quantile).map(|t| t.max(f64::MIN_POSITIVE));
     }
     model.to_record(
         shop_id,

@@ -36,13 +36,17 @@ pub struct Model {
     pub bgnbd: BgNbd,
     pub gamma_gamma: GammaGamma,
     pub quintiles: Quintiles,
-    pub vip_clv_threshold: f64,
-    pub order_value_p95: f64,
+    /// CLV from which a customer is VIP; none until the shop's own customers informed it.
+    pub vip_clv_threshold: Option<f64>,
+    /// The 95th percentile order value; none until enough of the shop's orders informed it.
+    pub order_value_p95: Option<f64>,
 }
 
 impl Model {
     /// The priors: CDNOW's purchase process, a spend distribution whose mean is
-    /// `prior_order_value`, fixed RFM boundaries, VIP from five prior orders' worth of CLV.
+    /// `prior_order_value`, fixed RFM boundaries. No VIP threshold and no high-value level:
+    /// calling a fresh shop's orders "high value" against an assumed mean would fire on most
+    /// of them.
     pub fn prior(config: &EnricherConfig) -> Model {
         let mean = config.prior_order_value;
         Model {
@@ -54,8 +58,8 @@ impl Model {
                 v: mean * (PRIOR_GAMMA_GAMMA_Q - 1.0) / PRIOR_GAMMA_GAMMA_P,
             },
             quintiles: Quintiles::prior(),
-            vip_clv_threshold: 5.0 * mean,
-            order_value_p95: 3.0 * mean,
+            vip_clv_threshold: None,
+            order_value_p95: None,
         }
     }
 
@@ -79,8 +83,9 @@ impl Model {
                 frequency: q(&record.frequency_quintiles)?,
                 monetary: q(&record.monetary_quintiles)?,
             },
-            vip_clv_threshold: record.vip_clv_threshold,
-            order_value_p95: record.order_value_p95,
+            // 0 in the record: not informed yet.
+            vip_clv_threshold: (record.vip_clv_threshold > 0.0).then_some(record.vip_clv_threshold),
+            order_value_p95: (record.order_value_p95 > 0.0).then_some(record.order_value_p95),
         };
         let params = [
             model.bgnbd.r,
@@ -126,8 +131,8 @@ impl Model {
             recency_days_quintiles: self.quintiles.recency_days.to_vec(),
             frequency_quintiles: self.quintiles.frequency.to_vec(),
             monetary_quintiles: self.quintiles.monetary.to_vec(),
-            vip_clv_threshold: self.vip_clv_threshold,
-            order_value_p95: self.order_value_p95,
+            vip_clv_threshold: self.vip_clv_threshold.unwrap_or(0.0),
+            order_value_p95: self.order_value_p95.unwrap_or(0.0),
             fit_seconds,
         }
     }

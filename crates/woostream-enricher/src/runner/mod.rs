@@ -337,7 +337,7 @@ async fn launch(
         writer,
         marker_producer: kafka::create_producer(&config.kafka, bootstrap)?,
         transactional,
-        models,
+        models: models.clone(),
         metrics: metrics.clone(),
         customers: HashMap::new(),
         product_watches: HashMap::new(),
@@ -376,6 +376,7 @@ async fn launch(
             outputs,
             leader,
             metrics,
+            models.clone(),
             // Ends with this run's loop: a restarted enricher starts its own.
             loop_ended.clone(),
         );

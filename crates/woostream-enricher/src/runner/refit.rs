@@ -3,6 +3,10 @@
 use super::*;
 
 /// Every `refit_interval_secs`, the instance that owns orders partition 0 refits all shops.
+/// While a configured shop has no thresholds of its own yet (a fresh shop), it also refits
+/// each time another `threshold_min_orders` orders were processed, so that a first flash sale
+/// gets its high-value level within seconds instead of after an hour.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn spawn_refit(
     config: Config,
     bootstrap: String,
@@ -10,6 +14,7 @@ pub(super) fn spawn_refit(
     outputs: Outputs,
     leader: Arc<AtomicBool>,
     metrics: Metrics,
+    models: Arc<Models>,
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
@@ -21,14 +26,31 @@ pub(super) fn spawn_refit(
             }
         };
         let interval = Duration::from_secs(config.enricher.refit_interval_secs);
+        let check = interval.min(Duration::from_secs(5));
+        let orders = metrics
+            .records
+            .with_label_values(&[config.topics.orders.name.as_str()]);
+        let mut last_fit = Instant::now();
+        let mut orders_at_last_fit = 0;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(check) => {}
             }
             if !leader.load(Ordering::Relaxed) {
                 continue;
             }
+            let uninformed = config
+                .shops
+                .iter()
+                .any(|s| models.get(&s.id).order_value_p95.is_none());
+            let early = uninformed
+                && orders.get() >= orders_at_last_fit + config.enricher.threshold_min_orders;
+            if last_fit.elapsed() < interval && !early {
+                continue;
+            }
+            last_fit = Instant::now();
+            orders_at_last_fit = orders.get();
             match models::fit_and_publish(
                 &config,
                 &bootstrap,

@@ -16,7 +16,7 @@ use woostream_core::slack_config::{Priority, SlackConfig};
 
 use super::blocks::Message;
 use super::client::{Destination, Failure, Poster};
-use super::digest::{self, ChannelQueue, Next, Queued};
+use super::digest::{self, ChannelQueue, Next, Pace, Queued};
 use super::metrics::Metrics;
 use super::rules::Rules;
 use super::template;
@@ -56,6 +56,7 @@ pub struct Shared {
     pub burst: u32,
     pub digest_after_secs: u64,
     pub digest_max_events: usize,
+    pub urgent_within_secs: u64,
     /// How transient failures are retried before the alert is dead-lettered.
     pub retry: Policy,
 }
@@ -66,10 +67,14 @@ impl Shared {
         RateLimiter::direct(Quota::per_minute(per_minute))
     }
 
-    /// How many messages a channel can post within the digest delay: a longer backlog of
-    /// routine events is folded.
-    fn keeps_up(&self) -> usize {
-        (self.per_second * self.digest_after_secs as f64).floor() as usize
+    /// How many messages a channel can post one by one before it folds: within the digest
+    /// delay for routine events, within `urgent_within_secs` for urgent ones.
+    fn pace(&self) -> Pace {
+        Pace {
+            keeps_up: (self.per_second * self.digest_after_secs as f64).floor() as usize,
+            urgent_keeps_up: (self.per_second * self.urgent_within_secs as f64).floor() as usize,
+            max_digest: self.digest_max_events,
+        }
     }
 }
 
@@ -94,8 +99,29 @@ impl Channel {
             .allow_burst(NonZeroU32::new(shared.burst.max(1)).expect("max(1)"));
         let limiter = RateLimiter::direct(quota);
         let depth = shared.metrics.queue_depth.with_label_values(&[&self.name]);
+        let behind = shared
+            .metrics
+            .behind_seconds
+            .with_label_values(&[&self.name]);
+        let mut falling_behind = false;
         let mut queue: ChannelQueue<Ticket> = ChannelQueue::default();
         loop {
+            // How long the oldest waiting alert has been waiting since it was written; a log
+            // line when that passes the digest delay, and one when the channel caught up.
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let waited = queue
+                .oldest(|t| t.written_ms)
+                .map_or(0.0, |at| (now_ms - at).max(0) as f64 / 1000.0);
+            behind.set(waited);
+            let late = waited > shared.digest_after_secs.max(1) as f64;
+            if late != falling_behind {
+                falling_behind = late;
+                if late {
+                    tracing::warn!(channel = %self.name, queued = queue.len(), oldest_waiting_secs = waited as u64, "Slack channel is falling behind: alerts wait longer than the digest delay.");
+                } else {
+                    tracing::info!(channel = %self.name, "Slack channel caught up.");
+                }
+            }
             // On shutdown, what is queued stays unposted (and uncommitted) for the next start.
             if stopping.load(Ordering::Relaxed) {
                 return;
@@ -121,13 +147,14 @@ impl Channel {
             while let Ok(q) = incoming.try_recv() {
                 queue.push(q);
             }
-            let Some(next) = queue.next(shared.keeps_up(), shared.digest_max_events) else {
+            let Some(next) = queue.next(shared.pace()) else {
                 continue;
             };
             depth.set(queue.len() as i64);
             let report = match next {
                 Next::One(q) => self.post_one(&shared, &limiter, q).await,
-                Next::Digest(items) => self.post_digest(&shared, &limiter, items).await,
+                Next::Digest(items) => self.post_digest(&shared, &limiter, items, false).await,
+                Next::UrgentDigest(items) => self.post_digest(&shared, &limiter, items, true).await,
             };
             if done.send(report).is_err() {
                 return;
@@ -173,9 +200,14 @@ impl Channel {
         shared: &Shared,
         limiter: &DefaultDirectRateLimiter,
         queued: Vec<Queued<Ticket>>,
+        urgent: bool,
     ) -> Done {
         let alerts: Vec<&Alert> = queued.iter().map(|q| q.alert.as_ref()).collect();
-        let message = digest::digest(&alerts, shared.digest_after_secs);
+        let message = if urgent {
+            digest::urgent_digest(&alerts, shared.urgent_within_secs)
+        } else {
+            digest::digest(&alerts, shared.digest_after_secs)
+        };
         shared
             .metrics
             .digests

@@ -1,7 +1,9 @@
-//! Burst collapse. A channel's queue decides what its next message is: urgent events first and
-//! always alone; routine events alone while the channel keeps up, folded into digests when its
-//! backlog could not be posted one by one within the configured delay. Every queued event
-//! leaves the queue in exactly one message.
+//! Burst collapse. A channel's queue decides what its next message is: urgent events first —
+//! problems (a failed payment) before good news (a high-value order), alone while the channel
+//! keeps up, folded into one urgent digest when their backlog could not be posted one by one
+//! within a few seconds; then routine events, alone while the channel keeps up, folded into
+//! digests when its backlog could not be posted one by one within the configured delay. Every
+//! queued event leaves the queue in exactly one message.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -27,6 +29,29 @@ pub struct Queued<T> {
 pub enum Next<T> {
     One(Queued<T>),
     Digest(Vec<Queued<T>>),
+    /// Urgent alerts that could not each wait their turn, problems first.
+    UrgentDigest(Vec<Queued<T>>),
+}
+
+/// How much a channel posts one by one before it folds.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    /// Routine messages the channel can post within the digest delay.
+    pub keeps_up: usize,
+    /// Urgent messages it can post within `urgent_within_secs`.
+    pub urgent_keeps_up: usize,
+    pub max_digest: usize,
+}
+
+/// 0 for alerts about something going wrong that someone must act on, 1 for the rest.
+pub fn urgency_rank(kind: AlertKind) -> u8 {
+    match kind {
+        AlertKind::PaymentFailed
+        | AlertKind::NegativeReview
+        | AlertKind::OutOfStock
+        | AlertKind::OrderRefunded => 0,
+        _ => 1,
+    }
 }
 
 /// A channel's backlog.
@@ -62,34 +87,60 @@ impl<T> ChannelQueue<T> {
         self.len() == 0
     }
 
-    /// The next message. `keeps_up` is how many messages the channel can post within the
-    /// digest delay; a longer routine backlog is folded, at most `max_digest` events a message.
-    pub fn next(&mut self, keeps_up: usize, max_digest: usize) -> Option<Next<T>> {
-        if let Some(u) = self.urgent.pop_front() {
+    /// The next message: backlogs longer than the channel keeps up with (see [`Pace`]) are
+    /// folded, at most `max_digest` events a message.
+    pub fn next(&mut self, pace: Pace) -> Option<Next<T>> {
+        let max_digest = pace.max_digest.max(1);
+        if self.urgent.len() > pace.urgent_keeps_up.max(1) {
+            // Problems first, then arrival order; what does not fit waits for the next one.
+            let mut all: Vec<Queued<T>> = self.urgent.drain(..).collect();
+            all.sort_by_key(|q| urgency_rank(q.alert.kind));
+            let rest = all.split_off(all.len().min(max_digest));
+            self.urgent.extend(rest);
+            return Some(Next::UrgentDigest(all));
+        }
+        let first_problem = self
+            .urgent
+            .iter()
+            .position(|q| urgency_rank(q.alert.kind) == 0)
+            .unwrap_or(0);
+        if let Some(u) = self.urgent.remove(first_problem) {
             return Some(Next::One(u));
         }
-        if self.routine.len() > keeps_up.max(1) {
-            let n = self.routine.len().min(max_digest.max(1));
+        if self.routine.len() > pace.keeps_up.max(1) {
+            let n = self.routine.len().min(max_digest);
             return Some(Next::Digest(self.routine.drain(..n).collect()));
         }
         self.routine.pop_front().map(Next::One)
+    }
+
+    /// The oldest `at` (e.g. when an alert was written) among the queued events.
+    pub fn oldest(&self, at: impl Fn(&T) -> i64) -> Option<i64> {
+        // Urgent events leave out of order, so look at all of them (there are few: they are
+        // folded beyond what a few seconds can post); routine ones leave oldest first.
+        self.urgent
+            .iter()
+            .chain(self.routine.front())
+            .map(|q| at(&q.ticket))
+            .min()
     }
 }
 
 fn kind_group(kind: AlertKind) -> (u8, &'static str, &'static str) {
     match kind {
+        // Its own headline, at the top: someone has to act on it.
+        AlertKind::PaymentFailed => (0, "🚨", "failed payments"),
         AlertKind::OrderPlaced
         | AlertKind::OrderPaid
         | AlertKind::OrderStatusChanged
-        | AlertKind::PaymentFailed
         | AlertKind::OrderRefunded
         | AlertKind::HighValueOrder
-        | AlertKind::FirstOrder => (0, "🛒", "order events"),
+        | AlertKind::FirstOrder => (1, "🛒", "order events"),
         AlertKind::StockLow | AlertKind::OutOfStock | AlertKind::BackInStock => {
-            (1, "📦", "stock changes")
+            (2, "📦", "stock changes")
         }
-        AlertKind::ReviewPosted | AlertKind::NegativeReview => (2, "⭐", "reviews"),
-        AlertKind::SegmentChanged | AlertKind::BecameVip => (3, "👤", "customer changes"),
+        AlertKind::ReviewPosted | AlertKind::NegativeReview => (3, "⭐", "reviews"),
+        AlertKind::SegmentChanged | AlertKind::BecameVip => (4, "👤", "customer changes"),
     }
 }
 
@@ -205,6 +256,25 @@ pub fn digest(alerts: &[&Alert], window_secs: u64) -> Message {
     }
 }
 
+/// One message for urgent alerts that arrived faster than the channel can post them: a digest
+/// under an urgent banner.
+pub fn urgent_digest(alerts: &[&Alert], window_secs: u64) -> Message {
+    let mut m = digest(alerts, window_secs);
+    let banner = format!(
+        ":rotating_light: *Urgent* — {} alerts arrived faster than this channel can post them one by one",
+        alerts.len()
+    );
+    // In the headline section rather than a block of its own: the digest may already use
+    // every block Slack allows.
+    let headline = m.blocks[0]["text"]["text"].as_str().unwrap_or_default();
+    m.blocks[0]["text"]["text"] = json!(blocks::cut(
+        &format!("{banner}\n{headline}"),
+        blocks::MAX_SECTION_TEXT
+    ));
+    m.text = blocks::cut(&format!("Urgent: {}", m.text), blocks::MAX_FALLBACK);
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -213,11 +283,88 @@ mod tests {
     use crate::slack::examples::order_alert;
 
     fn queued(n: i64, priority: Priority) -> Queued<i64> {
+        queued_kind(n, priority, AlertKind::OrderPlaced)
+    }
+
+    fn queued_kind(n: i64, priority: Priority, kind: AlertKind) -> Queued<i64> {
         Queued {
             priority,
-            alert: Arc::new(order_alert(n, AlertKind::OrderPlaced, "100.00")),
+            alert: Arc::new(order_alert(n, kind, "100.00")),
             ticket: n,
         }
+    }
+
+    /// Routine folding after `keeps_up`, urgent folding after 5.
+    fn pace(keeps_up: usize, max_digest: usize) -> Pace {
+        Pace {
+            keeps_up,
+            urgent_keeps_up: 5,
+            max_digest,
+        }
+    }
+
+    #[test]
+    fn a_failed_payment_never_waits_behind_high_value_orders_and_an_urgent_flood_is_folded() {
+        let mut q = ChannelQueue::default();
+        for n in 0..3 {
+            q.push(queued_kind(n, Priority::Urgent, AlertKind::HighValueOrder));
+        }
+        q.push(queued_kind(7, Priority::Urgent, AlertKind::PaymentFailed));
+        // Within what the channel posts in a few seconds: one by one, the problem first.
+        assert!(matches!(q.next(pace(20, 200)), Some(Next::One(u)) if u.ticket == 7));
+        assert!(matches!(q.next(pace(20, 200)), Some(Next::One(u)) if u.ticket == 0));
+
+        // A flash sale's worth of high-value orders with two failed payments among them.
+        for n in 10..310 {
+            let kind = if n == 150 || n == 290 {
+                AlertKind::PaymentFailed
+            } else {
+                AlertKind::HighValueOrder
+            };
+            q.push(queued_kind(n, Priority::Urgent, kind));
+        }
+        let Some(Next::UrgentDigest(first)) = q.next(pace(20, 200)) else {
+            panic!("an urgent backlog beyond a few seconds is folded")
+        };
+        assert_eq!(first.len(), 200);
+        assert_eq!(
+            first.iter().take(2).map(|x| x.ticket).collect::<Vec<_>>(),
+            vec![150, 290],
+            "failed payments lead the first urgent digest"
+        );
+        let Some(Next::UrgentDigest(second)) = q.next(pace(20, 200)) else {
+            panic!("the rest is folded too")
+        };
+        let mut seen: Vec<i64> = first.iter().chain(&second).map(|x| x.ticket).collect();
+        seen.extend(std::iter::from_fn(|| match q.next(pace(20, 200)) {
+            Some(Next::One(u)) => Some(u.ticket),
+            _ => None,
+        }));
+        seen.sort();
+        let mut want: Vec<i64> = (1..3).chain(10..310).collect();
+        want.sort();
+        assert_eq!(seen, want, "every urgent alert left the queue exactly once");
+
+        let alerts: Vec<&Alert> = first.iter().map(|x| x.alert.as_ref()).collect();
+        let m = urgent_digest(&alerts, 5);
+        let headline = m.blocks[0]["text"]["text"].as_str().unwrap();
+        assert!(headline.contains("*Urgent*"), "{headline}");
+        assert!(
+            headline.find("2 failed payments").unwrap() < headline.find("order events").unwrap(),
+            "{headline}"
+        );
+        assert!(blocks::violations(&m).is_empty());
+    }
+
+    #[test]
+    fn the_oldest_waiting_alert_is_found_among_urgent_and_routine_ones() {
+        let mut q = ChannelQueue::default();
+        assert_eq!(q.oldest(|t| *t), None);
+        q.push(queued(50, Priority::Normal));
+        q.push(queued(60, Priority::Normal));
+        q.push(queued_kind(40, Priority::Urgent, AlertKind::HighValueOrder));
+        q.push(queued_kind(30, Priority::Urgent, AlertKind::HighValueOrder));
+        assert_eq!(q.oldest(|t| *t), Some(30));
     }
 
     #[test]
@@ -228,15 +375,15 @@ mod tests {
         }
         q.push(queued(99, Priority::Urgent));
         // Keeping up (3 ≤ 20): one message each, the urgent one first.
-        assert!(matches!(q.next(20, 200), Some(Next::One(u)) if u.ticket == 99));
-        assert!(matches!(q.next(20, 200), Some(Next::One(u)) if u.ticket == 0));
+        assert!(matches!(q.next(pace(20, 200)), Some(Next::One(u)) if u.ticket == 99));
+        assert!(matches!(q.next(pace(20, 200)), Some(Next::One(u)) if u.ticket == 0));
         for n in 3..50 {
             q.push(queued(n, Priority::Normal));
         }
         q.push(queued(100, Priority::Urgent));
-        assert!(matches!(q.next(20, 200), Some(Next::One(u)) if u.ticket == 100));
+        assert!(matches!(q.next(pace(20, 200)), Some(Next::One(u)) if u.ticket == 100));
         // Behind: the routine backlog is folded, at most max_digest a message.
-        let Some(Next::Digest(d)) = q.next(20, 30) else {
+        let Some(Next::Digest(d)) = q.next(pace(20, 30)) else {
             panic!("expected a digest")
         };
         assert_eq!(
@@ -244,7 +391,7 @@ mod tests {
             (1..31).collect::<Vec<_>>()
         );
         let mut rest = Vec::new();
-        while let Some(n) = q.next(20, 30) {
+        while let Some(n) = q.next(pace(20, 30)) {
             let Next::One(one) = n else {
                 panic!("19 left is within what the channel keeps up with")
             };

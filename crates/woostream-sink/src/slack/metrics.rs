@@ -1,7 +1,7 @@
 //! The Slack sink's Prometheus metrics.
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
 #[derive(Clone)]
@@ -14,6 +14,7 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     pub retries: IntCounterVec,
     pub queue_depth: IntGaugeVec,
+    pub behind_seconds: GaugeVec,
     pub latency: Histogram,
     pub commits: IntCounter,
     pub unreadable: IntCounter,
@@ -57,6 +58,13 @@ impl Metrics {
                 ),
                 &["channel"],
             )?,
+            behind_seconds: GaugeVec::new(
+                Opts::new(
+                    "woostream_slack_channel_behind_seconds",
+                    "How long the oldest alert waiting for a channel has waited since it was written.",
+                ),
+                &["channel"],
+            )?,
             latency: Histogram::with_opts(
                 HistogramOpts::new(
                     "woostream_slack_event_to_slack_seconds",
@@ -79,6 +87,7 @@ impl Metrics {
         registry.register(Box::new(m.rate_limited.clone()))?;
         registry.register(Box::new(m.retries.clone()))?;
         registry.register(Box::new(m.queue_depth.clone()))?;
+        registry.register(Box::new(m.behind_seconds.clone()))?;
         registry.register(Box::new(m.latency.clone()))?;
         registry.register(Box::new(m.commits.clone()))?;
         registry.register(Box::new(m.unreadable.clone()))?;

@@ -178,6 +178,7 @@ pub async fn start(
         burst: slack.per_channel_burst,
         digest_after_secs: slack.digest_after_secs,
         digest_max_events: slack.digest_max_events,
+        urgent_within_secs: slack.urgent_within_secs,
         retry: SLACK_RETRY,
     });
     // One Slack sink per workspace: Slack's limits are per channel and per workspace, so a
