@@ -348,7 +348,44 @@ fn high_value_and_vip_wait_for_thresholds_the_shops_own_orders_informed() {
     let informed = fit_after(&mut partition, config.threshold_min_orders as usize + 50);
     let p95 = informed.order_value_p95.expect("informed by enough orders");
     assert!((110.0..=120.0).contains(&p95), "the shop's own p95: {p95}");
-    assert!(informed.vip_clv_threshold.is_some());
+    assert_eq!(
+        informed.vip_clv_threshold, None,
+        "no VIPs while the purchase process is the prior (no repeat customers yet)"
+    );
+    // In day order: every new day in the stream rescores the whole partition.
+    let mut repeat_orders: Vec<(u32, i64, i64)> = (0..60_i64)
+        .flat_map(|c| (0..(2 + c % 3)).map(move |n| ((3 + n * (2 + c % 5)) as u32, c, n)))
+        .collect();
+    repeat_orders.sort();
+    let mut latest = std::collections::BTreeMap::new();
+    for (i, (day, c, n)) in repeat_orders.into_iter().enumerate() {
+        let total = format!("{}.00", 30 + (c * 7) % 90);
+        let out = partition.on_order(
+            &key(&format!("r{c}")),
+            &order(50_000 + c * 10 + n, "processing", &total, day, 0),
+            20_000 + i as i64,
+            &prior,
+            &percentile,
+        );
+        latest.insert(c, out.profiles[0].1.clone().unwrap());
+    }
+    profiles.extend(latest.into_values());
+    let refs: Vec<&CustomerProfile> = profiles.iter().collect();
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-30T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let record = crate::model::fit::fit_shop("eu", &refs, now, &config);
+    // Sixty customers who all keep buying tell nothing about dropout: the fit runs away
+    // (a and b in the millions), which would make every score take millions of series
+    // terms. It keeps the priors instead, and so no VIPs.
+    assert!(
+        !record.bgnbd_fitted,
+        "a runaway fit is not used: a={} b={}",
+        record.a, record.b
+    );
+    assert!(record.a < 10.0 && record.b < 10.0, "the prior's a and b");
+    assert_eq!(Model::from_record(&record).unwrap().vip_clv_threshold, None);
+
     let out = partition.on_order(
         &key("big"),
         &order(9_999, "processing", "500.00", 3, 0),

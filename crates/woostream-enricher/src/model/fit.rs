@@ -10,7 +10,7 @@ use woostream_core::insights::{CustomerProfile, ShopModel};
 
 use crate::clv::{self, Sample};
 use crate::customer::{self, summarise, Summary};
-use crate::model::Model;
+use crate::model::{Model, MAX_DROPOUT_SHAPE};
 use crate::rfm::Quintiles;
 
 /// Fits one shop's model from its customers' profiles as of `now`. Parts that cannot be
@@ -50,7 +50,13 @@ pub fn fit_shop(
     let sample = Sample::new(summaries.iter().map(|s| s.history));
     let bgnbd = if enough {
         match clv::fit_bgnbd(&sample) {
-            Ok((params, _)) => Some(params),
+            Ok((params, _)) if params.a <= MAX_DROPOUT_SHAPE && params.b <= MAX_DROPOUT_SHAPE => {
+                Some(params)
+            }
+            Ok((params, _)) => {
+                tracing::warn!(shop = shop_id, a = params.a, b = params.b, "BG/NBD fit ran away (the shop's history does not tell dropout apart yet); keeping the priors.");
+                None
+            }
             Err(e) => {
                 tracing::warn!(shop = shop_id, error = %e, "BG/NBD fit failed; keeping the priors.");
                 None
@@ -103,12 +109,16 @@ pub fn fit_shop(
             )
         })
         .collect();
-    // Thresholds relative to the shop only once enough of its orders informed them.
+    // Thresholds relative to the shop only once enough of its orders informed them; VIPs
+    // (the top CLVs) only once the purchase process is the shop's own, not CDNOW's: ranking
+    // customers by a prior's CLV would crown whoever spent most in one order.
     if order_values.len() as u64 >= config.threshold_min_orders.max(1) {
         model.order_value_p95 = quantile(&mut order_values, 0.95);
-        // Above zero, so that a shop of one-off buyers does not call everyone a VIP.
-        model.vip_clv_threshold =
-            quantile(&mut clvs, config.vip_quantile).map(|t| t.max(f64::MIN_POSITIVE));
+        if bgnbd.is_some() {
+            // Above zero, so that a shop of one-off buyers does not call everyone a VIP.
+            model.vip_clv_threshold =
+                quantile(&mut clvs, config.vip_quantile).map(|t| t.max(f64::MIN_POSITIVE));
+        }
     }
     model.to_record(
         shop_id,

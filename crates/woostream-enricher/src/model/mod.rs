@@ -29,6 +29,12 @@ pub const PRIOR_BGNBD: BgNbd = BgNbd {
 pub const PRIOR_GAMMA_GAMMA_P: f64 = 6.25;
 pub const PRIOR_GAMMA_GAMMA_Q: f64 = 3.74;
 
+/// Largest dropout shape (a or b) a model may have. Real shops fit well below 100 (CDNOW:
+/// 0.79 and 2.43); beyond this the likelihood is flat in a and b (dropout is the same for
+/// everyone), and scoring with such a model needs on the order of `a` series terms per
+/// customer and month.
+pub const MAX_DROPOUT_SHAPE: f64 = 1e3;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     /// 0 for the priors; the fit time in milliseconds otherwise.
@@ -96,10 +102,9 @@ impl Model {
             model.gamma_gamma.q,
             model.gamma_gamma.v,
         ];
-        params
-            .iter()
-            .all(|v| v.is_finite() && *v > 0.0)
-            .then_some(model)
+        let dropout_in_range =
+            model.bgnbd.a <= MAX_DROPOUT_SHAPE && model.bgnbd.b <= MAX_DROPOUT_SHAPE;
+        (dropout_in_range && params.iter().all(|v| v.is_finite() && *v > 0.0)).then_some(model)
     }
 
     #[allow(clippy::too_many_arguments)]
