@@ -68,6 +68,8 @@ async fn the_enricher_as_shipped_runs_and_restarts_on_a_broker_without_transacti
             let status = first.stop();
             assert!(status.success(), "the enricher stops cleanly: {status}");
 
+            // Probed from its first moment: never ready before its partitions are assigned
+            // and their state restored.
             let mut second = spawn("enricher", &toml, "shipped-2", port, &dir);
             await_until(
                 "the restarted enricher is ready",
@@ -78,7 +80,16 @@ async fn the_enricher_as_shipped_runs_and_restarts_on_a_broker_without_transacti
                         "the restarted enricher exited: {}",
                         second.log_text()
                     );
-                    second.is_ready()
+                    let ready = second.is_ready();
+                    assert!(
+                        !ready
+                            || second
+                                .log_text()
+                                .contains("Partitions assigned and their state restored"),
+                        "ready before its partitions were restored: {}",
+                        second.log_text()
+                    );
+                    ready
                 },
             );
             second

@@ -562,3 +562,28 @@ async fn a_sink_faster_than_slack_waits_out_429s_and_retries_through_an_outage()
     shutdown.cancel();
     sink.task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_token_slack_refuses_stops_the_start_with_what_to_fix() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let slack = FakeSlack::start(TOKEN, &[("C0ORDERS00", ChannelState::Open)]).await;
+    let mut config = thread_config(&bootstrap, &slack);
+    config.slack.token = Some("xoxb-revoked".into());
+    let err = woostream_sink::slack::runner::start(
+        &config,
+        &bootstrap,
+        &prometheus::Registry::new(),
+        tokio_util::sync::CancellationToken::new(),
+        false,
+    )
+    .await
+    .err()
+    .expect("a refused token stops the start");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("invalid_auth") && message.contains("slack.token"),
+        "{message}"
+    );
+    assert!(slack.posted().is_empty());
+}

@@ -98,6 +98,7 @@ impl FakeSlack {
         };
         let app = Router::new()
             .route("/api/chat.postMessage", post(post_message))
+            .route("/api/auth.test", post(auth_test))
             .route("/services/{id}", post(webhook))
             .with_state(slack.clone());
         slack._server = Arc::new(tokio::spawn(async move {
@@ -198,6 +199,25 @@ fn too_many(wait: Duration) -> Response {
         Json(json!({"ok": false, "error": "ratelimited"})),
     )
         .into_response()
+}
+
+/// `auth.test`: who the token belongs to, or why it is refused.
+async fn auth_test(State(slack): State<FakeSlack>, headers: HeaderMap) -> Response {
+    if slack.inner.lock().unwrap().down {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let answer = if auth.is_empty() {
+        json!({"ok": false, "error": "not_authed"})
+    } else if auth != format!("Bearer {}", slack.token) {
+        json!({"ok": false, "error": "invalid_auth"})
+    } else {
+        json!({"ok": true, "url": "https://woostream-test.slack.com/", "team": "woostream test", "user": "woostream", "team_id": "T0TEST", "user_id": "U0BOT", "bot_id": "B0BOT"})
+    };
+    Json(answer).into_response()
 }
 
 async fn post_message(

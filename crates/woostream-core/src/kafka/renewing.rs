@@ -110,15 +110,7 @@ impl RenewingProducer {
                 if is_timeout(&e) {
                     self.set_reachable(false);
                 }
-                if let Some(code) = producer_identity_lost(&e) {
-                    self.renew(
-                        &producer,
-                        code,
-                        "the broker refused this producer's identity",
-                    );
-                } else {
-                    self.renew_if_fatal(&producer);
-                }
+                self.renew_after_failure(&producer, &e);
                 Err(e)
             }
         }
@@ -156,6 +148,15 @@ impl RenewingProducer {
                     tokio::time::sleep(wait).await;
                 }
             }
+        }
+    }
+
+    /// After `used` failed with `error`: replaces it if the error (or librdkafka's fatal
+    /// state) means it cannot send any more; returns whether it was replaced.
+    pub fn renew_after_failure(&self, used: &Arc<FutureProducer>, error: &KafkaError) -> bool {
+        match producer_identity_lost(error) {
+            Some(code) => self.renew(used, code, "the broker refused this producer's identity"),
+            None => self.renew_if_fatal(used),
         }
     }
 

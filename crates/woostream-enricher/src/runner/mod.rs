@@ -366,7 +366,8 @@ async fn launch(
     consumer
         .subscribe(&inputs)
         .context("subscribing to the shop topics")?;
-    ready.store(true, Ordering::Relaxed);
+    // Ready once the group assigned this instance its partitions (possibly none) and their
+    // state is restored: the rebalance callback sets it.
 
     if e.refit_interval_secs > 0 {
         spawn_refit(

@@ -18,7 +18,7 @@ pub(super) fn spawn_refit(
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
-        let producer = match kafka::create_producer(&config.kafka, &bootstrap) {
+        let producer = match kafka::renewing_producer(&config.kafka, &bootstrap, "enricher") {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "No model refits: cannot create a producer.");
@@ -51,11 +51,12 @@ pub(super) fn spawn_refit(
             }
             last_fit = Instant::now();
             orders_at_last_fit = orders.get();
+            let current = producer.current();
             match models::fit_and_publish(
                 &config,
                 &bootstrap,
                 &decoder,
-                &producer,
+                &current,
                 &outputs.model,
                 &outputs.model_key,
             )
@@ -67,6 +68,10 @@ pub(super) fn spawn_refit(
                 }
                 Err(e) => {
                     metrics.fits.with_label_values(&["error"]).inc();
+                    // A producer that can no longer send is replaced before the next refit.
+                    if let Some(k) = e.chain().find_map(|c| c.downcast_ref::<KafkaError>()) {
+                        producer.renew_after_failure(&current, k);
+                    }
                     tracing::warn!(
                         error = format!("{e:#}"),
                         "Model refit failed; the current models stay."

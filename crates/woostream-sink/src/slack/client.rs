@@ -129,6 +129,40 @@ impl Poster {
         })
     }
 
+    /// Asks Slack whose bot token this is (`auth.test`); the workspace's name when it is
+    /// valid. Nothing to check without a token or in a dry run.
+    pub async fn check_token(&self) -> Result<Option<String>, Failure> {
+        let Poster::Http {
+            client,
+            api_url,
+            token: Some(token),
+        } = self
+        else {
+            return Ok(None);
+        };
+        let resp = send(
+            client
+                .post(format!("{api_url}/auth.test"))
+                .bearer_auth(token),
+        )
+        .await?;
+        let status = resp.status().as_u16();
+        if status >= 500 {
+            return Err(Failure::Retry(format!("http_{status}")));
+        }
+        let answer: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| Failure::Retry(format!("unreadable answer: {e}")))?;
+        if answer["ok"].as_bool() == Some(true) {
+            Ok(answer["team"].as_str().map(String::from))
+        } else {
+            Err(classify(
+                answer["error"].as_str().unwrap_or("unknown_error"),
+            ))
+        }
+    }
+
     /// Posts `message`; the message's `ts` when Slack returns one.
     pub async fn post(
         &self,

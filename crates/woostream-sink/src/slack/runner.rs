@@ -32,7 +32,7 @@ use woostream_core::resume::{ResumeGuard, Verdict};
 use woostream_core::retry::Policy;
 
 use super::channel::{Channel, Done, Shared, Ticket};
-use super::client::{Destination, Poster, Recorded};
+use super::client::{Destination, Failure, Poster, Recorded};
 use super::digest::Queued;
 use super::metrics::Metrics;
 use super::rules::Rules;
@@ -143,6 +143,18 @@ pub async fn start(
         Some(log) => Poster::DryRun(log.clone()),
         None => Poster::http(&slack.api_url, slack.resolved_token())?,
     };
+    // A token Slack refuses stops the start with what to fix; a Slack that cannot answer now
+    // does not (posts are retried like every call). The sink is ready only after this.
+    match poster.check_token().await {
+        Ok(Some(team)) => tracing::info!(%team, "Slack accepted the bot token."),
+        Ok(None) => {}
+        Err(Failure::Rejected(code)) => anyhow::bail!(
+            "Slack refused the bot token ({code}): set slack.token or slack.token_env to a bot token (xoxb-…) of the workspace, with the chat:write scope"
+        ),
+        Err(e) => {
+            tracing::warn!(error = ?e, "Slack cannot check the bot token now; starting anyway.")
+        }
+    }
     let restored = {
         let (kafka_config, bootstrap, topic) = (
             config.kafka.clone(),
