@@ -96,18 +96,21 @@ pub async fn start(
 
     // With a spool, deliveries are kept on disk while Kafka is away: an unreachable broker must
     // not make the pod unready, or a load balancer would send WooCommerce's deliveries nowhere
-    // while the spool stands empty. Without one, readiness follows the broker.
-    let kafka_ready = match &spool {
+    // while the spool stands empty. So the condition is "the broker answers, or the spool can
+    // take deliveries" (it has room and its last write succeeded), checked with every probe.
+    // Without a spool, readiness follows the broker.
+    let deliveries_ready = match &spool {
         None => readiness.condition("kafka"),
-        Some(_) => {
-            readiness.condition("spool").store(true, Ordering::Relaxed);
-            Arc::new(std::sync::atomic::AtomicBool::new(false))
-        }
+        Some(_) => readiness.condition("kafka or spool"),
     };
+    if spool.is_some() {
+        deliveries_ready.store(true, Ordering::Relaxed);
+    }
     tokio::spawn(producer.clone().watch(shutdown.clone(), {
-        let metrics = metrics.clone();
+        let (metrics, spool) = (metrics.clone(), spool.clone());
         move |up| {
-            kafka_ready.store(up, Ordering::Relaxed);
+            let spool_writable = spool.as_ref().is_some_and(|s| s.is_writable());
+            deliveries_ready.store(up || spool_writable, Ordering::Relaxed);
             metrics
                 .kafka_reachable
                 .with_label_values(&["producer"])

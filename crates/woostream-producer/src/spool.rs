@@ -8,7 +8,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,9 @@ pub struct Spool {
     active: Mutex<Active>,
     pending_bytes: AtomicU64,
     max_bytes: u64,
+    /// The last append was refused (no room left) or failed on the disk (full, read-only,
+    /// gone); cleared by the next append that succeeds or a drain that frees room.
+    refusing: AtomicBool,
     metrics: Metrics,
 }
 
@@ -92,12 +95,19 @@ impl Spool {
             }),
             pending_bytes: AtomicU64::new(pending),
             max_bytes,
+            refusing: AtomicBool::new(false),
             metrics,
         })
     }
 
     pub fn pending_bytes(&self) -> u64 {
         self.pending_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the spool takes deliveries: its last append did not fail or find it full, or a
+    /// drain has freed room since.
+    pub fn is_writable(&self) -> bool {
+        !self.refusing.load(Ordering::Relaxed)
     }
 
     /// Appends and fsyncs one record; returns once it is on disk.
@@ -113,11 +123,16 @@ impl Spool {
     fn append_blocking(&self, line: &[u8]) -> Result<(), SpoolError> {
         let pending = self.pending_bytes();
         if pending + line.len() as u64 > self.max_bytes {
+            self.refusing.store(true, Ordering::Relaxed);
             return Err(SpoolError::Full(pending));
         }
         let mut active = self.active.lock().expect("spool lock poisoned");
-        active.file.write_all(line)?;
-        active.file.sync_data()?;
+        let written = active
+            .file
+            .write_all(line)
+            .and_then(|()| active.file.sync_data());
+        self.refusing.store(written.is_err(), Ordering::Relaxed);
+        written?;
         active.bytes += line.len() as u64;
         let now = self
             .pending_bytes
@@ -179,6 +194,7 @@ impl Spool {
                 anyhow::bail!("Kafka still does not acknowledge spooled records: {e}");
             }
             fs::remove_file(&segment)?;
+            self.refusing.store(false, Ordering::Relaxed);
             drained += records.len();
             let _ = self
                 .pending_bytes
@@ -310,9 +326,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Arc::new(Spool::open(dir.path(), 100, metrics()).unwrap());
         spool.append(&record(1)).await.unwrap();
+        assert!(spool.is_writable());
         assert!(matches!(
             spool.append(&record(2)).await,
             Err(SpoolError::Full(_))
         ));
+        assert!(
+            !spool.is_writable(),
+            "a full spool is not ready to take deliveries"
+        );
     }
 }

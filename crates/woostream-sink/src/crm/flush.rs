@@ -3,9 +3,8 @@
 //! errors back off with jitter and retry until they pass; a batch refused as a whole is split
 //! until the bad record stands alone, and only that one is refused.
 
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -17,100 +16,12 @@ use woostream_core::retry::{self, Policy};
 
 use super::api::{CallError, Crm, Input, Object, Reply, Written};
 use super::budget::Budget;
-use super::changes::{deal_key, ContactChange, DealChange, Mapping};
+use super::changes::Mapping;
 use super::metrics::Metrics;
-use super::pending::{Item, Taken};
+use super::pending::Taken;
+use super::plan;
 
-/// Why the CRM will not take a change.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Refusal {
-    pub reason: String,
-    pub category: Option<String>,
-    pub status: Option<u16>,
-}
-
-impl Refusal {
-    pub fn local(reason: impl Into<String>) -> Refusal {
-        Refusal {
-            reason: reason.into(),
-            category: None,
-            status: None,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    Delivered {
-        object_id: String,
-        new: bool,
-    },
-    /// Nothing to write (an order status that makes no deal).
-    Skipped(String),
-    Refused(Refusal),
-}
-
-/// The flush stopped for shutdown; what it did not finish stays uncommitted.
-#[derive(Debug)]
-pub struct Interrupted;
-
-#[derive(Debug, Default)]
-pub struct Report {
-    pub contacts: Vec<(Item<ContactChange>, Outcome)>,
-    /// With the deal's contact as sent in this flush, for a dead letter a replay can use.
-    pub deals: Vec<(Item<DealChange>, Outcome, Option<ContactChange>)>,
-    /// Deals associated with their contact in this flush: (shop, order).
-    pub associated: HashSet<(String, i64)>,
-}
-
-/// What the CRM is known to have: contact ids by (shop, customer), associated deals.
-#[derive(Debug, Default)]
-pub struct Known {
-    pub contacts: HashMap<(String, String), String>,
-    pub associated: HashSet<(String, i64)>,
-    /// Newest profile version the CRM has per contact: an older one arriving late is stale.
-    pub contact_versions: HashMap<(String, String), i64>,
-    /// Newest deal version the CRM has per order: WooCommerce redelivers old states late,
-    /// and they must not move a deal back.
-    pub deals_at: HashMap<(String, i64), i64>,
-}
-
-impl Known {
-    /// Leaves out of `c` what the CRM already has newer; `None` when nothing is left.
-    pub fn fresh_contact(&self, mut c: ContactChange) -> Option<ContactChange> {
-        let key = (c.shop_id.clone(), c.customer.clone());
-        if let (Some(m), Some(&v)) = (&c.metrics, self.contact_versions.get(&key)) {
-            if m.version <= v {
-                c.metrics = None;
-            }
-        }
-        (c.metrics.is_some() || c.identity.is_some()).then_some(c)
-    }
-
-    pub fn fresh_deal(&self, d: DealChange) -> Option<DealChange> {
-        let at = self.deals_at.get(&(d.shop_id.clone(), d.order_id));
-        at.is_none_or(|&v| d.version() > v).then_some(d)
-    }
-
-    /// The CRM has the contact `key` (with its CRM id, when known) and profile `version`.
-    pub fn saw_contact(&mut self, key: (String, String), id: Option<String>, version: Option<i64>) {
-        if let Some(v) = version {
-            let known = self.contact_versions.entry(key.clone()).or_default();
-            *known = (*known).max(v);
-        }
-        if let Some(id) = id {
-            self.contacts.insert(key, id);
-        }
-    }
-
-    /// The CRM has the deal of `key` (shop, order) at `version`.
-    pub fn saw_deal(&mut self, key: (String, i64), version: i64) {
-        let at = self.deals_at.entry(key).or_default();
-        *at = (*at).max(version);
-    }
-}
-
-pub type SharedKnown = Arc<Mutex<Known>>;
+pub use super::plan::{Interrupted, Known, Outcome, Refusal, Report, SharedKnown};
 
 pub struct Sender<C> {
     pub crm: C,
@@ -439,76 +350,20 @@ impl<C: Crm> Sender<C> {
             orphan_deals,
         } = taken;
         let mut report = Report::default();
-        for item in unknown_contacts {
-            report.contacts.push((
-                item,
-                Outcome::Refused(Refusal::local(
-                    "a guest whose email never became known: the CRM cannot find the contact",
-                )),
-            ));
-        }
-        for item in orphan_deals {
-            report.deals.push((
-                item,
-                Outcome::Refused(Refusal::local(
-                    "the order's customer never reached the CRM, so the deal has no contact",
-                )),
-                None,
-            ));
-        }
+        plan::refuse_unsendable(unknown_contacts, orphan_deals, &mut report);
 
-        // 1. Contacts.
-        let (mut sendable, mut inputs) = (Vec::new(), Vec::new());
-        for item in contacts {
-            let c = &item.change;
-            let exists = known
-                .lock()
-                .expect("known")
-                .contacts
-                .contains_key(&(c.shop_id.clone(), c.customer.clone()));
-            match self.mapping.contact_id(c, exists) {
-                Some(id) => {
-                    inputs.push(Input {
-                        id_property: id.property,
-                        id: id.value,
-                        properties: self.mapping.contact_properties(c),
-                    });
-                    sendable.push(item);
-                }
-                None => report.contacts.push((
-                    item,
-                    Outcome::Refused(Refusal::local("a guest without an email")),
-                )),
-            }
-        }
-        self.metrics
-            .changes
-            .with_label_values(&["contact"])
-            .inc_by(sendable.len() as u64);
+        // 1. Contacts, then those refused for an email another contact has, by that email.
+        let contacts = {
+            let k = known.lock().expect("known");
+            plan::plan_contacts(contacts, &k, &self.mapping, &mut report)
+        };
+        self.count_changes("contact", contacts.items.len());
         let mut attempts: Vec<Vec<CrmAttempt>> =
-            sendable.iter().map(|i| i.attempts.clone()).collect();
+            contacts.items.iter().map(|i| i.attempts.clone()).collect();
         let mut written = self
-            .upsert_all(Object::Contacts, &inputs, &mut attempts)
+            .upsert_all(Object::Contacts, &contacts.inputs, &mut attempts)
             .await?;
-        // A customer whose email already has a contact (a guest checkout before registering,
-        // a form, another integration) takes that contact over rather than making a second:
-        // HubSpot refuses the second with 409 CONFLICT, and the email finds the first.
-        let conflicts: Vec<(usize, Input)> = written
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| matches!(w, Err(r) if r.status == Some(409)))
-            .filter_map(|(i, _)| {
-                let id = self.mapping.by_email(&sendable[i].change)?;
-                (id.property != inputs[i].id_property).then(|| {
-                    let input = Input {
-                        id_property: id.property,
-                        id: id.value,
-                        properties: inputs[i].properties.clone(),
-                    };
-                    (i, input)
-                })
-            })
-            .collect();
+        let conflicts = plan::retarget_conflicts(&contacts, &written, &self.mapping);
         if !conflicts.is_empty() {
             let again: Vec<Input> = conflicts.iter().map(|(_, input)| input.clone()).collect();
             let mut tried: Vec<Vec<CrmAttempt>> = conflicts
@@ -523,103 +378,31 @@ impl<C: Crm> Sender<C> {
                 attempts[*i] = a;
             }
         }
-        let mut refused_contacts: HashMap<(String, String), String> = HashMap::new();
-        let mut sent_contacts: HashMap<(String, String), ContactChange> = HashMap::new();
-        for ((mut item, w), tried) in sendable.into_iter().zip(written).zip(attempts) {
-            item.attempts = tried;
-            let key = (item.change.shop_id.clone(), item.change.customer.clone());
-            sent_contacts.insert(key.clone(), item.change.clone());
-            let outcome = match w {
-                Ok(w) => {
-                    let version = item.change.metrics.as_ref().map(|m| m.version);
-                    known
-                        .lock()
-                        .expect("known")
-                        .saw_contact(key, Some(w.id.clone()), version);
-                    Outcome::Delivered {
-                        object_id: w.id,
-                        new: w.new,
-                    }
-                }
-                Err(r) => {
-                    refused_contacts.insert(key, r.reason.clone());
-                    Outcome::Refused(r)
-                }
-            };
-            report.contacts.push((item, outcome));
-        }
+        let contacts = {
+            let mut k = known.lock().expect("known");
+            plan::settle_contacts(contacts, written, attempts, &mut k, &mut report)
+        };
 
         // 2. Deals.
-        let (mut sendable, mut inputs) = (Vec::new(), Vec::new());
-        for item in deals {
-            let d = &item.change;
-            let contact = sent_contacts
-                .get(&(d.shop_id.clone(), d.customer.clone()))
-                .cloned();
-            if let Some(reason) = refused_contacts.get(&(d.shop_id.clone(), d.customer.clone())) {
-                let r = Refusal::local(format!("its contact was refused: {reason}"));
-                report.deals.push((item, Outcome::Refused(r), contact));
-                continue;
-            }
-            match self.mapping.deal_properties(d) {
-                Some(properties) => {
-                    inputs.push(Input {
-                        id_property: self.mapping.deal_id_property.clone(),
-                        id: deal_key(d),
-                        properties,
-                    });
-                    sendable.push((item, contact));
-                }
-                None => {
-                    let why = format!("order status {} makes no deal", d.status);
-                    report.deals.push((item, Outcome::Skipped(why), contact));
-                }
-            }
-        }
-        self.metrics
-            .changes
-            .with_label_values(&["deal"])
-            .inc_by(sendable.len() as u64);
-        let mut attempts: Vec<Vec<CrmAttempt>> =
-            sendable.iter().map(|(i, _)| i.attempts.clone()).collect();
+        let deals = plan::plan_deals(deals, &contacts, &self.mapping, &mut report);
+        self.count_changes("deal", deals.items.len());
+        let mut attempts: Vec<Vec<CrmAttempt>> = deals
+            .items
+            .iter()
+            .map(|(i, _)| i.attempts.clone())
+            .collect();
         let written = self
-            .upsert_all(Object::Deals, &inputs, &mut attempts)
+            .upsert_all(Object::Deals, &deals.inputs, &mut attempts)
             .await?;
 
         // 3. Associations of deals not yet associated with their contact.
-        let mut outcomes: Vec<Outcome> = Vec::with_capacity(sendable.len());
-        // (index in `sendable`, (deal id, contact id)).
-        let mut to_associate: Vec<(usize, (String, String))> = Vec::new();
-        {
+        let plan::DealsWritten {
+            mut outcomes,
+            to_associate,
+        } = {
             let mut k = known.lock().expect("known");
-            for (n, ((item, _), w)) in sendable.iter().zip(&written).enumerate() {
-                let d = &item.change;
-                let w = match w {
-                    Ok(w) => w,
-                    Err(r) => {
-                        outcomes.push(Outcome::Refused(r.clone()));
-                        continue;
-                    }
-                };
-                k.saw_deal((d.shop_id.clone(), d.order_id), d.version());
-                let needed = w.new || !k.associated.contains(&(d.shop_id.clone(), d.order_id));
-                let contact = k.contacts.get(&(d.shop_id.clone(), d.customer.clone()));
-                outcomes.push(match (needed, contact) {
-                    (true, None) => {
-                        Outcome::Refused(Refusal::local("the deal's contact is not in the CRM"))
-                    }
-                    (needed, contact) => {
-                        if let (true, Some(contact)) = (needed, contact) {
-                            to_associate.push((n, (w.id.clone(), contact.clone())));
-                        }
-                        Outcome::Delivered {
-                            object_id: w.id.clone(),
-                            new: w.new,
-                        }
-                    }
-                });
-            }
-        }
+            plan::plan_associations(&deals.items, &written, &mut k)
+        };
         let pairs: Vec<(String, String)> = to_associate.iter().map(|(_, p)| p.clone()).collect();
         let mut assoc_attempts: Vec<Vec<CrmAttempt>> = vec![Vec::new(); pairs.len()];
         let results = self
@@ -630,9 +413,9 @@ impl<C: Crm> Sender<C> {
                 |batch| async move { self.crm.associate(&batch).await },
             )
             .await?;
-        let mut deal_assoc_attempts: Vec<Vec<CrmAttempt>> = vec![Vec::new(); sendable.len()];
+        let mut deal_assoc_attempts: Vec<Vec<CrmAttempt>> = vec![Vec::new(); deals.items.len()];
         for (((n, _), r), tried) in to_associate.into_iter().zip(results).zip(assoc_attempts) {
-            let d = &sendable[n].0.change;
+            let d = &deals.items[n].0.change;
             match r {
                 Ok(_) => {
                     report.associated.insert((d.shop_id.clone(), d.order_id));
@@ -651,7 +434,8 @@ impl<C: Crm> Sender<C> {
             .expect("known")
             .associated
             .extend(report.associated.iter().cloned());
-        for ((((mut item, contact), tried), outcome), assoc) in sendable
+        for ((((mut item, contact), tried), outcome), assoc) in deals
+            .items
             .into_iter()
             .zip(attempts)
             .zip(outcomes)
@@ -663,12 +447,21 @@ impl<C: Crm> Sender<C> {
         }
         Ok(report)
     }
+
+    fn count_changes(&self, object: &str, n: usize) {
+        self.metrics
+            .changes
+            .with_label_values(&[object])
+            .inc_by(n as u64);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crm::changes::ContactChange;
     use crate::crm::memory::{MemoryCrm, Store};
+    use crate::crm::pending::Item;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use woostream_core::crm_config::CrmConfig;
 

@@ -10,6 +10,7 @@ pub mod hubspot;
 pub mod memory;
 pub mod metrics;
 pub mod pending;
+pub mod plan;
 pub mod records;
 pub mod replay;
 pub mod runner;
