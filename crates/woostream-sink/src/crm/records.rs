@@ -2,8 +2,6 @@
 //! (`woostream.deliveries`, sink `crm`), and a dead letter per refused change
 //! (`woostream.dlq.crm`) holding the reason, the HTTP status, the attempts and the original.
 
-use std::time::Duration;
-
 use anyhow::anyhow;
 use chacha20poly1305::ChaCha20Poly1305;
 use chrono::Utc;
@@ -20,6 +18,7 @@ use super::changes::{ContactChange, DealChange};
 use super::flush::{Outcome, Refusal, Report};
 use super::metrics::Metrics;
 use super::pending::{Item, Original};
+use crate::audit::{write_all, Outgoing};
 
 pub fn contact_dead_letter_id(c: &ContactChange) -> String {
     format!("contact:{}:{}:{}", c.shop_id, c.customer, c.version())
@@ -54,19 +53,11 @@ pub struct Recorder {
     pub metrics: Metrics,
 }
 
-struct Out {
-    topic: String,
-    key: Vec<u8>,
-    value: Vec<u8>,
-    correlation_id: String,
-    reason: Option<String>,
-}
-
 impl Recorder {
     #[allow(clippy::too_many_arguments)]
     fn audit<T>(
         &self,
-        out: &mut Vec<Out>,
+        out: &mut Vec<Outgoing>,
         item: &Item<T>,
         (kind, destination, subject): (&str, &str, String),
         shop_id: &str,
@@ -112,12 +103,12 @@ impl Recorder {
             latency_ms,
             delivered_at: now,
         };
-        out.push(Out {
+        out.push(Outgoing {
             topic: self.deliveries_topic.clone(),
             key: self.key.encode(&delivery_id)?,
             value: self.delivery.encode(&record)?,
             correlation_id: correlation_id.into(),
-            reason: None,
+            dead_letter: None,
         });
         Ok(())
     }
@@ -125,7 +116,7 @@ impl Recorder {
     #[allow(clippy::too_many_arguments)]
     fn dead_letter<T>(
         &self,
-        out: &mut Vec<Out>,
+        out: &mut Vec<Outgoing>,
         item: &Item<T>,
         id: String,
         object: &str,
@@ -163,12 +154,12 @@ impl Recorder {
             dead_lettered_at: Utc::now(),
             replays: item.replays,
         };
-        out.push(Out {
+        out.push(Outgoing {
             topic: self.dead_letter_topic.clone(),
             key: self.key.encode(&id)?,
             value: self.dead_letter.encode(&record)?,
             correlation_id: correlation_id.into(),
-            reason: Some(refusal.reason.clone()),
+            dead_letter: Some((refusal.reason.clone(), Vec::new())),
         });
         Ok(())
     }
@@ -277,12 +268,12 @@ impl Recorder {
             latency_ms: (Utc::now() - dl.dead_lettered_at).num_milliseconds().max(0),
             delivered_at: Utc::now(),
         };
-        self.send(vec![Out {
+        self.send(vec![Outgoing {
             topic: self.deliveries_topic.clone(),
             key: self.key.encode(&id)?,
             value: self.delivery.encode(&record)?,
             correlation_id: dl.correlation_id.clone(),
-            reason: None,
+            dead_letter: None,
         }])
         .await
     }
@@ -308,33 +299,7 @@ impl Recorder {
         .await
     }
 
-    async fn send(&self, out: Vec<Out>) -> anyhow::Result<()> {
-        let sends = out.iter().map(|o| {
-            let mut hs = OwnedHeaders::new().insert(Header {
-                key: headers::CORRELATION_ID,
-                value: Some(o.correlation_id.as_str()),
-            });
-            if let Some(r) = &o.reason {
-                hs = hs.insert(Header {
-                    key: headers::DEAD_LETTER_REASON,
-                    value: Some(r.as_str()),
-                });
-            }
-            async move {
-                self.producer
-                    .send_until_acknowledged(
-                        &o.topic,
-                        Some(&o.key),
-                        &o.value,
-                        &hs,
-                        Duration::from_secs(30),
-                    )
-                    .await
-            }
-        });
-        for r in futures::future::join_all(sends).await {
-            r.map_err(|e| anyhow!("recording a CRM delivery: {e}"))?;
-        }
-        Ok(())
+    async fn send(&self, out: Vec<Outgoing>) -> anyhow::Result<()> {
+        write_all(&self.producer, &out, "recording a CRM delivery").await
     }
 }

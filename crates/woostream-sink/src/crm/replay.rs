@@ -21,7 +21,8 @@ use super::hubspot::HubSpot;
 use super::metrics::Metrics;
 use super::pending::{Item, Original, Taken};
 use super::records::open_original;
-use super::runner::{apply_audit, read_audit, read_each, recorder};
+use super::runner::{apply_audit, recorder};
+use crate::audit::{fold_audit, read_each};
 
 /// Which dead letters to replay.
 #[derive(Clone, Debug, Default)]
@@ -209,21 +210,22 @@ pub async fn replay(
 ) -> anyhow::Result<Summary> {
     let metrics = Metrics::register(&prometheus::Registry::new())?;
     let (recorder, decoder) = recorder(config, bootstrap, metrics.clone()).await?;
-    let known = Arc::new(Mutex::new(Known::default()));
-    let replayed = Arc::new(Mutex::new(HashMap::new()));
-    {
-        let (known, replayed) = (known.clone(), replayed.clone());
-        read_audit(config, bootstrap, &decoder, "crm-replay", move |d| {
-            apply_audit(&mut known.lock().expect("known"), d);
+    let (known, replayed) = fold_audit(
+        config,
+        bootstrap,
+        &decoder,
+        "crm",
+        "crm-replay",
+        (Known::default(), HashMap::new()),
+        |(known, replayed), d| {
+            apply_audit(known, d);
             if d.destination == "replay" {
-                replayed
-                    .lock()
-                    .expect("replayed")
-                    .insert(d.alert_id.clone(), d.delivered_at);
+                replayed.insert(d.alert_id.clone(), d.delivered_at);
             }
-        })
-        .await?;
-    }
+        },
+    )
+    .await?;
+    let known = Arc::new(Mutex::new(known));
     let read = Arc::new(Mutex::new((Vec::new(), 0usize)));
     {
         let read = read.clone();
@@ -245,7 +247,6 @@ pub async fn replay(
         .await?;
     }
     let (records, unreadable) = std::mem::take(&mut *read.lock().expect("dead letters"));
-    let replayed = replayed.lock().expect("replayed").clone();
     let (dead_letters, already_replayed, outstanding) = outstanding(records, &replayed);
     let selected: Vec<CrmDeadLetter> = outstanding
         .into_iter()

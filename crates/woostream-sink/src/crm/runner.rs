@@ -10,6 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::audit::fold_audit;
 use anyhow::Context;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -20,7 +21,7 @@ use woostream_core::crm_config::CrmConfig;
 use woostream_core::events::{CustomerEvent, OrderEvent};
 use woostream_core::insights::CustomerProfile;
 use woostream_core::kafka;
-use woostream_core::kafka::reading::{read_all_now, reader, END_MARKER};
+use woostream_core::kafka::reading::END_MARKER;
 use woostream_core::records::{CrmDeadLetter, Delivery, DeliveryOutcome, SourceOffset};
 use woostream_core::registry::RegistryClient;
 use woostream_core::resume::{ResumeGuard, Verdict};
@@ -73,57 +74,6 @@ pub fn apply_audit(known: &mut Known, d: &Delivery) {
         }
         _ => {}
     }
-}
-
-/// Reads every record written to `topic` before now (end markers left out), decoded, on a
-/// blocking thread: the audit at start, the dead letters for a replay.
-pub async fn read_each<T: Contract + Send + 'static>(
-    config: &Config,
-    bootstrap: &str,
-    decoder: &Decoder,
-    topic: &str,
-    purpose: &str,
-    mut f: impl FnMut(Result<T, woostream_core::codec::CodecError>) + Send + 'static,
-) -> anyhow::Result<()> {
-    let (kafka_config, bootstrap, topic, decoder, purpose) = (
-        config.kafka.clone(),
-        bootstrap.to_string(),
-        topic.to_string(),
-        decoder.clone(),
-        purpose.to_string(),
-    );
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let consumer = reader(&kafka_config, &bootstrap, &purpose)?;
-        read_all_now(&kafka_config, &bootstrap, &consumer, &topic, |m| {
-            if m.key() == Some(END_MARKER.as_bytes()) {
-                return;
-            }
-            if let Some(v) = m.payload() {
-                f(decoder.decode::<T>(v));
-            }
-        })?;
-        Ok(())
-    })
-    .await?
-}
-
-/// Reads the whole audit topic, handing every CRM record to `f`.
-pub async fn read_audit(
-    config: &Config,
-    bootstrap: &str,
-    decoder: &Decoder,
-    purpose: &str,
-    mut f: impl FnMut(&Delivery) + Send + 'static,
-) -> anyhow::Result<()> {
-    let topic = &config.topics.deliveries.name;
-    read_each::<Delivery>(config, bootstrap, decoder, topic, purpose, move |d| {
-        if let Ok(d) = d {
-            if d.sink == "crm" {
-                f(&d);
-            }
-        }
-    })
-    .await
 }
 
 /// The recorder (audit and dead letters) and a decoder, framed as the configuration says.
@@ -186,22 +136,22 @@ pub async fn start(
         kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
     }
     let (recorder, decoder) = recorder(config, bootstrap, metrics.clone()).await?;
-    let known = Arc::new(Mutex::new(Known::default()));
-    {
-        let known = known.clone();
-        read_audit(config, bootstrap, &decoder, "crm-restore", move |d| {
-            apply_audit(&mut known.lock().expect("known"), d)
-        })
-        .await?;
-    }
-    {
-        let k = known.lock().expect("known");
-        tracing::info!(
-            contacts = k.contacts.len(),
-            associated = k.associated.len(),
-            "CRM state restored from the audit topic."
-        );
-    }
+    let restored = fold_audit(
+        config,
+        bootstrap,
+        &decoder,
+        "crm",
+        "crm-restore",
+        Known::default(),
+        apply_audit,
+    )
+    .await?;
+    tracing::info!(
+        contacts = restored.contacts.len(),
+        associated = restored.associated.len(),
+        "CRM state restored from the audit topic."
+    );
+    let known = Arc::new(Mutex::new(restored));
     let (task, store) = if config.crm.dry_run {
         let crm = MemoryCrm::new(Store::permissive());
         let store = crm.0.clone();

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::audit::{fold_audit, write_all, Outgoing};
 use anyhow::{anyhow, Context};
 use chrono::Utc;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -24,7 +25,6 @@ use woostream_core::config::Config;
 use woostream_core::headers;
 use woostream_core::insights::Alert;
 use woostream_core::kafka;
-use woostream_core::kafka::reading::{read_all_now, reader};
 use woostream_core::kafka::RenewingProducer;
 use woostream_core::records::{Delivery, DeliveryOutcome};
 use woostream_core::registry::RegistryClient;
@@ -155,25 +155,16 @@ pub async fn start(
             tracing::warn!(error = ?e, "Slack cannot check the bot token now; starting anyway.")
         }
     }
-    let restored = {
-        let (kafka_config, bootstrap, topic) = (
-            config.kafka.clone(),
-            bootstrap.to_string(),
-            config.topics.deliveries.name.clone(),
-        );
-        let decoder = decoder.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<Restored> {
-            let consumer = reader(&kafka_config, &bootstrap, "slack-restore")?;
-            let mut restored = Restored::default();
-            read_all_now(&kafka_config, &bootstrap, &consumer, &topic, |m| {
-                if let Some(Ok(d)) = m.payload().map(|v| decoder.decode::<Delivery>(v)) {
-                    restored.apply(&d);
-                }
-            })?;
-            Ok(restored)
-        })
-        .await??
-    };
+    let restored = fold_audit(
+        config,
+        bootstrap,
+        &decoder,
+        "slack",
+        "slack-restore",
+        Restored::default(),
+        |restored, d| restored.apply(d),
+    )
+    .await?;
     tracing::info!(
         delivered = restored.delivered.len(),
         threads = restored.threads.values().map(HashMap::len).sum::<usize>(),
@@ -476,63 +467,26 @@ impl Loop {
                 .alerts
                 .with_label_values(&[&d.channel, d.outcome.as_str()])
                 .inc();
-            let key = self.encoders.key.encode(&id)?;
-            let value = self.encoders.delivery.encode(&record)?;
-            sends.push((
-                self.config.topics.deliveries.name.clone(),
-                key,
-                value,
-                alert.correlation_id.clone(),
-                None,
-            ));
+            sends.push(Outgoing {
+                topic: self.config.topics.deliveries.name.clone(),
+                key: self.encoders.key.encode(&id)?,
+                value: self.encoders.delivery.encode(&record)?,
+                correlation_id: alert.correlation_id.clone(),
+                dead_letter: None,
+            });
             if d.outcome == DeliveryOutcome::DeadLettered {
-                let value = self.encoders.alert.encode(alert)?;
-                let key = self.encoders.key.encode(&id)?;
-                sends.push((
-                    self.config.topics.slack_dead_letter.name.clone(),
-                    key,
-                    value,
-                    alert.correlation_id.clone(),
-                    d.reason.clone(),
-                ));
+                let reason = d.reason.clone().unwrap_or_default();
+                sends.push(Outgoing {
+                    topic: self.config.topics.slack_dead_letter.name.clone(),
+                    key: self.encoders.key.encode(&id)?,
+                    value: self.encoders.alert.encode(alert)?,
+                    correlation_id: alert.correlation_id.clone(),
+                    dead_letter: Some((reason, vec![(DLQ_CHANNEL, d.channel.clone())])),
+                });
             }
             self.delivered.insert(id);
         }
-        let channel = d.channel.clone();
-        let futures = sends
-            .iter()
-            .map(|(topic, key, value, correlation, reason)| {
-                let mut hs = OwnedHeaders::new().insert(Header {
-                    key: headers::CORRELATION_ID,
-                    value: Some(correlation.as_str()),
-                });
-                if let Some(r) = reason {
-                    hs = hs
-                        .insert(Header {
-                            key: headers::DEAD_LETTER_REASON,
-                            value: Some(r.as_str()),
-                        })
-                        .insert(Header {
-                            key: DLQ_CHANNEL,
-                            value: Some(channel.as_str()),
-                        });
-                }
-                let producer = &self.producer;
-                async move {
-                    producer
-                        .send_until_acknowledged(
-                            topic,
-                            Some(key),
-                            value,
-                            &hs,
-                            Duration::from_secs(30),
-                        )
-                        .await
-                }
-            });
-        for r in futures::future::join_all(futures).await {
-            r.map_err(|e| anyhow!("recording a delivery: {e}"))?;
-        }
+        write_all(&self.producer, &sends, "recording a delivery").await?;
         Ok(())
     }
 
