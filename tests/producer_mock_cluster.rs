@@ -151,11 +151,18 @@ async fn missing_wrong_or_foreign_signatures_get_401_and_are_counted() {
         source: Some("https://other-shop.example/"),
         ..Post::signed("order.created", &body)
     };
+    let mut answers = Vec::new();
     for post in [unsigned, wrong, foreign] {
         let (status, text) = post.send(&p.url).await;
         assert_eq!(status, 401, "{text}");
         assert!(!text.contains("john"), "no body in the answer");
+        answers.push(text);
     }
+    // One answer for every cause: an unknown source is not told apart from a bad signature.
+    assert!(
+        answers.iter().all(|a| a == &answers[0]),
+        "the same 401 for every cause: {answers:?}"
+    );
     // Without a source header, the secret alone identifies the shop.
     let sourceless = Post {
         source: None,

@@ -4,6 +4,7 @@
 //! `server` is the HTTP edge; [`start`] wires them together.
 
 pub mod catalogue;
+pub mod listener;
 pub mod metrics;
 pub mod normalise;
 pub mod publish;
@@ -126,8 +127,16 @@ pub async fn start(
     }
 
     let ingest = Arc::new(server::Ingest::new(
-        config, encoders, publisher, metrics, catalogue,
+        config,
+        encoders,
+        publisher,
+        metrics.clone(),
+        catalogue,
     ));
+    let limits = listener::ConnectionLimits {
+        header_timeout: Duration::from_millis(config.producer.header_timeout_ms),
+        max_connections: config.producer.max_connections,
+    };
     let app = server::router(&config.producer.webhook_path, ingest);
     let listener = tokio::net::TcpListener::bind(config.producer.listen)
         .await
@@ -136,10 +145,7 @@ pub async fn start(
     webhooks_ready.store(true, Ordering::Relaxed);
     tracing::info!(%addr, path = %config.producer.webhook_path, shops = config.shops.len(), "Producer accepting WooCommerce webhooks.");
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("serving webhooks")?;
+        listener::serve(listener, app, limits, metrics, shutdown).await;
         tracing::info!("Webhook listener closed; flushing the Kafka producer.");
         tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
             .await?

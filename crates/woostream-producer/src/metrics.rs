@@ -16,6 +16,8 @@ pub struct Metrics {
     pub spooled: IntCounterVec,
     pub spool_pending_bytes: IntGauge,
     pub kafka_reachable: IntGaugeVec,
+    pub connections: IntGauge,
+    pub connections_refused: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -84,6 +86,17 @@ impl Metrics {
                 ),
                 &["role"],
             )?,
+            connections: IntGauge::new(
+                "woostream_webhook_connections",
+                "Open connections to the webhook endpoint.",
+            )?,
+            connections_refused: IntCounterVec::new(
+                Opts::new(
+                    "woostream_webhook_connections_refused_total",
+                    "Connections closed at once, by reason (max_connections).",
+                ),
+                &["reason"],
+            )?,
         };
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.signature_failures.clone()))?;
@@ -94,6 +107,8 @@ impl Metrics {
         registry.register(Box::new(m.spooled.clone()))?;
         registry.register(Box::new(m.spool_pending_bytes.clone()))?;
         registry.register(Box::new(m.kafka_reachable.clone()))?;
+        registry.register(Box::new(m.connections.clone()))?;
+        registry.register(Box::new(m.connections_refused.clone()))?;
         Ok(m)
     }
 }

@@ -44,6 +44,9 @@ pub struct Shop {
 pub struct Ingest {
     shops: Vec<Shop>,
     max_body_bytes: usize,
+    body_timeout: std::time::Duration,
+    /// One permit per request being handled: beyond `max_in_flight`, 503.
+    in_flight: Arc<tokio::sync::Semaphore>,
     encoders: Encoders,
     publisher: Publisher,
     metrics: Metrics,
@@ -76,6 +79,8 @@ impl Ingest {
         Ingest {
             shops,
             max_body_bytes: config.producer.max_body_bytes,
+            body_timeout: std::time::Duration::from_millis(config.producer.body_timeout_ms),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.producer.max_in_flight)),
             encoders,
             publisher,
             metrics,
@@ -149,13 +154,38 @@ fn answer(status: StatusCode, correlation_id: &str, body: serde_json::Value) -> 
     r
 }
 
+/// Lowers the in-flight gauge however the request ends (a panic included).
+struct InFlight(prometheus::IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 async fn webhook(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let m = &ingest.metrics;
-    m.in_flight.inc();
     let h = Headers::read(&headers);
-    let (shop, outcome, response) = handle(&ingest, &h, body).await;
-    m.in_flight.dec();
+    // Shed load beyond what the producer handles at once: a 503 with Retry-After is what
+    // WooCommerce's next delivery of the same event (or a client's retry) can act on.
+    let Ok(_permit) = ingest.in_flight.clone().try_acquire_owned() else {
+        m.requests
+            .with_label_values(&["unknown", h.topic_label(), "overloaded"])
+            .inc();
+        let mut r = answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &h.correlation_id,
+            serde_json::json!({"status": "unavailable", "reason": "too many requests at once; retry shortly"}),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    m.in_flight.inc();
+    let in_flight = InFlight(m.in_flight.clone());
+    let (shop, outcome, response) = handle(&ingest, &h, &headers, body).await;
+    drop(in_flight);
     m.requests
         .with_label_values(&[
             shop.as_deref().unwrap_or("unknown"),
@@ -173,12 +203,42 @@ async fn webhook(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bo
 async fn handle(
     ingest: &Ingest,
     h: &Headers,
+    headers: &HeaderMap,
     body: Body,
 ) -> (Option<String>, &'static str, Response) {
     let cid = h.correlation_id.as_str();
-    let body = match axum::body::to_bytes(body, ingest.max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
+    // A declared length over the limit is refused before a byte of the body is read.
+    let declared = header_str(headers, "content-length").and_then(|v| v.parse::<u64>().ok());
+    let read = match declared {
+        Some(n) if n > ingest.max_body_bytes as u64 => None,
+        _ => match tokio::time::timeout(
+            ingest.body_timeout,
+            axum::body::to_bytes(body, ingest.max_body_bytes),
+        )
+        .await
+        {
+            Ok(read) => read.ok(),
+            Err(_) => {
+                tracing::warn!(
+                    correlation_id = cid,
+                    timeout_ms = ingest.body_timeout.as_millis() as u64,
+                    "A webhook body did not arrive in time."
+                );
+                return (
+                    None,
+                    "body_timeout",
+                    answer(
+                        StatusCode::REQUEST_TIMEOUT,
+                        cid,
+                        serde_json::json!({"status": "refused", "reason": "the body did not arrive in time"}),
+                    ),
+                );
+            }
+        },
+    };
+    let body = match read {
+        Some(b) => b,
+        None => {
             tracing::warn!(
                 correlation_id = cid,
                 limit = ingest.max_body_bytes,
@@ -379,13 +439,16 @@ fn unauthorized(
         reason,
         "Refused a webhook: {message}."
     );
+    // One answer for every authentication failure: telling an unknown source from a bad
+    // signature would let anyone list the configured shops. The reason is in the metrics and
+    // the log line above.
     (
         shop.map(str::to_string),
         "unauthorized",
         answer(
             StatusCode::UNAUTHORIZED,
             cid,
-            serde_json::json!({"status": "refused", "reason": message}),
+            serde_json::json!({"status": "refused", "reason": "authentication failed"}),
         ),
     )
 }

@@ -260,6 +260,29 @@ impl Config {
                 "expected at least 1024 bytes".into(),
             ));
         }
+        for (key, value, least, what) in [
+            (
+                "header_timeout_ms",
+                p.header_timeout_ms,
+                100,
+                "milliseconds",
+            ),
+            ("body_timeout_ms", p.body_timeout_ms, 100, "milliseconds"),
+            (
+                "max_connections",
+                p.max_connections as u64,
+                1,
+                "connections",
+            ),
+            ("max_in_flight", p.max_in_flight as u64, 1, "requests"),
+        ] {
+            if value < least {
+                return Err((
+                    format!("producer.{key}"),
+                    format!("expected at least {least} {what}"),
+                ));
+            }
+        }
         if p.dead_letter_key
             .as_ref()
             .is_some_and(|k| !crate::sealing::key_is_valid(k))

@@ -20,6 +20,15 @@ pub struct ProducerConfig {
     /// Base64 of 32 bytes: when set, raw bodies in the ingest dead-letter topic are sealed with
     /// ChaCha20-Poly1305 (they hold personal data).
     pub dead_letter_key: Option<String>,
+    /// A connection that has not sent a whole request head within this is closed (slow
+    /// clients would otherwise hold it forever).
+    pub header_timeout_ms: u64,
+    /// A request whose body has not fully arrived within this is answered 408.
+    pub body_timeout_ms: u64,
+    /// Open connections beyond this are closed at once.
+    pub max_connections: usize,
+    /// Requests being handled at once; beyond this, 503 with Retry-After.
+    pub max_in_flight: usize,
 }
 
 impl Default for ProducerConfig {
@@ -31,6 +40,10 @@ impl Default for ProducerConfig {
             spool_dir: None,
             spool_max_bytes: 1024 * 1024 * 1024,
             dead_letter_key: None,
+            header_timeout_ms: 5_000,
+            body_timeout_ms: 15_000,
+            max_connections: 4_096,
+            max_in_flight: 256,
         }
     }
 }

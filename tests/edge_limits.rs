@@ -1,0 +1,192 @@
+//! The public webhook endpoint as an attacker tries it, on a real broker (Tansu): clients that
+//! send their request head or body slowly, too many connections, too many requests at once,
+//! a lying Content-Length. Each is cut off by a limit while a signed delivery sent meanwhile
+//! is answered 2xx.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use woostream_tests::{config, fixture, Post, Producer, Tansu};
+
+fn addr_of(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Waits until the server closes `stream` (a read returns 0 or fails); how long that took.
+async fn closed_by_server(mut stream: TcpStream, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at((started + within).into(), stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {} // An answer (408) first; the close follows.
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_heads_and_slow_bodies_are_cut_off_while_a_real_delivery_gets_through() {
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    // The shipped header timeout (5 s); a shorter body timeout keeps the test short.
+    let mut config = config(&tansu.bootstrap);
+    config.producer.body_timeout_ms = 2_000;
+    let p = Producer::start(&config, true).await.unwrap();
+    let addr = addr_of(&p.url);
+
+    // 300 connections that never finish their request head, and 50 that declare a 4 MB body
+    // and send 1 KB of it.
+    let mut slow_heads = Vec::new();
+    for _ in 0..300 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nX-WC-Webhook-")
+            .await
+            .unwrap();
+        slow_heads.push(s);
+    }
+    let mut slow_bodies = Vec::new();
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(
+            b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000000\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        s.write_all(&[b' '; 1024]).await.unwrap();
+        slow_bodies.push(s);
+    }
+
+    // Meanwhile a signed delivery is answered as usual.
+    let body = fixture("woo_order_example.json");
+    let (status, text) = Post::signed("order.created", &body).send(&p.url).await;
+    assert_eq!(status, 200, "{text}");
+
+    let heads = futures::future::join_all(
+        slow_heads
+            .into_iter()
+            .map(|s| closed_by_server(s, Duration::from_secs(30))),
+    );
+    let bodies = futures::future::join_all(
+        slow_bodies
+            .into_iter()
+            .map(|s| closed_by_server(s, Duration::from_secs(30))),
+    );
+    let (heads, bodies) = tokio::join!(heads, bodies);
+    let open_heads = heads.iter().filter(|c| c.is_none()).count();
+    let open_bodies = bodies.iter().filter(|c| c.is_none()).count();
+    assert_eq!(
+        open_heads, 0,
+        "connections without a request head are closed"
+    );
+    assert_eq!(
+        open_bodies, 0,
+        "requests whose body never arrives are closed"
+    );
+    let slowest = heads.iter().chain(&bodies).flatten().max().unwrap();
+    println!(
+        "slow clients: 300 slow heads and 50 slow bodies all closed, the last after {:.1} s",
+        slowest.as_secs_f64()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.metric("woostream_webhook_connections", &[]) > 0.0 {
+        assert!(Instant::now() < deadline, "no connection is left open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    p.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_connection_and_request_limits_the_producer_sheds_load_and_recovers() {
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let mut config = config(&tansu.bootstrap);
+    config.producer.max_connections = 20;
+    config.producer.max_in_flight = 1;
+    config.producer.body_timeout_ms = 3_000;
+    let p = Producer::start(&config, true).await.unwrap();
+    let addr = addr_of(&p.url);
+
+    // A lying Content-Length over the limit is refused before its body is read.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(
+        b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut answer))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+
+    // One request whose body is slow holds the only in-flight slot: the next is shed with
+    // 503 and Retry-After, and is answered once the slot is free again.
+    let mut holder = TcpStream::connect(&addr).await.unwrap();
+    holder
+        .write_all(
+            b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let body = fixture("woo_order_example.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let shed = loop {
+        let resp = reqwest::Client::new()
+            .post(&p.url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        if resp.status().as_u16() == 503 {
+            break resp;
+        }
+        // The holder's request may not have reached the handler yet.
+        assert!(Instant::now() < deadline, "never shed: {}", resp.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(shed.headers()["retry-after"], "1");
+    assert!(closed_by_server(holder, Duration::from_secs(30))
+        .await
+        .is_some());
+    let (status, text) = Post::signed("order.created", &body).send(&p.url).await;
+    assert_eq!(status, 200, "answered once the slot is free: {text}");
+
+    // Connections beyond max_connections are closed at once.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.metric("woostream_webhook_connections", &[]) < 20.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the 20 connections were not all accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let extra = TcpStream::connect(&addr).await.unwrap();
+    assert!(
+        closed_by_server(extra, Duration::from_secs(2))
+            .await
+            .is_some(),
+        "the 21st connection is closed at once"
+    );
+    assert!(
+        p.metric(
+            "woostream_webhook_connections_refused_total",
+            &[("reason", "max_connections")]
+        ) >= 1.0
+    );
+    drop(held);
+    p.stop().await.unwrap();
+}
