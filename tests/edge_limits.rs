@@ -161,6 +161,19 @@ async fn beyond_the_connection_and_request_limits_the_producer_sheds_load_and_re
     let (status, text) = Post::signed("order.created", &body).send(&p.url).await;
     assert_eq!(status, 200, "answered once the slot is free: {text}");
 
+    // Signed amounts beyond what the contract holds: a dead letter answered 200 (WooCommerce
+    // must not count a failure), never a reset connection; the in-flight gauge comes back down.
+    let mut order: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let line = order["line_items"][0].clone();
+    order["line_items"] = serde_json::json!([line.clone(), line]);
+    order["line_items"][0]["subtotal"] = "79228162514264337593543950335".into();
+    order["line_items"][1]["subtotal"] = "79228162514264337593543950335".into();
+    let huge = serde_json::to_vec(&order).unwrap();
+    let (status, text) = Post::signed("order.created", &huge).send(&p.url).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("dead-lettered"), "{text}");
+    assert_eq!(p.metric("woostream_webhook_in_flight", &[]), 0.0);
+
     // Connections beyond max_connections are closed at once.
     let mut held = Vec::new();
     for _ in 0..20 {

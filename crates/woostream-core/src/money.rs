@@ -15,6 +15,18 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Scale of every money field in `schemas/` (`"scale": 6`).
 pub const MONEY_SCALE: u32 = 6;
 
+/// The largest amount `decimal(24, 6)` holds: 18 digits before the point, 6 after.
+pub const MONEY_MAX: Decimal = Decimal::from_parts(0xA0FF_FFFF, 0x1BCE_CCED, 0x0000_D3C2, false, 6);
+
+/// Why a text is not a money amount.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("expected an amount such as \"29.35\"")]
+    NotAnAmount,
+    #[error("the amount is beyond what decimal(24,6) holds (at most 18 digits before the point)")]
+    OutOfRange,
+}
+
 /// An amount of money in the order's currency. Never a float.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Money(Decimal);
@@ -35,6 +47,24 @@ impl Money {
         self.0
     }
 
+    /// The amount, if the contract can carry it.
+    pub fn checked(amount: Decimal) -> Option<Money> {
+        (amount.abs() <= MONEY_MAX).then(|| Money::new(amount))
+    }
+
+    /// The sum, if it stays within what the contract holds (never a panic, never a wrong
+    /// number).
+    pub fn checked_add(self, other: Money) -> Option<Money> {
+        self.0.checked_add(other.0).and_then(Money::checked)
+    }
+
+    /// The sum of every amount, if each step stays within the contract.
+    pub fn checked_sum(amounts: impl IntoIterator<Item = Money>) -> Option<Money> {
+        amounts
+            .into_iter()
+            .try_fold(Money::ZERO, |total, m| total.checked_add(m))
+    }
+
     /// Millionths of the currency unit, exact at the contract's scale; `None` beyond ±9.2e12.
     pub fn to_micros(&self) -> Option<i64> {
         let mut d = self.0;
@@ -52,7 +82,10 @@ impl Money {
         if !value.is_finite() {
             return Money::ZERO;
         }
-        Decimal::from_f64(value).map_or(Money::ZERO, Money::new)
+        // An estimate beyond the contract is nonsense anyway: it is held at the limit.
+        let limit = MONEY_MAX.to_string().parse::<f64>().unwrap_or(f64::MAX);
+        Decimal::from_f64(value.clamp(-limit, limit))
+            .map_or(Money::ZERO, |d| Money::new(d.clamp(-MONEY_MAX, MONEY_MAX)))
     }
 
     /// Unscaled big-endian two's-complement bytes, as Avro's decimal logical type stores them.
@@ -91,27 +124,29 @@ impl Money {
     }
 }
 
-impl std::ops::Add for Money {
-    type Output = Money;
-    fn add(self, other: Money) -> Money {
-        Money::new(self.0 + other.0)
-    }
-}
-
-impl std::iter::Sum for Money {
-    fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
-        iter.fold(Money::ZERO, |a, b| a + b)
-    }
-}
-
 impl FromStr for Money {
-    type Err = rust_decimal::Error;
+    type Err = MoneyError;
     fn from_str(s: &str) -> Result<Money, Self::Err> {
         let s = s.trim();
-        Decimal::from_str(s)
-            .or_else(|_| Decimal::from_scientific(s))
-            .map(Money::new)
+        let amount = match Decimal::from_str(s) {
+            Ok(d) => d,
+            // Too many digits for any decimal, or an exponent: tell the two apart.
+            Err(_) => match Decimal::from_scientific(s) {
+                Ok(d) => d,
+                Err(_) if looks_numeric(s) => return Err(MoneyError::OutOfRange),
+                Err(_) => return Err(MoneyError::NotAnAmount),
+            },
+        };
+        Money::checked(amount).ok_or(MoneyError::OutOfRange)
     }
+}
+
+/// A number too large for `Decimal` still reads as one: digits, a sign, a point, an exponent.
+fn looks_numeric(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().any(|c| c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E'))
 }
 
 impl fmt::Display for Money {
@@ -216,6 +251,42 @@ pub mod ts_millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_stay_within_decimal_24_6_or_are_refused() {
+        let max: Money = "999999999999999999.999999".parse().unwrap();
+        assert_eq!(max.amount(), MONEY_MAX);
+        assert_eq!(Money::from_avro_bytes(&max.to_avro_bytes()), Ok(max));
+        for beyond in [
+            "1000000000000000000",
+            "-1000000000000000000",
+            "1e25",
+            "79228162514264337593543950335",
+            "792281625142643375935439503350",
+        ] {
+            assert_eq!(
+                beyond.parse::<Money>(),
+                Err(MoneyError::OutOfRange),
+                "{beyond}"
+            );
+        }
+        for not_money in ["", "abc", "12,50", "NaN"] {
+            assert_eq!(
+                not_money.parse::<Money>(),
+                Err(MoneyError::NotAnAmount),
+                "{not_money:?}"
+            );
+        }
+        let half: Money = "600000000000000000".parse().unwrap();
+        assert_eq!(half.checked_add(half), None);
+        assert_eq!(Money::checked_sum([half, half]), None);
+        assert_eq!(
+            Money::checked_sum([half, Money::new(-half.amount())]),
+            Some(Money::ZERO)
+        );
+        assert_eq!(Money::from_estimate(1e30).amount(), MONEY_MAX);
+        assert_eq!(Money::from_estimate(-1e30).amount(), -MONEY_MAX);
+    }
 
     #[test]
     fn money_bytes_round_trip_including_negative_and_sign_boundaries() {

@@ -408,7 +408,23 @@ fn order(w: WooOrder) -> Result<Order, Rejection> {
             })
         })
         .collect::<Result<Vec<_>, Rejection>>()?;
-    let subtotal = line_items.iter().map(|l| l.subtotal).sum();
+    // Sums of amounts the shop sent: checked, so that no total can panic or wrap.
+    let beyond = |what: &str| {
+        Rejection::new(
+            RejectCode::InvalidField,
+            format!("{what} add up to more than decimal(24,6) holds"),
+        )
+    };
+    let subtotal = Money::checked_sum(line_items.iter().map(|l| l.subtotal))
+        .ok_or_else(|| beyond("line_items[].subtotal"))?;
+    let fee_total = Money::checked_sum(w.fee_lines.iter().map(|f| zero(f.total)))
+        .ok_or_else(|| beyond("fee_lines[].total"))?;
+    let refunded_total = Money::checked_sum(
+        w.refunds
+            .iter()
+            .map(|r| Money::new(zero(r.total).amount().abs())),
+    )
+    .ok_or_else(|| beyond("refunds[].total"))?;
     Ok(Order {
         id: w.id,
         parent_id: w.parent_id.filter(|id| *id > 0),
@@ -430,12 +446,8 @@ fn order(w: WooOrder) -> Result<Order, Rejection> {
         shipping_total: zero(w.shipping_total),
         shipping_tax: zero(w.shipping_tax),
         cart_tax: zero(w.cart_tax),
-        fee_total: w.fee_lines.iter().map(|f| zero(f.total)).sum(),
-        refunded_total: w
-            .refunds
-            .iter()
-            .map(|r| Money::new(zero(r.total).amount().abs()))
-            .sum(),
+        fee_total,
+        refunded_total,
         customer_key: customer_key(customer_id, email_hash.as_deref(), w.id),
         customer_id,
         email_hash,

@@ -410,3 +410,43 @@ fn identical_payloads_get_identical_event_ids() {
         event_id("us", "order.updated", &body)
     );
 }
+
+#[test]
+fn amounts_beyond_the_contract_are_refused_not_panicked_on_or_rounded() {
+    // Two line subtotals at rust_decimal's maximum: their sum used to panic the handler.
+    let body = with_order(|o| {
+        let first = o["line_items"][0].clone();
+        o["line_items"] = serde_json::json!([first.clone(), first]);
+        o["line_items"][0]["subtotal"] = "79228162514264337593543950335".into();
+        o["line_items"][1]["subtotal"] = "79228162514264337593543950335".into();
+    });
+    let r = rejected("order.created", &body);
+    assert_eq!(r.code, RejectCode::InvalidField, "{}", r.reason);
+
+    // Each line within the contract, their sum beyond it.
+    let body = with_order(|o| {
+        let first = o["line_items"][0].clone();
+        o["line_items"] = serde_json::json!([first.clone(), first]);
+        o["line_items"][0]["subtotal"] = "900000000000000000".into();
+        o["line_items"][1]["subtotal"] = "900000000000000000".into();
+    });
+    let r = rejected("order.created", &body);
+    assert_eq!(r.code, RejectCode::InvalidField);
+    assert!(r.reason.contains("add up"), "{}", r.reason);
+
+    // A total of 1e25 (or anything from 10^18) does not fit decimal(24,6).
+    for total in ["1e25", "1000000000000000000", "-1000000000000000000.5"] {
+        let body = with_order(|o| o["total"] = total.into());
+        let r = rejected("order.created", &body);
+        assert!(
+            r.reason.contains("decimal(24,6)"),
+            "{total}: {:?} {}",
+            r.code,
+            r.reason
+        );
+    }
+    // The largest amount the contract holds is kept exactly.
+    let body = with_order(|o| o["total"] = "999999999999999999.999999".into());
+    let (_, e) = order_of(normalise(&delivery("order.created"), &body).unwrap());
+    assert_eq!(e.order.unwrap().total, m("999999999999999999.999999"));
+}

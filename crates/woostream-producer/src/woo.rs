@@ -311,7 +311,7 @@ fn money<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Money>, D::Error> {
     };
     raw.parse::<Money>()
         .map(Some)
-        .map_err(|_| de::Error::custom("expected an amount such as \"29.35\""))
+        .map_err(|e| de::Error::custom(e.to_string()))
 }
 
 fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
