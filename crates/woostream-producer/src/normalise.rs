@@ -219,7 +219,15 @@ pub fn normalise(d: &WebhookDelivery<'_>, body: &[u8]) -> Result<Event, Rejectio
             ))
         }
         Topic::Resource(resource, Action::Deleted) => {
-            let WooDeleted { id } = parse(body)?;
+            let WooDeleted { id } = parse(body).map_err(|r| {
+                Rejection::new(
+                    RejectCode::WrongResource,
+                    format!(
+                        "a deleted delivery carries exactly {{\"id\": N}}: {}",
+                        r.reason
+                    ),
+                )
+            })?;
             Ok(match resource {
                 Resource::Order => Event::Order(
                     CustomerKey {

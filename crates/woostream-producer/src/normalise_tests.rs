@@ -450,3 +450,14 @@ fn amounts_beyond_the_contract_are_refused_not_panicked_on_or_rounded() {
     let (_, e) = order_of(normalise(&delivery("order.created"), &body).unwrap());
     assert_eq!(e.order.unwrap().total, m("999999999999999999.999999"));
 }
+
+#[test]
+fn a_signed_order_resent_as_a_deletion_erases_nothing() {
+    // WooCommerce signs only the body: the topic header is the attacker's to choose.
+    for topic in ["customer.deleted", "order.deleted", "product.deleted"] {
+        let r = rejected(topic, &fixture("woo_order_example.json"));
+        assert_eq!(r.code, RejectCode::WrongResource, "{topic}: {}", r.reason);
+        assert!(r.reason.contains("exactly"), "{}", r.reason);
+    }
+    assert!(normalise(&delivery("customer.deleted"), br#"{"id": 42}"#).is_ok());
+}

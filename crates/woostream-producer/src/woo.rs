@@ -263,8 +263,11 @@ pub struct WooReview {
     pub date_created_gmt: Option<String>,
 }
 
-/// `{"id": N}`, the whole payload of a `*.deleted` webhook.
+/// `{"id": N}`, the whole payload of a `*.deleted` webhook — nothing else: WooCommerce signs
+/// only the body, so a captured signed order resent with a `*.deleted` topic header must not
+/// erase anything.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WooDeleted {
     #[serde(deserialize_with = "int")]
     pub id: i64,

@@ -246,6 +246,14 @@ impl Config {
                 }
                 _ => {}
             }
+            // A placeholder copied from an example signs nothing: every forged delivery with
+            // it would pass.
+            if shop.resolved_secret().is_some_and(|s| is_placeholder(&s)) {
+                return Err((
+                    at("secret"),
+                    "this is a placeholder, not the webhook secret: use the secret shown in WooCommerce → Settings → Advanced → Webhooks".into(),
+                ));
+            }
         }
         let p = &self.producer;
         if !p.webhook_path.starts_with('/') {
@@ -381,6 +389,24 @@ pub fn normalise_source(source: &str) -> String {
     source.trim().trim_end_matches('/').to_ascii_lowercase()
 }
 
+/// Values examples and templates use where a secret goes.
+fn is_placeholder(secret: &str) -> bool {
+    const PLACEHOLDERS: &[&str] = &[
+        "change-me",
+        "changeme",
+        "change_me",
+        "replace-me",
+        "replaceme",
+        "your-secret",
+        "your_secret",
+        "<secret>",
+        "todo",
+        "xxx",
+    ];
+    let s = secret.trim().to_ascii_lowercase();
+    PLACEHOLDERS.contains(&s.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,6 +480,21 @@ secret = "other"
         .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("topics.customers.partitions"));
         assert_eq!(e.line, Some(3), "{e}");
+    }
+
+    #[test]
+    fn a_placeholder_webhook_secret_is_refused_at_start() {
+        for placeholder in ["change-me", "CHANGEME", " your-secret "] {
+            let text = format!(
+                "[[shops]]\nid = \"eu\"\nsource = \"https://shop.example/\"\nsecret = \"{placeholder}\"\n"
+            );
+            let e = Config::from_text("w.toml", &text, no_env()).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("shops[0].secret"), "{e}");
+            assert!(e.to_string().contains("placeholder"), "{e}");
+        }
+        let text =
+            "[[shops]]\nid = \"eu\"\nsource = \"https://shop.example/\"\nsecret = \"a real one\"\n";
+        assert!(Config::from_text("w.toml", text, no_env()).is_ok());
     }
 
     #[test]

@@ -87,7 +87,9 @@ async fn send(req: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure
     let resp = req
         .send()
         .await
-        .map_err(|e| Failure::Retry(format!("network: {e}")))?;
+        // Without the URL: an incoming webhook's URL is itself a credential, and this text
+        // reaches logs and the dead-letter reason.
+        .map_err(|e| Failure::Retry(format!("network: {}", e.without_url())))?;
     if resp.status().as_u16() == 429 {
         let wait = resp
             .headers()
@@ -153,7 +155,7 @@ impl Poster {
         let answer: serde_json::Value = resp
             .json()
             .await
-            .map_err(|e| Failure::Retry(format!("unreadable answer: {e}")))?;
+            .map_err(|e| Failure::Retry(format!("unreadable answer: {}", e.without_url())))?;
         if answer["ok"].as_bool() == Some(true) {
             Ok(answer["team"].as_str().map(String::from))
         } else {
@@ -215,10 +217,9 @@ impl Poster {
                     if status >= 500 {
                         return Err(Failure::Retry(format!("http_{status}")));
                     }
-                    let answer: serde_json::Value = resp
-                        .json()
-                        .await
-                        .map_err(|e| Failure::Retry(format!("unreadable answer: {e}")))?;
+                    let answer: serde_json::Value = resp.json().await.map_err(|e| {
+                        Failure::Retry(format!("unreadable answer: {}", e.without_url()))
+                    })?;
                     if answer["ok"].as_bool() == Some(true) {
                         Ok(answer["ts"].as_str().map(String::from))
                     } else {
@@ -228,7 +229,13 @@ impl Poster {
                     }
                 }
                 Destination::Webhook { url } => {
-                    let mut body = json!({"text": message.text, "blocks": message.blocks});
+                    // As for chat.postMessage: no previews of the links a message carries.
+                    let mut body = json!({
+                        "text": message.text,
+                        "blocks": message.blocks,
+                        "unfurl_links": false,
+                        "unfurl_media": false,
+                    });
                     if let Some(ts) = thread_ts {
                         body["thread_ts"] = json!(ts);
                     }
@@ -249,6 +256,23 @@ impl Poster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_post_never_repeats_the_webhook_url_which_is_a_credential() {
+        let poster = Poster::http("http://127.0.0.1:1/api", None).unwrap();
+        let to = Destination::Webhook {
+            url: "http://127.0.0.1:1/services/T000/B000/S3CR3T".into(),
+        };
+        let message = Message {
+            text: "hello".into(),
+            blocks: Vec::new(),
+        };
+        let Err(Failure::Retry(reason)) = poster.post("#ops", &to, &message, None).await else {
+            panic!("a refused connection is retried")
+        };
+        assert!(!reason.contains("S3CR3T"), "{reason}");
+        assert!(reason.starts_with("network:"), "{reason}");
+    }
 
     #[test]
     fn answers_are_classified_as_slack_documents_them() {

@@ -148,10 +148,11 @@ fn kind_group(kind: AlertKind) -> (u8, &'static str, &'static str) {
 fn line_of(a: &Alert) -> String {
     if let Some(o) = &a.order {
         let what = match a.kind {
+            // Status slugs are the shop's own (plugins add them): escaped like every value.
             AlertKind::OrderStatusChanged => format!(
                 "{} → {}",
-                o.previous_status.as_deref().unwrap_or("?"),
-                o.status
+                escape_mrkdwn(o.previous_status.as_deref().unwrap_or("?")),
+                escape_mrkdwn(&o.status)
             ),
             k => k.as_str().replace('_', " "),
         };
@@ -354,6 +355,20 @@ mod tests {
             "{headline}"
         );
         assert!(blocks::violations(&m).is_empty());
+    }
+
+    #[test]
+    fn a_shops_own_status_slug_is_escaped_in_a_digest_line() {
+        let mut a = order_alert(1, AlertKind::OrderStatusChanged, "10.00");
+        let o = a.order.as_mut().unwrap();
+        o.previous_status = Some("<!channel>".into());
+        o.status = "*paid*&<http://x|y>".into();
+        let line = line_of(&a);
+        assert!(
+            !line.contains("<!channel>") && !line.contains("<http"),
+            "{line}"
+        );
+        assert!(line.contains("&lt;!channel&gt;"), "{line}");
     }
 
     #[test]
