@@ -1,12 +1,23 @@
 //! The disk spool: where deliveries wait, fsynced, while Kafka does not acknowledge, so that
 //! WooCommerce still gets its 2xx and never counts the failures that disable a webhook.
 //!
-//! Segments are JSON lines. The active segment takes appends; the drain seals it, re-sends
-//! every record of each sealed segment in order and deletes the segment once all are
-//! acknowledged. A torn last line (a crash mid-append) was never answered 2xx and is skipped.
+//! A segment starts with a magic line and holds frames: the payload's length and CRC-32, then
+//! the record as JSON. The active segment takes appends (fsynced before the answer); the drain
+//! seals it, re-sends every record of each sealed segment in order and deletes the segment once
+//! all are acknowledged. Reading back:
+//! - a torn tail (a crash mid-append, never answered 2xx) is left out;
+//! - a frame whose bytes changed on disk is kept aside in a `quarantine-*.bin` file, counted
+//!   and logged, and reading resumes at the next intact frame, so one bad record loses no
+//!   other;
+//! - an append that fails (a full disk) is cut back off the file, so the next record is never
+//!   glued onto a fragment.
+//!
+//! One producer owns a directory (a lock file); files are 0600 and the directory 0700, since
+//! the records hold personal data. Segments of the JSON-lines format of earlier versions are
+//! still read.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +34,8 @@ use crate::publish::{send, Record};
 
 pub struct Spool {
     dir: PathBuf,
+    /// Held (locked) while this spool is open.
+    _lock: File,
     active: Mutex<Active>,
     pending_bytes: AtomicU64,
     max_bytes: u64,
@@ -35,8 +48,15 @@ pub struct Spool {
 struct Active {
     file: File,
     seq: u64,
-    bytes: u64,
+    /// The file's length: the magic line and every complete frame.
+    len: u64,
+    records: u64,
 }
+
+/// The first bytes of every framed segment.
+const MAGIC: &[u8] = b"WOOSTREAM-SPOOL 2\n";
+/// Larger "lengths" are damage, not records (a body is at most a few MiB).
+const MAX_FRAME: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -47,7 +67,7 @@ pub enum SpoolError {
 }
 
 fn active_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!("segment-{seq:020}.jsonl"))
+    dir.join(format!("segment-{seq:020}.active"))
 }
 
 fn sealed_path(dir: &Path, seq: u64) -> PathBuf {
@@ -66,33 +86,41 @@ impl Spool {
     /// Opens (creating) the spool directory; segments left by an earlier run are sealed for
     /// draining.
     pub fn open(dir: &Path, max_bytes: u64, metrics: Metrics) -> anyhow::Result<Spool> {
-        fs::create_dir_all(dir)
-            .with_context(|| format!("creating spool directory {}", dir.display()))?;
+        private_dir(dir).with_context(|| format!("creating spool directory {}", dir.display()))?;
+        let lock = private_file(&dir.join(".lock"))
+            .with_context(|| format!("opening the lock of {}", dir.display()))?;
+        if lock.try_lock().is_err() {
+            anyhow::bail!(
+                "spool directory {} is in use by another producer: give each replica its own (producer.spool_dir)",
+                dir.display()
+            );
+        }
         let mut max_seq = 0;
         let mut pending = 0;
         for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = entry?.path();
             let Some(seq) = seq_of(&path) else { continue };
+            if path.extension().is_some_and(|e| e == "bin") {
+                continue; // quarantined bytes, kept for an operator
+            }
             max_seq = max_seq.max(seq);
             pending += fs::metadata(&path)?.len();
-            if path.extension().is_some_and(|e| e == "jsonl") {
+            // An active segment of an earlier run (".jsonl" before the framed format).
+            if path
+                .extension()
+                .is_some_and(|e| e == "active" || e == "jsonl")
+            {
                 fs::rename(&path, sealed_path(dir, seq))?;
             }
         }
         let seq = max_seq + 1;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(active_path(dir, seq))
+        let active = Active::create(dir, seq)
             .with_context(|| format!("opening a spool segment in {}", dir.display()))?;
         metrics.spool_pending_bytes.set(pending as i64);
         Ok(Spool {
             dir: dir.to_path_buf(),
-            active: Mutex::new(Active {
-                file,
-                seq,
-                bytes: 0,
-            }),
+            _lock: lock,
+            active: Mutex::new(active),
             pending_bytes: AtomicU64::new(pending),
             max_bytes,
             refusing: AtomicBool::new(false),
@@ -112,10 +140,9 @@ impl Spool {
 
     /// Appends and fsyncs one record; returns once it is on disk.
     pub async fn append(self: &Arc<Self>, record: &Record) -> Result<(), SpoolError> {
-        let mut line = serde_json::to_vec(record).expect("records serialise");
-        line.push(b'\n');
+        let frame = frame(record);
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.append_blocking(&line))
+        tokio::task::spawn_blocking(move || me.append_blocking(&frame))
             .await
             .map_err(|e| SpoolError::Io(std::io::Error::other(e)))?
     }
@@ -132,8 +159,14 @@ impl Spool {
             .write_all(line)
             .and_then(|()| active.file.sync_data());
         self.refusing.store(written.is_err(), Ordering::Relaxed);
-        written?;
-        active.bytes += line.len() as u64;
+        if let Err(e) = written {
+            // Cut a partial frame back off, so the next record starts on a frame boundary.
+            let len = active.len;
+            let _ = active.file.set_len(len);
+            return Err(e.into());
+        }
+        active.len += line.len() as u64;
+        active.records += 1;
         let now = self
             .pending_bytes
             .fetch_add(line.len() as u64, Ordering::Relaxed);
@@ -147,20 +180,9 @@ impl Spool {
     fn seal(&self) -> std::io::Result<Vec<PathBuf>> {
         {
             let mut active = self.active.lock().expect("spool lock poisoned");
-            if active.bytes > 0 {
-                let next = active.seq + 1;
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(active_path(&self.dir, next))?;
-                let old = std::mem::replace(
-                    &mut *active,
-                    Active {
-                        file,
-                        seq: next,
-                        bytes: 0,
-                    },
-                );
+            if active.records > 0 {
+                let next = Active::create(&self.dir, active.seq + 1)?;
+                let old = std::mem::replace(&mut *active, next);
                 drop(old.file);
                 fs::rename(
                     active_path(&self.dir, old.seq),
@@ -188,7 +210,10 @@ impl Spool {
         let mut drained = 0;
         for segment in segments {
             let size = fs::metadata(&segment)?.len();
-            let records = read_segment(&segment)?;
+            let (records, damaged) = read_segment(&segment)?;
+            if !damaged.is_empty() {
+                self.quarantine(&segment, &damaged)?;
+            }
             let results = join_all(records.iter().map(|r| send(producer, r, timeout))).await;
             if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
                 anyhow::bail!("Kafka still does not acknowledge spooled records: {e}");
@@ -257,12 +282,84 @@ impl Spool {
     }
 }
 
-fn read_segment(path: &Path) -> anyhow::Result<Vec<Record>> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+/// A record as a frame: payload length and CRC-32 (big-endian), then the JSON payload.
+fn frame(record: &Record) -> Vec<u8> {
+    let payload = serde_json::to_vec(record).expect("records serialise");
+    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// The intact record framed at `pos`, and where the next frame starts.
+fn frame_at(data: &[u8], pos: usize) -> Option<(Record, usize)> {
+    let header = data.get(pos..pos + 8)?;
+    let len = u32::from_be_bytes(header[..4].try_into().ok()?) as usize;
+    let crc = u32::from_be_bytes(header[4..].try_into().ok()?);
+    if len > MAX_FRAME {
+        return None;
+    }
+    let payload = data.get(pos + 8..pos + 8 + len)?;
+    if crc32fast::hash(payload) != crc {
+        return None;
+    }
+    let record = serde_json::from_slice(payload).ok()?;
+    Some((record, pos + 8 + len))
+}
+
+/// Every intact record of a framed segment, and the damaged stretches between them. Trailing
+/// bytes that do not make a whole frame are a torn append (never answered 2xx) and are left
+/// out; a whole last frame that fails its check is damage.
+fn read_frames(data: &[u8]) -> (Vec<Record>, Vec<Vec<u8>>) {
+    let (mut records, mut damaged) = (Vec::new(), Vec::new());
+    let mut pos = MAGIC.len();
+    let mut bad: Option<usize> = None;
+    while pos < data.len() {
+        match frame_at(data, pos) {
+            Some((record, next)) => {
+                if let Some(start) = bad.take() {
+                    damaged.push(data[start..pos].to_vec());
+                }
+                records.push(record);
+                pos = next;
+            }
+            // Resynchronise byte by byte: a frame's length may be what was damaged.
+            None => {
+                bad.get_or_insert(pos);
+                pos += 1;
+            }
+        }
+    }
+    if let Some(start) = bad {
+        let declared = data
+            .get(start..start + 4)
+            .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize);
+        let whole_frame = declared.is_some_and(|len| start + 8 + len == data.len());
+        if whole_frame {
+            damaged.push(data[start..].to_vec());
+        } else {
+            tracing::warn!(
+                bytes = data.len() - start,
+                "Leaving out a torn spool append (never acknowledged)."
+            );
+        }
+    }
+    (records, damaged)
+}
+
+fn read_segment(path: &Path) -> anyhow::Result<(Vec<Record>, Vec<Vec<u8>>)> {
+    let data = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if data.starts_with(MAGIC) {
+        return Ok(read_frames(&data));
+    }
+    // A segment of the JSON-lines format of earlier versions.
     let mut out = Vec::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        match serde_json::from_str::<Record>(&line) {
+    for (n, line) in data.split(|b| *b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Record>(line) {
             Ok(r) => out.push(r),
             // Only a torn last line can fail; it was never acknowledged to WooCommerce.
             Err(e) => {
@@ -270,7 +367,61 @@ fn read_segment(path: &Path) -> anyhow::Result<Vec<Record>> {
             }
         }
     }
-    Ok(out)
+    Ok((out, Vec::new()))
+}
+
+impl Active {
+    /// A new active segment: created 0600, the magic line written and synced.
+    fn create(dir: &Path, seq: u64) -> std::io::Result<Active> {
+        let mut file = private_file(&active_path(dir, seq))?;
+        file.write_all(MAGIC)?;
+        file.sync_data()?;
+        Ok(Active {
+            file,
+            seq,
+            len: MAGIC.len() as u64,
+            records: 0,
+        })
+    }
+}
+
+impl Spool {
+    /// Keeps damaged bytes beside the spool for an operator, counted and logged.
+    fn quarantine(&self, segment: &Path, damaged: &[Vec<u8>]) -> std::io::Result<()> {
+        let seq = seq_of(segment).unwrap_or_default();
+        let path = self.dir.join(format!("segment-{seq:020}.quarantine.bin"));
+        let mut file = private_file(&path)?;
+        for d in damaged {
+            file.write_all(d)?;
+        }
+        file.sync_data()?;
+        self.metrics
+            .spooled
+            .with_label_values(&["damaged"])
+            .inc_by(damaged.len() as u64);
+        tracing::error!(segment = %segment.display(), damaged = damaged.len(), kept_in = %path.display(), "Spooled records were damaged on disk; the rest are drained, the damaged bytes kept aside.");
+        Ok(())
+    }
+}
+
+/// Creates `dir` (and its parents) readable by this user only.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// Opens (creating, appending) a file readable by this user only.
+fn private_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 #[cfg(test)]
@@ -290,35 +441,115 @@ mod tests {
         Metrics::register(&prometheus::Registry::new()).unwrap()
     }
 
-    #[tokio::test]
-    async fn appends_survive_a_restart_and_torn_lines_are_skipped() {
+    fn active_segment(dir: &Path) -> PathBuf {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "active"))
+            .expect("an active segment")
+    }
+
+    /// Three records spooled, the spool closed (as by a crash), `damage` done to the file,
+    /// the spool opened again: what its sealed segment reads back.
+    async fn spool_damaged(
+        damage: impl FnOnce(&mut Vec<u8>, &[usize]),
+    ) -> (Vec<Record>, Vec<Vec<u8>>) {
         let dir = tempfile::tempdir().unwrap();
         let spool = Arc::new(Spool::open(dir.path(), 1 << 20, metrics()).unwrap());
-        spool.append(&record(1)).await.unwrap();
-        spool.append(&record(2)).await.unwrap();
-        assert!(spool.pending_bytes() > 0);
+        for i in 1..=3 {
+            spool.append(&record(i)).await.unwrap();
+        }
         drop(spool);
-        // A crash mid-append leaves half a line.
-        let active = fs::read_dir(dir.path())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
-        OpenOptions::new()
-            .append(true)
-            .open(&active)
-            .unwrap()
-            .write_all(b"{\"topic\":\"t\",\"ke")
-            .unwrap();
-
+        let path = active_segment(dir.path());
+        let mut data = fs::read(&path).unwrap();
+        // Where each frame starts.
+        let mut starts = vec![MAGIC.len()];
+        for _ in 0..2 {
+            let at = *starts.last().unwrap();
+            starts.push(frame_at(&data, at).unwrap().1);
+        }
+        damage(&mut data, &starts);
+        fs::write(&path, &data).unwrap();
         let spool = Arc::new(Spool::open(dir.path(), 1 << 20, metrics()).unwrap());
         let sealed = spool.seal().unwrap();
         assert_eq!(sealed.len(), 1);
-        assert_eq!(
-            read_segment(&sealed[0]).unwrap(),
-            vec![record(1), record(2)]
-        );
+        read_segment(&sealed[0]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn appends_survive_a_restart_and_a_torn_append_is_left_out() {
+        let (records, damaged) = spool_damaged(|data, _| {
+            // A crash mid-append: a header announcing 100 bytes, and 10 of them.
+            data.extend_from_slice(&100u32.to_be_bytes());
+            data.extend_from_slice(&[0, 0, 0, 0]);
+            data.extend_from_slice(b"{\"topic\":\"");
+        })
+        .await;
+        assert_eq!(records, vec![record(1), record(2), record(3)]);
+        assert!(damaged.is_empty(), "a torn append is not damage");
+    }
+
+    #[tokio::test]
+    async fn a_bit_flip_loses_only_its_own_record() {
+        // In a payload: the CRC catches it.
+        let (records, damaged) = spool_damaged(|data, starts| data[starts[1] + 12] ^= 0x01).await;
+        assert_eq!(records, vec![record(1), record(3)]);
+        assert_eq!(damaged.len(), 1);
+        // In a length: reading resynchronises on the next intact frame.
+        let (records, damaged) = spool_damaged(|data, starts| data[starts[1]] ^= 0x40).await;
+        assert_eq!(records, vec![record(1), record(3)]);
+        assert_eq!(damaged.len(), 1);
+        // In the last, whole frame: damage, not a torn append.
+        let (records, damaged) = spool_damaged(|data, starts| data[starts[2] + 9] ^= 0x20).await;
+        assert_eq!(records, vec![record(1), record(2)]);
+        assert_eq!(damaged.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn damaged_bytes_are_kept_aside_counted_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = metrics();
+        let spool = Spool::open(dir.path(), 1 << 20, m.clone()).unwrap();
+        spool
+            .quarantine(&sealed_path(dir.path(), 7), &[b"junk".to_vec()])
+            .unwrap();
+        let kept = dir.path().join(format!("segment-{:020}.quarantine.bin", 7));
+        assert_eq!(fs::read(&kept).unwrap(), b"junk");
+        assert_eq!(m.spooled.with_label_values(&["damaged"]).get(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path()), 0o700);
+        assert_eq!(mode(&kept), 0o600);
+        assert_eq!(mode(&active_segment(dir.path())), 0o600);
+    }
+
+    #[tokio::test]
+    async fn one_directory_has_one_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Spool::open(dir.path(), 1 << 20, metrics()).unwrap();
+        let second = Spool::open(dir.path(), 1 << 20, metrics());
+        let err = format!("{:#}", second.err().expect("a second owner is refused"));
+        assert!(err.contains("in use by another producer"), "{err}");
+        drop(first);
+        assert!(Spool::open(dir.path(), 1 << 20, metrics()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn segments_of_the_earlier_json_lines_format_still_drain() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lines = Vec::new();
+        for i in 1..=2 {
+            lines.extend(serde_json::to_vec(&record(i)).unwrap());
+            lines.push(b'\n');
+        }
+        lines.extend_from_slice(b"{\"topic\":\"t\",\"ke");
+        fs::write(dir.path().join(format!("segment-{:020}.jsonl", 3)), &lines).unwrap();
+        let spool = Arc::new(Spool::open(dir.path(), 1 << 20, metrics()).unwrap());
+        let sealed = spool.seal().unwrap();
+        assert_eq!(sealed.len(), 1);
+        let (records, damaged) = read_segment(&sealed[0]).unwrap();
+        assert_eq!(records, vec![record(1), record(2)]);
+        assert!(damaged.is_empty());
     }
 
     #[tokio::test]
