@@ -180,23 +180,7 @@ async fn enrich_on_mock_cluster(
     )
     .await
     .unwrap();
-    let counter = |name: &str| -> f64 {
-        registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == name)
-            .flat_map(|f| f.get_metric())
-            .map(|m| m.get_counter().get_value())
-            .sum()
-    };
-    let await_counter = |name: &'static str, at_least: f64| async move {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while counter(name) < at_least {
-            assert!(Instant::now() < deadline, "{name} stayed below {at_least}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    await_counter("woostream_enricher_commits_total", 1.0).await;
+    woostream_tests::await_counter_in(&registry, "woostream_enricher_commits_total", 1.0).await;
     if stall {
         cluster
             .broker_round_trip_time(2, Duration::from_secs(30))
@@ -206,7 +190,8 @@ async fn enrich_on_mock_cluster(
         *produced.entry(k).or_default() += v;
     }
     if stall {
-        await_counter("woostream_enricher_restarts_total", 1.0).await;
+        woostream_tests::await_counter_in(&registry, "woostream_enricher_restarts_total", 1.0)
+            .await;
         cluster
             .broker_round_trip_time(2, Duration::from_millis(0))
             .unwrap();

@@ -4,7 +4,7 @@
 //! id) stops the instance instead of writing on. The mock cluster neither fences by itself nor
 //! stores transactional offsets, so the fencing answer is injected as a real broker gives it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use woostream_core::config::{Config, Transactions};
 use woostream_core::ops::Readiness;
 use woostream_enricher::runner::{self, Running};
+use woostream_tests::await_counter_in as await_counter;
 use woostream_tests::enricher::*;
 
 async fn start(
@@ -34,28 +35,6 @@ async fn start(
     .await
     .expect("the enricher starts");
     (running, shutdown, registry)
-}
-
-fn counter(registry: &prometheus::Registry, name: &str) -> f64 {
-    registry
-        .gather()
-        .iter()
-        .filter(|f| f.name() == name)
-        .flat_map(|f| f.get_metric())
-        .map(|m| m.get_counter().get_value())
-        .sum()
-}
-
-async fn await_counter(registry: &prometheus::Registry, name: &str, at_least: f64) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while counter(registry, name) < at_least {
-        assert!(
-            Instant::now() < deadline,
-            "{name} stayed below {at_least}: {}",
-            counter(registry, name)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,6 +148,30 @@ impl Drop for Producer {
     }
 }
 
+/// The sum of a counter's series in `registry`.
+pub fn counter_in(registry: &prometheus::Registry, name: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric())
+        .map(|m| m.get_counter().get_value())
+        .sum()
+}
+
+/// Waits (up to 2 minutes) until a counter in `registry` reaches `at_least`.
+pub async fn await_counter_in(registry: &prometheus::Registry, name: &str, at_least: f64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while counter_in(registry, name) < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "{name} stayed below {at_least}: {}",
+            counter_in(registry, name)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// What a WooCommerce delivery looks like on the wire.
 pub struct Post<'a> {
     pub topic: Option<&'a str>,
