@@ -56,7 +56,6 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let _ = stream.set_nodelay(true);
         // The router takes hyper's body type as it comes.
         let service = TowerToHyperService::new(app.clone());
         let (shutdown, open, connections) =
