@@ -82,9 +82,9 @@ impl Money {
         if !value.is_finite() {
             return Money::ZERO;
         }
-        // An estimate beyond the contract is nonsense anyway: it is held at the limit.
-        let limit = MONEY_MAX.to_string().parse::<f64>().unwrap_or(f64::MAX);
-        Decimal::from_f64(value.clamp(-limit, limit))
+        // An estimate beyond the contract is nonsense anyway: it is held at the limit. (Called
+        // for every score: a float bound first, then the exact decimal one.)
+        Decimal::from_f64(value.clamp(-1e18, 1e18))
             .map_or(Money::ZERO, |d| Money::new(d.clamp(-MONEY_MAX, MONEY_MAX)))
     }
 

@@ -318,6 +318,7 @@ fn high_value_and_vip_wait_for_thresholds_the_shops_own_orders_informed() {
     assert!(!out.profiles[0].1.as_ref().unwrap().vip);
 
     // A fit from fewer orders than `threshold_min_orders` still sets no threshold.
+    let now = Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap();
     let mut profiles = Vec::new();
     let mut offset = 1;
     let mut fit_after = |partition: &mut CustomerPartition, customers: usize| {
@@ -334,9 +335,6 @@ fn high_value_and_vip_wait_for_thresholds_the_shops_own_orders_informed() {
             profiles.push(out.profiles[0].1.clone().unwrap());
         }
         let refs: Vec<&CustomerProfile> = profiles.iter().collect();
-        let now = chrono::DateTime::parse_from_rfc3339("2026-11-30T00:00:00Z")
-            .unwrap()
-            .with_timezone(&chrono::Utc);
         Model::from_record(&crate::model::fit::fit_shop("eu", &refs, now, &config)).unwrap()
     };
     let early = fit_after(&mut partition, config.threshold_min_orders as usize - 2);
@@ -371,9 +369,6 @@ fn high_value_and_vip_wait_for_thresholds_the_shops_own_orders_informed() {
     }
     profiles.extend(latest.into_values());
     let refs: Vec<&CustomerProfile> = profiles.iter().collect();
-    let now = chrono::DateTime::parse_from_rfc3339("2026-11-30T00:00:00Z")
-        .unwrap()
-        .with_timezone(&chrono::Utc);
     let record = crate::model::fit::fit_shop("eu", &refs, now, &config);
     // Sixty customers who all keep buying tell nothing about dropout: the fit runs away
     // (a and b in the millions), which would make every score take millions of series

@@ -67,16 +67,17 @@ pub async fn write_all(
     Ok(())
 }
 
-/// Reads every record written to `topic` before now (end markers left out), decoded, on a
-/// blocking thread: the audit at start, the dead letters for a replay.
-pub async fn read_each<T: Contract + Send + 'static>(
+/// Folds every record written to `topic` before now (end markers left out), decoded, into
+/// `state` on a blocking thread: the audit at start, the dead letters for a replay.
+pub async fn fold_each<T: Contract + Send + 'static, S: Send + 'static>(
     config: &Config,
     bootstrap: &str,
     decoder: &Decoder,
     topic: &str,
     purpose: &str,
-    mut f: impl FnMut(Result<T, CodecError>) + Send + 'static,
-) -> anyhow::Result<()> {
+    mut state: S,
+    mut f: impl FnMut(&mut S, Result<T, CodecError>) + Send + 'static,
+) -> anyhow::Result<S> {
     let (kafka_config, bootstrap, topic, decoder, purpose) = (
         config.kafka.clone(),
         bootstrap.to_string(),
@@ -84,17 +85,17 @@ pub async fn read_each<T: Contract + Send + 'static>(
         decoder.clone(),
         purpose.to_string(),
     );
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<S> {
         let consumer = reader(&kafka_config, &bootstrap, &purpose)?;
         read_all_now(&kafka_config, &bootstrap, &consumer, &topic, |m| {
             if m.key() == Some(END_MARKER.as_bytes()) {
                 return;
             }
             if let Some(v) = m.payload() {
-                f(decoder.decode::<T>(v));
+                f(&mut state, decoder.decode::<T>(v));
             }
         })?;
-        Ok(())
+        Ok(state)
     })
     .await?
 }
@@ -109,18 +110,21 @@ pub async fn fold_audit<S: Send + 'static>(
     state: S,
     mut f: impl FnMut(&mut S, &Delivery) + Send + 'static,
 ) -> anyhow::Result<S> {
-    let state = std::sync::Arc::new(std::sync::Mutex::new(Some(state)));
-    let folded = state.clone();
     let topic = &config.topics.deliveries.name;
-    read_each::<Delivery>(config, bootstrap, decoder, topic, purpose, move |d| {
-        if let Ok(d) = d {
-            if d.sink == sink {
-                let mut s = folded.lock().expect("audit state");
-                f(s.as_mut().expect("folding"), &d);
+    fold_each::<Delivery, S>(
+        config,
+        bootstrap,
+        decoder,
+        topic,
+        purpose,
+        state,
+        move |s, d| {
+            if let Ok(d) = d {
+                if d.sink == sink {
+                    f(s, &d);
+                }
             }
-        }
-    })
-    .await?;
-    let mut s = state.lock().expect("audit state");
-    Ok(s.take().expect("folded once"))
+        },
+    )
+    .await
 }

@@ -22,7 +22,7 @@ use super::metrics::Metrics;
 use super::pending::{Item, Original, Taken};
 use super::records::open_original;
 use super::runner::{apply_audit, recorder};
-use crate::audit::{fold_audit, read_each};
+use crate::audit::{fold_audit, fold_each};
 
 /// Which dead letters to replay.
 #[derive(Clone, Debug, Default)]
@@ -226,27 +226,19 @@ pub async fn replay(
     )
     .await?;
     let known = Arc::new(Mutex::new(known));
-    let read = Arc::new(Mutex::new((Vec::new(), 0usize)));
-    {
-        let read = read.clone();
-        let topic = &config.topics.crm_dead_letter.name;
-        read_each(
-            config,
-            bootstrap,
-            &decoder,
-            topic,
-            "crm-replay-read",
-            move |dl| {
-                let mut read = read.lock().expect("dead letters");
-                match dl {
-                    Ok(dl) => read.0.push(dl),
-                    Err(_) => read.1 += 1,
-                }
-            },
-        )
-        .await?;
-    }
-    let (records, unreadable) = std::mem::take(&mut *read.lock().expect("dead letters"));
+    let (records, unreadable) = fold_each(
+        config,
+        bootstrap,
+        &decoder,
+        &config.topics.crm_dead_letter.name,
+        "crm-replay-read",
+        (Vec::new(), 0usize),
+        |(records, unreadable), dl| match dl {
+            Ok(dl) => records.push(dl),
+            Err(_) => *unreadable += 1,
+        },
+    )
+    .await?;
     let (dead_letters, already_replayed, outstanding) = outstanding(records, &replayed);
     let selected: Vec<CrmDeadLetter> = outstanding
         .into_iter()
