@@ -345,7 +345,9 @@ async fn main() -> anyhow::Result<()> {
     let tansu = tokio::task::spawn_blocking(Tansu::start).await?;
     let config = config(&tansu.bootstrap);
     let shop = &config.shops[0];
-    let secret = shop.secret.clone().unwrap();
+    let secret = shop
+        .resolved_secret()
+        .expect("the bench configures a secret");
     let source = shop.source.clone();
     let producer = Producer::start(&config, true).await?;
     println!(
@@ -357,6 +359,7 @@ async fn main() -> anyhow::Result<()> {
     // Baseline: the same records, encoded beforehand, through a plain rdkafka producer with the
     // same settings (idempotent, acks=all, linger, compression, murmur2).
     let encoders = Encoders::single_object(Topics::from_config(&config.topics));
+    let customers = woostream_core::privacy::CustomerHasher::for_shop(&config, &shop.id);
     let records: Vec<Record> = work
         .iter()
         .map(|b| {
@@ -369,6 +372,7 @@ async fn main() -> anyhow::Result<()> {
                 correlation_id: "bench",
                 received_at: chrono::Utc::now(),
                 origin: Origin::Webhook,
+                customers: &customers,
             };
             encoders
                 .event_record(&normalise(&d, &b.body).unwrap())

@@ -203,3 +203,192 @@ async fn beyond_the_connection_and_request_limits_the_producer_sheds_load_and_re
     drop(held);
     p.stop().await.unwrap();
 }
+
+/// `read_topic_now` with the names of the test's own reader group.
+async fn records_in(
+    config: &woostream_core::config::Config,
+    topic: &str,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    woostream_tests::read_topic_now(config, &format!("edge-{topic}"), topic).await
+}
+
+fn dead_letter_reasons(
+    config: &woostream_core::config::Config,
+    records: &[rdkafka::message::OwnedMessage],
+) -> Vec<woostream_core::events::IngestDeadLetter> {
+    use rdkafka::Message;
+    let _ = config;
+    let d = woostream_core::codec::Decoder::new();
+    records
+        .iter()
+        .map(|m| d.decode(m.payload().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_delivery_is_kept_once_and_a_topic_swap_or_deep_nesting_changes_nothing() {
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let config = config(&tansu.bootstrap);
+    let p = Producer::start(&config, true).await.unwrap();
+    let order = fixture("woo_order_example.webhook_body.json");
+    let status_of = |text: &str| -> String {
+        serde_json::from_str::<serde_json::Value>(text).unwrap()["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    let first = Post {
+        delivery_id: Some("delivery-1"),
+        ..Post::signed("order.created", &order)
+    };
+    let (code, text) = first.send(&p.url).await;
+    assert_eq!(
+        (code, status_of(&text).as_str()),
+        (200, "accepted"),
+        "{text}"
+    );
+    // The same request again, then with the topic header swapped: WooCommerce signs only the
+    // body, so the header is the replayer's to choose.
+    let (code, text) = first.send(&p.url).await;
+    assert_eq!(
+        (code, status_of(&text).as_str()),
+        (200, "duplicate"),
+        "{text}"
+    );
+    let swapped = Post {
+        topic: Some("customer.deleted"),
+        ..first
+    };
+    let (code, text) = swapped.send(&p.url).await;
+    assert_eq!(
+        (code, status_of(&text).as_str()),
+        (200, "duplicate"),
+        "{text}"
+    );
+    // With a new delivery id it is not a resend, and an order body cannot be a deletion.
+    let (code, text) = Post::signed("customer.deleted", &order).send(&p.url).await;
+    assert_eq!(
+        (code, status_of(&text).as_str()),
+        (200, "dead-lettered"),
+        "{text}"
+    );
+    assert!(text.contains("wrong_resource"), "{text}");
+
+    // JSON nested far deeper than any order: a dead letter, not a stack overflow.
+    let mut deep = String::from(r#"{"id": 1, "line_items": [], "meta_data": "#);
+    deep.push_str(&"[".repeat(100_000));
+    deep.push_str(&"]".repeat(100_000));
+    deep.push('}');
+    let (code, text) = Post::signed("order.created", deep.as_bytes())
+        .send(&p.url)
+        .await;
+    assert_eq!(
+        (code, status_of(&text).as_str()),
+        (200, "dead-lettered"),
+        "{text}"
+    );
+    assert!(text.contains("invalid_json"), "{text}");
+
+    // Afterwards the producer still takes deliveries.
+    let (code, _) = Post::signed("order.updated", &order).send(&p.url).await;
+    assert_eq!(code, 200);
+
+    let orders = records_in(&config, "woo.orders").await;
+    assert_eq!(orders.len(), 2, "the order once, then its update");
+    assert!(
+        records_in(&config, "woo.customers").await.is_empty(),
+        "no customer was erased"
+    );
+    let dead = records_in(&config, "woostream.dlq.ingest").await;
+    let dead = dead_letter_reasons(&config, &dead);
+    let codes: Vec<&str> = dead.iter().map(|d| d.reason_code.as_str()).collect();
+    assert_eq!(codes, ["wrong_resource", "invalid_json"]);
+    assert_eq!(
+        p.metric(
+            "woostream_webhook_requests_total",
+            &[("outcome", "duplicate")]
+        ),
+        2.0
+    );
+    p.stop().await.unwrap();
+}
+
+/// A real order with thousands of line items: about 1.5 MB of JSON, over librdkafka's default
+/// 1,000,000-byte record limit once encoded.
+fn large_order() -> Vec<u8> {
+    let mut order: serde_json::Value =
+        serde_json::from_slice(&fixture("woo_order_example.webhook_body.json")).unwrap();
+    let item = order["line_items"][0].clone();
+    let items: Vec<serde_json::Value> = (0..4_000)
+        .map(|i| {
+            let mut it = item.clone();
+            it["id"] = (1_000 + i).into();
+            it["name"] = format!(
+                "Limited print no. {i} — {}",
+                "signed and numbered ".repeat(10)
+            )
+            .into();
+            it["sku"] = format!("PRINT-{i:05}").into();
+            it
+        })
+        .collect();
+    order["line_items"] = items.into();
+    serde_json::to_vec(&order).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_legitimate_order_is_accepted_and_one_kafka_cannot_take_is_a_dead_letter() {
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let config = config(&tansu.bootstrap);
+    let p = Producer::start(&config, true).await.unwrap();
+    let body = large_order();
+    assert!(body.len() > 1_400_000, "{} bytes", body.len());
+    let (code, text) = Post::signed("order.created", &body).send(&p.url).await;
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("accepted"), "{text}");
+    let orders = records_in(&config, "woo.orders").await;
+    assert_eq!(orders.len(), 1);
+    let d = woostream_core::codec::Decoder::new();
+    let event: woostream_core::events::OrderEvent = {
+        use rdkafka::Message;
+        let payload = orders[0].payload().unwrap();
+        assert!(
+            payload.len() > 1_000_000,
+            "over librdkafka's default limit: {} bytes",
+            payload.len()
+        );
+        d.decode(payload).unwrap()
+    };
+    assert_eq!(event.order.unwrap().line_items.len(), 4_000);
+    p.stop().await.unwrap();
+
+    // A Kafka that takes less than the event, as a topic created with a smaller
+    // max.message.bytes does (set here on the client, past the start-up check that keeps the
+    // defaults in agreement): a permanent refusal. The delivery is kept as a dead letter and
+    // answered 200, never a 503 that WooCommerce would retry until it disables the webhook.
+    let mut small = config.clone();
+    small.kafka.max_message_bytes = 300_000;
+    let p = Producer::start(&small, false).await.unwrap();
+    let (code, text) = Post::signed("order.created", &body).send(&p.url).await;
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("refused_by_kafka"), "{text}");
+    let dead = records_in(&small, "woostream.dlq.ingest").await;
+    let dead = dead_letter_reasons(&small, &dead);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason_code, "refused_by_kafka");
+    // Too large as a dead letter too: its start, its size and its hash are kept.
+    assert_eq!(dead[0].body.len(), 64 * 1024);
+    assert_eq!(&dead[0].body[..], &body[..64 * 1024]);
+    assert!(
+        dead[0].reason.contains(&format!("of {} bytes", body.len())),
+        "{}",
+        dead[0].reason
+    );
+    use sha2::Digest;
+    assert_eq!(
+        dead[0].body_sha256,
+        hex::encode(sha2::Sha256::digest(&body))
+    );
+    p.stop().await.unwrap();
+}

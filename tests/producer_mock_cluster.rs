@@ -10,7 +10,7 @@ use woostream_core::codec::Decoder;
 use woostream_core::config::Config;
 use woostream_core::events::{CustomerKey, IngestDeadLetter, OrderEvent};
 use woostream_core::headers;
-use woostream_producer::normalise::email_hash;
+use woostream_core::privacy::CustomerHasher;
 use woostream_tests::*;
 
 fn cluster(config: &Config) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
@@ -71,7 +71,12 @@ async fn an_accepted_order_is_in_kafka_keyed_by_its_customer_with_headers() {
     let key: CustomerKey = d.decode(m.key().unwrap()).unwrap();
     assert_eq!(
         key.customer,
-        format!("guest:{}", email_hash("john.doe@example.com").unwrap())
+        format!(
+            "guest:{}",
+            CustomerHasher::for_shop(&config, &config.shops[0].id)
+                .email_hash("john.doe@example.com")
+                .unwrap()
+        )
     );
     let event: OrderEvent = d.decode(m.payload().unwrap()).unwrap();
     assert_eq!(
@@ -113,6 +118,7 @@ async fn the_ping_gets_exactly_200_and_produces_nothing() {
         secret: None,
         source: None,
         content_type: "application/x-www-form-urlencoded",
+        delivery_id: None,
     };
     assert_eq!(ping.send(&p.url).await.0, 200);
     // Then a real order: it must be the first and only record anywhere.

@@ -50,6 +50,7 @@ pub fn sale_records(orders: usize, history: usize, seed: u64) -> Vec<Record> {
             correlation_id: &correlation,
             received_at: start,
             origin: Origin::Webhook,
+            customers: &woostream_core::privacy::CustomerHasher::new(b"test"),
         };
         let event = normalise(&d, &w.body).expect("the simulator's payloads are valid");
         let record = encoders.event_record(&event).expect("encodes");

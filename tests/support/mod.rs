@@ -179,6 +179,8 @@ pub struct Post<'a> {
     pub secret: Option<&'a str>,
     pub source: Option<&'a str>,
     pub content_type: &'a str,
+    /// X-WC-Webhook-Delivery-ID; absent: a new one per send, as WooCommerce does.
+    pub delivery_id: Option<&'a str>,
 }
 
 impl<'a> Post<'a> {
@@ -189,6 +191,7 @@ impl<'a> Post<'a> {
             secret: Some(SECRET),
             source: Some(SOURCE),
             content_type: "application/json",
+            delivery_id: None,
         }
     }
 
@@ -202,7 +205,12 @@ impl<'a> Post<'a> {
             req = req
                 .header("x-wc-webhook-topic", t)
                 .header("x-wc-webhook-id", "7")
-                .header("x-wc-webhook-delivery-id", "d3adb33f");
+                .header(
+                    "x-wc-webhook-delivery-id",
+                    self.delivery_id
+                        .map(str::to_string)
+                        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                );
         }
         if let Some(s) = self.source {
             req = req.header("x-wc-webhook-source", s);

@@ -56,9 +56,9 @@ pub struct CrmConfig {
     /// Base URL of the HubSpot API (a test server in tests).
     #[serde(default = "default_api_url")]
     pub api_url: String,
-    /// Private-app or OAuth access token.
+    /// Private-app or OAuth access token (or `{ env = … }`, `{ file = … }`).
     #[serde(default)]
-    pub token: Option<String>,
+    pub token: Option<crate::secret::Secret>,
     /// Or: the environment variable holding it.
     #[serde(default)]
     pub token_env: Option<String>,
@@ -119,7 +119,7 @@ pub struct CrmConfig {
     /// Base64 of 32 bytes: when set, the original change in dead-letter records (it holds
     /// personal data) is sealed with ChaCha20-Poly1305.
     #[serde(default)]
-    pub dead_letter_key: Option<String>,
+    pub dead_letter_key: Option<crate::secret::Secret>,
 }
 
 impl fmt::Debug for CrmConfig {
@@ -128,7 +128,7 @@ impl fmt::Debug for CrmConfig {
         f.debug_struct("CrmConfig")
             .field("enabled", &self.enabled)
             .field("api_url", &self.api_url)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token)
             .field("token_env", &self.token_env)
             .field("dry_run", &self.dry_run)
             .field("pipeline", &self.pipeline)
@@ -220,8 +220,13 @@ fn merged(defaults: &[(&str, &str)], over: &BTreeMap<String, String>) -> BTreeMa
 }
 
 impl CrmConfig {
+    /// The key sealing dead letters, if one is set (checked at start-up).
+    pub fn resolved_dead_letter_key(&self) -> Option<String> {
+        crate::secret::resolve_secret(&self.dead_letter_key, &None)
+    }
+
     pub fn resolved_token(&self) -> Option<String> {
-        crate::config::resolve_secret(&self.token, &self.token_env)
+        crate::secret::resolve_secret(&self.token, &self.token_env)
     }
 
     /// Contact field → property, defaults included, left-out fields removed.
@@ -296,16 +301,20 @@ impl CrmConfig {
         if !self.api_url.starts_with("http://") && !self.api_url.starts_with("https://") {
             return Err(("crm.api_url".into(), "expected an http(s) URL".into()));
         }
-        if self
-            .dead_letter_key
-            .as_ref()
-            .is_some_and(|k| !crate::sealing::key_is_valid(k))
-        {
-            return Err((
-                "crm.dead_letter_key".into(),
-                crate::sealing::KEY_EXPECTED.into(),
-            ));
+        if let Some(key) = &self.dead_letter_key {
+            match key.resolve() {
+                Err(e) => return Err(("crm.dead_letter_key".into(), e)),
+                Ok(k) if !crate::sealing::key_is_valid(&k) => {
+                    return Err((
+                        "crm.dead_letter_key".into(),
+                        crate::sealing::KEY_EXPECTED.into(),
+                    ))
+                }
+                Ok(_) => {}
+            }
         }
+        crate::secret::check_secret(&self.token, &self.token_env)
+            .map_err(|e| ("crm.token".to_string(), e))?;
         if self.enabled && !self.dry_run && self.resolved_token().is_none() {
             return Err((
                 "crm.token".into(),

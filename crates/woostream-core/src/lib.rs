@@ -15,6 +15,7 @@ pub mod registry;
 pub mod resume;
 pub mod retry;
 pub mod sealing;
+pub mod secret;
 pub mod shutdown;
 pub mod slack_config;
 pub mod telemetry;

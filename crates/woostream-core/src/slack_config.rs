@@ -7,6 +7,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::secret::Secret;
+
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
@@ -18,7 +20,7 @@ pub struct SlackConfig {
     pub api_url: String,
     /// Bot token (`xoxb-…`) for `chat.postMessage`.
     #[serde(default)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Or: the environment variable holding it.
     #[serde(default)]
     pub token_env: Option<String>,
@@ -69,7 +71,7 @@ impl fmt::Debug for SlackConfig {
         f.debug_struct("SlackConfig")
             .field("group_id", &self.group_id)
             .field("api_url", &self.api_url)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token)
             .field("token_env", &self.token_env)
             .field("dry_run", &self.dry_run)
             .field("channels", &self.channels)
@@ -103,7 +105,7 @@ impl Default for SlackConfig {
 
 impl SlackConfig {
     pub fn resolved_token(&self) -> Option<String> {
-        crate::config::resolve_secret(&self.token, &self.token_env)
+        crate::secret::resolve_secret(&self.token, &self.token_env)
     }
 }
 
@@ -118,7 +120,7 @@ pub struct SlackChannel {
     pub id: Option<String>,
     /// Post through this incoming webhook instead of the bot token.
     #[serde(default)]
-    pub webhook_url: Option<String>,
+    pub webhook_url: Option<Secret>,
     #[serde(default)]
     pub webhook_url_env: Option<String>,
 }
@@ -129,7 +131,7 @@ impl fmt::Debug for SlackChannel {
         f.debug_struct("SlackChannel")
             .field("name", &self.name)
             .field("id", &self.id)
-            .field("webhook", &self.webhook_url.as_ref().map(|_| "<redacted>"))
+            .field("webhook_url", &self.webhook_url)
             .field("webhook_url_env", &self.webhook_url_env)
             .finish()
     }
@@ -137,7 +139,7 @@ impl fmt::Debug for SlackChannel {
 
 impl SlackChannel {
     pub fn resolved_webhook(&self) -> Option<String> {
-        crate::config::resolve_secret(&self.webhook_url, &self.webhook_url_env)
+        crate::secret::resolve_secret(&self.webhook_url, &self.webhook_url_env)
     }
 }
 

@@ -222,6 +222,7 @@ mod tests {
             correlation_id: "c",
             received_at: Utc::now(),
             origin: Origin::Webhook,
+            customers: &woostream_core::privacy::CustomerHasher::new(b"test"),
         };
         let Ok(Event::Order(_, e)) = normalise(&d, body) else {
             panic!("the fixture is an order")

@@ -4,6 +4,7 @@
 //! `server` is the HTTP edge; [`start`] wires them together.
 
 pub mod catalogue;
+pub mod dedup;
 pub mod listener;
 pub mod metrics;
 pub mod normalise;
@@ -51,6 +52,7 @@ pub async fn start(
     if config.shops.is_empty() {
         anyhow::bail!("no shops are configured: add a [[shops]] entry with id, source and secret");
     }
+    config.check_secrets(&["shops[", "producer.", "privacy.", "schema_registry."])?;
     // Not ready until the webhook port is bound (the catalogue is loaded before that).
     let webhooks_ready = readiness.condition("webhooks");
     let metrics = Metrics::register(registry).context("registering producer metrics")?;
@@ -63,7 +65,7 @@ pub async fn start(
     let registry_client = config
         .schema_registry
         .as_ref()
-        .map(|r| RegistryClient::new(&r.url, r.username.clone(), r.password.clone()));
+        .map(|r| RegistryClient::new(&r.url, r.username.clone(), r.resolved_password()));
     let (encoders, decoder) = match &registry_client {
         Some(client) => (
             Encoders::with_registry(topics, client)

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use woostream_core::events::*;
 use woostream_core::money::parse_wc_gmt;
-use woostream_core::privacy::hide_quoted_values;
+use woostream_core::privacy::{hide_quoted_values, CustomerHasher};
 use woostream_core::Money;
 
 use crate::woo::*;
@@ -23,6 +23,8 @@ pub struct WebhookDelivery<'a> {
     pub correlation_id: &'a str,
     pub received_at: DateTime<Utc>,
     pub origin: Origin,
+    /// The shop's keyed customer hash (for guests' keys and `email_hash`).
+    pub customers: &'a CustomerHasher,
 }
 
 impl WebhookDelivery<'_> {
@@ -76,6 +78,8 @@ pub enum RejectCode {
     ResourceError,
     InvalidField,
     UnsupportedMediaType,
+    /// A readable event Kafka refuses for good (too large for the topic, not authorised).
+    RefusedByKafka,
 }
 
 impl RejectCode {
@@ -88,6 +92,7 @@ impl RejectCode {
             RejectCode::ResourceError => "resource_error",
             RejectCode::InvalidField => "invalid_field",
             RejectCode::UnsupportedMediaType => "unsupported_media_type",
+            RejectCode::RefusedByKafka => "refused_by_kafka",
         }
     }
 }
@@ -148,17 +153,6 @@ pub fn parse_topic(topic: &str) -> Option<Topic> {
         e => Action::parse(e)?,
     };
     Some(Topic::Resource(resource, action))
-}
-
-/// SHA-256 of the normalised (trimmed, lower-case) email, hex, 32 characters. Stable across
-/// shops and deployments so a guest's orders and a later account can be linked.
-pub fn email_hash(email: &str) -> Option<String> {
-    let normalised = email.trim().to_lowercase();
-    if normalised.is_empty() {
-        return None;
-    }
-    let digest = Sha256::digest(normalised.as_bytes());
-    Some(hex::encode(&digest[..16]))
 }
 
 /// Deterministic event id: the same payload delivered twice gets the same id.
@@ -281,7 +275,7 @@ pub fn normalise(d: &WebhookDelivery<'_>, body: &[u8]) -> Result<Event, Rejectio
             })
         }
         Topic::Resource(Resource::Order, action) => {
-            let order = order(parse(body)?)?;
+            let order = order(parse(body)?, d.customers)?;
             Ok(Event::Order(
                 CustomerKey {
                     shop_id,
@@ -311,7 +305,7 @@ pub fn normalise(d: &WebhookDelivery<'_>, body: &[u8]) -> Result<Event, Rejectio
             ))
         }
         Topic::Resource(Resource::Customer, action) => {
-            let customer = customer(parse(body)?);
+            let customer = customer(parse(body)?, d.customers);
             Ok(Event::Customer(
                 CustomerKey {
                     shop_id,
@@ -354,7 +348,10 @@ pub fn normalise_review(d: &WebhookDelivery<'_>, json: &[u8]) -> Result<Event, R
         status: w.status.unwrap_or_else(|| "approved".into()),
         rating: w.rating.unwrap_or(0).clamp(0, 5) as i32,
         verified: w.verified,
-        reviewer_email_hash: w.reviewer_email.as_deref().and_then(email_hash),
+        reviewer_email_hash: w
+            .reviewer_email
+            .as_deref()
+            .and_then(|e| d.customers.email_hash(e)),
         text: html_to_text(&w.review),
         created_at: date(&w.date_created_gmt),
     };
@@ -382,13 +379,13 @@ pub fn customer_key(customer_id: Option<i64>, email_hash: Option<&str>, order_id
     }
 }
 
-fn order(w: WooOrder) -> Result<Order, Rejection> {
+fn order(w: WooOrder, customers: &CustomerHasher) -> Result<Order, Rejection> {
     let zero = |m: Option<Money>| m.unwrap_or(Money::ZERO);
     let email_hash = w
         .billing
         .as_ref()
         .and_then(|b| b.email.as_deref())
-        .and_then(email_hash);
+        .and_then(|e| customers.email_hash(e));
     let customer_id = w.customer_id.filter(|id| *id > 0);
     let line_items = w
         .line_items
@@ -518,10 +515,10 @@ fn product(w: WooProduct) -> Product {
     }
 }
 
-fn customer(w: WooCustomer) -> CustomerRecord {
+fn customer(w: WooCustomer, customers: &CustomerHasher) -> CustomerRecord {
     CustomerRecord {
         id: w.id,
-        email_hash: email_hash(&w.email),
+        email_hash: customers.email_hash(&w.email),
         email: Some(w.email).filter(|e| !e.trim().is_empty()),
         first_name: w.first_name,
         last_name: w.last_name,

@@ -11,6 +11,13 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{FIXTURES}{name}")).unwrap()
 }
 
+static CUSTOMERS: std::sync::LazyLock<CustomerHasher> =
+    std::sync::LazyLock::new(|| CustomerHasher::new(b"test installation key"));
+
+fn email_hash(email: &str) -> Option<String> {
+    CUSTOMERS.email_hash(email)
+}
+
 fn delivery(topic: &'static str) -> WebhookDelivery<'static> {
     WebhookDelivery {
         shop_id: "eu",
@@ -21,6 +28,7 @@ fn delivery(topic: &'static str) -> WebhookDelivery<'static> {
         correlation_id: "corr-1",
         received_at: Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
         origin: Origin::Webhook,
+        customers: &CUSTOMERS,
     }
 }
 

@@ -24,8 +24,10 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 use woostream_core::config::{normalise_source, Config};
 use woostream_core::events::{IngestDeadLetter, Origin};
+use woostream_core::privacy::CustomerHasher;
 
 use crate::catalogue::Catalogue;
+use crate::dedup::RecentDeliveries;
 use crate::metrics::Metrics;
 use crate::normalise::{
     normalise, parse_topic, Event, RejectCode, Rejection, Topic, WebhookDelivery,
@@ -39,6 +41,7 @@ pub struct Shop {
     pub id: String,
     source: String,
     secret: String,
+    customers: CustomerHasher,
 }
 
 pub struct Ingest {
@@ -52,6 +55,7 @@ pub struct Ingest {
     metrics: Metrics,
     dead_letter_cipher: Option<ChaCha20Poly1305>,
     catalogue: Arc<Catalogue>,
+    recent: RecentDeliveries,
 }
 
 impl Ingest {
@@ -69,11 +73,14 @@ impl Ingest {
                 id: s.id.clone(),
                 source: normalise_source(&s.source),
                 secret: s.resolved_secret().unwrap_or_default(),
+                customers: CustomerHasher::for_shop(config, &s.id),
             })
             .collect();
         let dead_letter_cipher = config
             .producer
             .dead_letter_key
+            .as_ref()
+            .and_then(|k| k.resolve().ok())
             .as_deref()
             .map(woostream_core::sealing::cipher);
         Ingest {
@@ -86,6 +93,10 @@ impl Ingest {
             metrics,
             dead_letter_cipher,
             catalogue,
+            recent: RecentDeliveries::new(
+                std::time::Duration::from_secs(config.producer.dedup_window_secs),
+                config.producer.dedup_capacity,
+            ),
         }
     }
 }
@@ -323,11 +334,28 @@ async fn handle(
             }
         },
     };
+    let delivery_id = h.delivery_id.as_deref();
+    if ingest.recent.is_resend(&shop.id, delivery_id, signature) {
+        tracing::info!(
+            correlation_id = cid,
+            shop = %shop.id,
+            "An exact resend of a delivery already kept; answered without producing it again."
+        );
+        let body = serde_json::json!({"status": "duplicate"});
+        return (
+            Some(shop.id.clone()),
+            "duplicate",
+            answer(StatusCode::OK, cid, body),
+        );
+    }
     let source = h.source.clone().unwrap_or_else(|| shop.source.clone());
     let (outcome, response) = match accept(ingest, h, shop, &source, &body).await {
         Ok(answered) => answered,
         Err(not_an_event) => dead_letter(ingest, h, shop, &source, &body, not_an_event).await,
     };
+    if response.status().is_success() {
+        ingest.recent.remember(&shop.id, delivery_id, signature);
+    }
     (Some(shop.id.clone()), outcome, response)
 }
 
@@ -381,6 +409,7 @@ async fn accept(
         correlation_id: cid,
         received_at: Utc::now(),
         origin: Origin::Webhook,
+        customers: &shop.customers,
     };
     let mut event = normalise(&delivery, body).map_err(|rejection| {
         if rejection.code == RejectCode::NotUtf8 {
@@ -426,9 +455,20 @@ async fn accept(
                 serde_json::json!({"status": "spooled", "event_id": event_id}),
             ),
         ),
+        // Retrying cannot help (a record larger than the topic takes): kept as a dead letter
+        // and answered 200, never a 503 that WooCommerce would retry until it disables the hook.
+        Err(PublishError::Refused(e)) => {
+            return Err(NotAnEvent::kept(Rejection {
+                code: RejectCode::RefusedByKafka,
+                reason: format!("Kafka refused the event for good: {e}"),
+            }))
+        }
         Err(e) => ("unavailable", unavailable(cid, &e)),
     })
 }
+
+/// What a dead letter keeps of a body Kafka would not take whole.
+const KEPT_PREFIX_BYTES: usize = 64 * 1024;
 
 fn unauthorized(
     ingest: &Ingest,
@@ -490,36 +530,24 @@ async fn dead_letter(
         outcome,
     } = not_an_event;
     let cid = h.correlation_id.as_str();
-    let (body_encryption, stored) =
-        woostream_core::sealing::seal(ingest.dead_letter_cipher.as_ref(), body);
-    let dl = IngestDeadLetter {
-        received_at: Utc::now(),
-        correlation_id: cid.to_string(),
-        shop_id: Some(shop.id.clone()),
-        source: Some(source.to_string()),
-        wc_topic: h.topic.clone(),
-        webhook_id: h.webhook_id,
-        delivery_id: h.delivery_id.clone(),
-        content_type: h.content_type.clone(),
-        reason_code: rejection.code.as_str().to_string(),
-        reason: rejection.reason.clone(),
-        body_sha256: hex::encode(Sha256::digest(body)),
-        body_encryption: body_encryption.to_string(),
-        body: stored,
-    };
-    let record = match ingest.encoders.dead_letter_record(&dl) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(correlation_id = cid, error = %e, "Could not encode a dead letter.");
-            let answer = (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "dead letter encoding failed",
-            );
-            return ("error", answer.into_response());
-        }
-    };
-    match ingest.publisher.publish(record).await {
-        Ok(_) => {
+    let mut published = publish_dead_letter(ingest, h, shop, source, body, &rejection, None).await;
+    if matches!(published, Ok(Err(PublishError::Refused(_)))) && body.len() > KEPT_PREFIX_BYTES {
+        // Too large even as a dead letter (the topic's limit is below ours): keep its start,
+        // its size and its SHA-256, which is what an operator needs to find it in the shop.
+        published = publish_dead_letter(
+            ingest,
+            h,
+            shop,
+            source,
+            body,
+            &rejection,
+            Some(KEPT_PREFIX_BYTES),
+        )
+        .await;
+    }
+    match published {
+        Err(answer) => answer,
+        Ok(Ok(())) => {
             ingest
                 .metrics
                 .dead_lettered
@@ -535,6 +563,58 @@ async fn dead_letter(
             let body = serde_json::json!({"status": "dead-lettered", "reason_code": rejection.code.as_str(), "reason": rejection.reason});
             (outcome, answer(status, cid, body))
         }
-        Err(e) => ("unavailable", unavailable(cid, &e)),
+        Ok(Err(e)) => ("unavailable", unavailable(cid, &e)),
     }
+}
+
+/// Writes one dead letter, with the whole body or (`cut_to`) its first bytes. The outer error
+/// is an answer already made (the record could not be encoded).
+async fn publish_dead_letter(
+    ingest: &Ingest,
+    h: &Headers,
+    shop: &Shop,
+    source: &str,
+    body: &[u8],
+    rejection: &Rejection,
+    cut_to: Option<usize>,
+) -> Result<Result<(), PublishError>, (&'static str, Response)> {
+    let cid = h.correlation_id.as_str();
+    let kept = &body[..cut_to.unwrap_or(body.len()).min(body.len())];
+    let reason = match cut_to {
+        Some(n) => format!(
+            "{} (the body is cut to its first {n} of {} bytes: Kafka would not take it whole)",
+            rejection.reason,
+            body.len()
+        ),
+        None => rejection.reason.clone(),
+    };
+    let (body_encryption, stored) =
+        woostream_core::sealing::seal(ingest.dead_letter_cipher.as_ref(), kept);
+    let dl = IngestDeadLetter {
+        received_at: Utc::now(),
+        correlation_id: cid.to_string(),
+        shop_id: Some(shop.id.clone()),
+        source: Some(source.to_string()),
+        wc_topic: h.topic.clone(),
+        webhook_id: h.webhook_id,
+        delivery_id: h.delivery_id.clone(),
+        content_type: h.content_type.clone(),
+        reason_code: rejection.code.as_str().to_string(),
+        reason,
+        body_sha256: hex::encode(Sha256::digest(body)),
+        body_encryption: body_encryption.to_string(),
+        body: stored,
+    };
+    let record = match ingest.encoders.dead_letter_record(&dl) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(correlation_id = cid, error = %e, "Could not encode a dead letter.");
+            let answer = (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "dead letter encoding failed",
+            );
+            return Err(("error", answer.into_response()));
+        }
+    };
+    Ok(ingest.publisher.publish(record).await.map(drop))
 }

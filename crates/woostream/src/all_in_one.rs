@@ -23,7 +23,7 @@ pub fn demo_shop(o: &simulate::Options) -> ShopConfig {
     ShopConfig {
         id: "flash-sale-demo".into(),
         source: o.source.clone(),
-        secret: Some(o.secret.clone()),
+        secret: Some(o.secret.clone().into()),
         secret_env: None,
     }
 }

@@ -276,7 +276,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => {
             let c = load(Some(&config))?;
-            println!("{} is valid.\n{c:#?}", config.display());
+            let origin = config.display().to_string();
+            println!(
+                "# {origin} is valid. The effective configuration (defaults and WOOSTREAM__ overrides\n# applied), every secret hidden:\n\n{}",
+                c.redacted().to_text(&origin)?
+            );
             Ok(())
         }
     }

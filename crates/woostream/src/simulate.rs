@@ -621,6 +621,7 @@ mod tests {
             correlation_id: "c",
             received_at: Utc::now(),
             origin: woostream_core::events::Origin::Webhook,
+            customers: &woostream_core::privacy::CustomerHasher::new(b"test"),
         };
         let mut customers = std::collections::HashMap::new();
         let mut guests = 0;

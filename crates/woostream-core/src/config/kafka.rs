@@ -2,8 +2,11 @@
 //! topics woostream writes with how they are created.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -18,9 +21,147 @@ pub struct KafkaConfig {
     pub linger_ms: u64,
     /// none, gzip, snappy, lz4 or zstd.
     pub compression: String,
-    /// Passed to librdkafka last, e.g. `"security.protocol" = "SASL_SSL"`. Settings woostream
+    /// The largest record woostream writes (librdkafka's `message.max.bytes`, and the
+    /// `max.message.bytes` of the topics it creates). At least `producer.max_body_bytes` plus
+    /// 64 KiB, so that the dead letter of any body the producer accepts fits. A record Kafka
+    /// refuses as too large is dead-lettered, never retried.
+    pub max_message_bytes: usize,
+    /// How every client authenticates and encrypts: producers, consumers, the admin client.
+    pub security: KafkaSecurity,
+    /// Passed to librdkafka last, e.g. `"socket.keepalive.enable" = "true"`. Settings woostream
     /// relies on (acks, idempotence, partitioner) cannot be overridden here.
     pub options: BTreeMap<String, String>,
+}
+
+/// `[kafka.security]`: the credentials come from the file, the environment or a file of their
+/// own like every other secret.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSecurity {
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. Absent: PLAINTEXT, or SASL_SSL when a
+    /// username is set.
+    pub protocol: Option<String>,
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or GSSAPI.
+    pub mechanism: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// PEM file of the certificate authorities that signed the brokers' certificates.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for brokers that authenticate clients by certificate.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub key_password: Option<Secret>,
+    /// Check that the broker's certificate names the host connected to (default true).
+    pub verify_hostname: Option<bool>,
+}
+
+impl KafkaSecurity {
+    const PROTOCOLS: &'static [&'static str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+    const MECHANISMS: &'static [&'static str] = &[
+        "PLAIN",
+        "SCRAM-SHA-256",
+        "SCRAM-SHA-512",
+        "OAUTHBEARER",
+        "GSSAPI",
+    ];
+
+    fn protocol(&self) -> String {
+        match &self.protocol {
+            Some(p) => p.to_ascii_uppercase(),
+            None if self.username.is_some() => "SASL_SSL".into(),
+            None => "PLAINTEXT".into(),
+        }
+    }
+
+    /// What types alone cannot check; the offending key and what was expected.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let at = |k: &str| format!("kafka.security.{k}");
+        let protocol = self.protocol();
+        if !Self::PROTOCOLS.contains(&protocol.as_str()) {
+            return Err((
+                at("protocol"),
+                format!("expected one of {}", Self::PROTOCOLS.join(", ")),
+            ));
+        }
+        if let Some(m) = &self.mechanism {
+            if !Self::MECHANISMS.contains(&m.to_ascii_uppercase().as_str()) {
+                return Err((
+                    at("mechanism"),
+                    format!("expected one of {}", Self::MECHANISMS.join(", ")),
+                ));
+            }
+        }
+        crate::secret::check_secret(&self.password, &None).map_err(|e| (at("password"), e))?;
+        crate::secret::check_secret(&self.key_password, &None)
+            .map_err(|e| (at("key_password"), e))?;
+        if protocol.starts_with("SASL") && self.username.is_some() != self.password.is_some() {
+            return Err((
+                at("password"),
+                "expected both a username and a password for SASL".into(),
+            ));
+        }
+        for (key, file) in [
+            ("ca_file", &self.ca_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
+        ] {
+            if let Some(path) = file {
+                std::fs::metadata(path)
+                    .map_err(|e| (at(key), format!("cannot read {}: {e}", path.display())))?;
+            }
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err((
+                at("key_file"),
+                "expected both cert_file and key_file for a client certificate".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The librdkafka settings this section stands for.
+    pub fn client_settings(&self) -> Vec<(&'static str, String)> {
+        let mut s = vec![("security.protocol", self.protocol().to_ascii_lowercase())];
+        let resolve = |v: &Option<Secret>| v.as_ref().and_then(|s| s.resolve().ok());
+        if let Some(m) = &self.mechanism {
+            s.push(("sasl.mechanism", m.to_ascii_uppercase()));
+        } else if self.username.is_some() {
+            s.push(("sasl.mechanism", "PLAIN".into()));
+        }
+        if let Some(u) = &self.username {
+            s.push(("sasl.username", u.clone()));
+        }
+        if let Some(p) = resolve(&self.password) {
+            s.push(("sasl.password", p));
+        }
+        for (key, file) in [
+            ("ssl.ca.location", &self.ca_file),
+            ("ssl.certificate.location", &self.cert_file),
+            ("ssl.key.location", &self.key_file),
+        ] {
+            if let Some(path) = file {
+                s.push((key, path.display().to_string()));
+            }
+        }
+        if let Some(p) = resolve(&self.key_password) {
+            s.push(("ssl.key.password", p));
+        }
+        if self.verify_hostname == Some(false) {
+            s.push(("ssl.endpoint.identification.algorithm", "none".into()));
+        }
+        s
+    }
+}
+
+/// librdkafka settings whose value is a credential: `check-config` hides them.
+pub fn is_secret_option(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password")
+        || k.contains("secret")
+        || k.ends_with(".pem")
+        || k == "ssl.key.pem"
+        || k.contains("sasl.oauthbearer.config")
+        || k.contains("token")
 }
 
 impl Default for KafkaConfig {
@@ -31,6 +172,8 @@ impl Default for KafkaConfig {
             delivery_timeout_ms: 10_000,
             linger_ms: 5,
             compression: "lz4".into(),
+            max_message_bytes: 5 * 1024 * 1024,
+            security: KafkaSecurity::default(),
             options: BTreeMap::new(),
         }
     }

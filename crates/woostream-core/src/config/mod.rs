@@ -8,6 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::secret::Secret;
+
 mod enricher;
 mod env;
 mod kafka;
@@ -16,7 +18,7 @@ mod ops;
 mod producer;
 
 pub use enricher::{EnricherConfig, HighValueOrder, Transactions};
-pub use kafka::{KafkaConfig, TopicConfig, TopicsConfig};
+pub use kafka::{KafkaConfig, KafkaSecurity, TopicConfig, TopicsConfig};
 pub use ops::{LogConfig, OpsConfig};
 pub use producer::{resolve_secret, ProducerConfig, ShopConfig};
 
@@ -40,6 +42,17 @@ pub struct Config {
     pub crm: crate::crm_config::CrmConfig,
     pub ops: OpsConfig,
     pub log: LogConfig,
+    pub privacy: PrivacyConfig,
+}
+
+/// `[privacy]`: how personal data is made pseudonymous.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// The installation's key for customer hashes (an HMAC of the normalised email): without
+    /// it, a list of emails would reverse them. Absent: the producer generates one on first
+    /// start and keeps it in the installation topic, so every replica uses the same.
+    pub customer_hash_key: Option<crate::secret::Secret>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -49,7 +62,13 @@ pub struct SchemaRegistryConfig {
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<crate::secret::Secret>,
+}
+
+impl SchemaRegistryConfig {
+    pub fn resolved_password(&self) -> Option<String> {
+        crate::secret::resolve_secret(&self.password, &None)
+    }
 }
 
 /// A configuration mistake, located.
@@ -196,6 +215,141 @@ impl Config {
         Ok(config)
     }
 
+    /// The configuration as `check-config` prints it: every credential hidden (values written
+    /// in the file; where a secret is read from stays), passwords in URLs too.
+    pub fn redacted(&self) -> Config {
+        use crate::secret::Secret;
+        fn hide(s: &mut Option<Secret>) {
+            if let Some(v) = s {
+                *v = v.redacted();
+            }
+        }
+        let mut c = self.clone();
+        for (_, secret) in c.secrets_mut() {
+            hide(secret);
+        }
+        if let Some(r) = &mut c.schema_registry {
+            r.url = hide_url_password(&r.url);
+        }
+        c.slack.api_url = hide_url_password(&c.slack.api_url);
+        c.crm.api_url = hide_url_password(&c.crm.api_url);
+        for (key, value) in c.kafka.options.iter_mut() {
+            if kafka::is_secret_option(key) {
+                *value = crate::secret::REDACTED.into();
+            }
+        }
+        c
+    }
+
+    /// Every secret in the configuration, by key, with its older `*_env` form where it has one.
+    pub fn secrets(&self) -> Vec<(String, &Option<Secret>, Option<&String>)> {
+        let mut all = Vec::new();
+        for (i, shop) in self.shops.iter().enumerate() {
+            all.push((
+                format!("shops[{i}].secret"),
+                &shop.secret,
+                shop.secret_env.as_ref(),
+            ));
+        }
+        all.push((
+            "producer.dead_letter_key".into(),
+            &self.producer.dead_letter_key,
+            None,
+        ));
+        if let Some(r) = &self.schema_registry {
+            all.push(("schema_registry.password".into(), &r.password, None));
+        }
+        all.push((
+            "slack.token".into(),
+            &self.slack.token,
+            self.slack.token_env.as_ref(),
+        ));
+        for (i, c) in self.slack.channels.iter().enumerate() {
+            all.push((
+                format!("slack.channels[{i}].webhook_url"),
+                &c.webhook_url,
+                c.webhook_url_env.as_ref(),
+            ));
+        }
+        all.push((
+            "crm.token".into(),
+            &self.crm.token,
+            self.crm.token_env.as_ref(),
+        ));
+        all.push((
+            "crm.dead_letter_key".into(),
+            &self.crm.dead_letter_key,
+            None,
+        ));
+        all.push((
+            "kafka.security.password".into(),
+            &self.kafka.security.password,
+            None,
+        ));
+        all.push((
+            "kafka.security.key_password".into(),
+            &self.kafka.security.key_password,
+            None,
+        ));
+        all.push((
+            "privacy.customer_hash_key".into(),
+            &self.privacy.customer_hash_key,
+            None,
+        ));
+        all
+    }
+
+    /// The same secrets, to change them (`redacted`). Kept beside `secrets` so the two lists agree.
+    fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Option<Secret>)> {
+        let mut all: Vec<(&'static str, &mut Option<Secret>)> = Vec::new();
+        for shop in &mut self.shops {
+            all.push(("shops[].secret", &mut shop.secret));
+        }
+        all.push((
+            "producer.dead_letter_key",
+            &mut self.producer.dead_letter_key,
+        ));
+        if let Some(r) = &mut self.schema_registry {
+            all.push(("schema_registry.password", &mut r.password));
+        }
+        all.push(("slack.token", &mut self.slack.token));
+        for c in &mut self.slack.channels {
+            all.push(("slack.channels[].webhook_url", &mut c.webhook_url));
+        }
+        all.push(("crm.token", &mut self.crm.token));
+        all.push(("crm.dead_letter_key", &mut self.crm.dead_letter_key));
+        all.push(("kafka.security.password", &mut self.kafka.security.password));
+        all.push((
+            "kafka.security.key_password",
+            &mut self.kafka.security.key_password,
+        ));
+        all.push((
+            "privacy.customer_hash_key",
+            &mut self.privacy.customer_hash_key,
+        ));
+        all
+    }
+
+    /// Fails unless every secret under one of `prefixes` that is configured can be read, is not
+    /// empty and is not a placeholder: what a role checks at start for the secrets it uses.
+    pub fn check_secrets(&self, prefixes: &[&str]) -> anyhow::Result<()> {
+        for (key, value, env) in self.secrets() {
+            if prefixes.iter().any(|p| key.starts_with(p)) {
+                crate::secret::check_secret(value, &env.cloned())
+                    .map_err(|e| anyhow::anyhow!("configuration error: {key}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration in the format of `origin` (TOML, or YAML for `.yaml`/`.yml`).
+    pub fn to_text(&self, origin: &str) -> anyhow::Result<String> {
+        Ok(match Format::of(origin) {
+            Format::Toml => toml::to_string(self)?,
+            Format::Yaml => serde_norway::to_string(self)?,
+        })
+    }
+
     /// Checks what types alone cannot; returns the offending key and what was expected.
     fn validate(&self) -> Result<(), (String, String)> {
         let mut ids = std::collections::HashSet::new();
@@ -225,35 +379,22 @@ impl Config {
             if !sources.insert(normalise_source(&shop.source)) {
                 return Err((at("source"), "two shops have the same source URL".into()));
             }
-            match (&shop.secret, &shop.secret_env) {
-                (Some(_), Some(_)) => {
-                    return Err((at("secret"), "set secret or secret_env, not both".into()))
-                }
-                (None, None) => {
-                    return Err((
-                        at("secret"),
-                        "expected the webhook secret (secret = \"…\") or the name of an environment variable holding it (secret_env = \"…\")".into(),
-                    ))
-                }
-                (Some(s), None) if s.is_empty() => {
-                    return Err((at("secret"), "the webhook secret is empty".into()))
-                }
-                (None, Some(var)) if shop.resolved_secret().is_none_or(|s| s.is_empty()) => {
-                    return Err((
-                        at("secret_env"),
-                        format!("environment variable {var} is not set or empty"),
-                    ))
-                }
-                _ => {}
-            }
-            // A placeholder copied from an example signs nothing: every forged delivery with
-            // it would pass.
-            if shop.resolved_secret().is_some_and(|s| is_placeholder(&s)) {
+            if shop.secret.is_none() && shop.secret_env.is_none() {
                 return Err((
                     at("secret"),
-                    "this is a placeholder, not the webhook secret: use the secret shown in WooCommerce → Settings → Advanced → Webhooks".into(),
+                    "expected the webhook secret: secret = \"…\", { env = \"VARIABLE\" } or { file = \"/path\" }".into(),
                 ));
             }
+            // A placeholder copied from an example would sign nothing: every forged delivery
+            // with it would pass.
+            crate::secret::check_secret(&shop.secret, &shop.secret_env).map_err(|e| {
+                let key = if shop.secret.is_some() {
+                    "secret"
+                } else {
+                    "secret_env"
+                };
+                (at(key), e)
+            })?;
         }
         let p = &self.producer;
         if !p.webhook_path.starts_with('/') {
@@ -291,13 +432,32 @@ impl Config {
                 ));
             }
         }
-        if p.dead_letter_key
-            .as_ref()
-            .is_some_and(|k| !crate::sealing::key_is_valid(k))
-        {
+        if let Some(key) = &p.dead_letter_key {
+            match key.resolve() {
+                Err(e) => return Err(("producer.dead_letter_key".into(), e)),
+                Ok(k) if !crate::sealing::key_is_valid(&k) => {
+                    return Err((
+                        "producer.dead_letter_key".into(),
+                        crate::sealing::KEY_EXPECTED.into(),
+                    ))
+                }
+                Ok(_) => {}
+            }
+        }
+        for (key, value, env) in self.secrets() {
+            if !key.starts_with("shops[") {
+                crate::secret::check_written(value, &env.cloned()).map_err(|e| (key, e))?;
+            }
+        }
+        self.kafka.security.check()?;
+        // Room for a dead letter's headers and fields around the largest body.
+        if self.kafka.max_message_bytes < p.max_body_bytes + 64 * 1024 {
             return Err((
-                "producer.dead_letter_key".into(),
-                crate::sealing::KEY_EXPECTED.into(),
+                "kafka.max_message_bytes".into(),
+                format!(
+                    "expected at least producer.max_body_bytes + 65536 = {} (the dead letter of the largest accepted body must fit in one record)",
+                    p.max_body_bytes + 64 * 1024
+                ),
             ));
         }
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.kafka.compression.as_str()) {
@@ -384,27 +544,20 @@ impl Config {
     }
 }
 
+/// `https://user:password@host/` → `https://user:<redacted>@host/`.
+fn hide_url_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some(crate::secret::REDACTED));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// `https://Shop.example.com` and `https://shop.example.com/` are the same shop.
 pub fn normalise_source(source: &str) -> String {
     source.trim().trim_end_matches('/').to_ascii_lowercase()
-}
-
-/// Values examples and templates use where a secret goes.
-fn is_placeholder(secret: &str) -> bool {
-    const PLACEHOLDERS: &[&str] = &[
-        "change-me",
-        "changeme",
-        "change_me",
-        "replace-me",
-        "replaceme",
-        "your-secret",
-        "your_secret",
-        "<secret>",
-        "todo",
-        "xxx",
-    ];
-    let s = secret.trim().to_ascii_lowercase();
-    PLACEHOLDERS.contains(&s.as_str())
 }
 
 #[cfg(test)]

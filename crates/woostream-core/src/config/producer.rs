@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::secret::resolve_secret;
+use crate::secret::Secret;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProducerConfig {
@@ -19,7 +22,7 @@ pub struct ProducerConfig {
     pub spool_max_bytes: u64,
     /// Base64 of 32 bytes: when set, raw bodies in the ingest dead-letter topic are sealed with
     /// ChaCha20-Poly1305 (they hold personal data).
-    pub dead_letter_key: Option<String>,
+    pub dead_letter_key: Option<Secret>,
     /// A connection that has not sent a whole request head within this is closed (slow
     /// clients would otherwise hold it forever).
     pub header_timeout_ms: u64,
@@ -29,6 +32,11 @@ pub struct ProducerConfig {
     pub max_connections: usize,
     /// Requests being handled at once; beyond this, 503 with Retry-After.
     pub max_in_flight: usize,
+    /// An exact resend (same shop, delivery id and signed body) within this many seconds is
+    /// answered 200 without producing it again; 0 turns the check off.
+    pub dedup_window_secs: u64,
+    /// Deliveries remembered for that check at most (about 100 bytes each).
+    pub dedup_capacity: usize,
 }
 
 impl Default for ProducerConfig {
@@ -44,6 +52,8 @@ impl Default for ProducerConfig {
             body_timeout_ms: 15_000,
             max_connections: 4_096,
             max_in_flight: 256,
+            dedup_window_secs: 600,
+            dedup_capacity: 100_000,
         }
     }
 }
@@ -56,9 +66,9 @@ pub struct ShopConfig {
     pub id: String,
     /// The shop's home URL as WooCommerce sends it in `X-WC-Webhook-Source`.
     pub source: String,
-    /// The webhook secret exactly as typed into WooCommerce.
+    /// The webhook secret exactly as typed into WooCommerce (or `{ env = … }`, `{ file = … }`).
     #[serde(default)]
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// Or: the environment variable holding it.
     #[serde(default)]
     pub secret_env: Option<String>,
@@ -70,17 +80,10 @@ impl fmt::Debug for ShopConfig {
         f.debug_struct("ShopConfig")
             .field("id", &self.id)
             .field("source", &self.source)
-            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret", &self.secret)
             .field("secret_env", &self.secret_env)
             .finish()
     }
-}
-
-/// A secret given in the file, or else read from the environment variable the file names.
-pub fn resolve_secret(value: &Option<String>, env: &Option<String>) -> Option<String> {
-    value
-        .clone()
-        .or_else(|| env.as_ref().and_then(|v| std::env::var(v).ok()))
 }
 
 impl ShopConfig {

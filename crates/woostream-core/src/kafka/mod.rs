@@ -36,6 +36,9 @@ pub fn client_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
         .set("client.id", &kafka.client_id)
         // Tansu and some proxies advertise 127.0.0.1; never let librdkafka try ::1 first.
         .set("broker.address.family", "v4");
+    for (k, v) in kafka.security.client_settings() {
+        c.set(k, v);
+    }
     for (k, v) in &kafka.options {
         c.set(k, v);
     }
@@ -52,6 +55,7 @@ pub fn producer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
         .set("max.in.flight.requests.per.connection", "5")
         .set("linger.ms", kafka.linger_ms.to_string())
         .set("compression.codec", &kafka.compression)
+        .set("message.max.bytes", kafka.max_message_bytes.to_string())
         .set("message.timeout.ms", kafka.delivery_timeout_ms.to_string());
     c
 }
@@ -121,11 +125,15 @@ pub async fn ensure_topics(
                 )
             })
             .collect();
+        // Topics take the records the producer may write (a large order, the dead letter of a
+        // body at producer.max_body_bytes); a broker's default is about 1 MB.
+        let max_message = kafka.max_message_bytes.to_string();
         let new_topics: Vec<NewTopic> = settings
             .iter()
             .map(|(name, partitions, rf, policy, retention)| {
                 let t = NewTopic::new(name, *partitions, TopicReplication::Fixed(*rf))
-                    .set("cleanup.policy", policy);
+                    .set("cleanup.policy", policy)
+                    .set("max.message.bytes", &max_message);
                 match retention {
                     Some(r) => t.set("retention.ms", r),
                     None => t,

@@ -148,6 +148,7 @@ pub async fn start(
     shutdown: CancellationToken,
     create_topics: bool,
 ) -> anyhow::Result<Running> {
+    config.check_secrets(&["schema_registry."])?;
     let metrics = Metrics::register(registry).context("registering enricher metrics")?;
     launch(
         config,

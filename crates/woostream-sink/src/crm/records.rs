@@ -39,7 +39,11 @@ pub fn open_original(
 }
 
 pub fn cipher(config: &Config) -> Option<ChaCha20Poly1305> {
-    config.crm.dead_letter_key.as_deref().map(sealing::cipher)
+    config
+        .crm
+        .resolved_dead_letter_key()
+        .as_deref()
+        .map(sealing::cipher)
 }
 
 pub struct Recorder {

@@ -86,7 +86,7 @@ pub async fn recorder(
     let (framings, decoder) = match &config.schema_registry {
         None => (None, Decoder::new()),
         Some(r) => {
-            let client = RegistryClient::new(&r.url, r.username.clone(), r.password.clone());
+            let client = RegistryClient::new(&r.url, r.username.clone(), r.resolved_password());
             let subjects = [
                 (t.deliveries.name.as_str(), "key", String::schema()),
                 (t.deliveries.name.as_str(), "value", Delivery::schema()),
@@ -131,6 +131,7 @@ pub async fn start(
     shutdown: CancellationToken,
     create_topics: bool,
 ) -> anyhow::Result<CrmSink> {
+    config.check_secrets(&["crm.", "schema_registry."])?;
     let metrics = Metrics::register(registry).context("registering CRM metrics")?;
     if create_topics {
         kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;

@@ -135,7 +135,7 @@ impl Rules {
                     return Err((at("id"), format!("expected a Slack channel id such as \"C0123ABCDEF\" (C… public, G… private); got {id:?}")));
                 }
             }
-            if let Some(url) = &c.webhook_url {
+            if let Some(url) = c.resolved_webhook() {
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
                     return Err((at("webhook_url"), "expected an incoming webhook URL, https://hooks.slack.com/services/T…/B…/…".into()));
                 }

@@ -131,6 +131,7 @@ pub async fn start(
     shutdown: CancellationToken,
     create_topics: bool,
 ) -> anyhow::Result<SlackSink> {
+    config.check_secrets(&["slack.", "schema_registry."])?;
     let slack = &config.slack;
     let rules = Arc::new(Rules::compile(slack).map_err(|(k, m)| anyhow!("{k}: {m}"))?);
     let metrics = Metrics::register(registry).context("registering Slack metrics")?;
@@ -258,7 +259,7 @@ async fn codecs(config: &Config) -> anyhow::Result<(Encoders, Decoder)> {
             Decoder::new(),
         ));
     };
-    let client = RegistryClient::new(&r.url, r.username.clone(), r.password.clone());
+    let client = RegistryClient::new(&r.url, r.username.clone(), r.resolved_password());
     let t = &config.topics;
     let subjects = [
         (t.deliveries.name.as_str(), "key", String::schema()),
