@@ -6,14 +6,21 @@
 pub fn hide_quoted_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut in_quote = false;
-    for c in message.chars() {
-        if c == '"' {
-            if !in_quote {
-                out.push_str("\"…\"");
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            // Parsers print values with Rust's escapes: `\"` inside a value does not end it.
+            '\\' if in_quote => {
+                chars.next();
             }
-            in_quote = !in_quote;
-        } else if !in_quote {
-            out.push(c);
+            '"' => {
+                if !in_quote {
+                    out.push_str("\"…\"");
+                }
+                in_quote = !in_quote;
+            }
+            _ if !in_quote => out.push(c),
+            _ => {}
         }
     }
     out
@@ -108,6 +115,14 @@ mod tests {
             r#"invalid type: string "…", expected u64 at line 1"#
         );
         assert_eq!(hide_quoted_values("no quotes"), "no quotes");
+        // A value with escaped quotes is hidden whole, not toggled at each of them.
+        let value = "Jan \"the boss\" Kowalski <jan@example.com>";
+        let message = format!("invalid type: string {value:?}, expected u64");
+        assert!(message.contains("\\\""), "{message}");
+        assert_eq!(
+            hide_quoted_values(&message),
+            r#"invalid type: string "…", expected u64"#
+        );
         assert_eq!(
             hide_quoted_values(r#"unterminated "a@b.pl"#),
             r#"unterminated "…""#

@@ -39,6 +39,34 @@ pub struct Running {
     pub task: JoinHandle<anyhow::Result<()>>,
 }
 
+/// At shutdown, what was spooled goes to Kafka if the brokers answer, within `limit`: a pod
+/// that is scaled away leaves nothing behind on its volume.
+async fn hand_over(
+    spool: &Arc<Spool>,
+    producer: &kafka::RenewingProducer,
+    timeout: Duration,
+    limit: Duration,
+) {
+    if spool.pending_bytes() == 0 || limit.is_zero() {
+        return;
+    }
+    if !producer.is_reachable() {
+        tracing::warn!(
+            pending_bytes = spool.pending_bytes(),
+            "Kafka does not answer at shutdown; the spool stays on its volume for the next start."
+        );
+        return;
+    }
+    match tokio::time::timeout(limit, spool.drain_once(producer, timeout)).await {
+        Ok(Ok(records)) => tracing::info!(records, "Drained the spool into Kafka before exiting."),
+        Ok(Err(e)) => tracing::warn!(error = %e, "The spool could not be drained at shutdown."),
+        Err(_) => tracing::warn!(
+            pending_bytes = spool.pending_bytes(),
+            "The spool was not drained within producer.shutdown_drain_secs."
+        ),
+    }
+}
+
 /// Starts the producer role against `bootstrap` and serves webhooks until `shutdown`; then it
 /// stops accepting, finishes in-flight requests and flushes the Kafka producer.
 pub async fn start(
@@ -146,8 +174,12 @@ pub async fn start(
     let addr = listener.local_addr()?;
     webhooks_ready.store(true, Ordering::Relaxed);
     tracing::info!(%addr, path = %config.producer.webhook_path, shops = config.shops.len(), "Producer accepting WooCommerce webhooks.");
+    let shutdown_drain = Duration::from_secs(config.producer.shutdown_drain_secs);
     let task = tokio::spawn(async move {
         listener::serve(listener, app, limits, metrics, shutdown).await;
+        if let Some(spool) = &spool {
+            hand_over(spool, &producer, timeout, shutdown_drain).await;
+        }
         tracing::info!("Webhook listener closed; flushing the Kafka producer.");
         tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
             .await?

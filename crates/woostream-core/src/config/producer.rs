@@ -37,6 +37,10 @@ pub struct ProducerConfig {
     pub dedup_window_secs: u64,
     /// Deliveries remembered for that check at most (about 100 bytes each).
     pub dedup_capacity: usize,
+    /// At shutdown, how long the producer goes on draining its spool into Kafka (when the
+    /// brokers answer) before it exits; what remains is drained by the next start on the
+    /// same volume.
+    pub shutdown_drain_secs: u64,
 }
 
 impl Default for ProducerConfig {
@@ -54,6 +58,7 @@ impl Default for ProducerConfig {
             max_in_flight: 256,
             dedup_window_secs: 600,
             dedup_capacity: 100_000,
+            shutdown_drain_secs: 20,
         }
     }
 }

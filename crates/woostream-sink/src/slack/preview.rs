@@ -162,6 +162,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_configuration_never_posts_a_broken_link_without_an_admin_url() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/woostream.example.toml"
+        );
+        let config = woostream_core::config::Config::load(std::path::Path::new(path)).unwrap();
+        let rules = Rules::compile(&config.slack).unwrap();
+        let mut previews = 0;
+        for kind in AlertKind::ALL {
+            let alert = example(kind.as_str()).unwrap();
+            for p in preview(&rules, &alert, None, Utc::now()) {
+                let message = p.message.unwrap();
+                let json = serde_json::to_string(&message).unwrap();
+                assert!(!json.contains("<|"), "{}: {json}", p.rule);
+                previews += 1;
+            }
+        }
+        assert!(
+            previews > 3,
+            "the example's rules matched {previews} alerts"
+        );
+    }
+
+    #[test]
     fn event_files_round_trip_with_readable_amounts() {
         let alert = example("order_paid").unwrap();
         let text = alert_to_json(&alert);

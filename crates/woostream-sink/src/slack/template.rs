@@ -194,7 +194,7 @@ impl Templates {
             match env.get_template(&format!("{name}#{part}")) {
                 Ok(t) => t
                     .render(&ctx)
-                    .map(|s| Some(s.trim().to_string()))
+                    .map(|s| Some(drop_empty_links(s.trim())))
                     .map_err(|e| describe(&e)),
                 Err(_) => Ok(None),
             }
@@ -225,6 +225,33 @@ impl Templates {
             fallback,
         })
     }
+}
+
+/// `<|Open in WooCommerce>` — a link whose URL came out empty (the shop has no admin URL) —
+/// becomes its plain label: Slack would show the broken markup. Values are escaped before they
+/// are inserted, so every `<` left is the template's own.
+pub fn drop_empty_links(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let close = after.find('>');
+        let bar = after.find('|');
+        match (bar, close) {
+            (Some(b), Some(c)) if b < c && after[..b].trim().is_empty() => {
+                out.push_str(after[b + 1..c].trim());
+                rest = &after[c + 1..];
+            }
+            (_, Some(c)) if after[..c].trim().is_empty() => rest = &after[c + 1..],
+            _ => {
+                out.push('<');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn describe(e: &minijinja::Error) -> String {
@@ -530,6 +557,18 @@ fn builtin(kind: AlertKind) -> SlackTemplate {
 mod tests {
     use super::*;
     use crate::slack::examples::order_alert;
+
+    #[test]
+    fn a_link_whose_url_is_empty_leaves_its_label_not_broken_markup() {
+        assert_eq!(
+            drop_empty_links("Order <|Open in WooCommerce> now"),
+            "Order Open in WooCommerce now"
+        );
+        assert_eq!(drop_empty_links("a < |x> b <> c"), "a x b  c");
+        let kept = "<https://shop.example/wp-admin/post.php?post=7|Open> &lt;x&gt; <!here>";
+        assert_eq!(drop_empty_links(kept), kept);
+        assert_eq!(drop_empty_links("unclosed <|x"), "unclosed <|x");
+    }
 
     #[test]
     fn values_are_escaped_for_mrkdwn_but_the_template_text_is_not() {
