@@ -639,6 +639,44 @@ pub(crate) mod tests {
         );
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+            /// A real record cut short or with bytes changed: decoded or refused, never a panic
+            /// (both decoders: the direct one and apache-avro's resolving one).
+            #[test]
+            fn damaged_records_are_refused_not_panicked_on(
+                cut in any::<prop::sample::Index>(),
+                changes in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+            ) {
+                let event = OrderEvent {
+                    envelope: envelope(),
+                    action: Action::Updated,
+                    order_id: 727,
+                    order: Some(order()),
+                };
+                let mut bytes = Encoder::<OrderEvent>::new(&Framing::SingleObject)
+                    .encode(&event)
+                    .unwrap();
+                for (at, value) in changes {
+                    let i = 10 + at.index(bytes.len() - 10);
+                    bytes[i] = value;
+                }
+                bytes.truncate(10 + cut.index(bytes.len() - 9));
+                let _ = Decoder::new().decode::<OrderEvent>(&bytes);
+                let _ = decode_through_values::<OrderEvent>(&bytes[10..]);
+            }
+
+            #[test]
+            fn any_bytes_are_refused_not_panicked_on(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+                let _ = Decoder::new().decode::<OrderEvent>(&bytes);
+            }
+        }
+    }
+
     #[test]
     fn every_type_round_trips_through_its_schema() {
         round_trip(OrderEvent {

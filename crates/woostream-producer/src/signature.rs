@@ -39,6 +39,24 @@ pub fn is_ping(body: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_signature_and_ping_input_is_answered_without_panicking(
+                body in prop::collection::vec(any::<u8>(), 0..300),
+                signature in ".{0,100}",
+                secret in ".{1,40}",
+            ) {
+                let _ = is_ping(&body);
+                prop_assert!(!verify(&body, &secret, &signature) || signature == sign(&body, &secret));
+                prop_assert!(verify(&body, &secret, &sign(&body, &secret)));
+            }
+        }
+    }
+
     use super::*;
 
     const FIXTURE: &[u8] = include_bytes!(concat!(
