@@ -10,7 +10,7 @@ PYTHON      := $(VENV)/bin/python
 export TANSU_BIN
 export WOOSTREAM_PYTHON := $(PYTHON)
 
-.PHONY: run test lint unit bench bench-ingest bench-enrich bench-crm tools tansu python
+.PHONY: run test lint unit bench bench-ingest bench-enrich bench-crm tools tansu python fuzz
 
 ## The whole pipeline on the embedded Kafka with a simulated flash sale.
 run:
@@ -23,6 +23,21 @@ test: tools lint
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Fuzzes what woostream reads from outside (webhook bodies, Avro records, spool segments,
+## signatures) for FUZZ_SECONDS per target with cargo-fuzz (libFuzzer, AddressSanitizer).
+## cargo-fuzz passes nightly flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain take them.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := webhook_normaliser avro_decoder spool_reader signature
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t seeds/$$t; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t corpus/$$t seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 > fuzz-$$t.log 2>&1; status=$$?; \
+	  printf '%-20s ' $$t; grep -E '^Done' fuzz-$$t.log || tail -30 fuzz-$$t.log; \
+	  [ $$status -eq 0 ] || exit $$status; \
+	done
 
 ## Load benchmarks with a plain-rdkafka baseline measured in the same run.
 bench: bench-ingest bench-enrich bench-crm

@@ -54,7 +54,11 @@ async fn signed_fixtures_reach_tansu_and_an_independent_decoder_reads_every_fiel
         ("order.deleted", br#"{"id":727}"#),
         ("order.created", b"{not json"),
     ] {
-        let (status, text) = Post::signed(topic, body).send(&p.url).await;
+        let post = Post {
+            delivery_id: Some("d3adb33f"),
+            ..Post::signed(topic, body)
+        };
+        let (status, text) = post.send(&p.url).await;
         assert_eq!(status, 200, "{topic}: {text}");
     }
 

@@ -59,7 +59,11 @@ async fn an_accepted_order_is_in_kafka_keyed_by_its_customer_with_headers() {
     let (_cluster, config) = setup();
     let p = Producer::start(&config, false).await.unwrap();
     let body = fixture("woo_order_example.webhook_body.json");
-    let (status, text) = Post::signed("order.created", &body).send(&p.url).await;
+    let post = Post {
+        delivery_id: Some("d3adb33f"),
+        ..Post::signed("order.created", &body)
+    };
+    let (status, text) = post.send(&p.url).await;
     assert_eq!(status, 200, "{text}");
     let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(answer["status"], "accepted");

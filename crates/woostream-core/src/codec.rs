@@ -199,6 +199,11 @@ impl<T: Contract> Encoder<T> {
         }
     }
 
+    /// The framing bytes every record of `T` starts with.
+    pub fn header(&self) -> &[u8] {
+        &self.header
+    }
+
     pub fn encode(&self, value: &T) -> Result<Vec<u8>, CodecError> {
         let cs = T::schema();
         // Serialises straight into Avro binary, guided by the schema (unions, enum symbols by

@@ -350,8 +350,14 @@ fn read_frames(data: &[u8]) -> (Vec<Record>, Vec<Vec<u8>>) {
 
 fn read_segment(path: &Path) -> anyhow::Result<(Vec<Record>, Vec<Vec<u8>>)> {
     let data = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(read_segment_bytes(&data))
+}
+
+/// A segment's bytes as the spool reads them: its intact records and its damaged stretches.
+/// Public for the fuzz targets (`make fuzz`).
+pub fn read_segment_bytes(data: &[u8]) -> (Vec<Record>, Vec<Vec<u8>>) {
     if data.starts_with(MAGIC) {
-        return Ok(read_frames(&data));
+        return read_frames(data);
     }
     // A segment of the JSON-lines format of earlier versions.
     let mut out = Vec::new();
@@ -363,11 +369,20 @@ fn read_segment(path: &Path) -> anyhow::Result<(Vec<Record>, Vec<Vec<u8>>)> {
             Ok(r) => out.push(r),
             // Only a torn last line can fail; it was never acknowledged to WooCommerce.
             Err(e) => {
-                tracing::warn!(segment = %path.display(), line = n + 1, error = %e, "Skipping a torn spool line.")
+                tracing::warn!(line = n + 1, error = %e, "Skipping a torn spool line.")
             }
         }
     }
-    Ok((out, Vec::new()))
+    (out, Vec::new())
+}
+
+/// The bytes of a segment holding `records` (seeds for the fuzz targets).
+pub fn segment_bytes(records: &[Record]) -> Vec<u8> {
+    let mut data = MAGIC.to_vec();
+    for r in records {
+        data.extend_from_slice(&frame(r));
+    }
+    data
 }
 
 impl Active {
