@@ -263,3 +263,60 @@ async fn a_second_producer_on_the_same_spool_directory_refuses_to_start() {
         .await;
     assert_eq!(code, 200, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_stopped_producer_could_not_hand_over_is_drained_by_the_next_on_its_volume() {
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&tansu.bootstrap);
+    config.producer.spool_dir = Some(dir.path().join("spool"));
+    config.kafka.delivery_timeout_ms = 1_500;
+    config.producer.shutdown_drain_secs = 3;
+    let p = woostream_tests::Producer::start(&config, true)
+        .await
+        .unwrap();
+    tansu.freeze();
+    let mut spooled = 0;
+    for id in 1..=3 {
+        let (code, text) = Post::signed("order.created", &order(id)).send(&p.url).await;
+        assert_eq!(code, 202, "{text}");
+        spooled += 1;
+    }
+    // Stopped while Kafka is away: the hand-over cannot reach it within its limit, so the
+    // records stay on the volume.
+    p.stop().await.unwrap();
+    let segments = std::fs::read_dir(dir.path().join("spool"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".sealed") || name.ends_with(".active")
+        })
+        .count();
+    assert!(segments > 0, "the spool is left on the volume");
+    tansu.thaw();
+
+    // The next producer on the same volume drains it.
+    let next = woostream_tests::Producer::start(&config, false)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while next.metric("woostream_spool_pending_bytes", &[]) > 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the next producer did not drain the spool"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let orders = read_topic_now(&config, "edge-hand-over", "woo.orders").await;
+    let events: std::collections::HashSet<String> = orders
+        .iter()
+        .map(|m| {
+            woostream_tests::header(m, woostream_core::headers::EVENT_ID)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(events.len(), spooled);
+    next.stop().await.unwrap();
+}

@@ -313,7 +313,7 @@ impl CrmConfig {
                 Ok(_) => {}
             }
         }
-        crate::secret::check_secret(&self.token, &self.token_env)
+        crate::secret::check_written(&self.token, &self.token_env)
             .map_err(|e| ("crm.token".to_string(), e))?;
         if self.enabled && !self.dry_run && self.resolved_token().is_none() {
             return Err((

@@ -50,19 +50,14 @@ async fn hand_over(
     if spool.pending_bytes() == 0 || limit.is_zero() {
         return;
     }
-    if !producer.is_reachable() {
-        tracing::warn!(
-            pending_bytes = spool.pending_bytes(),
-            "Kafka does not answer at shutdown; the spool stays on its volume for the next start."
-        );
-        return;
-    }
+    // Tried even if the last probe found no broker: its watch has stopped with the shutdown,
+    // and a broker that just came back takes the records; one that did not fails the sends.
     match tokio::time::timeout(limit, spool.drain_once(producer, timeout)).await {
         Ok(Ok(records)) => tracing::info!(records, "Drained the spool into Kafka before exiting."),
         Ok(Err(e)) => tracing::warn!(error = %e, "The spool could not be drained at shutdown."),
         Err(_) => tracing::warn!(
             pending_bytes = spool.pending_bytes(),
-            "The spool was not drained within producer.shutdown_drain_secs."
+            "The spool was not drained within producer.shutdown_drain_secs; it stays on its volume for the next start."
         ),
     }
 }

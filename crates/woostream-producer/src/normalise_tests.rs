@@ -519,3 +519,38 @@ fn a_signed_order_resent_as_a_deletion_erases_nothing() {
     }
     assert!(normalise(&delivery("customer.deleted"), br#"{"id": 42}"#).is_ok());
 }
+
+#[test]
+fn a_body_under_another_resources_topic_is_a_dead_letter() {
+    // WooCommerce signs only the body: each real payload resent under every other resource's
+    // topic must be refused, not read as that resource.
+    let coupon = br#"{"id": 5, "code": "spring", "amount": "10.00", "discount_type": "percent", "email_restrictions": []}"#.to_vec();
+    let bodies = [
+        ("order", fixture("woo_order_example.webhook_body.json")),
+        ("product", fixture("woo_product_example.json")),
+        ("customer", fixture("woo_customer_example.json")),
+        ("coupon", coupon),
+    ];
+    for (resource, body) in &bodies {
+        let own = format!("{resource}.updated");
+        assert!(
+            normalise(&delivery(Box::leak(own.into_boxed_str())), body).is_ok(),
+            "{resource} under its own topic"
+        );
+        for other in ["order", "product", "customer", "coupon"] {
+            if other == *resource {
+                continue;
+            }
+            for action in ["created", "updated", "deleted"] {
+                let topic: &'static str = Box::leak(format!("{other}.{action}").into_boxed_str());
+                let r = rejected(topic, body);
+                assert_eq!(
+                    r.code,
+                    RejectCode::WrongResource,
+                    "a {resource} under {topic}: {}",
+                    r.reason
+                );
+            }
+        }
+    }
+}

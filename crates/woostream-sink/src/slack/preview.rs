@@ -167,7 +167,13 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/../../deploy/woostream.example.toml"
         );
-        let config = woostream_core::config::Config::load(std::path::Path::new(path)).unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        // The example names its secrets by variables; any set one will do here.
+        let env = [
+            ("WOOSTREAM__SHOPS__0__SECRET_ENV".into(), "PATH".into()),
+            ("WOOSTREAM__CRM__TOKEN_ENV".into(), "PATH".into()),
+        ];
+        let config = woostream_core::config::Config::from_text(path, &text, env).unwrap();
         let rules = Rules::compile(&config.slack).unwrap();
         let mut previews = 0;
         for kind in AlertKind::ALL {
