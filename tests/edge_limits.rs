@@ -394,3 +394,68 @@ async fn a_large_legitimate_order_is_accepted_and_one_kafka_cannot_take_is_a_dea
     );
     p.stop().await.unwrap();
 }
+
+/// Sends a request head and no body; returns the status line of the answer.
+async fn status_without_body(addr: &str, head: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_headers_decide_is_refused_before_the_body_is_read() {
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let mut config = config(&tansu.bootstrap);
+    // Waiting for the body would end in a 408 after this; an early refusal is a 401.
+    config.producer.body_timeout_ms = 1_000;
+    let p = Producer::start(&config, true).await.unwrap();
+    let addr = addr_of(&p.url);
+    let unknown_source = "POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\nX-WC-Webhook-Source: https://not-a-shop.example/\r\nX-WC-Webhook-Signature: c2ln\r\n\r\n";
+    assert!(
+        status_without_body(&addr, unknown_source)
+            .await
+            .contains(" 401 "),
+        "unknown source"
+    );
+    let unsigned = "POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
+    assert!(
+        status_without_body(&addr, unsigned).await.contains(" 401 "),
+        "unsigned and longer than a ping"
+    );
+    let too_large = "POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 999999999\r\nX-WC-Webhook-Signature: c2ln\r\n\r\n";
+    assert!(
+        status_without_body(&addr, too_large)
+            .await
+            .contains(" 413 "),
+        "declared too large"
+    );
+    // A signed delivery from a known shop still waits for its body, and a ping still works.
+    let known = format!("POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\nX-WC-Webhook-Source: {}\r\nX-WC-Webhook-Signature: c2ln\r\n\r\n", woostream_tests::SOURCE);
+    assert!(
+        status_without_body(&addr, &known).await.contains(" 408 "),
+        "a known shop's body is waited for"
+    );
+    let ping = Post {
+        topic: None,
+        body: b"webhook_id=12",
+        secret: None,
+        source: None,
+        content_type: "application/x-www-form-urlencoded",
+        delivery_id: None,
+    };
+    assert_eq!(ping.send(&p.url).await.0, 200);
+    assert_eq!(
+        p.metric(
+            "woostream_webhook_signature_failures_total",
+            &[("reason", "unknown_source")]
+        ),
+        1.0
+    );
+    p.stop().await.unwrap();
+}

@@ -194,9 +194,10 @@ async fn a_failed_payment_reaches_slack_mid_sale_with_the_example_rules() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let reached = reached.unwrap_or_else(|| {
-        panic!("the failed payment was not in Slack before the sale's run ended")
-    });
+    let Some(reached) = reached else {
+        let ended = running.await.unwrap();
+        panic!("the failed payment was not in Slack before the sale's run ended: {ended:?}")
+    };
     let time_to_slack = reached.at.duration_since(sent);
     assert_eq!(reached.channel, "ops", "the urgent rule's channel");
     assert!(

@@ -115,26 +115,34 @@ pub async fn send(
         .await
 }
 
-/// The `woostream` binary of this build (built first if this test run has not built it).
+/// The `woostream` binary of this build, brought up to date once per test process: `cargo test`
+/// does not build another package's binary, and one left from an earlier build would test old
+/// code.
 pub fn woostream_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    // Tests run from target/<profile>/deps, benchmark binaries from target/<profile>.
-    let here = exe.parent().expect("executable directory");
-    let dir = if here.ends_with("deps") {
-        here.parent().expect("target directory")
-    } else {
-        here
-    };
-    let bin = dir.join("woostream");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "woostream", "--bin", "woostream"])
-            .current_dir(crate::repo_root())
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building the woostream binary");
-    }
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test executable");
+            // Tests run from target/<profile>/deps, benchmark binaries from target/<profile>.
+            let here = exe.parent().expect("executable directory");
+            let dir = if here.ends_with("deps") {
+                here.parent().expect("target directory")
+            } else {
+                here
+            };
+            let mut args = vec!["build", "-p", "woostream", "--bin", "woostream"];
+            if dir.ends_with("release") {
+                args.push("--release");
+            }
+            let status = Command::new(env!("CARGO"))
+                .args(&args)
+                .current_dir(crate::repo_root())
+                .status()
+                .expect("cargo build");
+            assert!(status.success(), "building the woostream binary");
+            dir.join("woostream")
+        })
+        .clone()
 }
 
 /// Topic names of one enricher run: the shop topics are shared, outputs are per run.

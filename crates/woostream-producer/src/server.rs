@@ -225,6 +225,9 @@ async fn read_body(
     }
 }
 
+/// WooCommerce's ping is `webhook_id=N`: anything unsigned and longer is not one.
+const MAX_PING_BYTES: u64 = 64;
+
 /// Returns (shop id, outcome label, response).
 async fn handle(
     ingest: &Ingest,
@@ -233,8 +236,30 @@ async fn handle(
     body: Body,
 ) -> (Option<String>, &'static str, Response) {
     let cid = h.correlation_id.as_str();
-    // A declared length over the limit is refused before a byte of the body is read.
+    // What the headers alone decide is decided before a byte of the body is read: a source
+    // no shop has, or no signature on more than a ping's few bytes, is refused at once.
     let declared = header_str(headers, "content-length").and_then(|v| v.parse::<u64>().ok());
+    if let Some(src) = &h.source {
+        let src = normalise_source(src);
+        if !ingest.shops.iter().any(|s| s.source == src) {
+            return unauthorized(
+                ingest,
+                cid,
+                None,
+                "unknown_source",
+                "X-WC-Webhook-Source names no configured shop",
+            );
+        }
+    }
+    if h.signature.is_none() && declared.is_some_and(|n| n > MAX_PING_BYTES) {
+        return unauthorized(
+            ingest,
+            cid,
+            None,
+            "missing_signature",
+            "no X-WC-Webhook-Signature header",
+        );
+    }
     let read = match declared {
         Some(n) if n > ingest.max_body_bytes as u64 => None,
         _ => match read_body(body, ingest.max_body_bytes, ingest.body_timeout).await {
