@@ -53,7 +53,7 @@ async fn slow_heads_and_slow_bodies_are_cut_off_while_a_real_delivery_gets_throu
     for _ in 0..50 {
         let mut s = TcpStream::connect(&addr).await.unwrap();
         s.write_all(
-            b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000000\r\n\r\n",
+            b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-WC-Webhook-Signature: c2ln\r\nContent-Length: 4000000\r\n\r\n",
         )
         .await
         .unwrap();
@@ -113,7 +113,7 @@ async fn beyond_the_connection_and_request_limits_the_producer_sheds_load_and_re
     // A lying Content-Length over the limit is refused before its body is read.
     let mut s = TcpStream::connect(&addr).await.unwrap();
     s.write_all(
-        b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n",
+        b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nX-WC-Webhook-Signature: c2ln\r\nContent-Length: 999999999\r\n\r\n",
     )
     .await
     .unwrap();
@@ -133,7 +133,7 @@ async fn beyond_the_connection_and_request_limits_the_producer_sheds_load_and_re
     let mut holder = TcpStream::connect(&addr).await.unwrap();
     holder
         .write_all(
-            b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+            b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nX-WC-Webhook-Signature: c2ln\r\nContent-Length: 100\r\n\r\n{",
         )
         .await
         .unwrap();
