@@ -55,7 +55,6 @@ pub fn producer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
         .set("max.in.flight.requests.per.connection", "5")
         .set("linger.ms", kafka.linger_ms.to_string())
         .set("compression.codec", &kafka.compression)
-        .set("message.max.bytes", kafka.max_message_bytes.to_string())
         .set("message.timeout.ms", kafka.delivery_timeout_ms.to_string());
     c
 }
@@ -78,7 +77,11 @@ pub fn renewing_producer(
     bootstrap: &str,
     role: &'static str,
 ) -> anyhow::Result<std::sync::Arc<RenewingProducer>> {
-    RenewingProducer::new(producer_config(kafka, bootstrap), role)
+    RenewingProducer::with_max_message(
+        producer_config(kafka, bootstrap),
+        role,
+        kafka.max_message_bytes,
+    )
 }
 
 pub fn create_producer(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<FutureProducer> {
