@@ -134,41 +134,42 @@ fn no_secret_appears_in_check_config_in_either_format() {
     assert_eq!(printed["slack"]["token"].as_str(), Some("<redacted>"));
 }
 
-#[test]
-fn a_secret_that_cannot_be_read_or_is_a_placeholder_fails_with_its_key_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("woostream.toml");
-    std::fs::write(
-        &path,
-        "[kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\n[[shops]]\nid = \"eu\"\nsource = \"https://shop.example.com/\"\nsecret = { file = \"/nonexistent/woostream-secret\" }\n",
-    )
-    .unwrap();
+/// `check-config` on `text`, which must fail; its error output.
+fn refused(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("woostream.toml");
+    std::fs::write(&path, text).unwrap();
     let out = Command::new(woostream_bin())
         .args(["check-config", "--config"])
         .arg(&path)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert!(!out.status.success(), "{text}");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn a_secret_that_cannot_be_read_or_is_a_placeholder_fails_with_its_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = refused(
+        dir.path(),
+        "[kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\n[[shops]]\nid = \"eu\"\nsource = \"https://shop.example.com/\"\nsecret = { file = \"/nonexistent/woostream-secret\" }\n",
+    );
     assert!(err.contains("woostream.toml:6"), "{err}");
     assert!(err.contains("shops[0].secret"), "{err}");
     assert!(
         err.contains("cannot read /nonexistent/woostream-secret"),
         "{err}"
     );
-
-    std::fs::write(
-        &path,
+    let err = refused(
+        dir.path(),
         "[kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\n[slack]\ntoken = \"change-me\"\n",
-    )
-    .unwrap();
-    let out = Command::new(woostream_bin())
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    );
     assert!(err.contains("slack.token"), "{err}");
     assert!(err.contains("placeholder"), "{err}");
+    let err = refused(
+        dir.path(),
+        "[kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\n[producer]\ndead_letter_key = \"dG9vIHNob3J0\"\n",
+    );
+    assert!(err.contains("producer.dead_letter_key"), "{err}");
+    assert!(err.contains("32 random bytes"), "{err}");
 }

@@ -122,6 +122,18 @@ impl Drop for ProducerProcess {
     }
 }
 
+/// The distinct event ids among `records` (a record Kafka took twice counts once).
+fn event_ids(records: &[rdkafka::message::OwnedMessage]) -> std::collections::HashSet<String> {
+    records
+        .iter()
+        .map(|m| {
+            woostream_tests::header(m, woostream_core::headers::EVENT_ID)
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
 fn order(id: i64) -> Vec<u8> {
     let mut o: serde_json::Value =
         serde_json::from_slice(&fixture("woo_order_example.webhook_body.json")).unwrap();
@@ -220,14 +232,7 @@ async fn a_full_disk_is_answered_503_corrupts_nothing_and_every_202_reaches_kafk
     // the broker froze may be there twice (the broker took it after all): the event id, the
     // same for both, is how consumers drop that copy.
     let orders = read_topic_now(&config, "edge-disk", "woo.orders").await;
-    let events: std::collections::HashSet<String> = orders
-        .iter()
-        .map(|m| {
-            woostream_tests::header(m, woostream_core::headers::EVENT_ID)
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let events = event_ids(&orders);
     assert_eq!(events.len(), 1 + spooled.len(), "every 2xx is in Kafka");
     assert!(orders.len() <= events.len() + 1, "{} records", orders.len());
     p.await_readyz(200).await;
@@ -309,14 +314,7 @@ async fn what_a_stopped_producer_could_not_hand_over_is_drained_by_the_next_on_i
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let orders = read_topic_now(&config, "edge-hand-over", "woo.orders").await;
-    let events: std::collections::HashSet<String> = orders
-        .iter()
-        .map(|m| {
-            woostream_tests::header(m, woostream_core::headers::EVENT_ID)
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let events = event_ids(&orders);
     assert_eq!(events.len(), spooled);
     next.stop().await.unwrap();
 }

@@ -301,18 +301,8 @@ impl CrmConfig {
         if !self.api_url.starts_with("http://") && !self.api_url.starts_with("https://") {
             return Err(("crm.api_url".into(), "expected an http(s) URL".into()));
         }
-        if let Some(key) = &self.dead_letter_key {
-            match key.resolve() {
-                Err(e) => return Err(("crm.dead_letter_key".into(), e)),
-                Ok(k) if !crate::sealing::key_is_valid(&k) => {
-                    return Err((
-                        "crm.dead_letter_key".into(),
-                        crate::sealing::KEY_EXPECTED.into(),
-                    ))
-                }
-                Ok(_) => {}
-            }
-        }
+        crate::sealing::check_key(&self.dead_letter_key)
+            .map_err(|e| ("crm.dead_letter_key".to_string(), e))?;
         crate::secret::check_written(&self.token, &self.token_env)
             .map_err(|e| ("crm.token".to_string(), e))?;
         if self.enabled && !self.dry_run && self.resolved_token().is_none() {

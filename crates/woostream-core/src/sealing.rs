@@ -25,6 +25,19 @@ pub fn key_is_valid(base64_key: &str) -> bool {
     key_bytes(base64_key).is_some()
 }
 
+/// Checks a configured dead-letter key: readable where it is written in the file, 32 bytes of
+/// base64 wherever it can be read (a key in a variable or a file another role's pod holds is
+/// checked by that role, whose `check_secrets` requires it readable).
+pub fn check_key(key: &Option<crate::secret::Secret>) -> Result<(), String> {
+    let Some(key) = key else { return Ok(()) };
+    match key.resolve() {
+        Ok(k) if !key_is_valid(&k) => Err(KEY_EXPECTED.into()),
+        Ok(_) => Ok(()),
+        Err(e) if matches!(key, crate::secret::Secret::Inline(_)) => Err(e),
+        Err(_) => Ok(()),
+    }
+}
+
 /// The cipher of a key the configuration has validated.
 pub fn cipher(base64_key: &str) -> ChaCha20Poly1305 {
     let key = key_bytes(base64_key).expect("validated at start-up: 32 bytes of base64");

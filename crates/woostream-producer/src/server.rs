@@ -239,18 +239,25 @@ async fn handle(
     // What the headers alone decide is decided before a byte of the body is read: a source
     // no shop has, or no signature on more than a ping's few bytes, is refused at once.
     let declared = header_str(headers, "content-length").and_then(|v| v.parse::<u64>().ok());
-    if let Some(src) = &h.source {
-        let src = normalise_source(src);
-        if !ingest.shops.iter().any(|s| s.source == src) {
-            return unauthorized(
-                ingest,
-                cid,
-                None,
-                "unknown_source",
-                "X-WC-Webhook-Source names no configured shop",
-            );
+    // The shop the source header names (without one, whichever shop's secret matches, below).
+    let named = match &h.source {
+        Some(src) => {
+            let src = normalise_source(src);
+            match ingest.shops.iter().find(|s| s.source == src) {
+                Some(shop) => Some(shop),
+                None => {
+                    return unauthorized(
+                        ingest,
+                        cid,
+                        None,
+                        "unknown_source",
+                        "X-WC-Webhook-Source names no configured shop",
+                    )
+                }
+            }
         }
-    }
+        None => None,
+    };
     if h.signature.is_none() && declared.is_some_and(|n| n > MAX_PING_BYTES) {
         return unauthorized(
             ingest,
@@ -316,31 +323,16 @@ async fn handle(
         );
     };
 
-    // The shop named by the source header; without one, whichever shop's secret matches.
-    let shop = match &h.source {
-        Some(src) => {
-            let src = normalise_source(src);
-            match ingest.shops.iter().find(|s| s.source == src) {
-                Some(s) if signature::verify(&body, &s.secret, signature) => s,
-                Some(s) => {
-                    return unauthorized(
-                        ingest,
-                        cid,
-                        Some(&s.id),
-                        "bad_signature",
-                        "the signature does not match the shop's secret",
-                    )
-                }
-                None => {
-                    return unauthorized(
-                        ingest,
-                        cid,
-                        None,
-                        "unknown_source",
-                        "X-WC-Webhook-Source names no configured shop",
-                    )
-                }
-            }
+    let shop = match named {
+        Some(s) if signature::verify(&body, &s.secret, signature) => s,
+        Some(s) => {
+            return unauthorized(
+                ingest,
+                cid,
+                Some(&s.id),
+                "bad_signature",
+                "the signature does not match the shop's secret",
+            )
         }
         None => match ingest
             .shops

@@ -432,18 +432,8 @@ impl Config {
                 ));
             }
         }
-        if let Some(key) = &p.dead_letter_key {
-            match key.resolve() {
-                Err(e) => return Err(("producer.dead_letter_key".into(), e)),
-                Ok(k) if !crate::sealing::key_is_valid(&k) => {
-                    return Err((
-                        "producer.dead_letter_key".into(),
-                        crate::sealing::KEY_EXPECTED.into(),
-                    ))
-                }
-                Ok(_) => {}
-            }
-        }
+        crate::sealing::check_key(&p.dead_letter_key)
+            .map_err(|e| ("producer.dead_letter_key".to_string(), e))?;
         for (key, value, env) in self.secrets() {
             if !key.starts_with("shops[") {
                 crate::secret::check_written(value, &env.cloned()).map_err(|e| (key, e))?;
