@@ -441,14 +441,7 @@ async fn what_the_headers_decide_is_refused_before_the_body_is_read() {
         status_without_body(&addr, &known).await.contains(" 408 "),
         "a known shop's body is waited for"
     );
-    let ping = Post {
-        topic: None,
-        body: b"webhook_id=12",
-        secret: None,
-        source: None,
-        content_type: "application/x-www-form-urlencoded",
-        delivery_id: None,
-    };
+    let ping = Post::ping();
     assert_eq!(ping.send(&p.url).await.0, 200);
     assert_eq!(
         p.metric(

@@ -116,14 +116,7 @@ async fn an_accepted_order_is_in_kafka_keyed_by_its_customer_with_headers() {
 async fn the_ping_gets_exactly_200_and_produces_nothing() {
     let (_cluster, config) = setup();
     let p = Producer::start(&config, false).await.unwrap();
-    let ping = Post {
-        topic: None,
-        body: b"webhook_id=12",
-        secret: None,
-        source: None,
-        content_type: "application/x-www-form-urlencoded",
-        delivery_id: None,
-    };
+    let ping = Post::ping();
     assert_eq!(ping.send(&p.url).await.0, 200);
     // Then a real order: it must be the first and only record anywhere.
     let body = fixture("woo_order_example.webhook_body.json");

@@ -195,6 +195,18 @@ impl<'a> Post<'a> {
         }
     }
 
+    /// WooCommerce's ping when a webhook is saved: unsigned, form-encoded, no topic.
+    pub fn ping() -> Post<'static> {
+        Post {
+            topic: None,
+            body: b"webhook_id=12",
+            secret: None,
+            source: None,
+            content_type: "application/x-www-form-urlencoded",
+            delivery_id: None,
+        }
+    }
+
     pub async fn send(&self, url: &str) -> (u16, String) {
         let client = reqwest::Client::new();
         let mut req = client

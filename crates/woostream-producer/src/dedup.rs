@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-type Key = [u8; 16];
+/// One delivery: its shop, delivery id and signature, hashed.
+pub type Key = [u8; 16];
 
 /// Deliveries made durable in the last `window`, at most `capacity` of them (the oldest are
 /// forgotten first, so memory stays bounded whatever arrives).
@@ -54,25 +55,23 @@ impl RecentDeliveries {
         !self.window.is_zero() && self.capacity > 0
     }
 
-    /// Whether this exact delivery was made durable within the window. Deliveries without an
-    /// id are never taken for resends (two real events may have the same body).
-    pub fn is_resend(&self, shop_id: &str, delivery_id: Option<&str>, signature: &str) -> bool {
-        let Some(delivery_id) = delivery_id.filter(|_| self.enabled()) else {
-            return false;
-        };
-        let k = key(shop_id, delivery_id, signature);
+    /// What identifies this delivery, or `None` when the check is off or the delivery has no
+    /// id (two real events may have the same body). Computed once per request.
+    pub fn key(&self, shop_id: &str, delivery_id: Option<&str>, signature: &str) -> Option<Key> {
+        let delivery_id = delivery_id.filter(|_| self.enabled())?;
+        Some(key(shop_id, delivery_id, signature))
+    }
+
+    /// Whether this exact delivery was made durable within the window.
+    pub fn is_resend(&self, k: &Key) -> bool {
         let seen = self.seen.lock().expect("dedup lock");
         seen.by_key
-            .get(&k)
+            .get(k)
             .is_some_and(|at| at.elapsed() < self.window)
     }
 
     /// Remembers a delivery once it is durable (so that one that failed can be retried).
-    pub fn remember(&self, shop_id: &str, delivery_id: Option<&str>, signature: &str) {
-        let Some(delivery_id) = delivery_id.filter(|_| self.enabled()) else {
-            return;
-        };
-        let k = key(shop_id, delivery_id, signature);
+    pub fn remember(&self, k: Key) {
         let now = Instant::now();
         let mut seen = self.seen.lock().expect("dedup lock");
         while let Some(&(old, at)) = seen.order.front() {
@@ -102,49 +101,57 @@ impl RecentDeliveries {
 mod tests {
     use super::*;
 
+    /// The two calls a request makes.
+    fn seen(r: &RecentDeliveries, shop: &str, id: Option<&str>, sig: &str) -> bool {
+        r.key(shop, id, sig).is_some_and(|k| r.is_resend(&k))
+    }
+
+    fn remember(r: &RecentDeliveries, shop: &str, id: Option<&str>, sig: &str) {
+        if let Some(k) = r.key(shop, id, sig) {
+            r.remember(k);
+        }
+    }
+
     #[test]
     fn an_exact_resend_is_recognised_and_anything_else_is_not() {
         let r = RecentDeliveries::new(Duration::from_secs(600), 100);
-        assert!(!r.is_resend("eu", Some("d1"), "sig"));
-        r.remember("eu", Some("d1"), "sig");
-        assert!(r.is_resend("eu", Some("d1"), "sig"));
-        assert!(!r.is_resend("eu", Some("d2"), "sig"), "another delivery id");
-        assert!(!r.is_resend("eu", Some("d1"), "other"), "another body");
-        assert!(!r.is_resend("us", Some("d1"), "sig"), "another shop");
-        r.remember("eu", None, "sig");
-        assert!(!r.is_resend("eu", None, "sig"), "no id, never a resend");
+        assert!(!seen(&r, "eu", Some("d1"), "sig"));
+        remember(&r, "eu", Some("d1"), "sig");
+        assert!(seen(&r, "eu", Some("d1"), "sig"));
+        assert!(!seen(&r, "eu", Some("d2"), "sig"), "another delivery id");
+        assert!(!seen(&r, "eu", Some("d1"), "other"), "another body");
+        assert!(!seen(&r, "us", Some("d1"), "sig"), "another shop");
+        remember(&r, "eu", None, "sig");
+        assert!(!seen(&r, "eu", None, "sig"), "no id, never a resend");
     }
 
     #[test]
     fn memory_is_bounded_by_the_capacity() {
         let r = RecentDeliveries::new(Duration::from_secs(600), 3);
         for i in 0..10 {
-            r.remember("eu", Some(&i.to_string()), "sig");
+            remember(&r, "eu", Some(&i.to_string()), "sig");
         }
         assert_eq!(r.len(), 3);
-        assert!(r.is_resend("eu", Some("9"), "sig"));
-        assert!(
-            !r.is_resend("eu", Some("0"), "sig"),
-            "the oldest is forgotten"
-        );
+        assert!(seen(&r, "eu", Some("9"), "sig"));
+        assert!(!seen(&r, "eu", Some("0"), "sig"), "the oldest is forgotten");
     }
 
     #[test]
     fn a_zero_window_turns_it_off() {
         let r = RecentDeliveries::new(Duration::ZERO, 3);
-        r.remember("eu", Some("d1"), "sig");
-        assert!(!r.is_resend("eu", Some("d1"), "sig"));
+        remember(&r, "eu", Some("d1"), "sig");
+        assert!(!seen(&r, "eu", Some("d1"), "sig"));
         assert!(r.is_empty());
     }
 
     #[test]
     fn entries_older_than_the_window_do_not_count() {
         let r = RecentDeliveries::new(Duration::from_millis(1), 100);
-        r.remember("eu", Some("d1"), "sig");
+        remember(&r, "eu", Some("d1"), "sig");
         let deadline = Instant::now() + Duration::from_millis(2);
         while Instant::now() < deadline {
             std::hint::spin_loop();
         }
-        assert!(!r.is_resend("eu", Some("d1"), "sig"));
+        assert!(!seen(&r, "eu", Some("d1"), "sig"));
     }
 }

@@ -351,8 +351,10 @@ async fn handle(
             }
         },
     };
-    let delivery_id = h.delivery_id.as_deref();
-    if ingest.recent.is_resend(&shop.id, delivery_id, signature) {
+    let delivery = ingest
+        .recent
+        .key(&shop.id, h.delivery_id.as_deref(), signature);
+    if delivery.is_some_and(|k| ingest.recent.is_resend(&k)) {
         tracing::info!(
             correlation_id = cid,
             shop = %shop.id,
@@ -370,8 +372,8 @@ async fn handle(
         Ok(answered) => answered,
         Err(not_an_event) => dead_letter(ingest, h, shop, &source, &body, not_an_event).await,
     };
-    if response.status().is_success() {
-        ingest.recent.remember(&shop.id, delivery_id, signature);
+    if let Some(k) = delivery.filter(|_| response.status().is_success()) {
+        ingest.recent.remember(k);
     }
     (Some(shop.id.clone()), outcome, response)
 }

@@ -225,7 +225,7 @@ impl Config {
             }
         }
         let mut c = self.clone();
-        for (_, secret) in c.secrets_mut() {
+        for (_, secret, _) in c.secrets_mut() {
             hide(secret);
         }
         if let Some(r) = &mut c.schema_registry {
@@ -242,90 +242,59 @@ impl Config {
     }
 
     /// Every secret in the configuration, by key, with its older `*_env` form where it has one.
-    pub fn secrets(&self) -> Vec<(String, &Option<Secret>, Option<&String>)> {
-        let mut all = Vec::new();
-        for (i, shop) in self.shops.iter().enumerate() {
-            all.push((
-                format!("shops[{i}].secret"),
-                &shop.secret,
-                shop.secret_env.as_ref(),
-            ));
-        }
-        all.push((
-            "producer.dead_letter_key".into(),
-            &self.producer.dead_letter_key,
-            None,
-        ));
-        if let Some(r) = &self.schema_registry {
-            all.push(("schema_registry.password".into(), &r.password, None));
-        }
-        all.push((
-            "slack.token".into(),
-            &self.slack.token,
-            self.slack.token_env.as_ref(),
-        ));
-        for (i, c) in self.slack.channels.iter().enumerate() {
-            all.push((
-                format!("slack.channels[{i}].webhook_url"),
-                &c.webhook_url,
-                c.webhook_url_env.as_ref(),
-            ));
-        }
-        all.push((
-            "crm.token".into(),
-            &self.crm.token,
-            self.crm.token_env.as_ref(),
-        ));
-        all.push((
-            "crm.dead_letter_key".into(),
-            &self.crm.dead_letter_key,
-            None,
-        ));
-        all.push((
-            "kafka.security.password".into(),
-            &self.kafka.security.password,
-            None,
-        ));
-        all.push((
-            "kafka.security.key_password".into(),
-            &self.kafka.security.key_password,
-            None,
-        ));
-        all.push((
-            "privacy.customer_hash_key".into(),
-            &self.privacy.customer_hash_key,
-            None,
-        ));
-        all
+    pub fn secrets(&self) -> Vec<(String, Option<Secret>, Option<String>)> {
+        let mut c = self.clone();
+        c.secrets_mut()
+            .into_iter()
+            .map(|(key, secret, env)| (key, secret.clone(), env))
+            .collect()
     }
 
-    /// The same secrets, to change them (`redacted`). Kept beside `secrets` so the two lists agree.
-    fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Option<Secret>)> {
-        let mut all: Vec<(&'static str, &mut Option<Secret>)> = Vec::new();
-        for shop in &mut self.shops {
-            all.push(("shops[].secret", &mut shop.secret));
+    /// The one list of secrets (`secrets` reads it, `redacted` changes it).
+    fn secrets_mut(&mut self) -> Vec<(String, &mut Option<Secret>, Option<String>)> {
+        let mut all: Vec<(String, &mut Option<Secret>, Option<String>)> = Vec::new();
+        for (i, shop) in self.shops.iter_mut().enumerate() {
+            let env = shop.secret_env.clone();
+            all.push((format!("shops[{i}].secret"), &mut shop.secret, env));
         }
+        let p = &mut self.producer;
         all.push((
-            "producer.dead_letter_key",
-            &mut self.producer.dead_letter_key,
+            "producer.dead_letter_key".into(),
+            &mut p.dead_letter_key,
+            None,
         ));
         if let Some(r) = &mut self.schema_registry {
-            all.push(("schema_registry.password", &mut r.password));
+            all.push(("schema_registry.password".into(), &mut r.password, None));
         }
-        all.push(("slack.token", &mut self.slack.token));
-        for c in &mut self.slack.channels {
-            all.push(("slack.channels[].webhook_url", &mut c.webhook_url));
-        }
-        all.push(("crm.token", &mut self.crm.token));
-        all.push(("crm.dead_letter_key", &mut self.crm.dead_letter_key));
-        all.push(("kafka.security.password", &mut self.kafka.security.password));
+        let slack = &mut self.slack;
         all.push((
-            "kafka.security.key_password",
-            &mut self.kafka.security.key_password,
+            "slack.token".into(),
+            &mut slack.token,
+            slack.token_env.clone(),
         ));
+        for (i, c) in slack.channels.iter_mut().enumerate() {
+            let env = c.webhook_url_env.clone();
+            all.push((
+                format!("slack.channels[{i}].webhook_url"),
+                &mut c.webhook_url,
+                env,
+            ));
+        }
+        let crm = &mut self.crm;
+        all.push(("crm.token".into(), &mut crm.token, crm.token_env.clone()));
+        all.push(("crm.dead_letter_key".into(), &mut crm.dead_letter_key, None));
+        let k = &mut self.kafka.security;
+        all.push(("kafka.security.password".into(), &mut k.password, None));
         all.push((
-            "privacy.customer_hash_key",
-            &mut self.privacy.customer_hash_key,
+            "kafka.security.key_password".into(),
+            &mut k.key_password,
+            None,
+        ));
+        let privacy = &mut self.privacy;
+        all.push((
+            "privacy.customer_hash_key".into(),
+            &mut privacy.customer_hash_key,
+            None,
         ));
         all
     }
@@ -335,7 +304,7 @@ impl Config {
     pub fn check_secrets(&self, prefixes: &[&str]) -> anyhow::Result<()> {
         for (key, value, env) in self.secrets() {
             if prefixes.iter().any(|p| key.starts_with(p)) {
-                crate::secret::check_secret(value, &env.cloned())
+                crate::secret::check_secret(&value, &env)
                     .map_err(|e| anyhow::anyhow!("configuration error: {key}: {e}"))?;
             }
         }
@@ -436,7 +405,7 @@ impl Config {
             .map_err(|e| ("producer.dead_letter_key".to_string(), e))?;
         for (key, value, env) in self.secrets() {
             if !key.starts_with("shops[") {
-                crate::secret::check_written(value, &env.cloned()).map_err(|e| (key, e))?;
+                crate::secret::check_written(&value, &env).map_err(|e| (key, e))?;
             }
         }
         self.kafka.security.check()?;
