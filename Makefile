@@ -10,10 +10,22 @@ PYTHON      := $(VENV)/bin/python
 export TANSU_BIN
 export WOOSTREAM_PYTHON := $(PYTHON)
 
-.PHONY: run test lint unit bench bench-ingest bench-enrich bench-crm tools tansu python fuzz
+.PHONY: run test lint unit bench bench-ingest bench-enrich bench-crm tools tansu python fuzz system-packages
+
+## Debian packages the build and the tests need: OpenSSL and libcurl headers (librdkafka's TLS,
+## SCRAM and OIDC), stunnel (the TLS listener in front of Tansu in the TLS tests; Tansu 0.6 has
+## none of its own; openssl encrypts the test client key) and Prometheus (promtool and the alert-rule test).
+SYSTEM_PACKAGES := pkg-config libssl-dev libcurl4-openssl-dev openssl stunnel4 prometheus
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 ## The whole pipeline on the embedded Kafka with a simulated flash sale.
-run:
+run: system-packages
 	$(CARGO) run --release -p woostream -- run --simulate --history 3000
 
 ## Formatting, lints, unit tests, mock-cluster tests and end-to-end tests on a real broker.
@@ -42,21 +54,21 @@ fuzz:
 ## Load benchmarks with a plain-rdkafka baseline measured in the same run.
 bench: bench-ingest bench-enrich bench-crm
 
-bench-ingest: tansu
+bench-ingest: system-packages tansu
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(CARGO) run --release -p woostream-benches --bin bench-ingest
 
-bench-enrich: tansu python
+bench-enrich: system-packages tansu python
 	$(CARGO) build --release -p woostream --bin woostream
 	$(CARGO) run --release -p woostream-benches --bin bench-enrich
 
-bench-crm: tansu
+bench-crm: system-packages tansu
 	$(CARGO) build --release -p woostream --bin woostream
 	$(CARGO) run --release -p woostream-benches --bin bench-crm
 
 ## Test tools, installed once and reused: Tansu (a Kafka-protocol broker) and Python's
 ## confluent-kafka + fastavro for independent decoding.
-tools: tansu python
+tools: system-packages tansu python
 
 tansu: $(TANSU_BIN)
 $(TANSU_BIN):

@@ -5,159 +5,16 @@
 //! role's own condition holds; then one signed webhook travels through all of them to a Slack
 //! message and a CRM deal.
 
-use std::time::{Duration, Instant};
-
-use woostream_producer::signature::sign;
-use woostream_tests::enricher::{free_port, spawn, EnricherProcess};
-use woostream_tests::hubspot::FakeHubSpot;
-use woostream_tests::slack::{ChannelState, FakeSlack};
-use woostream_tests::{fixture, Tansu, SECRET, SOURCE};
-
-/// A role process and the log line that says its readiness condition holds.
-struct Role {
-    name: &'static str,
-    process: EnricherProcess,
-    condition: &'static str,
-}
+use woostream_tests::roles::every_role_carries_a_webhook_to_slack_and_the_crm;
+use woostream_tests::Tansu;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_as_shipped_is_ready_only_when_it_is_and_carries_a_webhook_to_slack_and_the_crm()
 {
     let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
-    let slack = FakeSlack::start("xoxb-shipped", &[("C0ORDERS00", ChannelState::Open)]).await;
-    let hubspot = FakeHubSpot::start("pat-shipped", 190).await;
-    let dir = tempfile::tempdir().unwrap();
-    let base = |ops_port: u16| {
-        format!(
-            "[kafka]\nbootstrap_servers = \"{}\"\n\n[[shops]]\nid = \"eu\"\nsource = \"{SOURCE}\"\nsecret = \"{SECRET}\"\n\n[ops]\nlisten = \"127.0.0.1:{ops_port}\"\n",
-            tansu.bootstrap
-        )
-    };
-    let webhook_port = free_port();
-    let roles: Vec<(&str, String, &str)> = vec![
-        (
-            "producer",
-            format!("[producer]\nlisten = \"127.0.0.1:{webhook_port}\"\n"),
-            "Producer accepting WooCommerce webhooks",
-        ),
-        ("enricher", String::new(), "Partitions assigned and their state restored"),
-        (
-            "slack run",
-            format!(
-                "[slack]\ntoken = \"xoxb-shipped\"\napi_url = \"{}\"\n[[slack.channels]]\nname = \"#orders\"\nid = \"C0ORDERS00\"\n[[slack.rules]]\nname = \"new orders\"\nkinds = [\"order_placed\"]\nchannels = [\"#orders\"]\n",
-                slack.api_url()
-            ),
-            "Slack accepted the bot token",
-        ),
-        (
-            "crm run",
-            format!(
-                "[crm]\nenabled = true\ntoken = \"pat-shipped\"\napi_url = \"{}\"\n",
-                hubspot.url
-            ),
-            "The CRM has every property the mapping writes",
-        ),
-    ];
-    let mut started: Vec<Role> = Vec::new();
-    for (role, section, condition) in roles {
-        let port = free_port();
-        // The role's own section first, so that it cannot land inside the [[shops]] table.
-        let toml = format!("{section}\n{}", base(port));
-        started.push(Role {
-            name: role,
-            process: spawn(role, &toml, "shipped", port, dir.path()),
-            condition,
-        });
-    }
-    let mut started = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        let mut pending: Vec<usize> = (0..started.len()).collect();
-        while !pending.is_empty() {
-            pending.retain(|&i| {
-                let role = &mut started[i];
-                assert!(
-                    role.process.exited().is_none(),
-                    "{} exited: {}",
-                    role.name,
-                    role.process.log_text()
-                );
-                if !role.process.is_ready() {
-                    return true;
-                }
-                assert!(
-                    role.process.log_text().contains(role.condition),
-                    "{} answered ready before {:?}: {}",
-                    role.name,
-                    role.condition,
-                    role.process.log_text()
-                );
-                false
-            });
-            assert!(
-                Instant::now() < deadline,
-                "not ready within 3 minutes: {:?}",
-                pending.iter().map(|&i| started[i].name).collect::<Vec<_>>()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        started
-    })
-    .await
-    .unwrap();
-
-    let mut order: serde_json::Value =
-        serde_json::from_slice(&fixture("woo_order_example.json")).unwrap();
-    order["id"] = 880_001.into();
-    order["number"] = "880001".into();
-    order["customer_id"] = 4_242.into();
-    let body = serde_json::to_vec(&order).unwrap();
-    let answer = reqwest::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{webhook_port}/webhooks/woocommerce"
-        ))
-        .header("content-type", "application/json")
-        .header("x-wc-webhook-source", SOURCE)
-        .header("x-wc-webhook-topic", "order.created")
-        .header("x-wc-webhook-id", "9")
-        .header("x-wc-webhook-delivery-id", "880001")
-        .header("x-wc-webhook-signature", sign(&body, SECRET))
-        .body(body)
-        .send()
-        .await
-        .expect("the producer answers");
-    assert_eq!(answer.status().as_u16(), 200, "acknowledged by the broker");
-
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let in_slack = slack
-            .posted()
-            .iter()
-            .any(|p| p.all_text().contains("#880001"));
-        let in_crm = hubspot.with_store(|s| {
-            s.deals
-                .records
-                .values()
-                .any(|d| d.get("woo_order_id").map(String::as_str) == Some("eu:880001"))
-        });
-        if in_slack && in_crm {
-            break;
-        }
-        for role in &mut started {
-            assert!(
-                role.process.exited().is_none(),
-                "{} exited: {}",
-                role.name,
-                role.process.log_text()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the order did not reach both: Slack {in_slack}, CRM {in_crm}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for role in &mut started {
-        let status = role.process.stop();
-        assert!(status.success(), "{} stops cleanly: {status}", role.name);
-    }
+    every_role_carries_a_webhook_to_slack_and_the_crm(&format!(
+        "[kafka]\nbootstrap_servers = \"{}\"",
+        tansu.bootstrap
+    ))
+    .await;
 }

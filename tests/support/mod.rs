@@ -17,6 +17,8 @@ use woostream_producer::signature::sign;
 pub mod crm;
 pub mod enricher;
 pub mod hubspot;
+pub mod roles;
+pub mod secure;
 pub mod slack;
 
 pub const SECRET: &str = "test-secret";
@@ -356,9 +358,43 @@ impl Tansu {
         cpu_seconds_of(self.child.id())
     }
 
-    /// Starts the binary named by `TANSU_BIN` (`make test` installs it) and waits until it
-    /// answers metadata requests.
+    /// Starts the binary named by `TANSU_BIN` (`make test` installs it) with in-memory storage
+    /// and waits until it answers metadata requests.
     pub fn start() -> Tansu {
+        let tansu = Tansu::launch(
+            free_tcp_port(),
+            "memory://tansu/",
+            None,
+            &[],
+            &std::env::temp_dir(),
+        );
+        let probe: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &tansu.bootstrap)
+            .set("broker.address.family", "v4")
+            .create()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while probe.fetch_metadata(None, Duration::from_secs(1)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "Tansu did not answer on {} within 60 s",
+                tansu.bootstrap
+            );
+        }
+        tansu
+    }
+
+    /// Starts Tansu in `dir` (where a `sqlite://` path is relative to) on `port` with
+    /// `storage`, advertising `advertised` (another listener in front of it, such as a TLS
+    /// proxy) and `extra` flags, and waits until the port accepts connections (a broker that
+    /// requires authentication refuses a plain metadata probe).
+    pub fn launch(
+        port: u16,
+        storage: &str,
+        advertised: Option<&str>,
+        extra: &[&str],
+        dir: &Path,
+    ) -> Tansu {
         let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| {
             let home = std::env::var("HOME").unwrap_or_default();
             format!("{home}/.cache/woostream/tansu-0.6.0/bin/tansu")
@@ -367,42 +403,53 @@ impl Tansu {
             Path::new(&bin).exists(),
             "Tansu is not installed at {bin}: run `make test` (it installs Tansu once), or set TANSU_BIN"
         );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let url = format!("tcp://127.0.0.1:{port}");
-        let log =
-            std::fs::File::create(std::env::temp_dir().join(format!("tansu-{port}.log"))).unwrap();
+        let advertised = advertised.map_or(url.clone(), str::to_string);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(std::env::temp_dir().join(format!("tansu-{port}.log")))
+            .unwrap();
         let child = Command::new(&bin)
             .args([
                 "broker",
                 "--storage-engine",
-                "memory://tansu/",
+                storage,
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
+            .args(extra)
+            .current_dir(dir)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
         let bootstrap = format!("127.0.0.1:{port}");
-        let probe: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("broker.address.family", "v4")
-            .create()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while probe.fetch_metadata(None, Duration::from_secs(1)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "Tansu did not answer on {bootstrap} within 60 s"
-            );
-        }
+        await_port(&bootstrap, "Tansu");
         Tansu { bootstrap, child }
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts TCP connections on `address`.
+pub fn await_port(address: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(address).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {address} within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -43,7 +43,8 @@ pub struct KafkaSecurity {
     pub protocol: Option<String>,
     /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or GSSAPI.
     pub mechanism: Option<String>,
-    pub username: Option<String>,
+    /// Inline, `{ env = "VAR" }` or `{ file = "/path" }`, like the password.
+    pub username: Option<Secret>,
     pub password: Option<Secret>,
     /// PEM file of the certificate authorities that signed the brokers' certificates.
     pub ca_file: Option<PathBuf>,
@@ -91,8 +92,9 @@ impl KafkaSecurity {
                 ));
             }
         }
-        crate::secret::check_secret(&self.password, &None).map_err(|e| (at("password"), e))?;
-        crate::secret::check_secret(&self.key_password, &None)
+        crate::secret::check_written(&self.username, &None).map_err(|e| (at("username"), e))?;
+        crate::secret::check_written(&self.password, &None).map_err(|e| (at("password"), e))?;
+        crate::secret::check_written(&self.key_password, &None)
             .map_err(|e| (at("key_password"), e))?;
         if protocol.starts_with("SASL") && self.username.is_some() != self.password.is_some() {
             return Err((
@@ -128,8 +130,8 @@ impl KafkaSecurity {
         } else if self.username.is_some() {
             s.push(("sasl.mechanism", "PLAIN".into()));
         }
-        if let Some(u) = &self.username {
-            s.push(("sasl.username", u.clone()));
+        if let Some(u) = resolve(&self.username) {
+            s.push(("sasl.username", u));
         }
         if let Some(p) = resolve(&self.password) {
             s.push(("sasl.password", p));

@@ -284,6 +284,9 @@ impl Config {
         all.push(("crm.token".into(), &mut crm.token, crm.token_env.clone()));
         all.push(("crm.dead_letter_key".into(), &mut crm.dead_letter_key, None));
         let k = &mut self.kafka.security;
+        // A managed Kafka's "username" is often a key (Confluent Cloud's API key, Event Hubs'
+        // `$ConnectionString`), so it is read and hidden like a secret.
+        all.push(("kafka.security.username".into(), &mut k.username, None));
         all.push(("kafka.security.password".into(), &mut k.password, None));
         all.push((
             "kafka.security.key_password".into(),
@@ -303,7 +306,8 @@ impl Config {
     /// empty and is not a placeholder: what a role checks at start for the secrets it uses.
     pub fn check_secrets(&self, prefixes: &[&str]) -> anyhow::Result<()> {
         for (key, value, env) in self.secrets() {
-            if prefixes.iter().any(|p| key.starts_with(p)) {
+            // Every role talks to Kafka, so the Kafka credentials are always checked.
+            if key.starts_with("kafka.") || prefixes.iter().any(|p| key.starts_with(p)) {
                 crate::secret::check_secret(&value, &env)
                     .map_err(|e| anyhow::anyhow!("configuration error: {key}: {e}"))?;
             }

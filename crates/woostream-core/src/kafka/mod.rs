@@ -13,8 +13,15 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, Producer};
 
+pub mod connect;
 pub mod reading;
 pub mod renewing;
+
+pub use connect::check_connection;
+
+/// How long a role waits at start for a first answer from the brokers before it carries on
+/// (refusals such as wrong credentials end the wait at once).
+pub const FIRST_CONTACT_WAIT: Duration = Duration::from_secs(10);
 
 pub use renewing::RenewingProducer;
 

@@ -169,6 +169,7 @@ async fn launch(
     shutdown: CancellationToken,
     create_topics: bool,
 ) -> anyhow::Result<Running> {
+    kafka::check_connection(&config.kafka, bootstrap, kafka::FIRST_CONTACT_WAIT).await?;
     if create_topics {
         kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
     }
