@@ -10,27 +10,39 @@ PYTHON      := $(VENV)/bin/python
 export TANSU_BIN
 export WOOSTREAM_PYTHON := $(PYTHON)
 
-.PHONY: run test lint unit bench bench-ingest bench-enrich bench-crm tools tansu python fuzz system-packages
+.PHONY: release run test lint unit bench bench-ingest bench-enrich bench-crm tools tansu python fuzz system-packages build-packages
 
-## Debian packages the build and the tests need: OpenSSL and libcurl headers (librdkafka's TLS,
-## SCRAM and OIDC), stunnel (the TLS listener in front of Tansu in the TLS tests; Tansu 0.6 has
-## none of its own; openssl encrypts the test client key) and Prometheus (promtool and the alert-rule test).
-SYSTEM_PACKAGES := pkg-config libssl-dev libcurl4-openssl-dev openssl stunnel4 prometheus
+.DEFAULT_GOAL := run
+
+## Debian packages: to build, OpenSSL and libcurl headers (librdkafka's TLS, SCRAM and OIDC); to
+## test, also stunnel (the TLS listener in front of Tansu in the TLS tests: Tansu 0.6 has none of
+## its own), openssl (encrypts the test client key) and Prometheus (promtool, the alert test).
+BUILD_PACKAGES := pkg-config libssl-dev libcurl4-openssl-dev
+TEST_PACKAGES  := openssl stunnel4 prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-system-packages:
-	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+define install_missing
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing $$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+build-packages:
+	$(call install_missing,$(BUILD_PACKAGES))
+system-packages:
+	$(call install_missing,$(BUILD_PACKAGES) $(TEST_PACKAGES))
 
 ## The whole pipeline on the embedded Kafka with a simulated flash sale.
-run: system-packages
+run: build-packages
 	$(CARGO) run --release -p woostream -- run --simulate --history 3000
 
 ## Formatting, lints, unit tests, mock-cluster tests and end-to-end tests on a real broker.
 test: tools lint
 	$(CARGO) test --workspace --all-targets
+
+## The binary the container image ships: the Dockerfile's build stage runs this target.
+release: build-packages
+	$(CARGO) build --release --locked -p woostream --bin woostream
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -70,11 +70,21 @@ async fn metrics(State(s): State<OpsState>) -> impl IntoResponse {
     let mut buf = Vec::new();
     let encoder = TextEncoder::new();
     match encoder.encode(&s.registry.gather(), &mut buf) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, encoder.format_type().to_string())],
-            buf,
-        ),
+        Ok(()) => {
+            // What /readyz answers, for alerts on a role that stays unready.
+            buf.extend_from_slice(
+                format!(
+                    "# HELP woostream_ready 1 while every readiness condition of this process holds (what /readyz answers).\n# TYPE woostream_ready gauge\nwoostream_ready {}\n",
+                    u8::from(s.readiness.is_ready())
+                )
+                .as_bytes(),
+            );
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, encoder.format_type().to_string())],
+                buf,
+            )
+        }
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(header::CONTENT_TYPE, "text/plain".to_string())],
@@ -159,7 +169,20 @@ mod tests {
         assert_eq!(status().await, 503, "nothing registered");
         let webhooks = readiness.condition("webhooks");
         assert_eq!(status().await, 503, "registered, not holding");
+        let ready_metric = || async move {
+            let text = reqwest::get(format!("http://{addr}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("woostream_ready "))
+                .map(str::to_string)
+        };
+        assert_eq!(ready_metric().await.as_deref(), Some("0"));
         webhooks.store(true, Ordering::Relaxed);
         assert_eq!(status().await, 200);
+        assert_eq!(ready_metric().await.as_deref(), Some("1"));
     }
 }

@@ -9,6 +9,7 @@ pub struct Metrics {
     pub profiles: IntCounter,
     pub alerts: IntCounterVec,
     pub customers: IntGauge,
+    pub profile_segments: IntCounterVec,
     pub products: IntGauge,
     pub partitions: IntGauge,
     pub commits: IntCounter,
@@ -46,6 +47,13 @@ impl Metrics {
                     "Alerts written, by kind.",
                 ),
                 &["kind"],
+            )?,
+            profile_segments: IntCounterVec::new(
+                Opts::new(
+                    "woostream_enricher_profile_segments_total",
+                    "Customer profile versions written, by the segment the customer is in after the change.",
+                ),
+                &["segment"],
             )?,
             customers: IntGauge::new(
                 "woostream_enricher_customers",
@@ -95,6 +103,7 @@ impl Metrics {
         registry.register(Box::new(m.profiles.clone()))?;
         registry.register(Box::new(m.alerts.clone()))?;
         registry.register(Box::new(m.customers.clone()))?;
+        registry.register(Box::new(m.profile_segments.clone()))?;
         registry.register(Box::new(m.products.clone()))?;
         registry.register(Box::new(m.partitions.clone()))?;
         registry.register(Box::new(m.commits.clone()))?;

@@ -79,6 +79,13 @@ pub async fn start(
     // Not ready until the webhook port is bound (the catalogue is loaded before that).
     let webhooks_ready = readiness.condition("webhooks");
     let metrics = Metrics::register(registry).context("registering producer metrics")?;
+    metrics.start_counting(
+        &config
+            .shops
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>(),
+    );
     kafka::check_connection(&config.kafka, bootstrap, kafka::FIRST_CONTACT_WAIT).await?;
     if create_topics {
         kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;

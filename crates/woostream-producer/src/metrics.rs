@@ -111,4 +111,18 @@ impl Metrics {
         registry.register(Box::new(m.connections_refused.clone()))?;
         Ok(m)
     }
+
+    /// Shows every shop's refusal counters at 0 from the start: a counter that first appears
+    /// at its first refusals has no earlier sample, so `rate()` — and the alert on it — would
+    /// miss a burst that arrives within one scrape.
+    pub fn start_counting(&self, shops: &[&str]) {
+        for shop in shops.iter().copied().chain(["unknown"]) {
+            for reason in SIGNATURE_FAILURES {
+                self.signature_failures.with_label_values(&[shop, reason]);
+            }
+        }
+    }
 }
+
+/// The reasons in `woostream_webhook_signature_failures_total`.
+pub const SIGNATURE_FAILURES: [&str; 3] = ["unknown_source", "missing_signature", "bad_signature"];

@@ -150,6 +150,17 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     config.check_secrets(&["schema_registry."])?;
     let metrics = Metrics::register(registry).context("registering enricher metrics")?;
+    let t = &config.topics;
+    kafka::lag::watch(
+        &config.kafka,
+        bootstrap,
+        &config.enricher.group_id,
+        [&t.orders, &t.customers, &t.products, &t.reviews]
+            .map(|t| t.name.clone())
+            .to_vec(),
+        registry,
+        shutdown.clone(),
+    )?;
     launch(
         config,
         bootstrap,

@@ -138,6 +138,12 @@ impl Work {
     /// Hands the writer the profiles kept since the last commit.
     pub(super) fn write_profiles(&mut self) -> anyhow::Result<()> {
         for ((partition, key), profile) in std::mem::take(&mut self.unwritten_profiles) {
+            if let Some(p) = &profile {
+                self.metrics
+                    .profile_segments
+                    .with_label_values(&[p.segment.name()])
+                    .inc();
+            }
             self.writer.write(Write::Profile {
                 partition,
                 key,

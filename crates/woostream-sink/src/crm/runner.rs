@@ -143,6 +143,17 @@ pub async fn start(
     if create_topics {
         kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
     }
+    let t = &config.topics;
+    kafka::lag::watch(
+        &config.kafka,
+        bootstrap,
+        &config.crm.group_id,
+        [&t.orders, &t.customers, &t.profiles]
+            .map(|t| t.name.clone())
+            .to_vec(),
+        registry,
+        shutdown.clone(),
+    )?;
     let (recorder, decoder) = recorder(config, bootstrap, metrics.clone()).await?;
     let restored = fold_audit(
         config,

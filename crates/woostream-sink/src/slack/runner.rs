@@ -145,6 +145,14 @@ pub async fn start(
     if create_topics {
         kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
     }
+    kafka::lag::watch(
+        &config.kafka,
+        bootstrap,
+        &slack.group_id,
+        vec![config.topics.alerts.name.clone()],
+        registry,
+        shutdown.clone(),
+    )?;
     let (encoders, decoder) = codecs(config).await?;
     let recorded = slack.dry_run.then(|| Arc::new(Mutex::new(Vec::new())));
     let poster = match &recorded {
