@@ -19,10 +19,12 @@ use hdrhistogram::Histogram;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use woostream::simulate;
+use woostream_core::config::KafkaSecurity;
 use woostream_core::events::Origin;
 use woostream_producer::normalise::{normalise, WebhookDelivery};
 use woostream_producer::publish::{Encoders, Record, Topics};
 use woostream_producer::signature::{sign, verify};
+use woostream_tests::secure::{ClientAuth, Pki, SecureBroker};
 use woostream_tests::{config, Producer, Tansu};
 
 #[global_allocator]
@@ -460,6 +462,55 @@ async fn main() -> anyhow::Result<()> {
         ms(&h, 0.5),
         ms(&h, 0.99),
         h.max() as f64 / 1000.0
+    );
+    producer.stop().await?;
+
+    // The same producer and the same load over TLS with a client certificate (as Aiven and
+    // most platform teams run Kafka), beside the plaintext keep-alive run above. The TLS
+    // listener is stunnel in front of Tansu (Tansu 0.6 has none), on the same two cores.
+    let broker =
+        tokio::task::spawn_blocking(|| SecureBroker::start(ClientAuth::Certificate)).await?;
+    let mut tls = config.clone();
+    tls.kafka.bootstrap_servers = Some(broker.bootstrap.clone());
+    tls.kafka.security = KafkaSecurity {
+        protocol: Some("SSL".into()),
+        ca_file: Some(broker.pki.ca.clone()),
+        cert_file: Some(broker.pki.client_cert.clone()),
+        key_file: Some(broker.pki.client_key.clone()),
+        key_password: Some(Pki::CLIENT_KEY_PASSWORD.into()),
+        ..KafkaSecurity::default()
+    };
+    // Started first: it creates the topics on this broker.
+    let producer = Producer::start(&tls, true).await?;
+    let raw_tls: FutureProducer =
+        woostream_core::kafka::create_producer(&tls.kafka, &broker.bootstrap)?;
+    let raw_tls_rate = raw_rate(&raw_tls, &records, args.wrk_seconds).await;
+    let (over_tls, tls_cpu) = tokio::task::block_in_place(|| {
+        wrk_with_cpu(
+            &producer.url,
+            &source,
+            &work,
+            args.connections,
+            args.wrk_seconds,
+            false,
+        )
+    })?;
+    anyhow::ensure!(
+        over_tls.non_2xx == 0,
+        "over TLS: {} webhooks not accepted",
+        over_tls.non_2xx
+    );
+    println!(
+        "\nplain rdkafka producer over TLS (mutual, via stunnel): {raw_tls_rate:.0} records/s"
+    );
+    println!(
+        "woostream producer over TLS (wrk, {} connections, {}s, keep-alive): {:.0} requests/s, p50 {:.1} ms, p99 {:.1} ms, {tls_cpu:.3} CPU s per 1,000 webhooks",
+        args.connections, args.wrk_seconds, over_tls.rate, over_tls.p50_ms, over_tls.p99_ms
+    );
+    println!(
+        "ratio over TLS / plaintext (woostream, keep-alive): {:.0} %; plain rdkafka over TLS / plaintext: {:.0} %",
+        100.0 * over_tls.rate / max.rate,
+        200.0 * raw_tls_rate / (before + after)
     );
     producer.stop().await?;
     Ok(())
