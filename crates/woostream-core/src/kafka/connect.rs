@@ -17,7 +17,10 @@ use crate::config::KafkaConfig;
 /// The errors librdkafka reported while connecting, the latest last (a few: a refusal is
 /// followed by "brokers are down", which must not hide it).
 #[derive(Clone, Default)]
-struct LastError(Arc<Mutex<Vec<(Option<RDKafkaErrorCode>, String)>>>);
+struct LastError(Arc<Mutex<Vec<Reported>>>);
+
+/// One error librdkafka reported: its code when it came as an error event, and its text.
+pub type Reported = (Option<RDKafkaErrorCode>, String);
 
 impl LastError {
     fn remember(&self, code: Option<RDKafkaErrorCode>, reason: &str) {
@@ -112,7 +115,7 @@ pub fn refusal(code: Option<RDKafkaErrorCode>, reason: &str) -> Option<String> {
 /// error), speaks TLS to a client that does not (a Kafka listener says so; a TLS proxy just
 /// closes).
 pub fn refusal_in(
-    seen: &[(Option<RDKafkaErrorCode>, String)],
+    seen: &[Reported],
     given_up: bool,
 ) -> Option<(String, String)> {
     if let Some(found) = seen
