@@ -114,10 +114,7 @@ pub fn refusal(code: Option<RDKafkaErrorCode>, reason: &str) -> Option<String> {
 /// until the client gives up waiting (`given_up`; librdkafka does not repeat an identical
 /// error), speaks TLS to a client that does not (a Kafka listener says so; a TLS proxy just
 /// closes).
-pub fn refusal_in(
-    seen: &[Reported],
-    given_up: bool,
-) -> Option<(String, String)> {
+pub fn refusal_in(seen: &[Reported], given_up: bool) -> Option<(String, String)> {
     if let Some(found) = seen
         .iter()
         .find_map(|(code, reason)| refusal(*code, reason).map(|fix| (fix, reason.clone())))
