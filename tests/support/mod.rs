@@ -73,6 +73,7 @@ pub fn config(bootstrap: &str) -> Config {
         source: SOURCE.into(),
         secret: Some(SECRET.into()),
         secret_env: None,
+        rest: None,
     });
     c
 }

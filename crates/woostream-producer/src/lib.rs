@@ -9,6 +9,7 @@ pub mod listener;
 pub mod metrics;
 pub mod normalise;
 pub mod publish;
+pub mod rest;
 pub mod server;
 pub mod signature;
 pub mod spool;
@@ -62,6 +63,25 @@ async fn hand_over(
     }
 }
 
+/// The encoders of everything the producer writes and a decoder of what it reads, in the
+/// framing the configuration chooses (the registry's when one is configured).
+pub async fn codecs(config: &Config) -> anyhow::Result<(Encoders, Decoder)> {
+    let topics = Topics::from_config(&config.topics);
+    let registry_client = config
+        .schema_registry
+        .as_ref()
+        .map(|r| RegistryClient::new(&r.url, r.username.clone(), r.resolved_password()));
+    Ok(match &registry_client {
+        Some(client) => (
+            Encoders::with_registry(topics, client)
+                .await
+                .context("registering schemas with the schema registry")?,
+            Decoder::with_registry(client.clone()),
+        ),
+        None => (Encoders::single_object(topics), Decoder::new()),
+    })
+}
+
 /// Starts the producer role against `bootstrap` and serves webhooks until `shutdown`; then it
 /// stops accepting, finishes in-flight requests and flushes the Kafka producer.
 pub async fn start(
@@ -92,20 +112,7 @@ pub async fn start(
     }
     kafka::renewing::register_metrics(registry).context("registering Kafka metrics")?;
     let producer = kafka::renewing_producer(&config.kafka, bootstrap, "producer")?;
-    let topics = Topics::from_config(&config.topics);
-    let registry_client = config
-        .schema_registry
-        .as_ref()
-        .map(|r| RegistryClient::new(&r.url, r.username.clone(), r.resolved_password()));
-    let (encoders, decoder) = match &registry_client {
-        Some(client) => (
-            Encoders::with_registry(topics, client)
-                .await
-                .context("registering schemas with the schema registry")?,
-            Decoder::with_registry(client.clone()),
-        ),
-        None => (Encoders::single_object(topics), Decoder::new()),
-    };
+    let (encoders, decoder) = codecs(config).await?;
     let catalogue = Arc::new(Catalogue::default());
     let catalogue_thread = catalogue::follow(
         catalogue.clone(),

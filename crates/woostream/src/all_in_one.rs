@@ -25,6 +25,7 @@ pub fn demo_shop(o: &simulate::Options) -> ShopConfig {
         source: o.source.clone(),
         secret: Some(o.secret.clone().into()),
         secret_env: None,
+        rest: None,
     }
 }
 

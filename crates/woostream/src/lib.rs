@@ -2,4 +2,5 @@
 //! shared with the end-to-end tests and benchmarks.
 
 pub mod all_in_one;
+pub mod shop;
 pub mod simulate;

@@ -241,6 +241,9 @@ pub struct TopicsConfig {
     /// really ends transactions. Nothing reads it: on a broker that begins transactions but
     /// never ends them, the open one pins only this topic, never an output.
     pub transactions_probe: TopicConfig,
+    /// Where the REST side keeps its place: a backfill's last finished page per (shop,
+    /// resource), reconciliation's watermarks. Compacted: the latest per key is what counts.
+    pub checkpoints: TopicConfig,
 }
 
 impl Default for TopicsConfig {
@@ -270,13 +273,17 @@ impl Default for TopicsConfig {
                 retention_ms: Some(3_600_000),
                 ..topic("woostream.transactions-probe", "delete")
             },
+            checkpoints: TopicConfig {
+                partitions: Some(1),
+                ..topic("woostream.checkpoints", "compact")
+            },
         }
     }
 }
 
 impl TopicsConfig {
     /// Every topic with the configuration key it came from.
-    pub fn all(&self) -> [(&'static str, &TopicConfig); 14] {
+    pub fn all(&self) -> [(&'static str, &TopicConfig); 15] {
         [
             ("orders", &self.orders),
             ("products", &self.products),
@@ -292,6 +299,7 @@ impl TopicsConfig {
             ("slack_dead_letter", &self.slack_dead_letter),
             ("crm_dead_letter", &self.crm_dead_letter),
             ("transactions_probe", &self.transactions_probe),
+            ("checkpoints", &self.checkpoints),
         ]
     }
 

@@ -20,7 +20,7 @@ mod producer;
 pub use enricher::{EnricherConfig, HighValueOrder, Transactions};
 pub use kafka::{KafkaConfig, KafkaSecurity, TopicConfig, TopicsConfig};
 pub use ops::{LogConfig, OpsConfig};
-pub use producer::{resolve_secret, ProducerConfig, ShopConfig};
+pub use producer::{resolve_secret, ProducerConfig, RestAuth, ShopConfig, ShopRest};
 
 use env::apply_env_overrides;
 use locate::{line_col, locate_key};
@@ -256,6 +256,18 @@ impl Config {
         for (i, shop) in self.shops.iter_mut().enumerate() {
             let env = shop.secret_env.clone();
             all.push((format!("shops[{i}].secret"), &mut shop.secret, env));
+            if let Some(rest) = &mut shop.rest {
+                all.push((
+                    format!("shops[{i}].rest.consumer_key"),
+                    &mut rest.consumer_key,
+                    None,
+                ));
+                all.push((
+                    format!("shops[{i}].rest.consumer_secret"),
+                    &mut rest.consumer_secret,
+                    None,
+                ));
+            }
         }
         let p = &mut self.producer;
         all.push((
@@ -368,6 +380,17 @@ impl Config {
                 };
                 (at(key), e)
             })?;
+            if let Some(rest) = &shop.rest {
+                rest.check(&shop.source)
+                    .map_err(|(k, e)| (at(&format!("rest.{k}")), e))?;
+                for (k, v) in [
+                    ("consumer_key", &rest.consumer_key),
+                    ("consumer_secret", &rest.consumer_secret),
+                ] {
+                    crate::secret::check_written(v, &None)
+                        .map_err(|e| (at(&format!("rest.{k}")), e))?;
+                }
+            }
         }
         let p = &self.producer;
         if !p.webhook_path.starts_with('/') {
@@ -681,35 +704,5 @@ mod example_tests {
         assert_eq!(c.topics.replication_factor, 3);
         assert_eq!(c.crm.stages().get("checkout-draft"), None);
         assert_eq!(c.crm.stages()["completed"], "closedwon");
-    }
-
-    #[test]
-    fn the_kubernetes_config_map_is_valid() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../deploy/kubernetes/producer.yaml"
-        );
-        let yaml = std::fs::read_to_string(path).unwrap();
-        // The ConfigMap's `woostream.toml: |` block, its indentation removed.
-        let toml: String = yaml
-            .lines()
-            .skip_while(|l| !l.trim_start().starts_with("woostream.toml: |"))
-            .skip(1)
-            .take_while(|l| l.starts_with("    "))
-            .map(|l| format!("{}\n", &l[4..]))
-            .collect();
-        assert!(toml.contains("[kafka]"), "{toml}");
-        let env = |k: &str| (k.to_string(), "PATH".to_string());
-        let c = Config::from_text(
-            &format!("{path}: woostream.toml"),
-            &toml,
-            vec![
-                env("WOOSTREAM__SHOPS__0__SECRET_ENV"),
-                env("WOOSTREAM__CRM__TOKEN_ENV"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(c.crm.token_env.as_deref(), Some("PATH"));
-        assert_eq!(c.crm.stages().get("checkout-draft"), None);
     }
 }

@@ -77,6 +77,113 @@ pub struct ShopConfig {
     /// Or: the environment variable holding it.
     #[serde(default)]
     pub secret_env: Option<String>,
+    /// The shop's REST API, for backfill and reconciliation; absent: webhooks only.
+    #[serde(default)]
+    pub rest: Option<ShopRest>,
+}
+
+/// `[shops.rest]`: how woostream reads the shop's WooCommerce REST API (v3). The key needs
+/// Read permission (Read/Write to keep the webhooks in order).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShopRest {
+    /// The API's base, e.g. `https://shop.example.com/wp-json/wc/v3/`; absent: the shop's
+    /// `source` followed by `wp-json/wc/v3/`.
+    pub url: Option<String>,
+    /// The consumer key (`ck_…`) and secret (`cs_…`) made under WooCommerce → Settings →
+    /// Advanced → REST API; secrets like every other.
+    pub consumer_key: Option<Secret>,
+    pub consumer_secret: Option<Secret>,
+    /// `basic`: HTTP Basic over HTTPS (WooCommerce's default); `query`: the key and secret as
+    /// query parameters, for servers that drop the Authorization header.
+    pub auth: RestAuth,
+    /// Requests per second at most, for the whole process: a backfill must never hurt the shop.
+    pub requests_per_second: f64,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Objects per page (WooCommerce allows at most 100).
+    pub per_page: u32,
+    pub timeout_secs: u64,
+    /// How often reconciliation asks for what changed (seconds).
+    pub reconcile_interval_secs: u64,
+    /// How far before its watermark reconciliation asks again (seconds), for clocks and
+    /// transactions that commit late.
+    pub reconcile_overlap_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestAuth {
+    #[default]
+    Basic,
+    Query,
+}
+
+impl Default for ShopRest {
+    fn default() -> Self {
+        ShopRest {
+            url: None,
+            consumer_key: None,
+            consumer_secret: None,
+            auth: RestAuth::Basic,
+            requests_per_second: 2.0,
+            concurrency: 2,
+            per_page: 100,
+            timeout_secs: 30,
+            reconcile_interval_secs: 300,
+            reconcile_overlap_secs: 600,
+        }
+    }
+}
+
+impl ShopRest {
+    /// The API base URL, ending in `/`.
+    pub fn base_url(&self, source: &str) -> String {
+        let mut url = match &self.url {
+            Some(u) => u.clone(),
+            None => format!("{}/wp-json/wc/v3/", source.trim_end_matches('/')),
+        };
+        if !url.ends_with('/') {
+            url.push('/');
+        }
+        url
+    }
+
+    /// What types alone cannot check; the offending key (under `at`) and what was expected.
+    pub fn check(&self, source: &str) -> Result<(), (String, String)> {
+        let base = self.base_url(source);
+        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|p| base.starts_with(p));
+        if !base.starts_with("https://") && !loopback {
+            return Err((
+                "url".into(),
+                "expected an https:// URL: WooCommerce takes the consumer key and secret only over HTTPS".into(),
+            ));
+        }
+        if self.consumer_key.is_none() || self.consumer_secret.is_none() {
+            return Err((
+                "consumer_key".into(),
+                "expected consumer_key and consumer_secret (WooCommerce → Settings → Advanced → REST API)".into(),
+            ));
+        }
+        if !(1..=100).contains(&self.per_page) {
+            return Err((
+                "per_page".into(),
+                "expected 1 to 100 (WooCommerce refuses more with 400 rest_invalid_param)".into(),
+            ));
+        }
+        if !(self.requests_per_second > 0.0 && self.requests_per_second <= 1000.0) {
+            return Err((
+                "requests_per_second".into(),
+                "expected a rate above 0 and at most 1000".into(),
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err(("concurrency".into(), "expected at least 1".into()));
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for ShopConfig {
@@ -87,6 +194,7 @@ impl fmt::Debug for ShopConfig {
             .field("source", &self.source)
             .field("secret", &self.secret)
             .field("secret_env", &self.secret_env)
+            .field("rest", &self.rest)
             .finish()
     }
 }

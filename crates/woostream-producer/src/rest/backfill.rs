@@ -1,0 +1,404 @@
+//! A shop's history through its REST API: every product, customer, order, coupon and review,
+//! turned into the same events the webhooks produce (same normaliser, keys, partitions; origin
+//! BACKFILL) and produced idempotently. After each page is in Kafka its checkpoint is written,
+//! so a killed backfill resumes at the next page; the page it was in the middle of is produced
+//! again, which changes nothing downstream (the enricher keeps an order's newest version and
+//! ignores the same one twice).
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use woostream_core::config::{Config, ShopConfig};
+use woostream_core::events::{IngestDeadLetter, Origin};
+use woostream_core::kafka::{self, RenewingProducer};
+use woostream_core::privacy::CustomerHasher;
+
+use super::checkpoint::{self, BackfillCheckpoint};
+use super::{Resource, WooRest};
+use crate::catalogue::Catalogue;
+use crate::normalise::{normalise, normalise_review, Event, WebhookDelivery};
+use crate::publish::{self, Encoders, Record};
+
+/// What to backfill.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Only objects created at or after this (UTC).
+    pub since: Option<DateTime<Utc>>,
+    pub resources: Vec<Resource>,
+    /// Ignore earlier checkpoints and start from the first page.
+    pub restart: bool,
+}
+
+/// What a backfill of one resource did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub resource: &'static str,
+    /// Objects produced as events (in this run and earlier runs of the same backfill).
+    pub produced: u64,
+    pub dead_lettered: u64,
+    /// Objects older than `since` that the API could not leave out.
+    pub skipped: u64,
+    pub pages: u32,
+    /// The page this run began at (1 unless resumed).
+    pub resumed_at_page: u32,
+    pub seconds: f64,
+    /// Already finished by an earlier run: nothing was fetched.
+    pub already_done: bool,
+}
+
+/// How progress is shown: bars on a terminal, a log line every few seconds otherwise.
+enum Progress {
+    Bars(MultiProgress),
+    Log,
+}
+
+impl Progress {
+    fn detect() -> Progress {
+        if std::io::stderr().is_terminal() {
+            Progress::Bars(MultiProgress::new())
+        } else {
+            Progress::Log
+        }
+    }
+
+    fn bar(&self, shop: &str, resource: Resource) -> Option<ProgressBar> {
+        let Progress::Bars(multi) = self else {
+            return None;
+        };
+        let bar = multi.add(ProgressBar::new(0));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>22} [{bar:30}] {pos:>8}/{len:8} {per_sec:>10} ETA {eta}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{shop} {}", resource.name()));
+        Some(bar)
+    }
+}
+
+/// Backfills `shop` into Kafka at `bootstrap`; returns what each resource did. Stops between
+/// pages when `shutdown` is cancelled (what is done stays done).
+pub async fn run(
+    config: &Config,
+    bootstrap: &str,
+    shop: &ShopConfig,
+    request: &Request,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Vec<Outcome>> {
+    let client = WooRest::for_shop(shop)?;
+    kafka::check_connection(&config.kafka, bootstrap, kafka::FIRST_CONTACT_WAIT).await?;
+    if config.topics.create {
+        kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
+    }
+    let producer = kafka::renewing_producer(&config.kafka, bootstrap, "backfill")?;
+    let (encoders, decoder) = crate::codecs(config).await?;
+    let latest = {
+        let (config, bootstrap) = (config.clone(), bootstrap.to_string());
+        tokio::task::spawn_blocking(move || checkpoint::read_latest(&config, &bootstrap))
+            .await
+            .context("reading checkpoints")??
+    };
+    // Products already in Kafka give orders their categories, as they do on the webhook path.
+    let catalogue = Arc::new(Catalogue::default());
+    let follower = crate::catalogue::follow(
+        catalogue.clone(),
+        &config.kafka,
+        bootstrap,
+        &config.topics.products.name,
+        decoder,
+        Duration::from_secs(30),
+        shutdown.clone(),
+    )
+    .await?;
+    let mut job = Job {
+        config,
+        shop,
+        client,
+        producer,
+        encoders,
+        catalogue,
+        customers: CustomerHasher::for_shop(config, &shop.id),
+        progress: Progress::detect(),
+    };
+    let mut outcomes = Vec::new();
+    for &resource in &request.resources {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let key = BackfillCheckpoint::key(&shop.id, resource.name());
+        let earlier: Option<BackfillCheckpoint> = checkpoint::find(&latest, &key)
+            .filter(|c: &BackfillCheckpoint| !request.restart && c.since == request.since);
+        outcomes.push(
+            job.resource(resource, request.since, earlier, &shutdown)
+                .await?,
+        );
+    }
+    job.producer
+        .flush(Duration::from_secs(30))
+        .context("flushing the backfill's producer")?;
+    drop(follower);
+    Ok(outcomes)
+}
+
+struct Job<'a> {
+    config: &'a Config,
+    shop: &'a ShopConfig,
+    client: WooRest,
+    producer: Arc<RenewingProducer>,
+    encoders: Encoders,
+    catalogue: Arc<Catalogue>,
+    customers: CustomerHasher,
+    progress: Progress,
+}
+
+impl Job<'_> {
+    async fn resource(
+        &mut self,
+        resource: Resource,
+        since: Option<DateTime<Utc>>,
+        earlier: Option<BackfillCheckpoint>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Outcome> {
+        let started = Instant::now();
+        let mut state = earlier.unwrap_or_else(|| BackfillCheckpoint {
+            shop: self.shop.id.clone(),
+            resource: resource.name().into(),
+            since,
+            pages_done: 0,
+            produced: 0,
+            dead_lettered: 0,
+            finished: false,
+            updated_at: Utc::now(),
+        });
+        let mut outcome = Outcome {
+            resource: resource.name(),
+            resumed_at_page: state.pages_done + 1,
+            already_done: state.finished,
+            ..Outcome::default()
+        };
+        if state.finished {
+            tracing::info!(shop = %self.shop.id, resource = resource.name(), produced = state.produced, "Backfill already finished by an earlier run.");
+            outcome.produced = state.produced;
+            outcome.dead_lettered = state.dead_lettered;
+            outcome.pages = state.pages_done;
+            return Ok(outcome);
+        }
+        let key = BackfillCheckpoint::key(&self.shop.id, resource.name());
+        let query = resource.backfill_query(since);
+        let bar = self.progress.bar(&self.shop.id, resource);
+        let mut last_log = Instant::now();
+        let done_before = state.produced + state.dead_lettered;
+        loop {
+            if shutdown.is_cancelled() {
+                tracing::warn!(shop = %self.shop.id, resource = resource.name(), pages_done = state.pages_done, "Backfill stopped; it resumes from here.");
+                break;
+            }
+            let number = state.pages_done + 1;
+            let page = self
+                .client
+                .list(resource.endpoint(), &query, number)
+                .await
+                .with_context(|| format!("backfilling {}", resource.name()))?;
+            if let (Some(bar), Some(total)) = (&bar, page.total) {
+                bar.set_length(total);
+            }
+            let last = page.items.len() < self.client.per_page() as usize
+                || page.total_pages.is_some_and(|n| number >= n);
+            let mut records = Vec::with_capacity(page.items.len());
+            for item in &page.items {
+                if since.is_some_and(|s| Resource::created_before(item, s)) {
+                    outcome.skipped += 1;
+                    continue;
+                }
+                let (record, kept) = self.record(resource, item)?;
+                records.push(record);
+                if kept {
+                    state.dead_lettered += 1;
+                } else {
+                    state.produced += 1;
+                }
+            }
+            self.produce(records).await?;
+            state.pages_done = number;
+            state.finished = last;
+            state.updated_at = Utc::now();
+            checkpoint::write(
+                &self.producer,
+                &self.config.topics.checkpoints.name,
+                &key,
+                &state,
+            )
+            .await?;
+            let done = state.produced + state.dead_lettered;
+            match &bar {
+                Some(bar) => bar.set_position(done),
+                None if last_log.elapsed() >= Duration::from_secs(5) || last => {
+                    last_log = Instant::now();
+                    let rate = (done - done_before) as f64 / started.elapsed().as_secs_f64();
+                    tracing::info!(
+                        shop = %self.shop.id,
+                        resource = resource.name(),
+                        done,
+                        total = page.total,
+                        per_second = rate.round(),
+                        "Backfilling."
+                    );
+                }
+                None => {}
+            }
+            if last {
+                break;
+            }
+        }
+        if let Some(bar) = bar {
+            bar.finish();
+        }
+        outcome.produced = state.produced;
+        outcome.dead_lettered = state.dead_lettered;
+        outcome.pages = state.pages_done;
+        outcome.seconds = started.elapsed().as_secs_f64();
+        Ok(outcome)
+    }
+
+    /// The record for one REST object: its event, or its dead letter (`true`) when it cannot
+    /// be read — kept like an unreadable webhook, never dropped.
+    fn record(
+        &self,
+        resource: Resource,
+        item: &serde_json::Value,
+    ) -> anyhow::Result<(Record, bool)> {
+        let body = serde_json::to_vec(item).context("re-encoding a REST object")?;
+        let correlation_id = uuid::Uuid::new_v4().to_string();
+        let delivery = WebhookDelivery {
+            shop_id: &self.shop.id,
+            source: &self.shop.source,
+            wc_topic: Some(resource.wc_topic()),
+            webhook_id: None,
+            delivery_id: None,
+            correlation_id: &correlation_id,
+            received_at: Utc::now(),
+            origin: Origin::Backfill,
+            customers: &self.customers,
+        };
+        let normalised = match resource {
+            Resource::Reviews => normalise_review(&delivery, &body),
+            _ => normalise(&delivery, &body),
+        };
+        let event = match normalised {
+            Ok(mut event) => {
+                match &mut event {
+                    Event::Order(_, e) => {
+                        if let Some(order) = &mut e.order {
+                            self.catalogue.fill(&self.shop.id, order);
+                        }
+                    }
+                    Event::Product(_, e) => self.catalogue.apply(e),
+                    _ => {}
+                }
+                match self.encoders.event_record(&event) {
+                    Ok(record) => return Ok((record, false)),
+                    Err(e) => crate::normalise::Rejection {
+                        code: crate::normalise::RejectCode::InvalidField,
+                        reason: format!("the event does not fit its schema: {e}"),
+                    },
+                }
+            }
+            Err(rejection) => rejection,
+        };
+        tracing::warn!(shop = %self.shop.id, resource = resource.name(), reason = %event.code.as_str(), "A REST object could not be read; kept as a dead letter.");
+        // Sealed like the webhook path's dead letters when a key is configured.
+        let cipher = self
+            .config
+            .producer
+            .dead_letter_key
+            .as_ref()
+            .and_then(|k| k.resolve().ok())
+            .as_deref()
+            .map(woostream_core::sealing::cipher);
+        let sealed = woostream_core::sealing::seal(cipher.as_ref(), &body);
+        let dead_letter = IngestDeadLetter {
+            received_at: Utc::now(),
+            correlation_id,
+            shop_id: Some(self.shop.id.clone()),
+            source: Some(self.shop.source.clone()),
+            wc_topic: Some(resource.wc_topic().to_string()),
+            webhook_id: None,
+            delivery_id: None,
+            content_type: Some("application/json".into()),
+            reason_code: event.code.as_str().to_string(),
+            reason: event.reason.clone(),
+            body_sha256: hex::encode(Sha256::digest(&body)),
+            body_encryption: sealed.0.to_string(),
+            body: sealed.1,
+        };
+        let record = self
+            .encoders
+            .dead_letter_record(&dead_letter)
+            .context("encoding a dead letter")?;
+        Ok((record, true))
+    }
+
+    /// Produces a page's records and waits until Kafka has every one.
+    async fn produce(&self, records: Vec<Record>) -> anyhow::Result<()> {
+        let timeout = Duration::from_millis(self.config.kafka.delivery_timeout_ms);
+        let sends = records.iter().map(|r| async move {
+            let mut backoff = woostream_core::retry::Policy::new(
+                Duration::from_millis(500),
+                Duration::from_secs(10),
+            )
+            .backoff();
+            loop {
+                match publish::send(&self.producer, r, timeout).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if kafka::renewing::is_permanent(&e) => {
+                        return Err(anyhow::anyhow!("Kafka refused a record for {}: {e}", r.topic))
+                    }
+                    Err(e) => {
+                        let wait = backoff.next_wait().expect("no attempt limit");
+                        tracing::warn!(topic = %r.topic, error = %e, "Kafka did not acknowledge; sending again.");
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        });
+        for result in futures::future::join_all(sends).await {
+            result?;
+        }
+        Ok(())
+    }
+}
+
+/// One line per resource, for the end of a backfill.
+pub fn summary(shop: &str, outcomes: &[Outcome]) -> String {
+    let mut lines = vec![format!("Backfill of shop {shop}:")];
+    for o in outcomes {
+        let how = if o.already_done {
+            "already done by an earlier run".to_string()
+        } else if o.resumed_at_page > 1 {
+            format!("resumed at page {}, {:.1} s", o.resumed_at_page, o.seconds)
+        } else {
+            format!("{:.1} s", o.seconds)
+        };
+        lines.push(format!(
+            "  {:<10} {:>8} events  {:>5} dead letters  {:>5} pages  ({how}{})",
+            o.resource,
+            o.produced,
+            o.dead_lettered,
+            o.pages,
+            if o.skipped > 0 {
+                format!(", {} older than --since left out", o.skipped)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    lines.join("\n")
+}

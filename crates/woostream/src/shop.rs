@@ -1,0 +1,599 @@
+//! A simulated shop's WooCommerce REST API (v3), serving the objects a simulated sale's
+//! webhooks describe: what `make run` backfills from, and what the REST tests run against. It
+//! follows WooCommerce's real protocol and limits — Basic auth or the key in the query string
+//! (401 `woocommerce_rest_cannot_view` otherwise), `page`/`per_page` with `X-WP-Total`,
+//! `X-WP-TotalPages` and `Link`, 400 `rest_invalid_param` above 100 per page, the `after`,
+//! `modified_after`, `status`, `role`, `orderby` and `order` filters, and the webhooks resource
+//! with its statuses — and can misbehave on purpose: a request rate above which it answers 429
+//! with `Retry-After`, and bursts of 503.
+
+// The helpers' error is the HTTP answer itself; boxing it would buy nothing here.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::simulate::Webhook;
+
+/// The collections the simulated shop serves, by REST path.
+const COLLECTIONS: [&str; 5] = [
+    "products",
+    "customers",
+    "orders",
+    "coupons",
+    "products/reviews",
+];
+
+/// How the shop misbehaves.
+#[derive(Clone, Debug, Default)]
+pub struct Behaviour {
+    /// Requests per second above which it answers 429 with `Retry-After: 1` (a sliding
+    /// one-second window).
+    pub rate_limit: Option<u32>,
+    /// Every `n`-th request is answered 503 (a struggling PHP pool).
+    pub fail_every: Option<u64>,
+}
+
+/// One request the shop answered.
+#[derive(Clone, Debug)]
+pub struct Served {
+    pub at: Instant,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct Data {
+    /// Collection → id → the object as the REST API returns it.
+    objects: BTreeMap<String, BTreeMap<i64, Value>>,
+}
+
+struct Shop {
+    key: String,
+    secret: String,
+    behaviour: Behaviour,
+    data: Mutex<Data>,
+    log: Mutex<Vec<Served>>,
+}
+
+/// A running simulated shop; stops when dropped.
+pub struct ShopServer {
+    /// The REST API's base, ending in `/wp-json/wc/v3/`.
+    pub url: String,
+    shop: Arc<Shop>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ShopServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The latest state of every object a sequence of webhooks describes, by REST collection —
+/// what the shop's database holds once they have all happened.
+pub fn objects_of(webhooks: &[Webhook]) -> BTreeMap<String, BTreeMap<i64, Value>> {
+    let mut out: BTreeMap<String, BTreeMap<i64, Value>> = BTreeMap::new();
+    for w in webhooks {
+        let Some((resource, event)) = w.topic.split_once('.') else {
+            continue;
+        };
+        let collection = match resource {
+            "product" => "products",
+            "customer" => "customers",
+            "order" => "orders",
+            "coupon" => "coupons",
+            _ => continue,
+        };
+        let Ok(body) = serde_json::from_slice::<Value>(&w.body) else {
+            continue;
+        };
+        let Some(id) = body["id"].as_i64() else {
+            continue;
+        };
+        let objects = out.entry(collection.to_string()).or_default();
+        if event == "deleted" {
+            objects.remove(&id);
+        } else {
+            objects.insert(id, body);
+        }
+    }
+    out
+}
+
+impl ShopServer {
+    /// Serves `objects` on a free loopback port to clients with this key and secret.
+    pub async fn start(
+        objects: BTreeMap<String, BTreeMap<i64, Value>>,
+        key: &str,
+        secret: &str,
+        behaviour: Behaviour,
+    ) -> anyhow::Result<ShopServer> {
+        let shop = Arc::new(Shop {
+            key: key.into(),
+            secret: secret.into(),
+            behaviour,
+            data: Mutex::new(Data { objects }),
+            log: Mutex::new(Vec::new()),
+        });
+        let app = Router::new()
+            .route(
+                "/wp-json/wc/v3/webhooks",
+                get(list_webhooks).post(create_webhook),
+            )
+            .route(
+                "/wp-json/wc/v3/webhooks/{id}",
+                get(get_webhook).put(update_webhook),
+            )
+            .route("/wp-json/wc/v3/products/reviews", get(list_reviews))
+            .route("/wp-json/wc/v3/{collection}", get(list_collection))
+            .with_state(shop.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr: SocketAddr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(ShopServer {
+            url: format!("http://{addr}/wp-json/wc/v3/"),
+            shop,
+            task,
+        })
+    }
+
+    /// Every request answered so far.
+    pub fn served(&self) -> Vec<Served> {
+        self.shop.log.lock().expect("log").clone()
+    }
+
+    /// The most requests answered (any status) within any one second.
+    pub fn peak_requests_per_second(&self) -> usize {
+        let times: Vec<Instant> = self.served().iter().map(|s| s.at).collect();
+        let mut peak = 0;
+        let mut start = 0;
+        for end in 0..times.len() {
+            while times[end].duration_since(times[start]) >= Duration::from_secs(1) {
+                start += 1;
+            }
+            peak = peak.max(end - start + 1);
+        }
+        peak
+    }
+
+    /// Adds or replaces an object, as the shop's admin or a customer would.
+    pub fn put(&self, collection: &str, object: Value) {
+        let id = object["id"].as_i64().expect("an object with an id");
+        self.shop
+            .data
+            .lock()
+            .expect("data")
+            .objects
+            .entry(collection.to_string())
+            .or_default()
+            .insert(id, object);
+    }
+
+    /// An object as the shop holds it now.
+    pub fn get(&self, collection: &str, id: i64) -> Option<Value> {
+        self.shop
+            .data
+            .lock()
+            .expect("data")
+            .objects
+            .get(collection)
+            .and_then(|c| c.get(&id))
+            .cloned()
+    }
+
+    /// How many objects a collection holds.
+    pub fn count(&self, collection: &str) -> usize {
+        self.shop
+            .data
+            .lock()
+            .expect("data")
+            .objects
+            .get(collection)
+            .map_or(0, BTreeMap::len)
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"code": code, "message": message, "data": {"status": status.as_u16()}})),
+    )
+        .into_response()
+}
+
+impl Shop {
+    /// Authentication, misbehaviour and the request log, before any route does its work.
+    fn admit(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        query: &BTreeMap<String, String>,
+    ) -> Result<(), Response> {
+        let now = Instant::now();
+        let mut log = self.log.lock().expect("log");
+        let n = log.len() as u64 + 1;
+        let within_second = log
+            .iter()
+            .rev()
+            .take_while(|s| now.duration_since(s.at) < Duration::from_secs(1))
+            .count();
+        let refusal = if self
+            .behaviour
+            .rate_limit
+            .is_some_and(|limit| within_second as u32 >= limit)
+        {
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "woocommerce_rest_too_many_requests",
+                "Too many requests.",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            Some(r)
+        } else if self
+            .behaviour
+            .fail_every
+            .is_some_and(|every| n.is_multiple_of(every))
+        {
+            Some(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "internal_server_error",
+                "The server is overloaded.",
+            ))
+        } else if !self.authenticated(headers, query) {
+            Some(error(
+                StatusCode::UNAUTHORIZED,
+                "woocommerce_rest_cannot_view",
+                "Sorry, you cannot list resources.",
+            ))
+        } else {
+            None
+        };
+        let status = refusal.as_ref().map_or(200, |r| r.status().as_u16());
+        log.push(Served {
+            at: now,
+            path: path.to_string(),
+            query: query
+                .iter()
+                .filter(|(k, _)| !k.starts_with("consumer_"))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&"),
+            status,
+        });
+        match refusal {
+            Some(r) => Err(r),
+            None => Ok(()),
+        }
+    }
+
+    fn authenticated(&self, headers: &HeaderMap, query: &BTreeMap<String, String>) -> bool {
+        use base64::Engine as _;
+        if let Some(auth) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+        {
+            let expected = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", self.key, self.secret));
+            return auth.trim() == expected;
+        }
+        query.get("consumer_key") == Some(&self.key)
+            && query.get("consumer_secret") == Some(&self.secret)
+    }
+}
+
+/// WooCommerce's dates: `…_gmt` fields without a zone, compared as text (same format).
+fn date_field(v: &Value, field: &str) -> String {
+    v[field].as_str().unwrap_or_default().to_string()
+}
+
+/// Lists `items` as WooCommerce does: filters, order, then one page with its headers.
+fn page_of(
+    base: &str,
+    mut items: Vec<Value>,
+    query: &BTreeMap<String, String>,
+) -> Result<Response, Response> {
+    let number = |k: &str, default: u64| -> Result<u64, Response> {
+        match query.get(k) {
+            None => Ok(default),
+            Some(v) => v.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "rest_invalid_param",
+                    &format!("Invalid parameter(s): {k}"),
+                )
+            }),
+        }
+    };
+    let page = number("page", 1)?;
+    let per_page = number("per_page", 10)?;
+    if per_page > 100 {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "rest_invalid_param",
+            "Invalid parameter(s): per_page (per_page must be between 1 (inclusive) and 100 (inclusive))",
+        ));
+    }
+    if let Some(after) = query.get("after") {
+        items.retain(|o| date_field(o, "date_created_gmt") > *after);
+    }
+    if let Some(after) = query.get("modified_after") {
+        items.retain(|o| date_field(o, "date_modified_gmt") > *after);
+    }
+    match query.get("orderby").map(String::as_str) {
+        None | Some("date") | Some("date_gmt") => {
+            items.sort_by_key(|o| (date_field(o, "date_created_gmt"), o["id"].as_i64()))
+        }
+        Some("id") => items.sort_by_key(|o| o["id"].as_i64()),
+        Some("modified") => {
+            items.sort_by_key(|o| (date_field(o, "date_modified_gmt"), o["id"].as_i64()))
+        }
+        Some(_) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "rest_invalid_param",
+                "Invalid parameter(s): orderby",
+            ))
+        }
+    }
+    // WooCommerce's default order is descending.
+    if query.get("order").map(String::as_str) != Some("asc") {
+        items.reverse();
+    }
+    let total = items.len() as u64;
+    let pages = total.div_ceil(per_page);
+    let start = ((page - 1) * per_page) as usize;
+    let slice: Vec<Value> = items
+        .into_iter()
+        .skip(start)
+        .take(per_page as usize)
+        .collect();
+    let mut links = Vec::new();
+    let link = |p: u64, rel: &str| {
+        let mut q: Vec<String> = query
+            .iter()
+            .filter(|(k, _)| k.as_str() != "page" && !k.starts_with("consumer_"))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        q.push(format!("page={p}"));
+        format!("<{base}?{}>; rel=\"{rel}\"", q.join("&"))
+    };
+    if page > 1 {
+        links.push(link(page - 1, "prev"));
+    }
+    if page < pages {
+        links.push(link(page + 1, "next"));
+    }
+    let mut response = axum::Json(Value::Array(slice)).into_response();
+    let h = response.headers_mut();
+    h.insert("x-wp-total", total.into());
+    h.insert("x-wp-totalpages", pages.into());
+    if !links.is_empty() {
+        if let Ok(v) = header::HeaderValue::from_str(&links.join(", ")) {
+            h.insert(header::LINK, v);
+        }
+    }
+    Ok(response)
+}
+
+async fn list_collection(
+    State(shop): State<Arc<Shop>>,
+    Path(collection): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/wp-json/wc/v3/{collection}");
+    if let Err(r) = shop.admit(&path, &headers, &query) {
+        return r;
+    }
+    if !COLLECTIONS.contains(&collection.as_str()) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "rest_no_route",
+            "No route was found matching the URL and request method.",
+        );
+    }
+    let mut items: Vec<Value> = shop
+        .data
+        .lock()
+        .expect("data")
+        .objects
+        .get(&collection)
+        .map(|c| c.values().cloned().collect())
+        .unwrap_or_default();
+    match collection.as_str() {
+        "customers" => {
+            let role = query.get("role").map_or("customer", String::as_str);
+            if role != "all" {
+                items.retain(|c| c["role"].as_str().unwrap_or("customer") == role);
+            }
+        }
+        "orders" | "products" => {
+            if let Some(status) = query.get("status").filter(|s| s.as_str() != "any") {
+                let wanted: Vec<&str> = status.split(',').collect();
+                items.retain(|o| wanted.contains(&o["status"].as_str().unwrap_or_default()));
+            }
+        }
+        _ => {}
+    }
+    page_of(&path, items, &query).unwrap_or_else(|r| r)
+}
+
+async fn list_reviews(
+    State(shop): State<Arc<Shop>>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let path = "/wp-json/wc/v3/products/reviews";
+    if let Err(r) = shop.admit(path, &headers, &query) {
+        return r;
+    }
+    let items: Vec<Value> = shop
+        .data
+        .lock()
+        .expect("data")
+        .objects
+        .get("products/reviews")
+        .map(|c| c.values().cloned().collect())
+        .unwrap_or_default();
+    page_of(path, items, &query).unwrap_or_else(|r| r)
+}
+
+async fn list_webhooks(
+    State(shop): State<Arc<Shop>>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let path = "/wp-json/wc/v3/webhooks";
+    if let Err(r) = shop.admit(path, &headers, &query) {
+        return r;
+    }
+    let items: Vec<Value> = shop
+        .data
+        .lock()
+        .expect("data")
+        .objects
+        .get("webhooks")
+        .map(|c| c.values().cloned().collect())
+        .unwrap_or_default();
+    page_of(path, items, &query).unwrap_or_else(|r| r)
+}
+
+async fn get_webhook(
+    State(shop): State<Arc<Shop>>,
+    Path(id): Path<i64>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/wp-json/wc/v3/webhooks/{id}");
+    if let Err(r) = shop.admit(&path, &headers, &query) {
+        return r;
+    }
+    let found = shop
+        .data
+        .lock()
+        .expect("data")
+        .objects
+        .get("webhooks")
+        .and_then(|c| c.get(&id))
+        .cloned();
+    match found {
+        Some(w) => axum::Json(w).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "woocommerce_rest_webhook_invalid_id",
+            "Invalid ID.",
+        ),
+    }
+}
+
+/// The fields a webhook has, from what was posted; `secret` is write-only.
+fn webhook_fields(target: &mut Value, posted: &Value) -> Result<(), Response> {
+    for field in ["name", "status", "topic", "delivery_url", "secret"] {
+        if let Some(v) = posted.get(field) {
+            target[field] = v.clone();
+        }
+    }
+    let status = target["status"].as_str().unwrap_or("active");
+    if !["active", "paused", "disabled"].contains(&status) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "rest_invalid_param",
+            "Invalid parameter(s): status",
+        ));
+    }
+    let topic = target["topic"].as_str().unwrap_or_default().to_string();
+    if let Some((resource, event)) = topic.split_once('.') {
+        target["resource"] = json!(resource);
+        target["event"] = json!(event);
+    }
+    target["date_modified_gmt"] = json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string());
+    Ok(())
+}
+
+fn without_secret(mut w: Value) -> Value {
+    if let Some(o) = w.as_object_mut() {
+        o.remove("secret");
+    }
+    w
+}
+
+async fn create_webhook(
+    State(shop): State<Arc<Shop>>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = "/wp-json/wc/v3/webhooks";
+    if let Err(r) = shop.admit(path, &headers, &query) {
+        return r;
+    }
+    let Ok(posted) = serde_json::from_slice::<Value>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "rest_invalid_json",
+            "Invalid JSON body passed.",
+        );
+    };
+    let mut data = shop.data.lock().expect("data");
+    let webhooks = data.objects.entry("webhooks".into()).or_default();
+    let id = webhooks.keys().next_back().map_or(1, |k| k + 1);
+    let mut w = json!({"id": id, "status": "active", "api_version": "wp_api_v3",
+        "date_created_gmt": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string()});
+    if let Err(r) = webhook_fields(&mut w, &posted) {
+        return r;
+    }
+    webhooks.insert(id, w.clone());
+    (StatusCode::CREATED, axum::Json(without_secret(w))).into_response()
+}
+
+async fn update_webhook(
+    State(shop): State<Arc<Shop>>,
+    Path(id): Path<i64>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = format!("/wp-json/wc/v3/webhooks/{id}");
+    if let Err(r) = shop.admit(&path, &headers, &query) {
+        return r;
+    }
+    let Ok(posted) = serde_json::from_slice::<Value>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "rest_invalid_json",
+            "Invalid JSON body passed.",
+        );
+    };
+    let mut data = shop.data.lock().expect("data");
+    let Some(w) = data
+        .objects
+        .get_mut("webhooks")
+        .and_then(|c| c.get_mut(&id))
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "woocommerce_rest_webhook_invalid_id",
+            "Invalid ID.",
+        );
+    };
+    if let Err(r) = webhook_fields(w, &posted) {
+        return r;
+    }
+    axum::Json(without_secret(w.clone())).into_response()
+}
