@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::{ts_millis, Money};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Origin {
+    #[default]
     Webhook,
     Backfill,
     Reconcile,

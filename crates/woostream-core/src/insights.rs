@@ -274,6 +274,9 @@ pub struct Alert {
     pub customer: Option<AlertCustomer>,
     pub product: Option<AlertProduct>,
     pub review: Option<AlertReview>,
+    /// How the cause was obtained (webhook, backfill, reconciliation, polling).
+    #[serde(default)]
+    pub origin: crate::events::Origin,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -434,6 +437,7 @@ mod tests {
                     verified: true,
                     text: "broke".into(),
                 }),
+                origin: crate::events::Origin::Backfill,
             });
         }
         round_trip(AlertKey {

@@ -216,6 +216,10 @@ pub struct SlackRule {
     /// A muted rule matches but posts nothing (recorded as skipped).
     #[serde(default)]
     pub muted: bool,
+    /// Also post alerts caused by a backfill (importing history would otherwise post years of
+    /// it); default false. Profiles, segments and stock levels are computed from them anyway.
+    #[serde(default)]
+    pub include_backfill: bool,
     /// Post urgent events of this rule even in quiet hours; others wait for none.
     #[serde(default)]
     pub ignore_quiet_hours: bool,

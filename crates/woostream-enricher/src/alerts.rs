@@ -32,6 +32,8 @@ pub struct Origin<'a> {
     pub occurred_at: DateTime<Utc>,
     pub correlation_id: &'a str,
     pub event_id: &'a str,
+    /// How the cause was obtained; its alerts say so.
+    pub source: woostream_core::events::Origin,
 }
 
 impl Origin<'_> {
@@ -47,6 +49,7 @@ impl Origin<'_> {
             customer: None,
             product: None,
             review: None,
+            origin: self.source,
         }
     }
 }

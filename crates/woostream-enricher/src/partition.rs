@@ -172,6 +172,7 @@ impl CustomerPartition {
             occurred_at: from_millis(event_ms),
             correlation_id: &event.envelope.correlation_id,
             event_id: &event.envelope.event_id,
+            source: event.envelope.origin,
         };
         let why = Why {
             origin,
@@ -229,6 +230,7 @@ impl CustomerPartition {
                 occurred_at: from_millis(as_of_ms),
                 correlation_id: &event.envelope.correlation_id,
                 event_id: &event.envelope.event_id,
+                source: event.envelope.origin,
             };
             let why = Why {
                 origin,

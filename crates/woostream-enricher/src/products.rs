@@ -228,6 +228,7 @@ mod tests {
             occurred_at: e.received_at,
             correlation_id: &e.correlation_id,
             event_id: &e.event_id,
+            source: e.origin,
         }
     }
 

@@ -97,6 +97,25 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+    /// Import shops' history through their WooCommerce REST API ([shops.rest]): products,
+    /// customers, orders, coupons and reviews become the events the webhooks produce (origin
+    /// BACKFILL). A killed backfill resumes at the page it stopped in.
+    Backfill {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this shop (default: every shop with a [shops.rest] section).
+        #[arg(long)]
+        shop: Option<String>,
+        /// Only objects created on or after this day or time, UTC (2024-01-31 or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Which collections, in any order (they are read products first).
+        #[arg(long, default_value = "products,customers,orders,coupons,reviews")]
+        resources: String,
+        /// Start from the first page, ignoring what earlier runs finished.
+        #[arg(long)]
+        restart: bool,
+    },
     /// Check a configuration file and print the result with secrets hidden.
     CheckConfig {
         #[arg(long, short, env = "WOOSTREAM_CONFIG")]
@@ -274,6 +293,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             replay(config.load()?, filter).await
         }
+        Command::Backfill {
+            config,
+            shop,
+            since,
+            resources,
+            restart,
+        } => {
+            let request = woostream_producer::rest::backfill::Request {
+                since: since.as_deref().map(parse_since).transpose()?,
+                resources: woostream_producer::rest::Resource::parse_list(&resources)
+                    .map_err(|e| anyhow::anyhow!("--resources: {e}"))?,
+                restart,
+            };
+            backfill(config.load()?, shop, request).await
+        }
         Command::CheckConfig { config } => {
             let c = load(Some(&config))?;
             let origin = config.display().to_string();
@@ -362,6 +396,68 @@ async fn enricher(config: Config) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = ops_task.await;
     result
+}
+
+/// `--since`: a day (midnight UTC) or an RFC 3339 time.
+fn parse_since(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| anyhow::anyhow!("--since {text:?}: expected a day (2024-01-31) or an RFC 3339 time (2024-01-31T08:00:00Z)"))
+}
+
+async fn backfill(
+    config: Config,
+    shop: Option<String>,
+    request: woostream_producer::rest::backfill::Request,
+) -> anyhow::Result<()> {
+    telemetry::init(&config.log);
+    let bootstrap = bootstrap(&config)?;
+    let shops: Vec<&woostream_core::config::ShopConfig> = config
+        .shops
+        .iter()
+        .filter(|s| shop.as_ref().is_none_or(|id| &s.id == id))
+        .filter(|s| s.rest.is_some() || shop.is_some())
+        .collect();
+    if shops.is_empty() {
+        anyhow::bail!(match shop {
+            Some(id) => format!("no shop {id:?} in the configuration"),
+            None => "no shop has a [shops.rest] section: add the REST API's url, consumer_key and consumer_secret".into(),
+        });
+    }
+    let prefixes: Vec<String> = config
+        .shops
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| shops.iter().any(|x| x.id == s.id))
+        .map(|(i, _)| format!("shops[{i}]."))
+        .collect();
+    config.check_secrets(&prefixes.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let shutdown = shutdown::on_signal();
+    for shop in shops {
+        let outcomes = woostream_producer::rest::backfill::run(
+            &config,
+            &bootstrap,
+            shop,
+            &request,
+            shutdown.clone(),
+        )
+        .await?;
+        println!(
+            "{}",
+            woostream_producer::rest::backfill::summary(&shop.id, &outcomes)
+        );
+        if shutdown.is_cancelled() {
+            println!("Stopped; run the same command again to resume.");
+            return Ok(());
+        }
+    }
+    println!(
+        "Once the enricher has caught up (woostream_consumer_lag of its group near 0), run `woostream fit` with this configuration so the model reflects the history."
+    );
+    Ok(())
 }
 
 async fn fit(config: Config) -> anyhow::Result<()> {

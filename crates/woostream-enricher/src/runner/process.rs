@@ -168,5 +168,6 @@ pub(super) fn origin_of<'a>(
         occurred_at: at.unwrap_or(e.received_at),
         correlation_id: &e.correlation_id,
         event_id: &e.event_id,
+        source: e.origin,
     }
 }

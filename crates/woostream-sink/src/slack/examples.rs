@@ -56,5 +56,6 @@ pub fn order_alert(n: i64, kind: AlertKind, total: &str) -> Alert {
         }),
         product: None,
         review: None,
+        origin: woostream_core::events::Origin::Webhook,
     }
 }

@@ -78,6 +78,7 @@ pub struct CompiledRule {
     pub emoji: Option<String>,
     pub priority: Priority,
     muted: bool,
+    include_backfill: bool,
     ignore_quiet_hours: bool,
     pub personal: Vec<String>,
     pub thread: bool,
@@ -193,8 +194,12 @@ impl Rules {
             let quiet = self.quiet_hours.is_some_and(|q| q.contains(now))
                 && rule.priority != Priority::Urgent
                 && !rule.ignore_quiet_hours;
+            let history =
+                alert.origin == woostream_core::events::Origin::Backfill && !rule.include_backfill;
             let skip = if rule.muted {
                 Some("muted")
+            } else if history {
+                Some("backfill")
             } else if quiet {
                 Some("quiet_hours")
             } else {
@@ -317,6 +322,7 @@ fn compile_rule(
         emoji: r.emoji.clone(),
         priority: r.priority,
         muted: r.muted,
+        include_backfill: r.include_backfill,
         ignore_quiet_hours: r.ignore_quiet_hours,
         personal: r.personal.clone(),
         thread: r.thread,
@@ -511,6 +517,21 @@ muted = true
         assert_eq!(r.route(&paid, noon())[0].skip, None);
         let failed = order_alert(2, AlertKind::PaymentFailed, "10");
         assert_eq!(r.route(&failed, night)[0].skip, None);
+        // History imported by a backfill is recorded as skipped, unless a rule includes it.
+        let mut imported = order_alert(3, AlertKind::PaymentFailed, "10");
+        imported.origin = woostream_core::events::Origin::Backfill;
+        assert_eq!(r.route(&imported, noon())[0].skip, Some("backfill"));
+        let with_history = rules(
+            r##"
+[[slack.rules]]
+name = "failed"
+kinds = ["payment_failed"]
+channels = ["#orders"]
+include_backfill = true
+"##,
+        )
+        .unwrap();
+        assert_eq!(with_history.route(&imported, noon())[0].skip, None);
         let q: QuietHours = "22:00-07:00".parse().unwrap();
         assert!(q.contains(Utc.with_ymd_and_hms(2026, 1, 1, 6, 59, 0).unwrap()));
         assert!(!q.contains(Utc.with_ymd_and_hms(2026, 1, 1, 7, 0, 0).unwrap()));
