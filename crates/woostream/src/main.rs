@@ -116,6 +116,16 @@ enum Command {
         #[arg(long)]
         restart: bool,
     },
+    /// Reconcile every shop with [shops.rest] continuously: what changed since the last pass
+    /// (missed webhooks) with origin RECONCILE, reviews (which have no webhook) with origin
+    /// POLL, and the shop's webhooks kept active.
+    Rest {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// One pass, then exit (for a cron job or a check).
+        #[arg(long)]
+        once: bool,
+    },
     /// Check a configuration file and print the result with secrets hidden.
     CheckConfig {
         #[arg(long, short, env = "WOOSTREAM_CONFIG")]
@@ -308,6 +318,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             backfill(config.load()?, shop, request).await
         }
+        Command::Rest { config, once } => rest(config.load()?, once).await,
         Command::CheckConfig { config } => {
             let c = load(Some(&config))?;
             let origin = config.display().to_string();
@@ -372,6 +383,34 @@ impl Role {
         let _ = self.ops_task.await;
         result
     }
+}
+
+async fn rest(config: Config, once: bool) -> anyhow::Result<()> {
+    let prefixes: Vec<String> = (0..config.shops.len())
+        .map(|i| format!("shops[{i}]."))
+        .collect();
+    config.check_secrets(&prefixes.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let Role {
+        bootstrap,
+        shutdown,
+        registry,
+        readiness,
+        ops_task,
+    } = Role::start(&config).await?;
+    // Ready once the first pass is done.
+    let ready = readiness.condition("rest");
+    let result = woostream_producer::rest::reconcile::run(
+        &config,
+        &bootstrap,
+        &registry,
+        ready,
+        once,
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    let _ = ops_task.await;
+    result
 }
 
 async fn enricher(config: Config) -> anyhow::Result<()> {

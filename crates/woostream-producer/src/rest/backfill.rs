@@ -12,18 +12,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use woostream_core::config::{Config, ShopConfig};
-use woostream_core::events::{IngestDeadLetter, Origin};
+use woostream_core::events::Origin;
 use woostream_core::kafka::{self, RenewingProducer};
-use woostream_core::privacy::CustomerHasher;
 
 use super::checkpoint::{self, BackfillCheckpoint};
+use super::ingest::{self, RestIngest};
 use super::{Resource, WooRest};
 use crate::catalogue::Catalogue;
-use crate::normalise::{normalise, normalise_review, Event, WebhookDelivery};
-use crate::publish::{self, Encoders, Record};
 
 /// What to backfill.
 #[derive(Clone, Debug)]
@@ -123,9 +120,7 @@ pub async fn run(
         shop,
         client,
         producer,
-        encoders,
-        catalogue,
-        customers: CustomerHasher::for_shop(config, &shop.id),
+        ingest: RestIngest::new(config, shop, encoders, catalogue),
         progress: Progress::detect(),
     };
     let mut outcomes = Vec::new();
@@ -153,9 +148,7 @@ struct Job<'a> {
     shop: &'a ShopConfig,
     client: WooRest,
     producer: Arc<RenewingProducer>,
-    encoders: Encoders,
-    catalogue: Arc<Catalogue>,
-    customers: CustomerHasher,
+    ingest: RestIngest,
     progress: Progress,
 }
 
@@ -218,7 +211,7 @@ impl Job<'_> {
                     outcome.skipped += 1;
                     continue;
                 }
-                let (record, kept) = self.record(resource, item)?;
+                let (record, kept) = self.ingest.record(resource, item, Origin::Backfill)?;
                 records.push(record);
                 if kept {
                     state.dead_lettered += 1;
@@ -226,7 +219,7 @@ impl Job<'_> {
                     state.produced += 1;
                 }
             }
-            self.produce(records).await?;
+            ingest::produce(&self.producer, self.config, &records).await?;
             state.pages_done = number;
             state.finished = last;
             state.updated_at = Utc::now();
@@ -266,113 +259,6 @@ impl Job<'_> {
         outcome.pages = state.pages_done;
         outcome.seconds = started.elapsed().as_secs_f64();
         Ok(outcome)
-    }
-
-    /// The record for one REST object: its event, or its dead letter (`true`) when it cannot
-    /// be read — kept like an unreadable webhook, never dropped.
-    fn record(
-        &self,
-        resource: Resource,
-        item: &serde_json::Value,
-    ) -> anyhow::Result<(Record, bool)> {
-        let body = serde_json::to_vec(item).context("re-encoding a REST object")?;
-        let correlation_id = uuid::Uuid::new_v4().to_string();
-        let delivery = WebhookDelivery {
-            shop_id: &self.shop.id,
-            source: &self.shop.source,
-            wc_topic: Some(resource.wc_topic()),
-            webhook_id: None,
-            delivery_id: None,
-            correlation_id: &correlation_id,
-            received_at: Utc::now(),
-            origin: Origin::Backfill,
-            customers: &self.customers,
-        };
-        let normalised = match resource {
-            Resource::Reviews => normalise_review(&delivery, &body),
-            _ => normalise(&delivery, &body),
-        };
-        let event = match normalised {
-            Ok(mut event) => {
-                match &mut event {
-                    Event::Order(_, e) => {
-                        if let Some(order) = &mut e.order {
-                            self.catalogue.fill(&self.shop.id, order);
-                        }
-                    }
-                    Event::Product(_, e) => self.catalogue.apply(e),
-                    _ => {}
-                }
-                match self.encoders.event_record(&event) {
-                    Ok(record) => return Ok((record, false)),
-                    Err(e) => crate::normalise::Rejection {
-                        code: crate::normalise::RejectCode::InvalidField,
-                        reason: format!("the event does not fit its schema: {e}"),
-                    },
-                }
-            }
-            Err(rejection) => rejection,
-        };
-        tracing::warn!(shop = %self.shop.id, resource = resource.name(), reason = %event.code.as_str(), "A REST object could not be read; kept as a dead letter.");
-        // Sealed like the webhook path's dead letters when a key is configured.
-        let cipher = self
-            .config
-            .producer
-            .dead_letter_key
-            .as_ref()
-            .and_then(|k| k.resolve().ok())
-            .as_deref()
-            .map(woostream_core::sealing::cipher);
-        let sealed = woostream_core::sealing::seal(cipher.as_ref(), &body);
-        let dead_letter = IngestDeadLetter {
-            received_at: Utc::now(),
-            correlation_id,
-            shop_id: Some(self.shop.id.clone()),
-            source: Some(self.shop.source.clone()),
-            wc_topic: Some(resource.wc_topic().to_string()),
-            webhook_id: None,
-            delivery_id: None,
-            content_type: Some("application/json".into()),
-            reason_code: event.code.as_str().to_string(),
-            reason: event.reason.clone(),
-            body_sha256: hex::encode(Sha256::digest(&body)),
-            body_encryption: sealed.0.to_string(),
-            body: sealed.1,
-        };
-        let record = self
-            .encoders
-            .dead_letter_record(&dead_letter)
-            .context("encoding a dead letter")?;
-        Ok((record, true))
-    }
-
-    /// Produces a page's records and waits until Kafka has every one.
-    async fn produce(&self, records: Vec<Record>) -> anyhow::Result<()> {
-        let timeout = Duration::from_millis(self.config.kafka.delivery_timeout_ms);
-        let sends = records.iter().map(|r| async move {
-            let mut backoff = woostream_core::retry::Policy::new(
-                Duration::from_millis(500),
-                Duration::from_secs(10),
-            )
-            .backoff();
-            loop {
-                match publish::send(&self.producer, r, timeout).await {
-                    Ok(_) => return Ok(()),
-                    Err(e) if kafka::renewing::is_permanent(&e) => {
-                        return Err(anyhow::anyhow!("Kafka refused a record for {}: {e}", r.topic))
-                    }
-                    Err(e) => {
-                        let wait = backoff.next_wait().expect("no attempt limit");
-                        tracing::warn!(topic = %r.topic, error = %e, "Kafka did not acknowledge; sending again.");
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-            }
-        });
-        for result in futures::future::join_all(sends).await {
-            result?;
-        }
-        Ok(())
     }
 }
 

@@ -6,6 +6,8 @@
 pub mod backfill;
 pub mod checkpoint;
 pub mod client;
+pub mod ingest;
+pub mod reconcile;
 pub mod resource;
 
 pub use client::{Page, RestError, WooRest};

@@ -1,0 +1,158 @@
+//! What the backfill and reconciliation share: a REST object turned into the record the
+//! webhook path would write (same normaliser, keys, categories; the origin says where it came
+//! from), or kept as a dead letter when it cannot be read; and producing a page of them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chacha20poly1305::ChaCha20Poly1305;
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use woostream_core::config::{Config, ShopConfig};
+use woostream_core::events::{IngestDeadLetter, Origin};
+use woostream_core::kafka::{self, RenewingProducer};
+use woostream_core::privacy::CustomerHasher;
+
+use super::Resource;
+use crate::catalogue::Catalogue;
+use crate::normalise::{
+    normalise, normalise_review, Event, RejectCode, Rejection, WebhookDelivery,
+};
+use crate::publish::{self, Encoders, Record};
+
+/// Turns one shop's REST objects into records.
+pub struct RestIngest {
+    pub shop: ShopConfig,
+    encoders: Encoders,
+    catalogue: Arc<Catalogue>,
+    customers: CustomerHasher,
+    dead_letter_cipher: Option<ChaCha20Poly1305>,
+}
+
+impl RestIngest {
+    pub fn new(
+        config: &Config,
+        shop: &ShopConfig,
+        encoders: Encoders,
+        catalogue: Arc<Catalogue>,
+    ) -> RestIngest {
+        RestIngest {
+            shop: shop.clone(),
+            encoders,
+            catalogue,
+            customers: CustomerHasher::for_shop(config, &shop.id),
+            // Sealed like the webhook path's dead letters when a key is configured.
+            dead_letter_cipher: config
+                .producer
+                .dead_letter_key
+                .as_ref()
+                .and_then(|k| k.resolve().ok())
+                .as_deref()
+                .map(woostream_core::sealing::cipher),
+        }
+    }
+
+    /// The record for one object of `resource`: its event, or its dead letter (`true`) —
+    /// kept like an unreadable webhook, never dropped.
+    pub fn record(
+        &self,
+        resource: Resource,
+        item: &serde_json::Value,
+        origin: Origin,
+    ) -> anyhow::Result<(Record, bool)> {
+        let body = serde_json::to_vec(item).context("re-encoding a REST object")?;
+        let correlation_id = uuid::Uuid::new_v4().to_string();
+        let delivery = WebhookDelivery {
+            shop_id: &self.shop.id,
+            source: &self.shop.source,
+            wc_topic: Some(resource.wc_topic()),
+            webhook_id: None,
+            delivery_id: None,
+            correlation_id: &correlation_id,
+            received_at: Utc::now(),
+            origin,
+            customers: &self.customers,
+        };
+        let normalised = match resource {
+            Resource::Reviews => normalise_review(&delivery, &body),
+            _ => normalise(&delivery, &body),
+        };
+        let rejection = match normalised {
+            Ok(mut event) => {
+                match &mut event {
+                    Event::Order(_, e) => {
+                        if let Some(order) = &mut e.order {
+                            self.catalogue.fill(&self.shop.id, order);
+                        }
+                    }
+                    Event::Product(_, e) => self.catalogue.apply(e),
+                    _ => {}
+                }
+                match self.encoders.event_record(&event) {
+                    Ok(record) => return Ok((record, false)),
+                    Err(e) => Rejection {
+                        code: RejectCode::InvalidField,
+                        reason: format!("the event does not fit its schema: {e}"),
+                    },
+                }
+            }
+            Err(rejection) => rejection,
+        };
+        tracing::warn!(shop = %self.shop.id, resource = resource.name(), reason = rejection.code.as_str(), "A REST object could not be read; kept as a dead letter.");
+        let (encryption, stored) =
+            woostream_core::sealing::seal(self.dead_letter_cipher.as_ref(), &body);
+        let dead_letter = IngestDeadLetter {
+            received_at: Utc::now(),
+            correlation_id,
+            shop_id: Some(self.shop.id.clone()),
+            source: Some(self.shop.source.clone()),
+            wc_topic: Some(resource.wc_topic().to_string()),
+            webhook_id: None,
+            delivery_id: None,
+            content_type: Some("application/json".into()),
+            reason_code: rejection.code.as_str().to_string(),
+            reason: rejection.reason,
+            body_sha256: hex::encode(Sha256::digest(&body)),
+            body_encryption: encryption.to_string(),
+            body: stored,
+        };
+        let record = self
+            .encoders
+            .dead_letter_record(&dead_letter)
+            .context("encoding a dead letter")?;
+        Ok((record, true))
+    }
+}
+
+/// Produces records and waits until Kafka has every one; a timeout or a replaced producer is
+/// retried, a refusal no retry can fix is returned.
+pub async fn produce(
+    producer: &RenewingProducer,
+    config: &Config,
+    records: &[Record],
+) -> anyhow::Result<()> {
+    let timeout = Duration::from_millis(config.kafka.delivery_timeout_ms);
+    let sends = records.iter().map(|r| async move {
+        let mut backoff =
+            woostream_core::retry::Policy::new(Duration::from_millis(500), Duration::from_secs(10))
+                .backoff();
+        loop {
+            match publish::send(producer, r, timeout).await {
+                Ok(_) => return Ok(()),
+                Err(e) if kafka::renewing::is_permanent(&e) => {
+                    return Err(anyhow::anyhow!("Kafka refused a record for {}: {e}", r.topic))
+                }
+                Err(e) => {
+                    let wait = backoff.next_wait().expect("no attempt limit");
+                    tracing::warn!(topic = %r.topic, error = %e, "Kafka did not acknowledge; sending again.");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    });
+    for result in futures::future::join_all(sends).await {
+        result?;
+    }
+    Ok(())
+}

@@ -1,0 +1,448 @@
+//! Reconciliation: WooCommerce's webhooks are at-most-once (a failed delivery is not retried,
+//! and repeated failures disable the webhook silently), so every few minutes this asks the
+//! REST API for what changed since its watermark minus an overlap and produces it with origin
+//! RECONCILE; it polls reviews (which have no webhook) with origin POLL; and it keeps the
+//! shop's webhooks active, re-enabling a disabled one and saying so.
+//!
+//! Repeats are harmless — the enricher keeps an object's newest `date_modified` and ignores the
+//! same version twice — and they are counted (`woostream_rest_objects_total{outcome="repeat"}`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use woostream_core::config::{Config, ShopConfig};
+use woostream_core::events::Origin;
+use woostream_core::kafka::{self, RenewingProducer};
+
+use super::checkpoint;
+use super::ingest::{self, RestIngest};
+use super::{Resource, WooRest};
+use crate::catalogue::Catalogue;
+
+/// The webhook topics woostream needs from a shop.
+pub const WEBHOOK_TOPICS: [&str; 9] = [
+    "order.created",
+    "order.updated",
+    "order.deleted",
+    "product.created",
+    "product.updated",
+    "product.deleted",
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+];
+
+/// Where reconciliation of one (shop, resource) stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Watermark {
+    /// The newest `date_modified_gmt` (reviews: `date_created_gmt`) produced so far.
+    pub newest: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Watermark {
+    pub fn key(shop: &str, resource: &str) -> String {
+        format!("reconcile/{shop}/{resource}")
+    }
+}
+
+/// What one cycle did for one resource.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CycleOutcome {
+    pub resource: &'static str,
+    /// Objects produced that no earlier cycle of this process had produced in this version.
+    pub new: u64,
+    /// Objects produced again in a version already produced (the overlap).
+    pub repeats: u64,
+    pub dead_lettered: u64,
+}
+
+/// What reconciliation exports.
+#[derive(Clone)]
+pub struct Metrics {
+    pub objects: IntCounterVec,
+    pub webhooks_reenabled: IntCounterVec,
+    pub webhooks: IntGaugeVec,
+    pub lag_seconds: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Metrics> {
+        let m = Metrics {
+            objects: IntCounterVec::new(
+                Opts::new(
+                    "woostream_rest_objects_total",
+                    "Objects read through the shop's REST API and produced, by resource and outcome (new, repeat, dead_lettered).",
+                ),
+                &["shop", "resource", "outcome"],
+            )?,
+            webhooks_reenabled: IntCounterVec::new(
+                Opts::new(
+                    "woostream_rest_webhooks_reenabled_total",
+                    "Webhooks found disabled by WooCommerce (after repeated failed deliveries) and re-enabled.",
+                ),
+                &["shop"],
+            )?,
+            webhooks: IntGaugeVec::new(
+                Opts::new(
+                    "woostream_rest_webhooks",
+                    "The shop's webhooks by status, as last seen.",
+                ),
+                &["shop", "status"],
+            )?,
+            lag_seconds: IntGaugeVec::new(
+                Opts::new(
+                    "woostream_rest_watermark_age_seconds",
+                    "How old the newest change reconciliation has produced is, per resource.",
+                ),
+                &["shop", "resource"],
+            )?,
+        };
+        registry.register(Box::new(m.objects.clone()))?;
+        registry.register(Box::new(m.webhooks_reenabled.clone()))?;
+        registry.register(Box::new(m.webhooks.clone()))?;
+        registry.register(Box::new(m.lag_seconds.clone()))?;
+        Ok(m)
+    }
+}
+
+/// The reconciling loop of one shop.
+pub struct Reconciler {
+    config: Config,
+    shop: ShopConfig,
+    client: WooRest,
+    producer: Arc<RenewingProducer>,
+    ingest: RestIngest,
+    metrics: Metrics,
+    watermarks: HashMap<Resource, DateTime<Utc>>,
+    /// (resource, id) → the version last produced, to tell repeats from news.
+    produced: HashMap<(Resource, i64), String>,
+    cycles: u64,
+}
+
+/// The version of a REST object: its modification time (reviews: creation), as WooCommerce
+/// writes it.
+fn version_of(resource: Resource, item: &Value) -> Option<String> {
+    let field = if resource == Resource::Reviews {
+        "date_created_gmt"
+    } else {
+        "date_modified_gmt"
+    };
+    item[field].as_str().map(str::to_string)
+}
+
+fn parse_gmt(text: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+impl Reconciler {
+    /// Connects, reads the watermarks from the checkpoint topic; a resource without one starts
+    /// `overlap` before now.
+    pub async fn start(
+        config: &Config,
+        bootstrap: &str,
+        shop: &ShopConfig,
+        metrics: Metrics,
+        catalogue: Arc<Catalogue>,
+    ) -> anyhow::Result<Reconciler> {
+        let client = WooRest::for_shop(shop)?;
+        let producer = kafka::renewing_producer(&config.kafka, bootstrap, "reconcile")?;
+        let (encoders, _) = crate::codecs(config).await?;
+        let latest = {
+            let (config, bootstrap) = (config.clone(), bootstrap.to_string());
+            tokio::task::spawn_blocking(move || checkpoint::read_latest(&config, &bootstrap))
+                .await
+                .context("reading checkpoints")??
+        };
+        let rest = shop.rest.clone().unwrap_or_default();
+        let start = Utc::now() - chrono::Duration::seconds(rest.reconcile_overlap_secs as i64);
+        let watermarks = Resource::ALL
+            .into_iter()
+            .map(|r| {
+                let w: Option<Watermark> =
+                    checkpoint::find(&latest, &Watermark::key(&shop.id, r.name()));
+                (r, w.map_or(start, |w| w.newest))
+            })
+            .collect();
+        Ok(Reconciler {
+            config: config.clone(),
+            shop: shop.clone(),
+            client,
+            producer,
+            ingest: RestIngest::new(config, shop, encoders, catalogue),
+            metrics,
+            watermarks,
+            produced: HashMap::new(),
+            cycles: 0,
+        })
+    }
+
+    /// One pass: every resource, then the webhooks. Returns what each resource did.
+    pub async fn cycle(&mut self) -> anyhow::Result<Vec<CycleOutcome>> {
+        let mut outcomes = Vec::new();
+        for resource in Resource::ALL {
+            outcomes.push(self.resource(resource).await?);
+        }
+        self.webhooks().await?;
+        self.cycles += 1;
+        // Bounded memory: versions older than two overlaps cannot come back.
+        if self.produced.len() > 200_000 {
+            self.produced.clear();
+        }
+        Ok(outcomes)
+    }
+
+    /// The query for what changed since the watermark minus the overlap. Customers have no
+    /// date filter in the API: they are listed newest registration first, and the pass stops
+    /// at the first page that reaches back before `since`.
+    fn query(&self, resource: Resource, since: DateTime<Utc>) -> Vec<(&'static str, String)> {
+        let at = since.format("%Y-%m-%dT%H:%M:%S").to_string();
+        match resource {
+            Resource::Reviews => vec![
+                ("after", at),
+                ("orderby", "date_gmt".into()),
+                ("order", "asc".into()),
+            ],
+            Resource::Customers => vec![
+                ("role", "all".into()),
+                ("orderby", "registered_date".into()),
+                ("order", "desc".into()),
+            ],
+            Resource::Orders | Resource::Products => vec![
+                ("modified_after", at),
+                ("dates_are_gmt", "true".into()),
+                ("status", "any".into()),
+                ("orderby", "id".into()),
+                ("order", "asc".into()),
+            ],
+            Resource::Coupons => vec![
+                ("modified_after", at),
+                ("dates_are_gmt", "true".into()),
+                ("orderby", "id".into()),
+                ("order", "asc".into()),
+            ],
+        }
+    }
+
+    async fn resource(&mut self, resource: Resource) -> anyhow::Result<CycleOutcome> {
+        let overlap = chrono::Duration::seconds(
+            self.shop
+                .rest
+                .as_ref()
+                .map_or(600, |r| r.reconcile_overlap_secs) as i64,
+        );
+        let watermark = self.watermarks[&resource];
+        let since = watermark - overlap;
+        let query = self.query(resource, since);
+        let mut outcome = CycleOutcome {
+            resource: resource.name(),
+            ..CycleOutcome::default()
+        };
+        let mut newest = watermark;
+        let mut number = 1;
+        loop {
+            let page = self
+                .client
+                .list(resource.endpoint(), &query, number)
+                .await
+                .with_context(|| format!("reconciling {}", resource.name()))?;
+            let reached_back = resource == Resource::Customers
+                && page.items.last().is_some_and(|c| {
+                    c["date_created_gmt"]
+                        .as_str()
+                        .and_then(parse_gmt)
+                        .is_some_and(|created| created < since)
+                });
+            let last = page.items.len() < self.client.per_page() as usize
+                || page.total_pages.is_some_and(|n| number >= n)
+                || reached_back;
+            let mut records = Vec::new();
+            for item in &page.items {
+                let Some(version) = version_of(resource, item) else {
+                    continue;
+                };
+                let modified = parse_gmt(&version);
+                // Customers cannot be filtered by the API: leave out what did not change.
+                if resource == Resource::Customers && modified.is_some_and(|m| m < since) {
+                    continue;
+                }
+                if let Some(m) = modified {
+                    newest = newest.max(m);
+                }
+                let id = item["id"].as_i64().unwrap_or_default();
+                let repeat = self.produced.get(&(resource, id)) == Some(&version);
+                let origin = if resource == Resource::Reviews {
+                    Origin::Poll
+                } else {
+                    Origin::Reconcile
+                };
+                let (record, dead) = self.ingest.record(resource, item, origin)?;
+                records.push(record);
+                let label = if dead {
+                    outcome.dead_lettered += 1;
+                    "dead_lettered"
+                } else if repeat {
+                    outcome.repeats += 1;
+                    "repeat"
+                } else {
+                    outcome.new += 1;
+                    "new"
+                };
+                self.metrics
+                    .objects
+                    .with_label_values(&[&self.shop.id, resource.name(), label])
+                    .inc();
+                self.produced.insert((resource, id), version);
+            }
+            ingest::produce(&self.producer, &self.config, &records).await?;
+            if last {
+                break;
+            }
+            number += 1;
+        }
+        if newest > watermark {
+            self.watermarks.insert(resource, newest);
+            checkpoint::write(
+                &self.producer,
+                &self.config.topics.checkpoints.name,
+                &Watermark::key(&self.shop.id, resource.name()),
+                &Watermark {
+                    newest,
+                    updated_at: Utc::now(),
+                },
+            )
+            .await?;
+        }
+        self.metrics
+            .lag_seconds
+            .with_label_values(&[&self.shop.id, resource.name()])
+            .set((Utc::now() - newest).num_seconds().max(0));
+        Ok(outcome)
+    }
+
+    /// Keeps the shop's webhooks active: WooCommerce disables one after repeated failed
+    /// deliveries and tells no one; every delivery in between was lost, and reconciliation is
+    /// what covered them.
+    async fn webhooks(&mut self) -> anyhow::Result<()> {
+        let page = self
+            .client
+            .list("webhooks", &[], 1)
+            .await
+            .context("reading the shop's webhooks")?;
+        let mut by_status: HashMap<String, i64> = HashMap::new();
+        for w in &page.items {
+            let status = w["status"].as_str().unwrap_or("unknown").to_string();
+            *by_status.entry(status.clone()).or_default() += 1;
+            if status != "disabled" {
+                continue;
+            }
+            let id = w["id"].as_i64().unwrap_or_default();
+            self.client
+                .object(
+                    Method::PUT,
+                    &format!("webhooks/{id}"),
+                    Some(&json!({"status": "active"})),
+                )
+                .await
+                .with_context(|| format!("re-enabling webhook {id}"))?;
+            self.metrics
+                .webhooks_reenabled
+                .with_label_values(&[&self.shop.id])
+                .inc();
+            tracing::error!(
+                shop = %self.shop.id,
+                webhook_id = id,
+                topic = w["topic"].as_str().unwrap_or_default(),
+                "WooCommerce had disabled a webhook after failed deliveries; re-enabled it. Deliveries in between were lost and are covered by reconciliation."
+            );
+        }
+        for status in ["active", "paused", "disabled"] {
+            self.metrics
+                .webhooks
+                .with_label_values(&[&self.shop.id, status])
+                .set(by_status.get(status).copied().unwrap_or(0));
+        }
+        Ok(())
+    }
+}
+
+/// Runs reconciliation for every shop with `[shops.rest]` until `shutdown` (or once).
+pub async fn run(
+    config: &Config,
+    bootstrap: &str,
+    registry: &Registry,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    once: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    kafka::check_connection(&config.kafka, bootstrap, kafka::FIRST_CONTACT_WAIT).await?;
+    if config.topics.create {
+        kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
+    }
+    let metrics = Metrics::register(registry).context("registering REST metrics")?;
+    let (_, decoder) = crate::codecs(config).await?;
+    let catalogue = Arc::new(Catalogue::default());
+    let _follower = crate::catalogue::follow(
+        catalogue.clone(),
+        &config.kafka,
+        bootstrap,
+        &config.topics.products.name,
+        decoder,
+        Duration::from_secs(30),
+        shutdown.clone(),
+    )
+    .await?;
+    let mut shops = Vec::new();
+    for shop in config.shops.iter().filter(|s| s.rest.is_some()) {
+        shops.push(
+            Reconciler::start(config, bootstrap, shop, metrics.clone(), catalogue.clone()).await?,
+        );
+    }
+    anyhow::ensure!(
+        !shops.is_empty(),
+        "no shop has a [shops.rest] section: nothing to reconcile"
+    );
+    loop {
+        for r in &mut shops {
+            match r.cycle().await {
+                Ok(outcomes) => {
+                    for o in outcomes
+                        .iter()
+                        .filter(|o| o.new + o.repeats + o.dead_lettered > 0)
+                    {
+                        tracing::info!(shop = %r.shop.id, resource = o.resource, new = o.new, repeats = o.repeats, dead_lettered = o.dead_lettered, "Reconciled.");
+                    }
+                }
+                // A shop that fails this cycle is tried again next cycle; the others go on.
+                Err(e) if !once => {
+                    tracing::error!(shop = %r.shop.id, error = format!("{e:#}"), "Reconciliation failed; trying again next cycle.")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        if once {
+            return Ok(());
+        }
+        let interval = shops
+            .iter()
+            .filter_map(|r| r.shop.rest.as_ref())
+            .map(|r| r.reconcile_interval_secs)
+            .min()
+            .unwrap_or(300);
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(interval.max(1))) => {}
+        }
+    }
+}

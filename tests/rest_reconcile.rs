@@ -1,0 +1,212 @@
+//! Reconciliation on a real broker (Tansu) against the simulated shop's REST API: a live sale
+//! in which one webhook delivery in ten is lost ends, after one reconciliation pass, with the
+//! same customers, orders, statuses and revenue as the sale with none lost; reviews, which have
+//! no webhook, are polled and become review alerts; a webhook WooCommerce disabled is
+//! re-enabled.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use woostream::shop::{objects_of, Behaviour, ShopServer};
+use woostream::simulate;
+use woostream_core::events::Origin;
+use woostream_core::insights::AlertKind;
+use woostream_enricher::view::View;
+use woostream_tests::enricher::{
+    await_caught_up, free_port, read_view, run_config, spawn, EnricherProcess,
+};
+use woostream_tests::{fixture, Post, Producer, Tansu, SECRET, SOURCE};
+
+const KEY: &str = "ck_reconcile_0123456789abcdef0123456789abcdef";
+const SECRET_KEY: &str = "cs_reconcile_0123456789abcdef0123456789abcdef";
+
+/// What the shop's data says about each customer: orders, their statuses, money.
+fn facts(view: &View) -> BTreeMap<String, String> {
+    view.profiles
+        .iter()
+        .map(|(key, p)| {
+            let ledger: Vec<(i64, String)> = p
+                .orders
+                .iter()
+                .map(|o| (o.order_id, o.status.clone()))
+                .collect();
+            (
+                format!("{key:?}"),
+                format!(
+                    "orders {} tx {} revenue {} refunded {} first {:?} last {:?} ledger {ledger:?}",
+                    p.orders_count,
+                    p.transactions,
+                    p.revenue,
+                    p.refunded,
+                    p.first_order_at,
+                    p.last_order_at
+                ),
+            )
+        })
+        .collect()
+}
+
+fn ends(bootstrap: &str) -> std::collections::HashMap<(String, i32), i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .create()
+        .unwrap();
+    let mut out = std::collections::HashMap::new();
+    for topic in ["woo.orders", "woo.customers", "woo.products", "woo.reviews"] {
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        for p in md.topics()[0].partitions() {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap();
+            if high > 0 {
+                out.insert((topic.to_string(), p.id()), high);
+            }
+        }
+    }
+    out
+}
+
+fn enrich(bootstrap: &str, dir: &std::path::Path, name: &str) -> View {
+    let config = run_config(bootstrap, name, &format!("enricher-{name}"));
+    let inputs = ends(bootstrap);
+    let mut enricher = EnricherProcess::start(&config, name, dir);
+    await_caught_up(
+        bootstrap,
+        &config.enricher.group_id,
+        &inputs,
+        Duration::from_secs(300),
+        || enricher.exited().is_none(),
+    );
+    let (view, _, _) = read_view(&config);
+    enricher.stop();
+    view
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_and_reviews_arrive()
+{
+    let options = simulate::Options {
+        orders: 1_500,
+        customers: 600,
+        seed: 23,
+        ..simulate::Options::default()
+    };
+    let plan = simulate::plan(&options, chrono::Utc::now() - chrono::Duration::seconds(60));
+    let dir = tempfile::tempdir().unwrap();
+
+    // The same sale twice: every delivery, and every delivery but one in ten.
+    let complete = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let lossy = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let mut lost = 0;
+    for (broker, drop_every) in [(&complete, None), (&lossy, Some(10))] {
+        let mut config = woostream_tests::config(&broker.bootstrap);
+        config.kafka.linger_ms = 0;
+        let producer = Producer::start(&config, true).await.unwrap();
+        for (i, w) in plan.iter().enumerate() {
+            if drop_every.is_some_and(|n| i % n == n - 1) {
+                lost += 1;
+                continue;
+            }
+            let (status, answer) = Post::signed(&w.topic, &w.body).send(&producer.url).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+        producer.stop().await.unwrap();
+    }
+    println!("{} deliveries, {lost} lost", plan.len());
+
+    // The shop as it is after the sale, with a new one-star review and a webhook WooCommerce
+    // disabled after failed deliveries.
+    let mut objects = objects_of(&plan);
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&fixture("woo_review_example.json")).unwrap();
+    review["id"] = json!(9001);
+    review["product_id"] = json!(1000);
+    review["rating"] = json!(1);
+    review["review"] = json!("Arrived broken.");
+    review["date_created_gmt"] = json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string());
+    objects
+        .entry("products/reviews".into())
+        .or_default()
+        .insert(9001, review);
+    objects.entry("webhooks".into()).or_default().insert(
+        1,
+        json!({"id": 1, "name": "Order updated", "status": "disabled", "topic": "order.updated",
+               "resource": "order", "event": "updated",
+               "delivery_url": "https://woostream.example/webhooks/woocommerce"}),
+    );
+    let shop = ShopServer::start(objects, KEY, SECRET_KEY, Behaviour::default())
+        .await
+        .unwrap();
+
+    let toml = format!(
+        "[kafka]\nbootstrap_servers = \"{}\"\n[[shops]]\nid = \"eu\"\nsource = \"{SOURCE}\"\nsecret = \"{SECRET}\"\n[shops.rest]\nurl = \"{}\"\nconsumer_key = \"{KEY}\"\nconsumer_secret = \"{SECRET_KEY}\"\nrequests_per_second = 50\n[ops]\nlisten = \"127.0.0.1:{}\"\n",
+        lossy.bootstrap,
+        shop.url,
+        free_port()
+    );
+    let mut pass = spawn("rest --once", &toml, "once", free_port(), dir.path());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = pass.exited() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{}", pass.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let log = pass.log_text();
+    assert!(status.success(), "{log}");
+    for line in log.lines().filter(|l| l.contains("Reconciled.")) {
+        println!("{line}");
+    }
+    assert_eq!(
+        shop.get("webhooks", 1).unwrap()["status"],
+        "active",
+        "re-enabled"
+    );
+    assert!(log.contains("re-enabled it"), "{log}");
+
+    for (bootstrap, name) in [
+        (&complete.bootstrap, "complete"),
+        (&lossy.bootstrap, "reconciled"),
+    ] {
+        let config = run_config(bootstrap, name, &format!("enricher-{name}"));
+        woostream_core::kafka::ensure_topics(&config.kafka, bootstrap, &config.topics)
+            .await
+            .unwrap();
+    }
+    let (reference, reconciled) = tokio::task::spawn_blocking({
+        let (a, b) = (complete.bootstrap.clone(), lossy.bootstrap.clone());
+        let dir = dir.path().to_path_buf();
+        move || (enrich(&a, &dir, "complete"), enrich(&b, &dir, "reconciled"))
+    })
+    .await
+    .unwrap();
+    let (a, b) = (facts(&reference), facts(&reconciled));
+    assert!(a.len() > 300, "{} customers", a.len());
+    assert_eq!(a.len(), b.len(), "customers with a profile");
+    let differing: Vec<_> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .take(3)
+        .map(|(k, v)| format!("{k}:\n  complete   {v}\n  reconciled {:?}", b.get(k)))
+        .collect();
+    assert!(differing.is_empty(), "{}", differing.join("\n"));
+
+    // The review, polled, became its alerts, marked as polled.
+    let reviews: Vec<_> = reconciled
+        .alerts
+        .iter()
+        .filter(|a| matches!(a.kind, AlertKind::ReviewPosted | AlertKind::NegativeReview))
+        .collect();
+    assert_eq!(
+        reviews.len(),
+        2,
+        "review_posted and negative_review: {reviews:?}"
+    );
+    assert!(reviews.iter().all(|a| a.origin == Origin::Poll));
+}
