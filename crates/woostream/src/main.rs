@@ -126,10 +126,31 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// The shop's webhooks through its REST API.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Check a configuration file and print the result with secrets hidden.
     CheckConfig {
         #[arg(long, short, env = "WOOSTREAM_CONFIG")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Create or update each shop's webhooks: every topic woostream reads, delivering to
+    /// shops.rest.delivery_url with the shop's secret, API v3, active; prints what changed.
+    Sync {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this shop.
+        #[arg(long)]
+        shop: Option<String>,
+        /// Print what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -319,6 +340,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             backfill(config.load()?, shop, request).await
         }
         Command::Rest { config, once } => rest(config.load()?, once).await,
+        Command::Webhooks {
+            command:
+                WebhooksCommand::Sync {
+                    config,
+                    shop,
+                    dry_run,
+                },
+        } => webhooks_sync(config.load()?, shop, dry_run).await,
         Command::CheckConfig { config } => {
             let c = load(Some(&config))?;
             let origin = config.display().to_string();
@@ -383,6 +412,44 @@ impl Role {
         let _ = self.ops_task.await;
         result
     }
+}
+
+async fn webhooks_sync(config: Config, shop: Option<String>, dry_run: bool) -> anyhow::Result<()> {
+    telemetry::init(&config.log);
+    let mut synced = 0;
+    for s in config
+        .shops
+        .iter()
+        .filter(|s| shop.as_ref().is_none_or(|id| &s.id == id) && s.rest.is_some())
+    {
+        let delivery_url = s
+            .rest
+            .as_ref()
+            .and_then(|r| r.delivery_url.clone())
+            .ok_or_else(|| anyhow::anyhow!("shop {}: shops.rest.delivery_url is not set: the producer's public webhook URL", s.id))?;
+        let secret = s
+            .resolved_secret()
+            .ok_or_else(|| anyhow::anyhow!("shop {}: the webhook secret cannot be read", s.id))?;
+        let client = woostream_producer::rest::WooRest::for_shop(s)?;
+        let changes =
+            woostream_producer::rest::webhooks::sync(&client, &delivery_url, &secret, dry_run)
+                .await?;
+        println!(
+            "shop {}{}:",
+            s.id,
+            if dry_run {
+                " (dry run, nothing changed)"
+            } else {
+                ""
+            }
+        );
+        for c in changes {
+            println!("  {c}");
+        }
+        synced += 1;
+    }
+    anyhow::ensure!(synced > 0, "no shop with a [shops.rest] section matches");
+    Ok(())
 }
 
 async fn rest(config: Config, once: bool) -> anyhow::Result<()> {

@@ -104,6 +104,9 @@ pub struct ShopRest {
     /// Objects per page (WooCommerce allows at most 100).
     pub per_page: u32,
     pub timeout_secs: u64,
+    /// The producer's public webhook URL, for `woostream webhooks sync`, e.g.
+    /// `https://hooks.shop.example/webhooks/woocommerce`.
+    pub delivery_url: Option<String>,
     /// How often reconciliation asks for what changed (seconds).
     pub reconcile_interval_secs: u64,
     /// How far before its watermark reconciliation asks again (seconds), for clocks and
@@ -130,6 +133,7 @@ impl Default for ShopRest {
             concurrency: 2,
             per_page: 100,
             timeout_secs: 30,
+            delivery_url: None,
             reconcile_interval_secs: 300,
             reconcile_overlap_secs: 600,
         }

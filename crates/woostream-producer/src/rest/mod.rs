@@ -9,6 +9,7 @@ pub mod client;
 pub mod ingest;
 pub mod reconcile;
 pub mod resource;
+pub mod webhooks;
 
 pub use client::{Page, RestError, WooRest};
 pub use resource::Resource;

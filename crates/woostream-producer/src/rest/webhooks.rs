@@ -1,0 +1,180 @@
+//! `woostream webhooks sync`: the shop's webhooks made to match what woostream needs — one per
+//! topic it reads, delivering to the producer's public URL, signed with the configured secret,
+//! on REST API v3, active — through the REST API, reporting what changed.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::reconcile::WEBHOOK_TOPICS;
+use super::WooRest;
+
+/// One change to the shop's webhooks.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Create {
+        topic: String,
+    },
+    /// An existing webhook of the topic, with the fields that differ.
+    Update {
+        id: i64,
+        topic: String,
+        fields: Vec<&'static str>,
+    },
+    Unchanged {
+        id: i64,
+        topic: String,
+    },
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Create { topic } => write!(f, "create  {topic}"),
+            Change::Update { id, topic, fields } => {
+                write!(f, "update  {topic} (webhook {id}: {})", fields.join(", "))
+            }
+            Change::Unchanged { id, topic } => write!(f, "ok      {topic} (webhook {id})"),
+        }
+    }
+}
+
+/// What to change so that every topic in `topics` has one webhook delivering to
+/// `delivery_url`, active, on API v3. A webhook of the topic that delivers elsewhere belongs
+/// to something else and is left alone. The secret cannot be read back (write-only), so it is
+/// always written on an update and on creation.
+pub fn plan(existing: &[Value], delivery_url: &str, topics: &[&str]) -> Vec<Change> {
+    topics
+        .iter()
+        .map(|topic| {
+            let ours = existing.iter().find(|w| {
+                w["topic"].as_str() == Some(topic)
+                    && w["delivery_url"].as_str() == Some(delivery_url)
+            });
+            match ours {
+                None => Change::Create {
+                    topic: topic.to_string(),
+                },
+                Some(w) => {
+                    let id = w["id"].as_i64().unwrap_or_default();
+                    let mut fields = Vec::new();
+                    if w["status"].as_str() != Some("active") {
+                        fields.push("status");
+                    }
+                    if w["api_version"].as_str().is_some_and(|v| v != "wp_api_v3") {
+                        fields.push("api_version");
+                    }
+                    if fields.is_empty() {
+                        Change::Unchanged {
+                            id,
+                            topic: topic.to_string(),
+                        }
+                    } else {
+                        Change::Update {
+                            id,
+                            topic: topic.to_string(),
+                            fields,
+                        }
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+/// Applies [`plan`] to the shop (unless `dry_run`) and returns the changes.
+pub async fn sync(
+    client: &WooRest,
+    delivery_url: &str,
+    secret: &str,
+    dry_run: bool,
+) -> anyhow::Result<Vec<Change>> {
+    let mut existing = Vec::new();
+    let mut page = 1;
+    loop {
+        let p = client
+            .list("webhooks", &[("status", "all".into())], page)
+            .await?;
+        let last = p.items.len() < client.per_page() as usize;
+        existing.extend(p.items);
+        if last {
+            break;
+        }
+        page += 1;
+    }
+    let changes = plan(&existing, delivery_url, &WEBHOOK_TOPICS);
+    if dry_run {
+        return Ok(changes);
+    }
+    for change in &changes {
+        match change {
+            Change::Create { topic } => {
+                client
+                    .object(
+                        Method::POST,
+                        "webhooks",
+                        Some(&json!({
+                            "name": format!("woostream {topic}"),
+                            "topic": topic,
+                            "delivery_url": delivery_url,
+                            "secret": secret,
+                            "status": "active",
+                            "api_version": "wp_api_v3",
+                        })),
+                    )
+                    .await?;
+            }
+            Change::Update { id, .. } => {
+                client
+                    .object(
+                        Method::PUT,
+                        &format!("webhooks/{id}"),
+                        Some(&json!({
+                            "status": "active",
+                            "secret": secret,
+                            "api_version": "wp_api_v3",
+                        })),
+                    )
+                    .await?;
+            }
+            Change::Unchanged { .. } => {}
+        }
+    }
+    Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_topics_are_created_disabled_ones_reactivated_and_others_left_alone() {
+        let url = "https://hooks.shop.example/webhooks/woocommerce";
+        let existing = vec![
+            json!({"id": 3, "topic": "order.created", "delivery_url": url, "status": "active", "api_version": "wp_api_v3"}),
+            json!({"id": 4, "topic": "order.updated", "delivery_url": url, "status": "disabled", "api_version": "wp_api_v3"}),
+            json!({"id": 5, "topic": "order.deleted", "delivery_url": "https://zapier.example/hook", "status": "active"}),
+        ];
+        let changes = plan(
+            &existing,
+            url,
+            &["order.created", "order.updated", "order.deleted"],
+        );
+        assert_eq!(
+            changes,
+            vec![
+                Change::Unchanged {
+                    id: 3,
+                    topic: "order.created".into()
+                },
+                Change::Update {
+                    id: 4,
+                    topic: "order.updated".into(),
+                    fields: vec!["status"]
+                },
+                Change::Create {
+                    topic: "order.deleted".into()
+                },
+            ]
+        );
+    }
+}
