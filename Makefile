@@ -10,7 +10,7 @@ PYTHON      := $(VENV)/bin/python
 export TANSU_BIN
 export WOOSTREAM_PYTHON := $(PYTHON)
 
-.PHONY: release run test lint unit bench bench-ingest bench-enrich bench-crm tools tansu python fuzz system-packages build-packages
+.PHONY: release run test lint unit bench bench-ingest bench-enrich bench-crm bench-backfill tools tansu python fuzz system-packages build-packages
 
 .DEFAULT_GOAL := run
 
@@ -64,7 +64,7 @@ fuzz:
 	done
 
 ## Load benchmarks with a plain-rdkafka baseline measured in the same run.
-bench: bench-ingest bench-enrich bench-crm
+bench: bench-ingest bench-enrich bench-crm bench-backfill
 
 bench-ingest: system-packages tansu
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
@@ -73,6 +73,9 @@ bench-ingest: system-packages tansu
 bench-enrich: system-packages tansu python
 	$(CARGO) build --release -p woostream --bin woostream
 	$(CARGO) run --release -p woostream-benches --bin bench-enrich
+
+bench-backfill: system-packages tansu
+	$(CARGO) run --release -p woostream-benches --bin bench-backfill
 
 bench-crm: system-packages tansu
 	$(CARGO) build --release -p woostream --bin woostream

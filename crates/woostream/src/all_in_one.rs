@@ -29,6 +29,64 @@ pub fn demo_shop(o: &simulate::Options) -> ShopConfig {
     }
 }
 
+/// The demo shop's past, as a real shop's arrives: a simulated shop serves it through the
+/// WooCommerce REST API and `woostream backfill` imports it (progress bars on a terminal),
+/// before the sale's webhooks begin.
+async fn backfill_history(
+    config: &Config,
+    bootstrap: &str,
+    sim: &mut simulate::Options,
+    create_topics: bool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    use woostream_producer::rest::backfill;
+    let history = simulate::plan(
+        &simulate::Options {
+            orders: 0,
+            ..sim.clone()
+        },
+        chrono::Utc::now(),
+    );
+    let objects = crate::shop::objects_of(&history);
+    let (key, secret) = ("ck_demo_shop_history", "cs_demo_shop_history");
+    let server =
+        crate::shop::ShopServer::start(objects, key, secret, crate::shop::Behaviour::default())
+            .await?;
+    let mut shop = config.shops[0].clone();
+    shop.rest = Some(woostream_core::config::ShopRest {
+        url: Some(server.url.clone()),
+        consumer_key: Some(key.into()),
+        consumer_secret: Some(secret.into()),
+        requests_per_second: 200.0,
+        concurrency: 4,
+        ..Default::default()
+    });
+    println!(
+        "The shop's history: {} orders of {} customers over {} days, imported through its REST API (woostream backfill)",
+        server.count("orders"),
+        server.count("customers"),
+        sim.history_days
+    );
+    let request = backfill::Request {
+        since: None,
+        resources: woostream_producer::rest::Resource::ALL.to_vec(),
+        restart: false,
+    };
+    let outcomes = backfill::run(
+        config,
+        bootstrap,
+        &shop,
+        &request,
+        create_topics,
+        shutdown.clone(),
+    )
+    .await?;
+    println!("{}\n", backfill::summary(&shop.id, &outcomes));
+    // Delivered: the sale's webhooks carry only the sale.
+    sim.history_orders = 0;
+    Ok(())
+}
+
 /// What `make run` shows of Slack when no rules are configured: channels and rules a shop
 /// would start with, posting nowhere (dry run) so that the demo needs no Slack.
 pub fn demo_slack() -> SlackConfig {
@@ -119,6 +177,8 @@ pub async fn run(
     opts: RunOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // The demo shop: its history comes through its REST API (a backfill), then the sale.
+    let demo = opts.simulate.is_some() && config.shops.is_empty();
     if let Some(sim) = &opts.simulate {
         if config.shops.is_empty() {
             config.shops.push(demo_shop(sim));
@@ -270,6 +330,9 @@ pub async fn run(
     let (view, view_thread) =
         woostream_enricher::view::follow(&config, &bootstrap, decoder.clone(), view_stop.clone())?;
     sim.url = url;
+    if sim.history_orders > 0 && demo {
+        backfill_history(&config, &bootstrap, &mut sim, create_topics, &shutdown).await?;
+    }
     println!(
         "Flash sale: {} orders from {} customers over {:?}, {} requests in flight\n",
         sim.orders, sim.customers, sim.duration, sim.concurrency

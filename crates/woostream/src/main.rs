@@ -548,6 +548,7 @@ async fn backfill(
             &bootstrap,
             shop,
             &request,
+            config.topics.create,
             shutdown.clone(),
         )
         .await?;

@@ -81,18 +81,20 @@ impl Progress {
     }
 }
 
-/// Backfills `shop` into Kafka at `bootstrap`; returns what each resource did. Stops between
-/// pages when `shutdown` is cancelled (what is done stays done).
+/// Backfills `shop` into Kafka at `bootstrap` (creating missing topics first when
+/// `create_topics`); returns what each resource did. Stops between pages when `shutdown` is
+/// cancelled (what is done stays done).
 pub async fn run(
     config: &Config,
     bootstrap: &str,
     shop: &ShopConfig,
     request: &Request,
+    create_topics: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Vec<Outcome>> {
     let client = WooRest::for_shop(shop)?;
     kafka::check_connection(&config.kafka, bootstrap, kafka::FIRST_CONTACT_WAIT).await?;
-    if config.topics.create {
+    if create_topics {
         kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
     }
     let producer = kafka::renewing_producer(&config.kafka, bootstrap, "backfill")?;
