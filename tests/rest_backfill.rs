@@ -241,9 +241,10 @@ async fn a_backfill_killed_midway_and_resumed_gives_the_profiles_the_same_histor
     let pages = orders.div_ceil(100);
     let fetched = order_pages(&shop);
     println!("order pages: {pages}; fetched {pages_before} before the kill, {fetched} in all (repeated: {})", fetched - pages);
+    // Fetched again: at most the page being produced and the next one, fetched ahead.
     assert!(
-        fetched <= pages + 1,
-        "at most the page in progress fetched again: {fetched} for {pages}"
+        fetched <= pages + 2,
+        "at most two pages fetched again: {fetched} for {pages}"
     );
 
     // The shop's limit was never reached: no 429, and never more requests in a second than

@@ -188,6 +188,8 @@ impl Job<'_> {
         }
         let key = BackfillCheckpoint::key(&self.shop.id, resource.name());
         let query = resource.backfill_query(since);
+        let mut prefetched: Option<tokio::task::JoinHandle<Result<super::Page, super::RestError>>> =
+            None;
         let bar = self.progress.bar(&self.shop.id, resource);
         let mut last_log = Instant::now();
         let done_before = state.produced + state.dead_lettered;
@@ -197,16 +199,23 @@ impl Job<'_> {
                 break;
             }
             let number = state.pages_done + 1;
-            let page = self
-                .client
-                .list(resource.endpoint(), &query, number)
-                .await
-                .with_context(|| format!("backfilling {}", resource.name()))?;
+            let page = match prefetched.take() {
+                Some(next) => next.await.context("the page prefetch panicked")?,
+                None => self.client.list(resource.endpoint(), &query, number).await,
+            }
+            .with_context(|| format!("backfilling {}", resource.name()))?;
             if let (Some(bar), Some(total)) = (&bar, page.total) {
                 bar.set_length(total);
             }
             let last = page.items.len() < self.client.per_page() as usize
                 || page.total_pages.is_some_and(|n| number >= n);
+            // The next page is fetched while this one is produced (within the shop's rate).
+            if !last {
+                let (client, query) = (self.client.clone(), query.clone());
+                prefetched = Some(tokio::spawn(async move {
+                    client.list(resource.endpoint(), &query, number + 1).await
+                }));
+            }
             let mut records = Vec::with_capacity(page.items.len());
             for item in &page.items {
                 if since.is_some_and(|s| Resource::created_before(item, s)) {
