@@ -240,6 +240,22 @@ pub async fn run(
         false,
     )
     .await?;
+    // Shops with a REST API are reconciled too, as `woostream rest` does.
+    let reconcile = if config.shops.iter().any(|s| s.rest.is_some()) {
+        let ready = readiness.condition("rest");
+        let (c, b, r, s) = (
+            config.clone(),
+            bootstrap.clone(),
+            registry.clone(),
+            shutdown.clone(),
+        );
+        Some(tokio::spawn(async move {
+            woostream_producer::rest::reconcile::run(&c, &b, &r, ready, false, create_topics, s)
+                .await
+        }))
+    } else {
+        None
+    };
     let slack = if config.slack.rules.is_empty() {
         None
     } else {
@@ -315,6 +331,9 @@ pub async fn run(
     let Some(mut sim) = opts.simulate else {
         shutdown.cancelled().await;
         producer.task.await??;
+        if let Some(r) = reconcile {
+            r.await??;
+        }
         enricher.wait().await?;
         if let Some(s) = slack {
             s.task.await??;

@@ -472,6 +472,7 @@ async fn rest(config: Config, once: bool) -> anyhow::Result<()> {
         &registry,
         ready,
         once,
+        config.topics.create,
         shutdown.clone(),
     )
     .await;

@@ -376,17 +376,19 @@ impl Reconciler {
     }
 }
 
-/// Runs reconciliation for every shop with `[shops.rest]` until `shutdown` (or once).
+/// Runs reconciliation for every shop with `[shops.rest]` until `shutdown` (or once),
+/// creating missing topics first when `create_topics`.
 pub async fn run(
     config: &Config,
     bootstrap: &str,
     registry: &Registry,
     ready: Arc<std::sync::atomic::AtomicBool>,
     once: bool,
+    create_topics: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     kafka::check_connection(&config.kafka, bootstrap, kafka::FIRST_CONTACT_WAIT).await?;
-    if config.topics.create {
+    if create_topics {
         kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
     }
     let metrics = Metrics::register(registry).context("registering REST metrics")?;
