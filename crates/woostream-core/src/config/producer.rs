@@ -208,3 +208,48 @@ impl ShopConfig {
         resolve_secret(&self.secret, &self.secret_env)
     }
 }
+
+#[cfg(test)]
+mod rest_tests {
+    use super::*;
+
+    fn rest(url: &str, per_page: u32) -> ShopRest {
+        ShopRest {
+            url: Some(url.into()),
+            consumer_key: Some("ck_x".into()),
+            consumer_secret: Some("cs_x".into()),
+            per_page,
+            ..ShopRest::default()
+        }
+    }
+
+    #[test]
+    fn the_rest_api_is_https_with_at_most_100_per_page_and_a_key() {
+        let source = "https://shop.example.com/";
+        assert!(rest("https://shop.example.com/wp-json/wc/v3", 100)
+            .check(source)
+            .is_ok());
+        assert!(rest("http://127.0.0.1:8080/wp-json/wc/v3/", 100)
+            .check(source)
+            .is_ok());
+        let (key, why) = rest("http://shop.example.com/wp-json/wc/v3/", 100)
+            .check(source)
+            .unwrap_err();
+        assert_eq!(key, "url");
+        assert!(why.contains("HTTPS"), "{why}");
+        let (key, why) = rest("https://shop.example.com/", 101)
+            .check(source)
+            .unwrap_err();
+        assert_eq!(key, "per_page");
+        assert!(why.contains("rest_invalid_param"), "{why}");
+        let no_key = ShopRest {
+            consumer_key: None,
+            ..rest("https://shop.example.com/", 100)
+        };
+        assert_eq!(no_key.check(source).unwrap_err().0, "consumer_key");
+        assert_eq!(
+            ShopRest::default().base_url("https://shop.example.com"),
+            "https://shop.example.com/wp-json/wc/v3/"
+        );
+    }
+}
