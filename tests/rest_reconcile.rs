@@ -16,7 +16,8 @@ use woostream_enricher::view::View;
 use woostream_tests::enricher::{
     await_caught_up, free_port, read_view, run_config, spawn, EnricherProcess,
 };
-use woostream_tests::{fixture, Post, Producer, Tansu, SECRET, SOURCE};
+use woostream_tests::slack::{ChannelState, FakeSlack};
+use woostream_tests::{fixture, sink_toml, Post, Producer, Tansu, SECRET, SOURCE};
 
 const KEY: &str = "ck_reconcile_0123456789abcdef0123456789abcdef";
 const SECRET_KEY: &str = "cs_reconcile_0123456789abcdef0123456789abcdef";
@@ -255,4 +256,33 @@ async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_
         "review_posted and negative_review: {reviews:?}"
     );
     assert!(reviews.iter().all(|a| a.origin == Origin::Poll));
+
+    // And reach the team: the Slack sink routes them like any other alert.
+    let slack = FakeSlack::start("xoxb-reviews", &[("C0REVIEWS0", ChannelState::Open)]).await;
+    let port = free_port();
+    let sections = format!(
+        "[topics.alerts]\nname = \"woostream.alerts.reconciled\"\n[slack]\ntoken = \"xoxb-reviews\"\napi_url = \"{}\"\n[[slack.channels]]\nname = \"#reviews\"\nid = \"C0REVIEWS0\"\n[[slack.rules]]\nname = \"bad reviews\"\nkinds = [\"negative_review\"]\nchannels = [\"#reviews\"]\n",
+        slack.api_url()
+    );
+    let mut sink = spawn(
+        "slack run",
+        &sink_toml(&lossy.bootstrap, port, &sections),
+        "reviews",
+        port,
+        dir.path(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !slack.posted().iter().any(|p| p.channel == "C0REVIEWS0") {
+        assert!(sink.exited().is_none(), "{}", sink.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no review in Slack: {}",
+            sink.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let posted: Vec<String> = slack.posted().iter().map(|p| p.all_text()).collect();
+    println!("in #reviews: {posted:?}");
+    assert_eq!(posted.len(), 1, "the one negative review: {posted:?}");
+    assert_eq!(sink.stop().code(), Some(0), "{}", sink.log_text());
 }
