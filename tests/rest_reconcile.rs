@@ -161,7 +161,7 @@ async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_
         .unwrap();
 
     let toml = format!(
-        "[kafka]\nbootstrap_servers = \"{}\"\n[[shops]]\nid = \"eu\"\nsource = \"{SOURCE}\"\nsecret = \"{SECRET}\"\n[shops.rest]\nurl = \"{}\"\nconsumer_key = \"{KEY}\"\nconsumer_secret = \"{SECRET_KEY}\"\nrequests_per_second = 50\ndelivery_url = \"https://woostream.example/webhooks/woocommerce\"\n[ops]\nlisten = \"127.0.0.1:{}\"\n",
+        "[kafka]\nbootstrap_servers = \"{}\"\n[[shops]]\nid = \"eu\"\nsource = \"{SOURCE}\"\nsecret = \"{SECRET}\"\n[shops.rest]\nurl = \"{}\"\nconsumer_key = \"{KEY}\"\nconsumer_secret = \"{SECRET_KEY}\"\nrequests_per_second = 50\ndelivery_url = \"https://woostream.example/webhooks/woocommerce\"\n[topics.alerts]\nname = \"woostream.alerts.reconciled\"\n[ops]\nlisten = \"127.0.0.1:{}\"\n",
         lossy.bootstrap,
         shop.url,
         free_port()
@@ -256,12 +256,27 @@ async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_
         "review_posted and negative_review: {reviews:?}"
     );
     assert!(reviews.iter().all(|a| a.origin == Origin::Poll));
+    // The disabled webhook, alerted once.
+    let disabled: Vec<_> = reconciled
+        .alerts
+        .iter()
+        .filter(|a| a.kind == AlertKind::WebhookDisabled)
+        .collect();
+    assert_eq!(disabled.len(), 1, "{disabled:?}");
+    assert_eq!(disabled[0].origin, Origin::Reconcile);
 
     // And reach the team: the Slack sink routes them like any other alert.
-    let slack = FakeSlack::start("xoxb-reviews", &[("C0REVIEWS0", ChannelState::Open)]).await;
+    let slack = FakeSlack::start(
+        "xoxb-reviews",
+        &[
+            ("C0REVIEWS0", ChannelState::Open),
+            ("C0OPS00000", ChannelState::Open),
+        ],
+    )
+    .await;
     let port = free_port();
     let sections = format!(
-        "[topics.alerts]\nname = \"woostream.alerts.reconciled\"\n[slack]\ntoken = \"xoxb-reviews\"\napi_url = \"{}\"\n[[slack.channels]]\nname = \"#reviews\"\nid = \"C0REVIEWS0\"\n[[slack.rules]]\nname = \"bad reviews\"\nkinds = [\"negative_review\"]\nchannels = [\"#reviews\"]\n",
+        "[topics.alerts]\nname = \"woostream.alerts.reconciled\"\n[slack]\ntoken = \"xoxb-reviews\"\napi_url = \"{}\"\n[[slack.channels]]\nname = \"#reviews\"\nid = \"C0REVIEWS0\"\n[[slack.channels]]\nname = \"#ops\"\nid = \"C0OPS00000\"\n[[slack.rules]]\nname = \"bad reviews\"\nkinds = [\"negative_review\"]\nchannels = [\"#reviews\"]\n[[slack.rules]]\nname = \"lost deliveries\"\nkinds = [\"webhook_disabled\"]\nchannels = [\"#ops\"]\n",
         slack.api_url()
     );
     let mut sink = spawn(
@@ -272,7 +287,7 @@ async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_
         dir.path(),
     );
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !slack.posted().iter().any(|p| p.channel == "C0REVIEWS0") {
+    while slack.posted().len() < 2 {
         assert!(sink.exited().is_none(), "{}", sink.log_text());
         assert!(
             Instant::now() < deadline,
@@ -281,8 +296,20 @@ async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let posted: Vec<String> = slack.posted().iter().map(|p| p.all_text()).collect();
-    println!("in #reviews: {posted:?}");
-    assert_eq!(posted.len(), 1, "the one negative review: {posted:?}");
+    let posted = slack.posted();
+    println!(
+        "in Slack: {:?}",
+        posted
+            .iter()
+            .map(|p| (p.channel.clone(), p.all_text()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(posted.len(), 2, "the negative review and the webhook");
+    assert!(posted
+        .iter()
+        .any(|p| p.channel == "C0REVIEWS0" && p.all_text().contains("Arrived broken.")));
+    assert!(posted
+        .iter()
+        .any(|p| p.channel == "C0OPS00000" && p.all_text().contains("Webhook re-enabled")));
     assert_eq!(sink.stop().code(), Some(0), "{}", sink.log_text());
 }

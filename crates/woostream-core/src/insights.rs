@@ -153,10 +153,13 @@ pub enum AlertKind {
     NegativeReview,
     SegmentChanged,
     BecameVip,
+    /// WooCommerce had disabled one of the shop's webhooks after failed deliveries; the REST
+    /// role re-enabled it (deliveries in between were lost and reconciled).
+    WebhookDisabled,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 14] = [
+    pub const ALL: [AlertKind; 15] = [
         AlertKind::OrderPlaced,
         AlertKind::OrderPaid,
         AlertKind::OrderStatusChanged,
@@ -171,6 +174,7 @@ impl AlertKind {
         AlertKind::NegativeReview,
         AlertKind::SegmentChanged,
         AlertKind::BecameVip,
+        AlertKind::WebhookDisabled,
     ];
 
     /// snake_case name, as used in metrics and rule files.
@@ -190,6 +194,7 @@ impl AlertKind {
             AlertKind::NegativeReview => "negative_review",
             AlertKind::SegmentChanged => "segment_changed",
             AlertKind::BecameVip => "became_vip",
+            AlertKind::WebhookDisabled => "webhook_disabled",
         }
     }
 }

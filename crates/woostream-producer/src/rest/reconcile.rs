@@ -17,10 +17,14 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
+use woostream_core::codec::{register_subjects, Contract, Encoder, Framing};
 use woostream_core::config::{Config, ShopConfig};
 use woostream_core::events::Origin;
+use woostream_core::insights::{Alert, AlertKey, AlertKind};
 use woostream_core::kafka::{self, RenewingProducer};
+use woostream_core::registry::RegistryClient;
 
 use super::checkpoint;
 use super::ingest::{self, RestIngest};
@@ -114,6 +118,73 @@ impl Metrics {
     }
 }
 
+/// How reconciliation writes its own alerts (a webhook WooCommerce had disabled).
+#[derive(Clone)]
+pub struct AlertWriter {
+    key: Encoder<AlertKey>,
+    value: Encoder<Alert>,
+}
+
+impl AlertWriter {
+    /// In the framing the configuration chooses, like every other writer.
+    pub async fn for_config(config: &Config) -> anyhow::Result<AlertWriter> {
+        let Some(r) = &config.schema_registry else {
+            return Ok(AlertWriter {
+                key: Encoder::new(&Framing::SingleObject),
+                value: Encoder::new(&Framing::SingleObject),
+            });
+        };
+        let client = RegistryClient::new(&r.url, r.username.clone(), r.resolved_password());
+        let topic = config.topics.alerts.name.as_str();
+        let framings = register_subjects(
+            &client,
+            &[
+                (topic, "key", AlertKey::schema()),
+                (topic, "value", Alert::schema()),
+            ],
+        )
+        .await
+        .context("registering the alert schemas with the schema registry")?;
+        Ok(AlertWriter {
+            key: Encoder::new(&framings[AlertKey::SCHEMA_NAME]),
+            value: Encoder::new(&framings[Alert::SCHEMA_NAME]),
+        })
+    }
+}
+
+/// The alert for a webhook found disabled. Its id is derived from the shop, the webhook and
+/// when WooCommerce last changed it, so that one disabling is one alert however often a pass
+/// that crashed is repeated.
+pub fn webhook_disabled_alert(
+    shop: &str,
+    webhook: &Value,
+    now: DateTime<Utc>,
+) -> (AlertKey, Alert) {
+    let id = webhook["id"].as_i64().unwrap_or_default();
+    let changed = webhook["date_modified_gmt"].as_str().unwrap_or_default();
+    let digest = Sha256::digest(format!("webhook_disabled\0{shop}\0{id}\0{changed}").as_bytes());
+    let alert_id = hex::encode(&digest[..16]);
+    (
+        AlertKey {
+            shop_id: shop.to_string(),
+            subject: format!("webhook:{id}"),
+        },
+        Alert {
+            alert_id: alert_id.clone(),
+            kind: AlertKind::WebhookDisabled,
+            shop_id: shop.to_string(),
+            occurred_at: now,
+            correlation_id: alert_id,
+            caused_by_event_id: String::new(),
+            order: None,
+            customer: None,
+            product: None,
+            review: None,
+            origin: Origin::Reconcile,
+        },
+    )
+}
+
 /// The reconciling loop of one shop.
 pub struct Reconciler {
     config: Config,
@@ -126,6 +197,7 @@ pub struct Reconciler {
     /// (resource, id) → the version last produced, to tell repeats from news.
     produced: HashMap<(Resource, i64), String>,
     cycles: u64,
+    alerts: AlertWriter,
 }
 
 /// The version of a REST object: its modification time (reviews: creation), as WooCommerce
@@ -184,6 +256,7 @@ impl Reconciler {
             watermarks,
             produced: HashMap::new(),
             cycles: 0,
+            alerts: AlertWriter::for_config(config).await?,
         })
     }
 
@@ -359,6 +432,21 @@ impl Reconciler {
                 .webhooks_reenabled
                 .with_label_values(&[&self.shop.id])
                 .inc();
+            let (key, alert) = webhook_disabled_alert(&self.shop.id, w, Utc::now());
+            let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: "woostream-correlation-id",
+                value: Some(alert.correlation_id.as_str()),
+            });
+            self.producer
+                .send_until_acknowledged(
+                    &self.config.topics.alerts.name,
+                    Some(&self.alerts.key.encode(&key)?),
+                    &self.alerts.value.encode(&alert)?,
+                    &headers,
+                    Duration::from_secs(30),
+                )
+                .await
+                .context("writing the webhook_disabled alert")?;
             tracing::error!(
                 shop = %self.shop.id,
                 webhook_id = id,

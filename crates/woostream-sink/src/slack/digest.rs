@@ -141,6 +141,7 @@ fn kind_group(kind: AlertKind) -> (u8, &'static str, &'static str) {
         }
         AlertKind::ReviewPosted | AlertKind::NegativeReview => (3, "⭐", "reviews"),
         AlertKind::SegmentChanged | AlertKind::BecameVip => (4, "👤", "customer changes"),
+        AlertKind::WebhookDisabled => (5, "🔌", "webhooks"),
     }
 }
 

@@ -335,6 +335,7 @@ pub fn title(kind: AlertKind) -> &'static str {
         AlertKind::NegativeReview => "Negative review",
         AlertKind::SegmentChanged => "Customer segment changed",
         AlertKind::BecameVip => "New VIP customer",
+        AlertKind::WebhookDisabled => "Webhook re-enabled",
     }
 }
 
@@ -353,6 +354,7 @@ pub fn default_emoji(kind: AlertKind) -> &'static str {
         AlertKind::NegativeReview => ":rotating_light:",
         AlertKind::SegmentChanged => ":busts_in_silhouette:",
         AlertKind::BecameVip => ":crown:",
+        AlertKind::WebhookDisabled => ":electric_plug:",
     }
 }
 
@@ -537,6 +539,13 @@ fn builtin(kind: AlertKind) -> SlackTemplate {
             fields: Vec::new(),
             context: Some("{{ shop }} · {{ occurred_at }}".into()),
             fallback: Some("{{ title }} ({{ review.rating }}/5): {{ review.product_name or 'a product' }}".into()),
+        },
+        AlertKind::WebhookDisabled => SlackTemplate {
+            header: Some("{{ emoji }} {{ title }}".into()),
+            text: "WooCommerce had disabled a webhook of this shop after failed deliveries; woostream set it active again. Deliveries in between were lost to the webhook path and have been reconciled through the REST API.".into(),
+            fields: Vec::new(),
+            context: Some("{{ shop }} · {{ occurred_at }}".into()),
+            fallback: Some("{{ title }} ({{ shop }})".into()),
         },
         AlertKind::SegmentChanged | AlertKind::BecameVip => SlackTemplate {
             header: Some("{{ emoji }} {{ title }}".into()),
