@@ -66,6 +66,28 @@ impl Catalogue {
     }
 }
 
+/// A catalogue of `config`'s products topic, loaded (for up to 30 s) and then followed until
+/// `shutdown`: what the webhook path, the backfill and reconciliation fill categories from.
+pub async fn follow_products(
+    config: &woostream_core::config::Config,
+    bootstrap: &str,
+    decoder: Decoder,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(Arc<Catalogue>, std::thread::JoinHandle<()>)> {
+    let catalogue = Arc::new(Catalogue::default());
+    let thread = follow(
+        catalogue.clone(),
+        &config.kafka,
+        bootstrap,
+        &config.topics.products.name,
+        decoder,
+        Duration::from_secs(30),
+        shutdown,
+    )
+    .await?;
+    Ok((catalogue, thread))
+}
+
 /// Reads the products topic from the beginning up to its current end (bounded by `load_for`),
 /// then keeps following it on a thread of its own until `shutdown`; join the returned thread
 /// before the brokers may go away.

@@ -29,7 +29,6 @@ use woostream_core::kafka;
 use woostream_core::ops::Readiness;
 use woostream_core::registry::RegistryClient;
 
-use crate::catalogue::Catalogue;
 use crate::metrics::Metrics;
 use crate::publish::{Encoders, Publisher, Topics};
 use crate::spool::Spool;
@@ -113,17 +112,8 @@ pub async fn start(
     kafka::renewing::register_metrics(registry).context("registering Kafka metrics")?;
     let producer = kafka::renewing_producer(&config.kafka, bootstrap, "producer")?;
     let (encoders, decoder) = codecs(config).await?;
-    let catalogue = Arc::new(Catalogue::default());
-    let catalogue_thread = catalogue::follow(
-        catalogue.clone(),
-        &config.kafka,
-        bootstrap,
-        &config.topics.products.name,
-        decoder,
-        Duration::from_secs(30),
-        shutdown.clone(),
-    )
-    .await?;
+    let (catalogue, catalogue_thread) =
+        catalogue::follow_products(config, bootstrap, decoder, shutdown.clone()).await?;
     let timeout = Duration::from_millis(config.kafka.delivery_timeout_ms);
     let spool = match &config.producer.spool_dir {
         Some(dir) => Some(Arc::new(Spool::open(

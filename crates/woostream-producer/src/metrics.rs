@@ -125,4 +125,7 @@ impl Metrics {
 }
 
 /// The reasons in `woostream_webhook_signature_failures_total`.
-pub const SIGNATURE_FAILURES: [&str; 3] = ["unknown_source", "missing_signature", "bad_signature"];
+pub const UNKNOWN_SOURCE: &str = "unknown_source";
+pub const MISSING_SIGNATURE: &str = "missing_signature";
+pub const BAD_SIGNATURE: &str = "bad_signature";
+pub const SIGNATURE_FAILURES: [&str; 3] = [UNKNOWN_SOURCE, MISSING_SIGNATURE, BAD_SIGNATURE];

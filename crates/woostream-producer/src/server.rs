@@ -250,7 +250,7 @@ async fn handle(
                         ingest,
                         cid,
                         None,
-                        "unknown_source",
+                        crate::metrics::UNKNOWN_SOURCE,
                         "X-WC-Webhook-Source names no configured shop",
                     )
                 }
@@ -263,7 +263,7 @@ async fn handle(
             ingest,
             cid,
             None,
-            "missing_signature",
+            crate::metrics::MISSING_SIGNATURE,
             "no X-WC-Webhook-Signature header",
         );
     }
@@ -318,7 +318,7 @@ async fn handle(
             ingest,
             cid,
             None,
-            "missing_signature",
+            crate::metrics::MISSING_SIGNATURE,
             "no X-WC-Webhook-Signature header",
         );
     };
@@ -330,7 +330,7 @@ async fn handle(
                 ingest,
                 cid,
                 Some(&s.id),
-                "bad_signature",
+                crate::metrics::BAD_SIGNATURE,
                 "the signature does not match the shop's secret",
             )
         }
@@ -345,7 +345,7 @@ async fn handle(
                     ingest,
                     cid,
                     None,
-                    "bad_signature",
+                    crate::metrics::BAD_SIGNATURE,
                     "the signature matches no configured shop",
                 )
             }

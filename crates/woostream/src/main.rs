@@ -453,10 +453,7 @@ async fn webhooks_sync(config: Config, shop: Option<String>, dry_run: bool) -> a
 }
 
 async fn rest(config: Config, once: bool) -> anyhow::Result<()> {
-    let prefixes: Vec<String> = (0..config.shops.len())
-        .map(|i| format!("shops[{i}]."))
-        .collect();
-    config.check_secrets(&prefixes.iter().map(String::as_str).collect::<Vec<_>>())?;
+    config.check_secrets(&["shops[", "schema_registry."])?;
     let Role {
         bootstrap,
         shutdown,

@@ -281,6 +281,24 @@ impl Shop {
         }
     }
 
+    /// [`Shop::admit`], then the request's JSON body.
+    fn admit_json(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        query: &BTreeMap<String, String>,
+        body: &[u8],
+    ) -> Result<Value, Response> {
+        self.admit(path, headers, query)?;
+        serde_json::from_slice(body).map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "rest_invalid_json",
+                "Invalid JSON body passed.",
+            )
+        })
+    }
+
     fn authenticated(&self, headers: &HeaderMap, query: &BTreeMap<String, String>) -> bool {
         use base64::Engine as _;
         if let Some(auth) = headers
@@ -393,17 +411,18 @@ fn page_of(
     Ok(response)
 }
 
-async fn list_collection(
-    State(shop): State<Arc<Shop>>,
-    Path(collection): Path<String>,
-    Query(query): Query<BTreeMap<String, String>>,
-    headers: HeaderMap,
+/// A listing of one stored collection, with the filters WooCommerce offers on it.
+fn list(
+    shop: &Shop,
+    collection: &str,
+    query: &BTreeMap<String, String>,
+    headers: &HeaderMap,
 ) -> Response {
     let path = format!("/wp-json/wc/v3/{collection}");
-    if let Err(r) = shop.admit(&path, &headers, &query) {
+    if let Err(r) = shop.admit(&path, headers, query) {
         return r;
     }
-    if !COLLECTIONS.contains(&collection.as_str()) {
+    if !COLLECTIONS.contains(&collection) && collection != "webhooks" {
         return error(
             StatusCode::NOT_FOUND,
             "rest_no_route",
@@ -413,10 +432,10 @@ async fn list_collection(
     let data = shop.data.lock().expect("data");
     let mut items: Vec<&Value> = data
         .objects
-        .get(&collection)
+        .get(collection)
         .map(|c| c.values().collect())
         .unwrap_or_default();
-    match collection.as_str() {
+    match collection {
         "customers" => {
             let role = query.get("role").map_or("customer", String::as_str);
             if role != "all" {
@@ -431,7 +450,16 @@ async fn list_collection(
         }
         _ => {}
     }
-    page_of(&path, items, &query).unwrap_or_else(|r| r)
+    page_of(&path, items, query).unwrap_or_else(|r| r)
+}
+
+async fn list_collection(
+    State(shop): State<Arc<Shop>>,
+    Path(collection): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    list(&shop, &collection, &query, &headers)
 }
 
 async fn list_reviews(
@@ -439,17 +467,7 @@ async fn list_reviews(
     Query(query): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let path = "/wp-json/wc/v3/products/reviews";
-    if let Err(r) = shop.admit(path, &headers, &query) {
-        return r;
-    }
-    let data = shop.data.lock().expect("data");
-    let items: Vec<&Value> = data
-        .objects
-        .get("products/reviews")
-        .map(|c| c.values().collect())
-        .unwrap_or_default();
-    page_of(path, items, &query).unwrap_or_else(|r| r)
+    list(&shop, "products/reviews", &query, &headers)
 }
 
 async fn list_webhooks(
@@ -457,17 +475,7 @@ async fn list_webhooks(
     Query(query): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let path = "/wp-json/wc/v3/webhooks";
-    if let Err(r) = shop.admit(path, &headers, &query) {
-        return r;
-    }
-    let data = shop.data.lock().expect("data");
-    let items: Vec<&Value> = data
-        .objects
-        .get("webhooks")
-        .map(|c| c.values().collect())
-        .unwrap_or_default();
-    page_of(path, items, &query).unwrap_or_else(|r| r)
+    list(&shop, "webhooks", &query, &headers)
 }
 
 async fn get_webhook(
@@ -490,11 +498,7 @@ async fn get_webhook(
         .cloned();
     match found {
         Some(w) => axum::Json(w).into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "woocommerce_rest_webhook_invalid_id",
-            "Invalid ID.",
-        ),
+        None => invalid_webhook_id(),
     }
 }
 
@@ -522,6 +526,14 @@ fn webhook_fields(target: &mut Value, posted: &Value) -> Result<(), Response> {
     Ok(())
 }
 
+fn invalid_webhook_id() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "woocommerce_rest_webhook_invalid_id",
+        "Invalid ID.",
+    )
+}
+
 fn without_secret(mut w: Value) -> Value {
     if let Some(o) = w.as_object_mut() {
         o.remove("secret");
@@ -536,15 +548,9 @@ async fn create_webhook(
     body: Bytes,
 ) -> Response {
     let path = "/wp-json/wc/v3/webhooks";
-    if let Err(r) = shop.admit(path, &headers, &query) {
-        return r;
-    }
-    let Ok(posted) = serde_json::from_slice::<Value>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "rest_invalid_json",
-            "Invalid JSON body passed.",
-        );
+    let posted = match shop.admit_json(path, &headers, &query, &body) {
+        Ok(posted) => posted,
+        Err(r) => return r,
     };
     let mut data = shop.data.lock().expect("data");
     let webhooks = data.objects.entry("webhooks".into()).or_default();
@@ -566,15 +572,9 @@ async fn update_webhook(
     body: Bytes,
 ) -> Response {
     let path = format!("/wp-json/wc/v3/webhooks/{id}");
-    if let Err(r) = shop.admit(&path, &headers, &query) {
-        return r;
-    }
-    let Ok(posted) = serde_json::from_slice::<Value>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "rest_invalid_json",
-            "Invalid JSON body passed.",
-        );
+    let posted = match shop.admit_json(&path, &headers, &query, &body) {
+        Ok(posted) => posted,
+        Err(r) => return r,
     };
     let mut data = shop.data.lock().expect("data");
     let Some(w) = data
@@ -582,11 +582,7 @@ async fn update_webhook(
         .get_mut("webhooks")
         .and_then(|c| c.get_mut(&id))
     else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "woocommerce_rest_webhook_invalid_id",
-            "Invalid ID.",
-        );
+        return invalid_webhook_id();
     };
     if let Err(r) = webhook_fields(w, &posted) {
         return r;

@@ -20,7 +20,6 @@ use woostream_core::kafka::{self, RenewingProducer};
 use super::checkpoint::{self, BackfillCheckpoint};
 use super::ingest::{self, RestIngest};
 use super::{Resource, WooRest};
-use crate::catalogue::Catalogue;
 
 /// What to backfill.
 #[derive(Clone, Debug)]
@@ -99,24 +98,10 @@ pub async fn run(
     }
     let producer = kafka::renewing_producer(&config.kafka, bootstrap, "backfill")?;
     let (encoders, decoder) = crate::codecs(config).await?;
-    let latest = {
-        let (config, bootstrap) = (config.clone(), bootstrap.to_string());
-        tokio::task::spawn_blocking(move || checkpoint::read_latest(&config, &bootstrap))
-            .await
-            .context("reading checkpoints")??
-    };
+    let latest = checkpoint::read_latest(config, bootstrap).await?;
     // Products already in Kafka give orders their categories, as they do on the webhook path.
-    let catalogue = Arc::new(Catalogue::default());
-    let follower = crate::catalogue::follow(
-        catalogue.clone(),
-        &config.kafka,
-        bootstrap,
-        &config.topics.products.name,
-        decoder,
-        Duration::from_secs(30),
-        shutdown.clone(),
-    )
-    .await?;
+    let (catalogue, follower) =
+        crate::catalogue::follow_products(config, bootstrap, decoder, shutdown.clone()).await?;
     let mut job = Job {
         config,
         shop,

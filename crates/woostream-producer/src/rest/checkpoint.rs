@@ -33,8 +33,22 @@ impl BackfillCheckpoint {
     }
 }
 
-/// Reads the whole checkpoint topic: the latest value of every key (blocking; at start).
-pub fn read_latest(config: &Config, bootstrap: &str) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+/// Reads the whole checkpoint topic: the latest value of every key (at start; librdkafka's
+/// calls block, so on a blocking thread).
+pub async fn read_latest(
+    config: &Config,
+    bootstrap: &str,
+) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+    let (config, bootstrap) = (config.clone(), bootstrap.to_string());
+    tokio::task::spawn_blocking(move || read_latest_blocking(&config, &bootstrap))
+        .await
+        .context("reading checkpoints")?
+}
+
+fn read_latest_blocking(
+    config: &Config,
+    bootstrap: &str,
+) -> anyhow::Result<HashMap<String, Vec<u8>>> {
     let topic = &config.topics.checkpoints.name;
     let consumer = reader(&config.kafka, bootstrap, "woostream-checkpoints")?;
     let mut latest = HashMap::new();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -28,8 +28,10 @@ use woostream_core::registry::RegistryClient;
 
 use super::checkpoint;
 use super::ingest::{self, RestIngest};
+use super::resource::parse_gmt;
 use super::{Resource, WooRest};
 use crate::catalogue::Catalogue;
+use crate::publish::Encoders;
 
 /// The webhook topics woostream needs from a shop.
 pub const WEBHOOK_TOPICS: [&str; 9] = [
@@ -196,8 +198,18 @@ pub struct Reconciler {
     watermarks: HashMap<Resource, DateTime<Utc>>,
     /// (resource, id) → the version last produced, to tell repeats from news.
     produced: HashMap<(Resource, i64), String>,
-    cycles: u64,
     alerts: AlertWriter,
+}
+
+/// What every shop's reconciler shares, made once: the producer, the encoders, the alert
+/// writer, the catalogue, the metrics, and the checkpoints as they were at start.
+pub struct Shared {
+    pub producer: Arc<RenewingProducer>,
+    pub encoders: Encoders,
+    pub alerts: AlertWriter,
+    pub catalogue: Arc<Catalogue>,
+    pub metrics: Metrics,
+    pub checkpoints: HashMap<String, Vec<u8>>,
 }
 
 /// The version of a REST object: its modification time (reviews: creation), as WooCommerce
@@ -211,38 +223,18 @@ fn version_of(resource: Resource, item: &Value) -> Option<String> {
     item[field].as_str().map(str::to_string)
 }
 
-fn parse_gmt(text: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
-        .ok()
-        .map(|t| t.and_utc())
-}
-
 impl Reconciler {
-    /// Connects, reads the watermarks from the checkpoint topic; a resource without one starts
-    /// `overlap` before now.
-    pub async fn start(
-        config: &Config,
-        bootstrap: &str,
-        shop: &ShopConfig,
-        metrics: Metrics,
-        catalogue: Arc<Catalogue>,
-    ) -> anyhow::Result<Reconciler> {
+    /// The reconciler of `shop`, its watermarks from the checkpoints; a resource without one
+    /// starts `overlap` before now.
+    pub fn new(config: &Config, shop: &ShopConfig, shared: &Shared) -> anyhow::Result<Reconciler> {
         let client = WooRest::for_shop(shop)?;
-        let producer = kafka::renewing_producer(&config.kafka, bootstrap, "reconcile")?;
-        let (encoders, _) = crate::codecs(config).await?;
-        let latest = {
-            let (config, bootstrap) = (config.clone(), bootstrap.to_string());
-            tokio::task::spawn_blocking(move || checkpoint::read_latest(&config, &bootstrap))
-                .await
-                .context("reading checkpoints")??
-        };
         let rest = shop.rest.clone().unwrap_or_default();
         let start = Utc::now() - chrono::Duration::seconds(rest.reconcile_overlap_secs as i64);
         let watermarks = Resource::ALL
             .into_iter()
             .map(|r| {
                 let w: Option<Watermark> =
-                    checkpoint::find(&latest, &Watermark::key(&shop.id, r.name()));
+                    checkpoint::find(&shared.checkpoints, &Watermark::key(&shop.id, r.name()));
                 (r, w.map_or(start, |w| w.newest))
             })
             .collect();
@@ -250,13 +242,17 @@ impl Reconciler {
             config: config.clone(),
             shop: shop.clone(),
             client,
-            producer,
-            ingest: RestIngest::new(config, shop, encoders, catalogue),
-            metrics,
+            producer: shared.producer.clone(),
+            ingest: RestIngest::new(
+                config,
+                shop,
+                shared.encoders.clone(),
+                shared.catalogue.clone(),
+            ),
+            metrics: shared.metrics.clone(),
             watermarks,
             produced: HashMap::new(),
-            cycles: 0,
-            alerts: AlertWriter::for_config(config).await?,
+            alerts: shared.alerts.clone(),
         })
     }
 
@@ -267,7 +263,6 @@ impl Reconciler {
             outcomes.push(self.resource(resource).await?);
         }
         self.webhooks().await?;
-        self.cycles += 1;
         // Bounded memory: versions older than two overlaps cannot come back.
         if self.produced.len() > 200_000 {
             self.produced.clear();
@@ -479,25 +474,23 @@ pub async fn run(
     if create_topics {
         kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
     }
-    let metrics = Metrics::register(registry).context("registering REST metrics")?;
-    let (_, decoder) = crate::codecs(config).await?;
-    let catalogue = Arc::new(Catalogue::default());
-    let _follower = crate::catalogue::follow(
-        catalogue.clone(),
-        &config.kafka,
-        bootstrap,
-        &config.topics.products.name,
-        decoder,
-        Duration::from_secs(30),
-        shutdown.clone(),
-    )
-    .await?;
-    let mut shops = Vec::new();
-    for shop in config.shops.iter().filter(|s| s.rest.is_some()) {
-        shops.push(
-            Reconciler::start(config, bootstrap, shop, metrics.clone(), catalogue.clone()).await?,
-        );
-    }
+    let (encoders, decoder) = crate::codecs(config).await?;
+    let (catalogue, _follower) =
+        crate::catalogue::follow_products(config, bootstrap, decoder, shutdown.clone()).await?;
+    let shared = Shared {
+        producer: kafka::renewing_producer(&config.kafka, bootstrap, "reconcile")?,
+        encoders,
+        alerts: AlertWriter::for_config(config).await?,
+        catalogue,
+        metrics: Metrics::register(registry).context("registering REST metrics")?,
+        checkpoints: checkpoint::read_latest(config, bootstrap).await?,
+    };
+    let mut shops = config
+        .shops
+        .iter()
+        .filter(|s| s.rest.is_some())
+        .map(|shop| Reconciler::new(config, shop, &shared))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     anyhow::ensure!(
         !shops.is_empty(),
         "no shop has a [shops.rest] section: nothing to reconcile"

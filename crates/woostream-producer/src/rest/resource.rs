@@ -102,9 +102,16 @@ impl Resource {
     pub fn created_before(item: &serde_json::Value, since: DateTime<Utc>) -> bool {
         item["date_created_gmt"]
             .as_str()
-            .and_then(|s| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").ok())
-            .is_some_and(|created| created.and_utc() < since)
+            .and_then(parse_gmt)
+            .is_some_and(|created| created < since)
     }
+}
+
+/// A WooCommerce `…_gmt` field: UTC, written without a zone.
+pub fn parse_gmt(text: &str) -> Option<DateTime<Utc>> {
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 #[cfg(test)]
