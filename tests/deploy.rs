@@ -185,16 +185,7 @@ async fn a_real_prometheus_scraping_the_producer_fires_the_signature_alert_on_a_
         tansu.bootstrap
     );
     let mut producer = spawn("producer", &toml, "alerting", ops_port, dir.path());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !producer.is_ready() {
-        assert!(producer.exited().is_none(), "{}", producer.log_text());
-        assert!(
-            Instant::now() < deadline,
-            "not ready: {}",
-            producer.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    producer.ready(Duration::from_secs(120)).await;
 
     std::fs::write(dir.path().join("alerts.yaml"), rules_firing_at_once()).unwrap();
     std::fs::write(

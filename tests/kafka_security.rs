@@ -100,20 +100,7 @@ async fn the_producer_over_sasl_ssl_with_scram_delivers_and_every_misconfigurati
     let toml = producer_toml(&kafka, webhook_port, ops_port);
     let mut producer: EnricherProcess =
         spawn("producer", &toml, "scram", ops_port, broker.dir.path());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !producer.is_ready() {
-        assert!(
-            producer.exited().is_none(),
-            "the producer exited: {}",
-            producer.log_text()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "not ready: {}",
-            producer.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    producer.ready(Duration::from_secs(120)).await;
     let mut order: serde_json::Value =
         serde_json::from_slice(&fixture("woo_order_example.json")).unwrap();
     order["id"] = 770_001.into();

@@ -4,17 +4,13 @@
 //! webhooks gives; the shop's rate limit is never exceeded; a wrong key stops it with what to
 //! fix.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 use woostream::shop::{objects_of, Behaviour, ShopServer};
 use woostream::simulate;
 use woostream_enricher::view::View;
-use woostream_tests::enricher::{
-    await_caught_up, free_port, read_view, run_config, spawn, EnricherProcess,
-};
+use woostream_tests::enricher::{enrich_everything, free_port, spawn};
 use woostream_tests::{Post, Producer, Tansu, SECRET, SOURCE};
 
 const KEY: &str = "ck_5f1e0d6b2c7a4e9f8a3b1c0d9e8f7a6b5c4d3e2f";
@@ -34,30 +30,6 @@ fn history() -> Vec<simulate::Webhook> {
     };
     let start = "2026-06-01T00:00:00Z".parse().unwrap();
     simulate::plan(&options, start)
-}
-
-/// The log end of every partition of `topics`.
-fn ends(bootstrap: &str, topics: &[&str]) -> HashMap<(String, i32), i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .create()
-        .unwrap();
-    let mut out = HashMap::new();
-    for topic in topics {
-        let md = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .unwrap();
-        for p in md.topics()[0].partitions() {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .unwrap();
-            if high > 0 {
-                out.insert((topic.to_string(), p.id()), high);
-            }
-        }
-    }
-    out
 }
 
 /// What a profile says about a customer, without what differs by delivery path (versions,
@@ -95,24 +67,6 @@ fn outcome(view: &View) -> BTreeMap<String, String> {
             )
         })
         .collect()
-}
-
-/// Runs an enricher over what `bootstrap` holds until it has committed everything, and reads
-/// back its profiles.
-fn enrich(bootstrap: &str, dir: &std::path::Path, name: &str) -> BTreeMap<String, String> {
-    let config = run_config(bootstrap, name, &format!("enricher-{name}"));
-    let inputs = ends(bootstrap, &["woo.orders", "woo.customers", "woo.products"]);
-    let mut enricher = EnricherProcess::start(&config, name, dir);
-    await_caught_up(
-        bootstrap,
-        &config.enricher.group_id,
-        &inputs,
-        Duration::from_secs(300),
-        || enricher.exited().is_none(),
-    );
-    let (view, _, _) = read_view(&config);
-    enricher.stop();
-    outcome(&view)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,18 +163,7 @@ async fn a_backfill_killed_midway_and_resumed_gives_the_profiles_the_same_histor
     let pages_before = order_pages(&shop);
 
     let mut second = spawn("backfill", &toml, "second", free_port(), dir.path());
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(status) = second.exited() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the resumed backfill did not end: {}",
-            second.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = second.finished(Duration::from_secs(300)).await;
     let log = second.log_text();
     assert!(status.success(), "{log}");
     assert!(
@@ -266,22 +209,9 @@ async fn a_backfill_killed_midway_and_resumed_gives_the_profiles_the_same_histor
         "peak {peak}/s above {OUR_RATE}/s"
     );
 
-    for (bootstrap, name) in [
-        (&webhooks.bootstrap, "webhooks"),
-        (&backfilled.bootstrap, "backfill"),
-    ] {
-        let config = run_config(bootstrap, name, &format!("enricher-{name}"));
-        woostream_core::kafka::ensure_topics(&config.kafka, bootstrap, &config.topics)
-            .await
-            .unwrap();
-    }
-    let (reference, from_rest) = tokio::task::spawn_blocking({
-        let (a, b) = (webhooks.bootstrap.clone(), backfilled.bootstrap.clone());
-        let dir = dir.path().to_path_buf();
-        move || (enrich(&a, &dir, "webhooks"), enrich(&b, &dir, "backfill"))
-    })
-    .await
-    .unwrap();
+    let reference = outcome(&enrich_everything(&webhooks.bootstrap, dir.path(), "webhooks").await);
+    let from_rest =
+        outcome(&enrich_everything(&backfilled.bootstrap, dir.path(), "backfill").await);
     println!("both enriched in {:.1} s", started.elapsed().as_secs_f64());
     assert!(reference.len() >= 2_000, "{} profiles", reference.len());
     assert_eq!(reference.len(), from_rest.len(), "customers with a profile");
@@ -312,14 +242,7 @@ async fn a_wrong_key_stops_the_backfill_with_the_shop_the_endpoint_and_what_to_f
         free_port()
     );
     let mut run = spawn("backfill", &toml, "wrong-key", free_port(), dir.path());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = run.exited() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "{}", run.log_text());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = run.finished(Duration::from_secs(120)).await;
     let log = run.log_text();
     assert!(!status.success(), "{log}");
     assert!(

@@ -13,9 +13,7 @@ use woostream::simulate;
 use woostream_core::events::Origin;
 use woostream_core::insights::AlertKind;
 use woostream_enricher::view::View;
-use woostream_tests::enricher::{
-    await_caught_up, free_port, read_view, run_config, spawn, EnricherProcess,
-};
+use woostream_tests::enricher::{enrich_everything, free_port, spawn};
 use woostream_tests::slack::{ChannelState, FakeSlack};
 use woostream_tests::{fixture, sink_toml, Post, Producer, Tansu, SECRET, SOURCE};
 
@@ -46,46 +44,6 @@ fn facts(view: &View) -> BTreeMap<String, String> {
             )
         })
         .collect()
-}
-
-fn ends(bootstrap: &str) -> std::collections::HashMap<(String, i32), i64> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .create()
-        .unwrap();
-    let mut out = std::collections::HashMap::new();
-    for topic in ["woo.orders", "woo.customers", "woo.products", "woo.reviews"] {
-        let md = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .unwrap();
-        for p in md.topics()[0].partitions() {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .unwrap();
-            if high > 0 {
-                out.insert((topic.to_string(), p.id()), high);
-            }
-        }
-    }
-    out
-}
-
-fn enrich(bootstrap: &str, dir: &std::path::Path, name: &str) -> View {
-    let config = run_config(bootstrap, name, &format!("enricher-{name}"));
-    let inputs = ends(bootstrap);
-    let mut enricher = EnricherProcess::start(&config, name, dir);
-    await_caught_up(
-        bootstrap,
-        &config.enricher.group_id,
-        &inputs,
-        Duration::from_secs(300),
-        || enricher.exited().is_none(),
-    );
-    let (view, _, _) = read_view(&config);
-    enricher.stop();
-    view
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,14 +125,7 @@ async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_
         free_port()
     );
     let mut pass = spawn("rest --once", &toml, "once", free_port(), dir.path());
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(status) = pass.exited() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "{}", pass.log_text());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = pass.finished(Duration::from_secs(300)).await;
     let log = pass.log_text();
     assert!(status.success(), "{log}");
     for line in log.lines().filter(|l| l.contains("Reconciled.")) {
@@ -193,14 +144,7 @@ async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_
         ("second", "ok      order.created"),
     ] {
         let mut sync = spawn("webhooks sync", &toml, run, free_port(), dir.path());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = sync.exited() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "{}", sync.log_text());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let status = sync.finished(Duration::from_secs(60)).await;
         let out = sync.log_text();
         assert!(
             status.success() && out.contains(expected),
@@ -217,22 +161,8 @@ async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_
     );
     assert_eq!(created["secret"], SECRET, "signed with the shop's secret");
 
-    for (bootstrap, name) in [
-        (&complete.bootstrap, "complete"),
-        (&lossy.bootstrap, "reconciled"),
-    ] {
-        let config = run_config(bootstrap, name, &format!("enricher-{name}"));
-        woostream_core::kafka::ensure_topics(&config.kafka, bootstrap, &config.topics)
-            .await
-            .unwrap();
-    }
-    let (reference, reconciled) = tokio::task::spawn_blocking({
-        let (a, b) = (complete.bootstrap.clone(), lossy.bootstrap.clone());
-        let dir = dir.path().to_path_buf();
-        move || (enrich(&a, &dir, "complete"), enrich(&b, &dir, "reconciled"))
-    })
-    .await
-    .unwrap();
+    let reference = enrich_everything(&complete.bootstrap, dir.path(), "complete").await;
+    let reconciled = enrich_everything(&lossy.bootstrap, dir.path(), "reconciled").await;
     let (a, b) = (facts(&reference), facts(&reconciled));
     assert!(a.len() > 300, "{} customers", a.len());
     assert_eq!(a.len(), b.len(), "customers with a profile");

@@ -296,6 +296,38 @@ level = "info"
         self.child.try_wait().ok().flatten()
     }
 
+    /// Waits until `/readyz` answers 200; panics with the log if the process exits first or
+    /// `timeout` passes.
+    pub async fn ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.is_ready() {
+            assert!(self.exited().is_none(), "exited: {}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "not ready after {timeout:?}: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for a process that is meant to end (a one-shot command); panics with its log
+    /// after `timeout`.
+    pub async fn finished(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {timeout:?}: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -430,6 +462,59 @@ pub fn await_caught_up(
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The log end of every partition of `topics` that holds records.
+pub fn log_ends(bootstrap: &str, topics: &[&str]) -> HashMap<(String, i32), i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .create()
+        .unwrap();
+    let mut out = HashMap::new();
+    for topic in topics {
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        for p in md.topics()[0].partitions() {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap();
+            if high > 0 {
+                out.insert((topic.to_string(), p.id()), high);
+            }
+        }
+    }
+    out
+}
+
+/// Runs an enricher (run `name`, with output topics of its own) over the shop topics
+/// `bootstrap` holds until it has committed all of them, and reads its outputs back.
+pub async fn enrich_everything(bootstrap: &str, dir: &Path, name: &str) -> View {
+    let config = run_config(bootstrap, name, &format!("enricher-{name}"));
+    woostream_core::kafka::ensure_topics(&config.kafka, bootstrap, &config.topics)
+        .await
+        .unwrap();
+    let (bootstrap, dir, name) = (bootstrap.to_string(), dir.to_path_buf(), name.to_string());
+    tokio::task::spawn_blocking(move || {
+        let inputs = log_ends(
+            &bootstrap,
+            &["woo.orders", "woo.customers", "woo.products", "woo.reviews"],
+        );
+        let mut enricher = EnricherProcess::start(&config, &name, &dir);
+        await_caught_up(
+            &bootstrap,
+            &config.enricher.group_id,
+            &inputs,
+            Duration::from_secs(300),
+            || enricher.exited().is_none(),
+        );
+        let (view, _, _) = read_view(&config);
+        enricher.stop();
+        view
+    })
+    .await
+    .unwrap()
 }
 
 /// Everything on a run's profile and alert topics, through the deduplicating view; also the
