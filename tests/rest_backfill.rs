@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use woostream::shop::{objects_of, Behaviour, ShopServer};
 use woostream::simulate;
-use woostream_enricher::view::View;
-use woostream_tests::enricher::{enrich_everything, free_port, spawn};
+use woostream_tests::enricher::{customer_facts, enrich_everything, free_port, spawn};
 use woostream_tests::{Post, Producer, Tansu, SECRET, SOURCE};
 
 const KEY: &str = "ck_5f1e0d6b2c7a4e9f8a3b1c0d9e8f7a6b5c4d3e2f";
@@ -30,43 +29,6 @@ fn history() -> Vec<simulate::Webhook> {
     };
     let start = "2026-06-01T00:00:00Z".parse().unwrap();
     simulate::plan(&options, start)
-}
-
-/// What a profile says about a customer, without what differs by delivery path (versions,
-/// offsets, event and correlation ids).
-fn outcome(view: &View) -> BTreeMap<String, String> {
-    view.profiles
-        .iter()
-        .map(|(key, p)| {
-            let ledger: Vec<(i64, String)> = p
-                .orders
-                .iter()
-                .map(|o| (o.order_id, o.status.clone()))
-                .collect();
-            (
-                format!("{key:?}"),
-                format!(
-                    "id {:?} orders {} tx {} revenue {} refunded {} aov {} first {:?} last {:?} rfm {}{}{} {:?} alive {:.6} clv {} churn {:?} vip {} ledger {ledger:?}",
-                    p.customer_id,
-                    p.orders_count,
-                    p.transactions,
-                    p.revenue,
-                    p.refunded,
-                    p.average_order_value,
-                    p.first_order_at,
-                    p.last_order_at,
-                    p.recency_score,
-                    p.frequency_score,
-                    p.monetary_score,
-                    p.segment,
-                    p.p_alive,
-                    p.clv_12_months,
-                    p.churn_risk,
-                    p.vip,
-                ),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,9 +171,14 @@ async fn a_backfill_killed_midway_and_resumed_gives_the_profiles_the_same_histor
         "peak {peak}/s above {OUR_RATE}/s"
     );
 
-    let reference = outcome(&enrich_everything(&webhooks.bootstrap, dir.path(), "webhooks").await);
-    let from_rest =
-        outcome(&enrich_everything(&backfilled.bootstrap, dir.path(), "backfill").await);
+    let reference = customer_facts(
+        &enrich_everything(&webhooks.bootstrap, dir.path(), "webhooks").await,
+        true,
+    );
+    let from_rest = customer_facts(
+        &enrich_everything(&backfilled.bootstrap, dir.path(), "backfill").await,
+        true,
+    );
     println!("both enriched in {:.1} s", started.elapsed().as_secs_f64());
     assert!(reference.len() >= 2_000, "{} profiles", reference.len());
     assert_eq!(reference.len(), from_rest.len(), "customers with a profile");

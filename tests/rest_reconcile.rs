@@ -4,7 +4,6 @@
 //! no webhook, are polled and become review alerts; a webhook WooCommerce disabled is
 //! re-enabled.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -12,39 +11,12 @@ use woostream::shop::{objects_of, Behaviour, ShopServer};
 use woostream::simulate;
 use woostream_core::events::Origin;
 use woostream_core::insights::AlertKind;
-use woostream_enricher::view::View;
-use woostream_tests::enricher::{enrich_everything, free_port, spawn};
+use woostream_tests::enricher::{customer_facts, enrich_everything, free_port, spawn};
 use woostream_tests::slack::{ChannelState, FakeSlack};
 use woostream_tests::{fixture, sink_toml, Post, Producer, Tansu, SECRET, SOURCE};
 
 const KEY: &str = "ck_reconcile_0123456789abcdef0123456789abcdef";
 const SECRET_KEY: &str = "cs_reconcile_0123456789abcdef0123456789abcdef";
-
-/// What the shop's data says about each customer: orders, their statuses, money.
-fn facts(view: &View) -> BTreeMap<String, String> {
-    view.profiles
-        .iter()
-        .map(|(key, p)| {
-            let ledger: Vec<(i64, String)> = p
-                .orders
-                .iter()
-                .map(|o| (o.order_id, o.status.clone()))
-                .collect();
-            (
-                format!("{key:?}"),
-                format!(
-                    "orders {} tx {} revenue {} refunded {} first {:?} last {:?} ledger {ledger:?}",
-                    p.orders_count,
-                    p.transactions,
-                    p.revenue,
-                    p.refunded,
-                    p.first_order_at,
-                    p.last_order_at
-                ),
-            )
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_and_reviews_arrive()
@@ -163,7 +135,10 @@ async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_
 
     let reference = enrich_everything(&complete.bootstrap, dir.path(), "complete").await;
     let reconciled = enrich_everything(&lossy.bootstrap, dir.path(), "reconciled").await;
-    let (a, b) = (facts(&reference), facts(&reconciled));
+    let (a, b) = (
+        customer_facts(&reference, false),
+        customer_facts(&reconciled, false),
+    );
     assert!(a.len() > 300, "{} customers", a.len());
     assert_eq!(a.len(), b.len(), "customers with a profile");
     let differing: Vec<_> = a

@@ -517,6 +517,48 @@ pub async fn enrich_everything(bootstrap: &str, dir: &Path, name: &str) -> View 
     .unwrap()
 }
 
+/// What each customer's profile says, without what differs by delivery path (versions,
+/// offsets, event and correlation ids): the orders, their statuses and money, and with
+/// `scores` the RFM scores, segment, P(alive), CLV, churn band and VIP flag too (these depend
+/// on the order in which a partition saw the orders).
+pub fn customer_facts(view: &View, scores: bool) -> std::collections::BTreeMap<String, String> {
+    view.profiles
+        .iter()
+        .map(|(key, p)| {
+            let ledger: Vec<(i64, String)> = p
+                .orders
+                .iter()
+                .map(|o| (o.order_id, o.status.clone()))
+                .collect();
+            let mut facts = format!(
+                "id {:?} orders {} tx {} revenue {} refunded {} aov {} first {:?} last {:?} ledger {ledger:?}",
+                p.customer_id,
+                p.orders_count,
+                p.transactions,
+                p.revenue,
+                p.refunded,
+                p.average_order_value,
+                p.first_order_at,
+                p.last_order_at,
+            );
+            if scores {
+                facts.push_str(&format!(
+                    " rfm {}{}{} {:?} alive {:.6} clv {} churn {:?} vip {}",
+                    p.recency_score,
+                    p.frequency_score,
+                    p.monetary_score,
+                    p.segment,
+                    p.p_alive,
+                    p.clv_12_months,
+                    p.churn_risk,
+                    p.vip,
+                ));
+            }
+            (format!("{key:?}"), facts)
+        })
+        .collect()
+}
+
 /// Everything on a run's profile and alert topics, through the deduplicating view; also the
 /// raw record counts (before deduplication).
 pub fn read_view(config: &Config) -> (View, usize, usize) {
