@@ -105,10 +105,7 @@ pub async fn start(
             .map(|s| s.id.as_str())
             .collect::<Vec<_>>(),
     );
-    kafka::check_connection(&config.kafka, bootstrap, kafka::FIRST_CONTACT_WAIT).await?;
-    if create_topics {
-        kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
-    }
+    kafka::first_contact(&config.kafka, bootstrap, &config.topics, create_topics).await?;
     kafka::renewing::register_metrics(registry).context("registering Kafka metrics")?;
     let producer = kafka::renewing_producer(&config.kafka, bootstrap, "producer")?;
     let (encoders, decoder) = codecs(config).await?;

@@ -24,6 +24,22 @@ pub use connect::check_connection;
 /// (refusals such as wrong credentials end the wait at once).
 pub const FIRST_CONTACT_WAIT: Duration = Duration::from_secs(10);
 
+/// What every role does first: connect with its settings (a refusal stops it here, naming the
+/// setting to fix; see [`check_connection`]), then create the missing topics when
+/// `create_topics`.
+pub async fn first_contact(
+    kafka: &KafkaConfig,
+    bootstrap: &str,
+    topics: &TopicsConfig,
+    create_topics: bool,
+) -> anyhow::Result<()> {
+    check_connection(kafka, bootstrap, FIRST_CONTACT_WAIT).await?;
+    if create_topics {
+        ensure_topics(kafka, bootstrap, topics).await?;
+    }
+    Ok(())
+}
+
 pub use renewing::RenewingProducer;
 
 use crate::config::{KafkaConfig, TopicsConfig};

@@ -180,10 +180,7 @@ async fn launch(
     shutdown: CancellationToken,
     create_topics: bool,
 ) -> anyhow::Result<Running> {
-    kafka::check_connection(&config.kafka, bootstrap, kafka::FIRST_CONTACT_WAIT).await?;
-    if create_topics {
-        kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
-    }
+    kafka::first_contact(&config.kafka, bootstrap, &config.topics, create_topics).await?;
     let (outputs, decoder) = Outputs::for_config(config).await?;
     let with_registry = config.schema_registry.is_some();
     let runtime = tokio::runtime::Handle::current();

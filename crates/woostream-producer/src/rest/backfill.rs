@@ -92,10 +92,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Vec<Outcome>> {
     let client = WooRest::for_shop(shop)?;
-    kafka::check_connection(&config.kafka, bootstrap, kafka::FIRST_CONTACT_WAIT).await?;
-    if create_topics {
-        kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
-    }
+    kafka::first_contact(&config.kafka, bootstrap, &config.topics, create_topics).await?;
     let producer = kafka::renewing_producer(&config.kafka, bootstrap, "backfill")?;
     let (encoders, decoder) = crate::codecs(config).await?;
     let latest = checkpoint::read_latest(config, bootstrap).await?;

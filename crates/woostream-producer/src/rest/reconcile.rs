@@ -470,10 +470,7 @@ pub async fn run(
     create_topics: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    kafka::check_connection(&config.kafka, bootstrap, kafka::FIRST_CONTACT_WAIT).await?;
-    if create_topics {
-        kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
-    }
+    kafka::first_contact(&config.kafka, bootstrap, &config.topics, create_topics).await?;
     let (encoders, decoder) = crate::codecs(config).await?;
     let (catalogue, _follower) =
         crate::catalogue::follow_products(config, bootstrap, decoder, shutdown.clone()).await?;

@@ -139,10 +139,7 @@ pub async fn start(
     };
     config.check_secrets(used)?;
     let metrics = Metrics::register(registry).context("registering CRM metrics")?;
-    kafka::check_connection(&config.kafka, bootstrap, kafka::FIRST_CONTACT_WAIT).await?;
-    if create_topics {
-        kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
-    }
+    kafka::first_contact(&config.kafka, bootstrap, &config.topics, create_topics).await?;
     let t = &config.topics;
     kafka::lag::watch(
         &config.kafka,

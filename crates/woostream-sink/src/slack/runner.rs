@@ -141,10 +141,7 @@ pub async fn start(
     let slack = &config.slack;
     let rules = Arc::new(Rules::compile(slack).map_err(|(k, m)| anyhow!("{k}: {m}"))?);
     let metrics = Metrics::register(registry).context("registering Slack metrics")?;
-    kafka::check_connection(&config.kafka, bootstrap, kafka::FIRST_CONTACT_WAIT).await?;
-    if create_topics {
-        kafka::ensure_topics(&config.kafka, bootstrap, &config.topics).await?;
-    }
+    kafka::first_contact(&config.kafka, bootstrap, &config.topics, create_topics).await?;
     kafka::lag::watch(
         &config.kafka,
         bootstrap,
