@@ -39,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         &config.kafka,
         &tansu.bootstrap,
         &config.topics,
+        &config.retention,
     ))?;
     runtime.block_on(produce_all(&tansu.bootstrap, &sale.records));
     let t = &config.topics;
@@ -122,7 +123,13 @@ async fn drain(tansu: &Tansu, sale: &Sale, budget: usize, run: &str) -> anyhow::
     let mut config = woostream_tests::config(&tansu.bootstrap);
     config.topics.deliveries.name = format!("woostream.deliveries.{run}");
     config.topics.partitions = 3;
-    woostream_core::kafka::ensure_topics(&config.kafka, &tansu.bootstrap, &config.topics).await?;
+    woostream_core::kafka::ensure_topics(
+        &config.kafka,
+        &tansu.bootstrap,
+        &config.topics,
+        &config.retention,
+    )
+    .await?;
     let dir = tempfile::tempdir()?;
     let sink = spawn("crm run", &toml, run, port, dir.path());
     // The clock starts at the first record read, as the plain consumer's does: start-up (the

@@ -103,6 +103,7 @@ fn throughput(records: &[Record], commit_interval_ms: Option<u64>) -> anyhow::Re
         &config.kafka,
         &bootstrap,
         &config.topics,
+        &config.retention,
     ))?;
     let produced = runtime.block_on(produce_all(&bootstrap, records));
     let inputs: i64 = produced.values().sum();
@@ -191,6 +192,7 @@ fn instances_rate(records: &[Record], n: usize) -> anyhow::Result<f64> {
         &config.kafka,
         &bootstrap,
         &config.topics,
+        &config.retention,
     ))?;
     let dir = tempfile::tempdir()?;
     let enrichers: Vec<EnricherProcess> = (0..n)

@@ -123,9 +123,14 @@ async fn broker() -> (Tansu, Config) {
     let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
     let mut config = woostream_tests::config(&tansu.bootstrap);
     config.topics.partitions = 3;
-    woostream_core::kafka::ensure_topics(&config.kafka, &tansu.bootstrap, &config.topics)
-        .await
-        .unwrap();
+    woostream_core::kafka::ensure_topics(
+        &config.kafka,
+        &tansu.bootstrap,
+        &config.topics,
+        &config.retention,
+    )
+    .await
+    .unwrap();
     (tansu, config)
 }
 

@@ -27,6 +27,7 @@ fn contact(n: usize) -> ContactChange {
             last_name: None,
             phone: None,
             at: Utc::now(),
+            sealed_with: None,
         }),
         metrics: None,
         correlation_id: format!("c-{n}"),

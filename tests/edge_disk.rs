@@ -148,9 +148,14 @@ async fn a_full_disk_is_answered_503_corrupts_nothing_and_every_202_reaches_kafk
     let spool = dir.path().join("spool");
     // Topics first (the role creates them too, but the reader below needs them either way).
     let config = config(&tansu.bootstrap);
-    woostream_core::kafka::ensure_topics(&config.kafka, &tansu.bootstrap, &config.topics)
-        .await
-        .unwrap();
+    woostream_core::kafka::ensure_topics(
+        &config.kafka,
+        &tansu.bootstrap,
+        &config.topics,
+        &config.retention,
+    )
+    .await
+    .unwrap();
     let p = ProducerProcess::spawn(
         &tansu.bootstrap,
         &spool,

@@ -59,7 +59,7 @@ async fn killed_enrichers_leave_the_same_profiles_and_alerts_as_an_uninterrupted
     // one killed has written outputs for records it has not committed yet.
     pair.enricher.commit_interval_ms = 10_000;
     for c in [&reference, &restarted, &pair] {
-        kafka::ensure_topics(&c.kafka, &bootstrap, &c.topics)
+        kafka::ensure_topics(&c.kafka, &bootstrap, &c.topics, &c.retention)
             .await
             .unwrap();
     }

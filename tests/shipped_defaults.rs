@@ -23,9 +23,14 @@ async fn the_enricher_as_shipped_runs_and_restarts_on_a_broker_without_transacti
     let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
     let bootstrap = tansu.bootstrap.clone();
     let defaults = woostream_tests::config(&bootstrap);
-    kafka::ensure_topics(&defaults.kafka, &bootstrap, &defaults.topics)
-        .await
-        .unwrap();
+    kafka::ensure_topics(
+        &defaults.kafka,
+        &bootstrap,
+        &defaults.topics,
+        &defaults.retention,
+    )
+    .await
+    .unwrap();
     let mut produced = produce_all(&bootstrap, &sale_records(300, 150, 5)).await;
     let group = defaults.enricher.group_id.clone();
     let dir = tempfile::tempdir().unwrap();

@@ -82,9 +82,14 @@ async fn a_burst_reaches_slack_within_its_limits_once_even_across_a_crash() {
     let bootstrap = tansu.bootstrap.clone();
     let mut config = woostream_tests::config(&bootstrap);
     config.topics.partitions = 3;
-    woostream_core::kafka::ensure_topics(&config.kafka, &bootstrap, &config.topics)
-        .await
-        .unwrap();
+    woostream_core::kafka::ensure_topics(
+        &config.kafka,
+        &bootstrap,
+        &config.topics,
+        &config.retention,
+    )
+    .await
+    .unwrap();
     let slack = FakeSlack::start(
         TOKEN,
         &[
@@ -417,9 +422,14 @@ async fn updates_of_an_order_are_thread_replies_under_its_first_message_across_r
     )
     .await;
     let config = thread_config(&bootstrap, &slack);
-    woostream_core::kafka::ensure_topics(&config.kafka, &bootstrap, &config.topics)
-        .await
-        .unwrap();
+    woostream_core::kafka::ensure_topics(
+        &config.kafka,
+        &bootstrap,
+        &config.topics,
+        &config.retention,
+    )
+    .await
+    .unwrap();
     let start = |shutdown: tokio_util::sync::CancellationToken, registry: prometheus::Registry| {
         let config = config.clone();
         let bootstrap = bootstrap.clone();
@@ -512,9 +522,14 @@ async fn a_sink_faster_than_slack_waits_out_429s_and_retries_through_an_outage()
     config.slack.digest_after_secs = 1_000;
     config.slack.rules.truncate(1);
     config.slack.channels.truncate(1);
-    woostream_core::kafka::ensure_topics(&config.kafka, &bootstrap, &config.topics)
-        .await
-        .unwrap();
+    woostream_core::kafka::ensure_topics(
+        &config.kafka,
+        &bootstrap,
+        &config.topics,
+        &config.retention,
+    )
+    .await
+    .unwrap();
     // Slack is down (HTTP 503) when the first alerts arrive.
     slack.set_down(true);
     let registry = prometheus::Registry::new();

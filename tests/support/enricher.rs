@@ -492,9 +492,14 @@ pub fn log_ends(bootstrap: &str, topics: &[&str]) -> HashMap<(String, i32), i64>
 /// `bootstrap` holds until it has committed all of them, and reads its outputs back.
 pub async fn enrich_everything(bootstrap: &str, dir: &Path, name: &str) -> View {
     let config = run_config(bootstrap, name, &format!("enricher-{name}"));
-    woostream_core::kafka::ensure_topics(&config.kafka, bootstrap, &config.topics)
-        .await
-        .unwrap();
+    woostream_core::kafka::ensure_topics(
+        &config.kafka,
+        bootstrap,
+        &config.topics,
+        &config.retention,
+    )
+    .await
+    .unwrap();
     let (bootstrap, dir, name) = (bootstrap.to_string(), dir.to_path_buf(), name.to_string());
     tokio::task::spawn_blocking(move || {
         let inputs = log_ends(

@@ -81,6 +81,59 @@ pub async fn register_subjects(
     Ok(framings)
 }
 
+/// The framing of each contract a role writes and the decoder it reads with: Confluent
+/// framing and registry look-ups when a schema registry is configured, single-object
+/// encoding otherwise.
+pub struct Codecs {
+    framings: Option<HashMap<&'static str, Framing>>,
+    pub decoder: Decoder,
+}
+
+impl Codecs {
+    /// Registers `subjects` when the configuration names a registry.
+    pub async fn register(
+        config: &crate::config::Config,
+        subjects: &[(&str, &str, &'static ContractSchema)],
+    ) -> Result<Codecs, crate::registry::RegistryError> {
+        Ok(match &config.schema_registry {
+            None => Codecs {
+                framings: None,
+                decoder: Decoder::new(),
+            },
+            Some(r) => {
+                let client = crate::registry::RegistryClient::new(
+                    &r.url,
+                    r.username.clone(),
+                    r.resolved_password(),
+                );
+                Codecs {
+                    framings: Some(register_subjects(&client, subjects).await?),
+                    decoder: Decoder::with_registry(client),
+                }
+            }
+        })
+    }
+
+    pub fn encoder<T: Contract>(&self) -> Encoder<T> {
+        let framing = self
+            .framings
+            .as_ref()
+            .and_then(|f| f.get(T::SCHEMA_NAME).cloned())
+            .unwrap_or(Framing::SingleObject);
+        Encoder::new(&framing)
+    }
+
+    /// Decodes, asking the registry for a schema it has not seen (blocking callers use
+    /// [`Decoder::decode`] after the ids are known).
+    pub async fn decode<T: Contract>(&self, bytes: &[u8]) -> Result<T, CodecError> {
+        if self.framings.is_some() {
+            self.decoder.decode_async(bytes).await
+        } else {
+            self.decoder.decode(bytes)
+        }
+    }
+}
+
 /// A parsed contract schema with what framing needs precomputed.
 #[derive(Debug)]
 pub struct ContractSchema {
@@ -556,13 +609,16 @@ pub(crate) mod tests {
     fn address() -> Address {
         Address {
             first_name: Some("Zoë".into()),
+            last_name: Some("Nowak".into()),
+            address_1: Some("ul. Długa 5".into()),
+            phone: Some("+48 600 100 200".into()),
             email: Some("zoe@example.com".into()),
             country: Some("PL".into()),
             ..Address::default()
         }
     }
 
-    fn order() -> Order {
+    pub(crate) fn order() -> Order {
         let t = Some(Utc.with_ymd_and_hms(2017, 3, 22, 19, 28, 2).unwrap());
         Order {
             id: 727,

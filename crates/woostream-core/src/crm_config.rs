@@ -65,6 +65,11 @@ pub struct CrmConfig {
     /// Keep the CRM in memory instead of calling HubSpot (`make run`).
     #[serde(default)]
     pub dry_run: bool,
+    /// What an erasure does to the person's contact: `delete` it for good (HubSpot's GDPR
+    /// delete), or `anonymise` it (every mapped property emptied, its deals detached; the
+    /// contact stays, naming no one).
+    #[serde(default)]
+    pub erasure: ContactErasure,
     /// Unique contact property holding a registered customer's id (`<shop>:<id>`).
     #[serde(default = "default_contact_id_property")]
     pub contact_id_property: String,
@@ -146,6 +151,7 @@ impl Default for CrmConfig {
             token: None,
             token_env: None,
             dry_run: false,
+            erasure: ContactErasure::Delete,
             contact_id_property: default_contact_id_property(),
             guest_id_property: default_guest_id_property(),
             deal_id_property: default_deal_id_property(),
@@ -164,6 +170,15 @@ impl Default for CrmConfig {
             dead_letter_key: None,
         }
     }
+}
+
+/// See [`CrmConfig::erasure`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContactErasure {
+    #[default]
+    Delete,
+    Anonymise,
 }
 
 fn default_group() -> String {

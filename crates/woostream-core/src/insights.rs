@@ -156,10 +156,13 @@ pub enum AlertKind {
     /// WooCommerce had disabled one of the shop's webhooks after failed deliveries; the REST
     /// role re-enabled it (deliveries in between were lost and reconciled).
     WebhookDisabled,
+    /// A person was erased: the enricher dropped their profile; the Slack sink forgets their
+    /// order threads. Never posted.
+    CustomerErased,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 15] = [
+    pub const ALL: [AlertKind; 16] = [
         AlertKind::OrderPlaced,
         AlertKind::OrderPaid,
         AlertKind::OrderStatusChanged,
@@ -175,6 +178,7 @@ impl AlertKind {
         AlertKind::SegmentChanged,
         AlertKind::BecameVip,
         AlertKind::WebhookDisabled,
+        AlertKind::CustomerErased,
     ];
 
     /// snake_case name, as used in metrics and rule files.
@@ -195,6 +199,7 @@ impl AlertKind {
             AlertKind::SegmentChanged => "segment_changed",
             AlertKind::BecameVip => "became_vip",
             AlertKind::WebhookDisabled => "webhook_disabled",
+            AlertKind::CustomerErased => "customer_erased",
         }
     }
 }
@@ -282,6 +287,16 @@ pub struct Alert {
     /// How the cause was obtained (webhook, backfill, reconciliation, polling).
     #[serde(default)]
     pub origin: crate::events::Origin,
+    /// Set on `CustomerErased` alerts: what the sinks must forget.
+    #[serde(default)]
+    pub erasure: Option<AlertErasure>,
+}
+
+/// What the sinks must forget about an erased person.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertErasure {
+    pub erasure_id: String,
+    pub order_ids: Vec<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -443,6 +458,7 @@ mod tests {
                     text: "broke".into(),
                 }),
                 origin: crate::events::Origin::Backfill,
+                erasure: None,
             });
         }
         round_trip(AlertKey {

@@ -4,6 +4,7 @@
 pub mod codec;
 pub mod config;
 pub mod crm_config;
+pub mod erasure;
 pub mod events;
 pub mod insights;
 pub mod kafka;

@@ -78,6 +78,18 @@ impl CustomerHasher {
         ))
     }
 
+    /// A person's pseudonym in the key topic: 32 hex characters of HMAC(key, shop, customer
+    /// key), so that the topic names no account id and no email hash.
+    pub fn subject_ref(&self, shop_id: &str, customer: &str) -> String {
+        use hmac::Mac;
+        let mut mac = self.mac.clone();
+        mac.update(b"woostream subject v1\0");
+        mac.update(shop_id.as_bytes());
+        mac.update(b"\0");
+        mac.update(customer.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
     /// 32 hex characters of HMAC(key, trimmed lower-case email); `None` for an empty email.
     pub fn email_hash(&self, email: &str) -> Option<String> {
         use hmac::Mac;

@@ -15,6 +15,8 @@ pub enum DeliveryOutcome {
     Digested,
     DeadLettered,
     Skipped,
+    /// An erasure receipt: what one role erased (kind `erasure`, alert id the erasure's id).
+    Erased,
 }
 
 impl DeliveryOutcome {
@@ -24,6 +26,7 @@ impl DeliveryOutcome {
             DeliveryOutcome::Digested => "digested",
             DeliveryOutcome::DeadLettered => "dead_lettered",
             DeliveryOutcome::Skipped => "skipped",
+            DeliveryOutcome::Erased => "erased",
         }
     }
 }

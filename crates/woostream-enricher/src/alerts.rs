@@ -50,6 +50,7 @@ impl Origin<'_> {
             product: None,
             review: None,
             origin: self.source,
+            erasure: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod clv;
 pub mod customer;
+pub mod explain;
 pub mod metrics;
 pub mod model;
 pub mod partition;

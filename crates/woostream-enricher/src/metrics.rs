@@ -6,6 +6,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 pub struct Metrics {
     pub records: IntCounterVec,
     pub unreadable: IntCounterVec,
+    pub erased_skipped: IntCounter,
     pub profiles: IntCounter,
     pub alerts: IntCounterVec,
     pub customers: IntGauge,
@@ -36,6 +37,10 @@ impl Metrics {
                     "Input records that could not be decoded and were skipped, by topic.",
                 ),
                 &["topic"],
+            )?,
+            erased_skipped: IntCounter::new(
+                "woostream_enricher_erased_orders_skipped_total",
+                "Order records sealed for a person erased since, skipped.",
             )?,
             profiles: IntCounter::new(
                 "woostream_enricher_profiles_total",
@@ -100,6 +105,7 @@ impl Metrics {
         };
         registry.register(Box::new(m.records.clone()))?;
         registry.register(Box::new(m.unreadable.clone()))?;
+        registry.register(Box::new(m.erased_skipped.clone()))?;
         registry.register(Box::new(m.profiles.clone()))?;
         registry.register(Box::new(m.alerts.clone()))?;
         registry.register(Box::new(m.customers.clone()))?;

@@ -122,6 +122,34 @@ impl CustomerPartition {
         }
     }
 
+    /// An erasure (`erasure_id`): the person's state dropped, their profile tombstoned, and a
+    /// `customer_erased` alert naming their orders, so that the sinks forget them too.
+    pub fn erase_person(
+        &mut self,
+        key: &CustomerKey,
+        erasure_id: &str,
+        origin: &Origin<'_>,
+    ) -> Output {
+        let state = self
+            .customers
+            .remove(&state_key(&key.shop_id, &key.customer));
+        let order_ids = state
+            .map(|s| s.orders.iter().map(|o| o.order_id).collect())
+            .unwrap_or_default();
+        let mut alert = origin.alert(
+            woostream_core::insights::AlertKind::CustomerErased,
+            &[erasure_id, &key.customer],
+        );
+        alert.erasure = Some(woostream_core::insights::AlertErasure {
+            erasure_id: erasure_id.to_string(),
+            order_ids,
+        });
+        Output {
+            profiles: vec![(key.clone(), None)],
+            alerts: vec![(customer_key(&key.shop_id, &key.customer), alert)],
+        }
+    }
+
     /// Applies one order delivery at input `offset`.
     pub fn on_order(
         &mut self,

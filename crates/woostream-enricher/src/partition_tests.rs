@@ -129,6 +129,22 @@ impl Run {
     }
 }
 
+/// A profile as the enricher writes it after one paid order.
+pub(crate) fn sample_profile() -> CustomerProfile {
+    let mut p = CustomerPartition::new(0);
+    let out = p.on_order(
+        &key("7"),
+        &order(1, "processing", "120.00", 3, 0),
+        10,
+        &model(),
+        &settings(),
+    );
+    out.profiles
+        .into_iter()
+        .find_map(|(_, p)| p)
+        .expect("a profile")
+}
+
 fn kinds(out: &Output) -> Vec<AlertKind> {
     out.alerts.iter().map(|(_, a)| a.kind).collect()
 }

@@ -8,6 +8,7 @@ pub mod dedup;
 pub mod listener;
 pub mod metrics;
 pub mod normalise;
+pub mod personal;
 pub mod publish;
 pub mod rest;
 pub mod server;
@@ -105,7 +106,7 @@ pub async fn start(
             .map(|s| s.id.as_str())
             .collect::<Vec<_>>(),
     );
-    kafka::first_contact(&config.kafka, bootstrap, &config.topics, create_topics).await?;
+    kafka::first_contact(config, bootstrap, create_topics).await?;
     kafka::renewing::register_metrics(registry).context("registering Kafka metrics")?;
     let producer = kafka::renewing_producer(&config.kafka, bootstrap, "producer")?;
     let (encoders, decoder) = codecs(config).await?;
@@ -153,12 +154,21 @@ pub async fn start(
         );
     }
 
+    let sealer = personal::Sealer::start_async(config, bootstrap).await?;
+    let eraser = match &sealer {
+        Some(s) if config.privacy.erase_on_customer_deleted => {
+            Some(personal::Eraser::new(config, s, producer.clone()).await?)
+        }
+        _ => None,
+    };
     let ingest = Arc::new(server::Ingest::new(
         config,
         encoders,
         publisher,
         metrics.clone(),
         catalogue,
+        sealer,
+        eraser,
     ));
     let limits = listener::ConnectionLimits {
         header_timeout: Duration::from_millis(config.producer.header_timeout_ms),

@@ -308,6 +308,20 @@ impl Publisher {
         }
     }
 
+    /// [`Publisher::publish`], except that a record sealed under a key that went to the spool
+    /// follows it there: the drain writes keys first, so it never reaches Kafka before them.
+    pub async fn publish_behind_keys(
+        &self,
+        record: Record,
+        keys_spooled: bool,
+    ) -> Result<Durability, PublishError> {
+        if keys_spooled {
+            let away = KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown);
+            return self.spool(&record, away).await;
+        }
+        self.publish(record).await
+    }
+
     async fn spool(&self, record: &Record, kafka: KafkaError) -> Result<Durability, PublishError> {
         let Some(spool) = &self.spool else {
             return Err(PublishError::Unavailable {

@@ -23,8 +23,10 @@ use chacha20poly1305::ChaCha20Poly1305;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 use woostream_core::config::{normalise_source, Config};
-use woostream_core::events::{IngestDeadLetter, Origin};
+use woostream_core::events::{Action, IngestDeadLetter, Origin};
 use woostream_core::privacy::CustomerHasher;
+
+use crate::personal::{Eraser, NewKeys, Sealer};
 
 use crate::catalogue::Catalogue;
 use crate::dedup::RecentDeliveries;
@@ -56,6 +58,10 @@ pub struct Ingest {
     dead_letter_cipher: Option<ChaCha20Poly1305>,
     catalogue: Arc<Catalogue>,
     recent: RecentDeliveries,
+    /// Seals personal fields per person (absent: `privacy.seal_personal_data` is off).
+    sealer: Option<Sealer>,
+    /// Carries out the erasure a `customer.deleted` asks for (`privacy.erase_on_customer_deleted`).
+    eraser: Option<Eraser>,
 }
 
 impl Ingest {
@@ -65,6 +71,8 @@ impl Ingest {
         publisher: Publisher,
         metrics: Metrics,
         catalogue: Arc<Catalogue>,
+        sealer: Option<Sealer>,
+        eraser: Option<Eraser>,
     ) -> Ingest {
         let shops = config
             .shops
@@ -97,6 +105,8 @@ impl Ingest {
                 std::time::Duration::from_secs(config.producer.dedup_window_secs),
                 config.producer.dedup_capacity,
             ),
+            sealer,
+            eraser,
         }
     }
 }
@@ -450,14 +460,48 @@ async fn accept(
         Event::Product(_, e) => ingest.catalogue.apply(e),
         _ => {}
     }
+    let mut new_keys = NewKeys::default();
+    if let Some(sealer) = &ingest.sealer {
+        sealer.seal_event(&shop.customers, &mut event, &mut new_keys);
+    }
     let record = ingest.encoders.event_record(&event).map_err(|e| {
         NotAnEvent::kept(Rejection {
             code: RejectCode::InvalidField,
             reason: format!("the event does not fit its schema: {e}"),
         })
     })?;
+    let keys_spooled = match &ingest.sealer {
+        Some(sealer) => match sealer.publish_keys(&ingest.publisher, new_keys).await {
+            Ok(spooled) => spooled,
+            Err(e) => return Ok(("unavailable", unavailable(cid, &e))),
+        },
+        None => false,
+    };
     let event_id = event.envelope().event_id.as_str();
-    Ok(match ingest.publisher.publish(record).await {
+    let erasure = match (&event, &ingest.eraser) {
+        (Event::Customer(key, e), Some(_)) if e.action == Action::Deleted => Some(key.clone()),
+        _ => None,
+    };
+    let published = ingest
+        .publisher
+        .publish_behind_keys(record, keys_spooled)
+        .await;
+    if let (Some(key), Some(eraser), Ok(_)) = (&erasure, &ingest.eraser, &published) {
+        // The account is gone from the shop: erase the person here too, before answering, so
+        // that a failure is retried by WooCommerce rather than lost.
+        if let Err(e) = eraser.erase_account(key).await {
+            tracing::error!(correlation_id = cid, shop = %shop.id, error = %format!("{e:#}"), "Could not erase a deleted customer; WooCommerce will retry.");
+            return Ok((
+                "unavailable",
+                answer(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    cid,
+                    serde_json::json!({"status": "unavailable", "reason": "the erasure could not be written"}),
+                ),
+            ));
+        }
+    }
+    Ok(match published {
         Ok(Durability::Acknowledged { .. }) => (
             "accepted",
             answer(
@@ -607,8 +651,17 @@ async fn publish_dead_letter(
         ),
         None => rejection.reason.clone(),
     };
-    let (body_encryption, stored) =
-        woostream_core::sealing::seal(ingest.dead_letter_cipher.as_ref(), kept);
+    // Sealed under the person's key when the body shows whose it is (their erasure then
+    // reaches it), else under the dead-letter key when one is configured.
+    let mut new_keys = NewKeys::default();
+    let (body_encryption, stored) = match ingest
+        .sealer
+        .as_ref()
+        .and_then(|s| s.seal_body(&shop.customers, &shop.id, kept, &mut new_keys))
+    {
+        Some(sealed) => sealed,
+        None => woostream_core::sealing::seal(ingest.dead_letter_cipher.as_ref(), kept),
+    };
     let dl = IngestDeadLetter {
         received_at: Utc::now(),
         correlation_id: cid.to_string(),
@@ -635,5 +688,16 @@ async fn publish_dead_letter(
             return Err(("error", answer.into_response()));
         }
     };
-    Ok(ingest.publisher.publish(record).await.map(drop))
+    let keys_spooled = match &ingest.sealer {
+        Some(sealer) => match sealer.publish_keys(&ingest.publisher, new_keys).await {
+            Ok(spooled) => spooled,
+            Err(e) => return Ok(Err(e)),
+        },
+        None => false,
+    };
+    Ok(ingest
+        .publisher
+        .publish_behind_keys(record, keys_spooled)
+        .await
+        .map(drop))
 }

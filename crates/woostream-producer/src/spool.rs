@@ -214,9 +214,15 @@ impl Spool {
             if !damaged.is_empty() {
                 self.quarantine(&segment, &damaged)?;
             }
-            let results = join_all(records.iter().map(|r| send(producer, r, timeout))).await;
-            if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
-                anyhow::bail!("Kafka still does not acknowledge spooled records: {e}");
+            // Subject keys first: a sealed record must never be in Kafka before its key.
+            let (keys, rest): (Vec<&Record>, Vec<&Record>) = records
+                .iter()
+                .partition(|r| crate::personal::is_key_record(r));
+            for batch in [keys, rest] {
+                let results = join_all(batch.iter().map(|r| send(producer, r, timeout))).await;
+                if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
+                    anyhow::bail!("Kafka still does not acknowledge spooled records: {e}");
+                }
             }
             fs::remove_file(&segment)?;
             self.refusing.store(false, Ordering::Relaxed);

@@ -149,6 +149,24 @@ impl Offsets {
     }
 }
 
+/// The key topic, followed when personal data is sealed (to open an order's identity, an
+/// alert's initial; to seal a dead letter under its person's key).
+pub async fn subject_keys(
+    config: &woostream_core::config::Config,
+    bootstrap: &str,
+) -> anyhow::Result<Option<woostream_core::erasure::SubjectKeys>> {
+    if !config.privacy.seal_personal_data {
+        return Ok(None);
+    }
+    let (config, bootstrap) = (config.clone(), bootstrap.to_string());
+    Ok(Some(
+        tokio::task::spawn_blocking(move || {
+            woostream_core::erasure::SubjectKeys::start(&config, &bootstrap, false)
+        })
+        .await??,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,3 +4,4 @@
 pub mod all_in_one;
 pub mod shop;
 pub mod simulate;
+pub mod subject;

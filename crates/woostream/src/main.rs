@@ -131,6 +131,47 @@ enum Command {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
+    /// Erase a person (GDPR art. 17): their keys deleted, so every personal field woostream
+    /// stored about them becomes unreadable in every topic; their customer records and profile
+    /// tombstoned; their CRM contact deleted (or anonymised) and their Slack threads forgotten.
+    /// A registered customer's guest orders (same email) and a guest's account are found too.
+    Erase {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, required_unless_present = "status")]
+        shop: Option<String>,
+        /// The WooCommerce customer (account) id.
+        #[arg(long, required_unless_present_any = ["email", "status"])]
+        customer: Option<i64>,
+        /// The person's email (finds their guest orders and any account with it).
+        #[arg(long)]
+        email: Option<String>,
+        /// Why, for the receipt (do not name the person).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Show the erasure receipts (what each role erased, where, when) instead.
+        #[arg(long, conflicts_with_all = ["customer", "email", "reason"])]
+        status: bool,
+        /// With --status: only this erasure.
+        #[arg(long, requires = "status")]
+        erasure: Option<String>,
+    },
+    /// Export everything woostream holds about a person (GDPR art. 15) as one JSON document:
+    /// their account and orders (personal fields opened), profiles with every score explained,
+    /// the alerts that named them, their CRM object ids and Slack messages.
+    ExportSubject {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        shop: String,
+        #[arg(long, required_unless_present = "email")]
+        customer: Option<i64>,
+        #[arg(long)]
+        email: Option<String>,
+        /// Write the document here instead of to standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Check a configuration file and print the result with secrets hidden.
     CheckConfig {
         #[arg(long, short, env = "WOOSTREAM_CONFIG")]
@@ -348,6 +389,55 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     dry_run,
                 },
         } => webhooks_sync(config.load()?, shop, dry_run).await,
+        Command::Erase {
+            config,
+            shop,
+            customer,
+            email,
+            reason,
+            status,
+            erasure,
+        } => {
+            let config = config.load()?;
+            telemetry::init(&config.log);
+            let bootstrap = bootstrap(&config)?;
+            let out = if status {
+                woostream::subject::status(&config, &bootstrap, erasure.as_deref()).await?
+            } else {
+                let person = woostream::subject::Person {
+                    shop: shop.expect("required by clap"),
+                    customer,
+                    email,
+                };
+                woostream::subject::erase(&config, &bootstrap, &person, reason).await?
+            };
+            print!("{out}");
+            Ok(())
+        }
+        Command::ExportSubject {
+            config,
+            shop,
+            customer,
+            email,
+            out,
+        } => {
+            let config = config.load()?;
+            telemetry::init(&config.log);
+            let bootstrap = bootstrap(&config)?;
+            let person = woostream::subject::Person {
+                shop,
+                customer,
+                email,
+            };
+            let held = woostream::subject::held(&config, &bootstrap, &person).await?;
+            let text = serde_json::to_string_pretty(&woostream::subject::document(&person, &held))?;
+            match out {
+                Some(path) => std::fs::write(&path, text + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => println!("{text}"),
+            }
+            Ok(())
+        }
         Command::CheckConfig { config } => {
             let c = load(Some(&config))?;
             let origin = config.display().to_string();

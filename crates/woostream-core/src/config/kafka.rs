@@ -244,6 +244,9 @@ pub struct TopicsConfig {
     /// Where the REST side keeps its place: a backfill's last finished page per (shop,
     /// resource), reconciliation's watermarks. Compacted: the latest per key is what counts.
     pub checkpoints: TopicConfig,
+    /// Per-person keys personal fields are sealed with; an erasure deletes a person's keys.
+    /// Compacted, and compacted soon after a tombstone (see [`RetentionConfig`]).
+    pub subject_keys: TopicConfig,
 }
 
 impl Default for TopicsConfig {
@@ -277,13 +280,17 @@ impl Default for TopicsConfig {
                 partitions: Some(1),
                 ..topic("woostream.checkpoints", "compact")
             },
+            subject_keys: TopicConfig {
+                partitions: Some(1),
+                ..topic("woostream.subject-keys", "compact")
+            },
         }
     }
 }
 
 impl TopicsConfig {
     /// Every topic with the configuration key it came from.
-    pub fn all(&self) -> [(&'static str, &TopicConfig); 15] {
+    pub fn all(&self) -> [(&'static str, &TopicConfig); 16] {
         [
             ("orders", &self.orders),
             ("products", &self.products),
@@ -300,7 +307,20 @@ impl TopicsConfig {
             ("crm_dead_letter", &self.crm_dead_letter),
             ("transactions_probe", &self.transactions_probe),
             ("checkpoints", &self.checkpoints),
+            ("subject_keys", &self.subject_keys),
         ]
+    }
+
+    /// What kind of data a topic holds, for its retention.
+    pub fn kind_of(&self, key: &str) -> DataKind {
+        match key {
+            "orders" | "reviews" | "actions" => DataKind::Events,
+            "customers" | "profiles" | "subject_keys" => DataKind::Person,
+            "alerts" => DataKind::Alerts,
+            "deliveries" => DataKind::Audit,
+            "ingest_dead_letter" | "slack_dead_letter" | "crm_dead_letter" => DataKind::DeadLetters,
+            _ => DataKind::State,
+        }
     }
 
     pub fn partitions_of(&self, t: &TopicConfig) -> i32 {
@@ -309,5 +329,75 @@ impl TopicsConfig {
 
     pub fn replication_of(&self, t: &TopicConfig) -> i32 {
         t.replication_factor.unwrap_or(self.replication_factor)
+    }
+}
+
+/// The kinds of data woostream keeps, each with its own retention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataKind {
+    /// The shop's events (orders, reviews, actions): what profiles are rebuilt and models
+    /// fitted from.
+    Events,
+    /// Compacted topics keyed by the person (accounts, profiles, subject keys): kept until
+    /// erased, and an erasure's tombstones compacted away soon after.
+    Person,
+    Alerts,
+    /// Delivery and erasure receipts.
+    Audit,
+    DeadLetters,
+    /// Products, coupons, models, checkpoints: nothing personal.
+    State,
+}
+
+/// `[retention]`: how long each kind of data is kept in the topics woostream creates (a
+/// topic's own `retention_ms` wins). Days are UTC days of 24 hours.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub events_days: u32,
+    pub alerts_days: u32,
+    pub audit_days: u32,
+    pub dead_letters_days: u32,
+    /// How soon after an erasure its tombstones may be compacted away, and the segment age at
+    /// which compaction can reach what they erase, on topics keyed by the person.
+    pub erased_hours: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            events_days: 400,
+            alerts_days: 30,
+            audit_days: 400,
+            dead_letters_days: 14,
+            erased_hours: 24,
+        }
+    }
+}
+
+const DAY_MS: i64 = 24 * 3_600_000;
+
+impl RetentionConfig {
+    /// The topic settings for a topic of `kind` (a configured `retention_ms` first).
+    pub fn topic_settings(&self, kind: DataKind, t: &TopicConfig) -> Vec<(&'static str, String)> {
+        let days = |d: u32| (i64::from(d) * DAY_MS).to_string();
+        let mut out = Vec::new();
+        let retention = t.retention_ms.map(|r| r.to_string()).or(match kind {
+            DataKind::Events => Some(days(self.events_days)),
+            DataKind::Alerts => Some(days(self.alerts_days)),
+            DataKind::Audit => Some(days(self.audit_days)),
+            DataKind::DeadLetters => Some(days(self.dead_letters_days)),
+            DataKind::Person | DataKind::State => None,
+        });
+        if let Some(r) = retention {
+            out.push(("retention.ms", r));
+        }
+        if kind == DataKind::Person {
+            let ms = (i64::from(self.erased_hours) * 3_600_000).to_string();
+            out.push(("delete.retention.ms", ms.clone()));
+            out.push(("segment.ms", ms));
+            out.push(("min.cleanable.dirty.ratio", "0.1".into()));
+        }
+        out
     }
 }

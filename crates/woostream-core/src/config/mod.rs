@@ -18,7 +18,7 @@ mod ops;
 mod producer;
 
 pub use enricher::{EnricherConfig, HighValueOrder, Transactions};
-pub use kafka::{KafkaConfig, KafkaSecurity, TopicConfig, TopicsConfig};
+pub use kafka::{DataKind, KafkaConfig, KafkaSecurity, RetentionConfig, TopicConfig, TopicsConfig};
 pub use ops::{LogConfig, OpsConfig};
 pub use producer::{resolve_secret, ProducerConfig, RestAuth, ShopConfig, ShopRest};
 
@@ -43,16 +43,37 @@ pub struct Config {
     pub ops: OpsConfig,
     pub log: LogConfig,
     pub privacy: PrivacyConfig,
+    pub retention: RetentionConfig,
 }
 
-/// `[privacy]`: how personal data is made pseudonymous.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// `[privacy]`: how personal data is made pseudonymous, sealed and erased.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrivacyConfig {
     /// The installation's key for customer hashes (an HMAC of the normalised email): without
-    /// it, a list of emails would reverse them. Absent: the producer generates one on first
-    /// start and keeps it in the installation topic, so every replica uses the same.
+    /// it, a list of emails would reverse them. Absent: a key derived from each shop's webhook
+    /// secret.
     pub customer_hash_key: Option<crate::secret::Secret>,
+    /// Seal personal fields per person before they reach Kafka, so that erasing a person
+    /// (deleting their keys) makes what the topics keep about them unreadable.
+    pub seal_personal_data: bool,
+    /// 32 bytes of base64 that the per-person keys are sealed under in their topic: a reader
+    /// of the topics without it cannot open personal fields. Absent: the keys are stored as
+    /// they are, and erasure works the same.
+    pub key_wrapping_key: Option<crate::secret::Secret>,
+    /// WooCommerce's `customer.deleted` erases the person in woostream too.
+    pub erase_on_customer_deleted: bool,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            customer_hash_key: None,
+            seal_personal_data: true,
+            key_wrapping_key: None,
+            erase_on_customer_deleted: true,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -309,6 +330,11 @@ impl Config {
         all.push((
             "privacy.customer_hash_key".into(),
             &mut privacy.customer_hash_key,
+            None,
+        ));
+        all.push((
+            "privacy.key_wrapping_key".into(),
+            &mut privacy.key_wrapping_key,
             None,
         ));
         all

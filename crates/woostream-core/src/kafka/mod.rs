@@ -28,14 +28,13 @@ pub const FIRST_CONTACT_WAIT: Duration = Duration::from_secs(10);
 /// setting to fix; see [`check_connection`]), then create the missing topics when
 /// `create_topics`.
 pub async fn first_contact(
-    kafka: &KafkaConfig,
+    config: &crate::config::Config,
     bootstrap: &str,
-    topics: &TopicsConfig,
     create_topics: bool,
 ) -> anyhow::Result<()> {
-    check_connection(kafka, bootstrap, FIRST_CONTACT_WAIT).await?;
+    check_connection(&config.kafka, bootstrap, FIRST_CONTACT_WAIT).await?;
     if create_topics {
-        ensure_topics(kafka, bootstrap, topics).await?;
+        ensure_topics(&config.kafka, bootstrap, &config.topics, &config.retention).await?;
     }
     Ok(())
 }
@@ -134,37 +133,33 @@ pub async fn ensure_topics(
     kafka: &KafkaConfig,
     bootstrap: &str,
     topics: &TopicsConfig,
+    retention: &crate::config::RetentionConfig,
 ) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(kafka, bootstrap)
         .create()
         .context("creating the Kafka admin client")?;
     if topics.create {
-        let settings: Vec<(String, i32, i32, String, Option<String>)> = topics
-            .all()
+        let all = topics.all();
+        // Retention by kind of data (see the README's "Personal data").
+        let extras: Vec<Vec<(&str, String)>> = all
             .iter()
-            .map(|(_, t)| {
-                (
-                    t.name.clone(),
-                    topics.partitions_of(t),
-                    topics.replication_of(t),
-                    t.cleanup_policy.clone(),
-                    t.retention_ms.map(|r| r.to_string()),
-                )
-            })
+            .map(|(key, t)| retention.topic_settings(topics.kind_of(key), t))
             .collect();
         // Topics take the records the producer may write (a large order, the dead letter of a
         // body at producer.max_body_bytes); a broker's default is about 1 MB.
         let max_message = kafka.max_message_bytes.to_string();
-        let new_topics: Vec<NewTopic> = settings
+        let new_topics: Vec<NewTopic> = all
             .iter()
-            .map(|(name, partitions, rf, policy, retention)| {
-                let t = NewTopic::new(name, *partitions, TopicReplication::Fixed(*rf))
-                    .set("cleanup.policy", policy)
+            .zip(&extras)
+            .map(|((_, t), extra)| {
+                let rf = TopicReplication::Fixed(topics.replication_of(t));
+                let mut new = NewTopic::new(&t.name, topics.partitions_of(t), rf)
+                    .set("cleanup.policy", &t.cleanup_policy)
                     .set("max.message.bytes", &max_message);
-                match retention {
-                    Some(r) => t.set("retention.ms", r),
-                    None => t,
+                for (k, v) in extra {
+                    new = new.set(k, v);
                 }
+                new
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

@@ -153,6 +153,48 @@ pub fn read_to_end<C: rdkafka::consumer::ConsumerContext>(
 /// Header and key of the end markers [`read_all_now`] writes.
 pub const END_MARKER: &str = "woostream-end-marker";
 
+/// Writes an end marker to each of `partitions` of `topic` and returns where each landed:
+/// whatever was written to a partition before the call is before its marker.
+pub fn write_end_markers(
+    config: &KafkaConfig,
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> anyhow::Result<Vec<(i32, i64)>> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<MarkerOffsets> = kafka::producer_config(config, bootstrap)
+        .create_with_context(MarkerOffsets::default())
+        .context("creating the end-marker producer")?;
+    for p in partitions {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: END_MARKER,
+            value: Some("end"),
+        });
+        producer
+            .send::<str, [u8]>(
+                BaseRecord::to(topic)
+                    .key(END_MARKER)
+                    .partition(*p)
+                    .headers(headers),
+            )
+            .map_err(|(e, _)| anyhow!("writing an end marker to {topic}[{p}]: {e}"))?;
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .with_context(|| format!("writing end markers to {topic}"))?;
+    let offsets = producer.context().0.lock().expect("marker offsets").clone();
+    let mut stops = Vec::new();
+    for p in partitions {
+        match offsets.get(p) {
+            Some(Ok(offset)) => stops.push((*p, *offset)),
+            Some(Err(e)) => bail!("writing an end marker to {topic}[{p}]: {e}"),
+            None => bail!("no delivery report for the end marker of {topic}[{p}]"),
+        }
+    }
+    Ok(stops)
+}
+
 /// Remembers where each end marker landed.
 #[derive(Default)]
 struct MarkerOffsets(std::sync::Mutex<HashMap<i32, Result<i64, String>>>);
@@ -185,38 +227,11 @@ pub fn read_all_now<C: rdkafka::consumer::ConsumerContext>(
     topic: &str,
     mut f: impl FnMut(&BorrowedMessage<'_>),
 ) -> anyhow::Result<u64> {
-    use rdkafka::message::{Header, Message, OwnedHeaders};
-    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-    let producer: ThreadedProducer<MarkerOffsets> = kafka::producer_config(config, bootstrap)
-        .create_with_context(MarkerOffsets::default())
-        .context("creating the end-marker producer")?;
     let partitions = partitions_of(consumer, topic)?;
-    for p in &partitions {
-        let headers = OwnedHeaders::new().insert(Header {
-            key: END_MARKER,
-            value: Some("end"),
-        });
-        producer
-            .send::<str, [u8]>(
-                BaseRecord::to(topic)
-                    .key(END_MARKER)
-                    .partition(*p)
-                    .headers(headers),
-            )
-            .map_err(|(e, _)| anyhow!("writing an end marker to {topic}[{p}]: {e}"))?;
-    }
-    producer
-        .flush(Duration::from_secs(30))
-        .with_context(|| format!("writing end markers to {topic}"))?;
-    let offsets = producer.context().0.lock().expect("marker offsets").clone();
-    let mut stops = Vec::new();
-    for p in &partitions {
-        match offsets.get(p) {
-            Some(Ok(offset)) => stops.push((*p, Some(*offset))),
-            Some(Err(e)) => bail!("writing an end marker to {topic}[{p}]: {e}"),
-            None => bail!("no delivery report for the end marker of {topic}[{p}]"),
-        }
-    }
+    let stops: Vec<(i32, Option<i64>)> = write_end_markers(config, bootstrap, topic, &partitions)?
+        .into_iter()
+        .map(|(p, o)| (p, Some(o)))
+        .collect();
     read_to_end(consumer, topic, &stops, Duration::from_secs(60), |m| {
         if m.key() != Some(END_MARKER.as_bytes()) {
             f(m)

@@ -114,6 +114,10 @@ struct Work {
     failure: Option<anyhow::Error>,
     /// The loop ended with an error.
     stopped: bool,
+    /// Opens sealed personal fields.
+    keys: woostream_core::erasure::SubjectKeys,
+    /// The producer erases on `customer.deleted`: the deletion itself is left to the erasure.
+    erasure_follows_deletion: bool,
 }
 
 pub struct Running {
@@ -180,7 +184,7 @@ async fn launch(
     shutdown: CancellationToken,
     create_topics: bool,
 ) -> anyhow::Result<Running> {
-    kafka::first_contact(&config.kafka, bootstrap, &config.topics, create_topics).await?;
+    kafka::first_contact(config, bootstrap, create_topics).await?;
     let (outputs, decoder) = Outputs::for_config(config).await?;
     let with_registry = config.schema_registry.is_some();
     let runtime = tokio::runtime::Handle::current();
@@ -226,6 +230,13 @@ async fn launch(
     };
     tracing::info!(transactional, "Enricher producer ready.");
 
+    let keys = {
+        let (config, bootstrap) = (config.clone(), bootstrap.to_string());
+        tokio::task::spawn_blocking(move || {
+            woostream_core::erasure::SubjectKeys::start(&config, &bootstrap, false)
+        })
+        .await??
+    };
     let ready = readiness.condition("enricher");
     let leader = Arc::new(AtomicBool::new(false));
     let producer = Arc::new(producer);
@@ -255,6 +266,9 @@ async fn launch(
         resume: ResumeGuard::default(),
         failure: None,
         stopped: false,
+        keys,
+        erasure_follows_deletion: config.privacy.seal_personal_data
+            && config.privacy.erase_on_customer_deleted,
     }));
     let consumer: BaseConsumer<Rebalancer> =
         kafka::consumer_config(&config.kafka, bootstrap, &e.group_id)

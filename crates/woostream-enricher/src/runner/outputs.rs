@@ -3,6 +3,7 @@
 //! commit itself (one transaction, or offsets up to the oldest unacknowledged output).
 
 use super::*;
+use woostream_core::records::Delivery;
 
 /// Encoders of what the enricher writes.
 #[derive(Clone)]
@@ -13,6 +14,8 @@ pub struct Outputs {
     pub alert: Encoder<Alert>,
     pub model_key: Encoder<String>,
     pub model: Encoder<ShopModel>,
+    pub receipt_key: Encoder<String>,
+    pub receipt: Encoder<Delivery>,
 }
 
 impl Outputs {
@@ -28,6 +31,8 @@ impl Outputs {
             alert: enc(f),
             model_key: enc(f),
             model: enc(f),
+            receipt_key: enc(f),
+            receipt: enc(f),
         }
     }
 
@@ -46,6 +51,8 @@ impl Outputs {
             (t.alerts.name.as_str(), "value", Alert::schema()),
             (t.models.name.as_str(), "key", String::schema()),
             (t.models.name.as_str(), "value", ShopModel::schema()),
+            (t.deliveries.name.as_str(), "key", String::schema()),
+            (t.deliveries.name.as_str(), "value", Delivery::schema()),
         ];
         let framings = woostream_core::codec::register_subjects(&client, &subjects)
             .await

@@ -2,6 +2,23 @@
 //! (pure: [`crate::partition`] and [`crate::products`]), and hand the outputs on.
 
 use super::*;
+use rdkafka::message::Headers as _;
+use woostream_core::erasure::erase::erasure_of;
+use woostream_core::erasure::personal::{open_fields, order_fields, seal_derived, Sealing};
+use woostream_core::erasure::receipt::Receipt;
+use woostream_core::records::DeliveryOutcome;
+
+/// The key topic could not be read: nothing sealed can be, so the loop stops.
+#[derive(Debug)]
+pub(super) struct KeysUnavailable(String);
+
+impl std::fmt::Display for KeysUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the subject keys are unavailable: {}", self.0)
+    }
+}
+
+impl std::error::Error for KeysUnavailable {}
 
 impl Work {
     pub(super) fn input(&self, topic: &str) -> Option<Input> {
@@ -40,11 +57,21 @@ impl Work {
             }
         }
         self.metrics.records.with_label_values(&[topic]).inc();
-        let (Some(input), Some(payload)) = (self.input(topic), m.payload()) else {
+        let Some(input) = self.input(topic) else {
+            return Ok(());
+        };
+        let Some(payload) = m.payload() else {
+            // A tombstone on the customers topic is an erasure (see woostream_core::erasure).
+            if input == Input::Customers {
+                let output = self.erasure(m)?;
+                return self.emit(output, partition);
+            }
             return Ok(());
         };
         let output = match self.apply(input, partition, offset, m.key(), payload) {
             Ok(output) => output,
+            // Without the key topic nothing sealed can be read: stop, and resume from here.
+            Err(e) if e.is::<KeysUnavailable>() => return Err(e),
             Err(e) => {
                 // The record stays in its topic; nothing downstream depends on it.
                 self.metrics.unreadable.with_label_values(&[topic]).inc();
@@ -68,17 +95,34 @@ impl Work {
             Input::Orders => {
                 let key: CustomerKey =
                     self.decode(key.ok_or_else(|| anyhow!("order record without a key"))?)?;
-                let event: OrderEvent = self.decode(payload)?;
+                let mut event: OrderEvent = self.decode(payload)?;
+                let sealing = match &mut event.order {
+                    Some(o) => self.open(order_fields(o))?,
+                    None => Sealing::Clear,
+                };
+                if sealing == Sealing::Erased {
+                    // Written before its person was erased: nothing of it counts any more.
+                    self.metrics.erased_skipped.inc();
+                    return Ok(Output::default());
+                }
                 let model = self.models.get(&key.shop_id);
                 let state = self
                     .customers
                     .entry(partition)
                     .or_insert_with(|| CustomerPartition::new(partition));
-                state.on_order(&key, &event, offset, &model, &self.settings)
+                let mut output = state.on_order(&key, &event, offset, &model, &self.settings);
+                // The initial is as personal as the name it comes from: sealed the same way.
+                for (_, alert) in &mut output.alerts {
+                    if let Some(c) = &mut alert.customer {
+                        c.first_name_initial = seal_derived(c.first_name_initial.take(), &sealing);
+                    }
+                }
+                output
             }
             Input::Customers => {
                 let event: CustomerEvent = self.decode(payload)?;
-                if event.action != Action::Deleted {
+                // With erasure on deletion, the erasure's tombstone follows and does the work.
+                if event.action != Action::Deleted || self.erasure_follows_deletion {
                     return Ok(Output::default());
                 }
                 let key: CustomerKey =
@@ -123,6 +167,77 @@ impl Work {
                 }
             }
         })
+    }
+
+    /// Opens sealed personal fields with the key topic.
+    pub(super) fn open(&self, fields: Vec<&mut Option<String>>) -> anyhow::Result<Sealing> {
+        let mut unavailable = None;
+        let sealing = open_fields(fields, |id| match self.keys.key(id) {
+            Ok(k) => k,
+            Err(e) => {
+                unavailable = Some(e);
+                None
+            }
+        });
+        if let Some(e) = unavailable {
+            return Err(anyhow::Error::new(KeysUnavailable(format!("{e:#}"))));
+        }
+        sealing.map_err(|e| anyhow!("a sealed field cannot be opened: {e}"))
+    }
+
+    /// A tombstone on the customers topic: with an erasure's header, the person is erased
+    /// (state, profile, and an alert for the sinks) and a receipt written; without one (a
+    /// tombstone another tool wrote), the state and profile go all the same.
+    fn erasure(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<Output> {
+        let key: CustomerKey = match m.key().map(|k| self.decode(k)) {
+            Some(Ok(k)) => k,
+            _ => return Ok(Output::default()),
+        };
+        let headers: Vec<(String, Vec<u8>)> = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let state = self
+            .customers
+            .entry(m.partition())
+            .or_insert_with(|| CustomerPartition::new(m.partition()));
+        let Some((erasure_id, requested_at)) = erasure_of(&headers) else {
+            return Ok(state.erase(&key));
+        };
+        let origin = Origin {
+            shop_id: &key.shop_id,
+            occurred_at: requested_at,
+            correlation_id: &erasure_id,
+            event_id: &erasure_id,
+            source: woostream_core::events::Origin::Webhook,
+        };
+        let output = state.erase_person(&key, &erasure_id, &origin);
+        let orders = output
+            .alerts
+            .first()
+            .and_then(|(_, a)| a.erasure.as_ref())
+            .map_or(0, |e| e.order_ids.len());
+        let receipt = Receipt {
+            erasure_id: &erasure_id,
+            shop_id: &key.shop_id,
+            role: "enricher",
+            destination: self.config.topics.profiles.name.clone(),
+            done: format!(
+                "state of a customer key with {orders} orders dropped, profile tombstoned"
+            ),
+            object_id: None,
+            requested_at,
+            outcome: DeliveryOutcome::Erased,
+            attempts: 1,
+        }
+        .record();
+        self.writer.write(Write::Receipt(Box::new(receipt)))?;
+        tracing::info!(erasure = %erasure_id, partition = m.partition(), orders, "Erased a customer's state and profile.");
+        Ok(output)
     }
 
     /// Sends the output's alerts, and keeps its profiles until the next commit: within a

@@ -26,6 +26,8 @@ pub(super) enum Write {
         key: CustomerKey,
         profile: Option<Box<CustomerProfile>>,
     },
+    /// An erasure receipt, for the audit topic.
+    Receipt(Box<woostream_core::records::Delivery>),
     /// Answered once everything handed over before it is in the producer.
     Barrier(SyncSender<()>),
 }
@@ -46,6 +48,7 @@ impl Writer {
         let topics = (
             config.topics.alerts.name.clone(),
             config.topics.profiles.name.clone(),
+            config.topics.deliveries.name.clone(),
         );
         let thread = std::thread::Builder::new()
             .name("enricher-writer".into())
@@ -103,7 +106,7 @@ impl Drop for Writer {
 fn write_all(
     producer: &OutputProducer,
     outputs: &Outputs,
-    (alerts_topic, profiles_topic): &(String, String),
+    (alerts_topic, profiles_topic, deliveries_topic): &(String, String, String),
     from_loop: Receiver<(usize, Write)>,
 ) {
     for (seq, write) in from_loop {
@@ -119,6 +122,18 @@ fn write_all(
                 send(
                     producer,
                     BaseRecord::with_opaque_to(alerts_topic, seq)
+                        .key(&k)
+                        .payload(&v)
+                        .headers(hs),
+                )
+            })(),
+            Write::Receipt(receipt) => (|| {
+                let k = outputs.receipt_key.encode(&receipt.delivery_id)?;
+                let v = outputs.receipt.encode(&receipt)?;
+                let hs = record_headers(&receipt.correlation_id, "delivery");
+                send(
+                    producer,
+                    BaseRecord::with_opaque_to(deliveries_topic, seq)
                         .key(&k)
                         .payload(&v)
                         .headers(hs),

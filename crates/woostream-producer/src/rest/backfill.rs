@@ -18,8 +18,9 @@ use woostream_core::events::Origin;
 use woostream_core::kafka::{self, RenewingProducer};
 
 use super::checkpoint::{self, BackfillCheckpoint};
-use super::ingest::{self, RestIngest};
+use super::ingest::RestIngest;
 use super::{Resource, WooRest};
+use crate::personal::NewKeys;
 
 /// What to backfill.
 #[derive(Clone, Debug)]
@@ -92,19 +93,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Vec<Outcome>> {
     let client = WooRest::for_shop(shop)?;
-    kafka::first_contact(&config.kafka, bootstrap, &config.topics, create_topics).await?;
+    kafka::first_contact(config, bootstrap, create_topics).await?;
     let producer = kafka::renewing_producer(&config.kafka, bootstrap, "backfill")?;
     let (encoders, decoder) = crate::codecs(config).await?;
     let latest = checkpoint::read_latest(config, bootstrap).await?;
     // Products already in Kafka give orders their categories, as they do on the webhook path.
     let (catalogue, follower) =
         crate::catalogue::follow_products(config, bootstrap, decoder, shutdown.clone()).await?;
+    let sealer = crate::personal::Sealer::start_async(config, bootstrap).await?;
     let mut job = Job {
         config,
         shop,
         client,
         producer,
-        ingest: RestIngest::new(config, shop, encoders, catalogue),
+        ingest: RestIngest::new(config, shop, encoders, catalogue, sealer),
         progress: Progress::detect(),
     };
     let mut outcomes = Vec::new();
@@ -199,12 +201,15 @@ impl Job<'_> {
                 }));
             }
             let mut records = Vec::with_capacity(page.items.len());
+            let mut new_keys = NewKeys::default();
             for item in &page.items {
                 if since.is_some_and(|s| Resource::created_before(item, s)) {
                     outcome.skipped += 1;
                     continue;
                 }
-                let (record, kept) = self.ingest.record(resource, item, Origin::Backfill)?;
+                let (record, kept) =
+                    self.ingest
+                        .record(resource, item, Origin::Backfill, &mut new_keys)?;
                 records.push(record);
                 if kept {
                     state.dead_lettered += 1;
@@ -212,7 +217,9 @@ impl Job<'_> {
                     state.produced += 1;
                 }
             }
-            ingest::produce(&self.producer, self.config, &records).await?;
+            self.ingest
+                .produce(&self.producer, self.config, &records, new_keys)
+                .await?;
             state.pages_done = number;
             state.finished = last;
             state.updated_at = Utc::now();

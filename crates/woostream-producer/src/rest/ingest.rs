@@ -19,6 +19,7 @@ use crate::catalogue::Catalogue;
 use crate::normalise::{
     normalise, normalise_review, Event, RejectCode, Rejection, WebhookDelivery,
 };
+use crate::personal::{NewKeys, Sealer};
 use crate::publish::{self, Encoders, Record};
 
 /// Turns one shop's REST objects into records.
@@ -28,6 +29,7 @@ pub struct RestIngest {
     catalogue: Arc<Catalogue>,
     customers: CustomerHasher,
     dead_letter_cipher: Option<ChaCha20Poly1305>,
+    sealer: Option<Sealer>,
 }
 
 impl RestIngest {
@@ -36,6 +38,7 @@ impl RestIngest {
         shop: &ShopConfig,
         encoders: Encoders,
         catalogue: Arc<Catalogue>,
+        sealer: Option<Sealer>,
     ) -> RestIngest {
         RestIngest {
             shop: shop.clone(),
@@ -50,16 +53,20 @@ impl RestIngest {
                 .and_then(|k| k.resolve().ok())
                 .as_deref()
                 .map(woostream_core::sealing::cipher),
+            sealer,
         }
     }
 
     /// The record for one object of `resource`: its event, or its dead letter (`true`) —
-    /// kept like an unreadable webhook, never dropped.
+    /// kept like an unreadable webhook, never dropped. Personal fields are sealed; keys made
+    /// for people met for the first time are added to `new_keys`, to be written first (see
+    /// [`RestIngest::produce`]).
     pub fn record(
         &self,
         resource: Resource,
         item: &serde_json::Value,
         origin: Origin,
+        new_keys: &mut NewKeys,
     ) -> anyhow::Result<(Record, bool)> {
         let body = serde_json::to_vec(item).context("re-encoding a REST object")?;
         let correlation_id = uuid::Uuid::new_v4().to_string();
@@ -89,6 +96,9 @@ impl RestIngest {
                     Event::Product(_, e) => self.catalogue.apply(e),
                     _ => {}
                 }
+                if let Some(sealer) = &self.sealer {
+                    sealer.seal_event(&self.customers, &mut event, new_keys);
+                }
                 match self.encoders.event_record(&event) {
                     Ok(record) => return Ok((record, false)),
                     Err(e) => Rejection {
@@ -100,8 +110,14 @@ impl RestIngest {
             Err(rejection) => rejection,
         };
         tracing::warn!(shop = %self.shop.id, resource = resource.name(), reason = rejection.code.as_str(), "A REST object could not be read; kept as a dead letter.");
-        let (encryption, stored) =
-            woostream_core::sealing::seal(self.dead_letter_cipher.as_ref(), &body);
+        let (encryption, stored) = match self
+            .sealer
+            .as_ref()
+            .and_then(|s| s.seal_body(&self.customers, &self.shop.id, &body, new_keys))
+        {
+            Some(sealed) => sealed,
+            None => woostream_core::sealing::seal(self.dead_letter_cipher.as_ref(), &body),
+        };
         let dead_letter = IngestDeadLetter {
             received_at: Utc::now(),
             correlation_id,
@@ -122,6 +138,25 @@ impl RestIngest {
             .dead_letter_record(&dead_letter)
             .context("encoding a dead letter")?;
         Ok((record, true))
+    }
+}
+
+impl RestIngest {
+    /// Produces a page: the keys made for it first, then its records.
+    pub async fn produce(
+        &self,
+        producer: &RenewingProducer,
+        config: &Config,
+        records: &[Record],
+        new_keys: NewKeys,
+    ) -> anyhow::Result<()> {
+        if let (Some(sealer), false) = (&self.sealer, new_keys.is_empty()) {
+            produce(producer, config, &new_keys.records())
+                .await
+                .context("writing new subject keys")?;
+            sealer.made_durable(new_keys);
+        }
+        produce(producer, config, records).await
     }
 }
 

@@ -27,10 +27,11 @@ use woostream_core::kafka::{self, RenewingProducer};
 use woostream_core::registry::RegistryClient;
 
 use super::checkpoint;
-use super::ingest::{self, RestIngest};
+use super::ingest::RestIngest;
 use super::resource::parse_gmt;
 use super::{Resource, WooRest};
 use crate::catalogue::Catalogue;
+use crate::personal::{NewKeys, Sealer};
 use crate::publish::Encoders;
 
 /// The webhook topics woostream needs from a shop.
@@ -183,6 +184,7 @@ pub fn webhook_disabled_alert(
             product: None,
             review: None,
             origin: Origin::Reconcile,
+            erasure: None,
         },
     )
 }
@@ -210,6 +212,7 @@ pub struct Shared {
     pub catalogue: Arc<Catalogue>,
     pub metrics: Metrics,
     pub checkpoints: HashMap<String, Vec<u8>>,
+    pub sealer: Option<Sealer>,
 }
 
 /// The version of a REST object: its modification time (reviews: creation), as WooCommerce
@@ -248,6 +251,7 @@ impl Reconciler {
                 shop,
                 shared.encoders.clone(),
                 shared.catalogue.clone(),
+                shared.sealer.clone(),
             ),
             metrics: shared.metrics.clone(),
             watermarks,
@@ -335,6 +339,7 @@ impl Reconciler {
                 || page.total_pages.is_some_and(|n| number >= n)
                 || reached_back;
             let mut records = Vec::new();
+            let mut new_keys = NewKeys::default();
             for item in &page.items {
                 let Some(version) = version_of(resource, item) else {
                     continue;
@@ -354,7 +359,7 @@ impl Reconciler {
                 } else {
                     Origin::Reconcile
                 };
-                let (record, dead) = self.ingest.record(resource, item, origin)?;
+                let (record, dead) = self.ingest.record(resource, item, origin, &mut new_keys)?;
                 records.push(record);
                 let label = if dead {
                     outcome.dead_lettered += 1;
@@ -372,7 +377,9 @@ impl Reconciler {
                     .inc();
                 self.produced.insert((resource, id), version);
             }
-            ingest::produce(&self.producer, &self.config, &records).await?;
+            self.ingest
+                .produce(&self.producer, &self.config, &records, new_keys)
+                .await?;
             if last {
                 break;
             }
@@ -470,7 +477,7 @@ pub async fn run(
     create_topics: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    kafka::first_contact(&config.kafka, bootstrap, &config.topics, create_topics).await?;
+    kafka::first_contact(config, bootstrap, create_topics).await?;
     let (encoders, decoder) = crate::codecs(config).await?;
     let (catalogue, _follower) =
         crate::catalogue::follow_products(config, bootstrap, decoder, shutdown.clone()).await?;
@@ -481,6 +488,7 @@ pub async fn run(
         catalogue,
         metrics: Metrics::register(registry).context("registering REST metrics")?,
         checkpoints: checkpoint::read_latest(config, bootstrap).await?,
+        sealer: crate::personal::Sealer::start_async(config, bootstrap).await?,
     };
     let mut shops = config
         .shops

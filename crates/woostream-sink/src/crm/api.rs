@@ -152,6 +152,28 @@ pub trait Crm: Send + Sync + 'static {
         pipeline: &str,
     ) -> impl Future<Output = Result<Option<Vec<String>>, CallError>> + Send;
 
+    /// Deletes a contact for good: HubSpot's GDPR delete, not the archive it can restore for
+    /// 90 days. Its associations go with it. A contact already gone is `Rejected` 404.
+    fn gdpr_delete(&self, contact: &str) -> impl Future<Output = Result<Reply, CallError>> + Send;
+
+    /// Empties `properties` of a contact (anonymising instead of deleting).
+    fn blank(
+        &self,
+        contact: &str,
+        properties: &[String],
+    ) -> impl Future<Output = Result<Reply, CallError>> + Send;
+
+    /// The deals associated with a contact (their ids, as `written`).
+    fn contact_deals(&self, contact: &str)
+        -> impl Future<Output = Result<Reply, CallError>> + Send;
+
+    /// Removes a contact's associations with `deals`.
+    fn detach(
+        &self,
+        contact: &str,
+        deals: &[String],
+    ) -> impl Future<Output = Result<Reply, CallError>> + Send;
+
     /// Creates a property (`woostream crm setup`).
     fn create_property(
         &self,

@@ -19,6 +19,10 @@ pub struct Identity {
     pub phone: Option<String>,
     /// When the shop last changed it; a newer identity wins field by field.
     pub at: DateTime<Utc>,
+    /// The person's key it was sealed under in Kafka: a dead letter of it is sealed under the
+    /// same key, so that the person's erasure reaches it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_with: Option<String>,
 }
 
 /// What woostream computed about a customer.
@@ -82,6 +86,7 @@ impl ContactChange {
                 pick(&mut old.first_name, new.first_name);
                 pick(&mut old.last_name, new.last_name);
                 pick(&mut old.phone, new.phone);
+                pick(&mut old.sealed_with, new.sealed_with);
                 old.at = old.at.max(new.at);
             }
             (old @ None, new) => *old = new,
@@ -142,6 +147,7 @@ pub fn from_order(e: &OrderEvent) -> (Option<ContactChange>, Option<DealChange>)
         last_name: non_empty(&b.last_name),
         phone: non_empty(&b.phone),
         at,
+        sealed_with: None,
     });
     let contact = ContactChange {
         shop_id: e.envelope.shop_id.clone(),
@@ -188,6 +194,7 @@ pub fn from_customer(e: &CustomerEvent) -> Option<ContactChange> {
                 .modified_at
                 .or(c.created_at)
                 .unwrap_or(e.envelope.received_at),
+            sealed_with: None,
         }),
         metrics: None,
         correlation_id: e.envelope.correlation_id.clone(),
@@ -293,6 +300,19 @@ impl Mapping {
         self.contact.get("email").map_or("email", String::as_str)
     }
 
+    /// Every property an anonymised contact has emptied: the ids that link it to the shop and
+    /// every mapped field.
+    pub fn erasable_properties(&self) -> Vec<String> {
+        let mut out = vec![
+            self.contact_id_property.clone(),
+            self.guest_id_property.clone(),
+        ];
+        out.extend(self.contact.values().cloned());
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Where the customer's key is kept: registered ids and guest keys apart.
     fn key_property(&self, c: &ContactChange) -> &str {
         if c.customer_id.is_some() {
@@ -392,6 +412,7 @@ pub mod examples {
                 last_name: None,
                 phone: None,
                 at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+                sealed_with: None,
             }),
             metrics: None,
             correlation_id: "c".into(),
@@ -452,6 +473,7 @@ mod tests {
                 last_name: None,
                 phone: None,
                 at: at(t),
+                sealed_with: None,
             }),
             metrics: None,
             correlation_id: format!("c{t}"),

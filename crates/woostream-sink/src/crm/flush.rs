@@ -53,7 +53,7 @@ fn push_attempts(into: &mut Vec<CrmAttempt>, new: &[CrmAttempt]) {
     }
 }
 
-enum Stop {
+pub(super) enum Stop {
     /// The CRM refused the whole request.
     Rejected(Refusal),
     Shutdown,
@@ -93,7 +93,7 @@ impl<C: Crm> Sender<C> {
     }
 
     /// One request within the budget, retried until it is answered or refused.
-    async fn call<F, Fut>(
+    pub(super) async fn call<F, Fut>(
         &self,
         endpoint: &str,
         size: usize,
@@ -501,6 +501,86 @@ mod tests {
         async fn stages(&self, pipeline: &str) -> Result<Option<Vec<String>>, CallError> {
             self.crm.stages(pipeline).await
         }
+        async fn gdpr_delete(&self, contact: &str) -> Result<Reply, CallError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.fail.load(Ordering::SeqCst) > 0 {
+                self.fail.fetch_sub(1, Ordering::SeqCst);
+                return Err(CallError::Transient {
+                    status: Some(503),
+                    message: "down".into(),
+                    limits: Default::default(),
+                });
+            }
+            self.crm.gdpr_delete(contact).await
+        }
+        async fn blank(&self, contact: &str, properties: &[String]) -> Result<Reply, CallError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.crm.blank(contact, properties).await
+        }
+        async fn contact_deals(&self, contact: &str) -> Result<Reply, CallError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.crm.contact_deals(contact).await
+        }
+        async fn detach(&self, contact: &str, deals: &[String]) -> Result<Reply, CallError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.crm.detach(contact, deals).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_erased_contact_is_deleted_after_transient_failures_or_anonymised_and_detached() {
+        use crate::crm::erase::Erased;
+        use woostream_core::crm_config::ContactErasure;
+        let s = sender(2, 10);
+        let known = SharedKnown::default();
+        let (c, d) = (contact("7", "ola@x.example"), deal(70, "7", "processing"));
+        let taken = Taken {
+            contacts: vec![item(c.clone())],
+            deals: vec![item(d)],
+            ..Taken::default()
+        };
+        // The first two calls fail (503) and are retried: the upsert takes them.
+        s.flush(taken, &known).await.unwrap();
+        let id = known.lock().unwrap().contacts[&("main".to_string(), "7".to_string())].clone();
+        let store = s.crm.crm.0.clone();
+        assert_eq!(store.lock().unwrap().contact_deals(&id).unwrap().len(), 1);
+
+        // Anonymised: the contact stays, with nothing that names or links it, and no deals.
+        let mut attempts = Vec::new();
+        let done = s
+            .erase_contact(&id, ContactErasure::Anonymise, &mut attempts)
+            .await;
+        assert!(
+            matches!(&done, Erased::Done(w) if w.contains("1 deals detached")),
+            "{done:?}"
+        );
+        {
+            let st = store.lock().unwrap();
+            let record = &st.contacts.records[&id.parse::<u64>().unwrap()];
+            assert_eq!(record.get("email").map(String::as_str), Some(""));
+            assert_eq!(record.get("firstname").map(String::as_str), Some(""));
+            assert!(st.contact_deals(&id).unwrap().is_empty());
+            assert!(st.get(Object::Contacts, "email", "ola@x.example").is_none());
+        }
+        // Deleted, through one 503: retried; the contact is gone; a second erasure finds it
+        // already gone and says so.
+        s.crm.fail.store(1, Ordering::SeqCst);
+        let done = s
+            .erase_contact(&id, ContactErasure::Delete, &mut attempts)
+            .await;
+        assert!(
+            matches!(&done, Erased::Done(w) if w.contains("deleted")),
+            "{done:?}"
+        );
+        assert_eq!(attempts.len(), 1, "the 503 is one attempt");
+        assert!(store.lock().unwrap().contacts.records.is_empty());
+        let again = s
+            .erase_contact(&id, ContactErasure::Delete, &mut attempts)
+            .await;
+        assert!(
+            matches!(&again, Erased::Done(w) if w.contains("already gone")),
+            "{again:?}"
+        );
     }
 
     fn sender(fail: usize, batch_size: usize) -> Sender<Flaky> {

@@ -188,6 +188,18 @@ fn upsert_reply(status: u16, inputs: &[Input], body: &Value, limits: RateLimits)
     }
 }
 
+/// A reply that names the objects a call dealt with.
+fn reply_of(status: u16, headers: &HeaderMap, ids: Vec<String>) -> Reply {
+    Reply {
+        status,
+        written: ids
+            .into_iter()
+            .map(|id| Ok(Written { id, new: false }))
+            .collect(),
+        limits: limits(headers),
+    }
+}
+
 impl Crm for HubSpot {
     async fn upsert(&self, object: Object, inputs: &[Input]) -> Result<Reply, CallError> {
         let body = json!({
@@ -239,6 +251,56 @@ impl Crm for HubSpot {
             written,
             limits: limits(&headers),
         })
+    }
+
+    async fn gdpr_delete(&self, contact: &str) -> Result<Reply, CallError> {
+        let (status, headers, _) = self
+            .post(
+                "/crm/v3/objects/contacts/gdpr-delete",
+                json!({"objectId": contact}),
+            )
+            .await?;
+        Ok(reply_of(status, &headers, vec![contact.to_string()]))
+    }
+
+    async fn blank(&self, contact: &str, properties: &[String]) -> Result<Reply, CallError> {
+        let blanks: BTreeMap<&str, &str> = properties.iter().map(|p| (p.as_str(), "")).collect();
+        let path = format!("/crm/v3/objects/contacts/{contact}");
+        let (status, headers, _) = self
+            .call(
+                reqwest::Method::PATCH,
+                &path,
+                Some(json!({"properties": blanks})),
+            )
+            .await?;
+        Ok(reply_of(status, &headers, vec![contact.to_string()]))
+    }
+
+    async fn contact_deals(&self, contact: &str) -> Result<Reply, CallError> {
+        let path = format!("/crm/v4/objects/contacts/{contact}/associations/deals");
+        let (status, headers, body) = self.call(reqwest::Method::GET, &path, None).await?;
+        let deals = body["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| match &r["toObjectId"] {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .collect();
+        Ok(reply_of(status, &headers, deals))
+    }
+
+    async fn detach(&self, contact: &str, deals: &[String]) -> Result<Reply, CallError> {
+        let body = json!({"inputs": [{
+            "from": {"id": contact},
+            "to": deals.iter().map(|d| json!({"id": d})).collect::<Vec<_>>(),
+        }]});
+        let (status, headers, _) = self
+            .post("/crm/v4/associations/contacts/deals/batch/archive", body)
+            .await?;
+        Ok(reply_of(status, &headers, deals.to_vec()))
     }
 
     async fn properties(&self, object: Object) -> Result<Vec<Property>, CallError> {

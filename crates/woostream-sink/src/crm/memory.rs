@@ -357,6 +357,57 @@ impl Store {
             .collect()
     }
 
+    fn contact(&self, id: &str) -> Result<u64, StoreError> {
+        id.parse::<u64>()
+            .ok()
+            .filter(|c| self.contacts.records.contains_key(c))
+            .ok_or_else(|| StoreError {
+                status: 404,
+                category: "OBJECT_NOT_FOUND".into(),
+                message: format!("No contact {id}"),
+            })
+    }
+
+    /// GDPR delete: the contact, its unique values and its associations are gone.
+    pub fn gdpr_delete(&mut self, id: &str) -> Result<(), StoreError> {
+        let c = self.contact(id)?;
+        self.contacts.records.remove(&c);
+        self.contacts.index.retain(|_, v| *v != c);
+        self.associations.retain(|(_, contact)| *contact != c);
+        Ok(())
+    }
+
+    /// Empties properties of a contact (freeing the unique values they held).
+    pub fn blank(&mut self, id: &str, properties: &[String]) -> Result<(), StoreError> {
+        let c = self.contact(id)?;
+        let record = self.contacts.records.get_mut(&c).expect("checked");
+        for p in properties {
+            if let Some(v) = record.get_mut(p) {
+                let freed = (p.clone(), normal(p, v));
+                v.clear();
+                self.contacts.index.remove(&freed);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn contact_deals(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let c = self.contact(id)?;
+        Ok(self
+            .associations
+            .iter()
+            .filter(|(_, contact)| *contact == c)
+            .map(|(deal, _)| deal.to_string())
+            .collect())
+    }
+
+    pub fn detach(&mut self, id: &str, deals: &[String]) -> Result<(), StoreError> {
+        let c = self.contact(id)?;
+        self.associations
+            .retain(|(d, contact)| *contact != c || !deals.contains(&d.to_string()));
+        Ok(())
+    }
+
     /// The record whose `property` is `value`.
     pub fn get(
         &self,
@@ -384,6 +435,23 @@ fn rejected(e: StoreError) -> CallError {
         status: e.status,
         category: Some(e.category),
         message: e.message,
+        limits: RateLimits::default(),
+    }
+}
+
+/// A reply naming `ids` (or the contact itself when there are none).
+fn done(contact: &str, ids: Vec<String>) -> Reply {
+    let ids = if ids.is_empty() {
+        vec![contact.to_string()]
+    } else {
+        ids
+    };
+    Reply {
+        status: 200,
+        written: ids
+            .into_iter()
+            .map(|id| Ok(Written { id, new: false }))
+            .collect(),
         limits: RateLimits::default(),
     }
 }
@@ -429,6 +497,43 @@ impl Crm for MemoryCrm {
 
     async fn properties(&self, object: Object) -> Result<Vec<Property>, CallError> {
         Ok(self.0.lock().expect("CRM store").property_list(object))
+    }
+
+    async fn gdpr_delete(&self, contact: &str) -> Result<Reply, CallError> {
+        self.0
+            .lock()
+            .expect("CRM store")
+            .gdpr_delete(contact)
+            .map_err(rejected)?;
+        Ok(done(contact, Vec::new()))
+    }
+
+    async fn blank(&self, contact: &str, properties: &[String]) -> Result<Reply, CallError> {
+        self.0
+            .lock()
+            .expect("CRM store")
+            .blank(contact, properties)
+            .map_err(rejected)?;
+        Ok(done(contact, Vec::new()))
+    }
+
+    async fn contact_deals(&self, contact: &str) -> Result<Reply, CallError> {
+        let deals = self
+            .0
+            .lock()
+            .expect("CRM store")
+            .contact_deals(contact)
+            .map_err(rejected)?;
+        Ok(done(contact, deals))
+    }
+
+    async fn detach(&self, contact: &str, deals: &[String]) -> Result<Reply, CallError> {
+        self.0
+            .lock()
+            .expect("CRM store")
+            .detach(contact, deals)
+            .map_err(rejected)?;
+        Ok(done(contact, Vec::new()))
     }
 
     async fn stages(&self, pipeline: &str) -> Result<Option<Vec<String>>, CallError> {

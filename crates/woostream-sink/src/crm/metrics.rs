@@ -26,6 +26,10 @@ pub struct Metrics {
     pub pending: IntGauge,
     pub commits: IntCounter,
     pub unreadable: IntCounter,
+    /// Records of erased people, skipped.
+    pub erased_skipped: IntCounter,
+    /// Erasures of contacts, by outcome (erased, dead_lettered).
+    pub erasures: IntCounterVec,
 }
 
 impl Metrics {
@@ -101,6 +105,15 @@ impl Metrics {
                 "woostream_crm_commits_total",
                 "Offset commits of the CRM sink.",
             )?,
+            erased_skipped: IntCounter::new(
+                "woostream_crm_erased_records_skipped_total",
+                "Records sealed for a person erased since, skipped.",
+            )?,
+            erasures: counter(
+                "woostream_crm_erasures_total",
+                "Erasures of a customer key's contact, by outcome.",
+                &["outcome"],
+            )?,
             unreadable: IntCounter::new(
                 "woostream_crm_unreadable_total",
                 "Records that could not be decoded (kept in the dead-letter topic).",
@@ -120,6 +133,8 @@ impl Metrics {
         registry.register(Box::new(m.pending.clone()))?;
         registry.register(Box::new(m.commits.clone()))?;
         registry.register(Box::new(m.unreadable.clone()))?;
+        registry.register(Box::new(m.erased_skipped.clone()))?;
+        registry.register(Box::new(m.erasures.clone()))?;
         Ok(m)
     }
 }

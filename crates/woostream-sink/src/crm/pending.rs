@@ -105,6 +105,28 @@ impl Pending {
         }
     }
 
+    /// Drops what waits for a customer key (erased): returns the sources of what was dropped,
+    /// which count as done.
+    pub fn forget(&mut self, shop: &str, customer: &str) -> Vec<SourceOffset> {
+        let mut sources = Vec::new();
+        if let Some(c) = self
+            .contacts
+            .remove(&(shop.to_string(), customer.to_string()))
+        {
+            sources.extend(c.sources);
+        }
+        let deals: Vec<(String, i64)> = self
+            .deals
+            .iter()
+            .filter(|(_, d)| d.change.shop_id == shop && d.change.customer == customer)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in deals {
+            sources.extend(self.deals.remove(&k).expect("present").sources);
+        }
+        sources
+    }
+
     pub fn add_deal(&mut self, item: Item<DealChange>) {
         let key = (item.change.shop_id.clone(), item.change.order_id);
         match self.deals.get_mut(&key) {

@@ -9,6 +9,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use std::sync::Arc;
 use woostream_core::codec::Encoder;
 use woostream_core::config::Config;
+use woostream_core::erasure::receipt::Receipt;
+use woostream_core::erasure::seal::{self, SUBJECT_KEY};
+use woostream_core::erasure::SubjectKeys;
 use woostream_core::headers;
 use woostream_core::kafka::RenewingProducer;
 use woostream_core::records::{CrmDeadLetter, Delivery, DeliveryOutcome};
@@ -28,14 +31,42 @@ pub fn deal_dead_letter_id(d: &DealChange) -> String {
     format!("deal:{}:{}:{}", d.shop_id, d.order_id, d.version())
 }
 
-/// Opens a dead letter's original (sealed with `cipher` when it says so).
+/// Opens a dead letter's original (sealed with `cipher`, or under its person's key, when it
+/// says so). Blocking: a person's key may have to be looked up.
 pub fn open_original(
     dl: &CrmDeadLetter,
     cipher: Option<&ChaCha20Poly1305>,
+    keys: Option<&SubjectKeys>,
 ) -> anyhow::Result<Original> {
-    let bytes = sealing::open(cipher, &dl.original_encryption, &dl.original)
-        .map_err(|e| anyhow!("{}: {e} (crm.dead_letter_key)", dl.dead_letter_id))?;
+    let bytes = if dl.original_encryption == SUBJECT_KEY {
+        let keys = keys.ok_or_else(|| {
+            anyhow!(
+                "{}: sealed under a person's key, and privacy.seal_personal_data is off",
+                dl.dead_letter_id
+            )
+        })?;
+        let id = std::str::from_utf8(&dl.original)
+            .ok()
+            .and_then(seal::key_id_of)
+            .ok_or_else(|| anyhow!("{}: damaged sealed original", dl.dead_letter_id))?;
+        let key = keys.key(id)?;
+        seal::open_bytes(&dl.original, key.as_deref())
+            .map_err(|e| anyhow!("{}: {e}", dl.dead_letter_id))?
+            .ok_or_else(|| anyhow!("{}: its person was erased", dl.dead_letter_id))?
+    } else {
+        sealing::open(cipher, &dl.original_encryption, &dl.original)
+            .map_err(|e| anyhow!("{}: {e} (crm.dead_letter_key)", dl.dead_letter_id))?
+    };
     Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// The person's key a change's identity was sealed under, if any.
+fn sealed_with(original: &Original) -> Option<&str> {
+    let contact = match original {
+        Original::Contact { contact } => Some(contact),
+        Original::Deal { contact, .. } => contact.as_ref(),
+    };
+    contact?.identity.as_ref()?.sealed_with.as_deref()
 }
 
 pub fn cipher(config: &Config) -> Option<ChaCha20Poly1305> {
@@ -54,6 +85,8 @@ pub struct Recorder {
     pub delivery: Encoder<Delivery>,
     pub dead_letter: Encoder<CrmDeadLetter>,
     pub cipher: Option<ChaCha20Poly1305>,
+    /// Seals dead letters under their person's key.
+    pub keys: Option<SubjectKeys>,
     pub metrics: Metrics,
 }
 
@@ -139,8 +172,14 @@ impl Recorder {
             reason = %refusal.reason,
             "The CRM refused a change; it is kept in the dead-letter topic."
         );
-        let (encryption, original) =
-            sealing::seal(self.cipher.as_ref(), &serde_json::to_vec(original)?);
+        let json = serde_json::to_vec(original)?;
+        let person = sealed_with(original)
+            .zip(self.keys.as_ref())
+            .and_then(|(id, keys)| keys.cached(id));
+        let (encryption, original) = match person {
+            Some(key) => (SUBJECT_KEY, seal::seal_bytes(&key, &json)),
+            None => sealing::seal(self.cipher.as_ref(), &json),
+        };
         let record = CrmDeadLetter {
             dead_letter_id: id.clone(),
             object: object.into(),
@@ -166,6 +205,19 @@ impl Recorder {
             dead_letter: Some((refusal.reason.clone(), Vec::new())),
         });
         Ok(())
+    }
+
+    /// Writes an erasure receipt and waits until Kafka has it.
+    pub async fn receipt(&self, receipt: &Receipt<'_>) -> anyhow::Result<()> {
+        let record = receipt.record();
+        let out = vec![Outgoing {
+            topic: self.deliveries_topic.clone(),
+            key: self.key.encode(&record.delivery_id)?,
+            value: self.delivery.encode(&record)?,
+            correlation_id: receipt.erasure_id.to_string(),
+            dead_letter: None,
+        }];
+        write_all(&self.producer, &out, "recording an erasure receipt").await
     }
 
     /// Writes the audit records and dead letters of a flush and waits until Kafka has them.

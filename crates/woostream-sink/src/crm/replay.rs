@@ -258,10 +258,15 @@ pub async fn replay(
         anyhow::bail!("crm.dry_run is set: there is no CRM to replay to");
     }
     let cipher = super::records::cipher(config);
-    let originals = selected
-        .iter()
-        .map(|dl| open_original(dl, cipher.as_ref()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let keys = recorder.keys.clone();
+    let opened = selected.clone();
+    let originals = tokio::task::spawn_blocking(move || {
+        opened
+            .iter()
+            .map(|dl| open_original(dl, cipher.as_ref(), keys.as_ref()))
+            .collect::<anyhow::Result<Vec<_>>>()
+    })
+    .await??;
     let plan = plan(
         &known.lock().expect("known"),
         selected.iter().cloned().zip(originals),

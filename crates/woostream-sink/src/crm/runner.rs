@@ -7,18 +7,27 @@
 //! itself, as the Slack sink does. What the CRM already has (contact ids, associated deals) is
 //! restored from the audit topic at start.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::audit::fold_audit;
 use anyhow::Context;
 use rdkafka::consumer::StreamConsumer;
+use rdkafka::message::Headers as _;
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
 use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
 use woostream_core::config::Config;
+use woostream_core::crm_config::ContactErasure;
 use woostream_core::crm_config::CrmConfig;
-use woostream_core::events::{CustomerEvent, OrderEvent};
+use woostream_core::erasure::erase::erasure_of;
+use woostream_core::erasure::personal::{
+    customer_fields, key_ids, open_fields, order_fields, Sealing,
+};
+use woostream_core::erasure::receipt::Receipt;
+use woostream_core::erasure::SubjectKeys;
+use woostream_core::events::{CustomerEvent, CustomerKey, OrderEvent};
 use woostream_core::insights::CustomerProfile;
 use woostream_core::kafka;
 use woostream_core::kafka::reading::END_MARKER;
@@ -28,6 +37,7 @@ use woostream_core::resume::{ResumeGuard, Verdict};
 
 use super::api::Crm;
 use super::changes;
+use super::erase::Erased;
 use super::flush::{Interrupted, Known, Report, Sender, SharedKnown};
 use super::hubspot::HubSpot;
 use super::memory::{MemoryCrm, Store};
@@ -117,10 +127,29 @@ pub async fn recorder(
             delivery: Encoder::new(&framing(Delivery::SCHEMA_NAME)),
             dead_letter: Encoder::new(&framing(CrmDeadLetter::SCHEMA_NAME)),
             cipher: cipher(config),
+            keys: crate::edge::subject_keys(config, bootstrap).await?,
             metrics,
         },
         decoder,
     ))
+}
+
+/// Opens sealed fields with the key topic.
+async fn open(keys: &SubjectKeys, mut fields: Vec<&mut Option<String>>) -> anyhow::Result<Sealing> {
+    let ids = key_ids(fields.iter_mut().map(|f| &mut **f).collect());
+    if ids.is_empty() {
+        return Ok(Sealing::Clear);
+    }
+    let found = keys.resolve(ids).await?;
+    open_fields(fields, |id| found.get(id).cloned().flatten())
+        .map_err(|e| anyhow::anyhow!("a sealed field cannot be opened: {e}"))
+}
+
+/// Remembers which key an identity came sealed under (its dead letter is sealed the same way).
+fn note_key(contact: Option<&mut changes::ContactChange>, sealing: &Sealing) {
+    if let (Some(i), Sealing::Opened(key)) = (contact.and_then(|c| c.identity.as_mut()), sealing) {
+        i.sealed_with = Some(key.id().to_string());
+    }
 }
 
 /// Starts the CRM sink: restores what the CRM has, then consumes until `shutdown`.
@@ -139,7 +168,7 @@ pub async fn start(
     };
     config.check_secrets(used)?;
     let metrics = Metrics::register(registry).context("registering CRM metrics")?;
-    kafka::first_contact(&config.kafka, bootstrap, &config.topics, create_topics).await?;
+    kafka::first_contact(config, bootstrap, create_topics).await?;
     let t = &config.topics;
     kafka::lag::watch(
         &config.kafka,
@@ -268,6 +297,8 @@ fn launch<C: Crm>(
         guard,
         events: 0,
         sent: 0,
+        erasure: c.erasure,
+        erased: HashSet::new(),
     };
     Ok(tokio::spawn(
         async move { l.run(&consumer, shutdown).await },
@@ -293,6 +324,10 @@ struct Loop<C> {
     /// Changes read and changes sent: the coalescing ratio.
     events: u64,
     sent: u64,
+    erasure: ContactErasure,
+    /// People erased whose profile tombstone has not been read yet: an older profile version
+    /// still to come must not write their contact again.
+    erased: HashSet<(String, String)>,
 }
 
 type Flushing = tokio::task::JoinHandle<Result<Report, Interrupted>>;
@@ -300,7 +335,156 @@ type Flushing = tokio::task::JoinHandle<Result<Report, Interrupted>>;
 /// Memory bound: stop reading while this many contacts and deals wait for the CRM.
 const MAX_PENDING: usize = 200_000;
 
+/// What one record asks of the CRM; `None`: its personal fields are sealed under a deleted
+/// key (its person was erased), so nothing.
+type Decoded = Option<(Option<changes::ContactChange>, Option<changes::DealChange>)>;
+
 impl<C: Crm> Loop<C> {
+    /// Decodes a record and opens its sealed fields.
+    async fn decode(&self, topic: &str, payload: &[u8]) -> anyhow::Result<Decoded> {
+        let keys = self.recorder.keys.as_ref();
+        if topic == self.topics.orders {
+            let mut e: OrderEvent = self.decoder.decode(payload)?;
+            let sealing = match (&mut e.order, keys) {
+                (Some(o), Some(keys)) => open(keys, order_fields(o)).await?,
+                _ => Sealing::Clear,
+            };
+            let (mut contact, deal) = changes::from_order(&e);
+            Ok(match sealing {
+                Sealing::Erased => None,
+                sealing => {
+                    note_key(contact.as_mut(), &sealing);
+                    Some((contact, deal))
+                }
+            })
+        } else if topic == self.topics.customers {
+            let mut e: CustomerEvent = self.decoder.decode(payload)?;
+            let sealing = match (&mut e.customer, keys) {
+                (Some(c), Some(keys)) => open(keys, customer_fields(c)).await?,
+                _ => Sealing::Clear,
+            };
+            let mut contact = changes::from_customer(&e);
+            Ok(match sealing {
+                Sealing::Erased => None,
+                sealing => {
+                    note_key(contact.as_mut(), &sealing);
+                    Some((contact, None))
+                }
+            })
+        } else {
+            let p: CustomerProfile = self.decoder.decode(payload)?;
+            if self
+                .erased
+                .contains(&(p.shop_id.clone(), p.customer.clone()))
+            {
+                return Ok(None);
+            }
+            Ok(Some((Some(changes::from_profile(&p)), None)))
+        }
+    }
+
+    /// A tombstone: on the customers topic with an erasure's header, the person's contact is
+    /// erased; on the profiles topic, an erased person's last profile has gone by. Returns
+    /// whether it is done (false: interrupted by shutdown).
+    async fn on_tombstone(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<bool> {
+        let Some(key) = m.key() else { return Ok(true) };
+        let Ok(key) = self.decoder.decode::<CustomerKey>(key) else {
+            return Ok(true);
+        };
+        let who = (key.shop_id.clone(), key.customer.clone());
+        if m.topic() == self.topics.profiles {
+            self.erased.remove(&who);
+            return Ok(true);
+        }
+        if m.topic() != self.topics.customers {
+            return Ok(true);
+        }
+        let headers: Vec<(String, Vec<u8>)> = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let Some((erasure_id, requested_at)) = erasure_of(&headers) else {
+            return Ok(true);
+        };
+        self.erase(&erasure_id, requested_at, who).await
+    }
+
+    async fn erase(
+        &mut self,
+        erasure_id: &str,
+        requested_at: chrono::DateTime<chrono::Utc>,
+        (shop, customer): (String, String),
+    ) -> anyhow::Result<bool> {
+        let dropped = self.pending.forget(&shop, &customer);
+        for source in &dropped {
+            self.offsets
+                .done(&source.topic, source.partition, source.offset);
+        }
+        let dropped = dropped.len();
+        self.erased.insert((shop.clone(), customer.clone()));
+        let contact = self
+            .known
+            .lock()
+            .expect("known")
+            .contacts
+            .get(&(shop.clone(), customer.clone()))
+            .cloned();
+        let mut attempts = Vec::new();
+        let (outcome, done) = match &contact {
+            None => (
+                DeliveryOutcome::Erased,
+                "no contact was written for this customer key".to_string(),
+            ),
+            Some(id) => match self
+                .sender
+                .erase_contact(id, self.erasure, &mut attempts)
+                .await
+            {
+                Erased::Done(done) => (DeliveryOutcome::Erased, done),
+                Erased::Refused(r) => {
+                    tracing::error!(erasure = erasure_id, status = r.status, reason = %r.reason, "The CRM refused an erasure; run `woostream erase` again once the cause is fixed.");
+                    (
+                        DeliveryOutcome::DeadLettered,
+                        format!("the CRM refused: {}", r.reason),
+                    )
+                }
+                Erased::Interrupted => return Ok(false),
+            },
+        };
+        if outcome == DeliveryOutcome::Erased {
+            let mut known = self.known.lock().expect("known");
+            let who = (shop.clone(), customer.clone());
+            known.contacts.remove(&who);
+            known.contact_versions.remove(&who);
+        }
+        self.sender_metrics()
+            .erasures
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+        let receipt = Receipt {
+            erasure_id,
+            shop_id: &shop,
+            role: "crm",
+            destination: "contacts".into(),
+            done: format!("{done}; {dropped} waiting changes dropped"),
+            object_id: contact,
+            requested_at,
+            outcome,
+            attempts: attempts.len() as i32 + 1,
+        };
+        self.recorder.receipt(&receipt).await?;
+        tracing::info!(
+            erasure = erasure_id,
+            outcome = outcome.as_str(),
+            "Erased a customer key in the CRM."
+        );
+        Ok(true)
+    }
+
     async fn run(
         &mut self,
         consumer: &StreamConsumer,
@@ -404,7 +588,14 @@ impl<C: Crm> Loop<C> {
             Some(p) if m.key() != Some(END_MARKER.as_bytes()) => p,
             // Markers, tombstones.
             _ => {
-                self.offsets.read(topic, partition, offset, 0);
+                let done = if m.payload().is_none() && m.key() != Some(END_MARKER.as_bytes()) {
+                    self.on_tombstone(m).await?
+                } else {
+                    true
+                };
+                // An erasure the CRM has not finished (shutting down) is read again at start.
+                self.offsets
+                    .read(topic, partition, offset, if done { 0 } else { 1 });
                 return Ok(());
             }
         };
@@ -415,25 +606,15 @@ impl<C: Crm> Loop<C> {
             offset,
         };
         let now = Instant::now();
-        let decoded: anyhow::Result<(Option<changes::ContactChange>, Option<changes::DealChange>)> =
-            if topic == self.topics.orders {
-                self.decoder
-                    .decode::<OrderEvent>(payload)
-                    .map(|e| changes::from_order(&e))
-                    .map_err(Into::into)
-            } else if topic == self.topics.customers {
-                self.decoder
-                    .decode::<CustomerEvent>(payload)
-                    .map(|e| (changes::from_customer(&e), None))
-                    .map_err(Into::into)
-            } else {
-                self.decoder
-                    .decode::<CustomerProfile>(payload)
-                    .map(|p| (Some(changes::from_profile(&p)), None))
-                    .map_err(Into::into)
-            };
+        let decoded = self.decode(topic, payload).await;
         let (contact, deal) = match decoded {
-            Ok(changes) => changes,
+            Ok(None) => {
+                // Sealed for a person erased since: nothing of it goes to the CRM.
+                self.sender_metrics().erased_skipped.inc();
+                self.offsets.read(topic, partition, offset, 0);
+                return Ok(());
+            }
+            Ok(Some((contact, deal))) => (contact, deal),
             Err(e) => {
                 self.sender_metrics().unreadable.inc();
                 tracing::warn!(topic, partition, offset, error = %e, "A record cannot be read; dead-lettering it.");

@@ -30,6 +30,9 @@ pub struct Ticket {
     pub rule: usize,
     /// Kafka timestamp of the alert record (ms), for the latency histogram.
     pub written_ms: i64,
+    /// The customer's initial as Kafka has it (sealed), when the alert carries it opened: a
+    /// dead letter keeps the sealed form.
+    pub sealed_initial: Option<String>,
 }
 
 /// What happened to some alerts in one channel.
@@ -127,12 +130,12 @@ impl Channel {
                 return;
             }
             while let Ok(q) = incoming.try_recv() {
-                queue.push(q);
+                self.take_in(q, &mut queue, &done);
             }
             if queue.is_empty() {
                 depth.set(0);
                 match incoming.recv().await {
-                    Some(q) => queue.push(q),
+                    Some(q) => self.take_in(q, &mut queue, &done),
                     None => return,
                 }
                 continue;
@@ -145,7 +148,7 @@ impl Channel {
             }
             // What arrived while waiting counts towards the decision to fold.
             while let Ok(q) = incoming.try_recv() {
-                queue.push(q);
+                self.take_in(q, &mut queue, &done);
             }
             let Some(next) = queue.next(shared.pace()) else {
                 continue;
@@ -160,6 +163,62 @@ impl Channel {
                 return;
             }
         }
+    }
+
+    /// Queues an alert; an erasure is acted on at once: the person's order threads are
+    /// forgotten and their waiting alerts dropped (reported as skipped), then the erasure is
+    /// reported done.
+    fn take_in(
+        &mut self,
+        q: Queued<Ticket>,
+        queue: &mut ChannelQueue<Ticket>,
+        done: &mpsc::UnboundedSender<Done>,
+    ) {
+        let Some(erasure) = q.alert.erasure.clone() else {
+            queue.push(q);
+            return;
+        };
+        let shop = q.alert.shop_id.clone();
+        let customer = q.alert.customer.as_ref().map(|c| c.customer.clone());
+        let orders: std::collections::HashSet<i64> = erasure.order_ids.iter().copied().collect();
+        let before = self.threads.len();
+        self.threads
+            .retain(|(s, order), _| *s != shop || !orders.contains(order));
+        let forgotten = before - self.threads.len();
+        let dropped = queue.remove_where(|a| {
+            a.shop_id == shop
+                && (a
+                    .order
+                    .as_ref()
+                    .is_some_and(|o| orders.contains(&o.order_id))
+                    || a.customer.as_ref().map(|c| &c.customer) == customer.as_ref())
+        });
+        let dropped_count = dropped.len();
+        if !dropped.is_empty() {
+            let _ = done.send(Done {
+                channel: self.name.clone(),
+                alerts: dropped
+                    .into_iter()
+                    .map(|d| (d.alert, d.ticket, d.priority))
+                    .collect(),
+                outcome: DeliveryOutcome::Skipped,
+                message_ts: None,
+                thread_ts: None,
+                reason: Some("its customer was erased".into()),
+                attempts: 0,
+            });
+        }
+        let _ = done.send(Done {
+            channel: self.name.clone(),
+            alerts: vec![(q.alert, q.ticket, q.priority)],
+            outcome: DeliveryOutcome::Erased,
+            message_ts: None,
+            thread_ts: None,
+            reason: Some(format!(
+                "{forgotten} order threads forgotten, {dropped_count} waiting alerts dropped"
+            )),
+            attempts: 0,
+        });
     }
 
     async fn post_one(

@@ -83,6 +83,18 @@ impl<T> ChannelQueue<T> {
         self.urgent.len() + self.routine.len()
     }
 
+    /// Takes out every waiting alert `about` says concerns an erased person.
+    pub fn remove_where(&mut self, about: impl Fn(&Alert) -> bool) -> Vec<Queued<T>> {
+        let mut out = Vec::new();
+        for q in [&mut self.urgent, &mut self.routine] {
+            let (gone, kept): (VecDeque<_>, VecDeque<_>) =
+                q.drain(..).partition(|x| about(&x.alert));
+            *q = kept;
+            out.extend(gone);
+        }
+        out
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -142,6 +154,8 @@ fn kind_group(kind: AlertKind) -> (u8, &'static str, &'static str) {
         AlertKind::ReviewPosted | AlertKind::NegativeReview => (3, "⭐", "reviews"),
         AlertKind::SegmentChanged | AlertKind::BecameVip => (4, "👤", "customer changes"),
         AlertKind::WebhookDisabled => (5, "🔌", "webhooks"),
+        // Never routed (the runner acts on it instead); listed for completeness.
+        AlertKind::CustomerErased => (6, "🧹", "erasures"),
     }
 }
 

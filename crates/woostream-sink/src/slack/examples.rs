@@ -57,5 +57,6 @@ pub fn order_alert(n: i64, kind: AlertKind, total: &str) -> Alert {
         product: None,
         review: None,
         origin: woostream_core::events::Origin::Webhook,
+        erasure: None,
     }
 }

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
 use woostream_core::config::Config;
+use woostream_core::erasure::receipt::Receipt;
 use woostream_core::headers;
 use woostream_core::insights::Alert;
 use woostream_core::kafka;
@@ -141,7 +142,7 @@ pub async fn start(
     let slack = &config.slack;
     let rules = Arc::new(Rules::compile(slack).map_err(|(k, m)| anyhow!("{k}: {m}"))?);
     let metrics = Metrics::register(registry).context("registering Slack metrics")?;
-    kafka::first_contact(&config.kafka, bootstrap, &config.topics, create_topics).await?;
+    kafka::first_contact(config, bootstrap, create_topics).await?;
     kafka::lag::watch(
         &config.kafka,
         bootstrap,
@@ -221,6 +222,7 @@ pub async fn start(
         progress: HashMap::new(),
         senders: HashMap::new(),
         guard,
+        keys: crate::edge::subject_keys(config, bootstrap).await?,
     };
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let stopping = Arc::new(AtomicBool::new(false));
@@ -304,6 +306,8 @@ struct Loop {
     progress: HashMap<i32, Progress>,
     senders: HashMap<String, mpsc::UnboundedSender<Queued<Ticket>>>,
     guard: Arc<Mutex<ResumeGuard>>,
+    /// Opens the customers' initials.
+    keys: Option<woostream_core::erasure::SubjectKeys>,
 }
 
 impl Loop {
@@ -356,7 +360,7 @@ impl Loop {
             return Ok(());
         };
         let alert = match self.decoder.decode::<Alert>(payload) {
-            Ok(a) => Arc::new(a),
+            Ok(a) => a,
             Err(e) => {
                 // Kept, with the reason, rather than dropped.
                 self.metrics.unreadable.inc();
@@ -371,7 +375,38 @@ impl Loop {
                 return Ok(());
             }
         };
+        let (alert, sealed_initial) = self.open_initial(alert).await?;
+        let alert = Arc::new(alert);
         let written_ms = m.timestamp().to_millis().unwrap_or_default();
+        if alert.erasure.is_some() {
+            // Never posted: every channel forgets the person (see `Channel::take_in`).
+            let mut queued = 0;
+            for sender in self.senders.values() {
+                let ticket = Ticket {
+                    partition,
+                    offset,
+                    rule: 0,
+                    written_ms,
+                    sealed_initial: None,
+                };
+                let q = Queued {
+                    priority: woostream_core::slack_config::Priority::Urgent,
+                    alert: alert.clone(),
+                    ticket,
+                };
+                if sender.send(q).is_ok() {
+                    queued += 1;
+                }
+            }
+            if queued > 0 {
+                self.progress
+                    .entry(partition)
+                    .or_default()
+                    .pending
+                    .insert(offset, queued);
+            }
+            return Ok(());
+        }
         let routes = self.rules.route(&alert, Utc::now());
         let mut queued = 0;
         for route in routes {
@@ -388,6 +423,7 @@ impl Loop {
                 offset,
                 rule: route.rule,
                 written_ms,
+                sealed_initial: sealed_initial.clone(),
             };
             if let Some(reason) = route.skip {
                 let d = Done {
@@ -427,6 +463,30 @@ impl Loop {
         Ok(())
     }
 
+    /// Opens the customer's initial (sealed like the name it comes from); returns the alert
+    /// with it opened and the sealed form, kept for a dead letter. A person erased since has
+    /// no initial any more.
+    async fn open_initial(&self, mut alert: Alert) -> anyhow::Result<(Alert, Option<String>)> {
+        let (Some(keys), Some(c)) = (&self.keys, alert.customer.as_mut()) else {
+            return Ok((alert, None));
+        };
+        let Some(id) = c
+            .first_name_initial
+            .as_deref()
+            .and_then(woostream_core::erasure::seal::key_id_of)
+            .map(str::to_string)
+        else {
+            return Ok((alert, None));
+        };
+        let sealed = c.first_name_initial.clone();
+        let found = keys.resolve(vec![id]).await?;
+        woostream_core::erasure::personal::open_value(&mut c.first_name_initial, |id| {
+            found.get(id).cloned().flatten()
+        })
+        .map_err(|e| anyhow!("an alert's initial cannot be opened: {e}"))?;
+        Ok((alert, sealed))
+    }
+
     async fn on_done(&mut self, d: Done) -> anyhow::Result<()> {
         self.record(&d).await?;
         for (alert, ticket, _) in &d.alerts {
@@ -449,6 +509,28 @@ impl Loop {
         let now = Utc::now();
         let mut sends = Vec::new();
         for (alert, ticket, priority) in &d.alerts {
+            if let (Some(e), DeliveryOutcome::Erased) = (&alert.erasure, d.outcome) {
+                let receipt = Receipt {
+                    erasure_id: &e.erasure_id,
+                    shop_id: &alert.shop_id,
+                    role: "slack",
+                    destination: d.channel.clone(),
+                    done: d.reason.clone().unwrap_or_default(),
+                    object_id: None,
+                    requested_at: alert.occurred_at,
+                    outcome: DeliveryOutcome::Erased,
+                    attempts: 0,
+                }
+                .record();
+                sends.push(Outgoing {
+                    topic: self.config.topics.deliveries.name.clone(),
+                    key: self.encoders.key.encode(&receipt.delivery_id)?,
+                    value: self.encoders.delivery.encode(&receipt)?,
+                    correlation_id: alert.correlation_id.clone(),
+                    dead_letter: None,
+                });
+                continue;
+            }
             let id = delivery_id(&d.channel, &alert.alert_id);
             let record = Delivery {
                 delivery_id: id.clone(),
@@ -489,10 +571,15 @@ impl Loop {
             });
             if d.outcome == DeliveryOutcome::DeadLettered {
                 let reason = d.reason.clone().unwrap_or_default();
+                // Kept as Kafka had it: the initial sealed under its person's key.
+                let mut kept = (**alert).clone();
+                if let (Some(c), Some(sealed)) = (kept.customer.as_mut(), &ticket.sealed_initial) {
+                    c.first_name_initial = Some(sealed.clone());
+                }
                 sends.push(Outgoing {
                     topic: self.config.topics.slack_dead_letter.name.clone(),
                     key: self.encoders.key.encode(&id)?,
-                    value: self.encoders.alert.encode(alert)?,
+                    value: self.encoders.alert.encode(&kept)?,
                     correlation_id: alert.correlation_id.clone(),
                     dead_letter: Some((reason, vec![(DLQ_CHANNEL, d.channel.clone())])),
                 });

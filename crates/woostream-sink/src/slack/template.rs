@@ -336,6 +336,7 @@ pub fn title(kind: AlertKind) -> &'static str {
         AlertKind::SegmentChanged => "Customer segment changed",
         AlertKind::BecameVip => "New VIP customer",
         AlertKind::WebhookDisabled => "Webhook re-enabled",
+        AlertKind::CustomerErased => "Customer erased",
     }
 }
 
@@ -355,6 +356,7 @@ pub fn default_emoji(kind: AlertKind) -> &'static str {
         AlertKind::SegmentChanged => ":busts_in_silhouette:",
         AlertKind::BecameVip => ":crown:",
         AlertKind::WebhookDisabled => ":electric_plug:",
+        AlertKind::CustomerErased => ":broom:",
     }
 }
 
@@ -539,6 +541,14 @@ fn builtin(kind: AlertKind) -> SlackTemplate {
             fields: Vec::new(),
             context: Some("{{ shop }} · {{ occurred_at }}".into()),
             fallback: Some("{{ title }} ({{ review.rating }}/5): {{ review.product_name or 'a product' }}".into()),
+        },
+        // Never posted: the Slack sink forgets the person's threads instead.
+        AlertKind::CustomerErased => SlackTemplate {
+            header: None,
+            text: "{{ title }}".into(),
+            fields: Vec::new(),
+            context: None,
+            fallback: None,
         },
         AlertKind::WebhookDisabled => SlackTemplate {
             header: Some("{{ emoji }} {{ title }}".into()),

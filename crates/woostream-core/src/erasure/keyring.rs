@@ -1,0 +1,228 @@
+//! Per-person keys: one or more per person (each producer replica makes its own the first time
+//! it meets someone), kept in a compacted topic with the key id as the record key and the
+//! person's pseudonym, never their id or email, in the value. Erasing a person is writing a
+//! tombstone for each of their key ids.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use chacha20poly1305::aead::KeyInit;
+use chacha20poly1305::ChaCha20Poly1305;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+/// One person's key.
+#[derive(Clone)]
+pub struct SubjectKey {
+    id: String,
+    cipher: ChaCha20Poly1305,
+    bytes: [u8; 32],
+}
+
+impl SubjectKey {
+    pub fn generate() -> SubjectKey {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let mut id = [0u8; 8];
+        rand::rng().fill_bytes(&mut id);
+        SubjectKey::from_parts(hex::encode(id), bytes)
+    }
+
+    fn from_parts(id: String, bytes: [u8; 32]) -> SubjectKey {
+        SubjectKey {
+            cipher: ChaCha20Poly1305::new_from_slice(&bytes).expect("32 bytes"),
+            id,
+            bytes,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn cipher(&self) -> &ChaCha20Poly1305 {
+        &self.cipher
+    }
+}
+
+impl std::fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SubjectKey({}, <redacted>)", self.id)
+    }
+}
+
+/// The value of a key record (JSON: internal state, read only by woostream).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// The person's pseudonym: see [`crate::privacy::CustomerHasher::subject_ref`].
+    pub subject: String,
+    /// The key, base64; sealed under `privacy.key_wrapping_key` when `wrapping` says so.
+    pub key: String,
+    pub wrapping: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl KeyRecord {
+    /// The record for a new key of `subject`, sealed under the wrapping key when there is one.
+    pub fn new(subject: &str, key: &SubjectKey, wrapping: Option<&ChaCha20Poly1305>) -> KeyRecord {
+        let (wrapping, sealed) = crate::sealing::seal(wrapping, &key.bytes);
+        KeyRecord {
+            subject: subject.to_string(),
+            key: STANDARD.encode(sealed),
+            wrapping: wrapping.to_string(),
+            created_at: Utc::now(),
+        }
+    }
+
+    /// The key it holds, under id `id`.
+    pub fn key(&self, id: &str, wrapping: Option<&ChaCha20Poly1305>) -> Result<SubjectKey, String> {
+        let sealed = STANDARD
+            .decode(&self.key)
+            .map_err(|e| format!("key {id} is not base64: {e}"))?;
+        let bytes = crate::sealing::open(wrapping, &self.wrapping, &sealed)
+            .map_err(|e| format!("key {id}: {e} (privacy.key_wrapping_key)"))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| format!("key {id} is not 32 bytes"))?;
+        Ok(SubjectKey::from_parts(id.to_string(), bytes))
+    }
+}
+
+/// Every key the key topic holds, by id, and (where a role seals or erases) by person.
+#[derive(Default)]
+pub struct Keyring {
+    keys: HashMap<String, Arc<SubjectKey>>,
+    /// Ids whose tombstone was read: values sealed under them are erased, no need to look.
+    deleted: HashSet<String>,
+    /// Key ids by person, oldest first; kept only when `by_subject` was asked for.
+    by_subject: Option<HashMap<String, Vec<String>>>,
+}
+
+impl Keyring {
+    /// A keyring that also knows whose each key is (the producer, `woostream erase`).
+    pub fn by_subject() -> Keyring {
+        Keyring {
+            by_subject: Some(HashMap::new()),
+            ..Keyring::default()
+        }
+    }
+
+    /// Applies one record of the key topic; an unreadable one is reported and left out.
+    pub fn apply(
+        &mut self,
+        id: &str,
+        value: Option<&[u8]>,
+        wrapping: Option<&ChaCha20Poly1305>,
+    ) -> Result<(), String> {
+        let Some(value) = value else {
+            self.keys.remove(id);
+            self.deleted.insert(id.to_string());
+            if let Some(by) = &mut self.by_subject {
+                by.retain(|_, ids| {
+                    ids.retain(|i| i != id);
+                    !ids.is_empty()
+                });
+            }
+            return Ok(());
+        };
+        let record: KeyRecord = serde_json::from_slice(value)
+            .map_err(|e| format!("key record {id} is not JSON: {e}"))?;
+        self.insert(&record.subject, Arc::new(record.key(id, wrapping)?));
+        Ok(())
+    }
+
+    /// Adds a key (read from the topic, or just made).
+    pub fn insert(&mut self, subject: &str, key: Arc<SubjectKey>) {
+        let id = key.id().to_string();
+        self.deleted.remove(&id);
+        if let Some(by) = &mut self.by_subject {
+            let ids = by.entry(subject.to_string()).or_default();
+            if !ids.contains(&id) {
+                ids.push(id.clone());
+            }
+        }
+        self.keys.insert(id, key);
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<SubjectKey>> {
+        self.keys.get(id).cloned()
+    }
+
+    pub fn is_deleted(&self, id: &str) -> bool {
+        self.deleted.contains(id)
+    }
+
+    /// The key new values of `subject` are sealed with: its newest.
+    pub fn current(&self, subject: &str) -> Option<Arc<SubjectKey>> {
+        let ids = self.by_subject.as_ref()?.get(subject)?;
+        ids.iter().rev().find_map(|id| self.get(id))
+    }
+
+    /// Every key id of `subject`.
+    pub fn ids_of(&self, subject: &str) -> Vec<String> {
+        self.by_subject
+            .as_ref()
+            .and_then(|b| b.get(subject))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_through_their_records_wrapped_or_not() {
+        let wrapping = crate::sealing::cipher(&STANDARD.encode([7u8; 32]));
+        for w in [None, Some(&wrapping)] {
+            let key = SubjectKey::generate();
+            let record = KeyRecord::new("s1", &key, w);
+            assert_eq!(record.wrapping == "none", w.is_none());
+            let back = record.key(key.id(), w).unwrap();
+            let sealed = super::super::seal::seal(&key, "x");
+            assert_eq!(
+                super::super::seal::open(&sealed, Some(&back))
+                    .unwrap()
+                    .text(),
+                Some("x".into())
+            );
+        }
+        // A wrapped key read without the wrapping key says which setting is missing.
+        let record = KeyRecord::new("s1", &SubjectKey::generate(), Some(&wrapping));
+        let e = record.key("k", None).unwrap_err();
+        assert!(e.contains("privacy.key_wrapping_key"), "{e}");
+    }
+
+    #[test]
+    fn a_tombstone_deletes_a_key_and_forgets_whose_it_was() {
+        let mut ring = Keyring::by_subject();
+        let (a, b) = (SubjectKey::generate(), SubjectKey::generate());
+        for k in [&a, &b] {
+            let v = serde_json::to_vec(&KeyRecord::new("s1", k, None)).unwrap();
+            ring.apply(k.id(), Some(&v), None).unwrap();
+        }
+        assert_eq!(
+            ring.ids_of("s1"),
+            vec![a.id().to_string(), b.id().to_string()]
+        );
+        assert_eq!(ring.current("s1").unwrap().id(), b.id());
+        ring.apply(b.id(), None, None).unwrap();
+        assert!(ring.get(b.id()).is_none() && ring.is_deleted(b.id()));
+        assert_eq!(ring.current("s1").unwrap().id(), a.id());
+        ring.apply(a.id(), None, None).unwrap();
+        assert!(ring.current("s1").is_none() && ring.ids_of("s1").is_empty());
+        assert!(ring.is_empty());
+    }
+}

@@ -1,0 +1,204 @@
+//! Sealing personal fields before they reach Kafka: each event's personal fields are sealed
+//! under its person's key (see `woostream_core::erasure`); a person met for the first time
+//! gets a new key, made durable in the key topic before anything sealed with it is written.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use woostream_core::config::Config;
+use woostream_core::erasure::erase::{self, ErasureCodecs, Request};
+use woostream_core::erasure::personal::{
+    customer_fields, order_fields, seal_fields, subject_of_body,
+};
+use woostream_core::erasure::seal::{seal_bytes, SUBJECT_KEY};
+use woostream_core::erasure::{SubjectKey, SubjectKeys};
+use woostream_core::events::CustomerKey;
+use woostream_core::kafka::RenewingProducer;
+use woostream_core::privacy::CustomerHasher;
+
+use crate::normalise::Event;
+use crate::publish::{Durability, PublishError, Publisher, Record};
+
+/// Marks a subject key's record, which a spool drains before anything else.
+const KEY_RECORD_HEADER: &str = "woostream-subject-key";
+
+pub fn is_key_record(r: &Record) -> bool {
+    r.headers.iter().any(|(k, _)| k == KEY_RECORD_HEADER)
+}
+
+/// The producer's sealing: the key topic it follows and extends.
+#[derive(Clone)]
+pub struct Sealer {
+    keys: SubjectKeys,
+}
+
+/// Keys made while sealing one event or page, not yet durable: written before what they
+/// sealed, then made current.
+#[derive(Default)]
+pub struct NewKeys {
+    made: HashMap<String, (Arc<SubjectKey>, Record)>,
+}
+
+impl NewKeys {
+    pub fn is_empty(&self) -> bool {
+        self.made.is_empty()
+    }
+
+    /// Their records, to be written first.
+    pub fn records(&self) -> Vec<Record> {
+        self.made.values().map(|(_, r)| r.clone()).collect()
+    }
+}
+
+impl Sealer {
+    /// Reads the key topic (blocking); `None` when `privacy.seal_personal_data` is off.
+    pub fn start(config: &Config, bootstrap: &str) -> anyhow::Result<Option<Sealer>> {
+        if !config.privacy.seal_personal_data {
+            return Ok(None);
+        }
+        Ok(Some(Sealer {
+            keys: SubjectKeys::start(config, bootstrap, true)?,
+        }))
+    }
+
+    /// [`Sealer::start`] from async code.
+    pub async fn start_async(config: &Config, bootstrap: &str) -> anyhow::Result<Option<Sealer>> {
+        let (config, bootstrap) = (config.clone(), bootstrap.to_string());
+        tokio::task::spawn_blocking(move || Sealer::start(&config, &bootstrap)).await?
+    }
+
+    pub fn keys(&self) -> &SubjectKeys {
+        &self.keys
+    }
+
+    /// The key for `customer` of `shop`: its current one, one made earlier in `new`, or a new
+    /// one added to `new`.
+    pub fn key_for(
+        &self,
+        hasher: &CustomerHasher,
+        shop: &str,
+        customer: &str,
+        new: &mut NewKeys,
+    ) -> Arc<SubjectKey> {
+        let subject = hasher.subject_ref(shop, customer);
+        if let Some(k) = self.keys.current(&subject) {
+            return k;
+        }
+        if let Some((k, _)) = new.made.get(&subject) {
+            return k.clone();
+        }
+        let (key, record_key, value) = self.keys.new_key(&subject);
+        let record = Record {
+            topic: self.keys.topic().to_string(),
+            key: record_key,
+            value,
+            headers: vec![(KEY_RECORD_HEADER.into(), "1".into())],
+        };
+        new.made.insert(subject, (key.clone(), record));
+        key
+    }
+
+    /// Seals an event's personal fields under its person's key (orders and accounts; other
+    /// events carry none).
+    pub fn seal_event(&self, hasher: &CustomerHasher, event: &mut Event, new: &mut NewKeys) {
+        match event {
+            Event::Order(k, e) => {
+                if let Some(o) = &mut e.order {
+                    let key = self.key_for(hasher, &k.shop_id, &k.customer, new);
+                    seal_fields(order_fields(o), &key);
+                }
+            }
+            Event::Customer(k, e) => {
+                if let Some(c) = &mut e.customer {
+                    let key = self.key_for(hasher, &k.shop_id, &k.customer, new);
+                    seal_fields(customer_fields(c), &key);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A dead letter's body sealed under its person's key, when the body shows who it is
+    /// about (then their erasure reaches it too); `None` otherwise.
+    pub fn seal_body(
+        &self,
+        hasher: &CustomerHasher,
+        shop: &str,
+        body: &[u8],
+        new: &mut NewKeys,
+    ) -> Option<(&'static str, Vec<u8>)> {
+        let customer = subject_of_body(body, |e| hasher.email_hash(e))?;
+        let key = self.key_for(hasher, shop, &customer, new);
+        Some((SUBJECT_KEY, seal_bytes(&key, body)))
+    }
+
+    /// The new keys are durable: values of their people are sealed with them from now on.
+    pub fn made_durable(&self, new: NewKeys) {
+        for (subject, (key, _)) in new.made {
+            self.keys.insert(&subject, key);
+        }
+    }
+
+    /// Makes `new` durable through `publisher`; `true` when any went to the spool (then what
+    /// they sealed must go to the spool too, behind them).
+    pub async fn publish_keys(
+        &self,
+        publisher: &Publisher,
+        new: NewKeys,
+    ) -> Result<bool, PublishError> {
+        if new.is_empty() {
+            return Ok(false);
+        }
+        let mut spooled = false;
+        for record in new.records() {
+            if matches!(publisher.publish(record).await?, Durability::Spooled) {
+                spooled = true;
+            }
+        }
+        self.made_durable(new);
+        Ok(spooled)
+    }
+}
+
+/// Carries out the erasure WooCommerce's `customer.deleted` asks for: the account's keys
+/// deleted and its customer key tombstoned (`woostream erase --email` also reaches the orders
+/// the person placed as a guest, which the deleted account's id does not name).
+pub struct Eraser {
+    config: Config,
+    keys: SubjectKeys,
+    producer: Arc<RenewingProducer>,
+    codecs: ErasureCodecs,
+}
+
+impl Eraser {
+    pub async fn new(
+        config: &Config,
+        sealer: &Sealer,
+        producer: Arc<RenewingProducer>,
+    ) -> anyhow::Result<Eraser> {
+        Ok(Eraser {
+            config: config.clone(),
+            keys: sealer.keys.clone(),
+            producer,
+            codecs: ErasureCodecs::register(config).await?,
+        })
+    }
+
+    pub async fn erase_account(&self, key: &CustomerKey) -> anyhow::Result<String> {
+        let request = Request::new(
+            &key.shop_id,
+            vec![key.customer.clone()],
+            None,
+            "customer.deleted",
+        );
+        erase::carry_out(
+            &self.config,
+            &self.keys,
+            &self.producer,
+            &self.codecs,
+            &request,
+        )
+        .await?;
+        Ok(request.erasure_id)
+    }
+}
