@@ -21,6 +21,7 @@ fn independent_read(bootstrap: &str, topic: &str, count: usize) -> Vec<Value> {
     let out = Command::new(&python)
         .arg(root.join("tests/independent/decode.py"))
         .args(["--bootstrap", bootstrap, "--topic", topic, "--count", &count.to_string()])
+        .args(["--keys-topic", "woostream.subject-keys"])
         .arg("--schemas")
         .arg(root.join("schemas"))
         .output()
@@ -102,6 +103,31 @@ async fn signed_fixtures_reach_tansu_and_an_independent_decoder_reads_every_fiel
     );
     assert_eq!(created["headers"]["woostream-event-id"], env["event_id"]);
     assert_eq!(v["order_id"], 727);
+    // Personal fields are sealed in Kafka, each under the person's key, and open to what was
+    // sent with the keys the key topic holds; country and state stay readable.
+    let sealed: Vec<&str> = created["sealed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    for field in [
+        "first_name",
+        "last_name",
+        "address_1",
+        "city",
+        "postcode",
+        "email",
+        "phone",
+    ] {
+        assert!(
+            sealed.contains(&format!("order.billing.{field}").as_str()),
+            "{field}: {sealed:?}"
+        );
+    }
+    assert!(!sealed
+        .iter()
+        .any(|p| p.ends_with(".country") || p.ends_with(".state")));
     let o = &v["order"];
     let expect = serde_json::json!({
         "id": 727, "parent_id": null, "number": "727", "created_via": "rest-api",

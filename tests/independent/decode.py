@@ -5,6 +5,11 @@ confluent-kafka (its own librdkafka) consumes; fastavro decodes, given only the 
 schemas/. Frames are recognised by the Avro spec (single-object: C3 01 + CRC-64-AVRO
 fingerprint, little-endian) or by Confluent's wire format (00 + big-endian schema id, resolved
 through --registry). Prints one JSON object per record on stdout.
+
+With --keys-topic, personal fields sealed per person ("ws1.<key id>.<base64url(nonce ‖
+ciphertext)>", ChaCha20-Poly1305) are opened with the keys that topic holds (JSON records,
+the key in base64, unwrapped) using the `cryptography` package, and each record lists the
+paths it found sealed ("sealed"); a value whose key is gone stays as it is.
 """
 import argparse
 import base64
@@ -20,6 +25,55 @@ import uuid
 
 import fastavro
 from confluent_kafka import Consumer, TopicPartition
+
+SEALED_PREFIX = "ws1."
+
+
+def read_keys(bootstrap, topic, timeout):
+    """The latest key per key id in the key topic (read until idle for a few seconds)."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"independent-keys-{uuid.uuid4()}",
+        "enable.auto.commit": False,
+        "broker.address.family": "v4",
+    })
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    keys = {}
+    idle_until = datetime.datetime.now() + datetime.timedelta(seconds=3)
+    deadline = datetime.datetime.now() + datetime.timedelta(seconds=timeout)
+    while datetime.datetime.now() < min(idle_until, deadline):
+        m = c.poll(0.5)
+        if m is None or m.error():
+            continue
+        idle_until = datetime.datetime.now() + datetime.timedelta(seconds=3)
+        kid = m.key().decode()
+        if m.value() is None:
+            keys.pop(kid, None)
+            continue
+        rec = json.loads(m.value())
+        if rec["wrapping"] != "none":
+            raise ValueError(f"key {kid} is wrapped; this reader opens unwrapped keys only")
+        keys[kid] = ChaCha20Poly1305(base64.b64decode(rec["key"]))
+    c.close()
+    return keys
+
+
+def open_sealed(value, keys, path, found):
+    """Opens every sealed string in a decoded value; records the paths of sealed ones."""
+    if isinstance(value, str) and value.startswith(SEALED_PREFIX):
+        kid, _, data = value[len(SEALED_PREFIX):].partition(".")
+        found.append(path)
+        if kid not in keys:
+            return value
+        raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+        return keys[kid].decrypt(raw[:12], raw[12:], None).decode()
+    if isinstance(value, dict):
+        return {k: open_sealed(v, keys, f"{path}.{k}" if path else k, found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [open_sealed(v, keys, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    return value
 
 EMPTY = 0xC15D213AA4D7A795
 
@@ -113,7 +167,9 @@ def main():
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--registry")
+    ap.add_argument("--keys-topic")
     a = ap.parse_args()
+    keys = read_keys(a.bootstrap, a.keys_topic, a.timeout) if a.keys_topic else None
 
     decoder = Decoder(load_schemas(a.schemas), a.registry)
     c = Consumer({
@@ -136,12 +192,17 @@ def main():
             continue
         key_schema, key = decoder.decode(m.key())
         value_schema, value = decoder.decode(m.value())
-        print(json.dumps({
+        record = {
             "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
             "key_schema": key_schema, "key": plain(key),
             "value_schema": value_schema, "value": plain(value),
             "headers": {k: v.decode() for k, v in (m.headers() or [])},
-        }, sort_keys=True), flush=True)
+        }
+        if keys is not None:
+            sealed = []
+            record["value"] = open_sealed(record["value"], keys, "", sealed)
+            record["sealed"] = sealed
+        print(json.dumps(record, sort_keys=True), flush=True)
         seen += 1
     c.close()
     if seen < a.count:

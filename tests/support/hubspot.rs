@@ -99,6 +99,19 @@ impl FakeHubSpot {
                 "/crm/v4/associations/deals/contacts/batch/associate/default",
                 post(associate),
             )
+            .route("/crm/v3/objects/contacts/gdpr-delete", post(gdpr_delete))
+            .route(
+                "/crm/v3/objects/contacts/{id}",
+                axum::routing::patch(update_contact),
+            )
+            .route(
+                "/crm/v4/objects/contacts/{id}/associations/deals",
+                get(contact_deals),
+            )
+            .route(
+                "/crm/v4/associations/contacts/deals/batch/archive",
+                post(detach),
+            )
             .with_state(fake.clone());
         fake._server = Arc::new(tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -276,10 +289,16 @@ async fn upsert(
         s.upsert(object, &inputs).map(|written| {
             written
                 .iter()
-                .zip(&inputs)
+                .zip(&raw)
                 .map(|(w, input)| {
-                    let record = s.get(object, &input.id_property, &input.id).cloned();
-                    (w.clone(), record.unwrap_or_default())
+                    let id: u64 = w.id.parse().expect("numeric ids");
+                    let record = s.objects(object).records.get(&id).cloned();
+                    // HubSpot echoes each input's objectWriteTraceId on its result.
+                    (
+                        w.clone(),
+                        record.unwrap_or_default(),
+                        input["objectWriteTraceId"].clone(),
+                    )
                 })
                 .collect::<Vec<_>>()
         })
@@ -290,9 +309,10 @@ async fn upsert(
             let now = chrono::Utc::now().to_rfc3339();
             let results: Vec<Value> = written
                 .into_iter()
-                .map(|(w, properties)| {
+                .map(|(w, properties, trace)| {
                     json!({
                         "id": w.id,
+                        "objectWriteTraceId": trace,
                         "properties": properties,
                         "createdAt": now,
                         "updatedAt": now,
@@ -385,6 +405,135 @@ async fn associate(
         })),
     )
         .into_response()
+}
+
+/// A store call's answer: `ok` on success, HubSpot's error shape otherwise.
+fn answered(
+    fake: &FakeHubSpot,
+    endpoint: &str,
+    h: HeaderMap,
+    result: Result<Response, woostream_sink::crm::memory::StoreError>,
+) -> Response {
+    match result {
+        Ok(r) => {
+            fake.log(endpoint, r.status().as_u16(), 1);
+            r
+        }
+        Err(e) => {
+            fake.log(endpoint, e.status, 1);
+            error(
+                StatusCode::from_u16(e.status).unwrap(),
+                &e.category,
+                &e.message,
+                h,
+            )
+        }
+    }
+}
+
+/// `POST /crm/v3/objects/contacts/gdpr-delete`: the contact deleted for good.
+async fn gdpr_delete(
+    State(fake): State<FakeHubSpot>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let endpoint = "contacts/gdpr-delete";
+    let h = match fake.admit(&headers, endpoint, 1) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    let id = body["objectId"].as_str().unwrap_or_default().to_string();
+    let result = fake.with_store(|s| s.gdpr_delete(&id));
+    answered(
+        &fake,
+        endpoint,
+        h.clone(),
+        result.map(|()| (StatusCode::NO_CONTENT, h).into_response()),
+    )
+}
+
+/// `PATCH /crm/v3/objects/contacts/{id}`: here only emptying properties (anonymising).
+async fn update_contact(
+    State(fake): State<FakeHubSpot>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let endpoint = "contacts/update";
+    let h = match fake.admit(&headers, endpoint, 1) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    let emptied: Vec<String> = body["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| v.as_str() == Some(""))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let result = fake.with_store(|s| s.blank(&id, &emptied));
+    answered(
+        &fake,
+        endpoint,
+        h.clone(),
+        result.map(|()| (StatusCode::OK, h, Json(json!({"id": id}))).into_response()),
+    )
+}
+
+/// `GET /crm/v4/objects/contacts/{id}/associations/deals`.
+async fn contact_deals(
+    State(fake): State<FakeHubSpot>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let endpoint = "contacts/associations/read";
+    let h = match fake.admit(&headers, endpoint, 1) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    let result = fake.with_store(|s| s.contact_deals(&id));
+    answered(
+        &fake,
+        endpoint,
+        h.clone(),
+        result.map(|deals| {
+            let results: Vec<Value> = deals
+                .iter()
+                .map(|d| json!({"toObjectId": d.parse::<u64>().unwrap(), "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 4, "label": null}]}))
+                .collect();
+            (StatusCode::OK, h, Json(json!({"results": results}))).into_response()
+        }),
+    )
+}
+
+/// `POST /crm/v4/associations/contacts/deals/batch/archive`.
+async fn detach(
+    State(fake): State<FakeHubSpot>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let endpoint = "associations/batch/archive";
+    let h = match fake.admit(&headers, endpoint, 1) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    let mut result = Ok(());
+    for input in body["inputs"].as_array().into_iter().flatten() {
+        let contact = input["from"]["id"].as_str().unwrap_or_default().to_string();
+        let deals: Vec<String> = input["to"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["id"].as_str().map(str::to_string))
+            .collect();
+        result = result.and_then(|()| fake.with_store(|s| s.detach(&contact, &deals)));
+    }
+    answered(
+        &fake,
+        endpoint,
+        h.clone(),
+        result.map(|()| (StatusCode::NO_CONTENT, h).into_response()),
+    )
 }
 
 fn object_of(path: &str) -> Option<Object> {

@@ -38,8 +38,11 @@ impl<C: Crm> Sender<C> {
         };
         match result {
             Ok(done) => Erased::Done(done),
-            // Already gone (a guest and an account of one person share a contact).
-            Err(Stop::Rejected(r)) if r.status == Some(404) => {
+            // Already gone (a guest and an account of one person share a contact). Only
+            // HubSpot's own "no such object": a 404 of a wrong URL is a refusal.
+            Err(Stop::Rejected(r))
+                if r.status == Some(404) && r.category.as_deref() == Some("OBJECT_NOT_FOUND") =>
+            {
                 Erased::Done(format!("contact {id} was already gone"))
             }
             Err(Stop::Rejected(r)) => Erased::Refused(r),
