@@ -54,7 +54,11 @@ const DMITRI: Person = Person {
 fn other(n: usize) -> Person {
     let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
     Person {
-        id: if n.is_multiple_of(3) { 0 } else { 10_000 + n as i64 },
+        id: if n.is_multiple_of(3) {
+            0
+        } else {
+            10_000 + n as i64
+        },
         first: leak(format!("Keeper{n}")),
         last: leak(format!("Stays{n}")),
         email: leak(format!("keeper{n}@stays.example")),

@@ -87,6 +87,7 @@ async fn a_backfill_killed_midway_and_resumed_gives_the_profiles_the_same_histor
         Behaviour {
             rate_limit: Some(SHOP_LIMIT),
             fail_every: Some(97),
+            ..Behaviour::default()
         },
     )
     .await

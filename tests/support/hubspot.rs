@@ -102,7 +102,7 @@ impl FakeHubSpot {
             .route("/crm/v3/objects/contacts/gdpr-delete", post(gdpr_delete))
             .route(
                 "/crm/v3/objects/contacts/{id}",
-                axum::routing::patch(update_contact),
+                get(read_contact).patch(update_contact),
             )
             .route(
                 "/crm/v4/objects/contacts/{id}/associations/deals",
@@ -450,6 +450,44 @@ async fn gdpr_delete(
         h.clone(),
         result.map(|()| (StatusCode::NO_CONTENT, h).into_response()),
     )
+}
+
+/// `GET /crm/v3/objects/contacts/{id}` (every property, whichever were asked for).
+async fn read_contact(
+    State(fake): State<FakeHubSpot>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let endpoint = "contacts/read";
+    let h = match fake.admit(&headers, endpoint, 1) {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
+    let found = fake.with_store(|s| {
+        id.parse::<u64>()
+            .ok()
+            .and_then(|n| s.contacts.records.get(&n).cloned())
+    });
+    match found {
+        Some(properties) => {
+            fake.log(endpoint, 200, 1);
+            (
+                StatusCode::OK,
+                h,
+                Json(json!({"id": id, "properties": properties, "archived": false})),
+            )
+                .into_response()
+        }
+        None => {
+            fake.log(endpoint, 404, 1);
+            error(
+                StatusCode::NOT_FOUND,
+                "OBJECT_NOT_FOUND",
+                "Object not found",
+                h,
+            )
+        }
+    }
 }
 
 /// `PATCH /crm/v3/objects/contacts/{id}`: here only emptying properties (anonymising).

@@ -125,6 +125,116 @@ pub struct CrmConfig {
     /// personal data) is sealed with ChaCha20-Poly1305.
     #[serde(default)]
     pub dead_letter_key: Option<crate::secret::Secret>,
+    /// The CRM talking back: HubSpot's webhooks in, contact changes written to the shop.
+    #[serde(default)]
+    pub inbound: CrmInbound,
+}
+
+/// `[crm.inbound]`: a HubSpot webhook receiver that writes contact property changes to the
+/// `crm_changes` topic, and a shop writer that applies them to WooCommerce through its REST API
+/// (`woostream crm inbound`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CrmInbound {
+    /// Run it in `woostream run` too (`woostream crm inbound` always does).
+    pub enabled: bool,
+    pub listen: std::net::SocketAddr,
+    pub path: String,
+    /// The URL HubSpot calls, exactly as the app's webhook settings have it: the signature
+    /// covers it, and behind a proxy the request alone does not tell it.
+    pub public_url: Option<String>,
+    /// The HubSpot app's client secret, which signs its webhooks (X-HubSpot-Signature-v3).
+    pub client_secret: Option<crate::secret::Secret>,
+    /// The id of the app woostream writes to HubSpot with: changes it made itself (HubSpot
+    /// reports them with changeSource INTEGRATION and this sourceId) never come back.
+    pub app_id: Option<String>,
+    /// Webhooks signed longer ago than this are refused (HubSpot's rule: 5 minutes).
+    pub max_age_secs: u64,
+    /// The shop the contacts belong to when their id property does not say (`<shop>:<id>`).
+    pub shop: Option<String>,
+    pub group_id: String,
+    /// HubSpot contact property → shop field: `first_name`, `last_name`, `billing.<field>`,
+    /// `shipping.<field>`, or `meta.<name>` (a customer meta field `woostream_<name>`); over
+    /// the defaults in [`INBOUND_FIELDS`], `""` leaves a property out.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// The customer meta field the shop writer keeps the identity fingerprint of what it wrote in
+/// (see [`crate::privacy::CustomerHasher::identity_fingerprint`]).
+pub const CRM_IDENTITY_META: &str = "_woostream_crm_identity";
+
+/// What a contact change writes to the shop by default.
+pub const INBOUND_FIELDS: &[(&str, &str)] = &[
+    ("firstname", "first_name"),
+    ("lastname", "last_name"),
+    ("phone", "billing.phone"),
+    ("company", "billing.company"),
+    ("address", "billing.address_1"),
+    ("city", "billing.city"),
+    ("zip", "billing.postcode"),
+    ("state", "billing.state"),
+    ("country", "billing.country"),
+    ("woo_marketing_consent", "meta.marketing_consent"),
+    ("woo_note", "meta.crm_note"),
+];
+
+impl Default for CrmInbound {
+    fn default() -> Self {
+        CrmInbound {
+            enabled: false,
+            listen: "0.0.0.0:8090".parse().expect("a socket address"),
+            path: "/webhooks/hubspot".into(),
+            public_url: None,
+            client_secret: None,
+            app_id: None,
+            max_age_secs: 300,
+            shop: None,
+            group_id: "woostream-shop-writer".into(),
+            fields: BTreeMap::new(),
+        }
+    }
+}
+
+impl CrmInbound {
+    /// HubSpot property → shop field, defaults and overrides together.
+    pub fn field_map(&self) -> BTreeMap<String, String> {
+        let mut out: BTreeMap<String, String> = INBOUND_FIELDS
+            .iter()
+            .map(|(p, f)| (p.to_string(), f.to_string()))
+            .collect();
+        for (p, f) in &self.fields {
+            if f.is_empty() {
+                out.remove(p);
+            } else {
+                out.insert(p.clone(), f.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether a shop field is one the writer knows how to set.
+    pub fn is_shop_field(field: &str) -> bool {
+        const ADDRESS: [&str; 11] = [
+            "first_name",
+            "last_name",
+            "company",
+            "address_1",
+            "address_2",
+            "city",
+            "state",
+            "postcode",
+            "country",
+            "email",
+            "phone",
+        ];
+        match field.split_once('.') {
+            None => matches!(field, "first_name" | "last_name"),
+            Some(("billing", f)) => ADDRESS.contains(&f),
+            Some(("shipping", f)) => ADDRESS.contains(&f) && f != "email",
+            Some(("meta", name)) => !name.is_empty(),
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Debug for CrmConfig {
@@ -168,6 +278,7 @@ impl Default for CrmConfig {
             max_backoff_secs: default_max_backoff_secs(),
             guest_wait_secs: default_guest_wait_secs(),
             dead_letter_key: None,
+            inbound: CrmInbound::default(),
         }
     }
 }
@@ -318,6 +429,20 @@ impl CrmConfig {
         }
         crate::sealing::check_key(&self.dead_letter_key)
             .map_err(|e| ("crm.dead_letter_key".to_string(), e))?;
+        for (property, field) in self.inbound.field_map() {
+            if !CrmInbound::is_shop_field(&field) {
+                return Err((
+                    format!("crm.inbound.fields.{property}"),
+                    "expected first_name, last_name, billing.<field>, shipping.<field> or meta.<name>".into(),
+                ));
+            }
+        }
+        if !self.inbound.path.starts_with('/') {
+            return Err((
+                "crm.inbound.path".into(),
+                "expected a path starting with /".into(),
+            ));
+        }
         crate::secret::check_written(&self.token, &self.token_env)
             .map_err(|e| ("crm.token".to_string(), e))?;
         if self.enabled && !self.dry_run && self.resolved_token().is_none() {

@@ -16,6 +16,9 @@ pub enum Origin {
     Backfill,
     Reconcile,
     Poll,
+    /// A change the team made in the CRM, written to the shop by woostream's shop writer and
+    /// come back as the shop's webhook: the CRM has it already.
+    Crm,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -90,6 +90,41 @@ impl CustomerHasher {
         hex::encode(&mac.finalize().into_bytes()[..16])
     }
 
+    /// A fingerprint of a WooCommerce customer's identity (names and both addresses, as its
+    /// REST and webhook JSON has them): the shop writer stores it with what it writes from the
+    /// CRM, and the producer recognises the shop's resulting webhook by it (the identity is
+    /// still exactly what the CRM wrote), so that it does not go back to the CRM.
+    pub fn identity_fingerprint(&self, customer: &serde_json::Value) -> String {
+        use hmac::Mac;
+        const ADDRESS: [&str; 11] = [
+            "first_name",
+            "last_name",
+            "company",
+            "address_1",
+            "address_2",
+            "city",
+            "state",
+            "postcode",
+            "country",
+            "email",
+            "phone",
+        ];
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().trim().to_string();
+        let mut mac = self.mac.clone();
+        mac.update(b"woostream identity v1");
+        for part in ["first_name", "last_name"] {
+            mac.update(b"\0");
+            mac.update(text(&customer[part]).as_bytes());
+        }
+        for address in ["billing", "shipping"] {
+            for part in ADDRESS {
+                mac.update(b"\0");
+                mac.update(text(&customer[address][part]).as_bytes());
+            }
+        }
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
     /// 32 hex characters of HMAC(key, trimmed lower-case email); `None` for an empty email.
     pub fn email_hash(&self, email: &str) -> Option<String> {
         use hmac::Mac;

@@ -4,6 +4,7 @@
 //! `server` is the HTTP edge; [`start`] wires them together.
 
 pub mod catalogue;
+pub mod crm_inbound;
 pub mod dedup;
 pub mod listener;
 pub mod metrics;

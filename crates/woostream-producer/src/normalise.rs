@@ -306,6 +306,10 @@ pub fn normalise(d: &WebhookDelivery<'_>, body: &[u8]) -> Result<Event, Rejectio
         }
         Topic::Resource(Resource::Customer, action) => {
             let customer = customer(parse(body)?, d.customers);
+            let mut envelope = envelope;
+            if written_from_crm(body, d.customers) {
+                envelope.origin = Origin::Crm;
+            }
             Ok(Event::Customer(
                 CustomerKey {
                     shop_id,
@@ -513,6 +517,20 @@ fn product(w: WooProduct) -> Product {
         created_at: date(&w.date_created_gmt),
         modified_at: date(&w.date_modified_gmt),
     }
+}
+
+/// Whether a customer's identity is still exactly what the shop writer wrote from the CRM:
+/// its meta field holds the fingerprint of the identity the body shows.
+fn written_from_crm(body: &[u8], customers: &CustomerHasher) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let written = v["meta_data"].as_array().and_then(|m| {
+        m.iter()
+            .find(|e| e["key"] == woostream_core::crm_config::CRM_IDENTITY_META)
+            .and_then(|e| e["value"].as_str().map(str::to_string))
+    });
+    written.is_some_and(|w| w == customers.identity_fingerprint(&v))
 }
 
 fn customer(w: WooCustomer, customers: &CustomerHasher) -> CustomerRecord {

@@ -202,6 +202,12 @@ enum CrmCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// The CRM talking back: receive HubSpot's contact webhooks (crm.inbound), keep the
+    /// changes in the crm_changes topic, and write them to the shop through its REST API.
+    Inbound {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Create the properties the mapping writes that HubSpot lacks (woo_customer_id,
     /// woo_guest_id and woo_order_id unique); safe to run again.
     Setup {
@@ -350,6 +356,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Crm {
             command: CrmCommand::Setup { config },
         } => crm_setup(config.load()?).await,
+        Command::Crm {
+            command: CrmCommand::Inbound { config },
+        } => crm_inbound(config.load()?).await,
         Command::Replay {
             config,
             reason,
@@ -758,6 +767,20 @@ async fn crm(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     role.run_sink(ready, sink.task).await
+}
+
+async fn crm_inbound(config: Config) -> anyhow::Result<()> {
+    let role = Role::start(&config).await?;
+    let ready = role.readiness.condition("crm inbound");
+    let running = woostream_producer::crm_inbound::start(
+        &config,
+        &role.bootstrap,
+        &role.registry,
+        role.shutdown.clone(),
+        config.topics.create,
+    )
+    .await?;
+    role.run_sink(ready, running.task).await
 }
 
 async fn crm_setup(config: Config) -> anyhow::Result<()> {

@@ -42,6 +42,9 @@ pub struct Behaviour {
     pub rate_limit: Option<u32>,
     /// Every `n`-th request is answered 503 (a struggling PHP pool).
     pub fail_every: Option<u64>,
+    /// Where the shop delivers `customer.updated` after a customer is changed through the
+    /// API, as a WooCommerce webhook would: (delivery URL, secret, source).
+    pub customer_webhook: Option<(String, String, String)>,
 }
 
 /// One request the shop answered.
@@ -65,6 +68,8 @@ struct Shop {
     behaviour: Behaviour,
     data: Mutex<Data>,
     log: Mutex<Vec<Served>>,
+    /// Every customer update made through the API: (id, the update as sent).
+    customer_updates: Mutex<Vec<(i64, Value)>>,
 }
 
 /// A running simulated shop; stops when dropped.
@@ -126,6 +131,7 @@ impl ShopServer {
             behaviour,
             data: Mutex::new(Data { objects }),
             log: Mutex::new(Vec::new()),
+            customer_updates: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route(
@@ -135,6 +141,10 @@ impl ShopServer {
             .route(
                 "/wp-json/wc/v3/webhooks/{id}",
                 get(get_webhook).put(update_webhook),
+            )
+            .route(
+                "/wp-json/wc/v3/customers/{id}",
+                get(get_customer).put(update_customer),
             )
             .route("/wp-json/wc/v3/products/reviews", get(list_reviews))
             .route("/wp-json/wc/v3/{collection}", get(list_collection))
@@ -193,6 +203,11 @@ impl ShopServer {
             .get(collection)
             .and_then(|c| c.get(&id))
             .cloned()
+    }
+
+    /// Every customer update made through the REST API so far: (id, the update as sent).
+    pub fn customer_updates(&self) -> Vec<(i64, Value)> {
+        self.shop.customer_updates.lock().expect("updates").clone()
     }
 
     /// How many objects a collection holds.
@@ -476,6 +491,112 @@ async fn list_webhooks(
     headers: HeaderMap,
 ) -> Response {
     list(&shop, "webhooks", &query, &headers)
+}
+
+fn no_customer() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "woocommerce_rest_invalid_id",
+        "Invalid resource ID.",
+    )
+}
+
+async fn get_customer(
+    State(shop): State<Arc<Shop>>,
+    Path(id): Path<i64>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = shop.admit(&format!("/wp-json/wc/v3/customers/{id}"), &headers, &query) {
+        return r;
+    }
+    let found = shop
+        .data
+        .lock()
+        .expect("data")
+        .objects
+        .get("customers")
+        .and_then(|c| c.get(&id))
+        .cloned();
+    found.map_or_else(no_customer, |c| axum::Json(c).into_response())
+}
+
+/// WooCommerce's customer update: the fields named change (addresses field by field, meta data
+/// by key), the modification time moves, and a `customer.updated` webhook follows.
+async fn update_customer(
+    State(shop): State<Arc<Shop>>,
+    Path(id): Path<i64>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = format!("/wp-json/wc/v3/customers/{id}");
+    let update = match shop.admit_json(&path, &headers, &query, &body) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let updated = {
+        let mut data = shop.data.lock().expect("data");
+        let Some(c) = data
+            .objects
+            .get_mut("customers")
+            .and_then(|c| c.get_mut(&id))
+        else {
+            return no_customer();
+        };
+        for (k, v) in update.as_object().into_iter().flatten() {
+            match (k.as_str(), v) {
+                ("meta_data", Value::Array(entries)) => {
+                    let mut meta = c["meta_data"].as_array().cloned().unwrap_or_default();
+                    for e in entries {
+                        meta.retain(|m| m["key"] != e["key"]);
+                        meta.push(e.clone());
+                    }
+                    c["meta_data"] = Value::Array(meta);
+                }
+                ("billing" | "shipping", Value::Object(fields)) => {
+                    for (f, x) in fields {
+                        c[k][f] = x.clone();
+                    }
+                }
+                _ => c[k] = v.clone(),
+            }
+        }
+        let now = chrono::Utc::now();
+        c["date_modified"] = now.format("%Y-%m-%dT%H:%M:%S").to_string().into();
+        c["date_modified_gmt"] = now.format("%Y-%m-%dT%H:%M:%S").to_string().into();
+        c.clone()
+    };
+    shop.customer_updates
+        .lock()
+        .expect("updates")
+        .push((id, update));
+    if let Some((url, secret, source)) = shop.behaviour.customer_webhook.clone() {
+        let body = serde_json::to_vec(&updated).expect("JSON");
+        tokio::spawn(async move {
+            let _ = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-wc-webhook-source", source)
+                .header("x-wc-webhook-topic", "customer.updated")
+                .header("x-wc-webhook-resource", "customer")
+                .header("x-wc-webhook-event", "updated")
+                .header("x-wc-webhook-id", "11")
+                .header("x-wc-webhook-delivery-id", uuid_like())
+                .header(
+                    "x-wc-webhook-signature",
+                    woostream_producer::signature::sign(&body, &secret),
+                )
+                .body(body)
+                .send()
+                .await;
+        });
+    }
+    axum::Json(updated).into_response()
+}
+
+fn uuid_like() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 async fn get_webhook(

@@ -247,6 +247,10 @@ pub struct TopicsConfig {
     /// Per-person keys personal fields are sealed with; an erasure deletes a person's keys.
     /// Compacted, and compacted soon after a tombstone (see [`RetentionConfig`]).
     pub subject_keys: TopicConfig,
+    /// Contact property changes made in the CRM, on their way to the shop (values sealed).
+    pub crm_changes: TopicConfig,
+    /// CRM changes the shop refused for good.
+    pub shop_dead_letter: TopicConfig,
 }
 
 impl Default for TopicsConfig {
@@ -284,13 +288,15 @@ impl Default for TopicsConfig {
                 partitions: Some(1),
                 ..topic("woostream.subject-keys", "compact")
             },
+            crm_changes: topic("crm.changes", "delete"),
+            shop_dead_letter: topic("woostream.dlq.shop", "delete"),
         }
     }
 }
 
 impl TopicsConfig {
     /// Every topic with the configuration key it came from.
-    pub fn all(&self) -> [(&'static str, &TopicConfig); 16] {
+    pub fn all(&self) -> [(&'static str, &TopicConfig); 18] {
         [
             ("orders", &self.orders),
             ("products", &self.products),
@@ -308,13 +314,15 @@ impl TopicsConfig {
             ("transactions_probe", &self.transactions_probe),
             ("checkpoints", &self.checkpoints),
             ("subject_keys", &self.subject_keys),
+            ("crm_changes", &self.crm_changes),
+            ("shop_dead_letter", &self.shop_dead_letter),
         ]
     }
 
     /// What kind of data a topic holds, for its retention.
     pub fn kind_of(&self, key: &str) -> DataKind {
         match key {
-            "orders" | "reviews" | "actions" => DataKind::Events,
+            "orders" | "reviews" | "actions" | "crm_changes" => DataKind::Events,
             "customers" | "profiles" | "subject_keys" => DataKind::Person,
             "alerts" => DataKind::Alerts,
             "deliveries" => DataKind::Audit,

@@ -177,7 +177,8 @@ pub fn from_order(e: &OrderEvent) -> (Option<ContactChange>, Option<DealChange>)
 /// A registered customer's account: the email and name they keep in the shop.
 pub fn from_customer(e: &CustomerEvent) -> Option<ContactChange> {
     let c = e.customer.as_ref()?;
-    if e.action == Action::Deleted {
+    // Deleted, or written from the CRM (which has it already: sending it back would echo).
+    if e.action == Action::Deleted || e.envelope.origin == woostream_core::events::Origin::Crm {
         return None;
     }
     let phone = c.billing.as_ref().and_then(|b| non_empty(&b.phone));
