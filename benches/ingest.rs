@@ -73,6 +73,48 @@ fn bodies(n: usize, secret: &str) -> Vec<Body> {
         .collect()
 }
 
+/// Mean encoded size of the orders in `work`, in clear and with their personal fields sealed
+/// (one key per customer, as the producer does).
+fn sealed_sizes(
+    work: &[Body],
+    encoders: &Encoders,
+    config: &woostream_core::config::Config,
+    shop: &str,
+    source: &str,
+) -> (f64, f64) {
+    use woostream_core::erasure::personal::{order_fields, seal_fields};
+    use woostream_producer::normalise::Event;
+    let customers = woostream_core::privacy::CustomerHasher::for_shop(config, shop);
+    let mut keys = std::collections::HashMap::new();
+    let (mut plain, mut sealed, mut n) = (0usize, 0usize, 0usize);
+    for b in work {
+        let d = WebhookDelivery {
+            shop_id: shop,
+            source,
+            wc_topic: Some(&b.topic),
+            webhook_id: None,
+            delivery_id: None,
+            correlation_id: "bench",
+            received_at: chrono::Utc::now(),
+            origin: Origin::Webhook,
+            customers: &customers,
+        };
+        let mut event = normalise(&d, &b.body).unwrap();
+        plain += encoders.event_record(&event).unwrap().value.len();
+        if let Event::Order(k, e) = &mut event {
+            if let Some(o) = &mut e.order {
+                let key = keys
+                    .entry(k.customer.clone())
+                    .or_insert_with(woostream_core::erasure::SubjectKey::generate);
+                seal_fields(order_fields(o), key);
+            }
+        }
+        sealed += encoders.event_record(&event).unwrap().value.len();
+        n += 1;
+    }
+    (plain as f64 / n as f64, sealed as f64 / n as f64)
+}
+
 async fn post(client: &reqwest::Client, url: &str, b: &Body, source: &str) -> bool {
     client
         .post(url)
@@ -381,6 +423,13 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap()
         })
         .collect();
+    // What sealing adds to a record: the same orders, their personal fields sealed.
+    let (plain_bytes, sealed_bytes) = sealed_sizes(&work, &encoders, &config, &shop.id, &source);
+    println!(
+        "order records: {plain_bytes:.0} bytes in clear, {sealed_bytes:.0} bytes sealed (+{:.0} bytes, +{:.0} %)",
+        sealed_bytes - plain_bytes,
+        100.0 * (sealed_bytes - plain_bytes) / plain_bytes
+    );
     let raw: FutureProducer =
         woostream_core::kafka::create_producer(&config.kafka, &tansu.bootstrap)?;
     let secs = args.wrk_seconds;
@@ -434,6 +483,29 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let max = max.expect("the keep-alive run");
+    // The same producer with sealing off: what sealing (a key per new customer, written first,
+    // and 20 fields sealed per order) costs at the maximum rate.
+    let mut unsealed_config = config.clone();
+    unsealed_config.privacy.seal_personal_data = false;
+    unsealed_config.producer.listen = "127.0.0.1:0".parse()?;
+    unsealed_config.ops.listen = "127.0.0.1:0".parse()?;
+    let unsealed = Producer::start(&unsealed_config, true).await?;
+    let (clear, _) = tokio::task::block_in_place(|| {
+        wrk_with_cpu(
+            &unsealed.url,
+            &source,
+            &work,
+            args.connections,
+            args.wrk_seconds,
+            false,
+        )
+    })?;
+    unsealed.stop().await?;
+    println!(
+        "woostream producer without sealing (keep-alive, same load): {:.0} requests/s; sealed / not sealed: {:.0} %",
+        clear.rate,
+        100.0 * max.rate / clear.rate
+    );
     // Measured again afterwards: the broker's state differs between the runs, so the baseline
     // is the mean of one run before and one after.
     let after = raw_rate(&raw, &records, secs).await;

@@ -131,6 +131,25 @@ fn woostream(args: &[&str], config: &Path) -> String {
     text
 }
 
+/// `woostream export-subject` of a customer, read back.
+fn export_of(customer: i64, path: &Path, config: &Path) -> Value {
+    let id = customer.to_string();
+    let out = path.to_str().unwrap();
+    woostream(
+        &[
+            "export-subject",
+            "--shop",
+            "eu",
+            "--customer",
+            &id,
+            "--out",
+            out,
+        ],
+        config,
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 fn contact_with(hubspot: &FakeHubSpot, property: &str, value: &str) -> bool {
     hubspot.with_store(|s| {
         s.contacts.records.values().any(|c| {
@@ -310,20 +329,7 @@ async fn erasing_people_mid_sale_leaves_nothing_readable_about_them_anywhere() {
 
     // The subject export gives back what was sent.
     let export_path = dir.path().join("rosalind.json");
-    woostream(
-        &[
-            "export-subject",
-            "--shop",
-            "eu",
-            "--customer",
-            &ROSALIND.id.to_string(),
-            "--out",
-            export_path.to_str().unwrap(),
-        ],
-        &cli_config,
-    );
-    let export: Value =
-        serde_json::from_str(&std::fs::read_to_string(&export_path).unwrap()).unwrap();
+    let export = export_of(ROSALIND.id, &export_path, &cli_config);
     let hasher = {
         let config = woostream_tests::config(&tansu.bootstrap);
         CustomerHasher::for_shop(&config, "eu")
@@ -566,20 +572,7 @@ async fn erasing_people_mid_sale_leaves_nothing_readable_about_them_anywhere() {
     );
 
     // Afterwards the export has nothing personal left to give.
-    woostream(
-        &[
-            "export-subject",
-            "--shop",
-            "eu",
-            "--customer",
-            &ROSALIND.id.to_string(),
-            "--out",
-            export_path.to_str().unwrap(),
-        ],
-        &cli_config,
-    );
-    let after: Value =
-        serde_json::from_str(&std::fs::read_to_string(&export_path).unwrap()).unwrap();
+    let after = export_of(ROSALIND.id, &export_path, &cli_config);
     assert_eq!(after["accounts"], json!([]), "{after}");
     assert_eq!(after["profiles"], json!([]), "{after}");
     assert_eq!(after["records_erased"], 3, "{after}");

@@ -159,6 +159,21 @@ pub struct CrmInbound {
     pub fields: BTreeMap<String, String>,
 }
 
+/// The fields of a WooCommerce address (billing; shipping has no email).
+pub const ADDRESS_FIELDS: [&str; 11] = [
+    "first_name",
+    "last_name",
+    "company",
+    "address_1",
+    "address_2",
+    "city",
+    "state",
+    "postcode",
+    "country",
+    "email",
+    "phone",
+];
+
 /// The customer meta field the shop writer keeps the identity fingerprint of what it wrote in
 /// (see [`crate::privacy::CustomerHasher::identity_fingerprint`]).
 pub const CRM_IDENTITY_META: &str = "_woostream_crm_identity";
@@ -214,23 +229,10 @@ impl CrmInbound {
 
     /// Whether a shop field is one the writer knows how to set.
     pub fn is_shop_field(field: &str) -> bool {
-        const ADDRESS: [&str; 11] = [
-            "first_name",
-            "last_name",
-            "company",
-            "address_1",
-            "address_2",
-            "city",
-            "state",
-            "postcode",
-            "country",
-            "email",
-            "phone",
-        ];
         match field.split_once('.') {
             None => matches!(field, "first_name" | "last_name"),
-            Some(("billing", f)) => ADDRESS.contains(&f),
-            Some(("shipping", f)) => ADDRESS.contains(&f) && f != "email",
+            Some(("billing", f)) => ADDRESS_FIELDS.contains(&f),
+            Some(("shipping", f)) => ADDRESS_FIELDS.contains(&f) && f != "email",
             Some(("meta", name)) => !name.is_empty(),
             _ => false,
         }

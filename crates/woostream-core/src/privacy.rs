@@ -96,19 +96,6 @@ impl CustomerHasher {
     /// still exactly what the CRM wrote), so that it does not go back to the CRM.
     pub fn identity_fingerprint(&self, customer: &serde_json::Value) -> String {
         use hmac::Mac;
-        const ADDRESS: [&str; 11] = [
-            "first_name",
-            "last_name",
-            "company",
-            "address_1",
-            "address_2",
-            "city",
-            "state",
-            "postcode",
-            "country",
-            "email",
-            "phone",
-        ];
         let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().trim().to_string();
         let mut mac = self.mac.clone();
         mac.update(b"woostream identity v1");
@@ -117,7 +104,7 @@ impl CustomerHasher {
             mac.update(text(&customer[part]).as_bytes());
         }
         for address in ["billing", "shipping"] {
-            for part in ADDRESS {
+            for part in crate::crm_config::ADDRESS_FIELDS {
                 mac.update(b"\0");
                 mac.update(text(&customer[address][part]).as_bytes());
             }

@@ -63,8 +63,22 @@ impl Request {
     }
 }
 
-/// The erasure id and request time on a record, if it is an erasure's.
-pub fn erasure_of(headers: &[(String, Vec<u8>)]) -> Option<(String, DateTime<Utc>)> {
+/// The erasure id and request time a record carries, if it is an erasure's.
+pub fn erasure_of<M: rdkafka::Message>(m: &M) -> Option<(String, DateTime<Utc>)> {
+    use rdkafka::message::Headers as _;
+    let headers: Vec<(String, Vec<u8>)> = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    erasure_in(&headers)
+}
+
+/// [`erasure_of`] over headers already read.
+pub fn erasure_in(headers: &[(String, Vec<u8>)]) -> Option<(String, DateTime<Utc>)> {
     let get = |name: &str| {
         headers
             .iter()
@@ -315,7 +329,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
             .collect();
-        assert_eq!(erasure_of(&headers).unwrap().0, request.erasure_id);
+        assert_eq!(erasure_in(&headers).unwrap().0, request.erasure_id);
         let receipt: Delivery = crate::codec::Decoder::new()
             .decode(out[4].value.as_ref().unwrap())
             .unwrap();

@@ -2,7 +2,6 @@
 //! (pure: [`crate::partition`] and [`crate::products`]), and hand the outputs on.
 
 use super::*;
-use rdkafka::message::Headers as _;
 use woostream_core::erasure::erase::erasure_of;
 use woostream_core::erasure::personal::{open_fields, order_fields, seal_derived, Sealing};
 use woostream_core::erasure::receipt::Receipt;
@@ -193,19 +192,11 @@ impl Work {
             Some(Ok(k)) => k,
             _ => return Ok(Output::default()),
         };
-        let headers: Vec<(String, Vec<u8>)> = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
         let state = self
             .customers
             .entry(m.partition())
             .or_insert_with(|| CustomerPartition::new(m.partition()));
-        let Some((erasure_id, requested_at)) = erasure_of(&headers) else {
+        let Some((erasure_id, requested_at)) = erasure_of(m) else {
             return Ok(state.erase(&key));
         };
         let origin = Origin {

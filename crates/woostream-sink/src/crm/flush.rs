@@ -475,8 +475,9 @@ mod tests {
         calls: AtomicUsize,
     }
 
-    impl Crm for Flaky {
-        async fn upsert(&self, object: Object, inputs: &[Input]) -> Result<Reply, CallError> {
+    impl Flaky {
+        /// Counts a call; fails it with 503 while failures are left.
+        fn called(&self) -> Result<(), CallError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if self.fail.load(Ordering::SeqCst) > 0 {
                 self.fail.fetch_sub(1, Ordering::SeqCst);
@@ -486,6 +487,13 @@ mod tests {
                     limits: Default::default(),
                 });
             }
+            Ok(())
+        }
+    }
+
+    impl Crm for Flaky {
+        async fn upsert(&self, object: Object, inputs: &[Input]) -> Result<Reply, CallError> {
+            self.called()?;
             self.crm.upsert(object, inputs).await
         }
         async fn associate(&self, pairs: &[(String, String)]) -> Result<Reply, CallError> {
@@ -502,15 +510,7 @@ mod tests {
             self.crm.stages(pipeline).await
         }
         async fn gdpr_delete(&self, contact: &str) -> Result<Reply, CallError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            if self.fail.load(Ordering::SeqCst) > 0 {
-                self.fail.fetch_sub(1, Ordering::SeqCst);
-                return Err(CallError::Transient {
-                    status: Some(503),
-                    message: "down".into(),
-                    limits: Default::default(),
-                });
-            }
+            self.called()?;
             self.crm.gdpr_delete(contact).await
         }
         async fn blank(&self, contact: &str, properties: &[String]) -> Result<Reply, CallError> {

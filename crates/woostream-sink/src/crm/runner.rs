@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use crate::audit::fold_audit;
 use anyhow::Context;
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::message::Headers as _;
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
 use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
@@ -399,15 +398,7 @@ impl<C: Crm> Loop<C> {
         if m.topic() != self.topics.customers {
             return Ok(true);
         }
-        let headers: Vec<(String, Vec<u8>)> = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let Some((erasure_id, requested_at)) = erasure_of(&headers) else {
+        let Some((erasure_id, requested_at)) = erasure_of(m) else {
             return Ok(true);
         };
         self.erase(&erasure_id, requested_at, who).await
