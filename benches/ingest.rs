@@ -73,6 +73,28 @@ fn bodies(n: usize, secret: &str) -> Vec<Body> {
         .collect()
 }
 
+/// Resident memory a keyring of `n` keys (with their people) takes, per key.
+fn keyring_bytes_per_key(n: usize) -> f64 {
+    let rss = || -> f64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: f64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0.0);
+        pages * 4096.0
+    };
+    let before = rss();
+    let mut ring = woostream_core::erasure::Keyring::by_subject();
+    for i in 0..n {
+        let key = std::sync::Arc::new(woostream_core::erasure::SubjectKey::generate());
+        ring.insert(&format!("{i:032x}"), key);
+    }
+    let per_key = (rss() - before) / n as f64;
+    drop(ring);
+    per_key
+}
+
 /// Mean encoded size of the orders in `work`, in clear and with their personal fields sealed
 /// (one key per customer, as the producer does).
 fn sealed_sizes(
@@ -430,6 +452,8 @@ async fn main() -> anyhow::Result<()> {
         sealed_bytes - plain_bytes,
         100.0 * (sealed_bytes - plain_bytes) / plain_bytes
     );
+    let per_key = keyring_bytes_per_key(200_000);
+    println!("subject keys in memory: {per_key:.0} bytes per key (a producer's keyring, which also knows whose each key is)");
     let raw: FutureProducer =
         woostream_core::kafka::create_producer(&config.kafka, &tansu.bootstrap)?;
     let secs = args.wrk_seconds;

@@ -163,7 +163,11 @@ pub fn write_end_markers(
 ) -> anyhow::Result<Vec<(i32, i64)>> {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    // A marker may wait for a partition's leader (a topic just created, a broker starting):
+    // at least 30 s, whatever the delivery timeout the role's own records have.
+    let timeout = config.delivery_timeout_ms.max(30_000).to_string();
     let producer: ThreadedProducer<MarkerOffsets> = kafka::producer_config(config, bootstrap)
+        .set("message.timeout.ms", &timeout)
         .create_with_context(MarkerOffsets::default())
         .context("creating the end-marker producer")?;
     for p in partitions {
@@ -181,7 +185,7 @@ pub fn write_end_markers(
             .map_err(|(e, _)| anyhow!("writing an end marker to {topic}[{p}]: {e}"))?;
     }
     producer
-        .flush(Duration::from_secs(30))
+        .flush(Duration::from_secs(60))
         .with_context(|| format!("writing end markers to {topic}"))?;
     let offsets = producer.context().0.lock().expect("marker offsets").clone();
     let mut stops = Vec::new();
