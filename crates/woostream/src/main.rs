@@ -90,8 +90,8 @@ enum Command {
         /// Only this customer (a customer id, or guest:<hash>).
         #[arg(long)]
         customer: Option<String>,
-        /// Only contacts or only deals.
-        #[arg(long, value_parser = ["contact", "deal"])]
+        /// Only contacts, only deals, or only the erasures the CRM refused.
+        #[arg(long, value_parser = ["contact", "deal", "contact_erasure"])]
         object: Option<String>,
         /// List what would be replayed; send nothing.
         #[arg(long)]

@@ -50,6 +50,12 @@ pub enum Original {
         deal: Box<DealChange>,
         contact: Option<Box<ContactChange>>,
     },
+    /// An erased person's contact the CRM would not delete (or anonymise): no personal data,
+    /// only the ids a replay needs to try again.
+    ContactErasure {
+        erasure_id: String,
+        contact_id: String,
+    },
 }
 
 /// What one flush sends, and what it gives up on without asking the CRM.

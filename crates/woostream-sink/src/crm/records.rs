@@ -65,6 +65,7 @@ fn sealed_with(original: &Original) -> Option<&str> {
     let contact = match original {
         Original::Contact { contact } => Some(contact),
         Original::Deal { contact, .. } => contact.as_ref(),
+        Original::ContactErasure { .. } => None,
     };
     contact?.identity.as_ref()?.sealed_with.as_deref()
 }
@@ -205,6 +206,41 @@ impl Recorder {
             dead_letter: Some((refusal.reason.clone(), Vec::new())),
         });
         Ok(())
+    }
+
+    /// Keeps an erasure the CRM refused (ids only) on the dead-letter topic, for a replay.
+    pub async fn erasure_dead_letter(
+        &self,
+        (shop_id, customer): (&str, &str),
+        erasure_id: &str,
+        contact_id: &str,
+        refusal: &Refusal,
+        attempts: Vec<woostream_core::records::CrmAttempt>,
+    ) -> anyhow::Result<()> {
+        let item = Item {
+            change: (),
+            sources: Vec::new(),
+            written_ms: Utc::now().timestamp_millis(),
+            first_seen: std::time::Instant::now(),
+            attempts,
+            replays: 0,
+        };
+        let original = Original::ContactErasure {
+            erasure_id: erasure_id.to_string(),
+            contact_id: contact_id.to_string(),
+        };
+        let mut out = Vec::new();
+        self.dead_letter(
+            &mut out,
+            &item,
+            format!("contact_erasure:{shop_id}:{customer}:{erasure_id}"),
+            "contact_erasure",
+            (shop_id, customer, None),
+            refusal,
+            &original,
+            erasure_id,
+        )?;
+        write_all(&self.producer, &out, "keeping a refused erasure").await
     }
 
     /// Writes an erasure receipt and waits until Kafka has it.

@@ -102,6 +102,8 @@ pub fn current(known: &Known, original: Original) -> Option<Original> {
         Original::Contact { contact } => Some(Original::Contact {
             contact: Box::new(known.fresh_contact(*contact)?),
         }),
+        // An erasure is never superseded.
+        erasure @ Original::ContactErasure { .. } => Some(erasure),
     }
 }
 
@@ -132,6 +134,10 @@ pub fn plan(known: &Known, selected: impl IntoIterator<Item = (CrmDeadLetter, Or
         let (key, version) = match &original {
             Original::Contact { contact } => (contact_key(contact), contact.version()),
             Original::Deal { deal, .. } => (deal_key(deal), deal.version()),
+            Original::ContactErasure { erasure_id, .. } => (
+                ("contact_erasure", dl.shop_id.clone(), erasure_id.clone()),
+                0,
+            ),
         };
         match newest.get(&key) {
             Some((v, ..)) if *v >= version => out.superseded.push(dl),
@@ -196,6 +202,8 @@ pub fn to_send(selected: &[CrmDeadLetter], originals: Vec<Original>) -> Taken {
                 }
                 taken.deals.push(replay_item(dl, *deal, now));
             }
+            // Sent on its own (see `replay`), not in a flush.
+            Original::ContactErasure { .. } => {}
         }
     }
     taken
@@ -275,7 +283,11 @@ pub async fn replay(
         recorder.replayed(dl, true).await?;
     }
     summary.superseded = plan.superseded.len();
-    let (current, current_originals): (Vec<_>, Vec<_>) = plan.send.into_iter().unzip();
+    let (erasures, changes): (Vec<_>, Vec<_>) = plan
+        .send
+        .into_iter()
+        .partition(|(_, o)| matches!(o, Original::ContactErasure { .. }));
+    let (current, current_originals): (Vec<_>, Vec<_>) = changes.into_iter().unzip();
     let taken = to_send(&current, current_originals);
     let token = config
         .crm
@@ -283,6 +295,38 @@ pub async fn replay(
         .context("crm.token (or crm.token_env) is not set")?;
     let crm = HubSpot::new(&config.crm.api_url, token)?;
     let sender = Sender::new(crm, &config.crm, metrics, shutdown);
+    for (dl, original) in &erasures {
+        let Original::ContactErasure {
+            erasure_id,
+            contact_id,
+        } = original
+        else {
+            continue;
+        };
+        let mut attempts = dl.attempts.clone();
+        match sender
+            .erase_contact(contact_id, config.crm.erasure, &mut attempts)
+            .await
+        {
+            super::erase::Erased::Done(done) => {
+                recorder.replayed(dl, false).await?;
+                let receipt = woostream_core::erasure::receipt::Receipt {
+                    erasure_id,
+                    shop_id: &dl.shop_id,
+                    role: "crm",
+                    destination: "contacts".into(),
+                    done: format!("{done} (replayed)"),
+                    object_id: Some(contact_id.clone()),
+                    requested_at: dl.dead_lettered_at,
+                    outcome: woostream_core::records::DeliveryOutcome::Erased,
+                    attempts: attempts.len() as i32,
+                };
+                recorder.receipt(&receipt).await?;
+                summary.delivered += 1;
+            }
+            _ => summary.refused_again += 1,
+        }
+    }
     send(&sender, taken, &known, &recorder, &current, &mut summary).await?;
     summary.selected = selected;
     Ok(summary)
@@ -422,6 +466,25 @@ mod tests {
         let contact = contact.as_ref().expect("the contact, for its identity");
         assert!(contact.identity.is_some());
         assert_eq!(contact.metrics, None, "the CRM has a newer profile");
+    }
+
+    #[test]
+    fn a_refused_erasure_is_always_replayed_and_never_sent_as_a_change() {
+        let erasure = (
+            dl("contact_erasure:main:7:er-1", "7", "FORBIDDEN", 0),
+            Original::ContactErasure {
+                erasure_id: "er-1".into(),
+                contact_id: "901".into(),
+            },
+        );
+        let plan = plan(&Known::default(), vec![erasure.clone()]);
+        assert!(plan.superseded.is_empty());
+        assert_eq!(plan.send.len(), 1);
+        let taken = to_send(&[erasure.0], vec![erasure.1]);
+        assert!(
+            taken.is_empty(),
+            "erasures leave through the CRM's delete, not a flush"
+        );
     }
 
     #[test]

@@ -437,7 +437,16 @@ impl<C: Crm> Loop<C> {
             {
                 Erased::Done(done) => (DeliveryOutcome::Erased, done),
                 Erased::Refused(r) => {
-                    tracing::error!(erasure = erasure_id, status = r.status, reason = %r.reason, "The CRM refused an erasure; run `woostream erase` again once the cause is fixed.");
+                    tracing::error!(erasure = erasure_id, status = r.status, reason = %r.reason, "The CRM refused an erasure; it is on the dead-letter topic: `woostream replay` once the cause is fixed.");
+                    self.recorder
+                        .erasure_dead_letter(
+                            (&shop, &customer),
+                            erasure_id,
+                            id,
+                            &r,
+                            std::mem::take(&mut attempts),
+                        )
+                        .await?;
                     (
                         DeliveryOutcome::DeadLettered,
                         format!("the CRM refused: {}", r.reason),
