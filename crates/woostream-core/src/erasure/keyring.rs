@@ -14,43 +14,62 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-/// One person's key.
+/// One person's key: its id (16 hex characters) and 32 bytes, held inline (a role holds every
+/// live key: a million customers are a million of these).
 #[derive(Clone)]
 pub struct SubjectKey {
-    id: String,
-    cipher: ChaCha20Poly1305,
+    id: Id,
     bytes: [u8; 32],
+}
+
+/// A key id as its 16 ASCII hex characters.
+type Id = [u8; 16];
+
+fn id_of(text: &str) -> Option<Id> {
+    let bytes = text.as_bytes();
+    (bytes.len() == 16 && bytes.iter().all(u8::is_ascii_hexdigit)).then(|| {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(bytes);
+        id
+    })
+}
+
+/// A person's pseudonym (32 hex characters) as 16 bytes; any other text hashed to 16 bytes.
+fn subject_of(text: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    match hex::decode(text) {
+        Ok(b) if b.len() == 16 => out.copy_from_slice(&b),
+        _ => {
+            use sha2::Digest;
+            out.copy_from_slice(&sha2::Sha256::digest(text.as_bytes())[..16]);
+        }
+    }
+    out
 }
 
 impl SubjectKey {
     pub fn generate() -> SubjectKey {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
-        let mut id = [0u8; 8];
-        rand::rng().fill_bytes(&mut id);
-        SubjectKey::from_parts(hex::encode(id), bytes)
-    }
-
-    fn from_parts(id: String, bytes: [u8; 32]) -> SubjectKey {
-        SubjectKey {
-            cipher: ChaCha20Poly1305::new_from_slice(&bytes).expect("32 bytes"),
-            id,
-            bytes,
-        }
+        let mut raw = [0u8; 8];
+        rand::rng().fill_bytes(&mut raw);
+        let id = id_of(&hex::encode(raw)).expect("16 hex characters");
+        SubjectKey { id, bytes }
     }
 
     pub fn id(&self) -> &str {
-        &self.id
+        std::str::from_utf8(&self.id).expect("ASCII hex")
     }
 
-    pub(crate) fn cipher(&self) -> &ChaCha20Poly1305 {
-        &self.cipher
+    /// The cipher (ChaCha20's key set-up is a copy: made when needed rather than kept).
+    pub(crate) fn cipher(&self) -> ChaCha20Poly1305 {
+        ChaCha20Poly1305::new_from_slice(&self.bytes).expect("32 bytes")
     }
 }
 
 impl std::fmt::Debug for SubjectKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SubjectKey({}, <redacted>)", self.id)
+        write!(f, "SubjectKey({}, <redacted>)", self.id())
     }
 }
 
@@ -87,18 +106,19 @@ impl KeyRecord {
         let bytes: [u8; 32] = bytes
             .try_into()
             .map_err(|_| format!("key {id} is not 32 bytes"))?;
-        Ok(SubjectKey::from_parts(id.to_string(), bytes))
+        let id = id_of(id).ok_or_else(|| format!("key id {id} is not 16 hex characters"))?;
+        Ok(SubjectKey { id, bytes })
     }
 }
 
 /// Every key the key topic holds, by id, and (where a role seals or erases) by person.
 #[derive(Default)]
 pub struct Keyring {
-    keys: HashMap<String, Arc<SubjectKey>>,
+    keys: HashMap<Id, Arc<SubjectKey>>,
     /// Ids whose tombstone was read: values sealed under them are erased, no need to look.
-    deleted: HashSet<String>,
+    deleted: HashSet<Id>,
     /// Key ids by person, oldest first; kept only when `by_subject` was asked for.
-    by_subject: Option<HashMap<String, Vec<String>>>,
+    by_subject: Option<HashMap<[u8; 16], Vec<Id>>>,
 }
 
 impl Keyring {
@@ -118,11 +138,12 @@ impl Keyring {
         wrapping: Option<&ChaCha20Poly1305>,
     ) -> Result<(), String> {
         let Some(value) = value else {
-            self.keys.remove(id);
-            self.deleted.insert(id.to_string());
+            let Some(id) = id_of(id) else { return Ok(()) };
+            self.keys.remove(&id);
+            self.deleted.insert(id);
             if let Some(by) = &mut self.by_subject {
                 by.retain(|_, ids| {
-                    ids.retain(|i| i != id);
+                    ids.retain(|i| *i != id);
                     !ids.is_empty()
                 });
             }
@@ -136,37 +157,41 @@ impl Keyring {
 
     /// Adds a key (read from the topic, or just made).
     pub fn insert(&mut self, subject: &str, key: Arc<SubjectKey>) {
-        let id = key.id().to_string();
+        let id = key.id;
         self.deleted.remove(&id);
         if let Some(by) = &mut self.by_subject {
-            let ids = by.entry(subject.to_string()).or_default();
+            let ids = by.entry(subject_of(subject)).or_default();
             if !ids.contains(&id) {
-                ids.push(id.clone());
+                ids.push(id);
             }
         }
         self.keys.insert(id, key);
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<SubjectKey>> {
-        self.keys.get(id).cloned()
+        self.keys.get(&id_of(id)?).cloned()
     }
 
     pub fn is_deleted(&self, id: &str) -> bool {
-        self.deleted.contains(id)
+        id_of(id).is_some_and(|id| self.deleted.contains(&id))
     }
 
     /// The key new values of `subject` are sealed with: its newest.
     pub fn current(&self, subject: &str) -> Option<Arc<SubjectKey>> {
-        let ids = self.by_subject.as_ref()?.get(subject)?;
-        ids.iter().rev().find_map(|id| self.get(id))
+        let ids = self.by_subject.as_ref()?.get(&subject_of(subject))?;
+        ids.iter().rev().find_map(|id| self.keys.get(id).cloned())
     }
 
     /// Every key id of `subject`.
     pub fn ids_of(&self, subject: &str) -> Vec<String> {
         self.by_subject
             .as_ref()
-            .and_then(|b| b.get(subject))
-            .cloned()
+            .and_then(|b| b.get(&subject_of(subject)))
+            .map(|ids| {
+                ids.iter()
+                    .map(|i| std::str::from_utf8(i).expect("ASCII hex").to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
