@@ -36,6 +36,21 @@ struct Inner {
     /// Arrival times of the requests counted in the rolling window.
     window: VecDeque<Instant>,
     down: bool,
+    subscription: Option<Subscription>,
+    next_event: i64,
+    /// Every webhook request delivered: (the events, the status the receiver answered).
+    delivered: Vec<(Value, u16)>,
+}
+
+/// An app's `contact.propertyChange` subscription: where HubSpot delivers, signed with what,
+/// for which properties, and the app the API token belongs to (its writes are reported with
+/// `changeSource: INTEGRATION` and that `sourceId`).
+#[derive(Clone)]
+pub struct Subscription {
+    pub url: String,
+    pub client_secret: String,
+    pub app_id: String,
+    pub properties: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -78,6 +93,9 @@ impl FakeHubSpot {
             requests: Vec::new(),
             window: VecDeque::new(),
             down: false,
+            subscription: None,
+            next_event: 1,
+            delivered: Vec::new(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
@@ -117,6 +135,97 @@ impl FakeHubSpot {
             axum::serve(listener, app).await.unwrap();
         }));
         fake
+    }
+
+    /// Subscribes an app to `contact.propertyChange` of `properties`.
+    pub fn subscribe(&self, subscription: Subscription) {
+        self.inner.lock().unwrap().subscription = Some(subscription);
+    }
+
+    /// Every webhook request delivered so far, with the receiver's answer.
+    pub fn delivered(&self) -> Vec<(Value, u16)> {
+        self.inner.lock().unwrap().delivered.clone()
+    }
+
+    /// A person edits a contact in HubSpot's UI: the property changes and, when subscribed,
+    /// the event is delivered (signed) before this returns; the receiver's status.
+    pub async fn edit_contact(&self, contact: &str, property: &str, value: &str) -> Option<u16> {
+        let changed = self.with_store(|s| {
+            let id: u64 = contact.parse().ok()?;
+            let record = s.contacts.records.get_mut(&id)?;
+            let before = record.insert(property.to_string(), value.to_string());
+            (before.as_deref() != Some(value)).then_some(id)
+        })?;
+        let events = self.events(
+            &[(changed, property.to_string(), value.to_string())],
+            ("CRM_UI", "userId:31"),
+        );
+        self.deliver(events).await
+    }
+
+    /// Delivers the last request about a person's edit again, as HubSpot retries one.
+    pub async fn redeliver_last(&self) -> Option<u16> {
+        let last = self
+            .inner
+            .lock()
+            .unwrap()
+            .delivered
+            .iter()
+            .rev()
+            .find(|(events, _)| events[0]["changeSource"] == "CRM_UI")?
+            .0
+            .clone();
+        self.deliver(Some(last)).await
+    }
+
+    /// `contact.propertyChange` events for `changes` of subscribed properties, numbered.
+    fn events(&self, changes: &[(u64, String, String)], source: (&str, &str)) -> Option<Value> {
+        let mut inner = self.inner.lock().unwrap();
+        let sub = inner.subscription.clone()?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut events = Vec::new();
+        for (contact, property, value) in changes {
+            if !sub.properties.contains(property) {
+                continue;
+            }
+            let id = inner.next_event;
+            inner.next_event += 1;
+            events.push(json!({
+                "eventId": id, "subscriptionId": 7001, "portalId": 62515,
+                "appId": sub.app_id.parse::<i64>().unwrap_or(0), "occurredAt": now,
+                "subscriptionType": "contact.propertyChange", "attemptNumber": 0,
+                "objectId": contact, "propertyName": property, "propertyValue": value,
+                "changeSource": source.0, "sourceId": source.1,
+            }));
+        }
+        (!events.is_empty()).then(|| Value::Array(events))
+    }
+
+    /// Signs and posts one webhook request (X-HubSpot-Signature-v3) to the subscription.
+    async fn deliver(&self, events: Option<Value>) -> Option<u16> {
+        let events = events?;
+        let sub = self.inner.lock().unwrap().subscription.clone()?;
+        let body = serde_json::to_vec(&events).unwrap();
+        let ts = chrono::Utc::now().timestamp_millis().to_string();
+        let signature = woostream_producer::crm_inbound::signature::sign(
+            &sub.client_secret,
+            "POST",
+            &sub.url,
+            &body,
+            &ts,
+        );
+        let status = reqwest::Client::new()
+            .post(&sub.url)
+            .header("content-type", "application/json")
+            .header("x-hubspot-request-timestamp", ts)
+            .header("x-hubspot-signature-v3", signature)
+            .body(body)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        self.inner.lock().unwrap().delivered.push((events, status));
+        Some(status)
     }
 
     pub fn set_down(&self, down: bool) {
@@ -285,6 +394,8 @@ async fn upsert(
             properties,
         });
     }
+    let before: std::collections::BTreeMap<u64, std::collections::BTreeMap<String, String>> =
+        fake.with_store(|s| s.contacts.records.clone());
     let result = fake.with_store(|s| {
         s.upsert(object, &inputs).map(|written| {
             written
@@ -303,6 +414,38 @@ async fn upsert(
                 .collect::<Vec<_>>()
         })
     });
+    // What the app's token changed is reported to its subscription too (changeSource
+    // INTEGRATION, sourceId the app), as HubSpot does, after the answer.
+    if let (Ok(_), Object::Contacts) = (&result, object) {
+        let changes: Vec<(u64, String, String)> = fake.with_store(|s| {
+            s.contacts
+                .records
+                .iter()
+                .flat_map(|(id, record)| {
+                    let old = before.get(id);
+                    record
+                        .iter()
+                        .filter(move |(k, v)| old.and_then(|o| o.get(*k)) != Some(*v))
+                        .map(move |(k, v)| (*id, k.clone(), v.clone()))
+                })
+                .collect()
+        });
+        let app = fake
+            .inner
+            .lock()
+            .unwrap()
+            .subscription
+            .as_ref()
+            .map(|s| s.app_id.clone());
+        if let Some(app) = app {
+            let events = fake.events(&changes, ("INTEGRATION", &app));
+            let f = fake.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                f.deliver(events).await;
+            });
+        }
+    }
     match result {
         Ok(written) => {
             fake.log(&endpoint, 200, raw.len());
