@@ -198,7 +198,7 @@ impl FakeHubSpot {
                 "changeSource": source.0, "sourceId": source.1,
             }));
         }
-        (!events.is_empty()).then(|| Value::Array(events))
+        (!events.is_empty()).then_some(Value::Array(events))
     }
 
     /// Signs and posts one webhook request (X-HubSpot-Signature-v3) to the subscription.
