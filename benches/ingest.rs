@@ -95,35 +95,45 @@ fn keyring_bytes_per_key(n: usize) -> f64 {
     per_key
 }
 
-/// Mean encoded size of the orders in `work`, in clear and with their personal fields sealed
-/// (one key per customer, as the producer does).
-fn sealed_sizes(
+/// The events the producer makes of `work` (what the baseline sends, encoded beforehand).
+fn events_of(
     work: &[Body],
-    encoders: &Encoders,
     config: &woostream_core::config::Config,
     shop: &str,
     source: &str,
+) -> Vec<woostream_producer::normalise::Event> {
+    let customers = woostream_core::privacy::CustomerHasher::for_shop(config, shop);
+    work.iter()
+        .map(|b| {
+            let d = WebhookDelivery {
+                shop_id: shop,
+                source,
+                wc_topic: Some(&b.topic),
+                webhook_id: None,
+                delivery_id: None,
+                correlation_id: "bench",
+                received_at: chrono::Utc::now(),
+                origin: Origin::Webhook,
+                customers: &customers,
+            };
+            normalise(&d, &b.body).unwrap()
+        })
+        .collect()
+}
+
+/// Mean encoded size of `events`, in clear and with their personal fields sealed (one key
+/// per customer, as the producer does).
+fn sealed_sizes(
+    mut events: Vec<woostream_producer::normalise::Event>,
+    encoders: &Encoders,
 ) -> (f64, f64) {
     use woostream_core::erasure::personal::{order_fields, seal_fields};
     use woostream_producer::normalise::Event;
-    let customers = woostream_core::privacy::CustomerHasher::for_shop(config, shop);
     let mut keys = std::collections::HashMap::new();
-    let (mut plain, mut sealed, mut n) = (0usize, 0usize, 0usize);
-    for b in work {
-        let d = WebhookDelivery {
-            shop_id: shop,
-            source,
-            wc_topic: Some(&b.topic),
-            webhook_id: None,
-            delivery_id: None,
-            correlation_id: "bench",
-            received_at: chrono::Utc::now(),
-            origin: Origin::Webhook,
-            customers: &customers,
-        };
-        let mut event = normalise(&d, &b.body).unwrap();
-        plain += encoders.event_record(&event).unwrap().value.len();
-        if let Event::Order(k, e) = &mut event {
+    let size = |e: &Event| encoders.event_record(e).unwrap().value.len();
+    let plain: usize = events.iter().map(size).sum();
+    for event in &mut events {
+        if let Event::Order(k, e) = event {
             if let Some(o) = &mut e.order {
                 let key = keys
                     .entry(k.customer.clone())
@@ -131,10 +141,10 @@ fn sealed_sizes(
                 seal_fields(order_fields(o), key);
             }
         }
-        sealed += encoders.event_record(&event).unwrap().value.len();
-        n += 1;
     }
-    (plain as f64 / n as f64, sealed as f64 / n as f64)
+    let sealed: usize = events.iter().map(size).sum();
+    let n = events.len() as f64;
+    (plain as f64 / n, sealed as f64 / n)
 }
 
 async fn post(client: &reqwest::Client, url: &str, b: &Body, source: &str) -> bool {
@@ -425,28 +435,13 @@ async fn main() -> anyhow::Result<()> {
     // Baseline: the same records, encoded beforehand, through a plain rdkafka producer with the
     // same settings (idempotent, acks=all, linger, compression, murmur2).
     let encoders = Encoders::single_object(Topics::from_config(&config.topics));
-    let customers = woostream_core::privacy::CustomerHasher::for_shop(&config, &shop.id);
-    let records: Vec<Record> = work
+    let events = events_of(&work, &config, &shop.id, &source);
+    let records: Vec<Record> = events
         .iter()
-        .map(|b| {
-            let d = WebhookDelivery {
-                shop_id: &shop.id,
-                source: &source,
-                wc_topic: Some(&b.topic),
-                webhook_id: None,
-                delivery_id: None,
-                correlation_id: "bench",
-                received_at: chrono::Utc::now(),
-                origin: Origin::Webhook,
-                customers: &customers,
-            };
-            encoders
-                .event_record(&normalise(&d, &b.body).unwrap())
-                .unwrap()
-        })
+        .map(|e| encoders.event_record(e).unwrap())
         .collect();
     // What sealing adds to a record: the same orders, their personal fields sealed.
-    let (plain_bytes, sealed_bytes) = sealed_sizes(&work, &encoders, &config, &shop.id, &source);
+    let (plain_bytes, sealed_bytes) = sealed_sizes(events, &encoders);
     println!(
         "order records: {plain_bytes:.0} bytes in clear, {sealed_bytes:.0} bytes sealed (+{:.0} bytes, +{:.0} %)",
         sealed_bytes - plain_bytes,

@@ -522,6 +522,11 @@ fn product(w: WooProduct) -> Product {
 /// Whether a customer's identity is still exactly what the shop writer wrote from the CRM:
 /// its meta field holds the fingerprint of the identity the body shows.
 fn written_from_crm(body: &[u8], customers: &CustomerHasher) -> bool {
+    // Most customer webhooks never carry the field: no second parse for them.
+    let meta = woostream_core::crm_config::CRM_IDENTITY_META.as_bytes();
+    if !body.windows(meta.len()).any(|w| w == meta) {
+        return false;
+    }
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return false;
     };

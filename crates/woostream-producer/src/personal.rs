@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use chacha20poly1305::ChaCha20Poly1305;
 use woostream_core::config::Config;
 use woostream_core::erasure::erase::{self, ErasureCodecs, Request};
 use woostream_core::erasure::personal::{
@@ -141,7 +142,7 @@ impl Sealer {
 
     /// Makes `new` durable through `publisher`; `true` when any went to the spool (then what
     /// they sealed must go to the spool too, behind them).
-    pub async fn publish_keys(
+    async fn publish_keys(
         &self,
         publisher: &Publisher,
         new: NewKeys,
@@ -158,6 +159,37 @@ impl Sealer {
         self.made_durable(new);
         Ok(spooled)
     }
+}
+
+/// A kept body (a dead letter's) sealed under its person's key when it shows whose it is (their
+/// erasure then reaches it), else under the dead-letter key when one is configured.
+pub fn seal_kept_body(
+    sealer: Option<&Sealer>,
+    dead_letter_key: Option<&ChaCha20Poly1305>,
+    hasher: &CustomerHasher,
+    shop: &str,
+    body: &[u8],
+    new_keys: &mut NewKeys,
+) -> (&'static str, Vec<u8>) {
+    match sealer.and_then(|s| s.seal_body(hasher, shop, body, new_keys)) {
+        Some(sealed) => sealed,
+        None => woostream_core::sealing::seal(dead_letter_key, body),
+    }
+}
+
+/// Publishes `record` after the keys sealed into it are durable; a record sealed under a key
+/// that went to the spool follows it there (the drain writes keys first).
+pub async fn publish_sealed(
+    publisher: &Publisher,
+    sealer: Option<&Sealer>,
+    new_keys: NewKeys,
+    record: Record,
+) -> Result<Durability, PublishError> {
+    let keys_spooled = match sealer {
+        Some(s) => s.publish_keys(publisher, new_keys).await?,
+        None => false,
+    };
+    publisher.publish_behind_keys(record, keys_spooled).await
 }
 
 /// Carries out the erasure WooCommerce's `customer.deleted` asks for: the account's keys

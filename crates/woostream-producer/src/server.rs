@@ -26,7 +26,7 @@ use woostream_core::config::{normalise_source, Config};
 use woostream_core::events::{Action, IngestDeadLetter, Origin};
 use woostream_core::privacy::CustomerHasher;
 
-use crate::personal::{Eraser, NewKeys, Sealer};
+use crate::personal::{publish_sealed, seal_kept_body, Eraser, NewKeys, Sealer};
 
 use crate::catalogue::Catalogue;
 use crate::dedup::RecentDeliveries;
@@ -470,23 +470,14 @@ async fn accept(
             reason: format!("the event does not fit its schema: {e}"),
         })
     })?;
-    let keys_spooled = match &ingest.sealer {
-        Some(sealer) => match sealer.publish_keys(&ingest.publisher, new_keys).await {
-            Ok(spooled) => spooled,
-            Err(e) => return Ok(("unavailable", unavailable(cid, &e))),
-        },
-        None => false,
-    };
     let event_id = event.envelope().event_id.as_str();
-    let erasure = match (&event, &ingest.eraser) {
-        (Event::Customer(key, e), Some(_)) if e.action == Action::Deleted => Some(key.clone()),
+    let published =
+        publish_sealed(&ingest.publisher, ingest.sealer.as_ref(), new_keys, record).await;
+    let deleted = match &event {
+        Event::Customer(key, e) if e.action == Action::Deleted => Some(key),
         _ => None,
     };
-    let published = ingest
-        .publisher
-        .publish_behind_keys(record, keys_spooled)
-        .await;
-    if let (Some(key), Some(eraser), Ok(_)) = (&erasure, &ingest.eraser, &published) {
+    if let (Some(key), Some(eraser), Ok(_)) = (deleted, &ingest.eraser, &published) {
         // The account is gone from the shop: erase the person here too, before answering, so
         // that a failure is retried by WooCommerce rather than lost.
         if let Err(e) = eraser.erase_account(key).await {
@@ -654,14 +645,14 @@ async fn publish_dead_letter(
     // Sealed under the person's key when the body shows whose it is (their erasure then
     // reaches it), else under the dead-letter key when one is configured.
     let mut new_keys = NewKeys::default();
-    let (body_encryption, stored) = match ingest
-        .sealer
-        .as_ref()
-        .and_then(|s| s.seal_body(&shop.customers, &shop.id, kept, &mut new_keys))
-    {
-        Some(sealed) => sealed,
-        None => woostream_core::sealing::seal(ingest.dead_letter_cipher.as_ref(), kept),
-    };
+    let (body_encryption, stored) = seal_kept_body(
+        ingest.sealer.as_ref(),
+        ingest.dead_letter_cipher.as_ref(),
+        &shop.customers,
+        &shop.id,
+        kept,
+        &mut new_keys,
+    );
     let dl = IngestDeadLetter {
         received_at: Utc::now(),
         correlation_id: cid.to_string(),
@@ -688,16 +679,9 @@ async fn publish_dead_letter(
             return Err(("error", answer.into_response()));
         }
     };
-    let keys_spooled = match &ingest.sealer {
-        Some(sealer) => match sealer.publish_keys(&ingest.publisher, new_keys).await {
-            Ok(spooled) => spooled,
-            Err(e) => return Ok(Err(e)),
-        },
-        None => false,
-    };
-    Ok(ingest
-        .publisher
-        .publish_behind_keys(record, keys_spooled)
-        .await
-        .map(drop))
+    Ok(
+        publish_sealed(&ingest.publisher, ingest.sealer.as_ref(), new_keys, record)
+            .await
+            .map(drop),
+    )
 }

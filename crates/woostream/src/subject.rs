@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use woostream_core::codec::{Codecs, Contract};
 use woostream_core::config::Config;
 use woostream_core::erasure::erase::{self, ErasureCodecs, Request};
-use woostream_core::erasure::personal::{customer_fields, open_fields, order_fields, Sealing};
+use woostream_core::erasure::personal::{customer_fields, order_fields, Sealing};
 use woostream_core::erasure::receipt::status_table;
 use woostream_core::erasure::SubjectKeys;
 use woostream_core::events::{CustomerEvent, CustomerKey, CustomerRecord, Order, OrderEvent};
@@ -73,25 +73,15 @@ fn shop_of<'a>(
         .with_context(|| format!("--shop {shop}: no such shop in the configuration"))
 }
 
-/// Every customer key of the person: their account, the guest orders of their email, and
-/// any account with that email (found through the customers topic's email hashes).
-pub async fn customer_keys(
+/// The latest account of every customer key of `shop` (deleted ones left out).
+async fn accounts(
     config: &Config,
     bootstrap: &str,
-    person: &Person,
-) -> anyhow::Result<Vec<String>> {
-    let hasher = CustomerHasher::for_shop(config, &person.shop);
-    let wanted_hash = person.email.as_deref().and_then(|e| hasher.email_hash(e));
-    if person.email.is_some() && wanted_hash.is_none() {
-        bail!("--email is empty");
-    }
+    shop: &str,
+) -> anyhow::Result<HashMap<String, CustomerRecord>> {
     let codecs = std::sync::Arc::new(Codecs::register(config, &[]).await?);
-    let accounts = std::sync::Arc::new(std::sync::Mutex::new(HashMap::<
-        String,
-        Option<CustomerEvent>,
-    >::new()));
-    let shop = person.shop.clone();
-    let sink = accounts.clone();
+    let accounts = std::sync::Arc::new(std::sync::Mutex::new(HashMap::new()));
+    let (sink, shop) = (accounts.clone(), shop.to_string());
     scan::<CustomerKey, CustomerEvent>(
         config,
         bootstrap,
@@ -99,30 +89,59 @@ pub async fn customer_keys(
         codecs,
         move |k, v| {
             if k.shop_id == shop {
-                sink.lock().expect("accounts").insert(k.customer, v);
+                let mut a = sink.lock().expect("accounts");
+                match v.and_then(|e| e.customer) {
+                    Some(c) => a.insert(k.customer, c),
+                    None => a.remove(&k.customer),
+                };
             }
         },
     )
     .await?;
-    let accounts = accounts.lock().expect("accounts");
+    let out = std::mem::take(&mut *accounts.lock().expect("accounts"));
+    Ok(out)
+}
+
+/// Every customer key of the person: their account, the guest orders of their email, and
+/// any account with that email (found through the accounts' email hashes).
+fn keys_of(
+    person: &Person,
+    hasher: &CustomerHasher,
+    accounts: &HashMap<String, CustomerRecord>,
+) -> anyhow::Result<Vec<String>> {
+    let wanted_hash = person.email.as_deref().and_then(|e| hasher.email_hash(e));
+    if person.email.is_some() && wanted_hash.is_none() {
+        bail!("--email is empty");
+    }
     let mut ids: BTreeSet<i64> = person.customer.into_iter().collect();
     let mut hashes: BTreeSet<String> = wanted_hash.into_iter().collect();
-    for (_, event) in accounts.iter() {
-        let Some(c) = event.as_ref().and_then(|e| e.customer.as_ref()) else {
-            continue;
-        };
-        let hash = c.email_hash.clone();
+    for c in accounts.values() {
         if Some(c.id) == person.customer {
-            hashes.extend(hash);
-        } else if hash.as_ref().is_some_and(|h| hashes.contains(h)) {
+            hashes.extend(c.email_hash.clone());
+        } else if c.email_hash.as_ref().is_some_and(|h| hashes.contains(h)) {
             ids.insert(c.id);
         }
     }
     let mut keys: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
-    for h in hashes {
-        keys.extend(erase::subjects(None, &[h]));
-    }
+    keys.extend(erase::subjects(
+        None,
+        &hashes.into_iter().collect::<Vec<_>>(),
+    ));
     Ok(keys)
+}
+
+/// Every customer key of the person (see [`keys_of`]).
+pub async fn customer_keys(
+    config: &Config,
+    bootstrap: &str,
+    person: &Person,
+) -> anyhow::Result<Vec<String>> {
+    let hasher = CustomerHasher::for_shop(config, &person.shop);
+    keys_of(
+        person,
+        &hasher,
+        &accounts(config, bootstrap, &person.shop).await?,
+    )
 }
 
 /// `woostream erase`: the person erased at the source; prints what was done.
@@ -323,7 +342,9 @@ pub fn document(person: &Person, held: &Held) -> Value {
 /// Reads what the topics hold about the person.
 pub async fn held(config: &Config, bootstrap: &str, person: &Person) -> anyhow::Result<Held> {
     shop_of(config, &person.shop)?;
-    let keys_of_person = customer_keys(config, bootstrap, person).await?;
+    let all_accounts = accounts(config, bootstrap, &person.shop).await?;
+    let hasher = CustomerHasher::for_shop(config, &person.shop);
+    let keys_of_person = keys_of(person, &hasher, &all_accounts)?;
     let wanted: std::sync::Arc<BTreeSet<String>> =
         std::sync::Arc::new(keys_of_person.iter().cloned().collect());
     let subject_keys = if config.privacy.seal_personal_data {
@@ -336,30 +357,10 @@ pub async fn held(config: &Config, bootstrap: &str, person: &Person) -> anyhow::
     let t = &config.topics;
     let shop = person.shop.clone();
     type Shared<T> = std::sync::Arc<std::sync::Mutex<T>>;
-    let accounts: Shared<HashMap<String, CustomerRecord>> = Default::default();
     let orders: Shared<BTreeMap<i64, (i64, Order)>> = Default::default();
     let profiles: Shared<HashMap<String, CustomerProfile>> = Default::default();
     let alerts: Shared<Vec<Alert>> = Default::default();
     let deliveries: Shared<Vec<Delivery>> = Default::default();
-    {
-        let (sink, wanted, shop) = (accounts.clone(), wanted.clone(), shop.clone());
-        scan::<CustomerKey, CustomerEvent>(
-            config,
-            bootstrap,
-            &t.customers.name,
-            codecs.clone(),
-            move |k, v| {
-                if k.shop_id == shop && wanted.contains(&k.customer) {
-                    let mut a = sink.lock().expect("accounts");
-                    match v.and_then(|e| e.customer) {
-                        Some(c) => a.insert(k.customer, c),
-                        None => a.remove(&k.customer),
-                    };
-                }
-            },
-        )
-        .await?;
-    }
     {
         let (sink, wanted, shop) = (orders.clone(), wanted.clone(), shop.clone());
         scan::<CustomerKey, OrderEvent>(
@@ -477,10 +478,11 @@ pub async fn held(config: &Config, bootstrap: &str, person: &Person) -> anyhow::
         keys: keys_of_person,
         ..Held::default()
     };
-    let mut accounts: Vec<CustomerRecord> =
-        std::mem::take(&mut *accounts.lock().expect("accounts"))
-            .into_values()
-            .collect();
+    let mut accounts: Vec<CustomerRecord> = held
+        .keys
+        .iter()
+        .filter_map(|k| all_accounts.get(k).cloned())
+        .collect();
     let mut orders: Vec<Order> = std::mem::take(&mut *orders.lock().expect("orders"))
         .into_values()
         .map(|(_, o)| o)
@@ -490,18 +492,7 @@ pub async fn held(config: &Config, bootstrap: &str, person: &Person) -> anyhow::
         let (a, o, erased) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut erased = 0;
             let mut open = |fields| -> anyhow::Result<()> {
-                let mut failure = None;
-                let s = open_fields(fields, |id| {
-                    keys.key(id).unwrap_or_else(|e| {
-                        failure = Some(e);
-                        None
-                    })
-                })
-                .map_err(|e| anyhow::anyhow!(e))?;
-                if let Some(e) = failure {
-                    return Err(e);
-                }
-                if s == Sealing::Erased {
+                if keys.open(fields)? == Sealing::Erased {
                     erased += 1;
                 }
                 Ok(())

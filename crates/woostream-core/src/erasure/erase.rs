@@ -258,15 +258,9 @@ pub async fn carry_out(
         .map(|s| hasher.subject_ref(&request.shop_id, s))
         .collect();
     let k = keys.clone();
-    let key_ids = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-        let mut ids = Vec::new();
-        for r in refs {
-            ids.extend(k.ids_of(&r)?);
-        }
-        Ok(ids)
-    })
-    .await
-    .context("finding the subject keys")??;
+    let key_ids = tokio::task::spawn_blocking(move || k.ids_of(&refs))
+        .await
+        .context("finding the subject keys")??;
     let (out, done) = records(config, codecs, request, &key_ids)?;
     write(producer, &out).await?;
     keys.forget(&key_ids);

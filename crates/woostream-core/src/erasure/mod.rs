@@ -19,7 +19,7 @@ pub mod subject_keys;
 
 pub use keyring::{Keyring, SubjectKey};
 pub use seal::Opened;
-pub use subject_keys::SubjectKeys;
+pub use subject_keys::{OpenError, SubjectKeys};
 
 /// Header on the tombstones an erasure writes to the customers topic: the erasure's id. The
 /// roles that read the customers topic (enricher, CRM sink) act on it and cite it in their

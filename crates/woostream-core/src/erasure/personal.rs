@@ -147,14 +147,6 @@ pub fn seal_derived(value: Option<String>, sealing: &Sealing) -> Option<String> 
     }
 }
 
-/// Opens one value (e.g. an alert's initial) in place; `None` when its key is deleted.
-pub fn open_value(
-    value: &mut Option<String>,
-    key_of: impl FnMut(&str) -> Option<Arc<SubjectKey>>,
-) -> Result<(), String> {
-    open_fields(vec![value], key_of).map(|_| ())
-}
-
 /// The person a raw WooCommerce body belongs to, when it shows (an account id, else the
 /// billing email's hash): a malformed delivery kept as a dead letter is sealed under that
 /// person's key, so their erasure reaches it too.

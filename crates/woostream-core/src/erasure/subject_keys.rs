@@ -15,6 +15,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::keyring::{KeyRecord, Keyring, SubjectKey};
+use super::personal::{key_ids, open_fields, Sealing};
 use crate::config::{Config, KafkaConfig};
 use crate::kafka::reading::{
     follower, partitions_of, read_to_end, reader, write_end_markers, END_MARKER,
@@ -39,6 +40,18 @@ struct Shared {
     topic: String,
     partitions: Vec<i32>,
     stop: AtomicBool,
+}
+
+/// Why sealed fields could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The key topic cannot be read: nothing sealed can be, so a role stops (and resumes from
+    /// here) rather than skip or dead-letter what it could not open.
+    #[error("the subject keys are unavailable: {0:#}")]
+    KeysUnavailable(anyhow::Error),
+    /// A value is damaged or forged: that record alone is unreadable.
+    #[error("a sealed field cannot be opened: {0}")]
+    Damaged(String),
 }
 
 /// Stops the follower thread when the last handle goes.
@@ -137,63 +150,83 @@ impl SubjectKeys {
         &self.shared.topic
     }
 
-    /// The key with this id; `None` when it is deleted. An id not read yet waits for the
-    /// follower to reach the topic's current end first.
-    pub fn key(&self, id: &str) -> anyhow::Result<Option<Arc<SubjectKey>>> {
-        {
+    /// The keys with these ids (`None`: deleted). Ids not read yet wait, all together, for
+    /// the follower to reach the topic's current end; one still absent then was deleted (its
+    /// tombstone compacted away) and is remembered as such.
+    pub fn keys(&self, ids: &[String]) -> anyhow::Result<HashMap<String, Option<Arc<SubjectKey>>>> {
+        let known = |s: &State, id: &str| match s.ring.get(id) {
+            Some(k) => Some(Some(k)),
+            None if s.ring.is_deleted(id) => Some(None),
+            None => None,
+        };
+        let unknown = {
             let s = self.lock();
-            if let Some(k) = s.ring.get(id) {
-                return Ok(Some(k));
-            }
-            if s.ring.is_deleted(id) {
-                return Ok(None);
-            }
+            ids.iter().any(|id| known(&s, id).is_none())
+        };
+        if unknown {
+            self.sync()?;
         }
-        self.sync()?;
         let mut s = self.lock();
-        let key = s.ring.get(id);
-        if key.is_none() {
-            // Deleted, and its tombstone already compacted away: remember it as deleted.
-            s.ring.apply(id, None, None).ok();
-        }
-        Ok(key)
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let key = known(&s, id).unwrap_or_else(|| {
+                    s.ring.apply(id, None, None).ok();
+                    None
+                });
+                (id.clone(), key)
+            })
+            .collect())
     }
 
-    /// The keys with these ids, from async code: known ones at once, the others after a sync
-    /// on a blocking thread. `None`: deleted.
+    /// One key: see [`SubjectKeys::keys`].
+    pub fn key(&self, id: &str) -> anyhow::Result<Option<Arc<SubjectKey>>> {
+        Ok(self.keys(&[id.to_string()])?.remove(id).flatten())
+    }
+
+    /// [`SubjectKeys::keys`] from async code: on a blocking thread only when it has to wait.
     pub async fn resolve(
         &self,
         ids: Vec<String>,
     ) -> anyhow::Result<HashMap<String, Option<Arc<SubjectKey>>>> {
-        let mut out = HashMap::new();
-        let mut unknown = Vec::new();
-        {
+        let all_read = {
             let s = self.lock();
-            for id in ids {
-                match s.ring.get(&id) {
-                    Some(k) => {
-                        out.insert(id, Some(k));
-                    }
-                    None if s.ring.is_deleted(&id) => {
-                        out.insert(id, None);
-                    }
-                    None => unknown.push(id),
-                }
-            }
+            ids.iter()
+                .all(|id| s.ring.get(id).is_some() || s.ring.is_deleted(id))
+        };
+        if all_read {
+            return self.keys(&ids);
         }
-        if !unknown.is_empty() {
-            let me = self.clone();
-            let found = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<_>> {
-                unknown
-                    .into_iter()
-                    .map(|id| me.key(&id).map(|k| (id, k)))
-                    .collect()
-            })
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.keys(&ids))
             .await
-            .context("looking up subject keys")??;
-            out.extend(found);
+            .context("looking up subject keys")?
+    }
+
+    /// Opens sealed fields in place (blocking: see [`SubjectKeys::keys`]).
+    pub fn open(&self, mut fields: Vec<&mut Option<String>>) -> Result<Sealing, OpenError> {
+        let ids = key_ids(fields.iter_mut().map(|f| &mut **f).collect());
+        if ids.is_empty() {
+            return Ok(Sealing::Clear);
         }
-        Ok(out)
+        let found = self.keys(&ids).map_err(OpenError::KeysUnavailable)?;
+        open_fields(fields, |id| found.get(id).cloned().flatten()).map_err(OpenError::Damaged)
+    }
+
+    /// [`SubjectKeys::open`] from async code.
+    pub async fn open_async(
+        &self,
+        mut fields: Vec<&mut Option<String>>,
+    ) -> Result<Sealing, OpenError> {
+        let ids = key_ids(fields.iter_mut().map(|f| &mut **f).collect());
+        if ids.is_empty() {
+            return Ok(Sealing::Clear);
+        }
+        let found = self
+            .resolve(ids)
+            .await
+            .map_err(OpenError::KeysUnavailable)?;
+        open_fields(fields, |id| found.get(id).cloned().flatten()).map_err(OpenError::Damaged)
     }
 
     /// The key with this id if this role has read it (no waiting).
@@ -206,10 +239,11 @@ impl SubjectKeys {
         self.lock().ring.current(subject)
     }
 
-    /// Every key id of `subject`, as of the topic's current end.
-    pub fn ids_of(&self, subject: &str) -> anyhow::Result<Vec<String>> {
+    /// Every key id of these people, as of the topic's current end.
+    pub fn ids_of(&self, subjects: &[String]) -> anyhow::Result<Vec<String>> {
         self.sync()?;
-        Ok(self.lock().ring.ids_of(subject))
+        let s = self.lock();
+        Ok(subjects.iter().flat_map(|x| s.ring.ids_of(x)).collect())
     }
 
     /// A new key for `subject` and its record (the record key, then the value), to be made

@@ -3,21 +3,10 @@
 
 use super::*;
 use woostream_core::erasure::erase::erasure_of;
-use woostream_core::erasure::personal::{open_fields, order_fields, seal_derived, Sealing};
+use woostream_core::erasure::personal::{order_fields, seal_derived, Sealing};
 use woostream_core::erasure::receipt::Receipt;
+use woostream_core::erasure::OpenError;
 use woostream_core::records::DeliveryOutcome;
-
-/// The key topic could not be read: nothing sealed can be, so the loop stops.
-#[derive(Debug)]
-pub(super) struct KeysUnavailable(String);
-
-impl std::fmt::Display for KeysUnavailable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the subject keys are unavailable: {}", self.0)
-    }
-}
-
-impl std::error::Error for KeysUnavailable {}
 
 impl Work {
     pub(super) fn input(&self, topic: &str) -> Option<Input> {
@@ -70,7 +59,9 @@ impl Work {
         let output = match self.apply(input, partition, offset, m.key(), payload) {
             Ok(output) => output,
             // Without the key topic nothing sealed can be read: stop, and resume from here.
-            Err(e) if e.is::<KeysUnavailable>() => return Err(e),
+            Err(e) if matches!(e.downcast_ref(), Some(OpenError::KeysUnavailable(_))) => {
+                return Err(e)
+            }
             Err(e) => {
                 // The record stays in its topic; nothing downstream depends on it.
                 self.metrics.unreadable.with_label_values(&[topic]).inc();
@@ -96,7 +87,7 @@ impl Work {
                     self.decode(key.ok_or_else(|| anyhow!("order record without a key"))?)?;
                 let mut event: OrderEvent = self.decode(payload)?;
                 let sealing = match &mut event.order {
-                    Some(o) => self.open(order_fields(o))?,
+                    Some(o) => self.keys.open(order_fields(o))?,
                     None => Sealing::Clear,
                 };
                 if sealing == Sealing::Erased {
@@ -166,22 +157,6 @@ impl Work {
                 }
             }
         })
-    }
-
-    /// Opens sealed personal fields with the key topic.
-    pub(super) fn open(&self, fields: Vec<&mut Option<String>>) -> anyhow::Result<Sealing> {
-        let mut unavailable = None;
-        let sealing = open_fields(fields, |id| match self.keys.key(id) {
-            Ok(k) => k,
-            Err(e) => {
-                unavailable = Some(e);
-                None
-            }
-        });
-        if let Some(e) = unavailable {
-            return Err(anyhow::Error::new(KeysUnavailable(format!("{e:#}"))));
-        }
-        sealing.map_err(|e| anyhow!("a sealed field cannot be opened: {e}"))
     }
 
     /// A tombstone on the customers topic: with an erasure's header, the person is erased

@@ -82,8 +82,13 @@ pub async fn start(
     config.check_secrets(&["crm.", "shops[", "privacy.", "schema_registry."])?;
     kafka::first_contact(config, bootstrap, create_topics).await?;
     let metrics = Metrics::register(registry).context("registering the inbound metrics")?;
-    let receiver = receiver::Receiver::new(config, bootstrap, metrics.clone()).await?;
-    let writer = writer::Writer::new(config, bootstrap, metrics).await?;
+    // One view of the key topic for both: the receiver seals with it, the writer opens.
+    let sealer = crate::personal::Sealer::start_async(config, bootstrap)
+        .await?
+        .context("privacy.seal_personal_data is off: the CRM's changes are personal data and are only kept sealed")?;
+    let writer =
+        writer::Writer::new(config, bootstrap, sealer.keys().clone(), metrics.clone()).await?;
+    let receiver = receiver::Receiver::new(config, bootstrap, sealer, metrics).await?;
     let listener = tokio::net::TcpListener::bind(config.crm.inbound.listen)
         .await
         .with_context(|| format!("binding crm.inbound.listen {}", config.crm.inbound.listen))?;

@@ -51,13 +51,13 @@ struct Contacts {
     base: String,
     token: String,
     id_property: String,
-    known: Mutex<HashMap<i64, Option<String>>>,
+    known: Mutex<HashMap<i64, String>>,
 }
 
 impl Contacts {
     async fn id_property_of(&self, contact: i64) -> anyhow::Result<Option<String>> {
-        if let Some(v) = self.known.lock().expect("contacts").get(&contact) {
-            return Ok(v.clone());
+        if let Some(id) = self.known.lock().expect("contacts").get(&contact) {
+            return Ok(Some(id.clone()));
         }
         let url = format!("{}/crm/v3/objects/contacts/{contact}", self.base);
         let r = self
@@ -79,10 +79,13 @@ impl Contacts {
             404 => None,
             s => anyhow::bail!("HubSpot answered {s} reading contact {contact}"),
         };
-        self.known
-            .lock()
-            .expect("contacts")
-            .insert(contact, found.clone());
+        // Only a found id is kept: a guest's contact gets one when its person registers.
+        if let Some(id) = &found {
+            self.known
+                .lock()
+                .expect("contacts")
+                .insert(contact, id.clone());
+        }
         Ok(found)
     }
 }
@@ -91,6 +94,7 @@ impl Receiver {
     pub async fn new(
         config: &Config,
         bootstrap: &str,
+        sealer: Sealer,
         metrics: Metrics,
     ) -> anyhow::Result<Arc<Receiver>> {
         let c = &config.crm;
@@ -100,9 +104,6 @@ impl Receiver {
         let token = c
             .resolved_token()
             .context("crm.token is not set: the contacts' customers are read from HubSpot")?;
-        let sealer = Sealer::start_async(config, bootstrap)
-            .await?
-            .context("privacy.seal_personal_data is off: the CRM's changes are personal data and are only kept sealed")?;
         let default_shop = i
             .shop
             .clone()

@@ -17,8 +17,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use woostream_core::codec::{Codecs, Contract, Encoder};
 use woostream_core::config::Config;
-use woostream_core::erasure::personal::open_value;
-use woostream_core::erasure::{seal, SubjectKeys};
+use woostream_core::erasure::{OpenError, SubjectKeys};
 use woostream_core::kafka::{self, RenewingProducer};
 use woostream_core::privacy::CustomerHasher;
 use woostream_core::records::{Delivery, DeliveryOutcome};
@@ -48,7 +47,12 @@ enum Outcome {
 }
 
 impl Writer {
-    pub async fn new(config: &Config, bootstrap: &str, metrics: Metrics) -> anyhow::Result<Writer> {
+    pub async fn new(
+        config: &Config,
+        bootstrap: &str,
+        keys: SubjectKeys,
+        metrics: Metrics,
+    ) -> anyhow::Result<Writer> {
         let mut shops = HashMap::new();
         for s in &config.shops {
             if s.rest.is_some() {
@@ -62,10 +66,6 @@ impl Writer {
         if shops.is_empty() {
             anyhow::bail!("crm.inbound writes to the shop through its REST API: add [shops.rest] (a key with Read/Write)");
         }
-        let keys = {
-            let (c, b) = (config.clone(), bootstrap.to_string());
-            tokio::task::spawn_blocking(move || SubjectKeys::start(&c, &b, false)).await??
-        };
         let t = &config.topics;
         let codecs = Codecs::register(
             config,
@@ -164,10 +164,11 @@ impl Writer {
             )));
         };
         let mut value = Some(change.value.clone());
-        if let Some(id) = seal::key_id_of(&change.value) {
-            let found = self.keys.resolve(vec![id.to_string()]).await?;
-            open_value(&mut value, |id| found.get(id).cloned().flatten())
-                .map_err(|e| anyhow::anyhow!("a change's value cannot be opened: {e}"))?;
+        match self.keys.open_async(vec![&mut value]).await {
+            Ok(_) => {}
+            // Damaged or forged: that change alone is kept aside, the next one follows.
+            Err(OpenError::Damaged(why)) => return Ok(Outcome::Refused(why)),
+            Err(e) => return Err(e.into()),
         }
         let Some(value) = value else {
             return Ok(Outcome::Erased);

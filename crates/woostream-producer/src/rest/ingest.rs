@@ -19,7 +19,7 @@ use crate::catalogue::Catalogue;
 use crate::normalise::{
     normalise, normalise_review, Event, RejectCode, Rejection, WebhookDelivery,
 };
-use crate::personal::{NewKeys, Sealer};
+use crate::personal::{seal_kept_body, NewKeys, Sealer};
 use crate::publish::{self, Encoders, Record};
 
 /// Turns one shop's REST objects into records.
@@ -110,14 +110,14 @@ impl RestIngest {
             Err(rejection) => rejection,
         };
         tracing::warn!(shop = %self.shop.id, resource = resource.name(), reason = rejection.code.as_str(), "A REST object could not be read; kept as a dead letter.");
-        let (encryption, stored) = match self
-            .sealer
-            .as_ref()
-            .and_then(|s| s.seal_body(&self.customers, &self.shop.id, &body, new_keys))
-        {
-            Some(sealed) => sealed,
-            None => woostream_core::sealing::seal(self.dead_letter_cipher.as_ref(), &body),
-        };
+        let (encryption, stored) = seal_kept_body(
+            self.sealer.as_ref(),
+            self.dead_letter_cipher.as_ref(),
+            &self.customers,
+            &self.shop.id,
+            &body,
+            new_keys,
+        );
         let dead_letter = IngestDeadLetter {
             received_at: Utc::now(),
             correlation_id,

@@ -21,11 +21,9 @@ use woostream_core::config::Config;
 use woostream_core::crm_config::ContactErasure;
 use woostream_core::crm_config::CrmConfig;
 use woostream_core::erasure::erase::erasure_of;
-use woostream_core::erasure::personal::{
-    customer_fields, key_ids, open_fields, order_fields, Sealing,
-};
+use woostream_core::erasure::personal::{customer_fields, order_fields, Sealing};
 use woostream_core::erasure::receipt::Receipt;
-use woostream_core::erasure::SubjectKeys;
+use woostream_core::erasure::OpenError;
 use woostream_core::events::{CustomerEvent, CustomerKey, OrderEvent};
 use woostream_core::insights::CustomerProfile;
 use woostream_core::kafka;
@@ -131,24 +129,6 @@ pub async fn recorder(
         },
         decoder,
     ))
-}
-
-/// Opens sealed fields with the key topic.
-async fn open(keys: &SubjectKeys, mut fields: Vec<&mut Option<String>>) -> anyhow::Result<Sealing> {
-    let ids = key_ids(fields.iter_mut().map(|f| &mut **f).collect());
-    if ids.is_empty() {
-        return Ok(Sealing::Clear);
-    }
-    let found = keys.resolve(ids).await?;
-    open_fields(fields, |id| found.get(id).cloned().flatten())
-        .map_err(|e| anyhow::anyhow!("a sealed field cannot be opened: {e}"))
-}
-
-/// Remembers which key an identity came sealed under (its dead letter is sealed the same way).
-fn note_key(contact: Option<&mut changes::ContactChange>, sealing: &Sealing) {
-    if let (Some(i), Sealing::Opened(key)) = (contact.and_then(|c| c.identity.as_mut()), sealing) {
-        i.sealed_with = Some(key.id().to_string());
-    }
 }
 
 /// Starts the CRM sink: restores what the CRM has, then consumes until `shutdown`.
@@ -341,35 +321,15 @@ type Decoded = Option<(Option<changes::ContactChange>, Option<changes::DealChang
 impl<C: Crm> Loop<C> {
     /// Decodes a record and opens its sealed fields.
     async fn decode(&self, topic: &str, payload: &[u8]) -> anyhow::Result<Decoded> {
-        let keys = self.recorder.keys.as_ref();
-        if topic == self.topics.orders {
+        let (sealing, mut contact, deal) = if topic == self.topics.orders {
             let mut e: OrderEvent = self.decoder.decode(payload)?;
-            let sealing = match (&mut e.order, keys) {
-                (Some(o), Some(keys)) => open(keys, order_fields(o)).await?,
-                _ => Sealing::Clear,
-            };
-            let (mut contact, deal) = changes::from_order(&e);
-            Ok(match sealing {
-                Sealing::Erased => None,
-                sealing => {
-                    note_key(contact.as_mut(), &sealing);
-                    Some((contact, deal))
-                }
-            })
+            let sealing = self.open(e.order.as_mut().map(order_fields)).await?;
+            let (contact, deal) = changes::from_order(&e);
+            (sealing, contact, deal)
         } else if topic == self.topics.customers {
             let mut e: CustomerEvent = self.decoder.decode(payload)?;
-            let sealing = match (&mut e.customer, keys) {
-                (Some(c), Some(keys)) => open(keys, customer_fields(c)).await?,
-                _ => Sealing::Clear,
-            };
-            let mut contact = changes::from_customer(&e);
-            Ok(match sealing {
-                Sealing::Erased => None,
-                sealing => {
-                    note_key(contact.as_mut(), &sealing);
-                    Some((contact, None))
-                }
-            })
+            let sealing = self.open(e.customer.as_mut().map(customer_fields)).await?;
+            (sealing, changes::from_customer(&e), None)
         } else {
             let p: CustomerProfile = self.decoder.decode(payload)?;
             if self
@@ -378,7 +338,25 @@ impl<C: Crm> Loop<C> {
             {
                 return Ok(None);
             }
-            Ok(Some((Some(changes::from_profile(&p)), None)))
+            return Ok(Some((Some(changes::from_profile(&p)), None)));
+        };
+        if sealing == Sealing::Erased {
+            return Ok(None);
+        }
+        // Its dead letter is sealed under the key the identity came sealed under.
+        if let (Some(i), Sealing::Opened(key)) =
+            (contact.as_mut().and_then(|c| c.identity.as_mut()), &sealing)
+        {
+            i.sealed_with = Some(key.id().to_string());
+        }
+        Ok(Some((contact, deal)))
+    }
+
+    /// Opens a record's sealed fields (none: nothing to open).
+    async fn open(&self, fields: Option<Vec<&mut Option<String>>>) -> anyhow::Result<Sealing> {
+        match (fields, &self.recorder.keys) {
+            (Some(fields), Some(keys)) => Ok(keys.open_async(fields).await?),
+            _ => Ok(Sealing::Clear),
         }
     }
 
@@ -615,6 +593,10 @@ impl<C: Crm> Loop<C> {
                 return Ok(());
             }
             Ok(Some((contact, deal))) => (contact, deal),
+            // Without the key topic nothing sealed can be read: stop, and resume from here.
+            Err(e) if matches!(e.downcast_ref(), Some(OpenError::KeysUnavailable(_))) => {
+                return Err(e)
+            }
             Err(e) => {
                 self.sender_metrics().unreadable.inc();
                 tracing::warn!(topic, partition, offset, error = %e, "A record cannot be read; dead-lettering it.");

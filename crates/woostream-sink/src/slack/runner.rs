@@ -470,20 +470,21 @@ impl Loop {
         let (Some(keys), Some(c)) = (&self.keys, alert.customer.as_mut()) else {
             return Ok((alert, None));
         };
-        let Some(id) = c
+        let sealed = c
             .first_name_initial
-            .as_deref()
-            .and_then(woostream_core::erasure::seal::key_id_of)
-            .map(str::to_string)
-        else {
-            return Ok((alert, None));
-        };
-        let sealed = c.first_name_initial.clone();
-        let found = keys.resolve(vec![id]).await?;
-        woostream_core::erasure::personal::open_value(&mut c.first_name_initial, |id| {
-            found.get(id).cloned().flatten()
-        })
-        .map_err(|e| anyhow!("an alert's initial cannot be opened: {e}"))?;
+            .clone()
+            .filter(|v| woostream_core::erasure::seal::is_sealed(v));
+        match keys.open_async(vec![&mut c.first_name_initial]).await {
+            Ok(_) => {}
+            // A damaged initial is left out; the alert still goes.
+            Err(woostream_core::erasure::OpenError::Damaged(why)) => {
+                tracing::warn!(alert = %alert.alert_id, reason = %why, "An alert's initial cannot be opened; posting without it.");
+                if let Some(c) = alert.customer.as_mut() {
+                    c.first_name_initial = None;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
         Ok((alert, sealed))
     }
 
