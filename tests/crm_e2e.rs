@@ -16,7 +16,7 @@ use woostream_core::records::CrmDeadLetter;
 use woostream_producer::publish::Record;
 use woostream_sink::crm::api::Object;
 use woostream_tests::crm::{await_complete, sale, sink_toml, unassociated, Sale, BUDGET, TOKEN};
-use woostream_tests::enricher::{free_port, send, spawn, woostream_bin};
+use woostream_tests::enricher::{free_port, send, spawn, woostream_cli};
 use woostream_tests::hubspot::FakeHubSpot;
 use woostream_tests::Tansu;
 
@@ -84,39 +84,8 @@ async fn dead_letters(config: &Config) -> Vec<CrmDeadLetter> {
         .collect()
 }
 
-/// Runs `woostream <args> --config <path>` to its end (killed after `limit`): success and output.
-fn woostream(args: &[&str], config_path: &Path, limit: Duration) -> (bool, String) {
-    let out_path = config_path.with_extension(format!("{}.out", args.join("-")));
-    let out = std::fs::File::create(&out_path).unwrap();
-    let mut child = std::process::Command::new(woostream_bin())
-        .args(args)
-        .arg("--config")
-        .arg(config_path)
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let text = std::fs::read_to_string(&out_path).unwrap();
-    match status {
-        Some(status) => (status.success(), text),
-        None => panic!("woostream {args:?} still running after {limit:?}: {text}"),
-    }
-}
-
 fn replay(config_path: &Path) -> (bool, String) {
-    woostream(&["replay"], config_path, Duration::from_secs(120))
+    woostream_cli(&["replay"], config_path, Duration::from_secs(120))
 }
 
 async fn broker() -> (Tansu, Config) {
@@ -161,13 +130,13 @@ async fn a_flash_sale_lands_in_the_crm_within_its_budget_and_a_poisoned_deal_is_
     std::fs::write(&path, &toml).unwrap();
 
     // A new portal lacks woostream's properties: the sink does not start, and says what to run.
-    let (ok, out) = woostream(&["crm", "run"], &path, Duration::from_secs(120));
+    let (ok, out) = woostream_cli(&["crm", "run"], &path, Duration::from_secs(120));
     assert!(!ok, "{out}");
     assert!(
         out.contains("woostream crm setup") && out.contains("woo_customer_id"),
         "{out}"
     );
-    let (ok, out) = woostream(&["crm", "setup"], &path, Duration::from_secs(60));
+    let (ok, out) = woostream_cli(&["crm", "setup"], &path, Duration::from_secs(60));
     assert!(ok, "{out}");
     assert!(
         out.contains("has no stage \"shipping\" (crm.deal_stages.awaiting-shipment)"),
@@ -185,7 +154,7 @@ async fn a_flash_sale_lands_in_the_crm_within_its_budget_and_a_poisoned_deal_is_
         ["email", "woo_customer_id", "woo_guest_id"],
         "{out}"
     );
-    let (ok, out) = woostream(&["crm", "setup"], &path, Duration::from_secs(60));
+    let (ok, out) = woostream_cli(&["crm", "setup"], &path, Duration::from_secs(60));
     assert!(ok && out.contains("0 properties created"), "{out}");
     let setup_requests = hubspot.requests().len();
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use woostream_core::privacy::CustomerHasher;
-use woostream_tests::enricher::{free_port, spawn, woostream_bin, EnricherProcess};
+use woostream_tests::enricher::{free_port, spawn, woostream_cli, EnricherProcess};
 use woostream_tests::hubspot::FakeHubSpot;
 use woostream_tests::slack::{ChannelState, FakeSlack};
 use woostream_tests::{fixture, python, repo_root, Post, Tansu, SECRET, SOURCE};
@@ -114,20 +114,10 @@ async fn deliver(url: &str, topic: &str, body: &[u8]) {
     assert_eq!(status, 200, "{topic}: {answer}");
 }
 
-/// Runs `woostream <args> --config <path>` to its end; its output.
+/// Runs `woostream <args> --config <path>`, which must succeed; its output.
 fn woostream(args: &[&str], config: &Path) -> String {
-    let out = std::process::Command::new(woostream_bin())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "woostream {args:?}: {text}");
+    let (ok, text) = woostream_cli(args, config, Duration::from_secs(120));
+    assert!(ok, "woostream {args:?}: {text}");
     text
 }
 

@@ -159,6 +159,50 @@ pub fn run_config(bootstrap: &str, run: &str, group: &str) -> Config {
     c
 }
 
+/// Runs `woostream <args> --config <path>` to its end (killed after `limit`): success and output.
+pub fn woostream_cli(args: &[&str], config_path: &Path, limit: Duration) -> (bool, String) {
+    // The output beside the configuration, named after the arguments (paths among them too).
+    let name: String = args
+        .join("-")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    let out_path = config_path.with_extension(format!("{name}.out"));
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut child = std::process::Command::new(woostream_bin())
+        .args(args)
+        .arg("--config")
+        .arg(config_path)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    match status {
+        Some(status) => (status.success(), text),
+        None => panic!("woostream {args:?} still running after {limit:?}: {text}"),
+    }
+}
+
 /// A `woostream` role process (the enricher, the Slack sink).
 pub struct EnricherProcess {
     child: Child,
