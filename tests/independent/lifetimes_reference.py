@@ -4,7 +4,12 @@
         customer, P(alive), expected purchases, expected transaction value and 12-month CLV
     python lifetimes_reference.py fit-time SUMMARY.csv       -> JSON: parameters and fit seconds
 
-SUMMARY.csv has the columns ID,x,t_x,T,zbar (the CDNOW summary that lifetimes ships).
+    python lifetimes_reference.py holdout TRANSACTIONS.txt CAL_END OBS_END -> JSON: the BG/NBD
+        fitted on the calibration period (days), and per repeat-purchase group at the cut-off
+        (0..6, 7+) the customers, the mean predicted and the mean actual holdout purchases
+
+SUMMARY.csv has the columns ID,x,t_x,T,zbar (the CDNOW summary that lifetimes ships);
+TRANSACTIONS.txt is CDNOW_sample.txt (customer, sample id, YYYYMMDD, CDs, dollars).
 """
 import json
 import sys
@@ -46,8 +51,41 @@ def params(bgf, ggf):
     }
 
 
+def holdout(path, cal_end, obs_end):
+    from lifetimes.utils import calibration_and_holdout_data
+
+    tx = pd.read_csv(path, sep=r"\s+", header=None, names=["master", "customer_id", "date", "cds", "value"])
+    tx["date"] = pd.to_datetime(tx["date"].astype(str), format="%Y%m%d")
+    ch = calibration_and_holdout_data(
+        tx, "customer_id", "date", calibration_period_end=cal_end, observation_period_end=obs_end, freq="D"
+    )
+    bgf = BetaGeoFitter(penalizer_coef=0.0)
+    bgf.fit(ch["frequency_cal"], ch["recency_cal"], ch["T_cal"])
+    ch["predicted"] = bgf.conditional_expected_number_of_purchases_up_to_time(
+        ch["duration_holdout"], ch["frequency_cal"], ch["recency_cal"], ch["T_cal"]
+    )
+    ch["group"] = ch["frequency_cal"].clip(upper=7).astype(int)
+    groups = []
+    for g, rows in ch.groupby("group"):
+        groups.append({
+            "group": "7+" if g == 7 else str(g),
+            "customers": int(len(rows)),
+            "predicted": float(rows["predicted"].mean()),
+            "actual": float(rows["frequency_holdout"].mean()),
+        })
+    return {
+        "bgnbd": {k: float(bgf.params_[k]) for k in ["r", "alpha", "a", "b"]},
+        "by_frequency": groups,
+        "predicted": float(ch["predicted"].sum()),
+        "actual": float(ch["frequency_holdout"].sum()),
+    }
+
+
 def main():
     mode, path = sys.argv[1], sys.argv[2]
+    if mode == "holdout":
+        json.dump(holdout(path, sys.argv[3], sys.argv[4]), sys.stdout)
+        return
     df = load(path)
     bgf, ggf, bg_seconds, gg_seconds = fit(df)
     out = params(bgf, ggf)

@@ -77,6 +77,22 @@ pub fn profile(customer: &str, customer_id: Option<i64>, orders: i32) -> Custome
         churn_risk: ChurnRisk::Low,
         vip: false,
         orders: Vec::new(),
+        top_categories: vec![woostream_core::insights::TasteEntry {
+            id: 17,
+            name: Some("Coffee beans".into()),
+            revenue: m(&format!("{}.00", 100 * orders)),
+            orders,
+            quantity: orders,
+        }],
+        top_products: Vec::new(),
+        frequent_products: Vec::new(),
+        last_products: Vec::new(),
+        mean_interval_days: (orders > 1).then_some(30.0),
+        typical_interval_days: (orders > 1).then_some(30.0),
+        preferred_payment_method: Some("stripe".into()),
+        discount_share: 0.0,
+        expected_next_purchase_at: None,
+        replenishment: Vec::new(),
     }
 }
 

@@ -60,6 +60,7 @@ contracts! {
     Alert => "alert",
     AlertKey => "alert-key",
     ShopModel => "shop-model",
+    crate::insights::Backtest => "backtest",
     crate::records::Delivery => "delivery",
     crate::records::CrmDeadLetter => "crm-dead-letter",
 }
@@ -670,6 +671,7 @@ pub(crate) mod tests {
                 reason: None,
                 amount: m("10.00"),
             }],
+            customer_note: Some("Please leave it with the neighbour".into()),
         }
     }
 

@@ -203,6 +203,9 @@ pub struct Order {
     pub line_items: Vec<LineItem>,
     pub coupon_codes: Vec<String>,
     pub refunds: Vec<Refund>,
+    /// What the buyer wrote at checkout; personal, sealed like the addresses.
+    #[serde(default)]
+    pub customer_note: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -96,6 +96,65 @@ pub struct OrderLedgerEntry {
     pub total: Money,
     pub refunded: Money,
     pub paid: bool,
+    #[serde(default)]
+    pub payment_method: Option<String>,
+    #[serde(default)]
+    pub discounted: bool,
+    #[serde(default)]
+    pub items: Vec<LedgerItem>,
+}
+
+/// One product of an order in the ledger (the largest lines, at most
+/// [`LedgerItem::MAX_PER_ORDER`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LedgerItem {
+    pub product_id: i64,
+    pub quantity: i32,
+    pub total: Money,
+    #[serde(default)]
+    pub category_ids: Vec<i64>,
+}
+
+impl LedgerItem {
+    /// Lines kept per order: a customer's taste needs the main products, and the state stays
+    /// bounded whatever a B2B order of 300 lines holds.
+    pub const MAX_PER_ORDER: usize = 8;
+}
+
+/// A category or product in a customer's taste.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TasteEntry {
+    pub id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub revenue: Money,
+    pub orders: i32,
+    pub quantity: i32,
+}
+
+/// A product the customer bought, and when.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProductPurchase {
+    pub product_id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(with = "ts_millis")]
+    pub bought_at: DateTime<Utc>,
+}
+
+/// A product the customer is expected to buy again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Replenishment {
+    pub product_id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(with = "ts_millis")]
+    pub last_bought_at: DateTime<Utc>,
+    pub interval_days: f64,
+    #[serde(with = "ts_millis")]
+    pub due_at: DateTime<Utc>,
+    #[serde(default)]
+    pub announced: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -134,6 +193,26 @@ pub struct CustomerProfile {
     pub churn_risk: ChurnRisk,
     pub vip: bool,
     pub orders: Vec<OrderLedgerEntry>,
+    #[serde(default)]
+    pub top_categories: Vec<TasteEntry>,
+    #[serde(default)]
+    pub top_products: Vec<TasteEntry>,
+    #[serde(default)]
+    pub frequent_products: Vec<TasteEntry>,
+    #[serde(default)]
+    pub last_products: Vec<ProductPurchase>,
+    #[serde(default)]
+    pub mean_interval_days: Option<f64>,
+    #[serde(default)]
+    pub typical_interval_days: Option<f64>,
+    #[serde(default)]
+    pub preferred_payment_method: Option<String>,
+    #[serde(default)]
+    pub discount_share: f64,
+    #[serde(default, with = "ts_millis::option")]
+    pub expected_next_purchase_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub replenishment: Vec<Replenishment>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -159,10 +238,16 @@ pub enum AlertKind {
     /// A person was erased: the enricher dropped their profile; the Slack sink forgets their
     /// order threads. Never posted.
     CustomerErased,
+    /// A customer passed their repurchase interval for a product (once per cycle).
+    ReplenishmentDue,
+    /// A customer's churn-risk band changed.
+    ChurnRiskChanged,
+    /// A buyer wrote a note at checkout.
+    CustomerQuestion,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 16] = [
+    pub const ALL: [AlertKind; 19] = [
         AlertKind::OrderPlaced,
         AlertKind::OrderPaid,
         AlertKind::OrderStatusChanged,
@@ -179,6 +264,9 @@ impl AlertKind {
         AlertKind::BecameVip,
         AlertKind::WebhookDisabled,
         AlertKind::CustomerErased,
+        AlertKind::ReplenishmentDue,
+        AlertKind::ChurnRiskChanged,
+        AlertKind::CustomerQuestion,
     ];
 
     /// snake_case name, as used in metrics and rule files.
@@ -200,6 +288,9 @@ impl AlertKind {
             AlertKind::BecameVip => "became_vip",
             AlertKind::WebhookDisabled => "webhook_disabled",
             AlertKind::CustomerErased => "customer_erased",
+            AlertKind::ReplenishmentDue => "replenishment_due",
+            AlertKind::ChurnRiskChanged => "churn_risk_changed",
+            AlertKind::CustomerQuestion => "customer_question",
         }
     }
 }
@@ -246,6 +337,14 @@ pub struct AlertCustomer {
     pub churn_risk: String,
     pub vip: bool,
     pub profile_version: i64,
+    #[serde(default)]
+    pub previous_churn_risk: Option<String>,
+    #[serde(default)]
+    pub top_category: Option<String>,
+    #[serde(default)]
+    pub typical_interval_days: Option<f64>,
+    #[serde(default, with = "ts_millis::option")]
+    pub expected_next_purchase_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -290,6 +389,31 @@ pub struct Alert {
     /// Set on `CustomerErased` alerts: what the sinks must forget.
     #[serde(default)]
     pub erasure: Option<AlertErasure>,
+    /// Set on `ReplenishmentDue` alerts.
+    #[serde(default)]
+    pub replenishment: Option<AlertReplenishment>,
+    /// Set on `CustomerQuestion` alerts.
+    #[serde(default)]
+    pub question: Option<AlertQuestion>,
+}
+
+/// A customer due to buy a product again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertReplenishment {
+    pub product_id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(with = "ts_millis")]
+    pub last_bought_at: DateTime<Utc>,
+    pub interval_days: f64,
+    #[serde(with = "ts_millis")]
+    pub due_at: DateTime<Utc>,
+}
+
+/// What a buyer wrote at checkout; `note` is sealed under the person's key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertQuestion {
+    pub note: String,
 }
 
 /// What the sinks must forget about an erased person.
@@ -328,6 +452,68 @@ pub struct ShopModel {
     pub vip_clv_threshold: f64,
     pub order_value_p95: f64,
     pub fit_seconds: f64,
+    #[serde(default, with = "ts_millis::option")]
+    pub as_of: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub repurchase_intervals: Vec<RepurchaseInterval>,
+}
+
+/// How long the shop's customers take to buy a product again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RepurchaseInterval {
+    pub product_id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub median_days: f64,
+    pub customers: i32,
+}
+
+/// How well a model fitted at a cut-off predicted what customers did next
+/// (`schemas/backtest.avsc`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Backtest {
+    pub shop_id: String,
+    #[serde(with = "ts_millis")]
+    pub run_at: DateTime<Utc>,
+    #[serde(with = "ts_millis")]
+    pub as_of: DateTime<Utc>,
+    pub horizon_days: i32,
+    pub customers: i64,
+    pub repeat_customers: i64,
+    pub r: f64,
+    pub alpha: f64,
+    pub a: f64,
+    pub b: f64,
+    pub p: f64,
+    pub q: f64,
+    pub v: f64,
+    pub predicted_purchases: f64,
+    pub actual_purchases: f64,
+    pub predicted_spend: f64,
+    pub actual_spend: f64,
+    pub mean_absolute_error: f64,
+    pub deciles: Vec<CalibrationGroup>,
+    pub by_frequency: Vec<CalibrationGroup>,
+    pub segments: Vec<SegmentReturn>,
+    pub p_alive_auc: f64,
+    pub expected_purchases_auc: f64,
+}
+
+/// Predicted against actual purchases for one group of customers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationGroup {
+    pub group: String,
+    pub customers: i64,
+    pub predicted: f64,
+    pub actual: f64,
+}
+
+/// How many of a segment came back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegmentReturn {
+    pub segment: String,
+    pub customers: i64,
+    pub returned: i64,
 }
 
 #[cfg(test)]
@@ -384,6 +570,47 @@ mod tests {
                 total: m("60.25"),
                 refunded: m("0"),
                 paid: true,
+                payment_method: Some("stripe".into()),
+                discounted: true,
+                items: vec![LedgerItem {
+                    product_id: 93,
+                    quantity: 2,
+                    total: m("60.25"),
+                    category_ids: vec![17],
+                }],
+            }],
+            top_categories: vec![TasteEntry {
+                id: 17,
+                name: Some("Coffee beans".into()),
+                revenue: m("60.25"),
+                orders: 1,
+                quantity: 2,
+            }],
+            top_products: vec![TasteEntry {
+                id: 93,
+                name: None,
+                revenue: m("60.25"),
+                orders: 1,
+                quantity: 2,
+            }],
+            frequent_products: vec![],
+            last_products: vec![ProductPurchase {
+                product_id: 93,
+                name: Some("Beans".into()),
+                bought_at: at(),
+            }],
+            mean_interval_days: Some(31.5),
+            typical_interval_days: Some(30.0),
+            preferred_payment_method: Some("stripe".into()),
+            discount_share: 0.5,
+            expected_next_purchase_at: Some(at()),
+            replenishment: vec![Replenishment {
+                product_id: 93,
+                name: Some("Beans".into()),
+                last_bought_at: at(),
+                interval_days: 30.0,
+                due_at: at(),
+                announced: true,
             }],
         }
     }
@@ -437,6 +664,10 @@ mod tests {
                     churn_risk: "LOW".into(),
                     vip: true,
                     profile_version: 1,
+                    previous_churn_risk: Some("LOW".into()),
+                    top_category: Some("Coffee beans".into()),
+                    typical_interval_days: Some(30.0),
+                    expected_next_purchase_at: Some(at()),
                 }),
                 product: Some(AlertProduct {
                     product_id: 5,
@@ -459,6 +690,16 @@ mod tests {
                 }),
                 origin: crate::events::Origin::Backfill,
                 erasure: None,
+                replenishment: Some(AlertReplenishment {
+                    product_id: 93,
+                    name: None,
+                    last_bought_at: at(),
+                    interval_days: 30.0,
+                    due_at: at(),
+                }),
+                question: Some(AlertQuestion {
+                    note: "ws1.x".into(),
+                }),
             });
         }
         round_trip(AlertKey {
@@ -486,6 +727,47 @@ mod tests {
             vip_clv_threshold: 100.0,
             order_value_p95: 250.0,
             fit_seconds: 0.01,
+            as_of: Some(at()),
+            repurchase_intervals: vec![RepurchaseInterval {
+                product_id: 93,
+                name: Some("Beans".into()),
+                median_days: 30.0,
+                customers: 12,
+            }],
+        });
+        round_trip(Backtest {
+            shop_id: "main".into(),
+            run_at: at(),
+            as_of: at(),
+            horizon_days: 273,
+            customers: 2357,
+            repeat_customers: 1000,
+            r: 0.24,
+            alpha: 4.4,
+            a: 0.79,
+            b: 2.4,
+            p: 6.2,
+            q: 3.7,
+            v: 15.4,
+            predicted_purchases: 1000.0,
+            actual_purchases: 1100.0,
+            predicted_spend: 1.0,
+            actual_spend: 2.0,
+            mean_absolute_error: 0.5,
+            deciles: vec![CalibrationGroup {
+                group: "1".into(),
+                customers: 10,
+                predicted: 0.1,
+                actual: 0.2,
+            }],
+            by_frequency: vec![],
+            segments: vec![SegmentReturn {
+                segment: "Champions".into(),
+                customers: 3,
+                returned: 2,
+            }],
+            p_alive_auc: 0.8,
+            expected_purchases_auc: 0.7,
         });
     }
 }

@@ -1,6 +1,7 @@
 //! The shared core of woostream: configuration, the canonical events and their Avro codec,
 //! Kafka client set-up, the operations server and shutdown. No role logic lives here.
 
+pub mod catalogue;
 pub mod codec;
 pub mod config;
 pub mod crm_config;

@@ -5,11 +5,13 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use woostream_core::events::Order;
 use woostream_core::insights::{
-    Alert, AlertCustomer, AlertItem, AlertKey, AlertKind, AlertOrder, Segment,
+    Alert, AlertCustomer, AlertItem, AlertKey, AlertKind, AlertOrder, AlertQuestion,
+    AlertReplenishment, ChurnRisk, Replenishment, Segment,
 };
 use woostream_core::Money;
 
-use crate::customer::{status_slug, CustomerState, OrderChange, Scored};
+use crate::customer::{from_millis, status_slug, CustomerState, OrderChange, Scored};
+use crate::taste::Taste;
 
 /// Deterministic alert id: the same cause always gives the same id, so a consumer drops a
 /// repeat after a crash or a redelivery.
@@ -51,6 +53,8 @@ impl Origin<'_> {
             review: None,
             origin: self.source,
             erasure: None,
+            replenishment: None,
+            question: None,
         }
     }
 }
@@ -95,6 +99,7 @@ fn alert_customer(
     customer: &str,
     state: &CustomerState,
     scored: &Scored,
+    taste: &Taste,
     previous_segment: Option<Segment>,
     initial: Option<String>,
 ) -> AlertCustomer {
@@ -111,6 +116,10 @@ fn alert_customer(
         churn_risk: scored.churn_risk.as_str().into(),
         vip: scored.vip,
         profile_version: state.version,
+        previous_churn_risk: None,
+        top_category: taste.top_categories.first().and_then(|c| c.name.clone()),
+        typical_interval_days: taste.typical_interval_days,
+        expected_next_purchase_at: scored.next_purchase_ms.map(from_millis),
     }
 }
 
@@ -129,11 +138,16 @@ pub struct CustomerTransition<'a> {
     pub customer: &'a str,
     pub state: &'a CustomerState,
     pub scored: &'a Scored,
+    pub taste: &'a Taste,
     /// Segment and VIP flag before this change (`None`: no profile yet).
     pub previous_segment: Option<Segment>,
     pub was_vip: bool,
+    /// Churn-risk band before this change (`None`: no profile yet).
+    pub previous_churn: Option<ChurnRisk>,
     pub order: Option<(&'a Order, &'a OrderChange)>,
     pub high_value: &'a dyn Fn(&Order) -> bool,
+    /// Products that became due with this version (not announced in their cycle yet).
+    pub replenishment_due: &'a [Replenishment],
 }
 
 impl CustomerTransition<'_> {
@@ -145,6 +159,7 @@ impl CustomerTransition<'_> {
                 self.customer,
                 self.state,
                 self.scored,
+                self.taste,
                 previous,
                 initial.clone(),
             )
@@ -213,6 +228,16 @@ impl CustomerTransition<'_> {
                     before.map(|b| status_slug(b.status)),
                 ));
             }
+            // The note is written at checkout: announced with the order's first version.
+            if let (None, Some(note)) = (before, order.customer_note.as_deref()) {
+                if real_order && !note.trim().is_empty() {
+                    let mut a = with_order(AlertKind::CustomerQuestion, &[&id], None);
+                    a.question = Some(AlertQuestion {
+                        note: note.to_string(),
+                    });
+                    out.push(a);
+                }
+            }
         }
         if let Some(previous) = self.previous_segment {
             if previous != self.scored.segment {
@@ -229,6 +254,41 @@ impl CustomerTransition<'_> {
                 a.customer = Some(customer_block(Some(previous)));
                 out.push(a);
             }
+        }
+        if let Some(previous) = self.previous_churn {
+            // Only customers who bought: a band without orders means nothing yet.
+            if previous != self.scored.churn_risk && self.scored.summary.orders_count > 0 {
+                let version = self.state.version.to_string();
+                let mut a = self.origin.alert(
+                    AlertKind::ChurnRiskChanged,
+                    &[
+                        self.customer,
+                        previous.as_str(),
+                        self.scored.churn_risk.as_str(),
+                        &version,
+                    ],
+                );
+                let mut c = customer_block(self.previous_segment);
+                c.previous_churn_risk = Some(previous.as_str().into());
+                a.customer = Some(c);
+                out.push(a);
+            }
+        }
+        for r in self.replenishment_due {
+            let cycle = r.last_bought_at.timestamp_millis().to_string();
+            let mut a = self.origin.alert(
+                AlertKind::ReplenishmentDue,
+                &[self.customer, &r.product_id.to_string(), &cycle],
+            );
+            a.customer = Some(customer_block(self.previous_segment));
+            a.replenishment = Some(AlertReplenishment {
+                product_id: r.product_id,
+                name: r.name.clone(),
+                last_bought_at: r.last_bought_at,
+                interval_days: r.interval_days,
+                due_at: r.due_at,
+            });
+            out.push(a);
         }
         if self.scored.vip && !self.was_vip {
             let mut a = self.origin.alert(

@@ -7,13 +7,16 @@
 //! order's life their status is, so a late "pending" never undoes a "processing".
 
 use chrono::{DateTime, TimeZone, Utc};
+use rust_decimal::Decimal;
 use woostream_core::events::{Order, OrderEvent, OrderStatus};
-use woostream_core::insights::{ChurnRisk, CustomerProfile, OrderLedgerEntry, Segment};
+use woostream_core::insights::{ChurnRisk, CustomerProfile, LedgerItem, OrderLedgerEntry, Segment};
 use woostream_core::Money;
 
 use crate::clv::{self, History, Spend};
 use crate::model::Model;
 use crate::rfm::{segment_of, Scores};
+use crate::taste::Taste;
+use woostream_core::insights::Replenishment;
 
 pub const DAY_MS: i64 = 86_400_000;
 
@@ -28,6 +31,48 @@ pub struct LedgerEntry {
     pub status: OrderStatus,
     /// Paid at some point: set once, never cleared, so "order paid" is announced once.
     pub paid: bool,
+    pub payment_method: Option<Box<str>>,
+    /// A coupon or a discount was applied.
+    pub discounted: bool,
+    /// The order's largest lines, by product (at most [`LedgerItem::MAX_PER_ORDER`]).
+    pub items: Vec<Item>,
+}
+
+/// One product of an order, as the customer's taste counts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// The product (a variation's parent): taste is about products, not sizes.
+    pub product_id: i64,
+    pub quantity: i32,
+    /// Line total in millionths, after discounts, before tax.
+    pub total: i64,
+    pub category_ids: Box<[i64]>,
+}
+
+/// An order's lines grouped by product, the largest first, capped.
+pub fn items_of(order: &Order) -> Vec<Item> {
+    let mut items: Vec<Item> = Vec::new();
+    for line in &order.line_items {
+        let Some(product_id) = line.product_id.filter(|id| *id > 0) else {
+            continue;
+        };
+        match items.iter_mut().find(|i| i.product_id == product_id) {
+            Some(i) => {
+                i.quantity = i.quantity.saturating_add(line.quantity);
+                i.total = i.total.saturating_add(micros(&line.total));
+            }
+            None => items.push(Item {
+                product_id,
+                quantity: line.quantity,
+                total: micros(&line.total),
+                category_ids: line.category_ids.clone().into_boxed_slice(),
+            }),
+        }
+    }
+    items.sort_by(|a, b| b.total.cmp(&a.total).then(a.product_id.cmp(&b.product_id)));
+    items.truncate(LedgerItem::MAX_PER_ORDER);
+    items.shrink_to_fit();
+    items
 }
 
 impl LedgerEntry {
@@ -81,6 +126,11 @@ pub struct CustomerState {
     pub vip: bool,
     pub currency: Option<Box<str>>,
     pub orders: Vec<LedgerEntry>,
+    /// Replenishment cycles announced: (product, the purchase day it was due from). A new
+    /// purchase starts a new cycle; an announced one is never announced again.
+    pub replenishment_announced: Vec<(i64, i64)>,
+    /// Version of the model the newest profile was scored with.
+    pub model_version: i64,
 }
 
 /// An order delivery that changed the ledger.
@@ -134,6 +184,9 @@ fn entry_from(order: &Order, modified_ms: i64, was_paid: bool) -> LedgerEntry {
             || paid_status
             || (order.paid_at.is_some()
                 && !matches!(order.status, OrderStatus::Failed | OrderStatus::Pending)),
+        payment_method: order.payment_method.as_deref().map(Into::into),
+        discounted: !order.coupon_codes.is_empty() || order.discount_total.amount() > Decimal::ZERO,
+        items: items_of(order),
     }
 }
 
@@ -212,6 +265,8 @@ pub struct Scored {
     pub clv: f64,
     pub churn_risk: ChurnRisk,
     pub vip: bool,
+    /// When the next purchase is expected (see [`crate::taste::next_purchase`]).
+    pub next_purchase_ms: Option<i64>,
 }
 
 /// The settings scoring needs besides the model.
@@ -359,7 +414,14 @@ pub fn score(
             _ => ChurnRisk::High,
         }
     };
+    let next_purchase_ms = crate::taste::next_purchase(
+        &crate::taste::purchase_days(state),
+        expected_purchases[1],
+        expected_purchases[2],
+        as_of_ms,
+    );
     Scored {
+        next_purchase_ms,
         summary,
         scores,
         segment,
@@ -381,11 +443,14 @@ pub struct Cause<'a> {
     pub correlation_id: &'a str,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn to_profile(
     shop_id: &str,
     customer: &str,
     state: &CustomerState,
     scored: &Scored,
+    taste: &Taste,
+    replenishment: &[Replenishment],
     model: &Model,
     cause: &Cause,
 ) -> CustomerProfile {
@@ -439,8 +504,30 @@ pub fn to_profile(
                 total: Money::from_micros(o.total),
                 refunded: Money::from_micros(o.refunded),
                 paid: o.paid,
+                payment_method: o.payment_method.as_deref().map(String::from),
+                discounted: o.discounted,
+                items: o
+                    .items
+                    .iter()
+                    .map(|i| LedgerItem {
+                        product_id: i.product_id,
+                        quantity: i.quantity,
+                        total: Money::from_micros(i.total),
+                        category_ids: i.category_ids.to_vec(),
+                    })
+                    .collect(),
             })
             .collect(),
+        top_categories: taste.top_categories.clone(),
+        top_products: taste.top_products.clone(),
+        frequent_products: taste.frequent_products.clone(),
+        last_products: taste.last_products.clone(),
+        mean_interval_days: taste.mean_interval_days,
+        typical_interval_days: taste.typical_interval_days,
+        preferred_payment_method: taste.preferred_payment_method.clone(),
+        discount_share: taste.discount_share,
+        expected_next_purchase_at: scored.next_purchase_ms.map(from_millis),
+        replenishment: replenishment.to_vec(),
     }
 }
 
@@ -457,6 +544,18 @@ pub fn from_profile(profile: &CustomerProfile) -> CustomerState {
             refunded: micros(&o.refunded),
             status: OrderStatus::from_slug(&o.status),
             paid: o.paid,
+            payment_method: o.payment_method.as_deref().map(Into::into),
+            discounted: o.discounted,
+            items: o
+                .items
+                .iter()
+                .map(|i| Item {
+                    product_id: i.product_id,
+                    quantity: i.quantity,
+                    total: micros(&i.total),
+                    category_ids: i.category_ids.clone().into_boxed_slice(),
+                })
+                .collect(),
         })
         .collect();
     orders.sort_by_key(|o| o.order_id);
@@ -466,9 +565,16 @@ pub fn from_profile(profile: &CustomerProfile) -> CustomerState {
         as_of_ms: millis(profile.as_of),
         source_offset: profile.source_offset,
         segment: (profile.orders_count > 0).then_some(profile.segment),
-        churn_risk: Some(profile.churn_risk),
+        churn_risk: (profile.orders_count > 0).then_some(profile.churn_risk),
         vip: profile.vip,
         currency: profile.currency.as_deref().map(Into::into),
         orders,
+        model_version: profile.model_version,
+        replenishment_announced: profile
+            .replenishment
+            .iter()
+            .filter(|r| r.announced)
+            .map(|r| (r.product_id, millis(r.last_bought_at)))
+            .collect(),
     }
 }

@@ -13,4 +13,5 @@ mod partition_tests;
 pub mod products;
 pub mod rfm;
 pub mod runner;
+pub mod taste;
 pub mod view;

@@ -7,6 +7,7 @@ pub struct Metrics {
     pub records: IntCounterVec,
     pub unreadable: IntCounterVec,
     pub erased_skipped: IntCounter,
+    pub model_rescored: IntCounter,
     pub profiles: IntCounter,
     pub alerts: IntCounterVec,
     pub customers: IntGauge,
@@ -98,6 +99,10 @@ impl Metrics {
                 Opts::new("woostream_enricher_fits_total", "Model fits, by outcome."),
                 &["outcome"],
             )?,
+            model_rescored: IntCounter::new(
+                "woostream_enricher_model_rescored_total",
+                "Customers rescored because a new model arrived.",
+            )?,
             restarts: IntCounter::new(
                 "woostream_enricher_restarts_total",
                 "Times the enricher stopped on a failure and was started again in-process.",
@@ -118,6 +123,7 @@ impl Metrics {
         registry.register(Box::new(m.model_version.clone()))?;
         registry.register(Box::new(m.fits.clone()))?;
         registry.register(Box::new(m.restarts.clone()))?;
+        registry.register(Box::new(m.model_rescored.clone()))?;
         Ok(m)
     }
 }

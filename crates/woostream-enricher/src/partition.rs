@@ -6,11 +6,13 @@
 //! consumers that drop what they already applied.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rust_decimal::prelude::ToPrimitive;
+use woostream_core::catalogue::{NameBook, NoNames};
 use woostream_core::config::HighValueOrder;
 use woostream_core::events::{CustomerKey, Order, OrderEvent};
-use woostream_core::insights::{Alert, AlertKey, CustomerProfile, Segment};
+use woostream_core::insights::{Alert, AlertKey, ChurnRisk, CustomerProfile, Segment};
 
 use crate::alerts::{customer_key, CustomerTransition, Origin};
 use crate::customer::{
@@ -42,6 +44,32 @@ impl Output {
 pub struct Settings {
     pub scoring: ScoringSettings,
     pub high_value_order: HighValueOrder,
+    /// How far past a product's repurchase interval a customer is due (0.2 = 20 %).
+    pub replenishment_margin: f64,
+    /// Product and category names for profiles and alerts.
+    pub names: Names,
+}
+
+/// The catalogue's names, shared by every partition.
+#[derive(Clone)]
+pub struct Names(pub Arc<dyn NameBook>);
+
+impl Default for Names {
+    fn default() -> Self {
+        Names(Arc::new(NoNames))
+    }
+}
+
+impl std::fmt::Debug for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Names")
+    }
+}
+
+impl PartialEq for Names {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Settings {
@@ -55,6 +83,8 @@ impl Settings {
             high_value_order: e
                 .high_value_order()
                 .map_err(|m| anyhow::anyhow!("enricher.high_value_order: {m}"))?,
+            replenishment_margin: e.replenishment_margin,
+            names: Names::default(),
         })
     }
 }
@@ -75,6 +105,8 @@ pub struct CustomerPartition {
     customers: HashMap<Box<str>, CustomerState>,
     /// Newest UTC day this partition has seen; crossing into a new day rescores everyone.
     watermark_day: i64,
+    /// Customers still to rescore with a newly arrived model, in a stable order.
+    model_rescore: Vec<Box<str>>,
 }
 
 impl CustomerPartition {
@@ -183,7 +215,8 @@ impl CustomerPartition {
         let Some(change) = state.apply_order(event) else {
             return out;
         };
-        let (previous_segment, was_vip) = (state.segment, state.vip);
+        let (previous_segment, was_vip, previous_churn) =
+            (state.segment, state.vip, state.churn_risk);
         state.version += 1;
         state.as_of_ms = state.as_of_ms.max(event_ms);
         state.source_offset = offset;
@@ -206,6 +239,7 @@ impl CustomerPartition {
             origin,
             cause: &cause,
             previous: (previous_segment, was_vip),
+            previous_churn,
             order: order.map(|o| (o, &change)),
             high_value: &high_value,
         };
@@ -216,9 +250,93 @@ impl CustomerPartition {
             state,
             scored,
             model,
+            settings,
             why,
         );
         out
+    }
+
+    /// A new model arrived: every customer is rescored with it, a few at a time
+    /// ([`CustomerPartition::rescore_with_models`]).
+    pub fn queue_model_rescore(&mut self) {
+        let mut keys: Vec<Box<str>> = self.customers.keys().cloned().collect();
+        // Reversed, so that popping from the end goes in key order.
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        self.model_rescore = keys;
+    }
+
+    /// Customers still waiting for a new model's rescore.
+    pub fn model_rescore_pending(&self) -> usize {
+        self.model_rescore.len()
+    }
+
+    /// Rescores up to `budget` queued customers with their shop's current model, as of their
+    /// own time; a new version only where something visible changes (segment, churn band,
+    /// VIP flag, a replenishment falling due). Returns the output and the customers looked at.
+    pub fn rescore_with_models(
+        &mut self,
+        model_of: &dyn Fn(&str) -> std::sync::Arc<Model>,
+        settings: &Settings,
+        budget: usize,
+    ) -> (Output, usize) {
+        let mut out = Output::default();
+        let mut used = 0;
+        while used < budget {
+            let Some(composite) = self.model_rescore.pop() else {
+                break;
+            };
+            used += 1;
+            let (shop_id, customer) = split_key(&composite);
+            let model = model_of(shop_id);
+            let Some(state) = self.customers.get_mut(&composite) else {
+                continue;
+            };
+            if state.model_version == model.version || state.orders.is_empty() {
+                continue;
+            }
+            state.model_version = model.version;
+            let as_of_ms = state.as_of_ms;
+            let scored = customer::score(state, &model, &settings.scoring, as_of_ms);
+            if !visible_change(state, &scored)
+                && !crate::taste::any_newly_due(
+                    state,
+                    &model.repurchase_days,
+                    settings.replenishment_margin,
+                    as_of_ms,
+                )
+            {
+                continue;
+            }
+            let (previous_segment, was_vip, previous_churn) =
+                (state.segment, state.vip, state.churn_risk);
+            state.version += 1;
+            let event_id = format!("model:{}", model.version);
+            let cause = Cause {
+                partition: self.partition,
+                offset: state.source_offset,
+                event_id: &event_id,
+                correlation_id: &event_id,
+            };
+            let origin = Origin {
+                shop_id,
+                occurred_at: from_millis(as_of_ms),
+                correlation_id: &event_id,
+                event_id: &event_id,
+                source: woostream_core::events::Origin::Webhook,
+            };
+            let why = Why {
+                origin,
+                cause: &cause,
+                previous: (previous_segment, was_vip),
+                previous_churn,
+                order: None,
+                high_value: &|_| false,
+            };
+            write_version(
+                &mut out, shop_id, customer, state, scored, &model, settings, why,
+            );
+        }
+        (out, used)
     }
 
     /// Rescores every customer as of `as_of_ms`; a new version only for those whose segment,
@@ -243,13 +361,18 @@ impl CustomerPartition {
                 continue;
             }
             let scored = customer::score(state, model, &settings.scoring, as_of_ms);
-            if Some(scored.segment) == state.segment
-                && Some(scored.churn_risk) == state.churn_risk
-                && scored.vip == state.vip
+            if !visible_change(state, &scored)
+                && !crate::taste::any_newly_due(
+                    state,
+                    &model.repurchase_days,
+                    settings.replenishment_margin,
+                    as_of_ms,
+                )
             {
                 continue;
             }
-            let (previous_segment, was_vip) = (state.segment, state.vip);
+            let (previous_segment, was_vip, previous_churn) =
+                (state.segment, state.vip, state.churn_risk);
             state.version += 1;
             state.as_of_ms = as_of_ms;
             state.source_offset = cause.offset;
@@ -264,13 +387,26 @@ impl CustomerPartition {
                 origin,
                 cause,
                 previous: (previous_segment, was_vip),
+                previous_churn,
                 order: None,
                 high_value: &|_| false,
             };
-            write_version(&mut out, shop_id, customer, state, scored, model, why);
+            write_version(
+                &mut out, shop_id, customer, state, scored, model, settings, why,
+            );
         }
         out
     }
+}
+
+/// Whether a rescore changes what the last profile said (segment, churn band, VIP flag):
+/// the rest would only restate decimals. Without a counted order there is neither segment
+/// nor band to change.
+fn visible_change(state: &CustomerState, scored: &customer::Scored) -> bool {
+    let counted = scored.summary.orders_count > 0;
+    counted.then_some(scored.segment) != state.segment
+        || counted.then_some(scored.churn_risk) != state.churn_risk
+        || scored.vip != state.vip
 }
 
 /// What caused a new customer version, for its alerts and profile.
@@ -279,12 +415,15 @@ struct Why<'a> {
     cause: &'a Cause<'a>,
     /// Segment and VIP flag before the change.
     previous: (Option<Segment>, bool),
+    /// Churn-risk band before the change (`None`: no profile yet).
+    previous_churn: Option<ChurnRisk>,
     order: Option<(&'a Order, &'a OrderChange)>,
     high_value: &'a dyn Fn(&Order) -> bool,
 }
 
 /// Writes a customer's new version: the alerts of the transition, then the profile; and
 /// remembers what the profile said, to announce the next change.
+#[allow(clippy::too_many_arguments)]
 fn write_version(
     out: &mut Output,
     shop_id: &str,
@@ -292,17 +431,31 @@ fn write_version(
     state: &mut CustomerState,
     scored: customer::Scored,
     model: &Model,
+    settings: &Settings,
     why: Why,
 ) {
+    let names = &*settings.names.0;
+    let taste = crate::taste::taste_of(state, shop_id, names);
+    let (mut replenishment, due) = crate::taste::replenishment(
+        state,
+        &model.repurchase_days,
+        settings.replenishment_margin,
+        state.as_of_ms,
+        shop_id,
+        names,
+    );
     let transition = CustomerTransition {
         origin: why.origin,
         customer,
         state,
         scored: &scored,
+        taste: &taste,
         previous_segment: why.previous.0,
         was_vip: why.previous.1,
+        previous_churn: why.previous_churn,
         order: why.order,
         high_value: why.high_value,
+        replenishment_due: &due,
     };
     let alert_key = customer_key(shop_id, customer);
     out.alerts.extend(
@@ -313,9 +466,30 @@ fn write_version(
     );
     // A customer without a counted order has no segment to leave yet.
     state.segment = (scored.summary.orders_count > 0).then_some(scored.segment);
-    state.churn_risk = Some(scored.churn_risk);
+    state.churn_risk = (scored.summary.orders_count > 0).then_some(scored.churn_risk);
     state.vip = scored.vip;
-    let profile = customer::to_profile(shop_id, customer, state, &scored, model, why.cause);
+    state.model_version = model.version;
+    // Announced cycles are remembered; cycles no longer listed (bought again) are forgotten.
+    for r in &mut replenishment {
+        if due.iter().any(|d| d.product_id == r.product_id) {
+            r.announced = true;
+        }
+    }
+    state.replenishment_announced = replenishment
+        .iter()
+        .filter(|r| r.announced)
+        .map(|r| (r.product_id, customer::millis(r.last_bought_at)))
+        .collect();
+    let profile = customer::to_profile(
+        shop_id,
+        customer,
+        state,
+        &scored,
+        &taste,
+        &replenishment,
+        model,
+        why.cause,
+    );
     let key = CustomerKey {
         shop_id: shop_id.into(),
         customer: customer.into(),

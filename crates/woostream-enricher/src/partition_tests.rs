@@ -21,6 +21,8 @@ fn settings() -> Settings {
             monthly_discount_rate: 0.01,
         },
         high_value_order: HighValueOrder::Amount("500".parse().unwrap()),
+        replenishment_margin: 0.2,
+        names: Default::default(),
     }
 }
 
@@ -104,6 +106,7 @@ fn order(id: i64, status: &str, total: &str, day: u32, second: u32) -> OrderEven
             }],
             coupon_codes: vec![],
             refunds: vec![],
+            customer_note: None,
         }),
     }
 }
@@ -351,7 +354,7 @@ fn high_value_and_vip_wait_for_thresholds_the_shops_own_orders_informed() {
             profiles.push(out.profiles[0].1.clone().unwrap());
         }
         let refs: Vec<&CustomerProfile> = profiles.iter().collect();
-        Model::from_record(&crate::model::fit::fit_shop("eu", &refs, now, &config)).unwrap()
+        Model::from_record(&crate::model::fit::fit_shop("eu", &refs, now, now, &config)).unwrap()
     };
     let early = fit_after(&mut partition, config.threshold_min_orders as usize - 2);
     assert_eq!(
@@ -385,7 +388,7 @@ fn high_value_and_vip_wait_for_thresholds_the_shops_own_orders_informed() {
     }
     profiles.extend(latest.into_values());
     let refs: Vec<&CustomerProfile> = profiles.iter().collect();
-    let record = crate::model::fit::fit_shop("eu", &refs, now, &config);
+    let record = crate::model::fit::fit_shop("eu", &refs, now, now, &config);
     // Sixty customers who all keep buying tell nothing about dropout: the fit runs away
     // (a and b in the millions), which would make every score take millions of series
     // terms. It keeps the priors instead, and so no VIPs.

@@ -476,6 +476,7 @@ fn order(w: WooOrder, customers: &CustomerHasher) -> Result<Order, Rejection> {
                 amount: Money::new(zero(r.total).amount().abs()),
             })
             .collect(),
+        customer_note: w.customer_note,
     })
 }
 

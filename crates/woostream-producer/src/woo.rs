@@ -136,6 +136,8 @@ pub struct WooOrder {
     pub coupon_lines: Vec<WooCouponLine>,
     #[serde(default)]
     pub refunds: Vec<WooRefund>,
+    #[serde(default, deserialize_with = "text")]
+    pub customer_note: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

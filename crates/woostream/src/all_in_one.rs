@@ -441,6 +441,7 @@ pub async fn run(
         &model_producer,
         &outputs.model,
         &outputs.model_key,
+        None,
     )
     .await
     {

@@ -676,6 +676,7 @@ async fn fit(config: Config) -> anyhow::Result<()> {
         &producer,
         &outputs.model,
         &outputs.model_key,
+        None,
     )
     .await?;
     if models.is_empty() {

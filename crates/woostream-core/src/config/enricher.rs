@@ -13,6 +13,17 @@ pub enum Transactions {
     Off,
 }
 
+/// Which "now" scores and fits refer to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Clock {
+    /// The newest event time seen (an order's date_modified): a replay, a backfill or a
+    /// backtest scores and fits against the same "today" the shop had then.
+    Stream,
+    /// The wall clock: a shop with long quiet spells sees recency grow while nothing arrives.
+    Wall,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EnricherConfig {
@@ -46,6 +57,16 @@ pub struct EnricherConfig {
     /// from before they are used; until then neither alert fires, and the first model is
     /// fitted as soon as this many orders were processed instead of at the next refit.
     pub threshold_min_orders: u64,
+    /// What "now" is for scoring and fitting.
+    pub clock: Clock,
+    /// Customers who must have bought a product on two or more days before its repurchase
+    /// interval is learned (and replenishment_due can fire for it).
+    pub repurchase_min_customers: u32,
+    /// How far past the interval a customer is due: 0.2 = 20 % later than the shop's median.
+    pub replenishment_margin: f64,
+    /// Customers rescored per second when a new model arrives (applied at once, at this rate,
+    /// so a refit never stalls the orders behind it).
+    pub rescore_per_second: u32,
 }
 
 impl Default for EnricherConfig {
@@ -66,6 +87,10 @@ impl Default for EnricherConfig {
             prior_order_value: 50.0,
             min_repeat_customers: 20,
             threshold_min_orders: 200,
+            clock: Clock::Stream,
+            repurchase_min_customers: 5,
+            replenishment_margin: 0.2,
+            rescore_per_second: 5_000,
         }
     }
 }
@@ -123,6 +148,21 @@ impl EnricherConfig {
                 at("negative_review_max_rating"),
                 "expected 0 to 5 stars".into(),
             ));
+        }
+        if !(0.0..=10.0).contains(&self.replenishment_margin) {
+            return Err((
+                at("replenishment_margin"),
+                "expected a share from 0 to 10, e.g. 0.2 for 20 % past the interval".into(),
+            ));
+        }
+        if self.repurchase_min_customers < 2 {
+            return Err((
+                at("repurchase_min_customers"),
+                "expected at least 2 customers".into(),
+            ));
+        }
+        if self.rescore_per_second == 0 {
+            return Err((at("rescore_per_second"), "expected at least 1".into()));
         }
         Ok(())
     }

@@ -251,6 +251,8 @@ pub struct TopicsConfig {
     pub crm_changes: TopicConfig,
     /// CRM changes the shop refused for good.
     pub shop_dead_letter: TopicConfig,
+    /// The latest backtest of every shop (`woostream backtest`): what the insight page shows.
+    pub backtests: TopicConfig,
 }
 
 impl Default for TopicsConfig {
@@ -290,13 +292,17 @@ impl Default for TopicsConfig {
             },
             crm_changes: topic("crm.changes", "delete"),
             shop_dead_letter: topic("woostream.dlq.shop", "delete"),
+            backtests: TopicConfig {
+                partitions: Some(1),
+                ..topic("woostream.backtests", "compact")
+            },
         }
     }
 }
 
 impl TopicsConfig {
     /// Every topic with the configuration key it came from.
-    pub fn all(&self) -> [(&'static str, &TopicConfig); 18] {
+    pub fn all(&self) -> [(&'static str, &TopicConfig); 19] {
         [
             ("orders", &self.orders),
             ("products", &self.products),
@@ -316,6 +322,7 @@ impl TopicsConfig {
             ("subject_keys", &self.subject_keys),
             ("crm_changes", &self.crm_changes),
             ("shop_dead_letter", &self.shop_dead_letter),
+            ("backtests", &self.backtests),
         ]
     }
 

@@ -17,7 +17,7 @@ mod locate;
 mod ops;
 mod producer;
 
-pub use enricher::{EnricherConfig, HighValueOrder, Transactions};
+pub use enricher::{Clock, EnricherConfig, HighValueOrder, Transactions};
 pub use kafka::{DataKind, KafkaConfig, KafkaSecurity, RetentionConfig, TopicConfig, TopicsConfig};
 pub use ops::{LogConfig, OpsConfig};
 pub use producer::{resolve_secret, ProducerConfig, RestAuth, ShopConfig, ShopRest};

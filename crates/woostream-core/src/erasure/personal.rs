@@ -48,6 +48,7 @@ pub fn order_fields(o: &mut Order) -> Vec<&mut Option<String>> {
         out.extend(shipping(s));
     }
     out.extend(o.refunds.iter_mut().map(|r| &mut r.reason));
+    out.push(&mut o.customer_note);
     out
 }
 

@@ -7,8 +7,13 @@
 //! - [`topic`]: the models topic at the Kafka edge — following it, fitting every shop and
 //!   publishing; the parameter estimation itself is [`crate::clv`]'s.
 
+pub mod backtest;
 pub mod fit;
+pub mod synthetic;
 pub mod topic;
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use woostream_core::config::EnricherConfig;
@@ -46,6 +51,8 @@ pub struct Model {
     pub vip_clv_threshold: Option<f64>,
     /// The 95th percentile order value; none until enough of the shop's orders informed it.
     pub order_value_p95: Option<f64>,
+    /// Median days between repurchases, by product: what replenishment is due on.
+    pub repurchase_days: Arc<HashMap<i64, f64>>,
 }
 
 impl Model {
@@ -66,6 +73,7 @@ impl Model {
             quintiles: Quintiles::prior(),
             vip_clv_threshold: None,
             order_value_p95: None,
+            repurchase_days: Arc::default(),
         }
     }
 
@@ -92,6 +100,14 @@ impl Model {
             // 0 in the record: not informed yet.
             vip_clv_threshold: (record.vip_clv_threshold > 0.0).then_some(record.vip_clv_threshold),
             order_value_p95: (record.order_value_p95 > 0.0).then_some(record.order_value_p95),
+            repurchase_days: Arc::new(
+                record
+                    .repurchase_intervals
+                    .iter()
+                    .filter(|r| r.median_days.is_finite() && r.median_days > 0.0)
+                    .map(|r| (r.product_id, r.median_days))
+                    .collect(),
+            ),
         };
         let params = [
             model.bgnbd.r,
@@ -139,6 +155,8 @@ impl Model {
             vip_clv_threshold: self.vip_clv_threshold.unwrap_or(0.0),
             order_value_p95: self.order_value_p95.unwrap_or(0.0),
             fit_seconds,
+            as_of: None,
+            repurchase_intervals: Vec::new(),
         }
     }
 }

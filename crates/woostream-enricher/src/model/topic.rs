@@ -13,7 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use woostream_core::codec::{Decoder, Encoder};
-use woostream_core::config::{Config, EnricherConfig};
+use woostream_core::config::{Clock, Config, EnricherConfig};
 use woostream_core::events::CustomerKey;
 use woostream_core::insights::{CustomerProfile, ShopModel};
 
@@ -26,6 +26,8 @@ use woostream_core::kafka::reading::{partitions_of, read_to_end, reader};
 pub struct Models {
     prior: Arc<Model>,
     by_shop: RwLock<HashMap<String, Arc<Model>>>,
+    /// +1 for every model taken: the loop rescores its customers when it changes.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Models {
@@ -33,6 +35,7 @@ impl Models {
         Models {
             prior: Arc::new(Model::prior(config)),
             by_shop: RwLock::new(HashMap::new()),
+            generation: Default::default(),
         }
     }
 
@@ -59,7 +62,14 @@ impl Models {
             return false;
         }
         map.insert(record.shop_id.clone(), Arc::new(model));
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         true
+    }
+
+    /// Changes whenever a new model is taken.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -165,7 +175,21 @@ pub fn read_profiles(
     Ok(latest.into_values().collect())
 }
 
-/// Fits every shop found in the profile topic and publishes the models; returns them.
+/// "Now" for a shop's fit on the configured clock: the newest event time in its profiles
+/// (stream, the default) or the wall clock.
+pub fn clock_now(
+    config: &EnricherConfig,
+    profiles: &[&CustomerProfile],
+    wall: chrono::DateTime<Utc>,
+) -> chrono::DateTime<Utc> {
+    match config.clock {
+        Clock::Stream => super::fit::stream_time(profiles).unwrap_or(wall),
+        Clock::Wall => wall,
+    }
+}
+
+/// Fits every shop found in the profile topic as of `as_of` (None: the configured clock's
+/// now) and publishes the models; returns them.
 pub async fn fit_and_publish(
     config: &Config,
     bootstrap: &str,
@@ -173,6 +197,7 @@ pub async fn fit_and_publish(
     producer: &FutureProducer,
     model_encoder: &Encoder<ShopModel>,
     key_encoder: &Encoder<String>,
+    as_of: Option<chrono::DateTime<Utc>>,
 ) -> anyhow::Result<Vec<ShopModel>> {
     let profiles = {
         let (config, bootstrap, decoder) = (config.clone(), bootstrap.to_string(), decoder.clone());
@@ -184,12 +209,13 @@ pub async fn fit_and_publish(
     for p in &profiles {
         by_shop.entry(p.shop_id.as_str()).or_default().push(p);
     }
-    let now = Utc::now();
+    let fitted_at = Utc::now();
     let mut shops: Vec<&str> = by_shop.keys().copied().collect();
     shops.sort_unstable();
     let mut out = Vec::new();
     for shop in shops {
-        let record = fit_shop(shop, &by_shop[shop], now, &config.enricher);
+        let as_of = as_of.unwrap_or_else(|| clock_now(&config.enricher, &by_shop[shop], fitted_at));
+        let record = fit_shop(shop, &by_shop[shop], as_of, fitted_at, &config.enricher);
         let key = key_encoder.encode(&shop.to_string())?;
         let value = model_encoder.encode(&record)?;
         producer

@@ -118,11 +118,16 @@ struct Work {
     keys: woostream_core::erasure::SubjectKeys,
     /// The producer erases on `customer.deleted`: the deletion itself is left to the erasure.
     erasure_follows_deletion: bool,
+    /// The models' generation the partitions were last queued for rescoring with.
+    models_seen: u64,
+    /// Rescoring allowance for a new model: (customers that may still be rescored, as of).
+    rescore_allowance: (f64, Instant),
 }
 
 pub struct Running {
     pub thread: std::thread::JoinHandle<anyhow::Result<()>>,
     pub model_thread: std::thread::JoinHandle<()>,
+    pub catalogue_thread: std::thread::JoinHandle<()>,
     /// Whether this enricher publishes in Kafka transactions.
     pub transactional: bool,
 }
@@ -136,6 +141,7 @@ impl Running {
                 .join()
                 .map_err(|_| anyhow!("the enricher thread panicked"))?;
             let _ = self.model_thread.join();
+            let _ = self.catalogue_thread.join();
             r
         })
         .await?;
@@ -189,7 +195,7 @@ async fn launch(
     let with_registry = config.schema_registry.is_some();
     let runtime = tokio::runtime::Handle::current();
     let e = &config.enricher;
-    let settings = Settings::from_config(e)?;
+    let mut settings = Settings::from_config(e)?;
     let watch_settings = ProductWatchSettings {
         default_low_stock: e.default_low_stock,
         negative_review_max_rating: e.negative_review_max_rating,
@@ -237,6 +243,16 @@ async fn launch(
         })
         .await??
     };
+    // Names of products and categories for the customers' taste.
+    let (catalogue, catalogue_thread) = woostream_core::catalogue::follow_products(
+        config,
+        bootstrap,
+        decoder.clone(),
+        "enricher",
+        loop_ended.clone(),
+    )
+    .await?;
+    settings.names = crate::partition::Names(catalogue);
     let ready = readiness.condition("enricher");
     let leader = Arc::new(AtomicBool::new(false));
     let producer = Arc::new(producer);
@@ -269,6 +285,8 @@ async fn launch(
         keys,
         erasure_follows_deletion: config.privacy.seal_personal_data
             && config.privacy.erase_on_customer_deleted,
+        models_seen: 0,
+        rescore_allowance: (0.0, Instant::now()),
     }));
     let consumer: BaseConsumer<Rebalancer> =
         kafka::consumer_config(&config.kafka, bootstrap, &e.group_id)
@@ -315,6 +333,7 @@ async fn launch(
     Ok(Running {
         thread,
         model_thread,
+        catalogue_thread,
         transactional,
     })
 }
@@ -347,6 +366,7 @@ fn run(
                 Some(Err(e)) => tracing::warn!(error = %e, "Kafka consumer error."),
                 None => {}
             }
+            w.apply_new_models()?;
             if !w.resume.is_empty() {
                 for (topic, partition, offset) in w.resume.stalled(Instant::now()) {
                     tracing::info!(%topic, partition, seek = offset, "Nothing arrived after resuming; reading again from further back.");

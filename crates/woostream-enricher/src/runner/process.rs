@@ -101,10 +101,15 @@ impl Work {
                     .entry(partition)
                     .or_insert_with(|| CustomerPartition::new(partition));
                 let mut output = state.on_order(&key, &event, offset, &model, &self.settings);
-                // The initial is as personal as the name it comes from: sealed the same way.
+                // The initial is as personal as the name it comes from, and the note is the
+                // buyer's own words: both sealed the same way.
                 for (_, alert) in &mut output.alerts {
                     if let Some(c) = &mut alert.customer {
                         c.first_name_initial = seal_derived(c.first_name_initial.take(), &sealing);
+                    }
+                    if let Some(q) = &mut alert.question {
+                        q.note = seal_derived(Some(std::mem::take(&mut q.note)), &sealing)
+                            .unwrap_or_default();
                     }
                 }
                 output
@@ -221,6 +226,52 @@ impl Work {
         for (key, profile) in output.profiles {
             self.unwritten_profiles.insert((partition, key), profile);
         }
+        Ok(())
+    }
+
+    /// Applies newly arrived models to the customers already scored: queued when the models
+    /// change, then rescored at `enricher.rescore_per_second`, so a refit reaches every profile
+    /// within minutes without stalling the orders behind it.
+    pub(super) fn apply_new_models(&mut self) -> anyhow::Result<()> {
+        let generation = self.models.generation();
+        if generation != self.models_seen {
+            self.models_seen = generation;
+            self.customers
+                .values_mut()
+                .for_each(CustomerPartition::queue_model_rescore);
+        }
+        let pending: usize = self
+            .customers
+            .values()
+            .map(CustomerPartition::model_rescore_pending)
+            .sum();
+        let rate = f64::from(self.config.enricher.rescore_per_second);
+        let (allowance, since) = self.rescore_allowance;
+        let now = Instant::now();
+        // At most one second's worth saved up.
+        let mut allowance = (allowance + since.elapsed().as_secs_f64() * rate).min(rate);
+        self.rescore_allowance = (allowance, now);
+        if pending == 0 || allowance < 1.0 {
+            return Ok(());
+        }
+        let models = self.models.clone();
+        let model_of = move |shop: &str| models.get(shop);
+        let mut partitions: Vec<i32> = self.customers.keys().copied().collect();
+        partitions.sort_unstable();
+        for partition in partitions {
+            let budget = allowance as usize;
+            let Some(state) = self.customers.get_mut(&partition) else {
+                continue;
+            };
+            let (output, used) = state.rescore_with_models(&model_of, &self.settings, budget);
+            allowance -= used as f64;
+            self.metrics.model_rescored.inc_by(used as u64);
+            self.emit(output, partition)?;
+            if allowance < 1.0 {
+                break;
+            }
+        }
+        self.rescore_allowance.0 = allowance;
         Ok(())
     }
 

@@ -59,6 +59,7 @@ pub(super) fn spawn_refit(
                 &current,
                 &outputs.model,
                 &outputs.model_key,
+                None,
             )
             .await
             {

@@ -145,6 +145,8 @@ impl Work {
         for p in latest.values() {
             state.restore(p);
         }
+        // Profiles scored with an older model than the current one are rescored soon.
+        state.queue_model_rescore();
         tracing::info!(
             %topic,
             partition,

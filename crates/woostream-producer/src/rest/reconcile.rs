@@ -185,6 +185,8 @@ pub fn webhook_disabled_alert(
             review: None,
             origin: Origin::Reconcile,
             erasure: None,
+            replenishment: None,
+            question: None,
         },
     )
 }

@@ -33,6 +33,8 @@ pub struct Ticket {
     /// The customer's initial as Kafka has it (sealed), when the alert carries it opened: a
     /// dead letter keeps the sealed form.
     pub sealed_initial: Option<String>,
+    /// The customer note as Kafka has it (sealed), likewise.
+    pub sealed_note: Option<String>,
 }
 
 /// What happened to some alerts in one channel.

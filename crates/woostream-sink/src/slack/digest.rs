@@ -152,7 +152,11 @@ fn kind_group(kind: AlertKind) -> (u8, &'static str, &'static str) {
             (2, "📦", "stock changes")
         }
         AlertKind::ReviewPosted | AlertKind::NegativeReview => (3, "⭐", "reviews"),
-        AlertKind::SegmentChanged | AlertKind::BecameVip => (4, "👤", "customer changes"),
+        AlertKind::SegmentChanged
+        | AlertKind::BecameVip
+        | AlertKind::ChurnRiskChanged
+        | AlertKind::ReplenishmentDue => (4, "👤", "customer changes"),
+        AlertKind::CustomerQuestion => (1, "🛒", "order events"),
         AlertKind::WebhookDisabled => (5, "🔌", "webhooks"),
         // Never routed (the runner acts on it instead); listed for completeness.
         AlertKind::CustomerErased => (6, "🧹", "erasures"),

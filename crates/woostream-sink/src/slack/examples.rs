@@ -5,7 +5,9 @@ use std::str::FromStr;
 
 use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
-use woostream_core::insights::{Alert, AlertCustomer, AlertItem, AlertKind, AlertOrder};
+use woostream_core::insights::{
+    Alert, AlertCustomer, AlertItem, AlertKind, AlertOrder, AlertQuestion, AlertReplenishment,
+};
 use woostream_core::Money;
 
 /// An order alert for order `n` with two mugs, total `total` PLN.
@@ -53,10 +55,24 @@ pub fn order_alert(n: i64, kind: AlertKind, total: &str) -> Alert {
             churn_risk: "LOW".into(),
             vip: false,
             profile_version: 3,
+            previous_churn_risk: (kind == AlertKind::ChurnRiskChanged).then(|| "LOW".into()),
+            top_category: Some("Coffee beans".into()),
+            typical_interval_days: Some(30.0),
+            expected_next_purchase_at: Some(Utc.with_ymd_and_hms(2026, 12, 20, 0, 0, 0).unwrap()),
         }),
         product: None,
         review: None,
         origin: woostream_core::events::Origin::Webhook,
         erasure: None,
+        replenishment: (kind == AlertKind::ReplenishmentDue).then(|| AlertReplenishment {
+            product_id: 7,
+            name: Some("Mug".into()),
+            last_bought_at: Utc.with_ymd_and_hms(2026, 10, 1, 10, 0, 0).unwrap(),
+            interval_days: 30.0,
+            due_at: Utc.with_ymd_and_hms(2026, 11, 6, 10, 0, 0).unwrap(),
+        }),
+        question: (kind == AlertKind::CustomerQuestion).then(|| AlertQuestion {
+            note: "Can you gift-wrap it? <b>thanks</b> & see you".into(),
+        }),
     }
 }

@@ -375,7 +375,7 @@ impl Loop {
                 return Ok(());
             }
         };
-        let (alert, sealed_initial) = self.open_initial(alert).await?;
+        let (alert, sealed_initial, sealed_note) = self.open_personal(alert).await?;
         let alert = Arc::new(alert);
         let written_ms = m.timestamp().to_millis().unwrap_or_default();
         if alert.erasure.is_some() {
@@ -388,6 +388,7 @@ impl Loop {
                     rule: 0,
                     written_ms,
                     sealed_initial: None,
+                    sealed_note: None,
                 };
                 let q = Queued {
                     priority: woostream_core::slack_config::Priority::Urgent,
@@ -424,6 +425,7 @@ impl Loop {
                 rule: route.rule,
                 written_ms,
                 sealed_initial: sealed_initial.clone(),
+                sealed_note: sealed_note.clone(),
             };
             if let Some(reason) = route.skip {
                 let d = Done {
@@ -463,29 +465,48 @@ impl Loop {
         Ok(())
     }
 
-    /// Opens the customer's initial (sealed like the name it comes from); returns the alert
-    /// with it opened and the sealed form, kept for a dead letter. A person erased since has
-    /// no initial any more.
-    async fn open_initial(&self, mut alert: Alert) -> anyhow::Result<(Alert, Option<String>)> {
-        let (Some(keys), Some(c)) = (&self.keys, alert.customer.as_mut()) else {
-            return Ok((alert, None));
+    /// Opens the customer's initial (sealed like the name it comes from) and the customer
+    /// note; returns the alert with them opened and the sealed forms, kept for a dead letter.
+    /// A person erased since has neither any more. Whether a message shows them is the rule's
+    /// decision (its `personal` list), made when rendering.
+    async fn open_personal(
+        &self,
+        mut alert: Alert,
+    ) -> anyhow::Result<(Alert, Option<String>, Option<String>)> {
+        let Some(keys) = &self.keys else {
+            return Ok((alert, None, None));
         };
-        let sealed = c
-            .first_name_initial
-            .clone()
-            .filter(|v| woostream_core::erasure::seal::is_sealed(v));
-        match keys.open_async(vec![&mut c.first_name_initial]).await {
+        let sealed = |v: &Option<String>| {
+            v.clone()
+                .filter(|v| woostream_core::erasure::seal::is_sealed(v))
+        };
+        let sealed_initial = alert
+            .customer
+            .as_ref()
+            .and_then(|c| sealed(&c.first_name_initial));
+        let mut note = alert.question.as_ref().map(|q| q.note.clone());
+        let sealed_note = sealed(&note);
+        let mut fields: Vec<&mut Option<String>> = vec![&mut note];
+        if let Some(c) = alert.customer.as_mut() {
+            fields.push(&mut c.first_name_initial);
+        }
+        match keys.open_async(fields).await {
             Ok(_) => {}
-            // A damaged initial is left out; the alert still goes.
+            // A damaged value is left out; the alert still goes.
             Err(woostream_core::erasure::OpenError::Damaged(why)) => {
-                tracing::warn!(alert = %alert.alert_id, reason = %why, "An alert's initial cannot be opened; posting without it.");
+                tracing::warn!(alert = %alert.alert_id, reason = %why, "An alert's personal fields cannot be opened; posting without them.");
                 if let Some(c) = alert.customer.as_mut() {
                     c.first_name_initial = None;
                 }
+                note = None;
             }
             Err(e) => return Err(e.into()),
         }
-        Ok((alert, sealed))
+        if let Some(q) = alert.question.as_mut() {
+            // An erased person's note is gone: shown as nothing.
+            q.note = note.unwrap_or_default();
+        }
+        Ok((alert, sealed_initial, sealed_note))
     }
 
     async fn on_done(&mut self, d: Done) -> anyhow::Result<()> {
@@ -576,6 +597,9 @@ impl Loop {
                 let mut kept = (**alert).clone();
                 if let (Some(c), Some(sealed)) = (kept.customer.as_mut(), &ticket.sealed_initial) {
                     c.first_name_initial = Some(sealed.clone());
+                }
+                if let (Some(q), Some(sealed)) = (kept.question.as_mut(), &ticket.sealed_note) {
+                    q.note = sealed.clone();
                 }
                 sends.push(Outgoing {
                     topic: self.config.topics.slack_dead_letter.name.clone(),

@@ -13,7 +13,7 @@ use woostream_core::slack_config::SlackTemplate;
 use super::rules::KeyError;
 
 /// Personal fields a rule can allow. Alerts carry nothing more personal than this.
-pub const PERSONAL_FIELDS: [&str; 1] = ["first_name_initial"];
+pub const PERSONAL_FIELDS: [&str; 2] = ["first_name_initial", "customer_note"];
 
 const PARTS: [&str; 4] = ["header", "text", "context", "fallback"];
 
@@ -176,11 +176,20 @@ impl Templates {
         for (env, part) in self.parts(name) {
             let tpl = env.get_template(&part).expect("listed");
             for var in tpl.undeclared_variables(true) {
-                if var == "customer.initial" && !personal.iter().any(|p| p == "first_name_initial")
-                {
-                    return Err(format!(
-                        "template {name:?} shows customer.initial, which is personal data: add \"first_name_initial\" to the rule's personal list"
-                    ));
+                // The built-in templates show a personal value only when the rule allowed it
+                // (the variable is absent otherwise); a rule's own template must say so.
+                if name.starts_with("builtin:") {
+                    continue;
+                }
+                for (variable, field) in [
+                    ("customer.initial", "first_name_initial"),
+                    ("question.note", "customer_note"),
+                ] {
+                    if var == variable && !personal.iter().any(|p| p == field) {
+                        return Err(format!(
+                            "template {name:?} shows {variable}, which is personal data: add \"{field}\" to the rule's personal list"
+                        ));
+                    }
                 }
             }
         }
@@ -279,6 +288,7 @@ pub fn message_for(
         emoji: r.emoji.clone(),
         priority: r.priority.as_str(),
         allow_initial: r.personal.iter().any(|p| p == "first_name_initial"),
+        allow_note: r.personal.iter().any(|p| p == "customer_note"),
     };
     let rendered = rules
         .templates
@@ -295,6 +305,8 @@ pub struct VariableSettings {
     pub emoji: Option<String>,
     pub priority: &'static str,
     pub allow_initial: bool,
+    /// The rule allows the buyer's own words (a checkout note).
+    pub allow_note: bool,
 }
 
 /// Money for people: thousands separated, two decimals ("12,340.00").
@@ -337,6 +349,9 @@ pub fn title(kind: AlertKind) -> &'static str {
         AlertKind::BecameVip => "New VIP customer",
         AlertKind::WebhookDisabled => "Webhook re-enabled",
         AlertKind::CustomerErased => "Customer erased",
+        AlertKind::ReplenishmentDue => "Due to buy again",
+        AlertKind::ChurnRiskChanged => "Churn risk changed",
+        AlertKind::CustomerQuestion => "Customer question",
     }
 }
 
@@ -357,6 +372,9 @@ pub fn default_emoji(kind: AlertKind) -> &'static str {
         AlertKind::BecameVip => ":crown:",
         AlertKind::WebhookDisabled => ":electric_plug:",
         AlertKind::CustomerErased => ":broom:",
+        AlertKind::ReplenishmentDue => ":repeat:",
+        AlertKind::ChurnRiskChanged => ":chart_with_downwards_trend:",
+        AlertKind::CustomerQuestion => ":speech_balloon:",
     }
 }
 
@@ -401,7 +419,11 @@ pub fn variables(alert: &Alert, settings: &VariableSettings) -> serde_json::Valu
             "clv": amount(c.clv_12_months.amount()),
             "p_alive": format!("{:.0}%", 100.0 * c.p_alive),
             "churn_risk": c.churn_risk.to_lowercase(),
+            "previous_churn_risk": c.previous_churn_risk.as_deref().map(str::to_lowercase),
             "vip": c.vip,
+            "top_category": c.top_category,
+            "typical_interval": c.typical_interval_days.map(days),
+            "next_purchase": c.expected_next_purchase_at.map(|t| t.format("%Y-%m-%d").to_string()),
         });
         if settings.allow_initial {
             v["initial"] = json!(c.first_name_initial);
@@ -433,6 +455,23 @@ pub fn variables(alert: &Alert, settings: &VariableSettings) -> serde_json::Valu
             "text": r.text,
         })
     });
+    let replenishment = alert.replenishment.as_ref().map(|r| {
+        json!({
+            "product_id": r.product_id,
+            "product_name": r.name,
+            "last_bought": r.last_bought_at.format("%Y-%m-%d").to_string(),
+            "interval": days(r.interval_days),
+            "due": r.due_at.format("%Y-%m-%d").to_string(),
+        })
+    });
+    // The buyer's own words: only under a rule that allows personal text.
+    let question = alert.question.as_ref().map(|q| {
+        if settings.allow_note && !q.note.is_empty() {
+            json!({"note": q.note})
+        } else {
+            json!({})
+        }
+    });
     json!({
         "kind": alert.kind.as_str(),
         "title": title(alert.kind),
@@ -446,7 +485,19 @@ pub fn variables(alert: &Alert, settings: &VariableSettings) -> serde_json::Valu
         "customer": customer,
         "product": product,
         "review": review,
+        "replenishment": replenishment,
+        "question": question,
     })
+}
+
+/// A number of days for people: "~30 days", "1 day".
+fn days(d: f64) -> String {
+    let n = d.round().max(0.0) as i64;
+    if n == 1 {
+        "1 day".into()
+    } else {
+        format!("~{n} days")
+    }
 }
 
 /// Every variable path a template may use.
@@ -458,11 +509,16 @@ fn variable_tree() -> serde_json::Value {
             "total": "", "refunded": "", "payment_method": "", "payment_method_title": "",
             "created_via": "", "items": [], "item_count": 0, "categories": [], "admin_url": ""},
         "customer": {"key": "", "id": 0, "segment": "", "previous_segment": "", "orders_count": 0,
-            "revenue": "", "clv": "", "p_alive": "", "churn_risk": "", "vip": false, "initial": ""},
+            "revenue": "", "clv": "", "p_alive": "", "churn_risk": "", "previous_churn_risk": "",
+            "vip": false, "initial": "", "top_category": "", "typical_interval": "",
+            "next_purchase": ""},
         "product": {"id": 0, "parent_id": 0, "name": "", "sku": "", "stock": 0, "previous_stock": 0,
             "stock_status": "", "threshold": 0, "categories": []},
         "review": {"id": 0, "product_id": 0, "product_name": "", "rating": 0, "stars": "",
             "verified": false, "text": ""},
+        "replenishment": {"product_id": 0, "product_name": "", "last_bought": "", "interval": "",
+            "due": ""},
+        "question": {"note": ""},
     })
 }
 
@@ -556,6 +612,37 @@ fn builtin(kind: AlertKind) -> SlackTemplate {
             fields: Vec::new(),
             context: Some("{{ shop }} · {{ occurred_at }}".into()),
             fallback: Some("{{ title }} ({{ shop }})".into()),
+        },
+        AlertKind::ReplenishmentDue => SlackTemplate {
+            header: Some("{{ emoji }} {{ title }}: {{ replenishment.product_name or 'a product' }}".into()),
+            text: "Customer {{ customer.id or customer.key }} usually buys *{{ replenishment.product_name or 'this product' }}* again after {{ replenishment.interval }}; last bought {{ replenishment.last_bought }}, due since {{ replenishment.due }}.".into(),
+            fields: vec![
+                "*Segment*\n{{ customer.segment }}{% if customer.vip %} · VIP{% endif %}".into(),
+                "*CLV (12 months)*\n{{ customer.clv }}".into(),
+                "*Buys most*\n{{ customer.top_category or 'n/a' }}".into(),
+                "*Rhythm*\n{{ customer.typical_interval or 'n/a' }}".into(),
+            ],
+            context: Some("{{ shop }} · {{ occurred_at }}".into()),
+            fallback: Some("{{ title }}: {{ replenishment.product_name or 'a product' }}".into()),
+        },
+        AlertKind::ChurnRiskChanged => SlackTemplate {
+            header: Some("{{ emoji }} {{ title }}".into()),
+            text: "Customer {{ customer.id or customer.key }}: churn risk *{{ customer.previous_churn_risk }}* → *{{ customer.churn_risk }}*".into(),
+            fields: vec![
+                "*Segment*\n{{ customer.segment }}".into(),
+                "*P(alive)*\n{{ customer.p_alive }}".into(),
+                "*CLV (12 months)*\n{{ customer.clv }}".into(),
+                "*Next purchase expected*\n{{ customer.next_purchase or 'not within a year' }}".into(),
+            ],
+            context: Some("{{ shop }} · {{ occurred_at }}".into()),
+            fallback: Some("{{ title }}: {{ customer.previous_churn_risk }} → {{ customer.churn_risk }}".into()),
+        },
+        AlertKind::CustomerQuestion => SlackTemplate {
+            header: Some("{{ emoji }} {{ title }} on order #{{ order.number }}".into()),
+            text: "{% if question.note %}>{{ question.note }}{% else %}The buyer left a note at checkout. It is personal text: a rule shows it only with \"customer_note\" in its personal list.{% endif %}".into(),
+            fields: order_fields.clone(),
+            context: Some(format!("{{{{ shop }}}} · {{{{ occurred_at }}}} · {link}")),
+            fallback: Some("{{ title }} on order #{{ order.number }}".into()),
         },
         AlertKind::SegmentChanged | AlertKind::BecameVip => SlackTemplate {
             header: Some("{{ emoji }} {{ title }}".into()),
