@@ -107,6 +107,9 @@ pub struct CustomerPartition {
     watermark_day: i64,
     /// Customers still to rescore with a newly arrived model, in a stable order.
     model_rescore: Vec<Box<str>>,
+    /// "Now" on the wall clock when `enricher.clock = "wall"`; None: stream time, the time
+    /// of each event.
+    wall_clock_ms: Option<i64>,
 }
 
 impl CustomerPartition {
@@ -192,6 +195,8 @@ impl CustomerPartition {
         settings: &Settings,
     ) -> Output {
         let event_ms = customer::order_event_time(event);
+        // The moment scores refer to: the event's time, or the wall clock's now.
+        let now_ms = self.wall_clock_ms.map_or(event_ms, |w| w.max(event_ms));
         let cause = Cause {
             partition: self.partition,
             offset,
@@ -201,7 +206,7 @@ impl CustomerPartition {
         let mut out = Output::default();
         // Time passing changes segments even without orders: on a new day, rescore everyone
         // as of its start, before this order is applied.
-        let day = event_ms.div_euclid(DAY_MS);
+        let day = now_ms.div_euclid(DAY_MS);
         if day > self.watermark_day {
             if self.watermark_day > 0 {
                 out.append(self.rescore(day * DAY_MS, model, settings, &cause, event));
@@ -218,7 +223,7 @@ impl CustomerPartition {
         let (previous_segment, was_vip, previous_churn) =
             (state.segment, state.vip, state.churn_risk);
         state.version += 1;
-        state.as_of_ms = state.as_of_ms.max(event_ms);
+        state.as_of_ms = state.as_of_ms.max(now_ms);
         state.source_offset = offset;
         let scored = customer::score(state, model, &settings.scoring, state.as_of_ms);
         let order = event.order.as_ref();
@@ -254,6 +259,12 @@ impl CustomerPartition {
             why,
         );
         out
+    }
+
+    /// Scores against the wall clock's `now_ms` instead of the event's time until set again
+    /// (None: stream time).
+    pub fn set_wall_clock(&mut self, now_ms: Option<i64>) {
+        self.wall_clock_ms = now_ms;
     }
 
     /// A new model arrived: every customer is rescored with it, a few at a time

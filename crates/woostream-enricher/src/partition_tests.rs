@@ -1,5 +1,7 @@
 //! The enricher's logic on hand-made deliveries: duplicates, reordering, refunds, transitions.
 
+use std::collections::HashMap;
+
 use chrono::{TimeZone, Utc};
 use woostream_core::config::HighValueOrder;
 use woostream_core::events::*;
@@ -416,4 +418,202 @@ fn high_value_and_vip_wait_for_thresholds_the_shops_own_orders_informed() {
         &percentile,
     );
     assert!(!kinds(&out).contains(&AlertKind::HighValueOrder));
+}
+
+/// An order of customer `customer` created at `t`.
+fn order_at(id: i64, customer: i64, t: chrono::DateTime<Utc>) -> OrderEvent {
+    let mut e = order(id, "processing", "40.00", 1, 0);
+    let o = e.order.as_mut().unwrap();
+    (o.created_at, o.modified_at) = (Some(t), Some(t));
+    o.customer_id = Some(customer);
+    o.customer_key = customer.to_string();
+    e
+}
+
+#[test]
+fn a_checkout_note_is_a_customer_question_once_with_the_orders_first_version() {
+    let mut run = Run::new();
+    let mut placed = order(727, "pending", "120.00", 20, 0);
+    placed.order.as_mut().unwrap().customer_note = Some("Can you gift-wrap it?".into());
+    let out = run.send(&placed);
+    let q: Vec<_> = out
+        .alerts
+        .iter()
+        .filter(|(_, a)| a.kind == AlertKind::CustomerQuestion)
+        .collect();
+    assert_eq!(q.len(), 1, "{:?}", kinds(&out));
+    assert_eq!(
+        q[0].1.question.as_ref().unwrap().note,
+        "Can you gift-wrap it?"
+    );
+    assert_eq!(q[0].1.order.as_ref().unwrap().order_id, 727);
+    // Later versions of the order carry the same note: asked once.
+    let mut paid = order(727, "processing", "120.00", 20, 5);
+    paid.order.as_mut().unwrap().customer_note = Some("Can you gift-wrap it?".into());
+    assert!(!kinds(&run.send(&paid)).contains(&AlertKind::CustomerQuestion));
+    // An order without a note asks nothing.
+    assert!(!kinds(&run.send(&order(728, "pending", "10.00", 21, 0)))
+        .contains(&AlertKind::CustomerQuestion));
+}
+
+#[test]
+fn a_churn_band_change_is_announced_with_the_previous_band() {
+    let mut run = Run::new();
+    run.send(&order(1, "processing", "100.00", 1, 0));
+    run.send(&order(2, "processing", "100.00", 5, 0));
+    // A year later another customer's order moves the partition's clock: customer 25's
+    // P(alive) falls.
+    let t = Utc.with_ymd_and_hms(2027, 12, 1, 10, 0, 0).unwrap();
+    run.offset += 1;
+    let out = run.partition.on_order(
+        &key("other"),
+        &order_at(3, 99, t),
+        run.offset,
+        &run.model,
+        &settings(),
+    );
+    let changed: Vec<_> = out
+        .alerts
+        .iter()
+        .filter(|(k, a)| a.kind == AlertKind::ChurnRiskChanged && k.subject == "customer:25")
+        .collect();
+    assert_eq!(changed.len(), 1, "{:?}", kinds(&out));
+    let c = changed[0].1.customer.as_ref().unwrap();
+    assert_eq!(c.previous_churn_risk.as_deref(), Some("LOW"));
+    assert_ne!(c.churn_risk, "LOW");
+    // The other customer's first order announces no band change.
+    assert!(!out
+        .alerts
+        .iter()
+        .any(|(k, a)| a.kind == AlertKind::ChurnRiskChanged && k.subject == "customer:other"));
+}
+
+#[test]
+fn profiles_carry_taste_and_a_next_purchase_date() {
+    let mut run = Run::new();
+    run.send(&order(1, "processing", "100.00", 1, 0));
+    let out = run.send(&order(2, "processing", "60.00", 11, 0));
+    let p = out.profiles[0].1.as_ref().unwrap();
+    assert_eq!(p.top_products[0].id, 93);
+    assert_eq!(p.top_products[0].orders, 2);
+    assert_eq!(p.top_categories[0].id, 9);
+    assert_eq!(p.typical_interval_days, Some(10.0));
+    assert_eq!(p.preferred_payment_method.as_deref(), Some("bacs"));
+    assert_eq!(p.orders[0].items[0].product_id, 93);
+    let next = p.expected_next_purchase_at.expect("a next purchase");
+    assert!(next > p.last_order_at.unwrap());
+    // Restored from the profile, the state is the same: taste comes back with the ledger.
+    let mut restored = CustomerPartition::new(0);
+    restored.restore(p);
+    let again = restored.on_order(
+        &key("25"),
+        &order(3, "processing", "10.00", 12, 0),
+        run.offset + 1,
+        &run.model,
+        &settings(),
+    );
+    assert_eq!(
+        again.profiles[0].1.as_ref().unwrap().top_products[0].orders,
+        3
+    );
+}
+
+#[test]
+fn replenishment_is_due_once_per_cycle_when_the_stream_passes_the_interval() {
+    let mut run = Run::new();
+    let mut model = model();
+    model.repurchase_days = std::sync::Arc::new(HashMap::from([(93, 10.0)]));
+    run.model = model;
+    run.send(&order(1, "processing", "100.00", 1, 0));
+    let day = |d: u32| Utc.with_ymd_and_hms(2026, 11, d, 9, 0, 0).unwrap();
+    let mut due_alerts = Vec::new();
+    // Another customer's orders move the clock a day at a time; customer 25 is due on
+    // day 1 + 10 x 1.2 = day 13.
+    for (i, d) in (2..=20).enumerate() {
+        run.offset += 1;
+        let out = run.partition.on_order(
+            &key("other"),
+            &order_at(100 + i as i64, 99, day(d)),
+            run.offset,
+            &run.model,
+            &settings(),
+        );
+        for (k, a) in out.alerts {
+            if a.kind == AlertKind::ReplenishmentDue && k.subject == "customer:25" {
+                due_alerts.push((d, a));
+            }
+        }
+    }
+    assert_eq!(due_alerts.len(), 1, "announced once in its cycle");
+    let (d, a) = &due_alerts[0];
+    assert_eq!(*d, 14, "the first day that starts after the due moment");
+    let r = a.replenishment.as_ref().unwrap();
+    assert_eq!((r.product_id, r.interval_days), (93, 10.0));
+    // A new purchase starts a new cycle.
+    run.send(&order(2, "processing", "100.00", 21, 0));
+    run.offset += 1;
+    let out = run.partition.on_order(
+        &key("other"),
+        &order_at(
+            200,
+            99,
+            Utc.with_ymd_and_hms(2026, 12, 15, 9, 0, 0).unwrap(),
+        ),
+        run.offset,
+        &run.model,
+        &settings(),
+    );
+    assert!(out
+        .alerts
+        .iter()
+        .any(|(k, a)| a.kind == AlertKind::ReplenishmentDue && k.subject == "customer:25"));
+}
+
+#[test]
+fn a_new_model_rescores_existing_customers_at_the_given_rate_writing_only_visible_changes() {
+    let mut run = Run::new();
+    for (i, c) in ["a", "b", "c"].into_iter().enumerate() {
+        run.offset += 1;
+        run.partition.on_order(
+            &key(c),
+            &order(i as i64 + 1, "processing", "100.00", 1, 0),
+            run.offset,
+            &run.model,
+            &settings(),
+        );
+    }
+    // A model whose VIP threshold every customer passes: a visible change for all three.
+    let mut model = model();
+    model.version = 42;
+    model.vip_clv_threshold = Some(1e-6);
+    let shared = std::sync::Arc::new(model);
+    let model_of = |_: &str| shared.clone();
+    run.partition.queue_model_rescore();
+    assert_eq!(run.partition.model_rescore_pending(), 3);
+    let (out, used) = run.partition.rescore_with_models(&model_of, &settings(), 2);
+    assert_eq!(used, 2, "the budget bounds the customers looked at");
+    assert_eq!(run.partition.model_rescore_pending(), 1);
+    let (rest, used) = run
+        .partition
+        .rescore_with_models(&model_of, &settings(), 10);
+    assert_eq!(used, 1);
+    let profiles: Vec<_> = out.profiles.iter().chain(&rest.profiles).collect();
+    assert_eq!(profiles.len(), 3, "a visible change writes a version");
+    assert_eq!(
+        kinds(&out)
+            .iter()
+            .chain(&kinds(&rest))
+            .filter(|k| **k == AlertKind::BecameVip)
+            .count(),
+        3
+    );
+    for (_, p) in profiles {
+        assert_eq!(p.as_ref().unwrap().model_version, 42);
+    }
+    // Nothing left: the same model again rescores nobody.
+    run.partition.queue_model_rescore();
+    let (again, _) = run
+        .partition
+        .rescore_with_models(&model_of, &settings(), 10);
+    assert!(again.is_empty());
 }

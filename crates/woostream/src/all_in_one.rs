@@ -727,3 +727,73 @@ pub fn describe_model(m: &woostream_core::insights::ShopModel) -> String {
         m.fit_seconds
     )
 }
+
+/// A backtest for people: the fit, the totals, the calibration tables and the rankings.
+pub fn describe_backtest(b: &woostream_core::insights::Backtest) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: fitted on {} customers ({} repeat) as of {}; BG/NBD r={:.4} alpha={:.2}d a={:.4} b={:.4}; Gamma-Gamma p={:.3} q={:.3} v={:.2}",
+        b.shop_id,
+        b.customers,
+        b.repeat_customers,
+        b.as_of.format("%Y-%m-%d %H:%M UTC"),
+        b.r,
+        b.alpha,
+        b.a,
+        b.b,
+        b.p,
+        b.q,
+        b.v
+    );
+    let error = |p: f64, a: f64| {
+        if a > 0.0 {
+            format!("{:+.1} %", 100.0 * (p - a) / a)
+        } else {
+            "n/a".into()
+        }
+    };
+    let _ = writeln!(
+        out,
+        "  next {} days: purchase days predicted {:.1}, actual {:.0} ({}); spend predicted {:.2}, actual {:.2} ({}); mean absolute error {:.3} per customer",
+        b.horizon_days,
+        b.predicted_purchases,
+        b.actual_purchases,
+        error(b.predicted_purchases, b.actual_purchases),
+        b.predicted_spend,
+        b.actual_spend,
+        error(b.predicted_spend, b.actual_spend),
+        b.mean_absolute_error
+    );
+    for (title, groups) in [
+        ("by repeat purchases at the cut-off", &b.by_frequency),
+        ("by decile of prediction", &b.deciles),
+    ] {
+        let _ = writeln!(out, "  {title}:  group  customers  predicted  actual");
+        for g in groups {
+            let _ = writeln!(
+                out,
+                "    {:>5}  {:>9}  {:>9.3}  {:>6.3}",
+                g.group, g.customers, g.predicted, g.actual
+            );
+        }
+    }
+    let _ = writeln!(out, "  came back, by segment at the cut-off:");
+    for s in &b.segments {
+        let _ = writeln!(
+            out,
+            "    {:<20} {:>6} of {:>6} ({:.0} %)",
+            s.segment,
+            s.returned,
+            s.customers,
+            100.0 * s.returned as f64 / s.customers.max(1) as f64
+        );
+    }
+    let _ = write!(
+        out,
+        "  ranking who came back (AUC, 0.5 = chance): expected purchases {:.3}; P(alive) among repeat buyers {:.3}",
+        b.expected_purchases_auc, b.p_alive_auc
+    );
+    out
+}

@@ -44,6 +44,24 @@ enum Command {
     Fit {
         #[command(flatten)]
         config: ConfigArg,
+        /// Fit on what was known at this moment (YYYY-MM-DD, UTC midnight, or RFC 3339):
+        /// orders created later are left out. Default: now on the configured clock (the
+        /// newest event in the profiles, or the wall clock with enricher.clock = "wall").
+        #[arg(long, value_parser = parse_moment)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Fit every shop's model at a cut-off, predict each customer's purchases and spend for a
+    /// horizon, compare with what they did, print the calibration and publish it to the
+    /// backtests topic (the insight page shows the latest).
+    Backtest {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The cut-off (YYYY-MM-DD, UTC midnight, or RFC 3339).
+        #[arg(long, value_parser = parse_moment)]
+        as_of: chrono::DateTime<chrono::Utc>,
+        /// Days after the cut-off the predictions cover.
+        #[arg(long, default_value_t = 90)]
+        horizon: u32,
     },
     /// Run every role in one process; without kafka.bootstrap_servers, on an embedded Kafka.
     Run {
@@ -309,7 +327,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Producer { config } => producer(config.load()?).await,
         Command::Enricher { config } => enricher(config.load()?).await,
-        Command::Fit { config } => fit(config.load()?).await,
+        Command::Fit { config, as_of } => fit(config.load()?, as_of).await,
+        Command::Backtest {
+            config,
+            as_of,
+            horizon,
+        } => backtest(config.load()?, as_of, horizon).await,
         Command::Run {
             config,
             simulate,
@@ -664,7 +687,42 @@ async fn backfill(
     Ok(())
 }
 
-async fn fit(config: Config) -> anyhow::Result<()> {
+/// A moment on the command line: a UTC date (its midnight) or an RFC 3339 time.
+fn parse_moment(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| format!("expected a date such as 2026-06-30 or a time such as 2026-06-30T12:00:00Z, got {s:?}"))
+}
+
+async fn backtest(
+    config: Config,
+    as_of: chrono::DateTime<chrono::Utc>,
+    horizon: u32,
+) -> anyhow::Result<()> {
+    telemetry::init(&config.log);
+    let bootstrap = bootstrap(&config)?;
+    if config.topics.create {
+        woostream_core::kafka::first_contact(&config, &bootstrap, true).await?;
+    }
+    let reports =
+        woostream_enricher::model::topic::backtest_and_publish(&config, &bootstrap, as_of, horizon)
+            .await?;
+    if reports.is_empty() {
+        println!(
+            "No profiles in {}: nothing to backtest.",
+            config.topics.profiles.name
+        );
+    }
+    for r in &reports {
+        println!("{}", woostream::all_in_one::describe_backtest(r));
+    }
+    Ok(())
+}
+
+async fn fit(config: Config, as_of: Option<chrono::DateTime<chrono::Utc>>) -> anyhow::Result<()> {
     telemetry::init(&config.log);
     let bootstrap = bootstrap(&config)?;
     let (outputs, decoder) = woostream_enricher::runner::Outputs::for_config(&config).await?;
@@ -676,7 +734,7 @@ async fn fit(config: Config) -> anyhow::Result<()> {
         &producer,
         &outputs.model,
         &outputs.model_key,
-        None,
+        as_of,
     )
     .await?;
     if models.is_empty() {

@@ -12,7 +12,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
-use woostream_core::codec::{Decoder, Encoder};
+use woostream_core::codec::{Contract, Decoder, Encoder};
 use woostream_core::config::{Clock, Config, EnricherConfig};
 use woostream_core::events::CustomerKey;
 use woostream_core::insights::{CustomerProfile, ShopModel};
@@ -229,6 +229,73 @@ pub async fn fit_and_publish(
             .map_err(|(e, _)| e)
             .with_context(|| format!("publishing the model of shop {shop}"))?;
         out.push(record);
+    }
+    Ok(out)
+}
+
+/// Backtests every shop in the profile topic: each customer's full ledger is in their
+/// profile, so the model is fitted on the orders created up to `as_of` and checked against the
+/// orders of the `horizon_days` after it. Publishes each shop's report to the backtests topic
+/// (what the insight page shows) and returns them.
+pub async fn backtest_and_publish(
+    config: &Config,
+    bootstrap: &str,
+    as_of: chrono::DateTime<Utc>,
+    horizon_days: u32,
+) -> anyhow::Result<Vec<woostream_core::insights::Backtest>> {
+    use woostream_core::insights::Backtest;
+    let t = &config.topics;
+    let codecs = woostream_core::codec::Codecs::register(
+        config,
+        &[
+            (t.backtests.name.as_str(), "key", String::schema()),
+            (t.backtests.name.as_str(), "value", Backtest::schema()),
+        ],
+    )
+    .await
+    .context("registering the backtest schemas")?;
+    let profiles = {
+        let (config, bootstrap, decoder) = (
+            config.clone(),
+            bootstrap.to_string(),
+            codecs.decoder.clone(),
+        );
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || read_profiles(&config, &bootstrap, &decoder, &runtime))
+            .await??
+    };
+    let mut by_shop: HashMap<&str, Vec<crate::customer::CustomerState>> = HashMap::new();
+    for p in &profiles {
+        by_shop
+            .entry(p.shop_id.as_str())
+            .or_default()
+            .push(crate::customer::from_profile(p));
+    }
+    let mut shops: Vec<&str> = by_shop.keys().copied().collect();
+    shops.sort_unstable();
+    let producer = woostream_core::kafka::create_producer(&config.kafka, bootstrap)?;
+    let (key_encoder, encoder) = (codecs.encoder::<String>(), codecs.encoder::<Backtest>());
+    let mut out = Vec::new();
+    for shop in shops {
+        let (report, _) = super::backtest::backtest(
+            shop,
+            &by_shop[shop],
+            as_of,
+            horizon_days,
+            Utc::now(),
+            &config.enricher,
+        );
+        producer
+            .send(
+                FutureRecord::to(&t.backtests.name)
+                    .key(&key_encoder.encode(&shop.to_string())?)
+                    .payload(&encoder.encode(&report)?),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .with_context(|| format!("publishing the backtest of shop {shop}"))?;
+        out.push(report);
     }
     Ok(out)
 }

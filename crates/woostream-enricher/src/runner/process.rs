@@ -100,6 +100,9 @@ impl Work {
                     .customers
                     .entry(partition)
                     .or_insert_with(|| CustomerPartition::new(partition));
+                if self.config.enricher.clock == woostream_core::config::Clock::Wall {
+                    state.set_wall_clock(Some(chrono::Utc::now().timestamp_millis()));
+                }
                 let mut output = state.on_order(&key, &event, offset, &model, &self.settings);
                 // The initial is as personal as the name it comes from, and the note is the
                 // buyer's own words: both sealed the same way.
