@@ -131,7 +131,8 @@ impl Catalogue {
 /// Reads the products topic from the beginning up to its current end (bounded by `load_for`),
 /// then keeps following it on a thread of its own until `shutdown`; join the returned thread
 /// before the brokers may go away.
-pub async fn follow(
+#[allow(clippy::too_many_arguments)]
+async fn follow(
     catalogue: Arc<Catalogue>,
     kafka_config: &KafkaConfig,
     bootstrap: &str,

@@ -412,14 +412,26 @@ fn decode_datum<T: Contract>(writer: Option<&Schema>, mut datum: &[u8]) -> Resul
         return decode_direct_datum(datum);
     };
     let reader = T::schema();
-    let value = apache_avro::from_avro_datum_reader_schemata(
+    let start = datum;
+    let resolved = from_value_tree(apache_avro::from_avro_datum_reader_schemata(
         writer,
         vec![writer],
         &mut datum,
         Some(&reader.schema),
         vec![&reader.schema],
-    );
-    from_value_tree(value)
+    ));
+    match resolved {
+        Ok(value) => Ok(value),
+        // apache-avro cannot resolve a union of a record that gained fields (an older
+        // `Order` inside `[null, Order]`): read the datum as its writer wrote it and let the
+        // fields this build added take their defaults (every added field has one, in the
+        // schema and in the Rust type).
+        Err(resolution) => {
+            let mut datum = start;
+            from_value_tree(apache_avro::from_avro_datum(writer, &mut datum, None))
+                .map_err(|_| resolution)
+        }
+    }
 }
 
 /// Decodes a datum of `T`'s own schema straight into `T` (what [`Decoder::decode`] does for

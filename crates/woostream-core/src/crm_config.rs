@@ -21,6 +21,15 @@ pub const CONTACT_FIELDS: &[(&str, &str)] = &[
     ("p_alive", "woo_p_alive"),
     ("predicted_clv", "woo_predicted_clv_12m"),
     ("churn_risk", "woo_churn_risk"),
+    ("top_categories", "woo_top_categories"),
+    ("top_products", "woo_top_products"),
+    ("last_products", "woo_last_products"),
+    ("purchase_interval_days", "woo_purchase_interval_days"),
+    ("preferred_payment_method", "woo_preferred_payment_method"),
+    ("discount_share", "woo_discount_share"),
+    ("next_purchase_date", "woo_next_purchase_date"),
+    ("replenishment_product", "woo_replenishment_product"),
+    ("replenishment_due_date", "woo_replenishment_due_date"),
 ];
 
 /// Deal fields woostream knows (beyond name, pipeline and stage), with their default property.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use woostream_core::codec::Decoder;
 
-pub use woostream_core::catalogue::{follow, Catalogue};
+pub use woostream_core::catalogue::Catalogue;
 
 /// A catalogue of `config`'s products topic, loaded (for up to 30 s) and then followed until
 /// `shutdown`: what the webhook path, the backfill and reconciliation fill categories from.

@@ -39,6 +39,30 @@ pub struct Metrics {
     pub p_alive: f64,
     pub predicted_clv: String,
     pub churn_risk: String,
+    /// Category names by revenue, "; "-separated (names the catalogue did not know left out).
+    #[serde(default)]
+    pub top_categories: Option<String>,
+    #[serde(default)]
+    pub top_products: Option<String>,
+    #[serde(default)]
+    pub last_products: Option<String>,
+    #[serde(default)]
+    pub purchase_interval_days: Option<f64>,
+    #[serde(default)]
+    pub preferred_payment_method: Option<String>,
+    #[serde(default)]
+    pub discount_share: Option<f64>,
+    #[serde(default)]
+    pub next_purchase_at: Option<DateTime<Utc>>,
+    /// The product due soonest for replenishment, and when.
+    #[serde(default)]
+    pub replenishment: Option<(String, DateTime<Utc>)>,
+}
+
+/// Names of a list, "; "-separated; none when no entry has a name.
+fn names<'a>(names: impl Iterator<Item = Option<&'a String>>) -> Option<String> {
+    let v: Vec<&str> = names.flatten().map(String::as_str).collect();
+    (!v.is_empty()).then(|| v.join("; "))
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -219,6 +243,21 @@ pub fn from_profile(p: &CustomerProfile) -> ContactChange {
             p_alive: p.p_alive,
             predicted_clv: p.clv_12_months.to_string(),
             churn_risk: p.churn_risk.as_str().to_lowercase(),
+            top_categories: names(p.top_categories.iter().map(|e| e.name.as_ref())),
+            top_products: names(p.top_products.iter().map(|e| e.name.as_ref())),
+            last_products: names(p.last_products.iter().map(|e| e.name.as_ref())),
+            purchase_interval_days: p.typical_interval_days,
+            preferred_payment_method: p.preferred_payment_method.clone(),
+            discount_share: (p.orders_count > 0).then_some(p.discount_share),
+            next_purchase_at: p.expected_next_purchase_at,
+            replenishment: p.replenishment.first().map(|r| {
+                (
+                    r.name
+                        .clone()
+                        .unwrap_or_else(|| format!("product {}", r.product_id)),
+                    r.due_at,
+                )
+            }),
         }),
         correlation_id: p.correlation_id.clone(),
     }
@@ -348,6 +387,30 @@ impl Mapping {
             put("p_alive", Some(format!("{:.4}", m.p_alive)));
             put("predicted_clv", Some(m.predicted_clv.clone()));
             put("churn_risk", Some(m.churn_risk.clone()));
+            put("top_categories", m.top_categories.clone());
+            put("top_products", m.top_products.clone());
+            put("last_products", m.last_products.clone());
+            put(
+                "purchase_interval_days",
+                m.purchase_interval_days.map(|d| format!("{d:.0}")),
+            );
+            put(
+                "preferred_payment_method",
+                m.preferred_payment_method.clone(),
+            );
+            put(
+                "discount_share",
+                m.discount_share.map(|d| format!("{d:.2}")),
+            );
+            put("next_purchase_date", m.next_purchase_at.map(epoch_ms));
+            put(
+                "replenishment_product",
+                m.replenishment.as_ref().map(|(name, _)| name.clone()),
+            );
+            put(
+                "replenishment_due_date",
+                m.replenishment.as_ref().map(|(_, due)| epoch_ms(*due)),
+            );
         }
         p
     }
@@ -432,6 +495,14 @@ pub mod examples {
             p_alive: 0.87654,
             predicted_clv: "120.50".into(),
             churn_risk: "low".into(),
+            top_categories: Some("Coffee beans; Tea".into()),
+            top_products: None,
+            last_products: None,
+            purchase_interval_days: Some(29.6),
+            preferred_payment_method: Some("stripe".into()),
+            discount_share: Some(0.25),
+            next_purchase_at: Some(Utc.timestamp_opt(1_702_000_000, 0).unwrap()),
+            replenishment: Some(("Beans".into(), Utc.timestamp_opt(1_701_000_000, 0).unwrap())),
         }
     }
 
@@ -606,5 +677,14 @@ mod tests {
         assert_eq!(p["woo_p_alive"], "0.8765");
         assert_eq!(p["woo_rfm_segment"], "Champions");
         assert_eq!(p["woo_churn_risk"], "low");
+        assert_eq!(p["woo_top_categories"], "Coffee beans; Tea");
+        assert_eq!(p["woo_purchase_interval_days"], "30");
+        assert_eq!(p["woo_discount_share"], "0.25");
+        assert_eq!(p["woo_next_purchase_date"], "1702000000000");
+        assert_eq!(p["woo_replenishment_product"], "Beans");
+        assert!(
+            !p.contains_key("woo_top_products"),
+            "nothing known, nothing written"
+        );
     }
 }

@@ -46,8 +46,14 @@ fn kind(field: &str) -> PropertyKind {
         | "average_order_value"
         | "p_alive"
         | "predicted_clv"
+        | "purchase_interval_days"
+        | "discount_share"
         | "amount" => PropertyKind::Number,
-        "first_order_date" | "last_order_date" | "close_date" => PropertyKind::DateTime,
+        "first_order_date"
+        | "last_order_date"
+        | "close_date"
+        | "next_purchase_date"
+        | "replenishment_due_date" => PropertyKind::DateTime,
         _ => PropertyKind::Text,
     }
 }
