@@ -30,7 +30,8 @@ async fn main() -> anyhow::Result<()> {
     let plan = simulate::plan(
         &simulate::Options {
             orders: 0,
-            history_orders: args.orders,
+            // CDNOW's process gives about three orders per customer.
+            history_customers: args.orders / 3,
             customers: args.orders / 10,
             ..simulate::Options::default()
         },

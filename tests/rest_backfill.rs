@@ -21,7 +21,8 @@ const OUR_RATE: f64 = 30.0;
 fn history() -> Vec<simulate::Webhook> {
     let options = simulate::Options {
         orders: 0,
-        history_orders: 20_000,
+        // About three orders each over two years (CDNOW's process): over 20,000 orders.
+        history_customers: 7_500,
         history_days: 720,
         customers: 3_000,
         seed: 11,

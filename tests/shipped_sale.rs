@@ -154,6 +154,7 @@ async fn a_failed_payment_reaches_slack_mid_sale_with_the_example_rules() {
         config.clone(),
         RunOptions {
             simulate: Some(sale.clone()),
+            keep_serving: false,
         },
         shutdown.clone(),
     ));

@@ -29,7 +29,8 @@ pub fn sale_records(orders: usize, history: usize, seed: u64) -> Vec<Record> {
     let options = simulate::Options {
         orders,
         customers: orders / 3 + 1,
-        history_orders: history,
+        // CDNOW's process gives about three orders per customer.
+        history_customers: history / 3,
         seed,
         ..simulate::Options::default()
     };
@@ -39,6 +40,7 @@ pub fn sale_records(orders: usize, history: usize, seed: u64) -> Vec<Record> {
     let encoders = Encoders::single_object(Topics::from_config(&Config::default().topics));
     let mut out = Vec::new();
     let mut late = Vec::new();
+    let catalogue = woostream_producer::catalogue::Catalogue::default();
     for (i, w) in simulate::plan(&options, start).iter().enumerate() {
         let correlation = format!("sim-{i}");
         let d = WebhookDelivery {
@@ -52,7 +54,17 @@ pub fn sale_records(orders: usize, history: usize, seed: u64) -> Vec<Record> {
             origin: Origin::Webhook,
             customers: &woostream_core::privacy::CustomerHasher::new(b"test"),
         };
-        let event = normalise(&d, &w.body).expect("the simulator's payloads are valid");
+        let mut event = normalise(&d, &w.body).expect("the simulator's payloads are valid");
+        // What the producer adds: the categories of each line's product.
+        match &mut event {
+            woostream_producer::normalise::Event::Order(_, e) => {
+                if let Some(order) = &mut e.order {
+                    catalogue.fill("eu", order);
+                }
+            }
+            woostream_producer::normalise::Event::Product(_, e) => catalogue.apply(e),
+            _ => {}
+        }
         let record = encoders.event_record(&event).expect("encodes");
         if w.topic.starts_with("order.") && i % 7 == 0 {
             out.push(record.clone());

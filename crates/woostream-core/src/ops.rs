@@ -113,11 +113,23 @@ pub async fn serve(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    serve_with_pages(listen, registry, readiness, Router::new(), shutdown).await
+}
+
+/// [`serve`], with a role's own read-only `pages` beside the health and metrics endpoints
+/// (the insight page): nothing of the ops port is reachable from the shop's side.
+pub async fn serve_with_pages(
+    listen: SocketAddr,
+    registry: Registry,
+    readiness: Readiness,
+    pages: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the ops server to {listen}"))?;
     let addr = listener.local_addr()?;
-    let app = router(registry, readiness);
+    let app = router(registry, readiness).merge(pages);
     let handle = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -110,6 +110,8 @@ pub struct CustomerPartition {
     /// "Now" on the wall clock when `enricher.clock = "wall"`; None: stream time, the time
     /// of each event.
     wall_clock_ms: Option<i64>,
+    /// The newest "now" this partition has scored at: what a new model's rescore scores as of.
+    now_ms: i64,
 }
 
 impl CustomerPartition {
@@ -138,6 +140,7 @@ impl CustomerPartition {
 
     /// Takes a restored profile as this customer's state.
     pub fn restore(&mut self, profile: &CustomerProfile) {
+        self.now_ms = self.now_ms.max(customer::millis(profile.as_of));
         self.watermark_day = self
             .watermark_day
             .max(customer::millis(profile.as_of).div_euclid(DAY_MS));
@@ -197,6 +200,7 @@ impl CustomerPartition {
         let event_ms = customer::order_event_time(event);
         // The moment scores refer to: the event's time, or the wall clock's now.
         let now_ms = self.wall_clock_ms.map_or(event_ms, |w| w.max(event_ms));
+        self.now_ms = self.now_ms.max(now_ms);
         let cause = Cause {
             partition: self.partition,
             offset,
@@ -306,7 +310,8 @@ impl CustomerPartition {
                 continue;
             }
             state.model_version = model.version;
-            let as_of_ms = state.as_of_ms;
+            // As of the partition's now: a customer's own last event may be months old.
+            let as_of_ms = state.as_of_ms.max(self.now_ms);
             let scored = customer::score(state, &model, &settings.scoring, as_of_ms);
             if !visible_change(state, &scored)
                 && !crate::taste::any_newly_due(
@@ -321,6 +326,7 @@ impl CustomerPartition {
             let (previous_segment, was_vip, previous_churn) =
                 (state.segment, state.vip, state.churn_risk);
             state.version += 1;
+            state.as_of_ms = as_of_ms;
             let event_id = format!("model:{}", model.version);
             let cause = Cause {
                 partition: self.partition,

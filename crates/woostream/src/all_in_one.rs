@@ -16,6 +16,8 @@ use crate::simulate::{self, Stats};
 pub struct RunOptions {
     /// Post a simulated flash sale and exit when it is answered.
     pub simulate: Option<simulate::Options>,
+    /// After the sale's summary, keep everything (the insight page too) up until a signal.
+    pub keep_serving: bool,
 }
 
 /// The shop the simulator posts as, added when the configuration names none.
@@ -47,7 +49,14 @@ async fn backfill_history(
         },
         chrono::Utc::now(),
     );
-    let objects = crate::shop::objects_of(&history);
+    let mut objects = crate::shop::objects_of(&history);
+    objects.insert(
+        "products/reviews".into(),
+        simulate::reviews(sim, chrono::Utc::now())
+            .into_iter()
+            .map(|r| (r["id"].as_i64().unwrap_or_default(), r))
+            .collect(),
+    );
     let (key, secret) = ("ck_demo_shop_history", "cs_demo_shop_history");
     let server =
         crate::shop::ShopServer::start(objects, key, secret, crate::shop::Behaviour::default())
@@ -62,10 +71,17 @@ async fn backfill_history(
         ..Default::default()
     });
     println!(
-        "The shop's history: {} orders of {} customers over {} days, imported through its REST API (woostream backfill)",
+        "The shop's history: {} orders of {} customers over {} days, imported through its REST API (woostream backfill).\nDrawn from BG/NBD r={:.3} alpha={:.2}d a={:.3} b={:.3} and Gamma-Gamma p={:.2} q={:.2} v={:.2} (CDNOW's estimates): what the fit below should recover.",
         server.count("orders"),
         server.count("customers"),
-        sim.history_days
+        sim.history_days,
+        sim.process.bgnbd.r,
+        sim.process.bgnbd.alpha,
+        sim.process.bgnbd.a,
+        sim.process.bgnbd.b,
+        sim.process.gamma_gamma.p,
+        sim.process.gamma_gamma.q,
+        sim.process.gamma_gamma.v
     );
     let request = backfill::Request {
         since: None,
@@ -83,7 +99,7 @@ async fn backfill_history(
     .await?;
     println!("{}\n", backfill::summary(&shop.id, &outcomes));
     // Delivered: the sale's webhooks carry only the sale.
-    sim.history_orders = 0;
+    sim.history_customers = 0;
     Ok(())
 }
 
@@ -107,7 +123,7 @@ pub fn demo_slack() -> SlackConfig {
     SlackConfig {
         dry_run: true,
         digest_after_secs: 5,
-        channels: ["#orders", "#alerts", "#stock", "#customers"]
+        channels: ["#orders", "#alerts", "#stock", "#customers", "#support"]
             .into_iter()
             .map(channel)
             .collect(),
@@ -167,6 +183,37 @@ pub fn demo_slack() -> SlackConfig {
                 )
             },
             rule("new VIPs", &["became_vip"], "#customers", Priority::Normal),
+            rule(
+                "due to buy again",
+                &["replenishment_due"],
+                "#customers",
+                Priority::Normal,
+            ),
+            SlackRule {
+                segments: vec!["Champions".into(), "Loyal Customers".into()],
+                ..rule(
+                    "good customers drifting",
+                    &["churn_risk_changed"],
+                    "#customers",
+                    Priority::Normal,
+                )
+            },
+            // The buyer's own words are personal: this rule says it may show them.
+            SlackRule {
+                personal: vec!["customer_note".into()],
+                ..rule(
+                    "customer questions",
+                    &["customer_question"],
+                    "#support",
+                    Priority::Normal,
+                )
+            },
+            rule(
+                "reviews",
+                &["review_posted", "negative_review"],
+                "#support",
+                Priority::Normal,
+            ),
         ],
         ..SlackConfig::default()
     }
@@ -215,10 +262,13 @@ pub async fn run(
     };
     let registry = prometheus::Registry::new();
     let readiness = Readiness::default();
-    let (ops_addr, ops_task) = ops::serve(
+    let insight_view =
+        std::sync::Arc::new(std::sync::Mutex::new(woostream_insight::View::default()));
+    let (ops_addr, ops_task) = ops::serve_with_pages(
         config.ops.listen,
         registry.clone(),
         readiness.clone(),
+        woostream_insight::router(insight_view.clone()),
         shutdown.clone(),
     )
     .await?;
@@ -284,9 +334,18 @@ pub async fn run(
     } else {
         None
     };
+    let insight = woostream_insight::start(
+        &config,
+        &bootstrap,
+        insight_view,
+        readiness.condition("insight"),
+        shutdown.clone(),
+    )
+    .await?;
     let url = format!("http://{}{}", producer.addr, config.producer.webhook_path);
     println!("Producer: POST {url}");
     println!("Ops:      http://{ops_addr}/metrics  /healthz  /readyz");
+    println!("Insight:  http://{}/insight", browsable(ops_addr));
 
     println!(
         "Enricher: {} (profiles → {}, alerts → {})",
@@ -341,15 +400,23 @@ pub async fn run(
         if let Some(c) = crm {
             c.task.await??;
         }
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in insight.threads {
+                let _ = t.join();
+            }
+        })
+        .await;
         let _ = ops_task.await;
         return Ok(());
     };
+    let sim_process = (sim.history_customers > 0).then_some(sim.process);
     let (outputs, decoder) = woostream_enricher::runner::Outputs::for_config(&config).await?;
     let view_stop = CancellationToken::new();
     let (view, view_thread) =
         woostream_enricher::view::follow(&config, &bootstrap, decoder.clone(), view_stop.clone())?;
     sim.url = url;
-    if sim.history_orders > 0 && demo {
+    sim.erase_one = demo;
+    if sim.history_customers > 0 && demo {
         backfill_history(&config, &bootstrap, &mut sim, create_topics, &shutdown).await?;
     }
     println!(
@@ -358,6 +425,7 @@ pub async fn run(
     );
     let stats = Arc::new(Stats::default());
     let started = Instant::now();
+    let sale_started = chrono::Utc::now();
     let ticker = {
         let (stats, view) = (stats.clone(), view.clone());
         let registry_for_ticker = registry.clone();
@@ -434,6 +502,28 @@ pub async fn run(
         }
     }
     let model_producer = kafka::create_producer(&config.kafka, &bootstrap)?;
+    if demo && sim_process.is_some() {
+        // The history alone, as the shop knew it the moment the sale began.
+        if let Ok(models) = woostream_enricher::model::topic::fit_and_publish(
+            &config,
+            &bootstrap,
+            &decoder,
+            &model_producer,
+            &outputs.model,
+            &outputs.model_key,
+            Some(sale_started),
+        )
+        .await
+        {
+            println!(
+                "\nModels fitted on the history alone (woostream fit --as-of {}):",
+                sale_started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            for m in &models {
+                println!("  {}", describe_model(m));
+            }
+        }
+    }
     match woostream_enricher::model::topic::fit_and_publish(
         &config,
         &bootstrap,
@@ -446,9 +536,44 @@ pub async fn run(
     .await
     {
         Ok(models) => {
-            println!("\nModels fitted from the profiles (woostream fit):");
+            println!("\nModels fitted from the profiles (woostream fit, as of the newest event):");
             for m in &models {
                 println!("  {}", describe_model(m));
+            }
+            if let Some(p) = sim_process.filter(|_| demo) {
+                println!(
+                    "  simulated: BG/NBD r={:.4} alpha={:.2}d a={:.4} b={:.4}; Gamma-Gamma p={:.3} q={:.3} v={:.2} (the history's true parameters; the sale's orders come on top)",
+                    p.bgnbd.r, p.bgnbd.alpha, p.bgnbd.a, p.bgnbd.b, p.gamma_gamma.p, p.gamma_gamma.q, p.gamma_gamma.v
+                );
+            }
+            for m in &models {
+                let newest = m.as_of.unwrap_or_else(chrono::Utc::now);
+                if m.customers == 0 {
+                    continue;
+                }
+                // Fit on what the shop knew half a year before the sale, check on the half
+                // year up to the day before it: the sale itself no model could foresee.
+                let horizon = 182;
+                let as_of = newest - chrono::Duration::days(horizon + 1);
+                match woostream_enricher::model::topic::backtest_and_publish(
+                    &config,
+                    &bootstrap,
+                    as_of,
+                    horizon as u32,
+                )
+                .await
+                {
+                    Ok(reports) => {
+                        println!(
+                            "\nBacktest (woostream backtest --as-of {} --horizon {horizon}):",
+                            as_of.format("%Y-%m-%d")
+                        );
+                        for r in reports.iter().filter(|r| r.shop_id == m.shop_id) {
+                            println!("{}", describe_backtest(r));
+                        }
+                    }
+                    Err(e) => println!("\nBacktest failed: {e:#}"),
+                }
             }
         }
         Err(e) => println!("\nModel fit failed: {e:#}"),
@@ -468,6 +593,11 @@ pub async fn run(
                 .unwrap_or(-1);
         println!("  {:<24} {:>7}   ({key})", t.name, n);
     }
+    println!("\nInsight page: http://{}/insight", browsable(ops_addr));
+    if opts.keep_serving {
+        println!("Everything keeps running; Ctrl-C to stop.");
+        shutdown.cancelled().await;
+    }
     shutdown.cancel();
     producer.task.await?.context("producer shutdown")?;
     enricher.wait().await.context("enricher shutdown")?;
@@ -479,6 +609,12 @@ pub async fn run(
     }
     view_stop.cancel();
     let _ = tokio::task::spawn_blocking(move || view_thread.join()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in insight.threads {
+            let _ = t.join();
+        }
+    })
+    .await;
     let _ = ops_task.await;
     Ok(())
 }
@@ -796,4 +932,13 @@ pub fn describe_backtest(b: &woostream_core::insights::Backtest) -> String {
         b.expected_purchases_auc, b.p_alive_auc
     );
     out
+}
+
+/// An address a browser can open: a wildcard listen address is reached on localhost.
+fn browsable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    }
 }

@@ -63,6 +63,12 @@ enum Command {
         #[arg(long, default_value_t = 90)]
         horizon: u32,
     },
+    /// Run the insight role: a read-only page of segments, CLV, P(alive), the model, the
+    /// latest backtest, the flow per topic and the deliveries, at /insight on the ops port.
+    Insight {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Run every role in one process; without kafka.bootstrap_servers, on an embedded Kafka.
     Run {
         #[command(flatten)]
@@ -286,9 +292,13 @@ struct SaleArgs {
     concurrency: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Completed orders from the past year, delivered before the sale (a backfill).
+    /// Customers with a past before the sale (78 weeks of purchases drawn from BG/NBD and
+    /// Gamma-Gamma with CDNOW's parameters), imported before the sale (a backfill).
     #[arg(long, default_value_t = 0)]
     history: usize,
+    /// After the sale, keep serving the insight page (and everything else) until Ctrl-C.
+    #[arg(long)]
+    keep_serving: bool,
 }
 
 impl SaleArgs {
@@ -299,7 +309,7 @@ impl SaleArgs {
             customers: self.customers,
             concurrency: self.concurrency,
             seed: self.seed,
-            history_orders: self.history,
+            history_customers: self.history,
             ..base
         }
     }
@@ -328,6 +338,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Producer { config } => producer(config.load()?).await,
         Command::Enricher { config } => enricher(config.load()?).await,
         Command::Fit { config, as_of } => fit(config.load()?, as_of).await,
+        Command::Insight { config } => insight(config.load()?).await,
         Command::Backtest {
             config,
             as_of,
@@ -351,6 +362,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             telemetry::init(&config.log);
             let opts = RunOptions {
                 simulate: simulate.then(|| sale.options(simulate::Options::default())),
+                keep_serving: sale.keep_serving,
             };
             all_in_one::run(config, opts, shutdown::on_signal()).await
         }
@@ -500,15 +512,21 @@ struct Role {
 
 impl Role {
     async fn start(config: &Config) -> anyhow::Result<Role> {
+        Role::start_with_pages(config, axum::Router::new()).await
+    }
+
+    /// [`Role::start`], with the role's own pages on the ops port.
+    async fn start_with_pages(config: &Config, pages: axum::Router) -> anyhow::Result<Role> {
         telemetry::init(&config.log);
         let bootstrap = bootstrap(config)?;
         let shutdown = shutdown::on_signal();
         let registry = prometheus::Registry::new();
         let readiness = ops::Readiness::default();
-        let (_, ops_task) = ops::serve(
+        let (_, ops_task) = ops::serve_with_pages(
             config.ops.listen,
             registry.clone(),
             readiness.clone(),
+            pages,
             shutdown.clone(),
         )
         .await?;
@@ -684,6 +702,28 @@ async fn backfill(
     println!(
         "Once the enricher has caught up (woostream_consumer_lag of its group near 0), run `woostream fit` with this configuration so the model reflects the history."
     );
+    Ok(())
+}
+
+async fn insight(config: Config) -> anyhow::Result<()> {
+    let view = std::sync::Arc::new(std::sync::Mutex::new(woostream_insight::View::default()));
+    let role = Role::start_with_pages(&config, woostream_insight::router(view.clone())).await?;
+    if config.topics.create {
+        woostream_core::kafka::first_contact(&config, &role.bootstrap, true).await?;
+    }
+    let ready = role.readiness.condition("insight");
+    let running =
+        woostream_insight::start(&config, &role.bootstrap, view, ready, role.shutdown.clone())
+            .await?;
+    tracing::info!(listen = %config.ops.listen, "Insight page at /insight on the ops port.");
+    role.shutdown.cancelled().await;
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in running.threads {
+            let _ = t.join();
+        }
+    })
+    .await;
+    let _ = role.ops_task.await;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
+use woostream_enricher::model::synthetic::PurchaseProcess;
 use woostream_producer::signature::sign;
 
 const ORDER: &str = include_str!("../../../tests/fixtures/woocommerce/woo_order_example.json");
@@ -53,10 +54,16 @@ pub struct Options {
     pub concurrency: usize,
     pub seed: u64,
     pub currency: String,
-    /// Completed orders from before the sale, spread over `history_days`, delivered first (as
-    /// a backfill would): they give customers a past to be segmented and modelled on.
-    pub history_orders: usize,
+    /// Customers with a past before the sale, delivered first (as a backfill would): they
+    /// give the shop a history to be segmented and modelled on. Their first purchases fall in
+    /// the first 12 weeks of `history_days`; from then on each buys and leaves as `process`
+    /// says.
+    pub history_customers: usize,
     pub history_days: u32,
+    /// The purchase process the history is drawn from: what a fit of it should recover.
+    pub process: PurchaseProcess,
+    /// One registered customer deletes their account late in the sale (an erasure).
+    pub erase_one: bool,
 }
 
 impl Default for Options {
@@ -72,8 +79,12 @@ impl Default for Options {
             concurrency: 64,
             seed: 7,
             currency: "PLN".into(),
-            history_orders: 0,
-            history_days: 365,
+            history_customers: 0,
+            // CDNOW's 78 weeks.
+            history_days: 546,
+            // Baskets of the shop's usual size (the sale's are bigger).
+            process: PurchaseProcess::cdnow_like(400.0),
+            erase_one: false,
         }
     }
 }
@@ -257,7 +268,15 @@ struct SimCustomer<'a> {
     last: &'a str,
 }
 
-/// A pending order of 1–4 random catalogue lines; returns it with its total and payment method.
+/// What an order is made of: 1–4 lines chosen by `pick`, or one line of a given value.
+enum Basket<'a> {
+    Lines(&'a mut dyn FnMut(&mut StdRng) -> usize),
+    /// One product worth exactly this, no tax, no shipping: the drawn purchase value.
+    Worth(usize, Decimal),
+}
+
+/// A pending order; returns it with its total and payment method.
+#[allow(clippy::too_many_arguments)]
 fn order_json(
     order_template: &Value,
     catalogue: &Catalogue,
@@ -266,17 +285,26 @@ fn order_json(
     order_id: i64,
     c: &SimCustomer,
     created: DateTime<Utc>,
+    basket: Basket,
 ) -> (Value, Decimal, &'static str) {
     let (customer_id, email, first, last) = (c.customer_id, c.email, c.first, c.last);
     let mut lines = Vec::new();
     let mut subtotal = Decimal::ZERO;
     let mut tax = Decimal::ZERO;
-    for (k, _) in (0..rng.random_range(1..=4)).enumerate() {
-        let (pid, name, price, _) =
-            &catalogue.products[rng.random_range(0..catalogue.products.len())];
-        let qty = rng.random_range(1..=3i64);
-        let line_total = *price * Decimal::from(qty);
-        let line_tax = (line_total * Decimal::new(23, 2)).round_dp(2);
+    let chosen: Vec<(usize, i64, Option<Decimal>)> = match basket {
+        Basket::Lines(pick) => (0..rng.random_range(1..=4))
+            .map(|_| (pick(rng), rng.random_range(1..=3i64), None))
+            .collect(),
+        Basket::Worth(p, value) => vec![(p, 1, Some(value))],
+    };
+    for (k, (index, qty, worth)) in chosen.into_iter().enumerate() {
+        let (pid, name, price, _) = &catalogue.products[index];
+        let line_total = worth.unwrap_or(*price * Decimal::from(qty));
+        let line_tax = if worth.is_some() {
+            Decimal::ZERO
+        } else {
+            (line_total * Decimal::new(23, 2)).round_dp(2)
+        };
         subtotal += line_total;
         tax += line_tax;
         lines.push(json!({
@@ -287,7 +315,7 @@ fn order_json(
             "meta_data": [], "sku": format!("FS-{pid}"), "price": price.to_string().parse::<f64>().unwrap_or(0.0)
         }));
     }
-    let shipping = if subtotal > Decimal::from(200) {
+    let shipping = if subtotal > Decimal::from(200) || tax.is_zero() {
         Decimal::ZERO
     } else {
         Decimal::new(1499, 2)
@@ -320,6 +348,107 @@ fn order_json(
     (order, total, pm)
 }
 
+/// What buyers write at checkout, now and then.
+const NOTES: &[&str] = &[
+    "Could you gift-wrap it, please?",
+    "Is delivery before Friday possible?",
+    "Please leave the parcel with the neighbour at no. 12.",
+    "Do you ship this colour in size M too?",
+    "My last order arrived damaged, please pack it well <3",
+];
+
+/// What reviewers write, by rating.
+const REVIEWS: &[(i32, &str)] = &[
+    (5, "Exactly as described, fast shipping."),
+    (4, "Good quality, runs a bit small."),
+    (5, "Bought it again for my brother."),
+    (2, "The colour faded after one wash."),
+    (1, "Arrived broken and support never answered."),
+    (3, "Fine for the price."),
+];
+
+/// The product that sells out in the sale (and is restocked): a limited edition.
+const LIMITED: usize = 0;
+/// Stock of the limited edition at the start of the sale, and the restock.
+const LIMITED_STOCK: i64 = 40;
+const RESTOCK: i64 = 400;
+/// Low-stock threshold of every product.
+const LOW_STOCK: i64 = 10;
+
+fn catalogue_of(o: &Options, rng: &mut StdRng) -> Catalogue {
+    Catalogue {
+        products: (0..o.products.max(2))
+            .map(|i| {
+                let id = 1000 + i as i64;
+                let price = Decimal::new(rng.random_range(1_999..=49_999), 2);
+                let cats = vec![
+                    CATEGORIES[i % CATEGORIES.len()],
+                    CATEGORIES[(i * 7 + 1) % CATEGORIES.len()],
+                ];
+                let name = if i == LIMITED {
+                    "Limited edition hoodie".to_string()
+                } else {
+                    format!("Flash item {}", i + 1)
+                };
+                (id, name, price, cats)
+            })
+            .collect(),
+    }
+}
+
+/// A product webhook of `p` with `stock` units.
+fn product_webhook(
+    template: &Value,
+    catalogue: &Catalogue,
+    p: usize,
+    stock: i64,
+    topic: &str,
+    modified: DateTime<Utc>,
+    at: f64,
+) -> Webhook {
+    let (id, name, price, cats) = &catalogue.products[p];
+    let mut v = template.clone();
+    v["id"] = json!(id);
+    v["name"] = json!(name);
+    v["slug"] = json!(format!("flash-item-{id}"));
+    v["sku"] = json!(format!("FS-{id}"));
+    v["price"] = json!(amount(*price));
+    v["regular_price"] = json!(amount(*price));
+    v["manage_stock"] = json!(true);
+    v["stock_quantity"] = json!(stock);
+    v["stock_status"] = json!(if stock > 0 { "instock" } else { "outofstock" });
+    v["low_stock_amount"] = json!(LOW_STOCK);
+    v["categories"] = json!(cats
+        .iter()
+        .map(|(id, n, s)| json!({"id": id, "name": n, "slug": s}))
+        .collect::<Vec<_>>());
+    v["date_modified_gmt"] = json!(gmt(modified));
+    Webhook {
+        topic: topic.into(),
+        body: php_json(&v),
+        at,
+    }
+}
+
+/// Reviews written before the sale (REST objects: reviews have no webhook), some negative.
+pub fn reviews(o: &Options, start: DateTime<Utc>) -> Vec<Value> {
+    let mut rng = StdRng::seed_from_u64(o.seed ^ 0x5eed);
+    let catalogue = catalogue_of(o, &mut rng);
+    (0..24)
+        .map(|i| {
+            let (rating, text) = REVIEWS[i % REVIEWS.len()];
+            let (pid, name, _, _) = &catalogue.products[i % catalogue.products.len()];
+            let created = start - chrono::Duration::days(rng.random_range(1..60));
+            json!({
+                "id": 700 + i, "date_created_gmt": gmt(created), "product_id": pid,
+                "product_name": name, "status": "approved", "reviewer": "A. Customer",
+                "reviewer_email": format!("reviewer{i}@mail.example"), "review": format!("<p>{text}</p>"),
+                "rating": rating, "verified": i % 3 != 0,
+            })
+        })
+        .collect()
+}
+
 /// Builds the whole sale up front (deterministic for a seed), ordered by due time.
 pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
     let mut rng = StdRng::seed_from_u64(o.seed);
@@ -329,63 +458,64 @@ pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
     let secs = o.duration.as_secs_f64();
     let mut out = Vec::new();
 
-    let catalogue = Catalogue {
-        products: (0..o.products.max(1))
-            .map(|i| {
-                let id = 1000 + i as i64;
-                let price = Decimal::new(rng.random_range(1_999..=49_999), 2);
-                let cats = vec![
-                    CATEGORIES[i % CATEGORIES.len()],
-                    CATEGORIES[(i * 7 + 1) % CATEGORIES.len()],
-                ];
-                (id, format!("Flash item {}", i + 1), price, cats)
-            })
-            .collect(),
-    };
-    for (id, name, price, cats) in &catalogue.products {
-        let mut p = product_template.clone();
-        p["id"] = json!(id);
-        p["name"] = json!(name);
-        p["slug"] = json!(format!("flash-item-{id}"));
-        p["sku"] = json!(format!("FS-{id}"));
-        p["price"] = json!(amount(*price));
-        p["regular_price"] = json!(amount(*price));
-        p["manage_stock"] = json!(true);
-        p["stock_quantity"] = json!(rng.random_range(50..500));
-        p["low_stock_amount"] = json!(10);
-        p["categories"] = json!(cats
-            .iter()
-            .map(|(id, n, s)| json!({"id": id, "name": n, "slug": s}))
-            .collect::<Vec<_>>());
-        p["date_created_gmt"] = json!(gmt(start));
-        p["date_modified_gmt"] = json!(gmt(start));
-        out.push(Webhook {
-            topic: "product.created".into(),
-            body: php_json(&p),
-            at: 0.0,
-        });
+    let catalogue = catalogue_of(o, &mut rng);
+    let n_products = catalogue.products.len();
+    let mut stock: Vec<i64> = (0..n_products)
+        .map(|p| {
+            if p == LIMITED {
+                LIMITED_STOCK
+            } else {
+                rng.random_range(800..2_000)
+            }
+        })
+        .collect();
+    for (p, units) in stock.iter().enumerate() {
+        out.push(product_webhook(
+            &product_template,
+            &catalogue,
+            p,
+            *units,
+            "product.created",
+            start,
+            0.0,
+        ));
     }
 
     let customers = o.customers.max(1);
-    let mut registered_seen = vec![false; customers];
+    let mut registered_seen = vec![false; customers.max(o.history_customers)];
     let zipf_pick = |rng: &mut StdRng| -> usize {
         // A few customers buy often, most once: inverse-power draw.
         let u: f64 = rng.random_range(0.0..1.0);
         ((customers as f64) * u.powf(1.6)) as usize % customers
     };
-    // The shop's past: completed orders in date order, delivered in the first tenth of the sale.
-    let mut past: Vec<(DateTime<Utc>, usize)> = (0..o.history_orders)
-        .map(|_| {
-            let c = zipf_pick(&mut rng);
-            let back = chrono::Duration::seconds(
-                rng.random_range(86_400..=(o.history_days.max(2) as i64) * 86_400),
-            );
-            (start - back, c)
+    // The shop's past, drawn from the purchase process: completed orders in date order,
+    // delivered in the first tenth of the sale. Each customer has a favourite product they
+    // buy most of the time: what their taste and the shop's repurchase intervals come from.
+    let history_start = start - chrono::Duration::days(i64::from(o.history_days));
+    let drawn = o.process.draw(
+        o.history_customers,
+        84.0,
+        f64::from(o.history_days),
+        &mut rng,
+    );
+    let mut past: Vec<(DateTime<Utc>, usize, f64)> = drawn
+        .iter()
+        .enumerate()
+        .flat_map(|(c, d)| {
+            d.purchases.iter().map(move |(day, value)| {
+                (
+                    history_start + chrono::Duration::seconds((day * 86_400.0) as i64),
+                    c,
+                    *value,
+                )
+            })
         })
+        .filter(|(t, _, _)| *t < start - chrono::Duration::hours(2))
         .collect();
-    past.sort();
-    for (i, (created, c)) in past.into_iter().enumerate() {
-        let at = secs * 0.1 * i as f64 / o.history_orders.max(1) as f64;
+    past.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    let history_orders = past.len();
+    for (i, (created, c, value)) in past.into_iter().enumerate() {
+        let at = secs * 0.1 * i as f64 / history_orders.max(1) as f64;
         let (registered, first, last, email, customer_id) = identity(c);
         if registered && !registered_seen[c] {
             registered_seen[c] = true;
@@ -407,6 +537,15 @@ pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
             last,
         };
         let order_id = 1_000_000 + i as i64;
+        let favourite = 1 + c % (n_products - 1);
+        let product = if rng.random_range(0.0..1.0) < 0.7 {
+            favourite
+        } else {
+            rng.random_range(1..n_products)
+        };
+        let value = Decimal::from_f64_retain(value.max(1.0))
+            .unwrap_or(Decimal::ONE)
+            .round_dp(2);
         let (mut order, _, _) = order_json(
             &order_template,
             &catalogue,
@@ -415,6 +554,7 @@ pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
             order_id,
             &customer,
             created,
+            Basket::Worth(product, value),
         );
         let done = created + chrono::Duration::hours(1);
         order["status"] = json!("completed");
@@ -428,6 +568,8 @@ pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
             at,
         });
     }
+    let mut restocked = false;
+    let mut erased = false;
     for n in 0..o.orders {
         let q = (n as f64 + rng.random_range(0.0..1.0)) / o.orders.max(1) as f64;
         let at = burst_time(q) * secs;
@@ -456,6 +598,19 @@ pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
             first,
             last,
         };
+        // A third of the sale's lines are the limited edition while it lasts; nobody buys
+        // what is out of stock.
+        let in_stock: Vec<usize> = (0..n_products).filter(|p| stock[*p] > 0).collect();
+        let mut pick = |rng: &mut StdRng| -> usize {
+            if stock[LIMITED] > 0 && rng.random_range(0.0..1.0) < 0.33 {
+                LIMITED
+            } else if in_stock.is_empty() {
+                // Sold out everywhere: backorders.
+                rng.random_range(0..n_products)
+            } else {
+                in_stock[rng.random_range(0..in_stock.len())]
+            }
+        };
         let (mut order, total, pm) = order_json(
             &order_template,
             &catalogue,
@@ -464,12 +619,61 @@ pub fn plan(o: &Options, start: DateTime<Utc>) -> Vec<Webhook> {
             order_id,
             &customer,
             created,
+            Basket::Lines(&mut pick),
         );
+        if rng.random_range(0.0..1.0) < 0.04 {
+            order["customer_note"] = json!(NOTES[rng.random_range(0..NOTES.len())]);
+        }
+        // WooCommerce reduces stock as the order is placed, and says so in product webhooks
+        // when a product crosses its low-stock level or sells out.
+        for line in order["line_items"].as_array().cloned().unwrap_or_default() {
+            let pid = line["product_id"].as_i64().unwrap_or_default();
+            let p = (pid - 1000) as usize;
+            let before = stock[p];
+            stock[p] = (before - line["quantity"].as_i64().unwrap_or(1)).max(0);
+            let crossed =
+                (before > LOW_STOCK && stock[p] <= LOW_STOCK) || (before > 0 && stock[p] == 0);
+            if crossed {
+                out.push(product_webhook(
+                    &product_template,
+                    &catalogue,
+                    p,
+                    stock[p],
+                    "product.updated",
+                    created,
+                    at + 0.01,
+                ));
+            }
+            if p == LIMITED && stock[p] == 0 && !restocked {
+                // The shop restocks the limited edition a few seconds later.
+                restocked = true;
+                stock[p] = RESTOCK;
+                let back = (at + 3.0).min(secs);
+                out.push(product_webhook(
+                    &product_template,
+                    &catalogue,
+                    p,
+                    RESTOCK,
+                    "product.updated",
+                    start + chrono::Duration::milliseconds((back * 1000.0) as i64),
+                    back,
+                ));
+            }
+        }
         out.push(Webhook {
             topic: "order.created".into(),
             body: php_json(&order),
             at,
         });
+        // Late in the sale one registered customer deletes their account: an erasure.
+        if o.erase_one && !erased && q > 0.9 && registered {
+            erased = true;
+            out.push(Webhook {
+                topic: "customer.deleted".into(),
+                body: php_json(&json!({"id": customer_id})),
+                at: (at + 1.0).min(secs),
+            });
+        }
 
         // What happens next: paid, on hold (bank transfer), failed; later completed, cancelled
         // or refunded.

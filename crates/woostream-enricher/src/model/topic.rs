@@ -139,6 +139,10 @@ pub fn read_profiles(
         &partitions,
         Duration::from_secs(60),
         |m| {
+            // The end markers reading writes (and every earlier read left behind).
+            if m.key() == Some(woostream_core::kafka::reading::END_MARKER.as_bytes()) {
+                return;
+            }
             let key = m.key().and_then(|k| {
                 runtime
                     .block_on(decoder.decode_async::<CustomerKey>(k))
