@@ -16,9 +16,10 @@ export WOOSTREAM_PYTHON := $(PYTHON)
 
 ## Debian packages: to build, OpenSSL and libcurl headers (librdkafka's TLS, SCRAM and OIDC); to
 ## test, also stunnel (the TLS listener in front of Tansu in the TLS tests: Tansu 0.6 has none of
-## its own), openssl (encrypts the test client key) and Prometheus (promtool, the alert test).
+## its own), openssl (encrypts the test client key), Prometheus (promtool, the alert test) and
+## Chromium with its WebDriver (the insight page in a real browser).
 BUILD_PACKAGES := pkg-config libssl-dev libcurl4-openssl-dev
-TEST_PACKAGES  := openssl stunnel4 prometheus
+TEST_PACKAGES  := openssl stunnel4 prometheus chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 define install_missing
 	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

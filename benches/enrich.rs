@@ -497,11 +497,27 @@ fn state_bytes(records: &[Record]) -> anyhow::Result<()> {
     let per_entry = std::mem::size_of::<woostream_enricher::customer::LedgerEntry>();
     let per_customer = bytes as f64 / customers;
     let ledger = (entries * per_entry) as f64 / customers;
+    // What taste keeps per order: its largest lines (product, quantity, total, categories)
+    // and the payment method.
+    let (mut items, mut lines) = (0usize, 0usize);
+    for (_, _, c) in partition.customers() {
+        for o in &c.orders {
+            lines += o.items.len();
+            items += o.items.capacity() * std::mem::size_of::<woostream_enricher::customer::Item>()
+                + o.items
+                    .iter()
+                    .map(|i| i.category_ids.len() * 8)
+                    .sum::<usize>()
+                + o.payment_method.as_ref().map_or(0, |m| m.len());
+        }
+    }
+    let taste = items as f64 / customers;
     println!(
-        "\nstate: {customers} customers after {} order deliveries: {per_customer:.0} heap bytes per customer = {:.0} B for the customer (map entry, key, scores) + {ledger:.0} B of ledger ({:.2} orders × {per_entry} B); pure processing {:.0} deliveries/s on one core",
+        "\nstate: {customers} customers after {} order deliveries: {per_customer:.0} heap bytes per customer = {:.0} B for the customer (map entry, key, scores) + {ledger:.0} B of ledger ({:.2} orders × {per_entry} B) + {taste:.0} B of taste ({:.2} lines per order held, payment methods); pure processing {:.0} deliveries/s on one core",
         orders.len(),
-        per_customer - ledger,
+        per_customer - ledger - taste,
         entries as f64 / customers,
+        lines as f64 / entries.max(1) as f64,
         orders.len() as f64 / seconds
     );
     drop(partition);

@@ -6,7 +6,12 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-const ROLES: &[&str] = &["woostream-producer", "woostream-enricher", "woostream-sink"];
+const ROLES: &[&str] = &[
+    "woostream-producer",
+    "woostream-enricher",
+    "woostream-sink",
+    "woostream-insight",
+];
 const CORE: &str = "woostream-core";
 
 /// Each workspace crate with the workspace crates it depends on (normal and build
