@@ -149,7 +149,9 @@ async fn signed_fixtures_reach_tansu_and_an_independent_decoder_reads_every_fiel
             {"id": 316, "product_id": 22, "variation_id": 23, "name": "Ship Your Idea &ndash; Color: Black, Size: M Test",
              "sku": "Bar3", "quantity": 1, "subtotal": "12", "subtotal_tax": "0.9", "total": "12", "total_tax": "0.9", "category_ids": []}
         ],
-        "coupon_codes": [], "refunds": []
+        "coupon_codes": [], "refunds": [],
+        // WooCommerce sends "" when the buyer wrote nothing.
+        "customer_note": null
     });
     for (k, want) in expect.as_object().unwrap() {
         assert_eq!(&o[k], want, "order.{k}, as an independent decoder reads it");

@@ -492,6 +492,9 @@ pub async fn run(
         for (segment, n) in v.segments() {
             println!("  {:<20} {:>6}", segment.name(), n);
         }
+        if let Some(line) = taste_line(&v) {
+            println!("\n{line}");
+        }
         println!(
             "\nAlerts ({} distinct, {} repeats dropped):",
             v.alerts.len(),
@@ -941,4 +944,67 @@ fn browsable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
     } else {
         addr
     }
+}
+
+/// One repeat customer as their profile describes them: what the taste fields say.
+fn taste_line(v: &woostream_enricher::view::View) -> Option<String> {
+    let p = v
+        .profiles
+        .values()
+        .filter(|p| p.typical_interval_days.is_some())
+        .max_by_key(|p| (p.orders_count, p.customer.clone()))?;
+    let names = |l: &[woostream_core::insights::TasteEntry]| {
+        l.iter()
+            .take(3)
+            .map(|e| {
+                format!(
+                    "{} ({} orders)",
+                    e.name.clone().unwrap_or_else(|| format!("#{}", e.id)),
+                    e.orders
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let due = p
+        .replenishment
+        .iter()
+        .map(|r| {
+            format!(
+                "{} on {}{}",
+                r.name
+                    .clone()
+                    .unwrap_or_else(|| format!("#{}", r.product_id)),
+                r.due_at.format("%Y-%m-%d"),
+                if r.announced { " (announced)" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let with_next = v
+        .profiles
+        .values()
+        .filter(|p| p.expected_next_purchase_at.is_some())
+        .count();
+    let with_due = v
+        .profiles
+        .values()
+        .filter(|p| !p.replenishment.is_empty())
+        .count();
+    Some(format!(
+        "A repeat customer as their profile describes them (customer {}): {} · {} orders · CLV {}\n  buys most: {}\n  top products: {}\n  rhythm: every ~{:.0} days (mean {:.0}) · pays with {} · discounts on {:.0} % of orders · next purchase expected {}\n  due to buy again: {}\nProfiles with an expected next purchase: {with_next}; with products due to be bought again: {with_due}.",
+        p.customer,
+        p.segment.name(),
+        p.orders_count,
+        p.clv_12_months.amount().round_dp(2),
+        names(&p.top_categories),
+        names(&p.top_products),
+        p.typical_interval_days.unwrap_or_default(),
+        p.mean_interval_days.unwrap_or_default(),
+        p.preferred_payment_method.as_deref().unwrap_or("n/a"),
+        100.0 * p.discount_share,
+        p.expected_next_purchase_at
+            .map_or("not within a year".into(), |t| t.format("%Y-%m-%d").to_string()),
+        if due.is_empty() { "nothing yet".to_string() } else { due },
+    ))
 }

@@ -708,6 +708,73 @@ mod tests {
     }
 
     #[test]
+    fn a_customer_note_is_shown_only_under_a_rule_that_allows_it_and_escaped() {
+        let a = order_alert(7, AlertKind::CustomerQuestion, "10");
+        let templates = Templates::compile(&BTreeMap::new()).unwrap();
+        let name = Templates::builtin_name(AlertKind::CustomerQuestion);
+        let hidden = templates
+            .render(&name, &variables(&a, &VariableSettings::default()))
+            .unwrap();
+        assert!(!hidden.text.contains("gift-wrap"), "{}", hidden.text);
+        assert!(hidden.text.contains("customer_note"), "says how to show it");
+        let allowed = VariableSettings {
+            allow_note: true,
+            ..VariableSettings::default()
+        };
+        let shown = templates.render(&name, &variables(&a, &allowed)).unwrap();
+        assert!(
+            shown
+                .text
+                .contains("Can you gift-wrap it? &lt;b&gt;thanks&lt;/b&gt; &amp; see you"),
+            "{}",
+            shown.text
+        );
+        // A rule's own template showing the note must list it as allowed.
+        let mut own = BTreeMap::new();
+        own.insert(
+            "q".to_string(),
+            SlackTemplate {
+                text: "{{ question.note }}".into(),
+                ..SlackTemplate::default()
+            },
+        );
+        let templates = Templates::compile(&own).unwrap();
+        assert!(templates
+            .check_use("q", &[])
+            .unwrap_err()
+            .contains("customer_note"));
+        assert!(templates.check_use("q", &["customer_note".into()]).is_ok());
+    }
+
+    #[test]
+    fn replenishment_and_churn_alerts_say_what_to_act_on() {
+        let templates = Templates::compile(&BTreeMap::new()).unwrap();
+        let due = order_alert(7, AlertKind::ReplenishmentDue, "10");
+        let r = templates
+            .render(
+                &Templates::builtin_name(AlertKind::ReplenishmentDue),
+                &variables(&due, &VariableSettings::default()),
+            )
+            .unwrap();
+        assert!(
+            r.text.contains("*Mug*") && r.text.contains("~30 days"),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("due since 2026-11-06"), "{}", r.text);
+        let churn = order_alert(8, AlertKind::ChurnRiskChanged, "10");
+        let mut churn = churn;
+        churn.customer.as_mut().unwrap().churn_risk = "HIGH".into();
+        let r = templates
+            .render(
+                &Templates::builtin_name(AlertKind::ChurnRiskChanged),
+                &variables(&churn, &VariableSettings::default()),
+            )
+            .unwrap();
+        assert!(r.text.contains("*low* → *high*"), "{}", r.text);
+    }
+
+    #[test]
     fn personal_data_appears_only_when_the_rule_allows_it() {
         let a = order_alert(7, AlertKind::OrderPaid, "10");
         let hidden = variables(&a, &VariableSettings::default());
