@@ -15,33 +15,43 @@ use woostream_enricher::model::Model;
 use woostream_enricher::partition::{CustomerPartition, Settings};
 use woostream_tests::enricher::sale_records;
 
-/// fastavro's re-encoding of each record.
-fn through_fastavro(records: &[Vec<u8>]) -> Vec<Vec<u8>> {
+/// Runs `tests/independent/<script> <args>` with `records` as hex lines on its stdin; its
+/// stdout lines.
+fn through_python(script: &str, args: &[std::path::PathBuf], records: &[Vec<u8>]) -> Vec<String> {
     let root = woostream_tests::repo_root();
     let mut child = Command::new(woostream_tests::python())
-        .arg(root.join("tests/independent/reencode.py"))
-        .arg(root.join("schemas"))
+        .arg(root.join("tests/independent").join(script))
+        .args(args)
         .current_dir(root.join("tests/independent"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("starting the fastavro re-encoder (make tools installs its venv)");
+        .unwrap_or_else(|e| panic!("starting {script} (make tools installs its venv): {e}"));
     let mut stdin = child.stdin.take().unwrap();
     let input: String = records.iter().map(|r| format!("{}\n", hex(r))).collect();
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let out = child.wait_with_output().unwrap();
-    // The re-encoder's own failure explains a broken pipe on our side, so it is reported first.
+    // The script's own failure explains a broken pipe on our side, so it is reported first.
     assert!(
         out.status.success(),
-        "fastavro re-encoder failed: {}",
+        "{script} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     writer.join().unwrap().unwrap();
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
-        .map(unhex)
+        .map(String::from)
+        .collect()
+}
+
+/// fastavro's re-encoding of each record.
+fn through_fastavro(records: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let schemas = woostream_tests::repo_root().join("schemas");
+    through_python("reencode.py", &[schemas], records)
+        .iter()
+        .map(|l| unhex(l))
         .collect()
 }
 
@@ -131,28 +141,12 @@ fn woostream_reads_what_fastavro_writes_for_every_record_of_a_sale() {
 /// its own schema.
 fn read_with_previous_schema(name: &str, datums: &[Vec<u8>]) -> Vec<(serde_json::Value, Vec<u8>)> {
     let root = woostream_tests::repo_root();
-    let mut child = Command::new(woostream_tests::python())
-        .arg(root.join("tests/independent/old_reader.py"))
-        .arg(root.join(format!("schemas/{name}.avsc")))
-        .arg(root.join(format!("tests/fixtures/schemas/{name}.v1.avsc")))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting the fastavro old reader");
-    let mut stdin = child.stdin.take().unwrap();
-    let input: String = datums.iter().map(|r| format!("{}\n", hex(r))).collect();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "a reader with the previous {name} schema failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    writer.join().unwrap().unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
+    let schemas = [
+        root.join(format!("schemas/{name}.avsc")),
+        root.join(format!("tests/fixtures/schemas/{name}.v1.avsc")),
+    ];
+    through_python("old_reader.py", &schemas, datums)
+        .iter()
         .map(|l| {
             let (json, datum) = l.split_once('\t').unwrap();
             (serde_json::from_str(json).unwrap(), unhex(datum))

@@ -312,21 +312,6 @@ impl CustomerPartition {
             state.model_version = model.version;
             // As of the partition's now: a customer's own last event may be months old.
             let as_of_ms = state.as_of_ms.max(self.now_ms);
-            let scored = customer::score(state, &model, &settings.scoring, as_of_ms);
-            if !visible_change(state, &scored)
-                && !crate::taste::any_newly_due(
-                    state,
-                    &model.repurchase_days,
-                    settings.replenishment_margin,
-                    as_of_ms,
-                )
-            {
-                continue;
-            }
-            let (previous_segment, was_vip, previous_churn) =
-                (state.segment, state.vip, state.churn_risk);
-            state.version += 1;
-            state.as_of_ms = as_of_ms;
             let event_id = format!("model:{}", model.version);
             let cause = Cause {
                 partition: self.partition,
@@ -334,23 +319,10 @@ impl CustomerPartition {
                 event_id: &event_id,
                 correlation_id: &event_id,
             };
-            let origin = Origin {
-                shop_id,
-                occurred_at: from_millis(as_of_ms),
-                correlation_id: &event_id,
-                event_id: &event_id,
-                source: woostream_core::events::Origin::Webhook,
-            };
-            let why = Why {
-                origin,
-                cause: &cause,
-                previous: (previous_segment, was_vip),
-                previous_churn,
-                order: None,
-                high_value: &|_| false,
-            };
-            write_version(
-                &mut out, shop_id, customer, state, scored, &model, settings, why,
+            let source = woostream_core::events::Origin::Webhook;
+            let who = (shop_id, customer);
+            rescore_customer(
+                &mut out, who, state, &model, settings, as_of_ms, &cause, source,
             );
         }
         (out, used)
@@ -377,43 +349,62 @@ impl CustomerPartition {
             if state.as_of_ms >= as_of_ms || state.orders.is_empty() {
                 continue;
             }
-            let scored = customer::score(state, model, &settings.scoring, as_of_ms);
-            if !visible_change(state, &scored)
-                && !crate::taste::any_newly_due(
-                    state,
-                    &model.repurchase_days,
-                    settings.replenishment_margin,
-                    as_of_ms,
-                )
-            {
-                continue;
-            }
-            let (previous_segment, was_vip, previous_churn) =
-                (state.segment, state.vip, state.churn_risk);
-            state.version += 1;
-            state.as_of_ms = as_of_ms;
-            state.source_offset = cause.offset;
-            let origin = Origin {
-                shop_id,
-                occurred_at: from_millis(as_of_ms),
-                correlation_id: &event.envelope.correlation_id,
-                event_id: &event.envelope.event_id,
-                source: event.envelope.origin,
-            };
-            let why = Why {
-                origin,
-                cause,
-                previous: (previous_segment, was_vip),
-                previous_churn,
-                order: None,
-                high_value: &|_| false,
-            };
-            write_version(
-                &mut out, shop_id, customer, state, scored, model, settings, why,
+            let who = (shop_id, customer);
+            let source = event.envelope.origin;
+            rescore_customer(
+                &mut out, who, state, model, settings, as_of_ms, cause, source,
             );
         }
         out
     }
+}
+
+/// Rescores one customer as of `as_of_ms` and writes a new version when something visible
+/// changes: segment, churn band, VIP flag, or a product falling due (the rest would only
+/// restate decimals).
+#[allow(clippy::too_many_arguments)]
+fn rescore_customer(
+    out: &mut Output,
+    (shop_id, customer): (&str, &str),
+    state: &mut CustomerState,
+    model: &Model,
+    settings: &Settings,
+    as_of_ms: i64,
+    cause: &Cause,
+    source: woostream_core::events::Origin,
+) {
+    let scored = customer::score(state, model, &settings.scoring, as_of_ms);
+    let due = || {
+        crate::taste::any_newly_due(
+            state,
+            &model.repurchase_days,
+            settings.replenishment_margin,
+            as_of_ms,
+        )
+    };
+    if !visible_change(state, &scored) && !due() {
+        return;
+    }
+    let (previous_segment, was_vip, previous_churn) = (state.segment, state.vip, state.churn_risk);
+    state.version += 1;
+    state.as_of_ms = as_of_ms;
+    state.source_offset = cause.offset;
+    let origin = Origin {
+        shop_id,
+        occurred_at: from_millis(as_of_ms),
+        correlation_id: cause.correlation_id,
+        event_id: cause.event_id,
+        source,
+    };
+    let why = Why {
+        origin,
+        cause,
+        previous: (previous_segment, was_vip),
+        previous_churn,
+        order: None,
+        high_value: &|_| false,
+    };
+    write_version(out, shop_id, customer, state, scored, model, settings, why);
 }
 
 /// Whether a rescore changes what the last profile said (segment, churn band, VIP flag):

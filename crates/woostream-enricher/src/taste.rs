@@ -79,7 +79,8 @@ fn intervals(days: &[i64]) -> Vec<f64> {
     days.windows(2).map(|w| (w[1] - w[0]) as f64).collect()
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+/// The middle value (the mean of the two middle ones for an even count).
+pub fn median(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
@@ -166,7 +167,7 @@ pub fn taste_of(state: &CustomerState, shop_id: &str, names: &dyn NameBook) -> T
             }
         }
     }
-    let gaps = intervals(&purchase_days(state));
+    let mut gaps = intervals(&purchase_days(state));
     let mean_interval_days =
         (!gaps.is_empty()).then(|| gaps.iter().sum::<f64>() / gaps.len() as f64);
     Taste {
@@ -175,7 +176,7 @@ pub fn taste_of(state: &CustomerState, shop_id: &str, names: &dyn NameBook) -> T
         frequent_products,
         last_products,
         mean_interval_days,
-        typical_interval_days: median(gaps),
+        typical_interval_days: median(&mut gaps),
         preferred_payment_method: payments
             .into_iter()
             .max_by(|(na, a), (nb, b)| a.cmp(b).then(nb.cmp(na)))
@@ -213,10 +214,10 @@ pub fn next_purchase(
         return None;
     };
     let model_ms = as_of_ms as f64 + model_days * DAY_MS as f64;
-    let gaps = intervals(days);
-    let blended = match (days.last(), median(gaps.clone())) {
+    let mut gaps = intervals(days);
+    let n = gaps.len() as f64;
+    let blended = match (days.last(), median(&mut gaps)) {
         (Some(last), Some(typical)) => {
-            let n = gaps.len() as f64;
             let w = n / (n + 2.0);
             let own_ms = (*last as f64 + typical) * DAY_MS as f64;
             w * own_ms + (1.0 - w) * model_ms

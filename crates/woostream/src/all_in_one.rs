@@ -505,19 +505,20 @@ pub async fn run(
         }
     }
     let model_producer = kafka::create_producer(&config.kafka, &bootstrap)?;
-    if demo && sim_process.is_some() {
-        // The history alone, as the shop knew it the moment the sale began.
-        if let Ok(models) = woostream_enricher::model::topic::fit_and_publish(
+    let fit = |as_of| {
+        woostream_enricher::model::topic::fit_and_publish(
             &config,
             &bootstrap,
             &decoder,
             &model_producer,
             &outputs.model,
             &outputs.model_key,
-            Some(sale_started),
+            as_of,
         )
-        .await
-        {
+    };
+    if demo && sim_process.is_some() {
+        // The history alone, as the shop knew it the moment the sale began.
+        if let Ok(models) = fit(Some(sale_started)).await {
             println!(
                 "\nModels fitted on the history alone (woostream fit --as-of {}):",
                 sale_started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -527,17 +528,7 @@ pub async fn run(
             }
         }
     }
-    match woostream_enricher::model::topic::fit_and_publish(
-        &config,
-        &bootstrap,
-        &decoder,
-        &model_producer,
-        &outputs.model,
-        &outputs.model_key,
-        None,
-    )
-    .await
-    {
+    match fit(None).await {
         Ok(models) => {
             println!("\nModels fitted from the profiles (woostream fit, as of the newest event):");
             for m in &models {

@@ -14,6 +14,7 @@ use crate::clv::{self, Sample};
 use crate::customer::{self, summarise, CustomerState, Summary};
 use crate::model::{Model, MAX_DROPOUT_SHAPE};
 use crate::rfm::Quintiles;
+use crate::taste::median;
 
 /// The customers' states as they were at `as_of`: orders created later left out (each
 /// order with the newest status known; the ledger keeps no older ones).
@@ -125,19 +126,6 @@ pub fn repurchase_intervals(
     });
     out.truncate(MAX_REPURCHASE_PRODUCTS);
     out
-}
-
-fn median(v: &mut [f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
 }
 
 /// Fits a model from customers' states as of `as_of`.
