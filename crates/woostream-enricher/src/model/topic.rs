@@ -220,17 +220,12 @@ pub async fn fit_and_publish(
     for shop in shops {
         let as_of = as_of.unwrap_or_else(|| clock_now(&config.enricher, &by_shop[shop], fitted_at));
         let record = fit_shop(shop, &by_shop[shop], as_of, fitted_at, &config.enricher);
-        let key = key_encoder.encode(&shop.to_string())?;
-        let value = model_encoder.encode(&record)?;
-        producer
-            .send(
-                FutureRecord::to(&config.topics.models.name)
-                    .key(&key)
-                    .payload(&value),
-                Duration::from_secs(30),
-            )
+        let (key, value) = (
+            key_encoder.encode(&shop.to_string())?,
+            model_encoder.encode(&record)?,
+        );
+        publish(producer, &config.topics.models.name, &key, &value)
             .await
-            .map_err(|(e, _)| e)
             .with_context(|| format!("publishing the model of shop {shop}"))?;
         out.push(record);
     }
@@ -289,17 +284,31 @@ pub async fn backtest_and_publish(
             Utc::now(),
             &config.enricher,
         );
-        producer
-            .send(
-                FutureRecord::to(&t.backtests.name)
-                    .key(&key_encoder.encode(&shop.to_string())?)
-                    .payload(&encoder.encode(&report)?),
-                Duration::from_secs(30),
-            )
+        let (key, value) = (
+            key_encoder.encode(&shop.to_string())?,
+            encoder.encode(&report)?,
+        );
+        publish(&producer, &t.backtests.name, &key, &value)
             .await
-            .map_err(|(e, _)| e)
             .with_context(|| format!("publishing the backtest of shop {shop}"))?;
         out.push(report);
     }
     Ok(out)
+}
+
+/// Sends one record of a shop (a model, a backtest) and waits for the broker's acknowledgement.
+async fn publish(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &[u8],
+    value: &[u8],
+) -> Result<(), rdkafka::error::KafkaError> {
+    producer
+        .send(
+            FutureRecord::to(topic).key(key).payload(value),
+            Duration::from_secs(30),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| e)
 }
