@@ -503,17 +503,12 @@ fn state_bytes(records: &[Record]) -> anyhow::Result<()> {
     for (_, _, c) in partition.customers() {
         for o in &c.orders {
             lines += o.items.len();
-            items += o.items.capacity() * std::mem::size_of::<woostream_enricher::customer::Item>()
-                + o.items
-                    .iter()
-                    .map(|i| i.category_ids.len() * 8)
-                    .sum::<usize>()
-                + o.payment_method.as_ref().map_or(0, |m| m.len());
+            items += o.items.len() * std::mem::size_of::<woostream_enricher::customer::Item>();
         }
     }
     let taste = items as f64 / customers;
     println!(
-        "\nstate: {customers} customers after {} order deliveries: {per_customer:.0} heap bytes per customer = {:.0} B for the customer (map entry, key, scores) + {ledger:.0} B of ledger ({:.2} orders × {per_entry} B) + {taste:.0} B of taste ({:.2} lines per order held, payment methods); pure processing {:.0} deliveries/s on one core",
+        "\nstate: {customers} customers after {} order deliveries: {per_customer:.0} heap bytes per customer = {:.0} B for the customer (map entry, key, scores) + {ledger:.0} B of ledger ({:.2} orders × {per_entry} B) + {taste:.0} B of taste ({:.2} lines per order held); pure processing {:.0} deliveries/s on one core",
         orders.len(),
         per_customer - ledger - taste,
         entries as f64 / customers,

@@ -29,7 +29,7 @@ fn order(id: i64, created_ms: i64, value: f64) -> LedgerEntry {
         paid: true,
         payment_method: None,
         discounted: false,
-        items: Vec::new(),
+        items: Box::default(),
     }
 }
 

@@ -31,22 +31,92 @@ pub struct LedgerEntry {
     pub status: OrderStatus,
     /// Paid at some point: set once, never cleared, so "order paid" is announced once.
     pub paid: bool,
-    pub payment_method: Option<Box<str>>,
+    pub payment_method: Option<PaymentMethod>,
     /// A coupon or a discount was applied.
     pub discounted: bool,
     /// The order's largest lines, by product (at most [`LedgerItem::MAX_PER_ORDER`]).
-    pub items: Vec<Item>,
+    pub items: Box<[Item]>,
 }
 
-/// One product of an order, as the customer's taste counts it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Lines kept per order (the largest).
+pub const MAX_ITEMS: usize = LedgerItem::MAX_PER_ORDER;
+
+/// One product of an order, as the customer's taste counts it. 32 bytes, nothing on the heap:
+/// a customer's state stays small.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Item {
     /// The product (a variation's parent): taste is about products, not sizes.
     pub product_id: i64,
-    pub quantity: i32,
     /// Line total in millionths, after discounts, before tax.
     pub total: i64,
-    pub category_ids: Box<[i64]>,
+    pub quantity: i32,
+    /// The product's first two categories (0: none); WooCommerce term ids fit in 32 bits.
+    pub categories: [u32; 2],
+}
+
+impl Item {
+    pub fn new(product_id: i64, quantity: i32, total: i64, category_ids: &[i64]) -> Item {
+        let mut categories = [0u32; 2];
+        for (slot, id) in categories.iter_mut().zip(
+            category_ids
+                .iter()
+                .filter_map(|c| u32::try_from(*c).ok())
+                .filter(|c| *c > 0),
+        ) {
+            *slot = id;
+        }
+        Item {
+            product_id,
+            total,
+            quantity,
+            categories,
+        }
+    }
+
+    pub fn category_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.categories
+            .iter()
+            .filter(|c| **c > 0)
+            .map(|c| i64::from(*c))
+    }
+}
+
+/// A payment method id (`stripe`, `bacs`, …), interned: a shop has a handful and orders by
+/// the million, so each order holds two bytes instead of a string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PaymentMethod(u16);
+
+type Interned = (
+    Vec<&'static str>,
+    std::collections::HashMap<&'static str, u16>,
+);
+
+fn payment_methods() -> &'static std::sync::RwLock<Interned> {
+    static METHODS: std::sync::OnceLock<std::sync::RwLock<Interned>> = std::sync::OnceLock::new();
+    METHODS.get_or_init(Default::default)
+}
+
+impl PaymentMethod {
+    /// The method named `s`; None beyond 65,535 distinct names (no shop has them).
+    pub fn of(s: &str) -> Option<PaymentMethod> {
+        if let Some(i) = payment_methods().read().expect("interner lock").1.get(s) {
+            return Some(PaymentMethod(*i));
+        }
+        let mut w = payment_methods().write().expect("interner lock");
+        if let Some(i) = w.1.get(s) {
+            return Some(PaymentMethod(*i));
+        }
+        let i = u16::try_from(w.0.len()).ok()?;
+        // Leaked once per distinct name: a few dozen bytes for the process's life.
+        let name: &'static str = Box::leak(s.to_string().into_boxed_str());
+        w.0.push(name);
+        w.1.insert(name, i);
+        Some(PaymentMethod(i))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        payment_methods().read().expect("interner lock").0[usize::from(self.0)]
+    }
 }
 
 /// An order's lines grouped by product, the largest first, capped.
@@ -61,17 +131,16 @@ pub fn items_of(order: &Order) -> Vec<Item> {
                 i.quantity = i.quantity.saturating_add(line.quantity);
                 i.total = i.total.saturating_add(micros(&line.total));
             }
-            None => items.push(Item {
+            None => items.push(Item::new(
                 product_id,
-                quantity: line.quantity,
-                total: micros(&line.total),
-                category_ids: line.category_ids.clone().into_boxed_slice(),
-            }),
+                line.quantity,
+                micros(&line.total),
+                &line.category_ids,
+            )),
         }
     }
     items.sort_by(|a, b| b.total.cmp(&a.total).then(a.product_id.cmp(&b.product_id)));
     items.truncate(LedgerItem::MAX_PER_ORDER);
-    items.shrink_to_fit();
     items
 }
 
@@ -184,9 +253,9 @@ fn entry_from(order: &Order, modified_ms: i64, was_paid: bool) -> LedgerEntry {
             || paid_status
             || (order.paid_at.is_some()
                 && !matches!(order.status, OrderStatus::Failed | OrderStatus::Pending)),
-        payment_method: order.payment_method.as_deref().map(Into::into),
+        payment_method: order.payment_method.as_deref().and_then(PaymentMethod::of),
         discounted: !order.coupon_codes.is_empty() || order.discount_total.amount() > Decimal::ZERO,
-        items: items_of(order),
+        items: items_of(order).into_boxed_slice(),
     }
 }
 
@@ -504,7 +573,7 @@ pub fn to_profile(
                 total: Money::from_micros(o.total),
                 refunded: Money::from_micros(o.refunded),
                 paid: o.paid,
-                payment_method: o.payment_method.as_deref().map(String::from),
+                payment_method: o.payment_method.map(|m| m.as_str().to_string()),
                 discounted: o.discounted,
                 items: o
                     .items
@@ -513,7 +582,7 @@ pub fn to_profile(
                         product_id: i.product_id,
                         quantity: i.quantity,
                         total: Money::from_micros(i.total),
-                        category_ids: i.category_ids.to_vec(),
+                        category_ids: i.category_ids().collect(),
                     })
                     .collect(),
             })
@@ -544,17 +613,12 @@ pub fn from_profile(profile: &CustomerProfile) -> CustomerState {
             refunded: micros(&o.refunded),
             status: OrderStatus::from_slug(&o.status),
             paid: o.paid,
-            payment_method: o.payment_method.as_deref().map(Into::into),
+            payment_method: o.payment_method.as_deref().and_then(PaymentMethod::of),
             discounted: o.discounted,
             items: o
                 .items
                 .iter()
-                .map(|i| Item {
-                    product_id: i.product_id,
-                    quantity: i.quantity,
-                    total: micros(&i.total),
-                    category_ids: i.category_ids.clone().into_boxed_slice(),
-                })
+                .map(|i| Item::new(i.product_id, i.quantity, micros(&i.total), &i.category_ids))
                 .collect(),
         })
         .collect();

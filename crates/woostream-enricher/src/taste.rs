@@ -28,32 +28,49 @@ pub struct Taste {
     pub discount_share: f64,
 }
 
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct Tally {
+    id: i64,
     revenue: i64,
     orders: i32,
     quantity: i32,
 }
 
+/// The tally of `id` in `tallies`: a customer has a handful of products and categories, so a
+/// linear search beats hashing.
+fn tally(tallies: &mut Vec<Tally>, id: i64) -> &mut Tally {
+    let at = match tallies.iter().position(|t| t.id == id) {
+        Some(at) => at,
+        None => {
+            tallies.push(Tally {
+                id,
+                ..Tally::default()
+            });
+            tallies.len() - 1
+        }
+    };
+    &mut tallies[at]
+}
+
 fn entries(
-    tallies: HashMap<i64, Tally>,
+    mut tallies: Vec<Tally>,
     name: impl Fn(i64) -> Option<String>,
     by_count: bool,
 ) -> Vec<TasteEntry> {
-    let mut v: Vec<(i64, Tally)> = tallies.into_iter().collect();
-    v.sort_by(|(ia, a), (ib, b)| {
+    tallies.sort_by(|a, b| {
         let primary = if by_count {
             (b.orders, b.quantity, b.revenue).cmp(&(a.orders, a.quantity, a.revenue))
         } else {
             (b.revenue, b.orders).cmp(&(a.revenue, a.orders))
         };
-        primary.then(ia.cmp(ib))
+        primary.then(a.id.cmp(&b.id))
     });
-    v.into_iter()
+    tallies
+        .into_iter()
         .take(LIST_LIMIT)
-        .map(|(id, t)| TasteEntry {
-            id,
-            name: name(id),
+        .map(|t| TasteEntry {
+            id: t.id,
+            name: name(t.id),
             revenue: Money::from_micros(t.revenue),
             orders: t.orders,
             quantity: t.quantity,
@@ -95,53 +112,45 @@ pub fn median(v: &mut [f64]) -> Option<f64> {
 
 /// The customer's taste from their counted orders.
 pub fn taste_of(state: &CustomerState, shop_id: &str, names: &dyn NameBook) -> Taste {
-    let mut products: HashMap<i64, Tally> = HashMap::new();
-    let mut categories: HashMap<i64, Tally> = HashMap::new();
-    let mut payments: HashMap<&str, (u32, i64)> = HashMap::new();
+    let mut products: Vec<Tally> = Vec::new();
+    let mut categories: Vec<Tally> = Vec::new();
+    // (method, orders, newest order): the most used, the newest on a tie.
+    let mut payments: Vec<(crate::customer::PaymentMethod, u32, i64)> = Vec::new();
     let (mut counted, mut discounted) = (0u32, 0u32);
     for o in state.orders.iter().filter(|o| o.counted()) {
         counted += 1;
         discounted += u32::from(o.discounted);
-        if let Some(m) = &o.payment_method {
-            let slot = payments.entry(m).or_default();
-            slot.0 += 1;
-            slot.1 = slot.1.max(o.created_ms);
+        if let Some(m) = o.payment_method {
+            match payments.iter_mut().find(|p| p.0 == m) {
+                Some(p) => {
+                    p.1 += 1;
+                    p.2 = p.2.max(o.created_ms);
+                }
+                None => payments.push((m, 1, o.created_ms)),
+            }
         }
-        let mut seen_categories: Vec<i64> = Vec::new();
-        for item in &o.items {
-            let p = products.entry(item.product_id).or_default();
+        let mut seen_categories: [i64; 2 * crate::customer::MAX_ITEMS] =
+            [0; 2 * crate::customer::MAX_ITEMS];
+        let mut seen = 0;
+        for item in o.items.iter() {
+            let p = tally(&mut products, item.product_id);
             p.revenue = p.revenue.saturating_add(item.total);
             p.orders += 1;
             p.quantity = p.quantity.saturating_add(item.quantity);
-            for c in item.category_ids.iter() {
-                let t = categories.entry(*c).or_default();
+            for c in item.category_ids() {
+                let t = tally(&mut categories, c);
                 t.revenue = t.revenue.saturating_add(item.total);
                 t.quantity = t.quantity.saturating_add(item.quantity);
-                if !seen_categories.contains(c) {
-                    seen_categories.push(*c);
+                if !seen_categories[..seen].contains(&c) {
+                    seen_categories[seen] = c;
+                    seen += 1;
                     t.orders += 1;
                 }
             }
         }
     }
     let product_name = |id| names.product_name(shop_id, id);
-    let frequent_products = entries(
-        products
-            .iter()
-            .map(|(id, t)| {
-                (
-                    *id,
-                    Tally {
-                        revenue: t.revenue,
-                        orders: t.orders,
-                        quantity: t.quantity,
-                    },
-                )
-            })
-            .collect(),
-        product_name,
-        true,
-    );
+    let frequent_products = entries(products.clone(), product_name, true);
     let mut newest: Vec<&crate::customer::LedgerEntry> =
         state.orders.iter().filter(|o| o.counted()).collect();
     newest.sort_by(|a, b| {
@@ -151,7 +160,7 @@ pub fn taste_of(state: &CustomerState, shop_id: &str, names: &dyn NameBook) -> T
     });
     let mut last_products: Vec<ProductPurchase> = Vec::new();
     'orders: for o in newest {
-        for item in &o.items {
+        for item in o.items.iter() {
             if last_products.len() == LIST_LIMIT {
                 break 'orders;
             }
@@ -179,8 +188,8 @@ pub fn taste_of(state: &CustomerState, shop_id: &str, names: &dyn NameBook) -> T
         typical_interval_days: median(&mut gaps),
         preferred_payment_method: payments
             .into_iter()
-            .max_by(|(na, a), (nb, b)| a.cmp(b).then(nb.cmp(na)))
-            .map(|(m, _)| m.to_string()),
+            .max_by(|a, b| (a.1, a.2).cmp(&(b.1, b.2)))
+            .map(|(m, _, _)| m.as_str().to_string()),
         discount_share: if counted == 0 {
             0.0
         } else {
@@ -243,7 +252,7 @@ pub fn replenishment(
     }
     let mut last_bought: HashMap<i64, i64> = HashMap::new();
     for o in state.orders.iter().filter(|o| o.counted()) {
-        for item in &o.items {
+        for item in o.items.iter() {
             if intervals.contains_key(&item.product_id) {
                 let slot = last_bought.entry(item.product_id).or_insert(o.created_ms);
                 *slot = (*slot).max(o.created_ms);
@@ -333,16 +342,11 @@ mod tests {
             refunded: 0,
             status: OrderStatus::Completed,
             paid: true,
-            payment_method: Some(method.into()),
+            payment_method: crate::customer::PaymentMethod::of(method),
             discounted,
             items: items
                 .iter()
-                .map(|(p, q, t, c)| Item {
-                    product_id: *p,
-                    quantity: *q,
-                    total: *t,
-                    category_ids: c.to_vec().into_boxed_slice(),
-                })
+                .map(|(p, q, t, c)| Item::new(*p, *q, *t, c))
                 .collect(),
         }
     }

@@ -92,7 +92,7 @@ pub fn repurchase_intervals(
     for state in states {
         let mut days: HashMap<i64, Vec<i64>> = HashMap::new();
         for o in state.orders.iter().filter(|o| o.counted()) {
-            for item in &o.items {
+            for item in o.items.iter() {
                 days.entry(item.product_id)
                     .or_default()
                     .push(o.created_ms.div_euclid(customer::DAY_MS));
