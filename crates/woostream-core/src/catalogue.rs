@@ -29,10 +29,11 @@ pub struct Catalogue {
     names: RwLock<Names>,
 }
 
+/// Names by shop, then by id: looked up by `&str` without building a key.
 #[derive(Default)]
 struct Names {
-    products: HashMap<(String, i64), Box<str>>,
-    categories: HashMap<(String, i64), Box<str>>,
+    products: HashMap<String, HashMap<i64, Box<str>>>,
+    categories: HashMap<String, HashMap<i64, Box<str>>>,
 }
 
 /// Names of products and categories, for what woostream shows people.
@@ -58,14 +59,16 @@ impl NameBook for Catalogue {
         let names = self.names.read().expect("catalogue lock poisoned");
         names
             .products
-            .get(&(shop_id.to_string(), product_id))
+            .get(shop_id)?
+            .get(&product_id)
             .map(|n| n.to_string())
     }
     fn category_name(&self, shop_id: &str, category_id: i64) -> Option<String> {
         let names = self.names.read().expect("catalogue lock poisoned");
         names
             .categories
-            .get(&(shop_id.to_string(), category_id))
+            .get(shop_id)?
+            .get(&category_id)
             .map(|n| n.to_string())
     }
 }
@@ -81,13 +84,17 @@ impl Catalogue {
             if !p.name.is_empty() {
                 names
                     .products
-                    .insert((shop.clone(), p.id), p.name.as_str().into());
+                    .entry(shop.clone())
+                    .or_default()
+                    .insert(p.id, p.name.as_str().into());
             }
             for c in &p.categories {
                 if !c.name.is_empty() {
                     names
                         .categories
-                        .insert((shop.clone(), c.id), c.name.as_str().into());
+                        .entry(shop.clone())
+                        .or_default()
+                        .insert(c.id, c.name.as_str().into());
                 }
             }
         }

@@ -99,7 +99,7 @@ fn alert_customer(
     customer: &str,
     state: &CustomerState,
     scored: &Scored,
-    taste: &Taste,
+    taste: Option<&Taste>,
     previous_segment: Option<Segment>,
     initial: Option<String>,
 ) -> AlertCustomer {
@@ -117,8 +117,10 @@ fn alert_customer(
         vip: scored.vip,
         profile_version: state.version,
         previous_churn_risk: None,
-        top_category: taste.top_categories.first().and_then(|c| c.name.clone()),
-        typical_interval_days: taste.typical_interval_days,
+        top_category: taste
+            .and_then(|t| t.top_categories.first())
+            .and_then(|c| c.name.clone()),
+        typical_interval_days: taste.and_then(|t| t.typical_interval_days),
         expected_next_purchase_at: scored.next_purchase_ms.map(from_millis),
     }
 }
@@ -138,7 +140,9 @@ pub struct CustomerTransition<'a> {
     pub customer: &'a str,
     pub state: &'a CustomerState,
     pub scored: &'a Scored,
-    pub taste: &'a Taste,
+    /// The customer's taste, computed only when an alert shows it.
+    pub taste: &'a std::cell::OnceCell<Taste>,
+    pub taste_of: &'a dyn Fn() -> Taste,
     /// Segment and VIP flag before this change (`None`: no profile yet).
     pub previous_segment: Option<Segment>,
     pub was_vip: bool,
@@ -154,12 +158,24 @@ impl CustomerTransition<'_> {
     pub fn alerts(&self) -> Vec<Alert> {
         let mut out = Vec::new();
         let initial = first_initial(self.order.map(|(o, _)| o));
+        // Order alerts leave the customer's taste out: they are most alerts of a sale, and
+        // what a team needs of them is the order; customer alerts carry it.
         let customer_block = |previous: Option<Segment>| {
             alert_customer(
                 self.customer,
                 self.state,
                 self.scored,
-                self.taste,
+                None,
+                previous,
+                initial.clone(),
+            )
+        };
+        let customer_with_taste = |previous: Option<Segment>| {
+            alert_customer(
+                self.customer,
+                self.state,
+                self.scored,
+                Some(self.taste.get_or_init(self.taste_of)),
                 previous,
                 initial.clone(),
             )
@@ -251,7 +267,7 @@ impl CustomerTransition<'_> {
                         &version,
                     ],
                 );
-                a.customer = Some(customer_block(Some(previous)));
+                a.customer = Some(customer_with_taste(Some(previous)));
                 out.push(a);
             }
         }
@@ -268,7 +284,7 @@ impl CustomerTransition<'_> {
                         &version,
                     ],
                 );
-                let mut c = customer_block(self.previous_segment);
+                let mut c = customer_with_taste(self.previous_segment);
                 c.previous_churn_risk = Some(previous.as_str().into());
                 a.customer = Some(c);
                 out.push(a);
@@ -280,7 +296,7 @@ impl CustomerTransition<'_> {
                 AlertKind::ReplenishmentDue,
                 &[self.customer, &r.product_id.to_string(), &cycle],
             );
-            a.customer = Some(customer_block(self.previous_segment));
+            a.customer = Some(customer_with_taste(self.previous_segment));
             a.replenishment = Some(AlertReplenishment {
                 product_id: r.product_id,
                 name: r.name.clone(),
@@ -295,7 +311,7 @@ impl CustomerTransition<'_> {
                 AlertKind::BecameVip,
                 &[self.customer, &self.state.version.to_string()],
             );
-            a.customer = Some(customer_block(self.previous_segment));
+            a.customer = Some(customer_with_taste(self.previous_segment));
             out.push(a);
         }
         out

@@ -334,8 +334,23 @@ pub struct Scored {
     pub clv: f64,
     pub churn_risk: ChurnRisk,
     pub vip: bool,
-    /// When the next purchase is expected (see [`crate::taste::next_purchase`]).
+    /// When the next purchase is expected (see [`crate::taste::next_purchase`]); set only for
+    /// a version that is written ([`Scored::with_next_purchase`]): a daily rescore of every
+    /// customer does not pay for it.
     pub next_purchase_ms: Option<i64>,
+}
+
+impl Scored {
+    /// With the expected next purchase of `state` as of `as_of_ms`.
+    pub fn with_next_purchase(mut self, state: &CustomerState, as_of_ms: i64) -> Scored {
+        self.next_purchase_ms = crate::taste::next_purchase(
+            &crate::taste::purchase_days(state),
+            self.expected_purchases[1],
+            self.expected_purchases[2],
+            as_of_ms,
+        );
+        self
+    }
 }
 
 /// The settings scoring needs besides the model.
@@ -483,14 +498,8 @@ pub fn score(
             _ => ChurnRisk::High,
         }
     };
-    let next_purchase_ms = crate::taste::next_purchase(
-        &crate::taste::purchase_days(state),
-        expected_purchases[1],
-        expected_purchases[2],
-        as_of_ms,
-    );
     Scored {
-        next_purchase_ms,
+        next_purchase_ms: None,
         summary,
         scores,
         segment,
@@ -598,6 +607,18 @@ pub fn to_profile(
         expected_next_purchase_at: scored.next_purchase_ms.map(from_millis),
         replenishment: replenishment.to_vec(),
     }
+}
+
+/// Sets a profile's taste fields.
+pub fn set_taste(profile: &mut CustomerProfile, taste: Taste) {
+    profile.top_categories = taste.top_categories;
+    profile.top_products = taste.top_products;
+    profile.frequent_products = taste.frequent_products;
+    profile.last_products = taste.last_products;
+    profile.mean_interval_days = taste.mean_interval_days;
+    profile.typical_interval_days = taste.typical_interval_days;
+    profile.preferred_payment_method = taste.preferred_payment_method;
+    profile.discount_share = taste.discount_share;
 }
 
 /// The state a profile was written from: what a restarted enricher restores.

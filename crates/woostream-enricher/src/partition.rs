@@ -150,6 +150,19 @@ impl CustomerPartition {
         );
     }
 
+    /// Fills a profile of this partition's customer with their taste, from the state it was
+    /// written from (the newest version: the ledger changes only with a new version).
+    pub fn complete_profile(&self, profile: &mut CustomerProfile, settings: &Settings) {
+        let Some(state) = self
+            .customers
+            .get(&state_key(&profile.shop_id, &profile.customer))
+        else {
+            return;
+        };
+        let taste = crate::taste::taste_of(state, &profile.shop_id, &*settings.names.0);
+        customer::set_taste(profile, taste);
+    }
+
     /// Forgets a customer (an erasure) and returns the tombstone for the profile topic.
     pub fn erase(&mut self, key: &CustomerKey) -> Output {
         self.customers
@@ -443,7 +456,7 @@ fn write_version(
     why: Why,
 ) {
     let names = &*settings.names.0;
-    let taste = crate::taste::taste_of(state, shop_id, names);
+    let scored = scored.with_next_purchase(state, state.as_of_ms);
     let (mut replenishment, due) = crate::taste::replenishment(
         state,
         &model.repurchase_days,
@@ -452,26 +465,32 @@ fn write_version(
         shop_id,
         names,
     );
-    let transition = CustomerTransition {
-        origin: why.origin,
-        customer,
-        state,
-        scored: &scored,
-        taste: &taste,
-        previous_segment: why.previous.0,
-        was_vip: why.previous.1,
-        previous_churn: why.previous_churn,
-        order: why.order,
-        high_value: why.high_value,
-        replenishment_due: &due,
+    // Taste is computed here only when an alert shows it; the profile gets it when it is
+    // written ([`CustomerPartition::complete_profile`]): in a sale most versions of a
+    // customer are replaced by a newer one before the commit writes them.
+    let taste = std::cell::OnceCell::new();
+    let alerts = {
+        let st: &CustomerState = state;
+        let taste_of = || crate::taste::taste_of(st, shop_id, names);
+        let transition = CustomerTransition {
+            origin: why.origin,
+            customer,
+            state: st,
+            scored: &scored,
+            taste: &taste,
+            taste_of: &taste_of,
+            previous_segment: why.previous.0,
+            was_vip: why.previous.1,
+            previous_churn: why.previous_churn,
+            order: why.order,
+            high_value: why.high_value,
+            replenishment_due: &due,
+        };
+        transition.alerts()
     };
     let alert_key = customer_key(shop_id, customer);
-    out.alerts.extend(
-        transition
-            .alerts()
-            .into_iter()
-            .map(|a| (alert_key.clone(), a)),
-    );
+    out.alerts
+        .extend(alerts.into_iter().map(|a| (alert_key.clone(), a)));
     // A customer without a counted order has no segment to leave yet.
     state.segment = (scored.summary.orders_count > 0).then_some(scored.segment);
     state.churn_risk = (scored.summary.orders_count > 0).then_some(scored.churn_risk);
@@ -493,7 +512,7 @@ fn write_version(
         customer,
         state,
         &scored,
-        &taste,
+        taste.get().unwrap_or(&crate::taste::Taste::default()),
         &replenishment,
         model,
         why.cause,

@@ -250,12 +250,15 @@ pub fn replenishment(
     if intervals.is_empty() {
         return (Vec::new(), Vec::new());
     }
-    let mut last_bought: HashMap<i64, i64> = HashMap::new();
+    // (product, newest purchase): a handful per customer.
+    let mut last_bought: Vec<(i64, i64)> = Vec::new();
     for o in state.orders.iter().filter(|o| o.counted()) {
         for item in o.items.iter() {
             if intervals.contains_key(&item.product_id) {
-                let slot = last_bought.entry(item.product_id).or_insert(o.created_ms);
-                *slot = (*slot).max(o.created_ms);
+                match last_bought.iter_mut().find(|(p, _)| *p == item.product_id) {
+                    Some((_, last)) => *last = (*last).max(o.created_ms),
+                    None => last_bought.push((item.product_id, o.created_ms)),
+                }
             }
         }
     }

@@ -144,7 +144,10 @@ impl Work {
 
     /// Hands the writer the profiles kept since the last commit.
     pub(super) fn write_profiles(&mut self) -> anyhow::Result<()> {
-        for ((partition, key), profile) in std::mem::take(&mut self.unwritten_profiles) {
+        for ((partition, key), mut profile) in std::mem::take(&mut self.unwritten_profiles) {
+            if let (Some(p), Some(state)) = (&mut profile, self.customers.get(&partition)) {
+                state.complete_profile(p, &self.settings);
+            }
             if let Some(p) = &profile {
                 self.metrics
                     .profile_segments
