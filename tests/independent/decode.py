@@ -190,6 +190,9 @@ def main():
         if m.error():
             print(f"consumer error: {m.error()}", file=sys.stderr)
             continue
+        # The end markers woostream's readers write (a plain key, no value): not records.
+        if m.key() == b"woostream-end-marker":
+            continue
         key_schema, key = decoder.decode(m.key())
         value_schema, value = decoder.decode(m.value())
         record = {

@@ -20,6 +20,7 @@ use crate::codec::Decoder;
 use crate::config::KafkaConfig;
 use crate::events::{Action, Order, ProductEvent};
 use crate::kafka;
+use crate::kafka::reading::{partitions_of, write_end_markers};
 
 #[derive(Default)]
 pub struct Catalogue {
@@ -147,8 +148,10 @@ async fn follow(
     decoder: Decoder,
     load_for: Duration,
     role: &str,
+    to_markers: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let (marker_config, marker_bootstrap) = (kafka_config.clone(), bootstrap.to_string());
     let consumer: BaseConsumer = kafka::client_config(kafka_config, bootstrap)
         .set("group.id", format!("woostream-{role}-catalogue"))
         .set("enable.auto.commit", "false")
@@ -167,6 +170,24 @@ async fn follow(
                     return;
                 }
             };
+            if to_markers {
+                // Up to markers written now, not the reported ends (Tansu reports an end
+                // before its last records): everything written before the start is loaded.
+                let partitions: Vec<i32> = match partitions_of(&consumer, &topic) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = loaded_tx.send(Err(e));
+                        return;
+                    }
+                };
+                match write_end_markers(&marker_config, &marker_bootstrap, &topic, &partitions) {
+                    Ok(stops) => ends = stops.into_iter().map(|(p, o)| (p, o + 1)).collect(),
+                    Err(e) => {
+                        let _ = loaded_tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
             let deadline = Instant::now() + load_for;
             let mut loaded_tx = Some(loaded_tx);
             while !shutdown.is_cancelled() {
@@ -218,12 +239,15 @@ fn assign_from_beginning(consumer: &BaseConsumer, topic: &str) -> anyhow::Result
 }
 
 /// A catalogue of `config`'s products topic, loaded (for up to 30 s) and then followed until
-/// `shutdown` by `role`.
+/// `shutdown` by `role`. With `to_markers` the load reads up to end markers it writes (what
+/// a role that names what it writes needs: a restarted one starts from the same catalogue as
+/// the first), otherwise up to the ends the broker reports.
 pub async fn follow_products(
     config: &crate::config::Config,
     bootstrap: &str,
     decoder: Decoder,
     role: &str,
+    to_markers: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(Arc<Catalogue>, std::thread::JoinHandle<()>)> {
     let catalogue = Arc::new(Catalogue::default());
@@ -235,6 +259,7 @@ pub async fn follow_products(
         decoder,
         Duration::from_secs(30),
         role,
+        to_markers,
         shutdown,
     )
     .await?;

@@ -16,8 +16,10 @@ pub async fn follow_products(
     decoder: Decoder,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(Arc<Catalogue>, std::thread::JoinHandle<()>)> {
-    woostream_core::catalogue::follow_products(config, bootstrap, decoder, "producer", shutdown)
-        .await
+    woostream_core::catalogue::follow_products(
+        config, bootstrap, decoder, "producer", false, shutdown,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -249,6 +249,9 @@ async fn launch(
         bootstrap,
         decoder.clone(),
         "enricher",
+        // The enricher names what it writes from the catalogue: a restarted one must start
+        // from the same catalogue the first saw.
+        true,
         loop_ended.clone(),
     )
     .await?;
