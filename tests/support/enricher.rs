@@ -688,7 +688,38 @@ fn read_all(
     read_all_now(&Config::default().kafka, bootstrap, consumer, topic, f).unwrap();
 }
 
-/// Asserts two runs' views hold the same profiles and the same alerts.
+/// A profile without the names looked up in the product catalogue: they are the
+/// catalogue's when the record was made, and a run that meets a product before its product
+/// event names it later than another run does. Everything else must be equal.
+fn unnamed_profile(p: &CustomerProfile) -> CustomerProfile {
+    let mut p = p.clone();
+    for e in p
+        .top_categories
+        .iter_mut()
+        .chain(&mut p.top_products)
+        .chain(&mut p.frequent_products)
+    {
+        e.name = None;
+    }
+    p.last_products.iter_mut().for_each(|e| e.name = None);
+    p.replenishment.iter_mut().for_each(|e| e.name = None);
+    p
+}
+
+/// An alert without the names looked up in the product catalogue (see [`unnamed_profile`]).
+fn unnamed_alert(a: &Alert) -> Alert {
+    let mut a = a.clone();
+    if let Some(c) = &mut a.customer {
+        c.top_category = None;
+    }
+    if let Some(r) = &mut a.replenishment {
+        r.name = None;
+    }
+    a
+}
+
+/// Asserts two runs' views hold the same profiles and the same alerts (catalogue names
+/// aside: see [`unnamed_profile`]).
 pub fn assert_same_outcome(name: &str, reference: &View, other: &View) {
     assert_eq!(
         reference.profiles.len(),
@@ -700,7 +731,11 @@ pub fn assert_same_outcome(name: &str, reference: &View, other: &View) {
             .profiles
             .get(key)
             .unwrap_or_else(|| panic!("{name}: {key:?} has no profile"));
-        assert_eq!(p, q, "{name}: profile of {key:?}");
+        assert_eq!(
+            unnamed_profile(p),
+            unnamed_profile(q),
+            "{name}: profile of {key:?}"
+        );
     }
     let by_id = |v: &View| -> HashMap<String, Alert> {
         v.alerts
@@ -718,6 +753,10 @@ pub fn assert_same_outcome(name: &str, reference: &View, other: &View) {
         b.len()
     );
     for (id, alert) in &a {
-        assert_eq!(alert, &b[id], "{name}: alert {id}");
+        assert_eq!(
+            unnamed_alert(alert),
+            unnamed_alert(&b[id]),
+            "{name}: alert {id}"
+        );
     }
 }
