@@ -937,13 +937,14 @@ fn browsable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
     }
 }
 
-/// One repeat customer as their profile describes them: what the taste fields say.
+/// The most valuable repeat customer as their profile describes them: what the taste fields
+/// say.
 fn taste_line(v: &woostream_enricher::view::View) -> Option<String> {
     let p = v
         .profiles
         .values()
         .filter(|p| p.typical_interval_days.is_some())
-        .max_by_key(|p| (p.orders_count, p.customer.clone()))?;
+        .max_by_key(|p| (p.clv_12_months, p.customer.clone()))?;
     let names = |l: &[woostream_core::insights::TasteEntry]| {
         l.iter()
             .take(3)
@@ -980,10 +981,10 @@ fn taste_line(v: &woostream_enricher::view::View) -> Option<String> {
     let with_due = v
         .profiles
         .values()
-        .filter(|p| !p.replenishment.is_empty())
+        .filter(|p| p.replenishment.iter().any(|r| r.due_at <= p.as_of))
         .count();
     Some(format!(
-        "A repeat customer as their profile describes them (customer {}): {} · {} orders · CLV {}\n  buys most: {}\n  top products: {}\n  rhythm: every ~{:.0} days (mean {:.0}) · pays with {} · discounts on {:.0} % of orders · next purchase expected {}\n  due to buy again: {}\nProfiles with an expected next purchase: {with_next}; with products due to be bought again: {with_due}.",
+        "The most valuable repeat customer as their profile describes them (customer {}): {} · {} orders · CLV {}\n  buys most: {}\n  top products: {}\n  rhythm: every ~{:.0} days (mean {:.0}) · pays with {} · discounts on {:.0} % of orders · next purchase expected {}\n  due to buy again: {}\nProfiles with an expected next purchase: {with_next}; with a product due to be bought again: {with_due}.",
         p.customer,
         p.segment.name(),
         p.orders_count,
