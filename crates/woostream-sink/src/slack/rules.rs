@@ -641,7 +641,7 @@ channels = ["#orders"]"##, "slack.rules[0].personal[0]: alerts carry no \"email\
             )
         });
         let rules = Rules::compile(&c.unwrap().slack).unwrap();
-        assert_eq!(rules.rules.len(), 2);
+        assert_eq!(rules.rules.len(), 4);
     }
 
     fn tempfile_dir() -> std::path::PathBuf {
