@@ -38,9 +38,6 @@ pub struct LedgerEntry {
     pub items: Box<[Item]>,
 }
 
-/// Lines kept per order (the largest).
-pub const MAX_ITEMS: usize = LedgerItem::MAX_PER_ORDER;
-
 /// One product of an order, as the customer's taste counts it. 32 bytes, nothing on the heap:
 /// a customer's state stays small.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -527,7 +524,7 @@ pub fn to_profile(
     customer: &str,
     state: &CustomerState,
     scored: &Scored,
-    taste: &Taste,
+    taste: Option<Taste>,
     replenishment: &[Replenishment],
     model: &Model,
     cause: &Cause,
@@ -540,7 +537,7 @@ pub fn to_profile(
     } else {
         Money::ZERO
     };
-    CustomerProfile {
+    let mut profile = CustomerProfile {
         shop_id: shop_id.into(),
         customer: customer.into(),
         customer_id: state.customer_id,
@@ -596,17 +593,22 @@ pub fn to_profile(
                     .collect(),
             })
             .collect(),
-        top_categories: taste.top_categories.clone(),
-        top_products: taste.top_products.clone(),
-        frequent_products: taste.frequent_products.clone(),
-        last_products: taste.last_products.clone(),
-        mean_interval_days: taste.mean_interval_days,
-        typical_interval_days: taste.typical_interval_days,
-        preferred_payment_method: taste.preferred_payment_method.clone(),
-        discount_share: taste.discount_share,
+        top_categories: Vec::new(),
+        top_products: Vec::new(),
+        frequent_products: Vec::new(),
+        last_products: Vec::new(),
+        mean_interval_days: None,
+        typical_interval_days: None,
+        preferred_payment_method: None,
+        discount_share: 0.0,
         expected_next_purchase_at: scored.next_purchase_ms.map(from_millis),
         replenishment: replenishment.to_vec(),
+    };
+    // Without a taste here, the runner sets it when it writes the profile.
+    if let Some(taste) = taste {
+        set_taste(&mut profile, taste);
     }
+    profile
 }
 
 /// Sets a profile's taste fields.

@@ -512,7 +512,7 @@ fn write_version(
         customer,
         state,
         &scored,
-        taste.get().unwrap_or(&crate::taste::Taste::default()),
+        taste.into_inner(),
         &replenishment,
         model,
         why.cause,

@@ -129,8 +129,7 @@ pub fn taste_of(state: &CustomerState, shop_id: &str, names: &dyn NameBook) -> T
                 None => payments.push((m, 1, o.created_ms)),
             }
         }
-        let mut seen_categories: [i64; 2 * crate::customer::MAX_ITEMS] =
-            [0; 2 * crate::customer::MAX_ITEMS];
+        let mut seen_categories = [0i64; 2 * woostream_core::insights::LedgerItem::MAX_PER_ORDER];
         let mut seen = 0;
         for item in o.items.iter() {
             let p = tally(&mut products, item.product_id);

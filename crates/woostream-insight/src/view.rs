@@ -81,8 +81,9 @@ pub struct View {
     deliveries: BTreeMap<(String, String), u64>,
     /// The newest refusals: (sink, destination, reason).
     refusals: VecDeque<(String, String, String)>,
+    /// Alert records by kind. A replayed alert counts again: remembering every id to drop
+    /// repeats would grow without bound, and repeats are rare (a crash's replay).
     alerts: BTreeMap<&'static str, u64>,
-    seen_alerts: std::collections::HashSet<String>,
     /// Per topic: (wall ms, end offset summed over partitions).
     flow: BTreeMap<String, VecDeque<(i64, i64)>>,
 }
@@ -170,10 +171,7 @@ impl View {
     }
 
     pub fn on_alert(&mut self, alert: &Alert) {
-        // Alerts are delivered at least once: each id counts once.
-        if self.seen_alerts.insert(alert.alert_id.clone()) {
-            *self.alerts.entry(alert.kind.as_str()).or_default() += 1;
-        }
+        *self.alerts.entry(alert.kind.as_str()).or_default() += 1;
     }
 
     /// The end offsets of `topic` (summed over its partitions) at wall time `at_ms`.

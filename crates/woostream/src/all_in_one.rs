@@ -540,13 +540,14 @@ pub async fn run(
                     p.bgnbd.r, p.bgnbd.alpha, p.bgnbd.a, p.bgnbd.b, p.gamma_gamma.p, p.gamma_gamma.q, p.gamma_gamma.v
                 );
             }
-            for m in &models {
-                let newest = m.as_of.unwrap_or_else(chrono::Utc::now);
-                if m.customers == 0 {
-                    continue;
-                }
-                // Fit on what the shop knew half a year before the sale, check on the half
-                // year up to the day before it: the sale itself no model could foresee.
+            // Fit on what the shop knew half a year before the sale, check on the half year up
+            // to the day before it: the sale itself no model could foresee.
+            if let Some(newest) = models
+                .iter()
+                .filter(|m| m.customers > 0)
+                .filter_map(|m| m.as_of)
+                .max()
+            {
                 let horizon = 182;
                 let as_of = newest - chrono::Duration::days(horizon + 1);
                 match woostream_enricher::model::topic::backtest_and_publish(
@@ -562,7 +563,7 @@ pub async fn run(
                             "\nBacktest (woostream backtest --as-of {} --horizon {horizon}):",
                             as_of.format("%Y-%m-%d")
                         );
-                        for r in reports.iter().filter(|r| r.shop_id == m.shop_id) {
+                        for r in &reports {
                             println!("{}", describe_backtest(r));
                         }
                     }
