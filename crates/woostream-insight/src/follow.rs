@@ -17,6 +17,7 @@ use woostream_core::config::Config;
 use woostream_core::events::CustomerKey;
 use woostream_core::insights::{Alert, Backtest, CustomerProfile, ShopModel};
 use woostream_core::kafka::reading::{follower, partitions_of};
+use woostream_core::kafka::watermarks;
 use woostream_core::records::Delivery;
 
 use crate::view::View;
@@ -100,7 +101,6 @@ pub async fn start(
         let sampler = std::thread::Builder::new()
             .name("insight-flow".into())
             .spawn(move || {
-                let mut partitions: HashMap<String, Vec<i32>> = HashMap::new();
                 let mut next = Instant::now();
                 while !shutdown.is_cancelled() {
                     if Instant::now() < next {
@@ -110,24 +110,12 @@ pub async fn start(
                     next = Instant::now() + FLOW_EVERY;
                     let at = chrono::Utc::now().timestamp_millis();
                     for topic in &all_topics {
-                        if !partitions.contains_key(topic) {
-                            match partitions_of(&flow, topic) {
-                                Ok(ps) => {
-                                    partitions.insert(topic.clone(), ps);
-                                }
-                                Err(_) => continue,
-                            }
+                        // A topic that cannot be read now is sampled again next time.
+                        if let Ok((_, end)) = watermarks(&flow, topic, Duration::from_secs(2)) {
+                            view.lock()
+                                .expect("insight view lock")
+                                .on_flow(topic, at, end);
                         }
-                        let mut end = 0i64;
-                        for p in &partitions[topic] {
-                            match flow.fetch_watermarks(topic, *p, Duration::from_secs(2)) {
-                                Ok((_, high)) => end += high,
-                                Err(_) => continue,
-                            }
-                        }
-                        view.lock()
-                            .expect("insight view lock")
-                            .on_flow(topic, at, end);
                     }
                 }
             })

@@ -224,18 +224,27 @@ pub fn record_count(kafka: &KafkaConfig, bootstrap: &str, topic: &str) -> anyhow
     let consumer: BaseConsumer = client_config(kafka, bootstrap)
         .create()
         .context("creating a Kafka client")?;
-    let timeout = Duration::from_secs(10);
+    let (low, high) = watermarks(&consumer, topic, Duration::from_secs(10))?;
+    Ok(high - low)
+}
+
+/// The low and high watermarks of `topic`, each summed over its partitions.
+pub fn watermarks<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> anyhow::Result<(i64, i64)> {
     let md = consumer
         .fetch_metadata(Some(topic), timeout)
         .with_context(|| format!("reading metadata of topic {topic}"))?;
-    let mut total = 0;
+    let (mut low, mut high) = (0, 0);
     for p in md.topics().iter().flat_map(|t| t.partitions()) {
-        let (low, high) = consumer
+        let (l, h) = consumer
             .fetch_watermarks(topic, p.id(), timeout)
             .with_context(|| format!("reading watermarks of {topic}/{}", p.id()))?;
-        total += high - low;
+        (low, high) = (low + l, high + h);
     }
-    Ok(total)
+    Ok((low, high))
 }
 
 /// librdkafka's in-process mock cluster, kept on its own thread (it is not `Send`) for as long
