@@ -129,11 +129,14 @@ pub async fn send(
 
 /// The `woostream` binary of this build, brought up to date once per test process: `cargo test`
 /// does not build another package's binary, and one left from an earlier build would test old
-/// code.
+/// code. `WOOSTREAM_BIN` names another binary instead (a benchmark comparing two builds).
 pub fn woostream_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(bin) = std::env::var_os("WOOSTREAM_BIN") {
+                return PathBuf::from(bin);
+            }
             let exe = std::env::current_exe().expect("test executable");
             // Tests run from target/<profile>/deps, benchmark binaries from target/<profile>.
             let here = exe.parent().expect("executable directory");

@@ -467,14 +467,15 @@ pub fn score(
     let segment = segment_of(scores, orders_count);
     let bg = &model.bgnbd;
     let p_alive = bg.p_alive(history);
-    // Months 1 and 3 of the CLV's series are the 30- and 90-day figures: each series term is
-    // a hypergeometric sum, the largest cost of scoring, so none is computed twice.
-    let monthly = clv::monthly_purchases(bg, history, settings.clv_months.max(3), 30.0);
-    let expected_purchases = [
-        monthly[0],
-        monthly[2],
-        bg.expected_purchases(365.0, history),
-    ];
+    // Months 1 and 3 of the CLV's series are the 30- and 90-day figures, and the year is summed
+    // with them: the hypergeometric sums are the largest cost of scoring, and summed together
+    // they share each term's coefficient.
+    let months = settings.clv_months.max(3) as usize;
+    let mut horizons: Vec<f64> = (1..=months).map(|m| m as f64 * 30.0).collect();
+    horizons.push(365.0);
+    let mut monthly = vec![0.0; horizons.len()];
+    bg.expected_purchases_by(&horizons, history, &mut monthly);
+    let expected_purchases = [monthly[0], monthly[2], monthly[months]];
     let expected_order_value = model.gamma_gamma.expected_value(spend);
     let clv = clv::lifetime_value_of(
         &monthly[..settings.clv_months as usize],
@@ -526,7 +527,7 @@ pub fn to_profile(
     scored: &Scored,
     taste: Option<Taste>,
     replenishment: &[Replenishment],
-    model: &Model,
+    model_version: i64,
     cause: &Cause,
 ) -> CustomerProfile {
     let average = if scored.summary.orders_count > 0 {
@@ -542,7 +543,7 @@ pub fn to_profile(
         customer: customer.into(),
         customer_id: state.customer_id,
         version: state.version,
-        model_version: model.version,
+        model_version,
         as_of: from_millis(state.as_of_ms),
         source_partition: cause.partition,
         source_offset: cause.offset,

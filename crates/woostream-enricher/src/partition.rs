@@ -23,12 +23,38 @@ use crate::model::Model;
 /// What processing one record produced, in the order it must be written.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Output {
-    /// Profile versions; `None` is an erasure tombstone.
+    /// Profile versions; `None` is an erasure tombstone. With
+    /// [`Settings::defer_profiles`], only tombstones: the partition keeps each customer's
+    /// newest version until [`CustomerPartition::take_profiles`].
     pub profiles: Vec<(CustomerKey, Option<CustomerProfile>)>,
     pub alerts: Vec<(AlertKey, Alert)>,
+    /// Versions decided under `defer_profiles`, kept by the partition when it returns.
+    drafts: Vec<(Box<str>, ProfileDraft)>,
+}
+
+/// A profile version decided but not built: what the profile needs beyond the customer's
+/// state. The state changes only with a new version, so building it later from the state
+/// gives the same profile as building it at once.
+#[derive(Debug, Clone, PartialEq)]
+struct ProfileDraft {
+    scored: customer::Scored,
+    replenishment: Vec<woostream_core::insights::Replenishment>,
+    model_version: i64,
+    partition: i32,
+    offset: i64,
+    event_id: String,
+    correlation_id: String,
 }
 
 impl Output {
+    /// An output of alerts alone (a product's or a review's).
+    pub fn of_alerts(alerts: Vec<(AlertKey, Alert)>) -> Output {
+        Output {
+            alerts,
+            ..Output::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.profiles.is_empty() && self.alerts.is_empty()
     }
@@ -36,6 +62,7 @@ impl Output {
     fn append(&mut self, other: Output) {
         self.profiles.extend(other.profiles);
         self.alerts.extend(other.alerts);
+        self.drafts.extend(other.drafts);
     }
 }
 
@@ -48,6 +75,10 @@ pub struct Settings {
     pub replenishment_margin: f64,
     /// Product and category names for profiles and alerts.
     pub names: Names,
+    /// Keep each customer's newest version in the partition instead of building every version
+    /// into the output: the runner writes one version per customer and commit, and in a sale
+    /// most versions are replaced before the commit (building them was a tenth of its time).
+    pub defer_profiles: bool,
 }
 
 /// The catalogue's names, shared by every partition.
@@ -85,6 +116,7 @@ impl Settings {
                 .map_err(|m| anyhow::anyhow!("enricher.high_value_order: {m}"))?,
             replenishment_margin: e.replenishment_margin,
             names: Names::default(),
+            defer_profiles: false,
         })
     }
 }
@@ -112,6 +144,8 @@ pub struct CustomerPartition {
     wall_clock_ms: Option<i64>,
     /// The newest "now" this partition has scored at: what a new model's rescore scores as of.
     now_ms: i64,
+    /// Each customer's newest version not yet taken ([`Settings::defer_profiles`]).
+    unwritten: HashMap<Box<str>, ProfileDraft>,
 }
 
 impl CustomerPartition {
@@ -150,6 +184,55 @@ impl CustomerPartition {
         );
     }
 
+    /// Whether versions are waiting for [`CustomerPartition::take_profiles`].
+    pub fn has_unwritten(&self) -> bool {
+        !self.unwritten.is_empty()
+    }
+
+    /// Builds the newest version of each customer kept since the last call, with its taste.
+    pub fn take_profiles(&mut self, settings: &Settings) -> Vec<(CustomerKey, CustomerProfile)> {
+        let mut drafts: Vec<_> = self.unwritten.drain().collect();
+        // A stable order, so that replays write the same sequence.
+        drafts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        drafts
+            .into_iter()
+            .filter_map(|(composite, draft)| {
+                let state = self.customers.get(&composite)?;
+                let (shop_id, customer) = split_key(&composite);
+                let cause = Cause {
+                    partition: draft.partition,
+                    offset: draft.offset,
+                    event_id: &draft.event_id,
+                    correlation_id: &draft.correlation_id,
+                };
+                let taste = crate::taste::taste_of(state, shop_id, &*settings.names.0);
+                let profile = customer::to_profile(
+                    shop_id,
+                    customer,
+                    state,
+                    &draft.scored,
+                    Some(taste),
+                    &draft.replenishment,
+                    draft.model_version,
+                    &cause,
+                );
+                let key = CustomerKey {
+                    shop_id: shop_id.into(),
+                    customer: customer.into(),
+                };
+                Some((key, profile))
+            })
+            .collect()
+    }
+
+    /// Keeps the versions `out` decided; what the caller gets holds no drafts.
+    fn keep(&mut self, mut out: Output) -> Output {
+        for (composite, draft) in out.drafts.drain(..) {
+            self.unwritten.insert(composite, draft);
+        }
+        out
+    }
+
     /// Fills a profile of this partition's customer with their taste, from the state it was
     /// written from (the newest version: the ledger changes only with a new version).
     pub fn complete_profile(&self, profile: &mut CustomerProfile, settings: &Settings) {
@@ -165,11 +248,12 @@ impl CustomerPartition {
 
     /// Forgets a customer (an erasure) and returns the tombstone for the profile topic.
     pub fn erase(&mut self, key: &CustomerKey) -> Output {
-        self.customers
-            .remove(&state_key(&key.shop_id, &key.customer));
+        let composite = state_key(&key.shop_id, &key.customer);
+        self.customers.remove(&composite);
+        self.unwritten.remove(&composite);
         Output {
             profiles: vec![(key.clone(), None)],
-            alerts: Vec::new(),
+            ..Output::default()
         }
     }
 
@@ -181,9 +265,9 @@ impl CustomerPartition {
         erasure_id: &str,
         origin: &Origin<'_>,
     ) -> Output {
-        let state = self
-            .customers
-            .remove(&state_key(&key.shop_id, &key.customer));
+        let composite = state_key(&key.shop_id, &key.customer);
+        let state = self.customers.remove(&composite);
+        self.unwritten.remove(&composite);
         let order_ids = state
             .map(|s| s.orders.iter().map(|o| o.order_id).collect())
             .unwrap_or_default();
@@ -198,11 +282,24 @@ impl CustomerPartition {
         Output {
             profiles: vec![(key.clone(), None)],
             alerts: vec![(customer_key(&key.shop_id, &key.customer), alert)],
+            ..Output::default()
         }
     }
 
     /// Applies one order delivery at input `offset`.
     pub fn on_order(
+        &mut self,
+        key: &CustomerKey,
+        event: &OrderEvent,
+        offset: i64,
+        model: &Model,
+        settings: &Settings,
+    ) -> Output {
+        let out = self.apply_order(key, event, offset, model, settings);
+        self.keep(out)
+    }
+
+    fn apply_order(
         &mut self,
         key: &CustomerKey,
         event: &OrderEvent,
@@ -338,7 +435,7 @@ impl CustomerPartition {
                 &mut out, who, state, &model, settings, as_of_ms, &cause, source,
             );
         }
-        (out, used)
+        (self.keep(out), used)
     }
 
     /// Rescores every customer as of `as_of_ms`; a new version only for those whose segment,
@@ -507,6 +604,19 @@ fn write_version(
         .filter(|r| r.announced)
         .map(|r| (r.product_id, customer::millis(r.last_bought_at)))
         .collect();
+    if settings.defer_profiles {
+        let draft = ProfileDraft {
+            scored,
+            replenishment,
+            model_version: model.version,
+            partition: why.cause.partition,
+            offset: why.cause.offset,
+            event_id: why.cause.event_id.into(),
+            correlation_id: why.cause.correlation_id.into(),
+        };
+        out.drafts.push((state_key(shop_id, customer), draft));
+        return;
+    }
     let profile = customer::to_profile(
         shop_id,
         customer,
@@ -514,7 +624,7 @@ fn write_version(
         &scored,
         taste.into_inner(),
         &replenishment,
-        model,
+        model.version,
         why.cause,
     );
     let key = CustomerKey {

@@ -25,6 +25,7 @@ fn settings() -> Settings {
         high_value_order: HighValueOrder::Amount("500".parse().unwrap()),
         replenishment_margin: 0.2,
         names: Default::default(),
+        defer_profiles: false,
     }
 }
 
@@ -619,4 +620,70 @@ fn a_new_model_rescores_existing_customers_at_the_given_rate_writing_only_visibl
         .partition
         .rescore_with_models(&model_of, &settings(), 10);
     assert!(again.is_empty());
+}
+
+/// The runner keeps each customer's newest version and builds it at the commit; what it writes
+/// must be exactly the newest version built at once (with its taste), across customers, day
+/// crossings that rescore everyone, an erasure, and an order after the erasure.
+#[test]
+fn deferred_profiles_are_the_newest_versions_built_at_once() {
+    let deferred_settings = Settings {
+        defer_profiles: true,
+        ..settings()
+    };
+    let (mut at_once, mut deferred) = (CustomerPartition::new(0), CustomerPartition::new(0));
+    let model = model();
+    let mut expected: HashMap<String, Option<CustomerProfile>> = HashMap::new();
+    let mut written: HashMap<String, Option<CustomerProfile>> = HashMap::new();
+    let check = |expected: &mut HashMap<_, _>, written: &mut HashMap<_, _>| {
+        assert!(!expected.is_empty());
+        assert_eq!(expected, written);
+        expected.clear();
+        written.clear();
+    };
+    let customers = ["25", "26", "27"];
+    for (i, day) in [1u32, 1, 1, 3, 3, 9, 9, 20, 20, 21].into_iter().enumerate() {
+        for (j, c) in customers.iter().enumerate() {
+            let id = (i * 10 + j) as i64;
+            let mut event = order(
+                id,
+                "processing",
+                &format!("{}.00", 40 + 7 * i + j),
+                day,
+                j as u32,
+            );
+            if let Some(o) = &mut event.order {
+                o.customer_key = (*c).into();
+            }
+            let offset = id;
+            let a = at_once.on_order(&key(c), &event, offset, &model, &settings());
+            let d = deferred.on_order(&key(c), &event, offset, &model, &deferred_settings);
+            assert_eq!(a.alerts, d.alerts, "the same alerts either way");
+            assert!(d.profiles.is_empty(), "versions stay in the partition");
+            for (k, p) in a.profiles {
+                let p = p.map(|mut p| {
+                    at_once.complete_profile(&mut p, &settings());
+                    p
+                });
+                expected.insert(k.customer, p);
+            }
+        }
+        if i == 4 {
+            // Customer 26 is erased, then orders again before the commit.
+            expected.insert("26".into(), at_once.erase(&key("26")).profiles[0].1.clone());
+            let tombstones = deferred.erase(&key("26")).profiles;
+            assert_eq!(tombstones.len(), 1);
+            written.insert("26".into(), None);
+        }
+        // A commit every other step.
+        if i % 2 == 1 {
+            assert!(deferred.has_unwritten());
+            for (k, p) in deferred.take_profiles(&deferred_settings) {
+                written.insert(k.customer, Some(p));
+            }
+            assert!(!deferred.has_unwritten());
+            check(&mut expected, &mut written);
+        }
+    }
+    assert!(!deferred.has_unwritten());
 }

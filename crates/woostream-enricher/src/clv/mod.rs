@@ -38,9 +38,12 @@ pub fn monthly_purchases(
     months: u32,
     units_per_month: f64,
 ) -> Vec<f64> {
-    (1..=months)
-        .map(|month| model.expected_purchases(month as f64 * units_per_month, history))
-        .collect()
+    let ts: Vec<f64> = (1..=months)
+        .map(|month| month as f64 * units_per_month)
+        .collect();
+    let mut out = vec![0.0; ts.len()];
+    model.expected_purchases_by(&ts, history, &mut out);
+    out
 }
 
 /// The discounted value of the purchases in `cumulative` (by the end of month 1, 2, …) at

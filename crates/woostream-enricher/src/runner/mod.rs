@@ -102,7 +102,8 @@ struct Work {
     product_watches: HashMap<(Input, i32), ProductWatch>,
     /// Next offset to commit, per input partition, for what was processed since the last commit.
     positions: Positions,
-    /// Each customer's newest profile (or tombstone) since the last commit, by input partition.
+    /// Erasure tombstones since the last commit, by input partition (the partitions keep each
+    /// customer's newest version: [`Settings::defer_profiles`]).
     unwritten_profiles: HashMap<(i32, CustomerKey), Option<CustomerProfile>>,
     /// Offsets set aside by [`Work::commit`], each with the number its outputs stay below,
     /// waiting for those outputs to be acknowledged.
@@ -256,6 +257,7 @@ async fn launch(
     )
     .await?;
     settings.names = crate::partition::Names(catalogue);
+    settings.defer_profiles = true;
     let ready = readiness.condition("enricher");
     let leader = Arc::new(AtomicBool::new(false));
     let producer = Arc::new(producer);
@@ -349,9 +351,12 @@ fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut last_commit = Instant::now();
+    // With work not yet committed, a short poll notices sooner that the input went quiet.
+    let mut uncommitted = false;
     let result = (|| -> anyhow::Result<()> {
         while !shutdown.is_cancelled() {
-            let polled = consumer.poll(Duration::from_millis(100));
+            let wait = if uncommitted { 10 } else { 100 };
+            let polled = consumer.poll(Duration::from_millis(wait));
             let idle = polled.is_none();
             let mut w = work.lock().expect("work lock");
             if let Some(e) = w.failure.take() {
@@ -378,10 +383,12 @@ fn run(
             }
             // Between bursts, commit at once instead of at the next interval: what was
             // processed becomes durable progress as soon as its outputs are acknowledged.
-            if last_commit.elapsed() >= interval || (idle && w.has_uncommitted()) {
+            uncommitted = w.has_uncommitted();
+            if last_commit.elapsed() >= interval || (idle && uncommitted) {
                 w.commit(&consumer, false)?;
                 w.update_gauges();
                 last_commit = Instant::now();
+                uncommitted = w.has_uncommitted();
             }
         }
         work.lock().expect("work lock").commit(&consumer, true)

@@ -140,27 +140,47 @@ impl Work {
         !self.positions.is_empty()
             || !self.awaiting.is_empty()
             || !self.unwritten_profiles.is_empty()
+            || self
+                .customers
+                .values()
+                .any(CustomerPartition::has_unwritten)
     }
 
-    /// Hands the writer the profiles kept since the last commit.
+    /// Hands the writer the profiles kept since the last commit: the tombstones first, then
+    /// each customer's newest version, which the partitions build now (a customer erased and
+    /// then ordering again ends as a profile).
     pub(super) fn write_profiles(&mut self) -> anyhow::Result<()> {
-        for ((partition, key), mut profile) in std::mem::take(&mut self.unwritten_profiles) {
-            if let (Some(p), Some(state)) = (&mut profile, self.customers.get(&partition)) {
-                state.complete_profile(p, &self.settings);
-            }
-            if let Some(p) = &profile {
-                self.metrics
-                    .profile_segments
-                    .with_label_values(&[p.segment.name()])
-                    .inc();
-            }
-            self.writer.write(Write::Profile {
-                partition,
-                key,
-                profile: profile.map(Box::new),
-            })?;
-            self.metrics.profiles.inc();
+        for ((partition, key), profile) in std::mem::take(&mut self.unwritten_profiles) {
+            self.write_profile(partition, key, profile)?;
         }
+        let partitions: Vec<i32> = self.customers.keys().copied().collect();
+        for partition in partitions {
+            let state = self.customers.get_mut(&partition).expect("key just listed");
+            for (key, profile) in state.take_profiles(&self.settings) {
+                self.write_profile(partition, key, Some(profile))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_profile(
+        &mut self,
+        partition: i32,
+        key: CustomerKey,
+        profile: Option<CustomerProfile>,
+    ) -> anyhow::Result<()> {
+        if let Some(p) = &profile {
+            self.metrics
+                .profile_segments
+                .with_label_values(&[p.segment.name()])
+                .inc();
+        }
+        self.writer.write(Write::Profile {
+            partition,
+            key,
+            profile: profile.map(Box::new),
+        })?;
+        self.metrics.profiles.inc();
         Ok(())
     }
 
@@ -175,6 +195,7 @@ impl Work {
         wait: bool,
     ) -> anyhow::Result<()> {
         self.write_profiles()?;
+        self.writer.flush()?;
         let timeout = Duration::from_millis(self.config.kafka.delivery_timeout_ms);
         if self.transactional {
             if self.positions.is_empty() {
