@@ -6,6 +6,15 @@
 //! One sink per CRM account: the budget is the account's, so the sink takes every partition
 //! itself, as the Slack sink does. What the CRM already has (contact ids, associated deals) is
 //! restored from the audit topic at start.
+//!
+//! The loop reads top-down here (start, run, flushes and their reports); one record in is in
+//! `record`, tombstones and erasures in `erasure`, the audit topic's reading and writing in
+//! `audit`.
+
+mod audit;
+mod erasure;
+mod record;
+pub use audit::{apply_audit, recorder};
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -51,84 +60,6 @@ pub struct CrmSink {
     /// The dry run's CRM.
     pub store: Option<Arc<Mutex<Store>>>,
     pub metrics: Metrics,
-}
-
-/// What the audit topic says the CRM has.
-pub fn apply_audit(known: &mut Known, d: &Delivery) {
-    if d.sink != "crm" || d.outcome != DeliveryOutcome::Posted {
-        return;
-    }
-    // The id's last part is the version of the contact or deal.
-    let last = d
-        .delivery_id
-        .rsplit_once(':')
-        .and_then(|(_, v)| v.parse::<i64>().ok());
-    match d.destination.as_str() {
-        "contacts" => known.saw_contact(
-            (d.shop_id.clone(), d.alert_id.clone()),
-            d.message_ts.clone(),
-            last,
-        ),
-        "deals" => {
-            if let (Some(order), Some(version)) = (d.order_id, last) {
-                known.saw_deal((d.shop_id.clone(), order), version);
-            }
-        }
-        "associations" => {
-            if let Some(order) = d.order_id {
-                known.associated.insert((d.shop_id.clone(), order));
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The recorder (audit and dead letters) and a decoder, framed as the configuration says.
-pub async fn recorder(
-    config: &Config,
-    bootstrap: &str,
-    metrics: Metrics,
-) -> anyhow::Result<(Recorder, Decoder)> {
-    let t = &config.topics;
-    let (framings, decoder) = match &config.schema_registry {
-        None => (None, Decoder::new()),
-        Some(r) => {
-            let client = RegistryClient::new(&r.url, r.username.clone(), r.resolved_password());
-            let subjects = [
-                (t.deliveries.name.as_str(), "key", String::schema()),
-                (t.deliveries.name.as_str(), "value", Delivery::schema()),
-                (t.crm_dead_letter.name.as_str(), "key", String::schema()),
-                (
-                    t.crm_dead_letter.name.as_str(),
-                    "value",
-                    CrmDeadLetter::schema(),
-                ),
-            ];
-            let f = woostream_core::codec::register_subjects(&client, &subjects)
-                .await
-                .context("registering the CRM sink's schemas")?;
-            (Some(f), Decoder::with_registry(client))
-        }
-    };
-    let framing = |name: &str| {
-        framings
-            .as_ref()
-            .map_or(Framing::SingleObject, |f| f[name].clone())
-    };
-    Ok((
-        Recorder {
-            producer: kafka::renewing_producer(&config.kafka, bootstrap, "crm")?,
-            deliveries_topic: t.deliveries.name.clone(),
-            dead_letter_topic: t.crm_dead_letter.name.clone(),
-            key: Encoder::new(&framing(String::SCHEMA_NAME)),
-            delivery: Encoder::new(&framing(Delivery::SCHEMA_NAME)),
-            dead_letter: Encoder::new(&framing(CrmDeadLetter::SCHEMA_NAME)),
-            cipher: cipher(config),
-            keys: crate::edge::subject_keys(config, bootstrap).await?,
-            metrics,
-        },
-        decoder,
-    ))
 }
 
 /// Starts the CRM sink: restores what the CRM has, then consumes until `shutdown`.
@@ -319,150 +250,6 @@ const MAX_PENDING: usize = 200_000;
 type Decoded = Option<(Option<changes::ContactChange>, Option<changes::DealChange>)>;
 
 impl<C: Crm> Loop<C> {
-    /// Decodes a record and opens its sealed fields.
-    async fn decode(&self, topic: &str, payload: &[u8]) -> anyhow::Result<Decoded> {
-        let (sealing, mut contact, deal) = if topic == self.topics.orders {
-            let mut e: OrderEvent = self.decoder.decode(payload)?;
-            let sealing = self.open(e.order.as_mut().map(order_fields)).await?;
-            let (contact, deal) = changes::from_order(&e);
-            (sealing, contact, deal)
-        } else if topic == self.topics.customers {
-            let mut e: CustomerEvent = self.decoder.decode(payload)?;
-            let sealing = self.open(e.customer.as_mut().map(customer_fields)).await?;
-            (sealing, changes::from_customer(&e), None)
-        } else {
-            let p: CustomerProfile = self.decoder.decode(payload)?;
-            if self
-                .erased
-                .contains(&(p.shop_id.clone(), p.customer.clone()))
-            {
-                return Ok(None);
-            }
-            return Ok(Some((Some(changes::from_profile(&p)), None)));
-        };
-        if sealing == Sealing::Erased {
-            return Ok(None);
-        }
-        // Its dead letter is sealed under the key the identity came sealed under.
-        if let (Some(i), Sealing::Opened(key)) =
-            (contact.as_mut().and_then(|c| c.identity.as_mut()), &sealing)
-        {
-            i.sealed_with = Some(key.id().to_string());
-        }
-        Ok(Some((contact, deal)))
-    }
-
-    /// Opens a record's sealed fields (none: nothing to open).
-    async fn open(&self, fields: Option<Vec<&mut Option<String>>>) -> anyhow::Result<Sealing> {
-        match (fields, &self.recorder.keys) {
-            (Some(fields), Some(keys)) => Ok(keys.open_async(fields).await?),
-            _ => Ok(Sealing::Clear),
-        }
-    }
-
-    /// A tombstone: on the customers topic with an erasure's header, the person's contact is
-    /// erased; on the profiles topic, an erased person's last profile has gone by. Returns
-    /// whether it is done (false: interrupted by shutdown).
-    async fn on_tombstone(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<bool> {
-        let Some(key) = m.key() else { return Ok(true) };
-        let Ok(key) = self.decoder.decode::<CustomerKey>(key) else {
-            return Ok(true);
-        };
-        let who = (key.shop_id.clone(), key.customer.clone());
-        if m.topic() == self.topics.profiles {
-            self.erased.remove(&who);
-            return Ok(true);
-        }
-        if m.topic() != self.topics.customers {
-            return Ok(true);
-        }
-        let Some((erasure_id, requested_at)) = erasure_of(m) else {
-            return Ok(true);
-        };
-        self.erase(&erasure_id, requested_at, who).await
-    }
-
-    async fn erase(
-        &mut self,
-        erasure_id: &str,
-        requested_at: chrono::DateTime<chrono::Utc>,
-        (shop, customer): (String, String),
-    ) -> anyhow::Result<bool> {
-        let dropped = self.pending.forget(&shop, &customer);
-        for source in &dropped {
-            self.offsets
-                .done(&source.topic, source.partition, source.offset);
-        }
-        let dropped = dropped.len();
-        self.erased.insert((shop.clone(), customer.clone()));
-        let contact = self
-            .known
-            .lock()
-            .expect("known")
-            .contacts
-            .get(&(shop.clone(), customer.clone()))
-            .cloned();
-        let mut attempts = Vec::new();
-        let (outcome, done) = match &contact {
-            None => (
-                DeliveryOutcome::Erased,
-                "no contact was written for this customer key".to_string(),
-            ),
-            Some(id) => match self
-                .sender
-                .erase_contact(id, self.erasure, &mut attempts)
-                .await
-            {
-                Erased::Done(done) => (DeliveryOutcome::Erased, done),
-                Erased::Refused(r) => {
-                    tracing::error!(erasure = erasure_id, status = r.status, reason = %r.reason, "The CRM refused an erasure; it is on the dead-letter topic: `woostream replay` once the cause is fixed.");
-                    self.recorder
-                        .erasure_dead_letter(
-                            (&shop, &customer),
-                            erasure_id,
-                            id,
-                            &r,
-                            std::mem::take(&mut attempts),
-                        )
-                        .await?;
-                    (
-                        DeliveryOutcome::DeadLettered,
-                        format!("the CRM refused: {}", r.reason),
-                    )
-                }
-                Erased::Interrupted => return Ok(false),
-            },
-        };
-        if outcome == DeliveryOutcome::Erased {
-            let mut known = self.known.lock().expect("known");
-            let who = (shop.clone(), customer.clone());
-            known.contacts.remove(&who);
-            known.contact_versions.remove(&who);
-        }
-        self.sender_metrics()
-            .erasures
-            .with_label_values(&[outcome.as_str()])
-            .inc();
-        let receipt = Receipt {
-            erasure_id,
-            shop_id: &shop,
-            role: "crm",
-            destination: "contacts".into(),
-            done: format!("{done}; {dropped} waiting changes dropped"),
-            object_id: contact,
-            requested_at,
-            outcome,
-            attempts: attempts.len() as i32 + 1,
-        };
-        self.recorder.receipt(&receipt).await?;
-        tracing::info!(
-            erasure = erasure_id,
-            outcome = outcome.as_str(),
-            "Erased a customer key in the CRM."
-        );
-        Ok(true)
-    }
-
     async fn run(
         &mut self,
         consumer: &StreamConsumer,
@@ -556,85 +343,6 @@ impl<C: Crm> Loop<C> {
             self.sender_metrics()
                 .coalescing
                 .set(self.events as f64 / self.sent as f64);
-        }
-        Ok(())
-    }
-
-    async fn on_record(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<()> {
-        let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
-        let payload = match m.payload() {
-            Some(p) if m.key() != Some(END_MARKER.as_bytes()) => p,
-            // Markers, tombstones.
-            _ => {
-                let done = if m.payload().is_none() && m.key() != Some(END_MARKER.as_bytes()) {
-                    self.on_tombstone(m).await?
-                } else {
-                    true
-                };
-                // An erasure the CRM has not finished (shutting down) is read again at start.
-                self.offsets
-                    .read(topic, partition, offset, if done { 0 } else { 1 });
-                return Ok(());
-            }
-        };
-        let written_ms = m.timestamp().to_millis().unwrap_or_default();
-        let source = SourceOffset {
-            topic: topic.to_string(),
-            partition,
-            offset,
-        };
-        let now = Instant::now();
-        let decoded = self.decode(topic, payload).await;
-        let (contact, deal) = match decoded {
-            Ok(None) => {
-                // Sealed for a person erased since: nothing of it goes to the CRM.
-                self.sender_metrics().erased_skipped.inc();
-                self.offsets.read(topic, partition, offset, 0);
-                return Ok(());
-            }
-            Ok(Some((contact, deal))) => (contact, deal),
-            // Without the key topic nothing sealed can be read: stop, and resume from here.
-            Err(e) if matches!(e.downcast_ref(), Some(OpenError::KeysUnavailable(_))) => {
-                return Err(e)
-            }
-            Err(e) => {
-                self.sender_metrics().unreadable.inc();
-                tracing::warn!(topic, partition, offset, error = %e, "A record cannot be read; dead-lettering it.");
-                self.recorder
-                    .unreadable(
-                        m.key().map(<[u8]>::to_vec),
-                        payload.to_vec(),
-                        &format!("unreadable {topic}[{partition}]@{offset}: {e}"),
-                    )
-                    .await?;
-                self.offsets.read(topic, partition, offset, 0);
-                return Ok(());
-            }
-        };
-        // What the CRM already has newer (a late redelivery) is left out.
-        let (contact, deal) = {
-            let k = self.known.lock().expect("known");
-            (
-                contact.and_then(|c| k.fresh_contact(c)),
-                deal.and_then(|d| k.fresh_deal(d)),
-            )
-        };
-        let outputs = contact.is_some() as usize + deal.is_some() as usize;
-        self.offsets.read(topic, partition, offset, outputs);
-        if outputs > 0 {
-            self.events += outputs as u64;
-            self.sender_metrics()
-                .events
-                .with_label_values(&[topic])
-                .inc_by(outputs as u64);
-        }
-        if let Some(c) = contact {
-            self.pending
-                .add_contact(Item::new(c, Some(source.clone()), written_ms, now));
-        }
-        if let Some(d) = deal {
-            self.pending
-                .add_deal(Item::new(d, Some(source), written_ms, now));
         }
         Ok(())
     }

@@ -1,0 +1,272 @@
+//! One request to the CRM within its budget: retried until answered or refused, and a batch
+//! refused as a whole split until the bad record stands alone.
+
+use super::*;
+
+/// Attempts kept per change: the newest.
+pub(super) const ATTEMPTS_KEPT: usize = 20;
+
+pub(super) fn attempt(status: Option<u16>, error: String, size: usize) -> CrmAttempt {
+    CrmAttempt {
+        at: Utc::now(),
+        http_status: status.map(i32::from),
+        error: hide_emails(&error),
+        batch_size: size as i32,
+    }
+}
+
+pub(super) fn push_attempts(into: &mut Vec<CrmAttempt>, new: &[CrmAttempt]) {
+    into.extend_from_slice(new);
+    if into.len() > ATTEMPTS_KEPT {
+        into.drain(..into.len() - ATTEMPTS_KEPT);
+    }
+}
+
+pub(crate) enum Stop {
+    /// The CRM refused the whole request.
+    Rejected(Refusal),
+    Shutdown,
+}
+
+impl<C: Crm> Sender<C> {
+    pub(super) fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
+        self.budget.lock().expect("CRM budget")
+    }
+
+    pub(super) async fn sleep(&self, d: Duration) -> Result<(), Stop> {
+        retry::pause(d, &self.stop)
+            .await
+            .map_err(|retry::Stopped| Stop::Shutdown)
+    }
+
+    /// One request within the budget, retried until it is answered or refused.
+    pub(crate) async fn call<F, Fut>(
+        &self,
+        endpoint: &str,
+        size: usize,
+        attempts: &mut Vec<CrmAttempt>,
+        send: F,
+    ) -> Result<Reply, Stop>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Reply, CallError>>,
+    {
+        // A CRM that does not answer is waited for, never given up on: the change stays
+        // uncommitted until it is delivered or refused.
+        let mut backoff = Policy::new(Duration::from_millis(500), self.max_backoff).backoff();
+        loop {
+            let ticket = loop {
+                let r = self
+                    .budget()
+                    .try_acquire(Instant::now(), Utc::now().date_naive());
+                match r {
+                    Ok(t) => break t,
+                    Err(wait) => self.sleep(wait).await?,
+                }
+            };
+            self.metrics
+                .batch_size
+                .with_label_values(&[endpoint])
+                .observe(size as f64);
+            let result = send().await;
+            let now = Instant::now();
+            let limits = match &result {
+                Ok(r) => r.limits,
+                Err(e) => e.limits(),
+            };
+            {
+                let mut b = self.budget();
+                b.release(ticket, now, limits);
+                self.metrics
+                    .budget_remaining
+                    .with_label_values(&["10s"])
+                    .set(b.window_remaining(now) as i64);
+                self.metrics
+                    .budget_remaining
+                    .with_label_values(&["day"])
+                    .set(b.day_remaining() as i64);
+            }
+            let status = match &result {
+                Ok(r) => r.status.to_string(),
+                Err(e) => e.status().map_or("network".into(), |s| s.to_string()),
+            };
+            self.metrics
+                .requests
+                .with_label_values(&[endpoint, &status])
+                .inc();
+            let e = match result {
+                Ok(reply) => return Ok(reply),
+                Err(e) => e,
+            };
+            push_attempts(attempts, &[attempt(e.status(), e.to_string(), size)]);
+            match &e {
+                CallError::RateLimited {
+                    daily, retry_after, ..
+                } => {
+                    self.metrics.rate_limited.inc();
+                    self.metrics
+                        .retries
+                        .with_label_values(&["rate_limited"])
+                        .inc();
+                    let wait = if *daily {
+                        self.budget().exhausted_today();
+                        let midnight = (Utc::now().date_naive() + chrono::Days::new(1))
+                            .and_hms_opt(0, 0, 0)
+                            .expect("midnight")
+                            .and_utc();
+                        (midnight - Utc::now())
+                            .to_std()
+                            .unwrap_or(Duration::from_secs(60))
+                    } else {
+                        self.budget().exhausted(Instant::now());
+                        retry_after.unwrap_or(Duration::from_secs(1))
+                    };
+                    tracing::warn!(
+                        endpoint,
+                        wait_ms = wait.as_millis() as u64,
+                        daily,
+                        "The CRM answered 429; waiting."
+                    );
+                    self.sleep(wait).await?;
+                }
+                CallError::Transient { .. } => {
+                    self.metrics.retries.with_label_values(&["transient"]).inc();
+                    let wait = backoff.next_wait().expect("no attempt limit");
+                    tracing::warn!(
+                        endpoint,
+                        status = e.status(),
+                        error = %hide_emails(&e.to_string()),
+                        attempt = backoff.failures(),
+                        "The CRM did not answer; backing off."
+                    );
+                    self.sleep(wait).await?;
+                }
+                CallError::Rejected {
+                    status,
+                    category,
+                    message,
+                    ..
+                } => {
+                    return Err(Stop::Rejected(Refusal {
+                        reason: hide_emails(message),
+                        category: category.clone(),
+                        status: Some(*status),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Sends `n` records in groups, splitting any group the CRM refuses as a whole until the
+    /// bad record stands alone. `send(indices)` sends those records.
+    pub(super) async fn isolate<F, Fut>(
+        &self,
+        endpoint: &str,
+        attempts: &mut [Vec<CrmAttempt>],
+        send: F,
+    ) -> Result<Vec<Result<Written, Refusal>>, Interrupted>
+    where
+        F: Fn(Vec<usize>) -> Fut,
+        Fut: Future<Output = Result<Reply, CallError>>,
+    {
+        let n = attempts.len();
+        let mut out: Vec<Option<Result<Written, Refusal>>> = vec![None; n];
+        let mut groups = vec![(0..n).collect::<Vec<usize>>()];
+        while let Some(group) = groups.pop() {
+            let mut tried = Vec::new();
+            let result = self
+                .call(endpoint, group.len(), &mut tried, || send(group.clone()))
+                .await;
+            for &i in &group {
+                push_attempts(&mut attempts[i], &tried);
+            }
+            match result {
+                Ok(reply) => {
+                    for (&i, w) in group.iter().zip(reply.written) {
+                        out[i] = Some(w.map_err(|e| {
+                            push_attempts(
+                                &mut attempts[i],
+                                &[attempt(Some(reply.status), e.message.clone(), group.len())],
+                            );
+                            Refusal {
+                                reason: hide_emails(&e.message),
+                                category: e.category,
+                                status: e.status,
+                            }
+                        }));
+                    }
+                }
+                Err(Stop::Rejected(refusal)) if group.len() > 1 => {
+                    tracing::info!(
+                        endpoint,
+                        size = group.len(),
+                        status = refusal.status,
+                        error = %refusal.reason,
+                        "The CRM refused a batch; splitting it to find the record at fault."
+                    );
+                    let (a, b) = group.split_at(group.len() / 2);
+                    groups.push(b.to_vec());
+                    groups.push(a.to_vec());
+                }
+                Err(Stop::Rejected(refusal)) => out[group[0]] = Some(Err(refusal)),
+                Err(Stop::Shutdown) => return Err(Interrupted),
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.expect("every record answered"))
+            .collect())
+    }
+
+    /// Sends `items` in batches, `concurrency` requests at a time, each batch split on refusal
+    /// until the bad record stands alone. `send(batch)` sends one batch.
+    pub(super) async fn in_batches<T, F, Fut>(
+        &self,
+        endpoint: &str,
+        items: &[T],
+        attempts: &mut [Vec<CrmAttempt>],
+        send: F,
+    ) -> Result<Vec<Result<Written, Refusal>>, Interrupted>
+    where
+        T: Clone,
+        F: Fn(Vec<T>) -> Fut,
+        Fut: Future<Output = Result<Reply, CallError>>,
+    {
+        let size = self.batch_size;
+        // Owned chunks: the futures must not hold borrows of a lifetime the stream cannot name.
+        let chunks: Vec<(usize, Vec<T>, Vec<Vec<CrmAttempt>>)> = items
+            .chunks(size)
+            .zip(attempts.chunks(size))
+            .enumerate()
+            .map(|(k, (chunk, tried))| (k * size, chunk.to_vec(), tried.to_vec()))
+            .collect();
+        let send = &send;
+        let mut results = futures::stream::iter(chunks)
+            .map(|(start, chunk, mut tried)| async move {
+                let r = self
+                    .isolate(endpoint, &mut tried, |idx| {
+                        send(idx.iter().map(|&i| chunk[i].clone()).collect())
+                    })
+                    .await;
+                (start, r, tried)
+            })
+            .buffer_unordered(self.concurrency);
+        let mut out: Vec<Option<Result<Written, Refusal>>> = vec![None; items.len()];
+        let mut interrupted = false;
+        while let Some((start, r, tried)) = results.next().await {
+            attempts[start..start + tried.len()].clone_from_slice(&tried);
+            match r {
+                Ok(ws) => {
+                    for (k, w) in ws.into_iter().enumerate() {
+                        out[start + k] = Some(w);
+                    }
+                }
+                Err(Interrupted) => interrupted = true,
+            }
+        }
+        if interrupted {
+            return Err(Interrupted);
+        }
+        Ok(out.into_iter().map(|o| o.expect("answered")).collect())
+    }
+}

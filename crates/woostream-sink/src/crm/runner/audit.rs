@@ -1,0 +1,81 @@
+//! What the audit topic says the CRM has, and the recorder that writes it.
+
+use super::*;
+
+/// What the audit topic says the CRM has.
+pub fn apply_audit(known: &mut Known, d: &Delivery) {
+    if d.sink != "crm" || d.outcome != DeliveryOutcome::Posted {
+        return;
+    }
+    // The id's last part is the version of the contact or deal.
+    let last = d
+        .delivery_id
+        .rsplit_once(':')
+        .and_then(|(_, v)| v.parse::<i64>().ok());
+    match d.destination.as_str() {
+        "contacts" => known.saw_contact(
+            (d.shop_id.clone(), d.alert_id.clone()),
+            d.message_ts.clone(),
+            last,
+        ),
+        "deals" => {
+            if let (Some(order), Some(version)) = (d.order_id, last) {
+                known.saw_deal((d.shop_id.clone(), order), version);
+            }
+        }
+        "associations" => {
+            if let Some(order) = d.order_id {
+                known.associated.insert((d.shop_id.clone(), order));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The recorder (audit and dead letters) and a decoder, framed as the configuration says.
+pub async fn recorder(
+    config: &Config,
+    bootstrap: &str,
+    metrics: Metrics,
+) -> anyhow::Result<(Recorder, Decoder)> {
+    let t = &config.topics;
+    let (framings, decoder) = match &config.schema_registry {
+        None => (None, Decoder::new()),
+        Some(r) => {
+            let client = RegistryClient::new(&r.url, r.username.clone(), r.resolved_password());
+            let subjects = [
+                (t.deliveries.name.as_str(), "key", String::schema()),
+                (t.deliveries.name.as_str(), "value", Delivery::schema()),
+                (t.crm_dead_letter.name.as_str(), "key", String::schema()),
+                (
+                    t.crm_dead_letter.name.as_str(),
+                    "value",
+                    CrmDeadLetter::schema(),
+                ),
+            ];
+            let f = woostream_core::codec::register_subjects(&client, &subjects)
+                .await
+                .context("registering the CRM sink's schemas")?;
+            (Some(f), Decoder::with_registry(client))
+        }
+    };
+    let framing = |name: &str| {
+        framings
+            .as_ref()
+            .map_or(Framing::SingleObject, |f| f[name].clone())
+    };
+    Ok((
+        Recorder {
+            producer: kafka::renewing_producer(&config.kafka, bootstrap, "crm")?,
+            deliveries_topic: t.deliveries.name.clone(),
+            dead_letter_topic: t.crm_dead_letter.name.clone(),
+            key: Encoder::new(&framing(String::SCHEMA_NAME)),
+            delivery: Encoder::new(&framing(Delivery::SCHEMA_NAME)),
+            dead_letter: Encoder::new(&framing(CrmDeadLetter::SCHEMA_NAME)),
+            cipher: cipher(config),
+            keys: crate::edge::subject_keys(config, bootstrap).await?,
+            metrics,
+        },
+        decoder,
+    ))
+}

@@ -1,0 +1,108 @@
+//! Tombstones: an erased person's contact erased in the CRM, and their last profile let by.
+
+use super::*;
+
+impl<C: Crm> Loop<C> {
+    /// A tombstone: on the customers topic with an erasure's header, the person's contact is
+    /// erased; on the profiles topic, an erased person's last profile has gone by. Returns
+    /// whether it is done (false: interrupted by shutdown).
+    pub(super) async fn on_tombstone(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<bool> {
+        let Some(key) = m.key() else { return Ok(true) };
+        let Ok(key) = self.decoder.decode::<CustomerKey>(key) else {
+            return Ok(true);
+        };
+        let who = (key.shop_id.clone(), key.customer.clone());
+        if m.topic() == self.topics.profiles {
+            self.erased.remove(&who);
+            return Ok(true);
+        }
+        if m.topic() != self.topics.customers {
+            return Ok(true);
+        }
+        let Some((erasure_id, requested_at)) = erasure_of(m) else {
+            return Ok(true);
+        };
+        self.erase(&erasure_id, requested_at, who).await
+    }
+
+    pub(super) async fn erase(
+        &mut self,
+        erasure_id: &str,
+        requested_at: chrono::DateTime<chrono::Utc>,
+        (shop, customer): (String, String),
+    ) -> anyhow::Result<bool> {
+        let dropped = self.pending.forget(&shop, &customer);
+        for source in &dropped {
+            self.offsets
+                .done(&source.topic, source.partition, source.offset);
+        }
+        let dropped = dropped.len();
+        self.erased.insert((shop.clone(), customer.clone()));
+        let contact = self
+            .known
+            .lock()
+            .expect("known")
+            .contacts
+            .get(&(shop.clone(), customer.clone()))
+            .cloned();
+        let mut attempts = Vec::new();
+        let (outcome, done) = match &contact {
+            None => (
+                DeliveryOutcome::Erased,
+                "no contact was written for this customer key".to_string(),
+            ),
+            Some(id) => match self
+                .sender
+                .erase_contact(id, self.erasure, &mut attempts)
+                .await
+            {
+                Erased::Done(done) => (DeliveryOutcome::Erased, done),
+                Erased::Refused(r) => {
+                    tracing::error!(erasure = erasure_id, status = r.status, reason = %r.reason, "The CRM refused an erasure; it is on the dead-letter topic: `woostream replay` once the cause is fixed.");
+                    self.recorder
+                        .erasure_dead_letter(
+                            (&shop, &customer),
+                            erasure_id,
+                            id,
+                            &r,
+                            std::mem::take(&mut attempts),
+                        )
+                        .await?;
+                    (
+                        DeliveryOutcome::DeadLettered,
+                        format!("the CRM refused: {}", r.reason),
+                    )
+                }
+                Erased::Interrupted => return Ok(false),
+            },
+        };
+        if outcome == DeliveryOutcome::Erased {
+            let mut known = self.known.lock().expect("known");
+            let who = (shop.clone(), customer.clone());
+            known.contacts.remove(&who);
+            known.contact_versions.remove(&who);
+        }
+        self.sender_metrics()
+            .erasures
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+        let receipt = Receipt {
+            erasure_id,
+            shop_id: &shop,
+            role: "crm",
+            destination: "contacts".into(),
+            done: format!("{done}; {dropped} waiting changes dropped"),
+            object_id: contact,
+            requested_at,
+            outcome,
+            attempts: attempts.len() as i32 + 1,
+        };
+        self.recorder.receipt(&receipt).await?;
+        tracing::info!(
+            erasure = erasure_id,
+            outcome = outcome.as_str(),
+            "Erased a customer key in the CRM."
+        );
+        Ok(true)
+    }
+}

@@ -1,0 +1,128 @@
+//! One record in: decoded, its sealed fields opened, its changes added to what is pending.
+
+use super::*;
+
+impl<C: Crm> Loop<C> {
+    /// Decodes a record and opens its sealed fields.
+    pub(super) async fn decode(&self, topic: &str, payload: &[u8]) -> anyhow::Result<Decoded> {
+        let (sealing, mut contact, deal) = if topic == self.topics.orders {
+            let mut e: OrderEvent = self.decoder.decode(payload)?;
+            let sealing = self.open(e.order.as_mut().map(order_fields)).await?;
+            let (contact, deal) = changes::from_order(&e);
+            (sealing, contact, deal)
+        } else if topic == self.topics.customers {
+            let mut e: CustomerEvent = self.decoder.decode(payload)?;
+            let sealing = self.open(e.customer.as_mut().map(customer_fields)).await?;
+            (sealing, changes::from_customer(&e), None)
+        } else {
+            let p: CustomerProfile = self.decoder.decode(payload)?;
+            if self
+                .erased
+                .contains(&(p.shop_id.clone(), p.customer.clone()))
+            {
+                return Ok(None);
+            }
+            return Ok(Some((Some(changes::from_profile(&p)), None)));
+        };
+        if sealing == Sealing::Erased {
+            return Ok(None);
+        }
+        // Its dead letter is sealed under the key the identity came sealed under.
+        if let (Some(i), Sealing::Opened(key)) =
+            (contact.as_mut().and_then(|c| c.identity.as_mut()), &sealing)
+        {
+            i.sealed_with = Some(key.id().to_string());
+        }
+        Ok(Some((contact, deal)))
+    }
+
+    /// Opens a record's sealed fields (none: nothing to open).
+    pub(super) async fn open(
+        &self,
+        fields: Option<Vec<&mut Option<String>>>,
+    ) -> anyhow::Result<Sealing> {
+        match (fields, &self.recorder.keys) {
+            (Some(fields), Some(keys)) => Ok(keys.open_async(fields).await?),
+            _ => Ok(Sealing::Clear),
+        }
+    }
+
+    pub(super) async fn on_record(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<()> {
+        let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+        let payload = match m.payload() {
+            Some(p) if m.key() != Some(END_MARKER.as_bytes()) => p,
+            // Markers, tombstones.
+            _ => {
+                let done = if m.payload().is_none() && m.key() != Some(END_MARKER.as_bytes()) {
+                    self.on_tombstone(m).await?
+                } else {
+                    true
+                };
+                // An erasure the CRM has not finished (shutting down) is read again at start.
+                self.offsets
+                    .read(topic, partition, offset, if done { 0 } else { 1 });
+                return Ok(());
+            }
+        };
+        let written_ms = m.timestamp().to_millis().unwrap_or_default();
+        let source = SourceOffset {
+            topic: topic.to_string(),
+            partition,
+            offset,
+        };
+        let now = Instant::now();
+        let decoded = self.decode(topic, payload).await;
+        let (contact, deal) = match decoded {
+            Ok(None) => {
+                // Sealed for a person erased since: nothing of it goes to the CRM.
+                self.sender_metrics().erased_skipped.inc();
+                self.offsets.read(topic, partition, offset, 0);
+                return Ok(());
+            }
+            Ok(Some((contact, deal))) => (contact, deal),
+            // Without the key topic nothing sealed can be read: stop, and resume from here.
+            Err(e) if matches!(e.downcast_ref(), Some(OpenError::KeysUnavailable(_))) => {
+                return Err(e)
+            }
+            Err(e) => {
+                self.sender_metrics().unreadable.inc();
+                tracing::warn!(topic, partition, offset, error = %e, "A record cannot be read; dead-lettering it.");
+                self.recorder
+                    .unreadable(
+                        m.key().map(<[u8]>::to_vec),
+                        payload.to_vec(),
+                        &format!("unreadable {topic}[{partition}]@{offset}: {e}"),
+                    )
+                    .await?;
+                self.offsets.read(topic, partition, offset, 0);
+                return Ok(());
+            }
+        };
+        // What the CRM already has newer (a late redelivery) is left out.
+        let (contact, deal) = {
+            let k = self.known.lock().expect("known");
+            (
+                contact.and_then(|c| k.fresh_contact(c)),
+                deal.and_then(|d| k.fresh_deal(d)),
+            )
+        };
+        let outputs = contact.is_some() as usize + deal.is_some() as usize;
+        self.offsets.read(topic, partition, offset, outputs);
+        if outputs > 0 {
+            self.events += outputs as u64;
+            self.sender_metrics()
+                .events
+                .with_label_values(&[topic])
+                .inc_by(outputs as u64);
+        }
+        if let Some(c) = contact {
+            self.pending
+                .add_contact(Item::new(c, Some(source.clone()), written_ms, now));
+        }
+        if let Some(d) = deal {
+            self.pending
+                .add_deal(Item::new(d, Some(source), written_ms, now));
+        }
+        Ok(())
+    }
+}

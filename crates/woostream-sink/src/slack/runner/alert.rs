@@ -1,0 +1,162 @@
+//! One alert in: decoded, routed by the rules, queued on its channels.
+
+use super::*;
+
+impl Loop {
+    pub(super) async fn on_alert(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<()> {
+        let (partition, offset) = (m.partition(), m.offset());
+        let p = self.progress.entry(partition).or_default();
+        p.next = p.next.max(offset + 1);
+        let Some(payload) = m.payload() else {
+            return Ok(());
+        };
+        let alert = match self.decoder.decode::<Alert>(payload) {
+            Ok(a) => a,
+            Err(e) => {
+                // Kept, with the reason, rather than dropped.
+                self.metrics.unreadable.inc();
+                tracing::warn!(partition, offset, error = %e, "An alert cannot be read; dead-lettering it.");
+                self.dead_letter(
+                    m.key().map(<[u8]>::to_vec),
+                    payload.to_vec(),
+                    &format!("unreadable: {e}"),
+                    "",
+                )
+                .await?;
+                return Ok(());
+            }
+        };
+        let (alert, sealed_initial, sealed_note) = self.open_personal(alert).await?;
+        let alert = Arc::new(alert);
+        let written_ms = m.timestamp().to_millis().unwrap_or_default();
+        if alert.erasure.is_some() {
+            // Never posted: every channel forgets the person (see `Channel::take_in`).
+            let mut queued = 0;
+            for sender in self.senders.values() {
+                let ticket = Ticket {
+                    partition,
+                    offset,
+                    rule: 0,
+                    written_ms,
+                    sealed_initial: None,
+                    sealed_note: None,
+                };
+                let q = Queued {
+                    priority: woostream_core::slack_config::Priority::Urgent,
+                    alert: alert.clone(),
+                    ticket,
+                };
+                if sender.send(q).is_ok() {
+                    queued += 1;
+                }
+            }
+            if queued > 0 {
+                self.progress
+                    .entry(partition)
+                    .or_default()
+                    .pending
+                    .insert(offset, queued);
+            }
+            return Ok(());
+        }
+        let routes = self.rules.route(&alert, Utc::now());
+        let mut queued = 0;
+        for route in routes {
+            let id = delivery_id(&route.channel, &alert.alert_id);
+            if self.delivered.contains(&id) || self.inflight.contains(&id) {
+                self.metrics
+                    .alerts
+                    .with_label_values(&[&route.channel, "duplicate"])
+                    .inc();
+                continue;
+            }
+            let ticket = Ticket {
+                partition,
+                offset,
+                rule: route.rule,
+                written_ms,
+                sealed_initial: sealed_initial.clone(),
+                sealed_note: sealed_note.clone(),
+            };
+            if let Some(reason) = route.skip {
+                let d = Done {
+                    channel: route.channel.clone(),
+                    alerts: vec![(alert.clone(), ticket, route.priority)],
+                    outcome: DeliveryOutcome::Skipped,
+                    message_ts: None,
+                    thread_ts: None,
+                    reason: Some(reason.into()),
+                    attempts: 0,
+                };
+                self.record(&d).await?;
+                continue;
+            }
+            let Some(sender) = self.senders.get(&route.channel) else {
+                continue;
+            };
+            self.inflight.insert(id);
+            if sender
+                .send(Queued {
+                    priority: route.priority,
+                    alert: alert.clone(),
+                    ticket,
+                })
+                .is_ok()
+            {
+                queued += 1;
+            }
+        }
+        if queued > 0 {
+            self.progress
+                .entry(partition)
+                .or_default()
+                .pending
+                .insert(offset, queued);
+        }
+        Ok(())
+    }
+
+    /// Opens the customer's initial (sealed like the name it comes from) and the customer
+    /// note; returns the alert with them opened and the sealed forms, kept for a dead letter.
+    /// A person erased since has neither any more. Whether a message shows them is the rule's
+    /// decision (its `personal` list), made when rendering.
+    pub(super) async fn open_personal(
+        &self,
+        mut alert: Alert,
+    ) -> anyhow::Result<(Alert, Option<String>, Option<String>)> {
+        let Some(keys) = &self.keys else {
+            return Ok((alert, None, None));
+        };
+        let sealed = |v: &Option<String>| {
+            v.clone()
+                .filter(|v| woostream_core::erasure::seal::is_sealed(v))
+        };
+        let sealed_initial = alert
+            .customer
+            .as_ref()
+            .and_then(|c| sealed(&c.first_name_initial));
+        let mut note = alert.question.as_ref().map(|q| q.note.clone());
+        let sealed_note = sealed(&note);
+        let mut fields: Vec<&mut Option<String>> = vec![&mut note];
+        if let Some(c) = alert.customer.as_mut() {
+            fields.push(&mut c.first_name_initial);
+        }
+        match keys.open_async(fields).await {
+            Ok(_) => {}
+            // A damaged value is left out; the alert still goes.
+            Err(woostream_core::erasure::OpenError::Damaged(why)) => {
+                tracing::warn!(alert = %alert.alert_id, reason = %why, "An alert's personal fields cannot be opened; posting without them.");
+                if let Some(c) = alert.customer.as_mut() {
+                    c.first_name_initial = None;
+                }
+                note = None;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(q) = alert.question.as_mut() {
+            // An erased person's note is gone: shown as nothing.
+            q.note = note.unwrap_or_default();
+        }
+        Ok((alert, sealed_initial, sealed_note))
+    }
+}
