@@ -55,9 +55,11 @@ async fn killed_enrichers_leave_the_same_profiles_and_alerts_as_an_uninterrupted
     let reference = run_config(&bootstrap, "reference", "enricher-reference");
     let restarted = run_config(&bootstrap, "restarted", "enricher-restarted");
     let mut pair = run_config(&bootstrap, "pair", "enricher-pair");
-    // The pair keeps up with the input as it arrives; a long commit interval makes sure the
-    // one killed has written outputs for records it has not committed yet.
+    // The pair keeps up with the input as it arrives; a long commit interval, and no commit
+    // in the input's short pauses, make sure the one killed has written outputs for records it
+    // has not committed yet.
     pair.enricher.commit_interval_ms = 10_000;
+    pair.enricher.idle_commit_ms = 10_000;
     for c in [&reference, &restarted, &pair] {
         kafka::ensure_topics(&c.kafka, &bootstrap, &c.topics, &c.retention)
             .await

@@ -35,6 +35,9 @@ pub struct EnricherConfig {
     pub transactions: Transactions,
     /// How often processed input is committed (and a transaction ends).
     pub commit_interval_ms: u64,
+    /// A quiet input this long is committed at once instead of at the next interval, so the
+    /// end of a burst becomes durable progress as soon as its outputs are acknowledged.
+    pub idle_commit_ms: u64,
     /// How often the enricher that owns partition 0 refits the model; 0 turns refitting off.
     pub refit_interval_secs: u64,
     /// Months of CLV in the profile.
@@ -77,6 +80,7 @@ impl Default for EnricherConfig {
             session_timeout_ms: 10_000,
             transactions: Transactions::Auto,
             commit_interval_ms: 500,
+            idle_commit_ms: 10,
             refit_interval_secs: 3600,
             clv_months: 12,
             monthly_discount_rate: 0.01,

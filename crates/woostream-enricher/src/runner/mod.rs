@@ -327,10 +327,11 @@ async fn launch(
     }
 
     let interval = Duration::from_millis(e.commit_interval_ms);
+    let idle_commit_ms = e.idle_commit_ms;
     let thread = std::thread::Builder::new()
         .name("enricher".into())
         .spawn(move || {
-            let result = run(consumer, work, interval, shutdown);
+            let result = run(consumer, work, interval, idle_commit_ms, shutdown);
             loop_ended.cancel();
             result
         })
@@ -348,16 +349,26 @@ fn run(
     consumer: BaseConsumer<Rebalancer>,
     work: Arc<Mutex<Work>>,
     interval: Duration,
+    idle_commit_ms: u64,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut last_commit = Instant::now();
-    // With work not yet committed, a short poll notices sooner that the input went quiet.
+    let idle_commit = Duration::from_millis(idle_commit_ms);
+    let mut last_record = Instant::now();
     let mut uncommitted = false;
     let result = (|| -> anyhow::Result<()> {
         while !shutdown.is_cancelled() {
-            let wait = if uncommitted { 10 } else { 100 };
-            let polled = consumer.poll(Duration::from_millis(wait));
-            let idle = polled.is_none();
+            // While something is uncommitted, poll in steps short enough to notice a quiet input.
+            let wait = if uncommitted {
+                idle_commit.clamp(Duration::from_millis(1), Duration::from_millis(100))
+            } else {
+                Duration::from_millis(100)
+            };
+            let polled = consumer.poll(wait);
+            if polled.is_some() {
+                last_record = Instant::now();
+            }
+            let idle = last_record.elapsed() >= idle_commit;
             let mut w = work.lock().expect("work lock");
             if let Some(e) = w.failure.take() {
                 return Err(e);
