@@ -65,6 +65,15 @@ impl SubjectKey {
     pub(crate) fn cipher(&self) -> ChaCha20Poly1305 {
         ChaCha20Poly1305::new_from_slice(&self.bytes).expect("32 bytes")
     }
+
+    /// The same cipher in ring, for sealing: the same ChaCha20-Poly1305 (RFC 8439), whose
+    /// assembly seals the producer's many short values several times faster.
+    pub(crate) fn sealing_key(&self) -> ring::aead::LessSafeKey {
+        ring::aead::LessSafeKey::new(
+            ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &self.bytes)
+                .expect("32 bytes"),
+        )
+    }
 }
 
 impl std::fmt::Debug for SubjectKey {

@@ -38,12 +38,19 @@ pub fn seal(key: &SubjectKey, text: &str) -> String {
     // system call per value would cost more than the sealing itself.
     let mut nonce = [0u8; 12];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
-    let mut bytes = nonce.to_vec();
-    bytes.extend(
-        key.cipher()
-            .encrypt((&nonce).into(), text.as_bytes())
-            .expect("sealing a byte slice"),
-    );
+    // nonce ‖ ciphertext ‖ tag, as `open` reads it (with RustCrypto's implementation).
+    let mut bytes = Vec::with_capacity(nonce.len() + text.len() + 16);
+    bytes.extend_from_slice(&nonce);
+    bytes.extend_from_slice(text.as_bytes());
+    let tag = key
+        .sealing_key()
+        .seal_in_place_separate_tag(
+            ring::aead::Nonce::assume_unique_for_key(nonce),
+            ring::aead::Aad::empty(),
+            &mut bytes[nonce.len()..],
+        )
+        .expect("sealing a byte slice");
+    bytes.extend_from_slice(tag.as_ref());
     format!("{PREFIX}{}.{}", key.id(), URL_SAFE_NO_PAD.encode(bytes))
 }
 
@@ -129,6 +136,20 @@ mod tests {
         assert_eq!(open(&sealed, None), Ok(Opened::Erased));
         // Two seals of one value differ (a fresh nonce each): equal values are not linkable.
         assert_ne!(seal(&key, "Jan Kowalski"), sealed);
+    }
+
+    /// Sealing runs on ring, opening on RustCrypto: for the same nonce both write the same bytes.
+    #[test]
+    fn sealing_writes_what_the_other_implementation_writes() {
+        let key = SubjectKey::generate();
+        for text in ["", "a", "Jan Kowalski", &"ż".repeat(300)] {
+            let sealed = seal(&key, text);
+            let b64 = sealed.rsplit('.').next().unwrap();
+            let bytes = URL_SAFE_NO_PAD.decode(b64).unwrap();
+            let (nonce, written) = bytes.split_at(12);
+            let expected = key.cipher().encrypt(nonce.into(), text.as_bytes()).unwrap();
+            assert_eq!(written, expected.as_slice(), "{text:?}");
+        }
     }
 
     #[test]
