@@ -878,6 +878,13 @@ pub fn describe_backtest(b: &woostream_core::insights::Backtest) -> String {
         b.q,
         b.v
     );
+    if b.customers == 0 {
+        let _ = writeln!(
+            out,
+            "  nothing to backtest: no customer had ordered by the cut-off"
+        );
+        return out;
+    }
     let error = |p: f64, a: f64| {
         if a > 0.0 {
             format!("{:+.1} %", 100.0 * (p - a) / a)

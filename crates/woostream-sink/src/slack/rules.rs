@@ -600,8 +600,8 @@ channels = ["#orders"]"##, "slack.rules[0].personal[0]: alerts carry no \"email\
 
     #[test]
     fn the_file_and_line_of_a_mistake_are_reported() {
-        let dir = tempfile_dir();
-        let path = dir.join("woostream.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("woostream.toml");
         std::fs::write(
             &path,
             format!("{BASE}\n[[slack.rules]]\nname = \"x\"\nkinds = [\"order_paid\"]\nchannels = [\"#nowhere\"]\n"),
@@ -642,11 +642,5 @@ channels = ["#orders"]"##, "slack.rules[0].personal[0]: alerts carry no \"email\
         });
         let rules = Rules::compile(&c.unwrap().slack).unwrap();
         assert_eq!(rules.rules.len(), 4);
-    }
-
-    fn tempfile_dir() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("woostream-rules-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }
