@@ -23,13 +23,11 @@ use crate::model::Model;
 /// What processing one record produced, in the order it must be written.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Output {
-    /// Profile versions; `None` is an erasure tombstone. With
-    /// [`Settings::defer_profiles`], only tombstones: the partition keeps each customer's
-    /// newest version until [`CustomerPartition::take_profiles`].
+    /// Profile versions; `None` is an erasure tombstone. With [`Settings::defer_profiles`],
+    /// only tombstones: the partition keeps each customer's newest version until
+    /// [`CustomerPartition::take_profiles`].
     pub profiles: Vec<(CustomerKey, Option<CustomerProfile>)>,
     pub alerts: Vec<(AlertKey, Alert)>,
-    /// Versions decided under `defer_profiles`, kept by the partition when it returns.
-    drafts: Vec<(Box<str>, ProfileDraft)>,
 }
 
 /// A profile version decided but not built: what the profile needs beyond the customer's
@@ -47,22 +45,8 @@ struct ProfileDraft {
 }
 
 impl Output {
-    /// An output of alerts alone (a product's or a review's).
-    pub fn of_alerts(alerts: Vec<(AlertKey, Alert)>) -> Output {
-        Output {
-            alerts,
-            ..Output::default()
-        }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.profiles.is_empty() && self.alerts.is_empty()
-    }
-
-    fn append(&mut self, other: Output) {
-        self.profiles.extend(other.profiles);
-        self.alerts.extend(other.alerts);
-        self.drafts.extend(other.drafts);
     }
 }
 
@@ -225,14 +209,6 @@ impl CustomerPartition {
             .collect()
     }
 
-    /// Keeps the versions `out` decided; what the caller gets holds no drafts.
-    fn keep(&mut self, mut out: Output) -> Output {
-        for (composite, draft) in out.drafts.drain(..) {
-            self.unwritten.insert(composite, draft);
-        }
-        out
-    }
-
     /// Fills a profile of this partition's customer with their taste, from the state it was
     /// written from (the newest version: the ledger changes only with a new version).
     pub fn complete_profile(&self, profile: &mut CustomerProfile, settings: &Settings) {
@@ -253,7 +229,7 @@ impl CustomerPartition {
         self.unwritten.remove(&composite);
         Output {
             profiles: vec![(key.clone(), None)],
-            ..Output::default()
+            alerts: Vec::new(),
         }
     }
 
@@ -282,24 +258,11 @@ impl CustomerPartition {
         Output {
             profiles: vec![(key.clone(), None)],
             alerts: vec![(customer_key(&key.shop_id, &key.customer), alert)],
-            ..Output::default()
         }
     }
 
     /// Applies one order delivery at input `offset`.
     pub fn on_order(
-        &mut self,
-        key: &CustomerKey,
-        event: &OrderEvent,
-        offset: i64,
-        model: &Model,
-        settings: &Settings,
-    ) -> Output {
-        let out = self.apply_order(key, event, offset, model, settings);
-        self.keep(out)
-    }
-
-    fn apply_order(
         &mut self,
         key: &CustomerKey,
         event: &OrderEvent,
@@ -323,7 +286,7 @@ impl CustomerPartition {
         let day = now_ms.div_euclid(DAY_MS);
         if day > self.watermark_day {
             if self.watermark_day > 0 {
-                out.append(self.rescore(day * DAY_MS, model, settings, &cause, event));
+                self.rescore(&mut out, day * DAY_MS, model, settings, &cause, event);
             }
             self.watermark_day = day;
         }
@@ -364,6 +327,7 @@ impl CustomerPartition {
         };
         write_version(
             &mut out,
+            &mut self.unwritten,
             &key.shop_id,
             &key.customer,
             state,
@@ -432,23 +396,31 @@ impl CustomerPartition {
             let source = woostream_core::events::Origin::Webhook;
             let who = (shop_id, customer);
             rescore_customer(
-                &mut out, who, state, &model, settings, as_of_ms, &cause, source,
+                &mut out,
+                &mut self.unwritten,
+                who,
+                state,
+                &model,
+                settings,
+                as_of_ms,
+                &cause,
+                source,
             );
         }
-        (self.keep(out), used)
+        (out, used)
     }
 
     /// Rescores every customer as of `as_of_ms`; a new version only for those whose segment,
     /// churn-risk band or VIP flag changed (the rest would only restate decimals).
     fn rescore(
         &mut self,
+        out: &mut Output,
         as_of_ms: i64,
         model: &Model,
         settings: &Settings,
         cause: &Cause,
         event: &OrderEvent,
-    ) -> Output {
-        let mut out = Output::default();
+    ) {
         let mut keys: Vec<&Box<str>> = self.customers.keys().collect();
         // A stable order, so that replays write the same sequence.
         keys.sort_unstable();
@@ -462,10 +434,17 @@ impl CustomerPartition {
             let who = (shop_id, customer);
             let source = event.envelope.origin;
             rescore_customer(
-                &mut out, who, state, model, settings, as_of_ms, cause, source,
+                out,
+                &mut self.unwritten,
+                who,
+                state,
+                model,
+                settings,
+                as_of_ms,
+                cause,
+                source,
             );
         }
-        out
     }
 }
 
@@ -475,6 +454,7 @@ impl CustomerPartition {
 #[allow(clippy::too_many_arguments)]
 fn rescore_customer(
     out: &mut Output,
+    unwritten: &mut HashMap<Box<str>, ProfileDraft>,
     (shop_id, customer): (&str, &str),
     state: &mut CustomerState,
     model: &Model,
@@ -514,7 +494,9 @@ fn rescore_customer(
         order: None,
         high_value: &|_| false,
     };
-    write_version(out, shop_id, customer, state, scored, model, settings, why);
+    write_version(
+        out, unwritten, shop_id, customer, state, scored, model, settings, why,
+    );
 }
 
 /// Whether a rescore changes what the last profile said (segment, churn band, VIP flag):
@@ -544,6 +526,7 @@ struct Why<'a> {
 #[allow(clippy::too_many_arguments)]
 fn write_version(
     out: &mut Output,
+    unwritten: &mut HashMap<Box<str>, ProfileDraft>,
     shop_id: &str,
     customer: &str,
     state: &mut CustomerState,
@@ -614,7 +597,7 @@ fn write_version(
             event_id: why.cause.event_id.into(),
             correlation_id: why.cause.correlation_id.into(),
         };
-        out.drafts.push((state_key(shop_id, customer), draft));
+        unwritten.insert(state_key(shop_id, customer), draft);
         return;
     }
     let profile = customer::to_profile(

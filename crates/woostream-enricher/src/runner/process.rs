@@ -141,7 +141,10 @@ impl Work {
                     .or_default()
                     .on_product(&event, &self.watch_settings, &origin);
                 let key = product_key(&e.shop_id, event.product_id);
-                Output::of_alerts(alerts.into_iter().map(|a| (key.clone(), a)).collect())
+                Output {
+                    profiles: Vec::new(),
+                    alerts: alerts.into_iter().map(|a| (key.clone(), a)).collect(),
+                }
             }
             Input::Reviews => {
                 let event: ReviewEvent = self.decode(payload)?;
@@ -156,7 +159,10 @@ impl Work {
                     &e.shop_id,
                     event.review.as_ref().map_or(0, |r| r.product_id),
                 );
-                Output::of_alerts(alerts.into_iter().map(|a| (key.clone(), a)).collect())
+                Output {
+                    profiles: Vec::new(),
+                    alerts: alerts.into_iter().map(|a| (key.clone(), a)).collect(),
+                }
             }
         })
     }
