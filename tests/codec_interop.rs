@@ -246,10 +246,6 @@ fn the_new_fields_are_a_compatible_evolution_old_readers_read_new_records_and_ba
         let out = partition.on_order(key, order, offset as i64, &model, &settings);
         profiles.extend(out.profiles.into_iter().filter_map(|(_, p)| p));
     }
-    // As the runner writes them: with the customers' taste.
-    for p in &mut profiles {
-        partition.complete_profile(p, &settings);
-    }
     assert!(profiles
         .iter()
         .any(|p| !p.top_products.is_empty() && p.typical_interval_days.is_some()));

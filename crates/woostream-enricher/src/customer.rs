@@ -525,7 +525,7 @@ pub fn to_profile(
     customer: &str,
     state: &CustomerState,
     scored: &Scored,
-    taste: Option<Taste>,
+    taste: Taste,
     replenishment: &[Replenishment],
     model_version: i64,
     cause: &Cause,
@@ -538,7 +538,7 @@ pub fn to_profile(
     } else {
         Money::ZERO
     };
-    let mut profile = CustomerProfile {
+    CustomerProfile {
         shop_id: shop_id.into(),
         customer: customer.into(),
         customer_id: state.customer_id,
@@ -594,34 +594,17 @@ pub fn to_profile(
                     .collect(),
             })
             .collect(),
-        top_categories: Vec::new(),
-        top_products: Vec::new(),
-        frequent_products: Vec::new(),
-        last_products: Vec::new(),
-        mean_interval_days: None,
-        typical_interval_days: None,
-        preferred_payment_method: None,
-        discount_share: 0.0,
+        top_categories: taste.top_categories,
+        top_products: taste.top_products,
+        frequent_products: taste.frequent_products,
+        last_products: taste.last_products,
+        mean_interval_days: taste.mean_interval_days,
+        typical_interval_days: taste.typical_interval_days,
+        preferred_payment_method: taste.preferred_payment_method,
+        discount_share: taste.discount_share,
         expected_next_purchase_at: scored.next_purchase_ms.map(from_millis),
         replenishment: replenishment.to_vec(),
-    };
-    // Without a taste here, the runner sets it when it writes the profile.
-    if let Some(taste) = taste {
-        set_taste(&mut profile, taste);
     }
-    profile
-}
-
-/// Sets a profile's taste fields.
-pub fn set_taste(profile: &mut CustomerProfile, taste: Taste) {
-    profile.top_categories = taste.top_categories;
-    profile.top_products = taste.top_products;
-    profile.frequent_products = taste.frequent_products;
-    profile.last_products = taste.last_products;
-    profile.mean_interval_days = taste.mean_interval_days;
-    profile.typical_interval_days = taste.typical_interval_days;
-    profile.preferred_payment_method = taste.preferred_payment_method;
-    profile.discount_share = taste.discount_share;
 }
 
 /// The state a profile was written from: what a restarted enricher restores.

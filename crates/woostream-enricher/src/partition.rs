@@ -195,7 +195,7 @@ impl CustomerPartition {
                     customer,
                     state,
                     &draft.scored,
-                    Some(taste),
+                    taste,
                     &draft.replenishment,
                     draft.model_version,
                     &cause,
@@ -207,19 +207,6 @@ impl CustomerPartition {
                 Some((key, profile))
             })
             .collect()
-    }
-
-    /// Fills a profile of this partition's customer with their taste, from the state it was
-    /// written from (the newest version: the ledger changes only with a new version).
-    pub fn complete_profile(&self, profile: &mut CustomerProfile, settings: &Settings) {
-        let Some(state) = self
-            .customers
-            .get(&state_key(&profile.shop_id, &profile.customer))
-        else {
-            return;
-        };
-        let taste = crate::taste::taste_of(state, &profile.shop_id, &*settings.names.0);
-        customer::set_taste(profile, taste);
     }
 
     /// Forgets a customer (an erasure) and returns the tombstone for the profile topic.
@@ -545,13 +532,14 @@ fn write_version(
         shop_id,
         names,
     );
-    // Taste is computed here only when an alert shows it; the profile gets it when it is
-    // written ([`CustomerPartition::complete_profile`]): in a sale most versions of a
-    // customer are replaced by a newer one before the commit writes them.
+    // Taste is computed here only when an alert shows it or a profile is built now; deferred
+    // versions get it when they are built ([`CustomerPartition::take_profiles`]): in a sale
+    // most versions of a customer are replaced by a newer one before the commit writes them.
     let taste = std::cell::OnceCell::new();
+    let taste_of = |st: &CustomerState| crate::taste::taste_of(st, shop_id, names);
     let alerts = {
         let st: &CustomerState = state;
-        let taste_of = || crate::taste::taste_of(st, shop_id, names);
+        let taste_of = || taste_of(st);
         let transition = CustomerTransition {
             origin: why.origin,
             customer,
@@ -605,7 +593,7 @@ fn write_version(
         customer,
         state,
         &scored,
-        taste.into_inner(),
+        taste.into_inner().unwrap_or_else(|| taste_of(state)),
         &replenishment,
         model.version,
         why.cause,
