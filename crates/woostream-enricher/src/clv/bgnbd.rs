@@ -76,23 +76,30 @@ impl BgNbd {
         } else {
             0.0
         };
-        let zs: Vec<f64> = ts.iter().map(|t| t / (alpha + h.age + t)).collect();
-        let mut ln_sums = vec![0.0; ts.len()];
-        ln_hyp2f1_by(a + b - 1.0 - r, a - 1.0, c, &zs, &mut ln_sums);
-        for ((t, ln_sum), out) in ts.iter().zip(ln_sums).zip(out.iter_mut()) {
-            if *t <= 0.0 {
-                *out = 0.0;
-                continue;
+        // On the stack: scoring calls this for every customer (13 horizons).
+        for (ts, out) in ts.chunks(LANES).zip(out.chunks_mut(LANES)) {
+            let mut zs = [0.0; LANES];
+            for (z, t) in zs.iter_mut().zip(ts) {
+                *z = t / (alpha + h.age + t);
             }
-            let ln_one_minus_z = (-t / (alpha + h.age + t)).ln_1p();
-            let ln_f = (a - 1.0) * ln_one_minus_z + ln_sum;
-            let numerator = c / (a - 1.0) * -ln_f.exp_m1();
-            let value = numerator * (-ln_denominator).exp();
-            *out = if value.is_finite() && value >= 0.0 {
-                value
-            } else {
-                0.0
-            };
+            let mut ln_sums = [0.0; LANES];
+            let n = ts.len();
+            ln_hyp2f1_by(a + b - 1.0 - r, a - 1.0, c, &zs[..n], &mut ln_sums[..n]);
+            for ((t, ln_sum), out) in ts.iter().zip(ln_sums).zip(out.iter_mut()) {
+                if *t <= 0.0 {
+                    *out = 0.0;
+                    continue;
+                }
+                let ln_one_minus_z = (-t / (alpha + h.age + t)).ln_1p();
+                let ln_f = (a - 1.0) * ln_one_minus_z + ln_sum;
+                let numerator = c / (a - 1.0) * -ln_f.exp_m1();
+                let value = numerator * (-ln_denominator).exp();
+                *out = if value.is_finite() && value >= 0.0 {
+                    value
+                } else {
+                    0.0
+                };
+            }
         }
     }
 
@@ -341,6 +348,9 @@ pub(crate) fn softplus(z: f64) -> f64 {
     }
 }
 
+/// Sums evaluated together by [`ln_hyp2f1_by`]: a CLV's 12 months and the year fit.
+const LANES: usize = 16;
+
 /// ln 2F1(a, b; c; z) for 0 <= z < 1 and c > 0, by the power series.
 ///
 /// The Rust special-function crates either truncate this series after a fixed 200 terms
@@ -349,52 +359,50 @@ pub(crate) fn softplus(z: f64) -> f64 {
 /// the sum has no cancellation; the ratio of successive terms tends to z, and the loop runs
 /// until a term no longer changes the sum.
 ///
-/// Here at several `z` with the same `a`, `b`, `c` (`out[i]` for `zs[i]`): each term's
-/// coefficient is shared, and each sum stops where it would alone.
+/// Here at up to [`LANES`] values of `z` with the same `a`, `b`, `c` (`out[i]` for `zs[i]`):
+/// each term's coefficient is shared, and each sum stops where it would alone.
 pub(crate) fn ln_hyp2f1_by(a: f64, b: f64, c: f64, zs: &[f64], out: &mut [f64]) {
-    const LANES: usize = 16;
-    for (zs, out) in zs.chunks(LANES).zip(out.chunks_mut(LANES)) {
-        let n = zs.len();
-        let (mut sum, mut term, mut ln_scale) = ([1.0f64; LANES], [1.0f64; LANES], [0.0f64; LANES]);
-        let mut done = [true; LANES];
-        let mut open = 0;
-        for i in 0..n {
-            done[i] = zs[i] <= 0.0;
-            open += usize::from(!done[i]);
+    assert!(zs.len() <= LANES && out.len() == zs.len());
+    let n = zs.len();
+    let (mut sum, mut term, mut ln_scale) = ([1.0f64; LANES], [1.0f64; LANES], [0.0f64; LANES]);
+    let mut done = [true; LANES];
+    let mut open = 0;
+    for i in 0..n {
+        done[i] = zs[i] <= 0.0;
+        open += usize::from(!done[i]);
+    }
+    let mut k = 0.0f64;
+    for _ in 0..2_000_000 {
+        if open == 0 {
+            break;
         }
-        let mut k = 0.0f64;
-        for _ in 0..2_000_000 {
-            if open == 0 {
-                break;
+        let coefficient = (a + k) * (b + k) / ((c + k) * (k + 1.0));
+        k += 1.0;
+        for i in 0..n {
+            if done[i] {
+                continue;
             }
-            let coefficient = (a + k) * (b + k) / ((c + k) * (k + 1.0));
-            k += 1.0;
-            for i in 0..n {
-                if done[i] {
-                    continue;
-                }
-                term[i] *= coefficient * zs[i];
-                let before = sum[i];
-                sum[i] += term[i];
-                if sum[i] == before || term[i] == 0.0 {
-                    done[i] = true;
-                    open -= 1;
-                    continue;
-                }
-                if sum[i].abs() > 1e200 {
-                    ln_scale[i] += sum[i].abs().ln();
-                    term[i] /= sum[i].abs();
-                    sum[i] = sum[i].signum();
-                }
+            term[i] *= coefficient * zs[i];
+            let before = sum[i];
+            sum[i] += term[i];
+            if sum[i] == before || term[i] == 0.0 {
+                done[i] = true;
+                open -= 1;
+                continue;
+            }
+            if sum[i].abs() > 1e200 {
+                ln_scale[i] += sum[i].abs().ln();
+                term[i] /= sum[i].abs();
+                sum[i] = sum[i].signum();
             }
         }
-        for i in 0..n {
-            out[i] = if zs[i] <= 0.0 {
-                0.0
-            } else {
-                sum[i].abs().ln() + ln_scale[i]
-            };
-        }
+    }
+    for i in 0..n {
+        out[i] = if zs[i] <= 0.0 {
+            0.0
+        } else {
+            sum[i].abs().ln() + ln_scale[i]
+        };
     }
 }
 
@@ -442,7 +450,9 @@ mod tests {
             (0.24, 1.4, 2.2),
         ] {
             let mut shared = vec![f64::NAN; zs.len()];
-            ln_hyp2f1_by(a, b, c, &zs, &mut shared);
+            for (zs, out) in zs.chunks(LANES).zip(shared.chunks_mut(LANES)) {
+                ln_hyp2f1_by(a, b, c, zs, out);
+            }
             for (z, got) in zs.iter().zip(&shared) {
                 assert_eq!(
                     got.to_bits(),
