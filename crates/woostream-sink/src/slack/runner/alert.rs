@@ -50,13 +50,7 @@ impl Loop {
                     queued += 1;
                 }
             }
-            if queued > 0 {
-                self.progress
-                    .entry(partition)
-                    .or_default()
-                    .pending
-                    .insert(offset, queued);
-            }
+            self.hold(partition, offset, queued);
             return Ok(());
         }
         let routes = self.rules.route(&alert, Utc::now());
@@ -106,13 +100,7 @@ impl Loop {
                 queued += 1;
             }
         }
-        if queued > 0 {
-            self.progress
-                .entry(partition)
-                .or_default()
-                .pending
-                .insert(offset, queued);
-        }
+        self.hold(partition, offset, queued);
         Ok(())
     }
 
@@ -158,5 +146,16 @@ impl Loop {
             q.note = note.unwrap_or_default();
         }
         Ok((alert, sealed_initial, sealed_note))
+    }
+
+    /// The alert at `offset` stays uncommitted until its `queued` channels are done.
+    fn hold(&mut self, partition: i32, offset: i64, queued: usize) {
+        if queued > 0 {
+            self.progress
+                .entry(partition)
+                .or_default()
+                .pending
+                .insert(offset, queued);
+        }
     }
 }
