@@ -20,7 +20,7 @@ use crate::codec::Decoder;
 use crate::config::KafkaConfig;
 use crate::events::{Action, Order, ProductEvent};
 use crate::kafka;
-use crate::kafka::reading::{partitions_of, write_end_markers};
+use crate::kafka::reading::mark_ends;
 
 #[derive(Default)]
 pub struct Catalogue {
@@ -173,14 +173,7 @@ async fn follow(
             if to_markers {
                 // Up to markers written now, not the reported ends (Tansu reports an end
                 // before its last records): everything written before the start is loaded.
-                let partitions: Vec<i32> = match partitions_of(&consumer, &topic) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = loaded_tx.send(Err(e));
-                        return;
-                    }
-                };
-                match write_end_markers(&marker_config, &marker_bootstrap, &topic, &partitions) {
+                match mark_ends(&marker_config, &marker_bootstrap, &consumer, &topic) {
                     Ok(stops) => ends = stops.into_iter().map(|(p, o)| (p, o + 1)).collect(),
                     Err(e) => {
                         let _ = loaded_tx.send(Err(e));

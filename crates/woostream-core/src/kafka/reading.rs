@@ -153,6 +153,18 @@ pub fn read_to_end<C: rdkafka::consumer::ConsumerContext>(
 /// Header and key of the end markers [`read_all_now`] writes.
 pub const END_MARKER: &str = "woostream-end-marker";
 
+/// Writes an end marker to every partition of `topic` (as `consumer` sees them) and returns
+/// where each landed: see [`write_end_markers`].
+pub fn mark_ends<C: rdkafka::consumer::ConsumerContext>(
+    config: &KafkaConfig,
+    bootstrap: &str,
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> anyhow::Result<Vec<(i32, i64)>> {
+    let partitions = partitions_of(consumer, topic)?;
+    write_end_markers(config, bootstrap, topic, &partitions)
+}
+
 /// Writes an end marker to each of `partitions` of `topic` and returns where each landed:
 /// whatever was written to a partition before the call is before its marker.
 pub fn write_end_markers(
@@ -231,8 +243,7 @@ pub fn read_all_now<C: rdkafka::consumer::ConsumerContext>(
     topic: &str,
     mut f: impl FnMut(&BorrowedMessage<'_>),
 ) -> anyhow::Result<u64> {
-    let partitions = partitions_of(consumer, topic)?;
-    let stops: Vec<(i32, Option<i64>)> = write_end_markers(config, bootstrap, topic, &partitions)?
+    let stops: Vec<(i32, Option<i64>)> = mark_ends(config, bootstrap, consumer, topic)?
         .into_iter()
         .map(|(p, o)| (p, Some(o)))
         .collect();
