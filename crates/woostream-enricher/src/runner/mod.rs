@@ -40,7 +40,7 @@ use refit::spawn_refit;
 use transactions::{create_producer, probe_transactions};
 use writer::{Write, Writer};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -102,9 +102,9 @@ struct Work {
     product_watches: HashMap<(Input, i32), ProductWatch>,
     /// Next offset to commit, per input partition, for what was processed since the last commit.
     positions: Positions,
-    /// Erasure tombstones since the last commit, by input partition (the partitions keep each
-    /// customer's newest version: [`Settings::defer_profiles`]).
-    unwritten_profiles: HashMap<(i32, CustomerKey), Option<CustomerProfile>>,
+    /// Customers erased since the last commit, by input partition: their profile tombstones
+    /// (the partitions keep each customer's newest version: [`Settings::defer_profiles`]).
+    erased: HashSet<(i32, CustomerKey)>,
     /// Offsets set aside by [`Work::commit`], each with the number its outputs stay below,
     /// waiting for those outputs to be acknowledged.
     awaiting: std::collections::VecDeque<(u64, Positions)>,
@@ -281,7 +281,7 @@ async fn launch(
         product_watches: HashMap::new(),
         positions: HashMap::new(),
         awaiting: Default::default(),
-        unwritten_profiles: HashMap::new(),
+        erased: HashSet::new(),
         leader: leader.clone(),
         ready: ready.clone(),
         resume: ResumeGuard::default(),
@@ -327,11 +327,11 @@ async fn launch(
     }
 
     let interval = Duration::from_millis(e.commit_interval_ms);
-    let idle_commit_ms = e.idle_commit_ms;
+    let idle_commit = Duration::from_millis(e.idle_commit_ms);
     let thread = std::thread::Builder::new()
         .name("enricher".into())
         .spawn(move || {
-            let result = run(consumer, work, interval, idle_commit_ms, shutdown);
+            let result = run(consumer, work, interval, idle_commit, shutdown);
             loop_ended.cancel();
             result
         })
@@ -349,11 +349,10 @@ fn run(
     consumer: BaseConsumer<Rebalancer>,
     work: Arc<Mutex<Work>>,
     interval: Duration,
-    idle_commit_ms: u64,
+    idle_commit: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut last_commit = Instant::now();
-    let idle_commit = Duration::from_millis(idle_commit_ms);
     let mut last_record = Instant::now();
     let mut uncommitted = false;
     let result = (|| -> anyhow::Result<()> {

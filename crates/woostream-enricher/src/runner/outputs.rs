@@ -139,7 +139,7 @@ impl Work {
     pub(super) fn has_uncommitted(&self) -> bool {
         !self.positions.is_empty()
             || !self.awaiting.is_empty()
-            || !self.unwritten_profiles.is_empty()
+            || !self.erased.is_empty()
             || self
                 .customers
                 .values()
@@ -150,8 +150,8 @@ impl Work {
     /// each customer's newest version, which the partitions build now (a customer erased and
     /// then ordering again ends as a profile).
     pub(super) fn write_profiles(&mut self) -> anyhow::Result<()> {
-        for ((partition, key), profile) in std::mem::take(&mut self.unwritten_profiles) {
-            self.write_profile(partition, key, profile)?;
+        for (partition, key) in std::mem::take(&mut self.erased) {
+            self.write_profile(partition, key, None)?;
         }
         let partitions: Vec<i32> = self.customers.keys().copied().collect();
         for partition in partitions {

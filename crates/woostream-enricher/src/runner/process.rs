@@ -227,7 +227,9 @@ impl Work {
             self.writer.write(Write::Alert(key, Box::new(alert)))?;
         }
         for (key, profile) in output.profiles {
-            self.unwritten_profiles.insert((partition, key), profile);
+            // Versions stay in the partition until the commit; what comes out is a tombstone.
+            debug_assert!(profile.is_none(), "profiles are deferred in the runner");
+            self.erased.insert((partition, key));
         }
         Ok(())
     }
