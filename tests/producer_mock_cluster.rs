@@ -150,8 +150,10 @@ async fn missing_wrong_or_foreign_signatures_get_401_and_are_counted() {
         secret: Some("not-the-secret"),
         ..Post::signed("order.created", &body)
     };
+    // Another shop's source with a secret no shop has.
     let foreign = Post {
         source: Some("https://other-shop.example/"),
+        secret: Some("another-shops-secret"),
         ..Post::signed("order.created", &body)
     };
     let mut answers = Vec::new();
@@ -173,6 +175,25 @@ async fn missing_wrong_or_foreign_signatures_get_401_and_are_counted() {
     };
     assert_eq!(sourceless.send(&p.url).await.0, 200);
     assert_eq!(
+        p.metric("woostream_webhook_source_mismatch_total", &[]),
+        0.0
+    );
+    // A source the shop is not configured with (WooCommerce names the host of the request that
+    // fired the hook: WP-CLI, cron, www. or http://) with the shop's own signature: the event
+    // is the shop's, kept, and counted as a mismatch, never refused.
+    let moved = Post {
+        source: Some("https://www.shop-fired-from-cron.example/"),
+        ..Post::signed("order.updated", &body)
+    };
+    assert_eq!(moved.send(&p.url).await.0, 200);
+    assert_eq!(
+        p.metric(
+            "woostream_webhook_source_mismatch_total",
+            &[("shop", "eu")]
+        ),
+        1.0
+    );
+    assert_eq!(
         p.metric("woostream_webhook_signature_failures_total", &[]),
         3.0
     );
@@ -190,7 +211,7 @@ async fn missing_wrong_or_foreign_signatures_get_401_and_are_counted() {
         ),
         1.0
     );
-    assert_eq!(count(&config, "woo.orders").await, 1);
+    assert_eq!(count(&config, "woo.orders").await, 2);
 }
 
 #[tokio::test]

@@ -72,6 +72,7 @@ pub fn config(bootstrap: &str) -> Config {
         id: "eu".into(),
         source: SOURCE.into(),
         secret: Some(SECRET.into()),
+        source_aliases: Vec::new(),
         secret_env: None,
         rest: None,
     });

@@ -7,6 +7,7 @@ pub mod config;
 pub mod crm_config;
 pub mod erasure;
 pub mod events;
+pub mod http;
 pub mod insights;
 pub mod kafka;
 pub mod money;

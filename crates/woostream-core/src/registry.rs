@@ -47,7 +47,7 @@ impl RegistryClient {
     pub fn new(base: &str, username: Option<String>, password: Option<String>) -> RegistryClient {
         RegistryClient {
             base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::builder()
+            http: crate::http::client()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("reqwest client with default TLS"),

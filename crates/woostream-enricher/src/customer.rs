@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
-use woostream_core::events::{Order, OrderEvent, OrderStatus};
+use woostream_core::events::{Action, Order, OrderEvent, OrderStatus};
 use woostream_core::insights::{ChurnRisk, CustomerProfile, LedgerItem, OrderLedgerEntry, Segment};
 use woostream_core::Money;
 
@@ -285,7 +285,12 @@ impl CustomerState {
                 || (current.modified_ms == p.modified_ms
                     && (current.status.progress() > p.status.progress()
                         || current.refunded > p.refunded));
-            if !newer {
+            // A restore undoes a trash whatever the clocks say: a deletion of the order alone
+            // is timed by when woostream received it, the restore by the shop's clock.
+            let restores = event.action == Action::Restored
+                && p.status == OrderStatus::Trash
+                && current.status != OrderStatus::Trash;
+            if !newer && !restores {
                 return None;
             }
         }

@@ -679,3 +679,29 @@ fn deferred_profiles_are_the_newest_versions_built_at_once() {
     }
     assert!(!deferred.has_unwritten());
 }
+
+#[test]
+fn a_trashed_order_stops_counting_and_its_restore_counts_again_whatever_the_clocks_say() {
+    let mut run = Run::new();
+    run.send(&order(1, "completed", "100.00", 10, 0));
+    let two = run.send(&order(2, "completed", "50.00", 11, 0));
+    assert_eq!(two.profiles.last().unwrap().1.as_ref().unwrap().orders_count, 2);
+    // order.deleted carries only {"id":2}; the producer names the customer. It is timed by
+    // when woostream received it, here later than the shop's clock at the restore below.
+    let mut deleted = order(2, "completed", "50.00", 20, 0);
+    deleted.action = Action::Deleted;
+    deleted.order = None;
+    let trashed = run.send(&deleted);
+    let p = trashed.profiles.last().unwrap().1.as_ref().unwrap();
+    assert_eq!((p.orders_count, p.revenue.clone()), (1, m("100")));
+    // order.restored: the whole order back in its status, modified earlier by the shop's clock.
+    let mut restored = order(2, "completed", "50.00", 12, 0);
+    restored.action = Action::Restored;
+    let back = run.send(&restored);
+    let p = back.profiles.last().unwrap().1.as_ref().unwrap();
+    assert_eq!((p.orders_count, p.revenue.clone()), (2, m("150")));
+    // A trashed order from the REST API (reconciliation lists status=trash) also stops counting.
+    let rest_trash = run.send(&order(1, "trash", "100.00", 21, 0));
+    let p = rest_trash.profiles.last().unwrap().1.as_ref().unwrap();
+    assert_eq!((p.orders_count, p.revenue.clone()), (1, m("50")));
+}

@@ -6,6 +6,7 @@
 pub mod catalogue;
 pub mod crm_inbound;
 pub mod dedup;
+pub mod deletion;
 pub mod listener;
 pub mod metrics;
 pub mod normalise;

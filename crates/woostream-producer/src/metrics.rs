@@ -9,6 +9,9 @@ use prometheus::{
 pub struct Metrics {
     pub requests: IntCounterVec,
     pub signature_failures: IntCounterVec,
+    pub source_mismatches: IntCounterVec,
+    pub deletions_not_of_resource: IntCounterVec,
+    pub unresolved_order_deletions: IntCounterVec,
     pub dead_lettered: IntCounterVec,
     pub in_flight: IntGauge,
     pub request_seconds: HistogramVec,
@@ -40,6 +43,27 @@ impl Metrics {
                     "Deliveries refused for a missing or wrong signature or an unknown source.",
                 ),
                 &["shop", "reason"],
+            )?,
+            source_mismatches: IntCounterVec::new(
+                Opts::new(
+                    "woostream_webhook_source_mismatch_total",
+                    "Deliveries accepted by their shop's signature although X-WC-Webhook-Source named none of the shop's URLs (fired from WP-CLI, cron or another host name).",
+                ),
+                &["shop"],
+            )?,
+            deletions_not_of_resource: IntCounterVec::new(
+                Opts::new(
+                    "woostream_webhook_deletions_not_of_resource_total",
+                    "product.deleted / coupon.deleted deliveries whose id is the other resource's (products and coupons share one id space), not written.",
+                ),
+                &["shop", "topic"],
+            )?,
+            unresolved_order_deletions: IntCounterVec::new(
+                Opts::new(
+                    "woostream_webhook_unresolved_order_deletions_total",
+                    "order.deleted deliveries whose customer neither this replica nor the shop's REST API could name (written under the order's key; reconciliation repairs them).",
+                ),
+                &["shop"],
             )?,
             dead_lettered: IntCounterVec::new(
                 Opts::new(
@@ -100,6 +124,9 @@ impl Metrics {
         };
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.signature_failures.clone()))?;
+        registry.register(Box::new(m.source_mismatches.clone()))?;
+        registry.register(Box::new(m.deletions_not_of_resource.clone()))?;
+        registry.register(Box::new(m.unresolved_order_deletions.clone()))?;
         registry.register(Box::new(m.dead_lettered.clone()))?;
         registry.register(Box::new(m.in_flight.clone()))?;
         registry.register(Box::new(m.request_seconds.clone()))?;
@@ -116,6 +143,9 @@ impl Metrics {
     /// at its first refusals has no earlier sample, so `rate()` — and the alert on it — would
     /// miss a burst that arrives within one scrape.
     pub fn start_counting(&self, shops: &[&str]) {
+        for shop in shops {
+            self.source_mismatches.with_label_values(&[shop]);
+        }
         for shop in shops.iter().copied().chain(["unknown"]) {
             for reason in SIGNATURE_FAILURES {
                 self.signature_failures.with_label_values(&[shop, reason]);

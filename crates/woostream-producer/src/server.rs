@@ -10,6 +10,7 @@
 //! - 413 / 415 / 400: oversized, not JSON, not UTF-8 (signed ones are dead-lettered too).
 //! - 503 with Retry-After: neither Kafka nor the spool could take it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,6 +31,9 @@ use crate::personal::{publish_sealed, seal_kept_body, Eraser, NewKeys, Sealer};
 
 use crate::catalogue::Catalogue;
 use crate::dedup::RecentDeliveries;
+use crate::deletion::{belongs_from_lookup, deleted_id_belongs, Belongs, Seen};
+use crate::rest::WooRest;
+use woostream_core::catalogue::NameBook;
 use crate::metrics::Metrics;
 use crate::normalise::{
     normalise, parse_topic, Event, RejectCode, Rejection, Topic, WebhookDelivery,
@@ -42,6 +46,8 @@ use crate::signature;
 pub struct Shop {
     pub id: String,
     source: String,
+    /// The source and its aliases, normalised.
+    sources: Vec<String>,
     secret: String,
     customers: CustomerHasher,
 }
@@ -62,6 +68,10 @@ pub struct Ingest {
     sealer: Option<Sealer>,
     /// Carries out the erasure a `customer.deleted` asks for (`privacy.erase_on_customer_deleted`).
     eraser: Option<Eraser>,
+    /// Orders and coupons this replica has seen, for `*.deleted` deliveries.
+    seen: Seen,
+    /// Each shop's REST API, where configured: asked about deleted ids the replica does not know.
+    rest: HashMap<String, WooRest>,
 }
 
 impl Ingest {
@@ -80,6 +90,10 @@ impl Ingest {
             .map(|s| Shop {
                 id: s.id.clone(),
                 source: normalise_source(&s.source),
+                sources: std::iter::once(&s.source)
+                    .chain(&s.source_aliases)
+                    .map(|u| normalise_source(u))
+                    .collect(),
                 secret: s.resolved_secret().unwrap_or_default(),
                 customers: CustomerHasher::for_shop(config, &s.id),
             })
@@ -107,9 +121,28 @@ impl Ingest {
             ),
             sealer,
             eraser,
+            seen: Seen::new(SEEN_IDS),
+            rest: config
+                .shops
+                .iter()
+                .filter(|s| s.rest.is_some())
+                .filter_map(|s| match WooRest::for_shop(s) {
+                    Ok(client) => Some((s.id.clone(), client)),
+                    Err(e) => {
+                        tracing::warn!(shop = %s.id, error = %format!("{e:#}"), "The shop's REST API cannot be used to check deleted ids.");
+                        None
+                    }
+                })
+                .collect(),
         }
     }
 }
+
+/// Orders (and coupons) remembered per replica for `*.deleted` deliveries (~100 bytes each).
+const SEEN_IDS: usize = 200_000;
+
+/// How long a delivery waits for the shop's REST API to say what a deleted id was.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn router(path: &str, ingest: Arc<Ingest>) -> Router {
     Router::new().route(path, post(webhook)).with_state(ingest)
@@ -246,28 +279,17 @@ async fn handle(
     body: Body,
 ) -> (Option<String>, &'static str, Response) {
     let cid = h.correlation_id.as_str();
-    // What the headers alone decide is decided before a byte of the body is read: a source
-    // no shop has, or no signature on more than a ping's few bytes, is refused at once.
+    // What the headers alone decide is decided before a byte of the body is read: no
+    // signature on more than a ping's few bytes is refused at once.
     let declared = header_str(headers, "content-length").and_then(|v| v.parse::<u64>().ok());
-    // The shop the source header names (without one, whichever shop's secret matches, below).
-    let named = match &h.source {
-        Some(src) => {
-            let src = normalise_source(src);
-            match ingest.shops.iter().find(|s| s.source == src) {
-                Some(shop) => Some(shop),
-                None => {
-                    return unauthorized(
-                        ingest,
-                        cid,
-                        None,
-                        crate::metrics::UNKNOWN_SOURCE,
-                        "X-WC-Webhook-Source names no configured shop",
-                    )
-                }
-            }
-        }
-        None => None,
-    };
+    // The shop the source header names. A source no shop names is not refused: WooCommerce
+    // takes it from the request that fired the hook (WP-CLI, cron, another host name), so the
+    // shop whose secret verifies the body is the one that sent it.
+    let named = h.source.as_deref().and_then(|src| {
+        let src = normalise_source(src);
+        ingest.shops.iter().find(|s| s.sources.contains(&src))
+    });
+    let source_unknown = h.source.is_some() && named.is_none();
     if h.signature.is_none() && declared.is_some_and(|n| n > MAX_PING_BYTES) {
         return unauthorized(
             ingest,
@@ -349,7 +371,31 @@ async fn handle(
             .iter()
             .find(|s| signature::verify(&body, &s.secret, signature))
         {
-            Some(s) => s,
+            Some(s) => {
+                if source_unknown {
+                    ingest
+                        .metrics
+                        .source_mismatches
+                        .with_label_values(&[&s.id])
+                        .inc();
+                    tracing::warn!(
+                        correlation_id = cid,
+                        shop = %s.id,
+                        source = h.source.as_deref().unwrap_or_default(),
+                        "A delivery named a source no shop has, and the shop's secret verified it: accepted. Add the source to the shop's source_aliases if it is the shop's."
+                    );
+                }
+                s
+            }
+            None if source_unknown => {
+                return unauthorized(
+                    ingest,
+                    cid,
+                    None,
+                    crate::metrics::UNKNOWN_SOURCE,
+                    "X-WC-Webhook-Source names no configured shop and no shop's secret verifies the body",
+                )
+            }
             None => {
                 return unauthorized(
                     ingest,
@@ -451,13 +497,18 @@ async fn accept(
             NotAnEvent::kept(rejection)
         }
     })?;
+    if let Some(not_ours) = settle_deletion(ingest, &delivery, &mut event).await {
+        return Ok(not_ours);
+    }
     match &mut event {
-        Event::Order(_, e) => {
+        Event::Order(key, e) => {
             if let Some(order) = &mut e.order {
                 ingest.catalogue.fill(&shop.id, order);
+                ingest.seen.order(&shop.id, order.id, &key.customer);
             }
         }
         Event::Product(_, e) => ingest.catalogue.apply(e),
+        Event::Coupon(_, e) if e.coupon.is_some() => ingest.seen.coupon(&shop.id, e.coupon_id),
         _ => {}
     }
     let mut new_keys = NewKeys::default();
@@ -519,6 +570,135 @@ async fn accept(
         }
         Err(e) => ("unavailable", unavailable(cid, &e)),
     })
+}
+
+/// Settles a `*.deleted` event before it is written (see [`crate::deletion`]): an order's
+/// deletion goes to its customer's key (from the orders this replica has seen, else from the
+/// shop's REST API, which also gives the trashed order itself); a product or coupon id that is
+/// the other resource's is answered 200 and not written. Returns that answer.
+async fn settle_deletion(
+    ingest: &Ingest,
+    delivery: &WebhookDelivery<'_>,
+    event: &mut Event,
+) -> Option<(&'static str, Response)> {
+    let shop = delivery.shop_id;
+    let cid = delivery.correlation_id;
+    let (resource, id) = match &*event {
+        Event::Order(_, e) if e.action == Action::Deleted && e.order.is_none() => {
+            (crate::normalise::Resource::Order, e.order_id)
+        }
+        Event::Product(_, e) if e.action == Action::Deleted => {
+            (crate::normalise::Resource::Product, e.product_id)
+        }
+        Event::Coupon(_, e) if e.action == Action::Deleted => {
+            (crate::normalise::Resource::Coupon, e.coupon_id)
+        }
+        _ => return None,
+    };
+    let lookup = |endpoint: String| async move {
+        let client = ingest.rest.get(shop)?;
+        let asked =
+            tokio::time::timeout(LOOKUP_TIMEOUT, client.object(reqwest::Method::GET, &endpoint, None))
+                .await;
+        Some(match asked {
+            Ok(Ok(object)) => Ok(object),
+            Ok(Err(e)) => Err(belongs_from_lookup(e.status, &e.what)),
+            Err(_) => Err(Belongs::Unknown),
+        })
+    };
+    if resource == crate::normalise::Resource::Order {
+        let Event::Order(key, e) = event else {
+            return None;
+        };
+        if let Some(owner) = ingest.seen.owner_of(shop, id) {
+            key.customer = owner;
+            return None;
+        }
+        match lookup(format!("orders/{id}")).await {
+            Some(Ok(object)) => {
+                let body = serde_json::to_vec(&object).unwrap_or_default();
+                let as_rest = WebhookDelivery {
+                    wc_topic: Some("order.updated"),
+                    ..delivery.clone()
+                };
+                if let Ok(Event::Order(owner, trashed)) = normalise(&as_rest, &body) {
+                    *key = owner;
+                    e.order = trashed.order;
+                    if let Some(order) = &mut e.order {
+                        ingest.catalogue.fill(shop, order);
+                    }
+                    return None;
+                }
+            }
+            Some(Err(Belongs::No)) => {
+                return Some(not_this_resource(ingest, cid, shop, "order.deleted"));
+            }
+            _ => {}
+        }
+        ingest
+            .metrics
+            .unresolved_order_deletions
+            .with_label_values(&[shop])
+            .inc();
+        tracing::warn!(
+            correlation_id = cid,
+            shop,
+            order_id = id,
+            "An order's deletion names no customer and the order is unknown here: written under the order's own key; reconciliation of trashed orders brings it to the customer."
+        );
+        return None;
+    }
+    let is_product = ingest.catalogue.product_name(shop, id).is_some();
+    let is_coupon = ingest.seen.is_coupon(shop, id);
+    let mut belongs = deleted_id_belongs(resource, is_product, is_coupon);
+    if belongs == Belongs::Unknown {
+        let endpoint = match resource {
+            crate::normalise::Resource::Product => format!("products/{id}"),
+            _ => format!("coupons/{id}"),
+        };
+        belongs = match lookup(endpoint).await {
+            Some(Ok(_)) => Belongs::Yes,
+            Some(Err(b)) => b,
+            None => Belongs::Unknown,
+        };
+    }
+    if belongs == Belongs::No {
+        let topic = match resource {
+            crate::normalise::Resource::Product => "product.deleted",
+            _ => "coupon.deleted",
+        };
+        return Some(not_this_resource(ingest, cid, shop, topic));
+    }
+    None
+}
+
+/// A deletion whose id is another resource's: answered 200 (WooCommerce must never count it as
+/// a failure), counted, not written.
+fn not_this_resource(
+    ingest: &Ingest,
+    cid: &str,
+    shop: &str,
+    topic: &'static str,
+) -> (&'static str, Response) {
+    ingest
+        .metrics
+        .deletions_not_of_resource
+        .with_label_values(&[shop, topic])
+        .inc();
+    tracing::info!(
+        correlation_id = cid,
+        shop,
+        topic,
+        "A deletion's id is not of the resource its topic names (WooCommerce fires product.deleted and coupon.deleted for one trashed post): not written."
+    );
+    (
+        "not_this_resource",
+        answer(
+            StatusCode::OK,
+            cid,
+            serde_json::json!({"status": "ignored", "reason": "the id is not of the resource the topic names"}),
+        ),
+    )
 }
 
 /// What a dead letter keeps of a body Kafka would not take whole.

@@ -26,6 +26,7 @@ pub fn demo_shop(o: &simulate::Options) -> ShopConfig {
         id: "flash-sale-demo".into(),
         source: o.source.clone(),
         secret: Some(o.secret.clone().into()),
+        source_aliases: Vec::new(),
         secret_env: None,
         rest: None,
     }

@@ -316,10 +316,13 @@ impl SaleArgs {
 }
 
 fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
-    Config::load_checked(path, |c| {
+    let config = Config::load_checked(path, |c| {
         woostream_sink::slack::rules::Rules::compile(&c.slack).map(|_| ())
     })
-    .map_err(|e| anyhow::anyhow!("configuration error: {e}"))
+    .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+    // Every outbound HTTPS client made after this trusts [http] ca_file as well.
+    woostream_core::http::trust(&config.http)?;
+    Ok(config)
 }
 
 #[tokio::main]

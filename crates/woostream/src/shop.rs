@@ -1,7 +1,9 @@
 //! A simulated shop's WooCommerce REST API (v3), serving the objects a simulated sale's
 //! webhooks describe: what `make run` backfills from, and what the REST tests run against. It
-//! follows WooCommerce's real protocol and limits — Basic auth or the key in the query string
-//! (401 `woocommerce_rest_cannot_view` otherwise), `page`/`per_page` with `X-WP-Total`,
+//! follows WooCommerce's real protocol and limits — served over plain HTTP, it takes only
+//! OAuth 1.0a (one-legged, HMAC-SHA256, checked as WooCommerce checks it) and refuses Basic
+//! auth and query-string keys with 401 `woocommerce_rest_cannot_view`, as WooCommerce does
+//! over HTTP, `page`/`per_page` with `X-WP-Total`,
 //! `X-WP-TotalPages` and `Link`, 400 `rest_invalid_param` above 100 per page, the `after`,
 //! `modified_after`, `status`, `role`, `orderby` and `order` filters, and the webhooks resource
 //! with its statuses — and can misbehave on purpose: a request rate above which it answers 429
@@ -65,6 +67,10 @@ struct Data {
 struct Shop {
     key: String,
     secret: String,
+    /// `http://127.0.0.1:PORT`: what OAuth signatures are made over.
+    origin: std::sync::OnceLock<String>,
+    /// OAuth nonces seen (WooCommerce refuses a nonce used twice).
+    nonces: Mutex<std::collections::HashSet<String>>,
     behaviour: Behaviour,
     data: Mutex<Data>,
     log: Mutex<Vec<Served>>,
@@ -128,6 +134,8 @@ impl ShopServer {
         let shop = Arc::new(Shop {
             key: key.into(),
             secret: secret.into(),
+            origin: std::sync::OnceLock::new(),
+            nonces: Mutex::new(std::collections::HashSet::new()),
             behaviour,
             data: Mutex::new(Data { objects }),
             log: Mutex::new(Vec::new()),
@@ -151,6 +159,7 @@ impl ShopServer {
             .with_state(shop.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr: SocketAddr = listener.local_addr()?;
+        let _ = shop.origin.set(format!("http://{addr}"));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -234,6 +243,7 @@ impl Shop {
     /// Authentication, misbehaviour and the request log, before any route does its work.
     fn admit(
         &self,
+        method: &str,
         path: &str,
         headers: &HeaderMap,
         query: &BTreeMap<String, String>,
@@ -269,7 +279,7 @@ impl Shop {
                 "internal_server_error",
                 "The server is overloaded.",
             ))
-        } else if !self.authenticated(headers, query) {
+        } else if !self.authenticated(method, path, headers, query) {
             Some(error(
                 StatusCode::UNAUTHORIZED,
                 "woocommerce_rest_cannot_view",
@@ -284,7 +294,7 @@ impl Shop {
             path: path.to_string(),
             query: query
                 .iter()
-                .filter(|(k, _)| !k.starts_with("consumer_"))
+                .filter(|(k, _)| !k.starts_with("consumer_") && !k.starts_with("oauth_"))
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join("&"),
@@ -299,12 +309,13 @@ impl Shop {
     /// [`Shop::admit`], then the request's JSON body.
     fn admit_json(
         &self,
+        method: &str,
         path: &str,
         headers: &HeaderMap,
         query: &BTreeMap<String, String>,
         body: &[u8],
     ) -> Result<Value, Response> {
-        self.admit(path, headers, query)?;
+        self.admit(method, path, headers, query)?;
         serde_json::from_slice(body).map_err(|_| {
             error(
                 StatusCode::BAD_REQUEST,
@@ -314,19 +325,41 @@ impl Shop {
         })
     }
 
-    fn authenticated(&self, headers: &HeaderMap, query: &BTreeMap<String, String>) -> bool {
-        use base64::Engine as _;
-        if let Some(auth) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
+    /// WooCommerce over plain HTTP: OAuth 1.0a only (Basic and query-string keys are refused
+    /// there), the signature over the method, the URL and every query parameter, a timestamp
+    /// within 15 minutes and a nonce never used before.
+    fn authenticated(
+        &self,
+        method: &str,
+        path: &str,
+        _headers: &HeaderMap,
+        query: &BTreeMap<String, String>,
+    ) -> bool {
+        let (Some(key), Some(signature), Some(timestamp), Some(nonce)) = (
+            query.get("oauth_consumer_key"),
+            query.get("oauth_signature"),
+            query.get("oauth_timestamp").and_then(|t| t.parse::<i64>().ok()),
+            query.get("oauth_nonce"),
+        ) else {
+            return false;
+        };
+        if key != &self.key
+            || query.get("oauth_signature_method").map(String::as_str) != Some("HMAC-SHA256")
+            || (chrono::Utc::now().timestamp() - timestamp).abs() > 15 * 60
         {
-            let expected = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", self.key, self.secret));
-            return auth.trim() == expected;
+            return false;
         }
-        query.get("consumer_key") == Some(&self.key)
-            && query.get("consumer_secret") == Some(&self.secret)
+        let signed: Vec<(&str, String)> = query
+            .iter()
+            .filter(|(k, _)| !k.starts_with("oauth_"))
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let url = format!("{}{path}", self.origin.get().map_or("", String::as_str));
+        let expected = woostream_producer::rest::oauth::parameters(
+            method, &url, &signed, key, &self.secret, timestamp, nonce,
+        );
+        let good = expected.last().is_some_and(|(_, s)| s == signature);
+        good && self.nonces.lock().expect("nonces").insert(nonce.clone())
     }
 }
 
@@ -402,7 +435,9 @@ fn page_of(
     let link = |p: u64, rel: &str| {
         let mut q: Vec<String> = query
             .iter()
-            .filter(|(k, _)| k.as_str() != "page" && !k.starts_with("consumer_"))
+            .filter(|(k, _)| {
+                k.as_str() != "page" && !k.starts_with("consumer_") && !k.starts_with("oauth_")
+            })
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         q.push(format!("page={p}"));
@@ -434,7 +469,7 @@ fn list(
     headers: &HeaderMap,
 ) -> Response {
     let path = format!("/wp-json/wc/v3/{collection}");
-    if let Err(r) = shop.admit(&path, headers, query) {
+    if let Err(r) = shop.admit("GET", &path, headers, query) {
         return r;
     }
     if !COLLECTIONS.contains(&collection) && collection != "webhooks" {
@@ -507,7 +542,7 @@ async fn get_customer(
     Query(query): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = shop.admit(&format!("/wp-json/wc/v3/customers/{id}"), &headers, &query) {
+    if let Err(r) = shop.admit("GET", &format!("/wp-json/wc/v3/customers/{id}"), &headers, &query) {
         return r;
     }
     let found = shop
@@ -531,7 +566,7 @@ async fn update_customer(
     body: Bytes,
 ) -> Response {
     let path = format!("/wp-json/wc/v3/customers/{id}");
-    let update = match shop.admit_json(&path, &headers, &query, &body) {
+    let update = match shop.admit_json("PUT", &path, &headers, &query, &body) {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -606,7 +641,7 @@ async fn get_webhook(
     headers: HeaderMap,
 ) -> Response {
     let path = format!("/wp-json/wc/v3/webhooks/{id}");
-    if let Err(r) = shop.admit(&path, &headers, &query) {
+    if let Err(r) = shop.admit("GET", &path, &headers, &query) {
         return r;
     }
     let found = shop
@@ -669,7 +704,7 @@ async fn create_webhook(
     body: Bytes,
 ) -> Response {
     let path = "/wp-json/wc/v3/webhooks";
-    let posted = match shop.admit_json(path, &headers, &query, &body) {
+    let posted = match shop.admit_json("POST", path, &headers, &query, &body) {
         Ok(posted) => posted,
         Err(r) => return r,
     };
@@ -693,7 +728,7 @@ async fn update_webhook(
     body: Bytes,
 ) -> Response {
     let path = format!("/wp-json/wc/v3/webhooks/{id}");
-    let posted = match shop.admit_json(&path, &headers, &query, &body) {
+    let posted = match shop.admit_json("PUT", &path, &headers, &query, &body) {
         Ok(posted) => posted,
         Err(r) => return r,
     };

@@ -44,6 +44,16 @@ pub struct Config {
     pub log: LogConfig,
     pub privacy: PrivacyConfig,
     pub retention: RetentionConfig,
+    pub http: HttpConfig,
+}
+
+/// `[http]`: what every outbound HTTPS client (the shop's REST API, schema registry, Slack,
+/// CRM) trusts besides the built-in roots and the platform's trust store.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A PEM file of CA certificates to trust as well (a private CA, a self-signed shop).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// `[privacy]`: how personal data is made pseudonymous, sealed and erased.
@@ -390,6 +400,15 @@ impl Config {
             if !sources.insert(normalise_source(&shop.source)) {
                 return Err((at("source"), "two shops have the same source URL".into()));
             }
+            for (j, alias) in shop.source_aliases.iter().enumerate() {
+                let key = at(&format!("source_aliases[{j}]"));
+                if !(alias.starts_with("http://") || alias.starts_with("https://")) {
+                    return Err((key, "expected another home URL of the shop, e.g. \"https://www.shop.example.com/\"".into()));
+                }
+                if !sources.insert(normalise_source(alias)) {
+                    return Err((key, "this URL is already another shop's source or alias".into()));
+                }
+            }
             if shop.secret.is_none() && shop.secret_env.is_none() {
                 return Err((
                     at("secret"),
@@ -543,6 +562,10 @@ impl Config {
                 ));
             }
         }
+        if let Some(path) = &self.http.ca_file {
+            crate::http::read_ca_file(path)
+                .map_err(|e| ("http.ca_file".to_string(), format!("{e:#}")))?;
+        }
         self.enricher.validate()?;
         self.crm.validate()?;
         Ok(())
@@ -550,9 +573,11 @@ impl Config {
 
     pub fn shop_by_source(&self, source: &str) -> Option<&ShopConfig> {
         let wanted = normalise_source(source);
-        self.shops
-            .iter()
-            .find(|s| normalise_source(&s.source) == wanted)
+        self.shops.iter().find(|s| {
+            std::iter::once(&s.source)
+                .chain(&s.source_aliases)
+                .any(|u| normalise_source(u) == wanted)
+        })
     }
 }
 

@@ -71,6 +71,13 @@ pub struct ShopConfig {
     pub id: String,
     /// The shop's home URL as WooCommerce sends it in `X-WC-Webhook-Source`.
     pub source: String,
+    /// Other home URLs the shop's deliveries may name (`http://` and `https://`, `www.`, an old
+    /// domain): WooCommerce takes the source from the request that fired the hook, so a
+    /// delivery fired from WP-CLI, cron or another host name carries another one. A delivery
+    /// whose source no shop names is still accepted when a shop's secret verifies it; it is
+    /// then counted as a source mismatch.
+    #[serde(default)]
+    pub source_aliases: Vec<String>,
     /// The webhook secret exactly as typed into WooCommerce (or `{ env = … }`, `{ file = … }`).
     #[serde(default)]
     pub secret: Option<Secret>,
@@ -94,8 +101,10 @@ pub struct ShopRest {
     /// Advanced → REST API; secrets like every other.
     pub consumer_key: Option<Secret>,
     pub consumer_secret: Option<Secret>,
-    /// `basic`: HTTP Basic over HTTPS (WooCommerce's default); `query`: the key and secret as
-    /// query parameters, for servers that drop the Authorization header.
+    /// `auto` (default): HTTP Basic over `https://`, OAuth 1.0a over `http://` (WooCommerce
+    /// refuses Basic and query-string keys over plain HTTP); `basic`; `query`: the key and
+    /// secret as query parameters, for servers that drop the Authorization header; `oauth1`:
+    /// one-legged OAuth 1.0a with HMAC-SHA256 (the secret never crosses the wire).
     pub auth: RestAuth,
     /// Requests per second at most, for the whole process: a backfill must never hurt the shop.
     pub requests_per_second: f64,
@@ -118,8 +127,21 @@ pub struct ShopRest {
 #[serde(rename_all = "lowercase")]
 pub enum RestAuth {
     #[default]
+    Auto,
     Basic,
     Query,
+    Oauth1,
+}
+
+impl RestAuth {
+    /// What `auto` means for the API at `base_url`.
+    pub fn for_url(self, base_url: &str) -> RestAuth {
+        match self {
+            RestAuth::Auto if base_url.starts_with("https://") => RestAuth::Basic,
+            RestAuth::Auto => RestAuth::Oauth1,
+            other => other,
+        }
+    }
 }
 
 impl Default for ShopRest {
@@ -128,7 +150,7 @@ impl Default for ShopRest {
             url: None,
             consumer_key: None,
             consumer_secret: None,
-            auth: RestAuth::Basic,
+            auth: RestAuth::Auto,
             requests_per_second: 2.0,
             concurrency: 2,
             per_page: 100,
@@ -162,7 +184,7 @@ impl ShopRest {
         if !base.starts_with("https://") && !loopback {
             return Err((
                 "url".into(),
-                "expected an https:// URL: WooCommerce takes the consumer key and secret only over HTTPS".into(),
+                "expected an https:// URL (plain http:// only on loopback, where the key is signed with OAuth 1.0a)".into(),
             ));
         }
         if self.consumer_key.is_none() || self.consumer_secret.is_none() {
@@ -196,6 +218,7 @@ impl fmt::Debug for ShopConfig {
         f.debug_struct("ShopConfig")
             .field("id", &self.id)
             .field("source", &self.source)
+            .field("source_aliases", &self.source_aliases)
             .field("secret", &self.secret)
             .field("secret_env", &self.secret_env)
             .field("rest", &self.rest)
@@ -236,7 +259,7 @@ mod rest_tests {
             .check(source)
             .unwrap_err();
         assert_eq!(key, "url");
-        assert!(why.contains("HTTPS"), "{why}");
+        assert!(why.contains("https://"), "{why}");
         let (key, why) = rest("https://shop.example.com/", 101)
             .check(source)
             .unwrap_err();

@@ -126,7 +126,7 @@ impl Receiver {
             producer: kafka::renewing_producer(&config.kafka, bootstrap, "crm-inbound")?,
             topic: config.topics.crm_changes.name.clone(),
             contacts: Contacts {
-                http: reqwest::Client::builder()
+                http: woostream_core::http::client()
                     .timeout(Duration::from_secs(30))
                     .build()?,
                 base: c.api_url.trim_end_matches('/').to_string(),

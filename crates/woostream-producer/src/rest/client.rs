@@ -40,7 +40,7 @@ pub struct RestError {
 /// What a refusal means for the operator, from its status and WooCommerce's error code.
 pub fn explain(status: u16, code: &str, message: &str) -> String {
     let fix = match status {
-        401 => "check the consumer key and secret (WooCommerce → Settings → Advanced → REST API); if they are right, the server may drop the Authorization header: set auth = \"query\"",
+        401 => "check the consumer key and secret (WooCommerce → Settings → Advanced → REST API); over plain http:// WooCommerce takes only OAuth 1.0a (auth = \"oauth1\", the default there); if they are right, the server may drop the Authorization header: set auth = \"query\"",
         403 => "the key's user lacks the permission: give the key Read (Read/Write to manage webhooks) and a user who can manage WooCommerce",
         404 => "the REST API is not at this URL: check shops.rest.url (…/wp-json/wc/v3/) and that pretty permalinks are on",
         400 => "WooCommerce refused the query",
@@ -91,14 +91,15 @@ impl WooRest {
         let per_second = rest.requests_per_second.max(0.001);
         let quota = Quota::with_period(Duration::from_secs_f64(1.0 / per_second))
             .ok_or_else(|| anyhow::anyhow!("shop {}: rest.requests_per_second", shop.id))?;
+        let base = rest.base_url(&shop.source);
         Ok(WooRest {
             shop: shop.id.clone(),
-            base: rest.base_url(&shop.source),
+            auth: rest.auth.for_url(&base),
+            base,
             key: read("consumer_key", &rest.consumer_key)?,
             secret: read("consumer_secret", &rest.consumer_secret)?,
-            auth: rest.auth,
             per_page: rest.per_page,
-            http: reqwest::Client::builder()
+            http: woostream_core::http::client()
                 .timeout(Duration::from_secs(rest.timeout_secs))
                 .user_agent(concat!("woostream/", env!("CARGO_PKG_VERSION")))
                 .build()?,
@@ -187,6 +188,15 @@ impl WooRest {
                     ("consumer_key", self.key.as_str()),
                     ("consumer_secret", self.secret.as_str()),
                 ]),
+                RestAuth::Oauth1 | RestAuth::Auto => request.query(&super::oauth::parameters(
+                    method.as_str(),
+                    &url,
+                    query,
+                    &self.key,
+                    &self.secret,
+                    chrono::Utc::now().timestamp(),
+                    &uuid::Uuid::new_v4().simple().to_string(),
+                )),
             };
             if let Some(b) = body {
                 request = request.json(b);
@@ -227,7 +237,14 @@ impl WooRest {
                         ));
                     }
                 }
-                Err(e) => retry::Refusal::Retry(format!("no answer: {e}")),
+                // An untrusted certificate stays untrusted: said at once, never retried. The
+                // error's text leaves the URL out (with auth = "query" it holds the secret).
+                Err(e) => match woostream_core::http::certificate_problem(&e) {
+                    Some(problem) => {
+                        return Err(self.error(method.as_str(), endpoint, None, problem));
+                    }
+                    None => retry::Refusal::Retry(format!("no answer: {}", e.without_url())),
+                },
             };
             let wait = match &refusal {
                 retry::Refusal::RateLimited(Some(after)) => Some(*after),

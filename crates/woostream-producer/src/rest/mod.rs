@@ -7,6 +7,7 @@ pub mod backfill;
 pub mod checkpoint;
 pub mod client;
 pub mod ingest;
+pub mod oauth;
 pub mod reconcile;
 pub mod resource;
 pub mod webhooks;

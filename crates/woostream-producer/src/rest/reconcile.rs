@@ -101,7 +101,7 @@ impl Metrics {
             webhooks: IntGaugeVec::new(
                 Opts::new(
                     "woostream_rest_webhooks",
-                    "The shop's webhooks by status, as last seen.",
+                    "woostream's own webhooks in the shop (those delivering to it) by status, as last seen.",
                 ),
                 &["shop", "status"],
             )?,
@@ -276,35 +276,42 @@ impl Reconciler {
         Ok(outcomes)
     }
 
-    /// The query for what changed since the watermark minus the overlap. Customers have no
+    /// The queries for what changed since the watermark minus the overlap. Customers have no
     /// date filter in the API: they are listed newest registration first, and the pass stops
-    /// at the first page that reaches back before `since`.
-    fn query(&self, resource: Resource, since: DateTime<Utc>) -> Vec<(&'static str, String)> {
+    /// at the first page that reaches back before `since`. Orders and products are asked for
+    /// twice: `status=any` leaves out the trash, and a trashed order must reach its customer's
+    /// history (its `order.deleted` delivery names no customer).
+    fn queries(&self, resource: Resource, since: DateTime<Utc>) -> Vec<Vec<(&'static str, String)>> {
         let at = since.format("%Y-%m-%dT%H:%M:%S").to_string();
         match resource {
-            Resource::Reviews => vec![
+            Resource::Reviews => vec![vec![
                 ("after", at),
                 ("orderby", "date_gmt".into()),
                 ("order", "asc".into()),
-            ],
-            Resource::Customers => vec![
+            ]],
+            Resource::Customers => vec![vec![
                 ("role", "all".into()),
                 ("orderby", "registered_date".into()),
                 ("order", "desc".into()),
-            ],
-            Resource::Orders | Resource::Products => vec![
+            ]],
+            Resource::Orders | Resource::Products => ["any", "trash"]
+                .into_iter()
+                .map(|status| {
+                    vec![
+                        ("modified_after", at.clone()),
+                        ("dates_are_gmt", "true".into()),
+                        ("status", status.into()),
+                        ("orderby", "id".into()),
+                        ("order", "asc".into()),
+                    ]
+                })
+                .collect(),
+            Resource::Coupons => vec![vec![
                 ("modified_after", at),
                 ("dates_are_gmt", "true".into()),
-                ("status", "any".into()),
                 ("orderby", "id".into()),
                 ("order", "asc".into()),
-            ],
-            Resource::Coupons => vec![
-                ("modified_after", at),
-                ("dates_are_gmt", "true".into()),
-                ("orderby", "id".into()),
-                ("order", "asc".into()),
-            ],
+            ]],
         }
     }
 
@@ -317,17 +324,49 @@ impl Reconciler {
         );
         let watermark = self.watermarks[&resource];
         let since = watermark - overlap;
-        let query = self.query(resource, since);
         let mut outcome = CycleOutcome {
             resource: resource.name(),
             ..CycleOutcome::default()
         };
         let mut newest = watermark;
+        for query in self.queries(resource, since) {
+            self.pages(resource, &query, since, &mut newest, &mut outcome)
+                .await?;
+        }
+        if newest > watermark {
+            self.watermarks.insert(resource, newest);
+            checkpoint::write(
+                &self.producer,
+                &self.config.topics.checkpoints.name,
+                &Watermark::key(&self.shop.id, resource.name()),
+                &Watermark {
+                    newest,
+                    updated_at: Utc::now(),
+                },
+            )
+            .await?;
+        }
+        self.metrics
+            .lag_seconds
+            .with_label_values(&[&self.shop.id, resource.name()])
+            .set((Utc::now() - newest).num_seconds().max(0));
+        Ok(outcome)
+    }
+
+    /// Every page of one query, produced; `newest` and `outcome` follow what was read.
+    async fn pages(
+        &mut self,
+        resource: Resource,
+        query: &[(&'static str, String)],
+        since: DateTime<Utc>,
+        newest: &mut DateTime<Utc>,
+        outcome: &mut CycleOutcome,
+    ) -> anyhow::Result<()> {
         let mut number = 1;
         loop {
             let page = self
                 .client
-                .list(resource.endpoint(), &query, number)
+                .list(resource.endpoint(), query, number)
                 .await
                 .with_context(|| format!("reconciling {}", resource.name()))?;
             let reached_back = resource == Resource::Customers
@@ -352,7 +391,7 @@ impl Reconciler {
                     continue;
                 }
                 if let Some(m) = modified {
-                    newest = newest.max(m);
+                    *newest = (*newest).max(m);
                 }
                 let id = item["id"].as_i64().unwrap_or_default();
                 let repeat = self.produced.get(&(resource, id)) == Some(&version);
@@ -387,37 +426,23 @@ impl Reconciler {
             }
             number += 1;
         }
-        if newest > watermark {
-            self.watermarks.insert(resource, newest);
-            checkpoint::write(
-                &self.producer,
-                &self.config.topics.checkpoints.name,
-                &Watermark::key(&self.shop.id, resource.name()),
-                &Watermark {
-                    newest,
-                    updated_at: Utc::now(),
-                },
-            )
-            .await?;
-        }
-        self.metrics
-            .lag_seconds
-            .with_label_values(&[&self.shop.id, resource.name()])
-            .set((Utc::now() - newest).num_seconds().max(0));
-        Ok(outcome)
+        Ok(())
     }
 
     /// Keeps the shop's webhooks active: WooCommerce disables one after repeated failed
     /// deliveries and tells no one; every delivery in between was lost, and reconciliation is
     /// what covered them.
     async fn webhooks(&mut self) -> anyhow::Result<()> {
-        let page = self
-            .client
-            .list("webhooks", &[], 1)
+        let all = super::webhooks::list_all(&self.client)
             .await
             .context("reading the shop's webhooks")?;
+        let delivery_url = self.shop.rest.as_ref().and_then(|r| r.delivery_url.clone());
         let mut by_status: HashMap<String, i64> = HashMap::new();
-        for w in &page.items {
+        // Only woostream's own webhooks: another receiver's disabled webhook is its owner's
+        // business (re-enabling it would flood a receiver that may be gone for good).
+        for w in all.iter().filter(|w| {
+            super::webhooks::is_ours(w, delivery_url.as_deref(), &self.config.producer.webhook_path)
+        }) {
             let status = w["status"].as_str().unwrap_or("unknown").to_string();
             *by_status.entry(status.clone()).or_default() += 1;
             if status != "disabled" {

@@ -81,6 +81,40 @@ pub fn plan(existing: &[Value], delivery_url: &str, topics: &[&str]) -> Vec<Chan
         .collect()
 }
 
+/// Whether a webhook of the shop is woostream's: it delivers to `delivery_url` when that is
+/// configured, else to a URL whose path is the producer's `webhook_path`. Other receivers'
+/// webhooks are never touched, whatever their status.
+pub fn is_ours(webhook: &Value, delivery_url: Option<&str>, webhook_path: &str) -> bool {
+    let Some(url) = webhook["delivery_url"].as_str() else {
+        return false;
+    };
+    let trim = |u: &str| u.trim().trim_end_matches('/').to_ascii_lowercase();
+    match delivery_url {
+        Some(ours) => trim(url) == trim(ours),
+        None => reqwest::Url::parse(url)
+            .is_ok_and(|u| u.path().trim_end_matches('/') == webhook_path.trim_end_matches('/')),
+    }
+}
+
+/// Every webhook of the shop, page by page, whatever its status.
+pub async fn list_all(client: &WooRest) -> anyhow::Result<Vec<Value>> {
+    let mut existing = Vec::new();
+    let mut page = 1;
+    loop {
+        let p = client
+            .list("webhooks", &[("status", "all".into())], page)
+            .await?;
+        let last = p.items.len() < client.per_page() as usize
+            || p.total_pages.is_some_and(|n| page >= n);
+        existing.extend(p.items);
+        if last {
+            break;
+        }
+        page += 1;
+    }
+    Ok(existing)
+}
+
 /// Applies [`plan`] to the shop (unless `dry_run`) and returns the changes.
 pub async fn sync(
     client: &WooRest,
@@ -88,19 +122,7 @@ pub async fn sync(
     secret: &str,
     dry_run: bool,
 ) -> anyhow::Result<Vec<Change>> {
-    let mut existing = Vec::new();
-    let mut page = 1;
-    loop {
-        let p = client
-            .list("webhooks", &[("status", "all".into())], page)
-            .await?;
-        let last = p.items.len() < client.per_page() as usize;
-        existing.extend(p.items);
-        if last {
-            break;
-        }
-        page += 1;
-    }
+    let existing = list_all(client).await?;
     let changes = plan(&existing, delivery_url, &WEBHOOK_TOPICS);
     if dry_run {
         return Ok(changes);
@@ -145,6 +167,34 @@ pub async fn sync(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_webhooks_delivering_to_woostream_are_ours() {
+        let hook = |url: &str| json!({"id": 1, "status": "disabled", "delivery_url": url});
+        let ours = Some("https://hooks.shop.example/webhooks/woocommerce");
+        assert!(is_ours(
+            &hook("https://hooks.shop.example/webhooks/woocommerce/"),
+            ours,
+            "/webhooks/woocommerce"
+        ));
+        assert!(!is_ours(
+            &hook("https://zapier.example/hooks/catch/1"),
+            ours,
+            "/webhooks/woocommerce"
+        ));
+        // Without a configured delivery URL, the producer's path decides.
+        assert!(is_ours(
+            &hook("http://127.0.0.1:8099/webhooks/woocommerce"),
+            None,
+            "/webhooks/woocommerce"
+        ));
+        assert!(!is_ours(
+            &hook("https://erp.example/woo"),
+            None,
+            "/webhooks/woocommerce"
+        ));
+        assert!(!is_ours(&json!({"id": 2}), None, "/webhooks/woocommerce"));
+    }
 
     #[test]
     fn missing_topics_are_created_disabled_ones_reactivated_and_others_left_alone() {

@@ -23,7 +23,7 @@ pub struct HubSpot {
 impl HubSpot {
     pub fn new(base: &str, token: String) -> anyhow::Result<HubSpot> {
         Ok(HubSpot {
-            http: reqwest::Client::builder()
+            http: woostream_core::http::client()
                 .timeout(Duration::from_secs(30))
                 .user_agent(concat!("woostream/", env!("CARGO_PKG_VERSION")))
                 .build()?,

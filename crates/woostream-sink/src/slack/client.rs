@@ -123,7 +123,7 @@ pub struct Recorded {
 impl Poster {
     pub fn http(api_url: &str, token: Option<String>) -> anyhow::Result<Poster> {
         Ok(Poster::Http {
-            client: reqwest::Client::builder()
+            client: woostream_core::http::client()
                 .timeout(Duration::from_secs(15))
                 .build()?,
             api_url: api_url.trim_end_matches('/').to_string(),

@@ -1,0 +1,65 @@
+//! Outbound HTTPS: one trust store for every client woostream makes (the shop's REST API, the
+//! schema registry, Slack, the CRM). The built-in roots and the platform's trust store (the
+//! image's CA bundle, `SSL_CERT_FILE`) are always trusted; `[http] ca_file` adds a private CA
+//! (a shop behind a corporate or self-signed certificate). A certificate that is not trusted is
+//! named at once and never retried: retrying cannot make it trusted.
+
+use std::path::Path;
+use std::sync::RwLock;
+
+use anyhow::Context;
+
+/// The CA certificates added by `[http] ca_file`, for every client made after it is set.
+static EXTRA_ROOTS: RwLock<Vec<reqwest::Certificate>> = RwLock::new(Vec::new());
+
+/// Reads a PEM bundle; an error says what is wrong with the file.
+pub fn read_ca_file(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("{} is not a PEM certificate bundle", path.display()))?;
+    anyhow::ensure!(
+        !certificates.is_empty(),
+        "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        path.display()
+    );
+    Ok(certificates)
+}
+
+/// Trusts the certificates of `[http] ca_file` (when set) in every client made from now on.
+pub fn trust(config: &crate::config::HttpConfig) -> anyhow::Result<()> {
+    let roots = match &config.ca_file {
+        Some(path) => read_ca_file(path).context("http.ca_file")?,
+        None => Vec::new(),
+    };
+    *EXTRA_ROOTS.write().expect("trust store lock poisoned") = roots;
+    Ok(())
+}
+
+/// A client builder with the trust store above; each client adds its own timeouts.
+pub fn client() -> reqwest::ClientBuilder {
+    let mut builder = reqwest::Client::builder();
+    for root in EXTRA_ROOTS
+        .read()
+        .expect("trust store lock poisoned")
+        .iter()
+    {
+        builder = builder.add_root_certificate(root.clone());
+    }
+    builder
+}
+
+/// When a request failed because the server's certificate is not trusted (or its name does
+/// not match), what the TLS layer said, and what to do about it.
+pub fn certificate_problem(error: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        let text = e.to_string();
+        if text.contains("certificate") || text.contains("UnknownIssuer") {
+            return Some(format!(
+                "the server's TLS certificate is not trusted ({text}): add its CA to [http] ca_file (PEM), or to the platform's trust store"
+            ));
+        }
+        source = e.source();
+    }
+    None
+}
