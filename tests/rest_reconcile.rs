@@ -86,6 +86,16 @@ async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_
                "resource": "order", "event": "updated",
                "delivery_url": "https://woostream.example/webhooks/woocommerce"}),
     );
+    // Another receiver's webhooks, disabled by WooCommerce too, more than a page of them:
+    // theirs to look after, never re-enabled by woostream; ours is found past the first page.
+    for id in 1001..=1120 {
+        objects.entry("webhooks".into()).or_default().insert(
+            id,
+            json!({"id": id, "name": "ERP", "status": "disabled", "topic": "order.updated",
+                   "resource": "order", "event": "updated",
+                   "delivery_url": format!("https://erp.example/hooks/{id}")}),
+        );
+    }
     let shop = ShopServer::start(objects, KEY, SECRET_KEY, Behaviour::default())
         .await
         .unwrap();
@@ -109,6 +119,14 @@ async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_
         "re-enabled"
     );
     assert!(log.contains("re-enabled it"), "{log}");
+    assert_eq!(log.matches("re-enabled it").count(), 1, "{log}");
+    for id in 1001..=1120 {
+        assert_eq!(
+            shop.get("webhooks", id).unwrap()["status"],
+            "disabled",
+            "another receiver's webhook {id} left alone"
+        );
+    }
 
     // The webhooks woostream needs, made through the REST API; a second sync changes nothing.
     for (run, expected) in [
@@ -125,8 +143,12 @@ async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_
         assert!(out.contains("ok      order.updated (webhook 1)"), "{out}");
         println!("{run} sync:\n{out}");
     }
-    assert_eq!(shop.count("webhooks"), 9, "one per topic");
-    let created = shop.get("webhooks", 2).unwrap();
+    assert_eq!(
+        shop.count("webhooks"),
+        120 + woostream_producer::rest::reconcile::WEBHOOK_TOPICS.len(),
+        "one per topic, besides the other receiver's"
+    );
+    let created = shop.get("webhooks", 1121).unwrap();
     assert_eq!(
         created["delivery_url"],
         "https://woostream.example/webhooks/woocommerce"

@@ -35,16 +35,23 @@ use crate::personal::{NewKeys, Sealer};
 use crate::publish::Encoders;
 
 /// The webhook topics woostream needs from a shop.
-pub const WEBHOOK_TOPICS: [&str; 9] = [
+pub const WEBHOOK_TOPICS: [&str; 15] = [
     "order.created",
     "order.updated",
     "order.deleted",
+    // A trashed order brought back: it counts again in its customer's history.
+    "order.restored",
     "product.created",
     "product.updated",
     "product.deleted",
+    "product.restored",
     "customer.created",
     "customer.updated",
     "customer.deleted",
+    "coupon.created",
+    "coupon.updated",
+    "coupon.deleted",
+    "coupon.restored",
 ];
 
 /// Where reconciliation of one (shop, resource) stands.
