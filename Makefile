@@ -10,7 +10,12 @@ PYTHON      := $(VENV)/bin/python
 export TANSU_BIN
 export WOOSTREAM_PYTHON := $(PYTHON)
 
-.PHONY: release run test lint unit bench bench-ingest bench-enrich bench-crm bench-backfill tools tansu python fuzz system-packages build-packages
+# The real WooCommerce the tests run: WordPress and WooCommerce release archives, on Debian's PHP
+# and MariaDB.
+REALWOO_PACKAGES := php8.2-cli php8.2-mysql php8.2-curl php8.2-mbstring php8.2-xml php8.2-gd \
+                    php8.2-intl php8.2-zip php8.2-bcmath mariadb-server
+
+.PHONY: test-woocommerce release run test lint unit bench bench-ingest bench-enrich bench-crm bench-backfill tools tansu python fuzz system-packages build-packages
 
 .DEFAULT_GOAL := run
 
@@ -40,6 +45,19 @@ run: build-packages
 ## Formatting, lints, unit tests, mock-cluster tests and end-to-end tests on a real broker.
 test: tools lint
 	$(CARGO) test --workspace --all-targets
+
+## woostream against a genuine WooCommerce 10.0.2 on WordPress 6.8.8 (their release archives in
+## WOOSTREAM_REALWOO_DIR; unpacked once into $(TOOLS)/../realwoo), driven through its REST API and
+## delivering its own webhooks to the producer on Tansu.
+test-woocommerce: tools
+	@if [ ! -f "$$WOOSTREAM_REALWOO_DIR/wordpress-6.8.8.tar.gz" ] || [ ! -f "$$WOOSTREAM_REALWOO_DIR/woocommerce-10.0.2.tar.gz" ]; then \
+	  echo "make test-woocommerce needs the release archives in WOOSTREAM_REALWOO_DIR:"; \
+	  echo "  wordpress-6.8.8.tar.gz    WordPress 6.8.8 as released (wordpress.org)"; \
+	  echo "  woocommerce-10.0.2.tar.gz WooCommerce 10.0.2 from wordpress.org (with its vendor/ folder), top folder woocommerce/"; \
+	  exit 2; \
+	fi
+	$(call install_missing,$(REALWOO_PACKAGES))
+	$(CARGO) test -p woostream-tests --test real_woocommerce -- --ignored --nocapture
 
 ## The binary the container image ships: the Dockerfile's build stage runs this target.
 release: build-packages

@@ -187,10 +187,7 @@ async fn missing_wrong_or_foreign_signatures_get_401_and_are_counted() {
     };
     assert_eq!(moved.send(&p.url).await.0, 200);
     assert_eq!(
-        p.metric(
-            "woostream_webhook_source_mismatch_total",
-            &[("shop", "eu")]
-        ),
+        p.metric("woostream_webhook_source_mismatch_total", &[("shop", "eu")]),
         1.0
     );
     assert_eq!(

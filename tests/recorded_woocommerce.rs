@@ -75,7 +75,10 @@ async fn replay(url: &str, d: &Delivery) -> (u16, String) {
         req = req.header(k, v);
     }
     let resp = req.send().await.expect("the producer answers");
-    (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +124,11 @@ async fn recorded_real_deliveries_are_all_kept_and_mean_what_the_shop_meant() {
             .expect("customer 2's profile")
     };
     let trashed = of_customer_2(&while_trashed);
-    assert_eq!(trashed.orders_count, 0, "order 26 trashed: {:?}", trashed.orders);
+    assert_eq!(
+        trashed.orders_count, 0,
+        "order 26 trashed: {:?}",
+        trashed.orders
+    );
     assert!(trashed
         .orders
         .iter()
@@ -129,7 +136,11 @@ async fn recorded_real_deliveries_are_all_kept_and_mean_what_the_shop_meant() {
     let outcome = |o: &str| p.metric("woostream_webhook_requests_total", &[("outcome", o)]);
     assert_eq!(outcome("ping"), 1.0);
     assert_eq!(outcome("accepted"), 28.0);
-    assert_eq!(outcome("not_this_resource"), 1.0, "coupon.deleted of product 13");
+    assert_eq!(
+        outcome("not_this_resource"),
+        1.0,
+        "coupon.deleted of product 13"
+    );
     assert_eq!(outcome("dead_lettered"), 0.0);
     assert_eq!(
         p.metric("woostream_webhook_signature_failures_total", &[]),
@@ -137,7 +148,10 @@ async fn recorded_real_deliveries_are_all_kept_and_mean_what_the_shop_meant() {
     );
     // The restore and the update after it came through https://127.0.0.1:8443/.
     assert_eq!(
-        p.metric("woostream_webhook_source_mismatch_total", &[("shop", "real")]),
+        p.metric(
+            "woostream_webhook_source_mismatch_total",
+            &[("shop", "real")]
+        ),
         2.0
     );
     p.stop().await.unwrap();
@@ -148,7 +162,9 @@ async fn recorded_real_deliveries_are_all_kept_and_mean_what_the_shop_meant() {
     let product_ids: Vec<(i64, String)> = products
         .iter()
         .map(|m| {
-            let e: ProductEvent = decoder.decode(rdkafka::Message::payload(m).unwrap()).unwrap();
+            let e: ProductEvent = decoder
+                .decode(rdkafka::Message::payload(m).unwrap())
+                .unwrap();
             (e.product_id, e.envelope.wc_topic)
         })
         .collect();

@@ -178,6 +178,16 @@ flush_rewrite_rules();
 echo "ok\n";
 """
 
+# What only the shop's admin screens do (the REST API has no restore): run from PHP's command
+# line, as WP-CLI or cron would, under the host name in SHOP_HOST.
+UNTRASH = r"""<?php
+$_SERVER['HTTP_HOST'] = getenv('SHOP_HOST');
+require __DIR__ . '/wp-load.php';
+$order = wc_get_order((int) $argv[1]);
+if (!$order || !$order->untrash()) { fwrite(STDERR, "cannot restore order {$argv[1]}\n"); exit(1); }
+echo $order->get_status(), "\n";
+"""
+
 
 def wait_for(predicate, what, timeout=60):
     deadline = time.time() + timeout
@@ -260,7 +270,7 @@ if (!defined('ABSPATH')) {{ define('ABSPATH', __DIR__ . '/'); }}
 require_once ABSPATH . 'wp-settings.php';
 """)
         for name, text in [("router.php", ROUTER), ("woostream-install.php", INSTALL),
-                           ("woostream-setup.php", SETUP)]:
+                           ("woostream-setup.php", SETUP), ("woostream-untrash.php", UNTRASH)]:
             with open(os.path.join(root, name), "w") as f:
                 f.write(text)
         ck = "ck_" + os.urandom(20).hex()
@@ -295,6 +305,7 @@ require_once ABSPATH . 'wp-settings.php';
             "consumer_key": ck,
             "consumer_secret": cs,
             "work": work,
+            "root": root,
             "mail_log": mail_log,
             "server_log": os.path.join(work, "php-server.log"),
             "seconds_to_start": round(time.time() - started, 1),

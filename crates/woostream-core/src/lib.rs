@@ -12,6 +12,7 @@ pub mod insights;
 pub mod kafka;
 pub mod money;
 pub mod ops;
+pub mod pace;
 pub mod privacy;
 pub mod records;
 pub mod registry;

@@ -685,7 +685,16 @@ fn a_trashed_order_stops_counting_and_its_restore_counts_again_whatever_the_cloc
     let mut run = Run::new();
     run.send(&order(1, "completed", "100.00", 10, 0));
     let two = run.send(&order(2, "completed", "50.00", 11, 0));
-    assert_eq!(two.profiles.last().unwrap().1.as_ref().unwrap().orders_count, 2);
+    assert_eq!(
+        two.profiles
+            .last()
+            .unwrap()
+            .1
+            .as_ref()
+            .unwrap()
+            .orders_count,
+        2
+    );
     // order.deleted carries only {"id":2}; the producer names the customer. It is timed by
     // when woostream received it, here later than the shop's clock at the restore below.
     let mut deleted = order(2, "completed", "50.00", 20, 0);

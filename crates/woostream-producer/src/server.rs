@@ -32,14 +32,14 @@ use crate::personal::{publish_sealed, seal_kept_body, Eraser, NewKeys, Sealer};
 use crate::catalogue::Catalogue;
 use crate::dedup::RecentDeliveries;
 use crate::deletion::{belongs_from_lookup, deleted_id_belongs, Belongs, Seen};
-use crate::rest::WooRest;
-use woostream_core::catalogue::NameBook;
 use crate::metrics::Metrics;
 use crate::normalise::{
     normalise, parse_topic, Event, RejectCode, Rejection, Topic, WebhookDelivery,
 };
 use crate::publish::{Durability, Encoders, PublishError, Publisher};
+use crate::rest::WooRest;
 use crate::signature;
+use woostream_core::catalogue::NameBook;
 
 /// A shop allowed to post, with its secret resolved.
 #[derive(Clone)]
@@ -597,9 +597,11 @@ async fn settle_deletion(
     };
     let lookup = |endpoint: String| async move {
         let client = ingest.rest.get(shop)?;
-        let asked =
-            tokio::time::timeout(LOOKUP_TIMEOUT, client.object(reqwest::Method::GET, &endpoint, None))
-                .await;
+        let asked = tokio::time::timeout(
+            LOOKUP_TIMEOUT,
+            client.object(reqwest::Method::GET, &endpoint, None),
+        )
+        .await;
         Some(match asked {
             Ok(Ok(object)) => Ok(object),
             Ok(Err(e)) => Err(belongs_from_lookup(e.status, &e.what)),

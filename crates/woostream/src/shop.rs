@@ -44,6 +44,9 @@ pub struct Behaviour {
     pub rate_limit: Option<u32>,
     /// Every `n`-th request is answered 503 (a struggling PHP pool).
     pub fail_every: Option<u64>,
+    /// Every `n`-th request is answered 429 with `Retry-After: 1` whatever the rate (a shared
+    /// host's or a CDN's throttling): the retries must still keep within the client's rate.
+    pub throttle_every: Option<u64>,
     /// Where the shop delivers `customer.updated` after a customer is changed through the
     /// API, as a WooCommerce webhook would: (delivery URL, secret, source).
     pub customer_webhook: Option<(String, String, String)>,
@@ -56,6 +59,8 @@ pub struct Served {
     pub path: String,
     pub query: String,
     pub status: u16,
+    /// Refused because the request rate went over `rate_limit`.
+    pub over_rate_limit: bool,
 }
 
 #[derive(Default)]
@@ -256,11 +261,11 @@ impl Shop {
             .rev()
             .take_while(|s| now.duration_since(s.at) < Duration::from_secs(1))
             .count();
-        let refusal = if self
+        let over_rate_limit = self
             .behaviour
             .rate_limit
-            .is_some_and(|limit| within_second as u32 >= limit)
-        {
+            .is_some_and(|limit| within_second as u32 >= limit);
+        let too_many = || {
             let mut r = error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "woocommerce_rest_too_many_requests",
@@ -268,7 +273,15 @@ impl Shop {
             );
             r.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            Some(r)
+            r
+        };
+        let refusal = if over_rate_limit
+            || self
+                .behaviour
+                .throttle_every
+                .is_some_and(|every| n.is_multiple_of(every))
+        {
+            Some(too_many())
         } else if self
             .behaviour
             .fail_every
@@ -299,6 +312,7 @@ impl Shop {
                 .collect::<Vec<_>>()
                 .join("&"),
             status,
+            over_rate_limit,
         });
         match refusal {
             Some(r) => Err(r),
@@ -338,7 +352,9 @@ impl Shop {
         let (Some(key), Some(signature), Some(timestamp), Some(nonce)) = (
             query.get("oauth_consumer_key"),
             query.get("oauth_signature"),
-            query.get("oauth_timestamp").and_then(|t| t.parse::<i64>().ok()),
+            query
+                .get("oauth_timestamp")
+                .and_then(|t| t.parse::<i64>().ok()),
             query.get("oauth_nonce"),
         ) else {
             return false;
@@ -356,7 +372,13 @@ impl Shop {
             .collect();
         let url = format!("{}{path}", self.origin.get().map_or("", String::as_str));
         let expected = woostream_producer::rest::oauth::parameters(
-            method, &url, &signed, key, &self.secret, timestamp, nonce,
+            method,
+            &url,
+            &signed,
+            key,
+            &self.secret,
+            timestamp,
+            nonce,
         );
         let good = expected.last().is_some_and(|(_, s)| s == signature);
         good && self.nonces.lock().expect("nonces").insert(nonce.clone())
@@ -542,7 +564,12 @@ async fn get_customer(
     Query(query): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = shop.admit("GET", &format!("/wp-json/wc/v3/customers/{id}"), &headers, &query) {
+    if let Err(r) = shop.admit(
+        "GET",
+        &format!("/wp-json/wc/v3/customers/{id}"),
+        &headers,
+        &query,
+    ) {
         return r;
     }
     let found = shop

@@ -406,7 +406,10 @@ impl Config {
                     return Err((key, "expected another home URL of the shop, e.g. \"https://www.shop.example.com/\"".into()));
                 }
                 if !sources.insert(normalise_source(alias)) {
-                    return Err((key, "this URL is already another shop's source or alias".into()));
+                    return Err((
+                        key,
+                        "this URL is already another shop's source or alias".into(),
+                    ));
                 }
             }
             if shop.secret.is_none() && shop.secret_env.is_none() {

@@ -202,11 +202,22 @@ impl Job<'_> {
             }
             let mut records = Vec::with_capacity(page.items.len());
             let mut new_keys = NewKeys::default();
+            let mut variations = Vec::new();
             for item in &page.items {
                 if since.is_some_and(|s| Resource::created_before(item, s)) {
                     outcome.skipped += 1;
                     continue;
                 }
+                if resource == Resource::Products && item["type"] == "variable" {
+                    variations.extend(self.variations_of(item).await?);
+                }
+            }
+            for item in page
+                .items
+                .iter()
+                .filter(|i| !since.is_some_and(|s| Resource::created_before(i, s)))
+                .chain(&variations)
+            {
                 let (record, kept) =
                     self.ingest
                         .record(resource, item, Origin::Backfill, &mut new_keys)?;
@@ -259,6 +270,49 @@ impl Job<'_> {
         outcome.pages = state.pages_done;
         outcome.seconds = started.elapsed().as_secs_f64();
         Ok(outcome)
+    }
+}
+
+impl Job<'_> {
+    /// A variable product's variations (`products/<id>/variations`, every page), as the
+    /// product webhooks deliver them: line items of variable products name a variation, whose
+    /// stock and parent (with its categories) come from here.
+    async fn variations_of(
+        &self,
+        parent: &serde_json::Value,
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
+        let Some(id) = parent["id"].as_i64() else {
+            return Ok(Vec::new());
+        };
+        let endpoint = format!("products/{id}/variations");
+        let mut out = Vec::new();
+        for number in 1.. {
+            let page = self
+                .client
+                .list(
+                    &endpoint,
+                    &[("orderby", "id".into()), ("order", "asc".into())],
+                    number,
+                )
+                .await
+                .with_context(|| format!("backfilling the variations of product {id}"))?;
+            let last = page.items.len() < self.client.per_page() as usize
+                || page.total_pages.is_some_and(|n| number >= n);
+            out.extend(page.items.into_iter().map(|mut v| {
+                // The variations endpoint leaves out what the webhook payload says.
+                if v["parent_id"].as_i64().unwrap_or(0) == 0 {
+                    v["parent_id"] = serde_json::json!(id);
+                }
+                if v["type"].is_null() {
+                    v["type"] = serde_json::json!("variation");
+                }
+                v
+            }));
+            if last {
+                break;
+            }
+        }
+        Ok(out)
     }
 }
 

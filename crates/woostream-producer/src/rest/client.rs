@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::Quota;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use woostream_core::config::{RestAuth, ShopConfig};
+use woostream_core::pace::{self, Limiter};
 use woostream_core::retry::{self, Policy};
 
 /// Transient failures: 8 attempts in all, backing off from one second to a minute.
@@ -69,7 +70,7 @@ pub struct WooRest {
     auth: RestAuth,
     per_page: u32,
     http: reqwest::Client,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    limiter: Arc<Limiter>,
     slots: Arc<Semaphore>,
 }
 
@@ -104,7 +105,7 @@ impl WooRest {
                 .user_agent(concat!("woostream/", env!("CARGO_PKG_VERSION")))
                 .build()?,
             // One request at a time in bursts too: the quota's burst is one.
-            limiter: Arc::new(RateLimiter::direct(quota)),
+            limiter: Arc::new(pace::limiter(quota)),
             slots: Arc::new(Semaphore::new(rest.concurrency.max(1))),
         })
     }
@@ -163,6 +164,17 @@ impl WooRest {
         body: Option<&Value>,
     ) -> Result<Value, RestError> {
         Ok(self.call(method, endpoint, &[], body).await?.1)
+    }
+
+    /// One request with a query (e.g. `DELETE customers/4` with `force=true`).
+    pub async fn request(
+        &self,
+        method: Method,
+        endpoint: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, RestError> {
+        Ok(self.call(method, endpoint, query, body).await?.1)
     }
 
     async fn call(

@@ -288,7 +288,11 @@ impl Reconciler {
     /// at the first page that reaches back before `since`. Orders and products are asked for
     /// twice: `status=any` leaves out the trash, and a trashed order must reach its customer's
     /// history (its `order.deleted` delivery names no customer).
-    fn queries(&self, resource: Resource, since: DateTime<Utc>) -> Vec<Vec<(&'static str, String)>> {
+    fn queries(
+        &self,
+        resource: Resource,
+        since: DateTime<Utc>,
+    ) -> Vec<Vec<(&'static str, String)>> {
         let at = since.format("%Y-%m-%dT%H:%M:%S").to_string();
         match resource {
             Resource::Reviews => vec![vec![
@@ -448,7 +452,11 @@ impl Reconciler {
         // Only woostream's own webhooks: another receiver's disabled webhook is its owner's
         // business (re-enabling it would flood a receiver that may be gone for good).
         for w in all.iter().filter(|w| {
-            super::webhooks::is_ours(w, delivery_url.as_deref(), &self.config.producer.webhook_path)
+            super::webhooks::is_ours(
+                w,
+                delivery_url.as_deref(),
+                &self.config.producer.webhook_path,
+            )
         }) {
             let status = w["status"].as_str().unwrap_or("unknown").to_string();
             *by_status.entry(status.clone()).or_default() += 1;

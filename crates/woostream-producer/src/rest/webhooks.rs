@@ -104,8 +104,8 @@ pub async fn list_all(client: &WooRest) -> anyhow::Result<Vec<Value>> {
         let p = client
             .list("webhooks", &[("status", "all".into())], page)
             .await?;
-        let last = p.items.len() < client.per_page() as usize
-            || p.total_pages.is_some_and(|n| page >= n);
+        let last =
+            p.items.len() < client.per_page() as usize || p.total_pages.is_some_and(|n| page >= n);
         existing.extend(p.items);
         if last {
             break;

@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::Quota;
 use rand::Rng;
 use tokio::sync::mpsc;
 use woostream_core::insights::Alert;
+use woostream_core::pace::{self, Limiter};
 use woostream_core::records::DeliveryOutcome;
 use woostream_core::slack_config::{Priority, SlackConfig};
 
@@ -53,7 +54,7 @@ pub struct Done {
 pub struct Shared {
     pub rules: Arc<Rules>,
     pub poster: Poster,
-    pub workspace: DefaultDirectRateLimiter,
+    pub workspace: Limiter,
     pub metrics: Metrics,
     /// Shop id → admin link pattern with `{order_id}`.
     pub admin_urls: HashMap<String, String>,
@@ -67,9 +68,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn workspace_limiter(config: &SlackConfig) -> DefaultDirectRateLimiter {
+    pub fn workspace_limiter(config: &SlackConfig) -> Limiter {
         let per_minute = NonZeroU32::new(config.workspace_per_minute.max(1)).expect("max(1)");
-        RateLimiter::direct(Quota::per_minute(per_minute))
+        pace::limiter(Quota::per_minute(per_minute))
     }
 
     /// How many messages a channel can post one by one before it folds: within the digest
@@ -102,7 +103,7 @@ impl Channel {
         let quota = Quota::with_period(Duration::from_secs_f64(1.0 / shared.per_second))
             .expect("a positive rate (checked at start-up)")
             .allow_burst(NonZeroU32::new(shared.burst.max(1)).expect("max(1)"));
-        let limiter = RateLimiter::direct(quota);
+        let limiter = pace::limiter(quota);
         let depth = shared.metrics.queue_depth.with_label_values(&[&self.name]);
         let behind = shared
             .metrics
@@ -223,12 +224,7 @@ impl Channel {
         });
     }
 
-    async fn post_one(
-        &mut self,
-        shared: &Shared,
-        limiter: &DefaultDirectRateLimiter,
-        q: Queued<Ticket>,
-    ) -> Done {
+    async fn post_one(&mut self, shared: &Shared, limiter: &Limiter, q: Queued<Ticket>) -> Done {
         let rule = &shared.rules.rules[q.ticket.rule];
         let alert = q.alert.clone();
         let thread_key = alert
@@ -259,7 +255,7 @@ impl Channel {
     async fn post_digest(
         &mut self,
         shared: &Shared,
-        limiter: &DefaultDirectRateLimiter,
+        limiter: &Limiter,
         queued: Vec<Queued<Ticket>>,
         urgent: bool,
     ) -> Done {
@@ -291,7 +287,7 @@ impl Channel {
     async fn post(
         &self,
         shared: &Shared,
-        limiter: &DefaultDirectRateLimiter,
+        limiter: &Limiter,
         message: &Message,
         thread_ts: Option<&str>,
     ) -> Result<(Option<String>, u32), (String, u32)> {
