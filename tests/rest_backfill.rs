@@ -232,3 +232,90 @@ async fn a_wrong_key_stops_the_backfill_with_the_shop_the_endpoint_and_what_to_f
     );
     assert_eq!(shop.served().len(), 1, "a 401 is not retried");
 }
+
+/// A shop behind a certificate the built-in roots do not trust (a private CA): named at once,
+/// never retried, and trusted once `[http] ca_file` holds its CA. Over HTTPS the key goes as
+/// Basic auth (`auth = "auto"`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_is_named_at_once_and_a_ca_file_trusts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = woostream_tests::secure::Pki::generate(dir.path());
+    let tls_port = free_port();
+    let mut objects = BTreeMap::new();
+    objects.insert(
+        "products".to_string(),
+        BTreeMap::from([(
+            1,
+            serde_json::from_slice::<serde_json::Value>(&woostream_tests::fixture(
+                "woo_product_example.json",
+            ))
+            .unwrap(),
+        )]),
+    );
+    let shop = ShopServer::start(
+        objects,
+        KEY,
+        SECRET_KEY,
+        Behaviour {
+            https_origin: Some(format!("https://127.0.0.1:{tls_port}")),
+            ..Behaviour::default()
+        },
+    )
+    .await
+    .unwrap();
+    let plain = shop
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let conf = dir.path().join("stunnel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "foreground = yes\npid =\n[shop]\naccept = 127.0.0.1:{tls_port}\nconnect = {plain}\ncert = {}\nkey = {}\n",
+            pki.server_cert.display(),
+            pki.server_key.display()
+        ),
+    )
+    .unwrap();
+    let mut stunnel = std::process::Command::new("stunnel")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("stunnel (make test installs it)");
+    woostream_tests::await_port(&format!("127.0.0.1:{tls_port}"), "stunnel");
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let toml = |extra: &str| {
+        format!(
+            "{extra}[kafka]\nbootstrap_servers = \"{}\"\n[[shops]]\nid = \"eu\"\nsource = \"{SOURCE}\"\nsecret = \"{SECRET}\"\n[shops.rest]\nurl = \"https://127.0.0.1:{tls_port}/wp-json/wc/v3/\"\nconsumer_key = \"{KEY}\"\nconsumer_secret = \"{SECRET_KEY}\"\n[ops]\nlisten = \"127.0.0.1:{}\"\n",
+            tansu.bootstrap,
+            free_port()
+        )
+    };
+    let mut run = spawn("backfill", &toml(""), "untrusted", free_port(), dir.path());
+    let status = run.finished(Duration::from_secs(120)).await;
+    let log = run.log_text();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("TLS certificate is not trusted") && log.contains("[http] ca_file"),
+        "{log}"
+    );
+    assert!(!log.contains("trying again"), "not retried: {log}");
+    assert_eq!(shop.served().len(), 0, "nothing reached the shop");
+
+    let trusted = toml(&format!("[http]\nca_file = \"{}\"\n", pki.ca.display()));
+    let mut run = spawn("backfill", &trusted, "trusted", free_port(), dir.path());
+    let status = run.finished(Duration::from_secs(120)).await;
+    let log = run.log_text();
+    assert!(status.success(), "{log}");
+    assert!(
+        shop.served().iter().all(|s| s.status == 200),
+        "Basic auth over https"
+    );
+    assert!(log.contains("products          1 events"), "{log}");
+    let _ = stunnel.kill();
+    let _ = stunnel.wait();
+}

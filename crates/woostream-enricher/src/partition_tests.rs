@@ -702,15 +702,15 @@ fn a_trashed_order_stops_counting_and_its_restore_counts_again_whatever_the_cloc
     deleted.order = None;
     let trashed = run.send(&deleted);
     let p = trashed.profiles.last().unwrap().1.as_ref().unwrap();
-    assert_eq!((p.orders_count, p.revenue.clone()), (1, m("100")));
+    assert_eq!((p.orders_count, p.revenue), (1, m("100")));
     // order.restored: the whole order back in its status, modified earlier by the shop's clock.
     let mut restored = order(2, "completed", "50.00", 12, 0);
     restored.action = Action::Restored;
     let back = run.send(&restored);
     let p = back.profiles.last().unwrap().1.as_ref().unwrap();
-    assert_eq!((p.orders_count, p.revenue.clone()), (2, m("150")));
+    assert_eq!((p.orders_count, p.revenue), (2, m("150")));
     // A trashed order from the REST API (reconciliation lists status=trash) also stops counting.
     let rest_trash = run.send(&order(1, "trash", "100.00", 21, 0));
     let p = rest_trash.profiles.last().unwrap().1.as_ref().unwrap();
-    assert_eq!((p.orders_count, p.revenue.clone()), (1, m("50")));
+    assert_eq!((p.orders_count, p.revenue), (1, m("50")));
 }

@@ -44,6 +44,10 @@ pub struct Behaviour {
     pub rate_limit: Option<u32>,
     /// Every `n`-th request is answered 503 (a struggling PHP pool).
     pub fail_every: Option<u64>,
+    /// The `https://host:port` a TLS proxy serves the shop under: WooCommerce then takes Basic
+    /// auth and query-string keys too (over plain HTTP it takes only OAuth 1.0a), and OAuth
+    /// signatures are made over this origin.
+    pub https_origin: Option<String>,
     /// Every `n`-th request is answered 429 with `Retry-After: 1` whatever the rate (a shared
     /// host's or a CDN's throttling): the retries must still keep within the client's rate.
     pub throttle_every: Option<u64>,
@@ -346,9 +350,24 @@ impl Shop {
         &self,
         method: &str,
         path: &str,
-        _headers: &HeaderMap,
+        headers: &HeaderMap,
         query: &BTreeMap<String, String>,
     ) -> bool {
+        if self.behaviour.https_origin.is_some() {
+            use base64::Engine as _;
+            if let Some(auth) = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Basic "))
+            {
+                let expected = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", self.key, self.secret));
+                return auth.trim() == expected;
+            }
+            if query.get("consumer_key") == Some(&self.key) {
+                return query.get("consumer_secret") == Some(&self.secret);
+            }
+        }
         let (Some(key), Some(signature), Some(timestamp), Some(nonce)) = (
             query.get("oauth_consumer_key"),
             query.get("oauth_signature"),
@@ -370,7 +389,11 @@ impl Shop {
             .filter(|(k, _)| !k.starts_with("oauth_"))
             .map(|(k, v)| (k.as_str(), v.clone()))
             .collect();
-        let url = format!("{}{path}", self.origin.get().map_or("", String::as_str));
+        let origin = match &self.behaviour.https_origin {
+            Some(o) => o.as_str(),
+            None => self.origin.get().map_or("", String::as_str),
+        };
+        let url = format!("{origin}{path}");
         let expected = woostream_producer::rest::oauth::parameters(
             method,
             &url,

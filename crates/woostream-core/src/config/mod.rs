@@ -326,6 +326,11 @@ impl Config {
         let crm = &mut self.crm;
         all.push(("crm.token".into(), &mut crm.token, crm.token_env.clone()));
         all.push(("crm.dead_letter_key".into(), &mut crm.dead_letter_key, None));
+        all.push((
+            "crm.inbound.client_secret".into(),
+            &mut crm.inbound.client_secret,
+            None,
+        ));
         let k = &mut self.kafka.security;
         // A managed Kafka's "username" is often a key (Confluent Cloud's API key, Event Hubs'
         // `$ConnectionString`), so it is read and hidden like a secret.
@@ -603,6 +608,64 @@ pub fn normalise_source(source: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every field typed `Secret` in the configuration's source is in the one list that
+    /// `check-config` hides and roles check: a secret added without it would print in clear.
+    #[test]
+    fn every_secret_typed_field_is_in_the_list_of_secrets() {
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("producer.rs"),
+            include_str!("kafka.rs"),
+            include_str!("enricher.rs"),
+            include_str!("ops.rs"),
+            include_str!("../slack_config.rs"),
+            include_str!("../crm_config.rs"),
+        ];
+        let declared: std::collections::BTreeSet<String> = sources
+            .iter()
+            .flat_map(|s| s.lines())
+            .filter_map(|l| {
+                let (name, ty) = l.trim().strip_prefix("pub ")?.split_once(':')?;
+                (ty.contains("Secret>") || ty.trim_end_matches(',').trim().ends_with("Secret"))
+                    .then(|| name.trim().to_string())
+            })
+            .collect();
+        assert!(declared.len() >= 12, "{declared:?}");
+        let mut config = Config::default();
+        config.shops.push(ShopConfig {
+            id: "eu".into(),
+            source: "https://shop.example/".into(),
+            source_aliases: Vec::new(),
+            secret: Some("a".into()),
+            secret_env: None,
+            rest: Some(ShopRest::default()),
+        });
+        config.schema_registry = Some(SchemaRegistryConfig {
+            url: "https://registry.example".into(),
+            username: None,
+            password: None,
+        });
+        config
+            .slack
+            .channels
+            .push(serde_json::from_value(serde_json::json!({"name": "#a", "id": "C1"})).unwrap());
+        let keys: Vec<String> = config
+            .secrets_mut()
+            .into_iter()
+            .map(|(k, _, _)| k)
+            .collect();
+        for field in &declared {
+            assert!(
+                keys.iter().any(|k| k.ends_with(&format!(".{field}"))),
+                "{field} is typed Secret but not in Config::secrets_mut: {keys:?}"
+            );
+        }
+        // And check-config hides them: the inbound client secret was printed in clear.
+        config.crm.inbound.client_secret = Some("hubspot-app-client-secret".into());
+        let printed = config.redacted().to_text("x.toml").unwrap();
+        assert!(!printed.contains("hubspot-app-client-secret"), "{printed}");
+    }
 
     const GOOD: &str = r#"
 [kafka]
