@@ -121,21 +121,28 @@ fn woostream(args: &[&str], config: &Path) -> String {
     text
 }
 
-/// `woostream export-subject` of a customer, read back.
-fn export_of(customer: i64, path: &Path, config: &Path) -> Value {
+/// `woostream export-subject` of a customer (and their guest orders under `email`), read back.
+fn export_of(customer: i64, email: Option<&str>, path: &Path, config: &Path) -> Value {
     let id = customer.to_string();
     let out = path.to_str().unwrap();
-    woostream(
-        &[
-            "export-subject",
-            "--shop",
-            "eu",
-            "--customer",
-            &id,
-            "--out",
-            out,
-        ],
-        config,
+    let mut args = vec![
+        "export-subject",
+        "--shop",
+        "eu",
+        "--customer",
+        &id,
+        "--out",
+        out,
+    ];
+    if let Some(email) = email {
+        args.extend(["--email", email]);
+    }
+    woostream(&args, config);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the export is readable by its owner only"
     );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -192,10 +199,20 @@ async fn erasing_people_mid_sale_leaves_nothing_readable_about_them_anywhere() {
     let hubspot = FakeHubSpot::start("pat-erase", 190).await;
     let dir = tempfile::tempdir().unwrap();
     let webhook_port = free_port();
+    // The shop's REST API, which confirms a deleted account is gone (it holds no accounts here:
+    // every look-up answers 404) before a customer.deleted erases anyone.
+    let shop = woostream::shop::ShopServer::start(
+        Default::default(),
+        "ck_erase",
+        "cs_erase",
+        woostream::shop::Behaviour::default(),
+    )
+    .await
+    .unwrap();
     let common = |ops_port: u16| {
         format!(
-            "[kafka]\nbootstrap_servers = \"{}\"\n[topics]\npartitions = 3\n\n[[shops]]\nid = \"eu\"\nsource = \"{SOURCE}\"\nsecret = \"{SECRET}\"\n\n[ops]\nlisten = \"127.0.0.1:{ops_port}\"\n",
-            tansu.bootstrap
+            "[kafka]\nbootstrap_servers = \"{}\"\n[topics]\npartitions = 3\n\n[[shops]]\nid = \"eu\"\nsource = \"{SOURCE}\"\nsecret = \"{SECRET}\"\n[shops.rest]\nurl = \"{}\"\nconsumer_key = \"ck_erase\"\nconsumer_secret = \"cs_erase\"\n\n[ops]\nlisten = \"127.0.0.1:{ops_port}\"\n",
+            tansu.bootstrap, shop.url
         )
     };
     let sections = [
@@ -319,7 +336,15 @@ async fn erasing_people_mid_sale_leaves_nothing_readable_about_them_anywhere() {
 
     // The subject export gives back what was sent.
     let export_path = dir.path().join("rosalind.json");
-    let export = export_of(ROSALIND.id, &export_path, &cli_config);
+    // Her account alone: its email is not followed into guest orders (anyone can set their
+    // account's email to a stranger's).
+    let own = export_of(ROSALIND.id, None, &export_path, &cli_config);
+    assert_eq!(
+        own["customer_keys"],
+        json!([ROSALIND.id.to_string()]),
+        "{own}"
+    );
+    let export = export_of(ROSALIND.id, Some(ROSALIND.email), &export_path, &cli_config);
     let hasher = {
         let config = woostream_tests::config(&tansu.bootstrap);
         CustomerHasher::for_shop(&config, "eu")
@@ -408,6 +433,8 @@ async fn erasing_people_mid_sale_leaves_nothing_readable_about_them_anywhere() {
             "eu",
             "--customer",
             &ROSALIND.id.to_string(),
+            "--email",
+            ROSALIND.email,
             "--reason",
             "request 17",
         ],
@@ -562,7 +589,7 @@ async fn erasing_people_mid_sale_leaves_nothing_readable_about_them_anywhere() {
     );
 
     // Afterwards the export has nothing personal left to give.
-    let after = export_of(ROSALIND.id, &export_path, &cli_config);
+    let after = export_of(ROSALIND.id, Some(ROSALIND.email), &export_path, &cli_config);
     assert_eq!(after["accounts"], json!([]), "{after}");
     assert_eq!(after["profiles"], json!([]), "{after}");
     assert_eq!(after["records_erased"], 3, "{after}");

@@ -146,6 +146,14 @@ async fn recorded_real_deliveries_are_all_kept_and_mean_what_the_shop_meant() {
         p.metric("woostream_webhook_signature_failures_total", &[]),
         0.0
     );
+    // The account deletion (no REST API configured to confirm it): kept, not erased.
+    assert_eq!(
+        p.metric(
+            "woostream_webhook_erasures_total",
+            &[("outcome", "awaiting_operator")]
+        ),
+        1.0
+    );
     // The restore and the update after it came through https://127.0.0.1:8443/.
     assert_eq!(
         p.metric(

@@ -209,13 +209,19 @@ def main():
     children = []
 
     def stop(*_):
+        # Each child leads its own process group: PHP's server forks its workers, and they
+        # must go with it.
         for c in reversed(children):
-            if c.poll() is None:
-                c.terminate()
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(c.pid, sig)
+                except ProcessLookupError:
+                    break
                 try:
                     c.wait(10)
+                    break
                 except subprocess.TimeoutExpired:
-                    c.kill()
+                    continue
         shutil.rmtree(work, ignore_errors=True)
         sys.exit(0)
 
@@ -238,7 +244,7 @@ def main():
             ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
              "--skip-networking", f"--pid-file={os.path.join(work, 'db.pid')}",
              "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=2"] + user,
-            stdout=db_log, stderr=db_log))
+            stdout=db_log, stderr=db_log, start_new_session=True))
         wait_for(lambda: os.path.exists(sock), "MariaDB's socket")
         wait_for(lambda: subprocess.run(["mariadb", f"--socket={sock}", "-uroot", "-e",
                                          "CREATE DATABASE IF NOT EXISTS wordpress"],
@@ -289,7 +295,7 @@ require_once ABSPATH . 'wp-settings.php';
         children.append(subprocess.Popen(
             php + ["-S", host, "-t", root, os.path.join(root, "router.php")],
             cwd=root, env={**os.environ, "PHP_CLI_SERVER_WORKERS": "4"},
-            stdout=server_log, stderr=server_log))
+            stdout=server_log, stderr=server_log, start_new_session=True))
 
         def answers():
             try:

@@ -435,8 +435,14 @@ impl CrmConfig {
                 return Err((format!("crm.{key}"), "expected a property name".into()));
             }
         }
-        if !self.api_url.starts_with("http://") && !self.api_url.starts_with("https://") {
-            return Err(("crm.api_url".into(), "expected an http(s) URL".into()));
+        // The token goes with every request: https, or plain http to this machine only (a
+        // local stand-in), the host parsed rather than the text's prefix.
+        if !crate::config::is_https_or_loopback(&self.api_url) {
+            return Err((
+                "crm.api_url".into(),
+                "expected an https:// URL (plain http:// only to 127.0.0.1, ::1 or localhost)"
+                    .into(),
+            ));
         }
         crate::sealing::check_key(&self.dead_letter_key)
             .map_err(|e| ("crm.dead_letter_key".to_string(), e))?;

@@ -4,8 +4,8 @@
 //! (a shop behind a corporate or self-signed certificate). A certificate that is not trusted is
 //! named at once and never retried: retrying cannot make it trusted.
 
-use std::path::Path;
-use std::sync::RwLock;
+use std::path::{Path, PathBuf};
+use std::sync::{OnceLock, RwLock};
 
 use anyhow::Context;
 
@@ -35,14 +35,36 @@ pub fn trust(config: &crate::config::HttpConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where platforms keep their CA bundle (Debian and Ubuntu, RHEL, Alpine); `SSL_CERT_FILE`
+/// first, as OpenSSL reads it.
+const PLATFORM_BUNDLES: [&str; 3] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// The platform's trust store, read once per process: parsing it for every client made would
+/// cost milliseconds each time.
+fn platform_roots() -> &'static [reqwest::Certificate] {
+    static ROOTS: OnceLock<Vec<reqwest::Certificate>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        std::env::var_os("SSL_CERT_FILE")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain(PLATFORM_BUNDLES.iter().map(PathBuf::from))
+            .find_map(|path| {
+                let pem = std::fs::read(path).ok()?;
+                reqwest::Certificate::from_pem_bundle(&pem).ok()
+            })
+            .unwrap_or_default()
+    })
+}
+
 /// A client builder with the trust store above; each client adds its own timeouts.
 pub fn client() -> reqwest::ClientBuilder {
     let mut builder = reqwest::Client::builder();
-    for root in EXTRA_ROOTS
-        .read()
-        .expect("trust store lock poisoned")
-        .iter()
-    {
+    let extra = EXTRA_ROOTS.read().expect("trust store lock poisoned");
+    for root in platform_roots().iter().chain(extra.iter()) {
         builder = builder.add_root_certificate(root.clone());
     }
     builder

@@ -53,6 +53,70 @@ pub fn belongs_from_lookup(status: Option<u16>, code: &str) -> Belongs {
     }
 }
 
+/// What the shop says of the account a `customer.deleted` names. WooCommerce signs only the
+/// body, and every `*.deleted` body is the same `{"id":N}`: a signed `product.deleted` or
+/// `order.deleted` re-sent under the customer topic names customer N. So an erasure is taken
+/// from a webhook only once the shop confirms the account is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Account {
+    /// The shop answers 404 (`woocommerce_rest_invalid_id`): deleted, erase.
+    Gone,
+    /// The shop still has the account: not a deletion, whatever the delivery says.
+    StillThere,
+    /// No REST API to ask, or no clear answer: kept, and left to an operator.
+    Unconfirmed,
+}
+
+/// What a REST look-up of `customers/<id>` answered.
+pub fn account_from_lookup(status: Option<u16>, code: &str) -> Account {
+    match belongs_from_lookup(status, code) {
+        Belongs::Yes => Account::StillThere,
+        Belongs::No => Account::Gone,
+        Belongs::Unknown => Account::Unconfirmed,
+    }
+}
+
+/// Accounts erased from a webhook by this replica, so that a deletion delivered again (or
+/// replayed) erases once. Bounded: the oldest are forgotten first.
+pub struct Erased {
+    capacity: usize,
+    inner: Mutex<(HashSet<(String, String)>, VecDeque<(String, String)>)>,
+}
+
+impl Erased {
+    pub fn new(capacity: usize) -> Erased {
+        Erased {
+            capacity: capacity.max(1),
+            inner: Mutex::new((HashSet::new(), VecDeque::new())),
+        }
+    }
+
+    /// True the first time (shop, customer) is erased here.
+    pub fn first_time(&self, shop: &str, customer: &str) -> bool {
+        let mut guard = self.inner.lock().expect("erased lock poisoned");
+        let (set, order) = &mut *guard;
+        let key = (shop.to_string(), customer.to_string());
+        if !set.insert(key.clone()) {
+            return false;
+        }
+        order.push_back(key);
+        while order.len() > self.capacity {
+            if let Some(old) = order.pop_front() {
+                set.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// Forgets an erasure that failed, so that the next delivery tries again.
+    pub fn forget(&self, shop: &str, customer: &str) {
+        let mut guard = self.inner.lock().expect("erased lock poisoned");
+        let key = (shop.to_string(), customer.to_string());
+        guard.0.remove(&key);
+        guard.1.retain(|k| k != &key);
+    }
+}
+
 /// A bounded memory of ids seen per shop: which orders belong to which customer key, and which
 /// ids are coupons. Oldest forgotten first; the REST API answers what it no longer holds.
 pub struct Seen {
@@ -163,6 +227,27 @@ mod tests {
         );
         assert_eq!(belongs_from_lookup(Some(500), ""), Belongs::Unknown);
         assert_eq!(belongs_from_lookup(None, ""), Belongs::Unknown);
+    }
+
+    #[test]
+    fn an_account_is_gone_only_when_the_shop_says_so() {
+        assert_eq!(
+            account_from_lookup(Some(404), "woocommerce_rest_invalid_id"),
+            Account::Gone
+        );
+        assert_eq!(account_from_lookup(Some(200), ""), Account::StillThere);
+        assert_eq!(account_from_lookup(Some(503), ""), Account::Unconfirmed);
+        assert_eq!(account_from_lookup(None, ""), Account::Unconfirmed);
+    }
+
+    #[test]
+    fn an_account_is_erased_once() {
+        let erased = Erased::new(2);
+        assert!(erased.first_time("eu", "42"));
+        assert!(!erased.first_time("eu", "42"));
+        assert!(erased.first_time("us", "42"));
+        erased.forget("us", "42");
+        assert!(erased.first_time("us", "42"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub struct Metrics {
     pub source_mismatches: IntCounterVec,
     pub deletions_not_of_resource: IntCounterVec,
     pub unresolved_order_deletions: IntCounterVec,
+    pub erasures: IntCounterVec,
     pub dead_lettered: IntCounterVec,
     pub in_flight: IntGauge,
     pub request_seconds: HistogramVec,
@@ -64,6 +65,13 @@ impl Metrics {
                     "order.deleted deliveries whose customer neither this replica nor the shop's REST API could name (written under the order's key; reconciliation repairs them).",
                 ),
                 &["shop"],
+            )?,
+            erasures: IntCounterVec::new(
+                Opts::new(
+                    "woostream_webhook_erasures_total",
+                    "customer.deleted deliveries by what became of them: erased (the shop confirmed the account is gone), already_erased, account_exists (the shop still has it: not written), awaiting_operator (not confirmed: kept, not erased).",
+                ),
+                &["shop", "outcome"],
             )?,
             dead_lettered: IntCounterVec::new(
                 Opts::new(
@@ -127,6 +135,7 @@ impl Metrics {
         registry.register(Box::new(m.source_mismatches.clone()))?;
         registry.register(Box::new(m.deletions_not_of_resource.clone()))?;
         registry.register(Box::new(m.unresolved_order_deletions.clone()))?;
+        registry.register(Box::new(m.erasures.clone()))?;
         registry.register(Box::new(m.dead_lettered.clone()))?;
         registry.register(Box::new(m.in_flight.clone()))?;
         registry.register(Box::new(m.request_seconds.clone()))?;
@@ -145,6 +154,9 @@ impl Metrics {
     pub fn start_counting(&self, shops: &[&str]) {
         for shop in shops {
             self.source_mismatches.with_label_values(&[shop]);
+            for outcome in ERASURE_OUTCOMES {
+                self.erasures.with_label_values(&[shop, outcome]);
+            }
         }
         for shop in shops.iter().copied().chain(["unknown"]) {
             for reason in SIGNATURE_FAILURES {
@@ -153,6 +165,14 @@ impl Metrics {
         }
     }
 }
+
+/// The outcomes in `woostream_webhook_erasures_total`.
+pub const ERASURE_OUTCOMES: [&str; 4] = [
+    "erased",
+    "already_erased",
+    "account_exists",
+    "awaiting_operator",
+];
 
 /// The reasons in `woostream_webhook_signature_failures_total`.
 pub const UNKNOWN_SOURCE: &str = "unknown_source";

@@ -31,7 +31,9 @@ use crate::personal::{publish_sealed, seal_kept_body, Eraser, NewKeys, Sealer};
 
 use crate::catalogue::Catalogue;
 use crate::dedup::RecentDeliveries;
-use crate::deletion::{belongs_from_lookup, deleted_id_belongs, Belongs, Seen};
+use crate::deletion::{
+    account_from_lookup, belongs_from_lookup, deleted_id_belongs, Account, Belongs, Erased, Seen,
+};
 use crate::metrics::Metrics;
 use crate::normalise::{
     normalise, parse_topic, Event, RejectCode, Rejection, Topic, WebhookDelivery,
@@ -70,6 +72,8 @@ pub struct Ingest {
     eraser: Option<Eraser>,
     /// Orders and coupons this replica has seen, for `*.deleted` deliveries.
     seen: Seen,
+    /// Accounts this replica erased from a `customer.deleted`: erased once.
+    erased: Erased,
     /// Each shop's REST API, where configured: asked about deleted ids the replica does not know.
     rest: HashMap<String, WooRest>,
 }
@@ -122,6 +126,7 @@ impl Ingest {
             sealer,
             eraser,
             seen: Seen::new(SEEN_IDS),
+            erased: Erased::new(SEEN_IDS),
             rest: config
                 .shops
                 .iter()
@@ -500,6 +505,29 @@ async fn accept(
     if let Some(not_ours) = settle_deletion(ingest, &delivery, &mut event).await {
         return Ok(not_ours);
     }
+    // A customer.deleted is an erasure only once the shop confirms the account is gone.
+    let account = match &event {
+        Event::Customer(_, e) if e.action == Action::Deleted => {
+            Some(account_of(ingest, &shop.id, e.customer_id).await)
+        }
+        _ => None,
+    };
+    if account == Some(Account::StillThere) {
+        erasure_counted(ingest, &shop.id, "account_exists");
+        tracing::warn!(
+            correlation_id = cid,
+            shop = %shop.id,
+            "A customer.deleted names an account the shop still has: not written, nothing erased. A replayed or re-labelled deletion (every *.deleted body is the same {{\"id\":N}}), or a shop that restored the account."
+        );
+        return Ok((
+            "account_exists",
+            answer(
+                StatusCode::OK,
+                cid,
+                serde_json::json!({"status": "ignored", "reason": "the shop still has this account"}),
+            ),
+        ));
+    }
     match &mut event {
         Event::Order(key, e) => {
             if let Some(order) = &mut e.order {
@@ -528,37 +556,66 @@ async fn accept(
         Event::Customer(key, e) if e.action == Action::Deleted => Some(key),
         _ => None,
     };
+    let mut erasure = None;
     if let (Some(key), Some(eraser), Ok(_)) = (deleted, &ingest.eraser, &published) {
-        // The account is gone from the shop: erase the person here too, before answering, so
-        // that a failure is retried by WooCommerce rather than lost.
-        if let Err(e) = eraser.erase_account(key).await {
-            tracing::error!(correlation_id = cid, shop = %shop.id, error = %format!("{e:#}"), "Could not erase a deleted customer; WooCommerce will retry.");
-            return Ok((
-                "unavailable",
-                answer(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    cid,
-                    serde_json::json!({"status": "unavailable", "reason": "the erasure could not be written"}),
-                ),
-            ));
-        }
+        erasure = Some(match account {
+            Some(Account::Gone) if ingest.erased.first_time(&shop.id, &key.customer) => {
+                // Confirmed by the shop: erase the person here too, before answering.
+                match eraser.erase_account(key).await {
+                    Ok(id) => {
+                        erasure_counted(ingest, &shop.id, "erased");
+                        id
+                    }
+                    Err(e) => {
+                        ingest.erased.forget(&shop.id, &key.customer);
+                        tracing::error!(correlation_id = cid, shop = %shop.id, error = %format!("{e:#}"), "Could not erase a deleted customer.");
+                        return Ok((
+                            "unavailable",
+                            answer(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                cid,
+                                serde_json::json!({"status": "unavailable", "reason": "the erasure could not be written"}),
+                            ),
+                        ));
+                    }
+                }
+            }
+            Some(Account::Gone) => {
+                erasure_counted(ingest, &shop.id, "already_erased");
+                "already erased".to_string()
+            }
+            _ => {
+                erasure_counted(ingest, &shop.id, "awaiting_operator");
+                tracing::error!(
+                    correlation_id = cid,
+                    shop = %shop.id,
+                    customer = %key.customer,
+                    "A customer.deleted could not be confirmed with the shop's REST API (none configured, or no clear answer): kept, not erased. Erase the person with `woostream erase --shop {} --customer {}` once the shop confirms the account is gone.",
+                    shop.id,
+                    key.customer
+                );
+                format!(
+                    "awaiting an operator: woostream erase --shop {} --customer {}",
+                    shop.id, key.customer
+                )
+            }
+        });
     }
+    let accepted = |status: &str| {
+        let mut body = serde_json::json!({"status": status, "event_id": event_id});
+        if let Some(e) = &erasure {
+            body["erasure"] = serde_json::json!(e);
+        }
+        body
+    };
     Ok(match published {
         Ok(Durability::Acknowledged { .. }) => (
             "accepted",
-            answer(
-                StatusCode::OK,
-                cid,
-                serde_json::json!({"status": "accepted", "event_id": event_id}),
-            ),
+            answer(StatusCode::OK, cid, accepted("accepted")),
         ),
         Ok(Durability::Spooled) => (
             "spooled",
-            answer(
-                StatusCode::ACCEPTED,
-                cid,
-                serde_json::json!({"status": "spooled", "event_id": event_id}),
-            ),
+            answer(StatusCode::ACCEPTED, cid, accepted("spooled")),
         ),
         // Retrying cannot help (a record larger than the topic takes): kept as a dead letter
         // and answered 200, never a 503 that WooCommerce would retry until it disables the hook.
@@ -672,6 +729,32 @@ async fn settle_deletion(
         return Some(not_this_resource(ingest, cid, shop, topic));
     }
     None
+}
+
+/// What the shop's REST API says of account `id` (see [`crate::deletion::Account`]).
+async fn account_of(ingest: &Ingest, shop: &str, id: i64) -> Account {
+    let Some(client) = ingest.rest.get(shop) else {
+        return Account::Unconfirmed;
+    };
+    let endpoint = format!("customers/{id}");
+    match tokio::time::timeout(
+        LOOKUP_TIMEOUT,
+        client.object(reqwest::Method::GET, &endpoint, None),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Account::StillThere,
+        Ok(Err(e)) => account_from_lookup(e.status, &e.what),
+        Err(_) => Account::Unconfirmed,
+    }
+}
+
+fn erasure_counted(ingest: &Ingest, shop: &str, outcome: &str) {
+    ingest
+        .metrics
+        .erasures
+        .with_label_values(&[shop, outcome])
+        .inc();
 }
 
 /// A deletion whose id is another resource's: answered 200 (WooCommerce must never count it as

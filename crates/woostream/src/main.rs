@@ -479,8 +479,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let held = woostream::subject::held(&config, &bootstrap, &person).await?;
             let text = serde_json::to_string_pretty(&woostream::subject::document(&person, &held))?;
             match out {
-                Some(path) => std::fs::write(&path, text + "\n")
-                    .with_context(|| format!("writing {}", path.display()))?,
+                // Everything woostream holds about a person: readable by its owner only.
+                Some(path) => {
+                    use std::io::Write as _;
+                    use std::os::unix::fs::OpenOptionsExt as _;
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .and_then(|mut f| f.write_all((text + "\n").as_bytes()))
+                        .with_context(|| format!("writing {}", path.display()))?
+                }
                 None => println!("{text}"),
             }
             Ok(())

@@ -211,6 +211,21 @@ impl ShopServer {
             .insert(id, object);
     }
 
+    /// Removes an object, as deleting it in the shop's admin does (its REST look-up then
+    /// answers 404).
+    pub fn remove(&self, collection: &str, id: i64) {
+        if let Some(c) = self
+            .shop
+            .data
+            .lock()
+            .expect("data")
+            .objects
+            .get_mut(collection)
+        {
+            c.remove(&id);
+        }
+    }
+
     /// An object as the shop holds it now.
     pub fn get(&self, collection: &str, id: i64) -> Option<Value> {
         self.shop

@@ -102,8 +102,10 @@ async fn accounts(
     Ok(out)
 }
 
-/// Every customer key of the person: their account, the guest orders of their email, and
-/// any account with that email (found through the accounts' email hashes).
+/// Every customer key of the person: their account, and with an explicit email the guest
+/// orders of that email and any account with it (found through the accounts' email hashes).
+/// An account's own email is never followed into guest orders: a customer can set their
+/// account's email to a stranger's, and would then export (or erase) the stranger's orders.
 fn keys_of(
     person: &Person,
     hasher: &CustomerHasher,
@@ -114,11 +116,9 @@ fn keys_of(
         bail!("--email is empty");
     }
     let mut ids: BTreeSet<i64> = person.customer.into_iter().collect();
-    let mut hashes: BTreeSet<String> = wanted_hash.into_iter().collect();
+    let hashes: BTreeSet<String> = wanted_hash.into_iter().collect();
     for c in accounts.values() {
-        if Some(c.id) == person.customer {
-            hashes.extend(c.email_hash.clone());
-        } else if c.email_hash.as_ref().is_some_and(|h| hashes.contains(h)) {
+        if c.email_hash.as_ref().is_some_and(|h| hashes.contains(h)) {
             ids.insert(c.id);
         }
     }

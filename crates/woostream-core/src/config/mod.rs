@@ -20,7 +20,9 @@ mod producer;
 pub use enricher::{Clock, EnricherConfig, HighValueOrder, Transactions};
 pub use kafka::{DataKind, KafkaConfig, KafkaSecurity, RetentionConfig, TopicConfig, TopicsConfig};
 pub use ops::{LogConfig, OpsConfig};
-pub use producer::{resolve_secret, ProducerConfig, RestAuth, ShopConfig, ShopRest};
+pub use producer::{
+    is_https_or_loopback, resolve_secret, ProducerConfig, RestAuth, ShopConfig, ShopRest,
+};
 
 use env::apply_env_overrides;
 use locate::{line_col, locate_key};
@@ -569,6 +571,13 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if !is_https_or_loopback(&self.slack.api_url) {
+            return Err((
+                "slack.api_url".into(),
+                "expected an https:// URL (plain http:// only to 127.0.0.1, ::1 or localhost)"
+                    .into(),
+            ));
         }
         if let Some(path) = &self.http.ca_file {
             crate::http::read_ca_file(path)

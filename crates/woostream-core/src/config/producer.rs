@@ -178,10 +178,7 @@ impl ShopRest {
     /// What types alone cannot check; the offending key (under `at`) and what was expected.
     pub fn check(&self, source: &str) -> Result<(), (String, String)> {
         let base = self.base_url(source);
-        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-            .iter()
-            .any(|p| base.starts_with(p));
-        if !base.starts_with("https://") && !loopback {
+        if !is_https_or_loopback(&base) {
             return Err((
                 "url".into(),
                 "expected an https:// URL (plain http:// only on loopback, where the key is signed with OAuth 1.0a)".into(),
@@ -209,6 +206,26 @@ impl ShopRest {
             return Err(("concurrency".into(), "expected at least 1".into()));
         }
         Ok(())
+    }
+}
+
+/// Whether `url` is `https://`, or plain `http://` to this machine only: the host parsed and
+/// compared, never the text's prefix (`http://localhost.evil.example/` is not loopback).
+pub fn is_https_or_loopback(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match parsed.scheme() {
+        "https" => true,
+        "http" => parsed.host_str().is_some_and(|host| {
+            host.eq_ignore_ascii_case("localhost")
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }),
+        _ => false,
     }
 }
 
@@ -253,6 +270,20 @@ mod rest_tests {
             .check(source)
             .is_ok());
         assert!(rest("http://127.0.0.1:8080/wp-json/wc/v3/", 100)
+            .check(source)
+            .is_ok());
+        for outside in [
+            "http://localhost.evil.example/wp-json/wc/v3/",
+            "http://127.0.0.1.evil.example/wp-json/wc/v3/",
+            "http://[::2]/wp-json/wc/v3/",
+        ] {
+            assert_eq!(
+                rest(outside, 100).check(source).unwrap_err().0,
+                "url",
+                "{outside}"
+            );
+        }
+        assert!(rest("http://localhost:8080/wp-json/wc/v3/", 100)
             .check(source)
             .is_ok());
         let (key, why) = rest("http://shop.example.com/wp-json/wc/v3/", 100)
