@@ -32,17 +32,12 @@ pub fn demo_shop(o: &simulate::Options) -> ShopConfig {
     }
 }
 
-/// The demo shop's past, as a real shop's arrives: a simulated shop serves it through the
-/// WooCommerce REST API and `woostream backfill` imports it (progress bars on a terminal),
-/// before the sale's webhooks begin.
-async fn backfill_history(
-    config: &Config,
-    bootstrap: &str,
-    sim: &mut simulate::Options,
-    create_topics: bool,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    use woostream_producer::rest::backfill;
+/// The demo shop's REST API: its history (what `woostream backfill` imports before the sale)
+/// and its accounts, without the one the sale deletes — WooCommerce answers 404 for a deleted
+/// account, and that answer is what lets the producer erase the person.
+async fn demo_shop_api(
+    sim: &simulate::Options,
+) -> anyhow::Result<(crate::shop::ShopServer, woostream_core::config::ShopRest)> {
     let history = simulate::plan(
         &simulate::Options {
             orders: 0,
@@ -62,15 +57,46 @@ async fn backfill_history(
     let server =
         crate::shop::ShopServer::start(objects, key, secret, crate::shop::Behaviour::default())
             .await?;
-    let mut shop = config.shops[0].clone();
-    shop.rest = Some(woostream_core::config::ShopRest {
+    // The sale as it will be posted (the history is delivered by then).
+    let sale = simulate::plan(
+        &simulate::Options {
+            history_customers: 0,
+            ..sim.clone()
+        },
+        chrono::Utc::now(),
+    );
+    for w in sale.iter().filter(|w| w.topic == "customer.deleted") {
+        if let Some(id) = serde_json::from_slice::<serde_json::Value>(&w.body)
+            .ok()
+            .and_then(|b| b["id"].as_i64())
+        {
+            server.remove("customers", id);
+        }
+    }
+    let rest = woostream_core::config::ShopRest {
         url: Some(server.url.clone()),
         consumer_key: Some(key.into()),
         consumer_secret: Some(secret.into()),
         requests_per_second: 200.0,
         concurrency: 4,
         ..Default::default()
-    });
+    };
+    Ok((server, rest))
+}
+
+/// The demo shop's past, as a real shop's arrives: the simulated shop serves it through the
+/// WooCommerce REST API and `woostream backfill` imports it (progress bars on a terminal),
+/// before the sale's webhooks begin.
+async fn backfill_history(
+    config: &Config,
+    bootstrap: &str,
+    server: &crate::shop::ShopServer,
+    sim: &mut simulate::Options,
+    create_topics: bool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    use woostream_producer::rest::backfill;
+    let shop = config.shops[0].clone();
     println!(
         "The shop's history: {} orders of {} customers over {} days, imported through its REST API (woostream backfill).\nDrawn from BG/NBD r={:.3} alpha={:.2}d a={:.3} b={:.3} and Gamma-Gamma p={:.2} q={:.2} v={:.2} (CDNOW's estimates): what the fit below should recover.",
         server.count("orders"),
@@ -227,9 +253,20 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // The demo shop: its history comes through its REST API (a backfill), then the sale.
     let demo = opts.simulate.is_some() && config.shops.is_empty();
+    let mut demo_api = None;
     if let Some(sim) = &opts.simulate {
         if config.shops.is_empty() {
-            config.shops.push(demo_shop(sim));
+            let mut shop = demo_shop(sim);
+            if sim.history_customers > 0 {
+                let erasing = simulate::Options {
+                    erase_one: true,
+                    ..sim.clone()
+                };
+                let (server, rest) = demo_shop_api(&erasing).await?;
+                shop.rest = Some(rest);
+                demo_api = Some(server);
+            }
+            config.shops.push(shop);
         }
         // A sale lasts seconds: refit often enough to watch the model adapt.
         config.enricher.refit_interval_secs = config.enricher.refit_interval_secs.min(10);
@@ -291,8 +328,9 @@ pub async fn run(
         false,
     )
     .await?;
-    // Shops with a REST API are reconciled too, as `woostream rest` does.
-    let reconcile = if config.shops.iter().any(|s| s.rest.is_some()) {
+    // Shops with a REST API are reconciled too, as `woostream rest` does (the demo shop's
+    // serves its history and confirms its deletions; the sale needs no reconciling).
+    let reconcile = if !demo && config.shops.iter().any(|s| s.rest.is_some()) {
         let ready = readiness.condition("rest");
         let (c, b, r, s) = (
             config.clone(),
@@ -417,8 +455,16 @@ pub async fn run(
         woostream_enricher::view::follow(&config, &bootstrap, decoder.clone(), view_stop.clone())?;
     sim.url = url;
     sim.erase_one = demo;
-    if sim.history_customers > 0 && demo {
-        backfill_history(&config, &bootstrap, &mut sim, create_topics, &shutdown).await?;
+    if let Some(server) = demo_api.as_ref().filter(|_| sim.history_customers > 0) {
+        backfill_history(
+            &config,
+            &bootstrap,
+            server,
+            &mut sim,
+            create_topics,
+            &shutdown,
+        )
+        .await?;
     }
     println!(
         "Flash sale: {} orders from {} customers over {:?}, {} requests in flight\n",
