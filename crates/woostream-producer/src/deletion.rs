@@ -76,44 +76,66 @@ pub fn account_from_lookup(status: Option<u16>, code: &str) -> Account {
     }
 }
 
-/// Accounts erased from a webhook by this replica, so that a deletion delivered again (or
-/// replayed) erases once. Bounded: the oldest are forgotten first.
-pub struct Erased {
+/// A set that forgets its oldest members beyond `capacity`.
+struct BoundedSet<K> {
     capacity: usize,
-    inner: Mutex<(HashSet<(String, String)>, VecDeque<(String, String)>)>,
+    members: HashSet<K>,
+    order: VecDeque<K>,
 }
 
-impl Erased {
-    pub fn new(capacity: usize) -> Erased {
-        Erased {
+impl<K: Clone + Eq + std::hash::Hash> BoundedSet<K> {
+    fn new(capacity: usize) -> BoundedSet<K> {
+        BoundedSet {
             capacity: capacity.max(1),
-            inner: Mutex::new((HashSet::new(), VecDeque::new())),
+            members: HashSet::new(),
+            order: VecDeque::new(),
         }
     }
 
-    /// True the first time (shop, customer) is erased here.
-    pub fn first_time(&self, shop: &str, customer: &str) -> bool {
-        let mut guard = self.inner.lock().expect("erased lock poisoned");
-        let (set, order) = &mut *guard;
-        let key = (shop.to_string(), customer.to_string());
-        if !set.insert(key.clone()) {
+    /// True when `key` was not a member.
+    fn insert(&mut self, key: K) -> bool {
+        if !self.members.insert(key.clone()) {
             return false;
         }
-        order.push_back(key);
-        while order.len() > self.capacity {
-            if let Some(old) = order.pop_front() {
-                set.remove(&old);
+        self.order.push_back(key);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.members.remove(&old);
             }
         }
         true
     }
 
+    fn contains(&self, key: &K) -> bool {
+        self.members.contains(key)
+    }
+
+    fn remove(&mut self, key: &K) {
+        if self.members.remove(key) {
+            self.order.retain(|k| k != key);
+        }
+    }
+}
+
+/// Accounts erased from a webhook by this replica, so that a deletion delivered again (or
+/// replayed) erases once. Bounded: the oldest are forgotten first.
+pub struct Erased(Mutex<BoundedSet<(String, String)>>);
+
+impl Erased {
+    pub fn new(capacity: usize) -> Erased {
+        Erased(Mutex::new(BoundedSet::new(capacity)))
+    }
+
+    /// True the first time (shop, customer) is erased here.
+    pub fn first_time(&self, shop: &str, customer: &str) -> bool {
+        let mut erased = self.0.lock().expect("erased lock poisoned");
+        erased.insert((shop.to_string(), customer.to_string()))
+    }
+
     /// Forgets an erasure that failed, so that the next delivery tries again.
     pub fn forget(&self, shop: &str, customer: &str) {
-        let mut guard = self.inner.lock().expect("erased lock poisoned");
-        let key = (shop.to_string(), customer.to_string());
-        guard.0.remove(&key);
-        guard.1.retain(|k| k != &key);
+        let mut erased = self.0.lock().expect("erased lock poisoned");
+        erased.remove(&(shop.to_string(), customer.to_string()));
     }
 }
 
@@ -124,12 +146,10 @@ pub struct Seen {
     inner: Mutex<SeenInner>,
 }
 
-#[derive(Default)]
 struct SeenInner {
     order_owner: HashMap<(String, i64), String>,
     orders: VecDeque<(String, i64)>,
-    coupons: HashSet<(String, i64)>,
-    coupon_order: VecDeque<(String, i64)>,
+    coupons: BoundedSet<(String, i64)>,
 }
 
 impl Seen {
@@ -137,7 +157,11 @@ impl Seen {
     pub fn new(capacity: usize) -> Seen {
         Seen {
             capacity: capacity.max(1),
-            inner: Mutex::new(SeenInner::default()),
+            inner: Mutex::new(SeenInner {
+                order_owner: HashMap::new(),
+                orders: VecDeque::new(),
+                coupons: BoundedSet::new(capacity),
+            }),
         }
     }
 
@@ -164,15 +188,7 @@ impl Seen {
 
     pub fn coupon(&self, shop: &str, coupon_id: i64) {
         let mut s = self.inner.lock().expect("seen lock poisoned");
-        let key = (shop.to_string(), coupon_id);
-        if s.coupons.insert(key.clone()) {
-            s.coupon_order.push_back(key);
-            while s.coupon_order.len() > self.capacity {
-                if let Some(old) = s.coupon_order.pop_front() {
-                    s.coupons.remove(&old);
-                }
-            }
-        }
+        s.coupons.insert((shop.to_string(), coupon_id));
     }
 
     pub fn is_coupon(&self, shop: &str, coupon_id: i64) -> bool {
