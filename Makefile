@@ -44,7 +44,7 @@ run: build-packages
 
 ## Formatting, lints, unit tests, mock-cluster tests and end-to-end tests on a real broker.
 test: tools lint
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets --no-fail-fast
 
 ## woostream against a genuine WooCommerce 10.0.2 on WordPress 6.8.8 (their release archives in
 ## WOOSTREAM_REALWOO_DIR; unpacked once into $(TOOLS)/../realwoo), driven through its REST API and

@@ -382,6 +382,7 @@ impl Config {
     fn validate(&self) -> Result<(), (String, String)> {
         let mut ids = std::collections::HashSet::new();
         let mut sources = std::collections::HashSet::new();
+        let mut secrets = std::collections::HashSet::new();
         for (i, shop) in self.shops.iter().enumerate() {
             let at = |f: &str| format!("shops[{i}].{f}");
             if shop.id.is_empty()
@@ -435,6 +436,17 @@ impl Config {
                 };
                 (at(key), e)
             })?;
+            // A delivery whose source names no shop is the shop's whose secret verifies it:
+            // two shops with one secret could not be told apart (nor could either be trusted
+            // with the other's deliveries).
+            if let Some(secret) = shop.resolved_secret() {
+                if !secrets.insert(secret) {
+                    return Err((
+                        at("secret"),
+                        "two shops have the same webhook secret: give each shop its own".into(),
+                    ));
+                }
+            }
             if let Some(rest) = &shop.rest {
                 rest.check(&shop.source)
                     .map_err(|(k, e)| (at(&format!("rest.{k}")), e))?;
@@ -617,6 +629,14 @@ pub fn normalise_source(source: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_shops_may_not_share_a_webhook_secret() {
+        let text = "[[shops]]\nid = \"a\"\nsource = \"https://a.example/\"\nsecret = \"one secret\"\n\n[[shops]]\nid = \"b\"\nsource = \"https://b.example/\"\nsecret = \"one secret\"\n";
+        let e = Config::from_text("w.toml", text, Vec::<(String, String)>::new()).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("shops[1].secret"), "{e}");
+        assert_eq!(e.line, Some(9), "{e}");
+    }
 
     /// Every field typed `Secret` in the configuration's source is in the one list that
     /// `check-config` hides and roles check: a secret added without it would print in clear.
