@@ -128,8 +128,9 @@ async fn beyond_the_connection_and_request_limits_the_producer_sheds_load_and_re
         String::from_utf8_lossy(&answer[..n])
     );
 
-    // One request whose body is slow holds the only in-flight slot: the next is shed with
-    // 503 and Retry-After, and is answered once the slot is free again.
+    // A request whose body is slow holds a connection, never the only in-flight slot: a
+    // signed delivery meanwhile is answered 200 (a body still arriving was what let anyone
+    // holding a few hundred connections starve deliveries).
     let mut holder = TcpStream::connect(&addr).await.unwrap();
     holder
         .write_all(
@@ -138,11 +139,29 @@ async fn beyond_the_connection_and_request_limits_the_producer_sheds_load_and_re
         .await
         .unwrap();
     let body = fixture("woo_order_example.json");
+    let (status, text) = Post::signed("order.created", &body).send(&p.url).await;
+    assert_eq!(status, 200, "a slow body holds no in-flight slot: {text}");
+    assert!(closed_by_server(holder, Duration::from_secs(30))
+        .await
+        .is_some());
+    // A request Kafka has not acknowledged yet holds the only slot: the next is shed with 503
+    // and Retry-After, and is answered once the slot is free again.
+    tansu.freeze();
+    let held = {
+        let (url, body) = (p.url.clone(), body.clone());
+        tokio::spawn(async move { Post::signed("order.updated", &body).send(&url).await })
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     let shed = loop {
         let resp = reqwest::Client::new()
             .post(&p.url)
             .header("content-type", "application/json")
+            .header("x-wc-webhook-topic", "order.updated")
+            .header("x-wc-webhook-source", woostream_tests::SOURCE)
+            .header(
+                "x-wc-webhook-signature",
+                woostream_producer::signature::sign(&body, woostream_tests::SECRET),
+            )
             .body(body.clone())
             .send()
             .await
@@ -150,14 +169,13 @@ async fn beyond_the_connection_and_request_limits_the_producer_sheds_load_and_re
         if resp.status().as_u16() == 503 {
             break resp;
         }
-        // The holder's request may not have reached the handler yet.
+        // The held request may not have reached the handler yet.
         assert!(Instant::now() < deadline, "never shed: {}", resp.status());
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    tansu.thaw();
     assert_eq!(shed.headers()["retry-after"], "1");
-    assert!(closed_by_server(holder, Duration::from_secs(30))
-        .await
-        .is_some());
+    held.await.unwrap();
     let (status, text) = Post::signed("order.created", &body).send(&p.url).await;
     assert_eq!(status, 200, "answered once the slot is free: {text}");
 
@@ -174,10 +192,11 @@ async fn beyond_the_connection_and_request_limits_the_producer_sheds_load_and_re
     assert!(text.contains("dead-lettered"), "{text}");
     assert_eq!(p.metric("woostream_webhook_in_flight", &[]), 0.0);
 
-    // Connections beyond max_connections are closed at once.
-    let mut held = Vec::new();
+    // At max_connections, a new connection takes the place of the oldest one that has not
+    // sent a request head yet (silent sockets cannot lock deliveries out)...
+    let mut silent = Vec::new();
     for _ in 0..20 {
-        held.push(TcpStream::connect(&addr).await.unwrap());
+        silent.push(TcpStream::connect(&addr).await.unwrap());
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while p.metric("woostream_webhook_connections", &[]) < 20.0 {
@@ -186,6 +205,50 @@ async fn beyond_the_connection_and_request_limits_the_producer_sheds_load_and_re
             "the 20 connections were not all accepted"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, text) = Post::signed("order.created", &body).send(&p.url).await;
+    assert_eq!(
+        status, 200,
+        "a delivery takes a silent socket's place: {text}"
+    );
+    let oldest = silent.remove(0);
+    assert!(
+        closed_by_server(oldest, Duration::from_secs(2))
+            .await
+            .is_some(),
+        "the oldest silent socket was closed to make room"
+    );
+    drop(silent);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.metric("woostream_webhook_connections", &[]) > 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "silent sockets are closed in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...and when every connection is inside a request, one more is closed at once. Each held
+    // request asks for `100 Continue`, which hyper sends once the handler reads the body: proof
+    // that its head reached the handler.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(
+            b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-WC-Webhook-Signature: c2ln\r\nExpect: 100-continue\r\nContent-Length: 100000\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut answer = vec![0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut answer))
+            .await
+            .expect("100 Continue")
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 100"),
+            "{}",
+            String::from_utf8_lossy(&answer[..n])
+        );
+        held.push(s);
     }
     let extra = TcpStream::connect(&addr).await.unwrap();
     assert!(

@@ -105,3 +105,117 @@ async fn a_deletion_replayed_as_customer_deleted_erases_no_one_and_a_real_one_er
     );
     p.stop().await.unwrap();
 }
+
+/// Opens a connection to `addr` from the loopback address `from` (127.0.0.0/8 is all this
+/// machine's): one address per attacker, as the per-address cap sees them.
+async fn connect_from(from: &str, addr: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
+}
+
+/// Whether the server closed `s` within `limit` (an answer may come first).
+async fn closed_within(mut s: tokio::net::TcpStream, limit: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Sockets that send nothing, sockets that open with HTTP/2's preface, and 300 bodies trickled
+/// under a junk signature, all at once and from other addresses, while WooCommerce delivers a
+/// signed order every 100 ms: every delivery is answered 200, and every attacking socket is
+/// closed by the producer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_h2_prefaces_and_trickled_bodies_do_not_starve_deliveries() {
+    use tokio::io::AsyncWriteExt;
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let mut config = config(&tansu.bootstrap);
+    config.producer.max_connections = 512;
+    config.producer.max_connections_per_address = 128;
+    config.producer.header_timeout_ms = 2_000;
+    let p = Producer::start(&config, true).await.unwrap();
+    let addr = p
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut silent = Vec::new();
+    for from in ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"] {
+        for _ in 0..128 {
+            silent.push(connect_from(from, &addr).await);
+        }
+    }
+    let mut h2 = Vec::new();
+    for _ in 0..128 {
+        let mut s = connect_from("127.0.0.6", &addr).await;
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        h2.push(s);
+    }
+    let mut trickled = Vec::new();
+    for from in ["127.0.0.7", "127.0.0.8", "127.0.0.9"] {
+        for _ in 0..100 {
+            let mut s = connect_from(from, &addr).await;
+            s.write_all(
+                b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-WC-Webhook-Source: https://example.com/\r\nX-WC-Webhook-Signature: anVuaw==\r\nContent-Length: 3000\r\n\r\n{",
+            )
+            .await
+            .unwrap();
+            trickled.push(s);
+        }
+    }
+    // Deliveries meanwhile, from the shop's own address.
+    let body = fixture("woo_order_example.webhook_body.json");
+    let client = reqwest::Client::builder()
+        .local_address(Some("127.0.0.1".parse().unwrap()))
+        .build()
+        .unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..30 {
+        let resp = client
+            .post(&p.url)
+            .header("content-type", "application/json")
+            .header("x-wc-webhook-topic", "order.updated")
+            .header("x-wc-webhook-source", SOURCE)
+            .header(
+                "x-wc-webhook-signature",
+                woostream_producer::signature::sign(&body, SECRET),
+            )
+            .body(body.clone())
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        answers.push(resp);
+        // A trickle keeps each trickled body alive, as an attacker would.
+        for s in trickled.iter_mut() {
+            let _ = s.write_all(b" ").await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(answers.iter().all(|a| *a == 200), "{answers:?}");
+    let limit = std::time::Duration::from_secs(10);
+    let closed = |socks: Vec<tokio::net::TcpStream>| {
+        futures::future::join_all(socks.into_iter().map(|s| closed_within(s, limit)))
+    };
+    let (silent, h2, trickled) = tokio::join!(closed(silent), closed(h2), closed(trickled));
+    for (what, closed) in [
+        ("silent", silent),
+        ("h2 preface", h2),
+        ("trickled", trickled),
+    ] {
+        let open = closed.iter().filter(|c| !**c).count();
+        assert_eq!(open, 0, "{what} sockets left open");
+    }
+    p.stop().await.unwrap();
+}

@@ -175,6 +175,7 @@ pub async fn start(
     let limits = listener::ConnectionLimits {
         header_timeout: Duration::from_millis(config.producer.header_timeout_ms),
         max_connections: config.producer.max_connections,
+        max_connections_per_address: config.producer.max_connections_per_address,
     };
     let app = server::router(&config.producer.webhook_path, ingest);
     let listener = tokio::net::TcpListener::bind(config.producer.listen)

@@ -1,10 +1,18 @@
-//! Accepting connections for the webhook endpoint, with limits a public endpoint needs: a
-//! connection that has not sent its request head within `header_timeout_ms` is closed, and
-//! connections beyond `max_connections` are closed at once, so slow or numerous clients cannot
-//! exhaust file descriptors or memory. Shutdown stops accepting and lets open requests finish.
+//! Accepting connections for the webhook endpoint, with limits a public endpoint needs:
+//! - HTTP/1 only (WooCommerce speaks nothing else): an HTTP/2 preface is a parse error and the
+//!   connection is closed at once, instead of waiting for frames;
+//! - a deadline on the whole connection until its first request head is complete (a socket
+//!   that sends nothing is closed after `header_timeout`, whatever hyper's timers do);
+//! - at most `max_connections` open, and at most `max_connections_per_address` from one
+//!   address; when every slot is taken, the oldest connection that has not sent a request head
+//!   yet is closed to make room, so silent sockets cannot lock deliveries out;
+//! - shutdown stops accepting and lets open requests finish.
 
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -12,8 +20,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tower::Layer;
 
 use crate::metrics::Metrics;
 
@@ -21,6 +30,86 @@ use crate::metrics::Metrics;
 pub struct ConnectionLimits {
     pub header_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_address: usize,
+}
+
+/// Connections that have not completed a request head yet, oldest first: what is closed to
+/// make room when every slot is taken.
+#[derive(Default)]
+struct Waiting {
+    next: AtomicU64,
+    queue: Mutex<VecDeque<(u64, Arc<AtomicBool>, CancellationToken)>>,
+}
+
+impl Waiting {
+    fn add(&self, started: Arc<AtomicBool>, close: CancellationToken) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut q = self.queue.lock().expect("waiting lock poisoned");
+        // Connections that have started since they were added leave the queue lazily.
+        q.retain(|(_, started, _)| !started.load(Ordering::Relaxed));
+        q.push_back((id, started, close));
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        self.queue
+            .lock()
+            .expect("waiting lock poisoned")
+            .retain(|(i, _, _)| *i != id);
+    }
+
+    /// Closes the oldest connection still waiting for its first request head.
+    fn evict_oldest(&self) -> bool {
+        let mut q = self.queue.lock().expect("waiting lock poisoned");
+        while let Some((_, started, close)) = q.pop_front() {
+            if !started.load(Ordering::Relaxed) {
+                close.cancel();
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Connections per address.
+#[derive(Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    fn take(&self, ip: IpAddr, limit: usize) -> bool {
+        let mut m = self.0.lock().expect("per-address lock poisoned");
+        let n = m.entry(ip).or_default();
+        if *n >= limit {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn give_back(&self, ip: IpAddr) {
+        let mut m = self.0.lock().expect("per-address lock poisoned");
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+}
+
+/// A slot for a new connection: free, or made free by closing the oldest connection that has
+/// not sent a request head (it gives its slot back as its task ends).
+async fn slot(slots: &Arc<Semaphore>, waiting: &Waiting) -> Option<OwnedSemaphorePermit> {
+    if let Ok(slot) = slots.clone().try_acquire_owned() {
+        return Some(slot);
+    }
+    if !waiting.evict_oldest() {
+        return None;
+    }
+    tokio::time::timeout(Duration::from_secs(1), slots.clone().acquire_owned())
+        .await
+        .ok()?
+        .ok()
 }
 
 /// Serves `app` on `listener` until `shutdown`, then waits for open connections to finish
@@ -33,13 +122,15 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let waiting = Arc::new(Waiting::default());
+    let per_address = Arc::new(PerAddress::default());
     // Every connection task holds a receiver; the sender learns when the last one is gone.
     let (all_closed, open) = watch::channel(());
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: wait a moment rather than spin.
                     tracing::warn!(error = %e, "Accepting a webhook connection failed.");
@@ -48,7 +139,17 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let ip = peer.ip();
+        if !per_address.take(ip, limits.max_connections_per_address) {
+            metrics
+                .connections_refused
+                .with_label_values(&["max_connections_per_address"])
+                .inc();
+            drop(stream);
+            continue;
+        }
+        let Some(slot) = slot(&slots, &waiting).await else {
+            per_address.give_back(ip);
             metrics
                 .connections_refused
                 .with_label_values(&["max_connections"])
@@ -56,13 +157,32 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        // The router takes hyper's body type as it comes.
-        let service = TowerToHyperService::new(app.clone());
+        // The first request head reaching the router is what ends the connection's deadline.
+        let started = Arc::new(AtomicBool::new(false));
+        let close = CancellationToken::new();
+        let waiting_id = waiting.add(started.clone(), close.clone());
+        let service = {
+            let (app, started) = (app.clone(), started.clone());
+            TowerToHyperService::new(
+                tower::util::MapRequestLayer::new(
+                    move |r: axum::http::Request<hyper::body::Incoming>| {
+                        started.store(true, Ordering::Relaxed);
+                        r
+                    },
+                )
+                .layer(app),
+            )
+        };
         let (shutdown, open, connections) =
             (shutdown.clone(), open.clone(), metrics.connections.clone());
+        let (waiting, per_address, refused) = (
+            waiting.clone(),
+            per_address.clone(),
+            metrics.connections_refused.clone(),
+        );
         connections.inc();
         tokio::spawn(async move {
-            let mut builder = Builder::new(TokioExecutor::new());
+            let mut builder = Builder::new(TokioExecutor::new()).http1_only();
             builder
                 .http1()
                 .timer(TokioTimer::new())
@@ -70,16 +190,27 @@ pub async fn serve(
             let mut conn =
                 pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
             let mut stopping = pin!(shutdown.cancelled());
+            let mut first_head = pin!(tokio::time::sleep(limits.header_timeout));
             let mut closing = false;
             loop {
                 tokio::select! {
                     _ = conn.as_mut() => break,
+                    _ = close.cancelled() => {
+                        refused.with_label_values(&["evicted_before_request"]).inc();
+                        break;
+                    }
+                    _ = &mut first_head, if !started.load(Ordering::Relaxed) => {
+                        refused.with_label_values(&["no_request_in_time"]).inc();
+                        break;
+                    }
                     _ = &mut stopping, if !closing => {
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }
                 }
             }
+            waiting.remove(waiting_id);
+            per_address.give_back(ip);
             connections.dec();
             drop(slot);
             drop(open);

@@ -226,25 +226,7 @@ async fn webhook(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bo
     let started = Instant::now();
     let m = &ingest.metrics;
     let h = Headers::read(&headers);
-    // Shed load beyond what the producer handles at once: a 503 with Retry-After is what
-    // WooCommerce's next delivery of the same event (or a client's retry) can act on.
-    let Ok(_permit) = ingest.in_flight.clone().try_acquire_owned() else {
-        m.requests
-            .with_label_values(&["unknown", h.topic_label(), "overloaded"])
-            .inc();
-        let mut r = answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &h.correlation_id,
-            serde_json::json!({"status": "unavailable", "reason": "too many requests at once; retry shortly"}),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
-    };
-    m.in_flight.inc();
-    let in_flight = InFlight(m.in_flight.clone());
     let (shop, outcome, response) = handle(&ingest, &h, &headers, body).await;
-    drop(in_flight);
     m.requests
         .with_label_values(&[
             shop.as_deref().unwrap_or("unknown"),
@@ -256,6 +238,20 @@ async fn webhook(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bo
         .with_label_values(&[outcome])
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// The slowest body a delivery may send: 16 KiB/s after a first second. A WooCommerce body
+/// (a few KiB, sent at once) is far inside it; a body trickled byte by byte to hold a
+/// connection is cut long before `body_timeout_ms`.
+const MIN_BODY_BYTES_PER_SECOND: f64 = 16.0 * 1024.0;
+
+/// How long a body of `declared` bytes may take to arrive, at most `ceiling`.
+pub fn body_budget(declared: Option<u64>, ceiling: std::time::Duration) -> std::time::Duration {
+    let at_least_rate = |n: u64| {
+        std::time::Duration::from_secs(1)
+            + std::time::Duration::from_secs_f64(n as f64 / MIN_BODY_BYTES_PER_SECOND)
+    };
+    declared.map_or(ceiling, at_least_rate).min(ceiling)
 }
 
 /// Reads the whole body, giving up after `timeout`. A body that has already arrived with its
@@ -304,14 +300,15 @@ async fn handle(
             "no X-WC-Webhook-Signature header",
         );
     }
+    let budget = body_budget(declared, ingest.body_timeout);
     let read = match declared {
         Some(n) if n > ingest.max_body_bytes as u64 => None,
-        _ => match read_body(body, ingest.max_body_bytes, ingest.body_timeout).await {
+        _ => match read_body(body, ingest.max_body_bytes, budget).await {
             Ok(read) => read.ok(),
             Err(_) => {
                 tracing::warn!(
                     correlation_id = cid,
-                    timeout_ms = ingest.body_timeout.as_millis() as u64,
+                    timeout_ms = budget.as_millis() as u64,
                     "A webhook body did not arrive in time."
                 );
                 return (
@@ -346,6 +343,21 @@ async fn handle(
         }
     };
 
+    // Shed load beyond what the producer handles at once, counted only from here: a body that
+    // is still arriving holds a connection, never a permit. A 503 with Retry-After is what
+    // WooCommerce's next delivery of the same event (or a client's retry) can act on.
+    let Ok(_permit) = ingest.in_flight.clone().try_acquire_owned() else {
+        let mut r = answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            cid,
+            serde_json::json!({"status": "unavailable", "reason": "too many requests at once; retry shortly"}),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return (None, "overloaded", r);
+    };
+    ingest.metrics.in_flight.inc();
+    let _in_flight = InFlight(ingest.metrics.in_flight.clone());
     let Some(signature) = &h.signature else {
         if signature::is_ping(&body) {
             tracing::info!(correlation_id = cid, "Answered WooCommerce's webhook ping.");

@@ -486,6 +486,12 @@ impl Config {
                 1,
                 "connections",
             ),
+            (
+                "max_connections_per_address",
+                p.max_connections_per_address as u64,
+                1,
+                "connections",
+            ),
             ("max_in_flight", p.max_in_flight as u64, 1, "requests"),
         ] {
             if value < least {

@@ -28,8 +28,12 @@ pub struct ProducerConfig {
     pub header_timeout_ms: u64,
     /// A request whose body has not fully arrived within this is answered 408.
     pub body_timeout_ms: u64,
-    /// Open connections beyond this are closed at once.
+    /// Open connections beyond this are closed at once (or, when a connection that has not
+    /// sent a request head yet can be closed instead, it is).
     pub max_connections: usize,
+    /// Open connections from one address at most: one shop's PHP workers fit well within it,
+    /// and one prober cannot take every slot.
+    pub max_connections_per_address: usize,
     /// Requests being handled at once; beyond this, 503 with Retry-After.
     pub max_in_flight: usize,
     /// An exact resend (same shop, delivery id and signed body) within this many seconds is
@@ -55,6 +59,7 @@ impl Default for ProducerConfig {
             header_timeout_ms: 5_000,
             body_timeout_ms: 15_000,
             max_connections: 4_096,
+            max_connections_per_address: 1_024,
             max_in_flight: 256,
             dedup_window_secs: 600,
             dedup_capacity: 100_000,
