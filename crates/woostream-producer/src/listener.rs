@@ -191,6 +191,7 @@ pub async fn serve(
                 pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
             let mut stopping = pin!(shutdown.cancelled());
             let mut first_head = pin!(tokio::time::sleep(limits.header_timeout));
+            let mut head_deadline = true;
             let mut closing = false;
             loop {
                 tokio::select! {
@@ -199,9 +200,14 @@ pub async fn serve(
                         refused.with_label_values(&["evicted_before_request"]).inc();
                         break;
                     }
-                    _ = &mut first_head, if !started.load(Ordering::Relaxed) => {
-                        refused.with_label_values(&["no_request_in_time"]).inc();
-                        break;
+                    // Checked when the deadline passes, not before: a request that began in
+                    // time may take longer than the deadline (a broker that stalls).
+                    _ = &mut first_head, if head_deadline => {
+                        head_deadline = false;
+                        if !started.load(Ordering::Relaxed) {
+                            refused.with_label_values(&["no_request_in_time"]).inc();
+                            break;
+                        }
                     }
                     _ = &mut stopping, if !closing => {
                         closing = true;
