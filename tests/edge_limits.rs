@@ -7,15 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use woostream_tests::{config, fixture, Post, Producer, Tansu};
-
-fn addr_of(url: &str) -> String {
-    url.trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string()
-}
+use woostream_tests::{addr_of, config, fixture, Post, Producer, Tansu};
 
 /// Waits until the server closes `stream` (a read returns 0 or fails); how long that took.
 async fn closed_by_server(mut stream: TcpStream, within: Duration) -> Option<Duration> {
@@ -151,6 +143,15 @@ async fn beyond_the_connection_and_request_limits_the_producer_sheds_load_and_re
         let (url, body) = (p.url.clone(), body.clone());
         tokio::spawn(async move { Post::signed("order.updated", &body).send(&url).await })
     };
+    // The held request has its permit (it waits on the frozen broker) before the next comes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.metric("woostream_webhook_in_flight", &[]) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the held request never reached Kafka"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     let shed = loop {
         let resp = reqwest::Client::new()

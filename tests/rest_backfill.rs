@@ -263,13 +263,7 @@ async fn an_untrusted_certificate_is_named_at_once_and_a_ca_file_trusts_it() {
     )
     .await
     .unwrap();
-    let plain = shop
-        .url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let plain = woostream_tests::addr_of(&shop.url);
     let conf = dir.path().join("stunnel.conf");
     std::fs::write(
         &conf,

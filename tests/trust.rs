@@ -141,13 +141,7 @@ async fn silent_sockets_h2_prefaces_and_trickled_bodies_do_not_starve_deliveries
     config.producer.max_connections_per_address = 128;
     config.producer.header_timeout_ms = 2_000;
     let p = Producer::start(&config, true).await.unwrap();
-    let addr = p
-        .url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = addr_of(&p.url);
     let mut silent = Vec::new();
     for from in ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"] {
         for _ in 0..128 {

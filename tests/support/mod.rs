@@ -434,6 +434,15 @@ impl Tansu {
     }
 }
 
+/// `host:port` of an `http://` URL.
+pub fn addr_of(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 /// A free TCP port on loopback.
 pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
