@@ -154,16 +154,8 @@ async fn beyond_the_connection_and_request_limits_the_producer_sheds_load_and_re
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     let shed = loop {
-        let resp = reqwest::Client::new()
-            .post(&p.url)
-            .header("content-type", "application/json")
-            .header("x-wc-webhook-topic", "order.updated")
-            .header("x-wc-webhook-source", woostream_tests::SOURCE)
-            .header(
-                "x-wc-webhook-signature",
-                woostream_producer::signature::sign(&body, woostream_tests::SECRET),
-            )
-            .body(body.clone())
+        let resp = Post::signed("order.updated", &body)
+            .request(&reqwest::Client::new(), &p.url)
             .send()
             .await
             .unwrap();

@@ -117,16 +117,7 @@ async fn call(shop: &WooRest, method: Method, endpoint: &str, body: Value) -> Va
 }
 
 async fn all(shop: &WooRest, endpoint: &str, query: &[(&str, String)]) -> Vec<Value> {
-    let mut out = Vec::new();
-    for page in 1.. {
-        let p = shop.list(endpoint, query, page).await.unwrap();
-        let n = p.items.len();
-        out.extend(p.items);
-        if n < shop.per_page() as usize {
-            break;
-        }
-    }
-    out
+    shop.list_all(endpoint, query).await.unwrap()
 }
 
 fn money(v: &Value) -> Decimal {
@@ -140,33 +131,6 @@ async fn role(name: &str, section: &str, base: &str, dir: &std::path::Path) -> E
     let mut p = spawn(name, &toml, "real", port, dir);
     p.ready(Duration::from_secs(120)).await;
     p
-}
-
-/// A counter of a process's /metrics by label values.
-fn metric_with(p: &EnricherProcess, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = reqwest_blocking(&p.metrics_url);
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn reqwest_blocking(url: &str) -> String {
-    let url = url.to_string();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async { reqwest::get(&url).await.unwrap().text().await.unwrap() })
-    })
-    .join()
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -544,7 +508,7 @@ async fn a_real_woocommerce_shop_through_every_role() {
     );
 
     // Every delivery accounted for, by topic and outcome.
-    let metrics = reqwest_blocking(&producer.metrics_url);
+    let metrics = producer.metrics_text();
     let mut accounting: BTreeMap<(String, String), f64> = BTreeMap::new();
     for l in metrics
         .lines()
@@ -582,21 +546,13 @@ async fn a_real_woocommerce_shop_through_every_role() {
         Some(topics.len() as f64),
         "one ping per webhook created"
     );
-    assert!(metric_with(&producer, "woostream_webhook_source_mismatch_total", &[]) >= 2.0);
+    assert!(producer.metric("woostream_webhook_source_mismatch_total") >= 2.0);
     assert!(
-        metric_with(
-            &producer,
-            "woostream_webhook_deletions_not_of_resource_total",
-            &[]
-        ) >= 2.0,
+        producer.metric("woostream_webhook_deletions_not_of_resource_total") >= 2.0,
         "the twins of the trashed product and coupon"
     );
     assert_eq!(
-        metric_with(
-            &producer,
-            "woostream_webhook_unresolved_order_deletions_total",
-            &[]
-        ),
+        producer.metric("woostream_webhook_unresolved_order_deletions_total"),
         0.0
     );
 

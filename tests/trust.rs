@@ -176,16 +176,8 @@ async fn silent_sockets_h2_prefaces_and_trickled_bodies_do_not_starve_deliveries
         .unwrap();
     let mut answers = Vec::new();
     for _ in 0..30 {
-        let resp = client
-            .post(&p.url)
-            .header("content-type", "application/json")
-            .header("x-wc-webhook-topic", "order.updated")
-            .header("x-wc-webhook-source", SOURCE)
-            .header(
-                "x-wc-webhook-signature",
-                woostream_producer::signature::sign(&body, SECRET),
-            )
-            .body(body.clone())
+        let resp = Post::signed("order.updated", &body)
+            .request(&client, &p.url)
             .send()
             .await
             .map(|r| r.status().as_u16())

@@ -300,16 +300,29 @@ level = "info"
 
     /// A counter or gauge from /metrics (summed over labels); 0 until the server answers.
     pub fn metric(&self, name: &str) -> f64 {
-        let Ok(resp) = reqwest::blocking_get(&self.metrics_url) else {
-            return 0.0;
-        };
-        resp.lines()
+        self.metric_with(name, &[])
+    }
+
+    /// [`EnricherProcess::metric`] over the series whose labels include `labels`.
+    pub fn metric_with(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.metrics_text()
+            .lines()
             .filter(|l| {
                 l.starts_with(name)
                     && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{'))
             })
+            .filter(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// The process's /metrics page; empty until the server answers.
+    pub fn metrics_text(&self) -> String {
+        reqwest::blocking_get(&self.metrics_url).unwrap_or_default()
     }
 
     /// Whether `/readyz` answers 200.

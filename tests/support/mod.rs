@@ -212,7 +212,18 @@ impl<'a> Post<'a> {
     }
 
     pub async fn send(&self, url: &str) -> (u16, String) {
-        let client = reqwest::Client::new();
+        let resp = self
+            .request(&reqwest::Client::new(), url)
+            .send()
+            .await
+            .expect("the producer answers");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
+    /// The delivery as a request of `client` (one bound to an address, say), to send and read
+    /// as the test needs.
+    pub fn request(&self, client: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
         let mut req = client
             .post(url)
             .header("content-type", self.content_type)
@@ -234,9 +245,7 @@ impl<'a> Post<'a> {
         if let Some(secret) = self.secret {
             req = req.header("x-wc-webhook-signature", sign(self.body, secret));
         }
-        let resp = req.send().await.expect("the producer answers");
-        let status = resp.status().as_u16();
-        (status, resp.text().await.unwrap_or_default())
+        req
     }
 }
 

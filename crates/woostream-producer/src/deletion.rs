@@ -11,7 +11,7 @@
 //! enough and the shop's REST API is configured, asks the shop. The decisions are plain
 //! functions; the look-ups live at the edge ([`crate::server`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use crate::normalise::Resource;
@@ -67,51 +67,52 @@ pub enum Account {
     Unconfirmed,
 }
 
-/// What a REST look-up of `customers/<id>` answered.
-pub fn account_from_lookup(status: Option<u16>, code: &str) -> Account {
-    match belongs_from_lookup(status, code) {
-        Belongs::Yes => Account::StillThere,
-        Belongs::No => Account::Gone,
-        Belongs::Unknown => Account::Unconfirmed,
+/// What a look-up of `customers/<id>` found: no REST API (`None`), the account, or what its
+/// absence says (see [`belongs_from_lookup`]).
+pub fn account_from(lookup: Option<Result<(), Belongs>>) -> Account {
+    match lookup {
+        Some(Ok(())) | Some(Err(Belongs::Yes)) => Account::StillThere,
+        Some(Err(Belongs::No)) => Account::Gone,
+        Some(Err(Belongs::Unknown)) | None => Account::Unconfirmed,
     }
 }
 
-/// A set that forgets its oldest members beyond `capacity`.
-struct BoundedSet<K> {
+/// A map that forgets its oldest keys beyond `capacity` (a set with `V = ()`).
+struct Bounded<K, V = ()> {
     capacity: usize,
-    members: HashSet<K>,
+    entries: HashMap<K, V>,
     order: VecDeque<K>,
 }
 
-impl<K: Clone + Eq + std::hash::Hash> BoundedSet<K> {
-    fn new(capacity: usize) -> BoundedSet<K> {
-        BoundedSet {
+impl<K: Clone + Eq + std::hash::Hash, V> Bounded<K, V> {
+    fn new(capacity: usize) -> Bounded<K, V> {
+        Bounded {
             capacity: capacity.max(1),
-            members: HashSet::new(),
+            entries: HashMap::new(),
             order: VecDeque::new(),
         }
     }
 
-    /// True when `key` was not a member.
-    fn insert(&mut self, key: K) -> bool {
-        if !self.members.insert(key.clone()) {
+    /// Sets `key`'s value; true when `key` was not there.
+    fn insert(&mut self, key: K, value: V) -> bool {
+        if self.entries.insert(key.clone(), value).is_some() {
             return false;
         }
         self.order.push_back(key);
         while self.order.len() > self.capacity {
             if let Some(old) = self.order.pop_front() {
-                self.members.remove(&old);
+                self.entries.remove(&old);
             }
         }
         true
     }
 
-    fn contains(&self, key: &K) -> bool {
-        self.members.contains(key)
+    fn get(&self, key: &K) -> Option<&V> {
+        self.entries.get(key)
     }
 
     fn remove(&mut self, key: &K) {
-        if self.members.remove(key) {
+        if self.entries.remove(key).is_some() {
             self.order.retain(|k| k != key);
         }
     }
@@ -119,17 +120,17 @@ impl<K: Clone + Eq + std::hash::Hash> BoundedSet<K> {
 
 /// Accounts erased from a webhook by this replica, so that a deletion delivered again (or
 /// replayed) erases once. Bounded: the oldest are forgotten first.
-pub struct Erased(Mutex<BoundedSet<(String, String)>>);
+pub struct Erased(Mutex<Bounded<(String, String)>>);
 
 impl Erased {
     pub fn new(capacity: usize) -> Erased {
-        Erased(Mutex::new(BoundedSet::new(capacity)))
+        Erased(Mutex::new(Bounded::new(capacity)))
     }
 
     /// True the first time (shop, customer) is erased here.
     pub fn first_time(&self, shop: &str, customer: &str) -> bool {
         let mut erased = self.0.lock().expect("erased lock poisoned");
-        erased.insert((shop.to_string(), customer.to_string()))
+        erased.insert((shop.to_string(), customer.to_string()), ())
     }
 
     /// Forgets an erasure that failed, so that the next delivery tries again.
@@ -142,58 +143,38 @@ impl Erased {
 /// A bounded memory of ids seen per shop: which orders belong to which customer key, and which
 /// ids are coupons. Oldest forgotten first; the REST API answers what it no longer holds.
 pub struct Seen {
-    capacity: usize,
-    inner: Mutex<SeenInner>,
-}
-
-struct SeenInner {
-    order_owner: HashMap<(String, i64), String>,
-    orders: VecDeque<(String, i64)>,
-    coupons: BoundedSet<(String, i64)>,
+    /// (shop, order id) → the customer key its events are written under.
+    order_owners: Mutex<Bounded<(String, i64), String>>,
+    coupons: Mutex<Bounded<(String, i64)>>,
 }
 
 impl Seen {
     /// About 100 bytes an entry: 200,000 orders is ~20 MB.
     pub fn new(capacity: usize) -> Seen {
         Seen {
-            capacity: capacity.max(1),
-            inner: Mutex::new(SeenInner {
-                order_owner: HashMap::new(),
-                orders: VecDeque::new(),
-                coupons: BoundedSet::new(capacity),
-            }),
+            order_owners: Mutex::new(Bounded::new(capacity)),
+            coupons: Mutex::new(Bounded::new(capacity)),
         }
     }
 
     pub fn order(&self, shop: &str, order_id: i64, customer_key: &str) {
-        let mut s = self.inner.lock().expect("seen lock poisoned");
-        let key = (shop.to_string(), order_id);
-        if s.order_owner
-            .insert(key.clone(), customer_key.to_string())
-            .is_none()
-        {
-            s.orders.push_back(key);
-            while s.orders.len() > self.capacity {
-                if let Some(old) = s.orders.pop_front() {
-                    s.order_owner.remove(&old);
-                }
-            }
-        }
+        let mut owners = self.order_owners.lock().expect("seen lock poisoned");
+        owners.insert((shop.to_string(), order_id), customer_key.to_string());
     }
 
     pub fn owner_of(&self, shop: &str, order_id: i64) -> Option<String> {
-        let s = self.inner.lock().expect("seen lock poisoned");
-        s.order_owner.get(&(shop.to_string(), order_id)).cloned()
+        let owners = self.order_owners.lock().expect("seen lock poisoned");
+        owners.get(&(shop.to_string(), order_id)).cloned()
     }
 
     pub fn coupon(&self, shop: &str, coupon_id: i64) {
-        let mut s = self.inner.lock().expect("seen lock poisoned");
-        s.coupons.insert((shop.to_string(), coupon_id));
+        let mut coupons = self.coupons.lock().expect("seen lock poisoned");
+        coupons.insert((shop.to_string(), coupon_id), ());
     }
 
     pub fn is_coupon(&self, shop: &str, coupon_id: i64) -> bool {
-        let s = self.inner.lock().expect("seen lock poisoned");
-        s.coupons.contains(&(shop.to_string(), coupon_id))
+        let coupons = self.coupons.lock().expect("seen lock poisoned");
+        coupons.get(&(shop.to_string(), coupon_id)).is_some()
     }
 }
 
@@ -247,13 +228,15 @@ mod tests {
 
     #[test]
     fn an_account_is_gone_only_when_the_shop_says_so() {
+        let answered = |status, code| Some(Err(belongs_from_lookup(status, code)));
         assert_eq!(
-            account_from_lookup(Some(404), "woocommerce_rest_invalid_id"),
+            account_from(answered(Some(404), "woocommerce_rest_invalid_id")),
             Account::Gone
         );
-        assert_eq!(account_from_lookup(Some(200), ""), Account::StillThere);
-        assert_eq!(account_from_lookup(Some(503), ""), Account::Unconfirmed);
-        assert_eq!(account_from_lookup(None, ""), Account::Unconfirmed);
+        assert_eq!(account_from(Some(Ok(()))), Account::StillThere);
+        assert_eq!(account_from(answered(Some(503), "")), Account::Unconfirmed);
+        assert_eq!(account_from(answered(None, "")), Account::Unconfirmed);
+        assert_eq!(account_from(None), Account::Unconfirmed, "no REST API");
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::personal::{publish_sealed, seal_kept_body, Eraser, NewKeys, Sealer};
 use crate::catalogue::Catalogue;
 use crate::dedup::RecentDeliveries;
 use crate::deletion::{
-    account_from_lookup, belongs_from_lookup, deleted_id_belongs, Account, Belongs, Erased, Seen,
+    account_from, belongs_from_lookup, deleted_id_belongs, Account, Belongs, Erased, Seen,
 };
 use crate::metrics::Metrics;
 use crate::normalise::{
@@ -347,13 +347,7 @@ async fn handle(
     // is still arriving holds a connection, never a permit. A 503 with Retry-After is what
     // WooCommerce's next delivery of the same event (or a client's retry) can act on.
     let Ok(_permit) = ingest.in_flight.clone().try_acquire_owned() else {
-        let mut r = answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            cid,
-            serde_json::json!({"status": "unavailable", "reason": "too many requests at once; retry shortly"}),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let r = retry_later(cid, "too many requests at once; retry shortly", "1");
         return (None, "overloaded", r);
     };
     ingest.metrics.in_flight.inc();
@@ -664,19 +658,7 @@ async fn settle_deletion(
         }
         _ => return None,
     };
-    let lookup = |endpoint: String| async move {
-        let client = ingest.rest.get(shop)?;
-        let asked = tokio::time::timeout(
-            LOOKUP_TIMEOUT,
-            client.object(reqwest::Method::GET, &endpoint, None),
-        )
-        .await;
-        Some(match asked {
-            Ok(Ok(object)) => Ok(object),
-            Ok(Err(e)) => Err(belongs_from_lookup(e.status, &e.what)),
-            Err(_) => Err(Belongs::Unknown),
-        })
-    };
+    let lookup = |endpoint: String| ask_shop(ingest, shop, endpoint);
     if resource == crate::normalise::Resource::Order {
         let Event::Order(key, e) = event else {
             return None;
@@ -743,22 +725,30 @@ async fn settle_deletion(
     None
 }
 
-/// What the shop's REST API says of account `id` (see [`crate::deletion::Account`]).
-async fn account_of(ingest: &Ingest, shop: &str, id: i64) -> Account {
-    let Some(client) = ingest.rest.get(shop) else {
-        return Account::Unconfirmed;
-    };
-    let endpoint = format!("customers/{id}");
-    match tokio::time::timeout(
+/// One object of the shop's REST API, asked within [`LOOKUP_TIMEOUT`]: `None` without a REST
+/// API for the shop; otherwise the object, or what its absence says of the id.
+async fn ask_shop(
+    ingest: &Ingest,
+    shop: &str,
+    endpoint: String,
+) -> Option<Result<serde_json::Value, Belongs>> {
+    let client = ingest.rest.get(shop)?;
+    let asked = tokio::time::timeout(
         LOOKUP_TIMEOUT,
         client.object(reqwest::Method::GET, &endpoint, None),
     )
-    .await
-    {
-        Ok(Ok(_)) => Account::StillThere,
-        Ok(Err(e)) => account_from_lookup(e.status, &e.what),
-        Err(_) => Account::Unconfirmed,
-    }
+    .await;
+    Some(match asked {
+        Ok(Ok(object)) => Ok(object),
+        Ok(Err(e)) => Err(belongs_from_lookup(e.status, &e.what)),
+        Err(_) => Err(Belongs::Unknown),
+    })
+}
+
+/// What the shop's REST API says of account `id` (see [`crate::deletion::Account`]).
+async fn account_of(ingest: &Ingest, shop: &str, id: i64) -> Account {
+    let asked = ask_shop(ingest, shop, format!("customers/{id}")).await;
+    account_from(asked.map(|r| r.map(drop)))
 }
 
 fn erasure_counted(ingest: &Ingest, shop: &str, outcome: &str) {
@@ -836,13 +826,19 @@ fn unauthorized(
 
 fn unavailable(cid: &str, e: &PublishError) -> Response {
     tracing::error!(correlation_id = cid, error = %e, "Could not make a webhook durable.");
+    retry_later(cid, "the event could not be stored; retry later", "30")
+}
+
+/// 503 with `Retry-After` (seconds): what WooCommerce's next delivery of the same event, or a
+/// client's retry, can act on.
+fn retry_later(cid: &str, reason: &str, after_secs: &'static str) -> Response {
     let mut r = answer(
         StatusCode::SERVICE_UNAVAILABLE,
         cid,
-        serde_json::json!({"status": "unavailable", "reason": "the event could not be stored; retry later"}),
+        serde_json::json!({"status": "unavailable", "reason": reason}),
     );
     r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(after_secs));
     r
 }
 

@@ -202,7 +202,7 @@ impl Job<'_> {
             }
             let mut records = Vec::with_capacity(page.items.len());
             let mut new_keys = NewKeys::default();
-            let mut variations = Vec::new();
+            let (mut kept, mut variations) = (Vec::new(), Vec::new());
             for item in &page.items {
                 if since.is_some_and(|s| Resource::created_before(item, s)) {
                     outcome.skipped += 1;
@@ -211,13 +211,9 @@ impl Job<'_> {
                 if resource == Resource::Products && item["type"] == "variable" {
                     variations.extend(self.variations_of(item).await?);
                 }
+                kept.push(item);
             }
-            for item in page
-                .items
-                .iter()
-                .filter(|i| !since.is_some_and(|s| Resource::created_before(i, s)))
-                .chain(&variations)
-            {
+            for item in kept.into_iter().chain(&variations) {
                 let (record, kept) =
                     self.ingest
                         .record(resource, item, Origin::Backfill, &mut new_keys)?;
@@ -284,21 +280,17 @@ impl Job<'_> {
         let Some(id) = parent["id"].as_i64() else {
             return Ok(Vec::new());
         };
-        let endpoint = format!("products/{id}/variations");
-        let mut out = Vec::new();
-        for number in 1.. {
-            let page = self
-                .client
-                .list(
-                    &endpoint,
-                    &[("orderby", "id".into()), ("order", "asc".into())],
-                    number,
-                )
-                .await
-                .with_context(|| format!("backfilling the variations of product {id}"))?;
-            let last = page.items.len() < self.client.per_page() as usize
-                || page.total_pages.is_some_and(|n| number >= n);
-            out.extend(page.items.into_iter().map(|mut v| {
+        let variations = self
+            .client
+            .list_all(
+                &format!("products/{id}/variations"),
+                &[("orderby", "id".into()), ("order", "asc".into())],
+            )
+            .await
+            .with_context(|| format!("backfilling the variations of product {id}"))?;
+        Ok(variations
+            .into_iter()
+            .map(|mut v| {
                 // The variations endpoint leaves out what the webhook payload says.
                 if v["parent_id"].as_i64().unwrap_or(0) == 0 {
                     v["parent_id"] = serde_json::json!(id);
@@ -307,12 +299,8 @@ impl Job<'_> {
                     v["type"] = serde_json::json!("variation");
                 }
                 v
-            }));
-            if last {
-                break;
-            }
-        }
-        Ok(out)
+            })
+            .collect())
     }
 }
 

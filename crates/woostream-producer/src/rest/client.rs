@@ -156,6 +156,25 @@ impl WooRest {
         })
     }
 
+    /// Every page of `endpoint` with `query`, in order.
+    pub async fn list_all(
+        &self,
+        endpoint: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<Value>, RestError> {
+        let mut all = Vec::new();
+        for number in 1.. {
+            let page = self.list(endpoint, query, number).await?;
+            let last = page.items.len() < self.per_page as usize
+                || page.total_pages.is_some_and(|n| number >= n);
+            all.extend(page.items);
+            if last {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
     /// `GET`, `POST` or `PUT` of one object.
     pub async fn object(
         &self,

@@ -98,21 +98,9 @@ pub fn is_ours(webhook: &Value, delivery_url: Option<&str>, webhook_path: &str) 
 
 /// Every webhook of the shop, page by page, whatever its status.
 pub async fn list_all(client: &WooRest) -> anyhow::Result<Vec<Value>> {
-    let mut existing = Vec::new();
-    let mut page = 1;
-    loop {
-        let p = client
-            .list("webhooks", &[("status", "all".into())], page)
-            .await?;
-        let last =
-            p.items.len() < client.per_page() as usize || p.total_pages.is_some_and(|n| page >= n);
-        existing.extend(p.items);
-        if last {
-            break;
-        }
-        page += 1;
-    }
-    Ok(existing)
+    Ok(client
+        .list_all("webhooks", &[("status", "all".into())])
+        .await?)
 }
 
 /// Applies [`plan`] to the shop (unless `dry_run`) and returns the changes.
