@@ -340,16 +340,299 @@ async fn a_crm_change_reaches_the_shop_once_and_neither_direction_echoes() {
         counted("woostream_shop_writer_changes_total{outcome=\"written\"}"),
         2.0
     );
-    // HubSpot's retry of the phone change, and the teammate's older change.
+    // HubSpot's retry of the phone change is dropped at the door; the teammate's older
+    // change loses to the shop's later edit.
+    assert_eq!(
+        counted("woostream_crm_inbound_events_total{outcome=\"duplicate\"}"),
+        1.0
+    );
     assert_eq!(
         counted("woostream_shop_writer_changes_total{outcome=\"skipped\"}"),
-        2.0
+        1.0
     );
     let updates = shop.customer_updates();
     assert_eq!(updates.len(), 2, "the phone once and the note: {updates:?}");
     let now_in_shop = shop.get("customers", CUSTOMER).unwrap();
     assert_eq!(now_in_shop["billing"]["phone"], "+48 999 888 777");
     assert_eq!(now_in_shop["last_name"], "Ortega-Lind");
+
+    for r in &mut roles {
+        assert_eq!(r.stop().code(), Some(0), "{}", r.log_text());
+    }
+}
+
+/// Starts producer, CRM sink and CRM inbound as processes against `shop` and `hubspot`; the
+/// roles, the producer's URL and the inbound URL.
+async fn start_roles(
+    tansu: &Tansu,
+    shop: &ShopServer,
+    hubspot: &FakeHubSpot,
+    webhook_port: u16,
+    dir: &std::path::Path,
+) -> (Vec<EnricherProcess>, String, String) {
+    let inbound_port = free_port();
+    let producer_url = format!("http://127.0.0.1:{webhook_port}/webhooks/woocommerce");
+    let inbound_url = format!("http://127.0.0.1:{inbound_port}/webhooks/hubspot");
+    let common = |ops: u16| {
+        format!(
+            "[kafka]\nbootstrap_servers = \"{}\"\n\n[[shops]]\nid = \"eu\"\nsource = \"{SOURCE}\"\nsecret = \"{SECRET}\"\n[shops.rest]\nurl = \"{}\"\nconsumer_key = \"ck_inbound\"\nconsumer_secret = \"cs_inbound\"\n\n[ops]\nlisten = \"127.0.0.1:{ops}\"\n",
+            tansu.bootstrap, shop.url
+        )
+    };
+    let crm = format!(
+        "[crm]\nenabled = true\ntoken = \"pat-inbound\"\napi_url = \"{}\"\nmax_delay_ms = 100\n[crm.inbound]\nlisten = \"127.0.0.1:{inbound_port}\"\npublic_url = \"{inbound_url}\"\nclient_secret = \"{CLIENT_SECRET}\"\napp_id = \"{APP_ID}\"\n",
+        hubspot.url
+    );
+    let mut roles = Vec::new();
+    for (role, section) in [
+        (
+            "producer",
+            format!("[producer]\nlisten = \"127.0.0.1:{webhook_port}\"\n"),
+        ),
+        ("crm run", crm.clone()),
+        ("crm inbound", crm.clone()),
+    ] {
+        let port = free_port();
+        roles.push(spawn(
+            role,
+            &format!("{section}\n{}", common(port)),
+            "takeover",
+            port,
+            dir,
+        ));
+    }
+    for r in &mut roles {
+        r.ready(Duration::from_secs(180)).await;
+    }
+    hubspot.subscribe(Subscription {
+        url: inbound_url.clone(),
+        client_secret: CLIENT_SECRET.into(),
+        app_id: APP_ID.into(),
+        properties: ["firstname", "phone"].map(String::from).to_vec(),
+    });
+    (roles, producer_url, inbound_url)
+}
+
+/// The contact whose `property` is `value`, with its properties.
+fn contact_where(
+    hubspot: &FakeHubSpot,
+    property: &str,
+    value: &str,
+) -> Option<(String, BTreeMap<String, String>)> {
+    hubspot.with_store(|s| {
+        s.contacts
+            .records
+            .iter()
+            .find(|(_, c)| c.get(property).map(String::as_str) == Some(value))
+            .map(|(id, c)| (id.to_string(), c.clone()))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_typing_someone_elses_email_takes_over_no_contact_and_erasing_them_spares_it() {
+    use woostream_sink::crm::api::{Input, Object};
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let hubspot = FakeHubSpot::start("pat-inbound", 190).await;
+    // Two people the CRM knows: Vera, another customer's contact; Walt, from a form.
+    let vera = "vera@victim.example";
+    let walt = "walt@victim.example";
+    hubspot.with_store(|s| {
+        let input = |email: &str, props: &[(&str, &str)]| Input {
+            id_property: "email".into(),
+            id: email.into(),
+            properties: props
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .chain([("email".to_string(), email.to_string())])
+                .collect(),
+        };
+        s.upsert(
+            Object::Contacts,
+            &[
+                input(
+                    vera,
+                    &[
+                        ("firstname", "Vera"),
+                        ("phone", "+1 555 0100"),
+                        ("woo_customer_id", "eu:7"),
+                    ],
+                ),
+                input(walt, &[("firstname", "Walt")]),
+            ],
+        )
+        .unwrap();
+    });
+    let before = |email: &str| contact_where(&hubspot, "email", email).unwrap();
+    let (vera_before, walt_before) = (before(vera), before(walt));
+
+    // The attacker's account carries Vera's email (WooCommerce does not check it is theirs).
+    let mut attacker = customer();
+    attacker["email"] = vera.into();
+    attacker["billing"]["email"] = vera.into();
+    attacker["first_name"] = "Mallory".into();
+    let webhook_port = free_port();
+    let shop = ShopServer::start(
+        BTreeMap::from([(
+            "customers".to_string(),
+            BTreeMap::from([(CUSTOMER, attacker.clone())]),
+        )]),
+        "ck_inbound",
+        "cs_inbound",
+        Behaviour::default(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut roles, producer_url, _) =
+        start_roles(&tansu, &shop, &hubspot, webhook_port, dir.path()).await;
+
+    // 1. The account: HubSpot refuses the email (Vera's contact has it); Vera's contact names
+    // another customer, so nothing is written onto it: a dead letter says why.
+    let body = serde_json::to_vec(&attacker).unwrap();
+    assert_eq!(
+        Post::signed("customer.created", &body)
+            .send(&producer_url)
+            .await
+            .0,
+        200
+    );
+    let crm = &roles[1];
+    wait_for("the account's refusal", &roles, || {
+        crm.metric_with(
+            "woostream_crm_upserts_total",
+            &[("object", "contact"), ("outcome", "dead_lettered")],
+        ) >= 1.0
+    })
+    .await;
+    let mut config = config(&tansu.bootstrap);
+    config.topics.create = false;
+    use rdkafka::message::Headers;
+    use rdkafka::Message;
+    // The dead letter is written once the refusal is counted: read until it is there.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut round = 0;
+    let reasons: Vec<String> = loop {
+        round += 1;
+        let dead = read_topic_now(
+            &config,
+            &format!("takeover-dlq-{round}"),
+            "woostream.dlq.crm",
+        )
+        .await;
+        let reasons: Vec<String> = dead
+            .iter()
+            .filter_map(|m| {
+                m.headers()?
+                    .iter()
+                    .find(|h| h.key == woostream_core::headers::DEAD_LETTER_REASON)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).to_string())
+            })
+            .collect();
+        if !reasons.is_empty() || Instant::now() > deadline {
+            break reasons;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("email_belongs_to_another_customer")),
+        "{reasons:?}"
+    );
+
+    // 2. An order whose billing email is Walt's: the attacker's own contact gets the deal;
+    // Walt's contact is not touched.
+    let mut order: Value = serde_json::from_slice(&fixture("woo_order_example.json")).unwrap();
+    order["customer_id"] = CUSTOMER.into();
+    order["billing"]["email"] = walt.into();
+    order["status"] = "processing".into();
+    let body = serde_json::to_vec(&order).unwrap();
+    assert_eq!(
+        Post::signed("order.created", &body)
+            .send(&producer_url)
+            .await
+            .0,
+        200
+    );
+    wait_for("the attacker's own contact", &roles, || {
+        contact_where(&hubspot, "woo_customer_id", "eu:4242").is_some()
+    })
+    .await;
+    let (own, own_record) = contact_where(&hubspot, "woo_customer_id", "eu:4242").unwrap();
+    assert_ne!(own, vera_before.0);
+    assert_ne!(own, walt_before.0);
+    assert_eq!(own_record.get("email"), None, "{own_record:?}");
+    assert_eq!(before(vera), vera_before, "Vera's contact is unchanged");
+    assert_eq!(before(walt), walt_before, "Walt's contact is unchanged");
+
+    // 3. A change on Vera's contact never reaches a shop account: woostream never wrote it for
+    // anyone — not even after a form sets the attacker's id on it.
+    assert_eq!(
+        hubspot
+            .edit_contact(&vera_before.0, "phone", "+1 555 0199")
+            .await,
+        Some(200)
+    );
+    hubspot.with_store(|s| {
+        let id: u64 = vera_before.0.parse().unwrap();
+        s.contacts
+            .records
+            .get_mut(&id)
+            .unwrap()
+            .insert("woo_customer_id".into(), "eu:4242".into());
+    });
+    assert_eq!(
+        hubspot
+            .edit_contact(&vera_before.0, "firstname", "Mallory")
+            .await,
+        Some(200)
+    );
+    let inbound = &roles[2];
+    assert_eq!(
+        inbound.metric("woostream_crm_inbound_events_total{outcome=\"not_woostreams_contact\"}"),
+        2.0
+    );
+    assert!(
+        shop.customer_updates().is_empty(),
+        "{:?}",
+        shop.customer_updates()
+    );
+    hubspot.with_store(|s| {
+        let id: u64 = vera_before.0.parse().unwrap();
+        s.contacts
+            .records
+            .get_mut(&id)
+            .unwrap()
+            .insert("woo_customer_id".into(), "eu:7".into());
+    });
+
+    // 4. The attacker's account is deleted: their own contact goes, Vera's and Walt's stay.
+    shop.remove("customers", CUSTOMER);
+    let deleted = serde_json::to_vec(&json!({"id": CUSTOMER})).unwrap();
+    assert_eq!(
+        Post::signed("customer.deleted", &deleted)
+            .send(&producer_url)
+            .await
+            .0,
+        200
+    );
+    wait_for("the attacker's contact erased", &roles, || {
+        hubspot.with_store(|s| {
+            !s.contacts
+                .records
+                .contains_key(&own.parse::<u64>().unwrap())
+        })
+    })
+    .await;
+    assert!(
+        contact_where(&hubspot, "email", vera).is_some(),
+        "Vera's contact stays"
+    );
+    assert!(
+        contact_where(&hubspot, "email", walt).is_some(),
+        "Walt's contact stays"
+    );
 
     for r in &mut roles {
         assert_eq!(r.stop().code(), Some(0), "{}", r.log_text());

@@ -205,3 +205,99 @@ async fn silent_sockets_h2_prefaces_and_trickled_bodies_do_not_starve_deliveries
     }
     p.stop().await.unwrap();
 }
+
+/// An erasure from `customer.deleted` while the broker is stalled: WooCommerce never delivers a
+/// deletion again, so the answer is 2xx and the erasure request waits in the spool beside the
+/// deletion; once the broker answers, the drain carries it out — keys tombstoned, the
+/// customer key tombstoned under the erasure's id, the receipt written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_asked_for_while_the_broker_stalls_is_carried_out_once_it_returns() {
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let mut customers = std::collections::BTreeMap::new();
+    let account = json!({"id": 42, "email": "stalled@example.com", "first_name": "Sten",
+        "role": "customer", "billing": {"email": "stalled@example.com", "phone": "+46 1"}});
+    customers.insert(42, account.clone());
+    let shop = ShopServer::start(
+        std::collections::BTreeMap::from([("customers".to_string(), customers)]),
+        KEY,
+        SECRET_KEY,
+        Behaviour::default(),
+    )
+    .await
+    .unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut config = config(&tansu.bootstrap);
+    config.producer.spool_dir = Some(spool.path().to_path_buf());
+    config.shops[0].rest = Some(ShopRest {
+        url: Some(shop.url.clone()),
+        consumer_key: Some(KEY.into()),
+        consumer_secret: Some(SECRET_KEY.into()),
+        ..ShopRest::default()
+    });
+    let p = Producer::start(&config, true).await.unwrap();
+    let erasures = |outcome: &str| {
+        p.metric(
+            "woostream_webhook_erasures_total",
+            &[("shop", "eu"), ("outcome", outcome)],
+        )
+    };
+    // The customer signs up: their key is made and written.
+    let body = serde_json::to_vec(&account).unwrap();
+    let (code, text) = Post::signed("customer.created", &body).send(&p.url).await;
+    assert_eq!(code, 200, "{text}");
+
+    // The account is deleted in the shop while the broker stalls.
+    shop.remove("customers", 42);
+    tansu.freeze();
+    let (code, text) = Post::signed("customer.deleted", br#"{"id":42}"#)
+        .send(&p.url)
+        .await;
+    assert_eq!(code, 202, "kept, not refused: {text}");
+    let erasure = status_of(&text)["erasure"].as_str().unwrap().to_string();
+    assert!(erasure.starts_with("er-"), "{text}");
+    assert_eq!(erasures("spooled"), 1.0);
+    assert_eq!(erasures("erased"), 0.0);
+
+    // The broker answers again: the drain carries the erasure out.
+    tansu.thaw();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while erasures("erased_from_spool") < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spooled erasure was not carried out within 2 minutes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let keys = read_topic_now(&config, "stall-keys", "woostream.subject-keys").await;
+    assert!(
+        keys.iter().any(|m| m.payload().is_some()) && keys.iter().any(|m| m.payload().is_none()),
+        "the key was written, then tombstoned"
+    );
+    let customers = read_topic_now(&config, "stall-customers", "woo.customers").await;
+    let erased_under = |m: &rdkafka::message::OwnedMessage| {
+        use rdkafka::message::Headers;
+        m.payload().is_none()
+            && m.headers()
+                .is_some_and(|h| h.iter().any(|h| h.value == Some(erasure.as_bytes())))
+    };
+    assert_eq!(
+        customers.iter().filter(|m| erased_under(m)).count(),
+        1,
+        "one tombstone under the erasure's id"
+    );
+    let receipts = read_topic_now(&config, "stall-receipts", "woostream.deliveries").await;
+    let decoder = woostream_core::codec::Decoder::new();
+    assert!(
+        receipts.iter().any(|m| m
+            .payload()
+            .and_then(|v| decoder.decode::<woostream_core::records::Delivery>(v).ok())
+            .is_some_and(|d| d.alert_id == erasure)),
+        "the erasure's receipt"
+    );
+    assert_eq!(
+        p.metric("woostream_spool_pending_bytes", &[]),
+        0.0,
+        "nothing left in the spool"
+    );
+    p.stop().await.unwrap();
+}

@@ -7,12 +7,12 @@
 //! `X-HubSpot-RateLimit-*` headers, and an outage mode answering 503. The records live in the
 //! same object store the dry run uses (`woostream_sink::crm::memory::Store`).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -595,10 +595,12 @@ async fn gdpr_delete(
     )
 }
 
-/// `GET /crm/v3/objects/contacts/{id}` (every property, whichever were asked for).
+/// `GET /crm/v3/objects/contacts/{id}` (every property, whichever were asked for), by the
+/// object id or, with `idProperty`, by that unique property (an email).
 async fn read_contact(
     State(fake): State<FakeHubSpot>,
     Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let endpoint = "contacts/read";
@@ -606,13 +608,16 @@ async fn read_contact(
         Ok(h) => h,
         Err(r) => return *r,
     };
+    let by = query
+        .get("idProperty")
+        .map_or("hs_object_id", String::as_str);
     let found = fake.with_store(|s| {
-        id.parse::<u64>()
+        s.read_contact(by, &id)
             .ok()
-            .and_then(|n| s.contacts.records.get(&n).cloned())
+            .map(|(n, record)| (n, record.clone()))
     });
     match found {
-        Some(properties) => {
+        Some((id, properties)) => {
             fake.log(endpoint, 200, 1);
             (
                 StatusCode::OK,

@@ -159,6 +159,10 @@ pub struct CrmInbound {
     pub app_id: Option<String>,
     /// Webhooks signed longer ago than this are refused (HubSpot's rule: 5 minutes).
     pub max_age_secs: u64,
+    /// HubSpot change sources whose changes reach the shop (`changeSource`): by default the
+    /// team's own edits in HubSpot (its web and mobile apps). Forms, imports, other apps and
+    /// workflows are left out unless listed — anyone can fill in a form.
+    pub allowed_sources: Vec<String>,
     /// The shop the contacts belong to when their id property does not say (`<shop>:<id>`).
     pub shop: Option<String>,
     pub group_id: String,
@@ -187,6 +191,19 @@ pub const ADDRESS_FIELDS: [&str; 11] = [
 /// (see [`crate::privacy::CustomerHasher::identity_fingerprint`]).
 pub const CRM_IDENTITY_META: &str = "_woostream_crm_identity";
 
+/// The HubSpot change sources `crm.inbound.allowed_sources` has by default: people of the
+/// team editing a contact in HubSpot.
+pub const DEFAULT_ALLOWED_SOURCES: &[&str] = &[
+    "CRM_UI",
+    "CRM_UI_BULK_ACTION",
+    "MOBILE_IOS",
+    "MOBILE_ANDROID",
+];
+
+/// The customer meta field keeping, per shop field, when the CRM change last written to it
+/// happened (ms): an older change arriving late never overwrites a newer one.
+pub const CRM_APPLIED_META: &str = "_woostream_crm_applied";
+
 /// What a contact change writes to the shop by default.
 pub const INBOUND_FIELDS: &[(&str, &str)] = &[
     ("firstname", "first_name"),
@@ -212,6 +229,10 @@ impl Default for CrmInbound {
             client_secret: None,
             app_id: None,
             max_age_secs: 300,
+            allowed_sources: DEFAULT_ALLOWED_SOURCES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             shop: None,
             group_id: "woostream-shop-writer".into(),
             fields: BTreeMap::new(),

@@ -78,14 +78,14 @@ pub fn account_from(lookup: Option<Result<(), Belongs>>) -> Account {
 }
 
 /// A map that forgets its oldest keys beyond `capacity` (a set with `V = ()`).
-struct Bounded<K, V = ()> {
+pub(crate) struct Bounded<K, V = ()> {
     capacity: usize,
     entries: HashMap<K, V>,
     order: VecDeque<K>,
 }
 
 impl<K: Clone + Eq + std::hash::Hash, V> Bounded<K, V> {
-    fn new(capacity: usize) -> Bounded<K, V> {
+    pub(crate) fn new(capacity: usize) -> Bounded<K, V> {
         Bounded {
             capacity: capacity.max(1),
             entries: HashMap::new(),
@@ -94,7 +94,7 @@ impl<K: Clone + Eq + std::hash::Hash, V> Bounded<K, V> {
     }
 
     /// Sets `key`'s value; true when `key` was not there.
-    fn insert(&mut self, key: K, value: V) -> bool {
+    pub(crate) fn insert(&mut self, key: K, value: V) -> bool {
         if self.entries.insert(key.clone(), value).is_some() {
             return false;
         }
@@ -107,11 +107,11 @@ impl<K: Clone + Eq + std::hash::Hash, V> Bounded<K, V> {
         true
     }
 
-    fn get(&self, key: &K) -> Option<&V> {
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
         self.entries.get(key)
     }
 
-    fn remove(&mut self, key: &K) {
+    pub(crate) fn remove(&mut self, key: &K) {
         if self.entries.remove(key).is_some() {
             self.order.retain(|k| k != key);
         }

@@ -148,6 +148,18 @@ pub async fn start(
                 .set(up as i64);
         }
     }));
+
+    let sealer = personal::Sealer::start_async(config, bootstrap).await?;
+    let eraser = match &sealer {
+        Some(s) if config.privacy.erase_on_customer_deleted => Some(Arc::new(
+            personal::Eraser::new(config, s, producer.clone()).await?,
+        )),
+        _ => None,
+    };
+    if let (Some(spool), Some(eraser)) = (&spool, &eraser) {
+        spool.carry_erasures_with(eraser.clone());
+    }
+    // Draining starts once the spool can carry out the erasure requests it may hold.
     if let Some(spool) = &spool {
         tokio::spawn(
             spool
@@ -155,14 +167,6 @@ pub async fn start(
                 .drain_forever(producer.clone(), timeout, shutdown.clone()),
         );
     }
-
-    let sealer = personal::Sealer::start_async(config, bootstrap).await?;
-    let eraser = match &sealer {
-        Some(s) if config.privacy.erase_on_customer_deleted => {
-            Some(personal::Eraser::new(config, s, producer.clone()).await?)
-        }
-        _ => None,
-    };
     let ingest = Arc::new(server::Ingest::new(
         config,
         encoders,

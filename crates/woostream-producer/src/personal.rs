@@ -216,21 +216,27 @@ impl Eraser {
         })
     }
 
-    pub async fn erase_account(&self, key: &CustomerKey) -> anyhow::Result<String> {
-        let request = Request::new(
+    /// The erasure of a deleted account: its id names it from now on, whenever it is done.
+    pub fn request(key: &CustomerKey) -> Request {
+        Request::new(
             &key.shop_id,
             vec![key.customer.clone()],
             None,
             "customer.deleted",
-        );
+        )
+    }
+
+    /// Carries out `request`; doing it again (after a failure part-way, or from the spool)
+    /// writes the same tombstones and receipt under the same erasure id.
+    pub async fn carry_out(&self, request: &Request) -> anyhow::Result<()> {
         erase::carry_out(
             &self.config,
             &self.keys,
             &self.producer,
             &self.codecs,
-            &request,
+            request,
         )
-        .await?;
-        Ok(request.erasure_id)
+        .await
+        .map(|_| ())
     }
 }

@@ -46,6 +46,29 @@ mod b64 {
     }
 }
 
+/// Where an erasure request waits in the spool: never a Kafka topic. The drain carries the
+/// request out (after the records spooled before it) instead of sending it.
+pub const ERASURE_REQUESTS: &str = "woostream-spool:erasure-requests";
+
+impl Record {
+    /// An erasure to carry out once Kafka is back.
+    pub fn erasure_request(request: &woostream_core::erasure::erase::Request) -> Record {
+        Record {
+            topic: ERASURE_REQUESTS.into(),
+            key: request.erasure_id.clone().into_bytes(),
+            value: serde_json::to_vec(request).expect("requests serialise"),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The erasure request this record keeps, if it keeps one.
+    pub fn as_erasure_request(&self) -> Option<woostream_core::erasure::erase::Request> {
+        (self.topic == ERASURE_REQUESTS)
+            .then(|| serde_json::from_slice(&self.value).ok())
+            .flatten()
+    }
+}
+
 /// Encoders for every contract the producer writes, with the framing chosen at start-up.
 #[derive(Clone)]
 pub struct Encoders {
@@ -320,6 +343,13 @@ impl Publisher {
             return self.spool(&record, away).await;
         }
         self.publish(record).await
+    }
+
+    /// Keeps `record` in the spool without trying Kafka first (an erasure request whose
+    /// carrying out failed, or whose deletion is itself in the spool).
+    pub async fn keep(&self, record: &Record) -> Result<Durability, PublishError> {
+        let away = KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown);
+        self.spool(record, away).await
     }
 
     async fn spool(&self, record: &Record, kafka: KafkaError) -> Result<Durability, PublishError> {

@@ -69,7 +69,7 @@ pub struct Ingest {
     /// Seals personal fields per person (absent: `privacy.seal_personal_data` is off).
     sealer: Option<Sealer>,
     /// Carries out the erasure a `customer.deleted` asks for (`privacy.erase_on_customer_deleted`).
-    eraser: Option<Eraser>,
+    eraser: Option<Arc<Eraser>>,
     /// Orders and coupons this replica has seen, for `*.deleted` deliveries.
     seen: Seen,
     /// Accounts this replica erased from a `customer.deleted`: erased once.
@@ -86,7 +86,7 @@ impl Ingest {
         metrics: Metrics,
         catalogue: Arc<Catalogue>,
         sealer: Option<Sealer>,
-        eraser: Option<Eraser>,
+        eraser: Option<Arc<Eraser>>,
     ) -> Ingest {
         let shops = config
             .shops
@@ -563,27 +563,47 @@ async fn accept(
         _ => None,
     };
     let mut erasure = None;
-    if let (Some(key), Some(eraser), Ok(_)) = (deleted, &ingest.eraser, &published) {
+    let mut erasure_pending = false;
+    if let (Some(key), Some(eraser), Ok(durability)) = (deleted, &ingest.eraser, &published) {
         erasure = Some(match account {
             Some(Account::Gone) if ingest.erased.first_time(&shop.id, &key.customer) => {
-                // Confirmed by the shop: erase the person here too, before answering.
-                match eraser.erase_account(key).await {
-                    Ok(id) => {
+                // Confirmed by the shop: erase the person here too, before answering — or,
+                // when Kafka does not take it now, keep the request in the spool beside the
+                // deletion: WooCommerce never delivers a deletion again.
+                let request = Eraser::request(key);
+                let now = match durability {
+                    Durability::Acknowledged { .. } => eraser.carry_out(&request).await,
+                    Durability::Spooled => Err(anyhow::anyhow!("the deletion itself is spooled")),
+                };
+                match now {
+                    Ok(()) => {
                         erasure_counted(ingest, &shop.id, "erased");
-                        id
+                        request.erasure_id
                     }
-                    Err(e) => {
-                        ingest.erased.forget(&shop.id, &key.customer);
-                        tracing::error!(correlation_id = cid, shop = %shop.id, error = %format!("{e:#}"), "Could not erase a deleted customer.");
-                        return Ok((
-                            "unavailable",
-                            answer(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                cid,
-                                serde_json::json!({"status": "unavailable", "reason": "the erasure could not be written"}),
-                            ),
-                        ));
-                    }
+                    Err(e) => match ingest
+                        .publisher
+                        .keep(&crate::publish::Record::erasure_request(&request))
+                        .await
+                    {
+                        Ok(_) => {
+                            erasure_counted(ingest, &shop.id, "spooled");
+                            erasure_pending = true;
+                            tracing::warn!(correlation_id = cid, shop = %shop.id, erasure = %request.erasure_id, error = %format!("{e:#}"), "An erasure waits in the spool; it is carried out once Kafka is back.");
+                            request.erasure_id
+                        }
+                        Err(spool) => {
+                            ingest.erased.forget(&shop.id, &key.customer);
+                            tracing::error!(correlation_id = cid, shop = %shop.id, error = %format!("{e:#}"), spool = %spool, "Could not erase a deleted customer, nor keep the erasure for later.");
+                            return Ok((
+                                "unavailable",
+                                answer(
+                                    StatusCode::SERVICE_UNAVAILABLE,
+                                    cid,
+                                    serde_json::json!({"status": "unavailable", "reason": "the erasure could not be written"}),
+                                ),
+                            ));
+                        }
+                    },
                 }
             }
             Some(Account::Gone) => {
@@ -615,6 +635,10 @@ async fn accept(
         body
     };
     Ok(match published {
+        Ok(Durability::Acknowledged { .. }) if erasure_pending => (
+            "spooled",
+            answer(StatusCode::ACCEPTED, cid, accepted("spooled")),
+        ),
         Ok(Durability::Acknowledged { .. }) => (
             "accepted",
             answer(StatusCode::OK, cid, accepted("accepted")),

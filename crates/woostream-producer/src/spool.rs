@@ -43,6 +43,8 @@ pub struct Spool {
     /// gone); cleared by the next append that succeeds or a drain that frees room.
     refusing: AtomicBool,
     metrics: Metrics,
+    /// Carries out the erasure requests kept here (`privacy.erase_on_customer_deleted`).
+    eraser: std::sync::OnceLock<Arc<crate::personal::Eraser>>,
 }
 
 struct Active {
@@ -125,7 +127,13 @@ impl Spool {
             max_bytes,
             refusing: AtomicBool::new(false),
             metrics,
+            eraser: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The eraser that carries out the erasure requests kept in the spool.
+    pub fn carry_erasures_with(&self, eraser: Arc<crate::personal::Eraser>) {
+        let _ = self.eraser.set(eraser);
     }
 
     pub fn pending_bytes(&self) -> u64 {
@@ -215,14 +223,21 @@ impl Spool {
                 self.quarantine(&segment, &damaged)?;
             }
             // Subject keys first: a sealed record must never be in Kafka before its key.
-            let (keys, rest): (Vec<&Record>, Vec<&Record>) = records
+            // Erasure requests last: carried out, not sent, once what came before is in.
+            let (erasures, records_to_send): (Vec<&Record>, Vec<&Record>) = records
                 .iter()
+                .partition(|r| r.topic == crate::publish::ERASURE_REQUESTS);
+            let (keys, rest): (Vec<&Record>, Vec<&Record>) = records_to_send
+                .into_iter()
                 .partition(|r| crate::personal::is_key_record(r));
             for batch in [keys, rest] {
                 let results = join_all(batch.iter().map(|r| send(producer, r, timeout))).await;
                 if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
                     anyhow::bail!("Kafka still does not acknowledge spooled records: {e}");
                 }
+            }
+            for record in erasures {
+                self.carry_out(record).await?;
             }
             fs::remove_file(&segment)?;
             self.refusing.store(false, Ordering::Relaxed);
@@ -242,6 +257,28 @@ impl Spool {
             tracing::info!(records = records.len(), segment = %segment.display(), "Drained spooled records into Kafka.");
         }
         Ok(drained)
+    }
+
+    /// Carries out one kept erasure request (idempotent: its erasure id stays the same).
+    async fn carry_out(&self, record: &Record) -> anyhow::Result<()> {
+        let Some(request) = record.as_erasure_request() else {
+            tracing::error!("An erasure request in the spool cannot be read; it is left out.");
+            return Ok(());
+        };
+        let Some(eraser) = self.eraser.get() else {
+            tracing::error!(erasure = %request.erasure_id, shop = %request.shop_id, "An erasure request waits in the spool but this producer does not erase (privacy.erase_on_customer_deleted or sealing is off): carry it out with `woostream erase`.");
+            return Ok(());
+        };
+        eraser
+            .carry_out(&request)
+            .await
+            .map_err(|e| anyhow::anyhow!("carrying out erasure {}: {e:#}", request.erasure_id))?;
+        self.metrics
+            .erasures
+            .with_label_values(&[&request.shop_id, "erased_from_spool"])
+            .inc();
+        tracing::info!(erasure = %request.erasure_id, shop = %request.shop_id, "Carried out an erasure kept in the spool.");
+        Ok(())
     }
 
     /// Drains whenever something is pending and the broker answers, until `shutdown`.

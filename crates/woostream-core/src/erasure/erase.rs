@@ -25,7 +25,7 @@ pub const REQUESTED_AT_HEADER: &str = "woostream-erasure-requested-at";
 
 /// One person to erase, by every customer key they may have: their account id and, when
 /// their email is known, `guest:<email hash>` for the orders they placed as a guest.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Request {
     pub erasure_id: String,
     pub shop_id: String,

@@ -59,6 +59,10 @@ pub enum Ignored {
     Unmapped,
     /// woostream's own write to HubSpot coming back.
     OwnWrite,
+    /// A change source not in `crm.inbound.allowed_sources` (a form, an import, another app).
+    SourceNotAllowed,
+    /// An event already received (HubSpot's retry of a request answered, or a replay).
+    Duplicate,
 }
 
 impl Ignored {
@@ -67,6 +71,8 @@ impl Ignored {
             Ignored::NotAPropertyChange => "not_a_property_change",
             Ignored::Unmapped => "unmapped",
             Ignored::OwnWrite => "own_write",
+            Ignored::SourceNotAllowed => "source_not_allowed",
+            Ignored::Duplicate => "duplicate",
         }
     }
 }
@@ -76,6 +82,7 @@ pub fn relevant<'m>(
     e: &HubSpotEvent,
     fields: &'m std::collections::BTreeMap<String, String>,
     own_app: Option<&str>,
+    allowed_sources: &[String],
 ) -> Result<&'m str, Ignored> {
     if e.subscription_type != "contact.propertyChange" {
         return Err(Ignored::NotAPropertyChange);
@@ -84,6 +91,13 @@ pub fn relevant<'m>(
         && own_app.is_some_and(|app| e.source_id.as_deref() == Some(app));
     if own {
         return Err(Ignored::OwnWrite);
+    }
+    let source = e.change_source.as_deref().unwrap_or("");
+    if !allowed_sources
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(source))
+    {
+        return Err(Ignored::SourceNotAllowed);
     }
     let property = e
         .property_name
@@ -173,10 +187,27 @@ pub enum Decision {
     Skip(String),
 }
 
+/// When the CRM change last written to each field happened (ms), as the customer keeps it.
+fn applied_times(current: &Value) -> serde_json::Map<String, Value> {
+    current["meta_data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["key"] == woostream_core::crm_config::CRM_APPLIED_META)
+        .and_then(|e| match &e["value"] {
+            Value::Object(m) => Some(m.clone()),
+            Value::String(s) => serde_json::from_str(s).ok(),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 /// One change against the customer as the shop has it now. Conflicts go by modification time:
 /// when someone other than woostream changed the customer after the CRM's change happened,
-/// the shop's newer state wins and the change is skipped. A value the shop already has is not
-/// written again (a retried webhook, or an echo), so each change reaches the shop once.
+/// the shop's newer state wins and the change is skipped; a change older than the last CRM
+/// change written to the same field loses to it (kept per field with the customer). A value
+/// the shop already has is not written again (a retried webhook, or an echo), so each change
+/// reaches the shop once.
 pub fn decide(
     change: &CrmChange,
     value: &str,
@@ -189,6 +220,17 @@ pub fn decide(
         == value
     {
         return Decision::Skip("the shop already has this value".into());
+    }
+    let mut applied = applied_times(current);
+    let at = change.occurred_at.timestamp_millis();
+    if let Some(last) = applied.get(&change.field).and_then(Value::as_i64) {
+        if last > at {
+            return Decision::Skip(format!(
+                "a newer CRM change to {} was written already (at {} UTC)",
+                change.field,
+                millis(last).format("%Y-%m-%d %H:%M:%S%.3f")
+            ));
+        }
     }
     let modified = current["date_modified_gmt"]
         .as_str()
@@ -207,6 +249,13 @@ pub fn decide(
         ));
     }
     let mut update = patch(&change.field, value);
+    applied.insert(change.field.clone(), at.into());
+    let mut meta = update["meta_data"].as_array().cloned().unwrap_or_default();
+    meta.push(json!({
+        "key": woostream_core::crm_config::CRM_APPLIED_META,
+        "value": Value::Object(applied).to_string(),
+    }));
+    update["meta_data"] = Value::Array(meta);
     let after = patched(current, &update);
     let mut meta = update["meta_data"].as_array().cloned().unwrap_or_default();
     meta.push(
@@ -235,32 +284,86 @@ mod tests {
         BTreeMap::from([("phone".to_string(), "billing.phone".to_string())])
     }
 
+    fn allowed() -> Vec<String> {
+        woostream_core::crm_config::DEFAULT_ALLOWED_SOURCES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
     #[test]
-    fn own_writes_other_kinds_and_unmapped_properties_are_ignored() {
-        let f = fields();
+    fn own_writes_other_sources_other_kinds_and_unmapped_properties_are_ignored() {
+        let (f, a) = (fields(), allowed());
+        let app = Some("77");
         assert_eq!(
-            relevant(&event("CRM_UI", "userId:5", "phone"), &f, Some("77")),
+            relevant(&event("CRM_UI", "userId:5", "phone"), &f, app, &a),
             Ok("billing.phone")
         );
         assert_eq!(
-            relevant(&event("INTEGRATION", "77", "phone"), &f, Some("77")),
+            relevant(&event("INTEGRATION", "77", "phone"), &f, app, &a),
             Err(Ignored::OwnWrite)
         );
-        // Another integration's write is a change like any other.
+        // Another app, a form or an import: anyone can fill in a form.
+        for source in ["INTEGRATION", "FORM", "IMPORT", "API", ""] {
+            assert_eq!(
+                relevant(&event(source, "12", "phone"), &f, app, &a),
+                Err(Ignored::SourceNotAllowed),
+                "{source}"
+            );
+        }
+        // Unless the operator allows it.
+        let with_imports = [a.clone(), vec!["IMPORT".to_string()]].concat();
         assert_eq!(
-            relevant(&event("INTEGRATION", "12", "phone"), &f, Some("77")),
+            relevant(&event("IMPORT", "12", "phone"), &f, app, &with_imports),
             Ok("billing.phone")
         );
         assert_eq!(
-            relevant(&event("CRM_UI", "u", "jobtitle"), &f, Some("77")),
+            relevant(&event("CRM_UI", "u", "jobtitle"), &f, app, &a),
             Err(Ignored::Unmapped)
         );
         let mut created = event("CRM_UI", "u", "phone");
         created.subscription_type = "contact.creation".into();
         assert_eq!(
-            relevant(&created, &f, None),
+            relevant(&created, &f, None, &a),
             Err(Ignored::NotAPropertyChange)
         );
+    }
+
+    #[test]
+    fn an_older_crm_change_arriving_late_never_overwrites_a_newer_one_written_before() {
+        let fp = |_: &Value| "fp".to_string();
+        let mut shop = json!({"billing": {"phone": "+48 1"}, "meta_data": [],
+            "date_modified_gmt": "2020-01-01T00:00:00"});
+        let newer = CrmChange {
+            change_id: "62515:2".into(),
+            ..change("billing.phone", "2026-01-01T10:00:05Z")
+        };
+        let Decision::Update(update) = decide(&newer, "+48 2", &shop, fp) else {
+            panic!("the newer change is written");
+        };
+        shop = patched(&shop, &update);
+        shop["date_modified_gmt"] = "2026-01-01T10:00:06".into();
+        shop["meta_data"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["key"] != woostream_core::crm_config::CRM_IDENTITY_META);
+        shop["meta_data"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"key": woostream_core::crm_config::CRM_IDENTITY_META, "value": "fp"}));
+        // Its older sibling arrives now: the shop's modification is woostream's own, so only
+        // the per-field time tells it is older.
+        let older = change("billing.phone", "2026-01-01T10:00:01Z");
+        assert!(matches!(
+            decide(&older, "+48 3", &shop, fp),
+            Decision::Skip(why) if why.contains("newer CRM change")
+        ));
+        // Another field is not held back by it.
+        let name = change("first_name", "2026-01-01T10:00:01Z");
+        assert!(matches!(
+            decide(&name, "Ola", &shop, fp),
+            Decision::Update(_)
+        ));
     }
 
     fn change(field: &str, at: &str) -> CrmChange {

@@ -10,6 +10,7 @@
 //! CRM sink leaves it out; and a value the shop already has is never written again.
 
 pub mod change;
+pub mod owners;
 pub mod receiver;
 pub mod signature;
 pub mod writer;
@@ -88,7 +89,14 @@ pub async fn start(
         .context("privacy.seal_personal_data is off: the CRM's changes are personal data and are only kept sealed")?;
     let writer =
         writer::Writer::new(config, bootstrap, sealer.keys().clone(), metrics.clone()).await?;
-    let receiver = receiver::Receiver::new(config, bootstrap, sealer, metrics).await?;
+    let owners = {
+        let (config, bootstrap) = (config.clone(), bootstrap.to_string());
+        tokio::task::spawn_blocking(move || owners::Owners::follow(&config, &bootstrap))
+            .await
+            .context("starting the contact owners' follower")??
+    };
+    let receiver =
+        receiver::Receiver::new(config, bootstrap, sealer, owners.clone(), metrics).await?;
     let listener = tokio::net::TcpListener::bind(config.crm.inbound.listen)
         .await
         .with_context(|| format!("binding crm.inbound.listen {}", config.crm.inbound.listen))?;
@@ -101,6 +109,7 @@ pub async fn start(
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
             .context("serving HubSpot webhooks")?;
+        owners.stop();
         writing.await.context("the shop writer")?
     });
     Ok(Running { addr, task })

@@ -23,9 +23,11 @@ use woostream_core::erasure::seal;
 use woostream_core::kafka::{self, RenewingProducer};
 use woostream_core::privacy::CustomerHasher;
 
-use super::change::{customer_of, millis, relevant, CrmChange, HubSpotEvent};
+use super::change::{customer_of, millis, relevant, CrmChange, HubSpotEvent, Ignored};
+use super::owners::Owners;
 use super::signature;
 use super::Metrics;
+use crate::deletion::Bounded;
 use crate::personal::{NewKeys, Sealer};
 
 pub struct Receiver {
@@ -36,12 +38,17 @@ pub struct Receiver {
     max_age_ms: i64,
     fields: BTreeMap<String, String>,
     own_app: Option<String>,
+    allowed_sources: Vec<String>,
+    /// Events received and kept: HubSpot's retries of an answered request, and replays of a
+    /// captured one within the signature's 5 minutes, are dropped.
+    received: Mutex<Bounded<String>>,
     default_shop: String,
     hashers: HashMap<String, CustomerHasher>,
     sealer: Sealer,
     producer: Arc<RenewingProducer>,
     topic: String,
     contacts: Contacts,
+    owners: Owners,
     metrics: Metrics,
 }
 
@@ -95,6 +102,7 @@ impl Receiver {
         config: &Config,
         bootstrap: &str,
         sealer: Sealer,
+        owners: Owners,
         metrics: Metrics,
     ) -> anyhow::Result<Arc<Receiver>> {
         let c = &config.crm;
@@ -109,13 +117,27 @@ impl Receiver {
             .clone()
             .or_else(|| config.shops.first().map(|s| s.id.clone()))
             .context("no shops are configured")?;
+        // Without its app id woostream's own writes would come back as the team's; without
+        // the public URL the signature is checked against whatever Host a request claims.
+        let own_app = i
+            .app_id
+            .clone()
+            .filter(|a| !a.trim().is_empty())
+            .context("crm.inbound.app_id is not set: woostream's own writes to HubSpot could not be told from the team's")?;
+        let public_url = i
+            .public_url
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .context("crm.inbound.public_url is not set: the URL HubSpot calls, exactly as the app's webhook settings have it (its signature covers it)")?;
         Ok(Arc::new(Receiver {
             secret,
-            public_url: i.public_url.clone(),
+            public_url: Some(public_url),
             path: i.path.clone(),
             max_age_ms: i.max_age_secs as i64 * 1000,
             fields: i.field_map(),
-            own_app: i.app_id.clone(),
+            own_app: Some(own_app),
+            allowed_sources: i.allowed_sources.clone(),
+            received: Mutex::new(Bounded::new(100_000)),
             default_shop,
             hashers: config
                 .shops
@@ -134,6 +156,7 @@ impl Receiver {
                 id_property: c.contact_id_property.clone(),
                 known: Mutex::new(HashMap::new()),
             },
+            owners,
             metrics,
         }))
     }
@@ -146,7 +169,23 @@ impl Receiver {
         let mut out = Vec::new();
         let mut new_keys = NewKeys::default();
         for e in events {
-            let field = match relevant(&e, &self.fields, self.own_app.as_deref()) {
+            let change_id = format!("{}:{}", e.portal_id, e.event_id);
+            if self
+                .received
+                .lock()
+                .expect("received")
+                .get(&change_id)
+                .is_some()
+            {
+                self.count(Ignored::Duplicate.as_str());
+                continue;
+            }
+            let field = match relevant(
+                &e,
+                &self.fields,
+                self.own_app.as_deref(),
+                &self.allowed_sources,
+            ) {
                 Ok(f) => f.to_string(),
                 Err(why) => {
                     self.count(why.as_str());
@@ -162,6 +201,17 @@ impl Receiver {
                 self.count("no_account");
                 continue;
             };
+            // The contact must be the one woostream wrote for this customer: a property anyone
+            // with a form can set is not enough to write into a shop account.
+            let owner = self.owners.of_now(&e.object_id.to_string()).await?;
+            if owner.as_ref() != Some(&(shop.clone(), customer_id.to_string())) {
+                self.count("not_woostreams_contact");
+                tracing::warn!(
+                    contact = e.object_id,
+                    "A HubSpot contact names a shop customer woostream never wrote it for; its change is not written to the shop."
+                );
+                continue;
+            }
             let Some(hasher) = self.hashers.get(&shop) else {
                 self.count("unknown_shop");
                 continue;
@@ -171,7 +221,7 @@ impl Receiver {
                 .key_for(hasher, &shop, &customer_id.to_string(), &mut new_keys);
             let value = e.property_value.clone().unwrap_or_default();
             out.push(CrmChange {
-                change_id: format!("{}:{}", e.portal_id, e.event_id),
+                change_id,
                 shop_id: shop,
                 customer_id,
                 contact_id: e.object_id.to_string(),
@@ -277,6 +327,11 @@ async fn receive(
     let written = async {
         let (changes, keys) = r.changes(events).await?;
         r.write(&changes, keys).await?;
+        // Only once kept: a request answered 503 is retried by HubSpot and must go through.
+        let mut received = r.received.lock().expect("received");
+        for c in &changes {
+            received.insert(c.change_id.clone(), ());
+        }
         anyhow::Ok(changes.len())
     }
     .await;

@@ -49,12 +49,14 @@ pub struct RecordError {
 }
 
 /// A batch the CRM answered with success (maybe partial: HTTP 207).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Reply {
     pub status: u16,
     /// One per input, in input order.
     pub written: Vec<Result<Written, RecordError>>,
     pub limits: RateLimits,
+    /// A read object's properties (as asked for; empty ones left out).
+    pub properties: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -151,6 +153,15 @@ pub trait Crm: Send + Sync + 'static {
         &self,
         pipeline: &str,
     ) -> impl Future<Output = Result<Option<Vec<String>>, CallError>> + Send;
+
+    /// Reads one contact, found by the unique property `by.0 = by.1` (`hs_object_id`: its CRM
+    /// id), with `properties`: its id in `written`, its values in `properties`. A contact that
+    /// does not exist is `Rejected` 404.
+    fn read_contact(
+        &self,
+        by: (&str, &str),
+        properties: &[String],
+    ) -> impl Future<Output = Result<Reply, CallError>> + Send;
 
     /// Deletes a contact for good: HubSpot's GDPR delete, not the archive it can restore for
     /// 90 days. Its associations go with it. A contact already gone is `Rejected` 404.

@@ -165,8 +165,13 @@ pub fn from_order(e: &OrderEvent) -> (Option<ContactChange>, Option<DealChange>)
         .modified_at
         .or(o.created_at)
         .unwrap_or(e.envelope.received_at);
+    let registered = o.customer_id.is_some_and(|id| id > 0);
     let identity = o.billing.as_ref().map(|b| Identity {
-        email: non_empty(&b.email).map(|e| e.to_lowercase()),
+        // A registered customer's contact email is their account's (customer events): the
+        // billing email of an order is whatever the buyer typed, maybe someone else's.
+        email: non_empty(&b.email)
+            .filter(|_| !registered)
+            .map(|e| e.to_lowercase()),
         first_name: non_empty(&b.first_name),
         last_name: non_empty(&b.last_name),
         phone: non_empty(&b.phone),
@@ -319,6 +324,21 @@ impl Mapping {
             });
         }
         self.by_email(c)
+    }
+
+    /// The contact of (shop, customer key) by its key property, as it was written.
+    pub fn key_of(&self, shop: &str, customer: &str) -> ContactId {
+        if customer.starts_with("guest:") {
+            ContactId {
+                property: self.guest_id_property.clone(),
+                value: customer.to_string(),
+            }
+        } else {
+            ContactId {
+                property: self.contact_id_property.clone(),
+                value: format!("{shop}:{customer}"),
+            }
+        }
     }
 
     /// Whether [`Mapping::contact_id`] can address the contact (without building the id).

@@ -185,6 +185,7 @@ fn upsert_reply(status: u16, inputs: &[Input], body: &Value, limits: RateLimits)
             })
             .collect(),
         limits,
+        ..Reply::default()
     }
 }
 
@@ -197,6 +198,7 @@ fn reply_of(status: u16, headers: &HeaderMap, ids: Vec<String>) -> Reply {
             .map(|id| Ok(Written { id, new: false }))
             .collect(),
         limits: limits(headers),
+        ..Reply::default()
     }
 }
 
@@ -250,7 +252,54 @@ impl Crm for HubSpot {
             status,
             written,
             limits: limits(&headers),
+            ..Reply::default()
         })
+    }
+
+    async fn read_contact(
+        &self,
+        (property, value): (&str, &str),
+        properties: &[String],
+    ) -> Result<Reply, CallError> {
+        // The value is a path segment (an email may hold `+`, `/` or `#`).
+        let mut url = reqwest::Url::parse(&format!("{}/crm/v3/objects/contacts/", self.base))
+            .map_err(|e| CallError::Transient {
+                status: None,
+                message: format!("crm.api_url: {e}"),
+                limits: RateLimits::default(),
+            })?;
+        url.path_segments_mut()
+            .map_err(|()| CallError::Transient {
+                status: None,
+                message: "crm.api_url cannot take a path".into(),
+                limits: RateLimits::default(),
+            })?
+            .pop_if_empty()
+            .push(value);
+        {
+            let mut q = url.query_pairs_mut();
+            if property != "hs_object_id" {
+                q.append_pair("idProperty", property);
+            }
+            q.append_pair("properties", &properties.join(","));
+        }
+        let path = url.as_str()[self.base.len()..].to_string();
+        let (status, headers, body) = self.call(reqwest::Method::GET, &path, None).await?;
+        let id = match &body["id"] {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => String::new(),
+        };
+        let mut reply = reply_of(status, &headers, vec![id]);
+        reply.properties = body["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| {
+                Some((k.clone(), v.as_str().filter(|v| !v.is_empty())?.to_string()))
+            })
+            .collect();
+        Ok(reply)
     }
 
     async fn gdpr_delete(&self, contact: &str) -> Result<Reply, CallError> {

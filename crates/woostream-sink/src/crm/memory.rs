@@ -408,6 +408,26 @@ impl Store {
         Ok(())
     }
 
+    /// The contact whose unique `property` is `value` (`hs_object_id`: its id), as HubSpot's
+    /// read answers it: 404 when there is none.
+    pub fn read_contact(
+        &self,
+        property: &str,
+        value: &str,
+    ) -> Result<(u64, &BTreeMap<String, String>), StoreError> {
+        let id = if property == "hs_object_id" {
+            value.parse::<u64>().ok()
+        } else {
+            self.contacts.find(property, value)
+        };
+        id.and_then(|id| Some((id, self.contacts.records.get(&id)?)))
+            .ok_or_else(|| StoreError {
+                status: 404,
+                category: "OBJECT_NOT_FOUND".into(),
+                message: "Object not found".into(),
+            })
+    }
+
     /// The record whose `property` is `value`.
     pub fn get(
         &self,
@@ -453,6 +473,7 @@ fn done(contact: &str, ids: Vec<String>) -> Reply {
             .map(|id| Ok(Written { id, new: false }))
             .collect(),
         limits: RateLimits::default(),
+        ..Reply::default()
     }
 }
 
@@ -468,6 +489,7 @@ impl Crm for MemoryCrm {
             status: 200,
             written: written.into_iter().map(Ok).collect(),
             limits: RateLimits::default(),
+            ..Reply::default()
         })
     }
 
@@ -492,11 +514,27 @@ impl Crm for MemoryCrm {
                 })
                 .collect(),
             limits: RateLimits::default(),
+            ..Reply::default()
         })
     }
 
     async fn properties(&self, object: Object) -> Result<Vec<Property>, CallError> {
         Ok(self.0.lock().expect("CRM store").property_list(object))
+    }
+
+    async fn read_contact(
+        &self,
+        (property, value): (&str, &str),
+        properties: &[String],
+    ) -> Result<Reply, CallError> {
+        let store = self.0.lock().expect("CRM store");
+        let (id, record) = store.read_contact(property, value).map_err(rejected)?;
+        let mut reply = done(&id.to_string(), Vec::new());
+        reply.properties = properties
+            .iter()
+            .filter_map(|p| Some((p.clone(), record.get(p).filter(|v| !v.is_empty())?.clone())))
+            .collect();
+        Ok(reply)
     }
 
     async fn gdpr_delete(&self, contact: &str) -> Result<Reply, CallError> {

@@ -4,13 +4,13 @@
 //! answer means for the report and for what the CRM is known to have. `flush` calls the CRM
 //! between these steps; everything here is a plain function, tested directly.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use woostream_core::records::CrmAttempt;
 
 use super::api::{Input, Written};
-use super::changes::{deal_key, ContactChange, DealChange, Mapping};
+use super::changes::{deal_key, ContactChange, ContactId, DealChange, Mapping};
 use super::pending::Item;
 
 /// Why the CRM will not take a change.
@@ -190,31 +190,95 @@ pub fn plan_contacts(
     planned
 }
 
-/// The contacts to write again by email: a customer whose email already has a contact (a
-/// guest checkout before registering, a form, another integration) takes that contact over
-/// rather than making a second — HubSpot refuses the second with 409 CONFLICT, and the email
-/// finds the first. (index in `planned`, the input by email).
-pub fn retarget_conflicts(
+/// The contacts refused for an email another contact already has (HubSpot's 409 CONFLICT),
+/// with the email that finds that contact: (index in `planned`, the contact's key, the email).
+/// A guest checkout before registering, a form or another integration made it — or someone
+/// typed another person's email, which is why [`may_take_over`] decides before anything is
+/// written onto it.
+pub fn conflicts(
     planned: &Planned<Item<ContactChange>>,
     written: &[Result<Written, Refusal>],
     mapping: &Mapping,
-) -> Vec<(usize, Input)> {
+) -> Vec<(usize, ContactId, ContactId)> {
     written
         .iter()
         .enumerate()
         .filter(|(_, w)| matches!(w, Err(r) if r.status == Some(409)))
         .filter_map(|(i, _)| {
-            let id = mapping.by_email(&planned.items[i].change)?;
-            (id.property != planned.inputs[i].id_property).then(|| {
-                let input = Input {
-                    id_property: id.property,
-                    id: id.value,
-                    properties: planned.inputs[i].properties.clone(),
-                };
-                (i, input)
-            })
+            let c = &planned.items[i].change;
+            let email = mapping.by_email(c)?;
+            let key = mapping.contact_id(c, true)?;
+            (email.property != planned.inputs[i].id_property).then_some((i, key, email))
         })
         .collect()
+}
+
+/// Whether a customer may take over the contact that has their email: only when the contact's
+/// key property is empty (nobody's yet) or already names this customer. Another customer's
+/// contact is never written onto: whoever types an email at checkout is not its owner.
+pub fn may_take_over(found: &BTreeMap<String, String>, key: &ContactId) -> bool {
+    found
+        .get(&key.property)
+        .is_none_or(|v| v.is_empty() || *v == key.value)
+}
+
+/// The refusal of a contact whose email belongs to another customer's contact.
+pub fn email_of_another_customer() -> Refusal {
+    Refusal {
+        reason: format!(
+            "{EMAIL_OF_ANOTHER}: the CRM's contact with this email belongs to another customer; nothing was written onto it"
+        ),
+        category: Some(EMAIL_OF_ANOTHER.into()),
+        status: Some(409),
+    }
+}
+
+pub const EMAIL_OF_ANOTHER: &str = "email_belongs_to_another_customer";
+
+/// The input that writes `planned`'s contact `i` onto the contact found by `email`.
+pub fn by_email(planned: &Planned<Item<ContactChange>>, i: usize, email: &ContactId) -> Input {
+    Input {
+        id_property: email.property.clone(),
+        id: email.value.clone(),
+        properties: planned.inputs[i].properties.clone(),
+    }
+}
+
+/// What to do with a contact about to be erased, read back first: the contact id the sink
+/// remembers may since have been merged, re-keyed or taken by someone else.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ContactErasure {
+    /// It no longer exists.
+    Gone,
+    /// It names someone else now: left untouched.
+    NotTheirs(String),
+    /// A registered customer's contact that also carries the erased guest's key: only that
+    /// key is emptied, the account's contact stays.
+    DropKey(String),
+    /// The erased customer's own contact: deleted (or anonymised).
+    Erase,
+}
+
+/// Decides a contact's erasure from its key properties as the CRM has them now.
+pub fn contact_erasure(
+    found: Option<&BTreeMap<String, String>>,
+    key: &ContactId,
+    mapping: &Mapping,
+) -> ContactErasure {
+    let Some(found) = found else {
+        return ContactErasure::Gone;
+    };
+    let has = |p: &str| found.get(p).filter(|v| !v.is_empty());
+    if has(&key.property) != Some(&key.value) {
+        return ContactErasure::NotTheirs(format!(
+            "its {} no longer names this customer",
+            key.property
+        ));
+    }
+    if key.property == mapping.guest_id_property && has(&mapping.contact_id_property).is_some() {
+        return ContactErasure::DropKey(key.property.clone());
+    }
+    ContactErasure::Erase
 }
 
 /// Reports the contacts' answers; the written ones become known with their id and version.
@@ -376,11 +440,73 @@ mod tests {
             &mut report,
         );
         assert_eq!(planned.items.len(), 2);
-        let again = retarget_conflicts(&planned, &[refused(409), refused(400)], &mapping());
-        assert_eq!(again.len(), 1, "only the 409 is written again");
-        assert_eq!(again[0].0, 0);
-        assert_eq!(again[0].1.id_property, "email");
-        assert_eq!(again[0].1.properties, planned.inputs[0].properties);
+        let found = conflicts(&planned, &[refused(409), refused(400)], &mapping());
+        assert_eq!(found.len(), 1, "only the 409 is looked at again");
+        let (i, key, email) = &found[0];
+        assert_eq!((*i, key.value.as_str()), (0, "main:7"));
+        let again = by_email(&planned, *i, email);
+        assert_eq!(again.id_property, "email");
+        assert_eq!(again.properties, planned.inputs[0].properties);
+    }
+
+    #[test]
+    fn a_contact_is_taken_over_only_when_nobody_or_this_customer_holds_it() {
+        let key = ContactId {
+            property: "woo_customer_id".into(),
+            value: "main:7".into(),
+        };
+        let with = |v: &str| BTreeMap::from([("woo_customer_id".to_string(), v.to_string())]);
+        assert!(may_take_over(&BTreeMap::new(), &key), "a form's contact");
+        assert!(may_take_over(&with(""), &key), "an emptied key");
+        assert!(may_take_over(&with("main:7"), &key), "their own");
+        assert!(!may_take_over(&with("main:8"), &key), "another customer's");
+        assert!(
+            !may_take_over(&with("other:7"), &key),
+            "another shop's customer 7"
+        );
+    }
+
+    #[test]
+    fn a_contact_is_erased_only_while_it_still_names_the_erased_customer() {
+        let m = mapping();
+        let registered = ContactId {
+            property: m.contact_id_property.clone(),
+            value: "main:7".into(),
+        };
+        let guest = ContactId {
+            property: m.guest_id_property.clone(),
+            value: "guest:ab".into(),
+        };
+        let record = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(contact_erasure(None, &registered, &m), ContactErasure::Gone);
+        let own = record(&[(&m.contact_id_property, "main:7")]);
+        assert_eq!(
+            contact_erasure(Some(&own), &registered, &m),
+            ContactErasure::Erase
+        );
+        let taken = record(&[(&m.contact_id_property, "main:8")]);
+        assert!(matches!(
+            contact_erasure(Some(&taken), &registered, &m),
+            ContactErasure::NotTheirs(_)
+        ));
+        let shared = record(&[
+            (&m.contact_id_property, "main:8"),
+            (&m.guest_id_property, "guest:ab"),
+        ]);
+        assert_eq!(
+            contact_erasure(Some(&shared), &guest, &m),
+            ContactErasure::DropKey(m.guest_id_property.clone())
+        );
+        let guest_only = record(&[(&m.guest_id_property, "guest:ab")]);
+        assert_eq!(
+            contact_erasure(Some(&guest_only), &guest, &m),
+            ContactErasure::Erase
+        );
     }
 
     #[test]

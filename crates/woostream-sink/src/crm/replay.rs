@@ -305,7 +305,12 @@ pub async fn replay(
         };
         let mut attempts = dl.attempts.clone();
         match sender
-            .erase_contact(contact_id, config.crm.erasure, &mut attempts)
+            .erase_contact(
+                contact_id,
+                &sender.mapping.key_of(&dl.shop_id, &dl.customer),
+                config.crm.erasure,
+                &mut attempts,
+            )
             .await
         {
             super::erase::Erased::Done(done) => {

@@ -101,21 +101,8 @@ impl<C: Crm> Sender<C> {
         let mut written = self
             .upsert_all(Object::Contacts, &contacts.inputs, &mut attempts)
             .await?;
-        let conflicts = plan::retarget_conflicts(&contacts, &written, &self.mapping);
-        if !conflicts.is_empty() {
-            let again: Vec<Input> = conflicts.iter().map(|(_, input)| input.clone()).collect();
-            let mut tried: Vec<Vec<CrmAttempt>> = conflicts
-                .iter()
-                .map(|(i, _)| attempts[*i].clone())
-                .collect();
-            let results = self
-                .upsert_all(Object::Contacts, &again, &mut tried)
-                .await?;
-            for (((i, _), w), a) in conflicts.iter().zip(results).zip(tried) {
-                written[*i] = w;
-                attempts[*i] = a;
-            }
-        }
+        self.take_over_by_email(&contacts, &mut written, &mut attempts)
+            .await?;
         let contacts = {
             let mut k = known.lock().expect("known");
             plan::settle_contacts(contacts, written, attempts, &mut k, &mut report)
@@ -186,6 +173,53 @@ impl<C: Crm> Sender<C> {
         Ok(report)
     }
 
+    /// The contacts refused for an email another contact has, written onto that contact when
+    /// it is nobody's or already theirs (read first), otherwise refused for good.
+    async fn take_over_by_email(
+        &self,
+        contacts: &plan::Planned<super::pending::Item<super::changes::ContactChange>>,
+        written: &mut [Result<Written, Refusal>],
+        attempts: &mut [Vec<CrmAttempt>],
+    ) -> Result<(), Interrupted> {
+        let mut again: Vec<(usize, Input)> = Vec::new();
+        for (i, key, email) in plan::conflicts(contacts, written, &self.mapping) {
+            let read = self
+                .call("contacts/read", 1, &mut attempts[i], || {
+                    self.crm.read_contact(
+                        (&email.property, &email.value),
+                        std::slice::from_ref(&key.property),
+                    )
+                })
+                .await;
+            match read {
+                Ok(found) if plan::may_take_over(&found.properties, &key) => {
+                    again.push((i, plan::by_email(contacts, i, &email)));
+                }
+                Ok(_) => written[i] = Err(plan::email_of_another_customer()),
+                // The email's contact went away meanwhile: the write by key can go again.
+                Err(Stop::Rejected(r)) if r.status == Some(404) => {
+                    again.push((i, contacts.inputs[i].clone()));
+                }
+                Err(Stop::Rejected(r)) => written[i] = Err(r),
+                Err(Stop::Shutdown) => return Err(Interrupted),
+            }
+        }
+        if again.is_empty() {
+            return Ok(());
+        }
+        let inputs: Vec<Input> = again.iter().map(|(_, input)| input.clone()).collect();
+        let mut tried: Vec<Vec<CrmAttempt>> =
+            again.iter().map(|(i, _)| attempts[*i].clone()).collect();
+        let results = self
+            .upsert_all(Object::Contacts, &inputs, &mut tried)
+            .await?;
+        for (((i, _), w), a) in again.iter().zip(results).zip(tried) {
+            written[*i] = w;
+            attempts[*i] = a;
+        }
+        Ok(())
+    }
+
     fn count_changes(&self, object: &str, n: usize) {
         self.metrics
             .changes
@@ -247,6 +281,14 @@ mod tests {
         async fn stages(&self, pipeline: &str) -> Result<Option<Vec<String>>, CallError> {
             self.crm.stages(pipeline).await
         }
+        async fn read_contact(
+            &self,
+            by: (&str, &str),
+            properties: &[String],
+        ) -> Result<Reply, CallError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.crm.read_contact(by, properties).await
+        }
         async fn gdpr_delete(&self, contact: &str) -> Result<Reply, CallError> {
             self.called()?;
             self.crm.gdpr_delete(contact).await
@@ -283,10 +325,16 @@ mod tests {
         let store = s.crm.crm.0.clone();
         assert_eq!(store.lock().unwrap().contact_deals(&id).unwrap().len(), 1);
 
+        let old_id = id.clone();
         // Anonymised: the contact stays, with nothing that names or links it, and no deals.
         let mut attempts = Vec::new();
         let done = s
-            .erase_contact(&id, ContactErasure::Anonymise, &mut attempts)
+            .erase_contact(
+                &id,
+                &s.mapping.key_of("main", "7"),
+                ContactErasure::Anonymise,
+                &mut attempts,
+            )
             .await;
         assert!(
             matches!(&done, Erased::Done(w) if w.contains("1 deals detached")),
@@ -300,11 +348,42 @@ mod tests {
             assert!(st.contact_deals(&id).unwrap().is_empty());
             assert!(st.get(Object::Contacts, "email", "ola@x.example").is_none());
         }
-        // Deleted, through one 503: retried; the contact is gone; a second erasure finds it
-        // already gone and says so.
+        // Anonymised, it names no one: erasing it again leaves it alone.
+        let untouched = s
+            .erase_contact(
+                &id,
+                &s.mapping.key_of("main", "7"),
+                ContactErasure::Delete,
+                &mut attempts,
+            )
+            .await;
+        assert!(
+            matches!(&untouched, Erased::Done(w) if w.contains("left untouched")),
+            "{untouched:?}"
+        );
+        assert_eq!(store.lock().unwrap().contacts.records.len(), 1);
+
+        // Written again, then deleted, through one 503: retried; the contact is gone; a
+        // second erasure finds it already gone and says so.
+        s.flush(
+            Taken {
+                contacts: vec![item(c.clone())],
+                ..Taken::default()
+            },
+            &known,
+        )
+        .await
+        .unwrap();
+        let id = known.lock().unwrap().contacts[&("main".to_string(), "7".to_string())].clone();
+        store.lock().unwrap().gdpr_delete(&old_id).unwrap();
         s.crm.fail.store(1, Ordering::SeqCst);
         let done = s
-            .erase_contact(&id, ContactErasure::Delete, &mut attempts)
+            .erase_contact(
+                &id,
+                &s.mapping.key_of("main", "7"),
+                ContactErasure::Delete,
+                &mut attempts,
+            )
             .await;
         assert!(
             matches!(&done, Erased::Done(w) if w.contains("deleted")),
@@ -313,7 +392,12 @@ mod tests {
         assert_eq!(attempts.len(), 1, "the 503 is one attempt");
         assert!(store.lock().unwrap().contacts.records.is_empty());
         let again = s
-            .erase_contact(&id, ContactErasure::Delete, &mut attempts)
+            .erase_contact(
+                &id,
+                &s.mapping.key_of("main", "7"),
+                ContactErasure::Delete,
+                &mut attempts,
+            )
             .await;
         assert!(
             matches!(&again, Erased::Done(w) if w.contains("already gone")),

@@ -53,7 +53,12 @@ impl<C: Crm> Loop<C> {
             ),
             Some(id) => match self
                 .sender
-                .erase_contact(id, self.erasure, &mut attempts)
+                .erase_contact(
+                    id,
+                    &self.sender.mapping.key_of(&shop, &customer),
+                    self.erasure,
+                    &mut attempts,
+                )
                 .await
             {
                 Erased::Done(done) => (DeliveryOutcome::Erased, done),
