@@ -301,3 +301,42 @@ async fn an_erasure_asked_for_while_the_broker_stalls_is_carried_out_once_it_ret
     );
     p.stop().await.unwrap();
 }
+
+/// A consumer that meets a recent record whose subject key it cannot find reads it as "not
+/// yet" (the record overtook its key, e.g. while a producer's spool drains) and reads it again
+/// later — never as erased. An old record's absent key was erased and compacted away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recent_record_whose_key_is_not_there_yet_is_not_taken_for_an_erasure() {
+    use woostream_core::erasure::subject_keys::NotYet;
+    use woostream_core::erasure::SubjectKeys;
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let config = config(&tansu.bootstrap);
+    woostream_core::kafka::first_contact(&config, &tansu.bootstrap, true)
+        .await
+        .unwrap();
+    let bootstrap = tansu.bootstrap.clone();
+    let keys = tokio::task::spawn_blocking(move || SubjectKeys::start(&config, &bootstrap, false))
+        .await
+        .unwrap()
+        .unwrap();
+    let absent = vec!["0123456789abcdef".to_string()];
+    let now = chrono::Utc::now();
+    let (k, ids) = (keys.clone(), absent.clone());
+    let recent = tokio::task::spawn_blocking(move || k.keys_for_record(&ids, Some(now)))
+        .await
+        .unwrap();
+    let err = recent.expect_err("a recent record's absent key is not yet there");
+    assert!(err.downcast_ref::<NotYet>().is_some(), "{err:#}");
+    let (k, ids) = (keys.clone(), absent.clone());
+    let old = tokio::task::spawn_blocking(move || {
+        k.keys_for_record(&ids, Some(now - chrono::Duration::days(2)))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        old.get(&absent[0]).map(Option::is_none),
+        Some(true),
+        "erased"
+    );
+}

@@ -2,8 +2,8 @@
 //! under its person's key (see `woostream_core::erasure`); a person met for the first time
 //! gets a new key, made durable in the key topic before anything sealed with it is written.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use chacha20poly1305::ChaCha20Poly1305;
 use woostream_core::config::Config;
@@ -31,6 +31,10 @@ pub fn is_key_record(r: &Record) -> bool {
 #[derive(Clone)]
 pub struct Sealer {
     keys: SubjectKeys,
+    /// People whose new key went to the spool and may not be in Kafka yet: what is sealed
+    /// for them follows into the spool until it is drained, so that no record of theirs
+    /// reaches Kafka before their key.
+    in_spool: Arc<Mutex<HashSet<String>>>,
 }
 
 /// Keys made while sealing one event or page, not yet durable: written before what they
@@ -38,6 +42,8 @@ pub struct Sealer {
 #[derive(Default)]
 pub struct NewKeys {
     made: HashMap<String, (Arc<SubjectKey>, Record)>,
+    /// Every person whose key sealed something, new key or not.
+    used: HashSet<String>,
 }
 
 impl NewKeys {
@@ -59,6 +65,7 @@ impl Sealer {
         }
         Ok(Some(Sealer {
             keys: SubjectKeys::start(config, bootstrap, true)?,
+            in_spool: Arc::default(),
         }))
     }
 
@@ -82,6 +89,7 @@ impl Sealer {
         new: &mut NewKeys,
     ) -> Arc<SubjectKey> {
         let subject = hasher.subject_ref(shop, customer);
+        new.used.insert(subject.clone());
         if let Some(k) = self.keys.current(&subject) {
             return k;
         }
@@ -156,9 +164,38 @@ impl Sealer {
                 spooled = true;
             }
         }
+        if spooled {
+            let mut in_spool = self.in_spool.lock().expect("keys in the spool");
+            in_spool.extend(new.made.keys().cloned());
+        }
         self.made_durable(new);
         Ok(spooled)
     }
+
+    /// Whether any of `used` has a key that may still be in the spool (forgotten once the
+    /// spool is empty: everything in it is in Kafka then).
+    fn follows_spool(&self, used: &HashSet<String>, publisher: &Publisher) -> bool {
+        let mut in_spool = self.in_spool.lock().expect("keys in the spool");
+        follows_spool(&mut in_spool, used, || publisher.spool_holds_records())
+    }
+}
+
+/// Whether a record sealed for `used` must follow their keys into the spool: while the spool
+/// holds records, a person whose new key went there has it maybe not in Kafka yet. An empty
+/// spool has drained everything, keys first: then nobody's key is waiting any more.
+fn follows_spool(
+    in_spool: &mut HashSet<String>,
+    used: &HashSet<String>,
+    spool_holds_records: impl FnOnce() -> bool,
+) -> bool {
+    if in_spool.is_empty() {
+        return false;
+    }
+    if !spool_holds_records() {
+        in_spool.clear();
+        return false;
+    }
+    used.iter().any(|s| in_spool.contains(s))
 }
 
 /// A kept body (a dead letter's) sealed under its person's key when it shows whose it is (their
@@ -186,7 +223,10 @@ pub async fn publish_sealed(
     record: Record,
 ) -> Result<Durability, PublishError> {
     let keys_spooled = match sealer {
-        Some(s) => s.publish_keys(publisher, new_keys).await?,
+        Some(s) => {
+            let behind = s.follows_spool(&new_keys.used, publisher);
+            s.publish_keys(publisher, new_keys).await? || behind
+        }
         None => false,
     };
     publisher.publish_behind_keys(record, keys_spooled).await
@@ -238,5 +278,23 @@ impl Eraser {
         )
         .await
         .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_follows_its_persons_key_into_the_spool_until_the_spool_is_empty() {
+        let set = |v: &[&str]| -> HashSet<String> { v.iter().map(|s| s.to_string()).collect() };
+        let mut in_spool = set(&["eu:42"]);
+        // The broker is back but the spool still drains: 42's update follows 42's key.
+        assert!(follows_spool(&mut in_spool, &set(&["eu:42"]), || true));
+        // Someone else's record goes straight to Kafka.
+        assert!(!follows_spool(&mut in_spool, &set(&["eu:7"]), || true));
+        // Drained: everything spooled is in Kafka, 42's key too.
+        assert!(!follows_spool(&mut in_spool, &set(&["eu:42"]), || false));
+        assert!(in_spool.is_empty());
     }
 }

@@ -345,6 +345,11 @@ impl Publisher {
         self.publish(record).await
     }
 
+    /// Whether the spool holds records not yet drained into Kafka.
+    pub fn spool_holds_records(&self) -> bool {
+        self.spool.as_ref().is_some_and(|s| s.pending_bytes() > 0)
+    }
+
     /// Keeps `record` in the spool without trying Kafka first (an erasure request whose
     /// carrying out failed, or whose deletion is itself in the spool).
     pub async fn keep(&self, record: &Record) -> Result<Durability, PublishError> {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chacha20poly1305::ChaCha20Poly1305;
+use chrono::{DateTime, Utc};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -52,6 +53,19 @@ pub enum OpenError {
     /// A value is damaged or forged: that record alone is unreadable.
     #[error("a sealed field cannot be opened: {0}")]
     Damaged(String),
+}
+
+/// A recent record's key is not in the key topic yet: read the record again later.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "subject key {0} is not in the key topic yet (the record overtook it); reading it again later"
+)]
+pub struct NotYet(pub String);
+
+/// How recent a record must be for an absent key to be "not yet" rather than deleted: far
+/// longer than any drain of a producer's spool, far shorter than a tombstone is kept.
+pub fn not_yet_window() -> chrono::Duration {
+    chrono::Duration::minutes(15)
 }
 
 /// Stops the follower thread when the last handle goes.
@@ -154,6 +168,18 @@ impl SubjectKeys {
     /// the follower to reach the topic's current end; one still absent then was deleted (its
     /// tombstone compacted away) and is remembered as such.
     pub fn keys(&self, ids: &[String]) -> anyhow::Result<HashMap<String, Option<Arc<SubjectKey>>>> {
+        self.keys_for_record(ids, None)
+    }
+
+    /// [`SubjectKeys::keys`] for a record written at `written_at`: when it is recent, a key
+    /// still absent at the topic's end is not yet there (the record overtook it, e.g. while
+    /// a producer's spool drains) rather than deleted — [`NotYet`], to be read again later.
+    /// An old record's absent key was deleted and compacted away.
+    pub fn keys_for_record(
+        &self,
+        ids: &[String],
+        written_at: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<HashMap<String, Option<Arc<SubjectKey>>>> {
         let known = |s: &State, id: &str| match s.ring.get(id) {
             Some(k) => Some(Some(k)),
             None if s.ring.is_deleted(id) => Some(None),
@@ -166,7 +192,13 @@ impl SubjectKeys {
         if unknown {
             self.sync()?;
         }
+        let recent = written_at.is_some_and(|at| Utc::now() - at < not_yet_window());
         let mut s = self.lock();
+        if recent {
+            if let Some(id) = ids.iter().find(|id| known(&s, id).is_none()) {
+                return Err(NotYet(id.clone()).into());
+            }
+        }
         Ok(ids
             .iter()
             .map(|id| {
@@ -188,6 +220,7 @@ impl SubjectKeys {
     pub async fn resolve(
         &self,
         ids: Vec<String>,
+        written_at: Option<DateTime<Utc>>,
     ) -> anyhow::Result<HashMap<String, Option<Arc<SubjectKey>>>> {
         let all_read = {
             let s = self.lock();
@@ -195,35 +228,54 @@ impl SubjectKeys {
                 .all(|id| s.ring.get(id).is_some() || s.ring.is_deleted(id))
         };
         if all_read {
-            return self.keys(&ids);
+            return self.keys_for_record(&ids, written_at);
         }
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.keys(&ids))
+        tokio::task::spawn_blocking(move || me.keys_for_record(&ids, written_at))
             .await
             .context("looking up subject keys")?
     }
 
     /// Opens sealed fields in place (blocking: see [`SubjectKeys::keys`]).
-    pub fn open(&self, mut fields: Vec<&mut Option<String>>) -> Result<Sealing, OpenError> {
-        let ids = key_ids(fields.iter_mut().map(|f| &mut **f).collect());
-        if ids.is_empty() {
-            return Ok(Sealing::Clear);
-        }
-        let found = self.keys(&ids).map_err(OpenError::KeysUnavailable)?;
-        open_fields(fields, |id| found.get(id).cloned().flatten()).map_err(OpenError::Damaged)
+    pub fn open(&self, fields: Vec<&mut Option<String>>) -> Result<Sealing, OpenError> {
+        self.open_record(fields, None)
     }
 
-    /// [`SubjectKeys::open`] from async code.
-    pub async fn open_async(
+    /// [`SubjectKeys::open`] for a record written at `written_at` (see
+    /// [`SubjectKeys::keys_for_record`]): a recent record's key not there yet is
+    /// `KeysUnavailable`, read again later, never taken for an erasure.
+    pub fn open_record(
         &self,
         mut fields: Vec<&mut Option<String>>,
+        written_at: Option<DateTime<Utc>>,
     ) -> Result<Sealing, OpenError> {
         let ids = key_ids(fields.iter_mut().map(|f| &mut **f).collect());
         if ids.is_empty() {
             return Ok(Sealing::Clear);
         }
         let found = self
-            .resolve(ids)
+            .keys_for_record(&ids, written_at)
+            .map_err(OpenError::KeysUnavailable)?;
+        open_fields(fields, |id| found.get(id).cloned().flatten()).map_err(OpenError::Damaged)
+    }
+
+    /// [`SubjectKeys::open`] from async code.
+    pub async fn open_async(&self, fields: Vec<&mut Option<String>>) -> Result<Sealing, OpenError> {
+        self.open_record_async(fields, None).await
+    }
+
+    /// [`SubjectKeys::open_record`] from async code.
+    pub async fn open_record_async(
+        &self,
+        mut fields: Vec<&mut Option<String>>,
+        written_at: Option<DateTime<Utc>>,
+    ) -> Result<Sealing, OpenError> {
+        let ids = key_ids(fields.iter_mut().map(|f| &mut **f).collect());
+        if ids.is_empty() {
+            return Ok(Sealing::Clear);
+        }
+        let found = self
+            .resolve(ids, written_at)
             .await
             .map_err(OpenError::KeysUnavailable)?;
         open_fields(fields, |id| found.get(id).cloned().flatten()).map_err(OpenError::Damaged)

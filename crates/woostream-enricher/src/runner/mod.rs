@@ -82,6 +82,9 @@ enum Input {
 /// Everything the loop and the rebalance callbacks share. Only the polling thread touches it:
 /// the callbacks run inside `poll`, while the loop does not hold the lock.
 struct Work {
+    /// When the record being processed was written to Kafka: a recent one's subject key may
+    /// not have been read yet (see `SubjectKeys::keys_for_record`).
+    written_at: Option<chrono::DateTime<chrono::Utc>>,
     config: Config,
     bootstrap: String,
     settings: Settings,
@@ -263,6 +266,7 @@ async fn launch(
     let producer = Arc::new(producer);
     let writer = Writer::start(producer.clone(), outputs.clone(), config)?;
     let work = Arc::new(Mutex::new(Work {
+        written_at: None,
         config: config.clone(),
         bootstrap: bootstrap.to_string(),
         settings,

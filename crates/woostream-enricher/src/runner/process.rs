@@ -56,6 +56,7 @@ impl Work {
             }
             return Ok(());
         };
+        self.written_at = written_at(m);
         let output = match self.apply(input, partition, offset, m.key(), payload) {
             Ok(output) => output,
             // Without the key topic nothing sealed can be read: stop, and resume from here.
@@ -87,7 +88,7 @@ impl Work {
                     self.decode(key.ok_or_else(|| anyhow!("order record without a key"))?)?;
                 let mut event: OrderEvent = self.decode(payload)?;
                 let sealing = match &mut event.order {
-                    Some(o) => self.keys.open(order_fields(o))?,
+                    Some(o) => self.keys.open_record(order_fields(o), self.written_at)?,
                     None => Sealing::Clear,
                 };
                 if sealing == Sealing::Erased {
@@ -307,4 +308,11 @@ pub(super) fn origin_of<'a>(
         event_id: &e.event_id,
         source: e.origin,
     }
+}
+
+/// When a record was written to Kafka (its timestamp), if it says.
+pub(crate) fn written_at(m: &BorrowedMessage<'_>) -> Option<chrono::DateTime<chrono::Utc>> {
+    m.timestamp()
+        .to_millis()
+        .and_then(chrono::DateTime::from_timestamp_millis)
 }

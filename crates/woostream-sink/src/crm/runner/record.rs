@@ -4,15 +4,24 @@ use super::*;
 
 impl<C: Crm> Loop<C> {
     /// Decodes a record and opens its sealed fields.
-    pub(super) async fn decode(&self, topic: &str, payload: &[u8]) -> anyhow::Result<Decoded> {
+    pub(super) async fn decode(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        written_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> anyhow::Result<Decoded> {
         let (sealing, mut contact, deal) = if topic == self.topics.orders {
             let mut e: OrderEvent = self.decoder.decode(payload)?;
-            let sealing = self.open(e.order.as_mut().map(order_fields)).await?;
+            let sealing = self
+                .open(e.order.as_mut().map(order_fields), written_at)
+                .await?;
             let (contact, deal) = changes::from_order(&e);
             (sealing, contact, deal)
         } else if topic == self.topics.customers {
             let mut e: CustomerEvent = self.decoder.decode(payload)?;
-            let sealing = self.open(e.customer.as_mut().map(customer_fields)).await?;
+            let sealing = self
+                .open(e.customer.as_mut().map(customer_fields), written_at)
+                .await?;
             (sealing, changes::from_customer(&e), None)
         } else {
             let p: CustomerProfile = self.decoder.decode(payload)?;
@@ -40,9 +49,10 @@ impl<C: Crm> Loop<C> {
     pub(super) async fn open(
         &self,
         fields: Option<Vec<&mut Option<String>>>,
+        written_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> anyhow::Result<Sealing> {
         match (fields, &self.recorder.keys) {
-            (Some(fields), Some(keys)) => Ok(keys.open_async(fields).await?),
+            (Some(fields), Some(keys)) => Ok(keys.open_record_async(fields, written_at).await?),
             _ => Ok(Sealing::Clear),
         }
     }
@@ -71,7 +81,11 @@ impl<C: Crm> Loop<C> {
             offset,
         };
         let now = Instant::now();
-        let decoded = self.decode(topic, payload).await;
+        let written_at = m
+            .timestamp()
+            .to_millis()
+            .and_then(chrono::DateTime::from_timestamp_millis);
+        let decoded = self.decode(topic, payload, written_at).await;
         let (contact, deal) = match decoded {
             Ok(None) => {
                 // Sealed for a person erased since: nothing of it goes to the CRM.
