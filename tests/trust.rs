@@ -103,6 +103,30 @@ async fn a_deletion_replayed_as_customer_deleted_erases_no_one_and_a_real_one_er
         tombstones(&after_one),
         "erased once"
     );
+
+    // Erasure is sticky: the erased-subject list names them (pseudonymously), and an update
+    // of their old order (a refund) writes nothing — no new key, no record to make a contact.
+    let marks = read_topic_now(&config, "trust-erased", "woostream.erased-subjects").await;
+    assert_eq!(marks.len(), 1, "one mark");
+    assert!(
+        !String::from_utf8_lossy(marks[0].key().unwrap()).contains("42"),
+        "the mark names no one"
+    );
+    let keys_before = read_topic_now(&config, "trust-keys-3", "woostream.subject-keys").await;
+    let orders_before = read_topic_now(&config, "trust-orders-1", "woo.orders").await;
+    let mut order: Value = serde_json::from_slice(&fixture("woo_order_example.json")).unwrap();
+    order["customer_id"] = 42.into();
+    order["status"] = "refunded".into();
+    order["date_created_gmt"] = "2020-01-01T10:00:00".into();
+    let (code, text) = Post::signed("order.updated", &serde_json::to_vec(&order).unwrap())
+        .send(&p.url)
+        .await;
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(status_of(&text)["status"], "ignored", "{text}");
+    let keys_after = read_topic_now(&config, "trust-keys-4", "woostream.subject-keys").await;
+    let orders_after = read_topic_now(&config, "trust-orders-2", "woo.orders").await;
+    assert_eq!(keys_after.len(), keys_before.len(), "no new key");
+    assert_eq!(orders_after.len(), orders_before.len(), "no order record");
     p.stop().await.unwrap();
 }
 

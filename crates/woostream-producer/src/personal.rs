@@ -6,13 +6,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chacha20poly1305::ChaCha20Poly1305;
+use anyhow::Context;
 use woostream_core::config::Config;
 use woostream_core::erasure::erase::{self, ErasureCodecs, Request};
 use woostream_core::erasure::personal::{
     customer_fields, order_fields, seal_fields, subject_of_body,
 };
 use woostream_core::erasure::seal::{seal_bytes, SUBJECT_KEY};
+use woostream_core::erasure::erased::{self, ErasedSubjects};
 use woostream_core::erasure::{SubjectKey, SubjectKeys};
+use woostream_core::events::Action;
 use woostream_core::events::CustomerKey;
 use woostream_core::kafka::RenewingProducer;
 use woostream_core::privacy::CustomerHasher;
@@ -35,6 +38,8 @@ pub struct Sealer {
     /// for them follows into the spool until it is drained, so that no record of theirs
     /// reaches Kafka before their key.
     in_spool: Arc<Mutex<HashSet<String>>>,
+    /// Who was erased: no new key for their past.
+    erased: ErasedSubjects,
 }
 
 /// Keys made while sealing one event or page, not yet durable: written before what they
@@ -66,6 +71,8 @@ impl Sealer {
         Ok(Some(Sealer {
             keys: SubjectKeys::start(config, bootstrap, true)?,
             in_spool: Arc::default(),
+            erased: ErasedSubjects::start(config, bootstrap, "erased-subjects")
+                .context("reading the erased-subject list")?,
         }))
     }
 
@@ -105,6 +112,20 @@ impl Sealer {
         };
         new.made.insert(subject, (key.clone(), record));
         key
+    }
+
+    /// Whether `event` is about an erased person's past (see
+    /// [`woostream_core::erasure::erased`]): then nothing of it is written, and no new key is
+    /// made for them. A deletion of their account passes (it carries nothing personal, and
+    /// its erasure is idempotent).
+    pub fn is_erased_past(&self, hasher: &CustomerHasher, event: &Event) -> bool {
+        let (key, about) = match event {
+            Event::Order(k, e) => (k, e.order.as_ref().and_then(|o| o.created_at)),
+            Event::Customer(k, e) if e.action != Action::Deleted => (k, None),
+            _ => return false,
+        };
+        let subject = hasher.subject_ref(&key.shop_id, &key.customer);
+        erased::is_erased_past(self.erased.erased_at(&subject), about)
     }
 
     /// Seals an event's personal fields under its person's key (orders and accounts; other
@@ -238,6 +259,7 @@ pub async fn publish_sealed(
 pub struct Eraser {
     config: Config,
     keys: SubjectKeys,
+    erased: ErasedSubjects,
     producer: Arc<RenewingProducer>,
     codecs: ErasureCodecs,
 }
@@ -251,6 +273,7 @@ impl Eraser {
         Ok(Eraser {
             config: config.clone(),
             keys: sealer.keys.clone(),
+            erased: sealer.erased.clone(),
             producer,
             codecs: ErasureCodecs::register(config).await?,
         })
@@ -276,8 +299,13 @@ impl Eraser {
             &self.codecs,
             request,
         )
-        .await
-        .map(|_| ())
+        .await?;
+        let hasher = CustomerHasher::for_shop(&self.config, &request.shop_id);
+        for s in &request.subjects {
+            self.erased
+                .note(&hasher.subject_ref(&request.shop_id, s), request.requested_at);
+        }
+        Ok(())
     }
 }
 

@@ -511,6 +511,24 @@ async fn accept(
     if let Some(not_ours) = settle_deletion(ingest, &delivery, &mut event).await {
         return Ok(not_ours);
     }
+    // An erased person's past is not written again (no new key, no new contact).
+    if let Some(sealer) = &ingest.sealer {
+        if sealer.is_erased_past(&shop.customers, &event) {
+            tracing::info!(
+                correlation_id = cid,
+                shop = %shop.id,
+                "A delivery about a person who was erased (their past): not written."
+            );
+            return Ok((
+                "erased_subject",
+                answer(
+                    StatusCode::OK,
+                    cid,
+                    serde_json::json!({"status": "ignored", "reason": "about a person who was erased"}),
+                ),
+            ));
+        }
+    }
     // A customer.deleted is an erasure only once the shop confirms the account is gone.
     let account = match &event {
         Event::Customer(_, e) if e.action == Action::Deleted => {

@@ -253,6 +253,9 @@ pub struct TopicsConfig {
     pub shop_dead_letter: TopicConfig,
     /// The latest backtest of every shop (`woostream backtest`): what the insight page shows.
     pub backtests: TopicConfig,
+    /// Who was erased and when, by pseudonymous subject reference: no new key and no new CRM
+    /// contact for an erased person's past. Compacted; kept for good.
+    pub erased_subjects: TopicConfig,
 }
 
 impl Default for TopicsConfig {
@@ -296,13 +299,17 @@ impl Default for TopicsConfig {
                 partitions: Some(1),
                 ..topic("woostream.backtests", "compact")
             },
+            erased_subjects: TopicConfig {
+                partitions: Some(1),
+                ..topic("woostream.erased-subjects", "compact")
+            },
         }
     }
 }
 
 impl TopicsConfig {
     /// Every topic with the configuration key it came from.
-    pub fn all(&self) -> [(&'static str, &TopicConfig); 19] {
+    pub fn all(&self) -> [(&'static str, &TopicConfig); 20] {
         [
             ("orders", &self.orders),
             ("products", &self.products),
@@ -323,6 +330,7 @@ impl TopicsConfig {
             ("crm_changes", &self.crm_changes),
             ("shop_dead_letter", &self.shop_dead_letter),
             ("backtests", &self.backtests),
+            ("erased_subjects", &self.erased_subjects),
         ]
     }
 

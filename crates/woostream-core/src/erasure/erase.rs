@@ -165,19 +165,31 @@ pub fn records(
     config: &Config,
     codecs: &ErasureCodecs,
     request: &Request,
+    subject_refs: &[String],
     key_ids: &[String],
 ) -> anyhow::Result<(Vec<Out>, Done)> {
     let t = &config.topics;
     let headers = request.headers();
-    let mut out: Vec<Out> = key_ids
+    // The erased-subject list first: once a key is gone, no new one may be made for them.
+    let mark = serde_json::to_vec(&super::erased::ErasedMark {
+        erasure_id: request.erasure_id.clone(),
+        erased_at: request.requested_at,
+    })?;
+    let mut out: Vec<Out> = subject_refs
         .iter()
-        .map(|id| Out {
-            topic: t.subject_keys.name.clone(),
-            key: id.as_bytes().to_vec(),
-            value: None,
+        .map(|subject| Out {
+            topic: t.erased_subjects.name.clone(),
+            key: subject.as_bytes().to_vec(),
+            value: Some(mark.clone()),
             headers: headers.clone(),
         })
         .collect();
+    out.extend(key_ids.iter().map(|id| Out {
+        topic: t.subject_keys.name.clone(),
+        key: id.as_bytes().to_vec(),
+        value: None,
+        headers: headers.clone(),
+    }));
     for subject in &request.subjects {
         let key = CustomerKey {
             shop_id: request.shop_id.clone(),
@@ -257,11 +269,11 @@ pub async fn carry_out(
         .iter()
         .map(|s| hasher.subject_ref(&request.shop_id, s))
         .collect();
-    let k = keys.clone();
-    let key_ids = tokio::task::spawn_blocking(move || k.ids_of(&refs))
+    let (k, lookup) = (keys.clone(), refs.clone());
+    let key_ids = tokio::task::spawn_blocking(move || k.ids_of(&lookup))
         .await
         .context("finding the subject keys")??;
-    let (out, done) = records(config, codecs, request, &key_ids)?;
+    let (out, done) = records(config, codecs, request, &refs, &key_ids)?;
     write(producer, &out).await?;
     keys.forget(&key_ids);
     tracing::info!(
@@ -289,7 +301,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_records_delete_keys_first_then_tombstone_then_receipt() {
+    async fn the_records_mark_the_list_then_delete_keys_then_tombstone_then_receipt() {
         let config = Config::default();
         let codecs = ErasureCodecs::register(&config).await.unwrap();
         let request = Request::new(
@@ -298,7 +310,14 @@ mod tests {
             Some("ticket 7".into()),
             "cli",
         );
-        let (out, done) = records(&config, &codecs, &request, &["k1".into(), "k2".into()]).unwrap();
+        let (out, done) = records(
+            &config,
+            &codecs,
+            &request,
+            &["s1".into(), "s2".into()],
+            &["k1".into(), "k2".into()],
+        )
+        .unwrap();
         assert_eq!(
             done,
             Done {
@@ -310,6 +329,8 @@ mod tests {
         assert_eq!(
             topics,
             [
+                "woostream.erased-subjects",
+                "woostream.erased-subjects",
                 "woostream.subject-keys",
                 "woostream.subject-keys",
                 "woo.customers",
@@ -317,15 +338,17 @@ mod tests {
                 "woostream.deliveries"
             ]
         );
-        assert!(out[..4].iter().all(|o| o.value.is_none()));
-        let headers: Vec<(String, Vec<u8>)> = out[2]
+        assert_eq!(out[0].key, b"s1");
+        assert!(out[..2].iter().all(|o| o.value.is_some()), "marks");
+        assert!(out[2..6].iter().all(|o| o.value.is_none()), "tombstones");
+        let headers: Vec<(String, Vec<u8>)> = out[4]
             .headers
             .iter()
             .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
             .collect();
         assert_eq!(erasure_in(&headers).unwrap().0, request.erasure_id);
         let receipt: Delivery = crate::codec::Decoder::new()
-            .decode(out[4].value.as_ref().unwrap())
+            .decode(out[6].value.as_ref().unwrap())
             .unwrap();
         assert_eq!(receipt.outcome, DeliveryOutcome::Erased);
         assert_eq!(receipt.alert_id, request.erasure_id);

@@ -11,6 +11,7 @@
 //! - [`receipt`]: the receipts every role leaves, and reading them back for `erase --status`.
 
 pub mod erase;
+pub mod erased;
 pub mod keyring;
 pub mod personal;
 pub mod receipt;

@@ -14,6 +14,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, Producer};
 
 pub mod connect;
+pub mod follow;
 pub mod lag;
 pub mod reading;
 pub mod renewing;

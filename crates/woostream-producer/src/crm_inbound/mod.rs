@@ -89,12 +89,9 @@ pub async fn start(
         .context("privacy.seal_personal_data is off: the CRM's changes are personal data and are only kept sealed")?;
     let writer =
         writer::Writer::new(config, bootstrap, sealer.keys().clone(), metrics.clone()).await?;
-    let owners = {
-        let (config, bootstrap) = (config.clone(), bootstrap.to_string());
-        tokio::task::spawn_blocking(move || owners::Owners::follow(&config, &bootstrap))
-            .await
-            .context("starting the contact owners' follower")??
-    };
+    let owners = owners::Owners::follow(config, bootstrap)
+        .await
+        .context("reading the CRM sink's audit (whose each contact is)")?;
     let receiver =
         receiver::Receiver::new(config, bootstrap, sealer, owners.clone(), metrics).await?;
     let listener = tokio::net::TcpListener::bind(config.crm.inbound.listen)

@@ -3,21 +3,15 @@
 //! alone is not proof — a form, an import or another app can set any property — so a change
 //! reaches a shop account only when this record names the same customer for that contact.
 //!
-//! [`owner_seen`] is the pure part; [`Owners`] follows the audit topic on a thread of its own
-//! and catches up with it on demand (a contact written a moment ago).
+//! [`owner_seen`] is the pure part; [`Owners`] follows the audit topic and catches up with it
+//! on demand (a contact written a moment ago).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use woostream_core::codec::Decoder;
-use woostream_core::config::{Config, KafkaConfig};
-use woostream_core::kafka::reading::{follower, partitions_of, write_end_markers, END_MARKER};
+use woostream_core::config::Config;
+use woostream_core::kafka::follow::Followed;
 use woostream_core::records::{Delivery, DeliveryOutcome};
 use woostream_core::registry::RegistryClient;
 
@@ -42,34 +36,14 @@ pub fn owner_seen(owners: &mut OwnerMap, d: &Delivery) {
     }
 }
 
-#[derive(Default)]
-struct State {
-    owners: OwnerMap,
-    /// The next offset to read, per partition.
-    next: HashMap<i32, i64>,
-}
-
-struct Shared {
-    state: Mutex<State>,
-    changed: Condvar,
-    stop: AtomicBool,
-    kafka: KafkaConfig,
-    bootstrap: String,
-    topic: String,
-    partitions: Vec<i32>,
-}
-
 /// The followed record of contact owners.
 #[derive(Clone)]
-pub struct Owners(Arc<Shared>);
-
-/// How long a catch-up with the audit may take.
-const SYNC_LIMIT: Duration = Duration::from_secs(60);
+pub struct Owners(Followed<OwnerMap>);
 
 impl Owners {
     /// Starts following the audit topic and returns once everything written to it before
-    /// the call has been read (blocking).
-    pub fn follow(config: &Config, bootstrap: &str) -> anyhow::Result<Owners> {
+    /// the call has been read.
+    pub async fn follow(config: &Config, bootstrap: &str) -> anyhow::Result<Owners> {
         let decoder = match &config.schema_registry {
             None => Decoder::new(),
             Some(r) => Decoder::with_registry(RegistryClient::new(
@@ -78,98 +52,30 @@ impl Owners {
                 r.resolved_password(),
             )),
         };
-        let topic = config.topics.deliveries.name.clone();
-        let consumer = follower(&config.kafka, bootstrap, "crm-inbound-owners", false)?;
-        let partitions = partitions_of(&consumer, &topic)?;
-        let mut tpl = TopicPartitionList::new();
-        for p in &partitions {
-            tpl.add_partition_offset(&topic, *p, Offset::Beginning)?;
-        }
-        consumer
-            .assign(&tpl)
-            .with_context(|| format!("assigning {topic}"))?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            changed: Condvar::new(),
-            stop: AtomicBool::new(false),
-            kafka: config.kafka.clone(),
-            bootstrap: bootstrap.to_string(),
-            topic,
-            partitions,
-        });
-        let sh = shared.clone();
-        std::thread::Builder::new()
-            .name("crm-owners".into())
-            .spawn(move || {
-                while !sh.stop.load(Ordering::Relaxed) {
-                    match consumer.poll(Duration::from_millis(100)) {
-                        Some(Ok(m)) => {
-                            let mut s = sh.state.lock().expect("owners");
-                            if m.key() != Some(END_MARKER.as_bytes()) {
-                                if let Some(Ok(d)) =
-                                    m.payload().map(|v| decoder.decode::<Delivery>(v))
-                                {
-                                    owner_seen(&mut s.owners, &d);
-                                }
-                            }
-                            s.next.insert(m.partition(), m.offset() + 1);
-                            sh.changed.notify_all();
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, "Error while following the CRM sink's audit.")
-                        }
-                        None => {}
-                    }
+        let followed = Followed::start_async(
+            &config.kafka,
+            bootstrap,
+            &config.topics.deliveries.name,
+            "crm-inbound-owners",
+            OwnerMap::new(),
+            move |owners, m| {
+                if let Some(Ok(d)) = m.payload().map(|v| decoder.decode::<Delivery>(v)) {
+                    owner_seen(owners, &d);
                 }
-            })
-            .context("starting the contact owners' follower")?;
-        let owners = Owners(shared);
-        owners.sync()?;
-        Ok(owners)
-    }
-
-    /// Waits until everything written to the audit before now has been read (blocking): a
-    /// contact the CRM sink has only just written is known after it.
-    pub fn sync(&self) -> anyhow::Result<()> {
-        let sh = &self.0;
-        let markers = write_end_markers(&sh.kafka, &sh.bootstrap, &sh.topic, &sh.partitions)?;
-        let deadline = Instant::now() + SYNC_LIMIT;
-        let mut s = sh.state.lock().expect("owners");
-        loop {
-            let behind = markers
-                .iter()
-                .any(|(p, o)| s.next.get(p).is_none_or(|n| n <= o));
-            if !behind {
-                return Ok(());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            anyhow::ensure!(
-                !left.is_zero(),
-                "the CRM sink's audit ({}) was not read to its end within {SYNC_LIMIT:?}",
-                sh.topic
-            );
-            s = sh
-                .changed
-                .wait_timeout(s, left.min(Duration::from_millis(200)))
-                .expect("owners")
-                .0;
-        }
+            },
+        )
+        .await?;
+        Ok(Owners(followed))
     }
 
     /// Stops following (the role is stopping).
     pub fn stop(&self) {
-        self.0.stop.store(true, Ordering::Relaxed);
+        self.0.stop();
     }
 
     /// The customer woostream wrote `contact` for, if any.
     pub fn of(&self, contact: &str) -> Option<(String, String)> {
-        self.0
-            .state
-            .lock()
-            .expect("owners")
-            .owners
-            .get(contact)
-            .cloned()
+        self.0.read(|owners| owners.get(contact).cloned())
     }
 
     /// [`Owners::of`], after catching up with the audit when the contact is not known yet.
@@ -177,8 +83,7 @@ impl Owners {
         if let Some(owner) = self.of(contact) {
             return Ok(Some(owner));
         }
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || me.sync()).await??;
+        self.0.sync_async().await?;
         Ok(self.of(contact))
     }
 }

@@ -154,6 +154,7 @@ impl Job<'_> {
             pages_done: 0,
             produced: 0,
             dead_lettered: 0,
+            erased_skipped: 0,
             finished: false,
             updated_at: Utc::now(),
         });
@@ -214,9 +215,13 @@ impl Job<'_> {
                 kept.push(item);
             }
             for item in kept.into_iter().chain(&variations) {
-                let (record, kept) =
+                let Some((record, kept)) =
                     self.ingest
-                        .record(resource, item, Origin::Backfill, &mut new_keys)?;
+                        .record(resource, item, Origin::Backfill, &mut new_keys)?
+                else {
+                    state.erased_skipped += 1;
+                    continue;
+                };
                 records.push(record);
                 if kept {
                     state.dead_lettered += 1;

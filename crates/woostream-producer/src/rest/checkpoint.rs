@@ -23,6 +23,9 @@ pub struct BackfillCheckpoint {
     /// Objects produced as events, and kept as dead letters, so far.
     pub produced: u64,
     pub dead_lettered: u64,
+    /// Objects about people erased before (their past is not written again).
+    #[serde(default)]
+    pub erased_skipped: u64,
     pub finished: bool,
     pub updated_at: DateTime<Utc>,
 }

@@ -60,14 +60,14 @@ impl RestIngest {
     /// The record for one object of `resource`: its event, or its dead letter (`true`) —
     /// kept like an unreadable webhook, never dropped. Personal fields are sealed; keys made
     /// for people met for the first time are added to `new_keys`, to be written first (see
-    /// [`RestIngest::produce`]).
+    /// [`RestIngest::produce`]). `None`: the object is an erased person's past, not written.
     pub fn record(
         &self,
         resource: Resource,
         item: &serde_json::Value,
         origin: Origin,
         new_keys: &mut NewKeys,
-    ) -> anyhow::Result<(Record, bool)> {
+    ) -> anyhow::Result<Option<(Record, bool)>> {
         let body = serde_json::to_vec(item).context("re-encoding a REST object")?;
         let correlation_id = uuid::Uuid::new_v4().to_string();
         let delivery = WebhookDelivery {
@@ -97,10 +97,13 @@ impl RestIngest {
                     _ => {}
                 }
                 if let Some(sealer) = &self.sealer {
+                    if sealer.is_erased_past(&self.customers, &event) {
+                        return Ok(None);
+                    }
                     sealer.seal_event(&self.customers, &mut event, new_keys);
                 }
                 match self.encoders.event_record(&event) {
-                    Ok(record) => return Ok((record, false)),
+                    Ok(record) => return Ok(Some((record, false))),
                     Err(e) => Rejection {
                         code: RejectCode::InvalidField,
                         reason: format!("the event does not fit its schema: {e}"),
@@ -137,7 +140,7 @@ impl RestIngest {
             .encoders
             .dead_letter_record(&dead_letter)
             .context("encoding a dead letter")?;
-        Ok((record, true))
+        Ok(Some((record, true)))
     }
 }
 

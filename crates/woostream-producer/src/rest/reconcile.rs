@@ -411,7 +411,15 @@ impl Reconciler {
                 } else {
                     Origin::Reconcile
                 };
-                let (record, dead) = self.ingest.record(resource, item, origin, &mut new_keys)?;
+                let Some((record, dead)) =
+                    self.ingest.record(resource, item, origin, &mut new_keys)?
+                else {
+                    self.metrics
+                        .objects
+                        .with_label_values(&[&self.shop.id, resource.name(), "erased_subject"])
+                        .inc();
+                    continue;
+                };
                 records.push(record);
                 let label = if dead {
                     outcome.dead_lettered += 1;

@@ -268,6 +268,14 @@ pub fn from_profile(p: &CustomerProfile) -> ContactChange {
     }
 }
 
+/// When what a contact change says happened: its latest order, else its identity's change.
+pub fn contact_time(c: &ContactChange) -> Option<DateTime<Utc>> {
+    c.metrics
+        .as_ref()
+        .and_then(|m| m.last_order_at)
+        .or(c.identity.as_ref().map(|i| i.at))
+}
+
 /// The customer's key in the CRM: `<shop>:<id>` for a registered customer (two shops of one
 /// account each have a customer 42, who are not one person), `guest:<hash>` for a guest (the
 /// hash is the email's: one person whichever shop they bought in).

@@ -16,7 +16,7 @@ mod erasure;
 mod record;
 pub use audit::{apply_audit, recorder};
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,9 @@ use woostream_core::crm_config::CrmConfig;
 use woostream_core::erasure::erase::erasure_of;
 use woostream_core::erasure::personal::{customer_fields, order_fields, Sealing};
 use woostream_core::erasure::receipt::Receipt;
+use woostream_core::erasure::erased::ErasedSubjects;
 use woostream_core::erasure::OpenError;
+use woostream_core::privacy::CustomerHasher;
 use woostream_core::events::{CustomerEvent, CustomerKey, OrderEvent};
 use woostream_core::insights::CustomerProfile;
 use woostream_core::kafka;
@@ -190,6 +192,18 @@ fn launch<C: Crm>(
         &mut guard,
     )?;
     let c = &config.crm;
+    let erased_list = match &recorder.keys {
+        Some(_) => Some(ErasedList {
+            subjects: ErasedSubjects::start(config, bootstrap, "crm-erased-subjects")
+                .context("reading the erased-subject list")?,
+            hashers: config
+                .shops
+                .iter()
+                .map(|s| (s.id.clone(), CustomerHasher::for_shop(config, &s.id)))
+                .collect(),
+        }),
+        None => None,
+    };
     let sender = Sender::new(crm, c, recorder.metrics.clone(), shutdown.child_token());
     let mut l = Loop {
         policy: Policy {
@@ -209,6 +223,7 @@ fn launch<C: Crm>(
         sent: 0,
         erasure: c.erasure,
         erased: HashSet::new(),
+        erased_list,
     };
     Ok(tokio::spawn(
         async move { l.run(&consumer, shutdown).await },
@@ -238,6 +253,22 @@ struct Loop<C> {
     /// People erased whose profile tombstone has not been read yet: an older profile version
     /// still to come must not write their contact again.
     erased: HashSet<(String, String)>,
+    /// Who was erased and when (with sealing on): their past never makes a contact again.
+    erased_list: Option<ErasedList>,
+}
+
+/// The erased-subject list with each shop's subject references.
+struct ErasedList {
+    subjects: ErasedSubjects,
+    hashers: HashMap<String, CustomerHasher>,
+}
+
+impl ErasedList {
+    fn erased_at(&self, shop: &str, customer: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let hasher = self.hashers.get(shop)?;
+        self.subjects
+            .erased_at(&hasher.subject_ref(shop, customer))
+    }
 }
 
 type Flushing = tokio::task::JoinHandle<Result<Report, Interrupted>>;

@@ -1,6 +1,7 @@
 //! One record in: decoded, its sealed fields opened, its changes added to what is pending.
 
 use super::*;
+use woostream_core::erasure::erased::is_erased_past;
 
 impl<C: Crm> Loop<C> {
     /// Decodes a record and opens its sealed fields.
@@ -111,6 +112,22 @@ impl<C: Crm> Loop<C> {
                 self.offsets.read(topic, partition, offset, 0);
                 return Ok(());
             }
+        };
+        // An erased person's past never makes a contact again (a backfill restarted, a refund
+        // of an old order): the erased-subject list says who and since when.
+        let (contact, deal) = match &self.erased_list {
+            Some(list) => (
+                contact.filter(|c| {
+                    !is_erased_past(
+                        list.erased_at(&c.shop_id, &c.customer),
+                        changes::contact_time(c),
+                    )
+                }),
+                deal.filter(|d| {
+                    !is_erased_past(list.erased_at(&d.shop_id, &d.customer), d.created_at)
+                }),
+            ),
+            None => (contact, deal),
         };
         // What the CRM already has newer (a late redelivery) is left out.
         let (contact, deal) = {
