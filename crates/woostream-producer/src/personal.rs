@@ -5,15 +5,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use chacha20poly1305::ChaCha20Poly1305;
 use anyhow::Context;
+use chacha20poly1305::ChaCha20Poly1305;
 use woostream_core::config::Config;
 use woostream_core::erasure::erase::{self, ErasureCodecs, Request};
+use woostream_core::erasure::erased::{self, ErasedSubjects};
 use woostream_core::erasure::personal::{
     customer_fields, order_fields, seal_fields, subject_of_body,
 };
 use woostream_core::erasure::seal::{seal_bytes, SUBJECT_KEY};
-use woostream_core::erasure::erased::{self, ErasedSubjects};
 use woostream_core::erasure::{SubjectKey, SubjectKeys};
 use woostream_core::events::Action;
 use woostream_core::events::CustomerKey;
@@ -144,8 +144,40 @@ impl Sealer {
                     seal_fields(customer_fields(c), &key);
                 }
             }
+            // A review's text is its reviewer's own words: sealed under the key of the email
+            // they gave (a guest's key: erasing them by email reaches it).
+            Event::Review(k, e) => {
+                if let Some(r) = &mut e.review {
+                    if let (Some(hash), false) = (&r.reviewer_email_hash, r.text.is_empty()) {
+                        let reviewer = format!("guest:{hash}");
+                        let key = self.key_for(hasher, &k.shop_id, &reviewer, new);
+                        r.text = woostream_core::erasure::seal::seal(&key, &r.text);
+                    }
+                }
+            }
+            // Action arguments can hold anything a plugin passes (an email, a name): sealed
+            // under the shop's key of the day for what names no one person.
+            Event::Action(k, e) => {
+                if !e.arg_json.is_empty() {
+                    let key = self.unidentified_key(hasher, &k.shop_id, new);
+                    e.arg_json = woostream_core::erasure::seal::seal(&key, &e.arg_json);
+                }
+            }
             _ => {}
         }
+    }
+
+    /// The key of the day for what is personal but names no one person (action arguments,
+    /// a malformed delivery that shows no customer): nothing is kept in clear, and erasing a
+    /// day's key shreds that day's such records.
+    fn unidentified_key(
+        &self,
+        hasher: &CustomerHasher,
+        shop: &str,
+        new: &mut NewKeys,
+    ) -> Arc<SubjectKey> {
+        let day = chrono::Utc::now().format("%Y-%m-%d");
+        self.key_for(hasher, shop, &format!("unidentified:{day}"), new)
     }
 
     /// A dead letter's body sealed under its person's key, when the body shows who it is
@@ -220,7 +252,9 @@ fn follows_spool(
 }
 
 /// A kept body (a dead letter's) sealed under its person's key when it shows whose it is (their
-/// erasure then reaches it), else under the dead-letter key when one is configured.
+/// erasure then reaches it), else under the dead-letter key when one is configured, else —
+/// with sealing on — under the shop's key of the day for what names no one: never in clear
+/// while sealing is on.
 pub fn seal_kept_body(
     sealer: Option<&Sealer>,
     dead_letter_key: Option<&ChaCha20Poly1305>,
@@ -229,9 +263,15 @@ pub fn seal_kept_body(
     body: &[u8],
     new_keys: &mut NewKeys,
 ) -> (&'static str, Vec<u8>) {
-    match sealer.and_then(|s| s.seal_body(hasher, shop, body, new_keys)) {
-        Some(sealed) => sealed,
-        None => woostream_core::sealing::seal(dead_letter_key, body),
+    if let Some(sealed) = sealer.and_then(|s| s.seal_body(hasher, shop, body, new_keys)) {
+        return sealed;
+    }
+    match (sealer, dead_letter_key) {
+        (Some(s), None) => {
+            let key = s.unidentified_key(hasher, shop, new_keys);
+            (SUBJECT_KEY, seal_bytes(&key, body))
+        }
+        _ => woostream_core::sealing::seal(dead_letter_key, body),
     }
 }
 
@@ -302,8 +342,10 @@ impl Eraser {
         .await?;
         let hasher = CustomerHasher::for_shop(&self.config, &request.shop_id);
         for s in &request.subjects {
-            self.erased
-                .note(&hasher.subject_ref(&request.shop_id, s), request.requested_at);
+            self.erased.note(
+                &hasher.subject_ref(&request.shop_id, s),
+                request.requested_at,
+            );
         }
         Ok(())
     }

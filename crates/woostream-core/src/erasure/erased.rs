@@ -106,9 +106,15 @@ mod tests {
         let before = at - chrono::Duration::days(30);
         let after = at + chrono::Duration::minutes(5);
         assert!(!is_erased_past(None, Some(before)), "never erased");
-        assert!(is_erased_past(Some(at), Some(before)), "an old order refunded");
+        assert!(
+            is_erased_past(Some(at), Some(before)),
+            "an old order refunded"
+        );
         assert!(is_erased_past(Some(at), None), "an account event");
-        assert!(!is_erased_past(Some(at), Some(after)), "a new order afterwards");
+        assert!(
+            !is_erased_past(Some(at), Some(after)),
+            "a new order afterwards"
+        );
     }
 
     #[test]
@@ -117,7 +123,9 @@ mod tests {
         let mark = |at: &str| {
             serde_json::to_vec(&ErasedMark {
                 erasure_id: "er-1".into(),
-                erased_at: DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&Utc),
+                erased_at: DateTime::parse_from_rfc3339(at)
+                    .unwrap()
+                    .with_timezone(&Utc),
             })
             .unwrap()
         };

@@ -55,6 +55,29 @@ pub enum OpenError {
     Damaged(String),
 }
 
+/// What is unsafe about how the keys are kept: unwrapped keys (whoever reads the key topic
+/// opens every sealed value) and a key topic on fewer than 3 replicas (losing it shreds every
+/// customer at once).
+pub fn key_safety(wrapped: bool, replicas: Option<usize>) -> Vec<String> {
+    let mut out = Vec::new();
+    if !wrapped {
+        out.push("The subject keys are not wrapped: whoever can read the key topic can open every sealed value. Set privacy.key_wrapping_key (a secret kept outside Kafka).".to_string());
+    }
+    if let Some(n) = replicas.filter(|n| *n < 3) {
+        out.push(format!("The key topic has {n} replica(s): losing it makes every sealed value unreadable, as if every customer were erased. Give it a replication factor of 3 or more."));
+    }
+    out
+}
+
+/// The replication factor of `topic`'s first partition, as the broker reports it.
+fn replication_of(consumer: &crate::kafka::reading::Reader, topic: &str) -> Option<usize> {
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .ok()?;
+    let n = md.topics().first()?.partitions().first()?.replicas().len();
+    Some(n)
+}
+
 /// A recent record's key is not in the key topic yet: read the record again later.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -111,6 +134,9 @@ impl SubjectKeys {
         };
         let consumer = reader(&config.kafka, bootstrap, "subject-keys")?;
         let partitions = partitions_of(&consumer, &topic)?;
+        for warning in key_safety(wrapping.is_some(), replication_of(&consumer, &topic)) {
+            tracing::warn!(topic = %topic, "{warning}");
+        }
         let stops = write_end_markers(&config.kafka, bootstrap, &topic, &partitions)?;
         let mut unreadable = 0u64;
         read_to_end(
@@ -393,4 +419,19 @@ fn follow(sh: &Shared) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod safety_tests {
+    use super::*;
+
+    #[test]
+    fn unwrapped_keys_and_a_key_topic_under_three_replicas_are_called_out() {
+        assert!(key_safety(true, Some(3)).is_empty());
+        let w = key_safety(false, Some(1));
+        assert_eq!(w.len(), 2);
+        assert!(w[0].contains("privacy.key_wrapping_key"));
+        assert!(w[1].contains("1 replica"));
+        assert_eq!(key_safety(true, None).len(), 0, "unknown: nothing said");
+    }
 }

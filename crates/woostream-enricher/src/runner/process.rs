@@ -148,14 +148,31 @@ impl Work {
                 }
             }
             Input::Reviews => {
-                let event: ReviewEvent = self.decode(payload)?;
+                let mut event: ReviewEvent = self.decode(payload)?;
+                // The text is sealed under its reviewer's key: opened to read (an erased
+                // reviewer's text is gone), sealed again in the alerts that quote it.
+                let sealing = match &mut event.review {
+                    Some(r) => {
+                        let mut text = Some(std::mem::take(&mut r.text));
+                        let sealing = self.keys.open_record(vec![&mut text], self.written_at)?;
+                        r.text = text.unwrap_or_default();
+                        sealing
+                    }
+                    None => Sealing::Clear,
+                };
                 let e = &event.envelope;
                 let origin = origin_of(e, event.review.as_ref().and_then(|r| r.created_at));
-                let alerts = self
+                let mut alerts = self
                     .product_watches
                     .entry((input, partition))
                     .or_default()
                     .on_review(&event, &self.watch_settings, &origin);
+                for a in &mut alerts {
+                    if let Some(r) = &mut a.review {
+                        r.text = seal_derived(Some(std::mem::take(&mut r.text)), &sealing)
+                            .unwrap_or_default();
+                    }
+                }
                 let key = product_key(
                     &e.shop_id,
                     event.review.as_ref().map_or(0, |r| r.product_id),

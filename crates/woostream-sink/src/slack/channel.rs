@@ -31,11 +31,33 @@ pub struct Ticket {
     pub rule: usize,
     /// Kafka timestamp of the alert record (ms), for the latency histogram.
     pub written_ms: i64,
-    /// The customer's initial as Kafka has it (sealed), when the alert carries it opened: a
-    /// dead letter keeps the sealed form.
-    pub sealed_initial: Option<String>,
-    /// The customer note as Kafka has it (sealed), likewise.
-    pub sealed_note: Option<String>,
+    /// The personal fields as Kafka has them (sealed), when the alert carries them opened: a
+    /// dead letter keeps the sealed forms.
+    pub sealed: SealedForms,
+}
+
+/// An alert's personal fields as Kafka has them (sealed): the customer's initial, the
+/// customer note, a review's text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SealedForms {
+    pub initial: Option<String>,
+    pub note: Option<String>,
+    pub review_text: Option<String>,
+}
+
+impl SealedForms {
+    /// Puts the sealed forms back into an opened alert (for a dead letter).
+    pub fn restore(&self, alert: &mut woostream_core::insights::Alert) {
+        if let (Some(c), Some(sealed)) = (alert.customer.as_mut(), &self.initial) {
+            c.first_name_initial = Some(sealed.clone());
+        }
+        if let (Some(q), Some(sealed)) = (alert.question.as_mut(), &self.note) {
+            q.note = sealed.clone();
+        }
+        if let (Some(r), Some(sealed)) = (alert.review.as_mut(), &self.review_text) {
+            r.text = sealed.clone();
+        }
+    }
 }
 
 /// What happened to some alerts in one channel.

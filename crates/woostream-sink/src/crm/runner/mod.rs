@@ -30,15 +30,15 @@ use woostream_core::config::Config;
 use woostream_core::crm_config::ContactErasure;
 use woostream_core::crm_config::CrmConfig;
 use woostream_core::erasure::erase::erasure_of;
+use woostream_core::erasure::erased::ErasedSubjects;
 use woostream_core::erasure::personal::{customer_fields, order_fields, Sealing};
 use woostream_core::erasure::receipt::Receipt;
-use woostream_core::erasure::erased::ErasedSubjects;
 use woostream_core::erasure::OpenError;
-use woostream_core::privacy::CustomerHasher;
 use woostream_core::events::{CustomerEvent, CustomerKey, OrderEvent};
 use woostream_core::insights::CustomerProfile;
 use woostream_core::kafka;
 use woostream_core::kafka::reading::END_MARKER;
+use woostream_core::privacy::CustomerHasher;
 use woostream_core::records::{CrmDeadLetter, Delivery, DeliveryOutcome, SourceOffset};
 use woostream_core::registry::RegistryClient;
 use woostream_core::resume::{ResumeGuard, Verdict};
@@ -266,8 +266,7 @@ struct ErasedList {
 impl ErasedList {
     fn erased_at(&self, shop: &str, customer: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         let hasher = self.hashers.get(shop)?;
-        self.subjects
-            .erased_at(&hasher.subject_ref(shop, customer))
+        self.subjects.erased_at(&hasher.subject_ref(shop, customer))
     }
 }
 

@@ -1,6 +1,7 @@
 //! One alert in: decoded, routed by the rules, queued on its channels.
 
 use super::*;
+use crate::slack::channel::SealedForms;
 
 impl Loop {
     pub(super) async fn on_alert(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<()> {
@@ -26,7 +27,7 @@ impl Loop {
                 return Ok(());
             }
         };
-        let (alert, sealed_initial, sealed_note) = self.open_personal(alert).await?;
+        let (alert, sealed) = self.open_personal(alert).await?;
         let alert = Arc::new(alert);
         let written_ms = m.timestamp().to_millis().unwrap_or_default();
         if alert.erasure.is_some() {
@@ -38,8 +39,7 @@ impl Loop {
                     offset,
                     rule: 0,
                     written_ms,
-                    sealed_initial: None,
-                    sealed_note: None,
+                    sealed: SealedForms::default(),
                 };
                 let q = Queued {
                     priority: woostream_core::slack_config::Priority::Urgent,
@@ -69,8 +69,7 @@ impl Loop {
                 offset,
                 rule: route.rule,
                 written_ms,
-                sealed_initial: sealed_initial.clone(),
-                sealed_note: sealed_note.clone(),
+                sealed: sealed.clone(),
             };
             if let Some(reason) = route.skip {
                 let d = Done {
@@ -104,28 +103,32 @@ impl Loop {
         Ok(())
     }
 
-    /// Opens the customer's initial (sealed like the name it comes from) and the customer
-    /// note; returns the alert with them opened and the sealed forms, kept for a dead letter.
-    /// A person erased since has neither any more. Whether a message shows them is the rule's
-    /// decision (its `personal` list), made when rendering.
+    /// Opens the customer's initial (sealed like the name it comes from), the customer note
+    /// and a review's text; returns the alert with them opened and the sealed forms, kept for
+    /// a dead letter. A person erased since has none of them any more. Whether a message shows
+    /// them is the rule's decision (its `personal` list), made when rendering.
     pub(super) async fn open_personal(
         &self,
         mut alert: Alert,
-    ) -> anyhow::Result<(Alert, Option<String>, Option<String>)> {
+    ) -> anyhow::Result<(Alert, SealedForms)> {
         let Some(keys) = &self.keys else {
-            return Ok((alert, None, None));
+            return Ok((alert, SealedForms::default()));
         };
         let sealed = |v: &Option<String>| {
             v.clone()
                 .filter(|v| woostream_core::erasure::seal::is_sealed(v))
         };
-        let sealed_initial = alert
-            .customer
-            .as_ref()
-            .and_then(|c| sealed(&c.first_name_initial));
         let mut note = alert.question.as_ref().map(|q| q.note.clone());
-        let sealed_note = sealed(&note);
-        let mut fields: Vec<&mut Option<String>> = vec![&mut note];
+        let mut review_text = alert.review.as_ref().map(|r| r.text.clone());
+        let forms = SealedForms {
+            initial: alert
+                .customer
+                .as_ref()
+                .and_then(|c| sealed(&c.first_name_initial)),
+            note: sealed(&note),
+            review_text: sealed(&review_text),
+        };
+        let mut fields: Vec<&mut Option<String>> = vec![&mut note, &mut review_text];
         if let Some(c) = alert.customer.as_mut() {
             fields.push(&mut c.first_name_initial);
         }
@@ -138,14 +141,18 @@ impl Loop {
                     c.first_name_initial = None;
                 }
                 note = None;
+                review_text = None;
             }
             Err(e) => return Err(e.into()),
         }
+        // An erased person's note and review are gone: shown as nothing.
         if let Some(q) = alert.question.as_mut() {
-            // An erased person's note is gone: shown as nothing.
             q.note = note.unwrap_or_default();
         }
-        Ok((alert, sealed_initial, sealed_note))
+        if let Some(r) = alert.review.as_mut() {
+            r.text = review_text.unwrap_or_default();
+        }
+        Ok((alert, forms))
     }
 
     /// The alert at `offset` stays uncommitted until its `queued` channels are done.

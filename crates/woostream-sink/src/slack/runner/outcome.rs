@@ -87,14 +87,9 @@ impl Loop {
             });
             if d.outcome == DeliveryOutcome::DeadLettered {
                 let reason = d.reason.clone().unwrap_or_default();
-                // Kept as Kafka had it: the initial sealed under its person's key.
+                // Kept as Kafka had it: personal fields sealed under their person's key.
                 let mut kept = (**alert).clone();
-                if let (Some(c), Some(sealed)) = (kept.customer.as_mut(), &ticket.sealed_initial) {
-                    c.first_name_initial = Some(sealed.clone());
-                }
-                if let (Some(q), Some(sealed)) = (kept.question.as_mut(), &ticket.sealed_note) {
-                    q.note = sealed.clone();
-                }
+                ticket.sealed.restore(&mut kept);
                 sends.push(Outgoing {
                     topic: self.config.topics.slack_dead_letter.name.clone(),
                     key: self.encoders.key.encode(&id)?,
