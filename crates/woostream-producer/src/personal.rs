@@ -157,11 +157,9 @@ impl Sealer {
             }
             // Action arguments can hold anything a plugin passes (an email, a name): sealed
             // under the shop's key of the day for what names no one person.
-            Event::Action(k, e) => {
-                if !e.arg_json.is_empty() {
-                    let key = self.unidentified_key(hasher, &k.shop_id, new);
-                    e.arg_json = woostream_core::erasure::seal::seal(&key, &e.arg_json);
-                }
+            Event::Action(k, e) if !e.arg_json.is_empty() => {
+                let key = self.unidentified_key(hasher, &k.shop_id, new);
+                e.arg_json = woostream_core::erasure::seal::seal(&key, &e.arg_json);
             }
             _ => {}
         }
