@@ -14,11 +14,17 @@ use woostream_tests::enricher::{
 use woostream_tests::Tansu;
 
 fn toml(bootstrap: &str, port: u16) -> String {
+    toml_with_page(bootstrap, port, free_port())
+}
+
+fn toml_with_page(bootstrap: &str, port: u16, page: u16) -> String {
     format!(
         r#"[kafka]
 bootstrap_servers = "{bootstrap}"
 [ops]
 listen = "127.0.0.1:{port}"
+[insight]
+listen = "127.0.0.1:{page}"
 [log]
 format = "json"
 level = "info"
@@ -218,10 +224,26 @@ async fn intelligence_end_to_end_and_the_insight_page_in_a_real_browser() {
     assert!(report.actual_purchases > 0.0 && report.predicted_purchases > 0.0);
 
     // The insight role: its page once it has read the topics.
-    let port = free_port();
-    let mut insight = spawn("insight", &toml(&bootstrap, port), "page", port, dir.path());
+    // The page on its own port, apart from the ops port.
+    let (port, page) = (free_port(), free_port());
+    let mut insight = spawn(
+        "insight",
+        &toml_with_page(&bootstrap, port, page),
+        "page",
+        port,
+        dir.path(),
+    );
     insight.ready(Duration::from_secs(60)).await;
-    let data = format!("http://127.0.0.1:{port}/insight/data.json");
+    assert_eq!(
+        reqwest::get(format!("http://127.0.0.1:{port}/insight"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404,
+        "not on the ops port"
+    );
+    let data = format!("http://127.0.0.1:{page}/insight/data.json");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let summary: Option<serde_json::Value> =
@@ -244,7 +266,7 @@ async fn intelligence_end_to_end_and_the_insight_page_in_a_real_browser() {
     let screenshot = dir.path().join("insight.png");
     let out = std::process::Command::new(woostream_tests::python())
         .arg(woostream_tests::repo_root().join("tests/independent/insight_browser.py"))
-        .arg(format!("http://127.0.0.1:{port}/insight"))
+        .arg(format!("http://127.0.0.1:{page}/insight"))
         .arg(&bootstrap)
         .arg(&config.topics.profiles.name)
         .arg(woostream_tests::repo_root().join("schemas"))

@@ -159,7 +159,9 @@ for m in lint.get("messages", []):
 for e in lint.get("errors", []) or []:
     problems.append(f"helm lint: {e}")
 
-check("default values", {})
+defaults = check("default values", {})
+if defaults and "NetworkPolicy" not in {d["kind"] for d in defaults}:
+    problems.append("default values: no NetworkPolicy rendered (it is on by default)")
 for path in sorted((REPO / "tests/deploy/values").glob("*.yaml")):
     docs = check(path.stem, yaml.safe_load(path.read_text()))
     if path.stem == "high-volume" and docs:

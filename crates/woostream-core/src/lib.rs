@@ -10,6 +10,7 @@ pub mod events;
 pub mod http;
 pub mod insights;
 pub mod kafka;
+pub mod listener;
 pub mod money;
 pub mod ops;
 pub mod pace;

@@ -55,15 +55,78 @@ struct OpsState {
     readiness: Readiness,
 }
 
-pub fn router(registry: Registry, readiness: Readiness) -> Router {
+/// `/metrics` (behind `token`, when one is set), `/healthz` and `/readyz` (open: the probes).
+pub fn router(registry: Registry, readiness: Readiness, token: Option<String>) -> Router {
+    let metrics_route = Router::new().route("/metrics", get(metrics)).route_layer(
+        axum::middleware::from_fn_with_state(Guard::new(token), guarded),
+    );
     Router::new()
-        .route("/metrics", get(metrics))
+        .merge(metrics_route)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(OpsState {
             registry,
             readiness,
         })
+}
+
+/// A bearer token a page or endpoint asks for (none: open).
+#[derive(Clone)]
+pub struct Guard {
+    /// The token's SHA-256: compared whole, so the time taken says nothing of the token.
+    digest: Option<[u8; 32]>,
+}
+
+impl Guard {
+    pub fn new(token: Option<String>) -> Guard {
+        Guard {
+            digest: token.filter(|t| !t.is_empty()).map(|t| digest(&t)),
+        }
+    }
+
+    /// Whether `authorization` (the header's value) carries the token.
+    pub fn admits(&self, authorization: Option<&str>) -> bool {
+        let Some(want) = &self.digest else {
+            return true;
+        };
+        let given = authorization
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        digest(given.trim()) == *want
+    }
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes()).into()
+}
+
+/// Refuses requests without the guard's token (401) and marks every answer `no-store`: what
+/// these endpoints say about the shop's customers is never cached on the way.
+pub async fn guarded(
+    State(guard): State<Guard>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let mut response = if guard.admits(authorization) {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is required\n",
+        )
+            .into_response()
+    };
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 async fn metrics(State(s): State<OpsState>) -> impl IntoResponse {
@@ -108,33 +171,51 @@ async fn readyz(State(s): State<OpsState>) -> impl IntoResponse {
 
 /// Binds the ops server and serves it until `shutdown`; returns the bound address.
 pub async fn serve(
-    listen: SocketAddr,
+    config: &crate::config::OpsConfig,
     registry: Registry,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    serve_with_pages(listen, registry, readiness, Router::new(), shutdown).await
+    let token = match &config.token {
+        Some(t) => Some(t.resolve().map_err(|e| anyhow::anyhow!("ops.token: {e}"))?),
+        None => None,
+    };
+    let app = router(registry.clone(), readiness, token);
+    serve_router(
+        config.listen,
+        app,
+        &registry,
+        "ops",
+        "the ops port",
+        shutdown,
+    )
+    .await
 }
 
-/// [`serve`], with a role's own read-only `pages` beside the health and metrics endpoints
-/// (the insight page): nothing of the ops port is reachable from the shop's side.
-pub async fn serve_with_pages(
+/// Binds `listen` and serves `app` with the connection limits of a port only the cluster
+/// reaches, until `shutdown` (the ops port, the insight page); returns the bound address.
+pub async fn serve_router(
     listen: SocketAddr,
-    registry: Registry,
-    readiness: Readiness,
-    pages: Router,
+    app: Router,
+    registry: &Registry,
+    name: &str,
+    what: &str,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("binding the ops server to {listen}"))?;
+        .with_context(|| format!("binding {what} to {listen}"))?;
     let addr = listener.local_addr()?;
-    let app = router(registry, readiness).merge(pages);
-    let handle = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-    });
+    // A silent or trickling client must not hold the port.
+    let counters = crate::listener::ListenerMetrics::register(registry, name, what)
+        .with_context(|| format!("registering the connection metrics of {what}"))?;
+    let handle = tokio::spawn(crate::listener::serve(
+        listener,
+        app,
+        crate::listener::ConnectionLimits::internal(),
+        counters,
+        shutdown,
+    ));
     Ok((addr, handle))
 }
 
@@ -163,8 +244,12 @@ mod tests {
     #[tokio::test]
     async fn readyz_answers_503_from_the_first_moment_until_ready() {
         let readiness = Readiness::default();
+        let config = crate::config::OpsConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            token: None,
+        };
         let (addr, _task) = serve(
-            "127.0.0.1:0".parse().unwrap(),
+            &config,
             Registry::new(),
             readiness.clone(),
             CancellationToken::new(),
@@ -196,5 +281,43 @@ mod tests {
         webhooks.store(true, Ordering::Relaxed);
         assert_eq!(status().await, 200);
         assert_eq!(ready_metric().await.as_deref(), Some("1"));
+    }
+
+    #[tokio::test]
+    async fn metrics_ask_for_the_token_when_one_is_set_and_are_never_cached_probes_stay_open() {
+        let config = crate::config::OpsConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            token: Some("s3cret-token".into()),
+        };
+        let readiness = Readiness::default();
+        readiness.condition("x").store(true, Ordering::Relaxed);
+        let (addr, _task) = serve(
+            &config,
+            Registry::new(),
+            readiness,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let get = |path: &'static str, token: Option<&'static str>| async move {
+            let mut r = reqwest::Client::new().get(format!("http://{addr}{path}"));
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            let r = r.send().await.unwrap();
+            let cache = r
+                .headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap().to_string());
+            (r.status().as_u16(), cache)
+        };
+        assert_eq!(get("/metrics", None).await.0, 401);
+        assert_eq!(get("/metrics", Some("wrong")).await.0, 401);
+        assert_eq!(
+            get("/metrics", Some("s3cret-token")).await,
+            (200, Some("no-store".to_string()))
+        );
+        assert_eq!(get("/healthz", None).await.0, 200);
+        assert_eq!(get("/readyz", None).await.0, 200);
     }
 }

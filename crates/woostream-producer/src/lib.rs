@@ -7,7 +7,6 @@ pub mod catalogue;
 pub mod crm_inbound;
 pub mod dedup;
 pub mod deletion;
-pub mod listener;
 pub mod metrics;
 pub mod normalise;
 pub mod personal;
@@ -176,7 +175,7 @@ pub async fn start(
         sealer,
         eraser,
     ));
-    let limits = listener::ConnectionLimits {
+    let limits = woostream_core::listener::ConnectionLimits {
         header_timeout: Duration::from_millis(config.producer.header_timeout_ms),
         max_connections: config.producer.max_connections,
         max_connections_per_address: config.producer.max_connections_per_address,
@@ -190,7 +189,11 @@ pub async fn start(
     tracing::info!(%addr, path = %config.producer.webhook_path, shops = config.shops.len(), "Producer accepting WooCommerce webhooks.");
     let shutdown_drain = Duration::from_secs(config.producer.shutdown_drain_secs);
     let task = tokio::spawn(async move {
-        listener::serve(listener, app, limits, metrics, shutdown).await;
+        let counters = woostream_core::listener::ListenerMetrics {
+            connections: metrics.connections.clone(),
+            refused: metrics.connections_refused.clone(),
+        };
+        woostream_core::listener::serve(listener, app, limits, counters, shutdown).await;
         if let Some(spool) = &spool {
             hand_over(spool, &producer, timeout, shutdown_drain).await;
         }

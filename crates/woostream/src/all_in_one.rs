@@ -302,11 +302,17 @@ pub async fn run(
     let readiness = Readiness::default();
     let insight_view =
         std::sync::Arc::new(std::sync::Mutex::new(woostream_insight::View::default()));
-    let (ops_addr, ops_task) = ops::serve_with_pages(
-        config.ops.listen,
+    let (ops_addr, ops_task) = ops::serve(
+        &config.ops,
         registry.clone(),
         readiness.clone(),
-        woostream_insight::router(insight_view.clone()),
+        shutdown.clone(),
+    )
+    .await?;
+    let (insight_addr, insight_task) = woostream_insight::serve(
+        &config.insight,
+        insight_view.clone(),
+        &registry,
         shutdown.clone(),
     )
     .await?;
@@ -384,7 +390,7 @@ pub async fn run(
     let url = format!("http://{}{}", producer.addr, config.producer.webhook_path);
     println!("Producer: POST {url}");
     println!("Ops:      http://{ops_addr}/metrics  /healthz  /readyz");
-    println!("Insight:  http://{}/insight", browsable(ops_addr));
+    println!("Insight:  http://{}/insight", browsable(insight_addr));
 
     println!(
         "Enricher: {} (profiles → {}, alerts → {})",
@@ -445,6 +451,7 @@ pub async fn run(
             }
         })
         .await;
+        let _ = insight_task.await;
         let _ = ops_task.await;
         return Ok(());
     };
@@ -635,7 +642,7 @@ pub async fn run(
                 .unwrap_or(-1);
         println!("  {:<24} {:>7}   ({key})", t.name, n);
     }
-    println!("\nInsight page: http://{}/insight", browsable(ops_addr));
+    println!("\nInsight page: http://{}/insight", browsable(insight_addr));
     if opts.keep_serving {
         println!("Everything keeps running; Ctrl-C to stop.");
         shutdown.cancelled().await;
@@ -657,6 +664,7 @@ pub async fn run(
         }
     })
     .await;
+    let _ = insight_task.await;
     let _ = ops_task.await;
     Ok(())
 }

@@ -357,6 +357,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 // One machine, nothing installed: ephemeral ports on loopback.
                 config.producer.listen = "127.0.0.1:0".parse().expect("address");
                 config.ops.listen = "127.0.0.1:0".parse().expect("address");
+                config.insight.listen = "127.0.0.1:0".parse().expect("address");
             }
             if std::env::var_os("RUST_LOG").is_none() {
                 config.log.level = "warn".into();
@@ -526,21 +527,15 @@ struct Role {
 
 impl Role {
     async fn start(config: &Config) -> anyhow::Result<Role> {
-        Role::start_with_pages(config, axum::Router::new()).await
-    }
-
-    /// [`Role::start`], with the role's own pages on the ops port.
-    async fn start_with_pages(config: &Config, pages: axum::Router) -> anyhow::Result<Role> {
         telemetry::init(&config.log);
         let bootstrap = bootstrap(config)?;
         let shutdown = shutdown::on_signal();
         let registry = prometheus::Registry::new();
         let readiness = ops::Readiness::default();
-        let (_, ops_task) = ops::serve_with_pages(
-            config.ops.listen,
+        let (_, ops_task) = ops::serve(
+            &config.ops,
             registry.clone(),
             readiness.clone(),
-            pages,
             shutdown.clone(),
         )
         .await?;
@@ -721,7 +716,14 @@ async fn backfill(
 
 async fn insight(config: Config) -> anyhow::Result<()> {
     let view = std::sync::Arc::new(std::sync::Mutex::new(woostream_insight::View::default()));
-    let role = Role::start_with_pages(&config, woostream_insight::router(view.clone())).await?;
+    let role = Role::start(&config).await?;
+    let (page_addr, page_task) = woostream_insight::serve(
+        &config.insight,
+        view.clone(),
+        &role.registry,
+        role.shutdown.clone(),
+    )
+    .await?;
     if config.topics.create {
         woostream_core::kafka::first_contact(&config, &role.bootstrap, true).await?;
     }
@@ -729,7 +731,7 @@ async fn insight(config: Config) -> anyhow::Result<()> {
     let running =
         woostream_insight::start(&config, &role.bootstrap, view, ready, role.shutdown.clone())
             .await?;
-    tracing::info!(listen = %config.ops.listen, "Insight page at /insight on the ops port.");
+    tracing::info!(listen = %page_addr, "Insight page at /insight.");
     role.shutdown.cancelled().await;
     let _ = tokio::task::spawn_blocking(move || {
         for t in running.threads {
@@ -737,6 +739,7 @@ async fn insight(config: Config) -> anyhow::Result<()> {
         }
     })
     .await;
+    let _ = page_task.await;
     let _ = role.ops_task.await;
     Ok(())
 }

@@ -19,7 +19,7 @@ mod producer;
 
 pub use enricher::{Clock, EnricherConfig, HighValueOrder, Transactions};
 pub use kafka::{DataKind, KafkaConfig, KafkaSecurity, RetentionConfig, TopicConfig, TopicsConfig};
-pub use ops::{LogConfig, OpsConfig};
+pub use ops::{InsightConfig, LogConfig, OpsConfig};
 pub use producer::{
     is_https_or_loopback, resolve_secret, ProducerConfig, RestAuth, ShopConfig, ShopRest,
 };
@@ -43,6 +43,7 @@ pub struct Config {
     pub slack: crate::slack_config::SlackConfig,
     pub crm: crate::crm_config::CrmConfig,
     pub ops: OpsConfig,
+    pub insight: InsightConfig,
     pub log: LogConfig,
     pub privacy: PrivacyConfig,
     pub retention: RetentionConfig,
@@ -333,6 +334,8 @@ impl Config {
             &mut crm.inbound.client_secret,
             None,
         ));
+        all.push(("ops.token".into(), &mut self.ops.token, None));
+        all.push(("insight.token".into(), &mut self.insight.token, None));
         let k = &mut self.kafka.security;
         // A managed Kafka's "username" is often a key (Confluent Cloud's API key, Event Hubs'
         // `$ConnectionString`), so it is read and hidden like a secret.

@@ -99,13 +99,23 @@ pub async fn start(
         .with_context(|| format!("binding crm.inbound.listen {}", config.crm.inbound.listen))?;
     let addr = listener.local_addr()?;
     let app = receiver::router(&config.crm.inbound.path, receiver);
+    let counters = woostream_core::listener::ListenerMetrics::register(
+        registry,
+        "crm_inbound",
+        "the CRM's webhook endpoint",
+    )
+    .context("registering the CRM inbound's connection metrics")?;
     tracing::info!(%addr, path = %config.crm.inbound.path, "Receiving HubSpot webhooks; writing CRM changes to the shop.");
     let writing = tokio::spawn(writer.run(shutdown.clone()));
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("serving HubSpot webhooks")?;
+        woostream_core::listener::serve(
+            listener,
+            app,
+            woostream_core::listener::ConnectionLimits::internal(),
+            counters,
+            shutdown,
+        )
+        .await;
         owners.stop();
         writing.await.context("the shop writer")?
     });

@@ -278,12 +278,35 @@ fn header<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// HubSpot sends at most 100 events (a few tens of KiB) at once.
+const MAX_BODY: usize = 1024 * 1024;
+/// A body that has not arrived in this time is refused (a trickling client holds nothing).
+const BODY_TIME: Duration = Duration::from_secs(10);
+
 async fn receive(
     State(r): State<Arc<Receiver>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
+    let body: Bytes =
+        match tokio::time::timeout(BODY_TIME, axum::body::to_bytes(body, MAX_BODY)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => {
+                r.metrics
+                    .refused
+                    .with_label_values(&["body_too_large_or_broken"])
+                    .inc();
+                return (StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response();
+            }
+            Err(_) => {
+                r.metrics
+                    .refused
+                    .with_label_values(&["body_too_slow"])
+                    .inc();
+                return (StatusCode::REQUEST_TIMEOUT, "body too slow").into_response();
+            }
+        };
     let base = r.public_url.clone().unwrap_or_else(|| {
         format!(
             "https://{}{}",

@@ -1,4 +1,5 @@
-//! Accepting connections for the webhook endpoint, with limits a public endpoint needs:
+//! Accepting connections with the limits a reachable endpoint needs (the producer's webhook
+//! port, the CRM inbound, the ops port):
 //! - HTTP/1 only (WooCommerce speaks nothing else): an HTTP/2 preface is a parse error and the
 //!   connection is closed at once, instead of waiting for frames;
 //! - a deadline on the whole connection until its first request head is complete (a socket
@@ -24,13 +25,59 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
 
-use crate::metrics::Metrics;
+/// A listener's connection counters.
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    /// Open connections.
+    pub connections: prometheus::IntGauge,
+    /// Connections closed at once (or evicted), by reason.
+    pub refused: prometheus::IntCounterVec,
+}
+
+impl ListenerMetrics {
+    /// `woostream_<name>_connections` and `woostream_<name>_connections_refused_total`,
+    /// registered in `registry`.
+    pub fn register(
+        registry: &prometheus::Registry,
+        name: &str,
+        what: &str,
+    ) -> prometheus::Result<ListenerMetrics> {
+        let m = ListenerMetrics {
+            connections: prometheus::IntGauge::new(
+                format!("woostream_{name}_connections"),
+                format!("Open connections to {what}."),
+            )?,
+            refused: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    format!("woostream_{name}_connections_refused_total"),
+                    format!("Connections to {what} closed at once or evicted, by reason."),
+                ),
+                &["reason"],
+            )?,
+        };
+        registry.register(Box::new(m.connections.clone()))?;
+        registry.register(Box::new(m.refused.clone()))?;
+        Ok(m)
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLimits {
     pub header_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_address: usize,
+}
+
+impl ConnectionLimits {
+    /// For a port only the cluster reaches (ops, the CRM's webhooks): generous, but a
+    /// silent or trickling client still cannot hold it.
+    pub fn internal() -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            max_connections_per_address: 128,
+        }
+    }
 }
 
 /// Connections that have not completed a request head yet, oldest first: what is closed to
@@ -118,7 +165,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
-    metrics: Metrics,
+    metrics: ListenerMetrics,
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -133,7 +180,7 @@ pub async fn serve(
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: wait a moment rather than spin.
-                    tracing::warn!(error = %e, "Accepting a webhook connection failed.");
+                    tracing::warn!(error = %e, "Accepting a connection failed.");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -142,7 +189,7 @@ pub async fn serve(
         let ip = peer.ip();
         if !per_address.take(ip, limits.max_connections_per_address) {
             metrics
-                .connections_refused
+                .refused
                 .with_label_values(&["max_connections_per_address"])
                 .inc();
             drop(stream);
@@ -151,7 +198,7 @@ pub async fn serve(
         let Some(slot) = slot(&slots, &waiting).await else {
             per_address.give_back(ip);
             metrics
-                .connections_refused
+                .refused
                 .with_label_values(&["max_connections"])
                 .inc();
             drop(stream);
@@ -178,7 +225,7 @@ pub async fn serve(
         let (waiting, per_address, refused) = (
             waiting.clone(),
             per_address.clone(),
-            metrics.connections_refused.clone(),
+            metrics.refused.clone(),
         );
         connections.inc();
         tokio::spawn(async move {
