@@ -30,11 +30,14 @@ pub const REFRESH_SECS: u32 = 10;
 /// need, so a burst of requests computes it once.
 const SUMMARY_FOR: Duration = Duration::from_secs(2);
 
+/// A summary and when it was made.
+type Cached = Option<(Instant, Arc<Summary>)>;
+
 /// The view and its latest summary.
 #[derive(Clone)]
 pub struct Pages {
     view: Arc<Mutex<View>>,
-    cached: Arc<Mutex<Option<(Instant, Arc<Summary>)>>>,
+    cached: Arc<Mutex<Cached>>,
 }
 
 impl Pages {
