@@ -71,7 +71,7 @@ lint:
 ## signatures) for FUZZ_SECONDS per target with cargo-fuzz (libFuzzer, AddressSanitizer).
 ## cargo-fuzz passes nightly flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain take them.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := webhook_normaliser avro_decoder spool_reader signature
+FUZZ_TARGETS := webhook_normaliser avro_decoder spool_reader signature hubspot_signature crm_inbound_body
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

@@ -268,17 +268,23 @@ async fn records_in(
     woostream_tests::read_topic_now(config, &format!("edge-{topic}"), topic).await
 }
 
-fn dead_letter_reasons(
+/// The dead letters, their bodies opened (sealed under a person's key or the shop's key of
+/// the day: never in clear).
+async fn dead_letter_reasons(
     config: &woostream_core::config::Config,
     records: &[rdkafka::message::OwnedMessage],
 ) -> Vec<woostream_core::events::IngestDeadLetter> {
     use rdkafka::Message;
-    let _ = config;
     let d = woostream_core::codec::Decoder::new();
-    records
-        .iter()
-        .map(|m| d.decode(m.payload().unwrap()).unwrap())
-        .collect()
+    let mut out = Vec::new();
+    for m in records {
+        let mut dl: woostream_core::events::IngestDeadLetter =
+            d.decode(m.payload().unwrap()).unwrap();
+        assert_ne!(dl.body_encryption, "none", "a kept body is never in clear");
+        dl.body = woostream_tests::opened_body(config, &dl).await;
+        out.push(dl);
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,7 +363,7 @@ async fn a_replayed_delivery_is_kept_once_and_a_topic_swap_or_deep_nesting_chang
         "no customer was erased"
     );
     let dead = records_in(&config, "woostream.dlq.ingest").await;
-    let dead = dead_letter_reasons(&config, &dead);
+    let dead = dead_letter_reasons(&config, &dead).await;
     // Keyed by correlation id, so spread over partitions: compared in no particular order.
     let mut codes: Vec<&str> = dead.iter().map(|d| d.reason_code.as_str()).collect();
     codes.sort();
@@ -432,7 +438,7 @@ async fn a_large_legitimate_order_is_accepted_and_one_kafka_cannot_take_is_a_dea
     assert_eq!(code, 200, "{text}");
     assert!(text.contains("refused_by_kafka"), "{text}");
     let dead = records_in(&small, "woostream.dlq.ingest").await;
-    let dead = dead_letter_reasons(&small, &dead);
+    let dead = dead_letter_reasons(&small, &dead).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].reason_code, "refused_by_kafka");
     // Too large as a dead letter too: its start, its size and its hash are kept.

@@ -193,6 +193,8 @@ async fn signed_fixtures_reach_tansu_and_an_independent_decoder_reads_every_fiel
         .await
         .unwrap();
     assert_eq!(dead[0]["value"]["reason_code"], "invalid_json");
+    // Sealed under the shop's key of the day (it names no one): opened with the key topic.
+    assert_eq!(dead[0]["value"]["body_encryption"], "opened");
     assert_eq!(
         dead[0]["value"]["body"], "e25vdCBqc29u",
         "the raw body, base64 of {{not json"

@@ -183,6 +183,13 @@ async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_
         "review_posted and negative_review: {reviews:?}"
     );
     assert!(reviews.iter().all(|a| a.origin == Origin::Poll));
+    // The reviewer's words are sealed in Kafka under their key (the Slack sink opens them).
+    assert!(
+        reviews
+            .iter()
+            .all(|a| woostream_core::erasure::seal::is_sealed(&a.review.as_ref().unwrap().text)),
+        "{reviews:?}"
+    );
     // The disabled webhook, alerted once.
     let disabled: Vec<_> = reconciled
         .alerts

@@ -92,6 +92,10 @@ fn example_config(bootstrap: &str, slack: &FakeSlack, producer_port: u16, spool:
             "listen = \"0.0.0.0:9090\"",
             "listen = \"127.0.0.1:0\"".into(),
         ),
+        (
+            "listen = \"0.0.0.0:9091\"",
+            "listen = \"127.0.0.1:0\"".into(),
+        ),
         ("\"/var/lib/woostream/spool\"", format!("\"{spool}\"")),
         (
             "token_env = \"SLACK_BOT_TOKEN\"",

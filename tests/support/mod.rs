@@ -68,6 +68,7 @@ pub fn config(bootstrap: &str) -> Config {
     c.kafka.bootstrap_servers = Some(bootstrap.to_string());
     c.producer.listen = "127.0.0.1:0".parse().unwrap();
     c.ops.listen = "127.0.0.1:0".parse().unwrap();
+    c.insight.listen = "127.0.0.1:0".parse().unwrap();
     c.shops.push(ShopConfig {
         id: "eu".into(),
         source: SOURCE.into(),
@@ -479,4 +480,36 @@ impl Drop for Tansu {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A kept body as it was received: opened with the key topic when it is sealed under a key
+/// (a person's, or the shop's key of the day for what names no one), as the replay opens it.
+pub async fn opened_body(
+    config: &Config,
+    dl: &woostream_core::events::IngestDeadLetter,
+) -> Vec<u8> {
+    use woostream_core::erasure::seal;
+    if dl.body_encryption != seal::SUBJECT_KEY {
+        return dl.body.clone();
+    }
+    let (config, sealed) = (config.clone(), dl.body.clone());
+    tokio::task::spawn_blocking(move || {
+        let bootstrap = config.kafka.bootstrap_servers.clone().expect("bootstrap");
+        let keys = woostream_core::erasure::SubjectKeys::start(&config, &bootstrap, false)
+            .expect("reading the subject keys");
+        let id = std::str::from_utf8(&sealed)
+            .ok()
+            .and_then(seal::key_id_of)
+            .expect("a sealed body names its key")
+            .to_string();
+        let key = keys
+            .key(&id)
+            .expect("the key topic")
+            .expect("the key exists");
+        seal::open_bytes(&sealed, Some(&key))
+            .expect("the body opens")
+            .expect("not erased")
+    })
+    .await
+    .unwrap()
 }

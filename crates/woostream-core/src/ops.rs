@@ -320,4 +320,52 @@ mod tests {
         assert_eq!(get("/healthz", None).await.0, 200);
         assert_eq!(get("/readyz", None).await.0, 200);
     }
+
+    /// Opens a connection to `addr` from the loopback address `from`.
+    async fn connect_from(from: &str, addr: SocketAddr) -> tokio::net::TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        socket.connect(addr).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn silent_sockets_from_one_address_cannot_take_the_ops_port() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let config = crate::config::OpsConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            token: None,
+        };
+        let readiness = Readiness::default();
+        readiness.condition("x").store(true, Ordering::Relaxed);
+        let (addr, _task) = serve(
+            &config,
+            Registry::new(),
+            readiness,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let limit = crate::listener::ConnectionLimits::internal().max_connections_per_address;
+        let mut held = Vec::new();
+        for _ in 0..limit {
+            held.push(connect_from("127.0.0.3", addr).await);
+        }
+        // One more from the same address is closed at once.
+        let mut extra = connect_from("127.0.0.3", addr).await;
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), extra.read(&mut buf))
+            .await
+            .expect("closed at once, not held");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        // The probes, from elsewhere, are answered meanwhile.
+        let mut probe = connect_from("127.0.0.2", addr).await;
+        probe
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        probe.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        drop(held);
+    }
 }

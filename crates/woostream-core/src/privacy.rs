@@ -98,8 +98,10 @@ impl CustomerHasher {
         use hmac::Mac;
         let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().trim().to_string();
         let mut mac = self.mac.clone();
-        mac.update(b"woostream identity v1");
-        for part in ["first_name", "last_name"] {
+        // v2: the account email counts too (a later change of it alone is the shop's own and
+        // must reach the CRM, not be taken for the CRM's echo).
+        mac.update(b"woostream identity v2");
+        for part in ["email", "first_name", "last_name"] {
             mac.update(b"\0");
             mac.update(text(&customer[part]).as_bytes());
         }

@@ -167,11 +167,13 @@ impl Metrics {
 }
 
 /// The outcomes in `woostream_webhook_erasures_total`.
-pub const ERASURE_OUTCOMES: [&str; 4] = [
+pub const ERASURE_OUTCOMES: [&str; 6] = [
     "erased",
     "already_erased",
     "account_exists",
     "awaiting_operator",
+    "spooled",
+    "erased_from_spool",
 ];
 
 /// The reasons in `woostream_webhook_signature_failures_total`.

@@ -81,6 +81,8 @@ pub async fn start(
     create_topics: bool,
 ) -> anyhow::Result<Running> {
     config.check_secrets(&["crm.", "shops[", "privacy.", "schema_registry."])?;
+    // Before anything else: no Kafka, no keys, for a configuration that cannot run.
+    receiver::required(&config.crm.inbound)?;
     kafka::first_contact(config, bootstrap, create_topics).await?;
     let metrics = Metrics::register(registry).context("registering the inbound metrics")?;
     // One view of the key topic for both: the receiver seals with it, the writer opens.

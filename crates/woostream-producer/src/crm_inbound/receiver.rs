@@ -117,18 +117,7 @@ impl Receiver {
             .clone()
             .or_else(|| config.shops.first().map(|s| s.id.clone()))
             .context("no shops are configured")?;
-        // Without its app id woostream's own writes would come back as the team's; without
-        // the public URL the signature is checked against whatever Host a request claims.
-        let own_app = i
-            .app_id
-            .clone()
-            .filter(|a| !a.trim().is_empty())
-            .context("crm.inbound.app_id is not set: woostream's own writes to HubSpot could not be told from the team's")?;
-        let public_url = i
-            .public_url
-            .clone()
-            .filter(|u| !u.trim().is_empty())
-            .context("crm.inbound.public_url is not set: the URL HubSpot calls, exactly as the app's webhook settings have it (its signature covers it)")?;
+        let (own_app, public_url) = required(i)?;
         Ok(Arc::new(Receiver {
             secret,
             public_url: Some(public_url),
@@ -278,6 +267,23 @@ fn header<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The settings the inbound refuses to start without: its app id (without it woostream's own
+/// writes would come back as the team's) and the public URL (without it the signature would be
+/// checked against whatever Host a request claims).
+pub fn required(i: &woostream_core::crm_config::CrmInbound) -> anyhow::Result<(String, String)> {
+    let own_app = i
+        .app_id
+        .clone()
+        .filter(|a| !a.trim().is_empty())
+        .context("crm.inbound.app_id is not set: woostream's own writes to HubSpot could not be told from the team's")?;
+    let public_url = i
+        .public_url
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+        .context("crm.inbound.public_url is not set: the URL HubSpot calls, exactly as the app's webhook settings have it (its signature covers it)")?;
+    Ok((own_app, public_url))
+}
+
 /// HubSpot sends at most 100 events (a few tens of KiB) at once.
 const MAX_BODY: usize = 1024 * 1024;
 /// A body that has not arrived in this time is refused (a trickling client holds nothing).
@@ -371,5 +377,28 @@ async fn receive(
             tracing::error!(error = %format!("{e:#}"), "Could not keep HubSpot's changes; HubSpot retries.");
             (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inbound_needs_its_app_id_and_public_url() {
+        let mut i = woostream_core::crm_config::CrmInbound::default();
+        let e = required(&i).unwrap_err().to_string();
+        assert!(e.contains("crm.inbound.app_id"), "{e}");
+        i.app_id = Some("4711".into());
+        let e = required(&i).unwrap_err().to_string();
+        assert!(e.contains("crm.inbound.public_url"), "{e}");
+        i.public_url = Some("https://hooks.shop.example/webhooks/hubspot".into());
+        assert_eq!(
+            required(&i).unwrap(),
+            (
+                "4711".to_string(),
+                "https://hooks.shop.example/webhooks/hubspot".to_string()
+            )
+        );
     }
 }

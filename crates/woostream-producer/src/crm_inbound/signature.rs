@@ -80,12 +80,12 @@ pub fn verify(secret: &str, r: &Request<'_>, now_ms: i64, max_age_ms: i64) -> Re
         .trim()
         .parse()
         .map_err(|_| Refused::Missing("X-HubSpot-Request-Timestamp"))?;
-    if now_ms - at > max_age_ms {
-        return Err(Refused::Stale {
-            age_ms: now_ms - at,
-        });
+    // Any i64 can arrive in the header: the differences must not overflow.
+    let age = now_ms.checked_sub(at).unwrap_or(i64::MAX);
+    if age > max_age_ms {
+        return Err(Refused::Stale { age_ms: age });
     }
-    if at - now_ms > max_age_ms {
+    if at.checked_sub(now_ms).unwrap_or(i64::MAX) > max_age_ms {
         return Err(Refused::FromTheFuture);
     }
     let given = base64::engine::general_purpose::STANDARD
@@ -103,6 +103,24 @@ mod tests {
 
     const URI: &str = "https://hooks.shop.example/webhooks/hubspot";
     const BODY: &[u8] = br#"[{"objectId":1}]"#;
+
+    #[test]
+    fn timestamps_at_the_ends_of_the_range_are_refused_not_overflowed() {
+        for ts in [i64::MIN, i64::MAX] {
+            let ts = ts.to_string();
+            let r = Request {
+                method: "POST",
+                uri: URI,
+                body: BODY,
+                signature: Some("AAAA"),
+                timestamp: Some(&ts),
+            };
+            assert!(
+                verify("secret", &r, 1_700_000_000_000, 300_000).is_err(),
+                "{ts}"
+            );
+        }
+    }
 
     #[test]
     fn a_signed_request_passes_and_every_change_to_it_fails() {

@@ -63,7 +63,7 @@ impl HubSpot {
             limits,
         })?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let message = body["message"].as_str().unwrap_or(&text).to_string();
+        let message = hidden(body["message"].as_str().unwrap_or(&text));
         let category = body["category"].as_str().map(str::to_string);
         match status {
             200..=299 => Ok((status, headers, body)),
@@ -133,8 +133,14 @@ fn record_error(e: &Error_, status: u16) -> RecordError {
     RecordError {
         status: Some(status),
         category: e.category.clone(),
-        message: e.message.clone(),
+        message: hidden(&e.message),
     }
+}
+
+/// HubSpot's messages quote the values they refuse (a name, a phone, an email): they reach
+/// logs and dead letters without them.
+fn hidden(message: &str) -> String {
+    woostream_core::privacy::hide_emails(&woostream_core::privacy::hide_quoted_values(message))
 }
 
 /// Puts each result and error back on its input: by `objectWriteTraceId`, else by the id
@@ -451,6 +457,18 @@ mod tests {
             r.written[2].as_ref().unwrap_err().category.as_deref(),
             Some("VALIDATION_ERROR")
         );
+    }
+
+    #[test]
+    fn refusals_name_no_one() {
+        let e = Error_ {
+            category: Some("VALIDATION_ERROR".into()),
+            message: r#"Property values were not valid: [{"isValid":false,"message":"Email address ola@x.example is invalid","name":"email"},{"name":"phone","value":"+48 600 100 200"}]"#.into(),
+            context: BTreeMap::new(),
+        };
+        let r = record_error(&e, 400);
+        assert!(!r.message.contains("ola@x.example"), "{}", r.message);
+        assert!(!r.message.contains("600 100 200"), "{}", r.message);
     }
 
     #[test]
