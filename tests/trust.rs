@@ -364,3 +364,91 @@ async fn a_recent_record_whose_key_is_not_there_yet_is_not_taken_for_an_erasure(
         "erased"
     );
 }
+
+/// An account deleted in the shop whose `customer.deleted` never reached woostream (lost,
+/// refused, or never sent): reconciliation lists every account id, asks for the one no longer
+/// listed, and erases it once the shop answers 404 — once, and only that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_erases_an_account_the_shop_deleted_without_telling() {
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let mut customers = std::collections::BTreeMap::new();
+    for id in [42, 43] {
+        customers.insert(
+            id,
+            json!({"id": id, "email": format!("c{id}@example.com"), "role": "customer",
+                "date_created_gmt": "2026-01-01T10:00:00", "date_modified_gmt": "2026-01-01T10:00:00"}),
+        );
+    }
+    let shop = ShopServer::start(
+        std::collections::BTreeMap::from([("customers".to_string(), customers)]),
+        KEY,
+        SECRET_KEY,
+        Behaviour::default(),
+    )
+    .await
+    .unwrap();
+    let mut config = config(&tansu.bootstrap);
+    config.shops[0].rest = Some(ShopRest {
+        url: Some(shop.url.clone()),
+        consumer_key: Some(KEY.into()),
+        consumer_secret: Some(SECRET_KEY.into()),
+        reconcile_interval_secs: 1,
+        deleted_accounts_check_secs: 0,
+        ..ShopRest::default()
+    });
+    let registry = prometheus::Registry::new();
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn({
+        let (config, registry, ready, shutdown) = (
+            config.clone(),
+            registry.clone(),
+            ready.clone(),
+            shutdown.clone(),
+        );
+        async move {
+            let bootstrap = config.kafka.bootstrap_servers.clone().unwrap();
+            woostream_producer::rest::reconcile::run(
+                &config, &bootstrap, &registry, ready, false, true, shutdown,
+            )
+            .await
+        }
+    });
+    // The first pass has listed both accounts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !ready.load(std::sync::atomic::Ordering::Relaxed) {
+        assert!(!running.is_finished(), "{:?}", running.await);
+        assert!(std::time::Instant::now() < deadline, "no first pass");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // WordPress deletes 42; no webhook says so.
+    shop.remove("customers", 42);
+    let erased = || {
+        registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "woostream_rest_deleted_accounts_total")
+            .flat_map(|f| f.get_metric())
+            .filter(|m| m.get_label().iter().any(|l| l.value() == "erased"))
+            .map(|m| m.get_counter().get_value())
+            .sum::<f64>()
+    };
+    while erased() < 1.0 {
+        assert!(!running.is_finished(), "{:?}", running.await);
+        assert!(std::time::Instant::now() < deadline, "42 was not erased");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A few more passes: nothing more is erased.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(erased(), 1.0);
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    let marks = read_topic_now(&config, "deleted-marks", "woostream.erased-subjects").await;
+    assert_eq!(marks.len(), 1, "one person erased");
+    let tombstones: Vec<_> = read_topic_now(&config, "deleted-customers", "woo.customers")
+        .await
+        .into_iter()
+        .filter(|m| m.payload().is_none())
+        .collect();
+    assert_eq!(tombstones.len(), 1, "42's key tombstoned, 43 untouched");
+}

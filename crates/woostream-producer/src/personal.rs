@@ -327,6 +327,14 @@ impl Eraser {
         )
     }
 
+    /// Whether (shop, customer key) was erased already.
+    pub fn already_erased(&self, key: &CustomerKey) -> bool {
+        let hasher = CustomerHasher::for_shop(&self.config, &key.shop_id);
+        self.erased
+            .erased_at(&hasher.subject_ref(&key.shop_id, &key.customer))
+            .is_some()
+    }
+
     /// Carries out `request`; doing it again (after a failure part-way, or from the spool)
     /// writes the same tombstones and receipt under the same erasure id.
     pub async fn carry_out(&self, request: &Request) -> anyhow::Result<()> {

@@ -126,6 +126,10 @@ pub struct ShopRest {
     /// How far before its watermark reconciliation asks again (seconds), for clocks and
     /// transactions that commit late.
     pub reconcile_overlap_secs: u64,
+    /// How often reconciliation lists every account's id to find those deleted since (their
+    /// `customer.deleted` lost or refused): each one the shop then answers 404 for is erased.
+    /// 0: every pass.
+    pub deleted_accounts_check_secs: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,6 +167,7 @@ impl Default for ShopRest {
             delivery_url: None,
             reconcile_interval_secs: 300,
             reconcile_overlap_secs: 600,
+            deleted_accounts_check_secs: 3600,
         }
     }
 }

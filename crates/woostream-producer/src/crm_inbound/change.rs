@@ -270,6 +270,42 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any body HubSpot (or anyone with the secret) could send: read, checked and
+            /// turned into an update without a panic.
+            #[test]
+            fn any_body_is_read_without_panicking(
+                body in prop::collection::vec(any::<u8>(), 0..400),
+                id in any::<i64>(), at in any::<i64>(), object in any::<i64>(),
+                property in "[a-z_]{0,12}", value in ".{0,40}", source in "[A-Z_]{0,12}",
+            ) {
+                let _ = serde_json::from_slice::<Vec<HubSpotEvent>>(&body);
+                let fields = woostream_core::crm_config::CrmInbound::default().field_map();
+                let allowed = vec!["CRM_UI".to_string()];
+                let e: HubSpotEvent = serde_json::from_value(serde_json::json!({
+                    "eventId": id, "portalId": 1, "subscriptionType": "contact.propertyChange",
+                    "objectId": object, "propertyName": property, "propertyValue": value,
+                    "changeSource": source, "occurredAt": at,
+                })).unwrap();
+                let _ = customer_of(&value, "eu");
+                if let Ok(field) = relevant(&e, &fields, Some("1"), &allowed) {
+                    let change = CrmChange {
+                        change_id: "1:1".into(), shop_id: "eu".into(), customer_id: 7,
+                        contact_id: object.to_string(), property: property.clone(),
+                        field: field.to_string(), value: String::new(),
+                        occurred_at: millis(at), received_at: millis(at), change_source: None,
+                    };
+                    let shop = serde_json::json!({"meta_data": [{"key": "_woostream_crm_applied", "value": value}]});
+                    let _ = decide(&change, &value, &shop, |_| "fp".to_string());
+                }
+            }
+        }
+    }
+
     fn event(source: &str, source_id: &str, property: &str) -> HubSpotEvent {
         serde_json::from_value(json!({
             "eventId": 100, "subscriptionId": 1, "portalId": 62515, "appId": 7,

@@ -101,6 +101,29 @@ pub fn verify(secret: &str, r: &Request<'_>, now_ms: i64, max_age_ms: i64) -> Re
 mod tests {
     use super::*;
 
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_request_is_answered_without_panicking_and_a_genuine_one_passes(
+                uri in ".{0,120}",
+                body in prop::collection::vec(any::<u8>(), 0..300),
+                signature in ".{0,100}",
+                timestamp in prop_oneof![any::<i64>().prop_map(|t| t.to_string()), ".{0,24}"],
+            ) {
+                let now = 1_700_000_000_000;
+                let r = Request { method: "POST", uri: &uri, body: &body, signature: Some(&signature), timestamp: Some(&timestamp) };
+                let _ = verify("secret", &r, now, 300_000);
+                let ts = now.to_string();
+                let sig = sign("secret", "POST", &uri, &body, &ts);
+                let genuine = Request { signature: Some(&sig), timestamp: Some(&ts), ..r };
+                prop_assert!(verify("secret", &genuine, now, 300_000).is_ok());
+            }
+        }
+    }
+
     const URI: &str = "https://hooks.shop.example/webhooks/hubspot";
     const BODY: &[u8] = br#"[{"objectId":1}]"#;
 

@@ -7,7 +7,7 @@
 //! Repeats are harmless — the enricher keeps an object's newest `date_modified` and ignores the
 //! same version twice — and they are counted (`woostream_rest_objects_total{outcome="repeat"}`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ use super::ingest::RestIngest;
 use super::resource::parse_gmt;
 use super::{Resource, WooRest};
 use crate::catalogue::Catalogue;
-use crate::personal::{NewKeys, Sealer};
+use crate::personal::{Eraser, NewKeys, Sealer};
 use crate::publish::Encoders;
 
 /// The webhook topics woostream needs from a shop.
@@ -86,6 +86,7 @@ pub struct Metrics {
     pub webhooks_reenabled: IntCounterVec,
     pub webhooks: IntGaugeVec,
     pub lag_seconds: IntGaugeVec,
+    pub deleted_accounts: IntCounterVec,
 }
 
 impl Metrics {
@@ -119,7 +120,15 @@ impl Metrics {
                 ),
                 &["shop", "resource"],
             )?,
+            deleted_accounts: IntCounterVec::new(
+                Opts::new(
+                    "woostream_rest_deleted_accounts_total",
+                    "Accounts the shop no longer lists, by what the shop answered for each (erased, already_erased, still_there, unconfirmed).",
+                ),
+                &["shop", "outcome"],
+            )?,
         };
+        registry.register(Box::new(m.deleted_accounts.clone()))?;
         registry.register(Box::new(m.objects.clone()))?;
         registry.register(Box::new(m.webhooks_reenabled.clone()))?;
         registry.register(Box::new(m.webhooks.clone()))?;
@@ -210,6 +219,10 @@ pub struct Reconciler {
     /// (resource, id) → the version last produced, to tell repeats from news.
     produced: HashMap<(Resource, i64), String>,
     alerts: AlertWriter,
+    /// Erases accounts the shop deleted without the deletion reaching woostream.
+    eraser: Option<Arc<Eraser>>,
+    /// Every account id at the last check, and when it was made.
+    accounts: Option<(HashSet<i64>, std::time::Instant)>,
 }
 
 /// What every shop's reconciler shares, made once: the producer, the encoders, the alert
@@ -222,6 +235,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub checkpoints: HashMap<String, Vec<u8>>,
     pub sealer: Option<Sealer>,
+    /// With sealing on and `privacy.erase_on_customer_deleted`.
+    pub eraser: Option<Arc<Eraser>>,
 }
 
 /// The version of a REST object: its modification time (reviews: creation), as WooCommerce
@@ -266,6 +281,8 @@ impl Reconciler {
             watermarks,
             produced: HashMap::new(),
             alerts: shared.alerts.clone(),
+            eraser: shared.eraser.clone(),
+            accounts: None,
         })
     }
 
@@ -276,6 +293,7 @@ impl Reconciler {
             outcomes.push(self.resource(resource).await?);
         }
         self.webhooks().await?;
+        self.deleted_accounts().await?;
         // Bounded memory: versions older than two overlaps cannot come back.
         if self.produced.len() > 200_000 {
             self.produced.clear();
@@ -516,6 +534,92 @@ impl Reconciler {
     }
 }
 
+impl Reconciler {
+    /// Every so often, every account id: one the shop had at the last check and no longer
+    /// lists is asked for, and erased once the shop answers 404 for it — its `customer.deleted`
+    /// was lost, refused or never sent (WordPress deletes users without one in some paths).
+    async fn deleted_accounts(&mut self) -> anyhow::Result<()> {
+        let Some(eraser) = self.eraser.clone() else {
+            return Ok(());
+        };
+        let every = self
+            .shop
+            .rest
+            .as_ref()
+            .map_or(3600, |r| r.deleted_accounts_check_secs);
+        if self
+            .accounts
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() < Duration::from_secs(every))
+        {
+            return Ok(());
+        }
+        let listed = self
+            .client
+            .list_all(
+                "customers",
+                &[("role", "all".into()), ("_fields", "id".into())],
+            )
+            .await?;
+        let now: HashSet<i64> = listed.iter().filter_map(|c| c["id"].as_i64()).collect();
+        let before = self
+            .accounts
+            .replace((now.clone(), std::time::Instant::now()));
+        let Some((before, _)) = before else {
+            return Ok(());
+        };
+        for id in gone(&before, &now) {
+            let asked = self
+                .client
+                .object(reqwest::Method::GET, &format!("customers/{id}"), None)
+                .await;
+            let lookup = match asked {
+                Ok(_) => Some(Ok(())),
+                Err(e) => Some(Err(crate::deletion::belongs_from_lookup(e.status, &e.what))),
+            };
+            let key = woostream_core::events::CustomerKey {
+                shop_id: self.shop.id.clone(),
+                customer: id.to_string(),
+            };
+            let outcome = match crate::deletion::account_from(lookup) {
+                crate::deletion::Account::Gone if eraser.already_erased(&key) => "already_erased",
+                crate::deletion::Account::Gone => {
+                    let request = Eraser::request(&key);
+                    eraser.carry_out(&request).await?;
+                    tracing::info!(shop = %self.shop.id, erasure = %request.erasure_id, "An account the shop deleted without its deletion reaching woostream: erased.");
+                    "erased"
+                }
+                crate::deletion::Account::StillThere => "still_there",
+                crate::deletion::Account::Unconfirmed => "unconfirmed",
+            };
+            self.metrics
+                .deleted_accounts
+                .with_label_values(&[&self.shop.id, outcome])
+                .inc();
+        }
+        Ok(())
+    }
+}
+
+/// The accounts listed before and not now.
+fn gone(before: &HashSet<i64>, now: &HashSet<i64>) -> Vec<i64> {
+    let mut out: Vec<i64> = before.difference(now).copied().collect();
+    out.sort_unstable();
+    out
+}
+
+#[cfg(test)]
+mod deleted_tests {
+    use super::*;
+
+    #[test]
+    fn accounts_gone_since_the_last_listing_are_the_ones_asked_for() {
+        let set = |v: &[i64]| v.iter().copied().collect::<HashSet<i64>>();
+        assert_eq!(gone(&set(&[1, 2, 3]), &set(&[1, 3, 4])), vec![2]);
+        assert!(gone(&set(&[]), &set(&[1])).is_empty());
+    }
+}
+
 /// Runs reconciliation for every shop with `[shops.rest]` until `shutdown` (or once),
 /// creating missing topics first when `create_topics`.
 pub async fn run(
@@ -531,14 +635,23 @@ pub async fn run(
     let (encoders, decoder) = crate::codecs(config).await?;
     let (catalogue, _follower) =
         crate::catalogue::follow_products(config, bootstrap, decoder, shutdown.clone()).await?;
+    let producer = kafka::renewing_producer(&config.kafka, bootstrap, "reconcile")?;
+    let sealer = crate::personal::Sealer::start_async(config, bootstrap).await?;
+    let eraser = match &sealer {
+        Some(s) if config.privacy.erase_on_customer_deleted => {
+            Some(Arc::new(Eraser::new(config, s, producer.clone()).await?))
+        }
+        _ => None,
+    };
     let shared = Shared {
-        producer: kafka::renewing_producer(&config.kafka, bootstrap, "reconcile")?,
+        producer,
         encoders,
         alerts: AlertWriter::for_config(config).await?,
         catalogue,
         metrics: Metrics::register(registry).context("registering REST metrics")?,
         checkpoints: checkpoint::read_latest(config, bootstrap).await?,
-        sealer: crate::personal::Sealer::start_async(config, bootstrap).await?,
+        sealer,
+        eraser,
     };
     let mut shops = config
         .shops
