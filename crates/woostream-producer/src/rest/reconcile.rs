@@ -608,17 +608,6 @@ fn gone(before: &HashSet<i64>, now: &HashSet<i64>) -> Vec<i64> {
     out
 }
 
-#[cfg(test)]
-mod deleted_tests {
-    use super::*;
-
-    #[test]
-    fn accounts_gone_since_the_last_listing_are_the_ones_asked_for() {
-        let set = |v: &[i64]| v.iter().copied().collect::<HashSet<i64>>();
-        assert_eq!(gone(&set(&[1, 2, 3]), &set(&[1, 3, 4])), vec![2]);
-        assert!(gone(&set(&[]), &set(&[1])).is_empty());
-    }
-}
 
 /// Runs reconciliation for every shop with `[shops.rest]` until `shutdown` (or once),
 /// creating missing topics first when `create_topics`.
@@ -695,5 +684,17 @@ pub async fn run(
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(Duration::from_secs(interval.max(1))) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod deleted_tests {
+    use super::*;
+
+    #[test]
+    fn accounts_gone_since_the_last_listing_are_the_ones_asked_for() {
+        let set = |v: &[i64]| v.iter().copied().collect::<HashSet<i64>>();
+        assert_eq!(gone(&set(&[1, 2, 3]), &set(&[1, 3, 4])), vec![2]);
+        assert!(gone(&set(&[]), &set(&[1])).is_empty());
     }
 }
