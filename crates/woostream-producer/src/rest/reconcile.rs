@@ -608,7 +608,6 @@ fn gone(before: &HashSet<i64>, now: &HashSet<i64>) -> Vec<i64> {
     out
 }
 
-
 /// Runs reconciliation for every shop with `[shops.rest]` until `shutdown` (or once),
 /// creating missing topics first when `create_topics`.
 pub async fn run(

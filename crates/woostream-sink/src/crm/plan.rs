@@ -244,6 +244,17 @@ pub fn by_email(planned: &Planned<Item<ContactChange>>, i: usize, email: &Contac
     }
 }
 
+/// Another customer the CRM's contact `id` is known to be, besides `who`: a guest of another
+/// shop with the same email shares it (one email is one contact), and erasing a person in one
+/// shop must not erase what another shop keeps of them.
+pub fn shared_with(known: &Known, who: &(String, String), id: &str) -> Option<(String, String)> {
+    known
+        .contacts
+        .iter()
+        .find(|(k, v)| *k != who && v.as_str() == id)
+        .map(|(k, _)| k.clone())
+}
+
 /// What to do with a contact about to be erased, read back first: the contact id the sink
 /// remembers may since have been merged, re-keyed or taken by someone else.
 #[derive(Clone, Debug, PartialEq)]
@@ -447,6 +458,26 @@ mod tests {
         let again = by_email(&planned, *i, email);
         assert_eq!(again.id_property, "email");
         assert_eq!(again.properties, planned.inputs[0].properties);
+    }
+
+    #[test]
+    fn a_contact_shared_with_another_shops_customer_is_found() {
+        let mut known = Known::default();
+        known
+            .contacts
+            .insert(("eu".into(), "guest:ab".into()), "900".into());
+        known
+            .contacts
+            .insert(("uk".into(), "guest:ab".into()), "900".into());
+        known
+            .contacts
+            .insert(("eu".into(), "7".into()), "901".into());
+        let eu = ("eu".to_string(), "guest:ab".to_string());
+        assert_eq!(
+            shared_with(&known, &eu, "900"),
+            Some(("uk".to_string(), "guest:ab".to_string()))
+        );
+        assert_eq!(shared_with(&known, &("eu".into(), "7".into()), "901"), None);
     }
 
     #[test]

@@ -46,12 +46,20 @@ impl<C: Crm> Loop<C> {
             .get(&(shop.clone(), customer.clone()))
             .cloned();
         let mut attempts = Vec::new();
-        let (outcome, done) = match &contact {
-            None => (
+        let shared = contact.as_ref().and_then(|id| {
+            let known = self.known.lock().expect("known");
+            super::super::plan::shared_with(&known, &(shop.clone(), customer.clone()), id)
+        });
+        let (outcome, done) = match (&contact, shared) {
+            (None, _) => (
                 DeliveryOutcome::Erased,
                 "no contact was written for this customer key".to_string(),
             ),
-            Some(id) => match self
+            (Some(id), Some((other_shop, _))) => (
+                DeliveryOutcome::Erased,
+                format!("contact {id} kept: the same person is a customer of shop {other_shop} too (one email, one contact); this shop's link to it is forgotten"),
+            ),
+            (Some(id), None) => match self
                 .sender
                 .erase_contact(
                     id,
