@@ -138,9 +138,32 @@ fn record_error(e: &Error_, status: u16) -> RecordError {
 }
 
 /// HubSpot's messages quote the values they refuse (a name, a phone, an email): they reach
-/// logs and dead letters without them.
+/// logs and dead letters without them. A validation list keeps what says why (`error`,
+/// `name`, `isValid`) and drops the rest.
 fn hidden(message: &str) -> String {
-    woostream_core::privacy::hide_emails(&woostream_core::privacy::hide_quoted_values(message))
+    use woostream_core::privacy::{hide_emails, hide_quoted_values};
+    if let Some((head, list)) = message.split_once(": [") {
+        if let Ok(items) = serde_json::from_str::<Vec<Value>>(&format!("[{list}")) {
+            let kept: Vec<Value> = items
+                .iter()
+                .map(|item| {
+                    let mut o = serde_json::Map::new();
+                    for k in ["isValid", "error", "name"] {
+                        if let Some(v) = item.get(k) {
+                            o.insert(k.to_string(), v.clone());
+                        }
+                    }
+                    Value::Object(o)
+                })
+                .collect();
+            return format!(
+                "{}: {}",
+                hide_emails(&hide_quoted_values(head)),
+                Value::Array(kept)
+            );
+        }
+    }
+    hide_emails(&hide_quoted_values(message))
 }
 
 /// Puts each result and error back on its input: by `objectWriteTraceId`, else by the id
@@ -469,6 +492,17 @@ mod tests {
         let r = record_error(&e, 400);
         assert!(!r.message.contains("ola@x.example"), "{}", r.message);
         assert!(!r.message.contains("600 100 200"), "{}", r.message);
+        assert!(
+            r.message.contains("\"name\":\"email\""),
+            "why stays: {}",
+            r.message
+        );
+        let e = Error_ {
+            category: Some("VALIDATION_ERROR".into()),
+            message: r#"Property values were not valid: [{"isValid":false,"message":"x was not one of the allowed options","error":"INVALID_OPTION","name":"dealstage"}]"#.into(),
+            context: BTreeMap::new(),
+        };
+        assert!(record_error(&e, 400).message.contains("INVALID_OPTION"));
     }
 
     #[test]

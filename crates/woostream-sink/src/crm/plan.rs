@@ -251,7 +251,9 @@ pub fn shared_with(known: &Known, who: &(String, String), id: &str) -> Option<(S
     known
         .contacts
         .iter()
-        .find(|(k, v)| *k != who && v.as_str() == id)
+        // The same shop's account and guest key of one person share their contact: that is
+        // one person, erased together. Only another shop's customer keeps it.
+        .find(|(k, v)| k.0 != who.0 && v.as_str() == id)
         .map(|(k, _)| k.clone())
 }
 
@@ -472,12 +474,19 @@ mod tests {
         known
             .contacts
             .insert(("eu".into(), "7".into()), "901".into());
+        known
+            .contacts
+            .insert(("eu".into(), "guest:cd".into()), "901".into());
         let eu = ("eu".to_string(), "guest:ab".to_string());
         assert_eq!(
             shared_with(&known, &eu, "900"),
             Some(("uk".to_string(), "guest:ab".to_string()))
         );
-        assert_eq!(shared_with(&known, &("eu".into(), "7".into()), "901"), None);
+        assert_eq!(
+            shared_with(&known, &("eu".into(), "7".into()), "901"),
+            None,
+            "the same shop's account and guest key are one person"
+        );
     }
 
     #[test]
