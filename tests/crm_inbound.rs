@@ -93,7 +93,7 @@ fn contact_upserts(hubspot: &FakeHubSpot) -> usize {
 async fn a_crm_change_reaches_the_shop_once_and_neither_direction_echoes() {
     let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
     let hubspot = FakeHubSpot::start("pat-inbound", 190).await;
-    let (webhook_port, inbound_port) = (free_port(), free_port());
+    let webhook_port = free_port();
     let producer_url = format!("http://127.0.0.1:{webhook_port}/webhooks/woocommerce");
     let shop = ShopServer::start(
         BTreeMap::from([(
@@ -109,49 +109,18 @@ async fn a_crm_change_reaches_the_shop_once_and_neither_direction_echoes() {
     )
     .await
     .unwrap();
-    let inbound_url = format!("http://127.0.0.1:{inbound_port}/webhooks/hubspot");
     let dir = tempfile::tempdir().unwrap();
-    let common = |ops: u16| {
-        format!(
-            "[kafka]\nbootstrap_servers = \"{}\"\n\n[[shops]]\nid = \"eu\"\nsource = \"{SOURCE}\"\nsecret = \"{SECRET}\"\n[shops.rest]\nurl = \"{}\"\nconsumer_key = \"ck_inbound\"\nconsumer_secret = \"cs_inbound\"\n\n[ops]\nlisten = \"127.0.0.1:{ops}\"\n",
-            tansu.bootstrap, shop.url
-        )
-    };
-    let crm = format!(
-        "[crm]\nenabled = true\ntoken = \"pat-inbound\"\napi_url = \"{}\"\nmax_delay_ms = 100\n[crm.inbound]\nlisten = \"127.0.0.1:{inbound_port}\"\npublic_url = \"{inbound_url}\"\nclient_secret = \"{CLIENT_SECRET}\"\napp_id = \"{APP_ID}\"\n",
-        hubspot.url
-    );
-    let mut roles = Vec::new();
-    for (role, section) in [
-        (
-            "producer",
-            format!("[producer]\nlisten = \"127.0.0.1:{webhook_port}\"\n"),
-        ),
-        ("crm run", crm.clone()),
-        ("crm inbound", crm.clone()),
-    ] {
-        let port = free_port();
-        roles.push(spawn(
-            role,
-            &format!("{section}\n{}", common(port)),
-            "inbound",
-            port,
-            dir.path(),
-        ));
-    }
-    for r in &mut roles {
-        r.ready(Duration::from_secs(180)).await;
-    }
     // The app's subscription: HubSpot reports every change of these properties — the team's
     // in its UI, and woostream's own writes (INTEGRATION, this app).
-    hubspot.subscribe(Subscription {
-        url: inbound_url.clone(),
-        client_secret: CLIENT_SECRET.into(),
-        app_id: APP_ID.into(),
-        properties: ["firstname", "lastname", "phone", "email", "woo_note"]
-            .map(String::from)
-            .to_vec(),
-    });
+    let (mut roles, _, inbound_url) = start_roles(
+        &tansu,
+        &shop,
+        &hubspot,
+        webhook_port,
+        dir.path(),
+        &["firstname", "lastname", "phone", "email", "woo_note"],
+    )
+    .await;
 
     // The customer signs up in the shop; the CRM sink makes the contact.
     let body = serde_json::to_vec(&customer()).unwrap();
@@ -361,14 +330,16 @@ async fn a_crm_change_reaches_the_shop_once_and_neither_direction_echoes() {
     }
 }
 
-/// Starts producer, CRM sink and CRM inbound as processes against `shop` and `hubspot`; the
-/// roles, the producer's URL and the inbound URL.
+/// Starts producer, CRM sink and CRM inbound as processes against `shop` and `hubspot`, and
+/// subscribes the app to changes of `subscribed`; the roles, the producer's URL and the
+/// inbound URL.
 async fn start_roles(
     tansu: &Tansu,
     shop: &ShopServer,
     hubspot: &FakeHubSpot,
     webhook_port: u16,
     dir: &std::path::Path,
+    subscribed: &[&str],
 ) -> (Vec<EnricherProcess>, String, String) {
     let inbound_port = free_port();
     let producer_url = format!("http://127.0.0.1:{webhook_port}/webhooks/woocommerce");
@@ -408,7 +379,7 @@ async fn start_roles(
         url: inbound_url.clone(),
         client_secret: CLIENT_SECRET.into(),
         app_id: APP_ID.into(),
-        properties: ["firstname", "phone"].map(String::from).to_vec(),
+        properties: subscribed.iter().map(|p| p.to_string()).collect(),
     });
     (roles, producer_url, inbound_url)
 }
@@ -483,8 +454,15 @@ async fn a_buyer_typing_someone_elses_email_takes_over_no_contact_and_erasing_th
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (mut roles, producer_url, _) =
-        start_roles(&tansu, &shop, &hubspot, webhook_port, dir.path()).await;
+    let (mut roles, producer_url, _) = start_roles(
+        &tansu,
+        &shop,
+        &hubspot,
+        webhook_port,
+        dir.path(),
+        &["firstname", "phone"],
+    )
+    .await;
 
     // 1. The account: HubSpot refuses the email (Vera's contact has it); Vera's contact names
     // another customer, so nothing is written onto it: a dead letter says why.

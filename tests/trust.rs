@@ -15,18 +15,11 @@ use woostream_tests::*;
 const KEY: &str = "ck_trust_0123456789abcdef";
 const SECRET_KEY: &str = "cs_trust_0123456789abcdef";
 
-fn status_of(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deletion_replayed_as_customer_deleted_erases_no_one_and_a_real_one_erases_once() {
-    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
-    let mut customers = std::collections::BTreeMap::new();
-    customers.insert(
-        42,
-        json!({"id": 42, "email": "victim@example.com", "first_name": "Vic", "role": "customer"}),
-    );
+/// A simulated shop with `customers` and the test configuration with its REST API.
+async fn shop_with(
+    tansu: &Tansu,
+    customers: std::collections::BTreeMap<i64, Value>,
+) -> (ShopServer, woostream_core::config::Config) {
     let shop = ShopServer::start(
         std::collections::BTreeMap::from([("customers".to_string(), customers)]),
         KEY,
@@ -42,6 +35,22 @@ async fn a_deletion_replayed_as_customer_deleted_erases_no_one_and_a_real_one_er
         consumer_secret: Some(SECRET_KEY.into()),
         ..ShopRest::default()
     });
+    (shop, config)
+}
+
+fn status_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_replayed_as_customer_deleted_erases_no_one_and_a_real_one_erases_once() {
+    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
+    let mut customers = std::collections::BTreeMap::new();
+    customers.insert(
+        42,
+        json!({"id": 42, "email": "victim@example.com", "first_name": "Vic", "role": "customer"}),
+    );
+    let (shop, config) = shop_with(&tansu, customers).await;
     let p = Producer::start(&config, true).await.unwrap();
     let erasures = |outcome: &str| {
         p.metric(
@@ -241,23 +250,9 @@ async fn an_erasure_asked_for_while_the_broker_stalls_is_carried_out_once_it_ret
     let account = json!({"id": 42, "email": "stalled@example.com", "first_name": "Sten",
         "role": "customer", "billing": {"email": "stalled@example.com", "phone": "+46 1"}});
     customers.insert(42, account.clone());
-    let shop = ShopServer::start(
-        std::collections::BTreeMap::from([("customers".to_string(), customers)]),
-        KEY,
-        SECRET_KEY,
-        Behaviour::default(),
-    )
-    .await
-    .unwrap();
+    let (shop, mut config) = shop_with(&tansu, customers).await;
     let spool = tempfile::tempdir().unwrap();
-    let mut config = config(&tansu.bootstrap);
     config.producer.spool_dir = Some(spool.path().to_path_buf());
-    config.shops[0].rest = Some(ShopRest {
-        url: Some(shop.url.clone()),
-        consumer_key: Some(KEY.into()),
-        consumer_secret: Some(SECRET_KEY.into()),
-        ..ShopRest::default()
-    });
     let p = Producer::start(&config, true).await.unwrap();
     let erasures = |outcome: &str| {
         p.metric(
@@ -379,23 +374,10 @@ async fn reconciliation_erases_an_account_the_shop_deleted_without_telling() {
                 "date_created_gmt": "2026-01-01T10:00:00", "date_modified_gmt": "2026-01-01T10:00:00"}),
         );
     }
-    let shop = ShopServer::start(
-        std::collections::BTreeMap::from([("customers".to_string(), customers)]),
-        KEY,
-        SECRET_KEY,
-        Behaviour::default(),
-    )
-    .await
-    .unwrap();
-    let mut config = config(&tansu.bootstrap);
-    config.shops[0].rest = Some(ShopRest {
-        url: Some(shop.url.clone()),
-        consumer_key: Some(KEY.into()),
-        consumer_secret: Some(SECRET_KEY.into()),
-        reconcile_interval_secs: 1,
-        deleted_accounts_check_secs: 0,
-        ..ShopRest::default()
-    });
+    let (shop, mut config) = shop_with(&tansu, customers).await;
+    let rest = config.shops[0].rest.as_mut().unwrap();
+    rest.reconcile_interval_secs = 1;
+    rest.deleted_accounts_check_secs = 0;
     let registry = prometheus::Registry::new();
     let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -134,9 +134,14 @@ impl SubjectKeys {
         };
         let consumer = reader(&config.kafka, bootstrap, "subject-keys")?;
         let partitions = partitions_of(&consumer, &topic)?;
-        for warning in key_safety(wrapping.is_some(), replication_of(&consumer, &topic)) {
-            tracing::warn!(topic = %topic, "{warning}");
-        }
+        // Once per process: several roles in one process each read the keys.
+        static SAID: std::sync::Once = std::sync::Once::new();
+        let warnings = key_safety(wrapping.is_some(), replication_of(&consumer, &topic));
+        SAID.call_once(|| {
+            for warning in warnings {
+                tracing::warn!(topic = %topic, "{warning}");
+            }
+        });
         let stops = write_end_markers(&config.kafka, bootstrap, &topic, &partitions)?;
         let mut unreadable = 0u64;
         read_to_end(
