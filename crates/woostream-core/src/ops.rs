@@ -55,11 +55,11 @@ struct OpsState {
     readiness: Readiness,
 }
 
-/// `/metrics` (behind `token`, when one is set), `/healthz` and `/readyz` (open: the probes).
-pub fn router(registry: Registry, readiness: Readiness, token: Option<String>) -> Router {
-    let metrics_route = Router::new().route("/metrics", get(metrics)).route_layer(
-        axum::middleware::from_fn_with_state(Guard::new(token), guarded),
-    );
+/// `/metrics` (behind `guard`), `/healthz` and `/readyz` (open: the probes).
+pub fn router(registry: Registry, readiness: Readiness, guard: Guard) -> Router {
+    let metrics_route = Router::new()
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(guard, guarded));
     Router::new()
         .merge(metrics_route)
         .route("/healthz", get(|| async { "ok\n" }))
@@ -82,6 +82,14 @@ impl Guard {
         Guard {
             digest: token.filter(|t| !t.is_empty()).map(|t| digest(&t)),
         }
+    }
+
+    /// The guard of the secret at configuration key `key` (absent: open); a secret that
+    /// cannot be read, or a placeholder, stops the start with the key.
+    pub fn from_secret(secret: &Option<crate::secret::Secret>, key: &str) -> anyhow::Result<Guard> {
+        crate::secret::check_secret(secret, &None)
+            .map_err(|e| anyhow::anyhow!("configuration error: {key}: {e}"))?;
+        Ok(Guard::new(crate::secret::resolve_secret(secret, &None)))
     }
 
     /// Whether `authorization` (the header's value) carries the token.
@@ -176,11 +184,8 @@ pub async fn serve(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let token = match &config.token {
-        Some(t) => Some(t.resolve().map_err(|e| anyhow::anyhow!("ops.token: {e}"))?),
-        None => None,
-    };
-    let app = router(registry.clone(), readiness, token);
+    let guard = Guard::from_secret(&config.token, "ops.token")?;
+    let app = router(registry.clone(), readiness, guard);
     serve_router(
         config.listen,
         app,

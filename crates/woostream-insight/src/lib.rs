@@ -62,14 +62,14 @@ impl Pages {
     }
 }
 
-/// `/insight` (the page) and `/insight/data.json` (its figures) over `view`, behind `token`
-/// when one is set, never cached on the way.
-pub fn router(view: Arc<Mutex<View>>, token: Option<String>) -> Router {
+/// `/insight` (the page) and `/insight/data.json` (its figures) over `view`, behind `guard`,
+/// never cached on the way.
+pub fn router(view: Arc<Mutex<View>>, guard: woostream_core::ops::Guard) -> Router {
     Router::new()
         .route("/insight", get(page_of))
         .route("/insight/data.json", get(data_of))
         .route_layer(axum::middleware::from_fn_with_state(
-            woostream_core::ops::Guard::new(token),
+            guard,
             woostream_core::ops::guarded,
         ))
         .with_state(Pages::new(view))
@@ -83,16 +83,10 @@ pub async fn serve(
     registry: &prometheus::Registry,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
-    let token = match &config.token {
-        Some(t) => Some(
-            t.resolve()
-                .map_err(|e| anyhow::anyhow!("insight.token: {e}"))?,
-        ),
-        None => None,
-    };
+    let guard = woostream_core::ops::Guard::from_secret(&config.token, "insight.token")?;
     woostream_core::ops::serve_router(
         config.listen,
-        router(view, token),
+        router(view, guard),
         registry,
         "insight",
         "the insight page",

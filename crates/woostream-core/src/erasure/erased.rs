@@ -71,6 +71,11 @@ impl ErasedSubjects {
         .map(ErasedSubjects)
     }
 
+    /// Whether nobody was erased (then no subject reference needs computing).
+    pub fn is_empty(&self) -> bool {
+        self.0.read(ErasedMap::is_empty)
+    }
+
     /// When `subject` (a reference) was erased, if it was.
     pub fn erased_at(&self, subject: &str) -> Option<DateTime<Utc>> {
         self.0.read(|m| m.get(subject).copied())

@@ -265,6 +265,9 @@ struct ErasedList {
 
 impl ErasedList {
     fn erased_at(&self, shop: &str, customer: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        if self.subjects.is_empty() {
+            return None;
+        }
         let hasher = self.hashers.get(shop)?;
         self.subjects.erased_at(&hasher.subject_ref(shop, customer))
     }
