@@ -247,13 +247,9 @@ pub fn spawn(role: &str, toml: &str, instance: &str, port: u16, dir: &Path) -> E
     }
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback (see `free_tcp_port`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    crate::free_tcp_port()
 }
 
 impl EnricherProcess {

@@ -453,13 +453,20 @@ pub fn addr_of(url: &str) -> String {
         .to_string()
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback, taken below the kernel's ephemeral range (32768 and up on
+/// Linux): a port the kernel handed out for `:0` goes back into that pool at once and can become
+/// the local port of any outgoing connection (a Kafka client's) before the process told to listen
+/// on it binds it. Each test process walks its own stretch of 20000–31999.
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let start = (std::process::id() % 600) * 20;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + ((start + n) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Waits until something accepts TCP connections on `address`.
