@@ -119,15 +119,22 @@ async fn one_webhooks_correlation_id_reaches_every_topic_slack_and_the_crm() {
         &config,
         &bootstrap,
         &registry,
+        &Default::default(),
         shutdown.clone(),
         false,
     )
     .await
     .expect("Slack sink");
-    let crm_sink =
-        woostream_sink::crm::runner::start(&config, &bootstrap, &registry, shutdown.clone(), false)
-            .await
-            .expect("CRM sink");
+    let crm_sink = woostream_sink::crm::runner::start(
+        &config,
+        &bootstrap,
+        &registry,
+        &Default::default(),
+        shutdown.clone(),
+        false,
+    )
+    .await
+    .expect("CRM sink");
 
     // WooCommerce's delivery of order 727, sent with the caller's correlation id.
     let body = fixture("woo_order_example.webhook_body.json");

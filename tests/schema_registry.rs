@@ -22,6 +22,8 @@ use woostream_tests::*;
 struct Registry {
     schemas: Vec<String>,
     subjects: HashMap<String, i32>,
+    /// Registrations asked for (`POST /subjects/{s}/versions`).
+    registrations: usize,
 }
 
 type Shared = Arc<Mutex<Registry>>;
@@ -37,6 +39,7 @@ async fn register(
         .expect("schema string")
         .to_string();
     let mut r = r.lock().unwrap();
+    r.registrations += 1;
     let id = match r.schemas.iter().position(|s| *s == schema) {
         Some(i) => i as i32 + 1,
         None => {
@@ -48,6 +51,25 @@ async fn register(
     Json(json!({ "id": id }))
 }
 
+/// `POST /subjects/{subject}`: whether the schema is registered under the subject (404 if not).
+async fn look_up(
+    State(r): State<Shared>,
+    Path(subject): Path<String>,
+    body: String,
+) -> Result<Json<Value>, (axum::http::StatusCode, Json<Value>)> {
+    let request: Value = serde_json::from_str(&body).expect("JSON body");
+    let r = r.lock().unwrap();
+    match r.subjects.get(&subject) {
+        Some(id) if r.schemas[*id as usize - 1] == request["schema"].as_str().unwrap() => {
+            Ok(Json(json!({ "subject": subject, "id": id, "version": 1 })))
+        }
+        _ => Err((
+            axum::http::StatusCode::NOT_FOUND,
+            Json(json!({ "error_code": 40403, "message": "Schema not found" })),
+        )),
+    }
+}
+
 async fn by_id(State(r): State<Shared>, Path(id): Path<usize>) -> Json<Value> {
     Json(json!({ "schema": r.lock().unwrap().schemas[id - 1] }))
 }
@@ -56,6 +78,7 @@ async fn start_registry() -> (String, Shared) {
     let state = Shared::default();
     let app = Router::new()
         .route("/subjects/{subject}/versions", post(register))
+        .route("/subjects/{subject}", post(look_up))
         .route("/schemas/ids/{id}", get(by_id))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -80,6 +103,7 @@ async fn with_a_registry_records_carry_registered_schema_ids() {
         url: url.clone(),
         username: None,
         password: None,
+        auto_register: true,
     });
     let p = Producer::start(&config, false).await.unwrap();
 
@@ -166,5 +190,59 @@ async fn with_a_registry_records_carry_registered_schema_ids() {
     let record: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["value"]["order"]["total"], "29.35");
     assert_eq!(record["key"]["customer"], key.customer);
+    p.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_auto_registration_a_role_uses_registered_schemas_and_refuses_to_start_without_them(
+) {
+    let mut config = config("placeholder:1");
+    let cluster = MockCluster::new(1).unwrap();
+    for (_, t) in config.topics.all() {
+        cluster
+            .create_topic(&t.name, config.topics.partitions_of(t), 1)
+            .unwrap();
+    }
+    config.kafka.bootstrap_servers = Some(cluster.bootstrap_servers());
+    let (url, registry) = start_registry().await;
+    config.schema_registry = Some(woostream_core::config::SchemaRegistryConfig {
+        url,
+        username: None,
+        password: None,
+        auto_register: false,
+    });
+    // Nothing registered yet: the start names the subject, the schema and the switch.
+    let err = match Producer::start(&config, false).await {
+        Ok(_) => panic!("started without its schemas registered"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("is not registered under subject woo.")
+            && err.contains("auto_register is false"),
+        "{err}"
+    );
+    assert_eq!(
+        registry.lock().unwrap().registrations,
+        0,
+        "registered anyway"
+    );
+
+    // Registered by someone else (here: a producer allowed to), it starts and registers nothing.
+    let mut registering = config.clone();
+    registering.schema_registry.as_mut().unwrap().auto_register = true;
+    Producer::start(&registering, false)
+        .await
+        .unwrap()
+        .stop()
+        .await
+        .unwrap();
+    let registered = registry.lock().unwrap().registrations;
+    let p = Producer::start(&config, false).await.unwrap();
+    assert_eq!(registry.lock().unwrap().registrations, registered);
+    let body = fixture("woo_order_example.webhook_body.json");
+    assert_eq!(
+        Post::signed("order.created", &body).send(&p.url).await.0,
+        200
+    );
     p.stop().await.unwrap();
 }

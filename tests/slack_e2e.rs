@@ -434,9 +434,16 @@ async fn updates_of_an_order_are_thread_replies_under_its_first_message_across_r
         let config = config.clone();
         let bootstrap = bootstrap.clone();
         async move {
-            woostream_sink::slack::runner::start(&config, &bootstrap, &registry, shutdown, false)
-                .await
-                .unwrap()
+            woostream_sink::slack::runner::start(
+                &config,
+                &bootstrap,
+                &registry,
+                &Default::default(),
+                shutdown,
+                false,
+            )
+            .await
+            .unwrap()
         }
     };
 
@@ -538,6 +545,7 @@ async fn a_sink_faster_than_slack_waits_out_429s_and_retries_through_an_outage()
         &config,
         &bootstrap,
         &registry,
+        &Default::default(),
         shutdown.clone(),
         false,
     )
@@ -589,6 +597,7 @@ async fn a_bot_token_slack_refuses_stops_the_start_with_what_to_fix() {
         &config,
         &bootstrap,
         &prometheus::Registry::new(),
+        &Default::default(),
         tokio_util::sync::CancellationToken::new(),
         false,
     )

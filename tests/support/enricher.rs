@@ -321,6 +321,12 @@ level = "info"
         reqwest::blocking_get(&self.metrics_url).unwrap_or_default()
     }
 
+    /// What `/readyz` answers (the conditions, and any partition held and why).
+    pub fn readyz(&self) -> String {
+        let url = self.metrics_url.replace("/metrics", "/readyz");
+        reqwest::blocking_get(&url).unwrap_or_default()
+    }
+
     /// Whether `/readyz` answers 200.
     pub fn is_ready(&self) -> bool {
         let url = self.metrics_url.replace("/metrics", "/readyz");

@@ -102,11 +102,7 @@ impl Codecs {
                 decoder: Decoder::new(),
             },
             Some(r) => {
-                let client = crate::registry::RegistryClient::new(
-                    &r.url,
-                    r.username.clone(),
-                    r.resolved_password(),
-                );
+                let client = crate::registry::RegistryClient::from_config(r);
                 Codecs {
                     framings: Some(register_subjects(&client, subjects).await?),
                     decoder: Decoder::with_registry(client),
@@ -175,6 +171,42 @@ fn all_contracts() -> &'static HashMap<&'static str, ContractSchema> {
     })
 }
 
+include!(concat!(env!("OUT_DIR"), "/schema_history.rs"));
+
+/// A released version of a contract schema, from `schemas/history/`.
+#[derive(Debug)]
+pub struct HistoricSchema {
+    /// The contract it is a version of (file name in `schemas/` without `.avsc`).
+    pub contract: &'static str,
+    pub schema: Schema,
+}
+
+/// Every released schema version by fingerprint: what any older build may have written.
+fn history() -> &'static HashMap<[u8; 8], HistoricSchema> {
+    static HISTORY: OnceLock<HashMap<[u8; 8], HistoricSchema>> = OnceLock::new();
+    HISTORY.get_or_init(|| {
+        SCHEMA_HISTORY
+            .iter()
+            .map(|(contract, file, text)| {
+                let schema = Schema::parse_str(text).unwrap_or_else(|e| {
+                    panic!("schemas/history/{contract}/{file}.avsc is not valid Avro: {e}")
+                });
+                (fingerprint_of(&schema), HistoricSchema { contract, schema })
+            })
+            .collect()
+    })
+}
+
+/// The schema a single-object record was written with, when this build knows it: one of its
+/// own contracts or a released version of one.
+pub fn writer_schema(fingerprint: &[u8; 8]) -> Option<&'static Schema> {
+    all_contracts()
+        .values()
+        .find(|c| &c.fingerprint == fingerprint)
+        .map(|c| &c.schema)
+        .or_else(|| history().get(fingerprint).map(|h| &h.schema))
+}
+
 pub fn contract(name: &str) -> &'static ContractSchema {
     all_contracts()
         .get(name)
@@ -199,7 +231,7 @@ pub enum CodecError {
     TooShort(usize),
     #[error("unknown framing (first byte {0:#04x}): neither Confluent (0x00) nor single-object (0xC3 0x01)")]
     UnknownFraming(u8),
-    #[error("single-object fingerprint {0} matches no schema in schemas/")]
+    #[error("single-object fingerprint {0} matches no schema this build knows (a newer writer: upgrade this role)")]
     UnknownFingerprint(String),
     #[error("schema id {0} is not known and no registry can resolve it")]
     UnknownSchemaId(i32),
@@ -217,6 +249,24 @@ pub enum CodecError {
     },
     #[error("registry: {0}")]
     Registry(#[from] crate::registry::RegistryError),
+}
+
+impl CodecError {
+    /// The record was written with a schema this build has never seen: by a newer release
+    /// (during a rolling upgrade). It is not bad data: a reader must stop before it, not skip
+    /// it, and read it once upgraded.
+    pub fn is_newer_writer(&self) -> bool {
+        matches!(self, CodecError::UnknownFingerprint(_))
+    }
+}
+
+/// Whether `e` (or anything in its chain) is a record from a newer writer.
+pub fn newer_writer(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<CodecError>()
+            .is_some_and(CodecError::is_newer_writer)
+    })
 }
 
 /// How a topic's records are framed: fixed per encoder so the hot path only copies bytes.
@@ -328,11 +378,8 @@ impl Decoder {
                 if fingerprint == reader.fingerprint {
                     return decode_datum::<T>(None, datum);
                 }
-                let writer = &all_contracts()
-                    .values()
-                    .find(|c| c.fingerprint == fingerprint)
-                    .ok_or_else(|| CodecError::UnknownFingerprint(hex::encode(fingerprint)))?
-                    .schema;
+                let writer = writer_schema(&fingerprint)
+                    .ok_or_else(|| CodecError::UnknownFingerprint(hex::encode(fingerprint)))?;
                 decode_datum(Some(writer), datum)
             }
             Frame::Confluent { schema_id, datum } => {
@@ -493,7 +540,7 @@ fn direct_schema(text: &str) -> Result<serde_avro_fast::Schema, String> {
 
 /// CRC-64-AVRO of the schema's Parsing Canonical Form, little-endian, as single-object
 /// encoding carries it.
-fn fingerprint_of(schema: &Schema) -> [u8; 8] {
+pub fn fingerprint_of(schema: &Schema) -> [u8; 8] {
     let json: serde_json::Value =
         serde_json::to_value(schema).expect("a parsed schema serialises to JSON");
     let pcf = parsing_canonical_form(&json, None, &mut Default::default());
@@ -1034,5 +1081,146 @@ pub(crate) mod tests {
             .unwrap();
         // Decoding with the wrong reader type fails loudly instead of mis-reading.
         assert!(Decoder::new().decode::<ProductEvent>(&bytes).is_err());
+    }
+
+    /// The binary datum of a value of `schema` (every union on its last branch, so a record
+    /// inside `[null, Record]` is written; every array and map with one entry).
+    fn sample_datum(schema: &Schema, names: &HashMap<String, &Schema>, out: &mut Vec<u8>) {
+        use apache_avro::Schema as S;
+        let string = |out: &mut Vec<u8>, s: &str| {
+            out.push((s.len() as u8) << 1);
+            out.extend_from_slice(s.as_bytes());
+        };
+        match schema {
+            S::Null => {}
+            S::Boolean => out.push(1),
+            S::Int | S::Long | S::Date | S::TimeMillis | S::TimeMicros => out.push(2),
+            S::TimestampMillis | S::TimestampMicros | S::TimestampNanos => out.push(2),
+            S::LocalTimestampMillis | S::LocalTimestampMicros | S::LocalTimestampNanos => {
+                out.push(2)
+            }
+            S::Float => out.extend_from_slice(&1f32.to_le_bytes()),
+            S::Double => out.extend_from_slice(&1f64.to_le_bytes()),
+            S::Bytes | S::BigDecimal => string(out, "\u{1}"),
+            S::String => string(out, "x"),
+            S::Uuid => string(out, "00000000-0000-4000-8000-000000000000"),
+            S::Array(a) => {
+                out.push(2);
+                sample_datum(&a.items, names, out);
+                out.push(0);
+            }
+            S::Map(m) => {
+                out.push(2);
+                string(out, "k");
+                sample_datum(&m.types, names, out);
+                out.push(0);
+            }
+            S::Union(u) => {
+                let last = u.variants().len() - 1;
+                out.push((last as u8) << 1);
+                sample_datum(&u.variants()[last], names, out);
+            }
+            S::Record(r) => r
+                .fields
+                .iter()
+                .for_each(|f| sample_datum(&f.schema, names, out)),
+            S::Enum(_) => out.push(0),
+            S::Fixed(f) => out.extend(std::iter::repeat_n(0, f.size)),
+            S::Decimal(d) => match &*d.inner {
+                S::Fixed(f) => out.extend(std::iter::repeat_n(0, f.size)),
+                _ => string(out, "\u{1}"),
+            },
+            S::Duration => out.extend([0; 12]),
+            S::Ref { name } => sample_datum(names[&name.fullname(None)], names, out),
+        }
+    }
+
+    /// Decodes a single-object record as the contract `contract` names, with this build's reader.
+    fn decode_as(contract: &str, bytes: &[u8]) -> Result<(), CodecError> {
+        let d = Decoder::new();
+        match contract {
+            "order-event" => d.decode::<OrderEvent>(bytes).map(drop),
+            "product-event" => d.decode::<ProductEvent>(bytes).map(drop),
+            "customer-event" => d.decode::<CustomerEvent>(bytes).map(drop),
+            "coupon-event" => d.decode::<CouponEvent>(bytes).map(drop),
+            "review-event" => d.decode::<ReviewEvent>(bytes).map(drop),
+            "action-event" => d.decode::<ActionEvent>(bytes).map(drop),
+            "customer-key" => d.decode::<CustomerKey>(bytes).map(drop),
+            "product-key" => d.decode::<ProductKey>(bytes).map(drop),
+            "coupon-key" => d.decode::<CouponKey>(bytes).map(drop),
+            "action-key" => d.decode::<ActionKey>(bytes).map(drop),
+            "ingest-dead-letter" => d.decode::<IngestDeadLetter>(bytes).map(drop),
+            "dead-letter-key" => d.decode::<String>(bytes).map(drop),
+            "customer-profile" => d.decode::<CustomerProfile>(bytes).map(drop),
+            "alert" => d.decode::<Alert>(bytes).map(drop),
+            "alert-key" => d.decode::<AlertKey>(bytes).map(drop),
+            "shop-model" => d.decode::<ShopModel>(bytes).map(drop),
+            "backtest" => d.decode::<crate::insights::Backtest>(bytes).map(drop),
+            "delivery" => d.decode::<crate::records::Delivery>(bytes).map(drop),
+            "crm-dead-letter" => d.decode::<crate::records::CrmDeadLetter>(bytes).map(drop),
+            other => panic!("schemas/history/{other}: no contract of that name"),
+        }
+    }
+
+    #[test]
+    fn every_released_schema_version_is_filed_under_its_fingerprint_and_the_current_one_too() {
+        for (contract, file, text) in SCHEMA_HISTORY {
+            let schema = Schema::parse_str(text).unwrap();
+            assert_eq!(
+                hex::encode(fingerprint_of(&schema)),
+                *file,
+                "schemas/history/{contract}/{file}.avsc is filed under another fingerprint"
+            );
+        }
+        // A schema changed without its new version in the history fails here: the history is
+        // what every later build reads older records with.
+        for (name, _) in SCHEMA_FILES {
+            let current = hex::encode(contract(name).fingerprint);
+            assert!(
+                SCHEMA_HISTORY
+                    .iter()
+                    .any(|(c, f, _)| c == name && *f == current),
+                "schemas/{name}.avsc ({current}) is not in schemas/history/{name}/: copy it there as {current}.avsc"
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_of_every_released_schema_version_is_read_by_this_build() {
+        for (contract, file, text) in SCHEMA_HISTORY {
+            let schema = Schema::parse_str(text).unwrap();
+            let resolved = apache_avro::schema::ResolvedSchema::try_from(&schema).unwrap();
+            let names: HashMap<String, &Schema> = resolved
+                .get_names()
+                .iter()
+                .map(|(n, s)| (n.fullname(None), *s))
+                .collect();
+            let mut bytes = SINGLE_OBJECT_MAGIC.to_vec();
+            bytes.extend_from_slice(&fingerprint_of(&schema));
+            sample_datum(&schema, &names, &mut bytes);
+            decode_as(contract, &bytes).unwrap_or_else(|e| {
+                panic!("a record of schemas/history/{contract}/{file}.avsc cannot be read: {e}")
+            });
+        }
+    }
+
+    #[test]
+    fn a_record_of_a_schema_no_release_had_is_a_newer_writer_not_bad_data() {
+        let newer = r#"{"type":"record","name":"CustomerKey","namespace":"woostream","fields":[{"name":"shop_id","type":"string"},{"name":"region","type":"string"}]}"#;
+        let schema = Schema::parse_str(newer).unwrap();
+        let mut bytes = SINGLE_OBJECT_MAGIC.to_vec();
+        bytes.extend_from_slice(&fingerprint_of(&schema));
+        bytes.extend_from_slice(&[2, b'a', 2, b'b']);
+        let e = Decoder::new().decode::<CustomerKey>(&bytes).unwrap_err();
+        assert!(e.is_newer_writer(), "{e}");
+        assert!(newer_writer(&anyhow::Error::new(e).context("reading")));
+        // A record that is merely broken is not one.
+        let mut broken = SINGLE_OBJECT_MAGIC.to_vec();
+        broken.extend_from_slice(&CustomerKey::schema().fingerprint);
+        broken.push(0x7f);
+        assert!(!Decoder::new()
+            .decode::<CustomerKey>(&broken)
+            .unwrap_err()
+            .is_newer_writer());
     }
 }

@@ -18,12 +18,89 @@ use tokio_util::sync::CancellationToken;
 /// Named readiness conditions; ready when there is at least one and all hold. The ops server
 /// starts before a role has registered anything, and a role that registered nothing yet is not
 /// ready: a load balancer must not route to a pod whose webhook port is not bound yet.
+///
+/// Two more things make a process unready, whatever its conditions say: a partition a role
+/// stopped reading at a record from a newer writer ([`Readiness::hold`]), and a role that has
+/// kept failing to start ([`Readiness::failing`]); the latter also fails `/healthz` once it has
+/// lasted [`STUCK_AFTER`], so that the orchestrator restarts a process that cannot recover
+/// by itself.
 #[derive(Clone, Default)]
 pub struct Readiness {
     conditions: Arc<RwLock<BTreeMap<&'static str, Arc<AtomicBool>>>>,
+    held: Arc<RwLock<BTreeMap<HeldPartition, Held>>>,
+    failing: Arc<RwLock<BTreeMap<&'static str, std::time::Instant>>>,
+}
+
+/// How long a role may keep failing to start before `/healthz` fails.
+pub const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// (role, topic, partition).
+type HeldPartition = (&'static str, String, i32);
+
+/// Why and where a partition is held.
+#[derive(Clone, Debug)]
+struct Held {
+    offset: i64,
+    reason: &'static str,
 }
 
 impl Readiness {
+    /// `role` stopped reading `topic`[`partition`] at `offset`, for `reason`: nothing past it is
+    /// read or committed, and the process is unready, until the partition is released (given
+    /// up in a rebalance) or the process restarts.
+    pub fn hold(
+        &self,
+        role: &'static str,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        reason: &'static str,
+    ) {
+        self.held.write().expect("poisoned").insert(
+            (role, topic.to_string(), partition),
+            Held { offset, reason },
+        );
+    }
+
+    /// `role` no longer owns `topic`[`partition`] (revoked): whoever owns it next holds it anew.
+    pub fn release(&self, role: &'static str, topic: &str, partition: i32) {
+        self.held
+            .write()
+            .expect("poisoned")
+            .remove(&(role, topic.to_string(), partition));
+    }
+
+    /// Whether `role` holds `topic`[`partition`].
+    pub fn is_held(&self, role: &'static str, topic: &str, partition: i32) -> bool {
+        let held = self.held.read().expect("poisoned");
+        !held.is_empty() && held.contains_key(&(role, topic.to_string(), partition))
+    }
+
+    /// `role` failed to start (or stopped on a failure it restarts from); the first of a run of
+    /// failures counts.
+    pub fn failing(&self, role: &'static str) {
+        self.failing
+            .write()
+            .expect("poisoned")
+            .entry(role)
+            .or_insert_with(std::time::Instant::now);
+    }
+
+    /// `role` runs again.
+    pub fn recovered(&self, role: &'static str) {
+        self.failing.write().expect("poisoned").remove(role);
+    }
+
+    /// Whether the process is alive in the sense that matters: no role has been failing to
+    /// start for longer than [`STUCK_AFTER`].
+    pub fn is_live(&self) -> bool {
+        self.failing
+            .read()
+            .expect("poisoned")
+            .values()
+            .all(|since| since.elapsed() < STUCK_AFTER)
+    }
+
     /// Registers a condition (initially not holding) and returns its switch.
     pub fn condition(&self, name: &'static str) -> Arc<AtomicBool> {
         self.conditions
@@ -36,16 +113,61 @@ impl Readiness {
 
     pub fn is_ready(&self) -> bool {
         let conditions = self.conditions.read().expect("poisoned");
-        !conditions.is_empty() && conditions.values().all(|c| c.load(Ordering::Relaxed))
+        !conditions.is_empty()
+            && conditions.values().all(|c| c.load(Ordering::Relaxed))
+            && self.held.read().expect("poisoned").is_empty()
+            && self.failing.read().expect("poisoned").is_empty()
     }
 
     fn report(&self) -> String {
-        let c = self.conditions.read().expect("poisoned");
-        let items: Vec<String> = c
-            .iter()
-            .map(|(k, v)| format!("\"{k}\":{}", v.load(Ordering::Relaxed)))
-            .collect();
-        format!("{{{}}}", items.join(","))
+        let mut report = serde_json::Map::new();
+        for (k, v) in self.conditions.read().expect("poisoned").iter() {
+            report.insert(k.to_string(), v.load(Ordering::Relaxed).into());
+        }
+        let held = self.held.read().expect("poisoned");
+        if !held.is_empty() {
+            let held: Vec<serde_json::Value> = held
+                .iter()
+                .map(|((role, topic, partition), h)| {
+                    serde_json::json!({"role": role, "topic": topic, "partition": partition, "offset": h.offset, "reason": h.reason})
+                })
+                .collect();
+            report.insert("held".into(), held.into());
+        }
+        let failing = self.failing.read().expect("poisoned");
+        if !failing.is_empty() {
+            let failing: serde_json::Map<String, serde_json::Value> = failing
+                .iter()
+                .map(|(role, since)| (role.to_string(), since.elapsed().as_secs().into()))
+                .collect();
+            report.insert("failing_for_secs".into(), failing.into());
+        }
+        serde_json::Value::Object(report).to_string()
+    }
+
+    /// The held partitions and failing roles as Prometheus text, for alerts.
+    fn metrics_text(&self) -> String {
+        let mut text = String::from(
+            "# HELP woostream_partitions_held Partitions a role stopped reading at a record it must not skip, by reason (newer_writer: written by a newer release; upgrade this role).\n# TYPE woostream_partitions_held gauge\n",
+        );
+        let mut counts: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
+        let held = self.held.read().expect("poisoned");
+        for ((role, topic, _), h) in held.iter() {
+            *counts.entry((role, topic.as_str(), h.reason)).or_default() += 1;
+        }
+        for ((role, topic, reason), n) in counts {
+            text.push_str(&format!(
+                "woostream_partitions_held{{role=\"{role}\",topic=\"{topic}\",reason=\"{reason}\"}} {n}\n"
+            ));
+        }
+        text.push_str("# HELP woostream_role_failing_seconds How long a role has kept failing to start (restarted in-process); /healthz fails past 600 s.\n# TYPE woostream_role_failing_seconds gauge\n");
+        for (role, since) in self.failing.read().expect("poisoned").iter() {
+            text.push_str(&format!(
+                "woostream_role_failing_seconds{{role=\"{role}\"}} {}\n",
+                since.elapsed().as_secs()
+            ));
+        }
+        text
     }
 }
 
@@ -62,7 +184,7 @@ pub fn router(registry: Registry, readiness: Readiness, guard: Guard) -> Router 
         .route_layer(axum::middleware::from_fn_with_state(guard, guarded));
     Router::new()
         .merge(metrics_route)
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(OpsState {
             registry,
@@ -150,6 +272,7 @@ async fn metrics(State(s): State<OpsState>) -> impl IntoResponse {
                 )
                 .as_bytes(),
             );
+            buf.extend_from_slice(s.readiness.metrics_text().as_bytes());
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, encoder.format_type().to_string())],
@@ -161,6 +284,17 @@ async fn metrics(State(s): State<OpsState>) -> impl IntoResponse {
             [(header::CONTENT_TYPE, "text/plain".to_string())],
             e.to_string().into_bytes(),
         ),
+    }
+}
+
+async fn healthz(State(s): State<OpsState>) -> impl IntoResponse {
+    if s.readiness.is_live() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a role has kept failing to start for more than 600 s\n",
+        )
     }
 }
 

@@ -23,6 +23,8 @@ pub enum RegistryError {
         status: u16,
         body: String,
     },
+    #[error("schemas/{contract}.avsc of this release is not registered under subject {subject}, and schema_registry.auto_register is false: register it there first (compatibility FULL_TRANSITIVE)")]
+    NotRegistered { subject: String, contract: String },
 }
 
 #[derive(Clone, Debug)]
@@ -30,6 +32,9 @@ pub struct RegistryClient {
     base: String,
     http: reqwest::Client,
     auth: Option<(String, String)>,
+    /// Register a schema the subject lacks (`schema_registry.auto_register`); otherwise only
+    /// look it up, and refuse to start without it.
+    auto_register: bool,
     registered: Arc<Mutex<HashMap<(String, &'static str), i32>>>,
 }
 
@@ -44,6 +49,18 @@ struct SchemaAnswer {
 }
 
 impl RegistryClient {
+    /// The client `[schema_registry]` describes.
+    pub fn from_config(config: &crate::config::SchemaRegistryConfig) -> RegistryClient {
+        RegistryClient {
+            auto_register: config.auto_register,
+            ..RegistryClient::new(
+                &config.url,
+                config.username.clone(),
+                config.resolved_password(),
+            )
+        }
+    }
+
     pub fn new(base: &str, username: Option<String>, password: Option<String>) -> RegistryClient {
         RegistryClient {
             base: base.trim_end_matches('/').to_string(),
@@ -52,6 +69,7 @@ impl RegistryClient {
                 .build()
                 .expect("reqwest client with default TLS"),
             auth: username.map(|u| (u, password.unwrap_or_default())),
+            auto_register: true,
             registered: Arc::default(),
         }
     }
@@ -89,8 +107,10 @@ impl RegistryClient {
         resp.json().await.map_err(http)
     }
 
-    /// Registers `schema` under `subject` (idempotent in the registry) and returns its global id.
-    /// Ids are cached per subject and schema, so start-up asks once.
+    /// Registers `schema` under `subject` (idempotent in the registry) and returns its global id;
+    /// without auto-registration, only looks it up (a registry where a pipeline or an operator
+    /// registers schemas, and writers may not). Ids are cached per subject and schema, so
+    /// start-up asks once.
     pub async fn register(
         &self,
         subject: &str,
@@ -100,13 +120,31 @@ impl RegistryClient {
         if let Some(id) = self.registered.lock().expect("poisoned").get(&cache_key) {
             return Ok(*id);
         }
-        let url = format!("{}/subjects/{}/versions", self.base, subject);
+        // POST /subjects/{s}/versions registers; POST /subjects/{s} only answers whether (and as
+        // which id) the schema is registered under the subject.
+        let url = if self.auto_register {
+            format!("{}/subjects/{}/versions", self.base, subject)
+        } else {
+            format!("{}/subjects/{}", self.base, subject)
+        };
         let body = serde_json::json!({ "schema": schema, "schemaType": "AVRO" });
         let req = self
             .request(reqwest::Method::POST, &url)
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
             .body(body.to_string());
-        let answer: IdAnswer = self.call(req, &url).await?;
+        let answer: IdAnswer = match self.call(req, &url).await {
+            Err(RegistryError::Status { status: 404, .. }) if !self.auto_register => {
+                let contract = crate::codec::SCHEMA_FILES
+                    .iter()
+                    .find(|(_, text)| *text == schema)
+                    .map_or("?", |(name, _)| name);
+                return Err(RegistryError::NotRegistered {
+                    subject: subject.to_string(),
+                    contract: contract.to_string(),
+                });
+            }
+            other => other?,
+        };
         self.registered
             .lock()
             .expect("poisoned")

@@ -71,7 +71,7 @@ pub async fn codecs(config: &Config) -> anyhow::Result<(Encoders, Decoder)> {
     let registry_client = config
         .schema_registry
         .as_ref()
-        .map(|r| RegistryClient::new(&r.url, r.username.clone(), r.resolved_password()));
+        .map(RegistryClient::from_config);
     Ok(match &registry_client {
         Some(client) => (
             Encoders::with_registry(topics, client)

@@ -359,6 +359,7 @@ pub async fn run(
                 &config,
                 &bootstrap,
                 &registry,
+                &readiness,
                 shutdown.clone(),
                 false,
             )
@@ -371,6 +372,7 @@ pub async fn run(
                 &config,
                 &bootstrap,
                 &registry,
+                &readiness,
                 shutdown.clone(),
                 false,
             )

@@ -817,6 +817,7 @@ async fn slack(command: SlackCommand) -> anyhow::Result<()> {
                 &config,
                 &role.bootstrap,
                 &role.registry,
+                &role.readiness,
                 role.shutdown.clone(),
                 config.topics.create,
             )
@@ -878,6 +879,7 @@ async fn crm(config: Config) -> anyhow::Result<()> {
         &config,
         &role.bootstrap,
         &role.registry,
+        &role.readiness,
         role.shutdown.clone(),
         config.topics.create,
     )

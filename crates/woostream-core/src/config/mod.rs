@@ -97,6 +97,15 @@ pub struct SchemaRegistryConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<crate::secret::Secret>,
+    /// Register the schemas a role writes at start-up (true), or only look them up and refuse
+    /// to start when one is missing (false: where schemas are registered by a pipeline and
+    /// writers have no right to).
+    #[serde(default = "yes")]
+    pub auto_register: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl SchemaRegistryConfig {
@@ -683,6 +692,7 @@ mod tests {
             url: "https://registry.example".into(),
             username: None,
             password: None,
+            auto_register: true,
         });
         config
             .slack

@@ -15,6 +15,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 
 pub mod connect;
 pub mod follow;
+pub mod hold;
 pub mod lag;
 pub mod reading;
 pub mod renewing;

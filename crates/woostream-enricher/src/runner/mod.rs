@@ -71,6 +71,9 @@ use crate::partition::{CustomerPartition, Output, Settings};
 use crate::products::{product_key, ProductWatch, ProductWatchSettings};
 use woostream_core::kafka::reading::{read_to_end, reader};
 
+/// The role's name where the process reports on it.
+const ROLE: &str = "enricher";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Input {
     Orders,
@@ -118,6 +121,11 @@ struct Work {
     failure: Option<anyhow::Error>,
     /// The loop ended with an error.
     stopped: bool,
+    /// Holds partitions at a newer writer's record, and says so on `/readyz`.
+    readiness: Readiness,
+    /// The partition [`Work::process`] just found a newer writer's record in, for the loop to
+    /// pause: (topic, partition, offset, why).
+    newly_held: Option<(String, i32, i64, anyhow::Error)>,
     /// Opens sealed personal fields.
     keys: woostream_core::erasure::SubjectKeys,
     /// The producer erases on `customer.deleted`: the deletion itself is left to the erasure.
@@ -291,6 +299,8 @@ async fn launch(
         resume: ResumeGuard::default(),
         failure: None,
         stopped: false,
+        readiness: readiness.clone(),
+        newly_held: None,
         keys,
         erasure_follows_deletion: config.privacy.seal_personal_data
             && config.privacy.erase_on_customer_deleted,
@@ -377,8 +387,23 @@ fn run(
                 return Err(e);
             }
             match polled {
+                // Fetched before its partition was held: left for an upgraded build.
+                Some(Ok(m)) if w.readiness.is_held(ROLE, m.topic(), m.partition()) => {}
                 Some(Ok(m)) => match w.resume.check(m.topic(), m.partition(), m.offset()) {
-                    Verdict::Process => w.process(&m)?,
+                    Verdict::Process => {
+                        w.process(&m)?;
+                        if let Some((topic, partition, offset, e)) = w.newly_held.take() {
+                            woostream_core::kafka::hold::hold(
+                                &consumer,
+                                &w.readiness,
+                                ROLE,
+                                &topic,
+                                partition,
+                                offset,
+                                &e,
+                            )?;
+                        }
+                    }
                     Verdict::Skip => {}
                     Verdict::SeekTo(offset) => {
                         tracing::info!(topic = m.topic(), partition = m.partition(), expected_before = m.offset(), seek = offset, "The broker resumed past the committed offset; reading again from further back.");

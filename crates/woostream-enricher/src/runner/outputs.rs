@@ -42,7 +42,7 @@ impl Outputs {
         let Some(r) = &config.schema_registry else {
             return Ok((Outputs::build(|_| Framing::SingleObject), Decoder::new()));
         };
-        let client = RegistryClient::new(&r.url, r.username.clone(), r.resolved_password());
+        let client = RegistryClient::from_config(r);
         let t = &config.topics;
         let subjects = [
             (t.profiles.name.as_str(), "key", CustomerKey::schema()),

@@ -63,6 +63,14 @@ impl Work {
             Err(e) if matches!(e.downcast_ref(), Some(OpenError::KeysUnavailable(_))) => {
                 return Err(e)
             }
+            // Written by a newer release: stop before it (see `woostream_core::kafka::hold`).
+            Err(e) if woostream_core::codec::newer_writer(&e) => {
+                if let Some(p) = self.positions.get_mut(topic) {
+                    p.insert(partition, offset);
+                }
+                self.newly_held = Some((topic.to_string(), partition, offset, e));
+                return Ok(());
+            }
             Err(e) => {
                 // The record stays in its topic; nothing downstream depends on it.
                 self.metrics.unreadable.with_label_values(&[topic]).inc();

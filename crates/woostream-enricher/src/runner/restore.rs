@@ -17,6 +17,8 @@ impl Work {
         }
         for e in tpl.elements() {
             self.resume.forget(e.topic(), e.partition());
+            // Whoever reads it next stops at the newer writer's record again, if it must.
+            self.readiness.release(ROLE, e.topic(), e.partition());
             match self.input(e.topic()) {
                 Some(Input::Orders) => {
                     self.customers.remove(&e.partition());
@@ -249,20 +251,24 @@ impl ConsumerContext for Rebalancer {
         let mut work = self.work.lock().expect("work lock");
         match err {
             RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let start = match work.assign(consumer, tpl) {
-                    Ok(start) => start,
+                let (start, restored) = match work.assign(consumer, tpl) {
+                    Ok(start) => (start, true),
                     Err(e) => {
                         // The loop stops on the failure; the assignment is still taken so
-                        // that the group stays consistent until then.
+                        // that the group stays consistent until then. Not ready: the state
+                        // of these partitions is not there.
                         work.failure.get_or_insert(e);
-                        tpl.clone()
+                        (tpl.clone(), false)
                     }
                 };
                 if let Err(e) = consumer.assign(&start) {
                     work.failure
                         .get_or_insert(anyhow!("assigning the partitions: {e}"));
                 }
-                work.ready.store(true, Ordering::Relaxed);
+                // A partition held at a newer writer's record and given back to this instance
+                // is read again (and held again if its record still cannot be read).
+                let _ = consumer.resume(&start);
+                work.ready.store(restored, Ordering::Relaxed);
             }
             RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 if let Err(e) = work.revoke(consumer, tpl) {

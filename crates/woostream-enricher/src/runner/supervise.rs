@@ -37,7 +37,21 @@ pub async fn start_supervised(
         loop {
             let started = Instant::now();
             let running_transactional = running.transactional;
-            let failure = match running.wait().await {
+            // A run that got its partitions and their state ends a run of failures.
+            let outcome = {
+                let wait = running.wait();
+                tokio::pin!(wait);
+                let mut check = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        r = &mut wait => break r,
+                        _ = check.tick() => if ready.load(Ordering::Relaxed) {
+                            readiness.recovered(super::ROLE);
+                        },
+                    }
+                }
+            };
+            let failure = match outcome {
                 Ok(()) => return Ok(()),
                 Err(e) if shutdown.is_cancelled() => return Err(e),
                 // Another instance took over this transactional id: starting again would
@@ -46,6 +60,9 @@ pub async fn start_supervised(
                 Err(e) => e,
             };
             ready.store(false, Ordering::Relaxed);
+            // Unready until a run restores its state; past `ops::STUCK_AFTER`, not live either:
+            // a restore that fails every time is the orchestrator's to act on.
+            readiness.failing(super::ROLE);
             // A run that lasted starts the backoff over.
             if started.elapsed() > Duration::from_secs(300) {
                 backoff.reset();

@@ -46,11 +46,7 @@ impl Owners {
     pub async fn follow(config: &Config, bootstrap: &str) -> anyhow::Result<Owners> {
         let decoder = match &config.schema_registry {
             None => Decoder::new(),
-            Some(r) => Decoder::with_registry(RegistryClient::new(
-                &r.url,
-                r.username.clone(),
-                r.resolved_password(),
-            )),
+            Some(r) => Decoder::with_registry(RegistryClient::from_config(r)),
         };
         let followed = Followed::start_async(
             &config.kafka,

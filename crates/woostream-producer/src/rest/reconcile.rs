@@ -153,7 +153,7 @@ impl AlertWriter {
                 value: Encoder::new(&Framing::SingleObject),
             });
         };
-        let client = RegistryClient::new(&r.url, r.username.clone(), r.resolved_password());
+        let client = RegistryClient::from_config(r);
         let topic = config.topics.alerts.name.as_str();
         let framings = register_subjects(
             &client,

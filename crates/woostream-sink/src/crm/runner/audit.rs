@@ -42,7 +42,7 @@ pub async fn recorder(
     let (framings, decoder) = match &config.schema_registry {
         None => (None, Decoder::new()),
         Some(r) => {
-            let client = RegistryClient::new(&r.url, r.username.clone(), r.resolved_password());
+            let client = RegistryClient::from_config(r);
             let subjects = [
                 (t.deliveries.name.as_str(), "key", String::schema()),
                 (t.deliveries.name.as_str(), "value", Delivery::schema()),

@@ -69,6 +69,7 @@ pub async fn start(
     config: &Config,
     bootstrap: &str,
     registry: &prometheus::Registry,
+    readiness: &woostream_core::ops::Readiness,
     shutdown: CancellationToken,
     create_topics: bool,
 ) -> anyhow::Result<CrmSink> {
@@ -108,11 +109,15 @@ pub async fn start(
         associated = restored.associated.len(),
         "CRM state restored from the audit topic."
     );
-    let known = Arc::new(Mutex::new(restored));
+    let restored = Restored {
+        recorder,
+        decoder,
+        known: Arc::new(Mutex::new(restored)),
+    };
     let (task, store) = if config.crm.dry_run {
         let crm = MemoryCrm::new(Store::permissive());
         let store = crm.0.clone();
-        let task = launch(config, bootstrap, crm, recorder, decoder, known, shutdown)?;
+        let task = launch(config, bootstrap, crm, restored, readiness, shutdown)?;
         (task, Some(store))
     } else {
         let token = config
@@ -121,7 +126,7 @@ pub async fn start(
             .context("crm.token (or crm.token_env) is not set")?;
         let crm = HubSpot::new(&config.crm.api_url, token)?;
         check_properties(&crm, &config.crm).await?;
-        let task = launch(config, bootstrap, crm, recorder, decoder, known, shutdown)?;
+        let task = launch(config, bootstrap, crm, restored, readiness, shutdown)?;
         (task, None)
     };
     Ok(CrmSink {
@@ -162,15 +167,26 @@ async fn check_properties<C: Crm>(crm: &C, config: &CrmConfig) -> anyhow::Result
     }
 }
 
+/// What the sink starts from: its audit trail read back, and what reads and records.
+struct Restored {
+    recorder: Recorder,
+    decoder: Decoder,
+    known: SharedKnown,
+}
+
 fn launch<C: Crm>(
     config: &Config,
     bootstrap: &str,
     crm: C,
-    recorder: Recorder,
-    decoder: Decoder,
-    known: SharedKnown,
+    restored: Restored,
+    readiness: &woostream_core::ops::Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let Restored {
+        recorder,
+        decoder,
+        known,
+    } = restored;
     let consumer: StreamConsumer =
         kafka::consumer_config(&config.kafka, bootstrap, &config.crm.group_id)
             // Changes wait in `pending` (bounded); librdkafka's own prefetch would otherwise hold
@@ -224,11 +240,16 @@ fn launch<C: Crm>(
         erasure: c.erasure,
         erased: HashSet::new(),
         erased_list,
+        readiness: readiness.clone(),
+        newly_held: None,
     };
     Ok(tokio::spawn(
         async move { l.run(&consumer, shutdown).await },
     ))
 }
+
+/// The role's name where the process reports on it.
+const ROLE: &str = "crm";
 
 struct Topics {
     orders: String,
@@ -255,6 +276,10 @@ struct Loop<C> {
     erased: HashSet<(String, String)>,
     /// Who was erased and when (with sealing on): their past never makes a contact again.
     erased_list: Option<ErasedList>,
+    /// Holds partitions at a newer writer's record, and says so on `/readyz`.
+    readiness: woostream_core::ops::Readiness,
+    /// A newer writer's record [`Loop::on_record`] just stopped at, for the loop to hold.
+    newly_held: Option<anyhow::Error>,
 }
 
 /// The erased-subject list with each shop's subject references.
@@ -296,8 +321,17 @@ impl<C: Crm> Loop<C> {
                 _ = shutdown.cancelled() => break,
                 m = consumer.recv(), if self.pending.len() < MAX_PENDING => {
                     let m = m.context("reading the CRM sink's topics")?;
+                    if self.readiness.is_held(ROLE, m.topic(), m.partition()) {
+                        // Fetched before its partition was held: left for an upgraded build.
+                        continue;
+                    }
                     match self.guard.check(m.topic(), m.partition(), m.offset()) {
-                        Verdict::Process => self.on_record(&m).await?,
+                        Verdict::Process => {
+                            self.on_record(&m).await?;
+                            if let Some(e) = self.newly_held.take() {
+                                woostream_core::kafka::hold::hold(consumer, &self.readiness, ROLE, m.topic(), m.partition(), m.offset(), &e)?;
+                            }
+                        }
                         Verdict::Skip => {}
                         Verdict::SeekTo(o) => seek_back(consumer, m.topic(), m.partition(), o)?,
                     }

@@ -99,6 +99,13 @@ impl<C: Crm> Loop<C> {
             Err(e) if matches!(e.downcast_ref(), Some(OpenError::KeysUnavailable(_))) => {
                 return Err(e)
             }
+            // Written by a newer release: not done, so nothing at or past it is committed;
+            // the loop holds the partition (see `woostream_core::kafka::hold`).
+            Err(e) if woostream_core::codec::newer_writer(&e) => {
+                self.offsets.read(topic, partition, offset, 1);
+                self.newly_held = Some(e);
+                return Ok(());
+            }
             Err(e) => {
                 self.sender_metrics().unreadable.inc();
                 tracing::warn!(topic, partition, offset, error = %e, "A record cannot be read; dead-lettering it.");

@@ -13,6 +13,13 @@ impl Loop {
         };
         let alert = match self.decoder.decode::<Alert>(payload) {
             Ok(a) => a,
+            // Written by a newer release: never done, so nothing at or past it is committed;
+            // the loop holds the partition (see `woostream_core::kafka::hold`).
+            Err(e) if e.is_newer_writer() => {
+                *p.pending.entry(offset).or_default() += 1;
+                self.newly_held = Some(e.into());
+                return Ok(());
+            }
             Err(e) => {
                 // Kept, with the reason, rather than dropped.
                 self.metrics.unreadable.inc();

@@ -64,6 +64,9 @@ impl Progress {
 
 type AlertConsumer = StreamConsumer;
 
+/// The role's name where the process reports on it.
+const ROLE: &str = "slack";
+
 struct Encoders {
     key: Encoder<String>,
     delivery: Encoder<Delivery>,
@@ -86,6 +89,7 @@ pub async fn start(
     config: &Config,
     bootstrap: &str,
     registry: &prometheus::Registry,
+    readiness: &woostream_core::ops::Readiness,
     shutdown: CancellationToken,
     create_topics: bool,
 ) -> anyhow::Result<SlackSink> {
@@ -180,6 +184,8 @@ pub async fn start(
         senders: HashMap::new(),
         guard,
         keys: crate::edge::subject_keys(config, bootstrap).await?,
+        readiness: readiness.clone(),
+        newly_held: None,
     };
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let stopping = Arc::new(AtomicBool::new(false));
@@ -230,7 +236,7 @@ async fn codecs(config: &Config) -> anyhow::Result<(Encoders, Decoder)> {
             Decoder::new(),
         ));
     };
-    let client = RegistryClient::new(&r.url, r.username.clone(), r.resolved_password());
+    let client = RegistryClient::from_config(r);
     let t = &config.topics;
     let subjects = [
         (t.deliveries.name.as_str(), "key", String::schema()),
@@ -265,6 +271,10 @@ struct Loop {
     guard: Arc<Mutex<ResumeGuard>>,
     /// Opens the customers' initials.
     keys: Option<woostream_core::erasure::SubjectKeys>,
+    /// Holds partitions at a newer writer's record, and says so on `/readyz`.
+    readiness: woostream_core::ops::Readiness,
+    /// A newer writer's alert [`Loop::on_alert`] just stopped at, for the loop to hold.
+    newly_held: Option<anyhow::Error>,
 }
 
 impl Loop {
@@ -283,9 +293,18 @@ impl Loop {
                 _ = shutdown.cancelled() => break,
                 m = consumer.recv(), if self.inflight.len() < MAX_INFLIGHT => {
                     let m = m.context("reading alerts")?;
+                    if self.readiness.is_held(ROLE, m.topic(), m.partition()) {
+                        // Fetched before its partition was held: left for an upgraded build.
+                        continue;
+                    }
                     let verdict = self.guard.lock().expect("resume guard").check(m.topic(), m.partition(), m.offset());
                     match verdict {
-                        Verdict::Process => self.on_alert(&m).await?,
+                        Verdict::Process => {
+                            self.on_alert(&m).await?;
+                            if let Some(e) = self.newly_held.take() {
+                                woostream_core::kafka::hold::hold(consumer, &self.readiness, ROLE, m.topic(), m.partition(), m.offset(), &e)?;
+                            }
+                        }
                         Verdict::Skip => {}
                         Verdict::SeekTo(o) => woostream_core::resume::seek_back(consumer, m.topic(), m.partition(), o)?,
                     }
