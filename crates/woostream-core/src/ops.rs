@@ -31,6 +31,10 @@ pub struct Readiness {
     failing: Arc<RwLock<BTreeMap<&'static str, std::time::Instant>>>,
 }
 
+/// Metrics the ops server writes itself (from [`Readiness`]).
+const PARTITIONS_HELD: &str = "woostream_partitions_held";
+const ROLE_FAILING: &str = "woostream_role_failing_seconds";
+
 /// How long a role may keep failing to start before `/healthz` fails.
 pub const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -147,8 +151,8 @@ impl Readiness {
 
     /// The held partitions and failing roles as Prometheus text, for alerts.
     fn metrics_text(&self) -> String {
-        let mut text = String::from(
-            "# HELP woostream_partitions_held Partitions a role stopped reading at a record it must not skip, by reason (newer_writer: written by a newer release; upgrade this role).\n# TYPE woostream_partitions_held gauge\n",
+        let mut text = format!(
+            "# HELP {PARTITIONS_HELD} Partitions a role stopped reading at a record it must not skip, by reason (newer_writer: written by a newer release; upgrade this role).\n# TYPE {PARTITIONS_HELD} gauge\n",
         );
         let mut counts: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
         let held = self.held.read().expect("poisoned");
@@ -157,13 +161,13 @@ impl Readiness {
         }
         for ((role, topic, reason), n) in counts {
             text.push_str(&format!(
-                "woostream_partitions_held{{role=\"{role}\",topic=\"{topic}\",reason=\"{reason}\"}} {n}\n"
+                "{PARTITIONS_HELD}{{role=\"{role}\",topic=\"{topic}\",reason=\"{reason}\"}} {n}\n"
             ));
         }
-        text.push_str("# HELP woostream_role_failing_seconds How long a role has kept failing to start (restarted in-process); /healthz fails past 600 s.\n# TYPE woostream_role_failing_seconds gauge\n");
+        text.push_str(&format!("# HELP {ROLE_FAILING} How long a role has kept failing to start (restarted in-process); /healthz fails past 600 s.\n# TYPE {ROLE_FAILING} gauge\n"));
         for (role, since) in self.failing.read().expect("poisoned").iter() {
             text.push_str(&format!(
-                "woostream_role_failing_seconds{{role=\"{role}\"}} {}\n",
+                "{ROLE_FAILING}{{role=\"{role}\"}} {}\n",
                 since.elapsed().as_secs()
             ));
         }

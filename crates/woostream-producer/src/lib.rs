@@ -41,8 +41,9 @@ pub struct Running {
     pub task: JoinHandle<anyhow::Result<()>>,
 }
 
-/// At shutdown, what was spooled goes to Kafka if the brokers answer, within `limit`: a pod
-/// that is scaled away leaves nothing behind on its volume.
+/// At shutdown, what was spooled goes to Kafka, tried again and again while `limit` lasts (the
+/// pod's termination grace): a pod scaled away during a Kafka incident holds on until the
+/// brokers return rather than leave acknowledged deliveries on a volume nobody reads.
 async fn hand_over(
     spool: &Arc<Spool>,
     producer: &kafka::RenewingProducer,
@@ -52,14 +53,17 @@ async fn hand_over(
     if spool.pending_bytes() == 0 || limit.is_zero() {
         return;
     }
-    // Tried even if the last probe found no broker: its watch has stopped with the shutdown,
-    // and a broker that just came back takes the records; one that did not fails the sends.
-    match tokio::time::timeout(limit, spool.drain_once(producer, timeout)).await {
-        Ok(Ok(records)) => tracing::info!(records, "Drained the spool into Kafka before exiting."),
-        Ok(Err(e)) => tracing::warn!(error = %e, "The spool could not be drained at shutdown."),
-        Err(_) => tracing::warn!(
+    tracing::info!(
+        pending_bytes = spool.pending_bytes(),
+        limit_secs = limit.as_secs(),
+        "Draining the spool into Kafka before exiting."
+    );
+    match spool::drain_until_empty(spool, producer, timeout, limit).await {
+        Ok(records) => tracing::info!(records, "Drained the spool into Kafka before exiting."),
+        Err(e) => tracing::warn!(
             pending_bytes = spool.pending_bytes(),
-            "The spool was not drained within producer.shutdown_drain_secs; it stays on its volume for the next start."
+            error = format!("{e:#}"),
+            "The spool was not drained within producer.shutdown_drain_secs; it stays on its volume, for the next start with this volume or `woostream spool drain`."
         ),
     }
 }
@@ -216,4 +220,56 @@ pub async fn start(
         Ok(())
     });
     Ok(Running { addr, task })
+}
+
+/// What `woostream spool drain` did.
+#[derive(Debug)]
+pub struct Drained {
+    pub records: usize,
+    pub pending_bytes_before: u64,
+}
+
+/// `woostream spool drain`: empties into Kafka a spool directory no producer runs on — the
+/// volume of a pod scaled away during a Kafka incident — waiting up to `wait` for the brokers.
+/// The directory's lock keeps it from racing a producer that does run on it. Erasure requests
+/// kept in it are carried out as the producer would.
+pub async fn drain_spool_directory(
+    config: &Config,
+    bootstrap: &str,
+    dir: &std::path::Path,
+    wait: Duration,
+) -> anyhow::Result<Drained> {
+    config.check_secrets(&["shops[", "privacy.", "schema_registry."])?;
+    let metrics = Metrics::register(&prometheus::Registry::new())?;
+    let spool = Arc::new(Spool::open(dir, config.producer.spool_max_bytes, metrics)?);
+    let pending_bytes_before = spool.pending_bytes();
+    if pending_bytes_before == 0 {
+        return Ok(Drained {
+            records: 0,
+            pending_bytes_before,
+        });
+    }
+    let started = tokio::time::Instant::now();
+    kafka::check_connection(&config.kafka, bootstrap, wait)
+        .await
+        .context("waiting for Kafka")?;
+    let producer = kafka::renewing_producer(&config.kafka, bootstrap, "spool-drain")?;
+    let sealer = personal::Sealer::start_async(config, bootstrap).await?;
+    if let Some(s) = &sealer {
+        if config.privacy.erase_on_customer_deleted {
+            spool.carry_erasures_with(Arc::new(
+                personal::Eraser::new(config, s, producer.clone()).await?,
+            ));
+        }
+    }
+    let timeout = Duration::from_millis(config.kafka.delivery_timeout_ms);
+    let left = wait.saturating_sub(started.elapsed()).max(timeout);
+    let records = spool::drain_until_empty(&spool, &producer, timeout, left).await?;
+    tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
+        .await?
+        .context("flushing the Kafka producer")?;
+    Ok(Drained {
+        records,
+        pending_bytes_before,
+    })
 }

@@ -398,6 +398,47 @@ fn read_segment(path: &Path) -> anyhow::Result<(Vec<Record>, Vec<Vec<u8>>)> {
 
 /// A segment's bytes as the spool reads them: its intact records and its damaged stretches.
 /// Public for the fuzz targets (`make fuzz`).
+/// Drains `spool` until it is empty, trying again (1 s doubling to 10 s) while `limit` lasts;
+/// how many records went to Kafka, or why the spool is not empty yet.
+pub async fn drain_until_empty(
+    spool: &Arc<Spool>,
+    producer: &RenewingProducer,
+    timeout: Duration,
+    limit: Duration,
+) -> anyhow::Result<usize> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut backoff = Policy::new(Duration::from_secs(1), Duration::from_secs(10)).backoff();
+    let mut drained = 0;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let failure = match tokio::time::timeout(left, spool.drain_once(producer, timeout)).await {
+            Ok(Ok(n)) => {
+                drained += n;
+                if spool.pending_bytes() == 0 {
+                    return Ok(drained);
+                }
+                anyhow::anyhow!("records were appended while draining")
+            }
+            Ok(Err(e)) => e,
+            Err(_) => anyhow::anyhow!("Kafka did not acknowledge within {} s", limit.as_secs()),
+        };
+        let wait = backoff.next_wait().expect("no attempt limit");
+        if tokio::time::Instant::now() + wait >= deadline {
+            return Err(failure.context(format!(
+                "{} bytes remain after {} s",
+                spool.pending_bytes(),
+                limit.as_secs()
+            )));
+        }
+        tracing::info!(
+            error = format!("{failure:#}"),
+            retry_in_ms = wait.as_millis() as u64,
+            "The spool is not drained yet."
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
 pub fn read_segment_bytes(data: &[u8]) -> (Vec<Record>, Vec<Vec<u8>>) {
     if data.starts_with(MAGIC) {
         return read_frames(data);

@@ -93,6 +93,11 @@ enum Command {
         #[command(flatten)]
         sale: SaleArgs,
     },
+    /// The producer's disk spool: drain a directory no producer runs on into Kafka.
+    Spool {
+        #[command(subcommand)]
+        command: SpoolCommand,
+    },
     /// Slack notifications: run the sink, or preview what the rules would post.
     Slack {
         #[command(subcommand)]
@@ -237,6 +242,23 @@ enum CrmCommand {
     Setup {
         #[command(flatten)]
         config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum SpoolCommand {
+    /// Send everything a spool directory holds to Kafka and empty it: for the volume of a
+    /// producer that exited before it could (scaled away during a Kafka incident). Waits for
+    /// the brokers; exits 0 once the directory is empty, 1 if it is not by the end of --wait.
+    Drain {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The spool directory (default: producer.spool_dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// How long to wait for Kafka and for its acknowledgements, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        wait: u64,
     },
 }
 
@@ -389,6 +411,33 @@ async fn run(command: Command) -> anyhow::Result<()> {
             r
         }
         Command::Slack { command } => slack(command).await,
+        Command::Spool {
+            command: SpoolCommand::Drain { config, dir, wait },
+        } => {
+            let config = config.load()?;
+            telemetry::init(&config.log);
+            let bootstrap = bootstrap(&config)?;
+            let dir = dir
+                .or_else(|| config.producer.spool_dir.clone())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--dir is not given and producer.spool_dir is not set")
+                })?;
+            let drained = woostream_producer::drain_spool_directory(
+                &config,
+                &bootstrap,
+                &dir,
+                Duration::from_secs(wait),
+            )
+            .await
+            .with_context(|| format!("draining the spool in {}", dir.display()))?;
+            println!(
+                "{}: {} record(s) ({} bytes) sent to Kafka; the spool is empty.",
+                dir.display(),
+                drained.records,
+                drained.pending_bytes_before
+            );
+            Ok(())
+        }
         Command::Crm {
             command: CrmCommand::Run { config },
         } => crm(config.load()?).await,

@@ -32,7 +32,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "woostream.config" -}}
 {{- $c := deepCopy .Values.config -}}
 {{- $_ := set $c "ops" (merge (dict "listen" "0.0.0.0:9090") ($c.ops | default dict)) -}}
-{{- $producer := merge (dict "listen" "0.0.0.0:8080" "spool_dir" "/var/lib/woostream/spool") ($c.producer | default dict) -}}
+{{- /* In a pod the spool is drained for up to 10 minutes at shutdown (a scale-in during a
+       Kafka incident holds until the brokers return), unless the configuration says otherwise;
+       the producer's termination grace follows it. */ -}}
+{{- $producer := merge (dict "listen" "0.0.0.0:8080" "spool_dir" "/var/lib/woostream/spool") ($c.producer | default dict) (dict "shutdown_drain_secs" 600) -}}
 {{- $_ := set $c "producer" $producer -}}
 {{- $c | toYaml -}}
 {{- end -}}
@@ -55,13 +58,7 @@ tolerations: {{ toYaml . | nindent 2 }}
 {{/* Container settings every role shares: image, secrets from the existing Secret, config,
      probes on the ops port, security context. */}}
 {{- define "woostream.container" -}}
-image: {{ include "woostream.image" . }}
-imagePullPolicy: {{ .Values.image.pullPolicy }}
-{{- if .Values.existingSecret }}
-envFrom:
-  - secretRef:
-      name: {{ .Values.existingSecret }}
-{{- end }}
+{{ include "woostream.containerBase" . }}
 readinessProbe:
   httpGet: { path: /readyz, port: ops }
   periodSeconds: 5
@@ -75,6 +72,18 @@ startupProbe:
   httpGet: { path: /healthz, port: ops }
   periodSeconds: 5
   failureThreshold: 60
+{{- end -}}
+
+{{/* The container settings a one-off command (a Job) shares with the roles: no ops port, so
+     no probes. */}}
+{{- define "woostream.containerBase" -}}
+image: {{ include "woostream.image" . }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+{{- if .Values.existingSecret }}
+envFrom:
+  - secretRef:
+      name: {{ .Values.existingSecret }}
+{{- end }}
 securityContext: {{ toYaml .Values.securityContext | nindent 2 }}
 {{- end -}}
 
