@@ -184,6 +184,27 @@ except Exception as e:  # noqa: BLE001
     else:
         print("refused as expected: enricher.autoscaling.maxReplicas 7 over 6 partitions")
 
+# Two sinks with one name would share offsets and audit records; a name that is not a DNS
+# label breaks object names: both refused at render time.
+for values, why in [
+    ({"slack": {"workspaces": [{"name": "sales", "slack": {}}, {"name": "sales", "slack": {}}]}}, "named twice"),
+    ({"slack": {"workspaces": [{"name": "Sales Team", "slack": {}}]}}, "lowercase letters"),
+]:
+    try:
+        render(values)
+        problems.append(f"rendered sinks that must be refused ({why}): {values}")
+    except Exception as e:  # noqa: BLE001
+        if why not in str(e):
+            problems.append(f"the refusal of {values} does not say why: {e}")
+        else:
+            print(f"refused as expected: {why}")
+# Each sink's configuration names it: its consumer group and audit records are its own.
+docs = render(yaml.safe_load((REPO / "tests/deploy/values/high-volume.yaml").read_text()))
+files = {k: yaml.safe_load(v) for d in docs if d["kind"] == "ConfigMap" for k, v in d.get("data", {}).items() if k.endswith(".yaml")}
+for filename, section, key, name in [("slack-sales.yaml", "slack", "workspace", "sales"), ("slack-support.yaml", "slack", "workspace", "support"), ("crm-hubspot.yaml", "crm", "account", "hubspot")]:
+    if files.get(filename, {}).get(section, {}).get(key) != name:
+        problems.append(f"high-volume: {filename} does not name its sink {name!r} ({section}.{key})")
+
 # Every metric the alerts and the dashboard query is one woostream defines.
 defined = set()
 for source in REPO.glob("crates/*/src/**/*.rs"):

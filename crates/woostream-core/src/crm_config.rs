@@ -59,6 +59,12 @@ pub struct CrmConfig {
     /// Run the CRM sink (in `woostream run`; `woostream crm run` always does).
     #[serde(default)]
     pub enabled: bool,
+    /// This sink's name where several CRM accounts share one Kafka: it is in the consumer group
+    /// (`woostream-crm-<account>`) and in every audit record and dead letter, so that two sinks
+    /// never share offsets or what they know of their CRM. `default` keeps the names of
+    /// earlier releases.
+    #[serde(default = "crate::records::default_identity")]
+    pub account: String,
     /// Consumer group of the CRM sink (offsets only: it reads every partition itself).
     #[serde(default = "default_group")]
     pub group_id: String,
@@ -288,6 +294,7 @@ impl Default for CrmConfig {
     fn default() -> Self {
         CrmConfig {
             enabled: false,
+            account: crate::records::default_identity(),
             group_id: default_group(),
             api_url: default_api_url(),
             token: None,
@@ -326,6 +333,32 @@ pub enum ContactErasure {
 
 fn default_group() -> String {
     "woostream-crm".into()
+}
+
+impl CrmConfig {
+    /// This sink in the audit topic: `crm`, or `crm@<account>`.
+    pub fn sink_name(&self) -> String {
+        crate::records::sink_name("crm", &self.account)
+    }
+
+    /// The consumer group this sink keeps its offsets in.
+    pub fn consumer_group(&self) -> String {
+        crate::records::consumer_group(&self.group_id, &default_group(), &self.account)
+    }
+
+    /// See [`crate::slack_config::SlackConfig::earlier_group`].
+    pub fn earlier_group(&self) -> Option<String> {
+        (self.consumer_group() != self.group_id).then(|| self.group_id.clone())
+    }
+
+    /// What this account's dead-letter ids start with (nothing for the default account).
+    pub fn dead_letter_prefix(&self) -> String {
+        if self.account == crate::records::DEFAULT_IDENTITY {
+            String::new()
+        } else {
+            format!("{}@", self.account)
+        }
+    }
 }
 fn default_api_url() -> String {
     "https://api.hubapi.com".into()

@@ -31,6 +31,42 @@ impl DeliveryOutcome {
     }
 }
 
+/// The identity of a sink that is the only one of its kind (and of every sink of earlier
+/// releases): its names carry no suffix.
+pub const DEFAULT_IDENTITY: &str = "default";
+
+pub fn default_identity() -> String {
+    DEFAULT_IDENTITY.into()
+}
+
+/// A sink's name in the audit topic: `kind`, or `kind@identity` for a named one.
+pub fn sink_name(kind: &str, identity: &str) -> String {
+    if identity == DEFAULT_IDENTITY {
+        kind.into()
+    } else {
+        format!("{kind}@{identity}")
+    }
+}
+
+/// A named sink's consumer group: the default group with `-identity` added; a group set in the
+/// configuration is taken as it is.
+pub fn consumer_group(configured: &str, default: &str, identity: &str) -> String {
+    if identity == DEFAULT_IDENTITY || configured != default {
+        configured.into()
+    } else {
+        format!("{configured}-{identity}")
+    }
+}
+
+/// Whether `name` can name a sink (it goes into group ids, audit records and object names).
+pub fn is_identity(name: &str) -> bool {
+    (1..=40).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+}
+
 /// One record of the delivery audit topic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {
@@ -51,6 +87,13 @@ pub struct Delivery {
     pub latency_ms: i64,
     #[serde(with = "ts_millis")]
     pub delivered_at: DateTime<Utc>,
+}
+
+impl Delivery {
+    /// The kind of sink that wrote it (`slack`, `crm`, `shop`), whatever its identity.
+    pub fn sink_kind(&self) -> &str {
+        self.sink.split('@').next().unwrap_or_default()
+    }
 }
 
 /// One request that carried a CRM change.

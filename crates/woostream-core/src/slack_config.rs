@@ -12,7 +12,13 @@ use crate::secret::Secret;
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
-    /// Consumer group of the Slack sink.
+    /// This sink's name where several Slack workspaces share one Kafka: it is in the consumer
+    /// group (`woostream-slack-<workspace>`) and in every audit record, so that two sinks never
+    /// share offsets, deliveries or threads. `default` keeps the names of earlier releases.
+    #[serde(default = "crate::records::default_identity")]
+    pub workspace: String,
+    /// Consumer group of the Slack sink (with a named workspace, `-<workspace>` is added to the
+    /// default).
     #[serde(default = "default_group")]
     pub group_id: String,
     /// Base URL of Slack's Web API (a test server in tests).
@@ -69,6 +75,7 @@ impl fmt::Debug for SlackConfig {
     // The token never reaches logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SlackConfig")
+            .field("workspace", &self.workspace)
             .field("group_id", &self.group_id)
             .field("api_url", &self.api_url)
             .field("token", &self.token)
@@ -83,6 +90,7 @@ impl fmt::Debug for SlackConfig {
 impl Default for SlackConfig {
     fn default() -> Self {
         SlackConfig {
+            workspace: crate::records::default_identity(),
             group_id: default_group(),
             api_url: default_api_url(),
             token: None,
@@ -253,6 +261,24 @@ pub struct SlackTemplate {
 
 fn default_group() -> String {
     "woostream-slack".into()
+}
+
+impl SlackConfig {
+    /// This sink in the audit topic: `slack`, or `slack@<workspace>`.
+    pub fn sink_name(&self) -> String {
+        crate::records::sink_name("slack", &self.workspace)
+    }
+
+    /// The consumer group this sink keeps its offsets in.
+    pub fn consumer_group(&self) -> String {
+        crate::records::consumer_group(&self.group_id, &default_group(), &self.workspace)
+    }
+
+    /// The group an unnamed sink of an earlier release kept its offsets in, where this sink
+    /// starts from when it has none of its own (a named workspace, upgraded).
+    pub fn earlier_group(&self) -> Option<String> {
+        (self.consumer_group() != self.group_id).then(|| self.group_id.clone())
+    }
 }
 fn default_api_url() -> String {
     "https://slack.com/api".into()

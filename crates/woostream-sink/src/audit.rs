@@ -100,12 +100,13 @@ pub async fn fold_each<T: Contract + Send + 'static, S: Send + 'static>(
     .await?
 }
 
-/// Folds the audit records of `sink` ("slack", "crm") written before now into `state`.
+/// Folds the audit records written before now by any of `sinks` (a sink's name: `slack`,
+/// `crm@eu-hubspot`) into `state`.
 pub async fn fold_audit<S: Send + 'static>(
     config: &Config,
     bootstrap: &str,
     decoder: &Decoder,
-    sink: &'static str,
+    sinks: Vec<String>,
     purpose: &str,
     state: S,
     mut f: impl FnMut(&mut S, &Delivery) + Send + 'static,
@@ -120,7 +121,7 @@ pub async fn fold_audit<S: Send + 'static>(
         state,
         move |s, d| {
             if let Ok(d) = d {
-                if d.sink == sink {
+                if sinks.contains(&d.sink) {
                     f(s, &d);
                 }
             }

@@ -13,11 +13,14 @@ use woostream_core::kafka::RenewingProducer;
 use woostream_core::resume::ResumeGuard;
 
 /// Assigns every partition of `topics` at the group's committed offsets (from the beginning
-/// where there are none), telling `guard` where each resume must land.
+/// where there are none), telling `guard` where each resume must land. A partition the group
+/// has no offset for starts where `earlier_group` (the group this sink used before it was
+/// named) got to: naming a sink on an upgrade does not send everything again.
 pub fn assign_all(
     consumer: &StreamConsumer,
     topics: &[&str],
     guard: &mut ResumeGuard,
+    earlier_group: Option<(&woostream_core::config::KafkaConfig, &str, &str)>,
 ) -> anyhow::Result<()> {
     let mut all = TopicPartitionList::new();
     for topic in topics {
@@ -35,11 +38,49 @@ pub fn assign_all(
         }
     }
     let committed = consumer
-        .committed_offsets(all, Duration::from_secs(30))
+        .committed_offsets(all.clone(), Duration::from_secs(30))
         .context("reading the sink's committed offsets")?;
+    let earlier: HashMap<(String, i32), Offset> = match earlier_group {
+        Some((kafka, bootstrap, group))
+            if committed
+                .elements()
+                .iter()
+                .all(|e| !matches!(e.offset(), Offset::Offset(o) if o > 0)) =>
+        {
+            let before: StreamConsumer =
+                woostream_core::kafka::consumer_config(kafka, bootstrap, group)
+                    .create()
+                    .context("creating a consumer of the sink's earlier group")?;
+            let offsets = before
+                .committed_offsets(all, Duration::from_secs(30))
+                .context("reading the offsets of the sink's earlier group")?;
+            let found: HashMap<(String, i32), Offset> = offsets
+                .elements()
+                .iter()
+                .map(|e| ((e.topic().to_string(), e.partition()), e.offset()))
+                .collect();
+            if found
+                .values()
+                .any(|o| matches!(o, Offset::Offset(n) if *n > 0))
+            {
+                tracing::info!(group, "This sink has no offsets of its own yet: starting where its earlier, unnamed group got to.");
+            }
+            found
+        }
+        _ => HashMap::new(),
+    };
     let mut start = TopicPartitionList::new();
     for e in committed.elements() {
-        let offset = match e.offset() {
+        let own = e.offset();
+        let from_earlier = earlier
+            .get(&(e.topic().to_string(), e.partition()))
+            .copied();
+        let offset = match (own, from_earlier) {
+            (Offset::Offset(o), _) if o > 0 => Offset::Offset(o),
+            (_, Some(o)) => o,
+            (o, None) => o,
+        };
+        let offset = match offset {
             Offset::Offset(o) if o > 0 => {
                 guard.expect(e.topic(), e.partition(), o);
                 Offset::Offset(o)

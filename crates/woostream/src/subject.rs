@@ -301,7 +301,7 @@ pub fn document(person: &Person, held: &Held) -> Value {
     let mut crm_deals = BTreeMap::new();
     let mut slack = Vec::new();
     for d in &held.deliveries {
-        match (d.sink.as_str(), d.destination.as_str(), &d.message_ts) {
+        match (d.sink_kind(), d.destination.as_str(), &d.message_ts) {
             ("crm", "contacts", Some(id)) => {
                 crm_contacts.insert(id.clone());
             }
@@ -460,13 +460,13 @@ pub async fn held(config: &Config, bootstrap: &str, person: &Person) -> anyhow::
                 let Some(d) = v.filter(|d| d.shop_id == shop) else {
                     return;
                 };
-                let theirs = (d.sink == "crm"
+                let theirs = (d.sink_kind() == "crm"
                     && d.destination == "contacts"
                     && wanted.contains(&d.alert_id))
-                    || (d.sink == "crm"
+                    || (d.sink_kind() == "crm"
                         && d.destination == "deals"
                         && d.order_id.is_some_and(|o| ids.contains(&o)))
-                    || (d.sink == "slack" && alert_ids.contains(&d.alert_id));
+                    || (d.sink_kind() == "slack" && alert_ids.contains(&d.alert_id));
                 if theirs {
                     sink.lock().expect("deliveries").push(d);
                 }

@@ -392,6 +392,17 @@ impl Config {
 
     /// Checks what types alone cannot; returns the offending key and what was expected.
     fn validate(&self) -> Result<(), (String, String)> {
+        for (key, name) in [
+            ("slack.workspace", &self.slack.workspace),
+            ("crm.account", &self.crm.account),
+        ] {
+            if !crate::records::is_identity(name) {
+                return Err((
+                    key.into(),
+                    "expected a name of lowercase letters, digits and '-' (at most 40): it goes into consumer groups and audit records".into(),
+                ));
+            }
+        }
         let mut ids = std::collections::HashSet::new();
         let mut sources = std::collections::HashSet::new();
         let mut secrets = std::collections::HashSet::new();

@@ -88,7 +88,18 @@ pub fn status_table(receipts: &[Delivery], only: Option<&str>) -> String {
             "erasure {id} (shop {shop}, requested {})\n",
             at.format("%Y-%m-%d %H:%M:%S UTC")
         ));
-        let mut roles: Vec<&str> = ROLES.to_vec();
+        // A kind every sink of which is named is confirmed by its named sinks.
+        let mut roles: Vec<&str> = ROLES
+            .iter()
+            .copied()
+            .filter(|role| {
+                !rs.iter().any(|r| {
+                    r.sink
+                        .split_once('@')
+                        .is_some_and(|(kind, _)| kind == *role)
+                })
+            })
+            .collect();
         for r in rs {
             if !roles.contains(&r.sink.as_str()) {
                 roles.push(&r.sink);

@@ -20,8 +20,10 @@ pub type OwnerMap = HashMap<String, (String, String)>;
 
 /// Folds one audit record in: a contact the CRM sink wrote belongs to the customer it wrote it
 /// for; a contact it erased belongs to no one.
-pub fn owner_seen(owners: &mut OwnerMap, d: &Delivery) {
-    if d.sink != "crm" || d.destination != "contacts" {
+/// Only the records of `sink`, this account's CRM sink, count: another account's contact ids
+/// are another CRM's.
+pub fn owner_seen(owners: &mut OwnerMap, d: &Delivery, sink: &str) {
+    if d.sink != sink || d.destination != "contacts" {
         return;
     }
     let Some(contact) = &d.message_ts else { return };
@@ -48,6 +50,7 @@ impl Owners {
             None => Decoder::new(),
             Some(r) => Decoder::with_registry(RegistryClient::from_config(r)),
         };
+        let sink = config.crm.sink_name();
         let followed = Followed::start_async(
             &config.kafka,
             bootstrap,
@@ -56,7 +59,7 @@ impl Owners {
             OwnerMap::new(),
             move |owners, m| {
                 if let Some(Ok(d)) = m.payload().map(|v| decoder.decode::<Delivery>(v)) {
-                    owner_seen(owners, &d);
+                    owner_seen(owners, &d, &sink);
                 }
             },
         )
@@ -116,19 +119,22 @@ mod tests {
         owner_seen(
             &mut owners,
             &delivery(DeliveryOutcome::Posted, "42", "1001"),
+            "crm",
         );
         owner_seen(
             &mut owners,
             &delivery(DeliveryOutcome::DeadLettered, "9", "1002"),
+            "crm",
         );
         let mut slack = delivery(DeliveryOutcome::Posted, "9", "1003");
         slack.sink = "slack".into();
-        owner_seen(&mut owners, &slack);
+        owner_seen(&mut owners, &slack, "crm");
         assert_eq!(owners.get("1001"), Some(&("eu".into(), "42".into())));
         assert_eq!(owners.len(), 1, "only contacts the CRM sink wrote");
         owner_seen(
             &mut owners,
             &delivery(DeliveryOutcome::Erased, "er-1", "1001"),
+            "crm",
         );
         assert!(owners.is_empty());
     }

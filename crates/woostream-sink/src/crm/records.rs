@@ -79,6 +79,10 @@ pub fn cipher(config: &Config) -> Option<ChaCha20Poly1305> {
 }
 
 pub struct Recorder {
+    /// This sink in the audit topic (`crm`, `crm@<account>`).
+    pub sink: String,
+    /// What this account's dead-letter ids start with (see `CrmConfig::dead_letter_prefix`).
+    pub dead_letter_prefix: String,
     pub producer: Arc<RenewingProducer>,
     pub deliveries_topic: String,
     pub dead_letter_topic: String,
@@ -125,7 +129,7 @@ impl Recorder {
         }
         let record = Delivery {
             delivery_id: delivery_id.clone(),
-            sink: "crm".into(),
+            sink: self.sink.clone(),
             destination: destination.into(),
             alert_id: subject,
             kind: kind.into(),
@@ -233,7 +237,10 @@ impl Recorder {
         self.dead_letter(
             &mut out,
             &item,
-            format!("contact_erasure:{shop_id}:{customer}:{erasure_id}"),
+            format!(
+                "{}contact_erasure:{shop_id}:{customer}:{erasure_id}",
+                self.dead_letter_prefix
+            ),
             "contact_erasure",
             (shop_id, customer, None),
             refusal,
@@ -269,14 +276,14 @@ impl Recorder {
                 None,
                 &c.correlation_id,
                 outcome,
-                format!("crm:{}", contact_dead_letter_id(c)),
+                format!("{}:{}", self.sink, contact_dead_letter_id(c)),
             )?;
             if let Outcome::Refused(r) = outcome {
                 let original = Original::Contact {
                     contact: Box::new(c.clone()),
                 };
                 let who = (c.shop_id.as_str(), c.customer.as_str(), None);
-                let id = contact_dead_letter_id(c);
+                let id = format!("{}{}", self.dead_letter_prefix, contact_dead_letter_id(c));
                 self.dead_letter(
                     &mut out,
                     item,
@@ -299,7 +306,7 @@ impl Recorder {
                 Some(d.order_id),
                 &d.correlation_id,
                 outcome,
-                format!("crm:{}", deal_dead_letter_id(d)),
+                format!("{}:{}", self.sink, deal_dead_letter_id(d)),
             )?;
             if let Outcome::Refused(r) = outcome {
                 let original = Original::Deal {
@@ -307,7 +314,7 @@ impl Recorder {
                     contact: contact.clone().map(Box::new),
                 };
                 let who = (d.shop_id.as_str(), d.customer.as_str(), Some(d.order_id));
-                let id = deal_dead_letter_id(d);
+                let id = format!("{}{}", self.dead_letter_prefix, deal_dead_letter_id(d));
                 self.dead_letter(
                     &mut out,
                     item,
@@ -328,7 +335,7 @@ impl Recorder {
                     Some(d.order_id),
                     &d.correlation_id,
                     outcome,
-                    format!("crm:association:{}:{}", d.shop_id, d.order_id),
+                    format!("{}:association:{}:{}", self.sink, d.shop_id, d.order_id),
                 )?;
             }
         }
@@ -337,10 +344,10 @@ impl Recorder {
 
     /// Marks a dead letter done: replayed, or `superseded` (the CRM has a newer state).
     pub async fn replayed(&self, dl: &CrmDeadLetter, superseded: bool) -> anyhow::Result<()> {
-        let id = format!("crm:replay:{}", dl.dead_letter_id);
+        let id = format!("{}:replay:{}", self.sink, dl.dead_letter_id);
         let record = Delivery {
             delivery_id: id.clone(),
-            sink: "crm".into(),
+            sink: self.sink.clone(),
             destination: "replay".into(),
             alert_id: dl.dead_letter_id.clone(),
             kind: dl.object.clone(),

@@ -222,7 +222,7 @@ pub async fn replay(
         config,
         bootstrap,
         &decoder,
-        "crm",
+        vec![config.crm.sink_name()],
         "crm-replay",
         (Known::default(), HashMap::new()),
         |(known, replayed), d| {
@@ -234,6 +234,12 @@ pub async fn replay(
     )
     .await?;
     let known = Arc::new(Mutex::new(known));
+    // Only this account's dead letters: another account's are for its own sink to replay.
+    let prefix = config.crm.dead_letter_prefix();
+    let mine = move |dl: &CrmDeadLetter| match dl.dead_letter_id.split_once('@') {
+        Some((account, _)) => format!("{account}@") == prefix,
+        None => prefix.is_empty(),
+    };
     let (records, unreadable) = fold_each(
         config,
         bootstrap,
@@ -241,8 +247,9 @@ pub async fn replay(
         &config.topics.crm_dead_letter.name,
         "crm-replay-read",
         (Vec::new(), 0usize),
-        |(records, unreadable), dl| match dl {
-            Ok(dl) => records.push(dl),
+        move |(records, unreadable), dl| match dl {
+            Ok(dl) if mine(&dl) => records.push(dl),
+            Ok(_) => {}
             Err(_) => *unreadable += 1,
         },
     )
@@ -318,7 +325,7 @@ pub async fn replay(
                 let receipt = woostream_core::erasure::receipt::Receipt {
                     erasure_id,
                     shop_id: &dl.shop_id,
-                    role: "crm",
+                    role: &recorder.sink,
                     destination: "contacts".into(),
                     done: format!("{done} (replayed)"),
                     object_id: Some(contact_id.clone()),

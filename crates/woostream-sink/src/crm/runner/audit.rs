@@ -4,7 +4,7 @@ use super::*;
 
 /// What the audit topic says the CRM has.
 pub fn apply_audit(known: &mut Known, d: &Delivery) {
-    if d.sink != "crm" || d.outcome != DeliveryOutcome::Posted {
+    if d.outcome != DeliveryOutcome::Posted {
         return;
     }
     // The id's last part is the version of the contact or deal.
@@ -66,6 +66,8 @@ pub async fn recorder(
     };
     Ok((
         Recorder {
+            sink: config.crm.sink_name(),
+            dead_letter_prefix: config.crm.dead_letter_prefix(),
             producer: kafka::renewing_producer(&config.kafka, bootstrap, "crm")?,
             deliveries_topic: t.deliveries.name.clone(),
             dead_letter_topic: t.crm_dead_letter.name.clone(),

@@ -102,7 +102,7 @@ impl<C: Crm> Loop<C> {
         let receipt = Receipt {
             erasure_id,
             shop_id: &shop,
-            role: "crm",
+            role: &self.recorder.sink,
             destination: "contacts".into(),
             done: format!("{done}; {dropped} waiting changes dropped"),
             object_id: contact,

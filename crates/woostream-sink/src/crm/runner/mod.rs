@@ -86,7 +86,7 @@ pub async fn start(
     kafka::lag::watch(
         &config.kafka,
         bootstrap,
-        &config.crm.group_id,
+        &config.crm.consumer_group(),
         [&t.orders, &t.customers, &t.profiles]
             .map(|t| t.name.clone())
             .to_vec(),
@@ -98,7 +98,7 @@ pub async fn start(
         config,
         bootstrap,
         &decoder,
-        "crm",
+        vec![config.crm.sink_name()],
         "crm-restore",
         Known::default(),
         apply_audit,
@@ -188,7 +188,7 @@ fn launch<C: Crm>(
         known,
     } = restored;
     let consumer: StreamConsumer =
-        kafka::consumer_config(&config.kafka, bootstrap, &config.crm.group_id)
+        kafka::consumer_config(&config.kafka, bootstrap, &config.crm.consumer_group())
             // Changes wait in `pending` (bounded); librdkafka's own prefetch would otherwise hold
             // up to 64 MiB and 100,000 records more of a backlog.
             .set("queued.max.messages.kbytes", "16384")
@@ -202,10 +202,12 @@ fn launch<C: Crm>(
         profiles: t.profiles.name.clone(),
     };
     let mut guard = ResumeGuard::default();
+    let earlier = config.crm.earlier_group();
     assign_all(
         &consumer,
         &[&topics.orders, &topics.customers, &topics.profiles],
         &mut guard,
+        earlier.as_deref().map(|g| (&config.kafka, bootstrap, g)),
     )?;
     let c = &config.crm;
     let erased_list = match &recorder.keys {

@@ -63,7 +63,7 @@ impl Loop {
         let routes = self.rules.route(&alert, Utc::now());
         let mut queued = 0;
         for route in routes {
-            let id = delivery_id(&route.channel, &alert.alert_id);
+            let id = delivery_id(&self.sink, &route.channel, &alert.alert_id);
             if self.delivered.contains(&id) || self.inflight.contains(&id) {
                 self.metrics
                     .alerts

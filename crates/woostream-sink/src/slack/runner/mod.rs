@@ -107,7 +107,7 @@ pub async fn start(
     kafka::lag::watch(
         &config.kafka,
         bootstrap,
-        &slack.group_id,
+        &slack.consumer_group(),
         vec![config.topics.alerts.name.clone()],
         registry,
         shutdown.clone(),
@@ -130,13 +130,20 @@ pub async fn start(
             tracing::warn!(error = ?e, "Slack cannot check the bot token now; starting anyway.")
         }
     }
+    // A named workspace upgraded from an earlier release also takes what the unnamed sink
+    // delivered to its channels: nothing is posted twice for the rename.
+    let sink = slack.sink_name();
+    let mut sinks = vec![sink.clone()];
+    if sink != "slack" {
+        sinks.push("slack".into());
+    }
     let restored = fold_audit(
         config,
         bootstrap,
         &decoder,
-        "slack",
+        sinks,
         "slack-restore",
-        Restored::default(),
+        Restored::for_sink(&sink, slack.channels.iter().map(|c| c.name.clone())),
         |restored, d| restored.apply(d),
     )
     .await?;
@@ -162,12 +169,19 @@ pub async fn start(
     // One Slack sink per workspace: Slack's limits are per channel and per workspace, so a
     // second poster would break them. It therefore takes every partition itself (no group
     // rebalances to wait for, no dead members to expire) and keeps its offsets in the group.
-    let consumer: AlertConsumer = kafka::consumer_config(&config.kafka, bootstrap, &slack.group_id)
-        .create()
-        .context("creating the Slack sink consumer")?;
+    let consumer: AlertConsumer =
+        kafka::consumer_config(&config.kafka, bootstrap, &slack.consumer_group())
+            .create()
+            .context("creating the Slack sink consumer")?;
     let mut guard = ResumeGuard::default();
     let alerts_topic = config.topics.alerts.name.clone();
-    crate::edge::assign_all(&consumer, &[&alerts_topic], &mut guard)?;
+    let earlier = slack.earlier_group();
+    crate::edge::assign_all(
+        &consumer,
+        &[&alerts_topic],
+        &mut guard,
+        earlier.as_deref().map(|g| (&config.kafka, bootstrap, g)),
+    )?;
     let guard = Arc::new(Mutex::new(guard));
     let producer = kafka::renewing_producer(&config.kafka, bootstrap, "slack")?;
     let mut restored = restored;
@@ -185,6 +199,7 @@ pub async fn start(
         guard,
         keys: crate::edge::subject_keys(config, bootstrap).await?,
         readiness: readiness.clone(),
+        sink: slack.sink_name(),
         newly_held: None,
     };
     let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -273,6 +288,8 @@ struct Loop {
     keys: Option<woostream_core::erasure::SubjectKeys>,
     /// Holds partitions at a newer writer's record, and says so on `/readyz`.
     readiness: woostream_core::ops::Readiness,
+    /// This sink in the audit topic (`slack`, `slack@<workspace>`).
+    sink: String,
     /// A newer writer's alert [`Loop::on_alert`] just stopped at, for the loop to hold.
     newly_held: Option<anyhow::Error>,
 }

@@ -7,7 +7,7 @@ impl Loop {
         self.record(&d).await?;
         for (alert, ticket, _) in &d.alerts {
             self.inflight
-                .remove(&delivery_id(&d.channel, &alert.alert_id));
+                .remove(&delivery_id(&self.sink, &d.channel, &alert.alert_id));
             if let Some(p) = self.progress.get_mut(&ticket.partition) {
                 if let Some(n) = p.pending.get_mut(&ticket.offset) {
                     *n -= 1;
@@ -29,7 +29,7 @@ impl Loop {
                 let receipt = Receipt {
                     erasure_id: &e.erasure_id,
                     shop_id: &alert.shop_id,
-                    role: "slack",
+                    role: &self.sink,
                     destination: d.channel.clone(),
                     done: d.reason.clone().unwrap_or_default(),
                     object_id: None,
@@ -47,10 +47,10 @@ impl Loop {
                 });
                 continue;
             }
-            let id = delivery_id(&d.channel, &alert.alert_id);
+            let id = delivery_id(&self.sink, &d.channel, &alert.alert_id);
             let record = Delivery {
                 delivery_id: id.clone(),
-                sink: "slack".into(),
+                sink: self.sink.clone(),
                 destination: d.channel.clone(),
                 alert_id: alert.alert_id.clone(),
                 kind: alert.kind.as_str().into(),
