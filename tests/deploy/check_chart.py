@@ -173,6 +173,12 @@ for path in sorted((REPO / "tests/deploy/values").glob("*.yaml")):
         config = yaml.safe_load(shared["data"]["woostream.yaml"])
         if "schema_registry" not in config:
             problems.append("high-volume: the platform values do not use the registry framing")
+        # KEDA reads the lag of the group and topics woostream uses: in the namespace.
+        scaled = next(d for d in docs if d["kind"] == "ScaledObject")
+        for t in scaled["spec"]["triggers"]:
+            m = t["metadata"]
+            if m["consumerGroup"] != "shop-prod.woostream-enricher" or not m["topic"].startswith("shop-prod.woo."):
+                problems.append(f"high-volume: KEDA reads {m['consumerGroup']} on {m['topic']}, not the namespaced group and topic")
 
 # An enricher allowed more pods than partitions would leave the extra pods idle: refused.
 try:

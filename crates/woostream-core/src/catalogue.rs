@@ -153,7 +153,10 @@ async fn follow(
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let (marker_config, marker_bootstrap) = (kafka_config.clone(), bootstrap.to_string());
     let consumer: BaseConsumer = kafka::client_config(kafka_config, bootstrap)
-        .set("group.id", format!("woostream-{role}-catalogue"))
+        .set(
+            "group.id",
+            kafka_config.namespaced(&format!("woostream-{role}-catalogue")),
+        )
         .set("enable.auto.commit", "false")
         .create()
         .context("creating the product catalogue consumer")?;

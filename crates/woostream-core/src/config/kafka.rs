@@ -31,6 +31,22 @@ pub struct KafkaConfig {
     /// Passed to librdkafka last, e.g. `"socket.keepalive.enable" = "true"`. Settings woostream
     /// relies on (acks, idempotence, partitioner) cannot be overridden here.
     pub options: BTreeMap<String, String>,
+    /// A prefix for every topic, consumer group and transactional id of this installation
+    /// (`<namespace>.woo.orders`), so that two installations (staging and production) share
+    /// one Kafka without seeing anything of each other.
+    pub namespace: Option<String>,
+}
+
+impl KafkaConfig {
+    /// `name` in this installation's namespace: `<namespace>.<name>`, prefixed once.
+    pub fn namespaced(&self, name: &str) -> String {
+        match &self.namespace {
+            Some(ns) if !(name.starts_with(ns.as_str()) && name[ns.len()..].starts_with('.')) => {
+                format!("{ns}.{name}")
+            }
+            _ => name.to_string(),
+        }
+    }
 }
 
 /// `[kafka.security]`: the credentials come from the file, the environment or a file of their
@@ -177,6 +193,7 @@ impl Default for KafkaConfig {
             max_message_bytes: 5 * 1024 * 1024,
             security: KafkaSecurity::default(),
             options: BTreeMap::new(),
+            namespace: None,
         }
     }
 }
@@ -309,6 +326,32 @@ impl Default for TopicsConfig {
 
 impl TopicsConfig {
     /// Every topic with the configuration key it came from.
+    /// Every topic's name, to change them all (the namespace).
+    pub fn names_mut(&mut self) -> [&mut String; 20] {
+        [
+            &mut self.orders.name,
+            &mut self.products.name,
+            &mut self.customers.name,
+            &mut self.coupons.name,
+            &mut self.reviews.name,
+            &mut self.actions.name,
+            &mut self.ingest_dead_letter.name,
+            &mut self.profiles.name,
+            &mut self.alerts.name,
+            &mut self.models.name,
+            &mut self.deliveries.name,
+            &mut self.slack_dead_letter.name,
+            &mut self.crm_dead_letter.name,
+            &mut self.transactions_probe.name,
+            &mut self.checkpoints.name,
+            &mut self.subject_keys.name,
+            &mut self.crm_changes.name,
+            &mut self.shop_dead_letter.name,
+            &mut self.backtests.name,
+            &mut self.erased_subjects.name,
+        ]
+    }
+
     pub fn all(&self) -> [(&'static str, &TopicConfig); 20] {
         [
             ("orders", &self.orders),

@@ -247,7 +247,7 @@ impl Config {
                 }
             })?,
         };
-        let config = apply_env_overrides(parsed, env)?;
+        let mut config = apply_env_overrides(parsed, env)?;
         config.validate().map_err(|(key, message)| ConfigError {
             origin: origin.into(),
             line: locate_key(format, text, &key),
@@ -255,7 +255,24 @@ impl Config {
             key: Some(key),
             message,
         })?;
+        config.apply_namespace();
         Ok(config)
+    }
+
+    /// Puts every topic and consumer group into `kafka.namespace` (once: a configuration
+    /// printed by `check-config` reads back the same).
+    pub fn apply_namespace(&mut self) {
+        if self.kafka.namespace.is_none() {
+            return;
+        }
+        let kafka = self.kafka.clone();
+        for name in self.topics.names_mut() {
+            *name = kafka.namespaced(name);
+        }
+        self.enricher.group_id = kafka.namespaced(&self.enricher.group_id);
+        self.slack.group_id = kafka.namespaced(&self.slack.consumer_group());
+        self.crm.group_id = kafka.namespaced(&self.crm.consumer_group());
+        self.crm.inbound.group_id = kafka.namespaced(&self.crm.inbound.group_id);
     }
 
     /// The configuration as `check-config` prints it: every credential hidden (values written
@@ -392,6 +409,19 @@ impl Config {
 
     /// Checks what types alone cannot; returns the offending key and what was expected.
     fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(ns) = &self.kafka.namespace {
+            if ns.is_empty()
+                || ns.len() > 100
+                || !ns
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+            {
+                return Err((
+                    "kafka.namespace".into(),
+                    "expected a name of letters, digits, '-' or '_' (at most 100), e.g. \"staging\": it prefixes every topic and group".into(),
+                ));
+            }
+        }
         for (key, name) in [
             ("slack.workspace", &self.slack.workspace),
             ("crm.account", &self.crm.account),
@@ -658,6 +688,42 @@ pub fn normalise_source(source: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_namespace_prefixes_every_topic_and_group_once_and_reads_back_the_same() {
+        let text = "[kafka]\nnamespace = \"staging\"\n[topics.orders]\nname = \"shop.orders\"\n[slack]\nworkspace = \"sales\"\n";
+        let c = Config::from_text("w.toml", text, Vec::<(String, String)>::new()).unwrap();
+        assert!(c
+            .topics
+            .all()
+            .iter()
+            .all(|(_, t)| t.name.starts_with("staging.")));
+        assert_eq!(c.topics.orders.name, "staging.shop.orders");
+        assert_eq!(c.enricher.group_id, "staging.woostream-enricher");
+        assert_eq!(c.slack.consumer_group(), "staging.woostream-slack-sales");
+        assert_eq!(c.crm.consumer_group(), "staging.woostream-crm");
+        assert_eq!(c.crm.inbound.group_id, "staging.woostream-shop-writer");
+        assert_eq!(c.slack.earlier_group(), None);
+        // Printed by check-config and read again: nothing is prefixed twice.
+        let again = Config::from_text(
+            "w.toml",
+            &c.to_text("w.toml").unwrap(),
+            Vec::<(String, String)>::new(),
+        )
+        .unwrap();
+        let names = |c: &Config| c.topics.all().map(|(_, t)| t.name.clone());
+        assert_eq!(names(&again), names(&c));
+        assert_eq!(again.slack.consumer_group(), c.slack.consumer_group());
+        // Not a name a topic can start with.
+        let e = Config::from_text(
+            "w.toml",
+            "[kafka]\nnamespace = \"a b\"\n",
+            Vec::<(String, String)>::new(),
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("kafka.namespace"));
+        assert_eq!(e.line, Some(2));
+    }
 
     #[test]
     fn two_shops_may_not_share_a_webhook_secret() {

@@ -51,7 +51,7 @@ pub fn watch(
     }
     // Never joins the group: it only reads the group's committed offsets.
     let consumer: BaseConsumer = super::client_config(kafka, bootstrap)
-        .set("group.id", group)
+        .set("group.id", kafka.namespaced(group))
         .set("enable.auto.commit", "false")
         .create()
         .context("creating the consumer-lag reader")?;

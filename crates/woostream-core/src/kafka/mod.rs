@@ -89,7 +89,7 @@ pub fn producer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
 /// has no offsets, and only records of committed transactions.
 pub fn consumer_config(kafka: &KafkaConfig, bootstrap: &str, group: &str) -> ClientConfig {
     let mut c = client_config(kafka, bootstrap);
-    c.set("group.id", group)
+    c.set("group.id", kafka.namespaced(group))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed");

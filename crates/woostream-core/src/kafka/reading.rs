@@ -49,7 +49,10 @@ pub fn follower(
     eof: bool,
 ) -> anyhow::Result<Reader> {
     kafka::client_config(config, bootstrap)
-        .set("group.id", format!("woostream-{purpose}"))
+        .set(
+            "group.id",
+            config.namespaced(&format!("woostream-{purpose}")),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", eof.to_string())
         .set("isolation.level", "read_committed")

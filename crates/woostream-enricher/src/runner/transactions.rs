@@ -11,7 +11,9 @@ pub(super) fn transactional_id(config: &Config) -> String {
         .clone()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "local".into());
-    format!("{}-{instance}", config.enricher.group_id)
+    config
+        .kafka
+        .namespaced(&format!("{}-{instance}", config.enricher.group_id))
 }
 
 pub(super) fn create_producer(

@@ -106,6 +106,9 @@ mod tests {
         r.apply(&posted("slack", "#vip", "a4"));
         let mut delivered: Vec<&str> = r.delivered.iter().map(String::as_str).collect();
         delivered.sort();
-        assert_eq!(delivered, ["slack@sales:#orders:a1", "slack@sales:#orders:a3"]);
+        assert_eq!(
+            delivered,
+            ["slack@sales:#orders:a1", "slack@sales:#orders:a3"]
+        );
     }
 }
