@@ -233,6 +233,9 @@ fn topic(name: &str, cleanup_policy: &str) -> TopicConfig {
 pub struct TopicsConfig {
     /// Create missing topics at start-up through the admin API.
     pub create: bool,
+    /// Warn at start-up about a topic with one replica or `min.insync.replicas` 1 (off for a
+    /// development broker, and for the embedded one of `woostream run`).
+    pub warn_single_replica: bool,
     pub partitions: i32,
     pub replication_factor: i32,
     pub orders: TopicConfig,
@@ -279,6 +282,7 @@ impl Default for TopicsConfig {
     fn default() -> Self {
         TopicsConfig {
             create: true,
+            warn_single_replica: true,
             partitions: 6,
             replication_factor: 1,
             orders: topic("woo.orders", "delete"),

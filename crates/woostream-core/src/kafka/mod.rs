@@ -19,6 +19,7 @@ pub mod hold;
 pub mod lag;
 pub mod reading;
 pub mod renewing;
+pub mod topic_settings;
 
 pub use connect::check_connection;
 
@@ -35,7 +36,8 @@ pub async fn first_contact(
     create_topics: bool,
 ) -> anyhow::Result<()> {
     check_connection(&config.kafka, bootstrap, FIRST_CONTACT_WAIT).await?;
-    if create_topics {
+    // Topics someone else creates are checked by every role that starts.
+    if create_topics || !config.topics.create {
         ensure_topics(&config.kafka, bootstrap, &config.topics, &config.retention).await?;
     }
     Ok(())
@@ -150,14 +152,24 @@ pub async fn ensure_topics(
         // Topics take the records the producer may write (a large order, the dead letter of a
         // body at producer.max_body_bytes); a broker's default is about 1 MB.
         let max_message = kafka.max_message_bytes.to_string();
+        let min_insyncs: Vec<Option<String>> = all
+            .iter()
+            .map(|(_, t)| {
+                topic_settings::min_insync_replicas(topics.replication_of(t)).map(|n| n.to_string())
+            })
+            .collect();
         let new_topics: Vec<NewTopic> = all
             .iter()
             .zip(&extras)
-            .map(|((_, t), extra)| {
+            .zip(&min_insyncs)
+            .map(|(((_, t), extra), min_insync)| {
                 let rf = TopicReplication::Fixed(topics.replication_of(t));
                 let mut new = NewTopic::new(&t.name, topics.partitions_of(t), rf)
                     .set("cleanup.policy", &t.cleanup_policy)
                     .set("max.message.bytes", &max_message);
+                if let Some(n) = &min_insync {
+                    new = new.set("min.insync.replicas", n);
+                }
                 for (k, v) in extra {
                     new = new.set(k, v);
                 }
@@ -216,6 +228,19 @@ pub async fn ensure_topics(
             topics.orders.name,
             topics.customers.name
         );
+    }
+    let found = topic_settings::read(kafka, bootstrap, topics).await?;
+    let problems = topic_settings::problems(
+        topics,
+        kafka.max_message_bytes,
+        &found,
+        topics.warn_single_replica,
+    );
+    for warning in &problems.warnings {
+        tracing::warn!(warning = %warning, "A topic is weaker than woostream's promises need (topics.warn_single_replica = false for a development broker).");
+    }
+    if !problems.refusals.is_empty() {
+        bail!("{}", problems.refusals.join("; "));
     }
     Ok(())
 }
