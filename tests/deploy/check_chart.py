@@ -211,6 +211,27 @@ for filename, section, key, name in [("slack-sales.yaml", "slack", "workspace", 
     if files.get(filename, {}).get(section, {}).get(key) != name:
         problems.append(f"high-volume: {filename} does not name its sink {name!r} ({section}.{key})")
 
+# A Slack rule changed restarts that workspace's sink only: each pod's checksum is of the one
+# file it reads. Enricher pods are static members of their group.
+def checksums(values):
+    return {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        for d in render(values)
+        if d["kind"] in ("StatefulSet", "Deployment")
+    }
+platform = yaml.safe_load((REPO / "tests/deploy/values/high-volume.yaml").read_text())
+before = checksums(platform)
+changed = yaml.safe_load((REPO / "tests/deploy/values/high-volume.yaml").read_text())
+changed["slack"]["workspaces"][0]["slack"]["rules"][0]["name"] = "bigger orders"
+after = checksums(changed)
+restarted = sorted(n for n in before if before[n] != after[n])
+if restarted != ["woostream-slack-sales"]:
+    problems.append(f"a Slack rule of one workspace restarts {restarted}, not only that workspace's sink")
+else:
+    print("a Slack rule changed restarts only woostream-slack-sales")
+if files.get("woostream.yaml", {}).get("enricher", {}).get("static_membership") is not True:
+    problems.append("the chart's enricher pods are not static members of their group")
+
 # Every metric the alerts and the dashboard query is one woostream defines.
 defined = set()
 for source in REPO.glob("crates/*/src/**/*.rs"):

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub model_version: IntGauge,
     pub fits: IntCounterVec,
     pub restarts: IntCounter,
+    /// Input partitions assigned, by how their state came: `restored` (read from Kafka) or
+    /// `kept` (still in memory from before the rebalance).
+    pub partitions_assigned: IntCounterVec,
 }
 
 impl Metrics {
@@ -107,6 +110,13 @@ impl Metrics {
                 "woostream_enricher_restarts_total",
                 "Times the enricher stopped on a failure and was started again in-process.",
             )?,
+            partitions_assigned: IntCounterVec::new(
+                Opts::new(
+                    "woostream_enricher_partitions_assigned_total",
+                    "Input partitions assigned in rebalances, by how their state came: restored from Kafka, or kept in memory (the partition stayed with this instance).",
+                ),
+                &["state"],
+            )?,
         };
         registry.register(Box::new(m.records.clone()))?;
         registry.register(Box::new(m.unreadable.clone()))?;
@@ -123,6 +133,7 @@ impl Metrics {
         registry.register(Box::new(m.model_version.clone()))?;
         registry.register(Box::new(m.fits.clone()))?;
         registry.register(Box::new(m.restarts.clone()))?;
+        registry.register(Box::new(m.partitions_assigned.clone()))?;
         registry.register(Box::new(m.model_rescored.clone()))?;
         Ok(m)
     }

@@ -30,6 +30,12 @@ pub struct EnricherConfig {
     pub group_id: String,
     /// This instance's stable name, for its transactional id; default: $HOSTNAME.
     pub instance_id: Option<String>,
+    /// Join the group as a static member under the instance's stable name (KIP-345): a pod
+    /// restarted within the session timeout gets its partitions back without a rebalance.
+    /// The chart turns it on (the StatefulSet gives each pod its ordinal name); off by default
+    /// because two processes with one name fence each other, and because a broker that never
+    /// expires a static member (Tansu 0.6) would strand a dead instance's partitions.
+    pub static_membership: bool,
     /// How long the group waits for a silent instance before giving its partitions away.
     pub session_timeout_ms: u64,
     pub transactions: Transactions,
@@ -77,6 +83,7 @@ impl Default for EnricherConfig {
         EnricherConfig {
             group_id: "woostream-enricher".into(),
             instance_id: None,
+            static_membership: false,
             session_timeout_ms: 10_000,
             transactions: Transactions::Auto,
             commit_interval_ms: 500,

@@ -74,6 +74,12 @@ use woostream_core::kafka::reading::{read_to_end, reader};
 /// The role's name where the process reports on it.
 const ROLE: &str = "enricher";
 
+/// One revoked partition's state, kept for the rest of the rebalance.
+enum Parked {
+    Customers(CustomerPartition),
+    Watch(ProductWatch),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Input {
     Orders,
@@ -106,6 +112,10 @@ struct Work {
     metrics: Metrics,
     customers: HashMap<i32, CustomerPartition>,
     product_watches: HashMap<(Input, i32), ProductWatch>,
+    /// The state of partitions revoked in the rebalance under way, with the offset it was
+    /// committed at: a partition assigned back to this instance at that offset keeps it
+    /// instead of restoring it (an eager rebalance revokes every partition, moves few).
+    parked: HashMap<(String, i32), (i64, Parked)>,
     /// Next offset to commit, per input partition, for what was processed since the last commit.
     positions: Positions,
     /// Customers erased since the last commit, by input partition: their profile tombstones
@@ -291,6 +301,7 @@ async fn launch(
         metrics: metrics.clone(),
         customers: HashMap::new(),
         product_watches: HashMap::new(),
+        parked: HashMap::new(),
         positions: HashMap::new(),
         awaiting: Default::default(),
         erased: HashSet::new(),
@@ -307,12 +318,18 @@ async fn launch(
         models_seen: 0,
         rescore_allowance: (0.0, Instant::now()),
     }));
-    let consumer: BaseConsumer<Rebalancer> =
-        kafka::consumer_config(&config.kafka, bootstrap, &e.group_id)
-            .set("partition.assignment.strategy", "range")
-            .set("session.timeout.ms", e.session_timeout_ms.to_string())
-            .create_with_context(Rebalancer { work: work.clone() })
-            .context("creating the enricher's consumer")?;
+    let mut consumer_config = kafka::consumer_config(&config.kafka, bootstrap, &e.group_id);
+    consumer_config
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", e.session_timeout_ms.to_string());
+    // Static membership: a pod restarted under its own name (the StatefulSet ordinal) within
+    // the session timeout gets its partitions back without a rebalance.
+    if let Some(instance) = transactions::static_instance(config) {
+        consumer_config.set("group.instance.id", instance);
+    }
+    let consumer: BaseConsumer<Rebalancer> = consumer_config
+        .create_with_context(Rebalancer { work: work.clone() })
+        .context("creating the enricher's consumer")?;
     let t = &config.topics;
     let inputs = [
         t.orders.name.as_str(),

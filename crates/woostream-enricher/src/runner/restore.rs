@@ -12,24 +12,49 @@ impl Work {
     ) -> anyhow::Result<()> {
         // After a fatal error nothing more is committed: the next owner replays from the last
         // good commit.
-        if !self.stopped {
+        // The state of a partition whose offsets are committed matches them exactly: kept for
+        // the rest of the rebalance in case the partition comes back.
+        let committed = if self.stopped {
+            None
+        } else {
             self.commit(consumer, true)?;
-        }
+            consumer
+                .committed_offsets(tpl.clone(), Duration::from_secs(30))
+                .ok()
+        };
+        let committed_at = |topic: &str, partition: i32| {
+            committed.as_ref().and_then(|c| {
+                c.elements()
+                    .iter()
+                    .find(|e| e.topic() == topic && e.partition() == partition)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+            })
+        };
+        self.parked.clear();
         for e in tpl.elements() {
             self.resume.forget(e.topic(), e.partition());
             // Whoever reads it next stops at the newer writer's record again, if it must.
             self.readiness.release(ROLE, e.topic(), e.partition());
-            match self.input(e.topic()) {
+            let at = committed_at(e.topic(), e.partition());
+            let parked = match self.input(e.topic()) {
                 Some(Input::Orders) => {
-                    self.customers.remove(&e.partition());
                     if e.partition() == 0 {
                         self.leader.store(false, Ordering::Relaxed);
                     }
+                    self.customers.remove(&e.partition()).map(Parked::Customers)
                 }
-                Some(kind @ (Input::Products | Input::Reviews)) => {
-                    self.product_watches.remove(&(kind, e.partition()));
-                }
-                _ => {}
+                Some(kind @ (Input::Products | Input::Reviews)) => self
+                    .product_watches
+                    .remove(&(kind, e.partition()))
+                    .map(Parked::Watch),
+                _ => None,
+            };
+            if let (Some(at), Some(parked)) = (at, parked) {
+                self.parked
+                    .insert((e.topic().to_string(), e.partition()), (at, parked));
             }
         }
         self.update_gauges();
@@ -71,6 +96,32 @@ impl Work {
                 },
             )?;
             self.resume.expect(e.topic(), e.partition(), committed);
+            // Still in memory from before this rebalance, and nobody moved it on since.
+            let kept = match self.parked.remove(&(e.topic().to_string(), e.partition())) {
+                Some((at, state)) if at == committed => Some(state),
+                _ => None,
+            };
+            let how = if kept.is_some() { "kept" } else { "restored" };
+            if self.input(e.topic()).is_some() {
+                self.metrics
+                    .partitions_assigned
+                    .with_label_values(&[how])
+                    .inc();
+            }
+            match (self.input(e.topic()), kept) {
+                (Some(Input::Orders), Some(Parked::Customers(state))) => {
+                    self.customers.insert(e.partition(), state);
+                    if e.partition() == 0 {
+                        self.leader.store(true, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+                (Some(kind @ (Input::Products | Input::Reviews)), Some(Parked::Watch(watch))) => {
+                    self.product_watches.insert((kind, e.partition()), watch);
+                    continue;
+                }
+                _ => {}
+            }
             match self.input(e.topic()) {
                 Some(Input::Orders) => {
                     self.restore_customers(&restore_reader, e.partition(), committed)?;
@@ -88,6 +139,8 @@ impl Work {
                 _ => {}
             }
         }
+        // What did not come back is another instance's now.
+        self.parked.clear();
         self.update_gauges();
         self.metrics
             .restore_seconds

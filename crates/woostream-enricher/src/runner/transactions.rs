@@ -5,15 +5,28 @@ use super::*;
 /// A transactional id that is stable for this instance across restarts (the pod name on
 /// Kubernetes), so that a restarted instance fences its own zombie.
 pub(super) fn transactional_id(config: &Config) -> String {
-    let instance = config
+    config
+        .kafka
+        .namespaced(&format!("{}-{}", config.enricher.group_id, instance_id(config)))
+}
+
+/// The static member name (`enricher.static_membership`): the instance's stable name, on
+/// Kubernetes the pod's (the StatefulSet's `<release>-enricher-<ordinal>`).
+pub(super) fn static_instance(config: &Config) -> Option<String> {
+    config
+        .enricher
+        .static_membership
+        .then(|| instance_id(config))
+}
+
+/// This instance's stable name: `enricher.instance_id`, else the pod name.
+pub(super) fn instance_id(config: &Config) -> String {
+    config
         .enricher
         .instance_id
         .clone()
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "local".into());
-    config
-        .kafka
-        .namespaced(&format!("{}-{instance}", config.enricher.group_id))
+        .unwrap_or_else(|| "local".into())
 }
 
 pub(super) fn create_producer(

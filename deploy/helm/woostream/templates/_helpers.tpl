@@ -37,6 +37,9 @@ app.kubernetes.io/component: {{ .component }}
        the producer's termination grace follows it. */ -}}
 {{- $producer := merge (dict "listen" "0.0.0.0:8080" "spool_dir" "/var/lib/woostream/spool") ($c.producer | default dict) (dict "shutdown_drain_secs" 600) -}}
 {{- $_ := set $c "producer" $producer -}}
+{{- /* Enricher pods have stable names (a StatefulSet): static members of their group, so a
+       restarted pod gets its partitions back without moving anyone else's. */ -}}
+{{- $_ := set $c "enricher" (merge ($c.enricher | default dict) (dict "static_membership" true)) -}}
 {{- $c | toYaml -}}
 {{- end -}}
 
@@ -114,6 +117,9 @@ securityContext: {{ toYaml .Values.securityContext | nindent 2 }}
 {{- end -}}
 
 {{/* Restart pods when their configuration changes. */}}
+{{- /* Of the one file a role reads (dict "root" . "file" "woostream.yaml"): a Slack rule
+       changed restarts that workspace's sink, not every role. */ -}}
 {{- define "woostream.configChecksum" -}}
-checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- $configmap := include (print .root.Template.BasePath "/configmap.yaml") .root | fromYaml -}}
+checksum/config: {{ index $configmap.data .file | sha256sum }}
 {{- end -}}
