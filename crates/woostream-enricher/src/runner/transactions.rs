@@ -5,9 +5,11 @@ use super::*;
 /// A transactional id that is stable for this instance across restarts (the pod name on
 /// Kubernetes), so that a restarted instance fences its own zombie.
 pub(super) fn transactional_id(config: &Config) -> String {
-    config
-        .kafka
-        .namespaced(&format!("{}-{}", config.enricher.group_id, instance_id(config)))
+    config.kafka.namespaced(&format!(
+        "{}-{}",
+        config.enricher.group_id,
+        instance_id(config)
+    ))
 }
 
 /// The static member name (`enricher.static_membership`): the instance's stable name, on
