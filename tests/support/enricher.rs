@@ -160,6 +160,95 @@ pub fn woostream_bin() -> PathBuf {
         .clone()
 }
 
+/// The `woostream` binary of an earlier commit (a release), built once from git into
+/// `target/previous-release/` and kept there. The build shares this build's target directory,
+/// so only woostream's own crates are compiled; the binary it leaves in `target/debug` is
+/// replaced by this build's again before anything runs. Call it from a test binary of its own.
+pub fn previous_release_binary(commit: &str) -> PathBuf {
+    let root = crate::repo_root();
+    let here = woostream_bin();
+    let target = here
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .to_path_buf();
+    let kept = target
+        .join("previous-release")
+        .join(format!("woostream-{commit}"));
+    if kept.exists() {
+        return kept;
+    }
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(&root)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !git(&["cat-file", "-e", &format!("{commit}^{{commit}}")]) {
+        // A shallow clone: fetch the history once.
+        assert!(
+            git(&["fetch", "--unshallow", "--quiet"])
+                || git(&["fetch", "--quiet", "origin", commit]),
+            "commit {commit} (the previous release) is not in this clone and cannot be fetched"
+        );
+    }
+    let tree = target.join("previous-release").join(commit);
+    let _ = std::fs::remove_dir_all(&tree);
+    let _ = git(&["worktree", "prune"]);
+    assert!(
+        git(&[
+            "worktree",
+            "add",
+            "--detach",
+            "--force",
+            tree.to_str().unwrap(),
+            commit
+        ]),
+        "checking out {commit}"
+    );
+    let profile_dir = here.parent().expect("profile directory");
+    let mut args = vec![
+        "build",
+        "-p",
+        "woostream",
+        "--bin",
+        "woostream",
+        "--manifest-path",
+    ];
+    let manifest = tree.join("Cargo.toml");
+    args.push(manifest.to_str().unwrap());
+    if profile_dir.ends_with("release") {
+        args.push("--release");
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(&args)
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&tree)
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building woostream at {commit}");
+    std::fs::copy(&here, &kept).expect("keeping the previous release's binary");
+    // This build's binary back where every other test takes it from.
+    let mut args = vec!["build", "-p", "woostream", "--bin", "woostream"];
+    if profile_dir.ends_with("release") {
+        args.push("--release");
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(&args)
+        .current_dir(&root)
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building the woostream binary again");
+    assert_ne!(
+        std::fs::read(&here).unwrap(),
+        std::fs::read(&kept).unwrap(),
+        "the previous release's binary is still in target/"
+    );
+    let _ = git(&["worktree", "remove", "--force", tree.to_str().unwrap()]);
+    kept
+}
+
 /// Topic names of one enricher run: the shop topics are shared, outputs are per run.
 pub fn run_config(bootstrap: &str, run: &str, group: &str) -> Config {
     let mut c = crate::config(bootstrap);
@@ -228,11 +317,23 @@ pub struct EnricherProcess {
 /// Starts `woostream <role...>` with the configuration `toml` (whose `[ops] listen` must use
 /// `port`), logging to a file in `dir`.
 pub fn spawn(role: &str, toml: &str, instance: &str, port: u16, dir: &Path) -> EnricherProcess {
+    spawn_binary(&woostream_bin(), role, toml, instance, port, dir)
+}
+
+/// [`spawn`] with another build of woostream (the previous release).
+pub fn spawn_binary(
+    binary: &Path,
+    role: &str,
+    toml: &str,
+    instance: &str,
+    port: u16,
+    dir: &Path,
+) -> EnricherProcess {
     let path = dir.join(format!("{}-{instance}.toml", role.replace(' ', "-")));
     std::fs::write(&path, toml).unwrap();
     let log = dir.join(format!("{}-{instance}-{port}.log", role.replace(' ', "-")));
     let file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(woostream_bin())
+    let child = Command::new(binary)
         .args(role.split(' '))
         .arg("--config")
         .arg(&path)
@@ -254,6 +355,16 @@ pub fn free_port() -> u16 {
 
 impl EnricherProcess {
     pub fn start(config: &Config, instance: &str, dir: &Path) -> EnricherProcess {
+        Self::start_binary(&woostream_bin(), config, instance, dir)
+    }
+
+    /// [`EnricherProcess::start`] with another build of woostream.
+    pub fn start_binary(
+        binary: &Path,
+        config: &Config,
+        instance: &str,
+        dir: &Path,
+    ) -> EnricherProcess {
         let port = free_port();
         let c = &config;
         let toml = format!(
@@ -291,7 +402,7 @@ level = "info"
             commit = c.enricher.commit_interval_ms,
             session = c.enricher.session_timeout_ms,
         );
-        spawn("enricher", &toml, instance, port, dir)
+        spawn_binary(binary, "enricher", &toml, instance, port, dir)
     }
 
     /// A counter or gauge from /metrics (summed over labels); 0 until the server answers.
@@ -727,8 +838,21 @@ fn unnamed_profile(p: &CustomerProfile) -> CustomerProfile {
 /// An alert without the names looked up in the product catalogue (see [`unnamed_profile`]).
 fn unnamed_alert(a: &Alert) -> Alert {
     let mut a = a.clone();
+    // A sealed value is encrypted with a fresh nonce each time it is sealed: two runs seal the
+    // same initial differently. Compared as "sealed".
+    let sealed = |v: &mut String| {
+        if v.starts_with("ws1.") {
+            *v = "sealed".into();
+        }
+    };
     if let Some(c) = &mut a.customer {
         c.top_category = None;
+        if let Some(initial) = &mut c.first_name_initial {
+            sealed(initial);
+        }
+    }
+    if let Some(q) = &mut a.question {
+        sealed(&mut q.note);
     }
     if let Some(r) = &mut a.replenishment {
         r.name = None;
