@@ -1,14 +1,18 @@
-//! A rolling upgrade from the previous release, on Tansu: the previous release's binary is
-//! built from git; a sale runs through its producer and enricher, then the producer is rolled
-//! (a new writer before an old reader), then the enricher. Every order is in the profiles,
-//! which equal a run of this build alone over the same input; no record was skipped or held.
+//! A rolling upgrade from the previous release, on Tansu, in both framings (single-object and a
+//! schema registry): the previous release's binary is built from git; a sale runs through its
+//! producer and enricher, then the producer is rolled (a new writer before an old reader), then
+//! the enricher. Every order is in the profiles, which equal a run of this build alone over the
+//! same input; no record was skipped or held.
 //! (Its own test binary: building the previous release briefly puts its binary in `target/`.)
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use woostream::simulate;
+use woostream_core::codec::Decoder;
 use woostream_tests::enricher::*;
+use woostream_tests::registry::start_registry;
 use woostream_tests::{Post, Tansu, SECRET, SOURCE};
 
 /// The commit before the work that this test came with: the release it upgrades from.
@@ -16,13 +20,18 @@ const PREVIOUS_RELEASE: &str = "c2c765bee97e14c6ef9019633ddf25dfb08b12db";
 
 fn producer_toml(
     bootstrap: &str,
-    webhook_port: u16,
-    ops_port: u16,
-    spool: &std::path::Path,
+    registry: Option<&str>,
+    ports: (u16, u16),
+    spool: &Path,
 ) -> String {
+    let registry = registry.map_or(String::new(), |url| {
+        format!("[schema_registry]\nurl = \"{url}\"\n")
+    });
     format!(
-        "[kafka]\nbootstrap_servers = \"{bootstrap}\"\n[[shops]]\nid = \"eu\"\nsource = \"{SOURCE}\"\nsecret = \"{SECRET}\"\n[producer]\nlisten = \"127.0.0.1:{webhook_port}\"\nspool_dir = \"{}\"\n[ops]\nlisten = \"127.0.0.1:{ops_port}\"\n[log]\nformat = \"json\"\n",
-        spool.display()
+        "[kafka]\nbootstrap_servers = \"{bootstrap}\"\n{registry}[[shops]]\nid = \"eu\"\nsource = \"{SOURCE}\"\nsecret = \"{SECRET}\"\n[producer]\nlisten = \"127.0.0.1:{}\"\nspool_dir = \"{}\"\n[ops]\nlisten = \"127.0.0.1:{}\"\n[log]\nformat = \"json\"\n",
+        ports.0,
+        spool.display(),
+        ports.1
     )
 }
 
@@ -44,13 +53,34 @@ fn shop_topics_now(bootstrap: &str) -> HashMap<(String, i32), i64> {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rolling_upgrade_from_the_previous_release_loses_nothing() {
-    let previous = tokio::task::spawn_blocking(|| previous_release_binary(PREVIOUS_RELEASE))
-        .await
-        .unwrap();
+async fn caught_up(
+    bootstrap: &str,
+    group: &'static str,
+    produced: HashMap<(String, i32), i64>,
+    mut p: EnricherProcess,
+) -> EnricherProcess {
+    let b = bootstrap.to_string();
+    tokio::task::spawn_blocking(move || {
+        await_caught_up(&b, group, &produced, Duration::from_secs(300), || {
+            p.exited().is_none()
+        });
+        p
+    })
+    .await
+    .unwrap()
+}
+
+/// A sale through the previous release, rolled to this build and checked against this build
+/// alone; returns the number of order deliveries.
+async fn roll(previous: &Path, registry: bool) -> usize {
     let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
     let bootstrap = tansu.bootstrap.clone();
+    let registry = if registry {
+        Some(start_registry().await)
+    } else {
+        None
+    };
+    let registry_url = registry.as_ref().map(|(url, _)| url.clone());
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     let sale = simulate::plan(
@@ -65,91 +95,59 @@ async fn a_rolling_upgrade_from_the_previous_release_loses_nothing() {
     );
     let (first, rest) = sale.split_at(sale.len() / 2);
     let (second, third) = rest.split_at(rest.len() / 2);
-    let upgraded = run_config(&bootstrap, "upgraded", "enricher-upgraded");
-    let reference = run_config(&bootstrap, "reference", "enricher-reference");
+    let mut upgraded = run_config(&bootstrap, "upgraded", "enricher-upgraded");
+    let mut reference = run_config(&bootstrap, "reference", "enricher-reference");
+    for c in [&mut upgraded, &mut reference] {
+        c.schema_registry =
+            registry_url
+                .clone()
+                .map(|url| woostream_core::config::SchemaRegistryConfig {
+                    url,
+                    username: None,
+                    password: None,
+                    auto_register: true,
+                });
+    }
 
     // The previous release: its producer creates the topics, its enricher follows.
-    let (webhooks, ops) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{webhooks}/webhooks/woocommerce");
-    let mut old_producer = spawn_binary(
-        &previous,
-        "producer",
-        &producer_toml(&bootstrap, webhooks, ops, &spool),
-        "old",
-        ops,
-        dir.path(),
-    );
+    let ports = (free_port(), free_port());
+    let url = format!("http://127.0.0.1:{}/webhooks/woocommerce", ports.0);
+    let toml = producer_toml(&bootstrap, registry_url.as_deref(), ports, &spool);
+    let mut old_producer = spawn_binary(previous, "producer", &toml, "old", ports.1, dir.path());
     old_producer.ready(Duration::from_secs(120)).await;
-    woostream_core::kafka::ensure_topics(
-        &upgraded.kafka,
-        &bootstrap,
-        &upgraded.topics,
-        &upgraded.retention,
-    )
-    .await
-    .unwrap();
-    woostream_core::kafka::ensure_topics(
-        &reference.kafka,
-        &bootstrap,
-        &reference.topics,
-        &reference.retention,
-    )
-    .await
-    .unwrap();
+    for c in [&upgraded, &reference] {
+        woostream_core::kafka::ensure_topics(&c.kafka, &bootstrap, &c.topics, &c.retention)
+            .await
+            .unwrap();
+    }
     let mut old_enricher =
-        EnricherProcess::start_binary(&previous, &upgraded, "upgraded", dir.path());
+        EnricherProcess::start_binary(previous, &upgraded, "upgraded", dir.path());
     old_enricher.ready(Duration::from_secs(120)).await;
     post_all(&url, first).await;
-    let b = bootstrap.clone();
-    tokio::task::spawn_blocking(move || {
-        await_caught_up(
-            &b,
-            "enricher-upgraded",
-            &shop_topics_now(&b),
-            Duration::from_secs(300),
-            || true,
-        )
-    })
-    .await
-    .unwrap();
+    let old_enricher = caught_up(
+        &bootstrap,
+        "enricher-upgraded",
+        shop_topics_now(&bootstrap),
+        old_enricher,
+    )
+    .await;
 
     // Rolled: the producer first (this build writes, the previous release's enricher reads).
     old_producer.stop();
-    let (webhooks, ops) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{webhooks}/webhooks/woocommerce");
-    let mut producer = spawn(
-        "producer",
-        &producer_toml(&bootstrap, webhooks, ops, &spool),
-        "new",
-        ops,
-        dir.path(),
-    );
+    let ports = (free_port(), free_port());
+    let url = format!("http://127.0.0.1:{}/webhooks/woocommerce", ports.0);
+    let toml = producer_toml(&bootstrap, registry_url.as_deref(), ports, &spool);
+    let mut producer = spawn("producer", &toml, "new", ports.1, dir.path());
     producer.ready(Duration::from_secs(120)).await;
     post_all(&url, second).await;
 
     // Then the enricher, mid-stream.
+    let mut old_enricher = old_enricher;
     old_enricher.stop();
-    let mut enricher = EnricherProcess::start(&upgraded, "upgraded", dir.path());
+    let enricher = EnricherProcess::start(&upgraded, "upgraded", dir.path());
     post_all(&url, third).await;
-    let produced = tokio::task::spawn_blocking({
-        let b = bootstrap.clone();
-        move || shop_topics_now(&b)
-    })
-    .await
-    .unwrap();
-    let b = bootstrap.clone();
-    let (enricher, produced) = tokio::task::spawn_blocking(move || {
-        await_caught_up(
-            &b,
-            "enricher-upgraded",
-            &produced,
-            Duration::from_secs(300),
-            || enricher.exited().is_none(),
-        );
-        (enricher, produced)
-    })
-    .await
-    .unwrap();
+    let produced = shop_topics_now(&bootstrap);
+    let enricher = caught_up(&bootstrap, "enricher-upgraded", produced.clone(), enricher).await;
     assert_eq!(
         enricher.metric("woostream_partitions_held"),
         0.0,
@@ -162,22 +160,19 @@ async fn a_rolling_upgrade_from_the_previous_release_loses_nothing() {
     );
 
     // This build alone over the same input.
-    let mut alone = EnricherProcess::start(&reference, "reference", dir.path());
-    let b = bootstrap.clone();
-    let alone = tokio::task::spawn_blocking(move || {
-        await_caught_up(
-            &b,
-            "enricher-reference",
-            &produced,
-            Duration::from_secs(300),
-            || alone.exited().is_none(),
-        );
-        alone
-    })
-    .await
-    .unwrap();
-    let (expected, _, _) = read_view(&reference);
-    let (view, _, _) = read_view(&upgraded);
+    let alone = caught_up(
+        &bootstrap,
+        "enricher-reference",
+        produced,
+        EnricherProcess::start(&reference, "reference", dir.path()),
+    )
+    .await;
+    let decoder = Decoder::new();
+    if let Some((_, state)) = &registry {
+        state.lock().unwrap().teach(&decoder);
+    }
+    let (expected, _, _) = read_view_with(&reference, &decoder);
+    let (view, _, _) = read_view_with(&upgraded, &decoder);
     let orders = sale
         .iter()
         .filter(|w| w.topic.starts_with("order."))
@@ -187,12 +182,30 @@ async fn a_rolling_upgrade_from_the_previous_release_loses_nothing() {
         "{} profiles for {orders} order deliveries",
         expected.profiles.len()
     );
-    assert_same_outcome("rolled from the previous release", &expected, &view);
+    let framing = if registry.is_some() {
+        "registry"
+    } else {
+        "single-object"
+    };
+    assert_same_outcome(
+        &format!("rolled from the previous release ({framing})"),
+        &expected,
+        &view,
+    );
     println!(
-        "upgrade from {}: {} order deliveries over both builds, {} profiles equal to this build's alone",
+        "upgrade from {} ({framing}): {orders} order deliveries over both builds, {} profiles equal to this build's alone",
         &PREVIOUS_RELEASE[..8],
-        orders,
         view.profiles.len()
     );
     drop((enricher, alone, producer));
+    orders
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_upgrade_from_the_previous_release_loses_nothing_in_either_framing() {
+    let previous = tokio::task::spawn_blocking(|| previous_release_binary(PREVIOUS_RELEASE))
+        .await
+        .unwrap();
+    roll(&previous, false).await;
+    roll(&previous, true).await;
 }

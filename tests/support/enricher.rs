@@ -402,6 +402,10 @@ level = "info"
             commit = c.enricher.commit_interval_ms,
             session = c.enricher.session_timeout_ms,
         );
+        let toml = match &config.schema_registry {
+            Some(r) => format!("{toml}[schema_registry]\nurl = \"{}\"\n", r.url),
+            None => toml,
+        };
         spawn_binary(binary, "enricher", &toml, instance, port, dir)
     }
 
@@ -752,8 +756,12 @@ pub fn customer_facts(view: &View, scores: bool) -> std::collections::BTreeMap<S
 /// Everything on a run's profile and alert topics, through the deduplicating view; also the
 /// raw record counts (before deduplication).
 pub fn read_view(config: &Config) -> (View, usize, usize) {
+    read_view_with(config, &Decoder::new())
+}
+
+/// [`read_view`] with `decoder` (one that knows a registry's schema ids).
+pub fn read_view_with(config: &Config, decoder: &Decoder) -> (View, usize, usize) {
     let bootstrap = config.kafka.bootstrap_servers.as_deref().unwrap();
-    let decoder = Decoder::new();
     let consumer = reader(&config.kafka, bootstrap, "test-view").unwrap();
     let mut view = View::default();
     let (mut raw_profiles, mut raw_alerts) = (0, 0);

@@ -17,6 +17,7 @@ use woostream_producer::signature::sign;
 pub mod crm;
 pub mod enricher;
 pub mod hubspot;
+pub mod registry;
 pub mod roles;
 pub mod secure;
 pub mod slack;
