@@ -165,7 +165,46 @@ fn throughput(records: &[Record], commit_interval_ms: Option<u64>) -> anyhow::Re
         100.0 * rate / passthrough,
         100.0 * rate / fan_out
     );
-    drop(enricher);
+    // A rebalance's cost: a new instance of the group takes every partition and restores
+    // each customer's newest profile from the profile topic; against a plain read of that topic.
+    let mut enricher = enricher;
+    enricher.stop();
+    let started = Instant::now();
+    let restorer = EnricherProcess::start(&config, "bench-restore", dir.path());
+    while !restorer.is_ready() {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "the restoring enricher is not ready after 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let restore = restorer.metric("woostream_enricher_restore_seconds_sum");
+    let customers = restorer.metric("woostream_enricher_customers");
+    let profile_records = restorer.metric_with(
+        "woostream_enricher_restored_records_total",
+        &[("topic", &config.topics.profiles.name)],
+    );
+    drop(restorer);
+    let read_started = Instant::now();
+    let plain_read = {
+        let consumer =
+            woostream_core::kafka::reading::reader(&config.kafka, &bootstrap, "restore-bench")?;
+        let mut n = 0u64;
+        woostream_core::kafka::reading::read_all_now(
+            &config.kafka,
+            &bootstrap,
+            &consumer,
+            &config.topics.profiles.name,
+            |_| n += 1,
+        )?;
+        n as f64 / read_started.elapsed().as_secs_f64()
+    };
+    println!(
+        "restore after a rebalance: {customers:.0} customers from {profile_records:.0} profile records in {restore:.2} s = {:.0} profiles/s, {:.0} s per million customers; a plain read of the profile topic: {plain_read:.0} records/s (restore reads at {:.0} % of it)",
+        customers / restore,
+        1e6 * restore / customers,
+        100.0 * profile_records / restore / plain_read
+    );
     drop(tansu);
 
     // Scaling out: one and then two instances in one group, each on a fresh broker, joined

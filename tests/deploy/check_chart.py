@@ -190,6 +190,16 @@ except Exception as e:  # noqa: BLE001
     else:
         print("refused as expected: enricher.autoscaling.maxReplicas 7 over 6 partitions")
 
+# The guard reads the orders topic's own partition count when it has one.
+try:
+    render({"config": {"topics": {"partitions": 12, "orders": {"name": "woo.orders", "partitions": 6}, "customers": {"name": "woo.customers", "partitions": 6}}}, "enricher": {"autoscaling": {"mode": "keda", "maxReplicas": 8}}})
+    problems.append("an enricher scaled to 8 pods over an orders topic of 6 partitions was rendered")
+except Exception as e:  # noqa: BLE001
+    if "orders.partitions" not in str(e):
+        problems.append(f"the per-topic partition-count refusal does not say why: {e}")
+    else:
+        print("refused as expected: 8 enrichers over an orders topic of 6 partitions (topics.partitions 12)")
+
 # Two sinks with one name would share offsets and audit records; a name that is not a DNS
 # label breaks object names: both refused at render time.
 for values, why in [

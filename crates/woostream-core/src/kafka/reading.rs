@@ -55,6 +55,10 @@ pub fn follower(
         )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", eof.to_string())
+        // A reader to an end (a restore) is not waiting for new records: a broker that holds
+        // each fetch at a partition's end for the default 500 ms made restores take seconds
+        // per partition. A follower long-polls as usual.
+        .set("fetch.wait.max.ms", if eof { "10" } else { "500" })
         .set("isolation.level", "read_committed")
         .create_with_context(ReaderContext)
         .with_context(|| format!("creating the {purpose} consumer"))
