@@ -74,6 +74,14 @@ use woostream_core::kafka::reading::{read_to_end, reader};
 /// The role's name where the process reports on it.
 const ROLE: &str = "enricher";
 
+/// A partition assigned paused until its state is restored.
+struct Restoring {
+    kind: Input,
+    topic: String,
+    partition: i32,
+    committed: i64,
+}
+
 /// One revoked partition's state, kept for the rest of the rebalance.
 enum Parked {
     Customers(CustomerPartition),
@@ -116,6 +124,12 @@ struct Work {
     /// committed at: a partition assigned back to this instance at that offset keeps it
     /// instead of restoring it (an eager rebalance revokes every partition, moves few).
     parked: HashMap<(String, i32), (i64, Parked)>,
+    /// Partitions assigned paused, whose state the loop restores next, oldest first.
+    restoring: std::collections::VecDeque<Restoring>,
+    /// When the restore of the current assignment began.
+    restore_started: Option<Instant>,
+    /// Reads the profile and product topics for restores (made at the first one).
+    restore_reader: Option<woostream_core::kafka::reading::Reader>,
     /// Next offset to commit, per input partition, for what was processed since the last commit.
     positions: Positions,
     /// Customers erased since the last commit, by input partition: their profile tombstones
@@ -302,6 +316,9 @@ async fn launch(
         customers: HashMap::new(),
         product_watches: HashMap::new(),
         parked: HashMap::new(),
+        restoring: Default::default(),
+        restore_started: None,
+        restore_reader: None,
         positions: HashMap::new(),
         awaiting: Default::default(),
         erased: HashSet::new(),
@@ -429,6 +446,10 @@ fn run(
                 },
                 Some(Err(e)) => tracing::warn!(error = %e, "Kafka consumer error."),
                 None => {}
+            }
+            // One partition's restore between polls: the others go on meanwhile.
+            if !w.restoring.is_empty() {
+                w.restore_next(&consumer)?;
             }
             w.apply_new_models()?;
             if !w.resume.is_empty() {

@@ -1,6 +1,9 @@
-//! Rebalancing: a newly assigned partition's state is restored from the profile topic below
-//! its committed offset before librdkafka may fetch from it; a revoked partition's state is
-//! committed and dropped.
+//! Rebalancing: a revoked partition's state is committed and kept for the rest of the
+//! rebalance; a newly assigned partition keeps that state if it came back, or is assigned
+//! paused and restored from the profile topic below its committed offset by the loop, one
+//! partition at a time between polls (outside the rebalance callback, so a long restore never
+//! outlasts `max.poll.interval.ms`, and the partitions that need nothing go on meanwhile).
+//! The instance is ready once nothing waits to be restored.
 
 use super::*;
 
@@ -34,6 +37,11 @@ impl Work {
             })
         };
         self.parked.clear();
+        self.restoring.retain(|r| {
+            !tpl.elements()
+                .iter()
+                .any(|e| e.topic() == r.topic && e.partition() == r.partition)
+        });
         for e in tpl.elements() {
             self.resume.forget(e.topic(), e.partition());
             // Whoever reads it next stops at the newer writer's record again, if it must.
@@ -73,11 +81,10 @@ impl Work {
         tpl: &TopicPartitionList,
     ) -> anyhow::Result<TopicPartitionList> {
         self.ready.store(false, Ordering::Relaxed);
-        let started = Instant::now();
+        self.restore_started = Some(Instant::now());
         let committed = consumer
             .committed_offsets(tpl.clone(), Duration::from_secs(30))
             .context("reading committed offsets")?;
-        let restore_reader = reader(&self.config.kafka, &self.bootstrap, "enricher-restore")?;
         // Processing must start exactly where the restored state ends, so the positions are
         // given explicitly rather than left to the group's answer at fetch time.
         let mut start = TopicPartitionList::new();
@@ -95,18 +102,28 @@ impl Work {
                     Offset::Beginning
                 },
             )?;
-            self.resume.expect(e.topic(), e.partition(), committed);
             // Still in memory from before this rebalance, and nobody moved it on since.
             let kept = match self.parked.remove(&(e.topic().to_string(), e.partition())) {
                 Some((at, state)) if at == committed => Some(state),
                 _ => None,
             };
             let how = if kept.is_some() { "kept" } else { "restored" };
-            if self.input(e.topic()).is_some() {
+            if matches!(
+                self.input(e.topic()),
+                Some(Input::Orders | Input::Products | Input::Reviews)
+            ) {
                 self.metrics
                     .partitions_assigned
                     .with_label_values(&[how])
                     .inc();
+            }
+            let waits = kept.is_none()
+                && matches!(
+                    self.input(e.topic()),
+                    Some(Input::Orders | Input::Products | Input::Reviews)
+                );
+            if !waits {
+                self.resume.expect(e.topic(), e.partition(), committed);
             }
             match (self.input(e.topic()), kept) {
                 (Some(Input::Orders), Some(Parked::Customers(state))) => {
@@ -122,36 +139,110 @@ impl Work {
                 }
                 _ => {}
             }
-            match self.input(e.topic()) {
-                Some(Input::Orders) => {
-                    self.restore_customers(&restore_reader, e.partition(), committed)?;
-                    if e.partition() == 0 {
-                        self.leader.store(true, Ordering::Relaxed);
-                    }
-                }
-                Some(kind @ (Input::Products | Input::Reviews)) => self.replay_product_events(
-                    &restore_reader,
+            if let Some(kind) = self.input(e.topic()).filter(|_| waits) {
+                self.restoring.push_back(Restoring {
                     kind,
-                    e.topic(),
-                    e.partition(),
+                    topic: e.topic().to_string(),
+                    partition: e.partition(),
                     committed,
-                )?,
-                _ => {}
+                });
             }
         }
         // What did not come back is another instance's now.
         self.parked.clear();
         self.update_gauges();
-        self.metrics
-            .restore_seconds
-            .observe(started.elapsed().as_secs_f64());
-        tracing::info!(
-            partitions = tpl.count(),
-            customers = self.metrics.customers.get(),
-            seconds = started.elapsed().as_secs_f64(),
-            "Partitions assigned and their state restored."
-        );
+        self.restored_if_done(tpl.count());
         Ok(start)
+    }
+
+    /// What the loop must not read until its state is restored: each partition waiting, and
+    /// the customers partition of each orders partition waiting (erasures need its state).
+    pub(super) fn waiting(&self) -> anyhow::Result<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        for r in &self.restoring {
+            tpl.add_partition(&r.topic, r.partition);
+            if r.kind == Input::Orders {
+                tpl.add_partition(&self.config.topics.customers.name, r.partition);
+            }
+        }
+        Ok(tpl)
+    }
+
+    /// Restores the next partition waiting, then lets the loop read it (and its customers
+    /// partition); ready once none waits.
+    pub(super) fn restore_next(
+        &mut self,
+        consumer: &BaseConsumer<Rebalancer>,
+    ) -> anyhow::Result<()> {
+        let Some(r) = self.restoring.pop_front() else {
+            return Ok(());
+        };
+        if self.restore_reader.is_none() {
+            self.restore_reader = Some(reader(
+                &self.config.kafka,
+                &self.bootstrap,
+                "enricher-restore",
+            )?);
+        }
+        let restore_reader = self.restore_reader.take().expect("set above");
+        let restored = match r.kind {
+            Input::Orders => self.restore_customers(&restore_reader, r.partition, r.committed),
+            kind => self.replay_product_events(
+                &restore_reader,
+                kind,
+                &r.topic,
+                r.partition,
+                r.committed,
+            ),
+        };
+        self.restore_reader = Some(restore_reader);
+        restored?;
+        let mut go = TopicPartitionList::new();
+        go.add_partition(&r.topic, r.partition);
+        self.resume.expect(&r.topic, r.partition, r.committed);
+        if r.kind == Input::Orders {
+            let customers = self.config.topics.customers.name.clone();
+            go.add_partition(&customers, r.partition);
+            // The customers partition resumes where the group committed it.
+            let committed = consumer
+                .committed_offsets(go.clone(), Duration::from_secs(30))
+                .context("reading committed offsets")?;
+            if let Some(e) = committed.elements().iter().find(|e| e.topic() == customers) {
+                let at = match e.offset() {
+                    Offset::Offset(n) => n,
+                    _ => 0,
+                };
+                self.resume.expect(&customers, r.partition, at);
+            }
+            if r.partition == 0 {
+                self.leader.store(true, Ordering::Relaxed);
+            }
+        }
+        consumer
+            .resume(&go)
+            .with_context(|| format!("resuming {}[{}] after its restore", r.topic, r.partition))?;
+        self.update_gauges();
+        self.restored_if_done(0);
+        Ok(())
+    }
+
+    /// Once nothing waits to be restored: ready, and the restore's duration observed.
+    fn restored_if_done(&mut self, assigned: usize) {
+        if !self.restoring.is_empty() {
+            return;
+        }
+        if let Some(started) = self.restore_started.take() {
+            self.metrics
+                .restore_seconds
+                .observe(started.elapsed().as_secs_f64());
+            tracing::info!(
+                partitions = assigned,
+                customers = self.metrics.customers.get(),
+                seconds = started.elapsed().as_secs_f64(),
+                "Partitions assigned and their state restored."
+            );
+        }
+        self.ready.store(true, Ordering::Relaxed);
     }
 
     /// The newest profile of each customer written for an input offset below `committed`.
@@ -319,9 +410,23 @@ impl ConsumerContext for Rebalancer {
                         .get_or_insert(anyhow!("assigning the partitions: {e}"));
                 }
                 // A partition held at a newer writer's record and given back to this instance
-                // is read again (and held again if its record still cannot be read).
+                // is read again (and held again if its record still cannot be read); one whose
+                // state is still to be restored is not read before the loop has restored it.
                 let _ = consumer.resume(&start);
-                work.ready.store(restored, Ordering::Relaxed);
+                match work.waiting() {
+                    Ok(waiting) if waiting.count() > 0 => {
+                        if let Err(e) = consumer.pause(&waiting) {
+                            work.failure
+                                .get_or_insert(anyhow!("pausing the partitions to restore: {e}"));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        work.failure.get_or_insert(e);
+                    }
+                }
+                work.ready
+                    .store(restored && work.restoring.is_empty(), Ordering::Relaxed);
             }
             RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 if let Err(e) = work.revoke(consumer, tpl) {
