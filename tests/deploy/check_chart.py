@@ -242,6 +242,19 @@ else:
 if files.get("woostream.yaml", {}).get("enricher", {}).get("static_membership") is not True:
     problems.append("the chart's enricher pods are not static members of their group")
 
+# The Strimzi examples of docs/kafka.md are valid KafkaTopic and KafkaUser objects.
+strimzi = 0
+for block in re.findall(r"```yaml\n(.*?)```", (REPO / "docs/kafka.md").read_text(), re.S):
+    d = yaml.safe_load(block)
+    key = (d.get("apiVersion"), d.get("kind"))
+    if key not in crds:
+        problems.append(f"docs/kafka.md: an example of {key}, which no CRD in tests/deploy/crds describes")
+        continue
+    for e in jsonschema.Draft7Validator(crds[key]).iter_errors(d):
+        problems.append(f"docs/kafka.md {d['kind']}: {'.'.join(map(str, e.path))}: {e.message}")
+    strimzi += 1
+print(f"docs/kafka.md: {strimzi} Strimzi examples checked against the Strimzi CRDs")
+
 # Every metric the alerts and the dashboard query is one woostream defines.
 defined = set()
 for source in REPO.glob("crates/*/src/**/*.rs"):
