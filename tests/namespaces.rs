@@ -9,7 +9,7 @@ use rdkafka::Message;
 use woostream_core::codec::Decoder;
 use woostream_core::insights::CustomerProfile;
 use woostream_tests::enricher::{committed, free_port, log_ends, spawn};
-use woostream_tests::{config, fixture, read_topic_now, Post, Producer, Tansu, SECRET, SOURCE};
+use woostream_tests::{config, fixture, read_topic_now, Post, Producer, Tansu};
 
 async fn profiled_orders(config: &woostream_core::config::Config) -> BTreeSet<i64> {
     let decoder = Decoder::new();
@@ -31,14 +31,6 @@ async fn two_installations_on_one_broker_see_nothing_of_each_other() {
         let mut c = config(&tansu.bootstrap);
         c.kafka.namespace = Some(namespace.into());
         c.apply_namespace();
-        c.shops.push(woostream_core::config::ShopConfig {
-            id: "eu".into(),
-            source: SOURCE.into(),
-            source_aliases: Vec::new(),
-            secret: Some(SECRET.into()),
-            secret_env: None,
-            rest: None,
-        });
         let producer = Producer::start(&c, true).await.unwrap();
         let port = free_port();
         let toml = format!(

@@ -29,14 +29,6 @@ async fn producers_scaled_in_during_a_kafka_incident_leave_every_acknowledged_or
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let spool_of = |i: usize| dirs[i].path().join("spool");
     let mut base = config(&tansu.bootstrap);
-    base.shops.push(woostream_core::config::ShopConfig {
-        id: "eu".into(),
-        source: SOURCE.into(),
-        source_aliases: Vec::new(),
-        secret: Some(SECRET.into()),
-        secret_env: None,
-        rest: None,
-    });
     base.kafka.delivery_timeout_ms = 5_000;
     let mut producers = Vec::new();
     for (i, grace) in [(0, 20), (1, 3), (2, 120)] {
