@@ -171,6 +171,11 @@ async fn killed_enrichers_leave_the_same_profiles_and_alerts_as_an_uninterrupted
             assigned(&[&s1, &s2], "kept") - before_in.1,
         );
         assert!(out.0 > 0.0 && out.1 > 0.0, "scaling out moved some partitions and kept the others: {out:?}");
+        assert_eq!(
+            s1.metric("woostream_enricher_partitions_restoring") + s2.metric("woostream_enricher_partitions_restoring"),
+            0.0,
+            "a partition still waits for its restore"
+        );
         println!(
             "enricher scaling on Tansu: 1 → 3: {} partitions restored, {} kept; 3 → 2 (one killed): {} restored, {} kept",
             out.0, out.1, inward.0, inward.1

@@ -23,6 +23,8 @@ pub struct Metrics {
     /// Input partitions assigned, by how their state came: `restored` (read from Kafka) or
     /// `kept` (still in memory from before the rebalance).
     pub partitions_assigned: IntCounterVec,
+    /// Input partitions assigned and still waiting for their state to be restored.
+    pub restoring: IntGauge,
 }
 
 impl Metrics {
@@ -117,6 +119,10 @@ impl Metrics {
                 ),
                 &["state"],
             )?,
+            restoring: IntGauge::new(
+                "woostream_enricher_partitions_restoring",
+                "Input partitions assigned and still waiting for their state to be restored (the instance is ready at 0).",
+            )?,
         };
         registry.register(Box::new(m.records.clone()))?;
         registry.register(Box::new(m.unreadable.clone()))?;
@@ -134,6 +140,7 @@ impl Metrics {
         registry.register(Box::new(m.fits.clone()))?;
         registry.register(Box::new(m.restarts.clone()))?;
         registry.register(Box::new(m.partitions_assigned.clone()))?;
+        registry.register(Box::new(m.restoring.clone()))?;
         registry.register(Box::new(m.model_rescored.clone()))?;
         Ok(m)
     }

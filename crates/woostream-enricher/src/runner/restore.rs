@@ -42,6 +42,7 @@ impl Work {
                 .iter()
                 .any(|e| e.topic() == r.topic && e.partition() == r.partition)
         });
+        self.metrics.restoring.set(self.restoring.len() as i64);
         for e in tpl.elements() {
             self.resume.forget(e.topic(), e.partition());
             // Whoever reads it next stops at the newer writer's record again, if it must.
@@ -228,6 +229,7 @@ impl Work {
 
     /// Once nothing waits to be restored: ready, and the restore's duration observed.
     fn restored_if_done(&mut self, assigned: usize) {
+        self.metrics.restoring.set(self.restoring.len() as i64);
         if !self.restoring.is_empty() {
             return;
         }
