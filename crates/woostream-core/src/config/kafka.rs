@@ -41,7 +41,11 @@ impl KafkaConfig {
     /// `name` in this installation's namespace: `<namespace>.<name>`, prefixed once.
     pub fn namespaced(&self, name: &str) -> String {
         match &self.namespace {
-            Some(ns) if !(name.starts_with(ns.as_str()) && name[ns.len()..].starts_with('.')) => {
+            Some(ns)
+                if !name
+                    .strip_prefix(ns.as_str())
+                    .is_some_and(|rest| rest.starts_with('.')) =>
+            {
                 format!("{ns}.{name}")
             }
             _ => name.to_string(),
@@ -329,7 +333,6 @@ impl Default for TopicsConfig {
 }
 
 impl TopicsConfig {
-    /// Every topic with the configuration key it came from.
     /// Every topic's name, to change them all (the namespace).
     pub fn names_mut(&mut self) -> [&mut String; 20] {
         [
@@ -356,6 +359,7 @@ impl TopicsConfig {
         ]
     }
 
+    /// Every topic with the configuration key it came from.
     pub fn all(&self) -> [(&'static str, &TopicConfig); 20] {
         [
             ("orders", &self.orders),

@@ -190,28 +190,35 @@ pub async fn ensure_topics(
         }
     }
     let names: Vec<String> = topics.all().iter().map(|(_, t)| t.name.clone()).collect();
-    let counts = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, usize)>> {
-        let mut out = Vec::new();
-        for name in names {
-            let md = admin
-                .inner()
-                .fetch_metadata(Some(&name), Duration::from_secs(10))
-                .with_context(|| format!("reading metadata of topic {name}"))?;
-            let n = md
-                .topics()
-                .iter()
-                .find(|t| t.name() == name)
-                .map_or(0, |t| t.partitions().len());
-            out.push((name, n));
-        }
-        Ok(out)
-    })
+    // (name, partitions, replicas) of each topic; the admin client comes back for the settings.
+    type Counts = Vec<(String, usize, usize)>;
+    let (admin, counts) = tokio::task::spawn_blocking(
+        move || -> anyhow::Result<(AdminClient<DefaultClientContext>, Counts)> {
+            let mut out = Vec::new();
+            for name in names {
+                let md = admin
+                    .inner()
+                    .fetch_metadata(Some(&name), Duration::from_secs(10))
+                    .with_context(|| format!("reading metadata of topic {name}"))?;
+                let (partitions, replicas) =
+                    md.topics()
+                        .iter()
+                        .find(|t| t.name() == name)
+                        .map_or((0, 0), |t| {
+                            let replicas = t.partitions().first().map_or(0, |p| p.replicas().len());
+                            (t.partitions().len(), replicas)
+                        });
+                out.push((name, partitions, replicas));
+            }
+            Ok((admin, out))
+        },
+    )
     .await??;
     let count = |name: &str| {
         counts
             .iter()
-            .find(|(n, _)| n == name)
-            .map_or(0, |(_, c)| *c)
+            .find(|(n, _, _)| n == name)
+            .map_or(0, |(_, c, _)| *c)
     };
     for (key, t) in topics.all() {
         if count(&t.name) == 0 {
@@ -229,7 +236,13 @@ pub async fn ensure_topics(
             topics.customers.name
         );
     }
-    let found = topic_settings::read(kafka, bootstrap, topics).await?;
+    let found = topic_settings::read(
+        &admin,
+        counts
+            .into_iter()
+            .map(|(name, _, replicas)| (name, replicas)),
+    )
+    .await;
     let problems = topic_settings::problems(
         topics,
         kafka.max_message_bytes,

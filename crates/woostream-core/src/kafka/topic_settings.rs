@@ -5,17 +5,16 @@
 //! person); a replication factor or `min.insync.replicas` of 1, or a `max.message.bytes` below
 //! the records woostream writes, is warned about.
 //!
-//! [`problems`] is the pure part; [`read`] asks the brokers.
+//! [`problems`] is the pure part; [`read`] asks the brokers (`super::ensure_topics` calls
+//! both, after the metadata it reads anyway).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::Context;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::Consumer;
 
-use crate::config::{KafkaConfig, TopicsConfig};
+use crate::config::TopicsConfig;
 
 /// What the brokers say of one topic.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -96,50 +95,25 @@ pub fn problems(
     out
 }
 
-/// Reads the replica count and the settings of every configured topic. A broker that cannot
-/// describe configurations (some Kafka-compatible brokers) yields what it could read.
+/// Adds the settings of each topic (`replicas`: name → replica count, from the metadata
+/// already read) as the brokers describe them. A broker that cannot describe configurations
+/// (some Kafka-compatible brokers) yields the replica counts alone.
 pub async fn read(
-    kafka: &KafkaConfig,
-    bootstrap: &str,
-    topics: &TopicsConfig,
-) -> anyhow::Result<HashMap<String, Found>> {
-    let admin: AdminClient<DefaultClientContext> = super::client_config(kafka, bootstrap)
-        .create()
-        .context("creating the Kafka admin client")?;
-    let names: Vec<String> = topics.all().iter().map(|(_, t)| t.name.clone()).collect();
-    let mut found: HashMap<String, Found> = HashMap::new();
-    let metadata = {
-        let names = names.clone();
-        let admin_client = super::client_config(kafka, bootstrap);
-        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, usize)>> {
-            let consumer: rdkafka::consumer::BaseConsumer = admin_client
-                .create()
-                .context("creating a metadata reader")?;
-            let md = consumer
-                .fetch_metadata(None, Duration::from_secs(10))
-                .context("reading topic metadata")?;
-            Ok(md
-                .topics()
-                .iter()
-                .filter(|t| names.iter().any(|n| n == t.name()))
-                .filter_map(|t| {
-                    Some((
-                        t.name().to_string(),
-                        t.partitions().first()?.replicas().len(),
-                    ))
-                })
-                .collect())
+    admin: &AdminClient<DefaultClientContext>,
+    replicas: impl IntoIterator<Item = (String, usize)>,
+) -> HashMap<String, Found> {
+    let mut found: HashMap<String, Found> = replicas
+        .into_iter()
+        .map(|(name, replicas)| {
+            let found = Found {
+                replicas: Some(replicas),
+                settings: HashMap::new(),
+            };
+            (name, found)
         })
-        .await??
-    };
-    for (name, replicas) in metadata {
-        found.entry(name).or_default().replicas = Some(replicas);
-    }
-    let specifiers: Vec<ResourceSpecifier> = names
-        .iter()
-        .filter(|n| found.contains_key(n.as_str()))
-        .map(|n| ResourceSpecifier::Topic(n))
         .collect();
+    let specifiers: Vec<ResourceSpecifier> =
+        found.keys().map(|n| ResourceSpecifier::Topic(n)).collect();
     let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
     match admin.describe_configs(&specifiers, &options).await {
         Ok(results) => {
@@ -153,14 +127,16 @@ pub async fn read(
                     .iter()
                     .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
                     .collect();
-                found.entry(name.clone()).or_default().settings = settings;
+                if let Some(f) = found.get_mut(name) {
+                    f.settings = settings;
+                }
             }
         }
         Err(e) => {
             tracing::warn!(error = %e, "The brokers do not describe topic settings; they are not checked.")
         }
     }
-    Ok(found)
+    found
 }
 
 #[cfg(test)]
