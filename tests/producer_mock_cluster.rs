@@ -211,6 +211,58 @@ async fn missing_wrong_or_foreign_signatures_get_401_and_are_counted() {
     assert_eq!(count(&config, "woo.orders").await, 2);
 }
 
+/// The source header is unsigned: a delivery naming one shop and signed by another is that
+/// other shop's (it was refused before), and junk naming a shop is counted under the shop it
+/// names while that shop's own deliveries go on.
+#[tokio::test]
+async fn a_source_header_is_a_claim_the_signature_decides() {
+    let (_cluster, mut config) = setup();
+    let mut us = config.shops[0].clone();
+    us.id = "us".into();
+    us.source = "https://us-shop.example/".into();
+    us.secret = Some("us-webhook-secret".into());
+    config.shops.push(us);
+    let p = Producer::start(&config, false).await.unwrap();
+    let body = fixture("woo_order_example.webhook_body.json");
+    // Fired by "us" under the host name of "eu" (one WordPress multisite, or a copied site).
+    let us_under_eu = Post {
+        secret: Some("us-webhook-secret"),
+        ..Post::signed("order.created", &body)
+    };
+    assert_eq!(us_under_eu.send(&p.url).await.0, 200);
+    let records = read(&config, "woo.orders", 1).await;
+    assert_eq!(header(&records[0], headers::SHOP), Some("us"));
+    assert_eq!(
+        p.metric("woostream_webhook_source_mismatch_total", &[("shop", "us")]),
+        1.0
+    );
+    // Junk naming "eu": refused, counted as a claim of eu's; eu's own delivery passes.
+    let junk = Post {
+        secret: Some("made-up"),
+        ..Post::signed("order.created", &body)
+    };
+    assert_eq!(junk.send(&p.url).await.0, 401);
+    assert_eq!(
+        Post::signed("order.updated", &body).send(&p.url).await.0,
+        200
+    );
+    assert_eq!(
+        p.metric(
+            "woostream_webhook_signature_failures_total",
+            &[("reason", "bad_signature"), ("shop", "eu")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        p.metric(
+            "woostream_webhook_requests_total",
+            &[("shop", "eu"), ("outcome", "accepted")]
+        ),
+        1.0
+    );
+    assert_eq!(count(&config, "woo.orders").await, 2);
+}
+
 #[tokio::test]
 async fn bad_input_is_kept_in_the_dead_letter_topic_and_never_disables_the_webhook() {
     let (_cluster, config) = setup();

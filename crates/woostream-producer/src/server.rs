@@ -366,24 +366,19 @@ async fn handle(
         );
     };
 
+    // A body the named shop's secret does not verify is tried against every other shop's, as a
+    // body of an unknown source is: the work before a refusal is the same whatever source a
+    // request names, so its timing does not tell which sources are configured.
     let shop = match named {
         Some(s) if signature::verify(&body, &s.secret, signature) => s,
-        Some(s) => {
-            return unauthorized(
-                ingest,
-                cid,
-                Some(&s.id),
-                crate::metrics::BAD_SIGNATURE,
-                "the signature does not match the shop's secret",
-            )
-        }
-        None => match ingest
+        _ => match ingest
             .shops
             .iter()
+            .filter(|s| named.is_none_or(|n| n.id != s.id))
             .find(|s| signature::verify(&body, &s.secret, signature))
         {
             Some(s) => {
-                if source_unknown {
+                if named.is_some() || source_unknown {
                     ingest
                         .metrics
                         .source_mismatches
@@ -393,10 +388,22 @@ async fn handle(
                         correlation_id = cid,
                         shop = %s.id,
                         source = h.source.as_deref().unwrap_or_default(),
-                        "A delivery named a source no shop has, and the shop's secret verified it: accepted. Add the source to the shop's source_aliases if it is the shop's."
+                        "A delivery named a source that is not this shop's, and the shop's secret verified it: accepted. Add the source to the shop's source_aliases if it is the shop's."
                     );
                 }
                 s
+            }
+            // The source a refused request names is a claim, not a fact: counted under the
+            // shop it names, and the alert tells a shop whose deliveries all fail (a rotated
+            // secret) from junk posted in its name while its own deliveries pass.
+            None if named.is_some() => {
+                return unauthorized(
+                    ingest,
+                    cid,
+                    named.map(|s| s.id.as_str()),
+                    crate::metrics::BAD_SIGNATURE,
+                    "the signature does not match the named shop's secret",
+                )
             }
             None if source_unknown => {
                 return unauthorized(
