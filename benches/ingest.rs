@@ -87,7 +87,7 @@ fn keyring_bytes_per_key(n: usize) -> f64 {
     let before = rss();
     let mut ring = woostream_core::erasure::Keyring::by_subject();
     for i in 0..n {
-        let key = std::sync::Arc::new(woostream_core::erasure::SubjectKey::generate());
+        let key = std::sync::Arc::new(woostream_core::erasure::SubjectKey::generate(true));
         ring.insert(&format!("{i:032x}"), key);
     }
     let per_key = (rss() - before) / n as f64;
@@ -137,7 +137,7 @@ fn sealed_sizes(
             if let Some(o) = &mut e.order {
                 let key = keys
                     .entry(k.customer.clone())
-                    .or_insert_with(woostream_core::erasure::SubjectKey::generate);
+                    .or_insert_with(|| woostream_core::erasure::SubjectKey::generate(true));
                 seal_fields(order_fields(o), key);
             }
         }

@@ -1,7 +1,8 @@
 //! A rolling upgrade from the previous release, on Tansu, in both framings (single-object and a
 //! schema registry): the previous release's binary is built from git; a sale runs through its
-//! producer and enricher, then the producer is rolled (a new writer before an old reader), then
-//! the enricher. Every order is in the profiles, which equal a run of this build alone over the
+//! producer and enricher, then the producer is rolled (a new writer before an old reader, sealing
+//! as before: `privacy.bind_sealed_values = false`), then the enricher, then the producer again
+//! with the shipped sealing. Every order is in the profiles, which equal a run of this build alone over the
 //! same input; no record was skipped or held.
 //! (Its own test binary: building the previous release briefly puts its binary in `target/`.)
 
@@ -18,17 +19,19 @@ use woostream_tests::{Post, Tansu, SECRET, SOURCE};
 /// The commit before the work that this test came with: the release it upgrades from.
 const PREVIOUS_RELEASE: &str = "c2c765bee97e14c6ef9019633ddf25dfb08b12db";
 
+/// The producer's configuration; `privacy`: a `[privacy]` section (this build's only).
 fn producer_toml(
     bootstrap: &str,
     registry: Option<&str>,
     ports: (u16, u16),
     spool: &Path,
+    privacy: &str,
 ) -> String {
     let registry = registry.map_or(String::new(), |url| {
         format!("[schema_registry]\nurl = \"{url}\"\n")
     });
     format!(
-        "[kafka]\nbootstrap_servers = \"{bootstrap}\"\n{registry}[[shops]]\nid = \"eu\"\nsource = \"{SOURCE}\"\nsecret = \"{SECRET}\"\n[producer]\nlisten = \"127.0.0.1:{}\"\nspool_dir = \"{}\"\n[ops]\nlisten = \"127.0.0.1:{}\"\n[log]\nformat = \"json\"\n",
+        "{privacy}[kafka]\nbootstrap_servers = \"{bootstrap}\"\n{registry}[[shops]]\nid = \"eu\"\nsource = \"{SOURCE}\"\nsecret = \"{SECRET}\"\n[producer]\nlisten = \"127.0.0.1:{}\"\nspool_dir = \"{}\"\n[ops]\nlisten = \"127.0.0.1:{}\"\n[log]\nformat = \"json\"\n",
         ports.0,
         spool.display(),
         ports.1
@@ -112,7 +115,7 @@ async fn roll(previous: &Path, registry: bool) -> usize {
     // The previous release: its producer creates the topics, its enricher follows.
     let ports = (free_port(), free_port());
     let url = format!("http://127.0.0.1:{}/webhooks/woocommerce", ports.0);
-    let toml = producer_toml(&bootstrap, registry_url.as_deref(), ports, &spool);
+    let toml = producer_toml(&bootstrap, registry_url.as_deref(), ports, &spool, "");
     let mut old_producer = spawn_binary(previous, "producer", &toml, "old", ports.1, dir.path());
     old_producer.ready(Duration::from_secs(120)).await;
     for c in [&upgraded, &reference] {
@@ -132,19 +135,36 @@ async fn roll(previous: &Path, registry: bool) -> usize {
     )
     .await;
 
-    // Rolled: the producer first (this build writes, the previous release's enricher reads).
+    // Rolled: the producer first (this build writes, the previous release's enricher reads),
+    // sealing as the previous release did until every reader runs this build, as the upgrade
+    // notes say.
     old_producer.stop();
     let ports = (free_port(), free_port());
     let url = format!("http://127.0.0.1:{}/webhooks/woocommerce", ports.0);
-    let toml = producer_toml(&bootstrap, registry_url.as_deref(), ports, &spool);
+    let as_before = "[privacy]\nbind_sealed_values = false\n";
+    let toml = producer_toml(
+        &bootstrap,
+        registry_url.as_deref(),
+        ports,
+        &spool,
+        as_before,
+    );
     let mut producer = spawn("producer", &toml, "new", ports.1, dir.path());
     producer.ready(Duration::from_secs(120)).await;
-    post_all(&url, second).await;
+    post_all(&url, &second[..second.len() / 2]).await;
 
-    // Then the enricher, mid-stream.
+    // Then the enricher, mid-stream; then the producer once more with the shipped sealing
+    // (values bound to their field, 128-bit key ids), read beside what came before.
     let mut old_enricher = old_enricher;
     old_enricher.stop();
     let enricher = EnricherProcess::start(&upgraded, "upgraded", dir.path());
+    post_all(&url, &second[second.len() / 2..]).await;
+    producer.stop();
+    let ports = (free_port(), free_port());
+    let url = format!("http://127.0.0.1:{}/webhooks/woocommerce", ports.0);
+    let toml = producer_toml(&bootstrap, registry_url.as_deref(), ports, &spool, "");
+    let mut producer = spawn("producer", &toml, "bound", ports.1, dir.path());
+    producer.ready(Duration::from_secs(120)).await;
     post_all(&url, third).await;
     let produced = shop_topics_now(&bootstrap);
     let enricher = caught_up(&bootstrap, "enricher-upgraded", produced.clone(), enricher).await;
@@ -191,6 +211,19 @@ async fn roll(previous: &Path, registry: bool) -> usize {
         &format!("rolled from the previous release ({framing})"),
         &expected,
         &view,
+    );
+    // Keys of both kinds were made (the previous release's and the rolled producer's with its
+    // sealing, then bound ones) and the profiles above were built from values of both.
+    let keys =
+        woostream_tests::read_topic_now(&upgraded, "upgrade-keys", "woostream.subject-keys").await;
+    let id_lengths: std::collections::BTreeSet<usize> = keys
+        .iter()
+        .filter_map(|m| rdkafka::Message::key(m).map(<[u8]>::len))
+        .collect();
+    assert_eq!(
+        id_lengths,
+        [16, 32].into(),
+        "key ids of the earlier sealing and of the bound one"
     );
     println!(
         "upgrade from {} ({framing}): {orders} order deliveries over both builds, {} profiles equal to this build's alone",

@@ -6,8 +6,9 @@ schemas/. Frames are recognised by the Avro spec (single-object: C3 01 + CRC-64-
 fingerprint, little-endian) or by Confluent's wire format (00 + big-endian schema id, resolved
 through --registry). Prints one JSON object per record on stdout.
 
-With --keys-topic, personal fields sealed per person ("ws1.<key id>.<base64url(nonce ‖
-ciphertext)>", ChaCha20-Poly1305) are opened with the keys that topic holds (JSON records,
+With --keys-topic, personal fields sealed per person ("ws2.<key id>.<field>.<base64url(nonce ‖
+ciphertext)>", ChaCha20-Poly1305 with "<key id>|<field>" as associated data; "ws1.<key id>.<…>"
+without, as earlier releases wrote) are opened with the keys that topic holds (JSON records,
 the key in base64, unwrapped) using the `cryptography` package, and each record lists the
 paths it found sealed ("sealed"); a value whose key is gone stays as it is.
 """
@@ -26,7 +27,8 @@ import uuid
 import fastavro
 from confluent_kafka import Consumer, TopicPartition
 
-SEALED_PREFIX = "ws1."
+BOUND_PREFIX = "ws2."
+SEALED_PREFIXES = ("ws1.", BOUND_PREFIX)
 
 
 def read_keys(bootstrap, topic, timeout):
@@ -62,13 +64,19 @@ def read_keys(bootstrap, topic, timeout):
 
 def open_sealed(value, keys, path, found):
     """Opens every sealed string in a decoded value; records the paths of sealed ones."""
-    if isinstance(value, str) and value.startswith(SEALED_PREFIX):
-        kid, _, data = value[len(SEALED_PREFIX):].partition(".")
+    if isinstance(value, str) and value.startswith(SEALED_PREFIXES):
+        bound = value.startswith(BOUND_PREFIX)
+        kid, _, data = value[4:].partition(".")
+        aad = None
+        if bound:
+            # ws2.<key id>.<field>.<data>: bound to the key id and the field it was sealed for.
+            field, _, data = data.partition(".")
+            aad = f"{kid}|{field}".encode()
         found.append(path)
         if kid not in keys:
             return value
         raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
-        return keys[kid].decrypt(raw[:12], raw[12:], None).decode()
+        return keys[kid].decrypt(raw[:12], raw[12:], aad).decode()
     if isinstance(value, dict):
         return {k: open_sealed(v, keys, f"{path}.{k}" if path else k, found) for k, v in value.items()}
     if isinstance(value, list):

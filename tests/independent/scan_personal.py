@@ -23,7 +23,7 @@ import uuid
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 MARKER = b"woostream-end-marker"
-SEALED = re.compile(rb"ws1\.([0-9a-f]{16})\.")
+SEALED = re.compile(rb"ws[12]\.([0-9a-f]{32}|[0-9a-f]{16})\.")
 
 
 def end_markers(bootstrap, topic, partitions):

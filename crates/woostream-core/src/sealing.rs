@@ -8,6 +8,8 @@ use chacha20poly1305::ChaCha20Poly1305;
 
 pub const NONE: &str = "none";
 pub const CHACHA20POLY1305: &str = "chacha20poly1305";
+/// Sealed with associated data the reader supplies again (what the bytes belong to).
+pub const CHACHA20POLY1305_BOUND: &str = "chacha20poly1305-bound";
 
 /// What a key setting must hold, for configuration errors.
 pub const KEY_EXPECTED: &str =
@@ -46,12 +48,30 @@ pub fn cipher(base64_key: &str) -> ChaCha20Poly1305 {
 
 /// `bytes` sealed under `cipher` (or as they are without one), with the encryption's name.
 pub fn seal(cipher: Option<&ChaCha20Poly1305>, bytes: &[u8]) -> (&'static str, Vec<u8>) {
+    seal_bound(cipher, bytes, None)
+}
+
+/// [`seal`], bound to `binding` when given: the bytes open only where the reader names the
+/// same binding (e.g. a wrapped key's id and person).
+pub fn seal_bound(
+    cipher: Option<&ChaCha20Poly1305>,
+    bytes: &[u8],
+    binding: Option<&[u8]>,
+) -> (&'static str, Vec<u8>) {
+    use chacha20poly1305::aead::Payload;
     match cipher {
         Some(c) => {
             let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
             let mut sealed = nonce.to_vec();
-            sealed.extend(c.encrypt(&nonce, bytes).expect("sealing a byte slice"));
-            (CHACHA20POLY1305, sealed)
+            let aad = binding.unwrap_or_default();
+            let payload = Payload { msg: bytes, aad };
+            sealed.extend(c.encrypt(&nonce, payload).expect("sealing a byte slice"));
+            let name = if binding.is_some() {
+                CHACHA20POLY1305_BOUND
+            } else {
+                CHACHA20POLY1305
+            };
+            (name, sealed)
         }
         None => (NONE, bytes.to_vec()),
     }
@@ -63,20 +83,34 @@ pub fn open(
     encryption: &str,
     bytes: &[u8],
 ) -> Result<Vec<u8>, String> {
-    match encryption {
-        NONE => Ok(bytes.to_vec()),
-        CHACHA20POLY1305 => {
-            let cipher = cipher.ok_or("sealed, and no key is configured")?;
-            if bytes.len() < 12 {
-                return Err("sealed bytes too short".into());
-            }
-            let (nonce, sealed) = bytes.split_at(12);
-            cipher
-                .decrypt(nonce.into(), sealed)
-                .map_err(|_| "the configured key does not open it".into())
-        }
-        other => Err(format!("unknown encryption {other}")),
+    open_bound(cipher, encryption, bytes, &[])
+}
+
+/// Opens what [`seal_bound`] wrote, with the binding the reader expects (used only when the
+/// bytes were sealed bound).
+pub fn open_bound(
+    cipher: Option<&ChaCha20Poly1305>,
+    encryption: &str,
+    bytes: &[u8],
+    binding: &[u8],
+) -> Result<Vec<u8>, String> {
+    use chacha20poly1305::aead::Payload;
+    let aad = match encryption {
+        NONE => return Ok(bytes.to_vec()),
+        CHACHA20POLY1305 => &[][..],
+        CHACHA20POLY1305_BOUND => binding,
+        other => return Err(format!("unknown encryption {other}")),
+    };
+    let cipher = cipher.ok_or("sealed, and no key is configured")?;
+    if bytes.len() < 12 {
+        return Err("sealed bytes too short".into());
     }
+    let (nonce, msg) = bytes.split_at(12);
+    cipher
+        .decrypt(nonce.into(), Payload { msg, aad })
+        .map_err(|_| {
+            "the configured key does not open it (or it was moved from where it was sealed)".into()
+        })
 }
 
 #[cfg(test)]

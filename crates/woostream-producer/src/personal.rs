@@ -11,7 +11,7 @@ use woostream_core::config::Config;
 use woostream_core::erasure::erase::{self, ErasureCodecs, Request};
 use woostream_core::erasure::erased::{self, ErasedSubjects};
 use woostream_core::erasure::personal::{
-    customer_fields, order_fields, seal_fields, subject_of_body,
+    customer_fields, fields, order_fields, seal_fields, subject_of_body,
 };
 use woostream_core::erasure::seal::{seal_bytes, SUBJECT_KEY};
 use woostream_core::erasure::{SubjectKey, SubjectKeys};
@@ -155,7 +155,8 @@ impl Sealer {
                     if let (Some(hash), false) = (&r.reviewer_email_hash, r.text.is_empty()) {
                         let reviewer = format!("guest:{hash}");
                         let key = self.key_for(hasher, &k.shop_id, &reviewer, new);
-                        r.text = woostream_core::erasure::seal::seal(&key, &r.text);
+                        r.text =
+                            woostream_core::erasure::seal::seal(&key, fields::REVIEW_TEXT, &r.text);
                     }
                 }
             }
@@ -163,7 +164,11 @@ impl Sealer {
             // under the shop's key of the day for what names no one person.
             Event::Action(k, e) if !e.arg_json.is_empty() => {
                 let key = self.unidentified_key(hasher, &k.shop_id, new);
-                e.arg_json = woostream_core::erasure::seal::seal(&key, &e.arg_json);
+                e.arg_json = woostream_core::erasure::seal::seal(
+                    &key,
+                    fields::ACTION_ARGUMENTS,
+                    &e.arg_json,
+                );
             }
             _ => {}
         }

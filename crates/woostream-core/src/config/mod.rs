@@ -76,6 +76,11 @@ pub struct PrivacyConfig {
     pub key_wrapping_key: Option<crate::secret::Secret>,
     /// WooCommerce's `customer.deleted` erases the person in woostream too.
     pub erase_on_customer_deleted: bool,
+    /// Bind each sealed value to its key id and field, and each wrapped key to its id and
+    /// person, with 128-bit key ids for new people. Values and keys written so are read only by
+    /// this release and later: during a rolling upgrade from an earlier one, set false until
+    /// every role runs this release (or roll the readers first). Both kinds are always read.
+    pub bind_sealed_values: bool,
 }
 
 impl Default for PrivacyConfig {
@@ -85,6 +90,7 @@ impl Default for PrivacyConfig {
             seal_personal_data: true,
             key_wrapping_key: None,
             erase_on_customer_deleted: true,
+            bind_sealed_values: true,
         }
     }
 }

@@ -14,24 +14,33 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-/// One person's key: its id (16 hex characters) and 32 bytes, held inline (a role holds every
-/// live key: a million customers are a million of these).
+/// One person's key: its id (32 hex characters: 128 random bits; 16 for keys made before
+/// binding) and 32 bytes, held inline (a role holds every live key: a million customers are a
+/// million of these).
 #[derive(Clone)]
 pub struct SubjectKey {
     id: Id,
     bytes: [u8; 32],
+    /// Values sealed with it are bound to their key id and field (`ws2.`), and its record's
+    /// wrapping to its id and person: what this role writes (`privacy.bind_sealed_values`).
+    bind: bool,
 }
 
-/// A key id as its 16 ASCII hex characters.
-type Id = [u8; 16];
+/// A key id as its ASCII hex characters, 32 or 16 (then padded with zeros).
+type Id = [u8; 32];
 
 fn id_of(text: &str) -> Option<Id> {
     let bytes = text.as_bytes();
-    (bytes.len() == 16 && bytes.iter().all(u8::is_ascii_hexdigit)).then(|| {
-        let mut id = [0u8; 16];
-        id.copy_from_slice(bytes);
+    (matches!(bytes.len(), 16 | 32) && bytes.iter().all(u8::is_ascii_hexdigit)).then(|| {
+        let mut id = [0u8; 32];
+        id[..bytes.len()].copy_from_slice(bytes);
         id
     })
+}
+
+fn id_text(id: &Id) -> &str {
+    let len = id.iter().position(|b| *b == 0).unwrap_or(id.len());
+    std::str::from_utf8(&id[..len]).expect("ASCII hex")
 }
 
 /// A person's pseudonym (32 hex characters) as 16 bytes; any other text hashed to 16 bytes.
@@ -48,17 +57,25 @@ fn subject_of(text: &str) -> [u8; 16] {
 }
 
 impl SubjectKey {
-    pub fn generate() -> SubjectKey {
+    /// A new key; `bind`: a 128-bit id and bound values, else what earlier releases made and
+    /// read (64-bit id, `ws1.`), for a rolling upgrade whose readers are older.
+    pub fn generate(bind: bool) -> SubjectKey {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
-        let mut raw = [0u8; 8];
+        let mut raw = [0u8; 16];
         rand::rng().fill_bytes(&mut raw);
-        let id = id_of(&hex::encode(raw)).expect("16 hex characters");
-        SubjectKey { id, bytes }
+        let raw = if bind { &raw[..] } else { &raw[..8] };
+        let id = id_of(&hex::encode(raw)).expect("hex characters");
+        SubjectKey { id, bytes, bind }
     }
 
     pub fn id(&self) -> &str {
-        std::str::from_utf8(&self.id).expect("ASCII hex")
+        id_text(&self.id)
+    }
+
+    /// Whether values sealed with it are bound to their key id and field.
+    pub fn binds(&self) -> bool {
+        self.bind
     }
 
     /// The cipher (ChaCha20's key set-up is a copy: made when needed rather than kept).
@@ -93,10 +110,19 @@ pub struct KeyRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// What a wrapped key is bound to: its id and its person, so a wrapped key copied into
+/// another person's record (or under another id) does not open.
+fn wrapping_binding(id: &str, subject: &str) -> Vec<u8> {
+    format!("{id}|{subject}").into_bytes()
+}
+
 impl KeyRecord {
-    /// The record for a new key of `subject`, sealed under the wrapping key when there is one.
+    /// The record for a new key of `subject`, sealed under the wrapping key when there is one
+    /// (bound to the key's id and person when the key binds).
     pub fn new(subject: &str, key: &SubjectKey, wrapping: Option<&ChaCha20Poly1305>) -> KeyRecord {
-        let (wrapping, sealed) = crate::sealing::seal(wrapping, &key.bytes);
+        let binding = key.bind.then(|| wrapping_binding(key.id(), subject));
+        let (wrapping, sealed) =
+            crate::sealing::seal_bound(wrapping, &key.bytes, binding.as_deref());
         KeyRecord {
             subject: subject.to_string(),
             key: STANDARD.encode(sealed),
@@ -105,18 +131,24 @@ impl KeyRecord {
         }
     }
 
-    /// The key it holds, under id `id`.
-    pub fn key(&self, id: &str, wrapping: Option<&ChaCha20Poly1305>) -> Result<SubjectKey, String> {
+    /// The key it holds, under id `id`; `bind` says how values are sealed with it.
+    pub fn key(
+        &self,
+        id: &str,
+        wrapping: Option<&ChaCha20Poly1305>,
+        bind: bool,
+    ) -> Result<SubjectKey, String> {
         let sealed = STANDARD
             .decode(&self.key)
             .map_err(|e| format!("key {id} is not base64: {e}"))?;
-        let bytes = crate::sealing::open(wrapping, &self.wrapping, &sealed)
+        let binding = wrapping_binding(id, &self.subject);
+        let bytes = crate::sealing::open_bound(wrapping, &self.wrapping, &sealed, &binding)
             .map_err(|e| format!("key {id}: {e} (privacy.key_wrapping_key)"))?;
         let bytes: [u8; 32] = bytes
             .try_into()
             .map_err(|_| format!("key {id} is not 32 bytes"))?;
-        let id = id_of(id).ok_or_else(|| format!("key id {id} is not 16 hex characters"))?;
-        Ok(SubjectKey { id, bytes })
+        let id = id_of(id).ok_or_else(|| format!("key id {id} is not 16 or 32 hex characters"))?;
+        Ok(SubjectKey { id, bytes, bind })
     }
 }
 
@@ -128,6 +160,8 @@ pub struct Keyring {
     deleted: HashSet<Id>,
     /// Key ids by person, oldest first; kept only when `by_subject` was asked for.
     by_subject: Option<HashMap<[u8; 16], Vec<Id>>>,
+    /// Whether the keys it reads bind what is sealed with them.
+    bind: bool,
 }
 
 impl Keyring {
@@ -137,6 +171,12 @@ impl Keyring {
             by_subject: Some(HashMap::new()),
             ..Keyring::default()
         }
+    }
+
+    /// Keys read from the topic bind what is sealed with them (or not: a rolling upgrade).
+    pub fn binding(mut self, bind: bool) -> Keyring {
+        self.bind = bind;
+        self
     }
 
     /// Applies one record of the key topic; an unreadable one is reported and left out.
@@ -160,7 +200,10 @@ impl Keyring {
         };
         let record: KeyRecord = serde_json::from_slice(value)
             .map_err(|e| format!("key record {id} is not JSON: {e}"))?;
-        self.insert(&record.subject, Arc::new(record.key(id, wrapping)?));
+        self.insert(
+            &record.subject,
+            Arc::new(record.key(id, wrapping, self.bind)?),
+        );
         Ok(())
     }
 
@@ -196,11 +239,7 @@ impl Keyring {
         self.by_subject
             .as_ref()
             .and_then(|b| b.get(&subject_of(subject)))
-            .map(|ids| {
-                ids.iter()
-                    .map(|i| std::str::from_utf8(i).expect("ASCII hex").to_string())
-                    .collect()
-            })
+            .map(|ids| ids.iter().map(|i| id_text(i).to_string()).collect())
             .unwrap_or_default()
     }
 
@@ -221,28 +260,53 @@ mod tests {
     fn keys_round_trip_through_their_records_wrapped_or_not() {
         let wrapping = crate::sealing::cipher(&STANDARD.encode([7u8; 32]));
         for w in [None, Some(&wrapping)] {
-            let key = SubjectKey::generate();
+            let key = SubjectKey::generate(true);
             let record = KeyRecord::new("s1", &key, w);
             assert_eq!(record.wrapping == "none", w.is_none());
-            let back = record.key(key.id(), w).unwrap();
-            let sealed = super::super::seal::seal(&key, "x");
+            let back = record.key(key.id(), w, true).unwrap();
+            let sealed = super::super::seal::seal(&key, "f", "x");
             assert_eq!(
-                super::super::seal::open(&sealed, Some(&back))
+                super::super::seal::open(&sealed, "f", Some(&back))
                     .unwrap()
                     .text(),
                 Some("x".into())
             );
         }
         // A wrapped key read without the wrapping key says which setting is missing.
-        let record = KeyRecord::new("s1", &SubjectKey::generate(), Some(&wrapping));
-        let e = record.key("k", None).unwrap_err();
+        let record = KeyRecord::new("s1", &SubjectKey::generate(true), Some(&wrapping));
+        let e = record.key("k", None, true).unwrap_err();
         assert!(e.contains("privacy.key_wrapping_key"), "{e}");
+    }
+
+    #[test]
+    fn a_wrapped_key_opens_only_under_its_id_and_for_its_person() {
+        let wrapping = crate::sealing::cipher(&STANDARD.encode([7u8; 32]));
+        let key = SubjectKey::generate(true);
+        let record = KeyRecord::new("s1", &key, Some(&wrapping));
+        assert_eq!(record.wrapping, crate::sealing::CHACHA20POLY1305_BOUND);
+        assert!(record.key(key.id(), Some(&wrapping), true).is_ok());
+        // Copied into another person's record, or filed under another key id: refused.
+        let moved = KeyRecord {
+            subject: "s2".into(),
+            ..record.clone()
+        };
+        assert!(moved.key(key.id(), Some(&wrapping), true).is_err());
+        let other_id = SubjectKey::generate(true);
+        assert!(record.key(other_id.id(), Some(&wrapping), true).is_err());
+        // A key an earlier release wrapped (no binding) still opens.
+        let old = SubjectKey::generate(false);
+        let record = KeyRecord::new("s1", &old, Some(&wrapping));
+        assert_eq!(record.wrapping, crate::sealing::CHACHA20POLY1305);
+        assert_eq!(
+            record.key(old.id(), Some(&wrapping), true).unwrap().id(),
+            old.id()
+        );
     }
 
     #[test]
     fn a_tombstone_deletes_a_key_and_forgets_whose_it_was() {
         let mut ring = Keyring::by_subject();
-        let (a, b) = (SubjectKey::generate(), SubjectKey::generate());
+        let (a, b) = (SubjectKey::generate(true), SubjectKey::generate(false));
         for k in [&a, &b] {
             let v = serde_json::to_vec(&KeyRecord::new("s1", k, None)).unwrap();
             ring.apply(k.id(), Some(&v), None).unwrap();

@@ -11,54 +11,76 @@ use crate::events::{Address, CustomerRecord, Order, ShippingAddress};
 use super::keyring::SubjectKey;
 use super::seal::{self, Opened};
 
-fn address(a: &mut Address) -> [&mut Option<String>; 9] {
+/// A personal field: the name it is sealed for (the same wherever it is read, so a value moved
+/// to another field does not open) and its value.
+pub type Field<'a> = (&'static str, &'a mut Option<String>);
+
+fn address(a: &mut Address) -> [Field<'_>; 9] {
     [
-        &mut a.first_name,
-        &mut a.last_name,
-        &mut a.company,
-        &mut a.address_1,
-        &mut a.address_2,
-        &mut a.city,
-        &mut a.postcode,
-        &mut a.email,
-        &mut a.phone,
+        ("billing:first_name", &mut a.first_name),
+        ("billing:last_name", &mut a.last_name),
+        ("billing:company", &mut a.company),
+        ("billing:address_1", &mut a.address_1),
+        ("billing:address_2", &mut a.address_2),
+        ("billing:city", &mut a.city),
+        ("billing:postcode", &mut a.postcode),
+        ("billing:email", &mut a.email),
+        ("billing:phone", &mut a.phone),
     ]
 }
 
-fn shipping(a: &mut ShippingAddress) -> [&mut Option<String>; 8] {
+fn shipping(a: &mut ShippingAddress) -> [Field<'_>; 8] {
     [
-        &mut a.first_name,
-        &mut a.last_name,
-        &mut a.company,
-        &mut a.address_1,
-        &mut a.address_2,
-        &mut a.city,
-        &mut a.postcode,
-        &mut a.phone,
+        ("shipping:first_name", &mut a.first_name),
+        ("shipping:last_name", &mut a.last_name),
+        ("shipping:company", &mut a.company),
+        ("shipping:address_1", &mut a.address_1),
+        ("shipping:address_2", &mut a.address_2),
+        ("shipping:city", &mut a.city),
+        ("shipping:postcode", &mut a.postcode),
+        ("shipping:phone", &mut a.phone),
     ]
+}
+
+/// The field names of values sealed outside an order or an account.
+pub mod fields {
+    /// An order's customer note, and the alert that quotes it.
+    pub const CUSTOMER_NOTE: &str = "customer_note";
+    /// The initial of a customer's first name, in alerts.
+    pub const FIRST_NAME_INITIAL: &str = "first_name_initial";
+    /// A product review's text, and the alert that quotes it.
+    pub const REVIEW_TEXT: &str = "review:text";
+    /// The arguments of a shop action (`action.*`).
+    pub const ACTION_ARGUMENTS: &str = "action:arguments";
+    /// A contact property's value changed in the CRM.
+    pub const CRM_VALUE: &str = "crm:value";
 }
 
 /// The personal fields of an order.
-pub fn order_fields(o: &mut Order) -> Vec<&mut Option<String>> {
-    let mut out: Vec<&mut Option<String>> = vec![&mut o.transaction_id];
+pub fn order_fields(o: &mut Order) -> Vec<Field<'_>> {
+    let mut out: Vec<Field<'_>> = vec![("transaction_id", &mut o.transaction_id)];
     if let Some(b) = &mut o.billing {
         out.extend(address(b));
     }
     if let Some(s) = &mut o.shipping {
         out.extend(shipping(s));
     }
-    out.extend(o.refunds.iter_mut().map(|r| &mut r.reason));
-    out.push(&mut o.customer_note);
+    out.extend(
+        o.refunds
+            .iter_mut()
+            .map(|r| ("refund:reason", &mut r.reason)),
+    );
+    out.push((fields::CUSTOMER_NOTE, &mut o.customer_note));
     out
 }
 
 /// The personal fields of a customer account.
-pub fn customer_fields(c: &mut CustomerRecord) -> Vec<&mut Option<String>> {
-    let mut out: Vec<&mut Option<String>> = vec![
-        &mut c.email,
-        &mut c.first_name,
-        &mut c.last_name,
-        &mut c.username,
+pub fn customer_fields(c: &mut CustomerRecord) -> Vec<Field<'_>> {
+    let mut out: Vec<Field<'_>> = vec![
+        ("email", &mut c.email),
+        ("first_name", &mut c.first_name),
+        ("last_name", &mut c.last_name),
+        ("username", &mut c.username),
     ];
     if let Some(b) = &mut c.billing {
         out.extend(address(b));
@@ -72,10 +94,10 @@ pub fn customer_fields(c: &mut CustomerRecord) -> Vec<&mut Option<String>> {
 /// Seals every non-empty field under `key`, whatever its text looks like: a buyer can type
 /// `ws1.…` into any field, and a value left clear because it looked sealed would read as erased.
 /// Called once per event, on what WooCommerce sent.
-pub fn seal_fields(fields: Vec<&mut Option<String>>, key: &SubjectKey) {
-    for f in fields {
+pub fn seal_fields(fields: Vec<Field<'_>>, key: &SubjectKey) {
+    for (name, f) in fields {
         if let Some(v) = f.as_mut().filter(|v| !v.is_empty()) {
-            *v = seal::seal(key, v);
+            *v = seal::seal(key, name, v);
         }
     }
 }
@@ -101,11 +123,11 @@ impl Eq for SubjectKey {}
 /// Opens every sealed field in place with the key `key_of` finds for its id (`None`: deleted).
 /// A field whose key is deleted becomes `None`.
 pub fn open_fields(
-    fields: Vec<&mut Option<String>>,
+    fields: Vec<Field<'_>>,
     mut key_of: impl FnMut(&str) -> Option<Arc<SubjectKey>>,
 ) -> Result<Sealing, String> {
     let mut found = Sealing::Clear;
-    for f in fields {
+    for (name, f) in fields {
         let Some(v) = f.as_ref() else { continue };
         let Some(id) = seal::key_id_of(v) else {
             continue;
@@ -114,7 +136,7 @@ pub fn open_fields(
             Sealing::Opened(k) if k.id() == id => Some(k.clone()),
             _ => key_of(id),
         };
-        match seal::open(v, key.as_deref())? {
+        match seal::open(v, name, key.as_deref())? {
             Opened::Opened(text) => {
                 *f = Some(text);
                 if let Some(k) = key {
@@ -132,20 +154,20 @@ pub fn open_fields(
 }
 
 /// The ids of the keys the sealed fields name.
-pub fn key_ids(fields: Vec<&mut Option<String>>) -> Vec<String> {
+pub fn key_ids(fields: &[Field<'_>]) -> Vec<String> {
     let mut ids: Vec<String> = fields
-        .into_iter()
-        .filter_map(|f| f.as_deref().and_then(seal::key_id_of).map(str::to_string))
+        .iter()
+        .filter_map(|(_, f)| f.as_deref().and_then(seal::key_id_of).map(str::to_string))
         .collect();
     ids.sort();
     ids.dedup();
     ids
 }
 
-/// Seals a value derived from opened fields (e.g. an initial) with the same key.
-pub fn seal_derived(value: Option<String>, sealing: &Sealing) -> Option<String> {
+/// Seals a value derived from opened fields (e.g. an initial) with the same key, for `field`.
+pub fn seal_derived(value: Option<String>, field: &str, sealing: &Sealing) -> Option<String> {
     match (value, sealing) {
-        (Some(v), Sealing::Opened(key)) => Some(seal::seal(key, &v)),
+        (Some(v), Sealing::Opened(key)) => Some(seal::seal(key, field, &v)),
         (v, _) => v,
     }
 }
@@ -188,7 +210,7 @@ mod tests {
     fn an_order_sealed_shows_no_personal_text_and_opens_to_itself() {
         let original = order();
         let mut o = original.clone();
-        let key = Arc::new(SubjectKey::generate());
+        let key = Arc::new(SubjectKey::generate(true));
         seal_fields(order_fields(&mut o), &key);
         let json = serde_json::to_string(&o).unwrap();
         for field in ["first_name", "last_name", "email", "phone", "address_1"] {
@@ -219,7 +241,7 @@ mod tests {
         original.billing.as_mut().unwrap().first_name = Some("ws1.0123456789abcdef.AAAA".into());
         original.customer_note = Some("ws1.x.y".into());
         let mut o = original.clone();
-        let key = Arc::new(SubjectKey::generate());
+        let key = Arc::new(SubjectKey::generate(true));
         seal_fields(order_fields(&mut o), &key);
         let first = o.billing.as_ref().unwrap().first_name.clone().unwrap();
         assert_eq!(seal::key_id_of(&first), Some(key.id()), "{first}");
@@ -234,7 +256,7 @@ mod tests {
     #[test]
     fn an_erased_key_empties_the_fields() {
         let mut o = order();
-        let key = SubjectKey::generate();
+        let key = SubjectKey::generate(true);
         seal_fields(order_fields(&mut o), &key);
         assert_eq!(
             open_fields(order_fields(&mut o), |_| None).unwrap(),

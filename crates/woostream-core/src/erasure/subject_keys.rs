@@ -16,7 +16,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::keyring::{KeyRecord, Keyring, SubjectKey};
-use super::personal::{key_ids, open_fields, Sealing};
+use super::personal::{key_ids, open_fields, Field, Sealing};
 use crate::config::{Config, KafkaConfig};
 use crate::kafka::reading::{
     follower, partitions_of, read_to_end, reader, write_end_markers, END_MARKER,
@@ -36,6 +36,8 @@ struct Shared {
     state: Mutex<State>,
     changed: Condvar,
     wrapping: Option<ChaCha20Poly1305>,
+    /// `privacy.bind_sealed_values`: how new keys are made and what is sealed with any key.
+    bind: bool,
     kafka: KafkaConfig,
     bootstrap: String,
     topic: String,
@@ -127,11 +129,13 @@ impl SubjectKeys {
     ) -> anyhow::Result<SubjectKeys> {
         let topic = config.topics.subject_keys.name.clone();
         let wrapping = wrapping_key(config)?;
+        let bind = config.privacy.bind_sealed_values;
         let mut ring = if by_subject {
             Keyring::by_subject()
         } else {
             Keyring::default()
-        };
+        }
+        .binding(bind);
         let consumer = reader(&config.kafka, bootstrap, "subject-keys")?;
         let partitions = partitions_of(&consumer, &topic)?;
         // Once per process: several roles in one process each read the keys.
@@ -170,6 +174,7 @@ impl SubjectKeys {
             }),
             changed: Condvar::new(),
             wrapping,
+            bind,
             kafka: config.kafka.clone(),
             bootstrap: bootstrap.to_string(),
             topic,
@@ -268,7 +273,7 @@ impl SubjectKeys {
     }
 
     /// Opens sealed fields in place (blocking: see [`SubjectKeys::keys`]).
-    pub fn open(&self, fields: Vec<&mut Option<String>>) -> Result<Sealing, OpenError> {
+    pub fn open(&self, fields: Vec<Field<'_>>) -> Result<Sealing, OpenError> {
         self.open_record(fields, None)
     }
 
@@ -277,10 +282,10 @@ impl SubjectKeys {
     /// `KeysUnavailable`, read again later, never taken for an erasure.
     pub fn open_record(
         &self,
-        mut fields: Vec<&mut Option<String>>,
+        fields: Vec<Field<'_>>,
         written_at: Option<DateTime<Utc>>,
     ) -> Result<Sealing, OpenError> {
-        let ids = key_ids(fields.iter_mut().map(|f| &mut **f).collect());
+        let ids = key_ids(&fields);
         if ids.is_empty() {
             return Ok(Sealing::Clear);
         }
@@ -291,17 +296,17 @@ impl SubjectKeys {
     }
 
     /// [`SubjectKeys::open`] from async code.
-    pub async fn open_async(&self, fields: Vec<&mut Option<String>>) -> Result<Sealing, OpenError> {
+    pub async fn open_async(&self, fields: Vec<Field<'_>>) -> Result<Sealing, OpenError> {
         self.open_record_async(fields, None).await
     }
 
     /// [`SubjectKeys::open_record`] from async code.
     pub async fn open_record_async(
         &self,
-        mut fields: Vec<&mut Option<String>>,
+        fields: Vec<Field<'_>>,
         written_at: Option<DateTime<Utc>>,
     ) -> Result<Sealing, OpenError> {
-        let ids = key_ids(fields.iter_mut().map(|f| &mut **f).collect());
+        let ids = key_ids(&fields);
         if ids.is_empty() {
             return Ok(Sealing::Clear);
         }
@@ -333,7 +338,7 @@ impl SubjectKeys {
     /// durable before anything is sealed with it; [`SubjectKeys::insert`] then makes it the
     /// subject's current key.
     pub fn new_key(&self, subject: &str) -> (Arc<SubjectKey>, Vec<u8>, Vec<u8>) {
-        let key = Arc::new(SubjectKey::generate());
+        let key = Arc::new(SubjectKey::generate(self.shared.bind));
         let record = KeyRecord::new(subject, &key, self.shared.wrapping.as_ref());
         let value = serde_json::to_vec(&record).expect("a key record serialises");
         (key.clone(), key.id().as_bytes().to_vec(), value)

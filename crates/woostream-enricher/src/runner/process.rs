@@ -3,7 +3,7 @@
 
 use super::*;
 use woostream_core::erasure::erase::erasure_of;
-use woostream_core::erasure::personal::{order_fields, seal_derived, Sealing};
+use woostream_core::erasure::personal::{fields, order_fields, seal_derived, Sealing};
 use woostream_core::erasure::receipt::Receipt;
 use woostream_core::erasure::OpenError;
 use woostream_core::records::DeliveryOutcome;
@@ -117,11 +117,19 @@ impl Work {
                 // buyer's own words: both sealed the same way.
                 for (_, alert) in &mut output.alerts {
                     if let Some(c) = &mut alert.customer {
-                        c.first_name_initial = seal_derived(c.first_name_initial.take(), &sealing);
+                        c.first_name_initial = seal_derived(
+                            c.first_name_initial.take(),
+                            fields::FIRST_NAME_INITIAL,
+                            &sealing,
+                        );
                     }
                     if let Some(q) = &mut alert.question {
-                        q.note = seal_derived(Some(std::mem::take(&mut q.note)), &sealing)
-                            .unwrap_or_default();
+                        q.note = seal_derived(
+                            Some(std::mem::take(&mut q.note)),
+                            fields::CUSTOMER_NOTE,
+                            &sealing,
+                        )
+                        .unwrap_or_default();
                     }
                 }
                 output
@@ -162,7 +170,9 @@ impl Work {
                 let sealing = match &mut event.review {
                     Some(r) => {
                         let mut text = Some(std::mem::take(&mut r.text));
-                        let sealing = self.keys.open_record(vec![&mut text], self.written_at)?;
+                        let sealing = self
+                            .keys
+                            .open_record(vec![(fields::REVIEW_TEXT, &mut text)], self.written_at)?;
                         r.text = text.unwrap_or_default();
                         sealing
                     }
@@ -177,8 +187,12 @@ impl Work {
                     .on_review(&event, &self.watch_settings, &origin);
                 for a in &mut alerts {
                     if let Some(r) = &mut a.review {
-                        r.text = seal_derived(Some(std::mem::take(&mut r.text)), &sealing)
-                            .unwrap_or_default();
+                        r.text = seal_derived(
+                            Some(std::mem::take(&mut r.text)),
+                            fields::REVIEW_TEXT,
+                            &sealing,
+                        )
+                        .unwrap_or_default();
                     }
                 }
                 let key = product_key(

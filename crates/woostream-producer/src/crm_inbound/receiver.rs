@@ -216,7 +216,11 @@ impl Receiver {
                 contact_id: e.object_id.to_string(),
                 property: e.property_name.clone().unwrap_or_default(),
                 field,
-                value: seal::seal(&key, &value),
+                value: seal::seal(
+                    &key,
+                    woostream_core::erasure::personal::fields::CRM_VALUE,
+                    &value,
+                ),
                 occurred_at: millis(e.occurred_at),
                 received_at: Utc::now(),
                 change_source: e.change_source.clone(),

@@ -164,7 +164,14 @@ impl Writer {
             )));
         };
         let mut value = Some(change.value.clone());
-        match self.keys.open_async(vec![&mut value]).await {
+        match self
+            .keys
+            .open_async(vec![(
+                woostream_core::erasure::personal::fields::CRM_VALUE,
+                &mut value,
+            )])
+            .await
+        {
             Ok(_) => {}
             // Damaged or forged: that change alone is kept aside, the next one follows.
             Err(OpenError::Damaged(why)) => return Ok(Outcome::Refused(why)),

@@ -49,7 +49,7 @@ impl<C: Crm> Loop<C> {
     /// Opens a record's sealed fields (none: nothing to open).
     pub(super) async fn open(
         &self,
-        fields: Option<Vec<&mut Option<String>>>,
+        fields: Option<Vec<woostream_core::erasure::personal::Field<'_>>>,
         written_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> anyhow::Result<Sealing> {
         match (fields, &self.recorder.keys) {

@@ -135,9 +135,13 @@ impl Loop {
             note: sealed(&note),
             review_text: sealed(&review_text),
         };
-        let mut fields: Vec<&mut Option<String>> = vec![&mut note, &mut review_text];
+        use woostream_core::erasure::personal::{fields as named, Field};
+        let mut fields: Vec<Field<'_>> = vec![
+            (named::CUSTOMER_NOTE, &mut note),
+            (named::REVIEW_TEXT, &mut review_text),
+        ];
         if let Some(c) = alert.customer.as_mut() {
-            fields.push(&mut c.first_name_initial);
+            fields.push((named::FIRST_NAME_INITIAL, &mut c.first_name_initial));
         }
         match keys.open_async(fields).await {
             Ok(_) => {}
