@@ -27,7 +27,7 @@ pub enum RegistryError {
     NotRegistered { subject: String, contract: String },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RegistryClient {
     base: String,
     http: reqwest::Client,
@@ -36,6 +36,17 @@ pub struct RegistryClient {
     /// look it up, and refuse to start without it.
     auto_register: bool,
     registered: Arc<Mutex<HashMap<(String, &'static str), i32>>>,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    // The password never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("base", &self.base)
+            .field("username", &self.auth.as_ref().map(|(u, _)| u))
+            .field("auto_register", &self.auto_register)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Deserialize)]

@@ -649,6 +649,18 @@ impl Config {
                 ));
             }
         }
+        for (key, url) in [
+            ("slack.api_url", Some(&self.slack.api_url)),
+            ("crm.api_url", Some(&self.crm.api_url)),
+            (
+                "schema_registry.url",
+                self.schema_registry.as_ref().map(|r| &r.url),
+            ),
+        ] {
+            if url.is_some_and(|u| producer::has_credentials(u)) {
+                return Err((key.into(), producer::NO_CREDENTIALS_IN_URLS.into()));
+            }
+        }
         if !is_https_or_loopback(&self.slack.api_url) {
             return Err((
                 "slack.api_url".into(),
@@ -792,6 +804,12 @@ mod tests {
                 "{field} is typed Secret but not in Config::secrets_mut: {keys:?}"
             );
         }
+        // Debug shows none of them, whatever config type holds them.
+        for (n, (_, secret, _)) in config.secrets_mut().into_iter().enumerate() {
+            *secret = Some(format!("secret-value-{n}-x").into());
+        }
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("secret-value-"), "{debug}");
         // And check-config hides them: the inbound client secret was printed in clear.
         config.crm.inbound.client_secret = Some("hubspot-app-client-secret".into());
         let printed = config.redacted().to_text("x.toml").unwrap();
@@ -867,6 +885,38 @@ secret = "other"
         .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("topics.customers.partitions"));
         assert_eq!(e.line, Some(3), "{e}");
+    }
+
+    #[test]
+    fn credentials_in_urls_are_refused_at_their_key() {
+        let shop = "[[shops]]\nid = \"eu\"\nsource = \"https://shop.example/\"\nsecret = \"s\"\n";
+        for (section, key) in [
+            (
+                "[schema_registry]\nurl = \"https://sr:hunter2@registry.example\"\n",
+                "schema_registry.url",
+            ),
+            (
+                "[crm]\napi_url = \"https://me:pw@api.hubapi.example\"\n",
+                "crm.api_url",
+            ),
+            (
+                "[slack]\napi_url = \"https://token@slack.example/api\"\n",
+                "slack.api_url",
+            ),
+        ] {
+            let e = Config::from_text("w.toml", &format!("{section}{shop}"), no_env()).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            assert_eq!(e.line, Some(2), "{e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        let rest = format!("{shop}[shops.rest]\nurl = \"https://ck:cs@shop.example/\"\nconsumer_key = \"ck_1\"\nconsumer_secret = \"cs_1\"\n");
+        let e = Config::from_text("w.toml", &rest, no_env()).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("shops[0].rest.url"), "{e}");
+        let fine = "[schema_registry]\nurl = \"http://registry.kafka.svc:8081\"\nusername = \"sr\"\npassword = \"hunter2\"\n";
+        let config = Config::from_text("w.toml", &format!("{fine}{shop}"), no_env()).unwrap();
+        let client =
+            crate::registry::RegistryClient::from_config(config.schema_registry.as_ref().unwrap());
+        assert!(!format!("{client:?}").contains("hunter2"));
     }
 
     #[test]

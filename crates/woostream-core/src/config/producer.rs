@@ -188,6 +188,9 @@ impl ShopRest {
     /// What types alone cannot check; the offending key (under `at`) and what was expected.
     pub fn check(&self, source: &str) -> Result<(), (String, String)> {
         let base = self.base_url(source);
+        if has_credentials(&base) {
+            return Err(("url".into(), NO_CREDENTIALS_IN_URLS.into()));
+        }
         if !is_https_or_loopback(&base) {
             return Err((
                 "url".into(),
@@ -221,6 +224,16 @@ impl ShopRest {
 
 /// Whether `url` is `https://`, or plain `http://` to this machine only: the host parsed and
 /// compared, never the text's prefix (`http://localhost.evil.example/` is not loopback).
+/// Whether a URL carries a user name or password: URLs reach logs and error messages, so
+/// credentials belong in the settings meant for them (each a secret).
+pub fn has_credentials(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+}
+
+/// What a URL with credentials in it is refused with.
+pub const NO_CREDENTIALS_IN_URLS: &str =
+    "expected a URL without a user name or password in it (URLs reach logs and errors): put credentials in their own settings";
+
 pub fn is_https_or_loopback(url: &str) -> bool {
     let Ok(parsed) = reqwest::Url::parse(url) else {
         return false;
