@@ -23,7 +23,7 @@ use woostream_core::config::KafkaSecurity;
 use woostream_core::events::Origin;
 use woostream_producer::normalise::{normalise, WebhookDelivery};
 use woostream_producer::publish::{Encoders, Record, Topics};
-use woostream_producer::signature::{sign, verify};
+use woostream_producer::signature::{sign, topic_secret, verify};
 use woostream_tests::secure::{ClientAuth, Pki, SecureBroker};
 use woostream_tests::{config, Producer, Tansu};
 
@@ -66,7 +66,8 @@ fn bodies(n: usize, secret: &str) -> Vec<Body> {
         .filter(|w| w.topic.starts_with("order."))
         .take(n)
         .map(|w| Body {
-            signature: sign(&w.body, secret),
+            // As a shop whose webhooks `woostream webhooks sync` made: each topic's own secret.
+            signature: sign(&w.body, &topic_secret(secret, &w.topic)),
             topic: w.topic,
             body: w.body,
         })
@@ -266,14 +267,27 @@ async fn bare_receiver(
         )
         .await?;
     let producer = woostream_core::kafka::create_producer(&config.kafka, bootstrap)?;
+    // The same secrets woostream checks: each topic's own.
+    let secrets: std::sync::Arc<std::collections::HashMap<String, String>> = std::sync::Arc::new(
+        woostream_producer::rest::reconcile::WEBHOOK_TOPICS
+            .iter()
+            .map(|t| (t.to_string(), topic_secret(&secret, t)))
+            .collect(),
+    );
     let receive = move |headers: HeaderMap, body: axum::body::Bytes| {
-        let (producer, secret) = (producer.clone(), secret.clone());
+        let (producer, secrets) = (producer.clone(), secrets.clone());
         async move {
-            let signature = headers
-                .get("x-wc-webhook-signature")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            if !verify(&body, &secret, signature) {
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+            };
+            let signature = header("x-wc-webhook-signature");
+            let Some(secret) = secrets.get(header("x-wc-webhook-topic")) else {
+                return StatusCode::UNAUTHORIZED;
+            };
+            if !verify(&body, secret, signature) {
                 return StatusCode::UNAUTHORIZED;
             }
             let record = FutureRecord::<(), [u8]>::to(RAW_TOPIC).payload(&body[..]);

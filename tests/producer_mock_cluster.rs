@@ -263,6 +263,67 @@ async fn a_source_header_is_a_claim_the_signature_decides() {
     assert_eq!(count(&config, "woo.orders").await, 2);
 }
 
+/// `webhooks sync` gives each webhook its topic's secret: a body signed for one topic does not
+/// verify under another, which closes the re-labelled `{"id":N}` deletion for good once the
+/// shop requires it; until then the shop-wide secret still passes and is counted.
+#[tokio::test]
+async fn a_body_signed_with_its_topics_secret_verifies_as_that_topic_only() {
+    use woostream_producer::signature::topic_secret;
+    let (_cluster, mut config) = setup();
+    config.shops[0].require_topic_secrets = true;
+    let p = Producer::start(&config, false).await.unwrap();
+    let body = br#"{"id":42}"#;
+    let product_secret = topic_secret(SECRET, "product.deleted");
+    let as_product = Post {
+        secret: Some(&product_secret),
+        ..Post::signed("product.deleted", body)
+    };
+    assert_ne!(as_product.send(&p.url).await.0, 401);
+    // The same signed body re-labelled as a customer's deletion.
+    let relabelled = Post {
+        topic: Some("customer.deleted"),
+        ..as_product
+    };
+    assert_eq!(relabelled.send(&p.url).await.0, 401);
+    // The shop-wide secret signs nothing once topic secrets are required.
+    assert_eq!(
+        Post::signed("customer.deleted", body).send(&p.url).await.0,
+        401
+    );
+    assert_eq!(
+        p.metric(
+            "woostream_webhook_signature_failures_total",
+            &[("shop", "eu"), ("reason", "bad_signature")]
+        ),
+        2.0
+    );
+    let order = fixture("woo_order_example.webhook_body.json");
+    let order_secret = topic_secret(SECRET, "order.created");
+    let signed_for_order = Post {
+        secret: Some(&order_secret),
+        ..Post::signed("order.created", &order)
+    };
+    assert_eq!(signed_for_order.send(&p.url).await.0, 200);
+    p.stop().await.unwrap();
+
+    // Not required (the default): the shop-wide secret passes, counted, so an operator sees
+    // when every webhook carries its topic's.
+    config.shops[0].require_topic_secrets = false;
+    let p = Producer::start(&config, false).await.unwrap();
+    assert_eq!(
+        Post::signed("order.updated", &order).send(&p.url).await.0,
+        200
+    );
+    assert_eq!(signed_for_order.send(&p.url).await.0, 200);
+    assert_eq!(
+        p.metric(
+            "woostream_webhook_shop_wide_signatures_total",
+            &[("shop", "eu")]
+        ),
+        1.0
+    );
+}
+
 #[tokio::test]
 async fn bad_input_is_kept_in_the_dead_letter_topic_and_never_disables_the_webhook() {
     let (_cluster, config) = setup();

@@ -105,6 +105,7 @@ fn client(url: &str, ck: &str, cs: &str) -> WooRest {
             concurrency: 1,
             ..ShopRest::default()
         }),
+        require_topic_secrets: false,
     })
     .unwrap()
 }
@@ -159,7 +160,7 @@ async fn a_real_woocommerce_shop_through_every_role() {
     let delivery_url = format!("http://127.0.0.1:{webhook_port}/webhooks/woocommerce");
     // The shop's REST API over plain http: OAuth 1.0a, chosen by woostream itself.
     let base = format!(
-        "[kafka]\nbootstrap_servers = \"{}\"\n\n[[shops]]\nid = \"real\"\nsource = \"{url}\"\nsecret = \"{SHOP_SECRET}\"\n[shops.rest]\nconsumer_key = \"{ck}\"\nconsumer_secret = \"{cs}\"\nrequests_per_second = 20\ndelivery_url = \"{delivery_url}\"\n\n",
+        "[kafka]\nbootstrap_servers = \"{}\"\n\n[[shops]]\nid = \"real\"\nsource = \"{url}\"\nsecret = \"{SHOP_SECRET}\"\nrequire_topic_secrets = true\n[shops.rest]\nconsumer_key = \"{ck}\"\nconsumer_secret = \"{cs}\"\nrequests_per_second = 20\ndelivery_url = \"{delivery_url}\"\n\n",
         tansu.bootstrap
     );
     let config_path = dir.path().join("cli.toml");
@@ -185,7 +186,9 @@ async fn a_real_woocommerce_shop_through_every_role() {
     let mut enricher = role("enricher", "", &base, dir.path()).await;
 
     // Webhooks: created by woostream through the REST API; each creation pings, and only an
-    // exact 200 makes WooCommerce activate it.
+    // exact 200 makes WooCommerce activate it. Each is given its topic's secret, and the
+    // producer takes no other (require_topic_secrets): every delivery below is signed so by
+    // WooCommerce itself.
     let (ok, out) = tokio::task::spawn_blocking({
         let path = config_path.clone();
         move || woostream_cli(&["webhooks", "sync"], &path, Duration::from_secs(120))

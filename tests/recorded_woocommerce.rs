@@ -94,6 +94,7 @@ async fn recorded_real_deliveries_are_all_kept_and_mean_what_the_shop_meant() {
         secret: Some(RECORDED_SECRET.into()),
         secret_env: None,
         rest: None,
+        require_topic_secrets: false,
     }];
     let p = Producer::start(&config, true).await.unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -77,6 +77,7 @@ pub fn config(bootstrap: &str) -> Config {
         source_aliases: Vec::new(),
         secret_env: None,
         rest: None,
+        require_topic_secrets: false,
     });
     c
 }

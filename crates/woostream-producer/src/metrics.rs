@@ -10,6 +10,7 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub signature_failures: IntCounterVec,
     pub source_mismatches: IntCounterVec,
+    pub shop_wide_signatures: IntCounterVec,
     pub deletions_not_of_resource: IntCounterVec,
     pub unresolved_order_deletions: IntCounterVec,
     pub erasures: IntCounterVec,
@@ -44,6 +45,13 @@ impl Metrics {
                     "Deliveries refused for a missing or wrong signature or an unknown source.",
                 ),
                 &["shop", "reason"],
+            )?,
+            shop_wide_signatures: IntCounterVec::new(
+                Opts::new(
+                    "woostream_webhook_shop_wide_signatures_total",
+                    "Deliveries signed with the shop's own secret rather than their topic's (a webhook made by hand or before woostream webhooks sync).",
+                ),
+                &["shop"],
             )?,
             source_mismatches: IntCounterVec::new(
                 Opts::new(
@@ -132,6 +140,7 @@ impl Metrics {
         };
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.signature_failures.clone()))?;
+        registry.register(Box::new(m.shop_wide_signatures.clone()))?;
         registry.register(Box::new(m.source_mismatches.clone()))?;
         registry.register(Box::new(m.deletions_not_of_resource.clone()))?;
         registry.register(Box::new(m.unresolved_order_deletions.clone()))?;
@@ -154,6 +163,7 @@ impl Metrics {
     pub fn start_counting(&self, shops: &[&str]) {
         for shop in shops {
             self.source_mismatches.with_label_values(&[shop]);
+            self.shop_wide_signatures.with_label_values(&[shop]);
             for outcome in ERASURE_OUTCOMES {
                 self.erasures.with_label_values(&[shop, outcome]);
             }

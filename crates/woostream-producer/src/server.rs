@@ -40,7 +40,7 @@ use crate::normalise::{
 };
 use crate::publish::{Durability, Encoders, PublishError, Publisher};
 use crate::rest::WooRest;
-use crate::signature;
+use crate::signature::{self, SignedWith};
 use woostream_core::catalogue::NameBook;
 
 /// A shop allowed to post, with its secret resolved.
@@ -51,7 +51,21 @@ pub struct Shop {
     /// The source and its aliases, normalised.
     sources: Vec<String>,
     secret: String,
+    /// Each webhook topic's secret, derived from `secret` (see [`signature::topic_secret`]).
+    topic_secrets: HashMap<&'static str, String>,
+    /// `require_topic_secrets`: the shop-wide secret signs nothing.
+    topic_only: bool,
     customers: CustomerHasher,
+}
+
+impl Shop {
+    /// Which of the shop's secrets signed `body` for the topic its header names, if any.
+    fn signed(&self, body: &[u8], topic: Option<&str>, signature: &str) -> Option<SignedWith> {
+        let topic_secret = topic
+            .and_then(|t| self.topic_secrets.get(t))
+            .map(String::as_str);
+        signature::verify_for_topic(body, &self.secret, topic_secret, self.topic_only, signature)
+    }
 }
 
 pub struct Ingest {
@@ -99,6 +113,8 @@ impl Ingest {
                     .map(|u| normalise_source(u))
                     .collect(),
                 secret: s.resolved_secret().unwrap_or_default(),
+                topic_secrets: topic_secrets(&s.resolved_secret().unwrap_or_default()),
+                topic_only: s.require_topic_secrets,
                 customers: CustomerHasher::for_shop(config, &s.id),
             })
             .collect();
@@ -269,6 +285,14 @@ async fn read_body(
     }
 }
 
+/// Every webhook topic's secret for a shop secret.
+fn topic_secrets(secret: &str) -> HashMap<&'static str, String> {
+    crate::rest::reconcile::WEBHOOK_TOPICS
+        .iter()
+        .map(|t| (*t, signature::topic_secret(secret, t)))
+        .collect()
+}
+
 /// WooCommerce's ping is `webhook_id=N`: anything unsigned and longer is not one.
 const MAX_PING_BYTES: u64 = 64;
 
@@ -369,15 +393,18 @@ async fn handle(
     // A body the named shop's secret does not verify is tried against every other shop's, as a
     // body of an unknown source is: the work before a refusal is the same whatever source a
     // request names, so its timing does not tell which sources are configured.
-    let shop = match named {
-        Some(s) if signature::verify(&body, &s.secret, signature) => s,
-        _ => match ingest
+    let topic = h.topic.as_deref();
+    let (shop, signed_with) = match named
+        .and_then(|s| s.signed(&body, topic, signature).map(|with| (s, with)))
+    {
+        Some(found) => found,
+        None => match ingest
             .shops
             .iter()
             .filter(|s| named.is_none_or(|n| n.id != s.id))
-            .find(|s| signature::verify(&body, &s.secret, signature))
+            .find_map(|s| s.signed(&body, topic, signature).map(|with| (s, with)))
         {
-            Some(s) => {
+            Some((s, with)) => {
                 if named.is_some() || source_unknown {
                     ingest
                         .metrics
@@ -391,7 +418,7 @@ async fn handle(
                         "A delivery named a source that is not this shop's, and the shop's secret verified it: accepted. Add the source to the shop's source_aliases if it is the shop's."
                     );
                 }
-                s
+                (s, with)
             }
             // The source a refused request names is a claim, not a fact: counted under the
             // shop it names, and the alert tells a shop whose deliveries all fail (a rotated
@@ -425,6 +452,13 @@ async fn handle(
             }
         },
     };
+    if signed_with == SignedWith::Shop {
+        ingest
+            .metrics
+            .shop_wide_signatures
+            .with_label_values(&[&shop.id])
+            .inc();
+    }
     let delivery = ingest
         .recent
         .key(&shop.id, h.delivery_id.as_deref(), signature);

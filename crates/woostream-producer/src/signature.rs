@@ -31,6 +31,50 @@ pub fn verify(body: &[u8], secret: &str, signature: &str) -> bool {
     given.len() == expected.len() && bool::from(given.ct_eq(&expected))
 }
 
+/// The secret of one webhook topic, derived from the shop's: `woostream webhooks sync` gives
+/// each of woostream's webhooks its topic's secret, so a body signed for one topic does not
+/// verify under another (WooCommerce signs only the body, and every `*.deleted` body is the
+/// same `{"id":N}`: without it a trashed product's signed deletion would read as a customer's).
+/// Letters, digits, `_` and `-` only, which WooCommerce stores and signs with unchanged.
+pub fn topic_secret(shop_secret: &str, topic: &str) -> String {
+    let mut mac =
+        HmacSha256::new_from_slice(shop_secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(b"woostream webhook topic secret|");
+    mac.update(topic.as_bytes());
+    format!(
+        "wst_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
+/// Which secret a delivery was signed with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignedWith {
+    /// Its topic's secret (a webhook `webhooks sync` made or updated).
+    Topic,
+    /// The shop's own secret (a webhook made by hand, or before `webhooks sync` gave it its
+    /// topic's): any topic header passes with it.
+    Shop,
+}
+
+/// Whether `signature` signs `body` with the secret of `topic` (when the header names one) or,
+/// unless `topic_only`, with the shop's own secret.
+pub fn verify_for_topic(
+    body: &[u8],
+    shop_secret: &str,
+    topic_secret: Option<&str>,
+    topic_only: bool,
+    signature: &str,
+) -> Option<SignedWith> {
+    if topic_secret.is_some_and(|t| verify(body, t, signature)) {
+        Some(SignedWith::Topic)
+    } else if !topic_only && verify(body, shop_secret, signature) {
+        Some(SignedWith::Shop)
+    } else {
+        None
+    }
+}
+
 /// WooCommerce's ping on webhook creation: form body `webhook_id=N`, no signature.
 pub fn is_ping(body: &[u8]) -> bool {
     body.strip_prefix(b"webhook_id=")
@@ -63,6 +107,39 @@ mod tests {
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/fixtures/woocommerce/woo_order_example.webhook_body.json"
     ));
+
+    #[test]
+    fn a_topic_secret_verifies_its_topic_only() {
+        let body = br#"{"id":42}"#;
+        let product = topic_secret("shop-secret", "product.deleted");
+        let customer = topic_secret("shop-secret", "customer.deleted");
+        assert_ne!(product, customer);
+        assert_ne!(product, topic_secret("other-shop", "product.deleted"));
+        assert!(product
+            .trim_start_matches("wst_")
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        let signed = sign(body, &product);
+        // As its own topic: passes; relabelled as a customer deletion: refused.
+        assert_eq!(
+            verify_for_topic(body, "shop-secret", Some(&product), true, &signed),
+            Some(SignedWith::Topic)
+        );
+        assert_eq!(
+            verify_for_topic(body, "shop-secret", Some(&customer), false, &signed),
+            None
+        );
+        // The shop's own secret passes any topic unless topic secrets are required.
+        let shop_signed = sign(body, "shop-secret");
+        assert_eq!(
+            verify_for_topic(body, "shop-secret", Some(&customer), false, &shop_signed),
+            Some(SignedWith::Shop)
+        );
+        assert_eq!(
+            verify_for_topic(body, "shop-secret", Some(&customer), true, &shop_signed),
+            None
+        );
+    }
 
     #[test]
     fn matches_the_vectors_in_protocols_md() {

@@ -29,6 +29,7 @@ pub fn demo_shop(o: &simulate::Options) -> ShopConfig {
         source_aliases: Vec::new(),
         secret_env: None,
         rest: None,
+        require_topic_secrets: false,
     }
 }
 

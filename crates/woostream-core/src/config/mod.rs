@@ -782,6 +782,7 @@ mod tests {
             secret: Some("a".into()),
             secret_env: None,
             rest: Some(ShopRest::default()),
+            require_topic_secrets: false,
         });
         config.schema_registry = Some(SchemaRegistryConfig {
             url: "https://registry.example".into(),

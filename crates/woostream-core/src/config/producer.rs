@@ -92,6 +92,12 @@ pub struct ShopConfig {
     /// The shop's REST API, for backfill and reconciliation; absent: webhooks only.
     #[serde(default)]
     pub rest: Option<ShopRest>,
+    /// Accept a delivery only when it is signed with its topic's secret (derived from
+    /// `secret`; `woostream webhooks sync` gives every webhook of woostream's its topic's),
+    /// refusing the shop-wide secret. Off by default so that webhooks made by hand or before a
+    /// sync keep working; turn on once `woostream_webhook_shop_wide_signatures_total` stays 0.
+    #[serde(default)]
+    pub require_topic_secrets: bool,
 }
 
 /// `[shops.rest]`: how woostream reads the shop's WooCommerce REST API (v3). The key needs
@@ -262,6 +268,7 @@ impl fmt::Debug for ShopConfig {
             .field("secret", &self.secret)
             .field("secret_env", &self.secret_env)
             .field("rest", &self.rest)
+            .field("require_topic_secrets", &self.require_topic_secrets)
             .finish()
     }
 }

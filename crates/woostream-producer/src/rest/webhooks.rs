@@ -1,12 +1,14 @@
 //! `woostream webhooks sync`: the shop's webhooks made to match what woostream needs — one per
-//! topic it reads, delivering to the producer's public URL, signed with the configured secret,
-//! on REST API v3, active — through the REST API, reporting what changed.
+//! topic it reads, delivering to the producer's public URL, signed with its topic's secret
+//! (derived from the configured one), on REST API v3, active — through the REST API, reporting
+//! what changed.
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::reconcile::WEBHOOK_TOPICS;
 use super::WooRest;
+use crate::signature::topic_secret;
 
 /// One change to the shop's webhooks.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,10 +40,17 @@ impl std::fmt::Display for Change {
     }
 }
 
+/// The name woostream gives its webhook of `topic`. The secret cannot be read back
+/// (write-only), so the name says that the webhook was given its topic's secret: one named
+/// otherwise (made by hand, or by a release before topic secrets) gets it on the next sync.
+pub fn name_of(topic: &str) -> String {
+    format!("woostream {topic} (topic secret)")
+}
+
 /// What to change so that every topic in `topics` has one webhook delivering to
-/// `delivery_url`, active, on API v3. A webhook of the topic that delivers elsewhere belongs
-/// to something else and is left alone. The secret cannot be read back (write-only), so it is
-/// always written on an update and on creation.
+/// `delivery_url`, active, on API v3, signed with its topic's secret. A webhook of the topic
+/// that delivers elsewhere belongs to something else and is left alone. The secret is written
+/// on creation and on every update.
 pub fn plan(existing: &[Value], delivery_url: &str, topics: &[&str]) -> Vec<Change> {
     topics
         .iter()
@@ -62,6 +71,9 @@ pub fn plan(existing: &[Value], delivery_url: &str, topics: &[&str]) -> Vec<Chan
                     }
                     if w["api_version"].as_str().is_some_and(|v| v != "wp_api_v3") {
                         fields.push("api_version");
+                    }
+                    if w["name"].as_str() != Some(name_of(topic).as_str()) {
+                        fields.push("secret");
                     }
                     if fields.is_empty() {
                         Change::Unchanged {
@@ -123,24 +135,25 @@ pub async fn sync(
                         Method::POST,
                         "webhooks",
                         Some(&json!({
-                            "name": format!("woostream {topic}"),
+                            "name": name_of(topic),
                             "topic": topic,
                             "delivery_url": delivery_url,
-                            "secret": secret,
+                            "secret": topic_secret(secret, topic),
                             "status": "active",
                             "api_version": "wp_api_v3",
                         })),
                     )
                     .await?;
             }
-            Change::Update { id, .. } => {
+            Change::Update { id, topic, .. } => {
                 client
                     .object(
                         Method::PUT,
                         &format!("webhooks/{id}"),
                         Some(&json!({
+                            "name": name_of(topic),
                             "status": "active",
-                            "secret": secret,
+                            "secret": topic_secret(secret, topic),
                             "api_version": "wp_api_v3",
                         })),
                     )
@@ -188,14 +201,21 @@ mod tests {
     fn missing_topics_are_created_disabled_ones_reactivated_and_others_left_alone() {
         let url = "https://hooks.shop.example/webhooks/woocommerce";
         let existing = vec![
-            json!({"id": 3, "topic": "order.created", "delivery_url": url, "status": "active", "api_version": "wp_api_v3"}),
-            json!({"id": 4, "topic": "order.updated", "delivery_url": url, "status": "disabled", "api_version": "wp_api_v3"}),
+            json!({"id": 3, "topic": "order.created", "name": name_of("order.created"), "delivery_url": url, "status": "active", "api_version": "wp_api_v3"}),
+            json!({"id": 4, "topic": "order.updated", "name": name_of("order.updated"), "delivery_url": url, "status": "disabled", "api_version": "wp_api_v3"}),
+            // Made before topic secrets: its secret is the shop's.
+            json!({"id": 6, "topic": "customer.deleted", "name": "woostream customer.deleted", "delivery_url": url, "status": "active", "api_version": "wp_api_v3"}),
             json!({"id": 5, "topic": "order.deleted", "delivery_url": "https://zapier.example/hook", "status": "active"}),
         ];
         let changes = plan(
             &existing,
             url,
-            &["order.created", "order.updated", "order.deleted"],
+            &[
+                "order.created",
+                "order.updated",
+                "order.deleted",
+                "customer.deleted",
+            ],
         );
         assert_eq!(
             changes,
@@ -211,6 +231,11 @@ mod tests {
                 },
                 Change::Create {
                     topic: "order.deleted".into()
+                },
+                Change::Update {
+                    id: 6,
+                    topic: "customer.deleted".into(),
+                    fields: vec!["secret"]
                 },
             ]
         );
