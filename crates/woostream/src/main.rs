@@ -98,6 +98,20 @@ enum Command {
         #[command(subcommand)]
         command: SpoolCommand,
     },
+    /// Copy this installation's topics into another set (a new kafka.namespace or new topic
+    /// names, more partitions) whose enrichers rebuild every profile: events, subject keys,
+    /// the erased-subject list, the deliveries audit, models and checkpoints. Stop this
+    /// installation's producers first (see docs/scaling.md).
+    Repartition {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The configuration of the installation to copy into (same Kafka cluster).
+        #[arg(long)]
+        to: PathBuf,
+        /// Print what would be copied; copy nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Slack notifications: run the sink, or preview what the rules would post.
     Slack {
         #[command(subcommand)]
@@ -438,6 +452,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Repartition {
+            config,
+            to,
+            dry_run,
+        } => repartition(config.load()?, load(Some(&to))?, dry_run).await,
         Command::Crm {
             command: CrmCommand::Run { config },
         } => crm(config.load()?).await,
@@ -556,6 +575,52 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `woostream repartition`: the plan, then (unless a dry run) the copy, topic by topic.
+async fn repartition(from: Config, to: Config, dry_run: bool) -> anyhow::Result<()> {
+    use woostream::repartition::{self, Action};
+    telemetry::init(&from.log);
+    let bootstrap = bootstrap(&from)?;
+    if to.kafka.bootstrap_servers.as_deref() != Some(bootstrap.as_str()) {
+        anyhow::bail!(
+            "--to names another Kafka ({}): repartition copies within one cluster",
+            to.kafka.bootstrap_servers.as_deref().unwrap_or("none")
+        );
+    }
+    let steps = repartition::plan(&from.topics, &to.topics).map_err(anyhow::Error::msg)?;
+    for s in &steps {
+        let what = match s.action {
+            Action::Copy => "copy   ",
+            Action::Rebuilt => "rebuilt",
+            Action::Skipped => "skip   ",
+        };
+        println!("{what} {} -> {}", s.from, s.to);
+    }
+    if dry_run {
+        return Ok(());
+    }
+    woostream_core::kafka::ensure_topics(&to.kafka, &bootstrap, &to.topics, &to.retention)
+        .await
+        .context("creating the destination's topics")?;
+    let started = std::time::Instant::now();
+    let copied = tokio::task::spawn_blocking(move || {
+        repartition::copy(&from, &to, &bootstrap, |c| {
+            println!(
+                "copied  {} -> {}: {} records in {:.1} s",
+                c.step.from, c.step.to, c.records, c.seconds
+            );
+        })
+    })
+    .await
+    .context("the copy thread")??;
+    let records: u64 = copied.iter().map(|c| c.records).sum();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{records} records copied in {seconds:.1} s ({:.0} records/s). Start the enrichers of the destination; they rebuild every profile.",
+        records as f64 / seconds.max(0.001)
+    );
+    Ok(())
 }
 
 fn bootstrap(config: &Config) -> anyhow::Result<String> {
