@@ -1,9 +1,10 @@
 //! A rolling upgrade from the previous release, on Tansu, in both framings (single-object and a
 //! schema registry): the previous release's binary is built from git; a sale runs through its
-//! producer and enricher, then the producer is rolled (a new writer before an old reader, sealing
-//! as before: `privacy.bind_sealed_values = false`), then the enricher, then the producer again
-//! with the shipped sealing. Every order is in the profiles, which equal a run of this build alone over the
-//! same input; no record was skipped or held.
+//! producer, enricher and Slack sink, then the producer is rolled (a new writer before an old
+//! reader, sealing as before: `privacy.bind_sealed_values = false`), then the enricher, then
+//! the Slack sink, then the producer again with the shipped sealing. Every order is in the
+//! profiles, which equal a run of this build alone over the same input; no record was skipped
+//! or held; every alert the Slack rules route was posted exactly once across the roll.
 //! (Its own test binary: building the previous release briefly puts its binary in `target/`.)
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use woostream::simulate;
 use woostream_core::codec::Decoder;
 use woostream_tests::enricher::*;
 use woostream_tests::registry::start_registry;
+use woostream_tests::slack::{ChannelState, FakeSlack};
 use woostream_tests::{Post, Tansu, SECRET, SOURCE};
 
 /// The commit before the work that this test came with: the release it upgrades from.
@@ -37,6 +39,40 @@ fn producer_toml(
         ports.1
     )
 }
+
+/// The kinds the Slack sink posts in this test, each to a channel of its own (the local Slack
+/// takes one message per second per channel, as Slack does).
+const POSTED: [(&str, &str); 4] = [
+    ("customer_question", "C0QUESTION"),
+    ("order_refunded", "C0REFUNDS0"),
+    ("payment_failed", "C0PAYMENTS"),
+    ("out_of_stock", "C0STOCK000"),
+];
+
+/// A Slack sink of either build on the upgraded run's alerts (no settings the previous release
+/// lacks).
+fn slack_toml(
+    bootstrap: &str,
+    alerts: &str,
+    registry: Option<&str>,
+    api: &str,
+    port: u16,
+) -> String {
+    let registry = registry.map_or(String::new(), |url| {
+        format!("[schema_registry]\nurl = \"{url}\"\n")
+    });
+    let mut slack = format!(
+        "[topics.alerts]\nname = \"{alerts}\"\n{registry}[slack]\napi_url = \"{api}\"\ntoken = \"{SLACK_TOKEN}\"\nper_channel_per_second = 20.0\nper_channel_burst = 20\n"
+    );
+    for (kind, id) in POSTED {
+        slack.push_str(&format!(
+            "[[slack.channels]]\nname = \"#{kind}\"\nid = \"{id}\"\n[[slack.rules]]\nname = \"{kind}\"\nkinds = [\"{kind}\"]\nchannels = [\"#{kind}\"]\n"
+        ));
+    }
+    woostream_tests::sink_toml(bootstrap, port, &slack)
+}
+
+const SLACK_TOKEN: &str = "xoxb-upgrade";
 
 async fn post_all(url: &str, webhooks: &[simulate::Webhook]) {
     for w in webhooks {
@@ -126,6 +162,22 @@ async fn roll(previous: &Path, registry: bool) -> usize {
     let mut old_enricher =
         EnricherProcess::start_binary(previous, &upgraded, "upgraded", dir.path());
     old_enricher.ready(Duration::from_secs(120)).await;
+    let channels: Vec<(&str, ChannelState)> = POSTED
+        .iter()
+        .map(|(_, id)| (*id, ChannelState::Open))
+        .collect();
+    let slack = FakeSlack::start(SLACK_TOKEN, &channels).await;
+    let alerts_topic = upgraded.topics.alerts.name.clone();
+    let port = free_port();
+    let toml = slack_toml(
+        &bootstrap,
+        &alerts_topic,
+        registry_url.as_deref(),
+        &slack.api_url(),
+        port,
+    );
+    let mut old_sink = spawn_binary(previous, "slack run", &toml, "old-slack", port, dir.path());
+    old_sink.ready(Duration::from_secs(120)).await;
     post_all(&url, first).await;
     let old_enricher = caught_up(
         &bootstrap,
@@ -159,6 +211,18 @@ async fn roll(previous: &Path, registry: bool) -> usize {
     old_enricher.stop();
     let enricher = EnricherProcess::start(&upgraded, "upgraded", dir.path());
     post_all(&url, &second[second.len() / 2..]).await;
+    // Then the Slack sink, mid-stream too.
+    old_sink.stop();
+    let port = free_port();
+    let toml = slack_toml(
+        &bootstrap,
+        &alerts_topic,
+        registry_url.as_deref(),
+        &slack.api_url(),
+        port,
+    );
+    let mut sink = spawn("slack run", &toml, "new-slack", port, dir.path());
+    sink.ready(Duration::from_secs(120)).await;
     producer.stop();
     let ports = (free_port(), free_port());
     let url = format!("http://127.0.0.1:{}/webhooks/woocommerce", ports.0);
@@ -212,6 +276,81 @@ async fn roll(previous: &Path, registry: bool) -> usize {
         &expected,
         &view,
     );
+    // Every alert the rules route was posted exactly once across the sink's roll.
+    let ends = log_ends(&bootstrap, &[alerts_topic.as_str()]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let done = committed(&bootstrap, "woostream-slack", &alerts_topic, 6);
+        if ends
+            .iter()
+            .all(|((_, p), end)| done.get(p).copied().unwrap_or(0) >= *end)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Slack sink did not deliver: {done:?} of {ends:?}\n{}",
+            sink.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let routed: Vec<&str> = POSTED.iter().map(|(k, _)| *k).collect();
+    let expected_posts: HashMap<String, usize> = view
+        .alerts
+        .iter()
+        .filter(|a| routed.contains(&a.kind.as_str()))
+        .fold(HashMap::new(), |mut m, a| {
+            *m.entry(a.kind.as_str().to_string()).or_default() += 1;
+            m
+        });
+    let mut posts: HashMap<String, usize> = HashMap::new();
+    for p in slack.posted() {
+        let kind = POSTED.iter().find(|(_, id)| *id == p.channel).unwrap().0;
+        *posts.entry(kind.to_string()).or_default() += 1;
+    }
+    // The previous release's sink read a registry's schema ids only when it had registered
+    // them itself (fixed in this release): what it could not read it kept as dead letters.
+    let mut kept: HashMap<String, usize> = HashMap::new();
+    for m in woostream_tests::read_topic_now(&upgraded, "upgrade-dlq", "woostream.dlq.slack").await
+    {
+        let Some(v) = rdkafka::Message::payload(&m) else {
+            continue;
+        };
+        let kind = decoder
+            .decode::<woostream_core::insights::Alert>(v)
+            .map(|a| a.kind.as_str().to_string())
+            .unwrap_or_default();
+        if routed.contains(&kind.as_str()) {
+            *kept.entry(kind).or_default() += 1;
+        }
+    }
+    if registry.is_none() {
+        assert!(kept.is_empty(), "dead letters without a registry: {kept:?}");
+    }
+    for (kind, n) in &kept {
+        *posts.entry(kind.clone()).or_default() += n;
+    }
+    let mut every_kind: std::collections::BTreeMap<&str, usize> = Default::default();
+    for a in &view.alerts {
+        *every_kind.entry(a.kind.as_str()).or_default() += 1;
+    }
+    assert!(
+        expected_posts.values().sum::<usize>() > 10,
+        "alerts to post: {expected_posts:?} of {every_kind:?}"
+    );
+    assert_eq!(
+        posts,
+        expected_posts,
+        "each routed alert posted once (or, by the previous release, kept) across the roll ({framing}; kept {kept:?}): {}",
+        sink.log_text()
+    );
+    println!(
+        "Slack ({framing}): {} routed alerts, {} kept as dead letters by the previous release's sink, the rest posted once",
+        expected_posts.values().sum::<usize>(),
+        kept.values().sum::<usize>()
+    );
+    drop(sink);
+
     // Keys of both kinds were made (the previous release's and the rolled producer's with its
     // sealing, then bound ones) and the profiles above were built from values of both.
     let keys =

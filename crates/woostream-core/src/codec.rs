@@ -397,6 +397,23 @@ impl Decoder {
         }
     }
 
+    /// [`Decoder::decode_async`] from a thread outside the runtime (a Kafka reader's, a
+    /// blocking task's): an unknown schema id is fetched through `handle`. A record written
+    /// under an id this role did not register itself (an older or newer release's schema, or
+    /// one another role registered) is read, not taken for damage.
+    pub fn decode_blocking<T: Contract>(
+        &self,
+        handle: &tokio::runtime::Handle,
+        bytes: &[u8],
+    ) -> Result<T, CodecError> {
+        match self.decode(bytes) {
+            Err(CodecError::UnknownSchemaId(_)) if self.registry.is_some() => {
+                handle.block_on(self.decode_async(bytes))
+            }
+            other => other,
+        }
+    }
+
     /// Like [`Decoder::decode`], fetching an unknown Confluent schema id from the registry first.
     pub async fn decode_async<T: Contract>(&self, bytes: &[u8]) -> Result<T, CodecError> {
         match self.decode(bytes) {

@@ -85,6 +85,7 @@ pub async fn fold_each<T: Contract + Send + 'static, S: Send + 'static>(
         decoder.clone(),
         purpose.to_string(),
     );
+    let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || -> anyhow::Result<S> {
         let consumer = reader(&kafka_config, &bootstrap, &purpose)?;
         read_all_now(&kafka_config, &bootstrap, &consumer, &topic, |m| {
@@ -92,7 +93,7 @@ pub async fn fold_each<T: Contract + Send + 'static, S: Send + 'static>(
                 return;
             }
             if let Some(v) = m.payload() {
-                f(&mut state, decoder.decode::<T>(v));
+                f(&mut state, decoder.decode_blocking::<T>(&handle, v));
             }
         })?;
         Ok(state)

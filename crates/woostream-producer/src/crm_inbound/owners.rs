@@ -51,6 +51,7 @@ impl Owners {
             Some(r) => Decoder::with_registry(RegistryClient::from_config(r)),
         };
         let sink = config.crm.sink_name();
+        let handle = tokio::runtime::Handle::current();
         let followed = Followed::start_async(
             &config.kafka,
             bootstrap,
@@ -58,7 +59,10 @@ impl Owners {
             "crm-inbound-owners",
             OwnerMap::new(),
             move |owners, m| {
-                if let Some(Ok(d)) = m.payload().map(|v| decoder.decode::<Delivery>(v)) {
+                if let Some(Ok(d)) = m
+                    .payload()
+                    .map(|v| decoder.decode_blocking::<Delivery>(&handle, v))
+                {
                     owner_seen(owners, &d, &sink);
                 }
             },

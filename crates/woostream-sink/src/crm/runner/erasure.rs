@@ -8,7 +8,7 @@ impl<C: Crm> Loop<C> {
     /// whether it is done (false: interrupted by shutdown).
     pub(super) async fn on_tombstone(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<bool> {
         let Some(key) = m.key() else { return Ok(true) };
-        let Ok(key) = self.decoder.decode::<CustomerKey>(key) else {
+        let Ok(key) = self.decoder.decode_async::<CustomerKey>(key).await else {
             return Ok(true);
         };
         let who = (key.shop_id.clone(), key.customer.clone());

@@ -12,20 +12,20 @@ impl<C: Crm> Loop<C> {
         written_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> anyhow::Result<Decoded> {
         let (sealing, mut contact, deal) = if topic == self.topics.orders {
-            let mut e: OrderEvent = self.decoder.decode(payload)?;
+            let mut e: OrderEvent = self.decoder.decode_async(payload).await?;
             let sealing = self
                 .open(e.order.as_mut().map(order_fields), written_at)
                 .await?;
             let (contact, deal) = changes::from_order(&e);
             (sealing, contact, deal)
         } else if topic == self.topics.customers {
-            let mut e: CustomerEvent = self.decoder.decode(payload)?;
+            let mut e: CustomerEvent = self.decoder.decode_async(payload).await?;
             let sealing = self
                 .open(e.customer.as_mut().map(customer_fields), written_at)
                 .await?;
             (sealing, changes::from_customer(&e), None)
         } else {
-            let p: CustomerProfile = self.decoder.decode(payload)?;
+            let p: CustomerProfile = self.decoder.decode_async(payload).await?;
             if self
                 .erased
                 .contains(&(p.shop_id.clone(), p.customer.clone()))

@@ -11,7 +11,7 @@ impl Loop {
         let Some(payload) = m.payload() else {
             return Ok(());
         };
-        let alert = match self.decoder.decode::<Alert>(payload) {
+        let alert = match self.decoder.decode_async::<Alert>(payload).await {
             Ok(a) => a,
             // Written by a newer release: never done, so nothing at or past it is committed;
             // the loop holds the partition (see `woostream_core::kafka::hold`).
