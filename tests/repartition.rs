@@ -13,7 +13,7 @@ use woostream_core::config::Config;
 use woostream_core::insights::AlertKind;
 use woostream_tests::enricher::*;
 use woostream_tests::slack::{ChannelState, FakeSlack};
-use woostream_tests::{read_topic_now, Post, Producer, Tansu, SECRET, SOURCE};
+use woostream_tests::{post_all, read_topic_now, Producer, Tansu, SECRET, SOURCE};
 
 const SLACK_TOKEN: &str = "xoxb-repartition";
 
@@ -40,17 +40,6 @@ fn slack_toml(installation: &str, slack: &FakeSlack, port: u16) -> String {
         "{installation}[slack]\napi_url = \"{}\"\ntoken = \"{SLACK_TOKEN}\"\nper_channel_per_second = 50.0\nper_channel_burst = 50\n[[slack.channels]]\nname = \"#orders\"\nid = \"C0ORDERS00\"\n[[slack.rules]]\nname = \"paid orders\"\nkinds = [\"order_paid\"]\nchannels = [\"#orders\"]\n[ops]\nlisten = \"127.0.0.1:{port}\"\n",
         slack.api_url()
     )
-}
-
-async fn post_all(url: &str, webhooks: &[simulate::Webhook]) {
-    for w in webhooks {
-        let (status, answer) = Post::signed(&w.topic, &w.body).send(url).await;
-        assert!(
-            (200..300).contains(&status),
-            "{}: {status} {answer}",
-            w.topic
-        );
-    }
 }
 
 /// Waits until `group` has committed every record of `topic` as it stands now.

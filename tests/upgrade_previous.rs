@@ -16,7 +16,7 @@ use woostream_core::codec::Decoder;
 use woostream_tests::enricher::*;
 use woostream_tests::registry::start_registry;
 use woostream_tests::slack::{ChannelState, FakeSlack};
-use woostream_tests::{Post, Tansu, SECRET, SOURCE};
+use woostream_tests::{post_all, Tansu, SECRET, SOURCE};
 
 /// The commit before the work that this test came with: the release it upgrades from.
 const PREVIOUS_RELEASE: &str = "c2c765bee97e14c6ef9019633ddf25dfb08b12db";
@@ -73,17 +73,6 @@ fn slack_toml(
 }
 
 const SLACK_TOKEN: &str = "xoxb-upgrade";
-
-async fn post_all(url: &str, webhooks: &[simulate::Webhook]) {
-    for w in webhooks {
-        let (status, answer) = Post::signed(&w.topic, &w.body).send(url).await;
-        assert!(
-            (200..300).contains(&status),
-            "{} answered {status}: {answer}",
-            w.topic
-        );
-    }
-}
 
 fn shop_topics_now(bootstrap: &str) -> HashMap<(String, i32), i64> {
     log_ends(
@@ -168,14 +157,17 @@ async fn roll(previous: &Path, registry: bool) -> usize {
         .collect();
     let slack = FakeSlack::start(SLACK_TOKEN, &channels).await;
     let alerts_topic = upgraded.topics.alerts.name.clone();
+    let sink_toml = |port| {
+        slack_toml(
+            &bootstrap,
+            &alerts_topic,
+            registry_url.as_deref(),
+            &slack.api_url(),
+            port,
+        )
+    };
     let port = free_port();
-    let toml = slack_toml(
-        &bootstrap,
-        &alerts_topic,
-        registry_url.as_deref(),
-        &slack.api_url(),
-        port,
-    );
+    let toml = sink_toml(port);
     let mut old_sink = spawn_binary(previous, "slack run", &toml, "old-slack", port, dir.path());
     old_sink.ready(Duration::from_secs(120)).await;
     post_all(&url, first).await;
@@ -214,13 +206,7 @@ async fn roll(previous: &Path, registry: bool) -> usize {
     // Then the Slack sink, mid-stream too.
     old_sink.stop();
     let port = free_port();
-    let toml = slack_toml(
-        &bootstrap,
-        &alerts_topic,
-        registry_url.as_deref(),
-        &slack.api_url(),
-        port,
-    );
+    let toml = sink_toml(port);
     let mut sink = spawn("slack run", &toml, "new-slack", port, dir.path());
     sink.ready(Duration::from_secs(120)).await;
     producer.stop();

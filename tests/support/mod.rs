@@ -306,6 +306,18 @@ pub async fn read_topic_now(config: &Config, group: &str, topic: &str) -> Vec<Ow
     .expect("reader thread")
 }
 
+/// Posts simulated deliveries one after the other, each answered 2xx.
+pub async fn post_all(url: &str, webhooks: &[woostream::simulate::Webhook]) {
+    for w in webhooks {
+        let (status, answer) = Post::signed(&w.topic, &w.body).send(url).await;
+        assert!(
+            (200..300).contains(&status),
+            "{} answered {status}: {answer}",
+            w.topic
+        );
+    }
+}
+
 pub fn header<'m>(m: &'m OwnedMessage, name: &str) -> Option<&'m str> {
     use rdkafka::message::Headers;
     m.headers()?
