@@ -38,6 +38,28 @@ pub struct RegistryClient {
     registered: Arc<Mutex<HashMap<(String, &'static str), i32>>>,
 }
 
+/// `url` without its user and password, and those (percent-decoded) if it had them.
+fn without_credentials(url: &str) -> (String, Option<(String, String)>) {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return (url.to_string(), None);
+    };
+    if parsed.username().is_empty() && parsed.password().is_none() {
+        return (url.to_string(), None);
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let credentials = (
+        decode(parsed.username()),
+        decode(parsed.password().unwrap_or_default()),
+    );
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    (parsed.to_string(), Some(credentials))
+}
+
 impl std::fmt::Debug for RegistryClient {
     // The password never reaches a log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,14 +94,19 @@ impl RegistryClient {
         }
     }
 
+    /// A client of the registry at `base`. A user and password written into the URL are taken
+    /// out of it (and used when `username` is not set), so no error or log shows them.
     pub fn new(base: &str, username: Option<String>, password: Option<String>) -> RegistryClient {
+        let (base, in_url) = without_credentials(base);
         RegistryClient {
             base: base.trim_end_matches('/').to_string(),
             http: crate::http::client()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("reqwest client with default TLS"),
-            auth: username.map(|u| (u, password.unwrap_or_default())),
+            auth: username
+                .map(|u| (u, password.unwrap_or_default()))
+                .or(in_url),
             auto_register: true,
             registered: Arc::default(),
         }
