@@ -35,16 +35,28 @@ struct Shared<S> {
     partitions: Vec<i32>,
 }
 
-/// A followed topic's state. Cheap to clone; the thread stops with [`Followed::stop`].
+/// A followed topic's state. Cheap to clone; the thread stops with [`Followed::stop`], or
+/// when the last handle is dropped (a role that ends, not only one told to stop).
 pub struct Followed<S> {
     shared: Arc<Shared<S>>,
+    _stopper: Arc<Stopper<S>>,
 }
 
 impl<S> Clone for Followed<S> {
     fn clone(&self) -> Self {
         Followed {
             shared: self.shared.clone(),
+            _stopper: self._stopper.clone(),
         }
+    }
+}
+
+/// Stops the follower's thread when dropped (the thread holds only [`Shared`]).
+struct Stopper<S>(Arc<Shared<S>>);
+
+impl<S> Drop for Stopper<S> {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -103,7 +115,10 @@ impl<S: Send + 'static> Followed<S> {
                 }
             })
             .with_context(|| format!("starting the follower of {topic}"))?;
-        let followed = Followed { shared };
+        let followed = Followed {
+            _stopper: Arc::new(Stopper(shared.clone())),
+            shared,
+        };
         followed.sync()?;
         Ok(followed)
     }
