@@ -134,7 +134,8 @@ async fn a_repartitioned_installation_rebuilds_every_customer_and_posts_nothing_
     delivered(&bootstrap, "woostream-slack", "woostream.alerts", 3).await;
     let posted_before = slack.posted().len();
     let (a_view, _, _) = read_view(&a);
-    assert!(posted_before > 5, "{posted_before} posts");
+    // Messages, not alerts: the sink folds a burst into digests when Slack slows it down.
+    assert!(posted_before > 0, "{posted_before} posts");
 
     // Stopped, then copied into namespace "b" on 6 partitions.
     drop((enricher, sink));
@@ -215,11 +216,30 @@ async fn a_repartitioned_installation_rebuilds_every_customer_and_posts_nothing_
     );
     sink.ready(Duration::from_secs(120)).await;
     delivered(&bootstrap, "b.woostream-slack", "b.woostream.alerts", 6).await;
-    assert_eq!(
-        slack.posted().len(),
-        posted_before,
-        "nothing posted a second time"
+    // Every paid order of the sale posted once over both installations: what the first
+    // installation's sink had posted before it stopped is not posted again, what it had not
+    // yet posted the new one posts.
+    let mut posts_per_order: std::collections::BTreeMap<String, usize> = Default::default();
+    for p in slack.posted() {
+        let text = p.all_text();
+        let numbers: BTreeSet<&str> = text
+            .match_indices("#100")
+            .map(|(at, _)| &text[at..at + 6])
+            .collect();
+        for n in numbers {
+            *posts_per_order.entry(n.to_string()).or_default() += 1;
+        }
+    }
+    assert!(
+        posts_per_order.values().all(|n| *n == 1),
+        "an order posted twice: {posts_per_order:?}"
     );
+    assert_eq!(
+        posts_per_order.len(),
+        paid_alert_ids(&a_view).len(),
+        "every paid order posted (first installation: {posted_before} messages)"
+    );
+    let posted_before = slack.posted().len();
     let producer = Producer::start(&b, false).await.unwrap();
     // More orders (order ids of their own), some of them by the same customers.
     let more: Vec<simulate::Webhook> = simulate::plan(
@@ -259,8 +279,8 @@ async fn a_repartitioned_installation_rebuilds_every_customer_and_posts_nothing_
             .posted()
             .iter()
             .skip(posted_before)
-            .all(|p| p.all_text().contains("#9")),
-        "only the new orders posted"
+            .all(|p| !p.all_text().contains("#100")),
+        "no order of the sale (#10000…) posted again"
     );
     drop((enricher, sink, producer));
 }
