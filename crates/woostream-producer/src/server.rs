@@ -105,15 +105,16 @@ impl Ingest {
         let shops = config
             .shops
             .iter()
-            .map(|s| Shop {
+            .map(|s| (s, s.resolved_secret().unwrap_or_default()))
+            .map(|(s, secret)| Shop {
                 id: s.id.clone(),
                 source: normalise_source(&s.source),
                 sources: std::iter::once(&s.source)
                     .chain(&s.source_aliases)
                     .map(|u| normalise_source(u))
                     .collect(),
-                secret: s.resolved_secret().unwrap_or_default(),
-                topic_secrets: topic_secrets(&s.resolved_secret().unwrap_or_default()),
+                topic_secrets: topic_secrets(&secret),
+                secret,
                 topic_only: s.require_topic_secrets,
                 customers: CustomerHasher::for_shop(config, &s.id),
             })

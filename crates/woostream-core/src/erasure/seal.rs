@@ -135,11 +135,8 @@ pub fn open(value: &str, field: &str, key: Option<&SubjectKey>) -> Result<Opened
     if key.id() != id {
         return Err(format!("sealed under key {id}, opened with {}", key.id()));
     }
-    if bound_to.is_some_and(|f| f != field) {
-        return Err(format!(
-            "sealed for field {}, read as {field}",
-            bound_to.unwrap_or_default()
-        ));
+    if let Some(sealed_for) = bound_to.filter(|f| *f != field) {
+        return Err(format!("sealed for field {sealed_for}, read as {field}"));
     }
     let bytes = URL_SAFE_NO_PAD
         .decode(encoded)
@@ -148,10 +145,7 @@ pub fn open(value: &str, field: &str, key: Option<&SubjectKey>) -> Result<Opened
         return Err("sealed value too short".into());
     }
     let (nonce, msg) = bytes.split_at(12);
-    let aad = match bound_to {
-        Some(f) => binding(id, f),
-        None => Vec::new(),
-    };
+    let aad = bound_to.map_or_else(Vec::new, |f| binding(id, f));
     let plain = key
         .cipher()
         .decrypt(nonce.into(), Payload { msg, aad: &aad })
