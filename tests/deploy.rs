@@ -133,13 +133,28 @@ fn the_dockerfile_passes_hadolint_builds_with_make_release_and_ships_every_libra
     }
 }
 
-/// The chart's rules with their `for` durations shortened so that an alert fires within the
-/// test; the expressions are the ones shipped.
+/// The rules the chart's PrometheusRule carries for a release that runs only the producer
+/// (scoped to its namespace and instance label), with their `for` durations shortened so
+/// that an alert fires within the test; the expressions are the ones shipped.
 fn rules_firing_at_once() -> String {
-    let rules =
-        std::fs::read_to_string(repo_root().join("deploy/helm/woostream/files/alerts.yaml"))
-            .unwrap();
-    rules
+    let root = repo_root();
+    let rendered = Command::new(python())
+        .args([
+            "tests/deploy/render_rules.py",
+            root.to_str().unwrap(),
+            "woostream",
+            "shop",
+        ])
+        .current_dir(&root)
+        .output()
+        .expect("rendering the chart's rules");
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    String::from_utf8(rendered.stdout)
+        .unwrap()
         .lines()
         .map(|l| {
             if l.trim_start().starts_with("for:") {
@@ -191,7 +206,7 @@ async fn a_real_prometheus_scraping_the_producer_fires_the_signature_alert_on_a_
     std::fs::write(
         dir.path().join("prometheus.yml"),
         format!(
-            "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\nrule_files: [alerts.yaml]\nscrape_configs:\n  - job_name: woostream\n    static_configs:\n      - targets: [\"127.0.0.1:{ops_port}\"]\n        labels: {{ container: producer, pod: producer-0 }}\n"
+            "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\nrule_files: [alerts.yaml]\nscrape_configs:\n  - job_name: woostream\n    static_configs:\n      - targets: [\"127.0.0.1:{ops_port}\"]\n        labels: {{ container: producer, pod: producer-0, namespace: shop, app_kubernetes_io_instance: woostream }}\n"
         ),
     )
     .unwrap();
@@ -229,7 +244,20 @@ async fn a_real_prometheus_scraping_the_producer_fires_the_signature_alert_on_a_
             .map(|a| a["labels"]["alertname"].as_str().unwrap_or("").to_string())
             .collect()
     };
-    assert_eq!(firing(&alerts(&prometheus).await), Vec::<String>::new());
+    // The producer's absence alert fires until the rules are evaluated after the first
+    // scrape (its `for` is shortened to 0 s here); then it resolves and nothing fires.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = firing(&alerts(&prometheus).await);
+        if now.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && now == ["WoostreamRoleAbsent"],
+            "firing while healthy: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // A burst of forged deliveries: signed with a secret that is not the shop's.
     let body = br#"{"id":1}"#;

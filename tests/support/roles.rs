@@ -68,7 +68,7 @@ pub async fn every_role_carries_a_webhook_to_slack_and_the_crm(kafka: &str) {
             condition,
         });
     }
-    let mut started = tokio::task::spawn_blocking(move || {
+    let started = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + Duration::from_secs(180);
         let mut pending: Vec<usize> = (0..started.len()).collect();
         while !pending.is_empty() {
@@ -98,6 +98,47 @@ pub async fn every_role_carries_a_webhook_to_slack_and_the_crm(kafka: &str) {
                 pending.iter().map(|&i| started[i].name).collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+        started
+    })
+    .await
+    .unwrap();
+
+    // Every role says which release and source revision it runs, the one `--version` names
+    // and git has checked out.
+    let version = std::process::Command::new(crate::enricher::woostream_bin())
+        .arg("--version")
+        .output()
+        .expect("woostream --version");
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let revision = version
+        .split_once(" (")
+        .and_then(|(_, r)| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no revision in {version:?}"))
+        .to_string();
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(crate::repo_root())
+        .output()
+        .expect("git");
+    assert_eq!(
+        revision,
+        String::from_utf8_lossy(&head.stdout).trim(),
+        "woostream --version: {version}"
+    );
+    let mut started = tokio::task::spawn_blocking(move || {
+        for role in &started {
+            let labels = [
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("revision", revision.as_str()),
+            ];
+            assert_eq!(
+                role.process.metric_with("woostream_build_info", &labels),
+                1.0,
+                "{}: {}",
+                role.name,
+                role.process.metrics_text()
+            );
         }
         started
     })

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use anyhow::Context;
 use axum::extract::State;
@@ -32,6 +32,24 @@ pub struct Readiness {
 }
 
 /// Metrics the ops server writes itself (from [`Readiness`]).
+/// The source revision of the running binary (set once by the binary at start).
+static REVISION: OnceLock<&'static str> = OnceLock::new();
+
+/// Records the source revision `woostream_build_info` reports.
+pub fn set_revision(revision: &'static str) {
+    let _ = REVISION.set(revision);
+}
+
+/// `woostream_build_info`: which release and revision a pod runs, for dashboards and for
+/// alerts that must know whether a roll has finished.
+fn build_info() -> String {
+    format!(
+        "# HELP woostream_build_info The release and source revision of this process (always 1).\n# TYPE woostream_build_info gauge\nwoostream_build_info{{version=\"{}\",revision=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION"),
+        REVISION.get().copied().unwrap_or("unknown")
+    )
+}
+
 const PARTITIONS_HELD: &str = "woostream_partitions_held";
 const ROLE_FAILING: &str = "woostream_role_failing_seconds";
 
@@ -277,6 +295,7 @@ async fn metrics(State(s): State<OpsState>) -> impl IntoResponse {
                 .as_bytes(),
             );
             buf.extend_from_slice(s.readiness.metrics_text().as_bytes());
+            buf.extend_from_slice(build_info().as_bytes());
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, encoder.format_type().to_string())],

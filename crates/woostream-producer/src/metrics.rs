@@ -119,13 +119,7 @@ impl Metrics {
                 "woostream_spool_pending_bytes",
                 "Bytes in the disk spool waiting for Kafka.",
             )?,
-            kafka_reachable: IntGaugeVec::new(
-                Opts::new(
-                    "woostream_kafka_reachable",
-                    "1 when the last metadata request to the brokers succeeded.",
-                ),
-                &["role"],
-            )?,
+            kafka_reachable: woostream_core::kafka::lag::KAFKA_REACHABLE.clone(),
             connections: IntGauge::new(
                 "woostream_webhook_connections",
                 "Open connections to the webhook endpoint.",
@@ -151,7 +145,11 @@ impl Metrics {
         registry.register(Box::new(m.produce_seconds.clone()))?;
         registry.register(Box::new(m.spooled.clone()))?;
         registry.register(Box::new(m.spool_pending_bytes.clone()))?;
-        registry.register(Box::new(m.kafka_reachable.clone()))?;
+        // Shared with the consuming roles' lag readers (one per process).
+        match registry.register(Box::new(m.kafka_reachable.clone())) {
+            Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
+            Err(e) => return Err(e),
+        }
         registry.register(Box::new(m.connections.clone()))?;
         registry.register(Box::new(m.connections_refused.clone()))?;
         Ok(m)

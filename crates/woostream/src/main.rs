@@ -16,10 +16,18 @@ use woostream_core::{ops, shutdown, telemetry};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The release and the source revision it was built from (`woostream --version`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("WOOSTREAM_REVISION"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "woostream",
-    version,
+    version = VERSION,
     about = "WooCommerce events through Kafka into customer intelligence and team action."
 )]
 struct Cli {
@@ -215,6 +223,15 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Wait until every URL answers 200 (each role's /readyz, for `helm test`); fails with the
+    /// last answer of the first that does not within the time given.
+    Ready {
+        /// How long to wait for all of them, in seconds.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
+        #[arg(required = true)]
+        urls: Vec<String>,
+    },
     /// Check a configuration file and print the result with secrets hidden.
     CheckConfig {
         #[arg(long, short, env = "WOOSTREAM_CONFIG")]
@@ -363,6 +380,7 @@ fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    woostream_core::ops::set_revision(env!("WOOSTREAM_REVISION"));
     match run(Cli::parse().command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -565,6 +583,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Ready { wait_secs, urls } => ready(&urls, Duration::from_secs(wait_secs)).await,
         Command::CheckConfig { config } => {
             let c = load(Some(&config))?;
             let origin = config.display().to_string();
@@ -575,6 +594,31 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `woostream ready`: polls each URL until it answers 200, all within `wait`.
+async fn ready(urls: &[String], wait: Duration) -> anyhow::Result<()> {
+    let client = woostream_core::http::client()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("building the HTTP client")?;
+    let deadline = tokio::time::Instant::now() + wait;
+    for url in urls {
+        loop {
+            let last = match client.get(url).send().await {
+                Ok(r) if r.status().is_success() => break,
+                Ok(r) => format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+                Err(e) => e.to_string(),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("{url} is not ready after {} s: {last}", wait.as_secs());
+            }
+            // Polling a server in another pod: nothing to await but its next answer.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        println!("ready: {url}");
+    }
+    Ok(())
 }
 
 /// `woostream repartition`: the plan, then (unless a dry run) the copy, topic by topic.

@@ -24,6 +24,28 @@ static LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .expect("a valid metric")
 });
 
+/// Whether a role's last metadata request to the brokers succeeded: the producer sets it from
+/// its sends and probes, every consuming role from its lag reader. One vector per process, so
+/// the roles of `woostream run` share it.
+pub static KAFKA_REACHABLE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    IntGaugeVec::new(
+        Opts::new(
+            "woostream_kafka_reachable",
+            "1 when the last metadata request to the brokers succeeded.",
+        ),
+        &["role"],
+    )
+    .expect("a valid metric")
+});
+
+/// Registers [`KAFKA_REACHABLE`] in `registry` (once; several roles may share a registry).
+pub fn register_reachable(registry: &Registry) -> anyhow::Result<()> {
+    match registry.register(Box::new(KAFKA_REACHABLE.clone())) {
+        Ok(()) | Err(prometheus::Error::AlreadyReg) => Ok(()),
+        Err(e) => Err(e).context("registering woostream_kafka_reachable"),
+    }
+}
+
 /// How often the lag is read.
 pub const LAG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -35,8 +57,10 @@ pub fn partition_lag(committed: Option<i64>, low: i64, high: i64) -> i64 {
 }
 
 /// Reads `group`'s lag on `topics` every [`LAG_INTERVAL`] into `woostream_consumer_lag` of
-/// `registry` until `shutdown`, on a thread of its own (librdkafka's calls block).
+/// `registry` until `shutdown`, on a thread of its own (librdkafka's calls block); whether the
+/// brokers answered goes into `woostream_kafka_reachable{role}`.
 pub fn watch(
+    role: &'static str,
     kafka: &KafkaConfig,
     bootstrap: &str,
     group: &str,
@@ -49,6 +73,7 @@ pub fn watch(
         Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
         Err(e) => return Err(e).context("registering woostream_consumer_lag"),
     }
+    register_reachable(registry)?;
     // Never joins the group: it only reads the group's committed offsets.
     let consumer: BaseConsumer = super::client_config(kafka, bootstrap)
         .set("group.id", kafka.namespaced(group))
@@ -60,12 +85,19 @@ pub fn watch(
         .name("consumer-lag".into())
         .spawn(move || {
             while !shutdown.is_cancelled() {
+                let mut reached = true;
                 for topic in &topics {
                     match topic_lag(&consumer, topic) {
                         Ok(lag) => LAG.with_label_values(&[group.as_str(), topic]).set(lag),
-                        Err(e) => tracing::debug!(topic, error = %e, "Consumer lag not read."),
+                        Err(e) => {
+                            reached = false;
+                            tracing::debug!(topic, error = %e, "Consumer lag not read.");
+                        }
                     }
                 }
+                KAFKA_REACHABLE
+                    .with_label_values(&[role])
+                    .set(i64::from(reached));
                 let next = Instant::now() + LAG_INTERVAL;
                 while Instant::now() < next && !shutdown.is_cancelled() {
                     std::thread::sleep(Duration::from_millis(250));

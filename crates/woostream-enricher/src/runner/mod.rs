@@ -198,6 +198,7 @@ pub async fn start(
     let metrics = Metrics::register(registry).context("registering enricher metrics")?;
     let t = &config.topics;
     kafka::lag::watch(
+        "enricher",
         &config.kafka,
         bootstrap,
         &config.enricher.group_id,

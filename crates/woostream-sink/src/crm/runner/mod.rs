@@ -84,6 +84,7 @@ pub async fn start(
     kafka::first_contact(config, bootstrap, create_topics).await?;
     let t = &config.topics;
     kafka::lag::watch(
+        "crm",
         &config.kafka,
         bootstrap,
         &config.crm.consumer_group(),

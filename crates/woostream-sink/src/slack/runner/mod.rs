@@ -105,6 +105,7 @@ pub async fn start(
     let metrics = Metrics::register(registry).context("registering Slack metrics")?;
     kafka::first_contact(config, bootstrap, create_topics).await?;
     kafka::lag::watch(
+        "slack",
         &config.kafka,
         bootstrap,
         &slack.consumer_group(),
