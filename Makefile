@@ -4,6 +4,12 @@ CARGO       ?= cargo
 TOOLS       ?= $(HOME)/.cache/woostream
 TANSU_VER   := 0.6.0
 TANSU_BIN   ?= $(TOOLS)/tansu-$(TANSU_VER)/bin/tansu
+DENY_VER    := 0.20.2
+DENY_BIN    ?= $(TOOLS)/cargo-deny-$(DENY_VER)/bin/cargo-deny
+# The release: one version for the crates, the image and the chart (Cargo.toml's).
+VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+REVISION    := $(shell git rev-parse HEAD 2>/dev/null)
+IMAGE       ?= woostream
 VENV        ?= $(TOOLS)/venv
 PYTHON      := $(VENV)/bin/python
 
@@ -15,7 +21,7 @@ export WOOSTREAM_PYTHON := $(PYTHON)
 REALWOO_PACKAGES := php8.2-cli php8.2-mysql php8.2-curl php8.2-mbstring php8.2-xml php8.2-gd \
                     php8.2-intl php8.2-zip php8.2-bcmath mariadb-server
 
-.PHONY: test-woocommerce release run test lint unit bench bench-ingest bench-enrich bench-crm bench-backfill tools tansu python fuzz system-packages build-packages
+.PHONY: test-woocommerce release image pin-base-images sbom audit deny run test lint unit bench bench-ingest bench-enrich bench-crm bench-backfill tools tansu python fuzz system-packages build-packages
 
 .DEFAULT_GOAL := run
 
@@ -63,9 +69,42 @@ test-woocommerce: tools
 release: build-packages
 	$(CARGO) build --release --locked -p woostream --bin woostream
 
-lint:
+## Formatting, clippy, and cargo-deny's licence, duplicate-version and source checks (deny.toml).
+lint: deny
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(DENY_BIN) --log-level error check licenses bans sources
+
+## Known vulnerabilities (RustSec): needs the advisory database from GitHub, so it is not part
+## of `make lint` on machines without it; run it before every release.
+audit: deny
+	$(DENY_BIN) check advisories
+
+deny: $(DENY_BIN)
+$(DENY_BIN):
+	$(CARGO) install cargo-deny@$(DENY_VER) --locked --root $(TOOLS)/cargo-deny-$(DENY_VER)
+
+## The container image, labelled with the release and the revision (docker or podman).
+image:
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE):$(VERSION) .
+
+## Resolves the Dockerfile's base images to their current digests (skopeo, or docker buildx)
+## and pins them; commit the change. Run it to take the base images' security fixes.
+pin-base-images:
+	@for arg in RUST_IMAGE RUNTIME_IMAGE; do \
+	  ref=$$(sed -n "s/^ARG $$arg=//p" Dockerfile); name=$${ref%@*}; \
+	  digest=$$(skopeo inspect --format '{{.Digest}}' docker://$$name 2>/dev/null || \
+	            docker buildx imagetools inspect $$name --format '{{json .Manifest.Digest}}' | tr -d '"'); \
+	  [ -n "$$digest" ] || { echo "cannot resolve $$name"; exit 1; }; \
+	  sed -i "s|^ARG $$arg=.*|ARG $$arg=$$name@$$digest|" Dockerfile; echo "$$arg=$$name@$$digest"; \
+	done
+
+## The software bill of materials of the release (CycloneDX JSON, from Cargo.lock), for the
+## image's registry and the release page.
+sbom:
+	command -v cargo-cyclonedx >/dev/null || $(CARGO) install cargo-cyclonedx --locked
+	$(CARGO) cyclonedx --manifest-path crates/woostream/Cargo.toml --format json --spec-version 1.5 --override-filename woostream-$(VERSION).cdx
+	@echo "crates/woostream/woostream-$(VERSION).cdx.json"
 
 ## Fuzzes what woostream reads from outside (webhook bodies, Avro records, spool segments,
 ## signatures) for FUZZ_SECONDS per target with cargo-fuzz (libFuzzer, AddressSanitizer).

@@ -91,9 +91,29 @@ fn the_dockerfile_passes_hadolint_builds_with_make_release_and_ships_every_libra
         "Kubernetes probes instead"
     );
 
+    // Labelled with what it is, which release and which revision (OCI annotations); the
+    // revision reaches the binary too.
+    for label in [
+        "org.opencontainers.image.title",
+        "org.opencontainers.image.licenses=\"Apache-2.0\"",
+        "org.opencontainers.image.source",
+        "org.opencontainers.image.version=\"${VERSION}\"",
+        "org.opencontainers.image.revision=\"${REVISION}\"",
+    ] {
+        assert!(dockerfile.contains(label), "no {label} in the Dockerfile");
+    }
+    assert!(dockerfile.contains("WOOSTREAM_REVISION=\"${REVISION}\" make release"));
+    // Base images named once, pinnable by digest.
+    assert!(
+        dockerfile.contains("\nARG RUNTIME_IMAGE=debian:bookworm-slim")
+            && dockerfile.contains("\nFROM ${RUST_IMAGE} AS build")
+            && dockerfile.contains("\nFROM ${RUNTIME_IMAGE}\n"),
+        "{dockerfile}"
+    );
+
     // The runtime stage's packages: what it installs, and what debian:bookworm-slim has.
     let runtime = dockerfile
-        .split("FROM debian:bookworm-slim")
+        .split("FROM ${RUNTIME_IMAGE}")
         .nth(1)
         .expect("a debian:bookworm-slim runtime stage");
     let installed: BTreeSet<String> = runtime

@@ -325,6 +325,56 @@ async fn a_body_signed_with_its_topics_secret_verifies_as_that_topic_only() {
 }
 
 #[tokio::test]
+async fn a_rotated_secret_and_the_previous_one_both_verify_until_the_previous_is_removed() {
+    use woostream_producer::signature::topic_secret;
+    let (_cluster, mut config) = setup();
+    // Mid-rotation: the pods have the new secret, WooCommerce's webhooks still the old one
+    // (SECRET), shop-wide and per topic.
+    let new_secret = "rotated-in-5a7e0c";
+    config.shops[0].secret = Some(new_secret.into());
+    config.shops[0].previous_secret = Some(SECRET.into());
+    let p = Producer::start(&config, false).await.unwrap();
+    let order = fixture("woo_order_example.webhook_body.json");
+    let old_topic = topic_secret(SECRET, "order.created");
+    let new_topic = topic_secret(new_secret, "order.created");
+    fn signed<'a>(secret: &'a str, body: &'a [u8]) -> Post<'a> {
+        Post {
+            secret: Some(secret),
+            ..Post::signed("order.created", body)
+        }
+    }
+    for (secret, expected) in [
+        (SECRET, 200),
+        (old_topic.as_str(), 200),
+        (new_secret, 200),
+        (new_topic.as_str(), 200),
+        ("someone-elses", 401),
+    ] {
+        assert_eq!(
+            signed(secret, &order).send(&p.url).await.0,
+            expected,
+            "{secret}"
+        );
+    }
+    assert_eq!(
+        p.metric(
+            "woostream_webhook_previous_secret_signatures_total",
+            &[("shop", "eu")]
+        ),
+        2.0,
+        "the two deliveries signed with the previous secret"
+    );
+    p.stop().await.unwrap();
+
+    // Rotation done: the previous secret is removed and signs nothing.
+    config.shops[0].previous_secret = None;
+    let p = Producer::start(&config, false).await.unwrap();
+    assert_eq!(signed(SECRET, &order).send(&p.url).await.0, 401);
+    assert_eq!(signed(&old_topic, &order).send(&p.url).await.0, 401);
+    assert_eq!(signed(&new_topic, &order).send(&p.url).await.0, 200);
+}
+
+#[tokio::test]
 async fn bad_input_is_kept_in_the_dead_letter_topic_and_never_disables_the_webhook() {
     let (_cluster, config) = setup();
     let p = Producer::start(&config, false).await.unwrap();

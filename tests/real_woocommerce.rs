@@ -106,6 +106,7 @@ fn client(url: &str, ck: &str, cs: &str) -> WooRest {
             ..ShopRest::default()
         }),
         require_topic_secrets: false,
+        previous_secret: None,
     })
     .unwrap()
 }

@@ -95,6 +95,7 @@ async fn recorded_real_deliveries_are_all_kept_and_mean_what_the_shop_meant() {
         secret_env: None,
         rest: None,
         require_topic_secrets: false,
+        previous_secret: None,
     }];
     let p = Producer::start(&config, true).await.unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -78,6 +78,7 @@ pub fn config(bootstrap: &str) -> Config {
         secret_env: None,
         rest: None,
         require_topic_secrets: false,
+        previous_secret: None,
     });
     c
 }

@@ -11,6 +11,10 @@ use crate::hubspot::FakeHubSpot;
 use crate::slack::{ChannelState, FakeSlack};
 use crate::{fixture, SECRET, SOURCE};
 
+/// The correlation id the webhook of [`every_role_carries_a_webhook_to_slack_and_the_crm`]
+/// carries (WooCommerce sends none; a proxy in front may, and the producer keeps it).
+pub const CORRELATION_ID: &str = "shipped-roles-880001";
+
 /// A role process and the log line that says its readiness condition holds.
 struct Role {
     name: &'static str,
@@ -23,6 +27,7 @@ struct Role {
 /// everything else as shipped. Each role's `/readyz` is probed from its first moment and must
 /// not answer 200 before the role's own condition holds; then one signed webhook must travel
 /// through all of them to a Slack message and a CRM deal, and every role must stop cleanly.
+/// The webhook carries the correlation id [`CORRELATION_ID`].
 pub async fn every_role_carries_a_webhook_to_slack_and_the_crm(kafka: &str) {
     let slack = FakeSlack::start("xoxb-shipped", &[("C0ORDERS00", ChannelState::Open)]).await;
     let hubspot = FakeHubSpot::start("pat-shipped", 190).await;
@@ -160,6 +165,7 @@ pub async fn every_role_carries_a_webhook_to_slack_and_the_crm(kafka: &str) {
         .header("x-wc-webhook-topic", "order.created")
         .header("x-wc-webhook-id", "9")
         .header("x-wc-webhook-delivery-id", "880001")
+        .header("x-correlation-id", CORRELATION_ID)
         .header("x-wc-webhook-signature", sign(&body, SECRET))
         .body(body)
         .send()
@@ -196,7 +202,53 @@ pub async fn every_role_carries_a_webhook_to_slack_and_the_crm(kafka: &str) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for role in &mut started {
+    // librdkafka's statistics of each role's clients (every 15 s as shipped): the brokers'
+    // round trips and the queued records.
+    let started = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for role in &started {
+            let label = role.name.split(' ').next().unwrap_or(role.name);
+            while role
+                .process
+                .metric_with("woostream_kafka_broker_rtt_seconds", &[("role", label)])
+                <= 0.0
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "{}: no broker round trip from librdkafka's statistics: {}",
+                    role.name,
+                    role.process.metrics_text()
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let metrics = role.process.metrics_text();
+            assert!(
+                metrics.contains("woostream_kafka_client_queued_messages{"),
+                "{}: {metrics}",
+                role.name
+            );
+            // Every role says whether it reaches Kafka; each consuming role how far behind its
+            // group is (the enricher role once exported neither).
+            assert_eq!(
+                role.process
+                    .metric_with("woostream_kafka_reachable", &[("role", label)]),
+                1.0,
+                "{}: {metrics}",
+                role.name
+            );
+            if label != "producer" {
+                assert!(
+                    metrics.contains("woostream_consumer_lag{"),
+                    "{}: {metrics}",
+                    role.name
+                );
+            }
+        }
+        started
+    })
+    .await
+    .unwrap();
+    for mut role in started {
         let status = role.process.stop();
         assert!(status.success(), "{} stops cleanly: {status}", role.name);
     }

@@ -70,6 +70,17 @@ pub fn client() -> reqwest::ClientBuilder {
     builder
 }
 
+/// A blocking client builder with the same trust store (for a thread without an async
+/// runtime: the trace exporter's).
+pub fn blocking_client() -> reqwest::blocking::ClientBuilder {
+    let mut builder = reqwest::blocking::Client::builder();
+    let extra = EXTRA_ROOTS.read().expect("trust store lock poisoned");
+    for root in platform_roots().iter().chain(extra.iter()) {
+        builder = builder.add_root_certificate(root.clone());
+    }
+    builder
+}
+
 /// When a request failed because the server's certificate is not trusted (or its name does
 /// not match), what the TLS layer said, and what to do about it.
 pub fn certificate_problem(error: &reqwest::Error) -> Option<String> {

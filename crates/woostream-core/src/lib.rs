@@ -24,6 +24,7 @@ pub mod secret;
 pub mod shutdown;
 pub mod slack_config;
 pub mod telemetry;
+pub mod traces;
 
 pub use money::Money;
 

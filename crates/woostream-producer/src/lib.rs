@@ -104,6 +104,7 @@ pub async fn start(
     // Not ready until the webhook port is bound (the catalogue is loaded before that).
     let webhooks_ready = readiness.condition("webhooks");
     let metrics = Metrics::register(registry).context("registering producer metrics")?;
+    kafka::stats::register(registry)?;
     metrics.start_counting(
         &config
             .shops

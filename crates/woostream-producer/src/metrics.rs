@@ -11,6 +11,7 @@ pub struct Metrics {
     pub signature_failures: IntCounterVec,
     pub source_mismatches: IntCounterVec,
     pub shop_wide_signatures: IntCounterVec,
+    pub previous_secret_signatures: IntCounterVec,
     pub deletions_not_of_resource: IntCounterVec,
     pub unresolved_order_deletions: IntCounterVec,
     pub erasures: IntCounterVec,
@@ -50,6 +51,13 @@ impl Metrics {
                 Opts::new(
                     "woostream_webhook_shop_wide_signatures_total",
                     "Deliveries signed with the shop's own secret rather than their topic's (a webhook made by hand or before woostream webhooks sync).",
+                ),
+                &["shop"],
+            )?,
+            previous_secret_signatures: IntCounterVec::new(
+                Opts::new(
+                    "woostream_webhook_previous_secret_signatures_total",
+                    "Deliveries signed with the shop's previous_secret (a rotation under way): remove previous_secret once this stays 0.",
                 ),
                 &["shop"],
             )?,
@@ -135,6 +143,7 @@ impl Metrics {
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.signature_failures.clone()))?;
         registry.register(Box::new(m.shop_wide_signatures.clone()))?;
+        registry.register(Box::new(m.previous_secret_signatures.clone()))?;
         registry.register(Box::new(m.source_mismatches.clone()))?;
         registry.register(Box::new(m.deletions_not_of_resource.clone()))?;
         registry.register(Box::new(m.unresolved_order_deletions.clone()))?;
@@ -162,6 +171,7 @@ impl Metrics {
         for shop in shops {
             self.source_mismatches.with_label_values(&[shop]);
             self.shop_wide_signatures.with_label_values(&[shop]);
+            self.previous_secret_signatures.with_label_values(&[shop]);
             for outcome in ERASURE_OUTCOMES {
                 self.erasures.with_label_values(&[shop, outcome]);
             }

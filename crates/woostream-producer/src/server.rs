@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -50,21 +51,71 @@ pub struct Shop {
     source: String,
     /// The source and its aliases, normalised.
     sources: Vec<String>,
-    secret: String,
-    /// Each webhook topic's secret, derived from `secret` (see [`signature::topic_secret`]).
-    topic_secrets: HashMap<&'static str, String>,
+    secrets: ShopSecrets,
+    /// `previous_secret`, during a rotation.
+    previous: Option<ShopSecrets>,
     /// `require_topic_secrets`: the shop-wide secret signs nothing.
     topic_only: bool,
     customers: CustomerHasher,
 }
 
-impl Shop {
-    /// Which of the shop's secrets signed `body` for the topic its header names, if any.
-    fn signed(&self, body: &[u8], topic: Option<&str>, signature: &str) -> Option<SignedWith> {
+/// A shop's webhook secret and each webhook topic's, derived from it (see
+/// [`signature::topic_secret`]).
+#[derive(Clone)]
+struct ShopSecrets {
+    secret: String,
+    topic_secrets: HashMap<&'static str, String>,
+}
+
+impl ShopSecrets {
+    fn new(secret: String) -> ShopSecrets {
+        ShopSecrets {
+            topic_secrets: topic_secrets(&secret),
+            secret,
+        }
+    }
+
+    fn signed(
+        &self,
+        body: &[u8],
+        topic: Option<&str>,
+        topic_only: bool,
+        signature: &str,
+    ) -> Option<SignedWith> {
         let topic_secret = topic
             .and_then(|t| self.topic_secrets.get(t))
             .map(String::as_str);
-        signature::verify_for_topic(body, &self.secret, topic_secret, self.topic_only, signature)
+        signature::verify_for_topic(body, &self.secret, topic_secret, topic_only, signature)
+    }
+}
+
+/// Which secret of a shop signed a delivery.
+#[derive(Clone, Copy)]
+struct Signed {
+    with: SignedWith,
+    /// The secret being rotated out.
+    previous: bool,
+}
+
+impl Shop {
+    /// Which of the shop's secrets signed `body` for the topic its header names, if any: the
+    /// current ones first, then those being rotated out.
+    fn signed(&self, body: &[u8], topic: Option<&str>, signature: &str) -> Option<Signed> {
+        let current = self
+            .secrets
+            .signed(body, topic, self.topic_only, signature)
+            .map(|with| Signed {
+                with,
+                previous: false,
+            });
+        current.or_else(|| {
+            let previous = self.previous.as_ref()?;
+            let with = previous.signed(body, topic, self.topic_only, signature)?;
+            Some(Signed {
+                with,
+                previous: true,
+            })
+        })
     }
 }
 
@@ -113,8 +164,12 @@ impl Ingest {
                     .chain(&s.source_aliases)
                     .map(|u| normalise_source(u))
                     .collect(),
-                topic_secrets: topic_secrets(&secret),
-                secret,
+                secrets: ShopSecrets::new(secret),
+                previous: s
+                    .previous_secret
+                    .as_ref()
+                    .and_then(|p| p.resolve().ok())
+                    .map(ShopSecrets::new),
                 topic_only: s.require_topic_secrets,
                 customers: CustomerHasher::for_shop(config, &s.id),
             })
@@ -243,7 +298,20 @@ async fn webhook(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bo
     let started = Instant::now();
     let m = &ingest.metrics;
     let h = Headers::read(&headers);
-    let (shop, outcome, response) = handle(&ingest, &h, &headers, body).await;
+    // The producer's log lines name the correlation id themselves; the span (the event's first
+    // hop) costs a little on every request, so it is made only for traces.
+    let (shop, outcome, response) = if woostream_core::traces::enabled() {
+        let span = tracing::info_span!(
+            "webhook",
+            otel.name = "producer",
+            correlation_id = %h.correlation_id,
+            topic = h.topic_label(),
+        );
+        woostream_core::traces::link(&span, &h.correlation_id);
+        handle(&ingest, &h, &headers, body).instrument(span).await
+    } else {
+        handle(&ingest, &h, &headers, body).await
+    };
     m.requests
         .with_label_values(&[
             shop.as_deref().unwrap_or("unknown"),
@@ -453,10 +521,17 @@ async fn handle(
             }
         },
     };
-    if signed_with == SignedWith::Shop {
+    if signed_with.with == SignedWith::Shop {
         ingest
             .metrics
             .shop_wide_signatures
+            .with_label_values(&[&shop.id])
+            .inc();
+    }
+    if signed_with.previous {
+        ingest
+            .metrics
+            .previous_secret_signatures
             .with_label_values(&[&shop.id])
             .inc();
     }

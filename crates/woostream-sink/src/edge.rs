@@ -17,7 +17,7 @@ use woostream_core::resume::ResumeGuard;
 /// has no offset for starts where `earlier_group` (the group this sink used before it was
 /// named) got to: naming a sink on an upgrade does not send everything again.
 pub fn assign_all(
-    consumer: &StreamConsumer,
+    consumer: &StreamConsumer<woostream_core::kafka::stats::ClientStats>,
     topics: &[&str],
     guard: &mut ResumeGuard,
     earlier_group: Option<(&woostream_core::config::KafkaConfig, &str, &str)>,
@@ -160,7 +160,10 @@ impl Offsets {
     }
 
     /// Commits each partition up to its oldest unfinished record; whether anything was.
-    pub fn commit(&mut self, consumer: &StreamConsumer) -> anyhow::Result<bool> {
+    pub fn commit<C: rdkafka::consumer::ConsumerContext + 'static>(
+        &mut self,
+        consumer: &StreamConsumer<C>,
+    ) -> anyhow::Result<bool> {
         let mut tpl = TopicPartitionList::new();
         for (topic, partitions) in &self.partitions {
             for (partition, p) in partitions {

@@ -30,6 +30,7 @@ pub fn demo_shop(o: &simulate::Options) -> ShopConfig {
         secret_env: None,
         rest: None,
         require_topic_secrets: false,
+        previous_secret: None,
     }
 }
 

@@ -381,7 +381,12 @@ fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
 #[tokio::main]
 async fn main() -> ExitCode {
     woostream_core::ops::set_revision(env!("WOOSTREAM_REVISION"));
-    match run(Cli::parse().command).await {
+    let result = run(Cli::parse().command).await;
+    // The last spans of a role that is stopping, before the process ends.
+    tokio::task::spawn_blocking(woostream_core::traces::flush)
+        .await
+        .ok();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("woostream: {e:#}");
@@ -417,7 +422,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 config.log.level = "warn".into();
                 config.log.format = "pretty".into();
             }
-            telemetry::init(&config.log);
+            telemetry::init(&config);
             let opts = RunOptions {
                 simulate: simulate.then(|| sale.options(simulate::Options::default())),
                 keep_serving: sale.keep_serving,
@@ -447,7 +452,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             command: SpoolCommand::Drain { config, dir, wait },
         } => {
             let config = config.load()?;
-            telemetry::init(&config.log);
+            telemetry::init(&config);
             let bootstrap = bootstrap(&config)?;
             let dir = dir
                 .or_else(|| config.producer.spool_dir.clone())
@@ -533,7 +538,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             erasure,
         } => {
             let config = config.load()?;
-            telemetry::init(&config.log);
+            telemetry::init(&config);
             let bootstrap = bootstrap(&config)?;
             let out = if status {
                 woostream::subject::status(&config, &bootstrap, erasure.as_deref()).await?
@@ -556,7 +561,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             out,
         } => {
             let config = config.load()?;
-            telemetry::init(&config.log);
+            telemetry::init(&config);
             let bootstrap = bootstrap(&config)?;
             let person = woostream::subject::Person {
                 shop,
@@ -624,7 +629,7 @@ async fn ready(urls: &[String], wait: Duration) -> anyhow::Result<()> {
 /// `woostream repartition`: the plan, then (unless a dry run) the copy, topic by topic.
 async fn repartition(from: Config, to: Config, dry_run: bool) -> anyhow::Result<()> {
     use woostream::repartition::{self, Action};
-    telemetry::init(&from.log);
+    telemetry::init(&from);
     let bootstrap = bootstrap(&from)?;
     if to.kafka.bootstrap_servers.as_deref() != Some(bootstrap.as_str()) {
         anyhow::bail!(
@@ -685,7 +690,7 @@ struct Role {
 
 impl Role {
     async fn start(config: &Config) -> anyhow::Result<Role> {
-        telemetry::init(&config.log);
+        telemetry::init(config);
         let bootstrap = bootstrap(config)?;
         let shutdown = shutdown::on_signal();
         let registry = prometheus::Registry::new();
@@ -722,7 +727,7 @@ impl Role {
 }
 
 async fn webhooks_sync(config: Config, shop: Option<String>, dry_run: bool) -> anyhow::Result<()> {
-    telemetry::init(&config.log);
+    telemetry::init(&config);
     let mut synced = 0;
     for s in config
         .shops
@@ -824,7 +829,7 @@ async fn backfill(
     shop: Option<String>,
     request: woostream_producer::rest::backfill::Request,
 ) -> anyhow::Result<()> {
-    telemetry::init(&config.log);
+    telemetry::init(&config);
     let bootstrap = bootstrap(&config)?;
     let shops: Vec<&woostream_core::config::ShopConfig> = config
         .shops
@@ -917,7 +922,7 @@ async fn backtest(
     as_of: chrono::DateTime<chrono::Utc>,
     horizon: u32,
 ) -> anyhow::Result<()> {
-    telemetry::init(&config.log);
+    telemetry::init(&config);
     let bootstrap = bootstrap(&config)?;
     if config.topics.create {
         woostream_core::kafka::first_contact(&config, &bootstrap, true).await?;
@@ -938,7 +943,7 @@ async fn backtest(
 }
 
 async fn fit(config: Config, as_of: Option<chrono::DateTime<chrono::Utc>>) -> anyhow::Result<()> {
-    telemetry::init(&config.log);
+    telemetry::init(&config);
     let bootstrap = bootstrap(&config)?;
     let (outputs, decoder) = woostream_enricher::runner::Outputs::for_config(&config).await?;
     let producer = woostream_core::kafka::create_producer(&config.kafka, &bootstrap)?;
@@ -1060,7 +1065,7 @@ async fn crm_inbound(config: Config) -> anyhow::Result<()> {
 }
 
 async fn crm_setup(config: Config) -> anyhow::Result<()> {
-    telemetry::init(&config.log);
+    telemetry::init(&config);
     let done = woostream_sink::crm::setup::set_up_hubspot(&config.crm).await?;
     for n in &done.created {
         println!(
@@ -1092,7 +1097,7 @@ async fn crm_setup(config: Config) -> anyhow::Result<()> {
 }
 
 async fn replay(config: Config, filter: woostream_sink::crm::replay::Filter) -> anyhow::Result<()> {
-    telemetry::init(&config.log);
+    telemetry::init(&config);
     let bootstrap = bootstrap(&config)?;
     let summary =
         woostream_sink::crm::replay::replay(&config, &bootstrap, &filter, shutdown::on_signal())

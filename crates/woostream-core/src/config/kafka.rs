@@ -19,6 +19,9 @@ pub struct KafkaConfig {
     /// (then it is spooled to disk, if a spool is configured).
     pub delivery_timeout_ms: u64,
     pub linger_ms: u64,
+    /// How often the clients that carry the roles' records report librdkafka's statistics
+    /// (broker round trips, queued records: `woostream_kafka_broker_rtt_seconds`, …); 0: never.
+    pub statistics_interval_ms: u64,
     /// none, gzip, snappy, lz4 or zstd.
     pub compression: String,
     /// The largest record woostream writes (librdkafka's `message.max.bytes`, and the
@@ -193,6 +196,7 @@ impl Default for KafkaConfig {
             client_id: "woostream".into(),
             delivery_timeout_ms: 10_000,
             linger_ms: 5,
+            statistics_interval_ms: 15_000,
             compression: "lz4".into(),
             max_message_bytes: 5 * 1024 * 1024,
             security: KafkaSecurity::default(),

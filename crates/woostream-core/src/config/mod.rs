@@ -19,7 +19,7 @@ mod producer;
 
 pub use enricher::{Clock, EnricherConfig, HighValueOrder, Transactions};
 pub use kafka::{DataKind, KafkaConfig, KafkaSecurity, RetentionConfig, TopicConfig, TopicsConfig};
-pub use ops::{InsightConfig, LogConfig, OpsConfig};
+pub use ops::{InsightConfig, LogConfig, OpsConfig, TracesConfig};
 pub use producer::{
     is_https_or_loopback, resolve_secret, ProducerConfig, RestAuth, ShopConfig, ShopRest,
 };
@@ -45,6 +45,7 @@ pub struct Config {
     pub ops: OpsConfig,
     pub insight: InsightConfig,
     pub log: LogConfig,
+    pub traces: TracesConfig,
     pub privacy: PrivacyConfig,
     pub retention: RetentionConfig,
     pub http: HttpConfig,
@@ -322,6 +323,11 @@ impl Config {
         for (i, shop) in self.shops.iter_mut().enumerate() {
             let env = shop.secret_env.clone();
             all.push((format!("shops[{i}].secret"), &mut shop.secret, env));
+            all.push((
+                format!("shops[{i}].previous_secret"),
+                &mut shop.previous_secret,
+                None,
+            ));
             if let Some(rest) = &mut shop.rest {
                 all.push((
                     format!("shops[{i}].rest.consumer_key"),
@@ -415,6 +421,21 @@ impl Config {
 
     /// Checks what types alone cannot; returns the offending key and what was expected.
     fn validate(&self) -> Result<(), (String, String)> {
+        if !(0.0..=1.0).contains(&self.traces.sample_ratio) {
+            return Err((
+                "traces.sample_ratio".into(),
+                "expected a share from 0 to 1, e.g. 0.1 for one event in ten".into(),
+            ));
+        }
+        if let Some(endpoint) = &self.traces.endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err((
+                    "traces.endpoint".into(),
+                    "expected the collector's OTLP/HTTP URL, e.g. \"http://otel-collector:4318\""
+                        .into(),
+                ));
+            }
+        }
         if let Some(ns) = &self.kafka.namespace {
             if ns.is_empty()
                 || ns.len() > 100
@@ -781,6 +802,7 @@ mod tests {
             secret_env: None,
             rest: Some(ShopRest::default()),
             require_topic_secrets: false,
+            previous_secret: None,
         });
         config.schema_registry = Some(SchemaRegistryConfig {
             url: "https://registry.example".into(),

@@ -1,4 +1,4 @@
-//! `[ops]` and `[log]`: the operations endpoints and the logs.
+//! `[ops]`, `[log]` and `[traces]`: the operations endpoints, the logs and the traces.
 
 use std::net::SocketAddr;
 
@@ -56,6 +56,28 @@ impl Default for LogConfig {
         LogConfig {
             format: "json".into(),
             level: "info".into(),
+        }
+    }
+}
+
+/// `[traces]`: OpenTelemetry traces of each event's hops (webhook, enricher, sinks), sent to
+/// a collector over OTLP/HTTP. Off unless `endpoint` is set.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracesConfig {
+    /// The collector's OTLP/HTTP endpoint, e.g. `http://otel-collector.monitoring:4318`
+    /// (spans go to `<endpoint>/v1/traces`, as JSON).
+    pub endpoint: Option<String>,
+    /// The share of events traced, from 0 to 1. Decided by each event's correlation id, so
+    /// every hop of a traced event is traced.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        TracesConfig {
+            endpoint: None,
+            sample_ratio: 1.0,
         }
     }
 }

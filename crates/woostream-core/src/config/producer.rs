@@ -89,6 +89,12 @@ pub struct ShopConfig {
     /// Or: the environment variable holding it.
     #[serde(default)]
     pub secret_env: Option<String>,
+    /// During a rotation, the secret being replaced: deliveries it signs (or its topics'
+    /// secrets) are accepted as well, so none fails while WooCommerce's webhooks and the
+    /// pods change over. Counted in `woostream_webhook_previous_secret_signatures_total`;
+    /// remove it once that stays 0.
+    #[serde(default)]
+    pub previous_secret: Option<Secret>,
     /// The shop's REST API, for backfill and reconciliation; absent: webhooks only.
     #[serde(default)]
     pub rest: Option<ShopRest>,
@@ -267,6 +273,7 @@ impl fmt::Debug for ShopConfig {
             .field("source_aliases", &self.source_aliases)
             .field("secret", &self.secret)
             .field("secret_env", &self.secret_env)
+            .field("previous_secret", &self.previous_secret)
             .field("rest", &self.rest)
             .field("require_topic_secrets", &self.require_topic_secrets)
             .finish()

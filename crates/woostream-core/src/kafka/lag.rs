@@ -74,6 +74,7 @@ pub fn watch(
         Err(e) => return Err(e).context("registering woostream_consumer_lag"),
     }
     register_reachable(registry)?;
+    super::stats::register(registry)?;
     // Never joins the group: it only reads the group's committed offsets.
     let consumer: BaseConsumer = super::client_config(kafka, bootstrap)
         .set("group.id", kafka.namespaced(group))

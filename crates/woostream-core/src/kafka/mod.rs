@@ -19,6 +19,8 @@ pub mod hold;
 pub mod lag;
 pub mod reading;
 pub mod renewing;
+pub mod span;
+pub mod stats;
 pub mod topic_settings;
 
 pub use connect::check_connection;
@@ -104,11 +106,9 @@ pub fn renewing_producer(
     bootstrap: &str,
     role: &'static str,
 ) -> anyhow::Result<std::sync::Arc<RenewingProducer>> {
-    RenewingProducer::with_max_message(
-        producer_config(kafka, bootstrap),
-        role,
-        kafka.max_message_bytes,
-    )
+    let mut config = producer_config(kafka, bootstrap);
+    stats::enable(&mut config, kafka);
+    RenewingProducer::with_max_message(config, role, kafka.max_message_bytes)
 }
 
 pub fn create_producer(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<FutureProducer> {
@@ -118,7 +118,10 @@ pub fn create_producer(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<F
 }
 
 /// Asks the cluster for metadata (a blocking librdkafka call, so off the async threads).
-pub async fn broker_reachable(producer: &FutureProducer, timeout: Duration) -> bool {
+pub async fn broker_reachable<C: rdkafka::ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    timeout: Duration,
+) -> bool {
     let client = producer.clone();
     tokio::task::spawn_blocking(move || {
         client

@@ -14,7 +14,12 @@ use std::time::Duration;
 use anyhow::Context;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer};
+
+use super::stats::ClientStats;
+
+/// The producer a role writes with: librdkafka's statistics become metrics.
+pub type FutureProducer = rdkafka::producer::FutureProducer<ClientStats>;
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 use tokio::sync::watch;
@@ -75,7 +80,7 @@ impl RenewingProducer {
             config.set("message.max.bytes", max_message.to_string());
         }
         let first: FutureProducer = config
-            .create()
+            .create_with_context(ClientStats { role })
             .with_context(|| format!("creating the {role}'s Kafka producer"))?;
         Ok(Arc::new(RenewingProducer {
             config,
@@ -103,7 +108,7 @@ impl RenewingProducer {
             self.config
                 .clone()
                 .set("message.max.bytes", self.large_limit.to_string())
-                .create()?,
+                .create_with_context(ClientStats { role: self.role })?,
         );
         *large = Some(p.clone());
         Ok(p)
@@ -231,7 +236,10 @@ impl RenewingProducer {
         if !Arc::ptr_eq(&current, used) {
             return false; // Someone else already replaced it.
         }
-        let fresh: FutureProducer = match self.config.create() {
+        let fresh: FutureProducer = match self
+            .config
+            .create_with_context(ClientStats { role: self.role })
+        {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(role = self.role, error = %e, "Could not create a Kafka producer to replace one that failed; retrying at the next failure.");

@@ -194,11 +194,11 @@ pub fn clock_now(
 
 /// Fits every shop found in the profile topic as of `as_of` (None: the configured clock's
 /// now) and publishes the models; returns them.
-pub async fn fit_and_publish(
+pub async fn fit_and_publish<C: rdkafka::ClientContext + 'static>(
     config: &Config,
     bootstrap: &str,
     decoder: &Decoder,
-    producer: &FutureProducer,
+    producer: &FutureProducer<C>,
     model_encoder: &Encoder<ShopModel>,
     key_encoder: &Encoder<String>,
     as_of: Option<chrono::DateTime<Utc>>,
@@ -297,8 +297,8 @@ pub async fn backtest_and_publish(
 }
 
 /// Sends one record of a shop (a model, a backtest) and waits for the broker's acknowledgement.
-async fn publish(
-    producer: &FutureProducer,
+async fn publish<C: rdkafka::ClientContext + 'static>(
+    producer: &FutureProducer<C>,
     topic: &str,
     key: &[u8],
     value: &[u8],

@@ -185,17 +185,14 @@ impl Running {
     }
 }
 
-/// Starts the enricher; it runs until `shutdown` or a fatal error.
-pub async fn start(
+/// The group's lag on the enricher's input topics, and whether the brokers answer, as metrics
+/// (once per process, however often the enricher is started in it).
+fn watch_lag(
     config: &Config,
     bootstrap: &str,
     registry: &prometheus::Registry,
-    readiness: &Readiness,
-    shutdown: CancellationToken,
-    create_topics: bool,
-) -> anyhow::Result<Running> {
-    config.check_secrets(&["schema_registry."])?;
-    let metrics = Metrics::register(registry).context("registering enricher metrics")?;
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let t = &config.topics;
     kafka::lag::watch(
         "enricher",
@@ -207,7 +204,21 @@ pub async fn start(
             .to_vec(),
         registry,
         shutdown.clone(),
-    )?;
+    )
+}
+
+/// Starts the enricher; it runs until `shutdown` or a fatal error.
+pub async fn start(
+    config: &Config,
+    bootstrap: &str,
+    registry: &prometheus::Registry,
+    readiness: &Readiness,
+    shutdown: CancellationToken,
+    create_topics: bool,
+) -> anyhow::Result<Running> {
+    config.check_secrets(&["schema_registry."])?;
+    let metrics = Metrics::register(registry).context("registering enricher metrics")?;
+    watch_lag(config, bootstrap, registry, &shutdown)?;
     launch(
         config,
         bootstrap,
@@ -345,6 +356,7 @@ async fn launch(
     if let Some(instance) = transactions::static_instance(config) {
         consumer_config.set("group.instance.id", instance);
     }
+    kafka::stats::enable(&mut consumer_config, &config.kafka);
     let consumer: BaseConsumer<Rebalancer> = consumer_config
         .create_with_context(Rebalancer { work: work.clone() })
         .context("creating the enricher's consumer")?;

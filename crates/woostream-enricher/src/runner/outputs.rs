@@ -109,7 +109,11 @@ impl Deliveries {
     }
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        woostream_core::kafka::stats::record("enricher", &statistics);
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = usize;

@@ -34,6 +34,7 @@ impl Work {
     }
 
     pub(super) fn process(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<()> {
+        let _record = woostream_core::kafka::span::record_span("enricher", m).entered();
         let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
         match self.positions.get_mut(topic) {
             Some(partitions) => {

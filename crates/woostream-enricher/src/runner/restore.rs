@@ -380,7 +380,11 @@ pub struct Rebalancer {
     pub(super) work: Arc<Mutex<Work>>,
 }
 
-impl ClientContext for Rebalancer {}
+impl ClientContext for Rebalancer {
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        woostream_core::kafka::stats::record("enricher", &statistics);
+    }
+}
 
 impl ConsumerContext for Rebalancer {
     // The whole rebalance is ours rather than rdkafka's default (assign, then post_rebalance):

@@ -40,6 +40,7 @@ pub(super) fn create_producer(
     if transactional {
         c.set("transactional.id", transactional_id(config));
     }
+    kafka::stats::enable(&mut c, &config.kafka);
     c.create_with_context(Deliveries::default())
         .context("creating the enricher's producer")
 }

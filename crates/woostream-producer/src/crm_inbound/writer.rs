@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::time::Duration;
+use tracing::Instrument;
 
 use anyhow::Context;
 use chrono::Utc;
@@ -103,7 +104,8 @@ impl Writer {
             };
             // A shop that does not answer is waited for: the change stays uncommitted.
             loop {
-                match self.handle(&m).await {
+                let record = woostream_core::kafka::span::record_span("crm-inbound", &m);
+                match self.handle(&m).instrument(record).await {
                     Ok(()) => break,
                     Err(e) => {
                         tracing::warn!(error = %format!("{e:#}"), "A CRM change could not be written yet; trying again.");

@@ -19,10 +19,14 @@ pub use audit::{apply_audit, recorder};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use crate::audit::fold_audit;
 use anyhow::Context;
 use rdkafka::consumer::StreamConsumer;
+
+/// The CRM sink's consumer: librdkafka's statistics become metrics.
+type RecordConsumer = StreamConsumer<kafka::stats::ClientStats>;
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
 use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
@@ -188,14 +192,17 @@ fn launch<C: Crm>(
         decoder,
         known,
     } = restored;
-    let consumer: StreamConsumer =
-        kafka::consumer_config(&config.kafka, bootstrap, &config.crm.consumer_group())
-            // Changes wait in `pending` (bounded); librdkafka's own prefetch would otherwise hold
-            // up to 64 MiB and 100,000 records more of a backlog.
-            .set("queued.max.messages.kbytes", "16384")
-            .set("queued.min.messages", "10000")
-            .create()
-            .context("creating the CRM sink consumer")?;
+    let mut consumer_config =
+        kafka::consumer_config(&config.kafka, bootstrap, &config.crm.consumer_group());
+    // Changes wait in `pending` (bounded); librdkafka's own prefetch would otherwise hold up to
+    // 64 MiB and 100,000 records more of a backlog.
+    consumer_config
+        .set("queued.max.messages.kbytes", "16384")
+        .set("queued.min.messages", "10000");
+    kafka::stats::enable(&mut consumer_config, &config.kafka);
+    let consumer: RecordConsumer = consumer_config
+        .create_with_context(kafka::stats::ClientStats { role: "crm" })
+        .context("creating the CRM sink consumer")?;
     let t = &config.topics;
     let topics = Topics {
         orders: t.orders.name.clone(),
@@ -313,7 +320,7 @@ type Decoded = Option<(Option<changes::ContactChange>, Option<changes::DealChang
 impl<C: Crm> Loop<C> {
     async fn run(
         &mut self,
-        consumer: &StreamConsumer,
+        consumer: &RecordConsumer,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let mut flushing: Option<Flushing> = None;
@@ -330,7 +337,8 @@ impl<C: Crm> Loop<C> {
                     }
                     match self.guard.check(m.topic(), m.partition(), m.offset()) {
                         Verdict::Process => {
-                            self.on_record(&m).await?;
+                            let record = woostream_core::kafka::span::record_span("crm", &m);
+                            self.on_record(&m).instrument(record).await?;
                             if let Some(e) = self.newly_held.take() {
                                 woostream_core::kafka::hold::hold(consumer, &self.readiness, ROLE, m.topic(), m.partition(), m.offset(), &e)?;
                             }

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 use crate::audit::{fold_audit, write_all, Outgoing};
 use anyhow::{anyhow, Context};
@@ -62,7 +63,7 @@ impl Progress {
     }
 }
 
-type AlertConsumer = StreamConsumer;
+type AlertConsumer = StreamConsumer<kafka::stats::ClientStats>;
 
 /// The role's name where the process reports on it.
 const ROLE: &str = "slack";
@@ -170,10 +171,12 @@ pub async fn start(
     // One Slack sink per workspace: Slack's limits are per channel and per workspace, so a
     // second poster would break them. It therefore takes every partition itself (no group
     // rebalances to wait for, no dead members to expire) and keeps its offsets in the group.
-    let consumer: AlertConsumer =
-        kafka::consumer_config(&config.kafka, bootstrap, &slack.consumer_group())
-            .create()
-            .context("creating the Slack sink consumer")?;
+    let mut consumer_config =
+        kafka::consumer_config(&config.kafka, bootstrap, &slack.consumer_group());
+    kafka::stats::enable(&mut consumer_config, &config.kafka);
+    let consumer: AlertConsumer = consumer_config
+        .create_with_context(kafka::stats::ClientStats { role: "slack" })
+        .context("creating the Slack sink consumer")?;
     let mut guard = ResumeGuard::default();
     let alerts_topic = config.topics.alerts.name.clone();
     let earlier = slack.earlier_group();
@@ -318,7 +321,8 @@ impl Loop {
                     let verdict = self.guard.lock().expect("resume guard").check(m.topic(), m.partition(), m.offset());
                     match verdict {
                         Verdict::Process => {
-                            self.on_alert(&m).await?;
+                            let record = woostream_core::kafka::span::record_span("slack", &m);
+                            self.on_alert(&m).instrument(record).await?;
                             if let Some(e) = self.newly_held.take() {
                                 woostream_core::kafka::hold::hold(consumer, &self.readiness, ROLE, m.topic(), m.partition(), m.offset(), &e)?;
                             }
