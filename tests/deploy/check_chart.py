@@ -160,6 +160,23 @@ def check(label, values):
     return docs
 
 
+# values.schema.json is generated: the chart's values, and woostream's configuration schema as
+# this binary prints it. A configuration key added or changed without `make chart-schema`
+# would be refused (or let through) by the chart but not by woostream.
+with tempfile.TemporaryDirectory() as d:
+    fresh = pathlib.Path(d) / "values.schema.json"
+    subprocess.run([sys.executable, str(REPO / "deploy/helm/generate_values_schema.py"), WOOSTREAM, str(fresh)], check=True)
+    if fresh.read_text() != (CHART / "values.schema.json").read_text():
+        problems.append("deploy/helm/woostream/values.schema.json is not what `make chart-schema` generates from this build: run it and commit the file")
+
+# The configuration schema accepts what woostream accepts: the example configuration.
+import tomllib  # noqa: E402
+values_schema = json.loads((CHART / "values.schema.json").read_text())
+example = tomllib.loads((REPO / "deploy/woostream.example.toml").read_text())
+config_schema = {**values_schema["$defs"]["Config"], "$defs": values_schema["$defs"]}
+for e in jsonschema.Draft202012Validator(config_schema).iter_errors(example):
+    problems.append(f"deploy/woostream.example.toml: refused by the configuration schema at {'.'.join(map(str, e.path))}: {e.message}")
+
 lint = helm_python.lint(str(CHART), strict=True)
 for m in lint.get("messages", []):
     # Severity 1 is informational (e.g. "icon is recommended").

@@ -53,7 +53,7 @@ pub const DEFAULT_STAGES: &[(&str, &str)] = &[
     ("failed", "closedlost"),
 ];
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CrmConfig {
     /// Run the CRM sink (in `woostream run`; `woostream crm run` always does).
@@ -148,7 +148,7 @@ pub struct CrmConfig {
 /// `[crm.inbound]`: a HubSpot webhook receiver that writes contact property changes to the
 /// `crm_changes` topic, and a shop writer that applies them to WooCommerce through its REST API
 /// (`woostream crm inbound`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CrmInbound {
     /// Run it in `woostream run` too (`woostream crm inbound` always does).
@@ -323,7 +323,9 @@ impl Default for CrmConfig {
 }
 
 /// See [`CrmConfig::erasure`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ContactErasure {
     #[default]

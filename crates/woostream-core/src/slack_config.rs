@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
     /// This sink's name where several Slack workspaces share one Kafka: it is in the consumer
@@ -118,7 +118,7 @@ impl SlackConfig {
 }
 
 /// A destination: a channel posted to with the bot token, or an incoming webhook.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackChannel {
     /// How rules name it, e.g. `#orders`.
@@ -153,7 +153,18 @@ impl SlackChannel {
 
 /// Urgent events jump every queue and are never folded into a digest.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
@@ -175,7 +186,7 @@ impl Priority {
 
 /// Which alerts a rule takes, and where and how it posts them. Every condition given must
 /// hold; a list condition holds when any of its values matches.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackRule {
     pub name: String,
@@ -240,7 +251,7 @@ pub struct SlackRule {
 }
 
 /// A message template: minijinja text for each part of the Block Kit message.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackTemplate {
     /// Header block (plain text, at most 150 characters).

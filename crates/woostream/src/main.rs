@@ -232,6 +232,9 @@ enum Command {
         #[arg(required = true)]
         urls: Vec<String>,
     },
+    /// Print the configuration's JSON Schema (every key, its type, default and description;
+    /// the chart's values.schema.json embeds it).
+    ConfigSchema,
     /// Check a configuration file and print the result with secrets hidden.
     CheckConfig {
         #[arg(long, short, env = "WOOSTREAM_CONFIG")]
@@ -589,6 +592,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Ready { wait_secs, urls } => ready(&urls, Duration::from_secs(wait_secs)).await,
+        Command::ConfigSchema => {
+            let schema = schemars::schema_for!(woostream_core::config::Config);
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(())
+        }
         Command::CheckConfig { config } => {
             let c = load(Some(&config))?;
             let origin = config.display().to_string();

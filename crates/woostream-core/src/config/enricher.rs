@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// When the enricher publishes in Kafka transactions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Transactions {
     /// Use them when the broker supports them (real Kafka); otherwise rely on ids and versions.
@@ -14,7 +14,7 @@ pub enum Transactions {
 }
 
 /// Which "now" scores and fits refer to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Clock {
     /// The newest event time seen (an order's date_modified): a replay, a backfill or a
@@ -24,7 +24,7 @@ pub enum Clock {
     Wall,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EnricherConfig {
     pub group_id: String,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// `host:port,…`. Absent: `woostream run` starts the embedded mock cluster; the separate
@@ -58,7 +58,7 @@ impl KafkaConfig {
 
 /// `[kafka.security]`: the credentials come from the file, the environment or a file of their
 /// own like every other secret.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSecurity {
     /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. Absent: PLAINTEXT, or SASL_SSL when a
@@ -207,7 +207,7 @@ impl Default for KafkaConfig {
 }
 
 /// One topic woostream writes: its name and how it is created when missing.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicConfig {
     pub name: String,
@@ -236,7 +236,7 @@ fn topic(name: &str, cleanup_policy: &str) -> TopicConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TopicsConfig {
     /// Create missing topics at start-up through the admin API.
@@ -429,7 +429,7 @@ pub enum DataKind {
 
 /// `[retention]`: how long each kind of data is kept in the topics woostream creates (a
 /// topic's own `retention_ms` wins). Days are UTC days of 24 hours.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     pub events_days: u32,

@@ -31,7 +31,7 @@ use locate::{line_col, locate_key};
 /// `WOOSTREAM__SHOPS__0__SECRET=…` (list entries by index).
 pub const ENV_PREFIX: &str = "WOOSTREAM__";
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub kafka: KafkaConfig,
@@ -53,7 +53,7 @@ pub struct Config {
 
 /// `[http]`: what every outbound HTTPS client (the shop's REST API, schema registry, Slack,
 /// CRM) trusts besides the built-in roots and the platform's trust store.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// A PEM file of CA certificates to trust as well (a private CA, a self-signed shop).
@@ -61,7 +61,7 @@ pub struct HttpConfig {
 }
 
 /// `[privacy]`: how personal data is made pseudonymous, sealed and erased.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrivacyConfig {
     /// The installation's key for customer hashes (an HMAC of the normalised email): without
@@ -96,7 +96,7 @@ impl Default for PrivacyConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaRegistryConfig {
     pub url: String,

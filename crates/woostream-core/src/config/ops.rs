@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct OpsConfig {
     /// `/metrics`, `/healthz`, `/readyz`.
@@ -24,7 +24,7 @@ impl Default for OpsConfig {
 }
 
 /// `[insight]`: where the insight page (`woostream insight`) is served.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct InsightConfig {
     /// Its own port, apart from the ops port the probes and Prometheus use.
@@ -42,7 +42,7 @@ impl Default for InsightConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// json (default, for Kubernetes) or pretty.
@@ -62,7 +62,7 @@ impl Default for LogConfig {
 
 /// `[traces]`: OpenTelemetry traces of each event's hops (webhook, enricher, sinks), sent to
 /// a collector over OTLP/HTTP. Off unless `endpoint` is set.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TracesConfig {
     /// The collector's OTLP/HTTP endpoint, e.g. `http://otel-collector.monitoring:4318`

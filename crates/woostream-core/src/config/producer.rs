@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::secret::resolve_secret;
 use crate::secret::Secret;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProducerConfig {
     pub listen: SocketAddr,
@@ -69,7 +69,7 @@ impl Default for ProducerConfig {
 }
 
 /// A WooCommerce shop allowed to post webhooks.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShopConfig {
     /// Short stable name used in keys and metrics, e.g. `eu-store`.
@@ -108,7 +108,7 @@ pub struct ShopConfig {
 
 /// `[shops.rest]`: how woostream reads the shop's WooCommerce REST API (v3). The key needs
 /// Read permission (Read/Write to keep the webhooks in order).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShopRest {
     /// The API's base, e.g. `https://shop.example.com/wp-json/wc/v3/`; absent: the shop's
@@ -144,7 +144,9 @@ pub struct ShopRest {
     pub deleted_accounts_check_secs: u64,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RestAuth {
     #[default]
