@@ -375,6 +375,16 @@ async fn start_roles(
     for r in &mut roles {
         r.ready(Duration::from_secs(180)).await;
     }
+    // The CRM inbound role says whether it reaches Kafka.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while roles[2].metric_with("woostream_kafka_reachable", &[("role", "crm-inbound")]) != 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            roles[2].metrics_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     hubspot.subscribe(Subscription {
         url: inbound_url.clone(),
         client_secret: CLIENT_SECRET.into(),

@@ -263,6 +263,12 @@ async fn intelligence_end_to_end_and_the_insight_page_in_a_real_browser() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The insight role reads no consumer group but says whether it reaches Kafka.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while insight.metric_with("woostream_kafka_reachable", &[("role", "insight")]) != 1.0 {
+        assert!(Instant::now() < deadline, "{}", insight.metrics_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let screenshot = dir.path().join("insight.png");
     let out = std::process::Command::new(woostream_tests::python())
         .arg(woostream_tests::repo_root().join("tests/independent/insight_browser.py"))

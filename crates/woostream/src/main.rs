@@ -719,6 +719,20 @@ impl Role {
         })
     }
 
+    /// Reports whether the brokers answer (`woostream_kafka_reachable{role}`), for a role that
+    /// has no consumer group of its own to watch the lag of.
+    fn watch_kafka(&self, config: &Config, role: &'static str) -> anyhow::Result<()> {
+        woostream_core::kafka::lag::watch(
+            role,
+            &config.kafka,
+            &self.bootstrap,
+            &format!("woostream-{role}"),
+            Vec::new(),
+            &self.registry,
+            self.shutdown.clone(),
+        )
+    }
+
     /// A started sink: ready from now on, until its task ends; its end (a fatal error too) stops
     /// the ops server.
     async fn run_sink(
@@ -774,13 +788,15 @@ async fn webhooks_sync(config: Config, shop: Option<String>, dry_run: bool) -> a
 
 async fn rest(config: Config, once: bool) -> anyhow::Result<()> {
     config.check_secrets(&["shops[", "schema_registry."])?;
+    let role = Role::start(&config).await?;
+    role.watch_kafka(&config, "rest")?;
     let Role {
         bootstrap,
         shutdown,
         registry,
         readiness,
         ops_task,
-    } = Role::start(&config).await?;
+    } = role;
     // Ready once the first pass is done.
     let ready = readiness.condition("rest");
     let result = woostream_producer::rest::reconcile::run(
@@ -888,6 +904,7 @@ async fn backfill(
 async fn insight(config: Config) -> anyhow::Result<()> {
     let view = std::sync::Arc::new(std::sync::Mutex::new(woostream_insight::View::default()));
     let role = Role::start(&config).await?;
+    role.watch_kafka(&config, "insight")?;
     let (page_addr, page_task) = woostream_insight::serve(
         &config.insight,
         view.clone(),
@@ -1060,6 +1077,7 @@ async fn crm(config: Config) -> anyhow::Result<()> {
 
 async fn crm_inbound(config: Config) -> anyhow::Result<()> {
     let role = Role::start(&config).await?;
+    role.watch_kafka(&config, "crm-inbound")?;
     let ready = role.readiness.condition("crm inbound");
     let running = woostream_producer::crm_inbound::start(
         &config,

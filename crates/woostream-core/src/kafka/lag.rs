@@ -58,7 +58,7 @@ pub fn partition_lag(committed: Option<i64>, low: i64, high: i64) -> i64 {
 
 /// Reads `group`'s lag on `topics` every [`LAG_INTERVAL`] into `woostream_consumer_lag` of
 /// `registry` until `shutdown`, on a thread of its own (librdkafka's calls block); whether the
-/// brokers answered goes into `woostream_kafka_reachable{role}`.
+/// brokers answered goes into `woostream_kafka_reachable{role}`. With no topics, only that.
 pub fn watch(
     role: &'static str,
     kafka: &KafkaConfig,
@@ -86,8 +86,13 @@ pub fn watch(
         .name("consumer-lag".into())
         .spawn(move || {
             while !shutdown.is_cancelled() {
-                let mut reached = true;
-                for topic in &topics {
+                // The brokers answer a metadata request (a role without input topics reports
+                // only this).
+                let mut reached = consumer
+                    .fetch_metadata(None, Duration::from_secs(5))
+                    .is_ok_and(|m| !m.brokers().is_empty());
+                let readable = if reached { topics.as_slice() } else { &[] };
+                for topic in readable {
                     match topic_lag(&consumer, topic) {
                         Ok(lag) => LAG.with_label_values(&[group.as_str(), topic]).set(lag),
                         Err(e) => {
