@@ -144,8 +144,11 @@ async fn a_record_the_enricher_cannot_read_is_logged_with_its_correlation_id() {
             .find(|l| l.contains("Skipping an input record"))
             .unwrap_or_else(|| panic!("no log line for the damaged record: {log}"));
         let json: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
-        assert_eq!(
-            json["span"]["correlation_id"], "damaged-record-7f3a",
+        // The line's own field (the enricher's hot path makes no span unless tracing), or the
+        // record's span.
+        assert!(
+            json["correlation_id"] == "damaged-record-7f3a"
+                || json["span"]["correlation_id"] == "damaged-record-7f3a",
             "{line}"
         );
         assert!(enricher.stop().success());
