@@ -60,25 +60,33 @@ fn platform_roots() -> &'static [reqwest::Certificate] {
     })
 }
 
+/// Every CA certificate a client trusts besides the built-in roots.
+fn trusted_roots() -> Vec<reqwest::Certificate> {
+    let extra = EXTRA_ROOTS.read().expect("trust store lock poisoned");
+    platform_roots()
+        .iter()
+        .chain(extra.iter())
+        .cloned()
+        .collect()
+}
+
 /// A client builder with the trust store above; each client adds its own timeouts.
 pub fn client() -> reqwest::ClientBuilder {
-    let mut builder = reqwest::Client::builder();
-    let extra = EXTRA_ROOTS.read().expect("trust store lock poisoned");
-    for root in platform_roots().iter().chain(extra.iter()) {
-        builder = builder.add_root_certificate(root.clone());
-    }
-    builder
+    trusted_roots()
+        .into_iter()
+        .fold(reqwest::Client::builder(), |b, root| {
+            b.add_root_certificate(root)
+        })
 }
 
 /// A blocking client builder with the same trust store (for a thread without an async
 /// runtime: the trace exporter's).
 pub fn blocking_client() -> reqwest::blocking::ClientBuilder {
-    let mut builder = reqwest::blocking::Client::builder();
-    let extra = EXTRA_ROOTS.read().expect("trust store lock poisoned");
-    for root in platform_roots().iter().chain(extra.iter()) {
-        builder = builder.add_root_certificate(root.clone());
-    }
-    builder
+    trusted_roots()
+        .into_iter()
+        .fold(reqwest::blocking::Client::builder(), |b, root| {
+            b.add_root_certificate(root)
+        })
 }
 
 /// When a request failed because the server's certificate is not trusted (or its name does

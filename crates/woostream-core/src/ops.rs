@@ -32,6 +32,18 @@ pub struct Readiness {
 }
 
 /// Metrics the ops server writes itself (from [`Readiness`]).
+/// Registers a collector several roles of one process share (`woostream run` gives them one
+/// registry): a second registration of the same collector is not an error.
+pub fn register_shared(
+    registry: &Registry,
+    collector: Box<dyn prometheus::core::Collector>,
+) -> prometheus::Result<()> {
+    match registry.register(collector) {
+        Ok(()) | Err(prometheus::Error::AlreadyReg) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The source revision of the running binary (set once by the binary at start).
 static REVISION: OnceLock<&'static str> = OnceLock::new();
 

@@ -155,10 +155,7 @@ impl Metrics {
         registry.register(Box::new(m.spooled.clone()))?;
         registry.register(Box::new(m.spool_pending_bytes.clone()))?;
         // Shared with the consuming roles' lag readers (one per process).
-        match registry.register(Box::new(m.kafka_reachable.clone())) {
-            Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
-            Err(e) => return Err(e),
-        }
+        woostream_core::kafka::lag::register_reachable(registry)?;
         registry.register(Box::new(m.connections.clone()))?;
         registry.register(Box::new(m.connections_refused.clone()))?;
         Ok(m)

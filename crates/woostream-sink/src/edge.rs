@@ -16,8 +16,8 @@ use woostream_core::resume::ResumeGuard;
 /// where there are none), telling `guard` where each resume must land. A partition the group
 /// has no offset for starts where `earlier_group` (the group this sink used before it was
 /// named) got to: naming a sink on an upgrade does not send everything again.
-pub fn assign_all(
-    consumer: &StreamConsumer<woostream_core::kafka::stats::ClientStats>,
+pub fn assign_all<C: rdkafka::consumer::ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
     topics: &[&str],
     guard: &mut ResumeGuard,
     earlier_group: Option<(&woostream_core::config::KafkaConfig, &str, &str)>,

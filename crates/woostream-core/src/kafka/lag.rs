@@ -39,11 +39,8 @@ pub static KAFKA_REACHABLE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 
 /// Registers [`KAFKA_REACHABLE`] in `registry` (once; several roles may share a registry).
-pub fn register_reachable(registry: &Registry) -> anyhow::Result<()> {
-    match registry.register(Box::new(KAFKA_REACHABLE.clone())) {
-        Ok(()) | Err(prometheus::Error::AlreadyReg) => Ok(()),
-        Err(e) => Err(e).context("registering woostream_kafka_reachable"),
-    }
+pub fn register_reachable(registry: &Registry) -> prometheus::Result<()> {
+    crate::ops::register_shared(registry, Box::new(KAFKA_REACHABLE.clone()))
 }
 
 /// How often the lag is read.
@@ -68,12 +65,9 @@ pub fn watch(
     registry: &Registry,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    // Several roles in one process (`woostream run`) share one registry and this metric.
-    match registry.register(Box::new(LAG.clone())) {
-        Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
-        Err(e) => return Err(e).context("registering woostream_consumer_lag"),
-    }
-    register_reachable(registry)?;
+    crate::ops::register_shared(registry, Box::new(LAG.clone()))
+        .context("registering woostream_consumer_lag")?;
+    register_reachable(registry).context("registering woostream_kafka_reachable")?;
     super::stats::register(registry)?;
     // Never joins the group: it only reads the group's committed offsets.
     let consumer: BaseConsumer = super::client_config(kafka, bootstrap)
@@ -86,13 +80,13 @@ pub fn watch(
         .name("consumer-lag".into())
         .spawn(move || {
             while !shutdown.is_cancelled() {
-                // The brokers answer a metadata request (a role without input topics reports
-                // only this).
-                let mut reached = consumer
-                    .fetch_metadata(None, Duration::from_secs(5))
-                    .is_ok_and(|m| !m.brokers().is_empty());
-                let readable = if reached { topics.as_slice() } else { &[] };
-                for topic in readable {
+                // Reading a topic's lag asks the brokers for its metadata; a role without input
+                // topics asks for the brokers alone.
+                let mut reached = !topics.is_empty()
+                    || consumer
+                        .fetch_metadata(None, Duration::from_secs(5))
+                        .is_ok_and(|m| !m.brokers().is_empty());
+                for topic in &topics {
                     match topic_lag(&consumer, topic) {
                         Ok(lag) => LAG.with_label_values(&[group.as_str(), topic]).set(lag),
                         Err(e) => {

@@ -15,15 +15,15 @@ use anyhow::Context;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::stats::ClientStats;
 
 /// The producer a role writes with: librdkafka's statistics become metrics.
 pub type FutureProducer = rdkafka::producer::FutureProducer<ClientStats>;
-use rdkafka::util::Timeout;
-use rdkafka::ClientConfig;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 /// Replacements by role, process-wide: several roles may share one registry (`woostream run`).
 static RENEWALS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
@@ -39,10 +39,7 @@ static RENEWALS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
 
 /// Adds the renewal counter to `registry` (once; later calls are no-ops).
 pub fn register_metrics(registry: &prometheus::Registry) -> prometheus::Result<()> {
-    match registry.register(Box::new(RENEWALS.clone())) {
-        Err(prometheus::Error::AlreadyReg) => Ok(()),
-        other => other,
-    }
+    crate::ops::register_shared(registry, Box::new(RENEWALS.clone()))
 }
 
 pub struct RenewingProducer {

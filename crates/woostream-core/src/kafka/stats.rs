@@ -53,10 +53,8 @@ pub fn register(registry: &Registry) -> anyhow::Result<()> {
         Box::new(BROKER_REQUESTS.clone()),
         Box::new(QUEUED.clone()),
     ] {
-        match registry.register(collector) {
-            Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
-            Err(e) => return Err(e).context("registering the Kafka client statistics"),
-        }
+        crate::ops::register_shared(registry, collector)
+            .context("registering the Kafka client statistics")?;
     }
     Ok(())
 }
@@ -70,6 +68,20 @@ pub fn enable(config: &mut rdkafka::ClientConfig, kafka: &KafkaConfig) {
             kafka.statistics_interval_ms.to_string(),
         );
     }
+}
+
+/// A client of `role` made from `config`, its statistics asked for and turned into the gauges
+/// above.
+pub fn create<T>(
+    mut config: rdkafka::ClientConfig,
+    kafka: &KafkaConfig,
+    role: &'static str,
+) -> rdkafka::error::KafkaResult<T>
+where
+    T: rdkafka::config::FromClientConfigAndContext<ClientStats>,
+{
+    enable(&mut config, kafka);
+    config.create_with_context(ClientStats { role })
 }
 
 /// The client context that turns statistics into the gauges above, for `role`.
@@ -89,33 +101,30 @@ impl ConsumerContext for ClientStats {}
 /// Sets the gauges from one statistics report of a `role`'s client.
 pub fn record(role: &str, s: &Statistics) {
     let client = s.client_type.as_str();
-    let fetched: i64 = s
-        .topics
-        .values()
-        .flat_map(|t| t.partitions.values())
-        .filter(|p| p.partition >= 0)
-        .map(|p| p.fetchq_cnt.max(0))
-        .sum();
     let queued = if client == "producer" {
         i64::try_from(s.msg_cnt).unwrap_or(i64::MAX)
     } else {
-        fetched
+        s.topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0)
+            .map(|p| p.fetchq_cnt.max(0))
+            .sum()
     };
     QUEUED.with_label_values(&[role, client]).set(queued);
-    // Bootstrap and coordinator entries (node id -1, or the same broker again) are not brokers.
+    // Bootstrap and coordinator entries (node id -1) are not brokers.
     for b in s.brokers.values().filter(|b| b.nodeid >= 0) {
         let broker = b.nodeid.to_string();
-        let labels = [role, client, broker.as_str()];
         if let Some(rtt) = b.rtt.as_ref().filter(|w| w.cnt > 0) {
             for (quantile, micros) in [("0.5", rtt.p50), ("0.99", rtt.p99)] {
                 BROKER_RTT
-                    .with_label_values(&[labels[0], labels[1], labels[2], quantile])
+                    .with_label_values(&[role, client, &broker, quantile])
                     .set(micros as f64 / 1e6);
             }
         }
         for (state, count) in [("queued", b.outbuf_cnt), ("in_flight", b.waitresp_cnt)] {
             BROKER_REQUESTS
-                .with_label_values(&[labels[0], labels[1], labels[2], state])
+                .with_label_values(&[role, client, &broker, state])
                 .set(count);
         }
     }

@@ -185,14 +185,17 @@ impl Running {
     }
 }
 
-/// The group's lag on the enricher's input topics, and whether the brokers answer, as metrics
-/// (once per process, however often the enricher is started in it).
-fn watch_lag(
+/// What both starts do once per process, however often the enricher is started in it: its
+/// secrets checked, its metrics registered, the group's lag on its input topics and whether
+/// the brokers answer watched.
+fn prologue(
     config: &Config,
     bootstrap: &str,
     registry: &prometheus::Registry,
     shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Metrics> {
+    config.check_secrets(&["schema_registry."])?;
+    let metrics = Metrics::register(registry).context("registering enricher metrics")?;
     let t = &config.topics;
     kafka::lag::watch(
         "enricher",
@@ -204,7 +207,8 @@ fn watch_lag(
             .to_vec(),
         registry,
         shutdown.clone(),
-    )
+    )?;
+    Ok(metrics)
 }
 
 /// Starts the enricher; it runs until `shutdown` or a fatal error.
@@ -216,9 +220,7 @@ pub async fn start(
     shutdown: CancellationToken,
     create_topics: bool,
 ) -> anyhow::Result<Running> {
-    config.check_secrets(&["schema_registry."])?;
-    let metrics = Metrics::register(registry).context("registering enricher metrics")?;
-    watch_lag(config, bootstrap, registry, &shutdown)?;
+    let metrics = prologue(config, bootstrap, registry, &shutdown)?;
     launch(
         config,
         bootstrap,

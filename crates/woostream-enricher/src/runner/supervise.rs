@@ -16,10 +16,8 @@ pub async fn start_supervised(
     shutdown: CancellationToken,
     create_topics: bool,
 ) -> anyhow::Result<Supervised> {
-    config.check_secrets(&["schema_registry."])?;
-    let metrics = Metrics::register(registry).context("registering enricher metrics")?;
     // Once per process: `launch` runs again at each in-process restart.
-    watch_lag(config, bootstrap, registry, &shutdown)?;
+    let metrics = prologue(config, bootstrap, registry, &shutdown)?;
     let first = launch(
         config,
         bootstrap,

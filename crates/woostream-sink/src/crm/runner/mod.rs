@@ -199,9 +199,7 @@ fn launch<C: Crm>(
     consumer_config
         .set("queued.max.messages.kbytes", "16384")
         .set("queued.min.messages", "10000");
-    kafka::stats::enable(&mut consumer_config, &config.kafka);
-    let consumer: RecordConsumer = consumer_config
-        .create_with_context(kafka::stats::ClientStats { role: "crm" })
+    let consumer: RecordConsumer = kafka::stats::create(consumer_config, &config.kafka, "crm")
         .context("creating the CRM sink consumer")?;
     let t = &config.topics;
     let topics = Topics {

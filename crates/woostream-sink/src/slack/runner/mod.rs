@@ -171,12 +171,12 @@ pub async fn start(
     // One Slack sink per workspace: Slack's limits are per channel and per workspace, so a
     // second poster would break them. It therefore takes every partition itself (no group
     // rebalances to wait for, no dead members to expire) and keeps its offsets in the group.
-    let mut consumer_config =
-        kafka::consumer_config(&config.kafka, bootstrap, &slack.consumer_group());
-    kafka::stats::enable(&mut consumer_config, &config.kafka);
-    let consumer: AlertConsumer = consumer_config
-        .create_with_context(kafka::stats::ClientStats { role: "slack" })
-        .context("creating the Slack sink consumer")?;
+    let consumer: AlertConsumer = kafka::stats::create(
+        kafka::consumer_config(&config.kafka, bootstrap, &slack.consumer_group()),
+        &config.kafka,
+        "slack",
+    )
+    .context("creating the Slack sink consumer")?;
     let mut guard = ResumeGuard::default();
     let alerts_topic = config.topics.alerts.name.clone();
     let earlier = slack.earlier_group();
