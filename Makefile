@@ -21,7 +21,7 @@ export WOOSTREAM_PYTHON := $(PYTHON)
 REALWOO_PACKAGES := php8.2-cli php8.2-mysql php8.2-curl php8.2-mbstring php8.2-xml php8.2-gd \
                     php8.2-intl php8.2-zip php8.2-bcmath mariadb-server
 
-.PHONY: test-woocommerce release chart-schema image pin-base-images sbom audit deny run test lint unit bench bench-ingest bench-enrich bench-crm bench-backfill tools tansu python fuzz system-packages build-packages
+.PHONY: test-woocommerce release chart-schema docs image pin-base-images sbom audit deny run test lint unit bench bench-ingest bench-enrich bench-crm bench-backfill tools tansu python fuzz system-packages build-packages
 
 .DEFAULT_GOAL := run
 
@@ -85,10 +85,17 @@ $(DENY_BIN):
 	$(CARGO) install cargo-deny@$(DENY_VER) --locked --root $(TOOLS)/cargo-deny-$(DENY_VER)
 
 ## The chart's values.schema.json: its own values, and woostream's configuration schema from
-## the binary (`woostream config-schema`). `make test` fails when it is stale.
+## the binary (`woostream config schema`). `make test` fails when it is stale.
 chart-schema:
 	$(CARGO) build -p woostream --bin woostream
 	python3 deploy/helm/generate_values_schema.py target/debug/woostream deploy/helm/woostream/values.schema.json
+
+## The generated references under docs/reference/ (and the chart's schema). `make test` fails
+## when one is stale.
+docs: chart-schema
+	target/debug/woostream config schema > docs/reference/config.schema.json
+	target/debug/woostream config reference > docs/reference/configuration.md
+	target/debug/woostream config commands > docs/reference/commands.md
 
 ## The container image, labelled with the release and the revision (docker or podman).
 image:

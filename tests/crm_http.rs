@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
-use woostream_core::crm_config::CrmConfig;
+use woostream_core::config::crm::CrmConfig;
 use woostream_sink::crm::changes::{ContactChange, Identity};
 use woostream_sink::crm::flush::{Outcome, Sender, SharedKnown};
 use woostream_sink::crm::hubspot::HubSpot;

@@ -1,5 +1,5 @@
 """Writes the chart's values.schema.json: the chart's own values, and under `config` woostream's
-configuration schema as the binary prints it (`woostream config-schema`), so that `helm install`
+configuration schema as the binary prints it (`woostream config schema`), so that `helm install`
 refuses what woostream would refuse.
 
 Usage: generate_values_schema.py WOOSTREAM_BINARY OUTPUT (make chart-schema)
@@ -95,7 +95,7 @@ schema = {
                          "description": "lowercase letters, digits and '-', at most 40"},
   },
 }
-config = json.loads(subprocess.run([sys.argv[1], "config-schema"], check=True, capture_output=True, text=True).stdout)
+config = json.loads(subprocess.run([sys.argv[1], "config", "schema"], check=True, capture_output=True, text=True).stdout)
 defs = config.pop("$defs", {})
 for key in ("$schema", "title"):
     config.pop(key, None)

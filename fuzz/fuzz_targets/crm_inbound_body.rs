@@ -12,8 +12,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(events) = serde_json::from_slice::<Vec<HubSpotEvent>>(data) else {
         return;
     };
-    let fields = woostream_core::crm_config::CrmInbound::default().field_map();
-    let allowed: Vec<String> = woostream_core::crm_config::DEFAULT_ALLOWED_SOURCES
+    let fields = woostream_core::config::crm::CrmInbound::default().field_map();
+    let allowed: Vec<String> = woostream_core::config::crm::DEFAULT_ALLOWED_SOURCES
         .iter()
         .map(|s| s.to_string())
         .collect();

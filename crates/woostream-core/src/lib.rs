@@ -4,7 +4,6 @@
 pub mod catalogue;
 pub mod codec;
 pub mod config;
-pub mod crm_config;
 pub mod erasure;
 pub mod events;
 pub mod http;
@@ -22,7 +21,6 @@ pub mod retry;
 pub mod sealing;
 pub mod secret;
 pub mod shutdown;
-pub mod slack_config;
 pub mod telemetry;
 pub mod traces;
 

@@ -106,7 +106,7 @@ impl CustomerHasher {
             mac.update(text(&customer[part]).as_bytes());
         }
         for address in ["billing", "shipping"] {
-            for part in crate::crm_config::ADDRESS_FIELDS {
+            for part in crate::config::crm::ADDRESS_FIELDS {
                 mac.update(b"\0");
                 mac.update(text(&customer[address][part]).as_bytes());
             }

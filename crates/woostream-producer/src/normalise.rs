@@ -524,7 +524,7 @@ fn product(w: WooProduct) -> Product {
 /// its meta field holds the fingerprint of the identity the body shows.
 fn written_from_crm(body: &[u8], customers: &CustomerHasher) -> bool {
     // Most customer webhooks never carry the field: no second parse for them.
-    let meta = woostream_core::crm_config::CRM_IDENTITY_META.as_bytes();
+    let meta = woostream_core::config::crm::CRM_IDENTITY_META.as_bytes();
     if !body.windows(meta.len()).any(|w| w == meta) {
         return false;
     }
@@ -533,7 +533,7 @@ fn written_from_crm(body: &[u8], customers: &CustomerHasher) -> bool {
     };
     let written = v["meta_data"].as_array().and_then(|m| {
         m.iter()
-            .find(|e| e["key"] == woostream_core::crm_config::CRM_IDENTITY_META)
+            .find(|e| e["key"] == woostream_core::config::crm::CRM_IDENTITY_META)
             .and_then(|e| e["value"].as_str().map(str::to_string))
     });
     written.is_some_and(|w| w == customers.identity_fingerprint(&v))

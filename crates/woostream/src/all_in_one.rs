@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
+use woostream_core::config::slack::{Priority, SlackChannel, SlackConfig, SlackRule};
 use woostream_core::config::{Config, ShopConfig};
 use woostream_core::kafka::{self, EmbeddedKafka};
 use woostream_core::ops::{self, Readiness};
-use woostream_core::slack_config::{Priority, SlackChannel, SlackConfig, SlackRule};
 
 use crate::simulate::{self, Stats};
 

@@ -2,6 +2,7 @@
 //! shared with the end-to-end tests and benchmarks.
 
 pub mod all_in_one;
+pub mod reference;
 pub mod repartition;
 pub mod shop;
 pub mod simulate;

@@ -27,6 +27,7 @@ pub enum Clock {
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EnricherConfig {
+    /// Consumer group of the enrichers (they share the partitions of the input topics).
     pub group_id: String,
     /// This instance's stable name, for its transactional id; default: $HOSTNAME.
     pub instance_id: Option<String>,
@@ -38,6 +39,7 @@ pub struct EnricherConfig {
     pub static_membership: bool,
     /// How long the group waits for a silent instance before giving its partitions away.
     pub session_timeout_ms: u64,
+    /// Whether outputs and input offsets are committed in Kafka transactions.
     pub transactions: Transactions,
     /// How often processed input is committed (and a transaction ends).
     pub commit_interval_ms: u64,

@@ -14,10 +14,13 @@ pub struct KafkaConfig {
     /// `host:port,…`. Absent: `woostream run` starts the embedded mock cluster; the separate
     /// roles refuse to start.
     pub bootstrap_servers: Option<String>,
+    /// librdkafka's `client.id`: how the brokers' logs and quotas name woostream.
     pub client_id: String,
     /// How long the producer lets librdkafka try before a record counts as not delivered
     /// (then it is spooled to disk, if a spool is configured).
     pub delivery_timeout_ms: u64,
+    /// How long the producer waits to fill a batch (a few ms cost little latency and save many
+    /// requests).
     pub linger_ms: u64,
     /// How often the clients that carry the roles' records report librdkafka's statistics
     /// (broker round trips, queued records: `woostream_kafka_broker_rtt_seconds`, …); 0: never.
@@ -68,12 +71,15 @@ pub struct KafkaSecurity {
     pub mechanism: Option<String>,
     /// Inline, `{ env = "VAR" }` or `{ file = "/path" }`, like the password.
     pub username: Option<Secret>,
+    /// The SASL password.
     pub password: Option<Secret>,
     /// PEM file of the certificate authorities that signed the brokers' certificates.
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate and key, for brokers that authenticate clients by certificate.
     pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM), for mutual TLS.
     pub key_file: Option<PathBuf>,
+    /// The private key's password, when it is encrypted.
     pub key_password: Option<Secret>,
     /// Check that the broker's certificate names the host connected to (default true).
     pub verify_hostname: Option<bool>,
@@ -210,14 +216,18 @@ impl Default for KafkaConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicConfig {
+    /// The topic's name (with `kafka.namespace`, prefixed by it).
     pub name: String,
+    /// Partitions when created; default: `topics.partitions`.
     #[serde(default)]
     pub partitions: Option<i32>,
+    /// Replicas when created; default: `topics.replication_factor`.
     #[serde(default)]
     pub replication_factor: Option<i32>,
     /// delete or compact (or "compact,delete").
     #[serde(default = "default_cleanup_policy")]
     pub cleanup_policy: String,
+    /// `retention.ms` when created; default: from `[retention]` by the topic's kind.
     #[serde(default)]
     pub retention_ms: Option<i64>,
 }
@@ -244,17 +254,27 @@ pub struct TopicsConfig {
     /// Warn at start-up about a topic with one replica or `min.insync.replicas` 1 (off for a
     /// development broker, and for the embedded one of `woostream run`).
     pub warn_single_replica: bool,
+    /// Partitions of every topic woostream creates, unless the topic says otherwise.
     pub partitions: i32,
+    /// Replicas of every topic woostream creates, unless the topic says otherwise.
     pub replication_factor: i32,
+    /// Orders, keyed by customer (one customer's history in one partition).
     pub orders: TopicConfig,
+    /// Products, compacted.
     pub products: TopicConfig,
+    /// Customer accounts, compacted.
     pub customers: TopicConfig,
+    /// Coupons, compacted.
     pub coupons: TopicConfig,
+    /// Product reviews, keyed by product.
     pub reviews: TopicConfig,
+    /// WooCommerce `action.*` webhooks (e.g. a product restocked).
     pub actions: TopicConfig,
+    /// Webhook deliveries that could not be read, kept with the reason.
     pub ingest_dead_letter: TopicConfig,
     /// Customer profiles; also the enricher's changelog, so compacted and partitioned like orders.
     pub profiles: TopicConfig,
+    /// The enricher's alerts, which the Slack sink routes.
     pub alerts: TopicConfig,
     /// Population models, one record per shop.
     pub models: TopicConfig,
@@ -432,9 +452,13 @@ pub enum DataKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
+    /// Orders, reviews, actions and CRM changes (compacted topics keep their latest values).
     pub events_days: u32,
+    /// Alerts topic.
     pub alerts_days: u32,
+    /// Deliveries (the audit of every sink outcome) and erasure receipts.
     pub audit_days: u32,
+    /// Every dead-letter topic.
     pub dead_letters_days: u32,
     /// How soon after an erasure its tombstones may be compacted away, and the segment age at
     /// which compaction can reach what they erase, on topics keyed by the person.

@@ -10,12 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
+pub mod crm;
 mod enricher;
 mod env;
 mod kafka;
 mod locate;
 mod ops;
 mod producer;
+pub mod slack;
 
 pub use enricher::{Clock, EnricherConfig, HighValueOrder, Transactions};
 pub use kafka::{DataKind, KafkaConfig, KafkaSecurity, RetentionConfig, TopicConfig, TopicsConfig};
@@ -34,20 +36,36 @@ pub const ENV_PREFIX: &str = "WOOSTREAM__";
 #[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// The Kafka cluster every role talks to; without `bootstrap_servers`, `woostream run`
+    /// starts an embedded one.
     pub kafka: KafkaConfig,
+    /// The name of every topic woostream reads or writes, and how each is created.
     pub topics: TopicsConfig,
+    /// A Confluent-compatible schema registry; absent: Avro single-object encoding.
     pub schema_registry: Option<SchemaRegistryConfig>,
+    /// The webhook receiver (`woostream producer`).
     pub producer: ProducerConfig,
+    /// The WooCommerce shops allowed to post webhooks, one table each.
     pub shops: Vec<ShopConfig>,
+    /// Customer state, CLV, segments and alerts (`woostream enricher`).
     pub enricher: EnricherConfig,
-    pub slack: crate::slack_config::SlackConfig,
-    pub crm: crate::crm_config::CrmConfig,
+    /// The Slack sink: channels, rules and templates (`woostream slack run`).
+    pub slack: crate::config::slack::SlackConfig,
+    /// The CRM sink, HubSpot (`woostream crm run`).
+    pub crm: crate::config::crm::CrmConfig,
+    /// The operations port every role serves: metrics, health, readiness.
     pub ops: OpsConfig,
+    /// The insight page (`woostream insight`).
     pub insight: InsightConfig,
+    /// How each role logs.
     pub log: LogConfig,
+    /// OpenTelemetry traces of each event's hops; off without an endpoint.
     pub traces: TracesConfig,
+    /// Personal data: hashing, sealing and erasure.
     pub privacy: PrivacyConfig,
+    /// Retention of the topics woostream creates.
     pub retention: RetentionConfig,
+    /// What the outbound HTTPS clients trust.
     pub http: HttpConfig,
 }
 
@@ -99,9 +117,12 @@ impl Default for PrivacyConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaRegistryConfig {
+    /// The registry's base URL; subjects are `{topic}-key` and `{topic}-value`.
     pub url: String,
+    /// Basic-auth user name.
     #[serde(default)]
     pub username: Option<String>,
+    /// Basic-auth password.
     #[serde(default)]
     pub password: Option<crate::secret::Secret>,
     /// Register the schemas a role writes at start-up (true), or only look them up and refuse
@@ -780,8 +801,8 @@ mod tests {
             include_str!("kafka.rs"),
             include_str!("enricher.rs"),
             include_str!("ops.rs"),
-            include_str!("../slack_config.rs"),
-            include_str!("../crm_config.rs"),
+            include_str!("slack.rs"),
+            include_str!("crm.rs"),
         ];
         let declared: std::collections::BTreeSet<String> = sources
             .iter()

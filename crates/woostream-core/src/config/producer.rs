@@ -12,7 +12,9 @@ use crate::secret::Secret;
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProducerConfig {
+    /// Address the webhook receiver listens on.
     pub listen: SocketAddr,
+    /// Path WooCommerce's webhooks post to (the delivery URL's path).
     pub webhook_path: String,
     /// Larger bodies are answered 413 (WooCommerce orders are a few KiB; 4 MiB is generous).
     pub max_body_bytes: usize,
@@ -117,6 +119,7 @@ pub struct ShopRest {
     /// The consumer key (`ck_…`) and secret (`cs_…`) made under WooCommerce → Settings →
     /// Advanced → REST API; secrets like every other.
     pub consumer_key: Option<Secret>,
+    /// The REST API key's consumer secret (`cs_…`).
     pub consumer_secret: Option<Secret>,
     /// `auto` (default): HTTP Basic over `https://`, OAuth 1.0a over `http://` (WooCommerce
     /// refuses Basic and query-string keys over plain HTTP); `basic`; `query`: the key and
@@ -129,6 +132,7 @@ pub struct ShopRest {
     pub concurrency: usize,
     /// Objects per page (WooCommerce allows at most 100).
     pub per_page: u32,
+    /// How long one REST request may take.
     pub timeout_secs: u64,
     /// The producer's public webhook URL, for `woostream webhooks sync`, e.g.
     /// `https://hooks.shop.example/webhooks/woocommerce`.

@@ -193,7 +193,7 @@ fn applied_times(current: &Value) -> serde_json::Map<String, Value> {
         .as_array()
         .into_iter()
         .flatten()
-        .find(|e| e["key"] == woostream_core::crm_config::CRM_APPLIED_META)
+        .find(|e| e["key"] == woostream_core::config::crm::CRM_APPLIED_META)
         .and_then(|e| match &e["value"] {
             Value::Object(m) => Some(m.clone()),
             Value::String(s) => serde_json::from_str(s).ok(),
@@ -237,7 +237,7 @@ pub fn decide(
         .and_then(woostream_core::money::parse_wc_gmt);
     let ours = current["meta_data"].as_array().is_some_and(|m| {
         m.iter().any(|e| {
-            e["key"] == woostream_core::crm_config::CRM_IDENTITY_META
+            e["key"] == woostream_core::config::crm::CRM_IDENTITY_META
                 && e["value"].as_str() == Some(fingerprint(current).as_str())
         })
     });
@@ -252,14 +252,14 @@ pub fn decide(
     applied.insert(change.field.clone(), at.into());
     let mut meta = update["meta_data"].as_array().cloned().unwrap_or_default();
     meta.push(json!({
-        "key": woostream_core::crm_config::CRM_APPLIED_META,
+        "key": woostream_core::config::crm::CRM_APPLIED_META,
         "value": Value::Object(applied).to_string(),
     }));
     update["meta_data"] = Value::Array(meta);
     let after = patched(current, &update);
     let mut meta = update["meta_data"].as_array().cloned().unwrap_or_default();
     meta.push(
-        json!({"key": woostream_core::crm_config::CRM_IDENTITY_META, "value": fingerprint(&after)}),
+        json!({"key": woostream_core::config::crm::CRM_IDENTITY_META, "value": fingerprint(&after)}),
     );
     update["meta_data"] = Value::Array(meta);
     Decision::Update(update)
@@ -284,7 +284,7 @@ mod tests {
                 property in "[a-z_]{0,12}", value in ".{0,40}", source in "[A-Z_]{0,12}",
             ) {
                 let _ = serde_json::from_slice::<Vec<HubSpotEvent>>(&body);
-                let fields = woostream_core::crm_config::CrmInbound::default().field_map();
+                let fields = woostream_core::config::crm::CrmInbound::default().field_map();
                 let allowed = vec!["CRM_UI".to_string()];
                 let e: HubSpotEvent = serde_json::from_value(serde_json::json!({
                     "eventId": id, "portalId": 1, "subscriptionType": "contact.propertyChange",
@@ -321,7 +321,7 @@ mod tests {
     }
 
     fn allowed() -> Vec<String> {
-        woostream_core::crm_config::DEFAULT_ALLOWED_SOURCES
+        woostream_core::config::crm::DEFAULT_ALLOWED_SOURCES
             .iter()
             .map(|s| s.to_string())
             .collect()
@@ -382,11 +382,11 @@ mod tests {
         shop["meta_data"]
             .as_array_mut()
             .unwrap()
-            .retain(|m| m["key"] != woostream_core::crm_config::CRM_IDENTITY_META);
+            .retain(|m| m["key"] != woostream_core::config::crm::CRM_IDENTITY_META);
         shop["meta_data"]
             .as_array_mut()
             .unwrap()
-            .push(json!({"key": woostream_core::crm_config::CRM_IDENTITY_META, "value": "fp"}));
+            .push(json!({"key": woostream_core::config::crm::CRM_IDENTITY_META, "value": "fp"}));
         // Its older sibling arrives now: the shop's modification is woostream's own, so only
         // the per-field time tells it is older.
         let older = change("billing.phone", "2026-01-01T10:00:01Z");
@@ -456,7 +456,7 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .find(|m| m["key"] == woostream_core::crm_config::CRM_IDENTITY_META)
+            .find(|m| m["key"] == woostream_core::config::crm::CRM_IDENTITY_META)
             .unwrap();
         assert_eq!(identity["value"].as_str().unwrap(), fp(&after));
         // Applied again (a retry, or the same change twice): nothing to send.

@@ -274,7 +274,7 @@ fn header<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
 /// The settings the inbound refuses to start without: its app id (without it woostream's own
 /// writes would come back as the team's) and the public URL (without it the signature would be
 /// checked against whatever Host a request claims).
-pub fn required(i: &woostream_core::crm_config::CrmInbound) -> anyhow::Result<(String, String)> {
+pub fn required(i: &woostream_core::config::crm::CrmInbound) -> anyhow::Result<(String, String)> {
     let own_app = i
         .app_id
         .clone()
@@ -390,7 +390,7 @@ mod tests {
 
     #[test]
     fn the_inbound_needs_its_app_id_and_public_url() {
-        let mut i = woostream_core::crm_config::CrmInbound::default();
+        let mut i = woostream_core::config::crm::CrmInbound::default();
         let e = required(&i).unwrap_err().to_string();
         assert!(e.contains("crm.inbound.app_id"), "{e}");
         i.app_id = Some("4711".into());

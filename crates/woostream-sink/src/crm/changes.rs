@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use woostream_core::crm_config::CrmConfig;
+use woostream_core::config::crm::CrmConfig;
 use woostream_core::events::{Action, CustomerEvent, OrderEvent, OrderStatus};
 use woostream_core::insights::CustomerProfile;
 

@@ -4,7 +4,7 @@
 //! one that still names the erased customer is erased (the id remembered may since have been
 //! merged or taken by someone else).
 
-use woostream_core::crm_config::ContactErasure;
+use woostream_core::config::crm::ContactErasure;
 use woostream_core::records::CrmAttempt;
 
 use super::api::Crm;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use woostream_core::crm_config::{CONTACT_FIELDS, DEAL_FIELDS, DEFAULT_STAGES};
+use woostream_core::config::crm::{CONTACT_FIELDS, DEAL_FIELDS, DEFAULT_STAGES};
 
 use super::api::{
     CallError, Crm, Input, NewProperty, Object, Property, PropertyKind, RecordError, Reply, Written,

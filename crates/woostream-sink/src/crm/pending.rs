@@ -265,7 +265,7 @@ mod tests {
     use super::*;
     use crate::crm::changes::examples;
     use chrono::{TimeZone, Utc};
-    use woostream_core::crm_config::CrmConfig;
+    use woostream_core::config::crm::CrmConfig;
 
     fn contact(customer: &str, email: Option<&str>) -> ContactChange {
         let mut c = examples::contact(customer, "");

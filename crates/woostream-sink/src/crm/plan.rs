@@ -418,7 +418,7 @@ pub fn plan_associations(
 mod tests {
     use super::*;
     use crate::crm::changes::examples::{contact, deal};
-    use woostream_core::crm_config::CrmConfig;
+    use woostream_core::config::crm::CrmConfig;
 
     fn item<T>(change: T) -> Item<T> {
         Item::new(change, None, 0, std::time::Instant::now())

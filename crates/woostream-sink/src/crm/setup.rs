@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use woostream_core::crm_config::CrmConfig;
+use woostream_core::config::crm::CrmConfig;
 
 use super::api::{CallError, Crm, NewProperty, Object, Property, PropertyKind};
 

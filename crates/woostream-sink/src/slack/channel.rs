@@ -10,10 +10,10 @@ use std::time::Duration;
 use governor::Quota;
 use rand::Rng;
 use tokio::sync::mpsc;
+use woostream_core::config::slack::{Priority, SlackConfig};
 use woostream_core::insights::Alert;
 use woostream_core::pace::{self, Limiter};
 use woostream_core::records::DeliveryOutcome;
-use woostream_core::slack_config::{Priority, SlackConfig};
 
 use super::blocks::Message;
 use super::client::{Destination, Failure, Poster};

@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use chrono::{DateTime, NaiveTime, Timelike, Utc};
 use rust_decimal::Decimal;
+use woostream_core::config::slack::{Priority, SlackConfig, SlackRule};
 use woostream_core::insights::{Alert, AlertKind, Segment};
-use woostream_core::slack_config::{Priority, SlackConfig, SlackRule};
 
 use super::template::{Templates, PERSONAL_FIELDS};
 

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use minijinja::{Environment, Value};
 use rust_decimal::Decimal;
 use serde_json::json;
+use woostream_core::config::slack::SlackTemplate;
 use woostream_core::insights::{Alert, AlertKind};
-use woostream_core::slack_config::SlackTemplate;
 
 use super::rules::KeyError;
 

@@ -41,7 +41,7 @@ pub struct Sender<C> {
 impl<C: Crm> Sender<C> {
     pub fn new(
         crm: C,
-        config: &woostream_core::crm_config::CrmConfig,
+        config: &woostream_core::config::crm::CrmConfig,
         metrics: Metrics,
         stop: CancellationToken,
     ) -> Sender<C> {
@@ -235,7 +235,7 @@ mod tests {
     use crate::crm::memory::{MemoryCrm, Store};
     use crate::crm::pending::Item;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use woostream_core::crm_config::CrmConfig;
+    use woostream_core::config::crm::CrmConfig;
 
     use crate::crm::api::{NewProperty, Property};
     use crate::crm::changes::examples::{contact, deal};
@@ -310,7 +310,7 @@ mod tests {
     #[tokio::test]
     async fn an_erased_contact_is_deleted_after_transient_failures_or_anonymised_and_detached() {
         use crate::crm::erase::Erased;
-        use woostream_core::crm_config::ContactErasure;
+        use woostream_core::config::crm::ContactErasure;
         let s = sender(2, 10);
         let known = SharedKnown::default();
         let (c, d) = (contact("7", "ola@x.example"), deal(70, "7", "processing"));

@@ -49,7 +49,7 @@ impl Loop {
                     sealed: SealedForms::default(),
                 };
                 let q = Queued {
-                    priority: woostream_core::slack_config::Priority::Urgent,
+                    priority: woostream_core::config::slack::Priority::Urgent,
                     alert: alert.clone(),
                     ticket,
                 };

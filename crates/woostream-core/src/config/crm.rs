@@ -54,94 +54,69 @@ pub const DEFAULT_STAGES: &[(&str, &str)] = &[
 ];
 
 #[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CrmConfig {
     /// Run the CRM sink (in `woostream run`; `woostream crm run` always does).
-    #[serde(default)]
     pub enabled: bool,
     /// This sink's name where several CRM accounts share one Kafka: it is in the consumer group
     /// (`woostream-crm-<account>`) and in every audit record and dead letter, so that two sinks
     /// never share offsets or what they know of their CRM. `default` keeps the names of
     /// earlier releases.
-    #[serde(default = "crate::records::default_identity")]
     pub account: String,
     /// Consumer group of the CRM sink (offsets only: it reads every partition itself).
-    #[serde(default = "default_group")]
     pub group_id: String,
     /// Base URL of the HubSpot API (a test server in tests).
-    #[serde(default = "default_api_url")]
     pub api_url: String,
     /// Private-app or OAuth access token (or `{ env = … }`, `{ file = … }`).
-    #[serde(default)]
     pub token: Option<crate::secret::Secret>,
     /// Or: the environment variable holding it.
-    #[serde(default)]
     pub token_env: Option<String>,
     /// Keep the CRM in memory instead of calling HubSpot (`make run`).
-    #[serde(default)]
     pub dry_run: bool,
     /// What an erasure does to the person's contact: `delete` it for good (HubSpot's GDPR
     /// delete), or `anonymise` it (every mapped property emptied, its deals detached; the
     /// contact stays, naming no one).
-    #[serde(default)]
     pub erasure: ContactErasure,
     /// Unique contact property holding a registered customer's id (`<shop>:<id>`).
-    #[serde(default = "default_contact_id_property")]
     pub contact_id_property: String,
     /// Unique contact property holding a guest's key (`guest:<hash>`). A separate one, so that
     /// a guest who registers, or a customer who also checks out as a guest, stays one contact
     /// (one email) holding both keys.
-    #[serde(default = "default_guest_id_property")]
     pub guest_id_property: String,
     /// Unique deal property holding the order id.
-    #[serde(default = "default_deal_id_property")]
     pub deal_id_property: String,
     /// Contact field → CRM property, over the defaults in [`CONTACT_FIELDS`]; `""` leaves a
     /// field out.
-    #[serde(default)]
     pub contact_properties: BTreeMap<String, String>,
     /// Deal field → CRM property, over the defaults in [`DEAL_FIELDS`].
-    #[serde(default)]
     pub deal_properties: BTreeMap<String, String>,
     /// Pipeline of the deals (internal id).
-    #[serde(default = "default_pipeline")]
     pub pipeline: String,
     /// Order status slug → deal stage (internal id), over [`DEFAULT_STAGES`]; statuses mapped
     /// to `""` (and unmapped ones) make no deal.
-    #[serde(default)]
     pub deal_stages: BTreeMap<String, String>,
     /// Deal name; `{number}`, `{order_id}` and `{shop}` are replaced.
-    #[serde(default = "default_deal_name")]
     pub deal_name: String,
     /// Requests per rolling 10 seconds (HubSpot Professional/Enterprise: 190, shared by every
     /// app of the account).
-    #[serde(default = "default_per_10_seconds")]
     pub requests_per_10_seconds: u32,
     /// Requests per UTC day (Professional: 650,000).
-    #[serde(default = "default_per_day")]
     pub requests_per_day: u64,
     /// Inputs per batch request (HubSpot takes at most 100).
-    #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// The longest a change waits to fill a batch; meanwhile newer states replace older ones.
-    #[serde(default = "default_max_delay_ms")]
     pub max_delay_ms: u64,
     /// Requests in flight at once.
-    #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// Cap of the exponential backoff after 5xx and network errors (retried until they pass).
-    #[serde(default = "default_max_backoff_secs")]
     pub max_backoff_secs: u64,
     /// How long a guest's profile waits for the order that names the guest's email before it is
     /// dead-lettered (the contact cannot be found without it).
-    #[serde(default = "default_guest_wait_secs")]
     pub guest_wait_secs: u64,
     /// Base64 of 32 bytes: when set, the original change in dead-letter records (it holds
     /// personal data) is sealed with ChaCha20-Poly1305.
-    #[serde(default)]
     pub dead_letter_key: Option<crate::secret::Secret>,
     /// The CRM talking back: HubSpot's webhooks in, contact changes written to the shop.
-    #[serde(default)]
     pub inbound: CrmInbound,
 }
 
@@ -153,7 +128,9 @@ pub struct CrmConfig {
 pub struct CrmInbound {
     /// Run it in `woostream run` too (`woostream crm inbound` always does).
     pub enabled: bool,
+    /// Address the HubSpot webhook receiver listens on.
     pub listen: std::net::SocketAddr,
+    /// Path HubSpot posts its webhooks to.
     pub path: String,
     /// The URL HubSpot calls, exactly as the app's webhook settings have it: the signature
     /// covers it, and behind a proxy the request alone does not tell it.
@@ -171,6 +148,7 @@ pub struct CrmInbound {
     pub allowed_sources: Vec<String>,
     /// The shop the contacts belong to when their id property does not say (`<shop>:<id>`).
     pub shop: Option<String>,
+    /// Consumer group of the shop writer (it reads the crm_changes topic).
     pub group_id: String,
     /// HubSpot contact property → shop field: `first_name`, `last_name`, `billing.<field>`,
     /// `shipping.<field>`, or `meta.<name>` (a customer meta field `woostream_<name>`); over
@@ -296,26 +274,26 @@ impl Default for CrmConfig {
             enabled: false,
             account: crate::records::default_identity(),
             group_id: default_group(),
-            api_url: default_api_url(),
+            api_url: "https://api.hubapi.com".into(),
             token: None,
             token_env: None,
             dry_run: false,
             erasure: ContactErasure::Delete,
-            contact_id_property: default_contact_id_property(),
-            guest_id_property: default_guest_id_property(),
-            deal_id_property: default_deal_id_property(),
+            contact_id_property: "woo_customer_id".into(),
+            guest_id_property: "woo_guest_id".into(),
+            deal_id_property: "woo_order_id".into(),
             contact_properties: BTreeMap::new(),
             deal_properties: BTreeMap::new(),
-            pipeline: default_pipeline(),
+            pipeline: "default".into(),
             deal_stages: BTreeMap::new(),
-            deal_name: default_deal_name(),
-            requests_per_10_seconds: default_per_10_seconds(),
-            requests_per_day: default_per_day(),
-            batch_size: default_batch_size(),
-            max_delay_ms: default_max_delay_ms(),
-            concurrency: default_concurrency(),
-            max_backoff_secs: default_max_backoff_secs(),
-            guest_wait_secs: default_guest_wait_secs(),
+            deal_name: "Order #{number}".into(),
+            requests_per_10_seconds: 190,
+            requests_per_day: 650_000,
+            batch_size: 100,
+            max_delay_ms: 2_000,
+            concurrency: 4,
+            max_backoff_secs: 30,
+            guest_wait_secs: 300,
             dead_letter_key: None,
             inbound: CrmInbound::default(),
         }
@@ -348,7 +326,7 @@ impl CrmConfig {
         crate::records::consumer_group(&self.group_id, &default_group(), &self.account)
     }
 
-    /// See [`crate::slack_config::SlackConfig::earlier_group`].
+    /// See [`crate::config::slack::SlackConfig::earlier_group`].
     pub fn earlier_group(&self) -> Option<String> {
         (self.consumer_group() != self.group_id).then(|| self.group_id.clone())
     }
@@ -362,46 +340,6 @@ impl CrmConfig {
         }
     }
 }
-fn default_api_url() -> String {
-    "https://api.hubapi.com".into()
-}
-fn default_contact_id_property() -> String {
-    "woo_customer_id".into()
-}
-fn default_guest_id_property() -> String {
-    "woo_guest_id".into()
-}
-fn default_deal_id_property() -> String {
-    "woo_order_id".into()
-}
-fn default_pipeline() -> String {
-    "default".into()
-}
-fn default_deal_name() -> String {
-    "Order #{number}".into()
-}
-const fn default_per_10_seconds() -> u32 {
-    190
-}
-const fn default_per_day() -> u64 {
-    650_000
-}
-const fn default_batch_size() -> usize {
-    100
-}
-const fn default_max_delay_ms() -> u64 {
-    2_000
-}
-const fn default_concurrency() -> usize {
-    4
-}
-const fn default_max_backoff_secs() -> u64 {
-    30
-}
-const fn default_guest_wait_secs() -> u64 {
-    300
-}
-
 fn merged(defaults: &[(&str, &str)], over: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut m: BTreeMap<String, String> = defaults
         .iter()

@@ -10,64 +10,49 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Secret;
 
 #[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct SlackConfig {
     /// This sink's name where several Slack workspaces share one Kafka: it is in the consumer
     /// group (`woostream-slack-<workspace>`) and in every audit record, so that two sinks never
     /// share offsets, deliveries or threads. `default` keeps the names of earlier releases.
-    #[serde(default = "crate::records::default_identity")]
     pub workspace: String,
     /// Consumer group of the Slack sink (with a named workspace, `-<workspace>` is added to the
     /// default).
-    #[serde(default = "default_group")]
     pub group_id: String,
     /// Base URL of Slack's Web API (a test server in tests).
-    #[serde(default = "default_api_url")]
     pub api_url: String,
     /// Bot token (`xoxb-…`) for `chat.postMessage`.
-    #[serde(default)]
     pub token: Option<Secret>,
     /// Or: the environment variable holding it.
-    #[serde(default)]
     pub token_env: Option<String>,
     /// Render and record messages instead of posting them (`make run`).
-    #[serde(default)]
     pub dry_run: bool,
     /// Link to an order in the shop's admin; `{order_id}` is replaced. Default: the shop's
     /// `wp-admin/post.php?post={order_id}&action=edit`.
-    #[serde(default)]
     pub admin_url: Option<String>,
     /// Messages per second and per channel (Slack allows about one).
-    #[serde(default = "default_per_channel_per_second")]
     pub per_channel_per_second: f64,
     /// Short bursts a channel may take above its rate.
-    #[serde(default = "default_burst")]
     pub per_channel_burst: u32,
     /// Messages per minute for the whole workspace.
-    #[serde(default = "default_workspace_per_minute")]
     pub workspace_per_minute: u32,
     /// When a channel's backlog of routine events cannot be posted one by one within this
     /// many seconds, they are folded into digest messages.
-    #[serde(default = "default_digest_after")]
     pub digest_after_secs: u64,
     /// Events one digest message holds at most (it lists every order number).
-    #[serde(default = "default_digest_max")]
     pub digest_max_events: usize,
     /// An urgent alert reaches Slack within about this many seconds under any load: when a
     /// channel's urgent backlog could not be posted one by one in that time, it is folded
     /// into one urgent digest (problems such as failed payments first).
-    #[serde(default = "default_urgent_within")]
     pub urgent_within_secs: u64,
     /// Quiet hours, UTC, e.g. `"22:00-07:00"`: routine and low-priority events are not
     /// posted (they are recorded as skipped); urgent ones are.
-    #[serde(default)]
     pub quiet_hours: Option<String>,
-    #[serde(default)]
+    /// Where rules post: channels by name, id, or incoming webhook.
     pub channels: Vec<SlackChannel>,
-    #[serde(default)]
+    /// Which alerts go where; an alert no rule takes is not posted.
     pub rules: Vec<SlackRule>,
     /// Named templates; rules refer to them by name. Built-in ones exist for every kind.
-    #[serde(default)]
     pub templates: BTreeMap<String, SlackTemplate>,
 }
 
@@ -92,17 +77,18 @@ impl Default for SlackConfig {
         SlackConfig {
             workspace: crate::records::default_identity(),
             group_id: default_group(),
-            api_url: default_api_url(),
+            api_url: "https://slack.com/api".into(),
             token: None,
             token_env: None,
             dry_run: false,
             admin_url: None,
-            per_channel_per_second: default_per_channel_per_second(),
-            per_channel_burst: default_burst(),
-            workspace_per_minute: default_workspace_per_minute(),
-            digest_after_secs: default_digest_after(),
-            digest_max_events: default_digest_max(),
-            urgent_within_secs: default_urgent_within(),
+            per_channel_per_second: 1.0,
+            per_channel_burst: 2,
+            // Slack keeps an undisclosed workspace-wide limit beside the per-channel one.
+            workspace_per_minute: 120,
+            digest_after_secs: 20,
+            digest_max_events: 200,
+            urgent_within_secs: 5,
             quiet_hours: None,
             channels: Vec::new(),
             rules: Vec::new(),
@@ -129,6 +115,7 @@ pub struct SlackChannel {
     /// Post through this incoming webhook instead of the bot token.
     #[serde(default)]
     pub webhook_url: Option<Secret>,
+    /// Or: the environment variable holding the webhook URL.
     #[serde(default)]
     pub webhook_url_env: Option<String>,
 }
@@ -186,9 +173,10 @@ impl Priority {
 
 /// Which alerts a rule takes, and where and how it posts them. Every condition given must
 /// hold; a list condition holds when any of its values matches.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackRule {
+    /// How logs, metrics and the audit name the rule.
     pub name: String,
     /// Alert kinds, e.g. `["order_paid", "payment_failed"]`.
     pub kinds: Vec<String>,
@@ -204,6 +192,7 @@ pub struct SlackRule {
     /// Order total at least / below, in the order's currency (decimal strings).
     #[serde(default)]
     pub min_total: Option<String>,
+    /// See `min_total`.
     #[serde(default)]
     pub max_total: Option<String>,
     /// Payment gateway ids, e.g. `["cod", "stripe"]`.
@@ -212,6 +201,7 @@ pub struct SlackRule {
     /// Review rating bounds.
     #[serde(default)]
     pub min_rating: Option<i32>,
+    /// See `min_rating`.
     #[serde(default)]
     pub max_rating: Option<i32>,
     /// Customer segments by name, e.g. `["Champions", "At Risk"]`.
@@ -228,8 +218,11 @@ pub struct SlackRule {
     /// Template name; default: the built-in template of the alert's kind.
     #[serde(default)]
     pub template: Option<String>,
+    /// Emoji the template shows (`:rotating_light:`); default: the kind's own.
     #[serde(default)]
     pub emoji: Option<String>,
+    /// `urgent` jumps every queue, is never folded into a digest and is the only priority
+    /// posted in quiet hours; `low` is posted after `normal`.
     #[serde(default)]
     pub priority: Priority,
     /// A muted rule matches but posts nothing (recorded as skipped).
@@ -246,8 +239,38 @@ pub struct SlackRule {
     #[serde(default)]
     pub personal: Vec<String>,
     /// Post later updates of the same order as thread replies (default true).
-    #[serde(default = "default_true")]
+    #[serde(default = "super::yes")]
     pub thread: bool,
+}
+
+impl Default for SlackRule {
+    /// What a rule that names only its kinds and channels does (as `#[serde(default)]` fills it).
+    fn default() -> Self {
+        SlackRule {
+            name: String::new(),
+            kinds: Vec::new(),
+            status_from: Vec::new(),
+            status_to: Vec::new(),
+            categories: Vec::new(),
+            min_total: None,
+            max_total: None,
+            payment_methods: Vec::new(),
+            min_rating: None,
+            max_rating: None,
+            segments: Vec::new(),
+            min_clv: None,
+            vip: None,
+            channels: Vec::new(),
+            template: None,
+            emoji: None,
+            priority: Priority::Normal,
+            muted: false,
+            include_backfill: false,
+            ignore_quiet_hours: false,
+            personal: Vec::new(),
+            thread: true,
+        }
+    }
 }
 
 /// A message template: minijinja text for each part of the Block Kit message.
@@ -290,30 +313,4 @@ impl SlackConfig {
     pub fn earlier_group(&self) -> Option<String> {
         (self.consumer_group() != self.group_id).then(|| self.group_id.clone())
     }
-}
-fn default_api_url() -> String {
-    "https://slack.com/api".into()
-}
-fn default_per_channel_per_second() -> f64 {
-    1.0
-}
-fn default_burst() -> u32 {
-    2
-}
-fn default_workspace_per_minute() -> u32 {
-    // Slack keeps an undisclosed workspace-wide limit beside the per-channel one.
-    120
-}
-fn default_digest_after() -> u64 {
-    20
-}
-fn default_urgent_within() -> u64 {
-    5
-}
-
-fn default_digest_max() -> usize {
-    200
-}
-fn default_true() -> bool {
-    true
 }
