@@ -3,6 +3,7 @@
 //! `signature` and `normalise` are pure; `publish` and `spool` are the Kafka and disk edges;
 //! `server` is the HTTP edge; [`start`] wires them together.
 
+pub mod answer;
 pub mod catalogue;
 pub mod crm_inbound;
 pub mod dedup;

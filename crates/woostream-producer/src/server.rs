@@ -1,14 +1,4 @@
-//! The HTTP edge: `POST {webhook_path}`.
-//!
-//! Answers, in WooCommerce's terms (200–302 count as success, anything else as a failure, and
-//! the 7th consecutive failure disables the webhook):
-//! - 200 ping (`webhook_id=N`, unsigned): nothing is produced.
-//! - 200 accepted: the event is acknowledged by Kafka (acks=all).
-//! - 200 dead-lettered: signed but not an event we can read; kept with its raw bytes.
-//! - 202 spooled: Kafka did not acknowledge in time; the record is fsynced on local disk.
-//! - 401 missing or wrong signature, or unknown shop (counted and logged, never the body).
-//! - 413 / 415 / 400: oversized, not JSON, not UTF-8 (signed ones are dead-lettered too).
-//! - 503 with Retry-After: neither Kafka nor the spool could take it.
+//! The HTTP edge: `POST {webhook_path}`. What it answers, and why, is [`crate::answer`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +7,8 @@ use tracing::Instrument;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use chacha20poly1305::ChaCha20Poly1305;
@@ -28,6 +18,7 @@ use woostream_core::config::{normalise_source, Config};
 use woostream_core::events::{Action, IngestDeadLetter, Origin};
 use woostream_core::privacy::CustomerHasher;
 
+use crate::answer::{Answer, Ignored};
 use crate::personal::{publish_sealed, seal_kept_body, Eraser, NewKeys, Sealer};
 
 use crate::catalogue::Catalogue;
@@ -277,14 +268,6 @@ impl Headers {
     }
 }
 
-fn answer(status: StatusCode, correlation_id: &str, body: serde_json::Value) -> Response {
-    let mut r = (status, axum::Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(correlation_id) {
-        r.headers_mut().insert("x-correlation-id", v);
-    }
-    r
-}
-
 /// Lowers the in-flight gauge however the request ends (a panic included).
 struct InFlight(prometheus::IntGauge);
 
@@ -300,7 +283,7 @@ async fn webhook(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bo
     let h = Headers::read(&headers);
     // The producer's log lines name the correlation id themselves; the span (the event's first
     // hop) costs a little on every request, so it is made only for traces.
-    let (shop, outcome, response) = if woostream_core::traces::enabled() {
+    let (shop, answer) = if woostream_core::traces::enabled() {
         let span = tracing::info_span!(
             "webhook",
             otel.name = "producer",
@@ -312,6 +295,7 @@ async fn webhook(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bo
     } else {
         handle(&ingest, &h, &headers, body).await
     };
+    let outcome = answer.outcome();
     m.requests
         .with_label_values(&[
             shop.as_deref().unwrap_or("unknown"),
@@ -322,7 +306,7 @@ async fn webhook(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bo
     m.request_seconds
         .with_label_values(&[outcome])
         .observe(started.elapsed().as_secs_f64());
-    response
+    answer.respond(&h.correlation_id)
 }
 
 /// The slowest body a delivery may send: 16 KiB/s after a first second. A WooCommerce body
@@ -365,13 +349,13 @@ fn topic_secrets(secret: &str) -> HashMap<&'static str, String> {
 /// WooCommerce's ping is `webhook_id=N`: anything unsigned and longer is not one.
 const MAX_PING_BYTES: u64 = 64;
 
-/// Returns (shop id, outcome label, response).
+/// Returns the shop the delivery is of (when known) and the answer.
 async fn handle(
     ingest: &Ingest,
     h: &Headers,
     headers: &HeaderMap,
     body: Body,
-) -> (Option<String>, &'static str, Response) {
+) -> (Option<String>, Answer) {
     let cid = h.correlation_id.as_str();
     // What the headers alone decide is decided before a byte of the body is read: no
     // signature on more than a ping's few bytes is refused at once.
@@ -404,15 +388,7 @@ async fn handle(
                     timeout_ms = budget.as_millis() as u64,
                     "A webhook body did not arrive in time."
                 );
-                return (
-                    None,
-                    "body_timeout",
-                    answer(
-                        StatusCode::REQUEST_TIMEOUT,
-                        cid,
-                        serde_json::json!({"status": "refused", "reason": "the body did not arrive in time"}),
-                    ),
-                );
+                return (None, Answer::BodyTimeout);
             }
         },
     };
@@ -426,12 +402,9 @@ async fn handle(
             );
             return (
                 None,
-                "too_large",
-                answer(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    cid,
-                    serde_json::json!({"status": "refused", "reason": format!("the body exceeds {} bytes", ingest.max_body_bytes)}),
-                ),
+                Answer::TooLarge {
+                    limit: ingest.max_body_bytes,
+                },
             );
         }
     };
@@ -440,15 +413,14 @@ async fn handle(
     // is still arriving holds a connection, never a permit. A 503 with Retry-After is what
     // WooCommerce's next delivery of the same event (or a client's retry) can act on.
     let Ok(_permit) = ingest.in_flight.clone().try_acquire_owned() else {
-        let r = retry_later(cid, "too many requests at once; retry shortly", "1");
-        return (None, "overloaded", r);
+        return (None, Answer::Overloaded);
     };
     ingest.metrics.in_flight.inc();
     let _in_flight = InFlight(ingest.metrics.in_flight.clone());
     let Some(signature) = &h.signature else {
         if signature::is_ping(&body) {
             tracing::info!(correlation_id = cid, "Answered WooCommerce's webhook ping.");
-            return (None, "ping", (StatusCode::OK, "pong").into_response());
+            return (None, Answer::Pong);
         }
         return unauthorized(
             ingest,
@@ -544,64 +516,49 @@ async fn handle(
             shop = %shop.id,
             "An exact resend of a delivery already kept; answered without producing it again."
         );
-        let body = serde_json::json!({"status": "duplicate"});
-        return (
-            Some(shop.id.clone()),
-            "duplicate",
-            answer(StatusCode::OK, cid, body),
-        );
+        return (Some(shop.id.clone()), Answer::Duplicate);
     }
     let source = h.source.clone().unwrap_or_else(|| shop.source.clone());
-    let (outcome, response) = match accept(ingest, h, shop, &source, &body).await {
-        Ok(answered) => answered,
+    let answer = match accept(ingest, h, shop, &source, &body).await {
+        Ok(answer) => answer,
         Err(not_an_event) => dead_letter(ingest, h, shop, &source, &body, not_an_event).await,
     };
-    if let Some(k) = delivery.filter(|_| response.status().is_success()) {
+    if let Some(k) = delivery.filter(|_| answer.status().is_success()) {
         ingest.recent.remember(k);
     }
-    (Some(shop.id.clone()), outcome, response)
+    (Some(shop.id.clone()), answer)
 }
 
-/// A signed delivery that is not an event, and how to answer it once it is dead-lettered.
+/// A signed delivery that is not an event (its answer once dead-lettered follows from the
+/// rejection's code: see [`Answer::status`]).
 struct NotAnEvent {
     rejection: Rejection,
-    status: StatusCode,
-    outcome: &'static str,
 }
 
 impl NotAnEvent {
-    /// Answered 200 so that WooCommerce never counts it towards disabling the webhook.
     fn kept(rejection: Rejection) -> NotAnEvent {
-        NotAnEvent {
-            rejection,
-            status: StatusCode::OK,
-            outcome: "dead_lettered",
-        }
+        NotAnEvent { rejection }
     }
 }
 
-/// Turns a signed delivery into an event and makes it durable; returns (outcome, response).
+/// Turns a signed delivery into an event and makes it durable.
 async fn accept(
     ingest: &Ingest,
     h: &Headers,
     shop: &Shop,
     source: &str,
     body: &[u8],
-) -> Result<(&'static str, Response), NotAnEvent> {
+) -> Result<Answer, NotAnEvent> {
     let cid = h.correlation_id.as_str();
     let is_json = h.content_type.as_deref().is_none_or(|ct| {
         let ct = ct.to_ascii_lowercase();
         ct.starts_with("application/json") || ct.contains("+json")
     });
     if !is_json {
-        return Err(NotAnEvent {
-            rejection: Rejection {
-                code: RejectCode::UnsupportedMediaType,
-                reason: "expected Content-Type application/json".into(),
-            },
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            outcome: "unsupported_media_type",
-        });
+        return Err(NotAnEvent::kept(Rejection {
+            code: RejectCode::UnsupportedMediaType,
+            reason: "expected Content-Type application/json".into(),
+        }));
     }
     let delivery = WebhookDelivery {
         shop_id: &shop.id,
@@ -614,17 +571,7 @@ async fn accept(
         origin: Origin::Webhook,
         customers: &shop.customers,
     };
-    let mut event = normalise(&delivery, body).map_err(|rejection| {
-        if rejection.code == RejectCode::NotUtf8 {
-            NotAnEvent {
-                rejection,
-                status: StatusCode::BAD_REQUEST,
-                outcome: "bad_encoding",
-            }
-        } else {
-            NotAnEvent::kept(rejection)
-        }
-    })?;
+    let mut event = normalise(&delivery, body).map_err(NotAnEvent::kept)?;
     if let Some(not_ours) = settle_deletion(ingest, &delivery, &mut event).await {
         return Ok(not_ours);
     }
@@ -636,14 +583,7 @@ async fn accept(
                 shop = %shop.id,
                 "A delivery about a person who was erased (their past): not written."
             );
-            return Ok((
-                "erased_subject",
-                answer(
-                    StatusCode::OK,
-                    cid,
-                    serde_json::json!({"status": "ignored", "reason": "about a person who was erased"}),
-                ),
-            ));
+            return Ok(Answer::Ignored(Ignored::ErasedSubject));
         }
     }
     // A customer.deleted is an erasure only once the shop confirms the account is gone.
@@ -660,14 +600,7 @@ async fn accept(
             shop = %shop.id,
             "A customer.deleted names an account the shop still has: not written, nothing erased. A replayed or re-labelled deletion (every *.deleted body is the same {{\"id\":N}}), or a shop that restored the account."
         );
-        return Ok((
-            "account_exists",
-            answer(
-                StatusCode::OK,
-                cid,
-                serde_json::json!({"status": "ignored", "reason": "the shop still has this account"}),
-            ),
-        ));
+        return Ok(Answer::Ignored(Ignored::AccountExists));
     }
     match &mut event {
         Event::Order(key, e) => {
@@ -729,14 +662,7 @@ async fn accept(
                         Err(spool) => {
                             ingest.erased.forget(&shop.id, &key.customer);
                             tracing::error!(correlation_id = cid, shop = %shop.id, error = %format!("{e:#}"), spool = %spool, "Could not erase a deleted customer, nor keep the erasure for later.");
-                            return Ok((
-                                "unavailable",
-                                answer(
-                                    StatusCode::SERVICE_UNAVAILABLE,
-                                    cid,
-                                    serde_json::json!({"status": "unavailable", "reason": "the erasure could not be written"}),
-                                ),
-                            ));
+                            return Ok(Answer::ErasureUnavailable);
                         }
                     },
                 }
@@ -762,26 +688,14 @@ async fn accept(
             }
         });
     }
-    let accepted = |status: &str| {
-        let mut body = serde_json::json!({"status": status, "event_id": event_id});
-        if let Some(e) = &erasure {
-            body["erasure"] = serde_json::json!(e);
-        }
-        body
-    };
+    let event_id = event_id.to_string();
     Ok(match published {
-        Ok(Durability::Acknowledged { .. }) if erasure_pending => (
-            "spooled",
-            answer(StatusCode::ACCEPTED, cid, accepted("spooled")),
-        ),
-        Ok(Durability::Acknowledged { .. }) => (
-            "accepted",
-            answer(StatusCode::OK, cid, accepted("accepted")),
-        ),
-        Ok(Durability::Spooled) => (
-            "spooled",
-            answer(StatusCode::ACCEPTED, cid, accepted("spooled")),
-        ),
+        Ok(Durability::Acknowledged { .. }) if !erasure_pending => {
+            Answer::Accepted { event_id, erasure }
+        }
+        Ok(Durability::Acknowledged { .. } | Durability::Spooled) => {
+            Answer::Spooled { event_id, erasure }
+        }
         // Retrying cannot help (a record larger than the topic takes): kept as a dead letter
         // and answered 200, never a 503 that WooCommerce would retry until it disables the hook.
         Err(PublishError::Refused(e)) => {
@@ -790,7 +704,7 @@ async fn accept(
                 reason: format!("Kafka refused the event for good: {e}"),
             }))
         }
-        Err(e) => ("unavailable", unavailable(cid, &e)),
+        Err(e) => unavailable(cid, &e),
     })
 }
 
@@ -802,7 +716,7 @@ async fn settle_deletion(
     ingest: &Ingest,
     delivery: &WebhookDelivery<'_>,
     event: &mut Event,
-) -> Option<(&'static str, Response)> {
+) -> Option<Answer> {
     let shop = delivery.shop_id;
     let cid = delivery.correlation_id;
     let (resource, id) = match &*event {
@@ -920,12 +834,7 @@ fn erasure_counted(ingest: &Ingest, shop: &str, outcome: &str) {
 
 /// A deletion whose id is another resource's: answered 200 (WooCommerce must never count it as
 /// a failure), counted, not written.
-fn not_this_resource(
-    ingest: &Ingest,
-    cid: &str,
-    shop: &str,
-    topic: &'static str,
-) -> (&'static str, Response) {
+fn not_this_resource(ingest: &Ingest, cid: &str, shop: &str, topic: &'static str) -> Answer {
     ingest
         .metrics
         .deletions_not_of_resource
@@ -937,14 +846,7 @@ fn not_this_resource(
         topic,
         "A deletion's id is not of the resource its topic names (WooCommerce fires product.deleted and coupon.deleted for one trashed post): not written."
     );
-    (
-        "not_this_resource",
-        answer(
-            StatusCode::OK,
-            cid,
-            serde_json::json!({"status": "ignored", "reason": "the id is not of the resource the topic names"}),
-        ),
-    )
+    Answer::Ignored(Ignored::NotThisResource)
 }
 
 /// What a dead letter keeps of a body Kafka would not take whole.
@@ -956,7 +858,7 @@ fn unauthorized(
     shop: Option<&str>,
     reason: &'static str,
     message: &str,
-) -> (Option<String>, &'static str, Response) {
+) -> (Option<String>, Answer) {
     ingest
         .metrics
         .signature_failures
@@ -972,33 +874,14 @@ fn unauthorized(
     // One answer for every authentication failure: telling an unknown source from a bad
     // signature would let anyone list the configured shops. The reason is in the metrics and
     // the log line above.
-    (
-        shop.map(str::to_string),
-        "unauthorized",
-        answer(
-            StatusCode::UNAUTHORIZED,
-            cid,
-            serde_json::json!({"status": "refused", "reason": "authentication failed"}),
-        ),
-    )
+    (shop.map(str::to_string), Answer::Unauthorized)
 }
 
-fn unavailable(cid: &str, e: &PublishError) -> Response {
+/// 503 with `Retry-After`: what WooCommerce's next delivery of the same event, or a client's
+/// retry, can act on.
+fn unavailable(cid: &str, e: &PublishError) -> Answer {
     tracing::error!(correlation_id = cid, error = %e, "Could not make a webhook durable.");
-    retry_later(cid, "the event could not be stored; retry later", "30")
-}
-
-/// 503 with `Retry-After` (seconds): what WooCommerce's next delivery of the same event, or a
-/// client's retry, can act on.
-fn retry_later(cid: &str, reason: &str, after_secs: &'static str) -> Response {
-    let mut r = answer(
-        StatusCode::SERVICE_UNAVAILABLE,
-        cid,
-        serde_json::json!({"status": "unavailable", "reason": reason}),
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static(after_secs));
-    r
+    Answer::Unavailable
 }
 
 /// Keeps a signed delivery that is not an event, with its raw bytes (sealed if a key is set).
@@ -1009,12 +892,8 @@ async fn dead_letter(
     source: &str,
     body: &[u8],
     not_an_event: NotAnEvent,
-) -> (&'static str, Response) {
-    let NotAnEvent {
-        rejection,
-        status,
-        outcome,
-    } = not_an_event;
+) -> Answer {
+    let NotAnEvent { rejection } = not_an_event;
     let cid = h.correlation_id.as_str();
     let mut published = publish_dead_letter(ingest, h, shop, source, body, &rejection, None).await;
     if matches!(published, Ok(Err(PublishError::Refused(_)))) && body.len() > KEPT_PREFIX_BYTES {
@@ -1046,10 +925,12 @@ async fn dead_letter(
                 reason = %rejection.reason,
                 "Dead-lettered a signed webhook that is not a readable event."
             );
-            let body = serde_json::json!({"status": "dead-lettered", "reason_code": rejection.code.as_str(), "reason": rejection.reason});
-            (outcome, answer(status, cid, body))
+            Answer::DeadLettered {
+                code: rejection.code,
+                reason: rejection.reason,
+            }
         }
-        Ok(Err(e)) => ("unavailable", unavailable(cid, &e)),
+        Ok(Err(e)) => unavailable(cid, &e),
     }
 }
 
@@ -1063,7 +944,7 @@ async fn publish_dead_letter(
     body: &[u8],
     rejection: &Rejection,
     cut_to: Option<usize>,
-) -> Result<Result<(), PublishError>, (&'static str, Response)> {
+) -> Result<Result<(), PublishError>, Answer> {
     let cid = h.correlation_id.as_str();
     let kept = &body[..cut_to.unwrap_or(body.len()).min(body.len())];
     let reason = match cut_to {
@@ -1104,11 +985,7 @@ async fn publish_dead_letter(
         Ok(r) => r,
         Err(e) => {
             tracing::error!(correlation_id = cid, error = %e, "Could not encode a dead letter.");
-            let answer = (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "dead letter encoding failed",
-            );
-            return Err(("error", answer.into_response()));
+            return Err(Answer::DeadLetterFailed);
         }
     };
     Ok(

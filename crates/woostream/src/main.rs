@@ -257,6 +257,9 @@ enum ConfigCommand {
     Reference,
     /// Print the command-line reference (Markdown), as docs/reference/commands.md holds it.
     Commands,
+    /// Print what the producer answers WooCommerce, and when (Markdown), as
+    /// docs/reference/webhook-answers.md holds it.
+    Answers,
     /// Check a configuration file and print the result with secrets hidden (as check-config).
     Check {
         #[arg(long, short, env = "WOOSTREAM_CONFIG")]
@@ -635,6 +638,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             command: ConfigCommand::Commands,
         } => {
             print!("{}", commands_markdown());
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Answers,
+        } => {
+            print!("{}", woostream_producer::answer::table_markdown());
             Ok(())
         }
         Command::CheckConfig { config }
@@ -1257,6 +1266,15 @@ mod tests {
         assert!(
             commands_markdown() == committed,
             "docs/reference/commands.md is stale: run `make docs` and commit it"
+        );
+    }
+
+    #[test]
+    fn the_answers_table_is_current() {
+        assert!(
+            woostream_producer::answer::table_markdown()
+                == include_str!("../../../docs/reference/webhook-answers.md"),
+            "docs/reference/webhook-answers.md is stale: run `make docs` and commit it"
         );
     }
 
