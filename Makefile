@@ -97,6 +97,7 @@ docs: chart-schema
 	target/debug/woostream config reference > docs/reference/configuration.md
 	target/debug/woostream config commands > docs/reference/commands.md
 	target/debug/woostream config answers > docs/reference/webhook-answers.md
+	target/debug/woostream config topics > docs/reference/topics.md
 
 ## The container image, labelled with the release and the revision (docker or podman).
 image:

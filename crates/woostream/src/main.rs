@@ -257,6 +257,9 @@ enum ConfigCommand {
     Reference,
     /// Print the command-line reference (Markdown), as docs/reference/commands.md holds it.
     Commands,
+    /// Print every topic with its key and value contracts (Markdown), as
+    /// docs/reference/topics.md holds it.
+    Topics,
     /// Print what the producer answers WooCommerce, and when (Markdown), as
     /// docs/reference/webhook-answers.md holds it.
     Answers,
@@ -638,6 +641,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             command: ConfigCommand::Commands,
         } => {
             print!("{}", commands_markdown());
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Topics,
+        } => {
+            print!("{}", woostream_core::kafka::contracts::markdown());
             Ok(())
         }
         Command::Config {
@@ -1266,6 +1275,15 @@ mod tests {
         assert!(
             commands_markdown() == committed,
             "docs/reference/commands.md is stale: run `make docs` and commit it"
+        );
+    }
+
+    #[test]
+    fn the_topics_reference_is_current() {
+        assert!(
+            woostream_core::kafka::contracts::markdown()
+                == include_str!("../../../docs/reference/topics.md"),
+            "docs/reference/topics.md is stale: run `make docs` and commit it"
         );
     }
 

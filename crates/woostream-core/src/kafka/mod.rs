@@ -14,6 +14,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, Producer};
 
 pub mod connect;
+pub mod contracts;
 pub mod follow;
 pub mod hold;
 pub mod lag;
