@@ -268,18 +268,18 @@ else:
 if files.get("woostream.yaml", {}).get("enricher", {}).get("static_membership") is not True:
     problems.append("the chart's enricher pods are not static members of their group")
 
-# The Strimzi examples of docs/kafka.md are valid KafkaTopic and KafkaUser objects.
+# The Strimzi examples of docs/operations/kafka.md are valid KafkaTopic and KafkaUser objects.
 strimzi = 0
-for block in re.findall(r"```yaml\n(.*?)```", (REPO / "docs/kafka.md").read_text(), re.S):
+for block in re.findall(r"```yaml\n(.*?)```", (REPO / "docs/operations/kafka.md").read_text(), re.S):
     d = yaml.safe_load(block)
     key = (d.get("apiVersion"), d.get("kind"))
     if key not in crds:
-        problems.append(f"docs/kafka.md: an example of {key}, which no CRD in tests/deploy/crds describes")
+        problems.append(f"docs/operations/kafka.md: an example of {key}, which no CRD in tests/deploy/crds describes")
         continue
     for e in jsonschema.Draft7Validator(crds[key]).iter_errors(d):
-        problems.append(f"docs/kafka.md {d['kind']}: {'.'.join(map(str, e.path))}: {e.message}")
+        problems.append(f"docs/operations/kafka.md {d['kind']}: {'.'.join(map(str, e.path))}: {e.message}")
     strimzi += 1
-print(f"docs/kafka.md: {strimzi} Strimzi examples checked against the Strimzi CRDs")
+print(f"docs/operations/kafka.md: {strimzi} Strimzi examples checked against the Strimzi CRDs")
 
 # Every metric the alerts and the dashboard query is one woostream defines.
 defined = set()
@@ -303,20 +303,19 @@ for where, expr in exprs:
         if base not in defined:
             problems.append(f"{where} queries {name}, which woostream does not export")
 
-# Every alert: an absolute runbook_url whose section exists, and a promtool test.
-runbooks = (REPO / "docs/runbooks.md").read_text()
-anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^## (.+)$", runbooks, re.M)}
+# Every alert: an absolute runbook_url to its own page, which exists, and a promtool test.
 tested = (REPO / "tests/deploy/alerts_test.yaml").read_text()
 names = sorted({r["alert"] for g in alerts["groups"] for r in g["rules"]})
 for g in alerts["groups"]:
     for r in g["rules"]:
         url = r["annotations"].get("runbook_url", "")
-        if not url.startswith("https://") or url.split("#")[-1] not in anchors:
-            problems.append(f"alerts.yaml {r['alert']}: runbook_url {url!r} is not an absolute link to a section of docs/runbooks.md")
+        page = f"docs/runbooks/{r['alert']}.md"
+        if not url.startswith("https://") or not url.endswith("/" + page) or not (REPO / page).is_file():
+            problems.append(f"alerts.yaml {r['alert']}: runbook_url {url!r} is not an absolute link to {page}, or that page is missing")
 for name in names:
     if f"alertname: {name}\n" not in tested:
         problems.append(f"alerts.yaml {name}: no promtool test in tests/deploy/alerts_test.yaml")
-print(f"alerts: {len(names)} alerts, each with a runbook section and a promtool test")
+print(f"alerts: {len(names)} alerts, each with a runbook page and a promtool test")
 
 # Two releases in one namespace: each release's rules read only its own series, and its
 # absence rules only name roles it runs; the rendered rules are valid Prometheus rules.
@@ -333,7 +332,7 @@ for release in ("shop-a", "shop-b"):
                     problems.append(f"release {release}: {r['alert']} reads {m.group(0)} of any release")
             if r.get("labels", {}).get("role") in ("slack", "crm", "crm-inbound", "rest"):
                 problems.append(f"release {release}: {r['alert']} for {r['labels']['role']}, a role it does not run")
-            if "/docs/runbooks.md#" not in r["annotations"]["runbook_url"] or "/blob/v" not in r["annotations"]["runbook_url"]:
+            if not r["annotations"]["runbook_url"].endswith(f"/docs/runbooks/{r['alert']}.md") or "/blob/v" not in r["annotations"]["runbook_url"]:
                 problems.append(f"release {release}: {r['alert']} runbook_url not of this release: {r['annotations']['runbook_url']}")
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
         yaml.safe_dump({"groups": rules["spec"]["groups"]}, f)

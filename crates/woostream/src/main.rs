@@ -109,7 +109,7 @@ enum Command {
     /// Copy this installation's topics into another set (a new kafka.namespace or new topic
     /// names, more partitions) whose enrichers rebuild every profile: events, subject keys,
     /// the erased-subject list, the deliveries audit, models and checkpoints. Stop this
-    /// installation's producers first (see docs/scaling.md).
+    /// installation's producers first (see docs/operations/scaling.md).
     Repartition {
         #[command(flatten)]
         config: ConfigArg,

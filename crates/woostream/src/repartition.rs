@@ -1,7 +1,7 @@
 //! `woostream repartition`: an installation's topics copied into another set of topics (a new
 //! `kafka.namespace`, new names, more partitions), so that the enrichers of the new set rebuild
 //! every profile from the same events. Adding partitions in place would move customers away
-//! from their state; this is the migration instead (see docs/scaling.md).
+//! from their state; this is the migration instead (see docs/operations/scaling.md).
 //!
 //! What is copied: every record of the shop topics, the subject keys and the erased-subject
 //! list (without them sealed records could not be opened, or an erased person would come
