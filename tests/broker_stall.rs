@@ -170,14 +170,14 @@ async fn enrich_on_mock_cluster(
 
     let registry = prometheus::Registry::new();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let enricher = woostream_enricher::runner::start_supervised(
+    let enricher = woostream_enricher::runner::start_supervised(&woostream_tests::role_context(
         &config,
         &bootstrap,
         &registry,
         &woostream_core::ops::Readiness::default(),
         shutdown.clone(),
         false,
-    )
+    ))
     .await
     .unwrap();
     woostream_tests::await_counter_in(&registry, "woostream_enricher_commits_total", 1.0).await;

@@ -105,34 +105,34 @@ async fn one_webhooks_correlation_id_reaches_every_topic_slack_and_the_crm() {
     let shutdown = CancellationToken::new();
     let registry = prometheus::Registry::new();
     let producer = Producer::start(&config, false).await.expect("producer");
-    let enricher = woostream_enricher::runner::start(
+    let enricher = woostream_enricher::runner::start(&woostream_tests::role_context(
         &config,
         &bootstrap,
         &prometheus::Registry::new(),
         &Readiness::default(),
         shutdown.clone(),
         false,
-    )
+    ))
     .await
     .expect("enricher");
-    let slack_sink = woostream_sink::slack::runner::start(
+    let slack_sink = woostream_sink::slack::runner::start(&woostream_tests::role_context(
         &config,
         &bootstrap,
         &registry,
         &Default::default(),
         shutdown.clone(),
         false,
-    )
+    ))
     .await
     .expect("Slack sink");
-    let crm_sink = woostream_sink::crm::runner::start(
+    let crm_sink = woostream_sink::crm::runner::start(&woostream_tests::role_context(
         &config,
         &bootstrap,
         &registry,
         &Default::default(),
         shutdown.clone(),
         false,
-    )
+    ))
     .await
     .expect("CRM sink");
 

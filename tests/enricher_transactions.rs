@@ -24,14 +24,14 @@ async fn start(
     let shutdown = CancellationToken::new();
     let registry = prometheus::Registry::new();
     let bootstrap = config.kafka.bootstrap_servers.clone().unwrap();
-    let running = runner::start(
+    let running = runner::start(&woostream_tests::role_context(
         &config,
         &bootstrap,
         &registry,
         &Readiness::default(),
         shutdown.clone(),
         false,
-    )
+    ))
     .await
     .expect("the enricher starts");
     (running, shutdown, registry)
@@ -135,14 +135,14 @@ async fn auto_runs_without_transactions_on_a_broker_that_never_ends_them() {
 
     // "on" is an explicit promise: the same broker stops the start, naming the probe topic.
     config.enricher.transactions = Transactions::On;
-    let err = runner::start(
+    let err = runner::start(&woostream_tests::role_context(
         &config,
         &bootstrap,
         &prometheus::Registry::new(),
         &Readiness::default(),
         CancellationToken::new(),
         false,
-    )
+    ))
     .await
     .err()
     .expect("transactions = on refuses a broker without EndTxn");

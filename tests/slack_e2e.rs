@@ -434,14 +434,14 @@ async fn updates_of_an_order_are_thread_replies_under_its_first_message_across_r
         let config = config.clone();
         let bootstrap = bootstrap.clone();
         async move {
-            woostream_sink::slack::runner::start(
+            woostream_sink::slack::runner::start(&woostream_tests::role_context(
                 &config,
                 &bootstrap,
                 &registry,
                 &Default::default(),
                 shutdown,
                 false,
-            )
+            ))
             .await
             .unwrap()
         }
@@ -541,14 +541,14 @@ async fn a_sink_faster_than_slack_waits_out_429s_and_retries_through_an_outage()
     slack.set_down(true);
     let registry = prometheus::Registry::new();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let sink = woostream_sink::slack::runner::start(
+    let sink = woostream_sink::slack::runner::start(&woostream_tests::role_context(
         &config,
         &bootstrap,
         &registry,
         &Default::default(),
         shutdown.clone(),
         false,
-    )
+    ))
     .await
     .unwrap();
     let alerts: Vec<Alert> = (1..=8)
@@ -593,14 +593,14 @@ async fn a_bot_token_slack_refuses_stops_the_start_with_what_to_fix() {
     let slack = FakeSlack::start(TOKEN, &[("C0ORDERS00", ChannelState::Open)]).await;
     let mut config = thread_config(&bootstrap, &slack);
     config.slack.token = Some("xoxb-revoked".into());
-    let err = woostream_sink::slack::runner::start(
+    let err = woostream_sink::slack::runner::start(&woostream_tests::role_context(
         &config,
         &bootstrap,
         &prometheus::Registry::new(),
         &Default::default(),
         tokio_util::sync::CancellationToken::new(),
         false,
-    )
+    ))
     .await
     .err()
     .expect("a refused token stops the start");

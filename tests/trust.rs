@@ -391,7 +391,16 @@ async fn reconciliation_erases_an_account_the_shop_deleted_without_telling() {
         async move {
             let bootstrap = config.kafka.bootstrap_servers.clone().unwrap();
             woostream_producer::rest::reconcile::run(
-                &config, &bootstrap, &registry, ready, false, true, shutdown,
+                &woostream_tests::role_context(
+                    &config,
+                    &bootstrap,
+                    &registry,
+                    &Default::default(),
+                    shutdown,
+                    true,
+                ),
+                ready,
+                false,
             )
             .await
         }

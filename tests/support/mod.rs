@@ -63,6 +63,25 @@ level = "info"
 }
 
 /// A configuration with one shop (`eu`, secret `test-secret`) on ephemeral loopback ports.
+/// A role's context from the pieces a test holds.
+pub fn role_context(
+    config: &Config,
+    bootstrap: &str,
+    registry: &prometheus::Registry,
+    readiness: &Readiness,
+    shutdown: CancellationToken,
+    create_topics: bool,
+) -> woostream_core::role::RoleContext {
+    woostream_core::role::RoleContext {
+        config: config.clone(),
+        bootstrap: bootstrap.to_string(),
+        registry: registry.clone(),
+        readiness: readiness.clone(),
+        shutdown,
+        create_topics,
+    }
+}
+
 pub fn config(bootstrap: &str) -> Config {
     let mut c = Config::from_text("test.toml", "", Vec::<(String, String)>::new())
         .expect("defaults are valid");
@@ -94,28 +113,19 @@ pub struct Producer {
 
 impl Producer {
     pub async fn start(config: &Config, create_topics: bool) -> anyhow::Result<Producer> {
-        let registry = prometheus::Registry::new();
-        let readiness = Readiness::default();
-        let shutdown = CancellationToken::new();
         let bootstrap = config
             .kafka
             .bootstrap_servers
             .clone()
             .expect("bootstrap set");
-        let running = woostream_producer::start(
-            config,
-            &bootstrap,
-            &registry,
-            &readiness,
-            shutdown.clone(),
-            create_topics,
-        )
-        .await?;
+        let ctx = woostream_core::role::RoleContext::new(config.clone(), bootstrap)
+            .creating_topics(create_topics);
+        let running = woostream_producer::start(&ctx).await?;
         Ok(Producer {
             url: format!("http://{}{}", running.addr, config.producer.webhook_path),
-            registry,
-            readiness,
-            shutdown,
+            registry: ctx.registry,
+            readiness: ctx.readiness,
+            shutdown: ctx.shutdown,
             task: Some(running.task),
         })
     }

@@ -18,6 +18,7 @@ pub mod records;
 pub mod registry;
 pub mod resume;
 pub mod retry;
+pub mod role;
 pub mod sealing;
 pub mod secret;
 pub mod shutdown;

@@ -11,9 +11,7 @@ use anyhow::Context;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio_util::sync::CancellationToken;
 use woostream_core::codec::{Codecs, Decoder};
-use woostream_core::config::Config;
 use woostream_core::events::CustomerKey;
 use woostream_core::insights::{Alert, Backtest, CustomerProfile, ShopModel};
 use woostream_core::kafka::reading::{follower, partitions_of};
@@ -42,12 +40,11 @@ enum Input {
 /// Starts following `config`'s topics into `view`; `ready` holds once every input is
 /// assigned.
 pub async fn start(
-    config: &Config,
-    bootstrap: &str,
+    ctx: &woostream_core::role::RoleContext,
     view: Arc<Mutex<View>>,
     ready: Arc<AtomicBool>,
-    shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
+    let (config, bootstrap, shutdown) = (&ctx.config, ctx.bootstrap.as_str(), ctx.shutdown.clone());
     let codecs = Codecs::register(config, &[])
         .await
         .context("the insight role's schema registry client")?;

@@ -25,12 +25,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use woostream_core::codec::Decoder;
 use woostream_core::config::Config;
 use woostream_core::kafka;
-use woostream_core::ops::Readiness;
 use woostream_core::registry::RegistryClient;
+use woostream_core::role::RoleContext;
 
 use crate::metrics::Metrics;
 use crate::publish::{Encoders, Publisher, Topics};
@@ -90,14 +89,9 @@ pub async fn codecs(config: &Config) -> anyhow::Result<(Encoders, Decoder)> {
 
 /// Starts the producer role against `bootstrap` and serves webhooks until `shutdown`; then it
 /// stops accepting, finishes in-flight requests and flushes the Kafka producer.
-pub async fn start(
-    config: &Config,
-    bootstrap: &str,
-    registry: &prometheus::Registry,
-    readiness: &Readiness,
-    shutdown: CancellationToken,
-    create_topics: bool,
-) -> anyhow::Result<Running> {
+pub async fn start(ctx: &RoleContext) -> anyhow::Result<Running> {
+    let (config, bootstrap, registry) = (&ctx.config, ctx.bootstrap.as_str(), &ctx.registry);
+    let (readiness, shutdown) = (&ctx.readiness, ctx.shutdown.clone());
     if config.shops.is_empty() {
         anyhow::bail!("no shops are configured: add a [[shops]] entry with id, source and secret");
     }
@@ -113,7 +107,7 @@ pub async fn start(
             .map(|s| s.id.as_str())
             .collect::<Vec<_>>(),
     );
-    kafka::first_contact(config, bootstrap, create_topics).await?;
+    kafka::first_contact(config, bootstrap, ctx.create_topics).await?;
     kafka::renewing::register_metrics(registry).context("registering Kafka metrics")?;
     let producer = kafka::renewing_producer(&config.kafka, bootstrap, "producer")?;
     let (encoders, decoder) = codecs(config).await?;

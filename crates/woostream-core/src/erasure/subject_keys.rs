@@ -93,6 +93,39 @@ pub fn not_yet_window() -> chrono::Duration {
     chrono::Duration::minutes(15)
 }
 
+/// How many key followers of this process are still running (each stops shortly after its
+/// last handle goes): what a process that owns its brokers waits for before stopping them.
+static FOLLOWERS: (std::sync::Mutex<usize>, Condvar) = (std::sync::Mutex::new(0), Condvar::new());
+
+/// Counts a follower thread from its start to its end.
+struct FollowerRunning;
+
+impl FollowerRunning {
+    fn new() -> FollowerRunning {
+        *FOLLOWERS.0.lock().expect("followers lock") += 1;
+        FollowerRunning
+    }
+}
+
+impl Drop for FollowerRunning {
+    fn drop(&mut self) {
+        *FOLLOWERS.0.lock().expect("followers lock") -= 1;
+        FOLLOWERS.1.notify_all();
+    }
+}
+
+/// Waits (blocking, at most `timeout`) until every key follower whose handles are gone has
+/// stopped; false if some still run. `woostream run` calls it before it stops the embedded
+/// Kafka, so that no follower is left polling brokers that are gone.
+pub fn wait_for_followers(timeout: std::time::Duration) -> bool {
+    let guard = FOLLOWERS.0.lock().expect("followers lock");
+    let (guard, _) = FOLLOWERS
+        .1
+        .wait_timeout_while(guard, timeout, |n| *n > 0)
+        .expect("followers lock");
+    *guard == 0
+}
+
 /// Stops the follower thread when the last handle goes.
 struct Stopper(Arc<Shared>);
 
@@ -182,9 +215,11 @@ impl SubjectKeys {
             stop: AtomicBool::new(false),
         });
         let thread_shared = shared.clone();
+        let running = FollowerRunning::new();
         std::thread::Builder::new()
             .name("subject-keys".into())
             .spawn(move || {
+                let _running = running;
                 if let Err(e) = follow(&thread_shared) {
                     tracing::error!(error = %format!("{e:#}"), "The subject key follower stopped.");
                 }

@@ -63,6 +63,7 @@ use woostream_core::kafka;
 use woostream_core::ops::Readiness;
 use woostream_core::registry::RegistryClient;
 use woostream_core::resume::{seek_back, ResumeGuard, Verdict};
+use woostream_core::role::RoleContext;
 
 use crate::alerts::Origin;
 use crate::metrics::Metrics;
@@ -212,14 +213,10 @@ fn prologue(
 }
 
 /// Starts the enricher; it runs until `shutdown` or a fatal error.
-pub async fn start(
-    config: &Config,
-    bootstrap: &str,
-    registry: &prometheus::Registry,
-    readiness: &Readiness,
-    shutdown: CancellationToken,
-    create_topics: bool,
-) -> anyhow::Result<Running> {
+pub async fn start(ctx: &RoleContext) -> anyhow::Result<Running> {
+    let (config, bootstrap, registry) = (&ctx.config, ctx.bootstrap.as_str(), &ctx.registry);
+    let (readiness, shutdown, create_topics) =
+        (&ctx.readiness, ctx.shutdown.clone(), ctx.create_topics);
     let metrics = prologue(config, bootstrap, registry, &shutdown)?;
     launch(
         config,

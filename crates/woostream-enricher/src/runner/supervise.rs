@@ -8,14 +8,10 @@ use super::*;
 /// producer the broker fenced), after a backoff of 1 s doubling to 60 s. Nothing is lost by
 /// a restart: offsets were committed only for what was acknowledged, and the state is
 /// restored from Kafka as after any rebalance.
-pub async fn start_supervised(
-    config: &Config,
-    bootstrap: &str,
-    registry: &prometheus::Registry,
-    readiness: &Readiness,
-    shutdown: CancellationToken,
-    create_topics: bool,
-) -> anyhow::Result<Supervised> {
+pub async fn start_supervised(ctx: &RoleContext) -> anyhow::Result<Supervised> {
+    let (config, bootstrap, registry) = (&ctx.config, ctx.bootstrap.as_str(), &ctx.registry);
+    let (readiness, shutdown, create_topics) =
+        (&ctx.readiness, ctx.shutdown.clone(), ctx.create_topics);
     // Once per process: `launch` runs again at each in-process restart.
     let metrics = prologue(config, bootstrap, registry, &shutdown)?;
     let first = launch(

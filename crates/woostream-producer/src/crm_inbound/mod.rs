@@ -19,8 +19,6 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use prometheus::{IntCounterVec, Opts, Registry};
-use tokio_util::sync::CancellationToken;
-use woostream_core::config::Config;
 use woostream_core::kafka;
 
 /// The inbound role's counters.
@@ -73,13 +71,9 @@ pub struct Running {
 }
 
 /// Starts the receiver and the writer; both run until `shutdown`.
-pub async fn start(
-    config: &Config,
-    bootstrap: &str,
-    registry: &Registry,
-    shutdown: CancellationToken,
-    create_topics: bool,
-) -> anyhow::Result<Running> {
+pub async fn start(ctx: &woostream_core::role::RoleContext) -> anyhow::Result<Running> {
+    let (config, bootstrap, registry) = (&ctx.config, ctx.bootstrap.as_str(), &ctx.registry);
+    let (shutdown, create_topics) = (ctx.shutdown.clone(), ctx.create_topics);
     config.check_secrets(&["crm.", "shops[", "privacy.", "schema_registry."])?;
     // Before anything else: no Kafka, no keys, for a configuration that cannot run.
     receiver::required(&config.crm.inbound)?;

@@ -18,7 +18,6 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
 use woostream_core::codec::{register_subjects, Contract, Encoder, Framing};
 use woostream_core::config::{Config, ShopConfig};
 use woostream_core::events::Origin;
@@ -611,14 +610,12 @@ fn gone(before: &HashSet<i64>, now: &HashSet<i64>) -> Vec<i64> {
 /// Runs reconciliation for every shop with `[shops.rest]` until `shutdown` (or once),
 /// creating missing topics first when `create_topics`.
 pub async fn run(
-    config: &Config,
-    bootstrap: &str,
-    registry: &Registry,
+    ctx: &woostream_core::role::RoleContext,
     ready: Arc<std::sync::atomic::AtomicBool>,
     once: bool,
-    create_topics: bool,
-    shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let (config, bootstrap, registry) = (&ctx.config, ctx.bootstrap.as_str(), &ctx.registry);
+    let (shutdown, create_topics) = (ctx.shutdown.clone(), ctx.create_topics);
     kafka::first_contact(config, bootstrap, create_topics).await?;
     let (encoders, decoder) = crate::codecs(config).await?;
     let (catalogue, _follower) =

@@ -69,14 +69,10 @@ pub struct CrmSink {
 }
 
 /// Starts the CRM sink: restores what the CRM has, then consumes until `shutdown`.
-pub async fn start(
-    config: &Config,
-    bootstrap: &str,
-    registry: &prometheus::Registry,
-    readiness: &woostream_core::ops::Readiness,
-    shutdown: CancellationToken,
-    create_topics: bool,
-) -> anyhow::Result<CrmSink> {
+pub async fn start(ctx: &woostream_core::role::RoleContext) -> anyhow::Result<CrmSink> {
+    let (config, bootstrap, registry) = (&ctx.config, ctx.bootstrap.as_str(), &ctx.registry);
+    let (readiness, shutdown, create_topics) =
+        (&ctx.readiness, ctx.shutdown.clone(), ctx.create_topics);
     // The token only where HubSpot is called (a dry run keeps the CRM in memory).
     let used: &[&str] = if config.crm.dry_run {
         &["crm.dead_letter_key", "schema_registry."]

@@ -86,14 +86,10 @@ const SLACK_RETRY: Policy =
     Policy::new(Duration::from_millis(500), Duration::from_secs(60)).attempts(8);
 
 /// Starts the Slack sink: restores what was delivered, then consumes alerts until `shutdown`.
-pub async fn start(
-    config: &Config,
-    bootstrap: &str,
-    registry: &prometheus::Registry,
-    readiness: &woostream_core::ops::Readiness,
-    shutdown: CancellationToken,
-    create_topics: bool,
-) -> anyhow::Result<SlackSink> {
+pub async fn start(ctx: &woostream_core::role::RoleContext) -> anyhow::Result<SlackSink> {
+    let (config, bootstrap, registry) = (&ctx.config, ctx.bootstrap.as_str(), &ctx.registry);
+    let (readiness, shutdown, create_topics) =
+        (&ctx.readiness, ctx.shutdown.clone(), ctx.create_topics);
     // Slack's credentials only where Slack is called (a dry run records the messages).
     let used: &[&str] = if config.slack.dry_run {
         &["schema_registry."]

@@ -16,10 +16,11 @@ use serde_json::{json, Value};
 use woostream_enricher::model::synthetic::PurchaseProcess;
 use woostream_producer::signature::sign;
 
-const ORDER: &str = include_str!("../../../tests/fixtures/woocommerce/woo_order_example.json");
-const PRODUCT: &str = include_str!("../../../tests/fixtures/woocommerce/woo_product_example.json");
+const ORDER: &str = include_str!("../../../../tests/fixtures/woocommerce/woo_order_example.json");
+const PRODUCT: &str =
+    include_str!("../../../../tests/fixtures/woocommerce/woo_product_example.json");
 const CUSTOMER: &str =
-    include_str!("../../../tests/fixtures/woocommerce/woo_customer_example.json");
+    include_str!("../../../../tests/fixtures/woocommerce/woo_customer_example.json");
 
 const FIRST_NAMES: &[&str] = &[
     "Anna", "Jan", "Zoë", "Łukasz", "Maria", "Piotr", "Ewa", "John", "Aiko", "Omar", "Lena",

@@ -1,0 +1,77 @@
+//! Edge: what every role's `start` is handed. One process runs one role (`woostream enricher`)
+//! or all of them (`woostream run`, the tests); either way the roles share the process's
+//! metrics registry, its readiness and its shutdown, and each role reads its own section of
+//! the one configuration.
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::ops::Readiness;
+
+/// The configuration, the brokers, the process's metrics and readiness, and its shutdown.
+#[derive(Clone)]
+pub struct RoleContext {
+    pub config: Config,
+    /// `host:port,…` of the brokers (the embedded cluster's in `woostream run`).
+    pub bootstrap: String,
+    pub registry: prometheus::Registry,
+    /// Each role registers the conditions `/readyz` waits for.
+    pub readiness: Readiness,
+    pub shutdown: CancellationToken,
+    /// Create missing topics at start-up (`topics.create`; off where someone else already
+    /// created them, as on the embedded cluster).
+    pub create_topics: bool,
+}
+
+impl RoleContext {
+    /// A context of its own: a new registry, readiness and shutdown; topics created as the
+    /// configuration says.
+    pub fn new(config: Config, bootstrap: impl Into<String>) -> RoleContext {
+        RoleContext {
+            create_topics: config.topics.create,
+            config,
+            bootstrap: bootstrap.into(),
+            registry: prometheus::Registry::new(),
+            readiness: Readiness::default(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    pub fn with_shutdown(self, shutdown: CancellationToken) -> RoleContext {
+        RoleContext { shutdown, ..self }
+    }
+
+    pub fn with_registry(self, registry: prometheus::Registry) -> RoleContext {
+        RoleContext { registry, ..self }
+    }
+
+    pub fn with_readiness(self, readiness: Readiness) -> RoleContext {
+        RoleContext { readiness, ..self }
+    }
+
+    pub fn creating_topics(self, create_topics: bool) -> RoleContext {
+        RoleContext {
+            create_topics,
+            ..self
+        }
+    }
+
+    /// The same process with another configuration (a role started with settings of its own).
+    pub fn with_config(self, config: Config) -> RoleContext {
+        RoleContext { config, ..self }
+    }
+
+    /// Reports whether the brokers answer (`woostream_kafka_reachable{role}`), for a role that
+    /// has no consumer group of its own to watch the lag of.
+    pub fn watch_kafka(&self, role: &'static str) -> anyhow::Result<()> {
+        crate::kafka::lag::watch(
+            role,
+            &self.config.kafka,
+            &self.bootstrap,
+            &format!("woostream-{role}"),
+            Vec::new(),
+            &self.registry,
+            self.shutdown.clone(),
+        )
+    }
+}
