@@ -1,6 +1,6 @@
 //! `WOOSTREAM__A__B=value` environment overrides, applied to the parsed configuration.
 
-use super::*;
+use super::{Config, ConfigError, ENV_PREFIX};
 
 /// Applies `WOOSTREAM__A__B=value` overrides to the parsed configuration.
 pub(super) fn apply_env_overrides(

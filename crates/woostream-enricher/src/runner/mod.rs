@@ -34,43 +34,32 @@ pub use outputs::{Deliveries, Outputs};
 pub use restore::{Rebalancer, MARKER_HEADER};
 pub use supervise::{start_supervised, Supervised};
 
-use outputs::{record_headers, OutputProducer, Positions};
-use process::origin_of;
+use outputs::{OutputProducer, Positions};
 use refit::spawn_refit;
 use transactions::{create_producer, probe_transactions};
-use writer::{Write, Writer};
+use writer::Writer;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use anyhow::{anyhow, Context};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
 use tokio_util::sync::CancellationToken;
-use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
+use woostream_core::codec::Decoder;
 use woostream_core::config::{Config, Transactions};
-use woostream_core::events::{
-    Action, CustomerEvent, CustomerKey, OrderEvent, ProductEvent, ReviewEvent,
-};
-use woostream_core::headers;
-use woostream_core::insights::{Alert, AlertKey, CustomerProfile, ShopModel};
+use woostream_core::events::CustomerKey;
 use woostream_core::kafka;
 use woostream_core::ops::Readiness;
-use woostream_core::registry::RegistryClient;
 use woostream_core::resume::{seek_back, ResumeGuard, Verdict};
 use woostream_core::role::RoleContext;
 
-use crate::alerts::Origin;
 use crate::metrics::Metrics;
 use crate::model::topic::{self as models, Models};
-use crate::partition::{CustomerPartition, Output, Settings};
-use crate::products::{product_key, ProductWatch, ProductWatchSettings};
-use woostream_core::kafka::reading::{read_to_end, reader};
+use crate::partition::{CustomerPartition, Settings};
+use crate::products::{ProductWatch, ProductWatchSettings};
 
 /// The role's name where the process reports on it.
 const ROLE: &str = "enricher";

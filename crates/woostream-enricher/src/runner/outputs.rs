@@ -2,8 +2,26 @@
 //! output until the broker acknowledges it, profiles coalesced until the commit, and the
 //! commit itself (one transaction, or offsets up to the oldest unacknowledged output).
 
-use super::*;
+use super::restore::Rebalancer;
+use super::writer::Write;
+use super::Work;
+use crate::partition::CustomerPartition;
+use anyhow::{anyhow, bail, Context};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::Duration;
+use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
+use woostream_core::config::Config;
+use woostream_core::events::CustomerKey;
+use woostream_core::headers;
+use woostream_core::insights::{Alert, AlertKey, CustomerProfile, ShopModel};
 use woostream_core::records::Delivery;
+use woostream_core::registry::RegistryClient;
 
 /// Encoders of what the enricher writes.
 #[derive(Clone)]

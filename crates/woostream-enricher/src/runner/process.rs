@@ -1,11 +1,23 @@
 //! One input record, consume → decide → emit: decode it, apply it to the partition's state
 //! (pure: [`crate::partition`] and [`crate::products`]), and hand the outputs on.
 
-use super::*;
+use super::writer::Write;
+use super::{Input, Work};
+use crate::alerts::Origin;
+use crate::partition::{CustomerPartition, Output};
+use crate::products::product_key;
+use anyhow::anyhow;
+use rdkafka::message::{BorrowedMessage, Message};
+use std::collections::HashMap;
+use std::time::Instant;
+use woostream_core::codec::Contract;
 use woostream_core::erasure::erase::erasure_of;
 use woostream_core::erasure::personal::{fields, order_fields, seal_derived, Sealing};
 use woostream_core::erasure::receipt::Receipt;
 use woostream_core::erasure::OpenError;
+use woostream_core::events::{
+    Action, CustomerEvent, CustomerKey, OrderEvent, ProductEvent, ReviewEvent,
+};
 use woostream_core::records::DeliveryOutcome;
 
 impl Work {

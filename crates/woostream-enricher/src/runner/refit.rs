@@ -1,6 +1,16 @@
 //! The periodic refit: the instance that owns orders partition 0 refits every shop's model.
 
-use super::*;
+use super::outputs::Outputs;
+use crate::metrics::Metrics;
+use crate::model::topic::{self as models, Models};
+use rdkafka::error::KafkaError;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use woostream_core::codec::Decoder;
+use woostream_core::config::Config;
+use woostream_core::kafka;
 
 /// Every `refit_interval_secs`, the instance that owns orders partition 0 refits all shops.
 /// While a configured shop has no thresholds of its own yet (a fresh shop), it also refits

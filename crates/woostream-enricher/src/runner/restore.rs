@@ -5,7 +5,21 @@
 //! outlasts `max.poll.interval.ms`, and the partitions that need nothing go on meanwhile).
 //! The instance is ready once nothing waits to be restored.
 
-use super::*;
+use super::process::origin_of;
+use super::{Input, Parked, Restoring, Work, ROLE};
+use crate::partition::CustomerPartition;
+use crate::products::ProductWatch;
+use anyhow::{anyhow, bail, Context};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use woostream_core::events::{CustomerKey, ProductEvent, ReviewEvent};
+use woostream_core::insights::CustomerProfile;
+use woostream_core::kafka::reading::{read_to_end, reader};
 
 impl Work {
     pub(super) fn revoke(

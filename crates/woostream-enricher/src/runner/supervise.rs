@@ -1,7 +1,12 @@
 //! The enricher as a role runs it: started again in this process whenever it stops on a
 //! failure, so that a broker stall or a fenced producer costs a restore, not the pod.
 
-use super::*;
+use super::{launch, prologue};
+use anyhow::Context;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use woostream_core::role::RoleContext;
 
 /// The enricher as a role runs it: started like [`start`], and started again in this process
 /// whenever it stops on a failure (a broker stall that outlasts the delivery timeout, a

@@ -1,6 +1,12 @@
 //! The enricher's producer, transactional when the broker really ends transactions.
 
-use super::*;
+use super::outputs::Deliveries;
+use super::outputs::OutputProducer;
+use anyhow::{anyhow, Context};
+use rdkafka::producer::{BaseRecord, Producer};
+use std::time::Duration;
+use woostream_core::config::Config;
+use woostream_core::kafka;
 
 /// A transactional id that is stable for this instance across restarts (the pod name on
 /// Kubernetes), so that a restarted instance fences its own zombie.

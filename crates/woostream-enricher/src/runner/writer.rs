@@ -10,7 +10,17 @@
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use super::*;
+use super::outputs::Outputs;
+use super::outputs::{record_headers, OutputProducer};
+use anyhow::{anyhow, bail, Context};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, Producer};
+use std::sync::Arc;
+use std::time::Duration;
+use woostream_core::codec::Contract;
+use woostream_core::config::Config;
+use woostream_core::events::CustomerKey;
+use woostream_core::insights::{Alert, AlertKey, CustomerProfile};
 
 /// How many outputs the loop hands over at once: one wake-up of the writer thread per batch
 /// instead of per output (waking it per output cost a tenth of the loop's time).

@@ -1,7 +1,17 @@
 //! One request to the CRM within its budget: retried until answered or refused, and a batch
 //! refused as a whole split until the bad record stands alone.
 
-use super::*;
+use super::Sender;
+use crate::crm::api::{CallError, Crm, Reply, Written};
+use crate::crm::budget::Budget;
+use crate::crm::plan::{Interrupted, Refusal};
+use chrono::Utc;
+use futures::StreamExt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use woostream_core::privacy::hide_emails;
+use woostream_core::records::CrmAttempt;
+use woostream_core::retry::{self, Policy};
 
 /// Attempts kept per change: the newest.
 pub(super) const ATTEMPTS_KEPT: usize = 20;

@@ -3,18 +3,13 @@
 //! errors back off with jitter and retry until they pass; a batch refused as a whole is split
 //! until the bad record stands alone, and only that one is refused.
 
-use std::future::Future;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::Utc;
-use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use woostream_core::privacy::hide_emails;
 use woostream_core::records::CrmAttempt;
-use woostream_core::retry::{self, Policy};
 
-use super::api::{CallError, Crm, Input, Object, Reply, Written};
+use super::api::{Crm, Input, Object, Written};
 use super::budget::Budget;
 use super::changes::Mapping;
 use super::metrics::Metrics;
@@ -231,10 +226,12 @@ impl<C: Crm> Sender<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crm::api::{CallError, Reply};
     use crate::crm::changes::ContactChange;
     use crate::crm::memory::{MemoryCrm, Store};
     use crate::crm::pending::Item;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
     use woostream_core::config::crm::CrmConfig;
 
     use crate::crm::api::{NewProperty, Property};

@@ -1,6 +1,14 @@
 //! What the audit topic says the CRM has, and the recorder that writes it.
 
-use super::*;
+use crate::crm::flush::Known;
+use crate::crm::metrics::Metrics;
+use crate::crm::records::{cipher, Recorder};
+use anyhow::Context;
+use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
+use woostream_core::config::Config;
+use woostream_core::kafka;
+use woostream_core::records::{CrmDeadLetter, Delivery, DeliveryOutcome};
+use woostream_core::registry::RegistryClient;
 
 /// What the audit topic says the CRM has.
 pub fn apply_audit(known: &mut Known, d: &Delivery) {

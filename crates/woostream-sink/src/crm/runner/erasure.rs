@@ -1,6 +1,13 @@
 //! Tombstones: an erased person's contact erased in the CRM, and their last profile let by.
 
-use super::*;
+use super::Loop;
+use crate::crm::api::Crm;
+use crate::crm::erase::Erased;
+use rdkafka::message::{BorrowedMessage, Message};
+use woostream_core::erasure::erase::erasure_of;
+use woostream_core::erasure::receipt::Receipt;
+use woostream_core::events::CustomerKey;
+use woostream_core::records::DeliveryOutcome;
 
 impl<C: Crm> Loop<C> {
     /// A tombstone: on the customers topic with an erasure's header, the person's contact is

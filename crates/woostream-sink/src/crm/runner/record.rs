@@ -1,7 +1,18 @@
 //! One record in: decoded, its sealed fields opened, its changes added to what is pending.
 
-use super::*;
+use super::{Decoded, Loop};
+use crate::crm::api::Crm;
+use crate::crm::changes;
+use crate::crm::pending::Item;
+use rdkafka::message::{BorrowedMessage, Message};
+use std::time::Instant;
 use woostream_core::erasure::erased::is_erased_past;
+use woostream_core::erasure::personal::{customer_fields, order_fields, Sealing};
+use woostream_core::erasure::OpenError;
+use woostream_core::events::{CustomerEvent, OrderEvent};
+use woostream_core::insights::CustomerProfile;
+use woostream_core::kafka::reading::END_MARKER;
+use woostream_core::records::SourceOffset;
 
 impl<C: Crm> Loop<C> {
     /// Decodes a record and opens its sealed fields.

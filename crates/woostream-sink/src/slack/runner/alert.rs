@@ -1,7 +1,15 @@
 //! One alert in: decoded, routed by the rules, queued on its channels.
 
-use super::*;
+use super::restored::delivery_id;
+use super::Loop;
 use crate::slack::channel::SealedForms;
+use crate::slack::channel::{Done, Ticket};
+use crate::slack::digest::Queued;
+use chrono::Utc;
+use rdkafka::message::{BorrowedMessage, Message};
+use std::sync::Arc;
+use woostream_core::insights::Alert;
+use woostream_core::records::DeliveryOutcome;
 
 impl Loop {
     pub(super) async fn on_alert(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<()> {

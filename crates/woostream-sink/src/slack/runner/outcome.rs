@@ -1,6 +1,14 @@
 //! One channel's outcome out: the audit record, or the dead letter, then the offset freed.
 
-use super::*;
+use super::restored::{delivery_id, DLQ_CHANNEL};
+use super::Loop;
+use crate::audit::{write_all, Outgoing};
+use crate::slack::channel::Done;
+use chrono::Utc;
+use rdkafka::message::{Header, OwnedHeaders};
+use woostream_core::erasure::receipt::Receipt;
+use woostream_core::headers;
+use woostream_core::records::{Delivery, DeliveryOutcome};
 
 impl Loop {
     pub(super) async fn on_done(&mut self, d: Done) -> anyhow::Result<()> {

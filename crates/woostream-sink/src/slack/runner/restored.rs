@@ -1,6 +1,8 @@
 //! What the sink knows from the audit topic at start, and the names it records by.
 
-use super::*;
+use std::collections::{HashMap, HashSet};
+use woostream_core::config::Config;
+use woostream_core::records::{Delivery, DeliveryOutcome};
 
 /// Header of dead-letter records: the channel that refused it.
 pub const DLQ_CHANNEL: &str = "woostream-dlq-channel";
