@@ -98,6 +98,7 @@ docs: chart-schema
 	target/debug/woostream config commands > docs/reference/commands.md
 	target/debug/woostream config answers > docs/reference/webhook-answers.md
 	target/debug/woostream config topics > docs/reference/topics.md
+	WOOSTREAM_WRITE_DOCS=1 $(CARGO) test -p woostream-tests --test docs the_metrics_reference_is_current
 
 ## The container image, labelled with the release and the revision (docker or podman).
 image:

@@ -182,3 +182,200 @@ fn every_page_is_linked_from_somewhere() {
         "pages no other page links to: {unlinked:#?}"
     );
 }
+
+/// One metric as its source declares it.
+#[derive(Debug)]
+struct Metric {
+    name: String,
+    kind: &'static str,
+    help: String,
+    labels: Vec<String>,
+    file: String,
+}
+
+/// Every `woostream_*` metric the crates declare: the name and help given to the client
+/// library's constructor, its type from the constructor, its labels from the list after it.
+fn declared_metrics() -> Vec<Metric> {
+    let root = repo().join("crates");
+    let mut dirs = vec![root.clone()];
+    let mut metrics = Vec::new();
+    // A name and its help, given to a constructor or to a helper that makes one.
+    let declaration =
+        regex_lite::Regex::new(r#"(?s)"(woostream_[a-z0-9_]+)",\s*((?:"(?:[^"\\]|\\.)*"\s*)+)"#)
+            .unwrap();
+    let constant =
+        regex_lite::Regex::new(r#"const (\w+): &str = "(woostream_[a-z0-9_]+)";"#).unwrap();
+    let kind = regex_lite::Regex::new(r"(Counter|Gauge|Histogram)").unwrap();
+    let exposition =
+        regex_lite::Regex::new(r"# HELP \{?(\w+)\}? ([^\\]+)\\n# TYPE \{?\w+\}? (\w+)").unwrap();
+    let label_name = regex_lite::Regex::new(r#"(\w+)=\\""#).unwrap();
+    let labels =
+        regex_lite::Regex::new(r#"^[\s),]*(?:\.buckets\([^)]*\)[\s),]*)?&\[([^\]]*)\]"#).unwrap();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            if let Some(i) = text.find("#[cfg(test)]") {
+                text.truncate(i);
+            }
+            // A name kept in a constant: the constant's uses name it.
+            let constants: Vec<(String, String)> = constant
+                .captures_iter(&text)
+                .map(|c| (c[1].to_string(), c[2].to_string()))
+                .collect();
+            let names: std::collections::HashMap<String, String> =
+                constants.iter().cloned().collect();
+            for (name, value) in constants {
+                text = text.replace(&format!("{name},"), &format!("\"{value}\","));
+            }
+            let text = text.as_str();
+            // Written out in the exposition format by hand (`# HELP {NAME} …`).
+            for c in exposition.captures_iter(text) {
+                let (name, written) = match names.get(&c[1]) {
+                    Some(name) => (name.clone(), format!("{{{}}}", &c[1])),
+                    None if c[1].starts_with("woostream_") => (c[1].to_string(), c[1].to_string()),
+                    None => continue,
+                };
+                let after = &text[c.get(0).unwrap().end()..];
+                let labels = after
+                    .find(&format!("{written}{{{{"))
+                    .map(|i| {
+                        let rest = &after[i..];
+                        let end = rest.find("}}").unwrap_or(rest.len());
+                        label_name
+                            .captures_iter(&rest[..end])
+                            .map(|l| l[1].to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                metrics.push(Metric {
+                    name,
+                    kind: if &c[3] == "counter" {
+                        "counter"
+                    } else {
+                        "gauge"
+                    },
+                    help: c[2].to_string(),
+                    labels,
+                    file: path
+                        .strip_prefix(repo())
+                        .unwrap()
+                        .display()
+                        .to_string()
+                        .replace("../", ""),
+                });
+            }
+            for c in declaration.captures_iter(text) {
+                let start = c.get(0).unwrap().start();
+                // The type: the nearest constructor before the name (in the helper, if one).
+                let kind = match kind.find_iter(&text[..start]).last().map(|m| m.as_str()) {
+                    Some("Counter") => "counter",
+                    Some("Gauge") => "gauge",
+                    _ => "histogram",
+                };
+                let help: String = regex_lite::Regex::new(r#""((?:[^"\\]|\\.)*)""#)
+                    .unwrap()
+                    .captures_iter(&c[2])
+                    .map(|h| h[1].replace("\\\n", "").replace("\\\"", "\""))
+                    .collect::<Vec<_>>()
+                    .join("")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let after = &text[c.get(0).unwrap().end()..];
+                let labels = labels
+                    .captures(after)
+                    .map(|l| {
+                        l[1].split(',')
+                            .map(|s| s.trim().trim_matches('"').to_string())
+                            .filter(|s| !s.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                metrics.push(Metric {
+                    name: c[1].to_string(),
+                    kind,
+                    help,
+                    labels,
+                    file: path
+                        .strip_prefix(repo())
+                        .unwrap()
+                        .display()
+                        .to_string()
+                        .replace("../", ""),
+                });
+            }
+        }
+    }
+    metrics.sort_by(|a, b| a.name.cmp(&b.name));
+    metrics.dedup_by(|a, b| a.name == b.name);
+    metrics
+}
+
+fn metrics_markdown(metrics: &[Metric]) -> String {
+    let mut out = String::from(
+        "<!-- Generated from the metrics the code declares (WOOSTREAM_WRITE_DOCS=1 cargo test -p woostream-tests --test docs, or make docs); do not edit by hand. -->\n\
+         # Metrics\n\n\
+         Every metric woostream exports on its ops port (`/metrics`, `ops.listen`), as the code \
+         declares it. A role exports its own and the shared ones (Kafka reachability, consumer \
+         lag, librdkafka's statistics, `woostream_ready`, `woostream_build_info`). The alerts \
+         that read them are in [the runbooks](../runbooks/README.md).\n\n\
+         | metric | type | labels | what it counts | declared in |\n|---|---|---|---|---|\n",
+    );
+    for m in metrics {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | `{}` |\n",
+            m.name,
+            m.kind,
+            m.labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            m.help.replace('|', "\\|"),
+            m.file
+        ));
+    }
+    out
+}
+
+/// docs/reference/metrics.md is what the code declares; `WOOSTREAM_WRITE_DOCS=1` rewrites it.
+#[test]
+fn the_metrics_reference_is_current() {
+    let metrics = declared_metrics();
+    assert!(
+        metrics.len() > 60,
+        "only {} metrics found: is the scan right?",
+        metrics.len()
+    );
+    for must in [
+        "woostream_webhook_requests_total",
+        "woostream_consumer_lag",
+        "woostream_crm_batch_size",
+    ] {
+        assert!(metrics.iter().any(|m| m.name == must), "{must} not found");
+    }
+    let requests = metrics
+        .iter()
+        .find(|m| m.name == "woostream_webhook_requests_total")
+        .unwrap();
+    assert_eq!(requests.kind, "counter");
+    assert_eq!(requests.labels, ["shop", "topic", "outcome"]);
+    let text = metrics_markdown(&metrics);
+    let path = repo().join("docs/reference/metrics.md");
+    if std::env::var_os("WOOSTREAM_WRITE_DOCS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == text,
+        "docs/reference/metrics.md is stale: run `make docs` and commit it"
+    );
+}

@@ -1,7 +1,13 @@
-//! One retry policy for everything woostream asks of the outside world (Slack, the CRM, Kafka
-//! while the spool drains): exponential backoff with jitter, an attempt limit, waits that a
-//! shutdown interrupts, and `Retry-After` honoured but clamped so that a hostile or broken
-//! answer cannot park a sink for a day.
+//! One retry policy for everything woostream asks of the outside world (Slack, the CRM, the
+//! shop's REST API, Kafka while the spool drains): exponential backoff with jitter, an attempt
+//! limit, waits that a shutdown interrupts, and `Retry-After` honoured but clamped so that a
+//! hostile or broken answer cannot park a sink for a day.
+//!
+//! [`drive`] is the one retry loop: a client supplies only an attempt and a [`RetryLogic`] —
+//! how a failed attempt is classified, and what it does before each wait (count, log, note a
+//! spent budget) — as Vector's HTTP sinks supply a `RetryLogic` to one retry service.
+
+use std::future::Future;
 
 use std::time::Duration;
 
@@ -17,6 +23,16 @@ pub enum Refusal {
     RateLimited(Option<Duration>),
     /// Refused for good (a 4xx that retrying cannot change): dead-letter it with the reason.
     Rejected(String),
+}
+
+impl std::fmt::Display for Refusal {
+    /// The reason alone, as a dead letter or an error names it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Retry(why) | Refusal::Rejected(why) => f.write_str(why),
+            Refusal::RateLimited(_) => f.write_str("still rate limited (429)"),
+        }
+    }
 }
 
 /// The retry policy: first backoff, ceiling, and how many attempts in all (`None`: until the
@@ -119,9 +135,172 @@ pub async fn pause(wait: Duration, stop: &CancellationToken) -> Result<(), Stopp
     }
 }
 
+/// What a client knows about its own failures.
+pub trait RetryLogic<E> {
+    /// How a failed attempt is to be treated.
+    fn classify(&self, error: &E) -> Refusal;
+
+    /// Before each wait, once the failure is classified: metrics, a log line, a budget noted
+    /// as spent. Returns the wait to use (the given one by default).
+    fn before_wait(&self, _error: &E, _refusal: &Refusal, wait: Duration) -> Duration {
+        wait
+    }
+}
+
+/// Why [`drive`] gave up. `attempts` counts the attempts that failed or were refused, not the
+/// rate limits waited out.
+#[derive(Debug)]
+pub enum Failed<E> {
+    /// Refused for good ([`Refusal::Rejected`]).
+    Rejected { error: E, attempts: u32 },
+    /// The policy's attempts are spent; the last failure.
+    GaveUp { last: E, attempts: u32 },
+    /// The process is stopping.
+    Stopped,
+}
+
+/// Runs `attempt` (given its call number, from 1) until it succeeds, is refused for good, the
+/// policy's attempts are spent, or `stop` is cancelled during a wait. A rate limit that says
+/// how long to wait is waited out without counting as a failed attempt; every other retryable
+/// failure waits the policy's backoff. Returns the value and the attempts it took (rate limits
+/// waited out not counted).
+pub async fn drive<T, E, F, Fut>(
+    policy: Policy,
+    stop: &CancellationToken,
+    logic: &impl RetryLogic<E>,
+    mut attempt: F,
+) -> Result<(T, u32), Failed<E>>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut backoff = policy.backoff();
+    let mut call = 0;
+    loop {
+        call += 1;
+        let error = match attempt(call).await {
+            Ok(value) => return Ok((value, backoff.failures() + 1)),
+            Err(e) => e,
+        };
+        let refusal = logic.classify(&error);
+        let wait = match &refusal {
+            Refusal::Rejected(_) => {
+                return Err(Failed::Rejected {
+                    error,
+                    attempts: backoff.failures() + 1,
+                })
+            }
+            Refusal::RateLimited(Some(after)) => *after,
+            Refusal::RateLimited(None) | Refusal::Retry(_) => match backoff.next_wait() {
+                Some(wait) => wait,
+                None => {
+                    return Err(Failed::GaveUp {
+                        last: error,
+                        attempts: backoff.failures(),
+                    })
+                }
+            },
+        };
+        let wait = logic.before_wait(&error, &refusal, wait);
+        if pause(wait, stop).await.is_err() {
+            return Err(Failed::Stopped);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Answers scripted per attempt: "ok", "retry", "429", "429 0" (with a wait), "reject".
+    struct Script(Vec<&'static str>);
+
+    impl RetryLogic<&'static str> for Script {
+        fn classify(&self, e: &&'static str) -> Refusal {
+            match *e {
+                "429" => Refusal::RateLimited(None),
+                "429 0" => Refusal::RateLimited(Some(Duration::ZERO)),
+                "reject" => Refusal::Rejected("no".into()),
+                _ => Refusal::Retry("again".into()),
+            }
+        }
+    }
+
+    async fn run_script(
+        script: Script,
+        policy: Policy,
+    ) -> (Result<u32, Failed<&'static str>>, u32) {
+        let calls = AtomicU32::new(0);
+        let stop = CancellationToken::new();
+        let r = drive(policy, &stop, &script, |n| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            let answer = script.0[(n - 1) as usize];
+            async move {
+                match answer {
+                    "ok" => Ok(n),
+                    other => Err(other),
+                }
+            }
+        })
+        .await
+        .map(|(_, attempts)| attempts);
+        (r, calls.load(Ordering::Relaxed))
+    }
+
+    fn quick() -> Policy {
+        Policy::new(Duration::ZERO, Duration::ZERO)
+    }
+
+    #[tokio::test]
+    async fn the_driver_retries_until_success_and_counts_the_attempts() {
+        let (r, calls) = run_script(Script(vec!["retry", "429", "ok"]), quick()).await;
+        assert_eq!(r.unwrap(), 3);
+        assert_eq!(calls, 3);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_for_good_ends_at_once() {
+        let (r, calls) = run_script(Script(vec!["retry", "reject", "ok"]), quick()).await;
+        assert!(matches!(
+            r,
+            Err(Failed::Rejected {
+                error: "reject",
+                attempts: 2
+            })
+        ));
+        assert_eq!(calls, 2);
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_with_its_wait_is_not_a_failed_attempt() {
+        // Two attempts allowed: two told waits do not spend them, the failures do.
+        let script = Script(vec!["429 0", "429 0", "retry", "retry", "ok"]);
+        let (r, calls) = run_script(script, quick().attempts(2)).await;
+        match r {
+            Err(Failed::GaveUp { last, attempts }) => {
+                assert_eq!(last, "retry");
+                assert_eq!(attempts, 2, "the rate limits waited out are not attempts");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(calls, 4);
+    }
+
+    #[tokio::test]
+    async fn a_stop_during_a_wait_ends_the_driver() {
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let logic = Script(vec![]);
+        let r: Result<((), u32), Failed<&str>> = drive(
+            Policy::new(Duration::from_secs(3600), Duration::from_secs(3600)),
+            &stop,
+            &logic,
+            |_| async { Err("retry") },
+        )
+        .await;
+        assert!(matches!(r, Err(Failed::Stopped)));
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_ceiling_with_jitter_in_the_upper_half() {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use woostream_core::config::{RestAuth, ShopConfig};
 use woostream_core::pace::{self, Limiter};
-use woostream_core::retry::{self, Policy};
+use woostream_core::retry::{self, Failed, Policy, Refusal, RetryLogic};
 
 /// Transient failures: 8 attempts in all, backing off from one second to a minute.
 const REST_RETRY: Policy = Policy::new(Duration::from_secs(1), Duration::from_secs(60)).attempts(8);
@@ -204,9 +204,14 @@ impl WooRest {
         body: Option<&Value>,
     ) -> Result<(reqwest::header::HeaderMap, Value), RestError> {
         let url = format!("{}{}", self.base, endpoint.trim_start_matches('/'));
-        let mut backoff = REST_RETRY.backoff();
-        loop {
-            let slot = self
+        let logic = RestRetry {
+            shop: &self.shop,
+            endpoint,
+        };
+        // A request under way is not cut short by a shutdown (its caller decides).
+        let never = tokio_util::sync::CancellationToken::new();
+        let answered = retry::drive(REST_RETRY, &never, &logic, |_| async {
+            let _slot = self
                 .slots
                 .acquire()
                 .await
@@ -239,12 +244,12 @@ impl WooRest {
                     let bytes = response.bytes().await.unwrap_or_default();
                     if status.is_success() {
                         let value = serde_json::from_slice(&bytes).map_err(|e| {
-                            self.error(
+                            RestAttempt::Fatal(self.error(
                                 method.as_str(),
                                 endpoint,
                                 Some(status.as_u16()),
                                 format!("the answer is not JSON ({e})"),
-                            )
+                            ))
                         })?;
                         return Ok((headers, value));
                     }
@@ -260,48 +265,49 @@ impl WooRest {
                     } else if status.is_server_error() {
                         retry::Refusal::Retry(explain(status.as_u16(), &code, &message))
                     } else {
-                        return Err(self.error(
+                        return Err(RestAttempt::Fatal(self.error(
                             method.as_str(),
                             endpoint,
                             Some(status.as_u16()),
                             explain(status.as_u16(), &code, &message),
-                        ));
+                        )));
                     }
                 }
                 // An untrusted certificate stays untrusted: said at once, never retried. The
                 // error's text leaves the URL out (with auth = "query" it holds the secret).
                 Err(e) => match woostream_core::http::certificate_problem(&e) {
                     Some(problem) => {
-                        return Err(self.error(method.as_str(), endpoint, None, problem));
+                        return Err(RestAttempt::Fatal(self.error(
+                            method.as_str(),
+                            endpoint,
+                            None,
+                            problem,
+                        )));
                     }
                     None => retry::Refusal::Retry(format!("no answer: {}", e.without_url())),
                 },
             };
-            let wait = match &refusal {
-                retry::Refusal::RateLimited(Some(after)) => Some(*after),
-                _ => backoff.next_wait(),
-            };
-            let Some(wait) = wait else {
-                let what = match refusal {
-                    retry::Refusal::Retry(w) | retry::Refusal::Rejected(w) => w,
-                    retry::Refusal::RateLimited(_) => "still rate limited (429)".into(),
-                };
-                return Err(self.error(
-                    method.as_str(),
-                    endpoint,
-                    None,
-                    format!("gave up after {} attempts: {what}", backoff.failures()),
-                ));
-            };
-            drop(slot);
-            tracing::warn!(
-                shop = %self.shop,
+            Err(RestAttempt::Refused(refusal))
+        })
+        .await;
+        match answered {
+            Ok((answer, _)) => Ok(answer),
+            Err(Failed::Rejected {
+                error: RestAttempt::Fatal(e),
+                ..
+            }) => Err(e),
+            Err(Failed::GaveUp { last, attempts }) => Err(self.error(
+                method.as_str(),
                 endpoint,
-                retry_in_ms = wait.as_millis() as u64,
-                refusal = ?refusal,
-                "The shop's REST API asked to wait or failed; trying again."
-            );
-            tokio::time::sleep(wait).await;
+                None,
+                format!("gave up after {attempts} attempts: {last}"),
+            )),
+            Err(Failed::Rejected { error, .. }) => {
+                Err(self.error(method.as_str(), endpoint, None, error.to_string()))
+            }
+            Err(Failed::Stopped) => {
+                Err(self.error(method.as_str(), endpoint, None, "stopping".into()))
+            }
         }
     }
 
@@ -313,6 +319,48 @@ impl WooRest {
             what,
             status,
         }
+    }
+}
+
+/// One attempt's failure: one that no retry can cure (an untrusted certificate, a 4xx), or
+/// an answer to classify.
+enum RestAttempt {
+    Fatal(RestError),
+    Refused(Refusal),
+}
+
+impl std::fmt::Display for RestAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestAttempt::Fatal(e) => write!(f, "{e}"),
+            RestAttempt::Refused(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+/// What the shop's answers mean for another attempt.
+struct RestRetry<'a> {
+    shop: &'a str,
+    endpoint: &'a str,
+}
+
+impl RetryLogic<RestAttempt> for RestRetry<'_> {
+    fn classify(&self, attempt: &RestAttempt) -> Refusal {
+        match attempt {
+            RestAttempt::Fatal(e) => Refusal::Rejected(e.to_string()),
+            RestAttempt::Refused(r) => r.clone(),
+        }
+    }
+
+    fn before_wait(&self, _: &RestAttempt, refusal: &Refusal, wait: Duration) -> Duration {
+        tracing::warn!(
+            shop = %self.shop,
+            endpoint = self.endpoint,
+            retry_in_ms = wait.as_millis() as u64,
+            refusal = ?refusal,
+            "The shop's REST API asked to wait or failed; trying again."
+        );
+        wait
     }
 }
 

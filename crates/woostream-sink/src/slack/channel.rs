@@ -21,7 +21,8 @@ use super::digest::{self, ChannelQueue, Next, Pace, Queued};
 use super::metrics::Metrics;
 use super::rules::Rules;
 use super::template;
-use woostream_core::retry::Policy;
+use tokio_util::sync::CancellationToken;
+use woostream_core::retry::{self, Failed, Policy, Refusal, RetryLogic};
 
 /// Where an alert came from, to commit its offset once every channel is done with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -313,43 +314,30 @@ impl Channel {
         message: &Message,
         thread_ts: Option<&str>,
     ) -> Result<(Option<String>, u32), (String, u32)> {
-        let mut backoff = shared.retry.backoff();
-        loop {
-            let attempts = backoff.failures() + 1;
-            match shared
+        let logic = SlackRetry {
+            shared,
+            channel: &self.name,
+        };
+        // A post under way is finished, not cut short by a shutdown: its outcome is recorded.
+        let never = CancellationToken::new();
+        let posted = retry::drive(shared.retry, &never, &logic, |call| async move {
+            if call > 1 {
+                limiter.until_ready().await;
+            }
+            shared
                 .poster
                 .post(&self.name, &self.destination, message, thread_ts)
                 .await
-            {
-                Ok(ts) => return Ok((ts, attempts)),
-                Err(Failure::RateLimited(wait)) => {
-                    shared
-                        .metrics
-                        .rate_limited
-                        .with_label_values(&[&self.name])
-                        .inc();
-                    // Slack's own client waits Retry-After plus a little jitter; a 429 is not
-                    // a failed attempt.
-                    let jitter = rand::rng().random_range(0.0..0.25);
-                    let wait = wait.unwrap_or(Duration::from_secs(1));
-                    tokio::time::sleep(wait + Duration::from_secs_f64(jitter)).await;
-                    limiter.until_ready().await;
-                }
-                Err(Failure::Retry(e)) => {
-                    let Some(wait) = backoff.next_wait() else {
-                        return Err((format!("gave up after {attempts} attempts: {e}"), attempts));
-                    };
-                    shared
-                        .metrics
-                        .retries
-                        .with_label_values(&[&self.name, e.split(':').next().unwrap_or("other")])
-                        .inc();
-                    tracing::warn!(channel = %self.name, error = %e, attempts, "Slack post failed; retrying.");
-                    tokio::time::sleep(wait).await;
-                    limiter.until_ready().await;
-                }
-                Err(Failure::Rejected(e)) => return Err((e, attempts)),
-            }
+        })
+        .await;
+        match posted {
+            Ok(done) => Ok(done),
+            Err(Failed::Rejected { error, attempts }) => Err((error.to_string(), attempts)),
+            Err(Failed::GaveUp { last, attempts }) => Err((
+                format!("gave up after {attempts} attempts: {last}"),
+                attempts,
+            )),
+            Err(Failed::Stopped) => Err(("stopping".into(), 0)),
         }
     }
 
@@ -385,6 +373,47 @@ impl Channel {
             thread_ts,
             reason,
             attempts,
+        }
+    }
+}
+
+/// What Slack's answers mean for another attempt.
+struct SlackRetry<'a> {
+    shared: &'a Shared,
+    channel: &'a str,
+}
+
+impl RetryLogic<Failure> for SlackRetry<'_> {
+    fn classify(&self, failure: &Failure) -> Refusal {
+        match failure {
+            // A 429 without Retry-After: Slack's own client waits a second.
+            Failure::RateLimited(wait) => {
+                Refusal::RateLimited(Some(wait.unwrap_or(Duration::from_secs(1))))
+            }
+            other => other.clone(),
+        }
+    }
+
+    fn before_wait(&self, failure: &Failure, _: &Refusal, wait: Duration) -> Duration {
+        let metrics = &self.shared.metrics;
+        match failure {
+            Failure::RateLimited(_) => {
+                metrics
+                    .rate_limited
+                    .with_label_values(&[self.channel])
+                    .inc();
+                // Slack's own client waits Retry-After plus a little jitter.
+                wait + Duration::from_secs_f64(rand::rng().random_range(0.0..0.25))
+            }
+            Failure::Retry(e) => {
+                metrics
+                    .retries
+                    .with_label_values(&[self.channel, e.split(':').next().unwrap_or("other")])
+                    .inc();
+                tracing::warn!(channel = %self.channel, error = %e, "Slack post failed; retrying.");
+                wait
+            }
+            Failure::Rejected(_) => wait,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use woostream_core::privacy::hide_emails;
 use woostream_core::records::CrmAttempt;
-use woostream_core::retry::{self, Policy};
+use woostream_core::retry::{self, Failed, Policy, RetryLogic};
 
 /// Attempts kept per change: the newest.
 pub(super) const ATTEMPTS_KEPT: usize = 20;
@@ -43,12 +43,6 @@ impl<C: Crm> Sender<C> {
         self.budget.lock().expect("CRM budget")
     }
 
-    pub(super) async fn sleep(&self, d: Duration) -> Result<(), Stop> {
-        retry::pause(d, &self.stop)
-            .await
-            .map_err(|retry::Stopped| Stop::Shutdown)
-    }
-
     /// One request within the budget, retried until it is answered or refused.
     pub(crate) async fn call<F, Fut>(
         &self,
@@ -63,15 +57,25 @@ impl<C: Crm> Sender<C> {
     {
         // A CRM that does not answer is waited for, never given up on: the change stays
         // uncommitted until it is delivered or refused.
-        let mut backoff = Policy::new(Duration::from_millis(500), self.max_backoff).backoff();
-        loop {
+        let policy = Policy::new(Duration::from_millis(500), self.max_backoff);
+        let logic = CrmRetry {
+            sender: self,
+            endpoint,
+        };
+        let tried = std::sync::Mutex::new(Vec::new());
+        let answered = retry::drive(policy, &self.stop, &logic, |_| async {
+            // The budget is a pre-call hook: a request waits for its ticket.
             let ticket = loop {
                 let r = self
                     .budget()
                     .try_acquire(Instant::now(), Utc::now().date_naive());
                 match r {
                     Ok(t) => break t,
-                    Err(wait) => self.sleep(wait).await?,
+                    Err(wait) => {
+                        if retry::pause(wait, &self.stop).await.is_err() {
+                            return Err(CrmFailure::Stopped);
+                        }
+                    }
                 }
             };
             self.metrics
@@ -104,66 +108,34 @@ impl<C: Crm> Sender<C> {
                 .requests
                 .with_label_values(&[endpoint, &status])
                 .inc();
-            let e = match result {
-                Ok(reply) => return Ok(reply),
-                Err(e) => e,
-            };
-            push_attempts(attempts, &[attempt(e.status(), e.to_string(), size)]);
-            match &e {
-                CallError::RateLimited {
-                    daily, retry_after, ..
-                } => {
-                    self.metrics.rate_limited.inc();
-                    self.metrics
-                        .retries
-                        .with_label_values(&["rate_limited"])
-                        .inc();
-                    let wait = if *daily {
-                        self.budget().exhausted_today();
-                        let midnight = (Utc::now().date_naive() + chrono::Days::new(1))
-                            .and_hms_opt(0, 0, 0)
-                            .expect("midnight")
-                            .and_utc();
-                        (midnight - Utc::now())
-                            .to_std()
-                            .unwrap_or(Duration::from_secs(60))
-                    } else {
-                        self.budget().exhausted(Instant::now());
-                        retry_after.unwrap_or(Duration::from_secs(1))
-                    };
-                    tracing::warn!(
-                        endpoint,
-                        wait_ms = wait.as_millis() as u64,
-                        daily,
-                        "The CRM answered 429; waiting."
-                    );
-                    self.sleep(wait).await?;
-                }
-                CallError::Transient { .. } => {
-                    self.metrics.retries.with_label_values(&["transient"]).inc();
-                    let wait = backoff.next_wait().expect("no attempt limit");
-                    tracing::warn!(
-                        endpoint,
-                        status = e.status(),
-                        error = %hide_emails(&e.to_string()),
-                        attempt = backoff.failures(),
-                        "The CRM did not answer; backing off."
-                    );
-                    self.sleep(wait).await?;
-                }
-                CallError::Rejected {
-                    status,
-                    category,
-                    message,
-                    ..
-                } => {
-                    return Err(Stop::Rejected(Refusal {
-                        reason: hide_emails(message),
-                        category: category.clone(),
-                        status: Some(*status),
-                    }));
-                }
-            }
+            result.map_err(|e| {
+                tried
+                    .lock()
+                    .expect("attempts lock")
+                    .push(attempt(e.status(), e.to_string(), size));
+                CrmFailure::Call(e)
+            })
+        })
+        .await;
+        push_attempts(attempts, &tried.into_inner().expect("attempts lock"));
+        match answered {
+            Ok((reply, _)) => Ok(reply),
+            Err(Failed::Rejected {
+                error:
+                    CrmFailure::Call(CallError::Rejected {
+                        status,
+                        category,
+                        message,
+                        ..
+                    }),
+                ..
+            }) => Err(Stop::Rejected(Refusal {
+                reason: hide_emails(&message),
+                category,
+                status: Some(status),
+            })),
+            // Nothing else is refused for good, and there is no attempt limit.
+            Err(_) => Err(Stop::Shutdown),
         }
     }
 
@@ -278,5 +250,77 @@ impl<C: Crm> Sender<C> {
             return Err(Interrupted);
         }
         Ok(out.into_iter().map(|o| o.expect("answered")).collect())
+    }
+}
+
+/// One attempt's failure: the CRM's answer, or the shutdown while waiting for a ticket.
+enum CrmFailure {
+    Call(CallError),
+    Stopped,
+}
+
+/// What the CRM's answers mean for another attempt, and what each costs the budget.
+struct CrmRetry<'a, C: Crm> {
+    sender: &'a Sender<C>,
+    endpoint: &'a str,
+}
+
+impl<C: Crm> RetryLogic<CrmFailure> for CrmRetry<'_, C> {
+    fn classify(&self, failure: &CrmFailure) -> retry::Refusal {
+        match failure {
+            CrmFailure::Stopped => retry::Refusal::Rejected("stopping".into()),
+            CrmFailure::Call(CallError::RateLimited {
+                daily, retry_after, ..
+            }) => retry::Refusal::RateLimited(Some(if *daily {
+                let midnight = (Utc::now().date_naive() + chrono::Days::new(1))
+                    .and_hms_opt(0, 0, 0)
+                    .expect("midnight")
+                    .and_utc();
+                (midnight - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::from_secs(60))
+            } else {
+                retry_after.unwrap_or(Duration::from_secs(1))
+            })),
+            CrmFailure::Call(e @ CallError::Transient { .. }) => {
+                retry::Refusal::Retry(hide_emails(&e.to_string()))
+            }
+            CrmFailure::Call(CallError::Rejected { message, .. }) => {
+                retry::Refusal::Rejected(hide_emails(message))
+            }
+        }
+    }
+
+    fn before_wait(&self, failure: &CrmFailure, _: &retry::Refusal, wait: Duration) -> Duration {
+        let (metrics, endpoint) = (&self.sender.metrics, self.endpoint);
+        match failure {
+            CrmFailure::Call(CallError::RateLimited { daily, .. }) => {
+                metrics.rate_limited.inc();
+                metrics.retries.with_label_values(&["rate_limited"]).inc();
+                if *daily {
+                    self.sender.budget().exhausted_today();
+                } else {
+                    self.sender.budget().exhausted(Instant::now());
+                }
+                tracing::warn!(
+                    endpoint,
+                    wait_ms = wait.as_millis() as u64,
+                    daily,
+                    "The CRM answered 429; waiting."
+                );
+            }
+            CrmFailure::Call(e) => {
+                metrics.retries.with_label_values(&["transient"]).inc();
+                tracing::warn!(
+                    endpoint,
+                    status = e.status(),
+                    error = %hide_emails(&e.to_string()),
+                    wait_ms = wait.as_millis() as u64,
+                    "The CRM did not answer; backing off."
+                );
+            }
+            CrmFailure::Stopped => {}
+        }
+        wait
     }
 }
