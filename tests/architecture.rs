@@ -91,41 +91,12 @@ fn the_core_depends_on_no_role() {
     );
 }
 
-/// Every Rust file of the crates, with its text up to its test module (the code that ships).
-fn shipped_sources() -> Vec<(String, String)> {
-    let root = woostream_tests::repo_root().join("crates");
-    let mut dirs = vec![root.clone()];
-    let mut files = Vec::new();
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let name = path.strip_prefix(&root).unwrap().display().to_string();
-                // Unit tests kept in a file of their own are tests, not shipped code.
-                if name.ends_with("_tests.rs") {
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path).unwrap();
-                let shipped = match text.find("#[cfg(test)]") {
-                    Some(i) => text[..i].to_string(),
-                    None => text,
-                };
-                files.push((name, shipped));
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
 /// A module says what it uses: `use super::*` lets a file lean on whatever its parent happens
 /// to import, so moving one line breaks another file, and a reader cannot tell where a name
 /// comes from. (Test modules may, and so may a small module inline in its parent's file.)
 #[test]
 fn no_module_imports_its_parent_wholesale() {
-    let wholesale: Vec<String> = shipped_sources()
+    let wholesale: Vec<String> = woostream_tests::shipped_sources()
         .into_iter()
         .filter(|(_, text)| text.lines().any(|l| l == "use super::*;"))
         .map(|(name, _)| name)
@@ -140,7 +111,7 @@ fn no_module_imports_its_parent_wholesale() {
 /// lines and comments not counted). A file that grows past it splits by responsibility.
 #[test]
 fn no_file_is_over_700_lines_of_code() {
-    let long: Vec<(String, usize)> = shipped_sources()
+    let long: Vec<(String, usize)> = woostream_tests::shipped_sources()
         .into_iter()
         .map(|(name, text)| {
             let code = text

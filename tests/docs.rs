@@ -23,17 +23,7 @@ fn pages() -> Vec<PathBuf> {
     .iter()
     .map(|p| root.join(p))
     .collect();
-    let mut dirs = vec![root.join("docs")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                pages.push(path);
-            }
-        }
-    }
+    pages.extend(woostream_tests::files_under(&root.join("docs"), "md"));
     pages.sort();
     pages
 }
@@ -196,8 +186,6 @@ struct Metric {
 /// Every `woostream_*` metric the crates declare: the name and help given to the client
 /// library's constructor, its type from the constructor, its labels from the list after it.
 fn declared_metrics() -> Vec<Metric> {
-    let root = repo().join("crates");
-    let mut dirs = vec![root.clone()];
     let mut metrics = Vec::new();
     // A name and its help, given to a constructor or to a helper that makes one.
     let declaration =
@@ -211,107 +199,82 @@ fn declared_metrics() -> Vec<Metric> {
     let label_name = regex_lite::Regex::new(r#"(\w+)=\\""#).unwrap();
     let labels =
         regex_lite::Regex::new(r#"^[\s),]*(?:\.buckets\([^)]*\)[\s),]*)?&\[([^\]]*)\]"#).unwrap();
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
-            let mut text = std::fs::read_to_string(&path).unwrap();
-            if let Some(i) = text.find("#[cfg(test)]") {
-                text.truncate(i);
-            }
-            // A name kept in a constant: the constant's uses name it.
-            let constants: Vec<(String, String)> = constant
-                .captures_iter(&text)
-                .map(|c| (c[1].to_string(), c[2].to_string()))
-                .collect();
-            let names: std::collections::HashMap<String, String> =
-                constants.iter().cloned().collect();
-            for (name, value) in constants {
-                text = text.replace(&format!("{name},"), &format!("\"{value}\","));
-            }
-            let text = text.as_str();
-            // Written out in the exposition format by hand (`# HELP {NAME} …`).
-            for c in exposition.captures_iter(text) {
-                let (name, written) = match names.get(&c[1]) {
-                    Some(name) => (name.clone(), format!("{{{}}}", &c[1])),
-                    None if c[1].starts_with("woostream_") => (c[1].to_string(), c[1].to_string()),
-                    None => continue,
-                };
-                let after = &text[c.get(0).unwrap().end()..];
-                let labels = after
-                    .find(&format!("{written}{{{{"))
-                    .map(|i| {
-                        let rest = &after[i..];
-                        let end = rest.find("}}").unwrap_or(rest.len());
-                        label_name
-                            .captures_iter(&rest[..end])
-                            .map(|l| l[1].to_string())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                metrics.push(Metric {
-                    name,
-                    kind: if &c[3] == "counter" {
-                        "counter"
-                    } else {
-                        "gauge"
-                    },
-                    help: c[2].to_string(),
-                    labels,
-                    file: path
-                        .strip_prefix(repo())
-                        .unwrap()
-                        .display()
-                        .to_string()
-                        .replace("../", ""),
-                });
-            }
-            for c in declaration.captures_iter(text) {
-                let start = c.get(0).unwrap().start();
-                // The type: the nearest constructor before the name (in the helper, if one).
-                let kind = match kind.find_iter(&text[..start]).last().map(|m| m.as_str()) {
-                    Some("Counter") => "counter",
-                    Some("Gauge") => "gauge",
-                    _ => "histogram",
-                };
-                let help: String = regex_lite::Regex::new(r#""((?:[^"\\]|\\.)*)""#)
-                    .unwrap()
-                    .captures_iter(&c[2])
-                    .map(|h| h[1].replace("\\\n", "").replace("\\\"", "\""))
-                    .collect::<Vec<_>>()
-                    .join("")
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let after = &text[c.get(0).unwrap().end()..];
-                let labels = labels
-                    .captures(after)
-                    .map(|l| {
-                        l[1].split(',')
-                            .map(|s| s.trim().trim_matches('"').to_string())
-                            .filter(|s| !s.is_empty())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                metrics.push(Metric {
-                    name: c[1].to_string(),
-                    kind,
-                    help,
-                    labels,
-                    file: path
-                        .strip_prefix(repo())
-                        .unwrap()
-                        .display()
-                        .to_string()
-                        .replace("../", ""),
-                });
-            }
+    let quoted = regex_lite::Regex::new(r#""((?:[^"\\]|\\.)*)""#).unwrap();
+    for (file, mut text) in woostream_tests::shipped_sources() {
+        // A name kept in a constant: the constant's uses name it.
+        let constants: Vec<(String, String)> = constant
+            .captures_iter(&text)
+            .map(|c| (c[1].to_string(), c[2].to_string()))
+            .collect();
+        let names: std::collections::HashMap<String, String> = constants.iter().cloned().collect();
+        for (name, value) in constants {
+            text = text.replace(&format!("{name},"), &format!("\"{value}\","));
+        }
+        let text = text.as_str();
+        // Written out in the exposition format by hand (`# HELP {NAME} …`).
+        for c in exposition.captures_iter(text) {
+            let (name, written) = match names.get(&c[1]) {
+                Some(name) => (name.clone(), format!("{{{}}}", &c[1])),
+                None if c[1].starts_with("woostream_") => (c[1].to_string(), c[1].to_string()),
+                None => continue,
+            };
+            let after = &text[c.get(0).unwrap().end()..];
+            let labels = after
+                .find(&format!("{written}{{{{"))
+                .map(|i| {
+                    let rest = &after[i..];
+                    let end = rest.find("}}").unwrap_or(rest.len());
+                    label_name
+                        .captures_iter(&rest[..end])
+                        .map(|l| l[1].to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            metrics.push(Metric {
+                name,
+                kind: if &c[3] == "counter" {
+                    "counter"
+                } else {
+                    "gauge"
+                },
+                help: c[2].to_string(),
+                labels,
+                file: file.clone(),
+            });
+        }
+        for c in declaration.captures_iter(text) {
+            let start = c.get(0).unwrap().start();
+            // The type: the nearest constructor before the name (in the helper, if one).
+            let kind = match kind.find_iter(&text[..start]).last().map(|m| m.as_str()) {
+                Some("Counter") => "counter",
+                Some("Gauge") => "gauge",
+                _ => "histogram",
+            };
+            let help: String = quoted
+                .captures_iter(&c[2])
+                .map(|h| h[1].replace("\\\n", "").replace("\\\"", "\""))
+                .collect::<Vec<_>>()
+                .join("")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let after = &text[c.get(0).unwrap().end()..];
+            let labels = labels
+                .captures(after)
+                .map(|l| {
+                    l[1].split(',')
+                        .map(|s| s.trim().trim_matches('"').to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            metrics.push(Metric {
+                name: c[1].to_string(),
+                kind,
+                help,
+                labels,
+                file: file.clone(),
+            });
         }
     }
     metrics.sort_by(|a, b| a.name.cmp(&b.name));

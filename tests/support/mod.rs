@@ -35,6 +35,42 @@ pub fn python() -> String {
     std::env::var("WOOSTREAM_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
+/// Every file below `dir` whose name ends with `.{ext}`, sorted.
+pub fn files_under(dir: &std::path::Path, ext: &str) -> Vec<PathBuf> {
+    let mut dirs = vec![dir.to_path_buf()];
+    let mut files = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Every Rust file of the crates (by its path below the repository) with its text up to its
+/// test module: the code that ships. Unit tests kept in a file of their own are left out.
+pub fn shipped_sources() -> Vec<(String, String)> {
+    let root = repo_root();
+    files_under(&root.join("crates"), "rs")
+        .into_iter()
+        .filter(|path| !path.to_string_lossy().ends_with("_tests.rs"))
+        .map(|path| {
+            let name = path.strip_prefix(&root).unwrap().display().to_string();
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            if let Some(i) = text.find("#[cfg(test)]") {
+                text.truncate(i);
+            }
+            (name, text)
+        })
+        .collect()
+}
+
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(repo_root().join("tests/fixtures/woocommerce").join(name))
         .unwrap_or_else(|e| panic!("fixture {name}: {e}"))

@@ -41,24 +41,11 @@ impl RoleContext {
         RoleContext { shutdown, ..self }
     }
 
-    pub fn with_registry(self, registry: prometheus::Registry) -> RoleContext {
-        RoleContext { registry, ..self }
-    }
-
-    pub fn with_readiness(self, readiness: Readiness) -> RoleContext {
-        RoleContext { readiness, ..self }
-    }
-
     pub fn creating_topics(self, create_topics: bool) -> RoleContext {
         RoleContext {
             create_topics,
             ..self
         }
-    }
-
-    /// The same process with another configuration (a role started with settings of its own).
-    pub fn with_config(self, config: Config) -> RoleContext {
-        RoleContext { config, ..self }
     }
 
     /// Reports whether the brokers answer (`woostream_kafka_reachable{role}`), for a role that
