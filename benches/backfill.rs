@@ -15,8 +15,8 @@ use woostream::shop::{objects_of, Behaviour, ShopServer};
 use woostream::simulate;
 use woostream_core::config::ShopRest;
 use woostream_producer::rest::backfill::{self, Request};
-use woostream_producer::rest::{Resource, WooRest};
 use woostream_tests::Tansu;
+use woostream_woo::rest::{Resource, WooRest};
 
 #[derive(Parser)]
 struct Args {

@@ -22,9 +22,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
-use woostream_core::codec::Decoder;
 use woostream_core::config::Config;
-use woostream_core::events::{CustomerKey, OrderEvent};
+use woostream_core::contract::codec::Decoder;
+use woostream_core::contract::events::{CustomerKey, OrderEvent};
 use woostream_enricher::clv::{self, History, Sample, Spend};
 use woostream_enricher::model::Model;
 use woostream_enricher::partition::{CustomerPartition, Settings};
@@ -390,10 +390,10 @@ const COMMIT_EVERY: usize = 5_000;
 /// order caused). What the broker run adds on top of these is the Kafka edge (consume,
 /// produce, acknowledgements).
 fn stages(records: &[Record]) -> anyhow::Result<()> {
-    use woostream_core::codec::{
+    use woostream_core::contract::codec::{
         decode_direct_datum, decode_through_values, encode_with_apache_avro, Encoder, Framing,
     };
-    use woostream_core::insights::{Alert, AlertKey, CustomerProfile};
+    use woostream_core::contract::enriched::{Alert, AlertKey, CustomerProfile};
     let config = Config::default();
     let orders: Vec<&Record> = records
         .iter()

@@ -20,12 +20,12 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use woostream::simulate;
 use woostream_core::config::KafkaSecurity;
-use woostream_core::events::Origin;
-use woostream_producer::normalise::{normalise, WebhookDelivery};
+use woostream_core::contract::events::Origin;
 use woostream_producer::publish::{Encoders, Record, Topics};
-use woostream_producer::signature::{sign, topic_secret, verify};
 use woostream_tests::secure::{ClientAuth, Pki, SecureBroker};
 use woostream_tests::{config, Producer, Tansu};
+use woostream_woo::normalise::{normalise, WebhookDelivery};
+use woostream_woo::signature::{sign, topic_secret, verify};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -86,9 +86,9 @@ fn keyring_bytes_per_key(n: usize) -> f64 {
         pages * 4096.0
     };
     let before = rss();
-    let mut ring = woostream_core::erasure::Keyring::by_subject();
+    let mut ring = woostream_core::privacy::Keyring::by_subject();
     for i in 0..n {
-        let key = std::sync::Arc::new(woostream_core::erasure::SubjectKey::generate(true));
+        let key = std::sync::Arc::new(woostream_core::privacy::SubjectKey::generate(true));
         ring.insert(&format!("{i:032x}"), key);
     }
     let per_key = (rss() - before) / n as f64;
@@ -102,7 +102,7 @@ fn events_of(
     config: &woostream_core::config::Config,
     shop: &str,
     source: &str,
-) -> Vec<woostream_producer::normalise::Event> {
+) -> Vec<woostream_woo::normalise::Event> {
     let customers = woostream_core::privacy::CustomerHasher::for_shop(config, shop);
     work.iter()
         .map(|b| {
@@ -125,11 +125,11 @@ fn events_of(
 /// Mean encoded size of `events`, in clear and with their personal fields sealed (one key
 /// per customer, as the producer does).
 fn sealed_sizes(
-    mut events: Vec<woostream_producer::normalise::Event>,
+    mut events: Vec<woostream_woo::normalise::Event>,
     encoders: &Encoders,
 ) -> (f64, f64) {
-    use woostream_core::erasure::personal::{order_fields, seal_fields};
-    use woostream_producer::normalise::Event;
+    use woostream_core::privacy::personal::{order_fields, seal_fields};
+    use woostream_woo::normalise::Event;
     let mut keys = std::collections::HashMap::new();
     let size = |e: &Event| encoders.event_record(e).unwrap().value.len();
     let plain: usize = events.iter().map(size).sum();
@@ -138,7 +138,7 @@ fn sealed_sizes(
             if let Some(o) = &mut e.order {
                 let key = keys
                     .entry(k.customer.clone())
-                    .or_insert_with(|| woostream_core::erasure::SubjectKey::generate(true));
+                    .or_insert_with(|| woostream_core::privacy::SubjectKey::generate(true));
                 seal_fields(order_fields(o), key);
             }
         }

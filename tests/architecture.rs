@@ -1,7 +1,8 @@
 //! The layout rules the build checks: the roles meet only through Kafka topics and the shared
 //! core, so no role crate depends on another role crate, and the core depends on none of them.
-//! Only the CLI binary (which runs roles side by side) and the test and bench crates may
-//! depend on several roles.
+//! An adapter crate (what woostream knows of one outside system) serves roles and depends on
+//! the core alone. Only the CLI binary (which runs roles side by side) and the test and bench
+//! crates may depend on several roles.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -13,6 +14,7 @@ const ROLES: &[&str] = &[
     "woostream-insight",
 ];
 const CORE: &str = "woostream-core";
+const ADAPTERS: &[&str] = &["woostream-woo"];
 
 /// Each workspace crate with the workspace crates it depends on (normal and build
 /// dependencies: what ships in the crate).
@@ -89,6 +91,21 @@ fn the_core_depends_on_no_role() {
         core.is_empty(),
         "{CORE} depends on workspace crates {core:?}; it must stand alone"
     );
+}
+
+#[test]
+fn adapters_depend_on_the_core_alone() {
+    let deps = workspace_dependencies();
+    for adapter in ADAPTERS {
+        let of_adapter = deps
+            .get(*adapter)
+            .unwrap_or_else(|| panic!("{adapter} is not in the workspace"));
+        assert_eq!(
+            of_adapter,
+            &vec![CORE.to_string()],
+            "{adapter} may depend on {CORE} alone: a role or another adapter would tie one outside system to another"
+        );
+    }
 }
 
 /// A module says what it uses: `use super::*` lets a file lean on whatever its parent happens

@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use rand::SeedableRng;
 use serde_json::Value;
 use woostream_core::config::EnricherConfig;
-use woostream_core::events::OrderStatus;
+use woostream_core::contract::events::OrderStatus;
 use woostream_enricher::clv::{BgNbd, GammaGamma};
 use woostream_enricher::customer::{CustomerState, LedgerEntry, DAY_MS};
 use woostream_enricher::model::backtest::backtest;

@@ -142,7 +142,7 @@ async fn the_enricher_starts_again_by_itself_after_a_stall_and_loses_nothing() {
 async fn enrich_on_mock_cluster(
     records: &[woostream_producer::publish::Record],
     stall: bool,
-) -> woostream_enricher::view::View {
+) -> woostream_enricher::published::View {
     use rdkafka::mocking::{MockCluster, MockCoordinator};
     use woostream_tests::enricher::*;
 

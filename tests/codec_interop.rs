@@ -7,10 +7,12 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
 use woostream_core::config::Config;
-use woostream_core::events::{CustomerEvent, CustomerKey, OrderEvent, ProductEvent, ProductKey};
-use woostream_core::insights::{Alert, AlertKey, CustomerProfile};
+use woostream_core::contract::codec::{Contract, Decoder, Encoder, Framing};
+use woostream_core::contract::enriched::{Alert, AlertKey, CustomerProfile};
+use woostream_core::contract::events::{
+    CustomerEvent, CustomerKey, OrderEvent, ProductEvent, ProductKey,
+};
 use woostream_enricher::model::Model;
 use woostream_enricher::partition::{CustomerPartition, Settings};
 use woostream_tests::enricher::sale_records;
@@ -283,7 +285,7 @@ fn the_new_fields_are_a_compatible_evolution_old_readers_read_new_records_and_ba
     let mut model = woostream_enricher::model::fit::fit_shop("eu", &refs, now, now, e);
     model
         .repurchase_intervals
-        .push(woostream_core::insights::RepurchaseInterval {
+        .push(woostream_core::contract::enriched::RepurchaseInterval {
             product_id: 93,
             name: Some("Coffee".into()),
             median_days: 30.0,

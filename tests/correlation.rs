@@ -10,16 +10,16 @@ use std::time::{Duration, Instant};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::mocking::MockCluster;
 use tokio_util::sync::CancellationToken;
-use woostream_core::codec::Decoder;
 use woostream_core::config::Config;
+use woostream_core::contract::codec::Decoder;
+use woostream_core::contract::enriched::{Alert, CustomerProfile};
+use woostream_core::contract::sink_records::{Delivery, DeliveryOutcome};
 use woostream_core::headers;
-use woostream_core::insights::{Alert, CustomerProfile};
 use woostream_core::ops::Readiness;
-use woostream_core::records::{Delivery, DeliveryOutcome};
-use woostream_producer::signature::sign;
 use woostream_tests::hubspot::FakeHubSpot;
 use woostream_tests::slack::{ChannelState, FakeSlack};
 use woostream_tests::{fixture, header_of, read_topic_now, Producer, SECRET, SOURCE};
+use woostream_woo::signature::sign;
 
 const TRACE: &str = "trace-order-727";
 const SLACK_TOKEN: &str = "xoxb-test-token";
@@ -162,7 +162,7 @@ async fn one_webhooks_correlation_id_reaches_every_topic_slack_and_the_crm() {
         rs.iter().find(|m| traced(m)).cloned()
     })
     .await;
-    let event: woostream_core::events::OrderEvent =
+    let event: woostream_core::contract::events::OrderEvent =
         decoder.decode(order.payload().unwrap()).unwrap();
     assert_eq!(
         (event.order_id, event.envelope.correlation_id.as_str()),

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
-use woostream_core::codec::{Decoder, Encoder, Framing};
 use woostream_core::config::Config;
-use woostream_core::events::{OrderEvent, OrderStatus};
-use woostream_core::records::CrmDeadLetter;
+use woostream_core::contract::codec::{Decoder, Encoder, Framing};
+use woostream_core::contract::events::{OrderEvent, OrderStatus};
+use woostream_core::contract::sink_records::CrmDeadLetter;
 use woostream_producer::publish::Record;
 use woostream_sink::crm::api::Object;
 use woostream_tests::crm::{await_complete, sale, sink_toml, unassociated, Sale, BUDGET, TOKEN};

@@ -174,7 +174,7 @@ async fn a_full_disk_is_answered_503_corrupts_nothing_and_every_202_reaches_kafk
     for id in 2..200 {
         let body = order(id);
         let client = reqwest::Client::new();
-        let sig = woostream_producer::signature::sign(&body, woostream_tests::SECRET);
+        let sig = woostream_woo::signature::sign(&body, woostream_tests::SECRET);
         let resp = client
             .post(&p.url)
             .header("content-type", "application/json")

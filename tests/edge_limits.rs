@@ -273,12 +273,12 @@ async fn records_in(
 async fn dead_letter_reasons(
     config: &woostream_core::config::Config,
     records: &[rdkafka::message::OwnedMessage],
-) -> Vec<woostream_core::events::IngestDeadLetter> {
+) -> Vec<woostream_core::contract::events::IngestDeadLetter> {
     use rdkafka::Message;
-    let d = woostream_core::codec::Decoder::new();
+    let d = woostream_core::contract::codec::Decoder::new();
     let mut out = Vec::new();
     for m in records {
-        let mut dl: woostream_core::events::IngestDeadLetter =
+        let mut dl: woostream_core::contract::events::IngestDeadLetter =
             d.decode(m.payload().unwrap()).unwrap();
         assert_ne!(dl.body_encryption, "none", "a kept body is never in clear");
         dl.body = woostream_tests::opened_body(config, &dl).await;
@@ -413,8 +413,8 @@ async fn a_large_legitimate_order_is_accepted_and_one_kafka_cannot_take_is_a_dea
     assert!(text.contains("accepted"), "{text}");
     let orders = records_in(&config, "woo.orders").await;
     assert_eq!(orders.len(), 1);
-    let d = woostream_core::codec::Decoder::new();
-    let event: woostream_core::events::OrderEvent = {
+    let d = woostream_core::contract::codec::Decoder::new();
+    let event: woostream_core::contract::events::OrderEvent = {
         use rdkafka::Message;
         let payload = orders[0].payload().unwrap();
         assert!(

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use woostream::simulate;
-use woostream_core::codec::Decoder;
-use woostream_core::events::OrderEvent;
+use woostream_core::contract::codec::Decoder;
+use woostream_core::contract::events::OrderEvent;
 use woostream_core::privacy::CustomerHasher;
 use woostream_tests::*;
 

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use woostream_core::insights::{AlertKind, Backtest};
+use woostream_core::contract::enriched::{AlertKind, Backtest};
 use woostream_tests::enricher::{
     await_caught_up, free_port, log_ends, produce_all, read_view, sale_records, spawn,
     woostream_cli,
@@ -217,7 +217,7 @@ async fn intelligence_end_to_end_and_the_insight_page_in_a_real_browser() {
     let backtests =
         woostream_tests::read_topic_now(&config, "test-backtests", "woostream.backtests").await;
     assert_eq!(backtests.len(), 1);
-    let report: Backtest = woostream_core::codec::Decoder::new()
+    let report: Backtest = woostream_core::contract::codec::Decoder::new()
         .decode(rdkafka::Message::payload(&backtests[0]).unwrap())
         .unwrap();
     assert_eq!(report.deciles.len(), 10);

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
-use woostream_core::codec::Decoder;
-use woostream_core::insights::CustomerProfile;
+use woostream_core::contract::codec::Decoder;
+use woostream_core::contract::enriched::CustomerProfile;
 use woostream_tests::enricher::{committed, free_port, log_ends, spawn};
 use woostream_tests::{config, fixture, read_topic_now, Post, Producer, Tansu};
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::Message;
-use woostream_core::codec::Decoder;
 use woostream_core::config::Config;
-use woostream_core::events::{CustomerKey, IngestDeadLetter, OrderEvent};
+use woostream_core::contract::codec::Decoder;
+use woostream_core::contract::events::{CustomerKey, IngestDeadLetter, OrderEvent};
 use woostream_core::headers;
 use woostream_core::privacy::CustomerHasher;
 use woostream_tests::*;
@@ -268,7 +268,7 @@ async fn a_source_header_is_a_claim_the_signature_decides() {
 /// shop requires it; until then the shop-wide secret still passes and is counted.
 #[tokio::test]
 async fn a_body_signed_with_its_topics_secret_verifies_as_that_topic_only() {
-    use woostream_producer::signature::topic_secret;
+    use woostream_woo::signature::topic_secret;
     let (_cluster, mut config) = setup();
     config.shops[0].require_topic_secrets = true;
     let p = Producer::start(&config, false).await.unwrap();
@@ -326,7 +326,7 @@ async fn a_body_signed_with_its_topics_secret_verifies_as_that_topic_only() {
 
 #[tokio::test]
 async fn a_rotated_secret_and_the_previous_one_both_verify_until_the_previous_is_removed() {
-    use woostream_producer::signature::topic_secret;
+    use woostream_woo::signature::topic_secret;
     let (_cluster, mut config) = setup();
     // Mid-rotation: the pods have the new secret, WooCommerce's webhooks still the old one
     // (SECRET), shop-wide and per topic.
@@ -565,7 +565,7 @@ async fn without_a_spool_a_refusing_broker_gets_503_with_retry_after() {
         .header("x-wc-webhook-source", SOURCE)
         .header(
             "x-wc-webhook-signature",
-            woostream_producer::signature::sign(&body, SECRET),
+            woostream_woo::signature::sign(&body, SECRET),
         )
         .body(body)
         .send()

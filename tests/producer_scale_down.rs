@@ -8,8 +8,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use woostream_core::codec::Decoder;
-use woostream_core::events::OrderEvent;
+use woostream_core::contract::codec::Decoder;
+use woostream_core::contract::events::OrderEvent;
 use woostream_tests::enricher::woostream_cli;
 use woostream_tests::{config, fixture, read_topic_now, Post, Producer, Tansu, SECRET, SOURCE};
 

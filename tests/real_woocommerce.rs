@@ -18,14 +18,16 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use woostream_core::codec::Decoder;
 use woostream_core::config::{Config, ShopConfig, ShopRest};
-use woostream_core::events::{CustomerKey, OrderEvent, Origin, ProductEvent, ReviewEvent};
-use woostream_producer::rest::WooRest;
+use woostream_core::contract::codec::Decoder;
+use woostream_core::contract::events::{
+    CustomerKey, OrderEvent, Origin, ProductEvent, ReviewEvent,
+};
 use woostream_tests::enricher::{
     await_caught_up, free_port, log_ends, read_view, spawn, woostream_cli, EnricherProcess,
 };
 use woostream_tests::*;
+use woostream_woo::rest::WooRest;
 
 const SHOP_SECRET: &str = "real-shop-webhook-secret";
 

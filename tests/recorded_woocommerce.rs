@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use woostream_core::codec::Decoder;
 use woostream_core::config::ShopConfig;
-use woostream_core::events::{CouponEvent, CustomerKey, ProductEvent};
+use woostream_core::contract::codec::Decoder;
+use woostream_core::contract::events::{CouponEvent, CustomerKey, ProductEvent};
 use woostream_tests::enricher::{enrich_everything, profile_history, run_config};
 use woostream_tests::*;
 
@@ -118,7 +118,7 @@ async fn recorded_real_deliveries_are_all_kept_and_mean_what_the_shop_meant() {
         }
     }
     let while_trashed = while_trashed.unwrap();
-    let of_customer_2 = |view: &woostream_enricher::view::View| {
+    let of_customer_2 = |view: &woostream_enricher::published::View| {
         view.profiles
             .iter()
             .find(|((_, customer), _)| customer == "2")

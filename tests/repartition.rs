@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use woostream::simulate;
 use woostream_core::config::Config;
-use woostream_core::insights::AlertKind;
+use woostream_core::contract::enriched::AlertKind;
 use woostream_tests::enricher::*;
 use woostream_tests::slack::{ChannelState, FakeSlack};
 use woostream_tests::{post_all, read_topic_now, Producer, Tansu, SECRET, SOURCE};
@@ -87,7 +87,7 @@ async fn caught_up(
     .unwrap()
 }
 
-fn paid_alert_ids(view: &woostream_enricher::view::View) -> BTreeSet<String> {
+fn paid_alert_ids(view: &woostream_enricher::published::View) -> BTreeSet<String> {
     view.alerts
         .iter()
         .filter(|a| a.kind == AlertKind::OrderPaid)

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use woostream::shop::{objects_of, Behaviour, ShopServer};
 use woostream::simulate;
-use woostream_core::events::Origin;
-use woostream_core::insights::AlertKind;
+use woostream_core::contract::enriched::AlertKind;
+use woostream_core::contract::events::Origin;
 use woostream_tests::enricher::{customer_facts, enrich_everything, free_port, spawn};
 use woostream_tests::slack::{ChannelState, FakeSlack};
 use woostream_tests::{fixture, sink_toml, Post, Producer, Tansu, SECRET, SOURCE};
@@ -152,7 +152,7 @@ async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_
         assert!(out.contains(webhook_1), "{out}");
         println!("{run} sync:\n{out}");
     }
-    let topic_secret = woostream_producer::signature::topic_secret;
+    let topic_secret = woostream_woo::signature::topic_secret;
     assert_eq!(
         shop.get("webhooks", 1).unwrap()["secret"],
         topic_secret(SECRET, "order.updated")
@@ -205,7 +205,7 @@ async fn a_sale_that_lost_a_tenth_of_its_webhooks_is_whole_after_reconciliation_
     assert!(
         reviews
             .iter()
-            .all(|a| woostream_core::erasure::seal::is_sealed(&a.review.as_ref().unwrap().text)),
+            .all(|a| woostream_core::privacy::seal::is_sealed(&a.review.as_ref().unwrap().text)),
         "{reviews:?}"
     );
     // The disabled webhook, alerted once.

@@ -7,9 +7,9 @@ use std::time::Duration;
 use rdkafka::mocking::MockCluster;
 use rdkafka::Message;
 use serde_json::Value;
-use woostream_core::codec::{Contract, Decoder};
-use woostream_core::events::{CustomerKey, OrderEvent};
-use woostream_core::registry::RegistryClient;
+use woostream_core::contract::codec::{Contract, Decoder};
+use woostream_core::contract::events::{CustomerKey, OrderEvent};
+use woostream_core::contract::registry::RegistryClient;
 use woostream_tests::registry::start_registry;
 use woostream_tests::*;
 

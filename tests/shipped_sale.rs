@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use woostream::all_in_one::{self, RunOptions};
 use woostream::simulate;
 use woostream_core::config::Config;
-use woostream_core::insights::AlertKind;
-use woostream_producer::signature::sign;
+use woostream_core::contract::enriched::AlertKind;
 use woostream_tests::enricher::{free_port, read_view, woostream_bin};
 use woostream_tests::slack::{ChannelState, FakeSlack};
 use woostream_tests::{fixture, repo_root, Tansu};
+use woostream_woo::signature::sign;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_simulate_with_only_the_broker_configured_enriches_and_alerts() {

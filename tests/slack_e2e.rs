@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use woostream_core::codec::{Decoder, Encoder, Framing};
 use woostream_core::config::Config;
-use woostream_core::insights::{Alert, AlertKey, AlertKind};
-use woostream_core::records::{Delivery, DeliveryOutcome};
+use woostream_core::contract::codec::{Decoder, Encoder, Framing};
+use woostream_core::contract::enriched::{Alert, AlertKey, AlertKind};
+use woostream_core::contract::sink_records::{Delivery, DeliveryOutcome};
 use woostream_sink::slack::examples::order_alert;
 use woostream_tests::enricher::{free_port, spawn, EnricherProcess};
 use woostream_tests::slack::{ChannelState, FakeSlack, Posted};

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use woostream_core::codec::{Encoder, Framing};
-use woostream_core::insights::{Alert, AlertKey, AlertKind};
+use woostream_core::contract::codec::{Encoder, Framing};
+use woostream_core::contract::enriched::{Alert, AlertKey, AlertKind};
 use woostream_sink::slack::examples::order_alert;
 use woostream_tests::crm::{await_complete, sale, TOKEN as HUBSPOT_TOKEN};
 use woostream_tests::enricher::{committed, free_port, produce_all, spawn, EnricherProcess};

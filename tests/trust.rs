@@ -305,11 +305,13 @@ async fn an_erasure_asked_for_while_the_broker_stalls_is_carried_out_once_it_ret
         "one tombstone under the erasure's id"
     );
     let receipts = read_topic_now(&config, "stall-receipts", "woostream.deliveries").await;
-    let decoder = woostream_core::codec::Decoder::new();
+    let decoder = woostream_core::contract::codec::Decoder::new();
     assert!(
         receipts.iter().any(|m| m
             .payload()
-            .and_then(|v| decoder.decode::<woostream_core::records::Delivery>(v).ok())
+            .and_then(|v| decoder
+                .decode::<woostream_core::contract::sink_records::Delivery>(v)
+                .ok())
             .is_some_and(|d| d.alert_id == erasure)),
         "the erasure's receipt"
     );
@@ -326,8 +328,8 @@ async fn an_erasure_asked_for_while_the_broker_stalls_is_carried_out_once_it_ret
 /// later — never as erased. An old record's absent key was erased and compacted away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recent_record_whose_key_is_not_there_yet_is_not_taken_for_an_erasure() {
-    use woostream_core::erasure::subject_keys::NotYet;
-    use woostream_core::erasure::SubjectKeys;
+    use woostream_core::privacy::subject_keys::NotYet;
+    use woostream_core::privacy::SubjectKeys;
     let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
     let config = config(&tansu.bootstrap);
     woostream_core::kafka::first_contact(&config, &tansu.bootstrap, true)

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use woostream_core::codec::{fingerprint_of, Contract, SINGLE_OBJECT_MAGIC};
-use woostream_core::events::OrderEvent;
+use woostream_core::contract::codec::{fingerprint_of, Contract, SINGLE_OBJECT_MAGIC};
+use woostream_core::contract::events::OrderEvent;
 use woostream_core::kafka;
 use woostream_tests::enricher::*;
 use woostream_tests::Tansu;

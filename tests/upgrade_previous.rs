@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use woostream::simulate;
-use woostream_core::codec::Decoder;
+use woostream_core::contract::codec::Decoder;
 use woostream_tests::enricher::*;
 use woostream_tests::registry::start_registry;
 use woostream_tests::slack::{ChannelState, FakeSlack};
@@ -303,7 +303,7 @@ async fn roll(previous: &Path, registry: bool) -> usize {
             continue;
         };
         let kind = decoder
-            .decode::<woostream_core::insights::Alert>(v)
+            .decode::<woostream_core::contract::enriched::Alert>(v)
             .map(|a| a.kind.as_str().to_string())
             .unwrap_or_default();
         if routed.contains(&kind.as_str()) {

@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use woostream_core::codec::{Decoder, Encoder, Framing};
-use woostream_core::events::{CustomerEvent, IngestDeadLetter, OrderEvent, ProductEvent};
-use woostream_core::insights::Alert;
+use woostream_core::contract::codec::{Decoder, Encoder, Framing};
+use woostream_core::contract::events::{CustomerEvent, IngestDeadLetter, OrderEvent, ProductEvent};
+use woostream_core::contract::enriched::Alert;
 
 fuzz_target!(|data: &[u8]| {
     let d = Decoder::new();

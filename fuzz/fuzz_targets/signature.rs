@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use woostream_producer::signature::{is_ping, sign, verify};
+use woostream_woo::signature::{is_ping, sign, verify};
 
 fuzz_target!(|data: &[u8]| {
     let _ = is_ping(data);

@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use woostream_core::events::Origin;
+use woostream_core::contract::events::Origin;
 use woostream_core::privacy::CustomerHasher;
-use woostream_producer::normalise::{normalise, normalise_review, WebhookDelivery};
+use woostream_woo::normalise::{normalise, normalise_review, WebhookDelivery};
 
 const TOPICS: &[&str] = &[
     "order.created",

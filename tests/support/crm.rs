@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use woostream_core::codec::{Decoder, Encoder, Framing};
 use woostream_core::config::Config;
-use woostream_core::events::{CustomerKey, OrderEvent};
-use woostream_core::insights::{ChurnRisk, CustomerProfile, Segment};
+use woostream_core::contract::codec::{Decoder, Encoder, Framing};
+use woostream_core::contract::enriched::{ChurnRisk, CustomerProfile, Segment};
+use woostream_core::contract::events::{CustomerKey, OrderEvent};
 use woostream_core::Money;
 use woostream_producer::publish::Record;
 use woostream_sink::crm::api::Object;
@@ -77,7 +77,7 @@ pub fn profile(customer: &str, customer_id: Option<i64>, orders: i32) -> Custome
         churn_risk: ChurnRisk::Low,
         vip: false,
         orders: Vec::new(),
-        top_categories: vec![woostream_core::insights::TasteEntry {
+        top_categories: vec![woostream_core::contract::enriched::TasteEntry {
             id: 17,
             name: Some("Coffee beans".into()),
             revenue: m(&format!("{}.00", 100 * orders)),

@@ -13,14 +13,14 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use woostream::simulate;
-use woostream_core::codec::Decoder;
 use woostream_core::config::Config;
-use woostream_core::events::{CustomerKey, Origin};
-use woostream_core::insights::{Alert, CustomerProfile};
+use woostream_core::contract::codec::Decoder;
+use woostream_core::contract::enriched::{Alert, CustomerProfile};
+use woostream_core::contract::events::{CustomerKey, Origin};
 use woostream_core::kafka::reading::{read_all_now, reader};
-use woostream_enricher::view::View;
-use woostream_producer::normalise::{normalise, WebhookDelivery};
+use woostream_enricher::published::View;
 use woostream_producer::publish::{Encoders, Record, Topics};
+use woostream_woo::normalise::{normalise, WebhookDelivery};
 
 /// The records a simulated sale puts on the shop topics, as the producer would write them,
 /// with WooCommerce's habits added: every seventh order delivery arrives twice, and some
@@ -57,12 +57,12 @@ pub fn sale_records(orders: usize, history: usize, seed: u64) -> Vec<Record> {
         let mut event = normalise(&d, &w.body).expect("the simulator's payloads are valid");
         // What the producer adds: the categories of each line's product.
         match &mut event {
-            woostream_producer::normalise::Event::Order(_, e) => {
+            woostream_woo::normalise::Event::Order(_, e) => {
                 if let Some(order) = &mut e.order {
                     catalogue.fill("eu", order);
                 }
             }
-            woostream_producer::normalise::Event::Product(_, e) => catalogue.apply(e),
+            woostream_woo::normalise::Event::Product(_, e) => catalogue.apply(e),
             _ => {}
         }
         let record = encoders.event_record(&event).expect("encodes");
@@ -849,7 +849,7 @@ fn unnamed_alert(a: &Alert) -> Alert {
     // A sealed value is encrypted with a fresh nonce each time it is sealed: two runs seal the
     // same initial differently. Compared as "sealed".
     let sealed = |v: &mut String| {
-        if woostream_core::erasure::seal::is_sealed(v) {
+        if woostream_core::privacy::seal::is_sealed(v) {
             *v = "sealed".into();
         }
     };

@@ -12,7 +12,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use woostream_core::config::{Config, ShopConfig};
 use woostream_core::ops::Readiness;
-use woostream_producer::signature::sign;
+use woostream_woo::signature::sign;
 
 pub mod crm;
 pub mod enricher;
@@ -554,16 +554,16 @@ impl Drop for Tansu {
 /// (a person's, or the shop's key of the day for what names no one), as the replay opens it.
 pub async fn opened_body(
     config: &Config,
-    dl: &woostream_core::events::IngestDeadLetter,
+    dl: &woostream_core::contract::events::IngestDeadLetter,
 ) -> Vec<u8> {
-    use woostream_core::erasure::seal;
+    use woostream_core::privacy::seal;
     if dl.body_encryption != seal::SUBJECT_KEY {
         return dl.body.clone();
     }
     let (config, sealed) = (config.clone(), dl.body.clone());
     tokio::task::spawn_blocking(move || {
         let bootstrap = config.kafka.bootstrap_servers.clone().expect("bootstrap");
-        let keys = woostream_core::erasure::SubjectKeys::start(&config, &bootstrap, false)
+        let keys = woostream_core::privacy::SubjectKeys::start(&config, &bootstrap, false)
             .expect("reading the subject keys");
         let id = std::str::from_utf8(&sealed)
             .ok()

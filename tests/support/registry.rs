@@ -81,7 +81,7 @@ pub async fn start_registry() -> (String, Shared) {
 
 impl Registry {
     /// Teaches `decoder` every schema registered so far (what a reader asks the registry for).
-    pub fn teach(&self, decoder: &woostream_core::codec::Decoder) {
+    pub fn teach(&self, decoder: &woostream_core::contract::codec::Decoder) {
         for (i, text) in self.schemas.iter().enumerate() {
             decoder.learn(i as i32 + 1, apache_avro::Schema::parse_str(text).unwrap());
         }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use woostream_producer::signature::sign;
+use woostream_woo::signature::sign;
 
 use crate::enricher::{free_port, spawn, EnricherProcess};
 use crate::hubspot::FakeHubSpot;

@@ -16,9 +16,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::Decoder;
 use crate::config::KafkaConfig;
-use crate::events::{Action, Order, ProductEvent};
+use crate::contract::codec::Decoder;
+use crate::contract::events::{Action, Order, ProductEvent};
 use crate::kafka;
 use crate::kafka::reading::mark_ends;
 

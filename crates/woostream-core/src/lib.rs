@@ -1,31 +1,24 @@
-//! The shared core of woostream: configuration, the canonical events and their Avro codec,
-//! Kafka client set-up, the operations server and shutdown. No role logic lives here.
+//! The shared core of woostream: configuration ([`config`]), the topic contracts and their Avro
+//! codec ([`contract`]), Kafka client set-up ([`kafka`]), personal data and its erasure
+//! ([`privacy`]), the operations server and shutdown. No role logic lives here.
 
 pub mod catalogue;
-pub mod codec;
 pub mod config;
-pub mod erasure;
-pub mod events;
+pub mod contract;
 pub mod http;
-pub mod insights;
 pub mod kafka;
 pub mod listener;
-pub mod money;
 pub mod ops;
 pub mod pace;
 pub mod privacy;
-pub mod records;
-pub mod registry;
-pub mod resume;
 pub mod retry;
 pub mod role;
-pub mod sealing;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
 pub mod traces;
 
-pub use money::Money;
+pub use contract::money::Money;
 
 /// Kafka header names woostream writes on every record.
 pub mod headers {

@@ -3,11 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use woostream_core::events::Order;
-use woostream_core::insights::{
+use woostream_core::contract::enriched::{
     Alert, AlertCustomer, AlertItem, AlertKey, AlertKind, AlertOrder, AlertQuestion,
     AlertReplenishment, ChurnRisk, Replenishment, Segment,
 };
+use woostream_core::contract::events::Order;
 use woostream_core::Money;
 
 use crate::customer::{from_millis, status_slug, CustomerState, OrderChange, Scored};
@@ -35,7 +35,7 @@ pub struct Origin<'a> {
     pub correlation_id: &'a str,
     pub event_id: &'a str,
     /// How the cause was obtained; its alerts say so.
-    pub source: woostream_core::events::Origin,
+    pub source: woostream_core::contract::events::Origin,
 }
 
 impl Origin<'_> {
@@ -192,8 +192,8 @@ impl CustomerTransition<'_> {
             };
             let real_order = !matches!(
                 now.status,
-                woostream_core::events::OrderStatus::CheckoutDraft
-                    | woostream_core::events::OrderStatus::Draft
+                woostream_core::contract::events::OrderStatus::CheckoutDraft
+                    | woostream_core::contract::events::OrderStatus::Draft
             );
             if before.is_none() && real_order {
                 out.push(with_order(AlertKind::OrderPlaced, &[&id], None));
@@ -215,7 +215,7 @@ impl CustomerTransition<'_> {
                     ));
                 }
             }
-            if now.status == woostream_core::events::OrderStatus::Failed
+            if now.status == woostream_core::contract::events::OrderStatus::Failed
                 && before.is_none_or(|b| b.status != now.status)
             {
                 out.push(with_order(
@@ -235,7 +235,8 @@ impl CustomerTransition<'_> {
                 }
             }
             let refunded_before = before.map_or(0, |b| b.refunded);
-            let newly_refunded = now.status == woostream_core::events::OrderStatus::Refunded
+            let newly_refunded = now.status
+                == woostream_core::contract::events::OrderStatus::Refunded
                 && before.is_some_and(|b| b.status != now.status);
             if now.refunded > refunded_before || newly_refunded {
                 out.push(with_order(

@@ -8,15 +8,17 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
-use woostream_core::events::{Action, Order, OrderEvent, OrderStatus};
-use woostream_core::insights::{ChurnRisk, CustomerProfile, LedgerItem, OrderLedgerEntry, Segment};
+use woostream_core::contract::enriched::{
+    ChurnRisk, CustomerProfile, LedgerItem, OrderLedgerEntry, Segment,
+};
+use woostream_core::contract::events::{Action, Order, OrderEvent, OrderStatus};
 use woostream_core::Money;
 
 use crate::clv::{self, History, Spend};
 use crate::model::Model;
 use crate::rfm::{segment_of, Scores};
 use crate::taste::Taste;
-use woostream_core::insights::Replenishment;
+use woostream_core::contract::enriched::Replenishment;
 
 pub const DAY_MS: i64 = 86_400_000;
 

@@ -2,7 +2,7 @@
 //! (a subject access request): how the segment, the scores, P(alive), the CLV and the churn
 //! risk were reached.
 
-use woostream_core::insights::{ChurnRisk, CustomerProfile, Segment};
+use woostream_core::contract::enriched::{ChurnRisk, CustomerProfile, Segment};
 
 /// One profile's numbers, each with its explanation.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]

@@ -11,7 +11,7 @@ pub mod partition;
 #[cfg(test)]
 mod partition_tests;
 pub mod products;
+pub mod published;
 pub mod rfm;
 pub mod runner;
 pub mod taste;
-pub mod view;

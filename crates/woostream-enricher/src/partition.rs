@@ -11,8 +11,8 @@ use std::sync::Arc;
 use rust_decimal::prelude::ToPrimitive;
 use woostream_core::catalogue::{NameBook, NoNames};
 use woostream_core::config::HighValueOrder;
-use woostream_core::events::{CustomerKey, Order, OrderEvent};
-use woostream_core::insights::{Alert, AlertKey, ChurnRisk, CustomerProfile, Segment};
+use woostream_core::contract::enriched::{Alert, AlertKey, ChurnRisk, CustomerProfile, Segment};
+use woostream_core::contract::events::{CustomerKey, Order, OrderEvent};
 
 use crate::alerts::{customer_key, CustomerTransition, Origin};
 use crate::customer::{
@@ -36,7 +36,7 @@ pub struct Output {
 #[derive(Debug, Clone, PartialEq)]
 struct ProfileDraft {
     scored: customer::Scored,
-    replenishment: Vec<woostream_core::insights::Replenishment>,
+    replenishment: Vec<woostream_core::contract::enriched::Replenishment>,
     model_version: i64,
     partition: i32,
     offset: i64,
@@ -235,10 +235,10 @@ impl CustomerPartition {
             .map(|s| s.orders.iter().map(|o| o.order_id).collect())
             .unwrap_or_default();
         let mut alert = origin.alert(
-            woostream_core::insights::AlertKind::CustomerErased,
+            woostream_core::contract::enriched::AlertKind::CustomerErased,
             &[erasure_id, &key.customer],
         );
-        alert.erasure = Some(woostream_core::insights::AlertErasure {
+        alert.erasure = Some(woostream_core::contract::enriched::AlertErasure {
             erasure_id: erasure_id.to_string(),
             order_ids,
         });
@@ -380,7 +380,7 @@ impl CustomerPartition {
                 event_id: &event_id,
                 correlation_id: &event_id,
             };
-            let source = woostream_core::events::Origin::Webhook;
+            let source = woostream_core::contract::events::Origin::Webhook;
             let who = (shop_id, customer);
             rescore_customer(
                 &mut out,
@@ -448,7 +448,7 @@ fn rescore_customer(
     settings: &Settings,
     as_of_ms: i64,
     cause: &Cause,
-    source: woostream_core::events::Origin,
+    source: woostream_core::contract::events::Origin,
 ) {
     let scored = customer::score(state, model, &settings.scoring, as_of_ms);
     let due = || {

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use chrono::{TimeZone, Utc};
 use woostream_core::config::HighValueOrder;
-use woostream_core::events::*;
-use woostream_core::insights::{AlertKind, CustomerProfile, Segment};
+use woostream_core::contract::enriched::{AlertKind, CustomerProfile, Segment};
+use woostream_core::contract::events::*;
 use woostream_core::Money;
 
 use crate::customer::ScoringSettings;

@@ -8,8 +8,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use woostream_core::events::{Action, ProductEvent, ReviewEvent};
-use woostream_core::insights::{Alert, AlertKey, AlertKind, AlertProduct, AlertReview};
+use woostream_core::contract::enriched::{Alert, AlertKey, AlertKind, AlertProduct, AlertReview};
+use woostream_core::contract::events::{Action, ProductEvent, ReviewEvent};
 
 use crate::alerts::Origin;
 
@@ -164,7 +164,7 @@ impl ProductWatch {
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, TimeZone, Utc};
-    use woostream_core::events::{Envelope, Origin as EventOrigin, Product, Review};
+    use woostream_core::contract::events::{Envelope, Origin as EventOrigin, Product, Review};
 
     use super::*;
 

@@ -30,7 +30,7 @@
 //! ("Others"), so woostream uses the grid above, where every score has exactly one segment.
 
 use serde::{Deserialize, Serialize};
-pub use woostream_core::insights::Segment;
+pub use woostream_core::contract::enriched::Segment;
 
 /// The quintile boundaries of one shop's customers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

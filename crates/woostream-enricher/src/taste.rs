@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use woostream_core::catalogue::NameBook;
-use woostream_core::insights::{ProductPurchase, Replenishment, TasteEntry};
+use woostream_core::contract::enriched::{ProductPurchase, Replenishment, TasteEntry};
 use woostream_core::Money;
 
 use crate::customer::{from_millis, CustomerState, DAY_MS};
@@ -129,7 +129,8 @@ pub fn taste_of(state: &CustomerState, shop_id: &str, names: &dyn NameBook) -> T
                 None => payments.push((m, 1, o.created_ms)),
             }
         }
-        let mut seen_categories = [0i64; 2 * woostream_core::insights::LedgerItem::MAX_PER_ORDER];
+        let mut seen_categories =
+            [0i64; 2 * woostream_core::contract::enriched::LedgerItem::MAX_PER_ORDER];
         let mut seen = 0;
         for item in o.items.iter() {
             let p = tally(&mut products, item.product_id);
@@ -317,7 +318,7 @@ mod tests {
     use super::*;
     use crate::customer::{Item, LedgerEntry};
     use woostream_core::catalogue::NoNames;
-    use woostream_core::events::OrderStatus;
+    use woostream_core::contract::events::OrderStatus;
 
     struct Book;
     impl NameBook for Book {

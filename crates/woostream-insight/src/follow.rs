@@ -11,14 +11,14 @@ use anyhow::Context;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use woostream_core::codec::{Codecs, Decoder};
-use woostream_core::events::CustomerKey;
-use woostream_core::insights::{Alert, Backtest, CustomerProfile, ShopModel};
+use woostream_core::contract::codec::{Codecs, Decoder};
+use woostream_core::contract::enriched::{Alert, Backtest, CustomerProfile, ShopModel};
+use woostream_core::contract::events::CustomerKey;
+use woostream_core::contract::sink_records::Delivery;
 use woostream_core::kafka::reading::{follower, partitions_of};
 use woostream_core::kafka::watermarks;
-use woostream_core::records::Delivery;
 
-use crate::view::View;
+use crate::figures::View;
 
 /// How often the end offsets are sampled.
 const FLOW_EVERY: Duration = Duration::from_secs(5);

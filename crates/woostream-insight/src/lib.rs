@@ -7,9 +7,9 @@
 //! - [`page`]: the figures drawn as HTML with SVG charts (pure);
 //! - [`follow`]: the topics followed at the Kafka edge.
 
+pub mod figures;
 pub mod follow;
 pub mod page;
-pub mod view;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,8 +20,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
+pub use figures::{Summary, View};
 pub use follow::{start, Running};
-pub use view::{Summary, View};
 
 /// Seconds between the page's refreshes.
 pub const REFRESH_SECS: u32 = 10;

@@ -7,7 +7,7 @@ use minijinja::{context, Environment};
 use plotters::prelude::*;
 use serde_json::json;
 
-use crate::view::Summary;
+use crate::figures::Summary;
 
 const WIDTH: u32 = 560;
 
@@ -410,8 +410,8 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::View;
-    use woostream_core::insights::{ChurnRisk, CustomerProfile, Segment, TasteEntry};
+    use crate::figures::View;
+    use woostream_core::contract::enriched::{ChurnRisk, CustomerProfile, Segment, TasteEntry};
     use woostream_core::Money;
 
     fn profile(customer: &str, segment: Segment, version: i64, category: &str) -> CustomerProfile {

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::normalise::RejectCode;
+use woostream_woo::normalise::RejectCode;
 
 /// How the endpoint answered a request.
 #[derive(Clone, Debug, PartialEq)]

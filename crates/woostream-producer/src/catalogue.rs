@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use woostream_core::codec::Decoder;
+use woostream_core::contract::codec::Decoder;
 
 pub use woostream_core::catalogue::Catalogue;
 
@@ -25,9 +25,9 @@ pub async fn follow_products(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalise::{normalise, Event, WebhookDelivery};
     use chrono::Utc;
-    use woostream_core::events::*;
+    use woostream_core::contract::events::*;
+    use woostream_woo::normalise::{normalise, Event, WebhookDelivery};
 
     fn product_event(shop: &str, id: i64, categories: &[i64], action: Action) -> ProductEvent {
         ProductEvent {

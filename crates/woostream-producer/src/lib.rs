@@ -1,22 +1,19 @@
 //! woostream's producer role: the only thing WooCommerce talks to.
 //!
-//! `signature` and `normalise` are pure; `publish` and `spool` are the Kafka and disk edges;
-//! `server` is the HTTP edge; [`start`] wires them together.
+//! What WooCommerce sends and how it is read (payloads, signatures, the normaliser, the REST
+//! client) is `woostream_woo`; here `answer` is pure, `publish` and `spool` are the Kafka and
+//! disk edges, `server` is the HTTP edge, and [`start`] wires them together.
 
 pub mod answer;
 pub mod catalogue;
 pub mod crm_inbound;
 pub mod dedup;
-pub mod deletion;
 pub mod metrics;
-pub mod normalise;
 pub mod personal;
 pub mod publish;
 pub mod rest;
 pub mod server;
-pub mod signature;
 pub mod spool;
-pub mod woo;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -25,10 +22,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
-use woostream_core::codec::Decoder;
 use woostream_core::config::Config;
+use woostream_core::contract::codec::Decoder;
+use woostream_core::contract::registry::RegistryClient;
 use woostream_core::kafka;
-use woostream_core::registry::RegistryClient;
 use woostream_core::role::RoleContext;
 
 use crate::metrics::Metrics;

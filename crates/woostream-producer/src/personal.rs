@@ -1,5 +1,5 @@
 //! Sealing personal fields before they reach Kafka: each event's personal fields are sealed
-//! under its person's key (see `woostream_core::erasure`); a person met for the first time
+//! under its person's key (see `woostream_core::privacy`); a person met for the first time
 //! gets a new key, made durable in the key topic before anything sealed with it is written.
 
 use std::collections::{HashMap, HashSet};
@@ -8,20 +8,20 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use chacha20poly1305::ChaCha20Poly1305;
 use woostream_core::config::Config;
-use woostream_core::erasure::erase::{self, ErasureCodecs, Request};
-use woostream_core::erasure::erased::{self, ErasedSubjects};
-use woostream_core::erasure::personal::{
+use woostream_core::contract::events::Action;
+use woostream_core::contract::events::CustomerKey;
+use woostream_core::kafka::RenewingProducer;
+use woostream_core::privacy::erase::{self, ErasureCodecs, Request};
+use woostream_core::privacy::erased::{self, ErasedSubjects};
+use woostream_core::privacy::personal::{
     customer_fields, fields, order_fields, seal_fields, subject_of_body,
 };
-use woostream_core::erasure::seal::{seal_bytes, SUBJECT_KEY};
-use woostream_core::erasure::{SubjectKey, SubjectKeys};
-use woostream_core::events::Action;
-use woostream_core::events::CustomerKey;
-use woostream_core::kafka::RenewingProducer;
+use woostream_core::privacy::seal::{seal_bytes, SUBJECT_KEY};
 use woostream_core::privacy::CustomerHasher;
+use woostream_core::privacy::{SubjectKey, SubjectKeys};
 
-use crate::normalise::Event;
 use crate::publish::{Durability, PublishError, Publisher, Record};
+use woostream_woo::normalise::Event;
 
 /// Marks a subject key's record, which a spool drains before anything else.
 const KEY_RECORD_HEADER: &str = "woostream-subject-key";
@@ -115,7 +115,7 @@ impl Sealer {
     }
 
     /// Whether `event` is about an erased person's past (see
-    /// [`woostream_core::erasure::erased`]): then nothing of it is written, and no new key is
+    /// [`woostream_core::privacy::erased`]): then nothing of it is written, and no new key is
     /// made for them. A deletion of their account passes (it carries nothing personal, and
     /// its erasure is idempotent).
     pub fn is_erased_past(&self, hasher: &CustomerHasher, event: &Event) -> bool {
@@ -156,7 +156,7 @@ impl Sealer {
                         let reviewer = format!("guest:{hash}");
                         let key = self.key_for(hasher, &k.shop_id, &reviewer, new);
                         r.text =
-                            woostream_core::erasure::seal::seal(&key, fields::REVIEW_TEXT, &r.text);
+                            woostream_core::privacy::seal::seal(&key, fields::REVIEW_TEXT, &r.text);
                     }
                 }
             }
@@ -164,7 +164,7 @@ impl Sealer {
             // under the shop's key of the day for what names no one person.
             Event::Action(k, e) if !e.arg_json.is_empty() => {
                 let key = self.unidentified_key(hasher, &k.shop_id, new);
-                e.arg_json = woostream_core::erasure::seal::seal(
+                e.arg_json = woostream_core::privacy::seal::seal(
                     &key,
                     fields::ACTION_ARGUMENTS,
                     &e.arg_json,
@@ -278,7 +278,7 @@ pub fn seal_kept_body(
             let key = s.unidentified_key(hasher, shop, new_keys);
             (SUBJECT_KEY, seal_bytes(&key, body))
         }
-        _ => woostream_core::sealing::seal(dead_letter_key, body),
+        _ => woostream_core::privacy::cipher::seal(dead_letter_key, body),
     }
 }
 

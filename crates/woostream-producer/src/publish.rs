@@ -8,17 +8,17 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
-use woostream_core::codec::{CodecError, Contract, ContractSchema, Encoder, Framing};
 use woostream_core::config::TopicsConfig;
-use woostream_core::events::*;
+use woostream_core::contract::codec::{CodecError, Contract, ContractSchema, Encoder, Framing};
+use woostream_core::contract::events::*;
+use woostream_core::contract::registry::RegistryClient;
 use woostream_core::headers;
 use woostream_core::kafka::renewing::is_permanent;
 use woostream_core::kafka::RenewingProducer;
-use woostream_core::registry::RegistryClient;
 
 use crate::metrics::Metrics;
-use crate::normalise::Event;
 use crate::spool::Spool;
+use woostream_woo::normalise::Event;
 
 /// One record ready for Kafka: what the spool keeps and the drain re-sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,7 +52,7 @@ pub const ERASURE_REQUESTS: &str = "woostream-spool:erasure-requests";
 
 impl Record {
     /// An erasure to carry out once Kafka is back.
-    pub fn erasure_request(request: &woostream_core::erasure::erase::Request) -> Record {
+    pub fn erasure_request(request: &woostream_core::privacy::erase::Request) -> Record {
         Record {
             topic: ERASURE_REQUESTS.into(),
             key: request.erasure_id.clone().into_bytes(),
@@ -62,7 +62,7 @@ impl Record {
     }
 
     /// The erasure request this record keeps, if it keeps one.
-    pub fn as_erasure_request(&self) -> Option<woostream_core::erasure::erase::Request> {
+    pub fn as_erasure_request(&self) -> Option<woostream_core::privacy::erase::Request> {
         (self.topic == ERASURE_REQUESTS)
             .then(|| serde_json::from_slice(&self.value).ok())
             .flatten()
@@ -166,7 +166,8 @@ impl Encoders {
             (&t.ingest_dead_letter, "value", IngestDeadLetter::schema()),
             (&t.ingest_dead_letter, "key", String::schema()),
         ];
-        let framings = woostream_core::codec::register_subjects(registry, &subjects).await?;
+        let framings =
+            woostream_core::contract::codec::register_subjects(registry, &subjects).await?;
         Ok(Encoders::build(topics, |name| framings[name].clone()))
     }
 

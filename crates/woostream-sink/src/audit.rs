@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use woostream_core::codec::{CodecError, Contract, Decoder};
 use woostream_core::config::Config;
+use woostream_core::contract::codec::{CodecError, Contract, Decoder};
+use woostream_core::contract::sink_records::Delivery;
 use woostream_core::headers;
 use woostream_core::kafka::reading::{read_all_now, reader, END_MARKER};
 use woostream_core::kafka::RenewingProducer;
-use woostream_core::records::Delivery;
 
 /// One record for the audit topic or a dead-letter topic.
 #[derive(Clone, Debug)]

@@ -3,5 +3,5 @@
 
 pub mod audit;
 pub mod crm;
-pub mod edge;
+pub mod intake;
 pub mod slack;

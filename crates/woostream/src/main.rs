@@ -99,7 +99,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let request = woostream_producer::rest::backfill::Request {
                 since: since.as_deref().map(cli::parse_since).transpose()?,
-                resources: woostream_producer::rest::Resource::parse_list(&resources)
+                resources: woostream_woo::rest::Resource::parse_list(&resources)
                     .map_err(|e| anyhow::anyhow!("--resources: {e}"))?,
                 restart,
             };
@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn the_topics_reference_is_current() {
         assert!(
-            woostream_core::kafka::contracts::markdown()
+            woostream_core::contract::topics::markdown()
                 == include_str!("../../../docs/reference/topics.md"),
             "docs/reference/topics.md is stale: run `make docs` and commit it"
         );

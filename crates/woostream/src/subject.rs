@@ -9,17 +9,19 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use rdkafka::message::Message;
 use serde_json::{json, Value};
-use woostream_core::codec::{Codecs, Contract};
 use woostream_core::config::Config;
-use woostream_core::erasure::erase::{self, ErasureCodecs, Request};
-use woostream_core::erasure::personal::{customer_fields, order_fields, Sealing};
-use woostream_core::erasure::receipt::status_table;
-use woostream_core::erasure::SubjectKeys;
-use woostream_core::events::{CustomerEvent, CustomerKey, CustomerRecord, Order, OrderEvent};
-use woostream_core::insights::{Alert, AlertKey, CustomerProfile};
+use woostream_core::contract::codec::{Codecs, Contract};
+use woostream_core::contract::enriched::{Alert, AlertKey, CustomerProfile};
+use woostream_core::contract::events::{
+    CustomerEvent, CustomerKey, CustomerRecord, Order, OrderEvent,
+};
+use woostream_core::contract::sink_records::Delivery;
 use woostream_core::kafka::{self, reading};
+use woostream_core::privacy::erase::{self, ErasureCodecs, Request};
+use woostream_core::privacy::personal::{customer_fields, order_fields, Sealing};
+use woostream_core::privacy::receipt::status_table;
 use woostream_core::privacy::CustomerHasher;
-use woostream_core::records::Delivery;
+use woostream_core::privacy::SubjectKeys;
 
 /// Who a request is about: an account id or an email (or both).
 #[derive(Clone, Debug)]
@@ -191,7 +193,7 @@ pub async fn receipts(config: &Config, bootstrap: &str) -> anyhow::Result<Vec<De
         &config.topics.deliveries.name,
         codecs,
         move |_, d| {
-            if let Some(d) = d.filter(|d| d.kind == woostream_core::erasure::receipt::KIND) {
+            if let Some(d) = d.filter(|d| d.kind == woostream_core::privacy::receipt::KIND) {
                 sink.lock().expect("receipts").push(d);
             }
         },

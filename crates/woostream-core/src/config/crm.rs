@@ -272,7 +272,7 @@ impl Default for CrmConfig {
     fn default() -> Self {
         CrmConfig {
             enabled: false,
-            account: crate::records::default_identity(),
+            account: crate::contract::sink_records::default_identity(),
             group_id: default_group(),
             api_url: "https://api.hubapi.com".into(),
             token: None,
@@ -318,12 +318,16 @@ fn default_group() -> String {
 impl CrmConfig {
     /// This sink in the audit topic: `crm`, or `crm@<account>`.
     pub fn sink_name(&self) -> String {
-        crate::records::sink_name("crm", &self.account)
+        crate::contract::sink_records::sink_name("crm", &self.account)
     }
 
     /// The consumer group this sink keeps its offsets in.
     pub fn consumer_group(&self) -> String {
-        crate::records::consumer_group(&self.group_id, &default_group(), &self.account)
+        crate::contract::sink_records::consumer_group(
+            &self.group_id,
+            &default_group(),
+            &self.account,
+        )
     }
 
     /// See [`crate::config::slack::SlackConfig::earlier_group`].
@@ -333,7 +337,7 @@ impl CrmConfig {
 
     /// What this account's dead-letter ids start with (nothing for the default account).
     pub fn dead_letter_prefix(&self) -> String {
-        if self.account == crate::records::DEFAULT_IDENTITY {
+        if self.account == crate::contract::sink_records::DEFAULT_IDENTITY {
             String::new()
         } else {
             format!("{}@", self.account)
@@ -438,7 +442,7 @@ impl CrmConfig {
                     .into(),
             ));
         }
-        crate::sealing::check_key(&self.dead_letter_key)
+        crate::privacy::cipher::check_key(&self.dead_letter_key)
             .map_err(|e| ("crm.dead_letter_key".to_string(), e))?;
         for (property, field) in self.inbound.field_map() {
             if !CrmInbound::is_shop_field(&field) {

@@ -474,7 +474,7 @@ impl Config {
             ("slack.workspace", &self.slack.workspace),
             ("crm.account", &self.crm.account),
         ] {
-            if !crate::records::is_identity(name) {
+            if !crate::contract::sink_records::is_identity(name) {
                 return Err((
                     key.into(),
                     "expected a name of lowercase letters, digits and '-' (at most 40): it goes into consumer groups and audit records".into(),
@@ -602,7 +602,7 @@ impl Config {
                 ));
             }
         }
-        crate::sealing::check_key(&p.dead_letter_key)
+        crate::privacy::cipher::check_key(&p.dead_letter_key)
             .map_err(|e| ("producer.dead_letter_key".to_string(), e))?;
         for (key, value, env) in self.secrets() {
             if !key.starts_with("shops[") {
@@ -956,7 +956,7 @@ secret = "other"
             "[schema_registry]\nurl = \"http://sr:hunter%32@registry.kafka.svc:8081/\"\n",
         ] {
             let config = Config::from_text("w.toml", &format!("{registry}{shop}"), no_env()).unwrap();
-            let client = crate::registry::RegistryClient::from_config(
+            let client = crate::contract::registry::RegistryClient::from_config(
                 config.schema_registry.as_ref().unwrap(),
             );
             let debug = format!("{client:?}");

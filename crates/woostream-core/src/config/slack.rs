@@ -75,7 +75,7 @@ impl fmt::Debug for SlackConfig {
 impl Default for SlackConfig {
     fn default() -> Self {
         SlackConfig {
-            workspace: crate::records::default_identity(),
+            workspace: crate::contract::sink_records::default_identity(),
             group_id: default_group(),
             api_url: "https://slack.com/api".into(),
             token: None,
@@ -300,12 +300,16 @@ fn default_group() -> String {
 impl SlackConfig {
     /// This sink in the audit topic: `slack`, or `slack@<workspace>`.
     pub fn sink_name(&self) -> String {
-        crate::records::sink_name("slack", &self.workspace)
+        crate::contract::sink_records::sink_name("slack", &self.workspace)
     }
 
     /// The consumer group this sink keeps its offsets in.
     pub fn consumer_group(&self) -> String {
-        crate::records::consumer_group(&self.group_id, &default_group(), &self.workspace)
+        crate::contract::sink_records::consumer_group(
+            &self.group_id,
+            &default_group(),
+            &self.workspace,
+        )
     }
 
     /// The group an unnamed sink of an earlier release kept its offsets in, where this sink

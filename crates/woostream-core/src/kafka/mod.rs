@@ -13,8 +13,9 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, Producer};
 
+pub mod admit;
 pub mod connect;
-pub mod contracts;
+pub mod exact_resume;
 pub mod follow;
 pub mod hold;
 pub mod lag;

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use woostream_core::config::EnricherConfig;
-use woostream_core::insights::{Backtest, CalibrationGroup, SegmentReturn};
+use woostream_core::contract::enriched::{Backtest, CalibrationGroup, SegmentReturn};
 
 use crate::customer::{summarise, CustomerState, DAY_MS};
 use crate::model::fit::fit_states;
@@ -19,7 +19,7 @@ pub struct Outcome {
     /// Repeat purchase days before the cut-off.
     pub frequency: f64,
     pub p_alive: f64,
-    pub segment: woostream_core::insights::Segment,
+    pub segment: woostream_core::contract::enriched::Segment,
     pub predicted: f64,
     pub actual: f64,
     pub predicted_spend: f64,
@@ -178,7 +178,7 @@ pub fn by_frequency(outcomes: &[Outcome]) -> Vec<CalibrationGroup> {
 }
 
 fn segments(outcomes: &[Outcome]) -> Vec<SegmentReturn> {
-    woostream_core::insights::Segment::ALL
+    woostream_core::contract::enriched::Segment::ALL
         .into_iter()
         .map(|s| {
             let members = outcomes.iter().filter(|o| o.segment == s);
@@ -220,7 +220,7 @@ pub fn auc(scored: &[(f64, bool)]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use woostream_core::insights::Segment;
+    use woostream_core::contract::enriched::Segment;
 
     fn outcome(p_alive: f64, predicted: f64, actual: f64, frequency: f64) -> Outcome {
         Outcome {

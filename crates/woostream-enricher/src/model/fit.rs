@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use woostream_core::config::EnricherConfig;
 
-use woostream_core::insights::{CustomerProfile, RepurchaseInterval, ShopModel};
+use woostream_core::contract::enriched::{CustomerProfile, RepurchaseInterval, ShopModel};
 
 use crate::clv::{self, Sample};
 use crate::customer::{self, summarise, CustomerState, Summary};

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use woostream_core::config::EnricherConfig;
-use woostream_core::insights::ShopModel;
+use woostream_core::contract::enriched::ShopModel;
 
 use crate::clv::{BgNbd, GammaGamma};
 use crate::rfm::Quintiles;

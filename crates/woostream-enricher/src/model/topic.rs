@@ -12,10 +12,10 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
-use woostream_core::codec::{Contract, Decoder, Encoder};
 use woostream_core::config::{Clock, Config, EnricherConfig};
-use woostream_core::events::CustomerKey;
-use woostream_core::insights::{CustomerProfile, ShopModel};
+use woostream_core::contract::codec::{Contract, Decoder, Encoder};
+use woostream_core::contract::enriched::{CustomerProfile, ShopModel};
+use woostream_core::contract::events::CustomerKey;
 
 use super::fit::fit_shop;
 use crate::metrics::Metrics;
@@ -241,10 +241,10 @@ pub async fn backtest_and_publish(
     bootstrap: &str,
     as_of: chrono::DateTime<Utc>,
     horizon_days: u32,
-) -> anyhow::Result<Vec<woostream_core::insights::Backtest>> {
-    use woostream_core::insights::Backtest;
+) -> anyhow::Result<Vec<woostream_core::contract::enriched::Backtest>> {
+    use woostream_core::contract::enriched::Backtest;
     let t = &config.topics;
-    let codecs = woostream_core::codec::Codecs::register(
+    let codecs = woostream_core::contract::codec::Codecs::register(
         config,
         &[
             (t.backtests.name.as_str(), "key", String::schema()),

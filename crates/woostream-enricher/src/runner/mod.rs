@@ -46,14 +46,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use tokio_util::sync::CancellationToken;
-use woostream_core::codec::Decoder;
 use woostream_core::config::{Config, Transactions};
-use woostream_core::events::CustomerKey;
+use woostream_core::contract::codec::Decoder;
+use woostream_core::contract::events::CustomerKey;
 use woostream_core::kafka;
+use woostream_core::kafka::admit::{admit, seek_stalled};
+use woostream_core::kafka::exact_resume::ResumeGuard;
 use woostream_core::ops::Readiness;
-use woostream_core::resume::{seek_back, ResumeGuard, Verdict};
 use woostream_core::role::RoleContext;
 
 use crate::metrics::Metrics;
@@ -141,7 +141,7 @@ struct Work {
     /// pause: (topic, partition, offset, why).
     newly_held: Option<(String, i32, i64, anyhow::Error)>,
     /// Opens sealed personal fields.
-    keys: woostream_core::erasure::SubjectKeys,
+    keys: woostream_core::privacy::SubjectKeys,
     /// The producer erases on `customer.deleted`: the deletion itself is left to the erasure.
     erasure_follows_deletion: bool,
     /// The models' generation the partitions were last queued for rescoring with.
@@ -275,7 +275,7 @@ async fn launch(
     let keys = {
         let (config, bootstrap) = (config.clone(), bootstrap.to_string());
         tokio::task::spawn_blocking(move || {
-            woostream_core::erasure::SubjectKeys::start(&config, &bootstrap, false)
+            woostream_core::privacy::SubjectKeys::start(&config, &bootstrap, false)
         })
         .await??
     };
@@ -421,30 +421,23 @@ fn run(
             if let Some(e) = w.failure.take() {
                 return Err(e);
             }
+            let w = &mut *w;
             match polled {
-                // Fetched before its partition was held: left for an upgraded build.
-                Some(Ok(m)) if w.readiness.is_held(ROLE, m.topic(), m.partition()) => {}
-                Some(Ok(m)) => match w.resume.check(m.topic(), m.partition(), m.offset()) {
-                    Verdict::Process => {
-                        w.process(&m)?;
-                        if let Some((topic, partition, offset, e)) = w.newly_held.take() {
-                            woostream_core::kafka::hold::hold(
-                                &consumer,
-                                &w.readiness,
-                                ROLE,
-                                &topic,
-                                partition,
-                                offset,
-                                &e,
-                            )?;
-                        }
+                Some(Ok(m)) if admit(&consumer, &mut w.resume, &w.readiness, ROLE, &m)? => {
+                    w.process(&m)?;
+                    if let Some((topic, partition, offset, e)) = w.newly_held.take() {
+                        woostream_core::kafka::hold::hold(
+                            &consumer,
+                            &w.readiness,
+                            ROLE,
+                            &topic,
+                            partition,
+                            offset,
+                            &e,
+                        )?;
                     }
-                    Verdict::Skip => {}
-                    Verdict::SeekTo(offset) => {
-                        tracing::info!(topic = m.topic(), partition = m.partition(), expected_before = m.offset(), seek = offset, "The broker resumed past the committed offset; reading again from further back.");
-                        seek_back(&consumer, m.topic(), m.partition(), offset)?;
-                    }
-                },
+                }
+                Some(Ok(_)) => {}
                 Some(Err(e)) => tracing::warn!(error = %e, "Kafka consumer error."),
                 None => {}
             }
@@ -453,12 +446,7 @@ fn run(
                 w.restore_next(&consumer)?;
             }
             w.apply_new_models()?;
-            if !w.resume.is_empty() {
-                for (topic, partition, offset) in w.resume.stalled(Instant::now()) {
-                    tracing::info!(%topic, partition, seek = offset, "Nothing arrived after resuming; reading again from further back.");
-                    seek_back(&consumer, &topic, partition, offset)?;
-                }
-            }
+            seek_stalled(&consumer, &mut w.resume, ROLE)?;
             // Between bursts, commit at once instead of at the next interval: what was
             // processed becomes durable progress as soon as its outputs are acknowledged.
             uncommitted = w.has_uncommitted();

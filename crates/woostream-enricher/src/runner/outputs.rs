@@ -15,13 +15,13 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
-use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
 use woostream_core::config::Config;
-use woostream_core::events::CustomerKey;
+use woostream_core::contract::codec::{Contract, Decoder, Encoder, Framing};
+use woostream_core::contract::enriched::{Alert, AlertKey, CustomerProfile, ShopModel};
+use woostream_core::contract::events::CustomerKey;
+use woostream_core::contract::registry::RegistryClient;
+use woostream_core::contract::sink_records::Delivery;
 use woostream_core::headers;
-use woostream_core::insights::{Alert, AlertKey, CustomerProfile, ShopModel};
-use woostream_core::records::Delivery;
-use woostream_core::registry::RegistryClient;
 
 /// Encoders of what the enricher writes.
 #[derive(Clone)]
@@ -72,7 +72,7 @@ impl Outputs {
             (t.deliveries.name.as_str(), "key", String::schema()),
             (t.deliveries.name.as_str(), "value", Delivery::schema()),
         ];
-        let framings = woostream_core::codec::register_subjects(&client, &subjects)
+        let framings = woostream_core::contract::codec::register_subjects(&client, &subjects)
             .await
             .context("registering the enricher's schemas with the schema registry")?;
         Ok((

@@ -10,15 +10,15 @@ use anyhow::anyhow;
 use rdkafka::message::{BorrowedMessage, Message};
 use std::collections::HashMap;
 use std::time::Instant;
-use woostream_core::codec::Contract;
-use woostream_core::erasure::erase::erasure_of;
-use woostream_core::erasure::personal::{fields, order_fields, seal_derived, Sealing};
-use woostream_core::erasure::receipt::Receipt;
-use woostream_core::erasure::OpenError;
-use woostream_core::events::{
+use woostream_core::contract::codec::Contract;
+use woostream_core::contract::events::{
     Action, CustomerEvent, CustomerKey, OrderEvent, ProductEvent, ReviewEvent,
 };
-use woostream_core::records::DeliveryOutcome;
+use woostream_core::contract::sink_records::DeliveryOutcome;
+use woostream_core::privacy::erase::erasure_of;
+use woostream_core::privacy::personal::{fields, order_fields, seal_derived, Sealing};
+use woostream_core::privacy::receipt::Receipt;
+use woostream_core::privacy::OpenError;
 
 impl Work {
     pub(super) fn input(&self, topic: &str) -> Option<Input> {
@@ -37,7 +37,7 @@ impl Work {
     pub(super) fn decode<T: Contract>(
         &self,
         bytes: &[u8],
-    ) -> Result<T, woostream_core::codec::CodecError> {
+    ) -> Result<T, woostream_core::contract::codec::CodecError> {
         if self.with_registry {
             self.runtime.block_on(self.decoder.decode_async(bytes))
         } else {
@@ -66,7 +66,7 @@ impl Work {
             return Ok(());
         };
         let Some(payload) = m.payload() else {
-            // A tombstone on the customers topic is an erasure (see woostream_core::erasure).
+            // A tombstone on the customers topic is an erasure (see woostream_core::privacy).
             if input == Input::Customers {
                 let output = self.erasure(m)?;
                 return self.emit(output, partition);
@@ -81,7 +81,7 @@ impl Work {
                 return Err(e)
             }
             // Written by a newer release: stop before it (see `woostream_core::kafka::hold`).
-            Err(e) if woostream_core::codec::newer_writer(&e) => {
+            Err(e) if woostream_core::contract::codec::newer_writer(&e) => {
                 if let Some(p) = self.positions.get_mut(topic) {
                     p.insert(partition, offset);
                 }
@@ -251,7 +251,7 @@ impl Work {
             occurred_at: requested_at,
             correlation_id: &erasure_id,
             event_id: &erasure_id,
-            source: woostream_core::events::Origin::Webhook,
+            source: woostream_core::contract::events::Origin::Webhook,
         };
         let output = state.erase_person(&key, &erasure_id, &origin);
         let orders = output
@@ -361,7 +361,7 @@ impl Work {
 }
 
 pub(super) fn origin_of<'a>(
-    e: &'a woostream_core::events::Envelope,
+    e: &'a woostream_core::contract::events::Envelope,
     at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Origin<'a> {
     Origin {

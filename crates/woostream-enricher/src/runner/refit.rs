@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use woostream_core::codec::Decoder;
 use woostream_core::config::Config;
+use woostream_core::contract::codec::Decoder;
 use woostream_core::kafka;
 
 /// Every `refit_interval_secs`, the instance that owns orders partition 0 refits all shops.

@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use woostream_core::events::{CustomerKey, ProductEvent, ReviewEvent};
-use woostream_core::insights::CustomerProfile;
+use woostream_core::contract::enriched::CustomerProfile;
+use woostream_core::contract::events::{CustomerKey, ProductEvent, ReviewEvent};
 use woostream_core::kafka::reading::{read_to_end, reader};
 
 impl Work {
@@ -329,7 +329,11 @@ impl Work {
     pub(super) fn restore_marker(&self, topic: &str, partition: i32) -> anyhow::Result<i64> {
         let key = CustomerKey {
             shop_id: String::new(),
-            customer: format!("{}{}", crate::view::MARKER_PREFIX, uuid::Uuid::new_v4()),
+            customer: format!(
+                "{}{}",
+                crate::published::MARKER_PREFIX,
+                uuid::Uuid::new_v4()
+            ),
         };
         let k = self.outputs.customer_key.encode(&key)?;
         let headers = OwnedHeaders::new().insert(Header {

@@ -17,10 +17,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer};
 use std::sync::Arc;
 use std::time::Duration;
-use woostream_core::codec::Contract;
 use woostream_core::config::Config;
-use woostream_core::events::CustomerKey;
-use woostream_core::insights::{Alert, AlertKey, CustomerProfile};
+use woostream_core::contract::codec::Contract;
+use woostream_core::contract::enriched::{Alert, AlertKey, CustomerProfile};
+use woostream_core::contract::events::CustomerKey;
 
 /// How many outputs the loop hands over at once: one wake-up of the writer thread per batch
 /// instead of per output (waking it per output cost a tenth of the loop's time).
@@ -40,7 +40,7 @@ pub(super) enum Write {
         profile: Option<Box<CustomerProfile>>,
     },
     /// An erasure receipt, for the audit topic.
-    Receipt(Box<woostream_core::records::Delivery>),
+    Receipt(Box<woostream_core::contract::sink_records::Delivery>),
     /// Answered once everything handed over before it is in the producer.
     Barrier(SyncSender<()>),
 }

@@ -234,7 +234,7 @@ pub fn decide(
     }
     let modified = current["date_modified_gmt"]
         .as_str()
-        .and_then(woostream_core::money::parse_wc_gmt);
+        .and_then(woostream_core::contract::money::parse_wc_gmt);
     let ours = current["meta_data"].as_array().is_some_and(|m| {
         m.iter().any(|e| {
             e["key"] == woostream_core::config::crm::CRM_IDENTITY_META

@@ -9,11 +9,11 @@
 use std::collections::HashMap;
 
 use rdkafka::message::Message;
-use woostream_core::codec::Decoder;
 use woostream_core::config::Config;
+use woostream_core::contract::codec::Decoder;
+use woostream_core::contract::registry::RegistryClient;
+use woostream_core::contract::sink_records::{Delivery, DeliveryOutcome};
 use woostream_core::kafka::follow::Followed;
-use woostream_core::records::{Delivery, DeliveryOutcome};
-use woostream_core::registry::RegistryClient;
 
 /// (shop, customer key) by CRM contact id.
 pub type OwnerMap = HashMap<String, (String, String)>;

@@ -19,16 +19,16 @@ use chrono::Utc;
 use rdkafka::producer::FutureRecord;
 use serde_json::json;
 use woostream_core::config::Config;
-use woostream_core::erasure::seal;
 use woostream_core::kafka::{self, RenewingProducer};
+use woostream_core::privacy::seal;
 use woostream_core::privacy::CustomerHasher;
 
 use super::change::{customer_of, millis, relevant, CrmChange, HubSpotEvent, Ignored};
 use super::owners::Owners;
 use super::signature;
 use super::Metrics;
-use crate::deletion::Bounded;
 use crate::personal::{NewKeys, Sealer};
+use woostream_woo::deletion::Bounded;
 
 pub struct Receiver {
     secret: String,
@@ -218,7 +218,7 @@ impl Receiver {
                 field,
                 value: seal::seal(
                     &key,
-                    woostream_core::erasure::personal::fields::CRM_VALUE,
+                    woostream_core::privacy::personal::fields::CRM_VALUE,
                     &value,
                 ),
                 occurred_at: millis(e.occurred_at),
@@ -352,7 +352,7 @@ async fn receive(
         Ok(e) => e,
         Err(e) => {
             r.metrics.refused.with_label_values(&["malformed"]).inc();
-            tracing::warn!(error = %woostream_core::privacy::hide_quoted_values(&e.to_string()), "A signed HubSpot request is not a list of events.");
+            tracing::warn!(error = %woostream_core::privacy::redact::hide_quoted_values(&e.to_string()), "A signed HubSpot request is not a list of events.");
             return (StatusCode::BAD_REQUEST, "expected a JSON list of events").into_response();
         }
     };

@@ -16,16 +16,16 @@ use rdkafka::producer::FutureRecord;
 use reqwest::Method;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use woostream_core::codec::{Codecs, Contract, Encoder};
 use woostream_core::config::Config;
-use woostream_core::erasure::{OpenError, SubjectKeys};
+use woostream_core::contract::codec::{Codecs, Contract, Encoder};
+use woostream_core::contract::sink_records::{Delivery, DeliveryOutcome};
 use woostream_core::kafka::{self, RenewingProducer};
 use woostream_core::privacy::CustomerHasher;
-use woostream_core::records::{Delivery, DeliveryOutcome};
+use woostream_core::privacy::{OpenError, SubjectKeys};
 
 use super::change::{decide, CrmChange, Decision};
 use super::Metrics;
-use crate::rest::client::{RestError, WooRest};
+use woostream_woo::rest::client::{RestError, WooRest};
 
 pub struct Writer {
     consumer: StreamConsumer,
@@ -169,7 +169,7 @@ impl Writer {
         match self
             .keys
             .open_async(vec![(
-                woostream_core::erasure::personal::fields::CRM_VALUE,
+                woostream_core::privacy::personal::fields::CRM_VALUE,
                 &mut value,
             )])
             .await

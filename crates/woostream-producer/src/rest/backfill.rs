@@ -14,13 +14,13 @@ use chrono::{DateTime, Utc};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 use woostream_core::config::{Config, ShopConfig};
-use woostream_core::events::Origin;
+use woostream_core::contract::events::Origin;
 use woostream_core::kafka::{self, RenewingProducer};
 
 use super::checkpoint::{self, BackfillCheckpoint};
 use super::ingest::RestIngest;
-use super::{Resource, WooRest};
 use crate::personal::NewKeys;
+use woostream_woo::rest::{Resource, WooRest};
 
 /// What to backfill.
 #[derive(Clone, Debug)]
@@ -173,8 +173,11 @@ impl Job<'_> {
         }
         let key = BackfillCheckpoint::key(&self.shop.id, resource.name());
         let query = resource.backfill_query(since);
-        let mut prefetched: Option<tokio::task::JoinHandle<Result<super::Page, super::RestError>>> =
-            None;
+        let mut prefetched: Option<
+            tokio::task::JoinHandle<
+                Result<woostream_woo::rest::Page, woostream_woo::rest::RestError>,
+            >,
+        > = None;
         let bar = self.progress.bar(&self.shop.id, resource);
         let mut last_log = Instant::now();
         let done_before = state.produced + state.dead_lettered;

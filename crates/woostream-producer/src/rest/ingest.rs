@@ -10,17 +10,17 @@ use chacha20poly1305::ChaCha20Poly1305;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 use woostream_core::config::{Config, ShopConfig};
-use woostream_core::events::{IngestDeadLetter, Origin};
+use woostream_core::contract::events::{IngestDeadLetter, Origin};
 use woostream_core::kafka::{self, RenewingProducer};
 use woostream_core::privacy::CustomerHasher;
 
-use super::Resource;
 use crate::catalogue::Catalogue;
-use crate::normalise::{
-    normalise, normalise_review, Event, RejectCode, Rejection, WebhookDelivery,
-};
 use crate::personal::{seal_kept_body, NewKeys, Sealer};
 use crate::publish::{self, Encoders, Record};
+use woostream_woo::normalise::{
+    normalise, normalise_review, Event, RejectCode, Rejection, WebhookDelivery,
+};
+use woostream_woo::rest::Resource;
 
 /// Turns one shop's REST objects into records.
 pub struct RestIngest {
@@ -52,7 +52,7 @@ impl RestIngest {
                 .as_ref()
                 .and_then(|k| k.resolve().ok())
                 .as_deref()
-                .map(woostream_core::sealing::cipher),
+                .map(woostream_core::privacy::cipher::cipher),
             sealer,
         }
     }

@@ -18,20 +18,20 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use woostream_core::codec::{register_subjects, Contract, Encoder, Framing};
 use woostream_core::config::{Config, ShopConfig};
-use woostream_core::events::Origin;
-use woostream_core::insights::{Alert, AlertKey, AlertKind};
+use woostream_core::contract::codec::{register_subjects, Contract, Encoder, Framing};
+use woostream_core::contract::enriched::{Alert, AlertKey, AlertKind};
+use woostream_core::contract::events::Origin;
+use woostream_core::contract::registry::RegistryClient;
 use woostream_core::kafka::{self, RenewingProducer};
-use woostream_core::registry::RegistryClient;
 
 use super::checkpoint;
 use super::ingest::RestIngest;
-use super::resource::parse_gmt;
-use super::{Resource, WooRest};
 use crate::catalogue::Catalogue;
 use crate::personal::{Eraser, NewKeys, Sealer};
 use crate::publish::Encoders;
+use woostream_woo::rest::resource::parse_gmt;
+use woostream_woo::rest::{Resource, WooRest};
 
 /// The webhook topics woostream needs from a shop.
 pub const WEBHOOK_TOPICS: [&str; 15] = [
@@ -574,22 +574,26 @@ impl Reconciler {
                 .await;
             let lookup = match asked {
                 Ok(_) => Some(Ok(())),
-                Err(e) => Some(Err(crate::deletion::belongs_from_lookup(e.status, &e.what))),
+                Err(e) => Some(Err(woostream_woo::deletion::belongs_from_lookup(
+                    e.status, &e.what,
+                ))),
             };
-            let key = woostream_core::events::CustomerKey {
+            let key = woostream_core::contract::events::CustomerKey {
                 shop_id: self.shop.id.clone(),
                 customer: id.to_string(),
             };
-            let outcome = match crate::deletion::account_from(lookup) {
-                crate::deletion::Account::Gone if eraser.already_erased(&key) => "already_erased",
-                crate::deletion::Account::Gone => {
+            let outcome = match woostream_woo::deletion::account_from(lookup) {
+                woostream_woo::deletion::Account::Gone if eraser.already_erased(&key) => {
+                    "already_erased"
+                }
+                woostream_woo::deletion::Account::Gone => {
                     let request = Eraser::request(&key);
                     eraser.carry_out(&request).await?;
                     tracing::info!(shop = %self.shop.id, erasure = %request.erasure_id, "An account the shop deleted without its deletion reaching woostream: erased.");
                     "erased"
                 }
-                crate::deletion::Account::StillThere => "still_there",
-                crate::deletion::Account::Unconfirmed => "unconfirmed",
+                woostream_woo::deletion::Account::StillThere => "still_there",
+                woostream_woo::deletion::Account::Unconfirmed => "unconfirmed",
             };
             self.metrics
                 .deleted_accounts

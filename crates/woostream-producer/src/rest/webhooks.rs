@@ -7,8 +7,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::reconcile::WEBHOOK_TOPICS;
-use super::WooRest;
-use crate::signature::topic_secret;
+use woostream_woo::rest::WooRest;
+use woostream_woo::signature::topic_secret;
 
 /// One change to the shop's webhooks.
 #[derive(Clone, Debug, PartialEq)]

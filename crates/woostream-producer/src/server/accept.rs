@@ -4,14 +4,16 @@
 
 use chrono::Utc;
 use woostream_core::catalogue::NameBook;
-use woostream_core::events::{Action, Origin};
+use woostream_core::contract::events::{Action, Origin};
 
 use super::{unavailable, Headers, Ingest, Shop, LOOKUP_TIMEOUT};
 use crate::answer::{Answer, Ignored};
-use crate::deletion::{account_from, belongs_from_lookup, deleted_id_belongs, Account, Belongs};
-use crate::normalise::{normalise, Event, RejectCode, Rejection, WebhookDelivery};
 use crate::personal::{publish_sealed, Eraser, NewKeys};
 use crate::publish::{Durability, PublishError};
+use woostream_woo::deletion::{
+    account_from, belongs_from_lookup, deleted_id_belongs, Account, Belongs,
+};
+use woostream_woo::normalise::{normalise, Event, RejectCode, Rejection, WebhookDelivery};
 
 /// A signed delivery that is not an event (its answer once dead-lettered follows from the
 /// rejection's code: see [`Answer::status`]).
@@ -192,7 +194,7 @@ pub(super) async fn accept(
     })
 }
 
-/// Settles a `*.deleted` event before it is written (see [`crate::deletion`]): an order's
+/// Settles a `*.deleted` event before it is written (see [`woostream_woo::deletion`]): an order's
 /// deletion goes to its customer's key (from the orders this replica has seen, else from the
 /// shop's REST API, which also gives the trashed order itself); a product or coupon id that is
 /// the other resource's is answered 200 and not written. Returns that answer.
@@ -205,18 +207,18 @@ pub(super) async fn settle_deletion(
     let cid = delivery.correlation_id;
     let (resource, id) = match &*event {
         Event::Order(_, e) if e.action == Action::Deleted && e.order.is_none() => {
-            (crate::normalise::Resource::Order, e.order_id)
+            (woostream_woo::normalise::Resource::Order, e.order_id)
         }
         Event::Product(_, e) if e.action == Action::Deleted => {
-            (crate::normalise::Resource::Product, e.product_id)
+            (woostream_woo::normalise::Resource::Product, e.product_id)
         }
         Event::Coupon(_, e) if e.action == Action::Deleted => {
-            (crate::normalise::Resource::Coupon, e.coupon_id)
+            (woostream_woo::normalise::Resource::Coupon, e.coupon_id)
         }
         _ => return None,
     };
     let lookup = |endpoint: String| ask_shop(ingest, shop, endpoint);
-    if resource == crate::normalise::Resource::Order {
+    if resource == woostream_woo::normalise::Resource::Order {
         let Event::Order(key, e) = event else {
             return None;
         };
@@ -263,7 +265,7 @@ pub(super) async fn settle_deletion(
     let mut belongs = deleted_id_belongs(resource, is_product, is_coupon);
     if belongs == Belongs::Unknown {
         let endpoint = match resource {
-            crate::normalise::Resource::Product => format!("products/{id}"),
+            woostream_woo::normalise::Resource::Product => format!("products/{id}"),
             _ => format!("coupons/{id}"),
         };
         belongs = match lookup(endpoint).await {
@@ -274,7 +276,7 @@ pub(super) async fn settle_deletion(
     }
     if belongs == Belongs::No {
         let topic = match resource {
-            crate::normalise::Resource::Product => "product.deleted",
+            woostream_woo::normalise::Resource::Product => "product.deleted",
             _ => "coupon.deleted",
         };
         return Some(not_this_resource(ingest, cid, shop, topic));
@@ -302,7 +304,7 @@ pub(super) async fn ask_shop(
     })
 }
 
-/// What the shop's REST API says of account `id` (see [`crate::deletion::Account`]).
+/// What the shop's REST API says of account `id` (see [`woostream_woo::deletion::Account`]).
 pub(super) async fn account_of(ingest: &Ingest, shop: &str, id: i64) -> Account {
     let asked = ask_shop(ingest, shop, format!("customers/{id}")).await;
     account_from(asked.map(|r| r.map(drop)))

@@ -3,14 +3,14 @@
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
-use woostream_core::events::IngestDeadLetter;
+use woostream_core::contract::events::IngestDeadLetter;
 
 use super::accept::NotAnEvent;
 use super::{unavailable, Headers, Ingest, Shop};
 use crate::answer::Answer;
-use crate::normalise::Rejection;
 use crate::personal::{publish_sealed, seal_kept_body, NewKeys};
 use crate::publish::PublishError;
+use woostream_woo::normalise::Rejection;
 
 /// What a dead letter keeps of a body Kafka would not take whole.
 pub(super) const KEPT_PREFIX_BYTES: usize = 64 * 1024;

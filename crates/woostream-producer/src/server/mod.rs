@@ -28,12 +28,12 @@ use crate::personal::{Eraser, Sealer};
 
 use crate::catalogue::Catalogue;
 use crate::dedup::RecentDeliveries;
-use crate::deletion::{Erased, Seen};
 use crate::metrics::Metrics;
-use crate::normalise::{parse_topic, Topic};
 use crate::publish::{Encoders, PublishError, Publisher};
-use crate::rest::WooRest;
-use crate::signature::{self, SignedWith};
+use woostream_woo::deletion::{Erased, Seen};
+use woostream_woo::normalise::{parse_topic, Topic};
+use woostream_woo::rest::WooRest;
+use woostream_woo::signature::{self, SignedWith};
 
 /// A shop allowed to post, with its secret resolved.
 #[derive(Clone)]
@@ -171,7 +171,7 @@ impl Ingest {
             .as_ref()
             .and_then(|k| k.resolve().ok())
             .as_deref()
-            .map(woostream_core::sealing::cipher);
+            .map(woostream_core::privacy::cipher::cipher);
         Ingest {
             shops,
             max_body_bytes: config.producer.max_body_bytes,

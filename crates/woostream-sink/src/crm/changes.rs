@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use woostream_core::config::crm::CrmConfig;
-use woostream_core::events::{Action, CustomerEvent, OrderEvent, OrderStatus};
-use woostream_core::insights::CustomerProfile;
+use woostream_core::contract::enriched::CustomerProfile;
+use woostream_core::contract::events::{Action, CustomerEvent, OrderEvent, OrderStatus};
 
 /// Who a customer is: the personal data the CRM is allowed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -207,7 +207,9 @@ pub fn from_order(e: &OrderEvent) -> (Option<ContactChange>, Option<DealChange>)
 pub fn from_customer(e: &CustomerEvent) -> Option<ContactChange> {
     let c = e.customer.as_ref()?;
     // Deleted, or written from the CRM (which has it already: sending it back would echo).
-    if e.action == Action::Deleted || e.envelope.origin == woostream_core::events::Origin::Crm {
+    if e.action == Action::Deleted
+        || e.envelope.origin == woostream_core::contract::events::Origin::Crm
+    {
         return None;
     }
     let phone = c.billing.as_ref().and_then(|b| non_empty(&b.phone));

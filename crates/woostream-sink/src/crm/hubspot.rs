@@ -141,7 +141,7 @@ fn record_error(e: &Error_, status: u16) -> RecordError {
 /// logs and dead letters without them. A validation list keeps what says why (`error`,
 /// `name`, `isValid`) and drops the rest.
 fn hidden(message: &str) -> String {
-    use woostream_core::privacy::{hide_emails, hide_quoted_values};
+    use woostream_core::privacy::redact::{hide_emails, hide_quoted_values};
     if let Some((head, list)) = message.split_once(": [") {
         if let Ok(items) = serde_json::from_str::<Vec<Value>>(&format!("[{list}")) {
             let kept: Vec<Value> = items

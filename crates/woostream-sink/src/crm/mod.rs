@@ -5,7 +5,7 @@
 pub mod api;
 pub mod budget;
 pub mod changes;
-pub mod erase;
+pub mod contact_erasure;
 pub mod flush;
 pub mod hubspot;
 pub mod memory;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use woostream_core::records::{CrmAttempt, SourceOffset};
+use woostream_core::contract::sink_records::{CrmAttempt, SourceOffset};
 
 use super::changes::{ContactChange, DealChange, Mapping};
 

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use woostream_core::records::CrmAttempt;
+use woostream_core::contract::sink_records::CrmAttempt;
 
 use super::api::{Input, Written};
 use super::changes::{deal_key, ContactChange, ContactId, DealChange, Mapping};

@@ -7,15 +7,15 @@ use chacha20poly1305::ChaCha20Poly1305;
 use chrono::Utc;
 use rdkafka::message::{Header, OwnedHeaders};
 use std::sync::Arc;
-use woostream_core::codec::Encoder;
 use woostream_core::config::Config;
-use woostream_core::erasure::receipt::Receipt;
-use woostream_core::erasure::seal::{self, SUBJECT_KEY};
-use woostream_core::erasure::SubjectKeys;
+use woostream_core::contract::codec::Encoder;
+use woostream_core::contract::sink_records::{CrmDeadLetter, Delivery, DeliveryOutcome};
 use woostream_core::headers;
 use woostream_core::kafka::RenewingProducer;
-use woostream_core::records::{CrmDeadLetter, Delivery, DeliveryOutcome};
-use woostream_core::sealing;
+use woostream_core::privacy::cipher;
+use woostream_core::privacy::receipt::Receipt;
+use woostream_core::privacy::seal::{self, SUBJECT_KEY};
+use woostream_core::privacy::SubjectKeys;
 
 use super::changes::{ContactChange, DealChange};
 use super::flush::{Outcome, Refusal, Report};
@@ -54,7 +54,7 @@ pub fn open_original(
             .map_err(|e| anyhow!("{}: {e}", dl.dead_letter_id))?
             .ok_or_else(|| anyhow!("{}: its person was erased", dl.dead_letter_id))?
     } else {
-        sealing::open(cipher, &dl.original_encryption, &dl.original)
+        cipher::open(cipher, &dl.original_encryption, &dl.original)
             .map_err(|e| anyhow!("{}: {e} (crm.dead_letter_key)", dl.dead_letter_id))?
     };
     Ok(serde_json::from_slice(&bytes)?)
@@ -75,7 +75,7 @@ pub fn cipher(config: &Config) -> Option<ChaCha20Poly1305> {
         .crm
         .resolved_dead_letter_key()
         .as_deref()
-        .map(sealing::cipher)
+        .map(cipher::cipher)
 }
 
 pub struct Recorder {
@@ -183,7 +183,7 @@ impl Recorder {
             .and_then(|(id, keys)| keys.cached(id));
         let (encryption, original) = match person {
             Some(key) => (SUBJECT_KEY, seal::seal_bytes(&key, &json)),
-            None => sealing::seal(self.cipher.as_ref(), &json),
+            None => cipher::seal(self.cipher.as_ref(), &json),
         };
         let record = CrmDeadLetter {
             dead_letter_id: id.clone(),
@@ -219,7 +219,7 @@ impl Recorder {
         erasure_id: &str,
         contact_id: &str,
         refusal: &Refusal,
-        attempts: Vec<woostream_core::records::CrmAttempt>,
+        attempts: Vec<woostream_core::contract::sink_records::CrmAttempt>,
     ) -> anyhow::Result<()> {
         let item = Item {
             change: (),
@@ -388,7 +388,7 @@ impl Recorder {
             key: headers::DEAD_LETTER_REASON,
             value: Some(reason),
         });
-        crate::edge::keep_unreadable(
+        crate::intake::keep_unreadable(
             &self.producer,
             &self.dead_letter_topic,
             key.as_deref(),

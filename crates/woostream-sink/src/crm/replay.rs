@@ -12,7 +12,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use woostream_core::config::Config;
-use woostream_core::records::CrmDeadLetter;
+use woostream_core::contract::sink_records::CrmDeadLetter;
 
 use super::api::Crm;
 use super::changes::{ContactChange, DealChange};
@@ -320,9 +320,9 @@ pub async fn replay(
             )
             .await
         {
-            super::erase::Erased::Done(done) => {
+            super::contact_erasure::Erased::Done(done) => {
                 recorder.replayed(dl, false).await?;
-                let receipt = woostream_core::erasure::receipt::Receipt {
+                let receipt = woostream_core::privacy::receipt::Receipt {
                     erasure_id,
                     shop_id: &dl.shop_id,
                     role: &recorder.sink,
@@ -330,7 +330,7 @@ pub async fn replay(
                     done: format!("{done} (replayed)"),
                     object_id: Some(contact_id.clone()),
                     requested_at: dl.dead_lettered_at,
-                    outcome: woostream_core::records::DeliveryOutcome::Erased,
+                    outcome: woostream_core::contract::sink_records::DeliveryOutcome::Erased,
                     attempts: attempts.len() as i32,
                 };
                 recorder.receipt(&receipt).await?;

@@ -11,9 +11,9 @@ use governor::Quota;
 use rand::Rng;
 use tokio::sync::mpsc;
 use woostream_core::config::slack::{Priority, SlackConfig};
-use woostream_core::insights::Alert;
+use woostream_core::contract::enriched::Alert;
+use woostream_core::contract::sink_records::DeliveryOutcome;
 use woostream_core::pace::{self, Limiter};
-use woostream_core::records::DeliveryOutcome;
 
 use super::blocks::Message;
 use super::client::{Destination, Failure, Poster};
@@ -48,7 +48,7 @@ pub struct SealedForms {
 
 impl SealedForms {
     /// Puts the sealed forms back into an opened alert (for a dead letter).
-    pub fn restore(&self, alert: &mut woostream_core::insights::Alert) {
+    pub fn restore(&self, alert: &mut woostream_core::contract::enriched::Alert) {
         if let (Some(c), Some(sealed)) = (alert.customer.as_mut(), &self.initial) {
             c.first_name_initial = Some(sealed.clone());
         }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use rust_decimal::Decimal;
 use serde_json::json;
 use woostream_core::config::slack::Priority;
-use woostream_core::insights::{Alert, AlertKind};
+use woostream_core::contract::enriched::{Alert, AlertKind};
 
 use super::blocks::{self, Message};
 use super::template::{amount, escape_mrkdwn};

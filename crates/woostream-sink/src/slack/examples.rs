@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
-use woostream_core::insights::{
+use woostream_core::contract::enriched::{
     Alert, AlertCustomer, AlertItem, AlertKind, AlertOrder, AlertQuestion, AlertReplenishment,
 };
 use woostream_core::Money;
@@ -62,7 +62,7 @@ pub fn order_alert(n: i64, kind: AlertKind, total: &str) -> Alert {
         }),
         product: None,
         review: None,
-        origin: woostream_core::events::Origin::Webhook,
+        origin: woostream_core::contract::events::Origin::Webhook,
         erasure: None,
         replenishment: (kind == AlertKind::ReplenishmentDue).then(|| AlertReplenishment {
             product_id: 7,

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
-use woostream_core::insights::{Alert, AlertKind};
+use woostream_core::contract::enriched::{Alert, AlertKind};
 use woostream_core::Money;
 
 use super::blocks::Message;

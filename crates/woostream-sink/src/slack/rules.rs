@@ -7,7 +7,7 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveTime, Timelike, Utc};
 use rust_decimal::Decimal;
 use woostream_core::config::slack::{Priority, SlackConfig, SlackRule};
-use woostream_core::insights::{Alert, AlertKind, Segment};
+use woostream_core::contract::enriched::{Alert, AlertKind, Segment};
 
 use super::template::{Templates, PERSONAL_FIELDS};
 
@@ -194,8 +194,8 @@ impl Rules {
             let quiet = self.quiet_hours.is_some_and(|q| q.contains(now))
                 && rule.priority != Priority::Urgent
                 && !rule.ignore_quiet_hours;
-            let history =
-                alert.origin == woostream_core::events::Origin::Backfill && !rule.include_backfill;
+            let history = alert.origin == woostream_core::contract::events::Origin::Backfill
+                && !rule.include_backfill;
             let skip = if rule.muted {
                 Some("muted")
             } else if history {
@@ -519,7 +519,7 @@ muted = true
         assert_eq!(r.route(&failed, night)[0].skip, None);
         // History imported by a backfill is recorded as skipped, unless a rule includes it.
         let mut imported = order_alert(3, AlertKind::PaymentFailed, "10");
-        imported.origin = woostream_core::events::Origin::Backfill;
+        imported.origin = woostream_core::contract::events::Origin::Backfill;
         assert_eq!(r.route(&imported, noon())[0].skip, Some("backfill"));
         let with_history = rules(
             r##"

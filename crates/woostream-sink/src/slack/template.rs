@@ -8,7 +8,7 @@ use minijinja::{Environment, Value};
 use rust_decimal::Decimal;
 use serde_json::json;
 use woostream_core::config::slack::SlackTemplate;
-use woostream_core::insights::{Alert, AlertKind};
+use woostream_core::contract::enriched::{Alert, AlertKind};
 
 use super::rules::KeyError;
 

@@ -146,7 +146,7 @@ pub async fn backfill_history(
     );
     let request = backfill::Request {
         since: None,
-        resources: woostream_producer::rest::Resource::ALL.to_vec(),
+        resources: woostream_woo::rest::Resource::ALL.to_vec(),
         restart: false,
     };
     let outcomes = backfill::run(

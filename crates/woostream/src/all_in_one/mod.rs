@@ -69,7 +69,7 @@ pub async fn run(
     // The embedded brokers go last: nothing may still be polling them.
     if let Some(embedded) = embedded {
         tokio::task::spawn_blocking(move || {
-            woostream_core::erasure::subject_keys::wait_for_followers(
+            woostream_core::privacy::subject_keys::wait_for_followers(
                 std::time::Duration::from_secs(5),
             );
             drop(embedded);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use woostream_core::codec::Decoder;
+use woostream_core::contract::codec::Decoder;
 use woostream_core::kafka;
 use woostream_core::role::RoleContext;
 use woostream_enricher::model::synthetic::PurchaseProcess;
@@ -41,7 +41,7 @@ impl ViewFollower {
     }
 }
 
-type SharedView = Arc<std::sync::Mutex<woostream_enricher::view::View>>;
+type SharedView = Arc<std::sync::Mutex<woostream_enricher::published::View>>;
 
 impl Sale<'_> {
     /// Runs the sale and prints its summary; the view it followed the profiles with is
@@ -53,7 +53,7 @@ impl Sale<'_> {
         let sim_process = (sim.history_customers > 0).then_some(sim.process);
         let (outputs, decoder) = Outputs::for_config(config).await?;
         let view_stop = CancellationToken::new();
-        let (view, view_thread) = woostream_enricher::view::follow(
+        let (view, view_thread) = woostream_enricher::published::follow(
             config,
             &ctx.bootstrap,
             decoder.clone(),

@@ -201,7 +201,7 @@ pub async fn print_slack(
 }
 
 /// One line: profiles, alerts and the segment distribution so far.
-pub fn insights_line(v: &woostream_enricher::view::View) -> String {
+pub fn insights_line(v: &woostream_enricher::published::View) -> String {
     let segments: Vec<String> = v
         .segments()
         .iter()
@@ -224,7 +224,7 @@ pub fn counter(registry: &prometheus::Registry, name: &str, topic: &str) -> f64 
     metric_sum(registry, name, Some(("topic", topic)))
 }
 
-pub fn describe_model(m: &woostream_core::insights::ShopModel) -> String {
+pub fn describe_model(m: &woostream_core::contract::enriched::ShopModel) -> String {
     // 0: too few of the shop's orders to set a threshold of its own yet.
     let threshold = |v: f64| {
         if v > 0.0 {
@@ -254,7 +254,7 @@ pub fn describe_model(m: &woostream_core::insights::ShopModel) -> String {
 }
 
 /// A backtest for people: the fit, the totals, the calibration tables and the rankings.
-pub fn describe_backtest(b: &woostream_core::insights::Backtest) -> String {
+pub fn describe_backtest(b: &woostream_core::contract::enriched::Backtest) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(
@@ -341,13 +341,13 @@ pub fn browsable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
 
 /// The most valuable repeat customer as their profile describes them: what the taste fields
 /// say.
-pub fn taste_line(v: &woostream_enricher::view::View) -> Option<String> {
+pub fn taste_line(v: &woostream_enricher::published::View) -> Option<String> {
     let p = v
         .profiles
         .values()
         .filter(|p| p.typical_interval_days.is_some())
         .max_by_key(|p| (p.clv_12_months, p.customer.clone()))?;
-    let names = |l: &[woostream_core::insights::TasteEntry]| {
+    let names = |l: &[woostream_core::contract::enriched::TasteEntry]| {
         l.iter()
             .take(3)
             .map(|e| {

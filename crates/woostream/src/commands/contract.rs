@@ -20,7 +20,7 @@ pub(crate) fn config(command: ConfigCommand) -> anyhow::Result<()> {
             reference::configuration_markdown(&reference::configuration_schema())
         ),
         ConfigCommand::Commands => print!("{}", commands_markdown()),
-        ConfigCommand::Topics => print!("{}", woostream_core::kafka::contracts::markdown()),
+        ConfigCommand::Topics => print!("{}", woostream_core::contract::topics::markdown()),
         ConfigCommand::Answers => print!("{}", woostream_producer::answer::table_markdown()),
         ConfigCommand::Check { config } => return check_config(&config),
     }

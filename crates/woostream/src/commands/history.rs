@@ -83,7 +83,7 @@ pub(crate) async fn webhooks_sync(
         let secret = s
             .resolved_secret()
             .ok_or_else(|| anyhow::anyhow!("shop {}: the webhook secret cannot be read", s.id))?;
-        let client = woostream_producer::rest::WooRest::for_shop(s)?;
+        let client = woostream_woo::rest::WooRest::for_shop(s)?;
         let changes =
             woostream_producer::rest::webhooks::sync(&client, &delivery_url, &secret, dry_run)
                 .await?;

@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use woostream_enricher::model::synthetic::PurchaseProcess;
-use woostream_producer::signature::sign;
+use woostream_woo::signature::sign;
 
 const ORDER: &str = include_str!("../../../../tests/fixtures/woocommerce/woo_order_example.json");
 const PRODUCT: &str =
@@ -788,7 +788,7 @@ pub async fn run(o: &Options, stats: Arc<Stats>) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use woostream_producer::normalise::{normalise, Event, WebhookDelivery};
+    use woostream_woo::normalise::{normalise, Event, WebhookDelivery};
 
     #[test]
     fn php_json_escapes_like_wp_json_encode() {
@@ -825,7 +825,7 @@ mod tests {
             delivery_id: None,
             correlation_id: "c",
             received_at: Utc::now(),
-            origin: woostream_core::events::Origin::Webhook,
+            origin: woostream_core::contract::events::Origin::Webhook,
             customers: &woostream_core::privacy::CustomerHasher::new(b"test"),
         };
         let mut customers = std::collections::HashMap::new();

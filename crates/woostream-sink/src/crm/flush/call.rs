@@ -9,8 +9,8 @@ use chrono::Utc;
 use futures::StreamExt;
 use std::future::Future;
 use std::time::{Duration, Instant};
-use woostream_core::privacy::hide_emails;
-use woostream_core::records::CrmAttempt;
+use woostream_core::contract::sink_records::CrmAttempt;
+use woostream_core::privacy::redact::hide_emails;
 use woostream_core::retry::{self, Failed, Policy, RetryLogic};
 
 /// Attempts kept per change: the newest.

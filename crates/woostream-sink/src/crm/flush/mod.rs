@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use woostream_core::records::CrmAttempt;
+use woostream_core::contract::sink_records::CrmAttempt;
 
 use super::api::{Crm, Input, Object, Written};
 use super::budget::Budget;
@@ -306,7 +306,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_erased_contact_is_deleted_after_transient_failures_or_anonymised_and_detached() {
-        use crate::crm::erase::Erased;
+        use crate::crm::contact_erasure::Erased;
         use woostream_core::config::crm::ContactErasure;
         let s = sender(2, 10);
         let known = SharedKnown::default();

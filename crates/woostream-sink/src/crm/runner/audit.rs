@@ -4,11 +4,11 @@ use crate::crm::flush::Known;
 use crate::crm::metrics::Metrics;
 use crate::crm::records::{cipher, Recorder};
 use anyhow::Context;
-use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
 use woostream_core::config::Config;
+use woostream_core::contract::codec::{Contract, Decoder, Encoder, Framing};
+use woostream_core::contract::registry::RegistryClient;
+use woostream_core::contract::sink_records::{CrmDeadLetter, Delivery, DeliveryOutcome};
 use woostream_core::kafka;
-use woostream_core::records::{CrmDeadLetter, Delivery, DeliveryOutcome};
-use woostream_core::registry::RegistryClient;
 
 /// What the audit topic says the CRM has.
 pub fn apply_audit(known: &mut Known, d: &Delivery) {
@@ -61,7 +61,7 @@ pub async fn recorder(
                     CrmDeadLetter::schema(),
                 ),
             ];
-            let f = woostream_core::codec::register_subjects(&client, &subjects)
+            let f = woostream_core::contract::codec::register_subjects(&client, &subjects)
                 .await
                 .context("registering the CRM sink's schemas")?;
             (Some(f), Decoder::with_registry(client))
@@ -83,7 +83,7 @@ pub async fn recorder(
             delivery: Encoder::new(&framing(Delivery::SCHEMA_NAME)),
             dead_letter: Encoder::new(&framing(CrmDeadLetter::SCHEMA_NAME)),
             cipher: cipher(config),
-            keys: crate::edge::subject_keys(config, bootstrap).await?,
+            keys: crate::intake::subject_keys(config, bootstrap).await?,
             metrics,
         },
         decoder,

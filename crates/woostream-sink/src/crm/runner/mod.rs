@@ -12,8 +12,8 @@
 //! `audit`.
 
 mod audit;
-mod erasure;
 mod record;
+mod tombstones;
 pub use audit::{apply_audit, recorder};
 
 use std::collections::{HashMap, HashSet};
@@ -29,14 +29,15 @@ use rdkafka::consumer::StreamConsumer;
 type RecordConsumer = StreamConsumer<kafka::stats::ClientStats>;
 use rdkafka::message::Message;
 use tokio_util::sync::CancellationToken;
-use woostream_core::codec::Decoder;
 use woostream_core::config::crm::ContactErasure;
 use woostream_core::config::crm::CrmConfig;
 use woostream_core::config::Config;
-use woostream_core::erasure::erased::ErasedSubjects;
+use woostream_core::contract::codec::Decoder;
 use woostream_core::kafka;
+use woostream_core::kafka::admit::{admit, seek_stalled};
+use woostream_core::kafka::exact_resume::ResumeGuard;
+use woostream_core::privacy::erased::ErasedSubjects;
 use woostream_core::privacy::CustomerHasher;
-use woostream_core::resume::{ResumeGuard, Verdict};
 
 use super::api::Crm;
 use super::changes;
@@ -47,8 +48,7 @@ use super::metrics::Metrics;
 use super::pending::{Pending, Policy};
 use super::records::Recorder;
 use super::setup;
-use crate::edge::{assign_all, Offsets};
-use woostream_core::resume::seek_back;
+use crate::intake::{assign_all, Offsets};
 
 /// A running CRM sink.
 pub struct CrmSink {
@@ -315,20 +315,12 @@ impl<C: Crm> Loop<C> {
                 _ = shutdown.cancelled() => break,
                 m = consumer.recv(), if self.pending.len() < MAX_PENDING => {
                     let m = m.context("reading the CRM sink's topics")?;
-                    if self.readiness.is_held(ROLE, m.topic(), m.partition()) {
-                        // Fetched before its partition was held: left for an upgraded build.
-                        continue;
-                    }
-                    match self.guard.check(m.topic(), m.partition(), m.offset()) {
-                        Verdict::Process => {
-                            let record = woostream_core::kafka::span::record_span("crm", &m);
-                            self.on_record(&m).instrument(record).await?;
-                            if let Some(e) = self.newly_held.take() {
-                                woostream_core::kafka::hold::hold(consumer, &self.readiness, ROLE, m.topic(), m.partition(), m.offset(), &e)?;
-                            }
+                    if admit(consumer, &mut self.guard, &self.readiness, ROLE, &m)? {
+                        let record = woostream_core::kafka::span::record_span("crm", &m);
+                        self.on_record(&m).instrument(record).await?;
+                        if let Some(e) = self.newly_held.take() {
+                            woostream_core::kafka::hold::hold(consumer, &self.readiness, ROLE, m.topic(), m.partition(), m.offset(), &e)?;
                         }
-                        Verdict::Skip => {}
-                        Verdict::SeekTo(o) => seek_back(consumer, m.topic(), m.partition(), o)?,
                     }
                 }
                 r = async { flushing.as_mut().expect("guarded").await }, if flushing.is_some() => {
@@ -341,9 +333,7 @@ impl<C: Crm> Loop<C> {
                     if flushing.is_none() {
                         flushing = self.start_flush();
                     }
-                    for (topic, partition, o) in self.guard.stalled(Instant::now()) {
-                        seek_back(consumer, &topic, partition, o)?;
-                    }
+                    seek_stalled(consumer, &mut self.guard, ROLE)?;
                     self.sender_metrics().pending.set(self.pending.len() as i64);
                 }
                 _ = commit_every.tick() => {

@@ -6,13 +6,13 @@ use crate::crm::changes;
 use crate::crm::pending::Item;
 use rdkafka::message::{BorrowedMessage, Message};
 use std::time::Instant;
-use woostream_core::erasure::erased::is_erased_past;
-use woostream_core::erasure::personal::{customer_fields, order_fields, Sealing};
-use woostream_core::erasure::OpenError;
-use woostream_core::events::{CustomerEvent, OrderEvent};
-use woostream_core::insights::CustomerProfile;
+use woostream_core::contract::enriched::CustomerProfile;
+use woostream_core::contract::events::{CustomerEvent, OrderEvent};
+use woostream_core::contract::sink_records::SourceOffset;
 use woostream_core::kafka::reading::END_MARKER;
-use woostream_core::records::SourceOffset;
+use woostream_core::privacy::erased::is_erased_past;
+use woostream_core::privacy::personal::{customer_fields, order_fields, Sealing};
+use woostream_core::privacy::OpenError;
 
 impl<C: Crm> Loop<C> {
     /// Decodes a record and opens its sealed fields.
@@ -60,7 +60,7 @@ impl<C: Crm> Loop<C> {
     /// Opens a record's sealed fields (none: nothing to open).
     pub(super) async fn open(
         &self,
-        fields: Option<Vec<woostream_core::erasure::personal::Field<'_>>>,
+        fields: Option<Vec<woostream_core::privacy::personal::Field<'_>>>,
         written_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> anyhow::Result<Sealing> {
         match (fields, &self.recorder.keys) {
@@ -112,7 +112,7 @@ impl<C: Crm> Loop<C> {
             }
             // Written by a newer release: not done, so nothing at or past it is committed;
             // the loop holds the partition (see `woostream_core::kafka::hold`).
-            Err(e) if woostream_core::codec::newer_writer(&e) => {
+            Err(e) if woostream_core::contract::codec::newer_writer(&e) => {
                 self.offsets.read(topic, partition, offset, 1);
                 self.newly_held = Some(e);
                 return Ok(());

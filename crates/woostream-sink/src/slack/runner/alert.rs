@@ -8,14 +8,13 @@ use crate::slack::digest::Queued;
 use chrono::Utc;
 use rdkafka::message::{BorrowedMessage, Message};
 use std::sync::Arc;
-use woostream_core::insights::Alert;
-use woostream_core::records::DeliveryOutcome;
+use woostream_core::contract::enriched::Alert;
+use woostream_core::contract::sink_records::DeliveryOutcome;
 
 impl Loop {
     pub(super) async fn on_alert(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<()> {
         let (partition, offset) = (m.partition(), m.offset());
-        let p = self.progress.entry(partition).or_default();
-        p.next = p.next.max(offset + 1);
+        self.offsets.read(m.topic(), partition, offset, 0);
         let Some(payload) = m.payload() else {
             return Ok(());
         };
@@ -24,7 +23,7 @@ impl Loop {
             // Written by a newer release: never done, so nothing at or past it is committed;
             // the loop holds the partition (see `woostream_core::kafka::hold`).
             Err(e) if e.is_newer_writer() => {
-                *p.pending.entry(offset).or_default() += 1;
+                self.offsets.read(m.topic(), partition, offset, 1);
                 self.newly_held = Some(e.into());
                 return Ok(());
             }
@@ -131,7 +130,7 @@ impl Loop {
         };
         let sealed = |v: &Option<String>| {
             v.clone()
-                .filter(|v| woostream_core::erasure::seal::is_sealed(v))
+                .filter(|v| woostream_core::privacy::seal::is_sealed(v))
         };
         let mut note = alert.question.as_ref().map(|q| q.note.clone());
         let mut review_text = alert.review.as_ref().map(|r| r.text.clone());
@@ -143,7 +142,7 @@ impl Loop {
             note: sealed(&note),
             review_text: sealed(&review_text),
         };
-        use woostream_core::erasure::personal::{fields as named, Field};
+        use woostream_core::privacy::personal::{fields as named, Field};
         let mut fields: Vec<Field<'_>> = vec![
             (named::CUSTOMER_NOTE, &mut note),
             (named::REVIEW_TEXT, &mut review_text),
@@ -154,7 +153,7 @@ impl Loop {
         match keys.open_async(fields).await {
             Ok(_) => {}
             // A damaged value is left out; the alert still goes.
-            Err(woostream_core::erasure::OpenError::Damaged(why)) => {
+            Err(woostream_core::privacy::OpenError::Damaged(why)) => {
                 tracing::warn!(alert = %alert.alert_id, reason = %why, "An alert's personal fields cannot be opened; posting without them.");
                 if let Some(c) = alert.customer.as_mut() {
                     c.first_name_initial = None;
@@ -176,12 +175,7 @@ impl Loop {
 
     /// The alert at `offset` stays uncommitted until its `queued` channels are done.
     fn hold(&mut self, partition: i32, offset: i64, queued: usize) {
-        if queued > 0 {
-            self.progress
-                .entry(partition)
-                .or_default()
-                .pending
-                .insert(offset, queued);
-        }
+        let alerts = &self.config.topics.alerts.name;
+        self.offsets.read(alerts, partition, offset, queued);
     }
 }

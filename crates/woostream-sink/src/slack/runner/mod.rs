@@ -15,27 +15,28 @@ mod outcome;
 mod restored;
 pub use restored::{admin_urls, delivery_id, Restored, DLQ_CHANNEL};
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::Instrument;
 
 use crate::audit::fold_audit;
+use crate::intake::Offsets;
 use anyhow::{anyhow, Context};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use woostream_core::codec::{Contract, Decoder, Encoder, Framing};
 use woostream_core::config::Config;
-use woostream_core::insights::Alert;
+use woostream_core::contract::codec::{Contract, Decoder, Encoder, Framing};
+use woostream_core::contract::enriched::Alert;
+use woostream_core::contract::registry::RegistryClient;
+use woostream_core::contract::sink_records::Delivery;
 use woostream_core::kafka;
+use woostream_core::kafka::admit::{admit, seek_stalled};
+use woostream_core::kafka::exact_resume::ResumeGuard;
 use woostream_core::kafka::RenewingProducer;
-use woostream_core::records::Delivery;
-use woostream_core::registry::RegistryClient;
-use woostream_core::resume::{ResumeGuard, Verdict};
 use woostream_core::retry::Policy;
 
 use super::channel::{Channel, Done, Shared, Ticket};
@@ -43,22 +44,6 @@ use super::client::{Destination, Failure, Poster, Recorded};
 use super::digest::Queued;
 use super::metrics::Metrics;
 use super::rules::Rules;
-
-/// Offsets of one partition not yet done.
-#[derive(Debug, Default)]
-struct Progress {
-    /// offset → channels still to finish.
-    pending: BTreeMap<i64, usize>,
-    /// One past the newest offset seen.
-    next: i64,
-    committed: i64,
-}
-
-impl Progress {
-    fn committable(&self) -> i64 {
-        self.pending.keys().next().copied().unwrap_or(self.next)
-    }
-}
 
 type AlertConsumer = StreamConsumer<kafka::stats::ClientStats>;
 
@@ -173,13 +158,12 @@ pub async fn start(ctx: &woostream_core::role::RoleContext) -> anyhow::Result<Sl
     let mut guard = ResumeGuard::default();
     let alerts_topic = config.topics.alerts.name.clone();
     let earlier = slack.earlier_group();
-    crate::edge::assign_all(
+    crate::intake::assign_all(
         &consumer,
         &[&alerts_topic],
         &mut guard,
         earlier.as_deref().map(|g| (&config.kafka, bootstrap, g)),
     )?;
-    let guard = Arc::new(Mutex::new(guard));
     let producer = kafka::renewing_producer(&config.kafka, bootstrap, "slack")?;
     let mut restored = restored;
     let mut loop_ = Loop {
@@ -191,10 +175,10 @@ pub async fn start(ctx: &woostream_core::role::RoleContext) -> anyhow::Result<Sl
         producer,
         delivered: std::mem::take(&mut restored.delivered),
         inflight: HashSet::new(),
-        progress: HashMap::new(),
+        offsets: Offsets::default(),
         senders: HashMap::new(),
         guard,
-        keys: crate::edge::subject_keys(config, bootstrap).await?,
+        keys: crate::intake::subject_keys(config, bootstrap).await?,
         readiness: readiness.clone(),
         sink: slack.sink_name(),
         newly_held: None,
@@ -255,7 +239,7 @@ async fn codecs(config: &Config) -> anyhow::Result<(Encoders, Decoder)> {
         (t.deliveries.name.as_str(), "value", Delivery::schema()),
         (t.slack_dead_letter.name.as_str(), "value", Alert::schema()),
     ];
-    let f = woostream_core::codec::register_subjects(&client, &subjects)
+    let f = woostream_core::contract::codec::register_subjects(&client, &subjects)
         .await
         .context("registering the Slack sink's schemas")?;
     Ok((
@@ -278,11 +262,12 @@ struct Loop {
     delivered: HashSet<String>,
     /// Deliveries queued and not yet done: a re-emitted alert is not queued twice.
     inflight: HashSet<String>,
-    progress: HashMap<i32, Progress>,
+    /// Alerts read and not yet done by every channel they were queued for.
+    offsets: Offsets,
     senders: HashMap<String, mpsc::UnboundedSender<Queued<Ticket>>>,
-    guard: Arc<Mutex<ResumeGuard>>,
+    guard: ResumeGuard,
     /// Opens the customers' initials.
-    keys: Option<woostream_core::erasure::SubjectKeys>,
+    keys: Option<woostream_core::privacy::SubjectKeys>,
     /// Holds partitions at a newer writer's record, and says so on `/readyz`.
     readiness: woostream_core::ops::Readiness,
     /// This sink in the audit topic (`slack`, `slack@<workspace>`).
@@ -307,30 +292,18 @@ impl Loop {
                 _ = shutdown.cancelled() => break,
                 m = consumer.recv(), if self.inflight.len() < MAX_INFLIGHT => {
                     let m = m.context("reading alerts")?;
-                    if self.readiness.is_held(ROLE, m.topic(), m.partition()) {
-                        // Fetched before its partition was held: left for an upgraded build.
-                        continue;
-                    }
-                    let verdict = self.guard.lock().expect("resume guard").check(m.topic(), m.partition(), m.offset());
-                    match verdict {
-                        Verdict::Process => {
-                            let record = woostream_core::kafka::span::record_span("slack", &m);
-                            self.on_alert(&m).instrument(record).await?;
-                            if let Some(e) = self.newly_held.take() {
-                                woostream_core::kafka::hold::hold(consumer, &self.readiness, ROLE, m.topic(), m.partition(), m.offset(), &e)?;
-                            }
+                    if admit(consumer, &mut self.guard, &self.readiness, ROLE, &m)? {
+                        let record = woostream_core::kafka::span::record_span("slack", &m);
+                        self.on_alert(&m).instrument(record).await?;
+                        if let Some(e) = self.newly_held.take() {
+                            woostream_core::kafka::hold::hold(consumer, &self.readiness, ROLE, m.topic(), m.partition(), m.offset(), &e)?;
                         }
-                        Verdict::Skip => {}
-                        Verdict::SeekTo(o) => woostream_core::resume::seek_back(consumer, m.topic(), m.partition(), o)?,
                     }
                 }
                 Some(d) = done.recv() => self.on_done(d).await?,
                 _ = commit_every.tick() => {
                     self.commit(consumer)?;
-                    let stalled = self.guard.lock().expect("resume guard").stalled(std::time::Instant::now());
-                    for (topic, partition, o) in stalled {
-                        woostream_core::resume::seek_back(consumer, &topic, partition, o)?;
-                    }
+                    seek_stalled(consumer, &mut self.guard, ROLE)?;
                 }
             }
         }
@@ -343,37 +316,15 @@ impl Loop {
         self.commit(consumer)
     }
 
-    /// Commits, per assigned partition, up to the oldest alert still waiting for Slack.
+    /// Commits, per partition, up to the oldest alert still waiting for Slack.
     fn commit(&mut self, consumer: &AlertConsumer) -> anyhow::Result<()> {
-        let assigned: HashSet<i32> = consumer
-            .assignment()
-            .map(|a| a.elements().iter().map(|e| e.partition()).collect())
-            .unwrap_or_default();
-        let mut tpl = TopicPartitionList::new();
-        for (partition, p) in &self.progress {
-            let offset = p.committable();
-            if assigned.contains(partition) && offset > p.committed {
-                tpl.add_partition_offset(
-                    &self.config.topics.alerts.name,
-                    *partition,
-                    Offset::Offset(offset),
-                )?;
-            }
+        if self
+            .offsets
+            .commit(consumer)
+            .context("committing alert offsets")?
+        {
+            self.metrics.commits.inc();
         }
-        if tpl.count() == 0 {
-            return Ok(());
-        }
-        consumer
-            .commit(&tpl, CommitMode::Sync)
-            .context("committing alert offsets")?;
-        for e in tpl.elements() {
-            if let (Some(p), Offset::Offset(o)) =
-                (self.progress.get_mut(&e.partition()), e.offset())
-            {
-                p.committed = o;
-            }
-        }
-        self.metrics.commits.inc();
         Ok(())
     }
 }

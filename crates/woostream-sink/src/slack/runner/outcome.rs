@@ -6,9 +6,9 @@ use crate::audit::{write_all, Outgoing};
 use crate::slack::channel::Done;
 use chrono::Utc;
 use rdkafka::message::{Header, OwnedHeaders};
-use woostream_core::erasure::receipt::Receipt;
+use woostream_core::contract::sink_records::{Delivery, DeliveryOutcome};
 use woostream_core::headers;
-use woostream_core::records::{Delivery, DeliveryOutcome};
+use woostream_core::privacy::receipt::Receipt;
 
 impl Loop {
     pub(super) async fn on_done(&mut self, d: Done) -> anyhow::Result<()> {
@@ -16,14 +16,8 @@ impl Loop {
         for (alert, ticket, _) in &d.alerts {
             self.inflight
                 .remove(&delivery_id(&self.sink, &d.channel, &alert.alert_id));
-            if let Some(p) = self.progress.get_mut(&ticket.partition) {
-                if let Some(n) = p.pending.get_mut(&ticket.offset) {
-                    *n -= 1;
-                    if *n == 0 {
-                        p.pending.remove(&ticket.offset);
-                    }
-                }
-            }
+            let alerts = &self.config.topics.alerts.name;
+            self.offsets.done(alerts, ticket.partition, ticket.offset);
         }
         Ok(())
     }
@@ -128,7 +122,7 @@ impl Loop {
                 key: DLQ_CHANNEL,
                 value: Some(channel),
             });
-        crate::edge::keep_unreadable(
+        crate::intake::keep_unreadable(
             &self.producer,
             &self.config.topics.slack_dead_letter.name,
             key.as_deref(),

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use woostream_core::config::Config;
-use woostream_core::records::{Delivery, DeliveryOutcome};
+use woostream_core::contract::sink_records::{Delivery, DeliveryOutcome};
 
 /// Header of dead-letter records: the channel that refused it.
 pub const DLQ_CHANNEL: &str = "woostream-dlq-channel";

@@ -413,7 +413,7 @@ impl Shop {
             None => self.origin.get().map_or("", String::as_str),
         };
         let url = format!("{origin}{path}");
-        let expected = woostream_producer::rest::oauth::parameters(
+        let expected = woostream_woo::rest::oauth::parameters(
             method,
             &url,
             &signed,
@@ -681,7 +681,7 @@ async fn update_customer(
                 .header("x-wc-webhook-delivery-id", uuid_like())
                 .header(
                     "x-wc-webhook-signature",
-                    woostream_producer::signature::sign(&body, &secret),
+                    woostream_woo::signature::sign(&body, &secret),
                 )
                 .body(body)
                 .send()

@@ -1,6 +1,6 @@
 use super::*;
 use chrono::TimeZone;
-use woostream_core::events::OrderStatus;
+use woostream_core::contract::events::OrderStatus;
 
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

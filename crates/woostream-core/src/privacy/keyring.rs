@@ -122,7 +122,7 @@ impl KeyRecord {
     pub fn new(subject: &str, key: &SubjectKey, wrapping: Option<&ChaCha20Poly1305>) -> KeyRecord {
         let binding = key.bind.then(|| wrapping_binding(key.id(), subject));
         let (wrapping, sealed) =
-            crate::sealing::seal_bound(wrapping, &key.bytes, binding.as_deref());
+            crate::privacy::cipher::seal_bound(wrapping, &key.bytes, binding.as_deref());
         KeyRecord {
             subject: subject.to_string(),
             key: STANDARD.encode(sealed),
@@ -142,7 +142,7 @@ impl KeyRecord {
             .decode(&self.key)
             .map_err(|e| format!("key {id} is not base64: {e}"))?;
         let binding = wrapping_binding(id, &self.subject);
-        let bytes = crate::sealing::open_bound(wrapping, &self.wrapping, &sealed, &binding)
+        let bytes = crate::privacy::cipher::open_bound(wrapping, &self.wrapping, &sealed, &binding)
             .map_err(|e| format!("key {id}: {e} (privacy.key_wrapping_key)"))?;
         let bytes: [u8; 32] = bytes
             .try_into()
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn keys_round_trip_through_their_records_wrapped_or_not() {
-        let wrapping = crate::sealing::cipher(&STANDARD.encode([7u8; 32]));
+        let wrapping = crate::privacy::cipher::cipher(&STANDARD.encode([7u8; 32]));
         for w in [None, Some(&wrapping)] {
             let key = SubjectKey::generate(true);
             let record = KeyRecord::new("s1", &key, w);
@@ -280,10 +280,13 @@ mod tests {
 
     #[test]
     fn a_wrapped_key_opens_only_under_its_id_and_for_its_person() {
-        let wrapping = crate::sealing::cipher(&STANDARD.encode([7u8; 32]));
+        let wrapping = crate::privacy::cipher::cipher(&STANDARD.encode([7u8; 32]));
         let key = SubjectKey::generate(true);
         let record = KeyRecord::new("s1", &key, Some(&wrapping));
-        assert_eq!(record.wrapping, crate::sealing::CHACHA20POLY1305_BOUND);
+        assert_eq!(
+            record.wrapping,
+            crate::privacy::cipher::CHACHA20POLY1305_BOUND
+        );
         assert!(record.key(key.id(), Some(&wrapping), true).is_ok());
         // Copied into another person's record, or filed under another key id: refused.
         let moved = KeyRecord {
@@ -296,7 +299,7 @@ mod tests {
         // A key an earlier release wrapped (no binding) still opens.
         let old = SubjectKey::generate(false);
         let record = KeyRecord::new("s1", &old, Some(&wrapping));
-        assert_eq!(record.wrapping, crate::sealing::CHACHA20POLY1305);
+        assert_eq!(record.wrapping, crate::privacy::cipher::CHACHA20POLY1305);
         assert_eq!(
             record.key(old.id(), Some(&wrapping), true).unwrap().id(),
             old.id()

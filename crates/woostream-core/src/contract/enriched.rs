@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::money::{ts_millis, Money};
+use crate::contract::money::{ts_millis, Money};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -385,7 +385,7 @@ pub struct Alert {
     pub review: Option<AlertReview>,
     /// How the cause was obtained (webhook, backfill, reconciliation, polling).
     #[serde(default)]
-    pub origin: crate::events::Origin,
+    pub origin: crate::contract::events::Origin,
     /// Set on `CustomerErased` alerts: what the sinks must forget.
     #[serde(default)]
     pub erasure: Option<AlertErasure>,
@@ -519,7 +519,7 @@ pub struct SegmentReturn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::tests::round_trip;
+    use crate::contract::codec::tests::round_trip;
     use chrono::TimeZone;
 
     fn m(s: &str) -> Money {
@@ -688,7 +688,7 @@ mod tests {
                     verified: true,
                     text: "broke".into(),
                 }),
-                origin: crate::events::Origin::Backfill,
+                origin: crate::contract::events::Origin::Backfill,
                 erasure: None,
                 replenishment: Some(AlertReplenishment {
                     product_id: 93,

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::money::ts_millis;
+use crate::contract::money::ts_millis;
 
 /// How one alert ended at one destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -126,7 +126,7 @@ pub struct CrmDeadLetter {
     pub category: Option<String>,
     pub http_status: Option<i32>,
     pub attempts: Vec<CrmAttempt>,
-    #[serde(with = "crate::events::bytes_field")]
+    #[serde(with = "crate::contract::events::bytes_field")]
     pub original: Vec<u8>,
     pub original_encryption: String,
     pub correlation_id: String,
@@ -139,7 +139,7 @@ pub struct CrmDeadLetter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::tests::round_trip;
+    use crate::contract::codec::tests::round_trip;
     use chrono::TimeZone;
 
     fn at() -> DateTime<Utc> {

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::events::{Address, CustomerRecord, Order, ShippingAddress};
+use crate::contract::events::{Address, CustomerRecord, Order, ShippingAddress};
 
 use super::keyring::SubjectKey;
 use super::seal::{self, Opened};
@@ -203,7 +203,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn order() -> Order {
-        crate::codec::tests::order()
+        crate::contract::codec::tests::order()
     }
 
     #[test]

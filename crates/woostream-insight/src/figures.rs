@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
-use woostream_core::insights::{Alert, Backtest, CustomerProfile, Segment, ShopModel};
-use woostream_core::records::{Delivery, DeliveryOutcome};
+use woostream_core::contract::enriched::{Alert, Backtest, CustomerProfile, Segment, ShopModel};
+use woostream_core::contract::sink_records::{Delivery, DeliveryOutcome};
 
 const DAY_MS: i64 = 86_400_000;
 const WEEK_MS: i64 = 7 * DAY_MS;

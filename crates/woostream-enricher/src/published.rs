@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use woostream_core::insights::{Alert, AlertKind, CustomerProfile, Segment};
+use woostream_core::contract::enriched::{Alert, AlertKind, CustomerProfile, Segment};
 
 /// Customer keys starting with this are the enricher's restore markers, not customers.
 pub const MARKER_PREFIX: &str = "restore-marker:";
@@ -80,7 +80,7 @@ impl View {
 pub fn follow(
     config: &woostream_core::config::Config,
     bootstrap: &str,
-    decoder: woostream_core::codec::Decoder,
+    decoder: woostream_core::contract::codec::Decoder,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<(
     std::sync::Arc<std::sync::Mutex<View>>,
@@ -89,7 +89,7 @@ pub fn follow(
     use anyhow::Context;
     use rdkafka::consumer::Consumer;
     use rdkafka::message::Message;
-    use woostream_core::events::CustomerKey;
+    use woostream_core::contract::events::CustomerKey;
 
     let consumer =
         woostream_core::kafka::reading::follower(&config.kafka, bootstrap, "enricher-view", false)?;

@@ -172,7 +172,7 @@ impl RegistryClient {
             .body(body.to_string());
         let answer: IdAnswer = match self.call(req, &url).await {
             Err(RegistryError::Status { status: 404, .. }) if !self.auto_register => {
-                let contract = crate::codec::SCHEMA_FILES
+                let contract = crate::contract::codec::SCHEMA_FILES
                     .iter()
                     .find(|(_, text)| *text == schema)
                     .map_or("?", |(name, _)| name);

@@ -5,12 +5,13 @@
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use woostream_core::events::*;
-use woostream_core::money::parse_wc_gmt;
-use woostream_core::privacy::{hide_quoted_values, CustomerHasher};
+use woostream_core::contract::events::*;
+use woostream_core::contract::money::parse_wc_gmt;
+use woostream_core::privacy::redact::hide_quoted_values;
+use woostream_core::privacy::CustomerHasher;
 use woostream_core::Money;
 
-use crate::woo::*;
+use crate::payload::*;
 
 /// What the HTTP layer knows about a delivery besides its body.
 #[derive(Clone, Debug)]

@@ -2,12 +2,12 @@
 
 use super::Loop;
 use crate::crm::api::Crm;
-use crate::crm::erase::Erased;
+use crate::crm::contact_erasure::Erased;
 use rdkafka::message::{BorrowedMessage, Message};
-use woostream_core::erasure::erase::erasure_of;
-use woostream_core::erasure::receipt::Receipt;
-use woostream_core::events::CustomerKey;
-use woostream_core::records::DeliveryOutcome;
+use woostream_core::contract::events::CustomerKey;
+use woostream_core::contract::sink_records::DeliveryOutcome;
+use woostream_core::privacy::erase::erasure_of;
+use woostream_core::privacy::receipt::Receipt;
 
 impl<C: Crm> Loop<C> {
     /// A tombstone: on the customers topic with an erasure's header, the person's contact is

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::records::{Delivery, DeliveryOutcome};
+use crate::contract::sink_records::{Delivery, DeliveryOutcome};
 
 /// The audit record's `kind` for erasure receipts.
 pub const KIND: &str = "erasure";

@@ -225,7 +225,10 @@ mod tests {
 
     #[test]
     fn every_avro_contract_is_a_schema_file_and_every_schema_file_is_used() {
-        let files: Vec<&str> = crate::codec::SCHEMA_FILES.iter().map(|(n, _)| *n).collect();
+        let files: Vec<&str> = crate::contract::codec::SCHEMA_FILES
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
         let mut used = Vec::new();
         for c in TOPIC_CONTRACTS {
             for p in [c.key, c.value] {

@@ -147,8 +147,13 @@ pub struct SubjectKeys {
 pub fn wrapping_key(config: &Config) -> anyhow::Result<Option<ChaCha20Poly1305>> {
     match crate::secret::resolve_secret(&config.privacy.key_wrapping_key, &None) {
         None => Ok(None),
-        Some(k) if crate::sealing::key_is_valid(&k) => Ok(Some(crate::sealing::cipher(&k))),
-        Some(_) => bail!("privacy.key_wrapping_key: {}", crate::sealing::KEY_EXPECTED),
+        Some(k) if crate::privacy::cipher::key_is_valid(&k) => {
+            Ok(Some(crate::privacy::cipher::cipher(&k)))
+        }
+        Some(_) => bail!(
+            "privacy.key_wrapping_key: {}",
+            crate::privacy::cipher::KEY_EXPECTED
+        ),
     }
 }
 

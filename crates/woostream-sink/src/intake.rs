@@ -9,8 +9,8 @@ use anyhow::Context;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::{Offset, TopicPartitionList};
+use woostream_core::kafka::exact_resume::ResumeGuard;
 use woostream_core::kafka::RenewingProducer;
-use woostream_core::resume::ResumeGuard;
 
 /// Assigns every partition of `topics` at the group's committed offsets (from the beginning
 /// where there are none), telling `guard` where each resume must land. A partition the group
@@ -198,14 +198,14 @@ impl Offsets {
 pub async fn subject_keys(
     config: &woostream_core::config::Config,
     bootstrap: &str,
-) -> anyhow::Result<Option<woostream_core::erasure::SubjectKeys>> {
+) -> anyhow::Result<Option<woostream_core::privacy::SubjectKeys>> {
     if !config.privacy.seal_personal_data {
         return Ok(None);
     }
     let (config, bootstrap) = (config.clone(), bootstrap.to_string());
     Ok(Some(
         tokio::task::spawn_blocking(move || {
-            woostream_core::erasure::SubjectKeys::start(&config, &bootstrap, false)
+            woostream_core::privacy::SubjectKeys::start(&config, &bootstrap, false)
         })
         .await??,
     ))

@@ -13,12 +13,12 @@ use rdkafka::producer::FutureRecord;
 
 use super::receipt::Receipt;
 use super::{SubjectKeys, ERASURE_HEADER};
-use crate::codec::{Codecs, Contract, Encoder};
 use crate::config::Config;
-use crate::events::CustomerKey;
+use crate::contract::codec::{Codecs, Contract, Encoder};
+use crate::contract::events::CustomerKey;
+use crate::contract::sink_records::{Delivery, DeliveryOutcome};
 use crate::kafka::RenewingProducer;
 use crate::privacy::CustomerHasher;
-use crate::records::{Delivery, DeliveryOutcome};
 
 /// Header beside [`ERASURE_HEADER`]: when the erasure was asked for (RFC 3339, UTC).
 pub const REQUESTED_AT_HEADER: &str = "woostream-erasure-requested-at";
@@ -347,7 +347,7 @@ mod tests {
             .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
             .collect();
         assert_eq!(erasure_in(&headers).unwrap().0, request.erasure_id);
-        let receipt: Delivery = crate::codec::Decoder::new()
+        let receipt: Delivery = crate::contract::codec::Decoder::new()
             .decode(out[6].value.as_ref().unwrap())
             .unwrap();
         assert_eq!(receipt.outcome, DeliveryOutcome::Erased);

@@ -9,7 +9,7 @@
 //! So the producer checks a deleted id against what it knows of the resource (the product
 //! catalogue every replica follows, the coupons and orders it has seen) and, when that is not
 //! enough and the shop's REST API is configured, asks the shop. The decisions are plain
-//! functions; the look-ups live at the edge ([`crate::server`]).
+//! functions; the look-ups live at the edge (the producer's HTTP server).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -78,14 +78,14 @@ pub fn account_from(lookup: Option<Result<(), Belongs>>) -> Account {
 }
 
 /// A map that forgets its oldest keys beyond `capacity` (a set with `V = ()`).
-pub(crate) struct Bounded<K, V = ()> {
+pub struct Bounded<K, V = ()> {
     capacity: usize,
     entries: HashMap<K, V>,
     order: VecDeque<K>,
 }
 
 impl<K: Clone + Eq + std::hash::Hash, V> Bounded<K, V> {
-    pub(crate) fn new(capacity: usize) -> Bounded<K, V> {
+    pub fn new(capacity: usize) -> Bounded<K, V> {
         Bounded {
             capacity: capacity.max(1),
             entries: HashMap::new(),
@@ -94,7 +94,7 @@ impl<K: Clone + Eq + std::hash::Hash, V> Bounded<K, V> {
     }
 
     /// Sets `key`'s value; true when `key` was not there.
-    pub(crate) fn insert(&mut self, key: K, value: V) -> bool {
+    pub fn insert(&mut self, key: K, value: V) -> bool {
         if self.entries.insert(key.clone(), value).is_some() {
             return false;
         }
@@ -107,11 +107,11 @@ impl<K: Clone + Eq + std::hash::Hash, V> Bounded<K, V> {
         true
     }
 
-    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+    pub fn get(&self, key: &K) -> Option<&V> {
         self.entries.get(key)
     }
 
-    pub(crate) fn remove(&mut self, key: &K) {
+    pub fn remove(&mut self, key: &K) {
         if self.entries.remove(key).is_some() {
             self.order.retain(|k| k != key);
         }

@@ -5,7 +5,7 @@
 //! merged or taken by someone else).
 
 use woostream_core::config::crm::ContactErasure;
-use woostream_core::records::CrmAttempt;
+use woostream_core::contract::sink_records::CrmAttempt;
 
 use super::api::Crm;
 use super::changes::ContactId;

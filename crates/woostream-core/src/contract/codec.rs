@@ -15,9 +15,9 @@ use apache_avro::Schema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::events::*;
-use crate::insights::*;
-use crate::registry::RegistryClient;
+use crate::contract::enriched::*;
+use crate::contract::events::*;
+use crate::contract::registry::RegistryClient;
 
 /// Magic bytes of Avro single-object encoding.
 pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -38,7 +38,7 @@ macro_rules! contracts {
         $(impl Contract for $ty { const SCHEMA_NAME: &'static str = $file; })*
         /// Every schema file with its text, compiled in.
         pub const SCHEMA_FILES: &[(&str, &str)] = &[
-            $(($file, include_str!(concat!("../../../schemas/", $file, ".avsc")))),*
+            $(($file, include_str!(concat!("../../../../schemas/", $file, ".avsc")))),*
         ];
     };
 }
@@ -60,9 +60,9 @@ contracts! {
     Alert => "alert",
     AlertKey => "alert-key",
     ShopModel => "shop-model",
-    crate::insights::Backtest => "backtest",
-    crate::records::Delivery => "delivery",
-    crate::records::CrmDeadLetter => "crm-dead-letter",
+    crate::contract::enriched::Backtest => "backtest",
+    crate::contract::sink_records::Delivery => "delivery",
+    crate::contract::sink_records::CrmDeadLetter => "crm-dead-letter",
 }
 
 /// Registers each `(topic, "key" | "value", schema)` under `{topic}-{role}` (TopicNameStrategy)
@@ -71,7 +71,7 @@ contracts! {
 pub async fn register_subjects(
     registry: &RegistryClient,
     subjects: &[(&str, &str, &'static ContractSchema)],
-) -> Result<HashMap<&'static str, Framing>, crate::registry::RegistryError> {
+) -> Result<HashMap<&'static str, Framing>, crate::contract::registry::RegistryError> {
     let mut framings = HashMap::new();
     for (topic, role, schema) in subjects {
         let schema_id = registry
@@ -95,14 +95,14 @@ impl Codecs {
     pub async fn register(
         config: &crate::config::Config,
         subjects: &[(&str, &str, &'static ContractSchema)],
-    ) -> Result<Codecs, crate::registry::RegistryError> {
+    ) -> Result<Codecs, crate::contract::registry::RegistryError> {
         Ok(match &config.schema_registry {
             None => Codecs {
                 framings: None,
                 decoder: Decoder::new(),
             },
             Some(r) => {
-                let client = crate::registry::RegistryClient::from_config(r);
+                let client = crate::contract::registry::RegistryClient::from_config(r);
                 Codecs {
                     framings: Some(register_subjects(&client, subjects).await?),
                     decoder: Decoder::with_registry(client),
@@ -248,7 +248,7 @@ pub enum CodecError {
         source: serde_avro_fast::de::DeError,
     },
     #[error("registry: {0}")]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(#[from] crate::contract::registry::RegistryError),
 }
 
 impl CodecError {
@@ -662,7 +662,7 @@ fn plain(v: Value) -> Value {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::money::Money;
+    use crate::contract::money::Money;
     use chrono::{TimeZone, Utc};
 
     fn envelope() -> Envelope {
@@ -1172,9 +1172,15 @@ pub(crate) mod tests {
             "alert" => d.decode::<Alert>(bytes).map(drop),
             "alert-key" => d.decode::<AlertKey>(bytes).map(drop),
             "shop-model" => d.decode::<ShopModel>(bytes).map(drop),
-            "backtest" => d.decode::<crate::insights::Backtest>(bytes).map(drop),
-            "delivery" => d.decode::<crate::records::Delivery>(bytes).map(drop),
-            "crm-dead-letter" => d.decode::<crate::records::CrmDeadLetter>(bytes).map(drop),
+            "backtest" => d
+                .decode::<crate::contract::enriched::Backtest>(bytes)
+                .map(drop),
+            "delivery" => d
+                .decode::<crate::contract::sink_records::Delivery>(bytes)
+                .map(drop),
+            "crm-dead-letter" => d
+                .decode::<crate::contract::sink_records::CrmDeadLetter>(bytes)
+                .map(drop),
             other => panic!("schemas/history/{other}: no contract of that name"),
         }
     }
