@@ -112,12 +112,15 @@ impl Codecs {
     }
 
     pub fn encoder<T: Contract>(&self) -> Encoder<T> {
-        let framing = self
-            .framings
+        Encoder::new(&self.framing(T::SCHEMA_NAME))
+    }
+
+    /// The framing of the contract named `schema_name` (single-object without a registry).
+    pub fn framing(&self, schema_name: &str) -> Framing {
+        self.framings
             .as_ref()
-            .and_then(|f| f.get(T::SCHEMA_NAME).cloned())
-            .unwrap_or(Framing::SingleObject);
-        Encoder::new(&framing)
+            .and_then(|f| f.get(schema_name).cloned())
+            .unwrap_or(Framing::SingleObject)
     }
 
     /// Decodes, asking the registry for a schema it has not seen (blocking callers use
@@ -352,6 +355,14 @@ impl Decoder {
     /// A decoder for single-object framing and for Confluent ids it is told about.
     pub fn new() -> Decoder {
         Decoder::default()
+    }
+
+    /// The decoder the configuration asks for: with its schema registry, when it names one.
+    pub fn for_config(config: &crate::config::Config) -> Decoder {
+        match &config.schema_registry {
+            None => Decoder::new(),
+            Some(r) => Decoder::with_registry(RegistryClient::from_config(r)),
+        }
     }
 
     /// A decoder that can also fetch unknown Confluent schema ids from a registry.

@@ -147,6 +147,118 @@ pub const TOPIC_CONTRACTS: [TopicContract; 20] = [
     ),
 ];
 
+/// What one role (or a command that writes) reads and writes, by topic configuration key: the
+/// "read by" and "written by" columns of the topics reference.
+#[derive(Clone, Copy, Debug)]
+pub struct RoleTopics {
+    pub role: &'static str,
+    pub reads: &'static [&'static str],
+    pub writes: &'static [&'static str],
+}
+
+/// Every role's topics. Where a role's personal data is sealed it also follows the key topic
+/// (`subject_keys`); an erasure (`woostream erase`, or the producer on `customer.deleted`)
+/// writes the customers' tombstones, the erased-subject list and its receipt.
+pub const ROLE_TOPICS: [RoleTopics; 8] = [
+    RoleTopics {
+        role: "producer",
+        reads: &["products", "subject_keys", "erased_subjects"],
+        writes: &[
+            "orders",
+            "products",
+            "customers",
+            "coupons",
+            "reviews",
+            "actions",
+            "ingest_dead_letter",
+            "subject_keys",
+            "erased_subjects",
+            "deliveries",
+        ],
+    },
+    RoleTopics {
+        role: "backfill, reconcile",
+        reads: &["checkpoints", "products", "subject_keys", "erased_subjects"],
+        writes: &[
+            "orders",
+            "products",
+            "customers",
+            "coupons",
+            "reviews",
+            "ingest_dead_letter",
+            "checkpoints",
+            "alerts",
+            "subject_keys",
+            "erased_subjects",
+            "deliveries",
+        ],
+    },
+    RoleTopics {
+        role: "crm inbound",
+        reads: &["deliveries", "crm_changes"],
+        writes: &["crm_changes", "shop_dead_letter"],
+    },
+    RoleTopics {
+        role: "enricher",
+        reads: &[
+            "orders",
+            "products",
+            "customers",
+            "reviews",
+            "profiles",
+            "models",
+        ],
+        writes: &[
+            "profiles",
+            "alerts",
+            "models",
+            "deliveries",
+            "transactions_probe",
+        ],
+    },
+    RoleTopics {
+        role: "fit, backtest",
+        reads: &["profiles"],
+        writes: &["models", "backtests"],
+    },
+    RoleTopics {
+        role: "slack",
+        reads: &["alerts", "deliveries", "subject_keys"],
+        writes: &["deliveries", "slack_dead_letter"],
+    },
+    RoleTopics {
+        role: "crm",
+        reads: &[
+            "orders",
+            "customers",
+            "profiles",
+            "deliveries",
+            "subject_keys",
+            "erased_subjects",
+        ],
+        writes: &["deliveries", "crm_dead_letter"],
+    },
+    RoleTopics {
+        role: "insight",
+        reads: &["profiles", "alerts", "models", "backtests", "deliveries"],
+        writes: &[],
+    },
+];
+
+/// The roles that read (`reading`) or write `topic`, joined for the reference.
+fn roles_of(topic: &str, reading: bool) -> String {
+    let roles: Vec<String> = ROLE_TOPICS
+        .iter()
+        .filter(|r| if reading { r.reads } else { r.writes }.contains(&topic))
+        .map(|r| r.role.to_string())
+        .collect();
+    if roles.is_empty() {
+        "—".into()
+    } else {
+        roles.join("; ")
+    }
+}
+
 impl Payload {
     fn markdown(self) -> String {
         match self {
@@ -180,8 +292,8 @@ pub fn markdown() -> String {
          without a schema registry they are written in Avro single-object encoding, with one in its \
          framing (subjects `{topic}-key` and `{topic}-value`). Retention follows \
          the kind of data (`[retention]`), unless the topic sets `retention_ms`.\n\n\
-         | key | default name | key | value | cleanup | partitions | retention | what it holds |\n\
-         |---|---|---|---|---|---|---|---|\n",
+         | key | default name | key | value | written by | read by | cleanup | partitions | retention | what it holds |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for c in TOPIC_CONTRACTS {
         let (_, t) = topics
@@ -195,11 +307,13 @@ pub fn markdown() -> String {
         };
         let _ = writeln!(
             out,
-            "| `{}` | `{}` | {} | {} | {} | {} | {} | {} |",
+            "| `{}` | `{}` | {} | {} | {} | {} | {} | {} | {} | {} |",
             c.topic,
             t.name,
             c.key.markdown(),
             c.value.markdown(),
+            roles_of(c.topic, false),
+            roles_of(c.topic, true),
             t.cleanup_policy,
             partitions,
             kind_name(topics.kind_of(c.topic)),
@@ -221,6 +335,24 @@ mod tests {
             assert_eq!(n, 1, "topics.{key} has {n} contracts");
         }
         assert_eq!(TOPIC_CONTRACTS.len(), topics.all().len());
+    }
+
+    #[test]
+    fn every_topic_a_role_names_exists_and_every_topic_is_written() {
+        let keys: Vec<&str> = TOPIC_CONTRACTS.iter().map(|c| c.topic).collect();
+        for r in ROLE_TOPICS {
+            for t in r.reads.iter().chain(r.writes) {
+                assert!(keys.contains(t), "{} names the unknown topic {t}", r.role);
+            }
+        }
+        for c in TOPIC_CONTRACTS {
+            assert_ne!(
+                roles_of(c.topic, false),
+                "—",
+                "nothing writes topics.{}",
+                c.topic
+            );
+        }
     }
 
     #[test]

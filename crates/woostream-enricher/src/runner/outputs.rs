@@ -16,10 +16,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
 use woostream_core::config::Config;
-use woostream_core::contract::codec::{Contract, Decoder, Encoder, Framing};
+use woostream_core::contract::codec::{Codecs, Contract, Decoder, Encoder, Framing};
 use woostream_core::contract::enriched::{Alert, AlertKey, CustomerProfile, ShopModel};
 use woostream_core::contract::events::CustomerKey;
-use woostream_core::contract::registry::RegistryClient;
 use woostream_core::contract::sink_records::Delivery;
 use woostream_core::headers;
 
@@ -57,10 +56,6 @@ impl Outputs {
     /// Encoders and a decoder for `config`: Confluent framing with the subjects registered when
     /// a registry is configured, single-object encoding otherwise.
     pub async fn for_config(config: &Config) -> anyhow::Result<(Outputs, Decoder)> {
-        let Some(r) = &config.schema_registry else {
-            return Ok((Outputs::build(|_| Framing::SingleObject), Decoder::new()));
-        };
-        let client = RegistryClient::from_config(r);
         let t = &config.topics;
         let subjects = [
             (t.profiles.name.as_str(), "key", CustomerKey::schema()),
@@ -72,13 +67,10 @@ impl Outputs {
             (t.deliveries.name.as_str(), "key", String::schema()),
             (t.deliveries.name.as_str(), "value", Delivery::schema()),
         ];
-        let framings = woostream_core::contract::codec::register_subjects(&client, &subjects)
+        let codecs = Codecs::register(config, &subjects)
             .await
             .context("registering the enricher's schemas with the schema registry")?;
-        Ok((
-            Outputs::build(|name| framings[name].clone()),
-            Decoder::with_registry(client),
-        ))
+        Ok((Outputs::build(|name| codecs.framing(name)), codecs.decoder))
     }
 }
 

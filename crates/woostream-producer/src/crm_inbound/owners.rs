@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use rdkafka::message::Message;
 use woostream_core::config::Config;
 use woostream_core::contract::codec::Decoder;
-use woostream_core::contract::registry::RegistryClient;
 use woostream_core::contract::sink_records::{Delivery, DeliveryOutcome};
 use woostream_core::kafka::follow::Followed;
 
@@ -46,10 +45,7 @@ impl Owners {
     /// Starts following the audit topic and returns once everything written to it before
     /// the call has been read.
     pub async fn follow(config: &Config, bootstrap: &str) -> anyhow::Result<Owners> {
-        let decoder = match &config.schema_registry {
-            None => Decoder::new(),
-            Some(r) => Decoder::with_registry(RegistryClient::from_config(r)),
-        };
+        let decoder = Decoder::for_config(config);
         let sink = config.crm.sink_name();
         let handle = tokio::runtime::Handle::current();
         let followed = Followed::start_async(

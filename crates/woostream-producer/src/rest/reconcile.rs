@@ -19,10 +19,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use woostream_core::config::{Config, ShopConfig};
-use woostream_core::contract::codec::{register_subjects, Contract, Encoder, Framing};
+use woostream_core::contract::codec::{Codecs, Contract, Encoder};
 use woostream_core::contract::enriched::{Alert, AlertKey, AlertKind};
 use woostream_core::contract::events::Origin;
-use woostream_core::contract::registry::RegistryClient;
 use woostream_core::kafka::{self, RenewingProducer};
 
 use super::checkpoint;
@@ -146,26 +145,17 @@ pub struct AlertWriter {
 impl AlertWriter {
     /// In the framing the configuration chooses, like every other writer.
     pub async fn for_config(config: &Config) -> anyhow::Result<AlertWriter> {
-        let Some(r) = &config.schema_registry else {
-            return Ok(AlertWriter {
-                key: Encoder::new(&Framing::SingleObject),
-                value: Encoder::new(&Framing::SingleObject),
-            });
-        };
-        let client = RegistryClient::from_config(r);
         let topic = config.topics.alerts.name.as_str();
-        let framings = register_subjects(
-            &client,
-            &[
-                (topic, "key", AlertKey::schema()),
-                (topic, "value", Alert::schema()),
-            ],
-        )
-        .await
-        .context("registering the alert schemas with the schema registry")?;
+        let subjects = [
+            (topic, "key", AlertKey::schema()),
+            (topic, "value", Alert::schema()),
+        ];
+        let codecs = Codecs::register(config, &subjects)
+            .await
+            .context("registering the alert schemas with the schema registry")?;
         Ok(AlertWriter {
-            key: Encoder::new(&framings[AlertKey::SCHEMA_NAME]),
-            value: Encoder::new(&framings[Alert::SCHEMA_NAME]),
+            key: codecs.encoder(),
+            value: codecs.encoder(),
         })
     }
 }

@@ -5,8 +5,7 @@ use crate::crm::metrics::Metrics;
 use crate::crm::records::{cipher, Recorder};
 use anyhow::Context;
 use woostream_core::config::Config;
-use woostream_core::contract::codec::{Contract, Decoder, Encoder, Framing};
-use woostream_core::contract::registry::RegistryClient;
+use woostream_core::contract::codec::{Codecs, Contract, Decoder};
 use woostream_core::contract::sink_records::{CrmDeadLetter, Delivery, DeliveryOutcome};
 use woostream_core::kafka;
 
@@ -47,31 +46,19 @@ pub async fn recorder(
     metrics: Metrics,
 ) -> anyhow::Result<(Recorder, Decoder)> {
     let t = &config.topics;
-    let (framings, decoder) = match &config.schema_registry {
-        None => (None, Decoder::new()),
-        Some(r) => {
-            let client = RegistryClient::from_config(r);
-            let subjects = [
-                (t.deliveries.name.as_str(), "key", String::schema()),
-                (t.deliveries.name.as_str(), "value", Delivery::schema()),
-                (t.crm_dead_letter.name.as_str(), "key", String::schema()),
-                (
-                    t.crm_dead_letter.name.as_str(),
-                    "value",
-                    CrmDeadLetter::schema(),
-                ),
-            ];
-            let f = woostream_core::contract::codec::register_subjects(&client, &subjects)
-                .await
-                .context("registering the CRM sink's schemas")?;
-            (Some(f), Decoder::with_registry(client))
-        }
-    };
-    let framing = |name: &str| {
-        framings
-            .as_ref()
-            .map_or(Framing::SingleObject, |f| f[name].clone())
-    };
+    let subjects = [
+        (t.deliveries.name.as_str(), "key", String::schema()),
+        (t.deliveries.name.as_str(), "value", Delivery::schema()),
+        (t.crm_dead_letter.name.as_str(), "key", String::schema()),
+        (
+            t.crm_dead_letter.name.as_str(),
+            "value",
+            CrmDeadLetter::schema(),
+        ),
+    ];
+    let codecs = Codecs::register(config, &subjects)
+        .await
+        .context("registering the CRM sink's schemas")?;
     Ok((
         Recorder {
             sink: config.crm.sink_name(),
@@ -79,13 +66,13 @@ pub async fn recorder(
             producer: kafka::renewing_producer(&config.kafka, bootstrap, "crm")?,
             deliveries_topic: t.deliveries.name.clone(),
             dead_letter_topic: t.crm_dead_letter.name.clone(),
-            key: Encoder::new(&framing(String::SCHEMA_NAME)),
-            delivery: Encoder::new(&framing(Delivery::SCHEMA_NAME)),
-            dead_letter: Encoder::new(&framing(CrmDeadLetter::SCHEMA_NAME)),
+            key: codecs.encoder(),
+            delivery: codecs.encoder(),
+            dead_letter: codecs.encoder(),
             cipher: cipher(config),
             keys: crate::intake::subject_keys(config, bootstrap).await?,
             metrics,
         },
-        decoder,
+        codecs.decoder,
     ))
 }

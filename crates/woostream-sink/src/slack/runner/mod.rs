@@ -29,9 +29,8 @@ use rdkafka::message::Message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use woostream_core::config::Config;
-use woostream_core::contract::codec::{Contract, Decoder, Encoder, Framing};
+use woostream_core::contract::codec::{Codecs, Contract, Decoder, Encoder};
 use woostream_core::contract::enriched::Alert;
-use woostream_core::contract::registry::RegistryClient;
 use woostream_core::contract::sink_records::Delivery;
 use woostream_core::kafka;
 use woostream_core::kafka::admit::{admit, seek_stalled};
@@ -222,33 +221,22 @@ pub async fn start(ctx: &woostream_core::role::RoleContext) -> anyhow::Result<Sl
 }
 
 async fn codecs(config: &Config) -> anyhow::Result<(Encoders, Decoder)> {
-    let Some(r) = &config.schema_registry else {
-        return Ok((
-            Encoders {
-                key: Encoder::new(&Framing::SingleObject),
-                delivery: Encoder::new(&Framing::SingleObject),
-                alert: Encoder::new(&Framing::SingleObject),
-            },
-            Decoder::new(),
-        ));
-    };
-    let client = RegistryClient::from_config(r);
     let t = &config.topics;
     let subjects = [
         (t.deliveries.name.as_str(), "key", String::schema()),
         (t.deliveries.name.as_str(), "value", Delivery::schema()),
         (t.slack_dead_letter.name.as_str(), "value", Alert::schema()),
     ];
-    let f = woostream_core::contract::codec::register_subjects(&client, &subjects)
+    let codecs = Codecs::register(config, &subjects)
         .await
         .context("registering the Slack sink's schemas")?;
     Ok((
         Encoders {
-            key: Encoder::new(&f[String::SCHEMA_NAME]),
-            delivery: Encoder::new(&f[Delivery::SCHEMA_NAME]),
-            alert: Encoder::new(&f[Alert::SCHEMA_NAME]),
+            key: codecs.encoder(),
+            delivery: codecs.encoder(),
+            alert: codecs.encoder(),
         },
-        Decoder::with_registry(client),
+        codecs.decoder,
     ))
 }
 
