@@ -22,6 +22,7 @@
 //! (rebalancing: state restored on assignment, dropped on revocation), `transactions` (the
 //! producer and the start-up probe) and `refit` (the periodic model refit).
 
+mod io;
 mod outputs;
 mod process;
 mod refit;
@@ -34,12 +35,15 @@ pub use outputs::{Deliveries, Outputs};
 pub use restore::{Rebalancer, MARKER_HEADER};
 pub use supervise::{start_supervised, Supervised};
 
-use outputs::{OutputProducer, Positions};
+use io::Io;
+use outputs::{OutputProducer, Progress};
+use process::State;
 use refit::spawn_refit;
+use restore::Restores;
 use transactions::{create_producer, probe_transactions};
 use writer::Writer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -48,35 +52,18 @@ use anyhow::{anyhow, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 use woostream_core::config::{Config, Transactions};
-use woostream_core::contract::codec::Decoder;
-use woostream_core::contract::events::CustomerKey;
 use woostream_core::kafka;
 use woostream_core::kafka::admit::{admit, seek_stalled};
-use woostream_core::kafka::exact_resume::ResumeGuard;
 use woostream_core::ops::Readiness;
 use woostream_core::role::RoleContext;
 
 use crate::metrics::Metrics;
 use crate::model::topic::{self as models, Models};
-use crate::partition::{CustomerPartition, Settings};
-use crate::products::{ProductWatch, ProductWatchSettings};
+use crate::partition::Settings;
+use crate::products::ProductWatchSettings;
 
 /// The role's name where the process reports on it.
 const ROLE: &str = "enricher";
-
-/// A partition assigned paused until its state is restored.
-struct Restoring {
-    kind: Input,
-    topic: String,
-    partition: i32,
-    committed: i64,
-}
-
-/// One revoked partition's state, kept for the rest of the rebalance.
-enum Parked {
-    Customers(CustomerPartition),
-    Watch(ProductWatch),
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Input {
@@ -89,49 +76,22 @@ enum Input {
 /// Everything the loop and the rebalance callbacks share. Only the polling thread touches it:
 /// the callbacks run inside `poll`, while the loop does not hold the lock.
 struct Work {
+    /// The Kafka side: encoders, the producers and the writer, the key follower.
+    io: Io,
+    /// Partitions being restored, and the state revoked in the rebalance under way.
+    restores: Restores,
+    /// What was processed and not yet committed.
+    progress: Progress,
+    /// The customers and products of the assigned partitions, and what they are scored with.
+    state: State,
     /// When the record being processed was written to Kafka: a recent one's subject key may
     /// not have been read yet (see `SubjectKeys::keys_for_record`).
     written_at: Option<chrono::DateTime<chrono::Utc>>,
     config: Config,
     bootstrap: String,
-    settings: Settings,
-    watch_settings: ProductWatchSettings,
-    outputs: Outputs,
-    decoder: Decoder,
-    with_registry: bool,
-    runtime: tokio::runtime::Handle,
-    producer: Arc<OutputProducer>,
-    /// Encodes and sends the outputs beside the loop.
-    writer: Writer,
-    /// Writes restore markers outside any transaction.
-    marker_producer: rdkafka::producer::FutureProducer,
-    transactional: bool,
-    models: Arc<Models>,
     metrics: Metrics,
-    customers: HashMap<i32, CustomerPartition>,
-    product_watches: HashMap<(Input, i32), ProductWatch>,
-    /// The state of partitions revoked in the rebalance under way, with the offset it was
-    /// committed at: a partition assigned back to this instance at that offset keeps it
-    /// instead of restoring it (an eager rebalance revokes every partition, moves few).
-    parked: HashMap<(String, i32), (i64, Parked)>,
-    /// Partitions assigned paused, whose state the loop restores next, oldest first.
-    restoring: std::collections::VecDeque<Restoring>,
-    /// When the restore of the current assignment began.
-    restore_started: Option<Instant>,
-    /// Reads the profile and product topics for restores (made at the first one).
-    restore_reader: Option<woostream_core::kafka::reading::Reader>,
-    /// Next offset to commit, per input partition, for what was processed since the last commit.
-    positions: Positions,
-    /// Customers erased since the last commit, by input partition: their profile tombstones
-    /// (the partitions keep each customer's newest version: [`Settings::defer_profiles`]).
-    erased: HashSet<(i32, CustomerKey)>,
-    /// Offsets set aside by [`Work::commit`], each with the number its outputs stay below,
-    /// waiting for those outputs to be acknowledged.
-    awaiting: std::collections::VecDeque<(u64, Positions)>,
     leader: Arc<AtomicBool>,
     ready: Arc<AtomicBool>,
-    /// Checks that each partition resumes exactly at its restored offset (Tansu skips ahead).
-    resume: ResumeGuard,
     failure: Option<anyhow::Error>,
     /// The loop ended with an error.
     stopped: bool,
@@ -140,14 +100,6 @@ struct Work {
     /// The partition [`Work::process`] just found a newer writer's record in, for the loop to
     /// pause: (topic, partition, offset, why).
     newly_held: Option<(String, i32, i64, anyhow::Error)>,
-    /// Opens sealed personal fields.
-    keys: woostream_core::privacy::SubjectKeys,
-    /// The producer erases on `customer.deleted`: the deletion itself is left to the erasure.
-    erasure_follows_deletion: bool,
-    /// The models' generation the partitions were last queued for rescoring with.
-    models_seen: u64,
-    /// Rescoring allowance for a new model: (customers that may still be rescored, as of).
-    rescore_allowance: (f64, Instant),
 }
 
 pub struct Running {
@@ -298,42 +250,40 @@ async fn launch(
     let producer = Arc::new(producer);
     let writer = Writer::start(producer.clone(), outputs.clone(), config)?;
     let work = Arc::new(Mutex::new(Work {
+        io: Io {
+            outputs: outputs.clone(),
+            decoder: decoder.clone(),
+            with_registry,
+            runtime: runtime.clone(),
+            producer,
+            writer,
+            marker_producer: kafka::create_producer(&config.kafka, bootstrap)?,
+            transactional,
+            keys,
+        },
+        restores: Restores::default(),
+        progress: Progress::default(),
+        state: State {
+            settings,
+            watch_settings,
+            models: models.clone(),
+            customers: HashMap::new(),
+            product_watches: HashMap::new(),
+            erasure_follows_deletion: config.privacy.seal_personal_data
+                && config.privacy.erase_on_customer_deleted,
+            models_seen: 0,
+            rescore_allowance: (0.0, Instant::now()),
+        },
         written_at: None,
         config: config.clone(),
         bootstrap: bootstrap.to_string(),
-        settings,
-        watch_settings,
-        outputs: outputs.clone(),
-        decoder: decoder.clone(),
-        with_registry,
-        runtime: runtime.clone(),
-        producer,
-        writer,
-        marker_producer: kafka::create_producer(&config.kafka, bootstrap)?,
-        transactional,
-        models: models.clone(),
         metrics: metrics.clone(),
-        customers: HashMap::new(),
-        product_watches: HashMap::new(),
-        parked: HashMap::new(),
-        restoring: Default::default(),
-        restore_started: None,
-        restore_reader: None,
-        positions: HashMap::new(),
-        awaiting: Default::default(),
-        erased: HashSet::new(),
         leader: leader.clone(),
         ready: ready.clone(),
-        resume: ResumeGuard::default(),
         failure: None,
         stopped: false,
         readiness: readiness.clone(),
         newly_held: None,
-        keys,
-        erasure_follows_deletion: config.privacy.seal_personal_data
-            && config.privacy.erase_on_customer_deleted,
-        models_seen: 0,
-        rescore_allowance: (0.0, Instant::now()),
     }));
     let mut consumer_config = kafka::consumer_config(&config.kafka, bootstrap, &e.group_id);
     consumer_config
@@ -423,7 +373,9 @@ fn run(
             }
             let w = &mut *w;
             match polled {
-                Some(Ok(m)) if admit(&consumer, &mut w.resume, &w.readiness, ROLE, &m)? => {
+                Some(Ok(m))
+                    if admit(&consumer, &mut w.progress.resume, &w.readiness, ROLE, &m)? =>
+                {
                     w.process(&m)?;
                     if let Some((topic, partition, offset, e)) = w.newly_held.take() {
                         woostream_core::kafka::hold::hold(
@@ -442,11 +394,11 @@ fn run(
                 None => {}
             }
             // One partition's restore between polls: the others go on meanwhile.
-            if !w.restoring.is_empty() {
+            if !w.restores.restoring.is_empty() {
                 w.restore_next(&consumer)?;
             }
             w.apply_new_models()?;
-            seek_stalled(&consumer, &mut w.resume, ROLE)?;
+            seek_stalled(&consumer, &mut w.progress.resume, ROLE)?;
             // Between bursts, commit at once instead of at the next interval: what was
             // processed becomes durable progress as soon as its outputs are acknowledged.
             uncommitted = w.has_uncommitted();

@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -21,6 +21,7 @@ use woostream_core::contract::enriched::{Alert, AlertKey, CustomerProfile, ShopM
 use woostream_core::contract::events::CustomerKey;
 use woostream_core::contract::sink_records::Delivery;
 use woostream_core::headers;
+use woostream_core::kafka::exact_resume::ResumeGuard;
 
 /// Encoders of what the enricher writes.
 #[derive(Clone)]
@@ -142,6 +143,21 @@ pub(super) type OutputProducer = ThreadedProducer<Deliveries>;
 /// position looks the topic up by `&str` instead of allocating a key per record).
 pub(super) type Positions = HashMap<String, HashMap<i32, i64>>;
 
+/// What was processed and not yet committed, and where each partition must resume.
+#[derive(Default)]
+pub(super) struct Progress {
+    /// Next offset to commit, per input partition, for what was processed since the last commit.
+    pub(super) positions: Positions,
+    /// Customers erased since the last commit, by input partition: their profile tombstones
+    /// (the partitions keep each customer's newest version: `Settings::defer_profiles`).
+    pub(super) erased: HashSet<(i32, CustomerKey)>,
+    /// Offsets set aside by `Work::commit`, each with the number its outputs stay below,
+    /// waiting for those outputs to be acknowledged.
+    pub(super) awaiting: VecDeque<(u64, Positions)>,
+    /// Checks that each partition resumes exactly at its restored offset (Tansu skips ahead).
+    pub(super) resume: ResumeGuard,
+}
+
 pub(super) fn merge(into: &mut Positions, from: Positions) {
     for (topic, partitions) in from {
         into.entry(topic).or_default().extend(partitions);
@@ -151,10 +167,11 @@ pub(super) fn merge(into: &mut Positions, from: Positions) {
 impl Work {
     /// Whether anything processed is not committed yet.
     pub(super) fn has_uncommitted(&self) -> bool {
-        !self.positions.is_empty()
-            || !self.awaiting.is_empty()
-            || !self.erased.is_empty()
+        !self.progress.positions.is_empty()
+            || !self.progress.awaiting.is_empty()
+            || !self.progress.erased.is_empty()
             || self
+                .state
                 .customers
                 .values()
                 .any(CustomerPartition::has_unwritten)
@@ -164,13 +181,17 @@ impl Work {
     /// each customer's newest version, which the partitions build now (a customer erased and
     /// then ordering again ends as a profile).
     pub(super) fn write_profiles(&mut self) -> anyhow::Result<()> {
-        for (partition, key) in std::mem::take(&mut self.erased) {
+        for (partition, key) in std::mem::take(&mut self.progress.erased) {
             self.write_profile(partition, key, None)?;
         }
-        let partitions: Vec<i32> = self.customers.keys().copied().collect();
+        let partitions: Vec<i32> = self.state.customers.keys().copied().collect();
         for partition in partitions {
-            let state = self.customers.get_mut(&partition).expect("key just listed");
-            for (key, profile) in state.take_profiles(&self.settings) {
+            let state = self
+                .state
+                .customers
+                .get_mut(&partition)
+                .expect("key just listed");
+            for (key, profile) in state.take_profiles(&self.state.settings) {
                 self.write_profile(partition, key, Some(profile))?;
             }
         }
@@ -189,7 +210,7 @@ impl Work {
                 .with_label_values(&[p.segment.name()])
                 .inc();
         }
-        self.writer.write(Write::Profile {
+        self.io.writer.write(Write::Profile {
             partition,
             key,
             profile: profile.map(Box::new),
@@ -209,41 +230,46 @@ impl Work {
         wait: bool,
     ) -> anyhow::Result<()> {
         self.write_profiles()?;
-        self.writer.flush()?;
+        self.io.writer.flush()?;
         let timeout = Duration::from_millis(self.config.kafka.delivery_timeout_ms);
-        if self.transactional {
-            if self.positions.is_empty() {
+        if self.io.transactional {
+            if self.progress.positions.is_empty() {
                 return Ok(());
             }
             // Every output of this transaction must be in the producer before it ends.
-            self.writer.barrier()?;
-            let tpl = offsets_list(&self.positions)?;
+            self.io.writer.barrier()?;
+            let tpl = offsets_list(&self.progress.positions)?;
             let group = consumer
                 .group_metadata()
                 .ok_or_else(|| anyhow!("no consumer group metadata"))?;
-            self.producer
+            self.io
+                .producer
                 .send_offsets_to_transaction(&tpl, &group, timeout)
                 .context("adding the input offsets to the transaction")?;
-            self.producer
+            self.io
+                .producer
                 .commit_transaction(timeout)
                 .context("committing the transaction")?;
             self.check_deliveries()?;
-            self.producer
+            self.io
+                .producer
                 .begin_transaction()
                 .context("beginning a transaction")?;
-            self.positions.clear();
+            self.progress.positions.clear();
             self.metrics.commits.inc();
             return Ok(());
         }
-        let deliveries = self.producer.context();
-        if !self.positions.is_empty() {
+        let deliveries = self.io.producer.context();
+        if !self.progress.positions.is_empty() {
             let upto = deliveries.next.load(Ordering::Relaxed);
-            self.awaiting
-                .push_back((upto, std::mem::take(&mut self.positions)));
+            self.progress
+                .awaiting
+                .push_back((upto, std::mem::take(&mut self.progress.positions)));
         }
         if wait {
-            self.writer.barrier()?;
-            self.producer
+            self.io.writer.barrier()?;
+            self.io
+                .producer
                 .flush(timeout)
                 .context("waiting for the outputs to be acknowledged")?;
         }
@@ -251,11 +277,12 @@ impl Work {
         let acknowledged = deliveries.acknowledged_below();
         let mut ready = Positions::new();
         while self
+            .progress
             .awaiting
             .front()
             .is_some_and(|(upto, _)| *upto <= acknowledged)
         {
-            let (_, positions) = self.awaiting.pop_front().expect("checked");
+            let (_, positions) = self.progress.awaiting.pop_front().expect("checked");
             merge(&mut ready, positions);
         }
         if ready.is_empty() {
@@ -277,6 +304,7 @@ impl Work {
 
     pub(super) fn check_deliveries(&self) -> anyhow::Result<()> {
         match self
+            .io
             .producer
             .context()
             .failed

@@ -4,11 +4,14 @@
 use super::writer::Write;
 use super::{Input, Work};
 use crate::alerts::Origin;
-use crate::partition::{CustomerPartition, Output};
+use crate::model::topic::Models;
+use crate::partition::{CustomerPartition, Output, Settings};
 use crate::products::product_key;
+use crate::products::{ProductWatch, ProductWatchSettings};
 use anyhow::anyhow;
 use rdkafka::message::{BorrowedMessage, Message};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 use woostream_core::contract::codec::Contract;
 use woostream_core::contract::events::{
@@ -19,6 +22,22 @@ use woostream_core::privacy::erase::erasure_of;
 use woostream_core::privacy::personal::{fields, order_fields, seal_derived, Sealing};
 use woostream_core::privacy::receipt::Receipt;
 use woostream_core::privacy::OpenError;
+
+/// The customers and product watches of the assigned partitions, and what they are scored
+/// with.
+pub(super) struct State {
+    pub(super) settings: Settings,
+    pub(super) watch_settings: ProductWatchSettings,
+    pub(super) models: Arc<Models>,
+    pub(super) customers: HashMap<i32, CustomerPartition>,
+    pub(super) product_watches: HashMap<(Input, i32), ProductWatch>,
+    /// The producer erases on `customer.deleted`: the deletion itself is left to the erasure.
+    pub(super) erasure_follows_deletion: bool,
+    /// The models' generation the partitions were last queued for rescoring with.
+    pub(super) models_seen: u64,
+    /// Rescoring allowance for a new model: (customers that may still be rescored, as of).
+    pub(super) rescore_allowance: (f64, Instant),
+}
 
 impl Work {
     pub(super) fn input(&self, topic: &str) -> Option<Input> {
@@ -38,10 +57,12 @@ impl Work {
         &self,
         bytes: &[u8],
     ) -> Result<T, woostream_core::contract::codec::CodecError> {
-        if self.with_registry {
-            self.runtime.block_on(self.decoder.decode_async(bytes))
+        if self.io.with_registry {
+            self.io
+                .runtime
+                .block_on(self.io.decoder.decode_async(bytes))
         } else {
-            self.decoder.decode(bytes)
+            self.io.decoder.decode(bytes)
         }
     }
 
@@ -52,12 +73,13 @@ impl Work {
         let _record = woostream_core::traces::enabled()
             .then(|| woostream_core::kafka::span::record_span("enricher", m).entered());
         let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
-        match self.positions.get_mut(topic) {
+        match self.progress.positions.get_mut(topic) {
             Some(partitions) => {
                 partitions.insert(partition, offset + 1);
             }
             None => {
-                self.positions
+                self.progress
+                    .positions
                     .insert(topic.to_string(), HashMap::from([(partition, offset + 1)]));
             }
         }
@@ -82,7 +104,7 @@ impl Work {
             }
             // Written by a newer release: stop before it (see `woostream_core::kafka::hold`).
             Err(e) if woostream_core::contract::codec::newer_writer(&e) => {
-                if let Some(p) = self.positions.get_mut(topic) {
+                if let Some(p) = self.progress.positions.get_mut(topic) {
                     p.insert(partition, offset);
                 }
                 self.newly_held = Some((topic.to_string(), partition, offset, e));
@@ -120,7 +142,7 @@ impl Work {
                     self.decode(key.ok_or_else(|| anyhow!("order record without a key"))?)?;
                 let mut event: OrderEvent = self.decode(payload)?;
                 let sealing = match &mut event.order {
-                    Some(o) => self.keys.open_record(order_fields(o), self.written_at)?,
+                    Some(o) => self.io.keys.open_record(order_fields(o), self.written_at)?,
                     None => Sealing::Clear,
                 };
                 if sealing == Sealing::Erased {
@@ -128,15 +150,16 @@ impl Work {
                     self.metrics.erased_skipped.inc();
                     return Ok(Output::default());
                 }
-                let model = self.models.get(&key.shop_id);
+                let model = self.state.models.get(&key.shop_id);
                 let state = self
+                    .state
                     .customers
                     .entry(partition)
                     .or_insert_with(|| CustomerPartition::new(partition));
                 if self.config.enricher.clock == woostream_core::config::Clock::Wall {
                     state.set_wall_clock(Some(chrono::Utc::now().timestamp_millis()));
                 }
-                let mut output = state.on_order(&key, &event, offset, &model, &self.settings);
+                let mut output = state.on_order(&key, &event, offset, &model, &self.state.settings);
                 // The initial is as personal as the name it comes from, and the note is the
                 // buyer's own words: both sealed the same way.
                 for (_, alert) in &mut output.alerts {
@@ -161,12 +184,13 @@ impl Work {
             Input::Customers => {
                 let event: CustomerEvent = self.decode(payload)?;
                 // With erasure on deletion, the erasure's tombstone follows and does the work.
-                if event.action != Action::Deleted || self.erasure_follows_deletion {
+                if event.action != Action::Deleted || self.state.erasure_follows_deletion {
                     return Ok(Output::default());
                 }
                 let key: CustomerKey =
                     self.decode(key.ok_or_else(|| anyhow!("customer record without a key"))?)?;
                 let state = self
+                    .state
                     .customers
                     .entry(partition)
                     .or_insert_with(|| CustomerPartition::new(partition));
@@ -177,10 +201,11 @@ impl Work {
                 let e = &event.envelope;
                 let origin = origin_of(e, event.product.as_ref().and_then(|p| p.modified_at));
                 let alerts = self
+                    .state
                     .product_watches
                     .entry((input, partition))
                     .or_default()
-                    .on_product(&event, &self.watch_settings, &origin);
+                    .on_product(&event, &self.state.watch_settings, &origin);
                 let key = product_key(&e.shop_id, event.product_id);
                 Output {
                     profiles: Vec::new(),
@@ -195,6 +220,7 @@ impl Work {
                     Some(r) => {
                         let mut text = Some(std::mem::take(&mut r.text));
                         let sealing = self
+                            .io
                             .keys
                             .open_record(vec![(fields::REVIEW_TEXT, &mut text)], self.written_at)?;
                         r.text = text.unwrap_or_default();
@@ -205,10 +231,11 @@ impl Work {
                 let e = &event.envelope;
                 let origin = origin_of(e, event.review.as_ref().and_then(|r| r.created_at));
                 let mut alerts = self
+                    .state
                     .product_watches
                     .entry((input, partition))
                     .or_default()
-                    .on_review(&event, &self.watch_settings, &origin);
+                    .on_review(&event, &self.state.watch_settings, &origin);
                 for a in &mut alerts {
                     if let Some(r) = &mut a.review {
                         r.text = seal_derived(
@@ -240,6 +267,7 @@ impl Work {
             _ => return Ok(Output::default()),
         };
         let state = self
+            .state
             .customers
             .entry(m.partition())
             .or_insert_with(|| CustomerPartition::new(m.partition()));
@@ -273,7 +301,7 @@ impl Work {
             attempts: 1,
         }
         .record();
-        self.writer.write(Write::Receipt(Box::new(receipt)))?;
+        self.io.writer.write(Write::Receipt(Box::new(receipt)))?;
         tracing::info!(erasure = %erasure_id, partition = m.partition(), orders, "Erased a customer's state and profile.");
         Ok(output)
     }
@@ -288,12 +316,12 @@ impl Work {
                 .alerts
                 .with_label_values(&[alert.kind.as_str()])
                 .inc();
-            self.writer.write(Write::Alert(key, Box::new(alert)))?;
+            self.io.writer.write(Write::Alert(key, Box::new(alert)))?;
         }
         for (key, profile) in output.profiles {
             // Versions stay in the partition until the commit; what comes out is a tombstone.
             debug_assert!(profile.is_none(), "profiles are deferred in the runner");
-            self.erased.insert((partition, key));
+            self.progress.erased.insert((partition, key));
         }
         Ok(())
     }
@@ -302,37 +330,39 @@ impl Work {
     /// change, then rescored at `enricher.rescore_per_second`, so a refit reaches every profile
     /// within minutes without stalling the orders behind it.
     pub(super) fn apply_new_models(&mut self) -> anyhow::Result<()> {
-        let generation = self.models.generation();
-        if generation != self.models_seen {
-            self.models_seen = generation;
-            self.customers
+        let generation = self.state.models.generation();
+        if generation != self.state.models_seen {
+            self.state.models_seen = generation;
+            self.state
+                .customers
                 .values_mut()
                 .for_each(CustomerPartition::queue_model_rescore);
         }
         let pending: usize = self
+            .state
             .customers
             .values()
             .map(CustomerPartition::model_rescore_pending)
             .sum();
         let rate = f64::from(self.config.enricher.rescore_per_second);
-        let (allowance, since) = self.rescore_allowance;
+        let (allowance, since) = self.state.rescore_allowance;
         let now = Instant::now();
         // At most one second's worth saved up.
         let mut allowance = (allowance + since.elapsed().as_secs_f64() * rate).min(rate);
-        self.rescore_allowance = (allowance, now);
+        self.state.rescore_allowance = (allowance, now);
         if pending == 0 || allowance < 1.0 {
             return Ok(());
         }
-        let models = self.models.clone();
+        let models = self.state.models.clone();
         let model_of = move |shop: &str| models.get(shop);
-        let mut partitions: Vec<i32> = self.customers.keys().copied().collect();
+        let mut partitions: Vec<i32> = self.state.customers.keys().copied().collect();
         partitions.sort_unstable();
         for partition in partitions {
             let budget = allowance as usize;
-            let Some(state) = self.customers.get_mut(&partition) else {
+            let Some(state) = self.state.customers.get_mut(&partition) else {
                 continue;
             };
-            let (output, used) = state.rescore_with_models(&model_of, &self.settings, budget);
+            let (output, used) = state.rescore_with_models(&model_of, &self.state.settings, budget);
             allowance -= used as f64;
             self.metrics.model_rescored.inc_by(used as u64);
             self.emit(output, partition)?;
@@ -340,23 +370,24 @@ impl Work {
                 break;
             }
         }
-        self.rescore_allowance.0 = allowance;
+        self.state.rescore_allowance.0 = allowance;
         Ok(())
     }
 
     pub(super) fn update_gauges(&self) {
         self.metrics
             .customers
-            .set(self.customers.values().map(|c| c.len() as i64).sum());
+            .set(self.state.customers.values().map(|c| c.len() as i64).sum());
         self.metrics.products.set(
-            self.product_watches
+            self.state
+                .product_watches
                 .values()
                 .map(|c| c.products() as i64)
                 .sum(),
         );
         self.metrics
             .partitions
-            .set((self.customers.len() + self.product_watches.len()) as i64);
+            .set((self.state.customers.len() + self.state.product_watches.len()) as i64);
     }
 }
 

@@ -6,20 +6,49 @@
 //! The instance is ready once nothing waits to be restored.
 
 use super::process::origin_of;
-use super::{Input, Parked, Restoring, Work, ROLE};
+use super::{Input, Work, ROLE};
 use crate::partition::CustomerPartition;
 use crate::products::ProductWatch;
 use anyhow::{anyhow, bail, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use woostream_core::contract::enriched::CustomerProfile;
 use woostream_core::contract::events::{CustomerKey, ProductEvent, ReviewEvent};
 use woostream_core::kafka::reading::{read_to_end, reader};
+
+/// Partitions being restored, and the state revoked in the rebalance under way.
+#[derive(Default)]
+pub(super) struct Restores {
+    /// The state of partitions revoked in the rebalance under way, with the offset it was
+    /// committed at: a partition assigned back to this instance at that offset keeps it
+    /// instead of restoring it (an eager rebalance revokes every partition, moves few).
+    pub(super) parked: HashMap<(String, i32), (i64, Parked)>,
+    /// Partitions assigned paused, whose state the loop restores next, oldest first.
+    pub(super) restoring: VecDeque<Restoring>,
+    /// When the restore of the current assignment began.
+    pub(super) restore_started: Option<Instant>,
+    /// Reads the profile and product topics for restores (made at the first one).
+    pub(super) restore_reader: Option<woostream_core::kafka::reading::Reader>,
+}
+
+/// A partition assigned paused until its state is restored.
+pub(super) struct Restoring {
+    pub(super) kind: Input,
+    pub(super) topic: String,
+    pub(super) partition: i32,
+    pub(super) committed: i64,
+}
+
+/// One revoked partition's state, kept for the rest of the rebalance.
+pub(super) enum Parked {
+    Customers(CustomerPartition),
+    Watch(ProductWatch),
+}
 
 impl Work {
     pub(super) fn revoke(
@@ -50,15 +79,17 @@ impl Work {
                     })
             })
         };
-        self.parked.clear();
-        self.restoring.retain(|r| {
+        self.restores.parked.clear();
+        self.restores.restoring.retain(|r| {
             !tpl.elements()
                 .iter()
                 .any(|e| e.topic() == r.topic && e.partition() == r.partition)
         });
-        self.metrics.restoring.set(self.restoring.len() as i64);
+        self.metrics
+            .restoring
+            .set(self.restores.restoring.len() as i64);
         for e in tpl.elements() {
-            self.resume.forget(e.topic(), e.partition());
+            self.progress.resume.forget(e.topic(), e.partition());
             // Whoever reads it next stops at the newer writer's record again, if it must.
             self.readiness.release(ROLE, e.topic(), e.partition());
             let at = committed_at(e.topic(), e.partition());
@@ -67,16 +98,21 @@ impl Work {
                     if e.partition() == 0 {
                         self.leader.store(false, Ordering::Relaxed);
                     }
-                    self.customers.remove(&e.partition()).map(Parked::Customers)
+                    self.state
+                        .customers
+                        .remove(&e.partition())
+                        .map(Parked::Customers)
                 }
                 Some(kind @ (Input::Products | Input::Reviews)) => self
+                    .state
                     .product_watches
                     .remove(&(kind, e.partition()))
                     .map(Parked::Watch),
                 _ => None,
             };
             if let (Some(at), Some(parked)) = (at, parked) {
-                self.parked
+                self.restores
+                    .parked
                     .insert((e.topic().to_string(), e.partition()), (at, parked));
             }
         }
@@ -96,7 +132,7 @@ impl Work {
         tpl: &TopicPartitionList,
     ) -> anyhow::Result<TopicPartitionList> {
         self.ready.store(false, Ordering::Relaxed);
-        self.restore_started = Some(Instant::now());
+        self.restores.restore_started = Some(Instant::now());
         let committed = consumer
             .committed_offsets(tpl.clone(), Duration::from_secs(30))
             .context("reading committed offsets")?;
@@ -118,7 +154,11 @@ impl Work {
                 },
             )?;
             // Still in memory from before this rebalance, and nobody moved it on since.
-            let kept = match self.parked.remove(&(e.topic().to_string(), e.partition())) {
+            let kept = match self
+                .restores
+                .parked
+                .remove(&(e.topic().to_string(), e.partition()))
+            {
                 Some((at, state)) if at == committed => Some(state),
                 _ => None,
             };
@@ -138,24 +178,28 @@ impl Work {
                     Some(Input::Orders | Input::Products | Input::Reviews)
                 );
             if !waits {
-                self.resume.expect(e.topic(), e.partition(), committed);
+                self.progress
+                    .resume
+                    .expect(e.topic(), e.partition(), committed);
             }
             match (self.input(e.topic()), kept) {
                 (Some(Input::Orders), Some(Parked::Customers(state))) => {
-                    self.customers.insert(e.partition(), state);
+                    self.state.customers.insert(e.partition(), state);
                     if e.partition() == 0 {
                         self.leader.store(true, Ordering::Relaxed);
                     }
                     continue;
                 }
                 (Some(kind @ (Input::Products | Input::Reviews)), Some(Parked::Watch(watch))) => {
-                    self.product_watches.insert((kind, e.partition()), watch);
+                    self.state
+                        .product_watches
+                        .insert((kind, e.partition()), watch);
                     continue;
                 }
                 _ => {}
             }
             if let Some(kind) = self.input(e.topic()).filter(|_| waits) {
-                self.restoring.push_back(Restoring {
+                self.restores.restoring.push_back(Restoring {
                     kind,
                     topic: e.topic().to_string(),
                     partition: e.partition(),
@@ -164,7 +208,7 @@ impl Work {
             }
         }
         // What did not come back is another instance's now.
-        self.parked.clear();
+        self.restores.parked.clear();
         self.update_gauges();
         self.restored_if_done(tpl.count());
         Ok(start)
@@ -174,7 +218,7 @@ impl Work {
     /// the customers partition of each orders partition waiting (erasures need its state).
     pub(super) fn waiting(&self) -> anyhow::Result<TopicPartitionList> {
         let mut tpl = TopicPartitionList::new();
-        for r in &self.restoring {
+        for r in &self.restores.restoring {
             tpl.add_partition(&r.topic, r.partition);
             if r.kind == Input::Orders {
                 tpl.add_partition(&self.config.topics.customers.name, r.partition);
@@ -189,17 +233,17 @@ impl Work {
         &mut self,
         consumer: &BaseConsumer<Rebalancer>,
     ) -> anyhow::Result<()> {
-        let Some(r) = self.restoring.pop_front() else {
+        let Some(r) = self.restores.restoring.pop_front() else {
             return Ok(());
         };
-        if self.restore_reader.is_none() {
-            self.restore_reader = Some(reader(
+        if self.restores.restore_reader.is_none() {
+            self.restores.restore_reader = Some(reader(
                 &self.config.kafka,
                 &self.bootstrap,
                 "enricher-restore",
             )?);
         }
-        let restore_reader = self.restore_reader.take().expect("set above");
+        let restore_reader = self.restores.restore_reader.take().expect("set above");
         let restored = match r.kind {
             Input::Orders => self.restore_customers(&restore_reader, r.partition, r.committed),
             kind => self.replay_product_events(
@@ -210,11 +254,13 @@ impl Work {
                 r.committed,
             ),
         };
-        self.restore_reader = Some(restore_reader);
+        self.restores.restore_reader = Some(restore_reader);
         restored?;
         let mut go = TopicPartitionList::new();
         go.add_partition(&r.topic, r.partition);
-        self.resume.expect(&r.topic, r.partition, r.committed);
+        self.progress
+            .resume
+            .expect(&r.topic, r.partition, r.committed);
         if r.kind == Input::Orders {
             let customers = self.config.topics.customers.name.clone();
             go.add_partition(&customers, r.partition);
@@ -227,7 +273,7 @@ impl Work {
                     Offset::Offset(n) => n,
                     _ => 0,
                 };
-                self.resume.expect(&customers, r.partition, at);
+                self.progress.resume.expect(&customers, r.partition, at);
             }
             if r.partition == 0 {
                 self.leader.store(true, Ordering::Relaxed);
@@ -243,11 +289,13 @@ impl Work {
 
     /// Once nothing waits to be restored: ready, and the restore's duration observed.
     fn restored_if_done(&mut self, assigned: usize) {
-        self.metrics.restoring.set(self.restoring.len() as i64);
-        if !self.restoring.is_empty() {
+        self.metrics
+            .restoring
+            .set(self.restores.restoring.len() as i64);
+        if !self.restores.restoring.is_empty() {
             return;
         }
-        if let Some(started) = self.restore_started.take() {
+        if let Some(started) = self.restores.restore_started.take() {
             self.metrics
                 .restore_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -318,7 +366,7 @@ impl Work {
             customers = state.len(),
             "Customers restored."
         );
-        self.customers.insert(partition, state);
+        self.state.customers.insert(partition, state);
         Ok(())
     }
 
@@ -335,7 +383,7 @@ impl Work {
                 uuid::Uuid::new_v4()
             ),
         };
-        let k = self.outputs.customer_key.encode(&key)?;
+        let k = self.io.outputs.customer_key.encode(&key)?;
         let headers = OwnedHeaders::new().insert(Header {
             key: MARKER_HEADER,
             value: Some("restore"),
@@ -345,8 +393,13 @@ impl Work {
             .partition(partition)
             .headers(headers);
         let delivery = self
+            .io
             .runtime
-            .block_on(self.marker_producer.send(record, Duration::from_secs(30)))
+            .block_on(
+                self.io
+                    .marker_producer
+                    .send(record, Duration::from_secs(30)),
+            )
             .map_err(|(e, _)| e)
             .with_context(|| format!("writing the restore marker to {topic}[{partition}]"))?;
         Ok(delivery.offset)
@@ -362,7 +415,7 @@ impl Work {
         committed: i64,
     ) -> anyhow::Result<()> {
         let mut watch = ProductWatch::default();
-        let settings = self.watch_settings.clone();
+        let settings = self.state.watch_settings.clone();
         let read = read_to_end(
             reader,
             topic,
@@ -385,7 +438,7 @@ impl Work {
             .restored_records
             .with_label_values(&[topic])
             .inc_by(read);
-        self.product_watches.insert((kind, partition), watch);
+        self.state.product_watches.insert((kind, partition), watch);
         Ok(())
     }
 }
@@ -449,8 +502,10 @@ impl ConsumerContext for Rebalancer {
                         work.failure.get_or_insert(e);
                     }
                 }
-                work.ready
-                    .store(restored && work.restoring.is_empty(), Ordering::Relaxed);
+                work.ready.store(
+                    restored && work.restores.restoring.is_empty(),
+                    Ordering::Relaxed,
+                );
             }
             RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 if let Err(e) = work.revoke(consumer, tpl) {
