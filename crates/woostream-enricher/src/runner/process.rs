@@ -18,10 +18,10 @@ use woostream_core::contract::events::{
     Action, CustomerEvent, CustomerKey, OrderEvent, ProductEvent, ReviewEvent,
 };
 use woostream_core::contract::sink_records::DeliveryOutcome;
+use woostream_core::kafka::admit::{unreadable, Unreadable};
 use woostream_core::privacy::erase::erasure_of;
 use woostream_core::privacy::personal::{fields, order_fields, seal_derived, Sealing};
 use woostream_core::privacy::receipt::Receipt;
-use woostream_core::privacy::OpenError;
 
 /// The customers and product watches of the assigned partitions, and what they are scored
 /// with.
@@ -96,21 +96,21 @@ impl Work {
             return Ok(());
         };
         self.written_at = written_at(m);
-        let output = match self.apply(input, partition, offset, m.key(), payload) {
-            Ok(output) => output,
-            // Without the key topic nothing sealed can be read: stop, and resume from here.
-            Err(e) if matches!(e.downcast_ref(), Some(OpenError::KeysUnavailable(_))) => {
-                return Err(e)
-            }
-            // Written by a newer release: stop before it (see `woostream_core::kafka::hold`).
-            Err(e) if woostream_core::contract::codec::newer_writer(&e) => {
+        let error = match self.apply(input, partition, offset, m.key(), payload) {
+            Ok(output) => return self.emit(output, partition),
+            Err(e) => e,
+        };
+        match unreadable(error) {
+            Unreadable::KeysUnavailable(e) => Err(e),
+            // Stop before it (see `woostream_core::kafka::hold`).
+            Unreadable::NewerWriter(e) => {
                 if let Some(p) = self.progress.positions.get_mut(topic) {
                     p.insert(partition, offset);
                 }
                 self.newly_held = Some((topic.to_string(), partition, offset, e));
-                return Ok(());
+                Ok(())
             }
-            Err(e) => {
+            Unreadable::Damaged(e) => {
                 // The record stays in its topic; nothing downstream depends on it.
                 self.metrics.unreadable.with_label_values(&[topic]).inc();
                 tracing::warn!(
@@ -121,10 +121,9 @@ impl Work {
                     error = %e,
                     "Skipping an input record that cannot be read."
                 );
-                return Ok(());
+                Ok(())
             }
-        };
-        self.emit(output, partition)
+        }
     }
 
     /// The pure part: one decoded input record to its output.

@@ -9,10 +9,10 @@ use std::time::Instant;
 use woostream_core::contract::enriched::CustomerProfile;
 use woostream_core::contract::events::{CustomerEvent, OrderEvent};
 use woostream_core::contract::sink_records::SourceOffset;
+use woostream_core::kafka::admit::{unreadable, Unreadable};
 use woostream_core::kafka::reading::END_MARKER;
 use woostream_core::privacy::erased::is_erased_past;
 use woostream_core::privacy::personal::{customer_fields, order_fields, Sealing};
-use woostream_core::privacy::OpenError;
 
 impl<C: Crm> Loop<C> {
     /// Decodes a record and opens its sealed fields.
@@ -106,30 +106,29 @@ impl<C: Crm> Loop<C> {
                 return Ok(());
             }
             Ok(Some((contact, deal))) => (contact, deal),
-            // Without the key topic nothing sealed can be read: stop, and resume from here.
-            Err(e) if matches!(e.downcast_ref(), Some(OpenError::KeysUnavailable(_))) => {
-                return Err(e)
-            }
-            // Written by a newer release: not done, so nothing at or past it is committed;
-            // the loop holds the partition (see `woostream_core::kafka::hold`).
-            Err(e) if woostream_core::contract::codec::newer_writer(&e) => {
-                self.offsets.read(topic, partition, offset, 1);
-                self.newly_held = Some(e);
-                return Ok(());
-            }
-            Err(e) => {
-                self.sender_metrics().unreadable.inc();
-                tracing::warn!(topic, partition, offset, error = %e, "A record cannot be read; dead-lettering it.");
-                self.recorder
-                    .unreadable(
-                        m.key().map(<[u8]>::to_vec),
-                        payload.to_vec(),
-                        &format!("unreadable {topic}[{partition}]@{offset}: {e}"),
-                    )
-                    .await?;
-                self.offsets.read(topic, partition, offset, 0);
-                return Ok(());
-            }
+            Err(e) => match unreadable(e) {
+                Unreadable::KeysUnavailable(e) => return Err(e),
+                // Not done, so nothing at or past it is committed; the loop holds the
+                // partition (see `woostream_core::kafka::hold`).
+                Unreadable::NewerWriter(e) => {
+                    self.offsets.read(topic, partition, offset, 1);
+                    self.newly_held = Some(e);
+                    return Ok(());
+                }
+                Unreadable::Damaged(e) => {
+                    self.sender_metrics().unreadable.inc();
+                    tracing::warn!(topic, partition, offset, error = %e, "A record cannot be read; dead-lettering it.");
+                    self.recorder
+                        .unreadable(
+                            m.key().map(<[u8]>::to_vec),
+                            payload.to_vec(),
+                            &format!("unreadable {topic}[{partition}]@{offset}: {e}"),
+                        )
+                        .await?;
+                    self.offsets.read(topic, partition, offset, 0);
+                    return Ok(());
+                }
+            },
         };
         // An erased person's past never makes a contact again (a backfill restarted, a refund
         // of an old order): the erased-subject list says who and since when.

@@ -10,6 +10,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use std::sync::Arc;
 use woostream_core::contract::enriched::Alert;
 use woostream_core::contract::sink_records::DeliveryOutcome;
+use woostream_core::kafka::admit::{unreadable, Unreadable};
 
 impl Loop {
     pub(super) async fn on_alert(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<()> {
@@ -18,16 +19,18 @@ impl Loop {
         let Some(payload) = m.payload() else {
             return Ok(());
         };
-        let alert = match self.decoder.decode_async::<Alert>(payload).await {
+        let decoded = self.decoder.decode_async::<Alert>(payload).await;
+        let alert = match decoded.map_err(|e| unreadable(e.into())) {
             Ok(a) => a,
-            // Written by a newer release: never done, so nothing at or past it is committed;
-            // the loop holds the partition (see `woostream_core::kafka::hold`).
-            Err(e) if e.is_newer_writer() => {
+            Err(Unreadable::KeysUnavailable(e)) => return Err(e),
+            // Never done, so nothing at or past it is committed; the loop holds the partition
+            // (see `woostream_core::kafka::hold`).
+            Err(Unreadable::NewerWriter(e)) => {
                 self.offsets.read(m.topic(), partition, offset, 1);
-                self.newly_held = Some(e.into());
+                self.newly_held = Some(e);
                 return Ok(());
             }
-            Err(e) => {
+            Err(Unreadable::Damaged(e)) => {
                 // Kept, with the reason, rather than dropped.
                 self.metrics.unreadable.inc();
                 tracing::warn!(partition, offset, error = %e, "An alert cannot be read; dead-lettering it.");
