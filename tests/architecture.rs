@@ -14,7 +14,7 @@ const ROLES: &[&str] = &[
     "woostream-insight",
 ];
 const CORE: &str = "woostream-core";
-const ADAPTERS: &[&str] = &["woostream-woo"];
+const ADAPTERS: &[&str] = &["woostream-woo", "woostream-hubspot"];
 
 /// Each workspace crate with the workspace crates it depends on (normal and build
 /// dependencies: what ships in the crate).

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use woostream::shop::{Behaviour, ShopServer};
 use woostream_core::contract::codec::Decoder;
 use woostream_core::contract::events::{CustomerEvent, Origin};
-use woostream_producer::crm_inbound::signature::sign;
+use woostream_hubspot::signature::sign;
 use woostream_tests::enricher::{free_port, spawn, EnricherProcess};
 use woostream_tests::hubspot::{FakeHubSpot, Subscription};
 use woostream_tests::{config, fixture, read_topic_now, Post, Tansu, SECRET, SOURCE};
@@ -411,7 +411,7 @@ fn contact_where(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_buyer_typing_someone_elses_email_takes_over_no_contact_and_erasing_them_spares_it() {
-    use woostream_sink::crm::api::{Input, Object};
+    use woostream_hubspot::api::{Input, Object};
     let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap();
     let hubspot = FakeHubSpot::start("pat-inbound", 190).await;
     // Two people the CRM knows: Vera, another customer's contact; Walt, from a form.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use woostream_sink::crm::api::Object;
+use woostream_hubspot::api::Object;
 use woostream_tests::enricher::{free_port, spawn, EnricherProcess};
 use woostream_tests::hubspot::FakeHubSpot;
 use woostream_tests::{fixture, Post, Tansu};

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use woostream_producer::crm_inbound::signature::{sign, verify, Request};
+use woostream_hubspot::signature::{sign, verify, Request};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -9,8 +9,8 @@ use woostream_core::contract::codec::{Decoder, Encoder, Framing};
 use woostream_core::contract::enriched::{ChurnRisk, CustomerProfile, Segment};
 use woostream_core::contract::events::{CustomerKey, OrderEvent};
 use woostream_core::Money;
+use woostream_hubspot::api::Object;
 use woostream_producer::publish::Record;
-use woostream_sink::crm::api::Object;
 use woostream_sink::crm::changes::deal_version;
 
 use crate::enricher::sale_records;

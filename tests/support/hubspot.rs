@@ -5,7 +5,7 @@
 //! failures), `GET`/`POST /crm/v3/properties/{object}` (`hasUniqueValue`, 409 for a name taken),
 //! `GET /crm/v3/pipelines/deals/{id}` (its stages; 404), a rolling 10-second request limit answered with 429 and `policyName`, the
 //! `X-HubSpot-RateLimit-*` headers, and an outage mode answering 503. The records live in the
-//! same object store the dry run uses (`woostream_sink::crm::memory::Store`).
+//! same object store the dry run uses (`woostream_hubspot::memory::Store`).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use woostream_sink::crm::api::{Input, NewProperty, Object, PropertyKind};
-use woostream_sink::crm::memory::Store;
+use woostream_hubspot::api::{Input, NewProperty, Object, PropertyKind};
+use woostream_hubspot::memory::Store;
 
 /// One request the server answered.
 #[derive(Clone, Debug)]
@@ -207,13 +207,8 @@ impl FakeHubSpot {
         let sub = self.inner.lock().unwrap().subscription.clone()?;
         let body = serde_json::to_vec(&events).unwrap();
         let ts = chrono::Utc::now().timestamp_millis().to_string();
-        let signature = woostream_producer::crm_inbound::signature::sign(
-            &sub.client_secret,
-            "POST",
-            &sub.url,
-            &body,
-            &ts,
-        );
+        let signature =
+            woostream_hubspot::signature::sign(&sub.client_secret, "POST", &sub.url, &body, &ts);
         let status = reqwest::Client::new()
             .post(&sub.url)
             .header("content-type", "application/json")
@@ -555,7 +550,7 @@ fn answered(
     fake: &FakeHubSpot,
     endpoint: &str,
     h: HeaderMap,
-    result: Result<Response, woostream_sink::crm::memory::StoreError>,
+    result: Result<Response, woostream_hubspot::memory::StoreError>,
 ) -> Response {
     match result {
         Ok(r) => {

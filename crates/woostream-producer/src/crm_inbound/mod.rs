@@ -1,5 +1,5 @@
 //! The CRM talking back (`woostream crm inbound`): HubSpot's contact webhooks in, verified
-//! ([`signature`]), turned into changes for the shop ([`change`]) and kept, sealed under the
+//! (`woostream_hubspot::signature`), turned into changes for the shop ([`change`]) and kept, sealed under the
 //! customer's key, in the `crm_changes` topic; then a writer applies each change to the shop
 //! through its REST API, rate-limited and retried, with the outcome in the audit topic and
 //! refusals in a dead-letter topic.
@@ -12,7 +12,6 @@
 pub mod change;
 pub mod owners;
 pub mod receiver;
-pub mod signature;
 pub mod writer;
 
 use std::net::SocketAddr;

@@ -25,9 +25,9 @@ use woostream_core::privacy::CustomerHasher;
 
 use super::change::{customer_of, millis, relevant, CrmChange, HubSpotEvent, Ignored};
 use super::owners::Owners;
-use super::signature;
 use super::Metrics;
 use crate::personal::{NewKeys, Sealer};
+use woostream_hubspot::signature;
 use woostream_woo::deletion::Bounded;
 
 pub struct Receiver {

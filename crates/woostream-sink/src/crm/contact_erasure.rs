@@ -7,10 +7,10 @@
 use woostream_core::config::crm::ContactErasure;
 use woostream_core::contract::sink_records::CrmAttempt;
 
-use super::api::Crm;
 use super::changes::ContactId;
 use super::flush::{Refusal, Sender, Stop};
 use super::plan::{self, ContactErasure as Decision};
+use woostream_hubspot::api::Crm;
 
 /// What became of one contact's erasure.
 #[derive(Debug)]

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use woostream_core::contract::sink_records::CrmAttempt;
 
-use super::api::{Input, Written};
 use super::changes::{deal_key, ContactChange, ContactId, DealChange, Mapping};
 use super::pending::Item;
+use woostream_hubspot::api::{Input, Written};
 
 /// Why the CRM will not take a change.
 #[derive(Clone, Debug, PartialEq)]

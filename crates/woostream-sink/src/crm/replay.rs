@@ -14,15 +14,15 @@ use tokio_util::sync::CancellationToken;
 use woostream_core::config::Config;
 use woostream_core::contract::sink_records::CrmDeadLetter;
 
-use super::api::Crm;
 use super::changes::{ContactChange, DealChange};
 use super::flush::{Known, Outcome, Sender};
-use super::hubspot::HubSpot;
 use super::metrics::Metrics;
 use super::pending::{Item, Original, Taken};
 use super::records::open_original;
 use super::runner::{apply_audit, recorder};
 use crate::audit::{fold_audit, fold_each};
+use woostream_hubspot::api::Crm;
+use woostream_hubspot::client::HubSpot;
 
 /// Which dead letters to replay.
 #[derive(Clone, Debug, Default)]

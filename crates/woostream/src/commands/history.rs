@@ -154,7 +154,7 @@ pub(crate) async fn replay(
 
 pub(crate) async fn crm_setup(config: Config) -> anyhow::Result<()> {
     telemetry::init(&config);
-    let done = woostream_sink::crm::setup::set_up_hubspot(&config.crm).await?;
+    let done = woostream_hubspot::setup::set_up_hubspot(&config.crm).await?;
     for n in &done.created {
         println!(
             "created {} property {} ({})",

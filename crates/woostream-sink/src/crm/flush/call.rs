@@ -2,8 +2,6 @@
 //! refused as a whole split until the bad record stands alone.
 
 use super::Sender;
-use crate::crm::api::{CallError, Crm, Reply, Written};
-use crate::crm::budget::Budget;
 use crate::crm::plan::{Interrupted, Refusal};
 use chrono::Utc;
 use futures::StreamExt;
@@ -12,6 +10,8 @@ use std::time::{Duration, Instant};
 use woostream_core::contract::sink_records::CrmAttempt;
 use woostream_core::privacy::redact::hide_emails;
 use woostream_core::retry::{self, Failed, Policy, RetryLogic};
+use woostream_hubspot::api::{CallError, Crm, Reply, Written};
+use woostream_hubspot::budget::Budget;
 
 /// Attempts kept per change: the newest.
 pub(super) const ATTEMPTS_KEPT: usize = 20;

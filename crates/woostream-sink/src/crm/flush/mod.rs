@@ -9,12 +9,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use woostream_core::contract::sink_records::CrmAttempt;
 
-use super::api::{Crm, Input, Object, Written};
-use super::budget::Budget;
 use super::changes::Mapping;
 use super::metrics::Metrics;
 use super::pending::Taken;
 use super::plan;
+use woostream_hubspot::api::{Crm, Input, Object, Written};
+use woostream_hubspot::budget::Budget;
 
 mod call;
 use call::push_attempts;
@@ -226,16 +226,16 @@ impl<C: Crm> Sender<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crm::api::{CallError, Reply};
     use crate::crm::changes::ContactChange;
-    use crate::crm::memory::{MemoryCrm, Store};
     use crate::crm::pending::Item;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Instant;
     use woostream_core::config::crm::CrmConfig;
+    use woostream_hubspot::api::{CallError, Reply};
+    use woostream_hubspot::memory::{MemoryCrm, Store};
 
-    use crate::crm::api::{NewProperty, Property};
     use crate::crm::changes::examples::{contact, deal};
+    use woostream_hubspot::api::{NewProperty, Property};
 
     /// The in-memory CRM, failing the first `fail` requests with 503 and counting requests.
     struct Flaky {

@@ -39,16 +39,16 @@ use woostream_core::kafka::exact_resume::ResumeGuard;
 use woostream_core::privacy::erased::ErasedSubjects;
 use woostream_core::privacy::CustomerHasher;
 
-use super::api::Crm;
 use super::changes;
 use super::flush::{Interrupted, Known, Report, Sender, SharedKnown};
-use super::hubspot::HubSpot;
-use super::memory::{MemoryCrm, Store};
 use super::metrics::Metrics;
 use super::pending::{Pending, Policy};
 use super::records::Recorder;
-use super::setup;
 use crate::intake::{assign_all, Offsets};
+use woostream_hubspot::api::Crm;
+use woostream_hubspot::client::HubSpot;
+use woostream_hubspot::memory::{MemoryCrm, Store};
+use woostream_hubspot::setup;
 
 /// A running CRM sink.
 pub struct CrmSink {

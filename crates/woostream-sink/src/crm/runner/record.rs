@@ -1,7 +1,6 @@
 //! One record in: decoded, its sealed fields opened, its changes added to what is pending.
 
 use super::{Decoded, Loop};
-use crate::crm::api::Crm;
 use crate::crm::changes;
 use crate::crm::pending::Item;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -13,6 +12,7 @@ use woostream_core::kafka::admit::{unreadable, Unreadable};
 use woostream_core::kafka::reading::END_MARKER;
 use woostream_core::privacy::erased::is_erased_past;
 use woostream_core::privacy::personal::{customer_fields, order_fields, Sealing};
+use woostream_hubspot::api::Crm;
 
 impl<C: Crm> Loop<C> {
     /// Decodes a record and opens its sealed fields.

@@ -1,13 +1,13 @@
 //! Tombstones: an erased person's contact erased in the CRM, and their last profile let by.
 
 use super::Loop;
-use crate::crm::api::Crm;
 use crate::crm::contact_erasure::Erased;
 use rdkafka::message::{BorrowedMessage, Message};
 use woostream_core::contract::events::CustomerKey;
 use woostream_core::contract::sink_records::DeliveryOutcome;
 use woostream_core::privacy::erase::erasure_of;
 use woostream_core::privacy::receipt::Receipt;
+use woostream_hubspot::api::Crm;
 
 impl<C: Crm> Loop<C> {
     /// A tombstone: on the customers topic with an erasure's header, the person's contact is

@@ -8,10 +8,10 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::api::{
+use crate::api::{
     CallError, Crm, Input, NewProperty, Object, Property, PropertyKind, RecordError, Reply, Written,
 };
-use super::budget::RateLimits;
+use crate::budget::RateLimits;
 
 #[derive(Clone)]
 pub struct HubSpot {

@@ -1,12 +1,12 @@
 //! The contract a CRM implements for the sink: batch upserts by a unique property and
-//! deal → contact associations. HubSpot first ([`super::hubspot`]); Pipedrive or Salesforce
-//! follow with the same contract. The in-memory one ([`super::memory`]) serves `make run`.
+//! deal → contact associations. HubSpot first ([`crate::client`]); Pipedrive or Salesforce
+//! follow with the same contract. The in-memory one ([`crate::memory`]) serves `make run`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use super::budget::RateLimits;
+use crate::budget::RateLimits;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Object {

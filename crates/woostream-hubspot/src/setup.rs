@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use woostream_core::config::crm::CrmConfig;
 
-use super::api::{CallError, Crm, NewProperty, Object, Property, PropertyKind};
+use crate::api::{CallError, Crm, NewProperty, Object, Property, PropertyKind};
 
 /// A property the mapping writes, and the configuration key that names it.
 #[derive(Clone, Debug, PartialEq)]
@@ -245,7 +245,7 @@ pub async fn set_up_hubspot(c: &CrmConfig) -> anyhow::Result<SetUp> {
     let token = c
         .resolved_token()
         .context("crm.token (or crm.token_env) is not set")?;
-    let crm = super::hubspot::HubSpot::new(&c.api_url, token)?;
+    let crm = crate::client::HubSpot::new(&c.api_url, token)?;
     set_up(&crm, c)
         .await
         .with_context(|| format!("setting up the CRM at {}", c.api_url))
@@ -254,7 +254,7 @@ pub async fn set_up_hubspot(c: &CrmConfig) -> anyhow::Result<SetUp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crm::memory::{MemoryCrm, Store};
+    use crate::memory::{MemoryCrm, Store};
 
     #[tokio::test]
     async fn setup_creates_what_the_mapping_writes_and_the_check_then_passes() {

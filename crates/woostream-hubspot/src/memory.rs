@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use woostream_core::config::crm::{CONTACT_FIELDS, DEAL_FIELDS, DEFAULT_STAGES};
 
-use super::api::{
+use crate::api::{
     CallError, Crm, Input, NewProperty, Object, Property, PropertyKind, RecordError, Reply, Written,
 };
-use super::budget::RateLimits;
-use super::setup::{HUBSPOT_CONTACT_PROPERTIES, HUBSPOT_DEAL_PROPERTIES};
+use crate::budget::RateLimits;
+use crate::setup::{HUBSPOT_CONTACT_PROPERTIES, HUBSPOT_DEAL_PROPERTIES};
 
 /// A refusal in HubSpot's terms.
 #[derive(Clone, Debug, PartialEq)]
