@@ -8,6 +8,16 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::ops::Readiness;
 
+/// What a consuming role reads, for its lag to be watched.
+pub struct Consumes<'a> {
+    /// The role's name in the metrics' `role` label.
+    pub role: &'static str,
+    /// Its consumer group, whose committed offsets the lag is measured from.
+    pub group: &'a str,
+    /// The topics it reads.
+    pub topics: Vec<String>,
+}
+
 /// The configuration, the brokers, the process's metrics and readiness, and its shutdown.
 #[derive(Clone)]
 pub struct RoleContext {
@@ -46,6 +56,32 @@ impl RoleContext {
             create_topics,
             ..self
         }
+    }
+
+    /// The prologue every role shares, in this order: the credentials it uses resolve (named
+    /// by key prefix, so a dry run leaves out what it never calls with), the brokers answer
+    /// (missing topics created when asked; a refusal stops the start here, naming the setting
+    /// to fix), and what it consumes is watched for lag (`woostream_consumer_lag`,
+    /// `woostream_kafka_reachable{role}`).
+    pub async fn begin(
+        &self,
+        secrets: &[&str],
+        consumes: Option<Consumes<'_>>,
+    ) -> anyhow::Result<()> {
+        self.config.check_secrets(secrets)?;
+        crate::kafka::first_contact(&self.config, &self.bootstrap, self.create_topics).await?;
+        if let Some(c) = consumes {
+            crate::kafka::lag::watch(
+                c.role,
+                &self.config.kafka,
+                &self.bootstrap,
+                c.group,
+                c.topics,
+                &self.registry,
+                self.shutdown.clone(),
+            )?;
+        }
+        Ok(())
     }
 
     /// Reports whether the brokers answer (`woostream_kafka_reachable{role}`), for a role that

@@ -92,7 +92,11 @@ pub async fn start(ctx: &RoleContext) -> anyhow::Result<Running> {
     if config.shops.is_empty() {
         anyhow::bail!("no shops are configured: add a [[shops]] entry with id, source and secret");
     }
-    config.check_secrets(&["shops[", "producer.", "privacy.", "schema_registry."])?;
+    ctx.begin(
+        &["shops[", "producer.", "privacy.", "schema_registry."],
+        None,
+    )
+    .await?;
     // Not ready until the webhook port is bound (the catalogue is loaded before that).
     let webhooks_ready = readiness.condition("webhooks");
     let metrics = Metrics::register(registry).context("registering producer metrics")?;
@@ -104,7 +108,6 @@ pub async fn start(ctx: &RoleContext) -> anyhow::Result<Running> {
             .map(|s| s.id.as_str())
             .collect::<Vec<_>>(),
     );
-    kafka::first_contact(config, bootstrap, ctx.create_topics).await?;
     kafka::renewing::register_metrics(registry).context("registering Kafka metrics")?;
     let producer = kafka::renewing_producer(&config.kafka, bootstrap, "producer")?;
     let (encoders, decoder) = codecs(config).await?;

@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use prometheus::{IntCounterVec, Opts, Registry};
-use woostream_core::kafka;
 
 /// The inbound role's counters.
 #[derive(Clone)]
@@ -72,11 +71,11 @@ pub struct Running {
 /// Starts the receiver and the writer; both run until `shutdown`.
 pub async fn start(ctx: &woostream_core::role::RoleContext) -> anyhow::Result<Running> {
     let (config, bootstrap, registry) = (&ctx.config, ctx.bootstrap.as_str(), &ctx.registry);
-    let (shutdown, create_topics) = (ctx.shutdown.clone(), ctx.create_topics);
-    config.check_secrets(&["crm.", "shops[", "privacy.", "schema_registry."])?;
+    let shutdown = ctx.shutdown.clone();
     // Before anything else: no Kafka, no keys, for a configuration that cannot run.
     receiver::required(&config.crm.inbound)?;
-    kafka::first_contact(config, bootstrap, create_topics).await?;
+    ctx.begin(&["crm.", "shops[", "privacy.", "schema_registry."], None)
+        .await?;
     let metrics = Metrics::register(registry).context("registering the inbound metrics")?;
     // One view of the key topic for both: the receiver seals with it, the writer opens.
     let sealer = crate::personal::Sealer::start_async(config, bootstrap)

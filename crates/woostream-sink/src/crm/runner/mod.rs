@@ -38,6 +38,7 @@ use woostream_core::kafka::admit::{admit, seek_stalled};
 use woostream_core::kafka::exact_resume::ResumeGuard;
 use woostream_core::privacy::erased::ErasedSubjects;
 use woostream_core::privacy::CustomerHasher;
+use woostream_core::role::Consumes;
 
 use super::changes;
 use super::flush::{Interrupted, Known, Report, Sender, SharedKnown};
@@ -61,29 +62,23 @@ pub struct CrmSink {
 /// Starts the CRM sink: restores what the CRM has, then consumes until `shutdown`.
 pub async fn start(ctx: &woostream_core::role::RoleContext) -> anyhow::Result<CrmSink> {
     let (config, bootstrap, registry) = (&ctx.config, ctx.bootstrap.as_str(), &ctx.registry);
-    let (readiness, shutdown, create_topics) =
-        (&ctx.readiness, ctx.shutdown.clone(), ctx.create_topics);
+    let (readiness, shutdown) = (&ctx.readiness, ctx.shutdown.clone());
     // The token only where HubSpot is called (a dry run keeps the CRM in memory).
     let used: &[&str] = if config.crm.dry_run {
         &["crm.dead_letter_key", "schema_registry."]
     } else {
         &["crm.", "schema_registry."]
     };
-    config.check_secrets(used)?;
-    let metrics = Metrics::register(registry).context("registering CRM metrics")?;
-    kafka::first_contact(config, bootstrap, create_topics).await?;
     let t = &config.topics;
-    kafka::lag::watch(
-        "crm",
-        &config.kafka,
-        bootstrap,
-        &config.crm.consumer_group(),
-        [&t.orders, &t.customers, &t.profiles]
+    let consumes = Consumes {
+        role: ROLE,
+        group: &config.crm.consumer_group(),
+        topics: [&t.orders, &t.customers, &t.profiles]
             .map(|t| t.name.clone())
             .to_vec(),
-        registry,
-        shutdown.clone(),
-    )?;
+    };
+    ctx.begin(used, Some(consumes)).await?;
+    let metrics = Metrics::register(registry).context("registering CRM metrics")?;
     let (recorder, decoder) = recorder(config, bootstrap, metrics.clone()).await?;
     let restored = fold_audit(
         config,

@@ -37,6 +37,7 @@ use woostream_core::kafka::admit::{admit, seek_stalled};
 use woostream_core::kafka::exact_resume::ResumeGuard;
 use woostream_core::kafka::RenewingProducer;
 use woostream_core::retry::Policy;
+use woostream_core::role::Consumes;
 
 use super::channel::{Channel, Done, Shared, Ticket};
 use super::client::{Destination, Failure, Poster, Recorded};
@@ -69,28 +70,23 @@ const SLACK_RETRY: Policy =
 /// Starts the Slack sink: restores what was delivered, then consumes alerts until `shutdown`.
 pub async fn start(ctx: &woostream_core::role::RoleContext) -> anyhow::Result<SlackSink> {
     let (config, bootstrap, registry) = (&ctx.config, ctx.bootstrap.as_str(), &ctx.registry);
-    let (readiness, shutdown, create_topics) =
-        (&ctx.readiness, ctx.shutdown.clone(), ctx.create_topics);
+    let (readiness, shutdown) = (&ctx.readiness, ctx.shutdown.clone());
     // Slack's credentials only where Slack is called (a dry run records the messages).
     let used: &[&str] = if config.slack.dry_run {
         &["schema_registry."]
     } else {
         &["slack.", "schema_registry."]
     };
-    config.check_secrets(used)?;
     let slack = &config.slack;
+    // Before Kafka is reached: a rule that cannot work stops the start at once.
     let rules = Arc::new(Rules::compile(slack).map_err(|(k, m)| anyhow!("{k}: {m}"))?);
+    let consumes = Consumes {
+        role: ROLE,
+        group: &slack.consumer_group(),
+        topics: vec![config.topics.alerts.name.clone()],
+    };
+    ctx.begin(used, Some(consumes)).await?;
     let metrics = Metrics::register(registry).context("registering Slack metrics")?;
-    kafka::first_contact(config, bootstrap, create_topics).await?;
-    kafka::lag::watch(
-        "slack",
-        &config.kafka,
-        bootstrap,
-        &slack.consumer_group(),
-        vec![config.topics.alerts.name.clone()],
-        registry,
-        shutdown.clone(),
-    )?;
     let (encoders, decoder) = codecs(config).await?;
     let recorded = slack.dry_run.then(|| Arc::new(Mutex::new(Vec::new())));
     let poster = match &recorded {
