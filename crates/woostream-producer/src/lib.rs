@@ -24,12 +24,11 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use woostream_core::config::Config;
 use woostream_core::contract::codec::Decoder;
-use woostream_core::contract::registry::RegistryClient;
 use woostream_core::kafka;
 use woostream_core::role::RoleContext;
 
 use crate::metrics::Metrics;
-use crate::publish::{Encoders, Publisher, Topics};
+use crate::publish::{Encoders, Publisher};
 use crate::spool::Spool;
 
 /// A started producer: where it listens and the task that ends after a graceful shutdown.
@@ -68,20 +67,9 @@ async fn hand_over(
 /// The encoders of everything the producer writes and a decoder of what it reads, in the
 /// framing the configuration chooses (the registry's when one is configured).
 pub async fn codecs(config: &Config) -> anyhow::Result<(Encoders, Decoder)> {
-    let topics = Topics::from_config(&config.topics);
-    let registry_client = config
-        .schema_registry
-        .as_ref()
-        .map(RegistryClient::from_config);
-    Ok(match &registry_client {
-        Some(client) => (
-            Encoders::with_registry(topics, client)
-                .await
-                .context("registering schemas with the schema registry")?,
-            Decoder::with_registry(client.clone()),
-        ),
-        None => (Encoders::single_object(topics), Decoder::new()),
-    })
+    Encoders::register(config)
+        .await
+        .context("registering schemas with the schema registry")
 }
 
 /// Starts the producer role against `bootstrap` and serves webhooks until `shutdown`; then it

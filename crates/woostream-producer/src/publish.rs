@@ -8,10 +8,12 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
-use woostream_core::config::TopicsConfig;
-use woostream_core::contract::codec::{CodecError, Contract, ContractSchema, Encoder, Framing};
+use woostream_core::config::{Config, TopicsConfig};
+use woostream_core::contract::codec::{
+    CodecError, Codecs, Contract, ContractSchema, Decoder, Encoder, Framing,
+};
 use woostream_core::contract::events::*;
-use woostream_core::contract::registry::RegistryClient;
+use woostream_core::contract::registry::RegistryError;
 use woostream_core::headers;
 use woostream_core::kafka::renewing::is_permanent;
 use woostream_core::kafka::RenewingProducer;
@@ -142,33 +144,34 @@ impl Encoders {
         Encoders::build(topics, |_| Framing::SingleObject)
     }
 
-    /// Confluent framing: registers every key and value schema under `{topic}-key` and
-    /// `{topic}-value` (TopicNameStrategy) and uses the ids the registry returns. A schema
-    /// used by several topics (the customer key) gets one global id.
-    pub async fn with_registry(
-        topics: Topics,
-        registry: &RegistryClient,
-    ) -> Result<Encoders, CodecError> {
-        let t = &topics;
-        let subjects: [(&str, &str, &'static ContractSchema); 14] = [
-            (&t.orders, "value", OrderEvent::schema()),
-            (&t.orders, "key", CustomerKey::schema()),
-            (&t.products, "value", ProductEvent::schema()),
-            (&t.products, "key", ProductKey::schema()),
-            (&t.customers, "value", CustomerEvent::schema()),
-            (&t.customers, "key", CustomerKey::schema()),
-            (&t.coupons, "value", CouponEvent::schema()),
-            (&t.coupons, "key", CouponKey::schema()),
-            (&t.reviews, "value", ReviewEvent::schema()),
-            (&t.reviews, "key", ProductKey::schema()),
-            (&t.actions, "value", ActionEvent::schema()),
-            (&t.actions, "key", ActionKey::schema()),
-            (&t.ingest_dead_letter, "value", IngestDeadLetter::schema()),
-            (&t.ingest_dead_letter, "key", String::schema()),
-        ];
-        let framings =
-            woostream_core::contract::codec::register_subjects(registry, &subjects).await?;
-        Ok(Encoders::build(topics, |name| framings[name].clone()))
+    /// The encoders `config` asks for, with a decoder: with a schema registry, every key and
+    /// value schema registered under `{topic}-key` and `{topic}-value` (TopicNameStrategy) and
+    /// the ids it returns used (a schema several topics share, the customer key, gets one
+    /// global id); without one, single-object encoding.
+    pub async fn register(config: &Config) -> Result<(Encoders, Decoder), RegistryError> {
+        let topics = Topics::from_config(&config.topics);
+        let codecs = {
+            let t = &topics;
+            let subjects: [(&str, &str, &'static ContractSchema); 14] = [
+                (&t.orders, "value", OrderEvent::schema()),
+                (&t.orders, "key", CustomerKey::schema()),
+                (&t.products, "value", ProductEvent::schema()),
+                (&t.products, "key", ProductKey::schema()),
+                (&t.customers, "value", CustomerEvent::schema()),
+                (&t.customers, "key", CustomerKey::schema()),
+                (&t.coupons, "value", CouponEvent::schema()),
+                (&t.coupons, "key", CouponKey::schema()),
+                (&t.reviews, "value", ReviewEvent::schema()),
+                (&t.reviews, "key", ProductKey::schema()),
+                (&t.actions, "value", ActionEvent::schema()),
+                (&t.actions, "key", ActionKey::schema()),
+                (&t.ingest_dead_letter, "value", IngestDeadLetter::schema()),
+                (&t.ingest_dead_letter, "key", String::schema()),
+            ];
+            Codecs::register(config, &subjects).await?
+        };
+        let encoders = Encoders::build(topics, |name| codecs.framing(name));
+        Ok((encoders, codecs.decoder))
     }
 
     /// The record for an event, with woostream's headers.
