@@ -23,7 +23,6 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::task::JoinHandle;
 use woostream_core::config::Config;
-use woostream_core::contract::codec::Decoder;
 use woostream_core::kafka;
 use woostream_core::role::RoleContext;
 
@@ -64,14 +63,6 @@ async fn hand_over(
     }
 }
 
-/// The encoders of everything the producer writes and a decoder of what it reads, in the
-/// framing the configuration chooses (the registry's when one is configured).
-pub async fn codecs(config: &Config) -> anyhow::Result<(Encoders, Decoder)> {
-    Encoders::register(config)
-        .await
-        .context("registering schemas with the schema registry")
-}
-
 /// Starts the producer role against `bootstrap` and serves webhooks until `shutdown`; then it
 /// stops accepting, finishes in-flight requests and flushes the Kafka producer.
 pub async fn start(ctx: &RoleContext) -> anyhow::Result<Running> {
@@ -98,7 +89,7 @@ pub async fn start(ctx: &RoleContext) -> anyhow::Result<Running> {
     );
     kafka::renewing::register_metrics(registry).context("registering Kafka metrics")?;
     let producer = kafka::renewing_producer(&config.kafka, bootstrap, "producer")?;
-    let (encoders, decoder) = codecs(config).await?;
+    let (encoders, decoder) = Encoders::register(config).await?;
     let (catalogue, catalogue_thread) =
         catalogue::follow_products(config, bootstrap, decoder, shutdown.clone()).await?;
     let timeout = Duration::from_millis(config.kafka.delivery_timeout_ms);

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
@@ -13,7 +14,6 @@ use woostream_core::contract::codec::{
     CodecError, Codecs, Contract, ContractSchema, Decoder, Encoder, Framing,
 };
 use woostream_core::contract::events::*;
-use woostream_core::contract::registry::RegistryError;
 use woostream_core::headers;
 use woostream_core::kafka::renewing::is_permanent;
 use woostream_core::kafka::RenewingProducer;
@@ -148,7 +148,7 @@ impl Encoders {
     /// value schema registered under `{topic}-key` and `{topic}-value` (TopicNameStrategy) and
     /// the ids it returns used (a schema several topics share, the customer key, gets one
     /// global id); without one, single-object encoding.
-    pub async fn register(config: &Config) -> Result<(Encoders, Decoder), RegistryError> {
+    pub async fn register(config: &Config) -> anyhow::Result<(Encoders, Decoder)> {
         let topics = Topics::from_config(&config.topics);
         let codecs = {
             let t = &topics;
@@ -168,7 +168,9 @@ impl Encoders {
                 (&t.ingest_dead_letter, "value", IngestDeadLetter::schema()),
                 (&t.ingest_dead_letter, "key", String::schema()),
             ];
-            Codecs::register(config, &subjects).await?
+            Codecs::register(config, &subjects)
+                .await
+                .context("registering schemas with the schema registry")?
         };
         let encoders = Encoders::build(topics, |name| codecs.framing(name));
         Ok((encoders, codecs.decoder))

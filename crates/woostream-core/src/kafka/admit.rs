@@ -49,6 +49,19 @@ pub fn admit<X: ConsumerContext, C: Consumer<X>>(
     }
 }
 
+/// Stops before `record`, written by a newer release: its partition is held for `role`
+/// ([`super::hold`]) until an upgraded build reads it.
+pub fn hold<X: ConsumerContext, C: Consumer<X>>(
+    consumer: &C,
+    readiness: &Readiness,
+    role: &'static str,
+    record: &impl Message,
+    error: &anyhow::Error,
+) -> anyhow::Result<()> {
+    let (topic, partition, offset) = (record.topic(), record.partition(), record.offset());
+    super::hold::hold(consumer, readiness, role, topic, partition, offset, error)
+}
+
 /// Reads again from further back every resumed partition that stayed silent (the broker
 /// answered nothing for an offset in its last batch); call it between polls.
 pub fn seek_stalled<X: ConsumerContext, C: Consumer<X>>(

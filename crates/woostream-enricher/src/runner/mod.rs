@@ -53,7 +53,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 use woostream_core::config::{Config, Transactions};
 use woostream_core::kafka;
-use woostream_core::kafka::admit::{admit, seek_stalled};
+use woostream_core::kafka::admit::{admit, hold, seek_stalled};
 use woostream_core::ops::Readiness;
 use woostream_core::role::RoleContext;
 
@@ -97,9 +97,9 @@ struct Work {
     stopped: bool,
     /// Holds partitions at a newer writer's record, and says so on `/readyz`.
     readiness: Readiness,
-    /// The partition [`Work::process`] just found a newer writer's record in, for the loop to
-    /// pause: (topic, partition, offset, why).
-    newly_held: Option<(String, i32, i64, anyhow::Error)>,
+    /// Why the record [`Work::process`] just took was left for a newer release: the loop holds
+    /// its partition there.
+    newly_held: Option<anyhow::Error>,
 }
 
 pub struct Running {
@@ -377,16 +377,8 @@ fn run(
                     if admit(&consumer, &mut w.progress.resume, &w.readiness, ROLE, &m)? =>
                 {
                     w.process(&m)?;
-                    if let Some((topic, partition, offset, e)) = w.newly_held.take() {
-                        woostream_core::kafka::hold::hold(
-                            &consumer,
-                            &w.readiness,
-                            ROLE,
-                            &topic,
-                            partition,
-                            offset,
-                            &e,
-                        )?;
+                    if let Some(e) = w.newly_held.take() {
+                        hold(&consumer, &w.readiness, ROLE, &m, &e)?;
                     }
                 }
                 Some(Ok(_)) => {}

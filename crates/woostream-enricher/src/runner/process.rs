@@ -107,7 +107,7 @@ impl Work {
                 if let Some(p) = self.progress.positions.get_mut(topic) {
                     p.insert(partition, offset);
                 }
-                self.newly_held = Some((topic.to_string(), partition, offset, e));
+                self.newly_held = Some(e);
                 Ok(())
             }
             Unreadable::Damaged(e) => {

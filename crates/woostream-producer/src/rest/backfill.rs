@@ -95,7 +95,7 @@ pub async fn run(
     let client = WooRest::for_shop(shop)?;
     kafka::first_contact(config, bootstrap, create_topics).await?;
     let producer = kafka::renewing_producer(&config.kafka, bootstrap, "backfill")?;
-    let (encoders, decoder) = crate::codecs(config).await?;
+    let (encoders, decoder) = crate::publish::Encoders::register(config).await?;
     let latest = checkpoint::read_latest(config, bootstrap).await?;
     // Products already in Kafka give orders their categories, as they do on the webhook path.
     let (catalogue, follower) =

@@ -611,7 +611,7 @@ pub async fn run(
     let (config, bootstrap, registry) = (&ctx.config, ctx.bootstrap.as_str(), &ctx.registry);
     let (shutdown, create_topics) = (ctx.shutdown.clone(), ctx.create_topics);
     kafka::first_contact(config, bootstrap, create_topics).await?;
-    let (encoders, decoder) = crate::codecs(config).await?;
+    let (encoders, decoder) = crate::publish::Encoders::register(config).await?;
     let (catalogue, _follower) =
         crate::catalogue::follow_products(config, bootstrap, decoder, shutdown.clone()).await?;
     let producer = kafka::renewing_producer(&config.kafka, bootstrap, "reconcile")?;

@@ -27,14 +27,13 @@ use rdkafka::consumer::StreamConsumer;
 
 /// The CRM sink's consumer: librdkafka's statistics become metrics.
 type RecordConsumer = StreamConsumer<kafka::stats::ClientStats>;
-use rdkafka::message::Message;
 use tokio_util::sync::CancellationToken;
 use woostream_core::config::crm::ContactErasure;
 use woostream_core::config::crm::CrmConfig;
 use woostream_core::config::Config;
 use woostream_core::contract::codec::Decoder;
 use woostream_core::kafka;
-use woostream_core::kafka::admit::{admit, seek_stalled};
+use woostream_core::kafka::admit::{admit, hold, seek_stalled};
 use woostream_core::kafka::exact_resume::ResumeGuard;
 use woostream_core::privacy::erased::ErasedSubjects;
 use woostream_core::privacy::CustomerHasher;
@@ -314,7 +313,7 @@ impl<C: Crm> Loop<C> {
                         let record = woostream_core::kafka::span::record_span("crm", &m);
                         self.on_record(&m).instrument(record).await?;
                         if let Some(e) = self.newly_held.take() {
-                            woostream_core::kafka::hold::hold(consumer, &self.readiness, ROLE, m.topic(), m.partition(), m.offset(), &e)?;
+                            hold(consumer, &self.readiness, ROLE, &m, &e)?;
                         }
                     }
                 }

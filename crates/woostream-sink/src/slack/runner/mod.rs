@@ -25,7 +25,6 @@ use crate::audit::fold_audit;
 use crate::intake::Offsets;
 use anyhow::{anyhow, Context};
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::message::Message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use woostream_core::config::Config;
@@ -33,7 +32,7 @@ use woostream_core::contract::codec::{Codecs, Contract, Decoder, Encoder};
 use woostream_core::contract::enriched::Alert;
 use woostream_core::contract::sink_records::Delivery;
 use woostream_core::kafka;
-use woostream_core::kafka::admit::{admit, seek_stalled};
+use woostream_core::kafka::admit::{admit, hold, seek_stalled};
 use woostream_core::kafka::exact_resume::ResumeGuard;
 use woostream_core::kafka::RenewingProducer;
 use woostream_core::retry::Policy;
@@ -280,7 +279,7 @@ impl Loop {
                         let record = woostream_core::kafka::span::record_span("slack", &m);
                         self.on_alert(&m).instrument(record).await?;
                         if let Some(e) = self.newly_held.take() {
-                            woostream_core::kafka::hold::hold(consumer, &self.readiness, ROLE, m.topic(), m.partition(), m.offset(), &e)?;
+                            hold(consumer, &self.readiness, ROLE, &m, &e)?;
                         }
                     }
                 }
